@@ -1,0 +1,1 @@
+"""stratflow: api."""

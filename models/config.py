@@ -1,0 +1,324 @@
+"""The one configuration of a run: validated at start, every value overridable by environment.
+
+A YAML file gives the base; `STRATFLOW__SECTION__KEY=value` overrides any leaf (values are parsed
+as YAML scalars, so `5000`, `true` and `[a, b]` mean what they look like), and the two names the
+deployment world already uses, `KAFKA_BOOTSTRAP` and `CLICKHOUSE_URL`, override the connection
+settings. Errors come back as one readable line per problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.messages import SYMBOL_PATTERN
+
+ENV_PREFIX = "STRATFLOW__"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+
+def parse_duration_ms(value: object) -> int:
+    """`"1h"`, `"15m"`, `"500ms"`, `"1d"` or a bare number of seconds -> milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, e.g. 60s, 15m, 1h, 1d")
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return int(m.group(1)) * _UNIT_MS[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration, e.g. 60s, 15m, 1h, 1d")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration_field(default: str, description: str) -> Any:
+    return Field(default=default, description=description)
+
+
+class SymbolSpec(_Section):
+    bar_interval: str | None = Field(default=None, description="Overrides bars.interval")
+    lot_size: Decimal = Field(default=Decimal("1"), gt=0, description="Order quantity step")
+
+
+class BarsConfig(_Section):
+    interval: str = _duration_field("1m", "Tumbling event-time window length")
+    allowed_lateness: str = _duration_field(
+        "0s", "A window closes once a newer event is this far past its end"
+    )
+    max_future_skew: str = _duration_field(
+        "5m", "Events this far ahead of their Kafka record time are dead-lettered"
+    )
+    dedupe_window: int = Field(
+        default=10_000, ge=0, description="Recent message ids remembered per symbol"
+    )
+
+    @model_validator(mode="after")
+    def _durations(self) -> BarsConfig:
+        for name in ("interval", "allowed_lateness", "max_future_skew"):
+            parse_duration_ms(getattr(self, name))
+        if parse_duration_ms(self.interval) <= 0:
+            raise ValueError("interval must be > 0")
+        return self
+
+
+class FeaturesConfig(_Section):
+    sma_fast: int = Field(default=10, ge=2)
+    sma_slow: int = Field(default=30, ge=3)
+    ema: int = Field(default=20, ge=2)
+    rsi: int = Field(default=14, ge=2)
+    volatility: int = Field(default=20, ge=2, description="Bars in the log-return stdev")
+    vwap: int = Field(default=20, ge=1, description="Bars in the rolling VWAP")
+    volume_z: int = Field(default=20, ge=3, description="Bars in the volume z-score")
+    breakout: int = Field(default=20, ge=2, description="Bars in the high/low channel")
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> FeaturesConfig:
+        if self.sma_fast >= self.sma_slow:
+            raise ValueError("sma_fast must be smaller than sma_slow")
+        return self
+
+
+class CrossoverTrigger(_Section):
+    kind: Literal["crossover"]
+    name: str
+    fast: str = "sma_fast"
+    slow: str = "sma_slow"
+    strategic: bool = False
+
+
+class BreakoutTrigger(_Section):
+    kind: Literal["breakout"]
+    name: str
+    strategic: bool = True
+
+
+class VolumeSpikeTrigger(_Section):
+    kind: Literal["volume_spike"]
+    name: str
+    z: float = Field(default=3.0, gt=0)
+    strategic: bool = True
+
+
+class DrawdownTrigger(_Section):
+    kind: Literal["drawdown"]
+    name: str
+    pct: float = Field(default=0.1, gt=0, lt=1, description="Fall from the running peak close")
+    strategic: bool = True
+
+
+class ThresholdTrigger(_Section):
+    kind: Literal["threshold"]
+    name: str
+    feature: str
+    above: float | None = None
+    below: float | None = None
+    direction: Literal["long", "short", "flat"] = "long"
+    strategic: bool = False
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ThresholdTrigger:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above / below")
+        return self
+
+
+TriggerSpec = Annotated[
+    CrossoverTrigger | BreakoutTrigger | VolumeSpikeTrigger | DrawdownTrigger | ThresholdTrigger,
+    Field(discriminator="kind"),
+]
+
+
+def default_triggers() -> list[TriggerSpec]:
+    return [
+        CrossoverTrigger(kind="crossover", name="sma_cross"),
+        BreakoutTrigger(kind="breakout", name="channel_breakout"),
+        VolumeSpikeTrigger(kind="volume_spike", name="volume_spike"),
+        DrawdownTrigger(kind="drawdown", name="drawdown_10pct"),
+        ThresholdTrigger(kind="threshold", name="rsi_oversold", feature="rsi", below=25.0),
+        ThresholdTrigger(
+            kind="threshold", name="rsi_overbought", feature="rsi", above=80.0, direction="flat"
+        ),
+    ]
+
+
+class RouterConfig(_Section):
+    min_signals_for_strategic: int = Field(
+        default=2, ge=1, description="This many signals on one bar also need a strategic decision"
+    )
+
+
+class StrategyConfig(_Section):
+    controller: Literal["local"] = Field(
+        default="local", description="The GPT controller arrives in a later release"
+    )
+    target_fraction: Decimal = Field(
+        default=Decimal("0.10"), gt=0, le=1, description="Equity fraction per long position"
+    )
+    strategic_fraction: Decimal = Field(
+        default=Decimal("0.20"), gt=0, le=1, description="Equity fraction on a strategic entry"
+    )
+
+
+class RiskConfig(_Section):
+    max_order_notional: Decimal = Field(default=Decimal("25000"), gt=0)
+    max_position_notional: Decimal = Field(default=Decimal("50000"), gt=0)
+    min_cash: Decimal = Field(default=Decimal("0"), ge=0, description="Cash never spent")
+    daily_loss_limit: Decimal = Field(
+        default=Decimal("5000"), gt=0, description="Realised+unrealised loss per UTC day"
+    )
+    max_fee_per_order: Decimal = Field(default=Decimal("50"), gt=0)
+    max_adjust_rounds: int = Field(default=3, ge=0, le=10)
+
+
+class ExecutionConfig(_Section):
+    initial_cash: Decimal = Field(default=Decimal("100000"), gt=0)
+    currency: str = "USD"
+    fee_bps: Decimal = Field(default=Decimal("10"), ge=0, le=1000)
+    slippage_bps: Decimal = Field(default=Decimal("5"), ge=0, le=1000)
+    order_ttl_bars: int = Field(
+        default=3, ge=1, description="Unfilled orders expire after this many bars of the symbol"
+    )
+
+
+class TopicsConfig(_Section):
+    market: str = "market.ticks"
+    news: str = "news.items"
+    social: str = "social.posts"
+    decisions: str = "decisions"
+    orders: str = "orders"
+    fills: str = "fills"
+    alerts: str = "alerts"
+    dead_letters: str = "dead.letters"
+    control: str = "control"
+
+    def all(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class KafkaConfig(_Section):
+    bootstrap: str | None = Field(
+        default=None, description="host:port list; empty = start the local Tansu broker"
+    )
+    partitions: int = Field(default=1, ge=1, le=256)
+    topics: TopicsConfig = TopicsConfig()
+
+
+class ClickHouseConfig(_Section):
+    url: str | None = Field(default=None, description="http(s)://user:pass@host:8123/db; empty = chdb")
+    path: str = Field(default="var/clickhouse", description="chdb data directory")
+    database: str = "stratflow"
+
+
+class RecoveryConfig(_Section):
+    enabled: bool = True
+    dir: str = "var/recovery"
+    snapshot_interval: str = "2s"
+
+
+class Settings(_Section):
+    symbols: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], SymbolSpec] = Field(
+        default_factory=dict, min_length=1
+    )
+    bars: BarsConfig = BarsConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    triggers: list[TriggerSpec] = Field(default_factory=default_triggers)
+    router: RouterConfig = RouterConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    risk: RiskConfig = RiskConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    clickhouse: ClickHouseConfig = ClickHouseConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+
+    @model_validator(mode="after")
+    def _unique_trigger_names(self) -> Settings:
+        names = [t.name for t in self.triggers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"trigger names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def bar_interval_ms(self, symbol: str) -> int:
+        spec = self.symbols.get(symbol)
+        return parse_duration_ms(spec.bar_interval if spec and spec.bar_interval else self.bars.interval)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased for the user (one line per problem)."""
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        nxt = node.get(key)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[key] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
+    """(path, value, env name) for every override found in `environ`."""
+    found: list[tuple[list[str], Any, str]] = []
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+            try:
+                value = yaml.safe_load(raw) if raw != "" else None
+            except yaml.YAMLError:
+                value = raw
+            found.append((path, value, name))
+    if environ.get("KAFKA_BOOTSTRAP"):
+        found.append((["kafka", "bootstrap"], environ["KAFKA_BOOTSTRAP"], "KAFKA_BOOTSTRAP"))
+    if environ.get("CLICKHOUSE_URL"):
+        found.append((["clickhouse", "url"], environ["CLICKHOUSE_URL"], "CLICKHOUSE_URL"))
+    return found
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def build_settings(raw: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Settings:
+    """Merge a parsed config document with environment overrides and validate the result."""
+    tree: dict[str, Any] = copy.deepcopy(dict(raw or {}))
+    for path, value, _ in env_overrides(environ):
+        _set_path(tree, path, value)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read a YAML config file (or none) and apply the environment."""
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}".replace("\n", " ")) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    return build_settings(raw, environ)

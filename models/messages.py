@@ -1,0 +1,355 @@
+"""Message and record types that cross a boundary: Kafka topics, ClickHouse rows, the CLI.
+
+Every topic message is a pydantic v2 model so that validation, the JSON Schemas in `specs/` and
+the ClickHouse rows all come from one definition. Money and prices are `Decimal` (serialised as
+strings in JSON so no binary float ever touches an amount); timestamps inside the pipeline are
+integer epoch milliseconds, which makes window arithmetic exact and cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._/:-]{0,31}$"
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="Upper-case instrument id")]
+
+
+def _finite_positive(value: Decimal) -> Decimal:
+    if not value.is_finite() or value <= 0:
+        raise ValueError("must be a finite number > 0")
+    return value
+
+
+def _finite_non_negative(value: Decimal) -> Decimal:
+    if not value.is_finite() or value < 0:
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+Price = Annotated[Decimal, AfterValidator(_finite_positive)]
+Quantity = Annotated[Decimal, AfterValidator(_finite_non_negative)]
+Money = Decimal
+
+
+def to_ms(ts: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (naive ones are taken as UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class _Message(BaseModel):
+    """Strict-ish base: unknown fields are rejected so a producer's typo is caught, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Inbound topics: market, news, social
+# --------------------------------------------------------------------------------------------
+
+
+class Tick(_Message):
+    """One trade print on the market topic."""
+
+    type: Literal["tick"] = "tick"
+    symbol: Symbol
+    ts: datetime = Field(description="Event time (ISO-8601 or epoch seconds/milliseconds)")
+    price: Price
+    size: Quantity = Decimal(0)
+    id: str | None = Field(default=None, max_length=128, description="Producer id, for dedupe")
+
+
+class BarIn(_Message):
+    """One OHLCV bar on the market topic (e.g. replayed daily or hourly history)."""
+
+    type: Literal["bar"] = "bar"
+    symbol: Symbol
+    ts: datetime = Field(description="Bar open time")
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Quantity = Decimal(0)
+    interval_s: int = Field(gt=0, le=31 * 86400)
+    id: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _ohlc_consistent(self) -> BarIn:
+        if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
+            raise ValueError("OHLC inconsistent: need low <= open, close <= high")
+        return self
+
+
+MarketMessage = Annotated[Tick | BarIn, Field(discriminator="type")]
+
+
+class NewsItem(_Message):
+    """A headline from a news feed. Its text is untrusted input."""
+
+    type: Literal["news"] = "news"
+    id: str = Field(min_length=1, max_length=128)
+    ts: datetime
+    symbols: list[Symbol] = Field(default_factory=list, max_length=64)
+    headline: str = Field(min_length=1, max_length=1000)
+    body: str = Field(default="", max_length=20000)
+    source: str = Field(default="unknown", max_length=200)
+
+
+class SocialPost(_Message):
+    """A post from a social feed. Its text is untrusted input."""
+
+    type: Literal["social"] = "social"
+    id: str = Field(min_length=1, max_length=128)
+    ts: datetime
+    symbols: list[Symbol] = Field(default_factory=list, max_length=64)
+    text: str = Field(min_length=1, max_length=5000)
+    author: str = Field(default="unknown", max_length=200)
+
+
+# --------------------------------------------------------------------------------------------
+# Internal stream items (dataclass-light pydantic models, also written to ClickHouse)
+# --------------------------------------------------------------------------------------------
+
+
+class Bar(BaseModel):
+    """A closed event-time window of one symbol."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    start_ms: int
+    end_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trades: int
+    vwap: Decimal
+
+
+class FeatureVector(BaseModel):
+    """Indicator values of one symbol at the close of one bar (None until warmed up)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    ts_ms: int
+    close: float
+    values: dict[str, float | None]
+
+    @field_validator("values")
+    @classmethod
+    def _no_nan(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        return {k: (None if x is None or not math.isfinite(x) else x) for k, x in v.items()}
+
+
+class Direction(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+    FLAT = "flat"
+
+
+class Signal(BaseModel):
+    """One fired trigger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    ts_ms: int
+    trigger: str
+    kind: str
+    direction: Direction
+    strength: float = Field(ge=0)
+    strategic: bool
+    detail: dict[str, float | str | None] = Field(default_factory=dict)
+
+
+class Branch(StrEnum):
+    STRATEGIC = "strategic"
+    ROUTINE = "routine"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class TradeIntent(BaseModel):
+    """One order the controller wants: a market order for a quantity, filled at the next bar."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: Symbol
+    side: Side
+    quantity: Annotated[Decimal, AfterValidator(_finite_positive)]
+    reason: str = Field(default="", max_length=500)
+
+
+class Proposal(BaseModel):
+    """What a strategy controller answers for one decision (one adjust round)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    controller: str
+    strategy: str
+    intents: list[TradeIntent]
+    rationale: str = Field(max_length=2000)
+    confidence: float = Field(ge=0, le=1)
+
+
+class RiskCheck(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool
+    limit: Decimal | None = None
+    value: Decimal | None = None
+    message: str = ""
+
+
+class RiskVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    approved: bool
+    checks: list[RiskCheck]
+    fee_estimate: Decimal
+
+    @property
+    def failures(self) -> list[RiskCheck]:
+        return [c for c in self.checks if not c.passed]
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    FILLED = "filled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Order(BaseModel):
+    """An order as placed on an exchange; `client_order_id` is deterministic per decision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_order_id: str
+    decision_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: Literal["market"] = "market"
+    status: OrderStatus
+    placed_ms: int
+    updated_ms: int
+    reason: str = ""
+
+
+class Fill(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    fill_id: str
+    client_order_id: str
+    decision_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts_ms: int
+
+
+class PositionSnapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ts_ms: int
+    symbol: str
+    quantity: Decimal
+    avg_cost: Decimal
+    mark_price: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    cash: Decimal
+    equity: Decimal
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str
+    ts_ms: int
+    severity: Severity
+    source: str
+    message: str
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(BaseModel):
+    """A message the flow could not use, kept with the reason so nothing is silently lost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dead_letter_id: str
+    topic: str
+    partition: int
+    offset: int
+    record_ms: int
+    reason: str
+    payload: str
+
+
+class AdjustRound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    round: int
+    proposal: Proposal
+    verdict: RiskVerdict
+
+
+class DecisionStatus(StrEnum):
+    EXECUTED = "executed"
+    NO_ACTION = "no_action"
+    REJECTED = "rejected"
+
+
+class DecisionRecord(BaseModel):
+    """Everything that explains one decision, in one row of the decision log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision_id: str
+    ts_ms: int
+    symbol: str
+    branch: Branch
+    triggers: list[Signal]
+    features: FeatureVector
+    rounds: list[AdjustRound]
+    status: DecisionStatus
+    orders: list[Order]
+    fills: list[Fill] = Field(default_factory=list)
+    portfolio_before: dict[str, str]
+    note: str = ""
+    version: int = Field(default=1, description="Bumped when fills arrive; the newest row wins")

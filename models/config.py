@@ -187,9 +187,6 @@ class ExecutionConfig(_Section):
     currency: str = "USD"
     fee_bps: Decimal = Field(default=Decimal("10"), ge=0, le=1000)
     slippage_bps: Decimal = Field(default=Decimal("5"), ge=0, le=1000)
-    order_ttl_bars: int = Field(
-        default=3, ge=1, description="Unfilled orders expire after this many bars of the symbol"
-    )
 
 
 class TopicsConfig(_Section):
@@ -216,7 +213,9 @@ class KafkaConfig(_Section):
 
 
 class ClickHouseConfig(_Section):
-    url: str | None = Field(default=None, description="http(s)://user:pass@host:8123/db; empty = chdb")
+    url: str | None = Field(
+        default=None, description="http(s)://user:pass@host:8123/db; empty = chdb"
+    )
     path: str = Field(default="var/clickhouse", description="chdb data directory")
     database: str = "stratflow"
 
@@ -252,7 +251,9 @@ class Settings(_Section):
 
     def bar_interval_ms(self, symbol: str) -> int:
         spec = self.symbols.get(symbol)
-        return parse_duration_ms(spec.bar_interval if spec and spec.bar_interval else self.bars.interval)
+        return parse_duration_ms(
+            spec.bar_interval if spec and spec.bar_interval else self.bars.interval
+        )
 
 
 class ConfigError(ValueError):

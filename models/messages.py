@@ -39,8 +39,10 @@ def _finite_non_negative(value: Decimal) -> Decimal:
     return value
 
 
-Price = Annotated[Decimal, AfterValidator(_finite_positive)]
-Quantity = Annotated[Decimal, AfterValidator(_finite_non_negative)]
+# Constraints expressed as Field metadata run inside pydantic-core (no Python call per value),
+# which matters on the per-tick path.
+Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Quantity = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Money = Decimal
 
 

@@ -1,0 +1,63 @@
+"""`stratflow schemas [--check]`: write the generated JSON Schemas to `specs/schemas/`, or check.
+
+The files are generated from the pydantic models by `models.schemas`; this module only does the
+file I/O, so the CLI and the tests share one definition of "up to date".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from models.schemas import generate_schemas, render_schema
+
+SCHEMA_SUFFIX: Final = ".json"
+
+
+def default_schema_dir() -> Path:
+    """`specs/schemas` of the source checkout this package runs from."""
+    return Path(__file__).resolve().parent.parent / "specs" / "schemas"
+
+
+def rendered_schemas() -> dict[str, str]:
+    """File name -> exact file text, for every generated schema."""
+    return {name + SCHEMA_SUFFIX: render_schema(s) for name, s in generate_schemas().items()}
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write every schema file (only those whose text changed) and delete stale `.json` files.
+
+    Returns the paths written or deleted, so a caller can say what changed; an empty list means
+    the directory was already up to date.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = rendered_schemas()
+    changed: list[Path] = []
+    for name, text in wanted.items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    for path in sorted(out_dir.glob("*" + SCHEMA_SUFFIX)):
+        if path.name not in wanted:
+            path.unlink()
+            changed.append(path)
+    return changed
+
+
+def check_schemas(out_dir: Path) -> list[str]:
+    """File names in `out_dir` that differ from the generated schemas, are missing or are extra.
+
+    Empty when the committed files match the code.
+    """
+    wanted = rendered_schemas()
+    present = {p.name for p in out_dir.glob("*" + SCHEMA_SUFFIX)} if out_dir.is_dir() else set()
+    problems: list[str] = []
+    for name in sorted(wanted.keys() | present):
+        if name not in present:
+            problems.append(f"{name} (missing)")
+        elif name not in wanted:
+            problems.append(f"{name} (extra)")
+        elif (out_dir / name).read_text(encoding="utf-8") != wanted[name]:
+            problems.append(f"{name} (drifted)")
+    return problems

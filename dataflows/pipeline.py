@@ -1,0 +1,173 @@
+"""The stratflow dataflow: wiring only. Every decision is made by a `models/` object.
+
+    Kafka market/news/social ──► ingest (keyed by partition: parse → dead letters | bars →
+    features → triggers → router) ──► desk (one key: controller → risk gate ⇄ adjust →
+    simulated exchange → portfolio) ──► ClickHouse tables + Kafka output topics
+
+Live and backtest build this same flow; they differ only in `tail` (follow the topic, or stop at
+its end) and, in later releases, the exchange behind the desk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+
+from connectors.bytewax_io import ClickHouseSink, market_source
+from models.config import Settings
+from models.desk import BarEvent, DeskOutput, TradingDesk
+from models.ingest import IngestOutput, PartitionIngest, RawMessage
+from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order
+from models.parsing import dead_letter
+
+DESK_KEY = "desk"
+
+
+def to_raw(
+    msg: KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[Any, Any],
+) -> RawMessage:
+    """Kafka client errors become messages too, so they reach the dead letters with a reason."""
+    if isinstance(msg, KafkaError):
+        m = msg.msg
+        return RawMessage(m.topic or "?", m.partition or 0, m.offset or -1, 0, None)
+    _, ts = msg.timestamp
+    return RawMessage(msg.topic or "?", msg.partition or 0, msg.offset or 0, max(ts, 0), msg.value)
+
+
+class IngestLogic(StatefulBatchLogic[RawMessage, IngestOutput, Any]):
+    """Adapter: hands each batch to `PartitionIngest`; snapshots exclude the settings."""
+
+    def __init__(self, settings: Settings, resume: Any | None) -> None:
+        self.state = PartitionIngest(settings)
+        if resume is not None:
+            self.state.symbols = resume
+
+    def on_batch(self, values: list[RawMessage]) -> tuple[Iterable[IngestOutput], bool]:
+        out: list[IngestOutput] = []
+        for raw in values:
+            try:
+                self.state.process(raw, out)
+            except Exception as err:  # a bug must cost one message, never the flow
+                out.append(
+                    dead_letter(
+                        raw.topic,
+                        raw.partition,
+                        raw.offset,
+                        raw.timestamp_ms,
+                        raw.value,
+                        f"internal error: {type(err).__name__}: {err}",
+                    )
+                )
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[IngestOutput], bool]:
+        return self.state.flush(), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> Any:
+        return self.state.symbols
+
+
+class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
+    def __init__(self, settings: Settings, resume: Any | None) -> None:
+        self.desk = TradingDesk.create(settings)
+        if resume is not None:
+            (
+                self.desk.portfolio,
+                self.desk.exchange,
+                self.desk.open_decisions,
+                self.desk.decisions_made,
+            ) = resume
+
+    def on_batch(self, values: list[BarEvent]) -> tuple[Iterable[DeskOutput], bool]:
+        out: list[DeskOutput] = []
+        for event in values:
+            out.extend(self.desk.on_bar_event(event))
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> Any:
+        d = self.desk
+        return (d.portfolio, d.exchange, d.open_decisions, d.decisions_made)
+
+
+_OUT_TOPIC = {
+    DecisionRecord: "decisions",
+    Order: "orders",
+    Fill: "fills",
+    Alert: "alerts",
+    DeadLetter: "dead_letters",
+}
+
+
+def _record_key(item: Any) -> bytes:
+    for name in ("decision_id", "client_order_id", "fill_id", "alert_id", "dead_letter_id"):
+        value = getattr(item, name, None)
+        if value is not None:
+            return str(value).encode()
+    return b""
+
+
+def to_kafka(settings: Settings, item: Any) -> KafkaSinkMessage[bytes, bytes] | None:
+    """Decisions, orders, fills, alerts and dead letters also go to topics for other consumers."""
+    attr = _OUT_TOPIC.get(type(item))
+    if attr is None:
+        return None
+    topic = getattr(settings.kafka.topics, attr)
+    return KafkaSinkMessage(
+        key=_record_key(item), value=item.model_dump_json().encode(), topic=topic
+    )
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """What differs between runs: where the data comes from and whether to follow it."""
+
+    bootstrap: str
+    tail: bool
+    batch_size: int = 5000
+    kafka_out: bool = True
+
+
+def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None = None) -> Dataflow:
+    topics = settings.kafka.topics
+    flow = Dataflow("stratflow")
+    src = op.input(
+        "kafka_in",
+        flow,
+        market_source(
+            spec.bootstrap,
+            [topics.market, topics.news, topics.social],
+            tail=spec.tail,
+            starting_offset=OFFSET_BEGINNING,
+            batch_size=spec.batch_size,
+        ),
+    )
+    raw = op.map("to_raw", src, to_raw)
+    by_partition = op.key_on("by_partition", raw, lambda r: f"{r.topic}#{r.partition}")
+    ingested = op.stateful_batch(
+        "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
+    )
+    items = op.key_rm("ingest_out", ingested)
+    split = op.branch("is_bar_event", items, lambda x: isinstance(x, BarEvent))
+    to_desk = op.key_on("to_desk", split.trues, lambda _: DESK_KEY)
+    desk = op.stateful_batch("desk", to_desk, lambda resume: DeskLogic(settings, resume))
+    records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
+    op.output("clickhouse", records, store_sink or ClickHouseSink(settings.clickhouse))
+    if spec.kafka_out:
+        kmsgs = op.filter_map("to_kafka", records, lambda item: to_kafka(settings, item))
+        op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))
+    return flow

@@ -1,0 +1,181 @@
+-- stratflow: the ClickHouse schema. One file for both backends: the embedded chdb engine and a
+-- ClickHouse server. `connectors.clickhouse_store.Store.apply_schema()` runs it statement by
+-- statement and replaces the database name `stratflow` after "IF NOT EXISTS" with the configured
+-- one (`clickhouse.database`); run by hand it is valid as it stands:
+--     clickhouse-client --multiquery < deploy/clickhouse/schema.sql
+--
+-- Conventions, and why:
+-- * Every table is a ReplacingMergeTree ordered by the row's natural id, so writing the same row
+--   again after a crash or a Kafka replay is harmless: read with FINAL (or argMax) and each id
+--   counts once. Where a row legitimately changes (decisions, orders) a version column decides
+--   which copy wins; elsewhere the last inserted copy wins.
+-- * No PARTITION BY: ReplacingMergeTree only collapses duplicates inside one partition, and a
+--   partition key derived from a column that changes between versions would keep both copies.
+-- * Money, prices and quantities are Decimal(38, 12): exact, 26 integer digits, 12 decimals. The
+--   store rounds to 12 decimals (half-even) before writing; no binary float ever holds an amount.
+-- * Time is Int64 epoch milliseconds, exactly as in the pipeline. `ts` is an ALIAS DateTime64(3,
+--   'UTC') of it for Grafana's time filters: computed on read, so it costs no storage and a filter
+--   on it can still use the primary key where the ms column is part of it.
+-- * Nested parts of a decision are JSON text (String), next to the flat columns that queries
+--   filter and group on.
+-- * The loader splits statements on semicolons outside quotes and drops `--` comments.
+
+CREATE DATABASE IF NOT EXISTS stratflow;
+
+-- One closed event-time window of one symbol.
+CREATE TABLE IF NOT EXISTS stratflow.bars
+(
+    symbol   LowCardinality(String),
+    start_ms Int64,
+    end_ms   Int64,
+    open     Decimal(38, 12),
+    high     Decimal(38, 12),
+    low      Decimal(38, 12),
+    close    Decimal(38, 12),
+    volume   Decimal(38, 12),
+    trades   Int64,
+    vwap     Decimal(38, 12),
+    ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(start_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (symbol, start_ms);
+
+-- One fired trigger. `detail` is the trigger's detail mapping as JSON text.
+CREATE TABLE IF NOT EXISTS stratflow.signals
+(
+    symbol    LowCardinality(String),
+    ts_ms     Int64,
+    trigger   LowCardinality(String),
+    kind      LowCardinality(String),
+    direction LowCardinality(String),
+    strength  Float64,
+    strategic Bool,
+    detail    String,
+    ts        DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (symbol, ts_ms, trigger);
+
+-- The decision log: one row per decision and version. A decision is written when it is made and
+-- again, with a higher `version`, when its fills arrive: FINAL keeps the newest.
+CREATE TABLE IF NOT EXISTS stratflow.decisions
+(
+    decision_id      String,
+    ts_ms            Int64,
+    symbol           LowCardinality(String),
+    branch           LowCardinality(String),
+    status           LowCardinality(String),
+    trigger_names    Array(String),
+    n_rounds         UInt32,
+    n_orders         UInt32,
+    n_fills          UInt32,
+    note             String,
+    version          UInt64,
+    triggers         String,
+    features         String,
+    rounds           String,
+    orders           String,
+    fills            String,
+    portfolio_before String,
+    ts               DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY decision_id;
+
+-- Orders as placed; a status change is a new row with a later `updated_ms`, which wins.
+CREATE TABLE IF NOT EXISTS stratflow.orders
+(
+    client_order_id String,
+    decision_id     String,
+    symbol          LowCardinality(String),
+    side            LowCardinality(String),
+    quantity        Decimal(38, 12),
+    order_type      LowCardinality(String),
+    status          LowCardinality(String),
+    placed_ms       Int64,
+    updated_ms      Int64,
+    reason          String,
+    ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(placed_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_ms)
+ORDER BY client_order_id;
+
+CREATE TABLE IF NOT EXISTS stratflow.fills
+(
+    fill_id         String,
+    client_order_id String,
+    decision_id     String,
+    symbol          LowCardinality(String),
+    side            LowCardinality(String),
+    quantity        Decimal(38, 12),
+    price           Decimal(38, 12),
+    fee             Decimal(38, 12),
+    ts_ms           Int64,
+    ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY fill_id;
+
+-- Portfolio snapshots: one row per symbol and time.
+CREATE TABLE IF NOT EXISTS stratflow.positions
+(
+    ts_ms          Int64,
+    symbol         LowCardinality(String),
+    quantity       Decimal(38, 12),
+    avg_cost       Decimal(38, 12),
+    mark_price     Decimal(38, 12),
+    realized_pnl   Decimal(38, 12),
+    unrealized_pnl Decimal(38, 12),
+    cash           Decimal(38, 12),
+    equity         Decimal(38, 12),
+    ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (symbol, ts_ms);
+
+-- `context` is the alert's context mapping as JSON text.
+CREATE TABLE IF NOT EXISTS stratflow.alerts
+(
+    alert_id String,
+    ts_ms    Int64,
+    severity LowCardinality(String),
+    source   LowCardinality(String),
+    message  String,
+    context  String,
+    ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY alert_id;
+
+-- Messages the flow could not use, with the reason and the raw payload.
+CREATE TABLE IF NOT EXISTS stratflow.dead_letters
+(
+    dead_letter_id String,
+    topic          LowCardinality(String),
+    `partition`    Int32,
+    `offset`       Int64,
+    record_ms      Int64,
+    reason         String,
+    payload        String,
+    ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(record_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY dead_letter_id;
+
+-- News headlines and social posts in one table, told apart by `kind` ('news' or 'social').
+-- `text` is a headline's body or a post's text, `source` a news source or a post's author,
+-- `headline` is empty for posts. Keyed by (kind, id) because the two feeds number
+-- independently and a news id must not replace a post that happens to share it.
+CREATE TABLE IF NOT EXISTS stratflow.news
+(
+    kind     LowCardinality(String),
+    id       String,
+    ts_ms    Int64,
+    symbols  Array(String),
+    headline String,
+    text     String,
+    source   String,
+    ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (kind, id);

@@ -1,0 +1,149 @@
+"""Event-time tumbling windows that turn one symbol's ticks (or finer bars) into closed bars.
+
+Policy, stated once:
+- Window `[start, start + interval)`; an event belongs to the window containing its event time.
+  An input bar counts by its open time and is complete at its end, so a replayed bar of the same
+  interval closes its window at once instead of one bar late.
+- Watermark = the newest event end seen for the symbol minus `allowed_lateness`. A window closes
+  (is emitted, once) when the watermark reaches its end. Windows are driven by event time only,
+  never by the wall clock, so a replay gives the same bars every time, crash or no crash.
+- Late data: an event whose window has already closed is rejected with reason `late`; it goes
+  to the dead letters and never changes an emitted bar.
+- Duplicates: a message id seen among the last `dedupe_window` ids of the symbol is rejected
+  with reason `duplicate`; an input bar without id is a duplicate when its open time repeats.
+  Ticks without ids cannot be told apart from genuine equal trades and are all counted.
+- An input bar coarser than the window cannot be split and is rejected.
+- End of input (backtest, replay): `flush()` closes every open window.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from models.messages import Bar, BarIn, Tick, to_ms
+
+_ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class _Window:
+    start: int
+    first_ms: int
+    last_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    notional: Decimal
+    trades: int
+
+    def to_bar(self, symbol: str, interval_ms: int) -> Bar:
+        vwap = self.notional / self.volume if self.volume > 0 else self.close
+        return Bar(
+            symbol=symbol,
+            start_ms=self.start,
+            end_ms=self.start + interval_ms,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+            trades=self.trades,
+            vwap=vwap,
+        )
+
+
+@dataclass(slots=True)
+class Rejected:
+    """An input the bar builder refused, with the reason for the dead-letter row."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class BarBuilder:
+    """Per-symbol window state; small, picklable, so Bytewax can snapshot it."""
+
+    symbol: str
+    interval_ms: int
+    allowed_lateness_ms: int = 0
+    dedupe_window: int = 10_000
+    watermark: int = -(2**62)
+    windows: dict[int, _Window] = field(default_factory=dict)
+    recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def _seen(self, key: str) -> bool:
+        if self.dedupe_window <= 0:
+            return False
+        if key in self.recent_ids:
+            return True
+        self.recent_ids[key] = None
+        if len(self.recent_ids) > self.dedupe_window:
+            self.recent_ids.popitem(last=False)
+        return False
+
+    def add(self, msg: Tick | BarIn) -> list[Bar] | Rejected:
+        """Fold one message in; returns the bars this event closed, or why it was refused."""
+        ts = to_ms(msg.ts)
+        interval = self.interval_ms
+        if isinstance(msg, Tick):
+            end = ts
+            o = h = lo = c = msg.price
+            vol = msg.size
+            notional = msg.price * msg.size
+            dedupe_key = msg.id
+        else:
+            span = msg.interval_s * 1000
+            if span > interval:
+                return Rejected(
+                    f"bar interval {msg.interval_s}s is coarser than the {interval // 1000}s window"
+                )
+            end = ts + span
+            o, h, lo, c, vol = msg.open, msg.high, msg.low, msg.close, msg.volume
+            notional = (msg.high + msg.low + msg.close) / 3 * msg.volume
+            dedupe_key = msg.id if msg.id is not None else f"bar@{ts}"
+        start = ts - ts % interval
+        if start + interval <= self.watermark:
+            return Rejected(
+                f"late: window {start} closed (watermark {self.watermark}, "
+                f"allowed lateness {self.allowed_lateness_ms} ms)"
+            )
+        if dedupe_key is not None and self._seen(dedupe_key):
+            return Rejected(f"duplicate: id {dedupe_key!r} already seen")
+        w = self.windows.get(start)
+        if w is None:
+            self.windows[start] = _Window(start, ts, ts, o, h, lo, c, vol, notional, 1)
+        else:
+            if ts < w.first_ms:
+                w.first_ms, w.open = ts, o
+            if ts >= w.last_ms:
+                w.last_ms, w.close = ts, c
+            if h > w.high:
+                w.high = h
+            if lo < w.low:
+                w.low = lo
+            w.volume += vol
+            w.notional += notional
+            w.trades += 1
+        mark = end - self.allowed_lateness_ms
+        if mark > self.watermark:
+            self.watermark = mark
+            return self._close_through(mark)
+        return []
+
+    def _close_through(self, mark: int) -> list[Bar]:
+        interval = self.interval_ms
+        ready = sorted(s for s in self.windows if s + interval <= mark)
+        if not ready:
+            return []
+        return [self.windows.pop(s).to_bar(self.symbol, interval) for s in ready]
+
+    def flush(self) -> list[Bar]:
+        """Close everything still open (end of a bounded input)."""
+        if not self.windows:
+            return []
+        self.watermark = max(self.watermark, max(self.windows) + self.interval_ms)
+        return self._close_through(self.watermark)

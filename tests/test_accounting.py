@@ -1,0 +1,210 @@
+"""Portfolio accounting, the risk gate, the local engine's adjust step and the simulated exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from models.config import ExecutionConfig, RiskConfig, StrategyConfig
+from models.messages import (
+    Bar,
+    Branch,
+    Direction,
+    FeatureVector,
+    Fill,
+    Order,
+    OrderStatus,
+    Proposal,
+    Side,
+    Signal,
+    TradeIntent,
+)
+from models.portfolio import Portfolio
+from models.risk import check
+from models.sim_exchange import SimulatedExchange, client_order_id
+from models.strategy import DecisionContext, LocalStrategyEngine
+
+D = Decimal
+EXEC = ExecutionConfig(initial_cash=D(10_000), fee_bps=D(10), slippage_bps=D(0))
+
+
+def fill(side: Side, qty: str, price: str, fee: str = "0") -> Fill:
+    return Fill(
+        fill_id="f",
+        client_order_id="c",
+        decision_id="d",
+        symbol="ABC",
+        side=side,
+        quantity=D(qty),
+        price=D(price),
+        fee=D(fee),
+        ts_ms=0,
+    )
+
+
+def test_average_cost_realised_pnl_and_equity_identity() -> None:
+    p = Portfolio(cash=D(10_000))
+    p.apply_fill(fill(Side.BUY, "10", "100", "1"))
+    p.apply_fill(fill(Side.BUY, "10", "110", "1"))
+    assert p.position("ABC").avg_cost == D(105)
+    p.apply_fill(fill(Side.SELL, "5", "120", "0.5"))
+    pos = p.position("ABC")
+    assert pos.quantity == D(15)
+    assert pos.realized_pnl == D(75) - D("2.5")  # (120-105)*5 minus all fees
+    assert p.cash == D(10_000) - D(1001) - D(1101) + D(599.5)
+    p.mark("ABC", D(130), 0)
+    assert p.equity() == p.cash + D(15) * D(130)
+    with pytest.raises(ValueError):
+        p.apply_fill(fill(Side.SELL, "16", "1"))
+
+
+def test_daily_pnl_resets_each_utc_day() -> None:
+    p = Portfolio(cash=D(1000))
+    p.apply_fill(fill(Side.BUY, "1", "100"))
+    p.mark("ABC", D(100), 0)
+    p.mark("ABC", D(90), 1000)
+    assert p.daily_pnl() == D(-10)
+    p.mark("ABC", D(90), 86_400_000)
+    assert p.daily_pnl() == D(0)
+
+
+def proposal(*intents: tuple[Side, str]) -> Proposal:
+    return Proposal(
+        controller="t",
+        strategy="t",
+        rationale="",
+        confidence=0.5,
+        intents=[TradeIntent(symbol="ABC", side=s, quantity=D(q)) for s, q in intents],
+    )
+
+
+def test_gate_names_each_failed_limit_with_value() -> None:
+    risk = RiskConfig(
+        max_order_notional=D(1000), max_position_notional=D(1500), max_fee_per_order=D(100)
+    )
+    p = Portfolio(cash=D(10_000))
+    v = check(proposal((Side.BUY, "20")), p, {"ABC": D(100)}, risk, EXEC)
+    assert not v.approved
+    failed = {c.name: c for c in v.failures}
+    assert set(failed) == {"order_notional:ABC", "position_notional:ABC"}
+    assert failed["order_notional:ABC"].value == D(2000)
+    assert v.fee_estimate == D(2)
+    ok = check(proposal((Side.BUY, "5")), p, {"ABC": D(100)}, risk, EXEC)
+    assert ok.approved
+
+
+def test_gate_refuses_short_sales_cash_overdraft_and_buys_after_daily_loss() -> None:
+    risk = RiskConfig(daily_loss_limit=D(50))
+    p = Portfolio(cash=D(500))
+    assert {
+        c.name for c in check(proposal((Side.SELL, "1")), p, {"ABC": D(10)}, risk, EXEC).failures
+    } == {"long_only:ABC"}
+    assert {
+        c.name for c in check(proposal((Side.BUY, "60")), p, {"ABC": D(10)}, risk, EXEC).failures
+    } == {"cash"}
+    p.apply_fill(fill(Side.BUY, "10", "10"))
+    p.mark("ABC", D(10), 0)
+    p.mark("ABC", D(4), 1)  # lost 60 today
+    v = check(proposal((Side.BUY, "1")), p, {"ABC": D(4)}, risk, EXEC)
+    assert [c.name for c in v.failures] == ["daily_loss"]
+    assert check(proposal((Side.SELL, "10")), p, {"ABC": D(4)}, risk, EXEC).approved
+
+
+def ctx(
+    position: str = "0",
+    cash: str = "10000",
+    branch: Branch = Branch.ROUTINE,
+    direction: Direction = Direction.LONG,
+    risk: RiskConfig | None = None,
+) -> DecisionContext:
+    sig = Signal(
+        symbol="ABC",
+        ts_ms=0,
+        trigger="t",
+        kind="crossover",
+        direction=direction,
+        strength=0.5,
+        strategic=branch is Branch.STRATEGIC,
+    )
+    return DecisionContext(
+        decision_id="ABC@0",
+        symbol="ABC",
+        branch=branch,
+        signals=[sig],
+        features=FeatureVector(symbol="ABC", ts_ms=0, close=100.0, values={}),
+        price=D(100),
+        position=D(position),
+        cash=D(cash),
+        equity=D(cash) + D(position) * 100,
+        lot_size=D(1),
+        risk=risk or RiskConfig(),
+        execution=EXEC,
+    )
+
+
+def test_local_engine_sizes_by_branch_and_goes_flat_on_risk_off() -> None:
+    eng = LocalStrategyEngine(StrategyConfig(target_fraction=D("0.1"), strategic_fraction=D("0.2")))
+    assert eng.propose(ctx()).intents[0].quantity == D(10)
+    assert eng.propose(ctx(branch=Branch.STRATEGIC)).intents[0].quantity == D(20)
+    flat = eng.propose(ctx(position="7", direction=Direction.FLAT))
+    assert [(i.side, i.quantity) for i in flat.intents] == [(Side.SELL, D(7))]
+    assert eng.propose(ctx(position="0", direction=Direction.FLAT)).intents == []
+
+
+def test_adjust_shrinks_to_what_the_verdict_allows() -> None:
+    risk = RiskConfig(max_order_notional=D(550))
+    eng = LocalStrategyEngine(StrategyConfig(target_fraction=D("0.1")))
+    c = ctx(risk=risk)
+    first = eng.propose(c)
+    v = check(first, Portfolio(cash=D(10_000)), {"ABC": D(100)}, risk, EXEC)
+    assert not v.approved
+    second = eng.adjust(c, first, v)
+    assert second.intents[0].quantity == D(5)
+    assert check(second, Portfolio(cash=D(10_000)), {"ABC": D(100)}, risk, EXEC).approved
+
+
+def bar(start: int, o: str, c: str) -> Bar:
+    return Bar(
+        symbol="ABC",
+        start_ms=start,
+        end_ms=start + 60_000,
+        open=D(o),
+        high=max(D(o), D(c)),
+        low=min(D(o), D(c)),
+        close=D(c),
+        volume=D(1),
+        trades=1,
+        vwap=D(c),
+    )
+
+
+def order(placed: int) -> Order:
+    return Order(
+        client_order_id=client_order_id("ABC@1", 0),
+        decision_id="ABC@1",
+        symbol="ABC",
+        side=Side.BUY,
+        quantity=D(2),
+        status=OrderStatus.PENDING,
+        placed_ms=placed,
+        updated_ms=placed,
+    )
+
+
+def test_exchange_fills_next_bar_open_with_fee_and_slippage_never_earlier() -> None:
+    ex = SimulatedExchange(ExecutionConfig(fee_bps=D(10), slippage_bps=D(50)))
+    assert ex.place(order(placed=60_000))
+    assert not ex.place(order(placed=60_000))  # same client order id: ignored
+    assert ex.on_bar(bar(0, "100", "101")) == []  # started before the order existed
+    fills = ex.on_bar(bar(60_000, "200", "201"))
+    assert len(fills) == 1
+    assert fills[0].price == D("201.00000000")  # 200 + 0.5 %
+    assert fills[0].fee == (D(2) * D(201) * D(10) / D(10_000)).quantize(D("1e-8"))
+    assert ex.on_bar(bar(120_000, "1", "1")) == []
+
+
+def test_client_order_ids_are_deterministic_and_distinct() -> None:
+    assert client_order_id("X@1", 0) == client_order_id("X@1", 0)
+    assert client_order_id("X@1", 0) != client_order_id("X@1", 1)
+    assert client_order_id("X@1", 0) != client_order_id("X@2", 0)

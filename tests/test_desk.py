@@ -1,0 +1,171 @@
+"""The desk: decide at a bar's close, fill at the next bar's open, log every round and fill."""
+
+from __future__ import annotations
+
+import pickle
+from decimal import Decimal
+
+from models.config import Settings
+from models.desk import BarEvent, TradingDesk
+from models.messages import (
+    Alert,
+    Bar,
+    Branch,
+    DecisionRecord,
+    DecisionStatus,
+    Direction,
+    FeatureVector,
+    Fill,
+    Order,
+    OrderStatus,
+    PositionSnapshot,
+    Signal,
+)
+
+D = Decimal
+MIN = 60_000
+
+
+def settings(**risk: str) -> Settings:
+    return Settings.model_validate(
+        {
+            "symbols": {"ABC": {}},
+            "execution": {"initial_cash": "10000", "fee_bps": "10", "slippage_bps": "0"},
+            "strategy": {"target_fraction": "0.5", "strategic_fraction": "0.5"},
+            "risk": {
+                "max_order_notional": "100000",
+                "max_position_notional": "100000",
+                "max_fee_per_order": "1000",
+                **risk,
+            },
+        }
+    )
+
+
+def event(i: int, o: str, c: str, direction: Direction | None = None) -> BarEvent:
+    bar = Bar(
+        symbol="ABC",
+        start_ms=i * MIN,
+        end_ms=(i + 1) * MIN,
+        open=D(o),
+        high=max(D(o), D(c)),
+        low=min(D(o), D(c)),
+        close=D(c),
+        volume=D(10),
+        trades=3,
+        vwap=D(c),
+    )
+    fv = FeatureVector(symbol="ABC", ts_ms=bar.end_ms, close=float(c), values={"rsi": 50.0})
+    signals = (
+        [
+            Signal(
+                symbol="ABC",
+                ts_ms=bar.end_ms,
+                trigger="t",
+                kind="crossover",
+                direction=direction,
+                strength=0.3,
+                strategic=False,
+            )
+        ]
+        if direction
+        else []
+    )
+    return BarEvent(
+        bar=bar, features=fv, signals=signals, branch=Branch.ROUTINE if direction else None
+    )
+
+
+def of(kind: type, out: list[object]) -> list:  # type: ignore[type-arg]
+    return [x for x in out if isinstance(x, kind)]
+
+
+def test_decide_then_fill_next_bar_open_and_update_the_decision_row() -> None:
+    desk = TradingDesk.create(settings())
+    out = desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    rec = of(DecisionRecord, out)[0]
+    assert rec.status is DecisionStatus.EXECUTED and rec.version == 1
+    orders = of(Order, out)
+    assert len(orders) == 1 and orders[0].quantity == D(50)  # 50 % of 10000 at 100
+    assert of(Fill, out) == []  # never at the decision bar
+    out2 = desk.on_bar_event(event(1, "102", "104"))
+    fills = of(Fill, out2)
+    assert len(fills) == 1 and fills[0].price == D(102) and fills[0].ts_ms == MIN
+    fee = D(50) * D(102) * D(10) / D(10_000)
+    assert fills[0].fee == fee
+    updated = of(DecisionRecord, out2)[0]
+    assert updated.version == 2 and updated.fills == fills
+    assert updated.orders[0].status is OrderStatus.FILLED
+    snap = of(PositionSnapshot, out2)[-1]
+    expected_cash = D(10_000) - D(50) * D(102) - fee
+    assert snap.cash == expected_cash
+    assert snap.equity == expected_cash + D(50) * D(104)
+    assert desk.open_decisions == {}
+
+
+def test_over_limit_goes_back_to_controller_and_every_round_is_logged() -> None:
+    desk = TradingDesk.create(settings(max_order_notional="1050"))
+    out = desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    rec = of(DecisionRecord, out)[0]
+    assert [r.verdict.approved for r in rec.rounds] == [False, True]
+    assert rec.orders[0].quantity == D(10)  # resized to the 1050 limit at price 100
+    alerts = of(Alert, out)
+    assert len(alerts) == 1 and "sent back" in alerts[0].message
+
+
+def test_rounds_exhausted_rejects_and_alerts_critical() -> None:
+    desk = TradingDesk.create(settings(max_order_notional="1050", max_adjust_rounds="0"))
+    out = desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    rec = of(DecisionRecord, out)[0]
+    assert rec.status is DecisionStatus.REJECTED and of(Order, out) == []
+    assert of(Alert, out)[0].severity.value == "critical"
+
+
+def test_gap_up_beyond_cash_rejects_at_fill_without_touching_the_portfolio() -> None:
+    desk = TradingDesk.create(settings(min_cash="0"))
+    desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    out = desk.on_bar_event(event(1, "300", "300"))  # 50 x 300 > cash
+    assert of(Fill, out) == []
+    assert of(Order, out)[0].status is OrderStatus.REJECTED
+    assert desk.portfolio.cash == D(10_000) and desk.portfolio.quantity("ABC") == 0
+
+
+def test_snapshot_restore_continues_identically() -> None:
+    events = [
+        event(0, "100", "100", Direction.LONG),
+        event(1, "101", "99"),
+        event(2, "99", "90", Direction.FLAT),
+        event(3, "91", "95"),
+    ]
+    whole = TradingDesk.create(settings())
+    expected = [whole.on_bar_event(e) for e in events]
+    first = TradingDesk.create(settings())
+    got = [first.on_bar_event(e) for e in events[:2]]
+    state = pickle.loads(pickle.dumps((first.portfolio, first.exchange, first.open_decisions)))
+    second = TradingDesk.create(settings())
+    second.portfolio, second.exchange, second.open_decisions = state
+    got += [second.on_bar_event(e) for e in events[2:]]
+    assert got == expected
+    assert second.portfolio.quantity("ABC") == 0
+
+
+def test_exit_too_big_for_one_order_is_sliced_not_trapped() -> None:
+    desk = TradingDesk.create(settings(max_order_notional="2100"))
+    desk.on_bar_event(event(0, "100", "100", Direction.LONG))  # buys 21 (2100 / 100)
+    desk.on_bar_event(event(1, "100", "200"))  # fills 21 @ 100; now worth 4200
+    assert desk.portfolio.quantity("ABC") == D(21)
+    out = desk.on_bar_event(event(2, "200", "200", Direction.FLAT))
+    rec = of(DecisionRecord, out)[0]
+    assert rec.status is DecisionStatus.EXECUTED
+    assert sorted(o.quantity for o in rec.orders) == [D(1), D(10), D(10)]
+    assert len({o.client_order_id for o in rec.orders}) == 3
+    desk.on_bar_event(event(3, "200", "200"))
+    assert desk.portfolio.quantity("ABC") == 0
+
+
+def test_stalled_adjustment_stops_early() -> None:
+    desk = TradingDesk.create(settings(max_fee_per_order="0.0001", max_adjust_rounds="5"))
+    out = desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    rec = of(DecisionRecord, out)[0]
+    assert rec.status in (DecisionStatus.REJECTED, DecisionStatus.NO_ACTION)
+    assert len(rec.rounds) < 6

@@ -50,6 +50,7 @@ DEFAULT_START_TIMEOUT_S = 20.0
 # librdkafka prints connection failures straight to stderr unless it is handed a logger; probing a
 # broker that is still starting would otherwise spray "Connection refused" lines at the user.
 _KAFKA_LOG = logging.getLogger("stratflow.kafka")
+_KAFKA_LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
 
 
 class BrokerError(RuntimeError):
@@ -178,7 +179,10 @@ def ensure_topics(
     # caller can produce/assign immediately.
     deadline = time.monotonic() + timeout_s
     while True:
-        md = admin.list_topics(timeout=timeout_s).topics
+        try:
+            md = admin.list_topics(timeout=timeout_s).topics
+        except KafkaException as exc:
+            raise BrokerError(f"cannot list topics at {bootstrap}: {exc}") from None
         counts = {t: len(md[t].partitions) for t in wanted if t in md and md[t].partitions}
         if len(counts) == len(wanted):
             return counts

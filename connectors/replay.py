@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 import pandas as pd
 from pydantic import ValidationError
 
+from connectors.broker import wait_for_broker
 from connectors.kafka_io import DeliveryCounter, make_producer, publish
 from models.config import parse_duration_ms
 from models.messages import SYMBOL_PATTERN, BarIn, Tick, to_ms
@@ -455,6 +456,7 @@ def replay(
     progress: bool = False,
     *,
     flush_timeout_s: float = 60.0,
+    connect_timeout_s: float = 10.0,
 ) -> ReplayStats:
     """Publish messages as JSON in event-time order, keyed by symbol.
 
@@ -471,6 +473,8 @@ def replay(
     ordered: Sequence[MarketMsg] = [m for _, _, m in timed]
     event_ms = [ms for ms, _, _ in timed]
     del timed
+    # Fail in seconds with one line, rather than queueing everything and timing out in flush().
+    wait_for_broker(bootstrap, connect_timeout_s, label="bootstrap")
     counter = DeliveryCounter()
     # Paced replays imitate a live feed, so do not hold records back for batching.
     producer = make_producer(bootstrap, **({"linger.ms": 5} if speed is not None else {}))

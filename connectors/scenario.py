@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -381,7 +382,7 @@ def generate_scenario(
     ticks_per_second_per_symbol: float,
     seed: int,
     regimes: Sequence[Regime] = DEFAULT_REGIMES,
-    **options: object,
+    **options: Any,
 ) -> list[Tick]:
     """Ticks of all symbols sorted by event time; same arguments and seed => same ticks.
 
@@ -398,5 +399,5 @@ def generate_scenario(
         ticks_per_second_per_symbol,
         seed,
         regimes,
-        **options,  # type: ignore[arg-type]
+        **options,
     ).ticks

@@ -7,8 +7,9 @@ Pure: the schemas are generated from the pydantic models in `models.messages` an
 Pydantic's own generator leaves out what it cannot see in the core schema; a schema that accepts
 what the pipeline rejects (or the reverse) is worse than none, so `StratflowJsonSchema` closes
 the gaps that matter for producers and consumers:
-- the `Price` / `Quantity` after-validators of `models.messages` (finite and > 0 / >= 0) become
-  `exclusiveMinimum` / `minimum` on the number form and a sign rule on the string form;
+- the finite-and-positive / non-negative after-validators of `models.messages` (used by
+  `TradeIntent.quantity`) become `exclusiveMinimum` / `minimum` on the number form and a sign
+  rule on the string form;
 - decimal strings get the syntax pydantic accepts (validation) or writes (serialization), and a
   `gt`/`ge` bound of zero or more also forbids a leading minus on the string form;
 - a datetime on an inbound message may be an epoch number, as the parser really accepts;
@@ -91,11 +92,16 @@ SCHEMA_MODES: Final[dict[str, JsonSchemaMode]] = {
 
 _ADAPTER_TITLES: Final[dict[str, str]] = {"market": "MarketMessage"}
 
-# Bounds that `Annotated[Decimal, AfterValidator(...)]` types enforce in code but pydantic cannot
-# show in a schema: validator -> (constraint key, bound).
+# Bounds that `Annotated[Decimal, AfterValidator(...)]` types (e.g. `TradeIntent.quantity`)
+# enforce in code but pydantic cannot show in a schema: validator -> (constraint key, bound).
+# Looked up by name so a validator that is refactored away simply drops out of the map.
 _AFTER_VALIDATOR_BOUNDS: Final[dict[Callable[..., Any], tuple[str, Decimal]]] = {
-    messages._finite_positive: ("gt", Decimal(0)),
-    messages._finite_non_negative: ("ge", Decimal(0)),
+    func: bound
+    for name, bound in (
+        ("_finite_positive", ("gt", Decimal(0))),
+        ("_finite_non_negative", ("ge", Decimal(0))),
+    )
+    if callable(func := getattr(messages, name, None))
 }
 
 _NOT_NEGATIVE: Final = "(?!-)"

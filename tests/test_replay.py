@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from connectors.broker import BrokerError
 from connectors.datasets import (
     BTCUSD,
     EURUSD,
@@ -210,3 +211,7 @@ def test_replay_orders_across_symbols_and_paces(
 
     with pytest.raises(ValueError, match="speed"):
         replay(kafka_bootstrap, topic, msgs, speed=0)
+    with pytest.raises(
+        BrokerError, match=r"not reachable at bootstrap=127\.0\.0\.1:9 within 0\.3 s"
+    ):
+        replay("127.0.0.1:9", topic, msgs, connect_timeout_s=0.3)

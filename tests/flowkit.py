@@ -1,0 +1,79 @@
+"""Helpers for the integration tests: settings on fresh topics, running the flow, reading results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from connectors.broker import ensure_topics
+from connectors.clickhouse_store import Store
+from models.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_settings(tmp: Path, symbols: dict[str, Any], **sections: Any) -> Settings:
+    """Settings whose topics are unique to this test and whose state lives under `tmp`."""
+    tag = uuid.uuid4().hex[:10]
+    topics = {
+        name: f"it.{name}.{tag}"
+        for name in (
+            "market", "news", "social", "decisions", "orders", "fills", "alerts",
+            "dead_letters", "control",
+        )
+    }
+    doc: dict[str, Any] = {
+        "symbols": symbols,
+        "kafka": {"topics": topics},
+        "clickhouse": {"path": str(tmp / "clickhouse")},
+        "recovery": {"dir": str(tmp / "recovery"), "snapshot_interval": "200ms"},
+    }
+    doc.update(sections)
+    return Settings.model_validate(doc)
+
+
+def create_topics(bootstrap: str, settings: Settings) -> None:
+    ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+def flow_command(config: Path, bootstrap: str) -> list[str]:
+    return [sys.executable, "-m", "dataflows.run", str(config), bootstrap]
+
+
+def run_flow_subprocess(settings: Settings, bootstrap: str, workdir: Path, timeout: float = 300) -> None:
+    """The flow in its own process (chdb allows one data directory per process)."""
+    cfg = write_config(settings, workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml")
+    proc = subprocess.run(
+        flow_command(cfg, bootstrap), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def query(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    with Store.open(settings.clickhouse) as store:
+        return store.query(sql)
+
+
+def final_book(settings: Settings) -> dict[str, Decimal]:
+    """Cash and quantity per symbol from the last position snapshot of each symbol."""
+    rows = query(
+        settings,
+        "SELECT symbol, argMax(quantity, ts_ms) AS q FROM positions FINAL GROUP BY symbol",
+    )
+    last = query(settings, "SELECT cash FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1")
+    book = {r["symbol"]: Decimal(r["q"]) for r in rows}
+    book["cash"] = Decimal(last[0]["cash"]) if last else Decimal(0)
+    return book

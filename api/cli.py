@@ -1,12 +1,19 @@
-"""`stratflow` command line. A user mistake gets one clear line and exit code 2, never a traceback."""
+"""`stratflow` command line.
+
+A user mistake (bad path, unknown symbol, bad config, bad option value, unreachable broker, a
+locked ClickHouse directory) gets one `error:` line on stderr and exit code 2, never a traceback.
+A bug gets one `internal error:` line and exit code 1, unless STRATFLOW_DEBUG=1.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,7 +21,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from models.config import ConfigError, Settings, env_overrides, load_settings
 
@@ -22,14 +31,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="stratflow: market data -> features -> triggers -> strategy -> risk gate -> orders -> decision log.",
+    help=(
+        "stratflow: market data -> features -> triggers -> strategy -> risk gate -> orders"
+        " -> decision log."
+    ),
 )
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line is never broken at the terminal width (80 columns when piped), so an error
+# stays one line and a printed path stays whole.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 T = TypeVar("T")
+
+# How long `replay` and `run` wait for an unreachable --bootstrap before giving up.
+BROKER_WAIT_S = 10.0
 
 ConfigOpt = Annotated[
     Path | None,
@@ -69,32 +86,84 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _user_error_in(err: BaseException) -> BaseException | None:
+    """`err` or the user error it was raised from (Bytewax wraps what a sink raises)."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, _user_errors()):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__
+    return None
+
+
+def print_error(message: str, label: str = "error") -> None:
+    """`label: first line` (plus indented further lines) on stderr, never wrapped or marked up."""
+    lines = [ln.rstrip() for ln in message.strip().splitlines() if ln.strip()] or ["(no details)"]
+    err_console.print(Text.assemble((f"{label}:", "bold red"), " ", lines[0]))
+    for line in lines[1:]:
+        err_console.print(Text(" " * (len(label) + 2) + line.strip()))
+
+
 def guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
         raise typer.Exit(130) from None
-    except _user_errors() as err:
-        first, *rest = str(err).strip().splitlines() or [type(err).__name__]
-        err_console.print(f"[red]error:[/red] {first}")
-        for line in rest:
-            err_console.print(f"       {line}")
+    except Exception as err:
+        user = _user_error_in(err)
+        if user is None:
+            raise
+        print_error(str(user) or type(user).__name__)
         raise typer.Exit(2) from None
+
+
+def _bootstrap_label(ctx: typer.Context) -> str:
+    """How the user gave --bootstrap, for the 'not reachable' message."""
+    source = ctx.get_parameter_source("bootstrap")
+    return (
+        "KAFKA_BOOTSTRAP" if source is not None and source.name == "ENVIRONMENT" else "--bootstrap"
+    )
+
+
+def _check_broker(bootstrap: str, label: str) -> None:
+    from connectors.broker import wait_for_broker
+
+    wait_for_broker(bootstrap, BROKER_WAIT_S, label=label)
+
+
+@contextmanager
+def _open_store(settings: Settings) -> Iterator[None]:
+    """Open the decision log up front, so a locked chdb directory or an unreachable server is
+    one line here rather than a failure inside the dataflow. Held open for the run: the
+    pipeline's sink shares the same chdb session."""
+    from connectors.clickhouse_store import Store
+
+    try:
+        store = Store.open(settings.clickhouse)
+    except ValueError as err:  # e.g. an invalid clickhouse.database name
+        raise UserError(f"clickhouse: {err}") from None
+    try:
+        yield
+    finally:
+        store.close()
 
 
 # ----------------------------------------------------------------------------- config
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
-    """Validate the config and print every value in force (with its source)."""
+    """Validate the config and print every value in force (naming the env overrides)."""
 
     def go() -> None:
         path = config or default_config_path()
         settings = settings_from(path)
-        console.print(f"[green]config OK[/green]: {path}")
+        console.print(f"[green]config OK[/green]: {escape(str(path))}")
         for path_parts, _value, name in env_overrides(os.environ):
-            console.print(f"  overridden by {name}: {'.'.join(path_parts)}")
-        console.print(yaml.safe_dump(json.loads(settings.model_dump_json()), sort_keys=False))
+            console.print(f"  overridden by {escape(name)}: {escape('.'.join(path_parts))}")
+        dumped = yaml.safe_dump(json.loads(settings.model_dump_json()), sort_keys=False)
+        console.out(dumped.rstrip("\n"), highlight=False)
 
     guarded(go)
 
@@ -103,7 +172,9 @@ def config_check(config: ConfigOpt = None) -> None:
 @app.command()
 def broker(
     config: ConfigOpt = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = a free one)")] = 0,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 = a free one)")
+    ] = 0,
 ) -> None:
     """Run the bundled Tansu broker (memory only) with the pipeline's topics, until Ctrl-C."""
     from connectors.broker import LocalBroker, ensure_topics
@@ -115,23 +186,32 @@ def broker(
             console.print(
                 f"broker ready: [bold]KAFKA_BOOTSTRAP={b.bootstrap}[/bold] (Ctrl-C stops it)"
             )
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            # Block the signals only now: the broker process must not inherit a blocked mask,
+            # or stop() could not terminate it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        console.print("broker stopped")
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     guarded(go)
 
 
 # ----------------------------------------------------------------------------- replay
 @app.command()
 def replay(
+    ctx: typer.Context,
     source: Annotated[
         str, typer.Argument(help="CSV/Parquet file, or a shipped dataset: GOOG, EURUSD, BTCUSD")
     ],
     symbol: Annotated[
-        str | None, typer.Option(help="Symbol for a bar file (default: file name)")
+        str | None,
+        typer.Option(help="Symbol for a file without a symbol column (default: the file name)"),
     ] = None,
     speed: Annotated[
-        float | None, typer.Option(help="Multiple of real time; default: as fast as possible")
+        float | None,
+        typer.Option(help="Multiple of real time, > 0 (default: as fast as possible)"),
     ] = None,
     bootstrap: Annotated[
         str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
@@ -148,33 +228,53 @@ def replay(
         settings = settings_from(config)
         if not bootstrap:
             raise UserError(
-                "no broker: set KAFKA_BOOTSTRAP or --bootstrap (e.g. start one with `stratflow broker`)"
+                "no broker: set KAFKA_BOOTSTRAP or --bootstrap"
+                " (e.g. start one with `stratflow broker`)"
             )
-        if speed is not None and speed <= 0:
-            raise UserError("--speed must be > 0")
-        path = dataset_path(source) if source.upper() in list_datasets() else Path(source)
-        if not path.is_file():
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise UserError(f"--speed must be a number > 0, got {speed:g}")
+        # A local file wins over a dataset of the same name.
+        default_symbol = symbol
+        if Path(source).exists():
+            path = Path(source)
+        elif source.upper() in list_datasets():
+            path = dataset_path(source)
+            default_symbol = symbol or source.upper()
+        else:
             raise UserError(
                 f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
             )
-        loaded = load_market_file(
-            path,
-            symbol=(symbol or (source.upper() if source.upper() in list_datasets() else None)),
-            interval=None,
-        )
+        loaded = load_market_file(path, symbol=default_symbol, interval=None)
         unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
         if unknown:
             raise UserError(
-                f"symbol(s) {', '.join(unknown)} not in the config's symbols ({', '.join(settings.symbols)})"
+                f"symbol(s) {', '.join(unknown)} not in the config's symbols"
+                f" ({', '.join(settings.symbols)}); add them to `symbols:` or pass --symbol"
+            )
+        if not loaded.messages:
+            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
+            raise UserError(
+                f"{path}: no valid rows to publish ({len(loaded.problems)} rejected{first})"
             )
         for row, reason in loaded.problems[:10]:
-            err_console.print(f"[yellow]skipped row {row}:[/yellow] {reason}")
+            err_console.print(Text(f"skipped row {row}: {reason}", style="yellow"))
+        if len(loaded.problems) > 10:
+            err_console.print(
+                Text(f"... and {len(loaded.problems) - 10} more skipped rows", style="yellow")
+            )
+        _check_broker(bootstrap, _bootstrap_label(ctx))
         ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
         stats = do_replay(
             bootstrap, settings.kafka.topics.market, loaded.messages, speed=speed, progress=True
         )
+        if stats.failed:
+            raise UserError(
+                f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
+                f" {'; '.join(stats.errors[:3])}"
+            )
         console.print(
-            f"published {stats.published:,} messages in {stats.elapsed_s:.2f}s ({stats.msgs_per_s:,.0f}/s)"
+            f"published {stats.published:,} messages to {escape(stats.topic)}"
+            f" in {stats.elapsed_s:.2f}s ({stats.msgs_per_s:,.0f}/s)"
         )
 
     guarded(go)
@@ -183,15 +283,18 @@ def replay(
 # ----------------------------------------------------------------------------- run
 @app.command()
 def run(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     bootstrap: Annotated[
-        str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
+        str | None,
+        typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port (default: kafka.bootstrap)"),
     ] = None,
     follow: Annotated[
         bool, typer.Option(help="Keep consuming new messages (live); --no-follow stops at the end")
     ] = True,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
+    from connectors.broker import ensure_topics
     from dataflows.pipeline import FlowSpec
     from dataflows.run import run_pipeline
 
@@ -202,8 +305,12 @@ def run(
             raise UserError(
                 "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
             )
-        console.print("controller: local strategy engine (no GPT endpoint configured)")
-        run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow))
+        label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
+        with _open_store(settings):
+            _check_broker(bs, label)
+            ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
+            console.print("controller: local strategy engine (no GPT endpoint configured)")
+            run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow))
 
     guarded(go)
 
@@ -213,14 +320,17 @@ def run(
 def demo(
     config: ConfigOpt = None,
     dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", "-d", help="Shipped dataset(s) to replay")
+        list[str] | None,
+        typer.Option(
+            "--dataset", "-d", help="Shipped dataset(s) to replay (default: GOOG, EURUSD)"
+        ),
     ] = None,
     scenario_minutes: Annotated[
-        int, typer.Option(help="Minutes of generated ticks for the SIM* symbols")
+        int, typer.Option(help="Minutes of generated ticks for the SIM* symbols (0 = none)")
     ] = 240,
     seed: Annotated[int, typer.Option(help="Scenario seed")] = 7,
 ) -> None:
-    """The main job on embedded defaults: local broker, chdb, shipped data; prints a summary and a report path."""
+    """The end-to-end job on embedded defaults (local broker, chdb, shipped data) with a report."""
     from api.demo import default_run_root, run_demo
     from connectors.datasets import list_datasets
 
@@ -233,10 +343,14 @@ def demo(
                 f"unknown dataset {', '.join(bad)} (available: {', '.join(list_datasets())})"
             )
         if scenario_minutes < 0:
-            raise UserError("--scenario-minutes must be >= 0")
+            raise UserError(f"--scenario-minutes must be >= 0, got {scenario_minutes}")
         missing = [d for d in names if d not in settings.symbols]
         if missing:
             raise UserError(f"dataset symbol(s) {', '.join(missing)} not in the config's symbols")
+        if settings.clickhouse.url:
+            # A server is checked up front (a chdb directory is new for every demo run).
+            with _open_store(settings):
+                pass
         result = run_demo(
             settings,
             run_root=default_run_root(),
@@ -246,36 +360,60 @@ def demo(
             console=console,
         )
         print_summary(result.summary.counts, result.summary, result.flow_seconds)
-        console.print(f"report: [bold]{result.report}[/bold]")
+        console.print(f"report: [bold]{escape(str(result.report))}[/bold]")
 
     guarded(go)
 
 
+def _money(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
 def print_summary(counts: dict[str, int], summary: Any, seconds: float) -> None:
-    t = Table(title=f"decision log ({seconds:.1f}s in the flow)")
+    t = Table(title=f"decision log ({seconds:.1f}s in the flow)", min_width=30)
     t.add_column("table")
     t.add_column("rows", justify="right")
     for k, v in counts.items():
         t.add_row(k, f"{v:,}")
     console.print(t)
-    d = Table(title="decisions")
+    d = Table(title="decisions", min_width=30)
     for col in ("branch", "status", "n"):
         d.add_column(col)
     for row in summary.decisions:
         d.add_row(str(row["branch"]), str(row["status"]), str(row["n"]))
     console.print(d)
-    console.print(f"final cash {summary.cash}  equity {summary.equity}")
+    console.print(f"final cash {_money(summary.cash)}  equity {_money(summary.equity)}")
 
 
-def main() -> None:
+def _debug() -> bool:
+    return os.environ.get("STRATFLOW_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: exit 0 on success, 2 on a user mistake, 1 on a bug."""
+    command = typer.main.get_command(app)
     try:
-        app()
+        # Not standalone, so typer's usage errors come here and are printed as one line too.
+        rv = command.main(args=argv, standalone_mode=False)
+    except typer.TyperException as err:  # bad option, missing argument, bad value, ...
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(err.exit_code)  # the help is already on the screen
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print_error(" ".join(err.format_message().split()) + hint)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
     except SystemExit:
         raise
     except BaseException as err:  # last resort: a bug, not a user error -> still no wall of text
-        if os.environ.get("STRATFLOW_DEBUG"):
+        if _debug():
             raise
-        err_console.print(
-            f"[red]internal error:[/red] {type(err).__name__}: {err} (STRATFLOW_DEBUG=1 shows the traceback)"
+        detail = (str(err).strip().splitlines() or [""])[0]
+        print_error(
+            f"{type(err).__name__}: {detail} (STRATFLOW_DEBUG=1 shows the traceback)",
+            label="internal error",
         )
         sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

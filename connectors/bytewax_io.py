@@ -1,32 +1,15 @@
-"""Bytewax sources and sinks: the Kafka input and the ClickHouse output of the pipeline."""
+"""The Bytewax sink that writes the pipeline's records to ClickHouse."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import BaseModel
 
-from connectors.clickhouse_store import ROW_CONVERTERS, Store
+from connectors.clickhouse_store import Store
 from models.config import ClickHouseConfig
-
-
-def market_source(
-    bootstrap: str, topics: list[str], *, tail: bool, starting_offset: int, batch_size: int
-) -> KafkaSource:
-    """Bytewax's KafkaSource assigns partitions itself (no consumer-group join), and its offsets
-    are part of the recovery snapshot, which is what makes a restart resume exactly."""
-    return KafkaSource(
-        [bootstrap],
-        topics,
-        tail=tail,
-        starting_offset=starting_offset,
-        batch_size=batch_size,
-        raise_on_errors=False,
-        add_config={"statistics.interval.ms": "0"},
-    )
 
 
 class _StorePartition(StatelessSinkPartition[Any]):
@@ -35,8 +18,9 @@ class _StorePartition(StatelessSinkPartition[Any]):
         self.store.apply_schema()
         self.written: dict[str, int] = defaultdict(int)
 
-    def write_batch(self, items: list[Any]) -> None:
-        rows: list[BaseModel] = [i for i in items if type(i) in ROW_CONVERTERS]
+    def write_batch(self, items: list[tuple[str, list[BaseModel]]]) -> None:
+        """Items are (table, rows) lists gathered upstream; one INSERT per table per call."""
+        rows: list[BaseModel] = [row for _, group in items for row in group]
         for table, n in self.store.insert_models(rows).items():
             self.written[table] += n
 

@@ -200,6 +200,7 @@ def _order_row(m: Order) -> Row:
         "placed_ms": m.placed_ms,
         "updated_ms": m.updated_ms,
         "reason": m.reason,
+        "version": m.version,
     }
 
 

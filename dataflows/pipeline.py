@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.bytewax_io import ClickHouseSink, market_source
+from connectors.bytewax_io import ClickHouseSink
+from connectors.clickhouse_store import ROW_CONVERTERS, table_for
+from connectors.kafka_source import RawKafkaSource
 from models.config import Settings
 from models.desk import BarEvent, DeskOutput, TradingDesk
 from models.ingest import IngestOutput, PartitionIngest, RawMessage
@@ -30,17 +31,6 @@ from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order
 from models.parsing import dead_letter
 
 DESK_KEY = "desk"
-
-
-def to_raw(
-    msg: KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[Any, Any],
-) -> RawMessage:
-    """Kafka client errors become messages too, so they reach the dead letters with a reason."""
-    if isinstance(msg, KafkaError):
-        m = msg.msg
-        return RawMessage(m.topic or "?", m.partition or 0, m.offset or -1, 0, None)
-    _, ts = msg.timestamp
-    return RawMessage(msg.topic or "?", msg.partition or 0, msg.offset or 0, max(ts, 0), msg.value)
 
 
 class IngestLogic(StatefulBatchLogic[RawMessage, IngestOutput, Any]):
@@ -140,24 +130,21 @@ class FlowSpec:
     tail: bool
     batch_size: int = 5000
     kafka_out: bool = True
+    write_every: timedelta = timedelta(milliseconds=500)
+    write_max_rows: int = 50_000
 
 
 def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None = None) -> Dataflow:
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
-    src = op.input(
-        "kafka_in",
-        flow,
-        market_source(
-            spec.bootstrap,
-            [topics.market, topics.news, topics.social],
-            tail=spec.tail,
-            starting_offset=OFFSET_BEGINNING,
-            batch_size=spec.batch_size,
-        ),
+    source = RawKafkaSource(
+        spec.bootstrap,
+        [topics.market, topics.news, topics.social],
+        tail=spec.tail,
+        batch_size=spec.batch_size,
     )
-    raw = op.map("to_raw", src, to_raw)
-    by_partition = op.key_on("by_partition", raw, lambda r: f"{r.topic}#{r.partition}")
+    # Already keyed by topic partition: the unit of order (models/ingest.py says why).
+    by_partition: Any = op.input("kafka_in", flow, source)
     ingested = op.stateful_batch(
         "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
     )
@@ -166,7 +153,12 @@ def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None 
     to_desk = op.key_on("to_desk", split.trues, lambda _: DESK_KEY)
     desk = op.stateful_batch("desk", to_desk, lambda resume: DeskLogic(settings, resume))
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
-    op.output("clickhouse", records, store_sink or ClickHouseSink(settings.clickhouse))
+    # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
+    # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
+    storable = op.filter("storable", records, lambda x: type(x) in ROW_CONVERTERS)
+    by_table = op.key_on("by_table", storable, table_for)
+    batches = op.collect("write_batches", by_table, spec.write_every, max_size=spec.write_max_rows)
+    op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
     if spec.kafka_out:
         kmsgs = op.filter_map("to_kafka", records, lambda item: to_kafka(settings, item))
         op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))

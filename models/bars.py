@@ -85,9 +85,12 @@ class BarBuilder:
             self.recent_ids.popitem(last=False)
         return False
 
-    def add(self, msg: Tick | BarIn) -> list[Bar] | Rejected:
-        """Fold one message in; returns the bars this event closed, or why it was refused."""
-        ts = to_ms(msg.ts)
+    def add(self, msg: Tick | BarIn, ts_ms: int | None = None) -> list[Bar] | Rejected:
+        """Fold one message in; returns the bars this event closed, or why it was refused.
+
+        `ts_ms` is the message's event time in epoch ms when the caller already has it.
+        """
+        ts = to_ms(msg.ts) if ts_ms is None else ts_ms
         interval = self.interval_ms
         if isinstance(msg, Tick):
             end = ts
@@ -136,7 +139,13 @@ class BarBuilder:
 
     def _close_through(self, mark: int) -> list[Bar]:
         interval = self.interval_ms
-        ready = sorted(s for s in self.windows if s + interval <= mark)
+        windows = self.windows
+        if len(windows) == 1:  # the common case: one open window, usually not due yet
+            (only,) = windows
+            if only + interval > mark:
+                return []
+            return [windows.pop(only).to_bar(self.symbol, interval)]
+        ready = sorted(s for s in windows if s + interval <= mark)
         if not ready:
             return []
         return [self.windows.pop(s).to_bar(self.symbol, interval) for s in ready]

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from models.messages import SYMBOL_PATTERN
 
@@ -28,9 +35,9 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, No
 
 def parse_duration_ms(value: object) -> int:
     """`"1h"`, `"15m"`, `"500ms"`, `"1d"` or a bare number of seconds -> milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration, e.g. 60s, 15m, 1h, 1d")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0 or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not a duration (must be >= 0)")
         return int(value * 1000)
     if isinstance(value, str):
         m = _DURATION.match(value)
@@ -39,25 +46,37 @@ def parse_duration_ms(value: object) -> int:
     raise ValueError(f"{value!r} is not a duration, e.g. 60s, 15m, 1h, 1d")
 
 
+def _canonical_duration(value: object) -> str:
+    """Validate a duration where it is written, so the error names its key; keep it readable."""
+    ms = parse_duration_ms(value)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+Duration = Annotated[str, BeforeValidator(_canonical_duration)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _duration_field(default: str, description: str) -> Any:
-    return Field(default=default, description=description)
+    return Field(default=default, description=description, validate_default=True)
 
 
 class SymbolSpec(_Section):
-    bar_interval: str | None = Field(default=None, description="Overrides bars.interval")
+    bar_interval: Duration | None = Field(default=None, description="Overrides bars.interval")
     lot_size: Decimal = Field(default=Decimal("1"), gt=0, description="Order quantity step")
 
 
 class BarsConfig(_Section):
-    interval: str = _duration_field("1m", "Tumbling event-time window length")
-    allowed_lateness: str = _duration_field(
+    interval: Duration = _duration_field("1m", "Tumbling event-time window length")
+    allowed_lateness: Duration = _duration_field(
         "0s", "A window closes once a newer event is this far past its end"
     )
-    max_future_skew: str = _duration_field(
+    max_future_skew: Duration = _duration_field(
         "5m", "Events this far ahead of their Kafka record time are dead-lettered"
     )
     dedupe_window: int = Field(
@@ -65,9 +84,7 @@ class BarsConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _durations(self) -> BarsConfig:
-        for name in ("interval", "allowed_lateness", "max_future_skew"):
-            parse_duration_ms(getattr(self, name))
+    def _positive_interval(self) -> BarsConfig:
         if parse_duration_ms(self.interval) <= 0:
             raise ValueError("interval must be > 0")
         return self
@@ -223,12 +240,12 @@ class ClickHouseConfig(_Section):
 class RecoveryConfig(_Section):
     enabled: bool = True
     dir: str = "var/recovery"
-    snapshot_interval: str = "2s"
+    snapshot_interval: Duration = _duration_field("2s", "Recovery snapshot (epoch) interval")
 
 
 class Settings(_Section):
     symbols: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], SymbolSpec] = Field(
-        default_factory=dict, min_length=1
+        min_length=1, description="The instruments the pipeline trades; others are dead-lettered"
     )
     bars: BarsConfig = BarsConfig()
     features: FeaturesConfig = FeaturesConfig()
@@ -247,6 +264,17 @@ class Settings(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"trigger names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _triggers_read_known_features(self) -> Settings:
+        """Fail at start, not on the first message, when a trigger names an unknown feature."""
+        from models.triggers import TriggerState  # triggers import this module's types
+
+        TriggerState(self.triggers)
+        for symbol, spec in self.symbols.items():
+            if spec.bar_interval is not None and parse_duration_ms(spec.bar_interval) <= 0:
+                raise ValueError(f"symbols.{symbol}.bar_interval must be > 0")
         return self
 
     def bar_interval_ms(self, symbol: str) -> int:
@@ -276,7 +304,12 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]
     found: list[tuple[list[str], Any, str]] = []
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+            parts = name[len(ENV_PREFIX) :].split("__")
+            # Field names are lower-case; symbols are upper-case ids and keep their case.
+            path = [
+                p if i > 0 and parts[i - 1].lower() == "symbols" else p.lower()
+                for i, p in enumerate(parts)
+            ]
             try:
                 value = yaml.safe_load(raw) if raw != "" else None
             except yaml.YAMLError:
@@ -319,7 +352,10 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}".replace("\n", " ")) from None
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "syntax error"
+            raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
     return build_settings(raw, environ)

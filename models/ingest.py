@@ -32,6 +32,7 @@ class RawMessage:
     offset: int
     timestamp_ms: int
     value: bytes | None
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -45,7 +46,10 @@ class SymbolState:
 class PartitionIngest:
     settings: Settings
     symbols: dict[str, SymbolState] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    _skew_ms: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._skew_ms = parse_duration_ms(self.settings.bars.max_future_skew)
 
     def _state(self, symbol: str) -> SymbolState:
         st = self.symbols.get(symbol)
@@ -78,8 +82,14 @@ class PartitionIngest:
     def process(self, raw: RawMessage, out: list[IngestOutput]) -> None:
         """Append everything this message produces to `out` (a list, to avoid per-call lists)."""
         topics = self.settings.kafka.topics
-        skew = parse_duration_ms(self.settings.bars.max_future_skew)
-        if raw.topic == topics.market:
+        skew = self._skew_ms
+        if raw.error is not None:
+            out.append(
+                dead_letter(
+                    raw.topic, raw.partition, raw.offset, raw.timestamp_ms, raw.value, raw.error
+                )
+            )
+        elif raw.topic == topics.market:
             msg = parse_market(
                 raw.value,
                 topic=raw.topic,
@@ -92,8 +102,9 @@ class PartitionIngest:
             if isinstance(msg, DeadLetter):
                 out.append(msg)
                 return
-            st = self._state(msg.symbol)
-            result = st.bars.add(msg)
+            tick, ts_ms = msg
+            st = self._state(tick.symbol)
+            result = st.bars.add(tick, ts_ms)
             if isinstance(result, Rejected):
                 out.append(
                     dead_letter(

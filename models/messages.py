@@ -262,6 +262,7 @@ class Order(BaseModel):
     placed_ms: int
     updated_ms: int
     reason: str = ""
+    version: int = Field(default=1, description="1 when placed, 2 once filled or rejected")
 
 
 class Fill(BaseModel):

@@ -81,4 +81,11 @@ class SimulatedExchange:
 
 
 def with_status(order: Order, status: OrderStatus, ts_ms: int, reason: str = "") -> Order:
-    return order.model_copy(update={"status": status, "updated_ms": ts_ms, "reason": reason})
+    return order.model_copy(
+        update={
+            "status": status,
+            "updated_ms": ts_ms,
+            "reason": reason or order.reason,
+            "version": order.version + 1,
+        }
+    )

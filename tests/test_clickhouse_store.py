@@ -113,6 +113,7 @@ def _order(decision_id: str, status: OrderStatus, updated_ms: int) -> Order:
         placed_ms=T0,
         updated_ms=updated_ms,
         reason="enter long",
+        version=1 if status is OrderStatus.PENDING else 2,
     )
 
 
@@ -529,8 +530,10 @@ def test_decision_newest_version_wins(store: Store) -> None:
 
 
 def test_order_latest_update_wins(store: Store) -> None:
+    # Same timestamps on purpose: contiguous bars make "placed" and "filled" coincide in time,
+    # so the row version, not the clock, must decide.
     store.insert("orders", [_order("d-1", OrderStatus.FILLED, T0 + 60_000)])
-    store.insert("orders", [_order("d-1", OrderStatus.PENDING, T0)])
+    store.insert("orders", [_order("d-1", OrderStatus.PENDING, T0 + 60_000)])
     (row,) = _select(store, "orders")
     assert row["status"] == "filled" and row["updated_ms"] == T0 + 60_000
 

@@ -36,8 +36,11 @@ def good(**over: object) -> dict[str, object]:
 def parse(obj: object) -> Tick | DeadLetter:
     raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
     out = parse_market(raw, **KW)  # type: ignore[arg-type]
-    assert not isinstance(out, NewsItem)
-    return out  # type: ignore[return-value]
+    if isinstance(out, DeadLetter):
+        return out
+    msg, ts_ms = out
+    assert isinstance(msg, Tick) and ts_ms == int(msg.ts.timestamp() * 1000)
+    return msg
 
 
 def test_good_tick_keeps_exact_decimal_price() -> None:

@@ -95,9 +95,10 @@ CREATE TABLE IF NOT EXISTS stratflow.orders
     placed_ms       Int64,
     updated_ms      Int64,
     reason          String,
+    version         UInt64,
     ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(placed_ms, 'UTC')
 )
-ENGINE = ReplacingMergeTree(updated_ms)
+ENGINE = ReplacingMergeTree(version)
 ORDER BY client_order_id;
 
 CREATE TABLE IF NOT EXISTS stratflow.fills

@@ -1,0 +1,349 @@
+"""models/config.py: YAML + environment overrides, durations, and one readable line per problem."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.config import (
+    BreakoutTrigger,
+    ConfigError,
+    Settings,
+    build_settings,
+    env_overrides,
+    load_settings,
+    parse_duration_ms,
+)
+
+SHIPPED = Path(str(files("api").joinpath("stratflow.yaml")))
+BASE: dict[str, Any] = {"symbols": {"GOOG": {}}}
+
+
+def config_error(raw: dict[str, Any], environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as exc:
+        build_settings(raw, environ or {})
+    return str(exc.value)
+
+
+def with_base(**sections: Any) -> dict[str, Any]:
+    return {**BASE, **sections}
+
+
+# ------------------------------------------------------------------------------ durations
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("1m", 60_000),
+        ("15m", 900_000),
+        ("1h", 3_600_000),
+        ("1d", 86_400_000),
+        ("31d", 31 * 86_400_000),
+        ("500ms", 500),
+        ("90s", 90_000),
+        ("0s", 0),
+        ("60", 60_000),  # a bare number is seconds
+        (" 5 m ", 300_000),
+        (60, 60_000),
+        (1.5, 1_500),
+    ],
+)
+def test_parse_duration(text: object, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("bad", ["abc", True, False, "true", "-1m", "1w", "1.5m", "", None, "1M"])
+def test_parse_duration_rejects(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration_ms(bad)
+
+
+
+def test_parse_duration_rejects_negative_numbers() -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ms(-1)
+
+
+@pytest.mark.parametrize("bad", ["abc", "true", "-5m", "1w"])
+def test_bad_duration_in_config(bad: str) -> None:
+    msg = config_error(with_base(bars={"interval": bad}))
+    assert msg.startswith("bars")
+    assert "not a duration" in msg or "valid string" in msg
+
+
+def test_zero_bar_interval_is_rejected() -> None:
+    assert "interval must be > 0" in config_error(with_base(bars={"interval": "0s"}))
+
+
+
+def test_bad_duration_names_its_key() -> None:
+    msg = config_error(with_base(bars={"allowed_lateness": "soon"}))
+    assert "allowed_lateness" in msg
+
+
+def test_bare_number_duration_in_yaml() -> None:
+    settings = build_settings(with_base(bars={"interval": 60}), {})
+    assert settings.bar_interval_ms("GOOG") == 60_000
+
+
+# ------------------------------------------------------------------------------ the shipped file
+
+
+def test_shipped_config_validates() -> None:
+    settings = load_settings(SHIPPED, {})
+    assert {"GOOG", "EURUSD", "BTCUSD", "SIMA"} <= set(settings.symbols)
+    assert settings.kafka.bootstrap is None
+    assert settings.clickhouse.url is None
+    assert settings.risk.max_order_notional == Decimal("25000")
+    assert len({t.name for t in settings.triggers}) == len(settings.triggers)
+
+
+def test_bar_interval_per_symbol() -> None:
+    settings = load_settings(SHIPPED, {})
+    assert settings.bar_interval_ms("GOOG") == 86_400_000
+    assert settings.bar_interval_ms("EURUSD") == 3_600_000
+    assert settings.bar_interval_ms("BTCUSD") == 31 * 86_400_000
+    assert settings.bar_interval_ms("SIMA") == 60_000  # falls back to bars.interval
+    assert settings.bar_interval_ms("NOT_CONFIGURED") == 60_000
+
+
+def test_bar_interval_follows_bars_interval() -> None:
+    settings = build_settings(
+        {"symbols": {"A": {}, "B": {"bar_interval": "5m"}}, "bars": {"interval": "15m"}}, {}
+    )
+    assert settings.bar_interval_ms("A") == 15 * 60_000
+    assert settings.bar_interval_ms("B") == 5 * 60_000
+
+
+
+def test_bad_symbol_bar_interval_is_a_config_error() -> None:
+    msg = config_error({"symbols": {"GOOG": {"bar_interval": "abc"}}})
+    assert "symbols.GOOG.bar_interval" in msg
+
+
+# ------------------------------------------------------------------------------ env overrides
+
+
+def test_env_override_scalar() -> None:
+    settings = build_settings(BASE, {"STRATFLOW__RISK__MAX_ORDER_NOTIONAL": "5000"})
+    assert settings.risk.max_order_notional == Decimal("5000")
+    assert settings.risk.max_position_notional == Decimal("50000")  # siblings keep defaults
+
+
+def test_env_override_wins_over_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("symbols: {GOOG: {}}\nrisk: {max_order_notional: '100', min_cash: '7'}\n")
+    settings = load_settings(path, {"STRATFLOW__RISK__MAX_ORDER_NOTIONAL": "5000"})
+    assert settings.risk.max_order_notional == Decimal("5000")
+    assert settings.risk.min_cash == Decimal("7")
+
+
+def test_env_override_nested_bool_and_list() -> None:
+    environ = {
+        "STRATFLOW__KAFKA__TOPICS__MARKET": "ticks.v2",
+        "STRATFLOW__RECOVERY__ENABLED": "false",
+        "STRATFLOW__TRIGGERS": "[{kind: breakout, name: only_breakout}]",
+        "STRATFLOW__BARS__INTERVAL": "5m",
+    }
+    settings = build_settings(BASE, environ)
+    assert settings.kafka.topics.market == "ticks.v2"
+    assert settings.kafka.topics.orders == "orders"
+    assert settings.recovery.enabled is False
+    assert settings.triggers == [
+        BreakoutTrigger(kind="breakout", name="only_breakout", strategic=True)
+    ]
+    assert settings.bar_interval_ms("GOOG") == 5 * 60_000
+
+
+def test_env_override_does_not_touch_the_parsed_document() -> None:
+    raw: dict[str, Any] = {"symbols": {"GOOG": {}}, "risk": {"min_cash": "1"}}
+    build_settings(raw, {"STRATFLOW__RISK__MIN_CASH": "2"})
+    assert raw == {"symbols": {"GOOG": {}}, "risk": {"min_cash": "1"}}
+
+
+def test_kafka_bootstrap_and_clickhouse_url() -> None:
+    environ = {
+        "KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+        "CLICKHOUSE_URL": "http://user:pw@ch:8123/db",
+        "STRATFLOW__KAFKA__BOOTSTRAP": "ignored:1",
+    }
+    settings = build_settings(BASE, environ)
+    assert settings.kafka.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert settings.clickhouse.url == "http://user:pw@ch:8123/db"
+
+
+def test_empty_kafka_bootstrap_is_no_override() -> None:
+    assert build_settings(BASE, {"KAFKA_BOOTSTRAP": ""}).kafka.bootstrap is None
+
+
+def test_env_overrides_lists_every_source() -> None:
+    found = env_overrides(
+        {
+            "STRATFLOW__RISK__MIN_CASH": "10",
+            "STRATFLOW__": "ignored",
+            "OTHER": "ignored",
+            "KAFKA_BOOTSTRAP": "h:1",
+        }
+    )
+    assert found == [
+        (["risk", "min_cash"], 10, "STRATFLOW__RISK__MIN_CASH"),
+        (["kafka", "bootstrap"], "h:1", "KAFKA_BOOTSTRAP"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("STRATFLOW__RISK__MAX_ORDER_NOTIONAL", "-1", "risk.max_order_notional"),
+        ("STRATFLOW__RISK__MAX_ORDER_NOTIONAL", "lots", "risk.max_order_notional"),
+        ("STRATFLOW__RISK__NO_SUCH_KEY", "1", "risk.no_such_key"),
+        ("STRATFLOW__NOSECTION__X", "1", "nosection"),
+        ("STRATFLOW__RISK", "1", "risk"),
+        ("STRATFLOW__KAFKA__PARTITIONS", "0", "kafka.partitions"),
+    ],
+)
+def test_invalid_env_override_names_the_field(name: str, value: str, field: str) -> None:
+    msg = config_error(BASE, {name: value})
+    assert msg.startswith(f"{field}:")
+    assert "\n" not in msg
+
+
+def test_env_override_of_a_symbol() -> None:
+    settings = build_settings(BASE, {"STRATFLOW__SYMBOLS__GOOG__LOT_SIZE": "10"})
+    assert settings.symbols["GOOG"].lot_size == Decimal("10")
+
+
+# ------------------------------------------------------------------------------ validation rules
+
+
+def test_lower_case_symbol() -> None:
+    msg = config_error({"symbols": {"goog": {}}})
+    assert msg.startswith("symbols.goog")
+
+
+def test_sma_fast_must_be_below_sma_slow() -> None:
+    msg = config_error(with_base(features={"sma_fast": 30, "sma_slow": 30}))
+    assert msg == "features: sma_fast must be smaller than sma_slow"
+
+
+def test_duplicate_trigger_names() -> None:
+    triggers = [
+        {"kind": "breakout", "name": "twice"},
+        {"kind": "volume_spike", "name": "twice"},
+    ]
+    msg = config_error(with_base(triggers=triggers))
+    assert "trigger names must be unique" in msg
+    assert "twice" in msg
+
+
+def test_unknown_trigger_kind() -> None:
+    msg = config_error(with_base(triggers=[{"kind": "moon_phase", "name": "x"}]))
+    assert msg.startswith("triggers.0:")
+    assert "moon_phase" in msg
+    assert "crossover" in msg  # lists what is accepted
+
+
+@pytest.mark.parametrize("bounds", [{"above": 70, "below": 30}, {}])
+def test_threshold_needs_exactly_one_bound(bounds: dict[str, float]) -> None:
+    trigger = {"kind": "threshold", "name": "rsi", "feature": "rsi", **bounds}
+    msg = config_error(with_base(triggers=[trigger]))
+    assert msg == "triggers.0.threshold: give exactly one of above / below"
+
+
+def test_unknown_section() -> None:
+    assert config_error(with_base(riks={})) == "riks: Extra inputs are not permitted"
+
+
+def test_unknown_key() -> None:
+    msg = config_error(with_base(risk={"max_order": 1}))
+    assert msg == "risk.max_order: Extra inputs are not permitted"
+
+
+def test_unknown_key_in_a_trigger() -> None:
+    msg = config_error(with_base(triggers=[{"kind": "breakout", "name": "b", "window": 3}]))
+    assert msg.startswith("triggers.0.breakout.window:")
+
+
+def test_out_of_range_value() -> None:
+    msg = config_error(with_base(features={"sma_fast": 1}))
+    assert msg == "features.sma_fast: Input should be greater than or equal to 2"
+
+
+def test_every_problem_gets_its_own_line() -> None:
+    msg = config_error(with_base(risk={"min_cash": -1, "max_fee_per_order": 0}, riks={}))
+    lines = msg.splitlines()
+    assert len(lines) == 3
+    assert {ln.split(":")[0] for ln in lines} == {
+        "risk.min_cash",
+        "risk.max_fee_per_order",
+        "riks",
+    }
+
+
+def test_symbols_must_be_a_mapping() -> None:
+    assert config_error({"symbols": ["GOOG"]}).startswith("symbols:")
+
+
+def test_config_without_symbols_is_rejected() -> None:
+    assert config_error({}).startswith("symbols")
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^config file not found: .*nope\.yaml$"):
+        load_settings(tmp_path / "nope.yaml", {})
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("symbols: {GOOG: {}\nrisk: [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, {})
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: not valid YAML")
+    assert "\n" not in msg
+
+
+
+def test_invalid_yaml_message_is_tidy(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("symbols: {GOOG: {}\nrisk: [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, {})
+    assert "<unicode string>" not in str(exc.value)
+    assert "line 2" in str(exc.value)
+
+
+@pytest.mark.parametrize("text", ["- GOOG\n- EURUSD\n", "just a string\n", "42\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_settings(path, {})
+
+
+def test_empty_file_gets_defaults_plus_env(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing\n")
+    settings = load_settings(path, {"STRATFLOW__RISK__MIN_CASH": "5"})
+    assert settings.risk.min_cash == Decimal("5")
+
+
+def test_no_file_at_all() -> None:
+    settings = load_settings(None, {})
+    assert isinstance(settings, Settings)
+    assert settings.bars.interval == "1m"
+
+
+def test_file_errors_are_config_errors_not_tracebacks(tmp_path: Path) -> None:
+    path = tmp_path / "bad_value.yaml"
+    path.write_text("symbols: {GOOG: {}}\nexecution: {initial_cash: '-5'}\n")
+    with pytest.raises(ConfigError, match=r"^execution\.initial_cash: .*greater than 0$"):
+        load_settings(path, {})

@@ -8,6 +8,7 @@ A bug gets one `internal error:` line and exit code 1, unless STRATFLOW_DEBUG=1.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -365,6 +366,40 @@ def demo(
     guarded(go)
 
 
+# ----------------------------------------------------------------------------- schemas
+@app.command()
+def schemas(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only list drifted, missing or extra files (exit 1)")
+    ] = False,
+) -> None:
+    """Regenerate specs/schemas/*.json from the pydantic models, or check them."""
+    from api.schemas_cmd import check_schemas, default_schema_dir, write_schemas
+
+    def go() -> None:
+        out_dir = default_schema_dir()
+        try:
+            if check:
+                problems = check_schemas(out_dir)
+                if problems:
+                    print_error(
+                        f"{len(problems)} schema file(s) out of date in {out_dir}:"
+                        f" {', '.join(problems)}; run `stratflow schemas`"
+                    )
+                    raise typer.Exit(1)
+                console.print(f"schemas up to date: {escape(str(out_dir))}")
+                return
+            changed = write_schemas(out_dir)
+        except OSError as err:
+            raise UserError(f"{out_dir}: {err.strerror or err}") from None
+        for path in changed:
+            console.print(f"{'wrote' if path.exists() else 'deleted'} {escape(str(path))}")
+        if not changed:
+            console.print(f"schemas up to date: {escape(str(out_dir))}")
+
+    guarded(go)
+
+
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
@@ -389,8 +424,20 @@ def _debug() -> bool:
     return os.environ.get("STRATFLOW_DEBUG", "").strip().lower() in ("1", "true", "yes")
 
 
+def _quiet_libraries() -> None:
+    """Keep client libraries from logging through Python's last-resort handler: their failure
+    is reported as our one `error:` line (clickhouse-connect logs a whole traceback first)."""
+    if _debug():
+        return
+    for name in ("clickhouse_connect",):
+        logger = logging.getLogger(name)
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 on success, 2 on a user mistake, 1 on a bug."""
+    _quiet_libraries()
     command = typer.main.get_command(app)
     try:
         # Not standalone, so typer's usage errors come here and are printed as one line too.

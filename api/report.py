@@ -85,7 +85,8 @@ def summarize(store: Store) -> RunSummary:
 
 
 def plot_equity(summary: RunSummary, path: Path) -> Path | None:
-    """PNG of equity after every bar, in stream order (histories of different eras side by side)."""
+    """PNG of equity after every bar in event-time order (histories of different eras follow
+    each other, so the x axis counts bars instead of showing dates)."""
     if not summary.equity_curve:
         return None
     import matplotlib
@@ -97,7 +98,7 @@ def plot_equity(summary: RunSummary, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     ax.plot(range(len(values)), values, linewidth=1.2, color="#2266aa")
     ax.set_title("Portfolio equity after each bar")
-    ax.set_xlabel("bar (stream order)")
+    ax.set_xlabel("bar (event-time order)")
     ax.set_ylabel("equity")
     ax.grid(alpha=0.3)
     fig.tight_layout()

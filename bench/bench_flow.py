@@ -49,8 +49,8 @@ def child_loop(settings: Settings, bootstrap: str) -> dict[str, Any]:
     """The plain loop: consume -> PartitionIngest -> TradingDesk -> Store, nothing else."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    from connectors.kafka_source import CONSUMER_TUNING
     from connectors.clickhouse_store import ROW_CONVERTERS, Store
+    from connectors.kafka_source import CONSUMER_TUNING
     from models.desk import BarEvent, TradingDesk
     from models.ingest import PartitionIngest, RawMessage
     from models.messages import DecisionRecord
@@ -170,7 +170,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stratflow-bench-") as tmp, LocalBroker(tmp) as broker:
         work = Path(tmp)
         topic = "bench.market"
-        ensure_topics(broker.bootstrap, bench_settings(work, symbols, topic, False).kafka.topics.all(), 1)
+        ensure_topics(
+            broker.bootstrap, bench_settings(work, symbols, topic, False).kafka.topics.all(), 1
+        )
         ticks = generate_scenario(symbols, past_start_ms(duration), duration, rate, seed=3)
         stats = replay(broker.bootstrap, topic, ticks)
         n = stats.published

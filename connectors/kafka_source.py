@@ -67,7 +67,7 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
                     )
                 )
                 continue
-            offset = msg.offset()
+            offset = msg.offset() or 0
             ts = msg.timestamp()[1]
             batch.append((key, RawMessage(topic, index, offset, ts if ts > 0 else 0, msg.value())))
             self._offset = offset + 1
@@ -99,7 +99,7 @@ class RawKafkaSource(FixedPartitionedSource[KeyedRaw, int]):
     def list_parts(self) -> list[str]:
         admin = AdminClient({"bootstrap.servers": self._bootstrap})
         meta = admin.list_topics(timeout=10)
-        parts = []
+        parts: list[str] = []
         for topic in self._topics:
             info = meta.topics.get(topic)
             if info is None or info.error is not None:

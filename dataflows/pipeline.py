@@ -13,21 +13,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
+from pydantic import BaseModel
 
 from connectors.bytewax_io import ClickHouseSink
 from connectors.clickhouse_store import ROW_CONVERTERS, table_for
 from connectors.kafka_source import RawKafkaSource
 from models.config import Settings
-from models.desk import BarEvent, DeskOutput, TradingDesk
+from models.desk import BarEvent, DeskOutput, TradingDesk, alert_id
 from models.ingest import IngestOutput, PartitionIngest, RawMessage
-from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order
+from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order, Severity
 from models.parsing import dead_letter
 
 DESK_KEY = "desk"
@@ -69,6 +70,18 @@ class IngestLogic(StatefulBatchLogic[RawMessage, IngestOutput, Any]):
         return self.state.symbols
 
 
+def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
+    return Alert(
+        alert_id=alert_id("desk-error", event.bar.symbol, event.bar.end_ms),
+        ts_ms=event.bar.end_ms,
+        severity=Severity.CRITICAL,
+        source="desk",
+        message=f"desk failed on {event.bar.symbol} bar {event.bar.end_ms}: "
+        f"{type(err).__name__}: {err}",
+        context={"symbol": event.bar.symbol},
+    )
+
+
 class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
     def __init__(self, settings: Settings, resume: Any | None) -> None:
         self.desk = TradingDesk.create(settings)
@@ -83,7 +96,10 @@ class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
     def on_batch(self, values: list[BarEvent]) -> tuple[Iterable[DeskOutput], bool]:
         out: list[DeskOutput] = []
         for event in values:
-            out.extend(self.desk.on_bar_event(event))
+            try:
+                out.extend(self.desk.on_bar_event(event))
+            except Exception as err:  # a bug must raise an alarm, not stop every symbol
+                out.append(desk_failure_alert(event, err))
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -104,7 +120,8 @@ _OUT_TOPIC = {
 
 
 def _record_key(item: Any) -> bytes:
-    for name in ("decision_id", "client_order_id", "fill_id", "alert_id", "dead_letter_id"):
+    # Each record's own id first: orders and fills also carry their decision's id.
+    for name in ("fill_id", "client_order_id", "alert_id", "dead_letter_id", "decision_id"):
         value = getattr(item, name, None)
         if value is not None:
             return str(value).encode()
@@ -113,7 +130,7 @@ def _record_key(item: Any) -> bytes:
 
 def to_kafka(settings: Settings, item: Any) -> KafkaSinkMessage[bytes, bytes] | None:
     """Decisions, orders, fills, alerts and dead letters also go to topics for other consumers."""
-    attr = _OUT_TOPIC.get(type(item))
+    attr = _OUT_TOPIC.get(type(item))  # type: ignore[call-overload]
     if attr is None:
         return None
     topic = getattr(settings.kafka.topics, attr)
@@ -150,13 +167,16 @@ def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None 
     )
     items = op.key_rm("ingest_out", ingested)
     split = op.branch("is_bar_event", items, lambda x: isinstance(x, BarEvent))
-    to_desk = op.key_on("to_desk", split.trues, lambda _: DESK_KEY)
+    bar_events = cast(Stream[BarEvent], split.trues)
+    to_desk = op.key_on("to_desk", bar_events, lambda _: DESK_KEY)
     desk = op.stateful_batch("desk", to_desk, lambda resume: DeskLogic(settings, resume))
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
-    storable = op.filter("storable", records, lambda x: type(x) in ROW_CONVERTERS)
-    by_table = op.key_on("by_table", storable, table_for)
+    storable = cast(
+        Stream[BaseModel], op.filter("storable", records, lambda x: type(x) in ROW_CONVERTERS)
+    )
+    by_table = op.key_on("by_table", storable, lambda item: table_for(item))
     batches = op.collect("write_batches", by_table, spec.write_every, max_size=spec.write_max_rows)
     op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
     if spec.kafka_out:

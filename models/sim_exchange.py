@@ -9,6 +9,7 @@ is a no-op, exactly as an exchange that enforces unique client order ids behaves
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -29,13 +30,16 @@ def client_order_id(decision_id: str, index: int) -> str:
 class SimulatedExchange:
     execution: ExecutionConfig
     pending: dict[str, list[Order]] = field(default_factory=dict)
-    known_ids: set[str] = field(default_factory=set)
+    known_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    remember: int = 100_000  # client order ids kept for the duplicate check (newest)
 
     def place(self, order: Order) -> bool:
         """Accept a new order; False when this client order id was already seen."""
         if order.client_order_id in self.known_ids:
             return False
-        self.known_ids.add(order.client_order_id)
+        self.known_ids[order.client_order_id] = None
+        if len(self.known_ids) > self.remember:
+            self.known_ids.popitem(last=False)
         self.pending.setdefault(order.symbol, []).append(order)
         return True
 

@@ -126,10 +126,10 @@ class LocalStrategyEngine:
         order into several orders, because a limit must never trap a position it should protect."""
         failed = verdict.failures
         if any(c.name == "daily_loss" for c in failed):
-            intents = [i for i in previous.intents if i.side is Side.SELL]
+            sells = [i for i in previous.intents if i.side is Side.SELL]
             return previous.model_copy(
                 update={
-                    "intents": intents,
+                    "intents": sells,
                     "rationale": previous.rationale + "; daily loss limit: buys dropped",
                 }
             )

@@ -1,4 +1,4 @@
-"""Helpers for the integration tests: settings on fresh topics, running the flow, reading results."""
+"""Integration-test helpers: settings on fresh topics, running the flow, reading results."""
 
 from __future__ import annotations
 
@@ -25,8 +25,15 @@ def make_settings(tmp: Path, symbols: dict[str, Any], **sections: Any) -> Settin
     topics = {
         name: f"it.{name}.{tag}"
         for name in (
-            "market", "news", "social", "decisions", "orders", "fills", "alerts",
-            "dead_letters", "control",
+            "market",
+            "news",
+            "social",
+            "decisions",
+            "orders",
+            "fills",
+            "alerts",
+            "dead_letters",
+            "control",
         )
     }
     doc: dict[str, Any] = {
@@ -52,11 +59,17 @@ def flow_command(config: Path, bootstrap: str) -> list[str]:
     return [sys.executable, "-m", "dataflows.run", str(config), bootstrap]
 
 
-def run_flow_subprocess(settings: Settings, bootstrap: str, workdir: Path, timeout: float = 300) -> None:
+def run_flow_subprocess(
+    settings: Settings, bootstrap: str, workdir: Path, timeout: float = 300
+) -> None:
     """The flow in its own process (chdb allows one data directory per process)."""
     cfg = write_config(settings, workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml")
     proc = subprocess.run(
-        flow_command(cfg, bootstrap), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        flow_command(cfg, bootstrap),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -73,7 +86,9 @@ def final_book(settings: Settings) -> dict[str, Decimal]:
         settings,
         "SELECT symbol, argMax(quantity, ts_ms) AS q FROM positions FINAL GROUP BY symbol",
     )
-    last = query(settings, "SELECT cash FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1")
+    last = query(
+        settings, "SELECT cash FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1"
+    )
     book = {r["symbol"]: Decimal(r["q"]) for r in rows}
     book["cash"] = Decimal(last[0]["cash"]) if last else Decimal(0)
     return book

@@ -1,4 +1,4 @@
-"""Portfolio accounting, the risk gate, the local engine's adjust step and the simulated exchange."""
+"""Portfolio accounting, the risk gate, the local engine's adjust step, the simulated exchange."""
 
 from __future__ import annotations
 

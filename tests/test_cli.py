@@ -86,7 +86,7 @@ def test_help(cwd: Path) -> None:
     proc = cli("--help", cwd=cwd)
     assert proc.returncode == 0
     assert proc.stderr == ""
-    for command in ("broker", "replay", "run", "demo", "config"):
+    for command in ("broker", "replay", "run", "demo", "config", "schemas"):
         assert command in proc.stdout
 
 
@@ -319,6 +319,12 @@ def test_locked_clickhouse_directory(cwd: Path, locked_chdb: Path) -> None:
     assert_user_error(proc, "chdb directory", "in use")
 
 
+def test_unreachable_clickhouse_server(cwd: Path) -> None:
+    env = clean_env(CLICKHOUSE_URL="http://127.0.0.1:1")
+    proc = cli("run", "--bootstrap", UNREACHABLE, cwd=cwd, env=env)
+    assert_user_error(proc, "ClickHouse at http://127.0.0.1:1 is unreachable")
+
+
 def test_bug_is_one_line_unless_debugging(cwd: Path) -> None:
     """Not a user error: one `internal error:` line and exit 1; STRATFLOW_DEBUG=1 shows it."""
     code = (
@@ -346,6 +352,46 @@ def test_bug_is_one_line_unless_debugging(cwd: Path) -> None:
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
     assert "RuntimeError: boom" in debug.stderr
+
+
+def test_schemas_check_on_the_checkout(cwd: Path) -> None:
+    proc = cli("schemas", "--check", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "schemas up to date" in proc.stdout
+
+
+def test_schemas_write_then_check(cwd: Path) -> None:
+    """In a scratch directory (the checkout's specs/schemas is never touched here)."""
+    code = (
+        "import sys, pathlib\n"
+        "import api.schemas_cmd as s\n"
+        "import api.cli as cli\n"
+        "s.default_schema_dir = lambda: pathlib.Path('out')\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+
+    def schemas(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, "schemas", *args],
+            cwd=cwd,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    proc = schemas("--check")
+    assert_no_traceback(proc)
+    assert proc.returncode == 1
+    [err] = lines(proc.stderr)
+    assert err.startswith("error: ")
+    assert "market.json (missing)" in err
+    proc = schemas()
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote out/market.json" in proc.stdout
+    assert (cwd / "out" / "config.json").is_file()
+    proc = schemas("--check")
+    assert proc.returncode == 0, proc.stderr
 
 
 # ------------------------------------------------------------------------------ happy paths

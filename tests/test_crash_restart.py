@@ -36,8 +36,16 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 START = int(datetime(2025, 6, 2, 13, 30, tzinfo=UTC).timestamp() * 1000)
 SYMBOLS = {"SIMA": {}, "SIMB": {}, "SIMC": {}, "SIMD": {}}
-FEATURES = {"sma_fast": 3, "sma_slow": 8, "ema": 5, "rsi": 5, "volatility": 5, "vwap": 5,
-            "volume_z": 5, "breakout": 5}
+FEATURES = {
+    "sma_fast": 3,
+    "sma_slow": 8,
+    "ema": 5,
+    "rsi": 5,
+    "volatility": 5,
+    "vwap": 5,
+    "volume_z": 5,
+    "breakout": 5,
+}
 
 
 def run_settings(tmp: Path, market_topic: str | None) -> Settings:
@@ -71,9 +79,7 @@ def snapshot(s: Settings) -> dict[str, Any]:
     }
 
 
-def test_kill_and_restart_equals_uninterrupted_run(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
+def test_kill_and_restart_equals_uninterrupted_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     a = run_settings(tmp_path / "a", None)
     create_topics(kafka_bootstrap, a)
     ticks = generate_scenario(list(SYMBOLS), START, 3 * 3600, 4.0, seed=5)
@@ -87,8 +93,13 @@ def test_kill_and_restart_equals_uninterrupted_run(
     create_topics(kafka_bootstrap, b)
     cfg = write_config(b, tmp_path / "b.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(flow_command(cfg, kafka_bootstrap), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        flow_command(cfg, kafka_bootstrap),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while decisions_written(kafka_bootstrap, b) < total // 3:
         assert proc.poll() is None, "flow ended before it could be killed"

@@ -10,7 +10,6 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,9 +69,21 @@ def e2e(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     settings = make_settings(
         tmp,
         {"SIMA": {}, "SIMB": {}},
-        features={"sma_fast": 5, "sma_slow": 15, "ema": 10, "rsi": 14, "volatility": 10,
-                  "vwap": 10, "volume_z": 10, "breakout": 10},
-        execution={"initial_cash": "100000", "fee_bps": str(FEE_BPS), "slippage_bps": str(SLIP_BPS)},
+        features={
+            "sma_fast": 5,
+            "sma_slow": 15,
+            "ema": 10,
+            "rsi": 14,
+            "volatility": 10,
+            "vwap": 10,
+            "volume_z": 10,
+            "breakout": 10,
+        },
+        execution={
+            "initial_cash": "100000",
+            "fee_bps": str(FEE_BPS),
+            "slippage_bps": str(SLIP_BPS),
+        },
     )
     create_topics(kafka_bootstrap, settings)
     ticks = generate_scenario(["SIMA", "SIMB"], START, 90 * 60, 2.0, seed=11)
@@ -84,7 +95,13 @@ def e2e(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     late = ticks[0].model_copy(update={"id": "late-1"})
     publish(producer, settings.kafka.topics.market, b"SIMA", late.model_dump_json().encode(), None)
     newest = ticks[-1]
-    publish(producer, settings.kafka.topics.market, newest.symbol.encode(), newest.model_dump_json().encode(), None)
+    publish(
+        producer,
+        settings.kafka.topics.market,
+        newest.symbol.encode(),
+        newest.model_dump_json().encode(),
+        None,
+    )
     producer.flush(30)
     run_flow_subprocess(settings, kafka_bootstrap, tmp)
     return {"settings": settings, "ticks": ticks, "bootstrap": kafka_bootstrap}
@@ -97,7 +114,12 @@ def test_bars_match_ticks(e2e: dict[str, Any]) -> None:
     assert set(got) == set(want)
     for key, w in want.items():
         g = got[key]
-        assert (g["open"], g["high"], g["low"], g["close"]) == (w["open"], w["high"], w["low"], w["close"]), key
+        assert (g["open"], g["high"], g["low"], g["close"]) == (
+            w["open"],
+            w["high"],
+            w["low"],
+            w["close"],
+        ), key
         assert g["volume"] == w["volume"] and g["trades"] == w["trades"], key
 
 
@@ -150,20 +172,29 @@ def test_final_book_equals_the_sum_of_fills(e2e: dict[str, Any]) -> None:
     for sym in ("SIMA", "SIMB"):
         assert book.get(sym, D(0)) == qty[sym]
     last_close = {sym: b["close"] for (sym, _), b in sorted(expected_bars(e2e["ticks"]).items())}
-    equity = query(s, "SELECT equity FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1")[0]["equity"]
+    equity = query(
+        s, "SELECT equity FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1"
+    )[0]["equity"]
     assert equity == cash + sum((qty[sym] * last_close[sym] for sym in qty), D(0))
 
 
 def test_every_decision_row_explains_itself(e2e: dict[str, Any]) -> None:
     rows = query(e2e["settings"], "SELECT * FROM decisions FINAL")
     assert rows
-    fills = {r["client_order_id"] for r in query(e2e["settings"], "SELECT client_order_id FROM fills FINAL")}
+    fills = {
+        r["client_order_id"]
+        for r in query(e2e["settings"], "SELECT client_order_id FROM fills FINAL")
+    }
     for r in rows:
         assert r["trigger_names"], r["decision_id"]
         features = json.loads(r["features"]) if isinstance(r["features"], str) else r["features"]
         assert "values" in features
         if r["status"] == "executed":
             orders = json.loads(r["orders"]) if isinstance(r["orders"], str) else r["orders"]
-            assert orders and json.loads(r["rounds"]) if isinstance(r["rounds"], str) else r["rounds"]
+            assert (
+                orders and json.loads(r["rounds"]) if isinstance(r["rounds"], str) else r["rounds"]
+            )
             recorded = json.loads(r["fills"]) if isinstance(r["fills"], str) else r["fills"]
-            assert {f["client_order_id"] for f in recorded} == {o["client_order_id"] for o in orders} & fills
+            assert {f["client_order_id"] for f in recorded} == {
+                o["client_order_id"] for o in orders
+            } & fills

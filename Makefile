@@ -1,0 +1,35 @@
+# Two commands on a fresh machine (Python 3.11, pip; nothing else):
+#   make demo   install everything, run the main job on embedded defaults, print the report path
+#   make test   install everything, run lint, types and the test suite
+# Everything installs into ./.venv from PyPI; nothing is downloaded at run time.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stratflow demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_flow.py
+
+clean:
+	rm -rf $(VENV) var

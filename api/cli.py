@@ -13,11 +13,12 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -25,6 +26,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from connectors.clickhouse_store import Store
 
 from models.config import ConfigError, Settings, env_overrides, load_settings
 
@@ -76,9 +80,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from connectors.broker import BrokerError
     from connectors.clickhouse_store import ClickHouseUnavailable
     from connectors.replay import ReplayError
+    from dataflows.run import RecoveryMismatch
 
     return (
         UserError,
+        RecoveryMismatch,
         ConfigError,
         BrokerError,
         ClickHouseUnavailable,
@@ -136,7 +142,7 @@ def _check_broker(bootstrap: str, label: str) -> None:
 
 
 @contextmanager
-def _open_store(settings: Settings) -> Iterator[None]:
+def _open_store(settings: Settings) -> Iterator[Store]:
     """Open the decision log up front, so a locked chdb directory or an unreachable server is
     one line here rather than a failure inside the dataflow. Held open for the run: the
     pipeline's sink shares the same chdb session."""
@@ -147,7 +153,8 @@ def _open_store(settings: Settings) -> Iterator[None]:
     except ValueError as err:  # e.g. an invalid clickhouse.database name
         raise UserError(f"clickhouse: {err}") from None
     try:
-        yield
+        store.apply_schema()
+        yield store
     finally:
         store.close()
 
@@ -295,6 +302,7 @@ def run(
     ] = True,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
+    from api.report import summarize
     from connectors.broker import ensure_topics
     from dataflows.pipeline import FlowSpec
     from dataflows.run import run_pipeline
@@ -307,11 +315,18 @@ def run(
                 "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
             )
         label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
-        with _open_store(settings):
+        with _open_store(settings) as store:
             _check_broker(bs, label)
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             console.print("controller: local strategy engine (no GPT endpoint configured)")
+            t0 = time.perf_counter()
             run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow))
+            summary = summarize(store)
+        print_summary(summary.counts, summary, time.perf_counter() - t0)
+        where = settings.clickhouse.url or settings.clickhouse.path
+        console.print(
+            f"decision log: {escape(str(where))} (database {settings.clickhouse.database})"
+        )
 
     guarded(go)
 

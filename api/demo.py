@@ -65,6 +65,20 @@ def demo_messages(
     return messages
 
 
+def new_run_dir(run_root: Path) -> Path:
+    """A directory of its own per run, even for two runs started in the same second."""
+    run_root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1, 1000):
+        candidate = run_root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"could not create a run directory under {run_root}")
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -74,8 +88,7 @@ def run_demo(
     seed: int,
     console: Console,
 ) -> DemoResult:
-    run_dir = run_root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(run_root)
     settings = with_run_dir(settings, run_dir)
     with ExitStack() as stack:
         bootstrap = settings.kafka.bootstrap

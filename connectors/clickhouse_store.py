@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -81,6 +82,11 @@ Row = dict[str, Any]
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
+
+
+# clickhouse-connect logs a traceback of its own before raising; our errors already say it all.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+logging.getLogger("clickhouse_connect").propagate = False
 
 
 class ClickHouseError(RuntimeError):

@@ -11,6 +11,7 @@ re-emits that epoch's outputs, which land on the same rows.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import timedelta
@@ -22,14 +23,38 @@ from bytewax.run import cli_main
 from dataflows.pipeline import FlowSpec, build_flow
 from models.config import Settings, load_settings, parse_duration_ms
 
+MANIFEST = "stratflow-inputs.json"
+
+
+class RecoveryMismatch(ValueError):
+    """The recovery state belongs to another set of input topics: resuming it cannot work."""
+
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    """Bytewax's recovery store, plus a manifest of the input topics it was written for.
+
+    Bytewax cannot resume state keyed by partitions of other topics (it panics), so a changed
+    topic set is refused up front with the way out, instead of a Rust stack trace.
+    """
     if not settings.recovery.enabled:
         return None
     db_dir = Path(settings.recovery.dir)
-    if not (db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3"))):
+    topics = settings.kafka.topics
+    inputs = sorted([topics.market, topics.news, topics.social])
+    manifest = db_dir / MANIFEST
+    if db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3")):
+        if manifest.is_file():
+            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("inputs")
+            if recorded != inputs:
+                raise RecoveryMismatch(
+                    f"recovery state in {db_dir} was written for topics {', '.join(recorded)}, "
+                    f"not {', '.join(inputs)}: point recovery.dir at a new directory "
+                    "(or delete this one to start over)"
+                )
+    else:
         db_dir.mkdir(parents=True, exist_ok=True)
         init_db_dir(db_dir, 1)  # type: ignore[no-untyped-call]
+    manifest.write_text(json.dumps({"inputs": inputs}), encoding="utf-8")
     return RecoveryConfig(db_dir)  # type: ignore[no-untyped-call]
 
 

@@ -40,7 +40,10 @@ def with_run_dir(settings: Settings, run_dir: Path) -> Settings:
     """Point the store and the recovery state into this run's directory (unless a server is set)."""
     clickhouse = settings.clickhouse.model_copy(update={"path": str(run_dir / "clickhouse")})
     recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
-    return settings.model_copy(update={"clickhouse": clickhouse, "recovery": recovery})
+    storage = settings.storage.model_copy(update={"ticks": True})  # the demo keeps everything
+    return settings.model_copy(
+        update={"clickhouse": clickhouse, "recovery": recovery, "storage": storage}
+    )
 
 
 def demo_messages(

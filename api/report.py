@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from connectors.clickhouse_store import Store
+from connectors.clickhouse_store import TABLES, Store
 
 
 @dataclass
@@ -25,19 +25,6 @@ class RunSummary:
     dead_letter_reasons: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     equity_curve: list[tuple[int, Decimal]] = field(default_factory=list)
-
-
-TABLES = [
-    "bars",
-    "signals",
-    "decisions",
-    "orders",
-    "fills",
-    "positions",
-    "alerts",
-    "dead_letters",
-    "news",
-]
 
 
 def _dec(value: Any) -> Decimal:

@@ -57,6 +57,7 @@ from models.messages import (
     PositionSnapshot,
     Signal,
     SocialPost,
+    StoredTick,
     ms_to_datetime,
     to_ms,
 )
@@ -142,6 +143,16 @@ def _float(value: float) -> float | str:
 def _json_text(value: Any) -> str:
     """Compact JSON text of a nested part; Decimals become strings (exact), NaN/inf become null."""
     return to_json(value, fallback=str, inf_nan_mode="null").decode("utf-8")
+
+
+def _tick_row(m: StoredTick) -> Row:
+    return {
+        "symbol": m.symbol,
+        "ts_ms": m.ts_ms,
+        "price": _dec(m.price),
+        "size": _dec(m.size),
+        "tick_id": m.tick_id,
+    }
 
 
 def _bar_row(m: Bar) -> Row:
@@ -286,6 +297,7 @@ def _social_row(m: SocialPost) -> Row:
 
 
 ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]] = {
+    StoredTick: ("ticks", _tick_row),
     Bar: ("bars", _bar_row),
     Signal: ("signals", _signal_row),
     DecisionRecord: ("decisions", _decision_row),
@@ -347,6 +359,7 @@ def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
             {**common, "headline": r["headline"], "body": r["text"], "source": r["source"]}
         )
     simple: dict[str, type[BaseModel]] = {
+        "ticks": StoredTick,
         "bars": Bar,
         "signals": Signal,
         "orders": Order,

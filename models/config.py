@@ -237,6 +237,13 @@ class ClickHouseConfig(_Section):
     database: str = "stratflow"
 
 
+class StorageConfig(_Section):
+    ticks: bool = Field(
+        default=False,
+        description="Also keep every validated tick in the ticks table (bars are always kept)",
+    )
+
+
 class RecoveryConfig(_Section):
     enabled: bool = True
     dir: str = "var/recovery"
@@ -256,6 +263,7 @@ class Settings(_Section):
     execution: ExecutionConfig = ExecutionConfig()
     kafka: KafkaConfig = KafkaConfig()
     clickhouse: ClickHouseConfig = ClickHouseConfig()
+    storage: StorageConfig = StorageConfig()
     recovery: RecoveryConfig = RecoveryConfig()
 
     @model_validator(mode="after")

@@ -15,12 +15,12 @@ from models.bars import BarBuilder, Rejected
 from models.config import Settings, parse_duration_ms
 from models.desk import BarEvent
 from models.features import FeatureState
-from models.messages import Bar, DeadLetter, NewsItem, Signal, SocialPost
+from models.messages import Bar, DeadLetter, NewsItem, Signal, SocialPost, StoredTick, Tick
 from models.parsing import dead_letter, parse_market, parse_text_item
 from models.router import route
 from models.triggers import TriggerState
 
-IngestOutput = DeadLetter | Bar | Signal | BarEvent | NewsItem | SocialPost
+IngestOutput = DeadLetter | Bar | Signal | BarEvent | NewsItem | SocialPost | StoredTick
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +47,11 @@ class PartitionIngest:
     settings: Settings
     symbols: dict[str, SymbolState] = field(default_factory=dict)
     _skew_ms: int = field(init=False, repr=False)
+    _keep_ticks: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._skew_ms = parse_duration_ms(self.settings.bars.max_future_skew)
+        self._keep_ticks = self.settings.storage.ticks
 
     def _state(self, symbol: str) -> SymbolState:
         st = self.symbols.get(symbol)
@@ -105,6 +107,16 @@ class PartitionIngest:
             tick, ts_ms = msg
             st = self._state(tick.symbol)
             result = st.bars.add(tick, ts_ms)
+            if self._keep_ticks and isinstance(tick, Tick) and not isinstance(result, Rejected):
+                out.append(
+                    StoredTick(
+                        symbol=tick.symbol,
+                        ts_ms=ts_ms,
+                        price=tick.price,
+                        size=tick.size,
+                        tick_id=tick.id or f"{raw.topic}:{raw.partition}:{raw.offset}",
+                    )
+                )
             if isinstance(result, Rejected):
                 out.append(
                     dead_letter(

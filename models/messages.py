@@ -148,6 +148,19 @@ class Bar(BaseModel):
     vwap: Decimal
 
 
+class StoredTick(BaseModel):
+    """A validated tick as kept in the `ticks` table; `tick_id` is the producer id, else the
+    message's position in its topic, so a replayed message lands on the same row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    ts_ms: int
+    price: Decimal
+    size: Decimal
+    tick_id: str
+
+
 class FeatureVector(BaseModel):
     """Indicator values of one symbol at the close of one bar (None until warmed up)."""
 

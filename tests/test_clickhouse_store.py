@@ -59,6 +59,7 @@ from models.messages import (
     Side,
     Signal,
     SocialPost,
+    StoredTick,
     TradeIntent,
 )
 
@@ -67,6 +68,7 @@ T0 = 1_700_000_000_000
 
 # Natural key of each table, to read rows back in a known order.
 ORDER_BY = {
+    "ticks": "symbol, ts_ms, tick_id",
     "bars": "symbol, start_ms",
     "signals": "symbol, ts_ms, trigger",
     "decisions": "decision_id",
@@ -180,6 +182,16 @@ def _decision(decision_id: str, version: int) -> DecisionRecord:
 def samples() -> dict[str, list[BaseModel]]:
     """At least one record per table, with awkward decimals and strings."""
     return {
+        "ticks": [
+            StoredTick(symbol="AAPL", ts_ms=T0 + 5, price=BIG, size=TINY, tick_id="t-1"),
+            StoredTick(
+                symbol="AAPL",
+                ts_ms=T0 + 5,
+                price=Decimal("189.123456789012"),
+                size=Decimal("3"),
+                tick_id="market.ticks:0:17",
+            ),
+        ],
         "bars": [
             Bar(
                 symbol="AAPL",

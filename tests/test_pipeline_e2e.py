@@ -84,6 +84,7 @@ def e2e(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
             "fee_bps": str(FEE_BPS),
             "slippage_bps": str(SLIP_BPS),
         },
+        storage={"ticks": True},
     )
     create_topics(kafka_bootstrap, settings)
     ticks = generate_scenario(["SIMA", "SIMB"], START, 90 * 60, 2.0, seed=11)
@@ -121,6 +122,13 @@ def test_bars_match_ticks(e2e: dict[str, Any]) -> None:
             w["close"],
         ), key
         assert g["volume"] == w["volume"] and g["trades"] == w["trades"], key
+
+
+def test_every_valid_tick_is_stored_once(e2e: dict[str, Any]) -> None:
+    rows = query(e2e["settings"], "SELECT symbol, ts_ms, price, size, tick_id FROM ticks FINAL")
+    want = {(t.symbol, to_ms(t.ts), t.price, t.size, t.id) for t in e2e["ticks"]}
+    got = {(r["symbol"], r["ts_ms"], r["price"], r["size"], r["tick_id"]) for r in rows}
+    assert got == want  # the late copy and the duplicate were refused, not stored
 
 
 def test_every_bad_message_is_dead_lettered_with_its_reason(e2e: dict[str, Any]) -> None:

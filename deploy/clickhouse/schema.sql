@@ -22,6 +22,19 @@
 
 CREATE DATABASE IF NOT EXISTS stratflow;
 
+-- Validated ticks (only when storage.ticks is on). tick_id: producer id, else topic:partition:offset.
+CREATE TABLE IF NOT EXISTS stratflow.ticks
+(
+    symbol   LowCardinality(String),
+    ts_ms    Int64,
+    price    Decimal(38, 12),
+    size     Decimal(38, 12),
+    tick_id  String,
+    ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (symbol, ts_ms, tick_id);
+
 -- One closed event-time window of one symbol.
 CREATE TABLE IF NOT EXISTS stratflow.bars
 (

@@ -1,4 +1,4 @@
-"""A lean Bytewax Kafka source that emits `(partition key, RawMessage)` straight from the client.
+"""A lean Bytewax Kafka source that emits `(partition key, RawBatch)`: one item per poll.
 
 Same contract as `bytewax.connectors.kafka.KafkaSource` (partitions assigned, no consumer-group
 join; the next offset is the partition's recovery state, so a resumed run continues exactly where
@@ -15,9 +15,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from models.ingest import RawMessage
+from models.ingest import RawBatch, Record
 
-KeyedRaw = tuple[str, RawMessage]
+KeyedRaw = tuple[str, RawBatch]
 
 # Without a short fetch wait the local Tansu broker answers fetches late and a replay idles.
 CONSUMER_TUNING = {"statistics.interval.ms": "0", "fetch.wait.max.ms": "10"}
@@ -43,35 +43,26 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
     def next_batch(self) -> list[KeyedRaw]:
         if self._eof:
             raise StopIteration()
-        batch: list[KeyedRaw] = []
-        key, topic, index = self._key, self._topic, self._index
+        records: list[Record] = []
+        append = records.append
         for msg in self._consumer.consume(self._batch_size, 0.001):
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._eof = True
                     break
-                # A client error becomes a message, so it reaches the dead letters with a reason.
+                # A client error becomes a record too, so it reaches the dead letters.
                 offset = msg.offset()
-                batch.append(
-                    (
-                        key,
-                        RawMessage(
-                            topic,
-                            index,
-                            offset if offset is not None and offset >= 0 else self._offset,
-                            0,
-                            None,
-                            f"kafka error: {error}",
-                        ),
-                    )
-                )
+                where = offset if offset is not None and offset >= 0 else self._offset
+                append((where, 0, None, f"kafka error: {error}"))
                 continue
             offset = msg.offset() or 0
             ts = msg.timestamp()[1]
-            batch.append((key, RawMessage(topic, index, offset, ts if ts > 0 else 0, msg.value())))
+            append((offset, ts if ts > 0 else 0, msg.value(), None))
             self._offset = offset + 1
-        return batch
+        if not records:
+            return []
+        return [(self._key, RawBatch(self._topic, self._index, records))]
 
     def snapshot(self) -> int:
         return self._offset

@@ -10,9 +10,10 @@ its end) and, in later releases, the exchange behind the desk.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import bytewax.operators as op
@@ -27,37 +28,24 @@ from connectors.clickhouse_store import ROW_CONVERTERS, table_for
 from connectors.kafka_source import RawKafkaSource
 from models.config import Settings
 from models.desk import BarEvent, DeskOutput, TradingDesk, alert_id
-from models.ingest import IngestOutput, PartitionIngest, RawMessage
+from models.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order, Severity
-from models.parsing import dead_letter
 
 DESK_KEY = "desk"
 
 
-class IngestLogic(StatefulBatchLogic[RawMessage, IngestOutput, Any]):
+class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
     """Adapter: hands each batch to `PartitionIngest`; snapshots exclude the settings."""
 
-    def __init__(self, settings: Settings, resume: Any | None) -> None:
+    def __init__(self, settings: Settings, resume: bytes | None) -> None:
         self.state = PartitionIngest(settings)
         if resume is not None:
-            self.state.symbols = resume
+            self.state.symbols = pickle.loads(resume)
 
-    def on_batch(self, values: list[RawMessage]) -> tuple[Iterable[IngestOutput], bool]:
+    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[IngestOutput], bool]:
         out: list[IngestOutput] = []
-        for raw in values:
-            try:
-                self.state.process(raw, out)
-            except Exception as err:  # a bug must cost one message, never the flow
-                out.append(
-                    dead_letter(
-                        raw.topic,
-                        raw.partition,
-                        raw.offset,
-                        raw.timestamp_ms,
-                        raw.value,
-                        f"internal error: {type(err).__name__}: {err}",
-                    )
-                )
+        for batch in values:
+            self.state.process_batch(batch, out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[IngestOutput], bool]:
@@ -66,8 +54,9 @@ class IngestLogic(StatefulBatchLogic[RawMessage, IngestOutput, Any]):
     def notify_at(self) -> datetime | None:
         return None
 
-    def snapshot(self) -> Any:
-        return self.state.symbols
+    def snapshot(self) -> bytes:
+        # Pickled here, at the epoch boundary: an immutable copy, cheaper than a deepcopy.
+        return pickle.dumps(self.state.symbols, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
@@ -83,7 +72,7 @@ def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
 
 
 class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
-    def __init__(self, settings: Settings, resume: Any | None) -> None:
+    def __init__(self, settings: Settings, resume: bytes | None) -> None:
         self.desk = TradingDesk.create(settings)
         if resume is not None:
             (
@@ -91,7 +80,7 @@ class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
                 self.desk.exchange,
                 self.desk.open_decisions,
                 self.desk.decisions_made,
-            ) = resume
+            ) = pickle.loads(resume)
 
     def on_batch(self, values: list[BarEvent]) -> tuple[Iterable[DeskOutput], bool]:
         out: list[DeskOutput] = []
@@ -105,9 +94,48 @@ class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
     def notify_at(self) -> datetime | None:
         return None
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> bytes:
         d = self.desk
-        return (d.portfolio, d.exchange, d.open_decisions, d.decisions_made)
+        state = (d.portfolio, d.exchange, d.open_decisions, d.decisions_made)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class RowBatchLogic(StatefulBatchLogic[BaseModel, list[BaseModel], tuple[BaseModel, ...]]):
+    """Gathers one table's rows until `max_rows` or `every` has passed since the first one.
+
+    Bytewax's `collect` does this too but deep-copies its buffer at every snapshot; the rows are
+    frozen models, so a tuple of them is already an immutable snapshot.
+    """
+
+    def __init__(self, every: timedelta, max_rows: int, resume: tuple[BaseModel, ...] | None):
+        self.every = every
+        self.max_rows = max_rows
+        self.rows: list[BaseModel] = list(resume or ())
+        self.due: datetime | None = datetime.now(UTC) + every if self.rows else None
+
+    def _emit(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        rows, self.rows, self.due = self.rows, [], None
+        return ([rows] if rows else []), StatefulBatchLogic.DISCARD
+
+    def on_batch(self, values: list[BaseModel]) -> tuple[Iterable[list[BaseModel]], bool]:
+        if self.due is None:
+            self.due = datetime.now(UTC) + self.every
+        self.rows.extend(values)
+        if len(self.rows) >= self.max_rows:
+            return self._emit()
+        return [], StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        return self._emit()
+
+    def on_eof(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        return self._emit()
+
+    def notify_at(self) -> datetime | None:
+        return self.due
+
+    def snapshot(self) -> tuple[BaseModel, ...]:
+        return tuple(self.rows)
 
 
 _OUT_TOPIC = {
@@ -173,11 +201,16 @@ def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None 
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
+    # The wall clock only decides when a batch is written, never what is in the log.
     storable = cast(
         Stream[BaseModel], op.filter("storable", records, lambda x: type(x) in ROW_CONVERTERS)
     )
     by_table = op.key_on("by_table", storable, lambda item: table_for(item))
-    batches = op.collect("write_batches", by_table, spec.write_every, max_size=spec.write_max_rows)
+    batches = op.stateful_batch(
+        "write_batches",
+        by_table,
+        lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
+    )
     op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
     if spec.kafka_out:
         kmsgs = op.filter_map("to_kafka", records, lambda item: to_kafka(settings, item))

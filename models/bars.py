@@ -9,8 +9,10 @@ Policy, stated once:
   never by the wall clock, so a replay gives the same bars every time, crash or no crash.
 - Late data: an event whose window has already closed is rejected with reason `late`; it goes
   to the dead letters and never changes an emitted bar.
-- Duplicates: a message id seen among the last `dedupe_window` ids of the symbol is rejected
-  with reason `duplicate`; an input bar without id is a duplicate when its open time repeats.
+- Duplicates: a message id seen among the symbol's recent ids is rejected with reason
+  `duplicate`. "Recent" is at least the last `dedupe_window / 2` and at most the last
+  `dedupe_window` ids (two generations of sets: cheap on the per-tick path, bounded memory);
+  an input bar without id is a duplicate when its open time repeats.
   Ticks without ids cannot be told apart from genuine equal trades and are all counted.
 - An input bar coarser than the window cannot be split and is rejected.
 - End of input (backtest, replay): `flush()` closes every open window.
@@ -18,7 +20,6 @@ Policy, stated once:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -73,17 +74,22 @@ class BarBuilder:
     dedupe_window: int = 10_000
     watermark: int = -(2**62)
     windows: dict[int, _Window] = field(default_factory=dict)
-    recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    recent_ids: set[str] = field(default_factory=set)
+    older_ids: set[str] = field(default_factory=set)
 
     def _seen(self, key: str) -> bool:
+        recent = self.recent_ids
+        if key in recent or key in self.older_ids:
+            return True
         if self.dedupe_window <= 0:
             return False
-        if key in self.recent_ids:
-            return True
-        self.recent_ids[key] = None
-        if len(self.recent_ids) > self.dedupe_window:
-            self.recent_ids.popitem(last=False)
+        recent.add(key)
+        if len(recent) >= (self.dedupe_window + 1) // 2:
+            self.older_ids, self.recent_ids = recent, set()
         return False
+
+    def remembered_ids(self) -> int:
+        return len(self.recent_ids) + len(self.older_ids)
 
     def add(self, msg: Tick | BarIn, ts_ms: int | None = None) -> list[Bar] | Rejected:
         """Fold one message in; returns the bars this event closed, or why it was refused.

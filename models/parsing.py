@@ -83,7 +83,8 @@ def parse_market(
         return dead_letter(
             topic, partition, offset, record_ms, value, f"unknown symbol {msg.symbol!r}"
         )
-    ts_ms = to_ms(msg.ts)
+    ts = msg.ts
+    ts_ms = int(ts.timestamp() * 1000) if ts.tzinfo is not None else to_ms(ts)
     if record_ms > 0 and ts_ms > record_ms + max_future_skew_ms:
         return dead_letter(
             topic,

@@ -67,11 +67,14 @@ def test_duplicate_ids_are_rejected() -> None:
     assert isinstance(dup, Rejected) and dup.reason.startswith("duplicate")
 
 
-def test_dedupe_memory_is_bounded() -> None:
+def test_dedupe_memory_is_bounded_and_remembers_at_least_half_the_window() -> None:
     b = BarBuilder("ABC", MIN, dedupe_window=100)
     for i in range(1000):
         b.add(tick(T0 + i, "10", ident=str(i)))
-    assert len(b.recent_ids) == 100
+        assert b.remembered_ids() <= 100
+    for back in range(1, 51):  # the newest half of the window is always remembered
+        again = b.add(tick(T0 + 1000, "10", ident=str(1000 - back)))
+        assert isinstance(again, Rejected) and again.reason.startswith("duplicate"), back
 
 
 def test_gaps_emit_no_empty_bars_and_flush_closes_the_rest() -> None:

@@ -46,7 +46,16 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     manifest = db_dir / MANIFEST
     if db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3")):
         if manifest.is_file():
-            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("inputs")
+            try:
+                recorded = json.loads(manifest.read_text(encoding="utf-8"))["inputs"]
+                if not isinstance(recorded, list):
+                    raise TypeError("inputs is not a list")
+                recorded = [str(t) for t in recorded]
+            except (ValueError, KeyError, TypeError) as err:
+                raise RecoveryMismatch(
+                    f"recovery state in {db_dir} has an unreadable {MANIFEST} ({err}): point "
+                    "recovery.dir at a new directory (or delete this one to start over)"
+                ) from None
             if recorded != inputs:
                 raise RecoveryMismatch(
                     f"recovery state in {db_dir} was written for topics {', '.join(recorded)}, "

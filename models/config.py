@@ -55,7 +55,10 @@ def _canonical_duration(value: object) -> str:
     return f"{ms}ms"
 
 
-Duration = Annotated[str, BeforeValidator(_canonical_duration)]
+Duration = Annotated[
+    str,
+    BeforeValidator(_canonical_duration, json_schema_input_type=str | int | float),
+]
 
 
 class _Section(BaseModel):

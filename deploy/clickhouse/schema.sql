@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS stratflow.decisions
 ENGINE = ReplacingMergeTree(version)
 ORDER BY decision_id;
 
--- Orders as placed; a status change is a new row with a later `updated_ms`, which wins.
+-- Orders as placed; a status change is a new row with a higher `version`, which wins.
 CREATE TABLE IF NOT EXISTS stratflow.orders
 (
     client_order_id String,

@@ -87,8 +87,12 @@ def test_follow_stop_restart_matches_the_backtest(kafka_bootstrap: str, tmp_path
     last = max(to_ms(t.ts) for t in ticks)
     # One tick per symbol an hour later closes every real window in live mode too.
     sentinels = [
-        t.model_copy(update={"ts": datetime.fromtimestamp((last + 3_600_000) / 1000, tz=UTC),
-                             "id": f"sentinel-{t.symbol}"})
+        t.model_copy(
+            update={
+                "ts": datetime.fromtimestamp((last + 3_600_000) / 1000, tz=UTC),
+                "id": f"sentinel-{t.symbol}",
+            }
+        )
         for t in (next(x for x in reversed(ticks) if x.symbol == s) for s in SYMBOLS)
     ]
     half = len(ticks) // 2
@@ -125,7 +129,9 @@ def test_follow_stop_restart_matches_the_backtest(kafka_bootstrap: str, tmp_path
 
     def bars(s: Settings) -> set[tuple[Any, ...]]:
         rows = query(s, "SELECT symbol, start_ms, open, high, low, close, volume FROM bars FINAL")
-        return {tuple(r.values()) for r in rows if r["start_ms"] + 10_000 != sentinel_end[r["symbol"]]}
+        return {
+            tuple(r.values()) for r in rows if r["start_ms"] + 10_000 != sentinel_end[r["symbol"]]
+        }
 
     assert bars(live) == bars(ref)
     live_decisions = {

@@ -345,6 +345,13 @@ def demo(
         int, typer.Option(help="Minutes of generated ticks for the SIM* symbols (0 = none)")
     ] = 240,
     seed: Annotated[int, typer.Option(help="Scenario seed")] = 7,
+    clean_input: Annotated[
+        bool,
+        typer.Option(
+            "--clean-input",
+            help="Skip the sample feeds of malformed market messages and hostile news/posts",
+        ),
+    ] = False,
 ) -> None:
     """The end-to-end job on embedded defaults (local broker, chdb, shipped data) with a report."""
     from api.demo import default_run_root, run_demo
@@ -373,6 +380,7 @@ def demo(
             datasets=names,
             scenario_minutes=scenario_minutes,
             seed=seed,
+            hostile_samples=not clean_input,
             console=console,
         )
         print_summary(result.summary.counts, result.summary, result.flow_seconds)

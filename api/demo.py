@@ -2,29 +2,52 @@
 
 It is the same code path as a live run: messages go through a real Kafka-protocol broker and the
 same Bytewax flow; only `tail=False` makes the flow stop at the end of the replayed topics.
+
+A real feed is not clean, so by default the demo also publishes the sample feeds in
+`data/samples/` after the market replay: malformed and hostile market messages, and news and
+social posts (ordinary, hostile-but-valid, invalid). The report then shows the dead letters and
+the stored news next to results that those samples cannot have changed.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from api.report import RunSummary, summarize, write_report
-from connectors.broker import LocalBroker, ensure_topics
+from connectors.broker import BrokerError, LocalBroker, ensure_topics
 from connectors.clickhouse_store import Store
 from connectors.datasets import dataset_path
+from connectors.kafka_io import DeliveryCounter, make_producer, publish
 from connectors.replay import load_market_file, replay
 from connectors.scenario import generate_scenario
 from dataflows.pipeline import FlowSpec
 from dataflows.run import run_pipeline
-from models.config import Settings
+from models.config import Settings, TopicsConfig
 from models.messages import BarIn, Tick
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
+"""The shipped sample feeds (see their README.md): in a source checkout or an editable install."""
+
+SAMPLE_FILES: dict[str, str] = {
+    "market": "bad_market.jsonl",
+    "news": "news.jsonl",
+    "social": "social.jsonl",
+}
+"""Topic attribute of `TopicsConfig` -> sample file, in publishing order."""
+
+_PAYLOAD_FIELDS = ("raw", "raw_b64", "msg")
+_SAMPLE_FIELDS = frozenset({"case", "what", "key", "expect", *_PAYLOAD_FIELDS})
 
 
 @dataclass
@@ -34,6 +57,125 @@ class DemoResult:
     summary: RunSummary
     published: int
     flow_seconds: float
+    samples: dict[str, int] = field(default_factory=dict)
+    """Sample messages published per topic (empty without hostile samples)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One record of a sample feed, as the bytes a producer would send.
+
+    `expect` is a substring of the dead-letter reason the pipeline must give it; None means the
+    message is valid and must be stored. Tests read the same files through this loader, so the
+    demo and its checks can never disagree about what was sent.
+    """
+
+    case: str
+    payload: bytes
+    key: bytes | None
+    expect: str | None
+    what: str = ""
+
+
+def _sample_payload(entry: dict[str, Any], where: str) -> bytes:
+    given = [f for f in _PAYLOAD_FIELDS if f in entry]
+    if len(given) != 1:
+        raise ValueError(f"{where}: need exactly one of raw, raw_b64, msg (got {given or 'none'})")
+    name = given[0]
+    value = entry[name]
+    if name == "raw":
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: raw must be a string")
+        # surrogatepass: a sample may carry a lone surrogate on purpose, byte for byte.
+        return value.encode("utf-8", "surrogatepass")
+    if name == "raw_b64":
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: raw_b64 must be a string")
+        return base64.b64decode(value, validate=True)
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: msg must be a JSON object")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def load_samples(path: Path) -> list[Sample]:
+    """Read a sample file (format in data/samples/README.md); a bad line fails with its number.
+
+    Strict on purpose: a typo in a sample (say `expcet`) would otherwise turn an invalid
+    message into one nobody checks.
+    """
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{lineno}"
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not JSON: {err}") from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}: not a JSON object")
+            unknown = sorted(set(entry) - _SAMPLE_FIELDS)
+            if unknown:
+                raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+            case, key, expect, what = (
+                entry.get("case"),
+                entry.get("key"),
+                entry.get("expect"),
+                entry.get("what", ""),
+            )
+            if not isinstance(case, str) or not case or case in seen:
+                raise ValueError(f"{where}: case must be a unique non-empty string")
+            if key is not None and not isinstance(key, str):
+                raise ValueError(f"{where}: key must be a string")
+            if expect is not None and (not isinstance(expect, str) or not expect):
+                raise ValueError(f"{where}: expect must be a non-empty string")
+            if not isinstance(what, str):
+                raise ValueError(f"{where}: what must be a string")
+            seen.add(case)
+            samples.append(
+                Sample(
+                    case=case,
+                    payload=_sample_payload(entry, where),
+                    key=None if key is None else key.encode("utf-8"),
+                    expect=expect,
+                    what=what,
+                )
+            )
+    return samples
+
+
+def publish_samples(
+    bootstrap: str, topics: TopicsConfig, samples_dir: Path = SAMPLES_DIR
+) -> dict[str, int]:
+    """Publish every sample file to its topic, raw bytes as they are; returns count per topic.
+
+    The record timestamp is the wall clock, as `replay` stamps market data, so the future-skew
+    check judges samples exactly as it judges a live producer's messages.
+    """
+    counter = DeliveryCounter()
+    producer = make_producer(bootstrap, **{"linger.ms": 5})
+    sent: dict[str, int] = {}
+    try:
+        for attr, filename in SAMPLE_FILES.items():
+            topic = str(getattr(topics, attr))
+            for sample in load_samples(samples_dir / filename):
+                publish(
+                    producer,
+                    topic,
+                    sample.key,
+                    sample.payload,
+                    int(time.time() * 1000),
+                    on_delivery=counter,
+                )
+                sent[topic] = sent.get(topic, 0) + 1
+    finally:
+        remaining = producer.flush(30.0)
+    if counter.failed or remaining:
+        detail = "; ".join(counter.errors) or f"{remaining} not delivered within 30 s"
+        raise BrokerError(f"could not publish the sample feeds: {detail}")
+    return sent
 
 
 def with_run_dir(settings: Settings, run_dir: Path) -> Settings:
@@ -90,7 +232,14 @@ def run_demo(
     scenario_minutes: int,
     seed: int,
     console: Console,
+    hostile_samples: bool = True,
 ) -> DemoResult:
+    """Replay, run the flow to the end of its input, write the report.
+
+    With `hostile_samples` (the default) the sample feeds of bad and hostile input follow the
+    market replay; False gives the clean run. Both give the same decisions and portfolio, since
+    every bad market sample is refused by parsing alone and the local engine ignores text.
+    """
     run_dir = new_run_dir(run_root)
     settings = with_run_dir(settings, run_dir)
     with ExitStack() as stack:
@@ -115,6 +264,17 @@ def run_demo(
         console.print(
             f"published {stats.published:,} market messages to [bold]{topics.market}[/bold]"
         )
+        samples: dict[str, int] = {}
+        if hostile_samples and not SAMPLES_DIR.is_dir():
+            # A wheel install ships the packages only; the demo still runs, and says so.
+            where = escape(str(SAMPLES_DIR))
+            console.print(f"[yellow]no sample feeds at {where}: skipped[/yellow]")
+        elif hostile_samples:
+            samples = publish_samples(bootstrap, topics, SAMPLES_DIR)
+            console.print(
+                "published sample feeds of bad and hostile input: "
+                + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in samples.items())
+            )
         console.print(
             "running the dataflow (controller: local strategy engine — no GPT key configured)"
         )
@@ -124,7 +284,7 @@ def run_demo(
     with Store.open(settings.clickhouse) as store:
         summary = summarize(store)
     report = write_report(summary, run_dir, f"stratflow demo {run_dir.name}")
-    return DemoResult(run_dir, report, summary, stats.published, flow_seconds)
+    return DemoResult(run_dir, report, summary, stats.published, flow_seconds, samples)
 
 
 def default_run_root() -> Path:

@@ -2,12 +2,19 @@
 
 Everything here is read back from ClickHouse with `FINAL`, so the report shows what the store
 holds (after idempotent replacement), not what the flow believes it wrote.
+
+Dead-letter payloads, news and posts are untrusted text from outside: the report shows them
+truncated, with invisible and control characters spelled out as `\\uXXXX`, and HTML-escaped, so a
+headline can neither run script in the reader's browser nor hide what it says.
 """
 
 from __future__ import annotations
 
 import html
+import math
+import unicodedata
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,29 @@ class RunSummary:
     dead_letter_reasons: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     equity_curve: list[tuple[int, Decimal]] = field(default_factory=list)
+    latest_dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    text_counts: dict[str, int] = field(default_factory=dict)
+    """Stored news headlines and social posts, by kind ('news', 'social')."""
+    latest_texts: list[dict[str, Any]] = field(default_factory=list)
+    closes: dict[str, list[tuple[int, Decimal]]] = field(default_factory=dict)
+    """Per symbol, (bar start ms, close) in time order, thinned to at most ~CLOSE_POINTS."""
+
+
+LATEST_ROWS = 10
+TEXT_CHARS = 120
+"""Characters of a payload or a headline shown in the report (the store keeps the rest)."""
+CLOSE_POINTS = 1500
+"""Bars per symbol the price plot reads at most: a line chart shows no more, and `stratflow run`
+on years of minute bars must not pull them all into memory for a picture."""
+
+# Dead-letter reasons carry values (window numbers, timestamps, ids); grouping by the reason's
+# kind keeps the table short and the number of groups bounded on a large store.
+_REASON_KIND = r"""multiIf(
+    match(reason, '^(late|duplicate|not valid JSON|internal error|kafka error): '),
+        extract(reason, '^([^:]+)'),
+    startsWith(reason, 'event time '), 'event time ahead of the record time',
+    startsWith(reason, 'bar interval '), 'bar interval coarser than the window',
+    replaceRegexpOne(replaceRegexpOne(reason, ';.*$', ''), ' (\'\\^|\\().*$', ''))"""
 
 
 def _dec(value: Any) -> Decimal:
@@ -46,9 +76,32 @@ def summarize(store: Store) -> RunSummary:
         "SELECT cash, equity FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1"
     )
     reasons = store.query(
-        "SELECT replaceRegexpOne(reason, '[:(].*$', '') AS reason, count() AS n "
-        "FROM dead_letters FINAL GROUP BY reason ORDER BY n DESC, reason LIMIT 20"
+        f"SELECT topic, {_REASON_KIND} AS reason, count() AS n FROM dead_letters FINAL "
+        "GROUP BY topic, reason ORDER BY n DESC, topic, reason LIMIT 30"
     )
+    latest_dead = store.query(
+        "SELECT record_ms, topic, `partition`, `offset`, reason, "
+        f"substringUTF8(payload, 1, {TEXT_CHARS * 2}) AS payload, "
+        "lengthUTF8(payload) AS payload_chars FROM dead_letters FINAL "
+        f"ORDER BY record_ms DESC, topic, `partition` DESC, `offset` DESC LIMIT {LATEST_ROWS}"
+    )
+    texts = store.query("SELECT kind, count() AS n FROM news FINAL GROUP BY kind ORDER BY kind")
+    latest_texts = store.query(
+        "SELECT ts_ms, kind, id, symbols, source, "
+        f"substringUTF8(if(kind = 'news', headline, text), 1, {TEXT_CHARS * 2}) AS text, "
+        "lengthUTF8(if(kind = 'news', headline, text)) AS text_chars "
+        f"FROM news FINAL ORDER BY ts_ms DESC, kind, id LIMIT {LATEST_ROWS}"
+    )
+    closes = store.query(
+        "SELECT symbol, start_ms, close FROM (SELECT symbol, start_ms, close, "
+        "row_number() OVER (PARTITION BY symbol ORDER BY start_ms) AS rn, "
+        "count() OVER (PARTITION BY symbol) AS total FROM bars FINAL) "
+        f"WHERE (rn - 1) % greatest(1, intDiv(total, {CLOSE_POINTS})) = 0 OR rn = total "
+        "ORDER BY symbol, start_ms"
+    )
+    by_symbol: dict[str, list[tuple[int, Decimal]]] = {}
+    for r in closes:
+        by_symbol.setdefault(str(r["symbol"]), []).append((int(r["start_ms"]), _dec(r["close"])))
     alerts = store.query(
         "SELECT severity, source, count() AS n FROM alerts FINAL GROUP BY severity, source "
         "ORDER BY severity, source"
@@ -68,7 +121,55 @@ def summarize(store: Store) -> RunSummary:
         dead_letter_reasons=reasons,
         alerts=alerts,
         equity_curve=[(int(r["ts_ms"]), _dec(r["equity"])) for r in curve],
+        latest_dead_letters=[
+            {
+                "record time": _utc(int(r["record_ms"])),
+                "topic": r["topic"],
+                "partition": r["partition"],
+                "offset": r["offset"],
+                "reason": visible_text(str(r["reason"]), 2 * TEXT_CHARS),
+                "payload": visible_text(str(r["payload"]), TEXT_CHARS, int(r["payload_chars"])),
+            }
+            for r in latest_dead
+        ],
+        text_counts={str(r["kind"]): int(r["n"]) for r in texts},
+        latest_texts=[
+            {
+                "time": _utc(int(r["ts_ms"])),
+                "kind": r["kind"],
+                "id": visible_text(str(r["id"]), 40),
+                "symbols": " ".join(r["symbols"]),
+                "source": visible_text(str(r["source"]), 40),
+                "headline or text": visible_text(str(r["text"]), TEXT_CHARS, int(r["text_chars"])),
+            }
+            for r in latest_texts
+        ],
+        closes=by_symbol,
     )
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def visible_text(text: str, limit: int, total_chars: int | None = None) -> str:
+    """At most `limit` characters of untrusted text, with what a reader cannot see spelled out.
+
+    Control, format (zero-width, bidi overrides), private-use and separator characters become
+    `\\uXXXX`, so a right-to-left override cannot reverse the rest of a table row and a
+    zero-width space cannot hide inside a symbol. Not HTML-safe by itself: callers escape.
+    """
+    out: list[str] = []
+    for ch in text[:limit]:
+        if ch != " " and unicodedata.category(ch)[0] in "CZ":
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    total = len(text) if total_chars is None else max(total_chars, len(text))
+    if total > limit:
+        out.append(f"… (+{total - limit:,} chars)")
+    return "".join(out)
 
 
 def plot_equity(summary: RunSummary, path: Path) -> Path | None:
@@ -94,29 +195,83 @@ def plot_equity(summary: RunSummary, path: Path) -> Path | None:
     return path
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def plot_closes(summary: RunSummary, path: Path) -> Path | None:
+    """PNG of each symbol's bar closes, rebased to 100 at its first bar: one small chart per
+    symbol, since the shipped histories come from different decades and cadences."""
+    series = {sym: pts for sym, pts in sorted(summary.closes.items()) if pts and pts[0][1] > 0}
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    ncols = min(3, len(series))
+    nrows = math.ceil(len(series) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.6 * nrows), dpi=100, squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, (sym, pts) in zip(flat, series.items(), strict=False):
+        first = pts[0][1]
+        xs = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms, _ in pts]
+        ys = [float(c / first * 100) for _, c in pts]  # plotting only, not accounting
+        ax.plot(xs, ys, linewidth=1.0, color="#2266aa")
+        ax.axhline(100, color="#999999", linewidth=0.6, linestyle=":")
+        ax.set_title(sym, fontsize=10)
+        locator = mdates.AutoDateLocator(maxticks=4)  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+        ax.tick_params(labelsize=8)
+        ax.xaxis.get_offset_text().set_fontsize(8)
+        ax.grid(alpha=0.3)
+    for ax in flat[len(series) :]:
+        ax.set_visible(False)
+    fig.suptitle("Bar close per symbol, first bar = 100", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _cell(value: Any) -> str:
+    """Decimals exactly, without the column's trailing zeros or an exponent (0E-12 -> 0)."""
+    if isinstance(value, Decimal):
+        if value == 0:
+            return "0"
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], css: str = "") -> str:
+    """Every header and cell HTML-escaped: rows may hold text straight from a feed."""
     if not rows:
         return "<p><em>none</em></p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r.values()) + "</tr>"
         for r in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    cls = f" class='{html.escape(css)}'" if css else ""
+    return f"<table{cls}><tr>{head}</tr>{body}</table>"
 
 
 def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_equity(summary, out_dir / "equity.png")
+    prices = plot_closes(summary, out_dir / "prices.png")
     counts = [{"table": k, "rows": v} for k, v in summary.counts.items()]
+    texts = [{"kind": k, "rows": v} for k, v in summary.text_counts.items()]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "table.text td{text-align:left;max-width:40em;overflow-wrap:anywhere}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Final cash <b>{summary.cash}</b>, equity <b>{summary.equity}</b></p>",
+        f"<p>Final cash <b>{_cell(summary.cash)}</b>, equity <b>{_cell(summary.equity)}</b></p>",
         "<img src='equity.png' alt='equity curve'>" if png else "",
+        "<img src='prices.png' alt='bar close per symbol, rebased to 100'>" if prices else "",
         "<h2>Rows in the decision log</h2>",
         _table(counts),
         "<h2>Decisions by branch and status</h2>",
@@ -125,6 +280,15 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         _table(summary.positions),
         "<h2>Dead letters by reason</h2>",
         _table(summary.dead_letter_reasons),
+        f"<h2>Latest {LATEST_ROWS} dead letters</h2>",
+        "<p>Payloads as received, truncated; invisible characters shown as \\uXXXX.</p>",
+        _table(summary.latest_dead_letters, css="text"),
+        "<h2>News and social items stored</h2>",
+        "<p>Untrusted text: stored as data, never read as instructions (the local strategy "
+        "engine does not read it at all).</p>",
+        _table(texts),
+        f"<h2>Latest {LATEST_ROWS} news and social items</h2>",
+        _table(summary.latest_texts, css="text"),
         "<h2>Alerts</h2>",
         _table(summary.alerts),
         "</body></html>",

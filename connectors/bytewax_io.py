@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel
 
 from connectors.clickhouse_store import Store
 from models.config import ClickHouseConfig
+from models.messages import Alert, Severity
 
 
 class _StorePartition(StatelessSinkPartition[Any]):
@@ -19,13 +21,49 @@ class _StorePartition(StatelessSinkPartition[Any]):
         self.written: dict[str, int] = defaultdict(int)
 
     def write_batch(self, items: list[tuple[str, list[BaseModel]]]) -> None:
-        """Items are (table, rows) lists gathered upstream; one INSERT per table per call."""
+        """Items are (table, rows) lists gathered upstream; one INSERT per table per call.
+
+        A row that cannot be represented (a value beyond the columns' range) must not take the
+        whole pipeline down, and on restart again: that table's batch is then written row by
+        row, and each unwritable row is replaced by a critical alert naming it.
+        """
         rows: list[BaseModel] = [row for _, group in items for row in group]
-        for table, n in self.store.insert_models(rows).items():
+        try:
+            written = self.store.insert_models(rows)
+        except ValueError:
+            written = self._write_row_by_row(rows)
+        for table, n in written.items():
             self.written[table] += n
+
+    def _write_row_by_row(self, rows: list[BaseModel]) -> dict[str, int]:
+        written: dict[str, int] = defaultdict(int)
+        alerts: list[BaseModel] = []
+        for row in rows:
+            try:
+                for table, n in self.store.insert_models([row]).items():
+                    written[table] += n
+            except ValueError as err:
+                alerts.append(unwritable_row_alert(row, err))
+        if alerts:
+            for table, n in self.store.insert_models(alerts).items():
+                written[table] += n
+        return written
 
     def close(self) -> None:
         self.store.close()
+
+
+def unwritable_row_alert(row: BaseModel, err: Exception) -> Alert:
+    text = row.model_dump_json()
+    ident = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return Alert(
+        alert_id=f"unwritable-{ident}",
+        ts_ms=int(getattr(row, "ts_ms", 0) or getattr(row, "end_ms", 0) or 0),
+        severity=Severity.CRITICAL,
+        source="clickhouse_sink",
+        message=f"{type(row).__name__} not written to the decision log: {err}",
+        context={"row": text[:2000]},
+    )
 
 
 class ClickHouseSink(DynamicSink[Any]):

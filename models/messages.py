@@ -41,8 +41,14 @@ def _finite_non_negative(value: Decimal) -> Decimal:
 
 # Constraints expressed as Field metadata run inside pydantic-core (no Python call per value),
 # which matters on the per-tick path.
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Quantity = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+# Bounds: the decision log keeps Decimal(38, 12), so a price or size of 1e30 (or a price of
+# 1e-41, which would be stored as 0) is an attack or a bug, not a market: refused here instead of
+# breaking the writer downstream. Range checks run inside pydantic-core (~0.1 µs); digits beyond
+# the 12th decimal are rounded half-even when stored.
+MIN_PRICE = Decimal("1e-12")
+MAX_AMOUNT = Decimal("1e15")
+Price = Annotated[Decimal, Field(ge=MIN_PRICE, lt=MAX_AMOUNT, allow_inf_nan=False)]
+Quantity = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
 Money = Decimal
 
 

@@ -221,6 +221,10 @@ def replay(
         float | None,
         typer.Option(help="Multiple of real time, > 0 (default: as fast as possible)"),
     ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option(help="Bar length of a bar file, e.g. 1d, 1h (default: inferred from spacing)"),
+    ] = None,
     bootstrap: Annotated[
         str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
     ] = None,
@@ -252,7 +256,7 @@ def replay(
             raise UserError(
                 f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
             )
-        loaded = load_market_file(path, symbol=default_symbol, interval=None)
+        loaded = load_market_file(path, symbol=default_symbol, interval=interval)
         unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
         if unknown:
             raise UserError(

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TextIO
 
 import pandas as pd
 from pydantic import ValidationError
@@ -141,6 +141,16 @@ def _norm(name: object) -> str:
     return str(name).strip().lower()
 
 
+def _sniff_dialect(fh: TextIO) -> type[csv.Dialect] | str:
+    """Comma, semicolon, tab or pipe: exports from spreadsheets and brokers use all of them."""
+    sample = fh.read(64 * 1024)
+    fh.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return "excel"
+
+
 def _read_csv(path: Path) -> _Table:
     """Parse with the csv module: exact text for every cell, and the line of every row."""
     problems: list[RowProblem] = []
@@ -148,7 +158,7 @@ def _read_csv(path: Path) -> _Table:
     data: list[list[str]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, dialect=_sniff_dialect(fh))
             header: list[str] | None = None
             for fields in reader:
                 if not fields or all(not f.strip() for f in fields):

@@ -215,3 +215,16 @@ def test_replay_orders_across_symbols_and_paces(
         BrokerError, match=r"not reachable at bootstrap=127\.0\.0\.1:9 within 0\.3 s"
     ):
         replay("127.0.0.1:9", topic, msgs, connect_timeout_s=0.3)
+
+
+def test_semicolon_and_tab_separated_files_load(tmp_path: Path) -> None:
+    for sep, name in ((";", "semi.csv"), ("\t", "tabs.csv")):
+        path = tmp_path / name
+        path.write_text(
+            sep.join(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]) + "\n"
+            + sep.join(["2020-01-02", "10", "11", "9", "10.5", "10.5", "1000"]) + "\n"
+            + sep.join(["2020-01-03", "10.5", "12", "10", "11.25", "11.25", "1500"]) + "\n"
+        )  # fmt: skip
+        loaded = load_market_file(path, symbol="GOOG")
+        assert [m.close for m in loaded.messages] == [Decimal("10.5"), Decimal("11.25")]  # type: ignore[union-attr]
+        assert loaded.problems == []

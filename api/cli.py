@@ -324,7 +324,7 @@ def run(
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             console.print("controller: local strategy engine (no GPT endpoint configured)")
             t0 = time.perf_counter()
-            run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow))
+            run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow), progress=True)
             summary = summarize(store)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
         where = settings.clickhouse.url or settings.clickhouse.path

@@ -279,7 +279,7 @@ def run_demo(
             "running the dataflow (controller: local strategy engine — no GPT key configured)"
         )
         t0 = time.perf_counter()
-        run_pipeline(settings, FlowSpec(bootstrap=bootstrap, tail=False))
+        run_pipeline(settings, FlowSpec(bootstrap=bootstrap, tail=False), progress=True)
         flow_seconds = time.perf_counter() - t0
     with Store.open(settings.clickhouse) as store:
         summary = summarize(store)

@@ -26,10 +26,11 @@ from pydantic import BaseModel
 from connectors.bytewax_io import ClickHouseSink
 from connectors.clickhouse_store import ROW_CONVERTERS, table_for
 from connectors.kafka_source import RawKafkaSource
+from dataflows.progress import FlowCounters
 from models.config import Settings
 from models.desk import BarEvent, DeskOutput, TradingDesk, alert_id
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
-from models.messages import Alert, DeadLetter, DecisionRecord, Fill, Order, Severity
+from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, Order, Severity
 
 DESK_KEY = "desk"
 
@@ -167,6 +168,15 @@ def to_kafka(settings: Settings, item: Any) -> KafkaSinkMessage[bytes, bytes] | 
     )
 
 
+def count_record(counters: FlowCounters, item: Any) -> None:
+    if isinstance(item, Bar):
+        counters.add(bars=1)
+    elif isinstance(item, DecisionRecord) and item.version == 1:
+        counters.add(decisions=1)
+    elif isinstance(item, DeadLetter):
+        counters.add(dead=1)
+
+
 @dataclass(frozen=True)
 class FlowSpec:
     """What differs between runs: where the data comes from and whether to follow it."""
@@ -179,7 +189,12 @@ class FlowSpec:
     write_max_rows: int = 50_000
 
 
-def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None = None) -> Dataflow:
+def build_flow(
+    settings: Settings,
+    spec: FlowSpec,
+    store_sink: Sink[Any] | None = None,
+    counters: FlowCounters | None = None,
+) -> Dataflow:
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
     source = RawKafkaSource(
@@ -190,6 +205,10 @@ def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None 
     )
     # Already keyed by topic partition: the unit of order (models/ingest.py says why).
     by_partition: Any = op.input("kafka_in", flow, source)
+    if counters is not None:
+        op.inspect(
+            "count_in", by_partition, lambda _s, kb: counters.add(records=len(kb[1].records))
+        )
     ingested = op.stateful_batch(
         "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
     )
@@ -199,6 +218,8 @@ def build_flow(settings: Settings, spec: FlowSpec, store_sink: Sink[Any] | None 
     to_desk = op.key_on("to_desk", bar_events, lambda _: DESK_KEY)
     desk = op.stateful_batch("desk", to_desk, lambda resume: DeskLogic(settings, resume))
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
+    if counters is not None:
+        op.inspect("count_out", records, lambda _s, item: count_record(counters, item))
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
     # The wall clock only decides when a batch is written, never what is in the log.

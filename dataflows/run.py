@@ -11,6 +11,7 @@ re-emits that epoch's outputs, which land on the same rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,9 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from connectors.kafka_io import topic_end_offsets
 from dataflows.pipeline import FlowSpec, build_flow
+from dataflows.progress import FlowCounters, ProgressDisplay
 from models.config import Settings, load_settings, parse_duration_ms
 
 MANIFEST = "stratflow-inputs.json"
@@ -80,14 +83,32 @@ def _stop_now(signum: int, _frame: FrameType | None) -> None:
     os._exit(130 if signum == signal.SIGINT else 143)
 
 
-def run_pipeline(settings: Settings, spec: FlowSpec) -> None:
+def input_total(settings: Settings, bootstrap: str) -> int | None:
+    """Messages in the input topics now: the length of a bounded run (None if unknown)."""
+    topics = settings.kafka.topics
+    try:
+        return sum(
+            sum(topic_end_offsets(bootstrap, t).values())
+            for t in (topics.market, topics.news, topics.social)
+        )
+    except Exception:  # progress display only: never fail a run over it
+        return None
+
+
+def run_pipeline(settings: Settings, spec: FlowSpec, *, progress: bool = False) -> None:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`)."""
-    flow = build_flow(settings, spec)
+    counters = FlowCounters() if progress else None
+    flow = build_flow(settings, spec, counters=counters)
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
     recovery = recovery_config(settings)
     previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if counters is not None:
+        total = None if spec.tail else input_total(settings, spec.bootstrap)
+        display = ProgressDisplay(counters, total)
     try:
-        cli_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
+        with display:
+            cli_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -154,7 +154,7 @@ def run_child(kind: str, settings: Settings, bootstrap: str) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ticks", type=int, default=300_000)
+    ap.add_argument("--ticks", type=int, default=600_000)
     ap.add_argument("--symbols", type=int, default=8)
     ap.add_argument("--child")
     ap.add_argument("--settings")

@@ -46,6 +46,7 @@ from models.messages import (
     SocialPost,
     Tick,
 )
+from models.strategy_spec import GptDecision
 
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 # `.invalid` is reserved (RFC 2606): the ids name the schemas, they are not meant to be fetched.
@@ -66,6 +67,7 @@ TOPIC_SCHEMAS: Final[dict[str, type[BaseModel] | TypeAdapter[Any]]] = {
     "dead_letters": DeadLetter,
     "proposal": Proposal,
     "config": Settings,
+    "gpt_decision": GptDecision,
 }
 
 # Which side of the model each schema describes.
@@ -82,6 +84,7 @@ SCHEMA_MODES: Final[dict[str, JsonSchemaMode]] = {
     "social": "validation",
     "proposal": "validation",
     "config": "validation",
+    "gpt_decision": "validation",
     "decisions": "serialization",
     "orders": "serialization",
     "fills": "serialization",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from connectors.broker import LocalBroker, ensure_topics, wait_for_broker
+from connectors.openai_server import LocalOpenAIServer
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,11 @@ def fresh_topics(kafka_bootstrap: str) -> Callable[..., str]:
         return topic
 
     return make
+
+
+@pytest.fixture
+def openai_server() -> Iterator[LocalOpenAIServer]:
+    """A fresh OpenAI-compatible server on 127.0.0.1 per test (empty scenario queue, no recorded
+    requests); it requires the bearer key `openai_server.api_key`. Starts in milliseconds."""
+    with LocalOpenAIServer(api_key="sk-test-9f8e7d6c5b4a") as server:
+        yield server

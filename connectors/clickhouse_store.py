@@ -52,6 +52,7 @@ from models.messages import (
     DeadLetter,
     DecisionRecord,
     Fill,
+    GptCall,
     NewsItem,
     Order,
     PositionSnapshot,
@@ -296,6 +297,26 @@ def _social_row(m: SocialPost) -> Row:
     }
 
 
+def _gpt_call_row(m: GptCall) -> Row:
+    return {
+        "call_id": m.call_id,
+        "ts_ms": m.ts_ms,
+        "decision_id": m.decision_id,
+        "round": m.round,
+        "symbol": m.symbol,
+        "model": m.model,
+        "prompt_hash": m.prompt_hash,
+        "prompt_tokens": m.prompt_tokens,
+        "completion_tokens": m.completion_tokens,
+        "latency_ms": m.latency_ms,
+        "cost": _dec(m.cost),
+        "price_known": m.price_known,
+        "outcome": m.outcome.value,
+        "answer": m.answer,
+        "detail": m.detail,
+    }
+
+
 ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]] = {
     StoredTick: ("ticks", _tick_row),
     Bar: ("bars", _bar_row),
@@ -308,6 +329,7 @@ ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]
     DeadLetter: ("dead_letters", _dead_letter_row),
     NewsItem: ("news", _news_row),
     SocialPost: ("news", _social_row),
+    GptCall: ("gpt_calls", _gpt_call_row),
 }
 """Model type -> (table, converter). News items and social posts share the `news` table."""
 
@@ -351,6 +373,9 @@ def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
         for key in ("trigger_names", "n_rounds", "n_orders", "n_fills"):
             r.pop(key, None)
         return DecisionRecord.model_validate(r)
+    if table == "gpt_calls":
+        # `detail` is plain text here, not the JSON mapping it is in signals.
+        return GptCall.model_validate(r)
     if table == "news":
         common = {"id": r["id"], "ts": ms_to_datetime(int(r["ts_ms"])), "symbols": r["symbols"]}
         if r["kind"] == "social":

@@ -375,3 +375,83 @@ class DecisionRecord(BaseModel):
     portfolio_before: dict[str, str]
     note: str = ""
     version: int = Field(default=1, description="Bumped when fills arrive; the newest row wins")
+
+
+# --------------------------------------------------------------------------------------------
+# GPT call log
+# --------------------------------------------------------------------------------------------
+
+
+class GptOutcome(StrEnum):
+    """How one GPT call ended, as logged in `gpt_calls`.
+
+    `ok` and the failure kinds mirror `connectors.gpt_client.FailureKind` value for value
+    (models/ cannot import connectors/; a test keeps the two in step); the rest are decisions
+    taken without a call: an answer reused from the window cache or from a recording, a
+    recording that lacks the question, the daily budget, an open circuit breaker.
+    """
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    CLIENT_ERROR = "client_error"
+    CONNECTION = "connection"
+    MALFORMED = "malformed"
+    SCHEMA_VIOLATION = "schema_violation"
+    REFUSAL = "refusal"
+    CIRCUIT_OPEN = "circuit_open"
+    NO_KEY = "no_key"
+    CACHED = "cached"
+    REPLAYED = "replayed"
+    REPLAY_MISS = "replay_miss"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+GPT_ANSWER_MAX_CHARS = 16_000
+GPT_DETAIL_MAX_CHARS = 1_000
+_CLIPPED = " …[clipped]"
+
+
+def _clip(limit: int) -> AfterValidator:
+    """Cut text to `limit` characters with a visible marker instead of refusing it: the log
+    must keep the row of a call whose answer was absurdly long, not lose it. Idempotent."""
+
+    def clip(text: str) -> str:
+        return text if len(text) <= limit else text[: limit - len(_CLIPPED)] + _CLIPPED
+
+    return AfterValidator(clip)
+
+
+def gpt_call_id(decision_id: str, round_no: int) -> str:
+    """The id of the GPT call of one adjust round of one decision: derived, not random, so a
+    replayed decision rewrites the same `gpt_calls` row instead of adding one."""
+    return f"{decision_id}/gpt{round_no}"
+
+
+class GptCall(BaseModel):
+    """One GPT call (or the decision not to make one), a row of the `gpt_calls` table.
+
+    `cost` is what the endpoint billed at the price table's rate (0 when nothing was called or
+    the answer came from a cache or a recording); `price_known` is False when the model was not
+    in the price table and the default price was charged. `answer` is the answer text as
+    received (clipped to `GPT_ANSWER_MAX_CHARS`), `detail` the one-line reason of a failure.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    call_id: str = Field(min_length=1, max_length=300)
+    ts_ms: int
+    decision_id: str
+    round: int = Field(default=0, ge=0)
+    symbol: str
+    model: str
+    prompt_hash: str
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    latency_ms: int = Field(default=0, ge=0)
+    cost: Annotated[Decimal, AfterValidator(_finite_non_negative)] = Decimal(0)
+    price_known: bool = True
+    outcome: GptOutcome
+    answer: Annotated[str, _clip(GPT_ANSWER_MAX_CHARS)] = ""
+    detail: Annotated[str, _clip(GPT_DETAIL_MAX_CHARS)] = ""

@@ -48,6 +48,8 @@ from models.messages import (
     Direction,
     FeatureVector,
     Fill,
+    GptCall,
+    GptOutcome,
     NewsItem,
     Order,
     OrderStatus,
@@ -78,6 +80,7 @@ ORDER_BY = {
     "alerts": "alert_id",
     "dead_letters": "dead_letter_id",
     "news": "kind, id",
+    "gpt_calls": "call_id",
 }
 
 # Values at the edges of Decimal(38, 12): 26 integer digits, 12 decimals, tiny, negative.
@@ -271,6 +274,35 @@ def samples() -> dict[str, list[BaseModel]]:
                 symbols=["AAPL", "MSFT"],
                 text="to the moon 🚀",
                 author="@someone",
+            ),
+        ],
+        "gpt_calls": [
+            GptCall(
+                call_id="AAPL@1700000060000/gpt0",
+                ts_ms=T0 + 60_000,
+                decision_id="AAPL@1700000060000",
+                symbol="AAPL",
+                model="gpt-4o-mini-2024-07-18",
+                prompt_hash="ab" * 32,
+                prompt_tokens=1234,
+                completion_tokens=321,
+                latency_ms=850,
+                cost=Decimal("0.0003777"),
+                outcome=GptOutcome.OK,
+                answer='{"action": "rebalance", "note": "it\'s \\ -- fine; 🚀"}',
+            ),
+            GptCall(
+                call_id="AAPL@1700000060000/gpt1",
+                ts_ms=T0 + 60_000,
+                decision_id="AAPL@1700000060000",
+                round=1,
+                symbol="AAPL",
+                model="my-local-llama",
+                prompt_hash="cd" * 32,
+                latency_ms=20_000,
+                price_known=False,
+                outcome=GptOutcome.TIMEOUT,
+                detail="no answer within 20 s (3 attempt(s))",
             ),
         ],
     }

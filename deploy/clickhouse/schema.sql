@@ -193,3 +193,29 @@ CREATE TABLE IF NOT EXISTS stratflow.news
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (kind, id);
+
+-- One row per GPT call, or per decision not to call (cache, recording, budget, open circuit).
+-- `call_id` is derived from the decision id and the adjust round, so a replay rewrites the
+-- same row. `cost` is USD from the price table (0 without a billed call); `outcome` is `ok` or
+-- why not (see models.messages.GptOutcome); `answer` is the raw answer text, clipped.
+CREATE TABLE IF NOT EXISTS stratflow.gpt_calls
+(
+    call_id           String,
+    ts_ms             Int64,
+    decision_id       String,
+    round             UInt32,
+    symbol            LowCardinality(String),
+    model             LowCardinality(String),
+    prompt_hash       String,
+    prompt_tokens     UInt64,
+    completion_tokens UInt64,
+    latency_ms        UInt64,
+    cost              Decimal(38, 12),
+    price_known       Bool,
+    outcome           LowCardinality(String),
+    answer            String,
+    detail            String,
+    ts                DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY call_id;

@@ -105,6 +105,9 @@ class RawKafkaSource(FixedPartitionedSource[KeyedRaw, int]):
             "enable.auto.commit": "false",
             "bootstrap.servers": self._bootstrap,
             "enable.partition.eof": str(not self._tail).lower(),
+            # A resume offset that retention has deleted restarts at the oldest message still
+            # there, never silently at the end of the partition (librdkafka's default).
+            "auto.offset.reset": "earliest",
             **CONSUMER_TUNING,
         }
         offset = self._starting_offset if resume_state is None else resume_state

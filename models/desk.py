@@ -84,9 +84,25 @@ class TradingDesk:
         out.extend(self._fill_pending(bar))
         self.portfolio.mark(bar.symbol, bar.close, bar.end_ms)
         if event.branch is not None:
-            out.extend(self._decide(event))
+            try:
+                out.extend(self._decide(event))
+            except Exception as err:  # fills above already moved the book: they must be logged
+                out.append(self._decision_failed(event, err))
         out.append(self.portfolio.snapshot(bar.symbol, bar.end_ms))
         return out
+
+    def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
+        """A decision that raised places nothing; say so loudly, keep the rest of the bar."""
+        bar = event.bar
+        return Alert(
+            alert_id=alert_id("decision-error", bar.symbol, bar.end_ms),
+            ts_ms=bar.end_ms,
+            severity=Severity.CRITICAL,
+            source="desk",
+            message=f"decision on {bar.symbol}@{bar.end_ms} failed, no order placed: "
+            f"{type(err).__name__}: {err}",
+            context={"symbol": bar.symbol},
+        )
 
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
         out: list[DeskOutput] = []

@@ -76,9 +76,9 @@ class PartitionIngest:
         return st
 
     def _on_bar(self, st: SymbolState, bar: Bar, out: list[IngestOutput]) -> None:
+        out.append(bar)  # first: the bar is already out of its window, it must not be lost
         fv = st.features.update(bar)
         signals = st.triggers.evaluate(fv)
-        out.append(bar)
         out.extend(signals)
         out.append(
             BarEvent(

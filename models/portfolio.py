@@ -69,9 +69,15 @@ class Portfolio:
         self.marks.setdefault(fill.symbol, fill.price)
 
     def mark(self, symbol: str, price: Decimal, ts_ms: int) -> None:
-        """Record the latest price; the first mark of a UTC day fixes the day's start equity."""
-        day = ts_ms // DAY_MS
-        if day != self.day:
+        """Record the latest price at event time `ts_ms` (a bar's end).
+
+        The first mark of a later UTC day fixes that day's start equity from the marks so far.
+        Days only move forward: a bar of an earlier day (a quiet symbol's window closing late)
+        updates its price but never resets the day's loss baseline. A bar ending exactly at
+        midnight belongs to the day it closes, hence `ts_ms - 1`.
+        """
+        day = (ts_ms - 1) // DAY_MS
+        if day > self.day:
             self.day = day
             self.day_start_equity = self.equity()
         self.marks[symbol] = price

@@ -134,6 +134,7 @@ class LocalStrategyEngine:
                 }
             )
         intents: list[TradeIntent] = []
+        held_left = ctx.position  # shared by all sells of the symbol, in order
         for intent in previous.intents:
             px = estimated_price(ctx.price, Side.BUY, ctx.execution)  # the higher, conservative
             unit_fee = fee_for(px, ctx.execution)
@@ -149,17 +150,16 @@ class LocalStrategyEngine:
                     overall.append(limit / px - ctx.position)
                 elif c.name == "cash":
                     overall.append(limit / (px + unit_fee))
-                elif c.name == f"long_only:{intent.symbol}":
-                    overall.append(limit)
             slice_qty = round_to_lot(min(per_order), ctx.lot_size)
             if intent.side is Side.BUY:
                 qty = round_to_lot(min(*overall, slice_qty), ctx.lot_size)
                 if qty > 0:
                     intents.append(intent.model_copy(update={"quantity": qty}))
                 continue
-            remaining = round_to_lot(min(*overall, ctx.position), ctx.lot_size)
+            remaining = round_to_lot(min(*overall, held_left), ctx.lot_size)
             if remaining > 0 and slice_qty <= 0:
                 continue  # not even one lot fits a single order: nothing to send
+            held_left -= remaining
             while remaining > 0:
                 part = min(remaining, slice_qty)
                 intents.append(intent.model_copy(update={"quantity": part}))

@@ -62,11 +62,25 @@ def test_average_cost_realised_pnl_and_equity_identity() -> None:
 def test_daily_pnl_resets_each_utc_day() -> None:
     p = Portfolio(cash=D(1000))
     p.apply_fill(fill(Side.BUY, "1", "100"))
-    p.mark("ABC", D(100), 0)
+    p.mark("ABC", D(100), 1)
     p.mark("ABC", D(90), 1000)
     assert p.daily_pnl() == D(-10)
-    p.mark("ABC", D(90), 86_400_000)
+    p.mark("ABC", D(80), 86_400_000)  # the bar ending at midnight still belongs to day 0
+    assert p.daily_pnl() == D(-20)
+    p.mark("ABC", D(80), 86_400_001)
     assert p.daily_pnl() == D(0)
+
+
+def test_a_late_bar_of_an_earlier_day_does_not_reset_the_loss_baseline() -> None:
+    p = Portfolio(cash=D(10_000))
+    p.apply_fill(fill(Side.BUY, "100", "100"))
+    p.mark("ABC", D(100), 3_600_000)  # day 0
+    p.mark("ABC", D(100), 86_400_000 + 60_000)  # day 1 starts: baseline 10000
+    p.mark("ABC", D(40), 86_400_000 + 120_000)
+    assert p.daily_pnl() == D(-6000)
+    p.mark("XYZ", D(1), 86_400_000 - 60_000)  # a quiet symbol's 23:58 bar, emitted late
+    p.mark("ABC", D(40), 86_400_000 + 180_000)
+    assert p.daily_pnl() == D(-6000)
 
 
 def proposal(*intents: tuple[Side, str]) -> Proposal:

@@ -21,6 +21,7 @@ from models.messages import (
     PositionSnapshot,
     Signal,
 )
+from models.strategy import LocalStrategyEngine
 
 D = Decimal
 MIN = 60_000
@@ -169,3 +170,42 @@ def test_stalled_adjustment_stops_early() -> None:
     rec = of(DecisionRecord, out)[0]
     assert rec.status in (DecisionStatus.REJECTED, DecisionStatus.NO_ACTION)
     assert len(rec.rounds) < 6
+
+
+def test_several_sells_of_one_symbol_share_the_position_when_adjusted() -> None:
+    from models.config import ExecutionConfig, RiskConfig
+    from models.messages import Proposal, RiskCheck, RiskVerdict, Side, TradeIntent
+    from models.strategy import DecisionContext, LocalStrategyEngine
+
+    ctx = DecisionContext(
+        decision_id="ABC@1", symbol="ABC", branch=Branch.STRATEGIC, signals=[],
+        features=FeatureVector(symbol="ABC", ts_ms=1, close=100.0, values={}),
+        price=D(100), position=D(100), cash=D(0), equity=D(10_000), lot_size=D(1),
+        risk=RiskConfig(), execution=ExecutionConfig(slippage_bps=D(0)),
+    )  # fmt: skip
+    for asked, want in (([150, 150], [100]), ([80, 80], [80, 20])):
+        prev = Proposal(
+            controller="t", strategy="t", rationale="", confidence=0.5,
+            intents=[TradeIntent(symbol="ABC", side=Side.SELL, quantity=D(q)) for q in asked],
+        )  # fmt: skip
+        verdict = RiskVerdict(
+            approved=False, fee_estimate=D(0),
+            checks=[RiskCheck(name="long_only:ABC", passed=False, limit=D(100), value=D(150))],
+        )  # fmt: skip
+        got = LocalStrategyEngine(settings().strategy).adjust(ctx, prev, verdict)
+        assert [i.quantity for i in got.intents] == [D(x) for x in want]
+
+
+def test_a_failing_decision_still_logs_the_fills_of_the_bar() -> None:
+    class Exploding(LocalStrategyEngine):
+        def propose(self, ctx):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+    desk = TradingDesk.create(settings())
+    desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+    desk.controller = Exploding(settings().strategy)
+    out = desk.on_bar_event(event(1, "101", "101", Direction.LONG))
+    assert len(of(Fill, out)) == 1 and of(Order, out)[0].status is OrderStatus.FILLED
+    assert of(DecisionRecord, out)[0].version == 2
+    alerts = of(Alert, out)
+    assert alerts and alerts[-1].severity.value == "critical" and "boom" in alerts[-1].message

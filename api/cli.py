@@ -321,17 +321,7 @@ def run(
         label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
         with _open_store(settings) as store:
             _check_broker(bs, label)
-            counts = ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
-            market_parts = counts.get(settings.kafka.topics.market, 1)
-            if market_parts > 1:
-                err_console.print(
-                    f"note: {market_parts} market partitions: a restarted run equals an "
-                    "uninterrupted one per partition; across partitions the desk takes bars in "
-                    "arrival order (README, known limits)",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             console.print("controller: local strategy engine (no GPT endpoint configured)")
             t0 = time.perf_counter()
             run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow), progress=True)

@@ -9,6 +9,7 @@ cost as much as parsing the message, and the benchmark showed it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -18,6 +19,9 @@ from confluent_kafka.admin import AdminClient
 from models.ingest import RawBatch, Record
 
 KeyedRaw = tuple[str, RawBatch]
+
+# A live partition with nothing for this long stops holding back the desk's merge of partitions.
+IDLE_AFTER_S = 1.0
 
 # Without a short fetch wait the local Tansu broker answers fetches late and a replay idles.
 CONSUMER_TUNING = {"statistics.interval.ms": "0", "fetch.wait.max.ms": "10"}
@@ -29,7 +33,13 @@ def partition_key(topic: str, partition: int) -> str:
 
 class _Partition(StatefulSourcePartition[KeyedRaw, int]):
     def __init__(
-        self, config: dict[str, Any], topic: str, index: int, offset: int, batch_size: int
+        self,
+        config: dict[str, Any],
+        topic: str,
+        index: int,
+        offset: int,
+        batch_size: int,
+        idle_after_s: float = IDLE_AFTER_S,
     ) -> None:
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, index, offset)])
@@ -39,6 +49,9 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
         self._offset = offset
         self._batch_size = batch_size
         self._eof = False
+        self._idle_after_s = idle_after_s
+        self._last_data = time.monotonic()
+        self._idle_sent = False
 
     def next_batch(self) -> list[KeyedRaw]:
         if self._eof:
@@ -60,8 +73,15 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
             ts = msg.timestamp()[1]
             append((offset, ts if ts > 0 else 0, msg.value(), None))
             self._offset = offset + 1
+        if self._eof:  # the end is news too: the desk's merge stops waiting for this partition
+            return [(self._key, RawBatch(self._topic, self._index, records, end="final"))]
+        now = time.monotonic()
         if not records:
+            if not self._idle_sent and now - self._last_data >= self._idle_after_s:
+                self._idle_sent = True
+                return [(self._key, RawBatch(self._topic, self._index, [], end="idle"))]
             return []
+        self._last_data, self._idle_sent = now, False
         return [(self._key, RawBatch(self._topic, self._index, records))]
 
     def snapshot(self) -> int:

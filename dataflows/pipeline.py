@@ -30,6 +30,7 @@ from dataflows.progress import FlowCounters
 from models.config import Settings
 from models.desk import BarEvent, DeskOutput, TradingDesk, alert_id
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
+from models.merge import OrderedMerge, PartitionMark
 from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, Order, Severity
 
 DESK_KEY = "desk"
@@ -41,7 +42,8 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
     def __init__(self, settings: Settings, resume: bytes | None) -> None:
         self.state = PartitionIngest(settings)
         if resume is not None:
-            self.state.symbols = pickle.loads(resume)
+            st = self.state
+            st.symbols, st.clock_ms, st.seq, st.key = pickle.loads(resume)
 
     def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[IngestOutput], bool]:
         out: list[IngestOutput] = []
@@ -57,7 +59,9 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
 
     def snapshot(self) -> bytes:
         # Pickled here, at the epoch boundary: an immutable copy, cheaper than a deepcopy.
-        return pickle.dumps(self.state.symbols, protocol=pickle.HIGHEST_PROTOCOL)
+        st = self.state
+        state = (st.symbols, st.clock_ms, st.seq, st.key)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
@@ -72,24 +76,38 @@ def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
     )
 
 
-class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
-    def __init__(self, settings: Settings, resume: bytes | None) -> None:
-        self.desk = TradingDesk.create(settings)
-        if resume is not None:
-            (
-                self.desk.portfolio,
-                self.desk.exchange,
-                self.desk.open_decisions,
-                self.desk.decisions_made,
-            ) = pickle.loads(resume)
+class DeskLogic(StatefulBatchLogic[BarEvent | PartitionMark, DeskOutput, Any]):
+    """Adapter: bars pass the partition merge (models/merge.py), then the desk, in that order."""
 
-    def on_batch(self, values: list[BarEvent]) -> tuple[Iterable[DeskOutput], bool]:
-        out: list[DeskOutput] = []
-        for event in values:
+    def __init__(self, settings: Settings, partitions: frozenset[str], resume: bytes | None):
+        self.desk = TradingDesk.create(settings)
+        self.merge: OrderedMerge[BarEvent] = OrderedMerge(partitions)
+        if resume is not None:
+            d = self.desk
+            (d.portfolio, d.exchange, d.open_decisions, d.decisions_made, merge) = pickle.loads(
+                resume
+            )
+            self.merge = OrderedMerge(partitions, merge.marks, merge.pending)
+
+    def _run(self, events: list[BarEvent], out: list[DeskOutput]) -> None:
+        for event in events:
             try:
                 out.extend(self.desk.on_bar_event(event))
             except Exception as err:  # a bug must raise an alarm, not stop every symbol
                 out.append(desk_failure_alert(event, err))
+
+    def on_batch(self, values: list[BarEvent | PartitionMark]) -> tuple[Iterable[DeskOutput], bool]:
+        out: list[DeskOutput] = []
+        for item in values:
+            if isinstance(item, PartitionMark):
+                self._run(self.merge.mark(item), out)
+            else:
+                self._run(self.merge.push(item.partition, item.clock_ms, item.seq, item), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[DeskOutput], bool]:
+        out: list[DeskOutput] = []
+        self._run(self.merge.flush(), out)
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -97,7 +115,7 @@ class DeskLogic(StatefulBatchLogic[BarEvent, DeskOutput, Any]):
 
     def snapshot(self) -> bytes:
         d = self.desk
-        state = (d.portfolio, d.exchange, d.open_decisions, d.decisions_made)
+        state = (d.portfolio, d.exchange, d.open_decisions, d.decisions_made, self.merge)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -213,10 +231,17 @@ def build_flow(
         "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
     )
     items = op.key_rm("ingest_out", ingested)
-    split = op.branch("is_bar_event", items, lambda x: isinstance(x, BarEvent))
-    bar_events = cast(Stream[BarEvent], split.trues)
-    to_desk = op.key_on("to_desk", bar_events, lambda _: DESK_KEY)
-    desk = op.stateful_batch("desk", to_desk, lambda resume: DeskLogic(settings, resume))
+    split = op.branch("to_desk", items, lambda x: isinstance(x, BarEvent | PartitionMark))
+    bar_events = cast(Stream[BarEvent | PartitionMark], split.trues)
+    to_desk = op.key_on("desk_key", bar_events, lambda _: DESK_KEY)
+    market_parts = frozenset(
+        f"{topic}#{index}"
+        for index, topic in (p.split("-", 1) for p in source.list_parts())
+        if topic == topics.market
+    )
+    desk = op.stateful_batch(
+        "desk", to_desk, lambda resume: DeskLogic(settings, market_parts, resume)
+    )
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
     if counters is not None:
         op.inspect("count_out", records, lambda _s, item: count_record(counters, item))

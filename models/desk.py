@@ -51,6 +51,9 @@ class BarEvent:
     features: FeatureVector
     signals: list[Signal]
     branch: Branch | None
+    partition: str = ""  # where it came from, and its place there (see models/merge.py)
+    clock_ms: int = 0
+    seq: int = 0
 
 
 def alert_id(*parts: object) -> str:

@@ -10,17 +10,21 @@ epoch by key, so per-symbol keys would let epoch boundaries reorder symbols betw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from models.bars import BarBuilder, Rejected
 from models.config import Settings, parse_duration_ms
 from models.desk import BarEvent
 from models.features import FeatureState
+from models.merge import OPEN_END, PartitionMark
 from models.messages import Bar, DeadLetter, NewsItem, Signal, SocialPost, StoredTick, Tick
 from models.parsing import dead_letter, parse_market, parse_text_item
 from models.router import route
 from models.triggers import TriggerState
 
-IngestOutput = DeadLetter | Bar | Signal | BarEvent | NewsItem | SocialPost | StoredTick
+IngestOutput = (
+    DeadLetter | Bar | Signal | BarEvent | PartitionMark | NewsItem | SocialPost | StoredTick
+)
 
 
 Record = tuple[int, int, bytes | None, str | None]
@@ -38,6 +42,7 @@ class RawBatch:
     topic: str
     partition: int
     records: list[Record]
+    end: Literal["final", "idle"] | None = None  # the partition ended, or is quiet for now
 
 
 @dataclass(slots=True)
@@ -51,6 +56,9 @@ class SymbolState:
 class PartitionIngest:
     settings: Settings
     symbols: dict[str, SymbolState] = field(default_factory=dict)
+    clock_ms: int = 0  # newest accepted market event time of this partition (never decreases)
+    seq: int = 0  # bars emitted so far: their order within the partition
+    key: str = ""  # "topic#partition" of the market partition this state serves
     _skew_ms: int = field(init=False, repr=False)
     _keep_ticks: bool = field(init=False, repr=False)
 
@@ -80,9 +88,16 @@ class PartitionIngest:
         fv = st.features.update(bar)
         signals = st.triggers.evaluate(fv)
         out.extend(signals)
+        self.seq += 1
         out.append(
             BarEvent(
-                bar=bar, features=fv, signals=signals, branch=route(signals, self.settings.router)
+                bar=bar,
+                features=fv,
+                signals=signals,
+                branch=route(signals, self.settings.router),
+                partition=self.key,
+                clock_ms=self.clock_ms,
+                seq=self.seq,
             )
         )
 
@@ -93,6 +108,9 @@ class PartitionIngest:
         costs that message, which becomes a dead letter with the error, never the stream.
         """
         topic, partition = batch.topic, batch.partition
+        market = topic == self.settings.kafka.topics.market
+        if market:
+            self.key = f"{topic}#{partition}"
         for offset, record_ms, value, error in batch.records:
             try:
                 self._one(topic, partition, offset, record_ms, value, error, out)
@@ -107,6 +125,15 @@ class PartitionIngest:
                         f"internal error: {type(err).__name__}: {err}",
                     )
                 )
+        if not market:
+            return
+        if batch.end == "final":  # this partition's input is over: close its windows now
+            out.extend(self.flush())
+            out.append(PartitionMark(self.key, OPEN_END))
+        elif batch.end == "idle":
+            out.append(PartitionMark(self.key, OPEN_END))
+        else:
+            out.append(PartitionMark(self.key, self.clock_ms))
 
     def _one(
         self,
@@ -137,6 +164,8 @@ class PartitionIngest:
             tick, ts_ms = msg
             st = self._state(tick.symbol)
             result = st.bars.add(tick, ts_ms)
+            if ts_ms > self.clock_ms and not isinstance(result, Rejected):
+                self.clock_ms = ts_ms
             if isinstance(result, Rejected):
                 out.append(dead_letter(topic, partition, offset, record_ms, value, result.reason))
                 return

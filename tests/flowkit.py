@@ -42,7 +42,9 @@ def make_settings(tmp: Path, symbols: dict[str, Any], **sections: Any) -> Settin
         "clickhouse": {"path": str(tmp / "clickhouse")},
         "recovery": {"dir": str(tmp / "recovery"), "snapshot_interval": "200ms"},
     }
+    kafka = sections.pop("kafka", {})
     doc.update(sections)
+    doc["kafka"] = {**doc["kafka"], **kafka}
     return Settings.model_validate(doc)
 
 

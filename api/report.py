@@ -266,7 +266,9 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse;margin-bottom:1.5em}"
+        "img{max-width:100%;height:auto}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}"
         "table.text td{text-align:left;max-width:40em;overflow-wrap:anywhere}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Final cash <b>{_cell(summary.cash)}</b>, equity <b>{_cell(summary.equity)}</b></p>",
@@ -279,7 +281,7 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         "<h2>Positions (last snapshot per symbol)</h2>",
         _table(summary.positions),
         "<h2>Dead letters by reason</h2>",
-        _table(summary.dead_letter_reasons),
+        _table(summary.dead_letter_reasons, "text"),
         f"<h2>Latest {LATEST_ROWS} dead letters</h2>",
         "<p>Payloads as received, truncated; invisible characters shown as \\uXXXX.</p>",
         _table(summary.latest_dead_letters, css="text"),

@@ -335,6 +335,50 @@ def run(
     guarded(go)
 
 
+# ----------------------------------------------------------------------------- gpt-check
+@app.command("gpt-check")
+def gpt_check(config: ConfigOpt = None) -> None:
+    """Ask the configured GPT endpoint one tiny structured question; print latency, tokens, cost."""
+    from pydantic import BaseModel, ConfigDict
+
+    from connectors.gpt_client import GptClient
+    from models.gpt_cost import call_cost
+
+    class Pong(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        ok: bool
+
+    def go() -> None:
+        gpt = settings_from(config).gpt
+        client = GptClient.from_env(gpt.model, timeout_s=gpt.timeout_s, max_retries=gpt.max_retries)
+        if not client.enabled:
+            console.print(
+                "no GPT endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL): "
+                "the pipeline runs on the local strategy engine"
+            )
+            return
+        console.print(escape(client.describe()))
+        with client:
+            result = client.ask(
+                [
+                    {"role": "system", "content": "Answer with the JSON schema only."},
+                    {"role": "user", "content": 'Reply {"ok": true}.'},
+                ],
+                Pong,
+            )
+        if not result.ok:
+            kind = result.failure.value if result.failure else "no answer"
+            raise UserError(f"gpt endpoint: {kind}: {result.detail or 'no detail'}")
+        cost = call_cost(result.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+        console.print(
+            f"gpt OK: model {escape(result.model)}, {result.latency_s * 1000:.0f} ms, "
+            f"{result.usage.prompt_tokens}+{result.usage.completion_tokens} tokens, "
+            f"cost ${cost:.6f}"
+        )
+
+    guarded(go)
+
+
 # ----------------------------------------------------------------------------- demo
 @app.command()
 def demo(

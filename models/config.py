@@ -247,6 +247,19 @@ class StorageConfig(_Section):
     )
 
 
+class GptConfig(_Section):
+    """The GPT strategy controller's settings (the endpoint and key come from OPENAI_BASE_URL and
+    OPENAI_API_KEY, never from this file, so a config can be shared without secrets)."""
+
+    model: str = Field(default="gpt-4o-mini", min_length=1, max_length=100)
+    timeout_s: float = Field(default=20.0, gt=0, le=600)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    daily_budget_usd: Decimal = Field(default=Decimal("5"), ge=0)
+    cache_dir: str = Field(default="var/gpt-answers", description="Record/replay answer store")
+    cache_mode: Literal["auto", "record", "replay"] = "auto"
+    anonymize: bool = Field(default=False, description="Opaque symbols, relative time, rebased")
+
+
 class RecoveryConfig(_Section):
     enabled: bool = True
     dir: str = "var/recovery"
@@ -267,6 +280,7 @@ class Settings(_Section):
     kafka: KafkaConfig = KafkaConfig()
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     storage: StorageConfig = StorageConfig()
+    gpt: GptConfig = GptConfig()
     recovery: RecoveryConfig = RecoveryConfig()
 
     @model_validator(mode="after")

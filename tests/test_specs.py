@@ -398,7 +398,7 @@ INVALID: list[tuple[str, str, Any]] = [
         },
     ),
     ("proposal unknown field", "proposal", {**_dump(_proposal()), "prompt": "x"}),
-    ("config unknown section", "config", {"symbols": {"ABC": {}}, "gpt": {}}),
+    ("config unknown section", "config", {"symbols": {"ABC": {}}, "llm": {}}),
     ("config no symbols", "config", {"symbols": {}}),
     ("config lower-case symbol", "config", {"symbols": {"abc": {}}}),
     ("config negative cash", "config", {"symbols": {"ABC": {}}, "risk": {"min_cash": "-5"}}),

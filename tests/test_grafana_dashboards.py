@@ -40,6 +40,8 @@ from models.messages import (
     Direction,
     FeatureVector,
     Fill,
+    GptCall,
+    GptOutcome,
     Order,
     OrderStatus,
     PositionSnapshot,
@@ -880,6 +882,26 @@ def session() -> tuple[list[BaseModel], list[BaseModel]]:
         f2,
     ]
     later: list[BaseModel] = [d_old2, d1b, d3b, d2b, d4b, o_old2, o1b, o3b, o2b, o4b]
+    first.extend(
+        GptCall(
+            call_id=f"AAPL@{t}/gpt0",
+            ts_ms=t,
+            decision_id=f"AAPL@{t}",
+            symbol="AAPL",
+            model="gpt-4o-mini",
+            prompt_hash="h",
+            prompt_tokens=1000,
+            completion_tokens=200,
+            latency_ms=latency,
+            cost=Decimal(cost),
+            outcome=GptOutcome(outcome),
+        )
+        for t, outcome, cost, latency in (
+            (t1, "ok", "0.00027", 900),
+            (t2, "ok", "0.00027", 1100),
+            (t3, "timeout", "0", 20000),
+        )
+    )
     return first, later
 
 
@@ -900,9 +922,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         s.close()
 
 
+def test_gpt_calls_counted_once_with_their_cost(store: Store) -> None:
+    rows = run(store, "GPT calls by outcome")
+    got = {r["outcome"]: (r["calls"], r["cost_usd"], r["avg_latency_ms"]) for r in rows}
+    assert got == {"ok": (2, Decimal("0.00054"), 1000), "timeout": (1, Decimal(0), 20000)}
+
+
 def test_duplicates_are_really_stored(store: Store) -> None:
     for table in TABLES:
-        if table in ("news", "ticks", "gpt_calls"):  # no panel reads these
+        if table in ("news", "ticks"):  # no panel reads these
             continue
         (raw,) = store.query(f"SELECT count() AS n FROM {table}")
         (final,) = store.query(f"SELECT count() AS n FROM {table} FINAL")
@@ -915,6 +943,7 @@ def test_duplicates_are_really_stored(store: Store) -> None:
 # --------------------------------------------------------------------------------------------
 
 EXPECTED_COLUMNS: dict[tuple[str, str], list[str]] = {
+    ("GPT calls by outcome", "A"): ["model", "outcome", "calls", "cost_usd", "avg_latency_ms"],
     ("templating", "var:symbol"): ["symbol"],
     ("Equity (latest)", "A"): ["Equity"],
     ("Activity", "A"): ["Signals", "Decisions", "Critical alerts", "Dead letters"],

@@ -115,8 +115,8 @@ _ANONYMIZED_NOTE: Final = (
 
 
 class PromptMessage(TypedDict):
-    """One chat message; the same shape as `connectors.gpt_client.ChatMessage` (models/ cannot
-    import connectors/), so the list goes to `GptClient.ask` and `prompt_hash` as it is."""
+    """One chat message; the same shape as `connectors.gpt_client.ChatMessage` (models/ stays
+    free of connectors/ imports), so the list goes to `GptClient.ask` and `prompt_hash` as is."""
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str

@@ -28,10 +28,10 @@ from connectors.clickhouse_store import ROW_CONVERTERS, table_for
 from connectors.kafka_source import RawKafkaSource
 from dataflows.progress import FlowCounters
 from models.config import Settings
-from models.desk import BarEvent, DeskOutput, TradingDesk, alert_id
+from models.desk import BarEvent, DeskOutput, TradingDesk, desk_error_alert
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.merge import OrderedMerge, PartitionMark
-from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, Order, Severity
+from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, Order
 
 DESK_KEY = "desk"
 
@@ -65,15 +65,8 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
 
 
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
-    return Alert(
-        alert_id=alert_id("desk-error", event.bar.symbol, event.bar.end_ms),
-        ts_ms=event.bar.end_ms,
-        severity=Severity.CRITICAL,
-        source="desk",
-        message=f"desk failed on {event.bar.symbol} bar {event.bar.end_ms}: "
-        f"{type(err).__name__}: {err}",
-        context={"symbol": event.bar.symbol},
-    )
+    bar = event.bar
+    return desk_error_alert("desk-error", bar, f"desk failed on {bar.symbol} bar {bar.end_ms}", err)
 
 
 class DeskLogic(StatefulBatchLogic[BarEvent | PartitionMark, DeskOutput, Any]):

@@ -60,6 +60,18 @@ def alert_id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
 
 
+def desk_error_alert(kind: str, bar: Bar, what: str, err: Exception) -> Alert:
+    """A bug met while handling `bar`: critical, one per kind and bar (replays land on it)."""
+    return Alert(
+        alert_id=alert_id(kind, bar.symbol, bar.end_ms),
+        ts_ms=bar.end_ms,
+        severity=Severity.CRITICAL,
+        source="desk",
+        message=f"{what}: {type(err).__name__}: {err}",
+        context={"symbol": bar.symbol},
+    )
+
+
 @dataclass(slots=True)
 class TradingDesk:
     settings: Settings
@@ -97,15 +109,8 @@ class TradingDesk:
     def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
         """A decision that raised places nothing; say so loudly, keep the rest of the bar."""
         bar = event.bar
-        return Alert(
-            alert_id=alert_id("decision-error", bar.symbol, bar.end_ms),
-            ts_ms=bar.end_ms,
-            severity=Severity.CRITICAL,
-            source="desk",
-            message=f"decision on {bar.symbol}@{bar.end_ms} failed, no order placed: "
-            f"{type(err).__name__}: {err}",
-            context={"symbol": bar.symbol},
-        )
+        what = f"decision on {bar.symbol}@{bar.end_ms} failed, no order placed"
+        return desk_error_alert("decision-error", bar, what, err)
 
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
         out: list[DeskOutput] = []

@@ -19,8 +19,11 @@ from models.config import Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_settings(tmp: Path, symbols: dict[str, Any], **sections: Any) -> Settings:
-    """Settings whose topics are unique to this test and whose state lives under `tmp`."""
+def make_settings(
+    tmp: Path, symbols: dict[str, Any], market_topic: str | None = None, **sections: Any
+) -> Settings:
+    """Settings whose topics are unique to this test (except `market_topic`, to read another
+    run's input) and whose state lives under `tmp`."""
     tag = uuid.uuid4().hex[:10]
     topics = {
         name: f"it.{name}.{tag}"
@@ -36,6 +39,8 @@ def make_settings(tmp: Path, symbols: dict[str, Any], **sections: Any) -> Settin
             "control",
         )
     }
+    if market_topic is not None:
+        topics["market"] = market_topic
     doc: dict[str, Any] = {
         "symbols": symbols,
         "kafka": {"topics": topics},

@@ -49,13 +49,14 @@ FEATURES = {
 
 
 def run_settings(tmp: Path, market_topic: str | None, partitions: int) -> Settings:
-    s = make_settings(
-        tmp, SYMBOLS, features=FEATURES, bars={"interval": "10s"}, kafka={"partitions": partitions}
+    return make_settings(
+        tmp,
+        SYMBOLS,
+        market_topic,
+        features=FEATURES,
+        bars={"interval": "10s"},
+        kafka={"partitions": partitions},
     )
-    if market_topic is None:
-        return s
-    topics = s.kafka.topics.model_copy(update={"market": market_topic})
-    return s.model_copy(update={"kafka": s.kafka.model_copy(update={"topics": topics})})
 
 
 def decisions_written(bootstrap: str, s: Settings) -> int:

@@ -40,11 +40,7 @@ FEATURES = {
 
 
 def settings_for(tmp: Path, market: str | None) -> Settings:
-    s = make_settings(tmp, SYMBOLS, features=FEATURES, bars={"interval": "10s"})
-    if market is None:
-        return s
-    topics = s.kafka.topics.model_copy(update={"market": market})
-    return s.model_copy(update={"kafka": s.kafka.model_copy(update={"topics": topics})})
+    return make_settings(tmp, SYMBOLS, market, features=FEATURES, bars={"interval": "10s"})
 
 
 def decision_ids(bootstrap: str, s: Settings) -> set[str]:

@@ -59,6 +59,7 @@ from models.messages import (
     Signal,
     SocialPost,
     StoredTick,
+    StrategyRecord,
     ms_to_datetime,
     to_ms,
 )
@@ -317,6 +318,26 @@ def _gpt_call_row(m: GptCall) -> Row:
     }
 
 
+def _strategy_row(m: StrategyRecord) -> Row:
+    return {
+        "activation_id": m.activation_id,
+        "strategy_id": m.strategy_id,
+        "version": m.version,
+        "decision_id": m.decision_id,
+        "symbol": m.symbol,
+        "universe": list(m.universe),
+        "status": m.status.value,
+        "started_ms": m.started_ms,
+        "ended_ms": m.ended_ms,
+        "bars_active": m.bars_active,
+        "trades": m.trades,
+        "realized_pnl": _dec(m.realized_pnl),
+        "confidence": _float(m.confidence),
+        "rationale": m.rationale,
+        "spec": m.spec,
+    }
+
+
 ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]] = {
     StoredTick: ("ticks", _tick_row),
     Bar: ("bars", _bar_row),
@@ -330,6 +351,7 @@ ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]
     NewsItem: ("news", _news_row),
     SocialPost: ("news", _social_row),
     GptCall: ("gpt_calls", _gpt_call_row),
+    StrategyRecord: ("strategies", _strategy_row),
 }
 """Model type -> (table, converter). News items and social posts share the `news` table."""
 
@@ -376,6 +398,9 @@ def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
     if table == "gpt_calls":
         # `detail` is plain text here, not the JSON mapping it is in signals.
         return GptCall.model_validate(r)
+    if table == "strategies":
+        # `spec` stays the JSON text it was written as (the model keeps it as a string).
+        return StrategyRecord.model_validate(r)
     if table == "news":
         common = {"id": r["id"], "ts": ms_to_datetime(int(r["ts_ms"])), "symbols": r["symbols"]}
         if r["kind"] == "social":

@@ -20,7 +20,6 @@ The key never appears in `repr`, `str`, a result or a log line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
 from models.circuit_breaker import BreakerState, CircuitBreaker
+from models.gpt_prompt import prompt_hash
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -139,36 +139,6 @@ class GptResult(Generic[T]):
     @property
     def ok(self) -> bool:
         return self.failure is None and self.parsed is not None
-
-
-def prompt_hash(
-    model: str,
-    messages: Sequence[ChatMessage],
-    response_model: type[BaseModel],
-    schema: Mapping[str, Any] | None = None,
-    schema_name: str | None = None,
-) -> str:
-    """sha256 (hex) of the canonical JSON of model, messages and the schema asked for.
-
-    Canonical = sorted keys, no whitespace, UTF-8: the same question always gets the same hash,
-    on any machine, so answers can be cached and replayed by it. The schema is the explicit one
-    when given, else pydantic's JSON Schema of the response model; either way with its name, so
-    changing what is asked for changes the hash.
-    """
-    doc = {
-        "model": model,
-        "messages": [dict(m) for m in messages],
-        "schema": {
-            "name": schema_name or response_model.__name__,
-            "json_schema": dict(schema)
-            if schema is not None
-            else response_model.model_json_schema(),
-        },
-    }
-    canonical = json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 class _Secret:

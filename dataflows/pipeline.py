@@ -10,8 +10,9 @@ its end) and, in later releases, the exchange behind the desk.
 
 from __future__ import annotations
 
+import functools
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -25,15 +26,18 @@ from pydantic import BaseModel
 
 from connectors.bytewax_io import ClickHouseSink
 from connectors.clickhouse_store import ROW_CONVERTERS, table_for
+from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
 from dataflows.progress import FlowCounters
 from models.config import Settings
-from models.desk import BarEvent, DeskOutput, TradingDesk, desk_error_alert
+from models.desk import BarEvent, DeskOutput, TextEvent, TradingDesk, desk_error_alert
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.merge import OrderedMerge, PartitionMark
-from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, Order
+from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, GptRequest, Order
 
 DESK_KEY = "desk"
+ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for GPT answers
+DeskInput = BarEvent | TextEvent | PartitionMark
 
 
 class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
@@ -69,28 +73,76 @@ def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
     return desk_error_alert("desk-error", bar, f"desk failed on {bar.symbol} bar {bar.end_ms}", err)
 
 
-class DeskLogic(StatefulBatchLogic[BarEvent | PartitionMark, DeskOutput, Any]):
-    """Adapter: bars pass the partition merge (models/merge.py), then the desk, in that order."""
+class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
+    """Adapter: bars and news pass the partition merge (models/merge.py), then the desk, in
+    that order; the desk's GPT requests go to the gateway and its answers come back here.
 
-    def __init__(self, settings: Settings, partitions: frozenset[str], resume: bytes | None):
-        self.desk = TradingDesk.create(settings)
-        self.merge: OrderedMerge[BarEvent] = OrderedMerge(partitions)
+    Inline (backtest) a request is answered before the next event, so results depend on the
+    data only; otherwise workers answer it and the answer is applied when it arrives, while
+    the flow goes on. Pending questions live in the desk's snapshot: after a restart they are
+    asked again (from the answer store when they had been answered)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: frozenset[str],
+        resume: bytes | None,
+        gateway: GptGateway | None = None,
+        inline: bool = True,
+    ):
+        self.desk = TradingDesk.create(settings, gpt=gateway is not None)
+        self.gateway = gateway
+        self.inline = inline
+        self.merge: OrderedMerge[BarEvent | TextEvent] = OrderedMerge(partitions)
+        self._unasked: list[GptRequest] = []
         if resume is not None:
-            d = self.desk
-            (d.portfolio, d.exchange, d.open_decisions, d.decisions_made, merge) = pickle.loads(
-                resume
-            )
+            state, merge = pickle.loads(resume)
+            self.desk.restore(state)
             self.merge = OrderedMerge(partitions, merge.marks, merge.pending)
+            self._unasked = self.desk.pending_requests()
 
-    def _run(self, events: list[BarEvent], out: list[DeskOutput]) -> None:
+    def _emit(self, outputs: list[DeskOutput], out: list[DeskOutput]) -> None:
+        for item in outputs:
+            if not isinstance(item, GptRequest):
+                out.append(item)
+            elif self.gateway is None:  # cannot happen: the desk asks only with a gateway
+                continue
+            elif self.inline:
+                self._emit(self.desk.on_gpt_answer(self.gateway.answer(item)), out)
+            else:
+                self.gateway.submit(item)
+
+    def _answers(self, out: list[DeskOutput]) -> None:
+        if self._unasked:
+            unasked, self._unasked = self._unasked, []
+            self._emit(list(unasked), out)
+        if self.gateway is not None and not self.inline:
+            for answer in self.gateway.ready():
+                self._guarded(functools.partial(self.desk.on_gpt_answer, answer), None, out)
+
+    def _guarded(
+        self,
+        step: Callable[[], list[DeskOutput]],
+        event: BarEvent | None,
+        out: list[DeskOutput],
+    ) -> None:
+        try:
+            self._emit(step(), out)
+        except Exception as err:  # a bug must raise an alarm, not stop every symbol
+            if event is None:
+                raise
+            out.append(desk_failure_alert(event, err))
+
+    def _run(self, events: list[BarEvent | TextEvent], out: list[DeskOutput]) -> None:
         for event in events:
-            try:
-                out.extend(self.desk.on_bar_event(event))
-            except Exception as err:  # a bug must raise an alarm, not stop every symbol
-                out.append(desk_failure_alert(event, err))
+            if isinstance(event, TextEvent):
+                self.desk.on_text(event)
+            else:
+                self._guarded(functools.partial(self.desk.on_bar_event, event), event, out)
 
-    def on_batch(self, values: list[BarEvent | PartitionMark]) -> tuple[Iterable[DeskOutput], bool]:
+    def on_batch(self, values: list[DeskInput]) -> tuple[Iterable[DeskOutput], bool]:
         out: list[DeskOutput] = []
+        self._answers(out)
         for item in values:
             if isinstance(item, PartitionMark):
                 self._run(self.merge.mark(item), out)
@@ -98,17 +150,28 @@ class DeskLogic(StatefulBatchLogic[BarEvent | PartitionMark, DeskOutput, Any]):
                 self._run(self.merge.push(item.partition, item.clock_ms, item.seq, item), out)
         return out, StatefulBatchLogic.RETAIN
 
+    def on_notify(self) -> tuple[Iterable[DeskOutput], bool]:
+        out: list[DeskOutput] = []
+        self._answers(out)
+        return out, StatefulBatchLogic.RETAIN
+
     def on_eof(self) -> tuple[Iterable[DeskOutput], bool]:
         out: list[DeskOutput] = []
+        self._answers(out)
         self._run(self.merge.flush(), out)
+        gateway = self.gateway
+        while gateway is not None and not self.inline and gateway.in_flight:
+            gateway.wait()  # the end of the input: the last answers still count
+            self._answers(out)
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        if self.gateway is not None and not self.inline and self.gateway.in_flight:
+            return datetime.now(UTC) + ANSWER_POLL
         return None
 
     def snapshot(self) -> bytes:
-        d = self.desk
-        state = (d.portfolio, d.exchange, d.open_decisions, d.decisions_made, self.merge)
+        state = (self.desk.state(), self.merge)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -198,6 +261,11 @@ class FlowSpec:
     kafka_out: bool = True
     write_every: timedelta = timedelta(milliseconds=500)
     write_max_rows: int = 50_000
+    gpt_inline: bool | None = None  # answer GPT inline (deterministic); None: when not tailing
+
+    @property
+    def inline(self) -> bool:
+        return (not self.tail) if self.gpt_inline is None else self.gpt_inline
 
 
 def build_flow(
@@ -205,6 +273,7 @@ def build_flow(
     spec: FlowSpec,
     store_sink: Sink[Any] | None = None,
     counters: FlowCounters | None = None,
+    gateway: GptGateway | None = None,
 ) -> Dataflow:
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
@@ -224,16 +293,17 @@ def build_flow(
         "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
     )
     items = op.key_rm("ingest_out", ingested)
-    split = op.branch("to_desk", items, lambda x: isinstance(x, BarEvent | PartitionMark))
-    bar_events = cast(Stream[BarEvent | PartitionMark], split.trues)
+    split = op.branch("to_desk", items, lambda x: isinstance(x, DeskInput))
+    bar_events = cast(Stream[DeskInput], split.trues)
     to_desk = op.key_on("desk_key", bar_events, lambda _: DESK_KEY)
-    market_parts = frozenset(
-        f"{topic}#{index}"
-        for index, topic in (p.split("-", 1) for p in source.list_parts())
-        if topic == topics.market
+    # Every input partition takes part in the merge: bars and news meet the desk in one order.
+    input_parts = frozenset(
+        f"{topic}#{index}" for index, topic in (p.split("-", 1) for p in source.list_parts())
     )
     desk = op.stateful_batch(
-        "desk", to_desk, lambda resume: DeskLogic(settings, market_parts, resume)
+        "desk",
+        to_desk,
+        lambda resume: DeskLogic(settings, input_parts, resume, gateway, spec.inline),
     )
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
     if counters is not None:

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -23,6 +24,7 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from connectors.gpt_gateway import GptGateway, gpt_status
 from connectors.kafka_io import topic_end_offsets
 from dataflows.pipeline import FlowSpec, build_flow
 from dataflows.progress import FlowCounters, ProgressDisplay
@@ -95,10 +97,20 @@ def input_total(settings: Settings, bootstrap: str) -> int | None:
         return None
 
 
-def run_pipeline(settings: Settings, spec: FlowSpec, *, progress: bool = False) -> None:
-    """Blocks until the input ends (`tail=False`) or forever (`tail=True`)."""
+def run_pipeline(
+    settings: Settings,
+    spec: FlowSpec,
+    *,
+    progress: bool = False,
+    environ: Mapping[str, str] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> None:
+    """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
+    start, who writes the strategies (GPT, or the local engine and why)."""
     counters = FlowCounters() if progress else None
-    flow = build_flow(settings, spec, counters=counters)
+    gateway = GptGateway.from_settings(settings, os.environ if environ is None else environ)
+    (say or _stderr)(gpt_status(settings, gateway))
+    flow = build_flow(settings, spec, counters=counters, gateway=gateway)
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
     recovery = recovery_config(settings)
     previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -112,6 +124,13 @@ def run_pipeline(settings: Settings, spec: FlowSpec, *, progress: bool = False) 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if gateway is not None:
+            gateway.close()
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"stratflow: {line}\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

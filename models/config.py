@@ -180,8 +180,10 @@ class RouterConfig(_Section):
 
 
 class StrategyConfig(_Section):
-    controller: Literal["local"] = Field(
-        default="local", description="The GPT controller arrives in a later release"
+    controller: Literal["gpt", "local"] = Field(
+        default="gpt",
+        description="gpt: GPT writes strategies on strategic triggers (local engine without a "
+        "key); local: the local engine decides everything",
     )
     target_fraction: Decimal = Field(
         default=Decimal("0.10"), gt=0, le=1, description="Equity fraction per long position"
@@ -258,6 +260,15 @@ class GptConfig(_Section):
     cache_dir: str = Field(default="var/gpt-answers", description="Record/replay answer store")
     cache_mode: Literal["auto", "record", "replay"] = "auto"
     anonymize: bool = Field(default=False, description="Opaque symbols, relative time, rebased")
+    max_concurrency: int = Field(default=4, ge=1, le=64, description="Calls in flight (live)")
+    max_wait: Duration = _duration_field(
+        "15m", "Event time a decision waits for its answer before the local engine decides"
+    )
+    digest_window: Duration = _duration_field("12h", "News/social age shown in the prompt")
+    digest_items: int = Field(default=10, ge=0, le=100, description="News/social items shown")
+    cost_estimate_usd: Decimal = Field(
+        default=Decimal("0.002"), ge=0, description="Assumed cost of a call, for the budget"
+    )
 
 
 class RecoveryConfig(_Section):

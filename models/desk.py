@@ -1,23 +1,45 @@
 """The trading desk: one ordered place where decisions meet the portfolio.
 
-Every closed bar of every symbol passes here in stream order. For each bar the desk
+Every closed bar of every symbol passes here in stream order (and every news/social item, for
+the GPT digest). For each bar the desk
 1. fills the symbol's pending orders at this bar's open (next-bar execution, no look-ahead),
-2. marks the portfolio to the close,
-3. when the router asked for a decision: asks the controller, runs the risk gate, sends a
-   refused proposal back to the controller with the verdict (bounded rounds, each logged),
-   and places the approved orders with client order ids derived from the decision id,
-4. emits the decision log row (again, with a higher version, once its orders have filled),
-   orders, fills, position snapshots and alerts.
-All state lives in this object, which Bytewax snapshots, so a restart resumes it exactly.
+2. marks the portfolio to the close and runs the symbol's active GPT strategy, if any,
+3. decides, at most once per symbol and bar, in this order of precedence:
+   - a strategic trigger goes to GPT (when a key is configured): the desk emits a `GptRequest`
+     and the decision stays pending; it never waits for the answer itself;
+   - otherwise an active GPT strategy acts on its own rules;
+   - otherwise a routine trigger goes to the local engine;
+   each proposal passes the risk gate; a refusal goes back to whoever proposed it with the
+   verdict (bounded rounds, each logged), and GPT's last refusal or any GPT failure ends with
+   the local engine's fallback;
+4. emits the decision log row (a new version whenever the decision moves on), orders, fills,
+   position snapshots, GPT call rows, strategy rows and alerts.
+
+`on_gpt_answer` resumes a pending decision when the flow brings its answer: in a backtest right
+away (so a re-run is identical), live whenever the worker has it, while other symbols go on.
+All state lives in this object, which Bytewax snapshots, so a restart resumes it exactly; a
+question still pending at a restart is asked again (the answer store makes that free).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from models.config import Settings
+from models.active_strategy import ActiveStrategy
+from models.config import Settings, parse_duration_ms
+from models.gpt_cost import DailyBudget, utc_day
+from models.gpt_decider import (
+    STRICT_SCHEMA_NAME,
+    Fallback,
+    GptAnswer,
+    GptDecider,
+    Question,
+)
+from models.gpt_prompt import PositionInfo, digest_from, prompt_hash
 from models.messages import (
     AdjustRound,
     Alert,
@@ -27,20 +49,36 @@ from models.messages import (
     DecisionStatus,
     FeatureVector,
     Fill,
+    GptCall,
+    GptOutcome,
+    GptRequest,
+    NewsItem,
     Order,
     OrderStatus,
     PositionSnapshot,
     Proposal,
+    RiskVerdict,
     Severity,
     Side,
     Signal,
+    SocialPost,
+    StrategyRecord,
+    StrategyStatus,
+    gpt_call_id,
+    to_ms,
 )
 from models.portfolio import Portfolio
 from models.risk import check
 from models.sim_exchange import SimulatedExchange, client_order_id, with_status
 from models.strategy import DecisionContext, LocalStrategyEngine, StrategyController
+from models.strategy_compiler import CompiledDecision, to_intent
+from models.strategy_spec import GptDecision
 
-DeskOutput = DecisionRecord | Order | Fill | PositionSnapshot | Alert
+DeskOutput = (
+    DecisionRecord | Order | Fill | PositionSnapshot | Alert | GptCall | GptRequest | StrategyRecord
+)
+
+STRATEGY_CONTROLLER = "strategy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +90,16 @@ class BarEvent:
     signals: list[Signal]
     branch: Branch | None
     partition: str = ""  # where it came from, and its place there (see models/merge.py)
+    clock_ms: int = 0
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvent:
+    """A news item or social post on its way to the GPT digest, placed like a bar."""
+
+    item: NewsItem | SocialPost
+    partition: str = ""
     clock_ms: int = 0
     seq: int = 0
 
@@ -73,38 +121,125 @@ def desk_error_alert(kind: str, bar: Bar, what: str, err: Exception) -> Alert:
 
 
 @dataclass(slots=True)
+class PendingGpt:
+    """A decision waiting for GPT: where it started, what was asked, what was refused."""
+
+    event: BarEvent  # the trigger
+    decision_id: str
+    request: GptRequest
+    question: Question
+    rounds: list[AdjustRound] = field(default_factory=list)
+
+
+# The desk's state as snapshotted (everything but the settings and the stateless helpers).
+PERSISTED = (
+    "portfolio",
+    "exchange",
+    "open_decisions",
+    "decisions_made",
+    "pending",
+    "strategies",
+    "texts",
+    "latest",
+    "budget",
+    "owners",
+)
+
+
+@dataclass(slots=True)
 class TradingDesk:
     settings: Settings
     portfolio: Portfolio
     exchange: SimulatedExchange
     controller: StrategyController
+    gpt: GptDecider | None = None  # None: the local engine decides everything
     open_decisions: dict[str, DecisionRecord] = field(default_factory=dict)
     decisions_made: int = 0
+    pending: dict[str, PendingGpt] = field(default_factory=dict)  # by symbol
+    strategies: dict[str, ActiveStrategy] = field(default_factory=dict)  # by symbol
+    texts: dict[str, list[NewsItem | SocialPost]] = field(default_factory=dict)  # by symbol
+    latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
+    budget: DailyBudget = field(default_factory=lambda: DailyBudget(Decimal(0)))
+    owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision -> strategy
+    _max_wait_ms: int = 0
+    _digest_window_ms: int = 0
 
     @classmethod
     def create(
-        cls, settings: Settings, controller: StrategyController | None = None
+        cls,
+        settings: Settings,
+        controller: StrategyController | None = None,
+        *,
+        gpt: bool = False,
     ) -> TradingDesk:
+        """`gpt`: whether a GPT endpoint answers (the caller knows: key, base URL, replay)."""
+        use_gpt = gpt and settings.strategy.controller == "gpt"
         return cls(
             settings=settings,
             portfolio=Portfolio(cash=settings.execution.initial_cash),
             exchange=SimulatedExchange(settings.execution),
             controller=controller or LocalStrategyEngine(settings.strategy),
+            gpt=GptDecider(settings) if use_gpt else None,
+            budget=DailyBudget(settings.gpt.daily_budget_usd),
+            _max_wait_ms=parse_duration_ms(settings.gpt.max_wait),
+            _digest_window_ms=parse_duration_ms(settings.gpt.digest_window),
         )
+
+    def state(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in PERSISTED)
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(PERSISTED, state, strict=True):
+            setattr(self, name, value)
+
+    def pending_requests(self) -> list[GptRequest]:
+        """The questions still out, oldest first: a restarted flow asks them again."""
+        return sorted((p.request for p in self.pending.values()), key=lambda r: r.request_id)
 
     # ---------------------------------------------------------------- per bar
     def on_bar_event(self, event: BarEvent) -> list[DeskOutput]:
         bar = event.bar
+        sym = bar.symbol
         out: list[DeskOutput] = []
         out.extend(self._fill_pending(bar))
-        self.portfolio.mark(bar.symbol, bar.close, bar.end_ms)
-        if event.branch is not None:
-            try:
-                out.extend(self._decide(event))
-            except Exception as err:  # fills above already moved the book: they must be logged
-                out.append(self._decision_failed(event, err))
-        out.append(self.portfolio.snapshot(bar.symbol, bar.end_ms))
+        self.portfolio.mark(sym, bar.close, bar.end_ms)
+        self.latest[sym] = event
+        try:
+            owned, strategy_orders = self._strategy_bar(event, out)
+            pending = self.pending.get(sym)
+            if pending is not None and bar.end_ms - pending.event.bar.end_ms > self._max_wait_ms:
+                out.extend(self._gpt_timed_out(pending))
+            if event.branch is Branch.STRATEGIC and self.gpt is not None:
+                if sym in self.pending:
+                    out.append(self._coalesced(event))
+                else:
+                    out.extend(self._start_gpt(event))
+            elif owned:  # the symbol's strategy decides; routine triggers are its business
+                if strategy_orders is not None and sym not in self.pending:
+                    out.extend(strategy_orders())
+            elif event.branch is not None:
+                out.extend(self._decide_local(event))
+        except Exception as err:  # fills above already moved the book: they must be logged
+            out.append(self._decision_failed(event, err))
+        out.append(self.portfolio.snapshot(sym, bar.end_ms))
         return out
+
+    def on_text(self, event: TextEvent) -> None:
+        """Keep recent news/posts per symbol for the digest (only when GPT is asked)."""
+        if self.gpt is None or self.settings.gpt.digest_items == 0:
+            return
+        item = event.item
+        keep = 4 * self.settings.gpt.digest_items
+        # Age is judged by the bars' clock, never by an item's own (perhaps forged) time.
+        clock = max((e.bar.end_ms for e in self.latest.values()), default=None)
+        for sym in dict.fromkeys(item.symbols):
+            if sym not in self.settings.symbols:
+                continue
+            items = [*self.texts.get(sym, ()), item]
+            if clock is not None:
+                items = [i for i in items if to_ms(i.ts) >= clock - self._digest_window_ms]
+            items.sort(key=lambda i: (to_ms(i.ts), i.type, i.id))
+            self.texts[sym] = items[-keep:]
 
     def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
         """A decision that raised places nothing; say so loudly, keep the rest of the bar."""
@@ -112,6 +247,7 @@ class TradingDesk:
         what = f"decision on {bar.symbol}@{bar.end_ms} failed, no order placed"
         return desk_error_alert("decision-error", bar, what, err)
 
+    # ---------------------------------------------------------------- fills
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
         out: list[DeskOutput] = []
         for fill in self.exchange.on_bar(bar):
@@ -147,6 +283,9 @@ class TradingDesk:
                     )
                 )
             else:
+                owner = self.owners.get(fill.decision_id)
+                if owner is not None:
+                    owner.on_fill(fill, self.portfolio.position(fill.symbol).avg_cost)
                 self.portfolio.apply_fill(fill)
                 out.append(fill)
                 if order is not None:
@@ -164,20 +303,26 @@ class TradingDesk:
                 out.append(record)
                 if all(o.status is not OrderStatus.PENDING for o in orders):
                     del self.open_decisions[record.decision_id]
+                    self.owners.pop(record.decision_id, None)
                 else:
                     self.open_decisions[record.decision_id] = record
         return out
 
-    def _context(self, event: BarEvent, decision_id: str) -> DecisionContext:
-        spec = self.settings.symbols.get(event.bar.symbol)
+    # ---------------------------------------------------------------- shared steps
+    def _context(
+        self, trigger: BarEvent, decision_id: str, now: BarEvent | None = None
+    ) -> DecisionContext:
+        """The decision's context: the trigger's branch and signals, the latest bar's prices."""
+        at = now or trigger
+        spec = self.settings.symbols.get(at.bar.symbol)
         return DecisionContext(
             decision_id=decision_id,
-            symbol=event.bar.symbol,
-            branch=event.branch or Branch.ROUTINE,
-            signals=event.signals,
-            features=event.features,
-            price=event.bar.close,
-            position=self.portfolio.quantity(event.bar.symbol),
+            symbol=at.bar.symbol,
+            branch=trigger.branch or Branch.ROUTINE,
+            signals=trigger.signals,
+            features=at.features,
+            price=at.bar.close,
+            position=self.portfolio.quantity(at.bar.symbol),
             cash=self.portfolio.cash,
             equity=self.portfolio.equity(),
             lot_size=spec.lot_size if spec else Decimal(1),
@@ -185,57 +330,79 @@ class TradingDesk:
             execution=self.settings.execution,
         )
 
-    def _decide(self, event: BarEvent) -> list[DeskOutput]:
-        bar = event.bar
-        decision_id = f"{bar.symbol}@{bar.end_ms}"
-        ctx = self._context(event, decision_id)
+    def _risk_alert(
+        self, decision_id: str, ts_ms: int, n: int, verdict: RiskVerdict, outcome: str, last: bool
+    ) -> Alert:
+        failed = ", ".join(sorted({c.name for c in verdict.failures}))
+        return Alert(
+            alert_id=alert_id("risk", decision_id, n),
+            ts_ms=ts_ms,
+            severity=Severity.CRITICAL if last else Severity.WARNING,
+            source="risk_gate",
+            message=f"{decision_id}: over limit ({failed}); {outcome}",
+            context={"decision_id": decision_id, "round": n},
+        )
+
+    def _gate(
+        self,
+        ctx: DecisionContext,
+        proposal: Proposal,
+        adjust: Callable[[Proposal, RiskVerdict], Proposal],
+        rounds: list[AdjustRound],
+        ts_ms: int,
+        out: list[DeskOutput],
+    ) -> tuple[DecisionStatus, Proposal, str]:
+        """Risk gate ⇄ adjust until approved, nothing left, stalled or out of rounds; the
+        round numbers continue those already in `rounds` (a GPT decision's), and the loop has
+        its own bound, so the local fallback of a refused GPT decision gets its full rounds."""
+        rounds_left = self.settings.risk.max_adjust_rounds
         prices = dict(self.portfolio.marks)
-        risk = self.settings.risk
-        out: list[DeskOutput] = []
-        rounds: list[AdjustRound] = []
-        proposal: Proposal = self.controller.propose(ctx)
-        status = DecisionStatus.REJECTED
-        note = ""
-        for n in range(risk.max_adjust_rounds + 1):
+        status, note = DecisionStatus.REJECTED, ""
+        first = len(rounds)
+        for k in range(rounds_left + 1):
+            n = first + k
             if not proposal.intents:
                 status = DecisionStatus.NO_ACTION
-                note = "controller proposed no orders"
+                note = "adjusted down to no orders" if k else "controller proposed no orders"
                 break
-            verdict = check(proposal, self.portfolio, prices, risk, self.settings.execution)
+            verdict = check(
+                proposal, self.portfolio, prices, self.settings.risk, self.settings.execution
+            )
             rounds.append(AdjustRound(round=n, proposal=proposal, verdict=verdict))
             if verdict.approved:
                 status = DecisionStatus.EXECUTED
                 break
             failed = ", ".join(sorted({c.name for c in verdict.failures}))
-            adjusted = (
-                self.controller.adjust(ctx, proposal, verdict)
-                if n < risk.max_adjust_rounds
-                else None
-            )
+            adjusted = adjust(proposal, verdict) if k < rounds_left else None
             stalled = adjusted is not None and adjusted.intents == proposal.intents
-            last = adjusted is None or stalled
             if adjusted is None:
                 outcome = "rounds exhausted, decision rejected"
             elif stalled:
                 outcome = "controller cannot adjust further, decision rejected"
             else:
                 outcome = "sent back to controller"
-            out.append(
-                Alert(
-                    alert_id=alert_id("risk", decision_id, n),
-                    ts_ms=bar.end_ms,
-                    severity=Severity.CRITICAL if last else Severity.WARNING,
-                    source="risk_gate",
-                    message=f"{decision_id}: over limit ({failed}); {outcome}",
-                    context={"decision_id": decision_id, "round": n},
-                )
-            )
+            last = adjusted is None or stalled
+            out.append(self._risk_alert(ctx.decision_id, ts_ms, n, verdict, outcome, last))
             if adjusted is None or stalled:
-                note = f"risk gate refused after {n + 1} round(s): {failed}"
+                note = f"risk gate refused after {k + 1} round(s): {failed}"
                 break
             proposal = adjusted
+        return status, proposal, note
+
+    def _finalize(
+        self,
+        trigger: BarEvent,
+        decision_id: str,
+        rounds: list[AdjustRound],
+        status: DecisionStatus,
+        proposal: Proposal | None,
+        note: str,
+        placed_ms: int,
+        version: int = 1,
+    ) -> list[DeskOutput]:
+        """Place the approved orders and write the decision's row."""
         orders: list[Order] = []
-        if status is DecisionStatus.EXECUTED:
+        if status is DecisionStatus.EXECUTED and proposal is not None:
             for i, intent in enumerate(proposal.intents):
                 order = Order(
                     client_order_id=client_order_id(decision_id, i),
@@ -244,30 +411,409 @@ class TradingDesk:
                     side=intent.side,
                     quantity=intent.quantity,
                     status=OrderStatus.PENDING,
-                    placed_ms=bar.end_ms,
-                    updated_ms=bar.end_ms,
+                    placed_ms=placed_ms,
+                    updated_ms=placed_ms,
                     reason=intent.reason,
                 )
                 if self.exchange.place(order):
                     orders.append(order)
-        if status is DecisionStatus.NO_ACTION and rounds:
-            note = "adjusted down to no orders"
         record = DecisionRecord(
             decision_id=decision_id,
-            ts_ms=bar.end_ms,
-            symbol=bar.symbol,
-            branch=ctx.branch,
-            triggers=event.signals,
-            features=event.features,
+            ts_ms=trigger.bar.end_ms,
+            symbol=trigger.bar.symbol,
+            branch=trigger.branch or Branch.ROUTINE,
+            triggers=trigger.signals,
+            features=trigger.features,
             rounds=rounds,
             status=status,
             orders=orders,
             portfolio_before=self.portfolio.summary(),
             note=note,
+            version=version,
         )
         if orders:
             self.open_decisions[decision_id] = record
-        self.decisions_made += 1
-        out.append(record)
+        if version == 1:
+            self.decisions_made += 1
+        out: list[DeskOutput] = [record]
         out.extend(orders)
+        return out
+
+    # ---------------------------------------------------------------- local engine
+    def _decide_local(self, event: BarEvent) -> list[DeskOutput]:
+        bar = event.bar
+        decision_id = f"{bar.symbol}@{bar.end_ms}"
+        ctx = self._context(event, decision_id)
+        out: list[DeskOutput] = []
+        rounds: list[AdjustRound] = []
+        status, proposal, note = self._gate(
+            ctx,
+            self.controller.propose(ctx),
+            lambda p, v: self.controller.adjust(ctx, p, v),
+            rounds,
+            bar.end_ms,
+            out,
+        )
+        out.extend(self._finalize(event, decision_id, rounds, status, proposal, note, bar.end_ms))
+        return out
+
+    # ---------------------------------------------------------------- active strategies
+    def _strategy_bar(
+        self, event: BarEvent, out: list[DeskOutput]
+    ) -> tuple[bool, Callable[[], list[DeskOutput]] | None]:
+        """Run the symbol's active strategy on this bar (always, so `crosses_*` see every bar)
+        and age it. Returns whether a strategy owns the symbol, and a thunk placing its
+        actions (None when it has none), which the caller runs only if nothing takes
+        precedence."""
+        bar = event.bar
+        sym = bar.symbol
+        active = self.strategies.get(sym)
+        if active is None:
+            return False, None
+        if sym == active.symbol:
+            active.on_bar(self.portfolio)
+            if active.expired:
+                out.extend(self._end_strategy(active, StrategyStatus.EXPIRED, bar.end_ms))
+                return False, None
+        position = self.portfolio.quantity(sym)
+        entry = self.portfolio.position(sym).avg_cost if position > 0 else None
+        actions = active.strategy.on_bar(sym, event.features, position, entry)
+        if not actions:
+            return True, None
+        spec = self.settings.symbols.get(sym)
+        lot = spec.lot_size if spec else Decimal(1)
+        equity = self.portfolio.equity()
+        intents = [
+            i for a in actions if (i := to_intent(a, position, bar.close, equity, lot)) is not None
+        ]
+        if not intents:
+            return True, None
+
+        def place() -> list[DeskOutput]:
+            decision_id = f"{sym}@{bar.end_ms}"
+            ctx = self._context(event, decision_id)
+            proposal = Proposal(
+                controller=STRATEGY_CONTROLLER,
+                strategy=active.strategy.strategy_id,
+                intents=intents,
+                rationale="; ".join(a.reason for a in actions)[:2000],
+                confidence=active.confidence,
+            )
+            result: list[DeskOutput] = []
+            rounds: list[AdjustRound] = []
+            status, final, note = self._gate(
+                ctx,
+                proposal,
+                lambda p, v: self.controller.adjust(ctx, p, v),
+                rounds,
+                bar.end_ms,
+                result,
+            )
+            result.extend(
+                self._finalize(event, decision_id, rounds, status, final, note, bar.end_ms)
+            )
+            if decision_id in self.open_decisions:
+                self.owners[decision_id] = active
+            return result
+
+        return True, place
+
+    def _end_strategy(
+        self, active: ActiveStrategy, status: StrategyStatus, ts_ms: int
+    ) -> list[DeskOutput]:
+        for sym in [s for s, a in self.strategies.items() if a is active]:
+            del self.strategies[sym]
+        return [active.record(status, ended_ms=ts_ms)]
+
+    def _activate(
+        self, decision: CompiledDecision, pending: PendingGpt, ts_ms: int
+    ) -> list[DeskOutput]:
+        """A new strategy takes over its universe; derisk without one retires the current."""
+        out: list[DeskOutput] = []
+        sym = pending.event.bar.symbol
+        strategy = decision.strategy
+        if decision.action == "hold":
+            return out
+        if strategy is None:  # derisk, nothing to run next
+            current = self.strategies.get(sym)
+            if current is not None:
+                out.extend(self._end_strategy(current, StrategyStatus.RETIRED, ts_ms))
+            return out
+        new = ActiveStrategy(
+            activation_id=pending.decision_id,
+            strategy=strategy,
+            symbol=sym,
+            started_ms=ts_ms,
+            start_equity=self.portfolio.equity(),
+            confidence=decision.confidence,
+            rationale=decision.rationale,
+        )
+        for s in sorted(strategy.universe | {sym}):
+            old = self.strategies.get(s)
+            if old is not None:
+                out.extend(self._end_strategy(old, StrategyStatus.REPLACED, ts_ms))
+        for s in strategy.universe:
+            self.strategies[s] = new
+        out.append(new.record(StrategyStatus.ACTIVE))
+        return out
+
+    # ---------------------------------------------------------------- GPT
+    def _positions(self) -> dict[str, PositionInfo]:
+        return {
+            s: PositionInfo(
+                quantity=p.quantity, avg_cost=p.avg_cost, mark_price=self.portfolio.marks.get(s)
+            )
+            for s, p in sorted(self.portfolio.positions.items())
+            if p.quantity != 0
+        }
+
+    def _call_row(self, request: GptRequest, outcome: GptOutcome, detail: str) -> GptCall:
+        """The `gpt_calls` row of a call that was not made."""
+        gpt = self.gpt
+        assert gpt is not None
+        model = self.settings.gpt.model
+        return GptCall(
+            call_id=request.request_id,
+            ts_ms=request.ts_ms,
+            decision_id=request.decision_id,
+            round=request.round,
+            symbol=request.symbol,
+            model=model,
+            prompt_hash=prompt_hash(
+                model,
+                [t.model_dump() for t in request.messages],
+                GptDecision,
+                gpt.schema,
+                STRICT_SCHEMA_NAME,
+            ),
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _budget_alert(self, ts_ms: int) -> Alert:
+        cap = self.budget.cap
+        day = utc_day(ts_ms)
+        return Alert(
+            alert_id=alert_id("gpt-budget", day.isoformat()),
+            ts_ms=ts_ms,
+            severity=Severity.WARNING,
+            source="gpt",
+            message=(
+                f"GPT daily budget {cap} USD reached on {day} "
+                f"({self.budget.spent(day)} spent): local engine only until the next UTC day"
+            ),
+            context={"day": day.isoformat()},
+        )
+
+    def _start_gpt(self, event: BarEvent) -> list[DeskOutput]:
+        gpt = self.gpt
+        assert gpt is not None
+        bar = event.bar
+        sym = bar.symbol
+        decision_id = f"{sym}@{bar.end_ms}"
+        ctx = self._context(event, decision_id)
+        active = self.strategies.get(sym)
+        digest = digest_from(
+            self.texts.get(sym, ()),
+            sym,
+            bar.end_ms,
+            self._digest_window_ms,
+            self.settings.gpt.digest_items,
+        )
+        question = gpt.question(
+            ctx,
+            positions=self._positions(),
+            performance=active.performance(self.portfolio) if active else None,
+            current=active.strategy if active else None,
+            digest=digest,
+        )
+        request = GptRequest(
+            request_id=gpt_call_id(decision_id, 0),
+            decision_id=decision_id,
+            symbol=sym,
+            round=0,
+            ts_ms=bar.end_ms,
+            messages=question.messages,
+        )
+        out: list[DeskOutput] = []
+        # Calls in flight are reserved at the estimate, so concurrent calls cannot overshoot.
+        estimate = self.settings.gpt.cost_estimate_usd * (1 + len(self.pending))
+        if not self.budget.can_spend(utc_day(bar.end_ms), estimate):
+            if self.budget.crossed_now:
+                out.append(self._budget_alert(bar.end_ms))
+            detail = f"daily budget {self.budget.cap} USD reached"
+            out.append(self._call_row(request, GptOutcome.BUDGET_EXHAUSTED, detail))
+            pending = PendingGpt(event, decision_id, request, question)
+            out.extend(self._finish_local(pending, ctx, Fallback("budget_exhausted", detail), 1))
+            return out
+        self.pending[sym] = PendingGpt(event, decision_id, request, question)
+        out.extend(
+            self._finalize(
+                event, decision_id, [], DecisionStatus.PENDING, None, "waiting for GPT", bar.end_ms
+            )
+        )
+        out.append(request)
+        return out
+
+    def _coalesced(self, event: BarEvent) -> DecisionRecord:
+        """A strategic trigger while the symbol's GPT decision is out: one call at a time."""
+        bar = event.bar
+        waiting = self.pending[bar.symbol].decision_id
+        note = f"GPT decision {waiting} still pending; one question per symbol at a time"
+        decision_id = f"{bar.symbol}@{bar.end_ms}"
+        out = self._finalize(
+            event, decision_id, [], DecisionStatus.NO_ACTION, None, note, bar.end_ms
+        )
+        record = out[0]
+        assert isinstance(record, DecisionRecord)
+        return record
+
+    def _gpt_timed_out(self, pending: PendingGpt) -> list[DeskOutput]:
+        del self.pending[pending.event.bar.symbol]
+        wait = self.settings.gpt.max_wait
+        detail = f"no answer within {wait} of event time"
+        now = self.latest[pending.event.bar.symbol]
+        ctx = self._context(pending.event, pending.decision_id, now)
+        version = len(pending.rounds) + 2
+        return self._finish_local(pending, ctx, Fallback("timeout", detail), version)
+
+    def _finish_local(
+        self, pending: PendingGpt, ctx: DecisionContext, why: Fallback, version: int
+    ) -> list[DeskOutput]:
+        """GPT could not decide: the local engine does, through the same gate, and the
+        decision log says why (controller `local (gpt fallback: kind)`)."""
+        out: list[DeskOutput] = []
+        local = GptDecider.fallback(self.controller.propose(ctx), why)
+        status, proposal, note = self._gate(
+            ctx,
+            local,
+            lambda p, v: GptDecider.fallback(self.controller.adjust(ctx, p, v), why),
+            pending.rounds,
+            self.latest[ctx.symbol].bar.end_ms,
+            out,
+        )
+        note = f"gpt fallback ({why.kind}); " + (note or "local engine decided")
+        out.extend(
+            self._finalize(
+                pending.event,
+                pending.decision_id,
+                pending.rounds,
+                status,
+                proposal,
+                note,
+                self.latest[ctx.symbol].bar.end_ms,
+                version,
+            )
+        )
+        return out
+
+    def on_gpt_answer(self, answer: GptAnswer) -> list[DeskOutput]:
+        """Resume the decision this answer belongs to; an answer nobody waits for any more
+        (timed out, or from before a restart) is only logged."""
+        gpt = self.gpt
+        out: list[DeskOutput] = []
+        call = answer.call
+        if answer.billed:  # a late answer was paid for all the same
+            self.budget.record(utc_day(call.ts_ms), call.cost)
+            if self.budget.crossed_now:
+                out.append(self._budget_alert(call.ts_ms))
+        pending = next(
+            (p for p in self.pending.values() if p.request.request_id == answer.request_id), None
+        )
+        if gpt is None or pending is None:
+            late = "answer arrived after the decision was taken; not used"
+            detail = f"{call.detail}; {late}" if call.detail else late
+            out.append(call.model_copy(update={"detail": detail}))
+            return out
+        sym = pending.event.bar.symbol
+        now = self.latest[sym]
+        ctx = self._context(pending.event, pending.decision_id, now)
+        result = gpt.interpret(answer, pending.question.amap)
+        if isinstance(result, Fallback) and result.kind == "rejected":
+            call = call.model_copy(update={"detail": f"rejected: {result.detail}"[:1000]})
+        out.append(call)
+        version = len(pending.rounds) + 2
+        if isinstance(result, Fallback):
+            del self.pending[sym]
+            out.extend(self._finish_local(pending, ctx, result, version))
+            return out
+        proposal = gpt.to_proposal(
+            ctx,
+            result,
+            positions={s: p.quantity for s, p in self.portfolio.positions.items()},
+            prices=dict(self.portfolio.marks),
+            lot_sizes={s: spec.lot_size for s, spec in self.settings.symbols.items()},
+            entry_price=self.portfolio.position(sym).avg_cost if ctx.position > 0 else None,
+        )
+        placed = now.bar.end_ms
+        if not proposal.intents:
+            del self.pending[sym]
+            note = f"gpt {result.action}: no orders"
+            out.extend(self._activate(result, pending, placed))
+            out.extend(
+                self._finalize(
+                    pending.event,
+                    pending.decision_id,
+                    pending.rounds,
+                    DecisionStatus.NO_ACTION,
+                    proposal,
+                    note,
+                    placed,
+                    version,
+                )
+            )
+            return out
+        risk = self.settings.risk
+        verdict = check(
+            proposal, self.portfolio, dict(self.portfolio.marks), risk, self.settings.execution
+        )
+        n = len(pending.rounds)
+        pending.rounds.append(AdjustRound(round=n, proposal=proposal, verdict=verdict))
+        if verdict.approved:
+            del self.pending[sym]
+            out.extend(self._activate(result, pending, placed))
+            out.extend(
+                self._finalize(
+                    pending.event,
+                    pending.decision_id,
+                    pending.rounds,
+                    DecisionStatus.EXECUTED,
+                    proposal,
+                    f"gpt {result.action}",
+                    placed,
+                    version,
+                )
+            )
+            if pending.decision_id in self.open_decisions:
+                active = self.strategies.get(sym)
+                if active is not None and active.activation_id == pending.decision_id:
+                    self.owners[pending.decision_id] = active
+            return out
+        if n < risk.max_adjust_rounds:
+            out.append(
+                self._risk_alert(
+                    pending.decision_id, placed, n, verdict, "sent back to GPT", last=False
+                )
+            )
+            question = gpt.follow_up(pending.question, answer.raw_text, verdict)
+            pending.question = question
+            pending.request = GptRequest(
+                request_id=gpt_call_id(pending.decision_id, n + 1),
+                decision_id=pending.decision_id,
+                symbol=sym,
+                round=n + 1,
+                ts_ms=pending.event.bar.end_ms,
+                messages=question.messages,
+            )
+            out.append(pending.request)
+            return out
+        out.append(
+            self._risk_alert(
+                pending.decision_id, placed, n, verdict, "GPT rounds exhausted, local engine", True
+            )
+        )
+        del self.pending[sym]
+        failed = ", ".join(sorted({c.name for c in verdict.failures}))
+        why = Fallback("risk_refused", f"risk gate refused {n + 1} GPT round(s): {failed}")
+        out.extend(self._finish_local(pending, ctx, why, version))
         return out

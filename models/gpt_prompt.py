@@ -30,7 +30,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, Literal, TypedDict
 
@@ -66,6 +66,7 @@ __all__ = [
     "StrategyPerformance",
     "build_messages",
     "digest_from",
+    "prompt_hash",
     "render_context_json",
     "sanitize_text",
 ]
@@ -556,3 +557,33 @@ def build_messages(
         PromptMessage(role="system", content=SYSTEM_PROMPT),
         PromptMessage(role="user", content="\n\n".join(parts)),
     ]
+
+
+def prompt_hash(
+    model: str,
+    messages: Sequence[PromptMessage] | Sequence[Mapping[str, str]],
+    response_model: type[BaseModel],
+    schema: Mapping[str, Any] | None = None,
+    schema_name: str | None = None,
+) -> str:
+    """sha256 (hex) of the canonical JSON of model, messages and the schema asked for.
+
+    Canonical = sorted keys, no whitespace, UTF-8: the same question always gets the same hash,
+    on any machine, so answers can be cached and replayed by it. The schema is the explicit one
+    when given, else pydantic's JSON Schema of the response model; either way with its name, so
+    changing what is asked for changes the hash.
+    """
+    doc = {
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "schema": {
+            "name": schema_name or response_model.__name__,
+            "json_schema": dict(schema)
+            if schema is not None
+            else response_model.model_json_schema(),
+        },
+    }
+    canonical = json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

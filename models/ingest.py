@@ -14,16 +14,33 @@ from typing import Literal
 
 from models.bars import BarBuilder, Rejected
 from models.config import Settings, parse_duration_ms
-from models.desk import BarEvent
+from models.desk import BarEvent, TextEvent
 from models.features import FeatureState
 from models.merge import OPEN_END, PartitionMark
-from models.messages import Bar, DeadLetter, NewsItem, Signal, SocialPost, StoredTick, Tick
+from models.messages import (
+    Bar,
+    DeadLetter,
+    NewsItem,
+    Signal,
+    SocialPost,
+    StoredTick,
+    Tick,
+    to_ms,
+)
 from models.parsing import dead_letter, parse_market, parse_text_item
 from models.router import route
 from models.triggers import TriggerState
 
 IngestOutput = (
-    DeadLetter | Bar | Signal | BarEvent | PartitionMark | NewsItem | SocialPost | StoredTick
+    DeadLetter
+    | Bar
+    | Signal
+    | BarEvent
+    | TextEvent
+    | PartitionMark
+    | NewsItem
+    | SocialPost
+    | StoredTick
 )
 
 
@@ -56,9 +73,9 @@ class SymbolState:
 class PartitionIngest:
     settings: Settings
     symbols: dict[str, SymbolState] = field(default_factory=dict)
-    clock_ms: int = 0  # newest accepted market event time of this partition (never decreases)
-    seq: int = 0  # bars emitted so far: their order within the partition
-    key: str = ""  # "topic#partition" of the market partition this state serves
+    clock_ms: int = 0  # newest accepted event time of this partition (never decreases)
+    seq: int = 0  # bars (or news/posts) emitted so far: their order within the partition
+    key: str = ""  # "topic#partition" of the partition this state serves
     _skew_ms: int = field(init=False, repr=False)
     _keep_ticks: bool = field(init=False, repr=False)
 
@@ -109,8 +126,7 @@ class PartitionIngest:
         """
         topic, partition = batch.topic, batch.partition
         market = topic == self.settings.kafka.topics.market
-        if market:
-            self.key = f"{topic}#{partition}"
+        self.key = f"{topic}#{partition}"
         for offset, record_ms, value, error in batch.records:
             try:
                 self._one(topic, partition, offset, record_ms, value, error, out)
@@ -125,10 +141,9 @@ class PartitionIngest:
                         f"internal error: {type(err).__name__}: {err}",
                     )
                 )
-        if not market:
-            return
         if batch.end == "final":  # this partition's input is over: close its windows now
-            out.extend(self.flush())
+            if market:
+                out.extend(self.flush())
             out.append(PartitionMark(self.key, OPEN_END))
         elif batch.end == "idle":
             out.append(PartitionMark(self.key, OPEN_END))
@@ -192,6 +207,13 @@ class PartitionIngest:
                 max_future_skew_ms=self._skew_ms,
             )
             out.append(item)
+            if not isinstance(item, DeadLetter):
+                # News take their place among the bars by event time (models/merge.py), so the
+                # digest a decision sees does not depend on how the engine interleaved topics.
+                ts_ms = to_ms(item.ts)
+                self.clock_ms = max(self.clock_ms, ts_ms)
+                self.seq += 1
+                out.append(TextEvent(item, self.key, self.clock_ms, self.seq))
         else:
             reason = f"no handler for topic {topic!r}"
             out.append(dead_letter(topic, partition, offset, record_ms, value, reason))

@@ -352,6 +352,7 @@ class AdjustRound(BaseModel):
 
 
 class DecisionStatus(StrEnum):
+    PENDING = "pending"  # waiting for a GPT answer; a later version says how it ended
     EXECUTED = "executed"
     NO_ACTION = "no_action"
     REJECTED = "rejected"
@@ -455,3 +456,63 @@ class GptCall(BaseModel):
     outcome: GptOutcome
     answer: Annotated[str, _clip(GPT_ANSWER_MAX_CHARS)] = ""
     detail: Annotated[str, _clip(GPT_DETAIL_MAX_CHARS)] = ""
+
+
+# --------------------------------------------------------------------------------------------
+# GPT requests and the strategies GPT wrote
+# --------------------------------------------------------------------------------------------
+
+
+class ChatTurn(BaseModel):
+    """One chat message of a GPT request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class GptRequest(BaseModel):
+    """A question the desk wants answered; the flow's GPT gateway answers it (inline in a
+    backtest, by a worker live). `request_id` is the id of its `gpt_calls` row, so answering a
+    request twice (e.g. after a restart) rewrites one row."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str
+    decision_id: str
+    symbol: Symbol
+    round: int = Field(ge=0)
+    ts_ms: int
+    messages: tuple[ChatTurn, ...]
+
+
+class StrategyStatus(StrEnum):
+    ACTIVE = "active"
+    REPLACED = "replaced"  # a newer strategy took over one of its symbols
+    EXPIRED = "expired"  # its horizon (in bars of its decision symbol) ran out
+    RETIRED = "retired"  # GPT de-risked without giving a new strategy
+
+
+class StrategyRecord(BaseModel):
+    """One activation of a GPT-written strategy: a row of the `strategies` table, written when
+    it starts and again (higher `version`) when it ends. `activation_id` is the decision that
+    started it, so the same spec activated twice gives two rows; `spec` is its JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    activation_id: str
+    strategy_id: str
+    version: int = Field(default=1, ge=1)
+    decision_id: str
+    symbol: Symbol
+    universe: list[Symbol]
+    status: StrategyStatus
+    started_ms: int
+    ended_ms: int | None = None
+    bars_active: int = Field(default=0, ge=0)
+    trades: int = Field(default=0, ge=0)
+    realized_pnl: Money = Decimal(0)
+    confidence: float = Field(ge=0, le=1)
+    rationale: str = Field(default="", max_length=2000)
+    spec: str

@@ -62,6 +62,8 @@ from models.messages import (
     Signal,
     SocialPost,
     StoredTick,
+    StrategyRecord,
+    StrategyStatus,
     TradeIntent,
 )
 
@@ -81,6 +83,7 @@ ORDER_BY = {
     "dead_letters": "dead_letter_id",
     "news": "kind, id",
     "gpt_calls": "call_id",
+    "strategies": "activation_id",
 }
 
 # Values at the edges of Decimal(38, 12): 26 integer digits, 12 decimals, tiny, negative.
@@ -179,6 +182,28 @@ def _decision(decision_id: str, version: int) -> DecisionRecord:
         portfolio_before={"cash": "100000", "equity": "100000"},
         note="first" if not filled else "filled",
         version=version,
+    )
+
+
+def _strategy(activation_id: str, version: int) -> StrategyRecord:
+    """An activation as written when it starts (version 1) and when it ends (version 2)."""
+    ended = version > 1
+    return StrategyRecord(
+        activation_id=activation_id,
+        strategy_id="momo-aapl",
+        version=version,
+        decision_id=activation_id,
+        symbol="AAPL",
+        universe=["AAPL", "MSFT"],
+        status=StrategyStatus.REPLACED if ended else StrategyStatus.ACTIVE,
+        started_ms=T0,
+        ended_ms=T0 + 30 * 60_000 if ended else None,
+        bars_active=30 if ended else 0,
+        trades=3 if ended else 0,
+        realized_pnl=Decimal("-12.345678901234") if ended else Decimal(0),
+        confidence=0.72,
+        rationale='momentum; it\'s "strong" -- for now 🚀',
+        spec='{"id": "momo-aapl", "entry": {"all": [{"feature": "rsi", "op": ">", "value": 55}]}}',
     )
 
 
@@ -303,6 +328,12 @@ def samples() -> dict[str, list[BaseModel]]:
                 price_known=False,
                 outcome=GptOutcome.TIMEOUT,
                 detail="no answer within 20 s (3 attempt(s))",
+            ),
+        ],
+        "strategies": [
+            _strategy("AAPL@1700000060000", 1),
+            _strategy("AAPL@1700000120000", 2).model_copy(
+                update={"universe": [], "realized_pnl": NEG_BIG, "status": StrategyStatus.EXPIRED}
             ),
         ],
     }
@@ -570,6 +601,30 @@ def test_decision_newest_version_wins(store: Store) -> None:
     # After a merge the old version is gone for good.
     store.execute(f"OPTIMIZE TABLE {store.table('decisions')} FINAL")
     raw = store.query(f"SELECT version FROM {store.table('decisions')} WHERE decision_id = 'd-1'")
+    assert raw == [{"version": 2}]
+
+
+def test_strategy_newest_version_wins(store: Store) -> None:
+    # Started (version 1) and ended (version 2) rows of one activation, written out of order,
+    # next to another activation that is still active: FINAL keeps the ended row.
+    store.insert_models([_strategy("a-1", 2)])
+    assert store.insert_models([_strategy("a-1", 1), _strategy("a-2", 1)]) == {"strategies": 2}
+    rows = _select(store, "strategies")
+    assert [(r["activation_id"], r["version"], r["status"]) for r in rows] == [
+        ("a-1", 2, "replaced"),
+        ("a-2", 1, "active"),
+    ]
+    a1, a2 = rows
+    assert a1["ended_ms"] == T0 + 30 * 60_000 and a2["ended_ms"] is None
+    assert a1["realized_pnl"] == Decimal("-12.345678901234")
+    assert isinstance(a1["realized_pnl"], Decimal)
+    assert a1["universe"] == ["AAPL", "MSFT"]
+    assert row_to_model("strategies", a1) == _strategy("a-1", 2)
+    assert row_to_model("strategies", a2) == _strategy("a-2", 1)
+    store.execute(f"OPTIMIZE TABLE {store.table('strategies')} FINAL")
+    raw = store.query(
+        f"SELECT version FROM {store.table('strategies')} WHERE activation_id = 'a-1'"
+    )
     assert raw == [{"version": 2}]
 
 

@@ -51,6 +51,8 @@ from models.messages import (
     Severity,
     Side,
     Signal,
+    StrategyRecord,
+    StrategyStatus,
     TradeIntent,
 )
 from models.sim_exchange import with_status
@@ -679,6 +681,25 @@ def _alert(aid: str, ts: int, severity: Severity, source: str, message: str) -> 
     )
 
 
+def _strategy(
+    strategy_id: str, symbol: str, started: int, confidence: float, **update: Any
+) -> StrategyRecord:
+    """An activation as written when it starts; `update` gives the row written when it ends."""
+    record = StrategyRecord(
+        activation_id=f"{symbol}@{started}",
+        strategy_id=strategy_id,
+        decision_id=f"{symbol}@{started}",
+        symbol=symbol,
+        universe=[symbol],
+        status=StrategyStatus.ACTIVE,
+        started_ms=started,
+        confidence=confidence,
+        rationale="written by GPT",
+        spec=json.dumps({"id": strategy_id}),
+    )
+    return record.model_copy(update={"version": 2, **update}) if update else record
+
+
 def _dead_letter(offset: int, ts: int, reason: str, payload: str = "{}") -> DeadLetter:
     return DeadLetter(
         dead_letter_id=f"market.ticks:0:{offset}",
@@ -902,6 +923,37 @@ def session() -> tuple[list[BaseModel], list[BaseModel]]:
             (t3, "timeout", "0", 20000),
         )
     )
+    # GPT strategies: one ended long before the range, one running since before it, one replaced
+    # within it by the next (d2 is the strategic decision that started it).
+    old_run = _strategy("old-aapl", "AAPL", OLD, 0.5)
+    msft_run = _strategy("mr-msft", "MSFT", OLD + MIN, 0.55)
+    momo = _strategy("momo-aapl", "AAPL", t2, 0.7)
+    breakout = _strategy("breakout-aapl", "AAPL", t4, 0.8)
+    first.extend([old_run, msft_run, momo, breakout])
+    later.extend(
+        [
+            _strategy(
+                "old-aapl",
+                "AAPL",
+                OLD,
+                0.5,
+                status=StrategyStatus.EXPIRED,
+                ended_ms=OLD + 30 * MIN,
+                bars_active=30,
+            ),
+            _strategy(
+                "momo-aapl",
+                "AAPL",
+                t2,
+                0.7,
+                status=StrategyStatus.REPLACED,
+                ended_ms=t4,
+                bars_active=2,
+                trades=1,
+                realized_pnl=D("3.594"),
+            ),
+        ]
+    )
     return first, later
 
 
@@ -928,6 +980,30 @@ def test_gpt_calls_counted_once_with_their_cost(store: Store) -> None:
     assert got == {"ok": (2, Decimal("0.00054"), 1000), "timeout": (1, Decimal(0), 20000)}
 
 
+def test_gpt_strategies_running_in_the_range(store: Store) -> None:
+    rows = run(store, "GPT strategies")
+    got = [
+        (
+            r["strategy_id"],
+            r["symbol"],
+            r["status"],
+            r["started"],
+            r["ended"],
+            r["bars_active"],
+            r["trades"],
+            r["realized_pnl"],
+            r["confidence"],
+        )
+        for r in rows
+    ]
+    started_old = datetime.fromtimestamp((OLD + MIN) / 1000, tz=UTC)
+    assert got == [
+        ("breakout-aapl", "AAPL", "active", _minute(4), None, 0, 0, D(0), 0.8),
+        ("momo-aapl", "AAPL", "replaced", _minute(2), _minute(4), 2, 1, D("3.594"), 0.7),
+        ("mr-msft", "MSFT", "active", started_old, None, 0, 0, D(0), 0.55),
+    ]  # old-aapl ended before the range
+
+
 def test_duplicates_are_really_stored(store: Store) -> None:
     for table in TABLES:
         if table in ("news", "ticks"):  # no panel reads these
@@ -944,6 +1020,17 @@ def test_duplicates_are_really_stored(store: Store) -> None:
 
 EXPECTED_COLUMNS: dict[tuple[str, str], list[str]] = {
     ("GPT calls by outcome", "A"): ["model", "outcome", "calls", "cost_usd", "avg_latency_ms"],
+    ("GPT strategies", "A"): [
+        "strategy_id",
+        "symbol",
+        "status",
+        "started",
+        "ended",
+        "bars_active",
+        "trades",
+        "realized_pnl",
+        "confidence",
+    ],
     ("templating", "var:symbol"): ["symbol"],
     ("Equity (latest)", "A"): ["Equity"],
     ("Activity", "A"): ["Signals", "Decisions", "Critical alerts", "Dead letters"],

@@ -7,8 +7,8 @@
 -- Conventions, and why:
 -- * Every table is a ReplacingMergeTree ordered by the row's natural id, so writing the same row
 --   again after a crash or a Kafka replay is harmless: read with FINAL (or argMax) and each id
---   counts once. Where a row legitimately changes (decisions, orders) a version column decides
---   which copy wins; elsewhere the last inserted copy wins.
+--   counts once. Where a row legitimately changes (decisions, orders, strategies) a version
+--   column decides which copy wins; elsewhere the last inserted copy wins.
 -- * No PARTITION BY: ReplacingMergeTree only collapses duplicates inside one partition, and a
 --   partition key derived from a column that changes between versions would keep both copies.
 -- * Money, prices and quantities are Decimal(38, 12): exact, 26 integer digits, 12 decimals. The
@@ -219,3 +219,29 @@ CREATE TABLE IF NOT EXISTS stratflow.gpt_calls
 )
 ENGINE = ReplacingMergeTree
 ORDER BY call_id;
+
+-- One activation of a GPT-written strategy (see models.messages.StrategyRecord), written when it
+-- starts and again, with a higher `version`, when it ends: FINAL keeps the newest. Keyed by
+-- `activation_id` (the decision that started it), so the same spec activated twice is two rows.
+-- `ended_ms` is NULL while it is active; `spec` is the strategy's JSON text.
+CREATE TABLE IF NOT EXISTS stratflow.strategies
+(
+    activation_id  String,
+    strategy_id    String,
+    version        UInt64,
+    decision_id    String,
+    symbol         LowCardinality(String),
+    universe       Array(String),
+    status         LowCardinality(String),
+    started_ms     Int64,
+    ended_ms       Nullable(Int64),
+    bars_active    UInt64,
+    trades         UInt64,
+    realized_pnl   Decimal(38, 12),
+    confidence     Float64,
+    rationale      String,
+    spec           String,
+    ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(started_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY activation_id;

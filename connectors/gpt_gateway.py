@@ -75,6 +75,8 @@ class GptGateway:
     ) -> GptGateway | None:
         """A gateway when answers can come from somewhere: an endpoint (OPENAI_API_KEY or
         OPENAI_BASE_URL) or, in replay mode, the recording; else None (local engine only)."""
+        if settings.strategy.controller == "local":
+            return None
         cfg = settings.gpt
         client = GptClient.from_env(
             cfg.model, env=environ, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries

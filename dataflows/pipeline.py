@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,10 +31,26 @@ from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
 from dataflows.progress import FlowCounters
 from models.config import Settings
-from models.desk import BarEvent, DeskOutput, TextEvent, TradingDesk, desk_error_alert
+from models.desk import (
+    BarEvent,
+    DeskOutput,
+    TextEvent,
+    TradingDesk,
+    alert_id,
+    desk_error_alert,
+)
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.merge import OrderedMerge, PartitionMark
-from models.messages import Alert, Bar, DeadLetter, DecisionRecord, Fill, GptRequest, Order
+from models.messages import (
+    Alert,
+    Bar,
+    DeadLetter,
+    DecisionRecord,
+    Fill,
+    GptRequest,
+    Order,
+    Severity,
+)
 
 DESK_KEY = "desk"
 ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for GPT answers
@@ -71,6 +88,18 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
     bar = event.bar
     return desk_error_alert("desk-error", bar, f"desk failed on {bar.symbol} bar {bar.end_ms}", err)
+
+
+def flow_error_alert(what: str, err: Exception) -> Alert:
+    """A bug outside any bar (a GPT answer, a news item): critical, never silent."""
+    return Alert(
+        alert_id=alert_id("desk-error", what, type(err).__name__, str(err)),
+        ts_ms=int(time.time() * 1000),
+        severity=Severity.CRITICAL,
+        source="desk",
+        message=f"{what} failed: {type(err).__name__}: {err}",
+        context={},
+    )
 
 
 class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
@@ -115,28 +144,35 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
     def _answers(self, out: list[DeskOutput]) -> None:
         if self._unasked:
             unasked, self._unasked = self._unasked, []
-            self._emit(list(unasked), out)
+            self._guarded(lambda: list(unasked), "re-asking pending GPT questions", out)
         if self.gateway is not None and not self.inline:
             for answer in self.gateway.ready():
-                self._guarded(functools.partial(self.desk.on_gpt_answer, answer), None, out)
+                what = f"applying GPT answer {answer.request_id}"
+                self._guarded(functools.partial(self.desk.on_gpt_answer, answer), what, out)
 
     def _guarded(
         self,
         step: Callable[[], list[DeskOutput]],
-        event: BarEvent | None,
+        where: BarEvent | str,
         out: list[DeskOutput],
     ) -> None:
         try:
             self._emit(step(), out)
         except Exception as err:  # a bug must raise an alarm, not stop every symbol
-            if event is None:
-                raise
-            out.append(desk_failure_alert(event, err))
+            if isinstance(where, BarEvent):
+                out.append(desk_failure_alert(where, err))
+            else:
+                out.append(flow_error_alert(where, err))
+
+    def _text(self, event: TextEvent) -> list[DeskOutput]:
+        self.desk.on_text(event)
+        return []
 
     def _run(self, events: list[BarEvent | TextEvent], out: list[DeskOutput]) -> None:
         for event in events:
             if isinstance(event, TextEvent):
-                self.desk.on_text(event)
+                what = f"adding {event.item.type} {event.item.id} to the digest"
+                self._guarded(functools.partial(self._text, event), what, out)
             else:
                 self._guarded(functools.partial(self.desk.on_bar_event, event), event, out)
 

@@ -539,15 +539,25 @@ class TradingDesk:
             if current is not None:
                 out.extend(self._end_strategy(current, StrategyStatus.RETIRED, ts_ms))
             return out
+        # Its age counts in bars of the decision symbol, or of its first symbol if GPT gave
+        # the decision symbol no part in it.
+        clock_symbol = sym if sym in strategy.universe else min(strategy.universe)
         new = ActiveStrategy(
             activation_id=pending.decision_id,
             strategy=strategy,
-            symbol=sym,
+            symbol=clock_symbol,
             started_ms=ts_ms,
             start_equity=self.portfolio.equity(),
             confidence=decision.confidence,
             rationale=decision.rationale,
         )
+        current = self.strategies.get(sym)
+        if (
+            current is not None
+            and current.strategy.strategy_id == strategy.strategy_id
+            and current.universe == strategy.universe
+        ):
+            return out  # the same strategy again: it keeps running, with its track record
         for s in sorted(strategy.universe | {sym}):
             old = self.strategies.get(s)
             if old is not None:
@@ -638,7 +648,8 @@ class TradingDesk:
         out: list[DeskOutput] = []
         # Calls in flight are reserved at the estimate, so concurrent calls cannot overshoot.
         estimate = self.settings.gpt.cost_estimate_usd * (1 + len(self.pending))
-        if not self.budget.can_spend(utc_day(bar.end_ms), estimate):
+        replay = self.settings.gpt.cache_mode == "replay"  # costs nothing, stays reproducible
+        if not replay and not self.budget.can_spend(utc_day(bar.end_ms), estimate):
             if self.budget.crossed_now:
                 out.append(self._budget_alert(bar.end_ms))
             detail = f"daily budget {self.budget.cap} USD reached"
@@ -749,6 +760,11 @@ class TradingDesk:
         if not proposal.intents:
             del self.pending[sym]
             note = f"gpt {result.action}: no orders"
+            # Logged all the same: the decision log shows what GPT decided, orders or not.
+            nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
+            pending.rounds.append(
+                AdjustRound(round=len(pending.rounds), proposal=proposal, verdict=nothing)
+            )
             out.extend(self._activate(result, pending, placed))
             out.extend(
                 self._finalize(

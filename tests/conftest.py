@@ -11,6 +11,11 @@ import pytest
 from connectors.broker import LocalBroker, ensure_topics, wait_for_broker
 from connectors.openai_server import LocalOpenAIServer
 
+# A developer's real key must never reach a test (nor a flow the tests start in a subprocess):
+# tests that want GPT point OPENAI_BASE_URL at the project's local server themselves.
+for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -67,9 +67,14 @@ def flow_command(config: Path, bootstrap: str) -> list[str]:
 
 
 def run_flow_subprocess(
-    settings: Settings, bootstrap: str, workdir: Path, timeout: float = 300
-) -> None:
-    """The flow in its own process (chdb allows one data directory per process)."""
+    settings: Settings,
+    bootstrap: str,
+    workdir: Path,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> str:
+    """The flow in its own process (chdb allows one data directory per process); returns its
+    stderr. `env` is added to the environment (e.g. OPENAI_BASE_URL of a local server)."""
     cfg = write_config(settings, workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml")
     proc = subprocess.run(
         flow_command(cfg, bootstrap),
@@ -77,9 +82,10 @@ def run_flow_subprocess(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr
 
 
 def query(settings: Settings, sql: str) -> list[dict[str, Any]]:

@@ -105,4 +105,3 @@ def test_parse_never_raises_on_bytes(raw: bytes) -> None:
         max_future_skew_ms=300_000,
     )  # fmt: skip
     assert isinstance(out, DeadLetter | tuple)
-

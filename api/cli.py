@@ -322,9 +322,13 @@ def run(
         with _open_store(settings) as store:
             _check_broker(bs, label)
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
-            console.print("controller: local strategy engine (no GPT endpoint configured)")
             t0 = time.perf_counter()
-            run_pipeline(settings, FlowSpec(bootstrap=bs, tail=follow), progress=True)
+            run_pipeline(
+                settings,
+                FlowSpec(bootstrap=bs, tail=follow),
+                progress=True,
+                say=lambda line: console.print(escape(line)),
+            )
             summary = summarize(store)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
         where = settings.clickhouse.url or settings.clickhouse.path

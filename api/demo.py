@@ -275,11 +275,14 @@ def run_demo(
                 "published sample feeds of bad and hostile input: "
                 + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in samples.items())
             )
-        console.print(
-            "running the dataflow (controller: local strategy engine — no GPT key configured)"
-        )
+        console.print("running the dataflow")
         t0 = time.perf_counter()
-        run_pipeline(settings, FlowSpec(bootstrap=bootstrap, tail=False), progress=True)
+        run_pipeline(
+            settings,
+            FlowSpec(bootstrap=bootstrap, tail=False),
+            progress=True,
+            say=lambda line: console.print(escape(line)),
+        )
         flow_seconds = time.perf_counter() - t0
     with Store.open(settings.clickhouse) as store:
         summary = summarize(store)

@@ -218,7 +218,7 @@ def plot_closes(summary: RunSummary, path: Path) -> Path | None:
         ax.plot(xs, ys, linewidth=1.0, color="#2266aa")
         ax.axhline(100, color="#999999", linewidth=0.6, linestyle=":")
         ax.set_title(sym, fontsize=10)
-        locator = mdates.AutoDateLocator(maxticks=4)  # type: ignore[no-untyped-call]
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
         ax.tick_params(labelsize=8)

@@ -38,6 +38,10 @@ class RunSummary:
     latest_texts: list[dict[str, Any]] = field(default_factory=list)
     closes: dict[str, list[tuple[int, Decimal]]] = field(default_factory=dict)
     """Per symbol, (bar start ms, close) in time order, thinned to at most ~CLOSE_POINTS."""
+    gpt_calls: list[dict[str, Any]] = field(default_factory=list)
+    """GPT calls by outcome: count, cost, tokens, mean and worst latency."""
+    strategies: list[dict[str, Any]] = field(default_factory=list)
+    """The latest GPT strategy activations."""
 
 
 LATEST_ROWS = 10
@@ -110,8 +114,33 @@ def summarize(store: Store) -> RunSummary:
         "SELECT ts_ms, argMax(equity, symbol) AS equity FROM positions FINAL "
         "GROUP BY ts_ms ORDER BY ts_ms"
     )
+    gpt_calls = store.query(
+        "SELECT outcome, count() AS calls, sum(cost) AS cost_usd, "
+        "sum(prompt_tokens + completion_tokens) AS tokens, "
+        "round(avg(latency_ms)) AS mean_ms, max(latency_ms) AS max_ms "
+        "FROM gpt_calls FINAL GROUP BY outcome ORDER BY calls DESC, outcome"
+    )
+    strategies = store.query(
+        "SELECT started_ms, symbol, strategy_id, status, bars_active, trades, realized_pnl, "
+        "confidence FROM strategies FINAL ORDER BY started_ms DESC, activation_id "
+        f"LIMIT {LATEST_ROWS}"
+    )
     return RunSummary(
         counts=counts,
+        gpt_calls=gpt_calls,
+        strategies=[
+            {
+                "started": _utc(int(r["started_ms"])),
+                "symbol": r["symbol"],
+                "strategy": visible_text(str(r["strategy_id"]), 60),
+                "status": r["status"],
+                "bars": r["bars_active"],
+                "trades": r["trades"],
+                "realized P&L": r["realized_pnl"],
+                "confidence": r["confidence"],
+            }
+            for r in strategies
+        ],
         decisions=decisions,
         positions=[
             p for p in positions if _dec(p["quantity"]) != 0 or _dec(p["realized_pnl"]) != 0
@@ -278,6 +307,13 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         _table(counts),
         "<h2>Decisions by branch and status</h2>",
         _table(summary.decisions),
+        "<h2>GPT strategy controller</h2>",
+        _table(summary.gpt_calls)
+        if summary.gpt_calls
+        else "<p>No GPT call in this run: the local strategy engine decided (no OPENAI_API_KEY "
+        "or OPENAI_BASE_URL, or strategy.controller = local).</p>",
+        f"<h3>Latest {LATEST_ROWS} GPT strategies</h3>" if summary.strategies else "",
+        _table(summary.strategies, css="text") if summary.strategies else "",
         "<h2>Positions (last snapshot per symbol)</h2>",
         _table(summary.positions),
         "<h2>Dead letters by reason</h2>",
@@ -286,8 +322,8 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         "<p>Payloads as received, truncated; invisible characters shown as \\uXXXX.</p>",
         _table(summary.latest_dead_letters, css="text"),
         "<h2>News and social items stored</h2>",
-        "<p>Untrusted text: stored as data, never read as instructions (the local strategy "
-        "engine does not read it at all).</p>",
+        "<p>Untrusted text: stored as data, never read as instructions. GPT sees it only as "
+        "fenced, cleaned quotes; it can never change a limit.</p>",
         _table(texts),
         f"<h2>Latest {LATEST_ROWS} news and social items</h2>",
         _table(summary.latest_texts, css="text"),

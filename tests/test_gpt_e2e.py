@@ -183,3 +183,89 @@ def test_without_a_key_the_flow_says_so_once_and_decides_locally(
     assert query(local, "SELECT count() AS n FROM gpt_calls")[0]["n"] == 0
     controllers = {c for r in _decisions(local) for c in _controllers(r)}
     assert controllers <= {"local"}
+
+
+def test_the_report_shows_the_gpt_calls_and_strategies(gpt_run: dict[str, Any]) -> None:
+    from api.report import summarize, write_report
+    from connectors.clickhouse_store import Store
+
+    with Store.open(gpt_run["settings"].clickhouse) as store:
+        summary = summarize(store)
+    assert [r["outcome"] for r in summary.gpt_calls] == ["ok"]
+    assert summary.strategies and summary.strategies[0]["strategy"].startswith("trend-follow")
+    page = write_report(summary, gpt_run["tmp"] / "report", "gpt run").read_text()
+    assert "GPT strategy controller" in page and "trend-follow" in page
+
+
+@pytest.mark.slow
+def test_live_flow_keeps_going_while_gpt_answers_slowly(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from connectors.kafka_io import read_topic
+    from tests.flowkit import ROOT, flow_command, write_config
+
+    settings = make_settings(
+        tmp_path,
+        {"SIMA": {}, "SIMB": {}},
+        features={"sma_fast": 3, "sma_slow": 8, "rsi": 5, "volume_z": 5, "breakout": 5},
+        bars={"interval": "10s"},
+        gpt={"model": MODEL, "cache_dir": str(tmp_path / "answers"), "max_wait": "1d"},
+    )
+    create_topics(kafka_bootstrap, settings)
+    replay(
+        kafka_bootstrap,
+        settings.kafka.topics.market,
+        generate_scenario(["SIMA", "SIMB"], START, 20 * 60, 2.0, seed=3),
+    )
+    cfg = write_config(settings, tmp_path / "live.yaml")
+
+    def records() -> list[dict[str, Any]]:
+        topic = settings.kafka.topics.decisions
+        return [json.loads(r.value) for r in read_topic(kafka_bootstrap, topic, 10) if r.value]
+
+    with LocalOpenAIServer(api_key="sk-live", default=Scenario.slow(STRATEGY, 0.3)) as server:
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-live"}
+        proc = subprocess.Popen(
+            [*flow_command(cfg, kafka_bootstrap), "--tail"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                assert time.monotonic() < deadline, "GPT decisions never completed"
+                rows = records()
+                newest: dict[str, dict[str, Any]] = {}
+                for r in rows:
+                    if r["version"] >= newest.get(r["decision_id"], {"version": 0})["version"]:
+                        newest[r["decision_id"]] = r
+                asked = {r["decision_id"] for r in rows if r["status"] == "pending"}
+                if asked and all(newest[d]["status"] != "pending" for d in asked):
+                    break
+                time.sleep(0.3)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+        requests = len(server.chat_requests)
+    assert requests == len(asked)  # one question per strategic trigger taken up
+    # The flow went on while questions were out: between a question and its answer, other
+    # decisions were written.
+    order = [(r["decision_id"], r["status"]) for r in rows]
+    first = next(i for i, (d, s) in enumerate(order) if s == "pending")
+    answered = next(i for i, (d, s) in enumerate(order) if d == order[first][0] and s != "pending")
+    assert any(d != order[first][0] for d, _ in order[first + 1 : answered])
+    gpt_done = [
+        newest[d]
+        for d in asked
+        if "gpt" in [r["proposal"]["controller"] for r in newest[d]["rounds"]]
+    ]
+    assert gpt_done, "no GPT answer was applied"

@@ -30,6 +30,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py
+	$(BIN)/python bench/bench_gpt.py
 
 clean:
 	rm -rf $(VENV) var

@@ -420,8 +420,12 @@ def ask_with_cache(
     *,
     schema: Mapping[str, Any] | None = None,
     schema_name: str | None = None,
+    max_age_ms: int | None = None,
 ) -> CachedResult[T]:
     """Answer from `store` or `client` according to `mode`; record good answers.
+
+    `max_age_ms` (auto only): a recording older than this (wall clock) is a miss, so a live
+    run reuses an answer to the identical question only inside that window; replay ignores it.
 
     No request at all when the store answers. In `auto`, a recorded answer that no longer
     validates is treated as a miss (asked again and overwritten); in `replay` it is reported
@@ -436,6 +440,13 @@ def ask_with_cache(
     phash = prompt_hash(client.model, messages, response_model, schema, schema_name)
     if mode is not CacheMode.RECORD:
         record = store.lookup(phash)
+        if (
+            record is not None
+            and mode is CacheMode.AUTO
+            and max_age_ms is not None
+            and time.time() * 1000 - record.recorded_ms > max_age_ms
+        ):
+            record = None  # too old to stand for an answer to this moment
         if record is not None:
             hit = _from_store(record, response_model, mode, t0)
             if hit.ok or mode is CacheMode.REPLAY:

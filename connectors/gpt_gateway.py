@@ -29,7 +29,7 @@ from connectors.gpt_cache import (
     ask_with_cache,
 )
 from connectors.gpt_client import ChatMessage, GptClient
-from models.config import Settings
+from models.config import Settings, parse_duration_ms
 from models.gpt_cost import DEFAULT_PRICE_TABLE, PriceTable
 from models.gpt_decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
 from models.messages import GptCall, GptOutcome, GptRequest
@@ -56,11 +56,13 @@ class GptGateway:
         *,
         mode: CacheMode | str = CacheMode.AUTO,
         prices: PriceTable = DEFAULT_PRICE_TABLE,
+        max_age_ms: int | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.mode = CacheMode(mode)
         self.prices = prices
+        self.max_age_ms = max_age_ms
         self.schema: dict[str, Any] = GptDecider(settings).schema
         self._pool = ThreadPoolExecutor(
             max_workers=settings.gpt.max_concurrency, thread_name_prefix="gpt"
@@ -71,10 +73,12 @@ class GptGateway:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, environ: Mapping[str, str] | None = None
+        cls, settings: Settings, environ: Mapping[str, str] | None = None, *, live: bool = False
     ) -> GptGateway | None:
         """A gateway when answers can come from somewhere: an endpoint (OPENAI_API_KEY or
-        OPENAI_BASE_URL) or, in replay mode, the recording; else None (local engine only)."""
+        OPENAI_BASE_URL) or, in replay mode, the recording; else None (local engine only).
+        `live`: recorded answers count only inside `gpt.cache_window` (a backtest re-run
+        reuses every recorded answer, however old)."""
         if settings.strategy.controller == "local":
             return None
         cfg = settings.gpt
@@ -85,7 +89,8 @@ class GptGateway:
         if not client.enabled and mode is not CacheMode.REPLAY:
             return None
         store = AnswerStore(Path(cfg.cache_dir))
-        return cls(settings, client, store, mode=mode)
+        window = parse_duration_ms(cfg.cache_window) if live else None
+        return cls(settings, client, store, mode=mode, max_age_ms=window)
 
     # ------------------------------------------------------------------ answering
 
@@ -101,6 +106,7 @@ class GptGateway:
                 GptDecision,
                 schema=self.schema,
                 schema_name=STRICT_SCHEMA_NAME,
+                max_age_ms=self.max_age_ms,
             )
             call = result.to_call(
                 decision_id=request.decision_id,

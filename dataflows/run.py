@@ -108,7 +108,9 @@ def run_pipeline(
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why)."""
     counters = FlowCounters() if progress else None
-    gateway = GptGateway.from_settings(settings, os.environ if environ is None else environ)
+    gateway = GptGateway.from_settings(
+        settings, os.environ if environ is None else environ, live=spec.tail
+    )
     (say or _stderr)(gpt_status(settings, gateway))
     flow = build_flow(settings, spec, counters=counters, gateway=gateway)
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))

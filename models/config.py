@@ -259,6 +259,9 @@ class GptConfig(_Section):
     daily_budget_usd: Decimal = Field(default=Decimal("5"), ge=0)
     cache_dir: str = Field(default="var/gpt-answers", description="Record/replay answer store")
     cache_mode: Literal["auto", "record", "replay"] = "auto"
+    cache_window: Duration = _duration_field(
+        "1h", "Live: an identical question inside this window is answered from the store"
+    )
     anonymize: bool = Field(default=False, description="Opaque symbols, relative time, rebased")
     max_concurrency: int = Field(default=4, ge=1, le=64, description="Calls in flight (live)")
     max_wait: Duration = _duration_field(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -232,6 +233,23 @@ def test_auto_calls_once_then_answers_from_the_store(
         assert second.outcome is GptOutcome.CACHED and second.parsed == first.parsed
         assert second.prompt_hash == first.prompt_hash == _hash(messages)
     assert len(openai_server.chat_requests) == 1
+
+
+def test_auto_reuses_an_answer_only_inside_the_window(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    messages = _messages()
+    openai_server.script(Scenario.answer(GOOD), Scenario.answer(GOOD))
+    with AnswerStore(tmp_path) as store, _client(openai_server) as client:
+        ask_with_cache(client, store, "auto", messages, Plan)
+        inside = ask_with_cache(client, store, "auto", messages, Plan, max_age_ms=3_600_000)
+        assert inside.outcome is GptOutcome.CACHED
+        time.sleep(0.01)
+        stale = ask_with_cache(client, store, "auto", messages, Plan, max_age_ms=5)
+        assert stale.source is AnswerSource.ENDPOINT and stale.outcome is GptOutcome.OK
+        replayed = ask_with_cache(client, store, "replay", messages, Plan, max_age_ms=0)
+        assert replayed.outcome is GptOutcome.REPLAYED  # a recording never expires in replay
+    assert len(openai_server.chat_requests) == 2
 
 
 def test_replay_of_a_recording_is_identical_and_makes_no_call(

@@ -74,6 +74,7 @@ def settings_for(symbols: list[str], work: Path, controller: str, mode: str) -> 
                 "cache_dir": str(work / "answers"),
                 "cache_mode": mode,
                 "daily_budget_usd": "1000000",
+                "cooldown": "0s",  # every strategic trigger is a question: the GPT path's cost
             },
         }
     )

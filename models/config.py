@@ -267,6 +267,11 @@ class GptConfig(_Section):
     max_wait: Duration = _duration_field(
         "15m", "Event time a decision waits for its answer before the local engine decides"
     )
+    cooldown: Duration = _duration_field(
+        "10m",
+        "Event time after a GPT decision on a symbol during which its running GPT strategy "
+        "handles new strategic triggers (no new call)",
+    )
     digest_window: Duration = _duration_field("12h", "News/social age shown in the prompt")
     digest_items: int = Field(default=10, ge=0, le=100, description="News/social items shown")
     cost_estimate_usd: Decimal = Field(

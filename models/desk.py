@@ -143,6 +143,7 @@ PERSISTED = (
     "latest",
     "budget",
     "owners",
+    "last_asked",
 )
 
 
@@ -161,8 +162,10 @@ class TradingDesk:
     latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
     budget: DailyBudget = field(default_factory=lambda: DailyBudget(Decimal(0)))
     owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision -> strategy
+    last_asked: dict[str, int] = field(default_factory=dict)  # symbol -> bar end of last question
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
+    _cooldown_ms: int = 0
 
     @classmethod
     def create(
@@ -183,6 +186,7 @@ class TradingDesk:
             budget=DailyBudget(settings.gpt.daily_budget_usd),
             _max_wait_ms=parse_duration_ms(settings.gpt.max_wait),
             _digest_window_ms=parse_duration_ms(settings.gpt.digest_window),
+            _cooldown_ms=parse_duration_ms(settings.gpt.cooldown),
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -210,7 +214,12 @@ class TradingDesk:
             if pending is not None and bar.end_ms - pending.event.bar.end_ms > self._max_wait_ms:
                 out.extend(self._gpt_timed_out(pending))
             if event.branch is Branch.STRATEGIC and self.gpt is not None:
-                if sym in self.pending:
+                if owned and self._cooling_down(sym, bar.end_ms):
+                    if strategy_orders is not None:
+                        out.extend(strategy_orders())
+                    else:
+                        out.append(self._cooled(event))
+                elif sym in self.pending:
                     out.append(self._coalesced(event))
                 else:
                     out.extend(self._start_gpt(event))
@@ -658,6 +667,7 @@ class TradingDesk:
             out.extend(self._finish_local(pending, ctx, Fallback("budget_exhausted", detail), 1))
             return out
         self.pending[sym] = PendingGpt(event, decision_id, request, question)
+        self.last_asked[sym] = bar.end_ms
         out.extend(
             self._finalize(
                 event, decision_id, [], DecisionStatus.PENDING, None, "waiting for GPT", bar.end_ms
@@ -665,6 +675,27 @@ class TradingDesk:
         )
         out.append(request)
         return out
+
+    def _cooling_down(self, sym: str, now_ms: int) -> bool:
+        last = self.last_asked.get(sym)
+        return last is not None and now_ms - last < self._cooldown_ms
+
+    def _cooled(self, event: BarEvent) -> DecisionRecord:
+        """A strategic trigger soon after the last question: the running strategy stays in
+        charge (cost control); logged, so the decision log says why GPT was not asked."""
+        bar = event.bar
+        active = self.strategies[bar.symbol]
+        note = (
+            f"GPT asked {(bar.end_ms - self.last_asked[bar.symbol]) // 1000} s ago "
+            f"(cooldown {self.settings.gpt.cooldown}); {active.strategy.strategy_id} keeps running"
+        )
+        decision_id = f"{bar.symbol}@{bar.end_ms}"
+        out = self._finalize(
+            event, decision_id, [], DecisionStatus.NO_ACTION, None, note, bar.end_ms
+        )
+        record = out[0]
+        assert isinstance(record, DecisionRecord)
+        return record
 
     def _coalesced(self, event: BarEvent) -> DecisionRecord:
         """A strategic trigger while the symbol's GPT decision is out: one call at a time."""

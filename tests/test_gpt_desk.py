@@ -320,8 +320,9 @@ def test_budget_cap_means_local_only_with_one_alert(
 
 
 def test_record_then_replay_gives_identical_decisions_without_a_call(
-    openai_server: LocalOpenAIServer, settings: Settings, tmp_path: Path
+    openai_server: LocalOpenAIServer, tmp_path: Path
 ) -> None:
+    settings = make_settings(tmp_path, gpt={"cooldown": "1m"})
     events = [
         ev(0, branch=Branch.STRATEGIC),
         ev(1, "101", rsi=65),
@@ -523,3 +524,18 @@ def test_status_line_says_who_writes_the_strategies(settings: Settings) -> None:
         update={"strategy": settings.strategy.model_copy(update={"controller": "local"})}
     )
     assert "strategy.controller = local" in gpt_status(local, None)
+
+
+def test_cooldown_lets_the_running_strategy_handle_new_strategic_triggers(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, gpt={"cooldown": "5m"})
+    never = decision(entry={"left": "rsi", "op": "<", "right": 1.0})  # a strategy that waits
+    openai_server.script(Scenario.answer(never), Scenario.answer(never))
+    desk = Desk(openai_server, settings)
+    desk.feed(ev(0, branch=Branch.STRATEGIC), ev(2, branch=Branch.STRATEGIC))
+    assert len(openai_server.chat_requests) == 1
+    cooled = desk.records()[f"ABC@{T0 + 3 * MIN}"]
+    assert cooled.status is DecisionStatus.NO_ACTION and "cooldown 5m" in cooled.note
+    desk.feed(ev(6, branch=Branch.STRATEGIC))  # 6 minutes after the question: ask again
+    assert len(openai_server.chat_requests) == 2

@@ -7,6 +7,7 @@ then restarted until the end. Both must end with identical orders, fills and por
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from connectors.kafka_io import topic_end_offsets
+from connectors.openai_server import LocalOpenAIServer, Scenario
 from connectors.replay import replay
 from connectors.scenario import generate_scenario
 from models.config import Settings
@@ -56,7 +58,31 @@ def run_settings(tmp: Path, market_topic: str | None, partitions: int) -> Settin
         features=FEATURES,
         bars={"interval": "10s"},
         kafka={"partitions": partitions},
+        # each run records its own answers: a restarted run must not ask the endpoint again
+        # for what it had already been told before the kill
+        gpt={"model": "stratflow-local", "cache_dir": str(tmp / "answers"), "cooldown": "1m"},
     )
+
+
+GPT_ANSWER = {
+    "action": "create",
+    "strategy": {
+        "name": "crash-trend",
+        "version": 1,
+        "universe": list(SYMBOLS),
+        "entry": {"left": "sma_fast", "op": ">", "right": "sma_slow"},
+        "exit": {"left": "sma_fast", "op": "crosses_below", "right": "sma_slow"},
+        "position_fraction": 0.1,
+        "stop_loss_pct": 0.02,
+        "take_profit_pct": None,
+        "target_weights": [],
+        "horizon_bars": 90,
+        "rationale": "trend",
+        "confidence": 0.5,
+    },
+    "rationale": "trend",
+    "confidence": 0.5,
+}
 
 
 def decisions_written(bootstrap: str, s: Settings) -> int:
@@ -82,24 +108,45 @@ def snapshot(s: Settings) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("partitions", [1, 3])
+@pytest.mark.parametrize(("partitions", "gpt"), [(1, False), (3, False), (1, True)])
 def test_kill_and_restart_equals_uninterrupted_run(
-    kafka_bootstrap: str, tmp_path: Path, partitions: int
+    kafka_bootstrap: str, tmp_path: Path, partitions: int, gpt: bool
 ) -> None:
-    """With several partitions the desk's merge (models/merge.py) keeps the order canonical."""
+    """With several partitions the desk's merge (models/merge.py) keeps the order canonical;
+    with GPT, questions pending at the kill are asked again and answers already recorded are
+    not paid for twice."""
+    with contextlib.ExitStack() as stack:
+        gpt_env: dict[str, str] = {}
+        server: LocalOpenAIServer | None = None
+        if gpt:
+            server = stack.enter_context(
+                LocalOpenAIServer(api_key="sk-crash", default=Scenario.answer(GPT_ANSWER))
+            )
+            gpt_env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-crash"}
+        _kill_and_restart(kafka_bootstrap, tmp_path, partitions, gpt_env, server)
+
+
+def _kill_and_restart(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    partitions: int,
+    gpt_env: dict[str, str],
+    server: LocalOpenAIServer | None,
+) -> None:
     a = run_settings(tmp_path / "a", None, partitions)
     create_topics(kafka_bootstrap, a)
     ticks = generate_scenario(list(SYMBOLS), START, 3 * 3600, 4.0, seed=5)
     replay(kafka_bootstrap, a.kafka.topics.market, ticks)
 
-    run_flow_subprocess(a, kafka_bootstrap, tmp_path)
+    run_flow_subprocess(a, kafka_bootstrap, tmp_path, env=gpt_env)
+    asked_a = len(server.chat_requests) if server is not None else 0
     total = decisions_written(kafka_bootstrap, a)
     assert total > 50, "the scenario should make plenty of decisions"
 
     b = run_settings(tmp_path / "b", a.kafka.topics.market, partitions)
     create_topics(kafka_bootstrap, b)
     cfg = write_config(b, tmp_path / "b.yaml")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **gpt_env}
     proc = subprocess.Popen(
         flow_command(cfg, kafka_bootstrap),
         cwd=ROOT,
@@ -117,7 +164,14 @@ def test_kill_and_restart_equals_uninterrupted_run(
     partial = decisions_written(kafka_bootstrap, b)
     assert partial < total, "killed too late to test anything"
 
-    run_flow_subprocess(b, kafka_bootstrap, tmp_path)
+    run_flow_subprocess(b, kafka_bootstrap, tmp_path, env=gpt_env)
+    if server is not None:
+        assert asked_a > 5, "the scenario should ask GPT several times"
+        asked_b = len(server.chat_requests) - asked_a
+        # Inline, at most the one question in flight at the kill is asked twice.
+        assert asked_a <= asked_b <= asked_a + 1, (asked_a, asked_b)
+        gpt_rows = query(b, "SELECT count() AS n FROM strategies FINAL")[0]["n"]
+        assert gpt_rows == query(a, "SELECT count() AS n FROM strategies FINAL")[0]["n"] > 0
     # It resumed from its snapshot rather than from the start of the topic: only the epoch in
     # flight at the kill is emitted twice (downstream rows are idempotent by id).
     emitted = decisions_written(kafka_bootstrap, b)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from connectors.bytewax_io import ClickHouseSink
 from connectors.clickhouse_store import ROW_CONVERTERS, table_for
+from connectors.execution_gateway import ExecutionGateway
 from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
 from dataflows.progress import FlowCounters
@@ -34,6 +35,7 @@ from models.config import Settings
 from models.desk import (
     BarEvent,
     DeskOutput,
+    ExchangeCommand,
     TextEvent,
     TradingDesk,
     alert_id,
@@ -49,6 +51,7 @@ from models.messages import (
     Fill,
     GptRequest,
     Order,
+    OrderStatus,
     Severity,
 )
 
@@ -118,37 +121,77 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         resume: bytes | None,
         gateway: GptGateway | None = None,
         inline: bool = True,
+        orders: ExecutionGateway | None = None,
     ):
-        self.desk = TradingDesk.create(settings, gpt=gateway is not None)
+        venue = "exchange" if orders is not None else "sim"
+        self.desk = TradingDesk.create(settings, gpt=gateway is not None, venue=venue)
         self.gateway = gateway
+        self.orders = orders
         self.inline = inline
         self.merge: OrderedMerge[BarEvent | TextEvent] = OrderedMerge(partitions)
         self._unasked: list[GptRequest] = []
+        self._unsent: list[Order] = []
         if resume is not None:
             state, merge = pickle.loads(resume)
             self.desk.restore(state)
             self.merge = OrderedMerge(partitions, merge.marks, merge.pending)
             self._unasked = self.desk.pending_requests()
+            self._unsent = self.desk.unreported_orders()
 
     def _emit(self, outputs: list[DeskOutput], out: list[DeskOutput]) -> None:
         for item in outputs:
-            if not isinstance(item, GptRequest):
-                out.append(item)
-            elif self.gateway is None:  # cannot happen: the desk asks only with a gateway
-                continue
-            elif self.inline:
-                self._emit(self.desk.on_gpt_answer(self.gateway.answer(item)), out)
+            if isinstance(item, GptRequest):
+                if self.gateway is None:  # cannot happen: the desk asks only with a gateway
+                    continue
+                if self.inline:
+                    self._emit(self.desk.on_gpt_answer(self.gateway.answer(item)), out)
+                else:
+                    self.gateway.submit(item)
+            elif isinstance(item, ExchangeCommand):
+                if self.orders is not None:
+                    self.orders.command(item, inline=self.inline)
             else:
-                self.gateway.submit(item)
+                out.append(item)
+                if (
+                    self.orders is not None
+                    and isinstance(item, Order)
+                    and item.status is OrderStatus.PENDING
+                    and item.version == 1
+                ):
+                    self._send(item, out)
+
+    def _send(self, order: Order, out: list[DeskOutput]) -> None:
+        assert self.orders is not None
+        if self.inline:
+            self._emit(self.desk.on_execution(self.orders.execute(order)), out)
+        else:
+            self.orders.submit(order)
+
+    def _busy(self) -> bool:
+        gpt = self.gateway is not None and self.gateway.in_flight > 0
+        return gpt or (self.orders is not None and self.orders.in_flight > 0)
 
     def _answers(self, out: list[DeskOutput]) -> None:
         if self._unasked:
             unasked, self._unasked = self._unasked, []
             self._guarded(lambda: list(unasked), "re-asking pending GPT questions", out)
+        if self._unsent and self.orders is not None:
+            unsent, self._unsent = self._unsent, []
+            for order in unsent:  # found on the exchange by client order id, never duplicated
+                self._guarded(functools.partial(self._resend, order), "re-sending orders", out)
         if self.gateway is not None and not self.inline:
             for answer in self.gateway.ready():
                 what = f"applying GPT answer {answer.request_id}"
                 self._guarded(functools.partial(self.desk.on_gpt_answer, answer), what, out)
+        if self.orders is not None and not self.inline:
+            for report in self.orders.ready():
+                what = f"applying the report of order {report.client_order_id}"
+                self._guarded(functools.partial(self.desk.on_execution, report), what, out)
+
+    def _resend(self, order: Order) -> list[DeskOutput]:
+        out: list[DeskOutput] = []
+        self._send(order, out)
+        return out
 
     def _guarded(
         self,
@@ -195,14 +238,17 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         out: list[DeskOutput] = []
         self._answers(out)
         self._run(self.merge.flush(), out)
-        gateway = self.gateway
-        while gateway is not None and not self.inline and gateway.in_flight:
-            gateway.wait()  # the end of the input: the last answers still count
+        while not self.inline and self._busy():
+            # The end of the input: the last answers and reports still count.
+            if self.gateway is not None:
+                self.gateway.wait()
+            if self.orders is not None:
+                self.orders.wait()
             self._answers(out)
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self.gateway is not None and not self.inline and self.gateway.in_flight:
+        if not self.inline and self._busy():
             return datetime.now(UTC) + ANSWER_POLL
         return None
 
@@ -310,6 +356,7 @@ def build_flow(
     store_sink: Sink[Any] | None = None,
     counters: FlowCounters | None = None,
     gateway: GptGateway | None = None,
+    orders: ExecutionGateway | None = None,
 ) -> Dataflow:
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
@@ -339,7 +386,7 @@ def build_flow(
     desk = op.stateful_batch(
         "desk",
         to_desk,
-        lambda resume: DeskLogic(settings, input_parts, resume, gateway, spec.inline),
+        lambda resume: DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders),
     )
     records = op.merge("records", split.falses, op.key_rm("desk_out", desk))
     if counters is not None:

@@ -209,6 +209,11 @@ class ExecutionConfig(_Section):
     currency: str = "USD"
     fee_bps: Decimal = Field(default=Decimal("10"), ge=0, le=1000)
     slippage_bps: Decimal = Field(default=Decimal("5"), ge=0, le=1000)
+    fallback: Literal["hold", "cancel_open", "flatten", "safe_local"] = Field(
+        default="hold",
+        description="When an order cannot be placed on the exchange (after one retry): keep "
+        "the book, cancel the symbol's open orders, sell its position, or stop its GPT strategy",
+    )
 
 
 class TopicsConfig(_Section):

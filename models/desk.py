@@ -31,6 +31,7 @@ from typing import Any
 
 from models.active_strategy import ActiveStrategy
 from models.config import Settings, parse_duration_ms
+from models.execution import ExecStatus, ExecutionReport
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
     STRICT_SCHEMA_NAME,
@@ -64,6 +65,7 @@ from models.messages import (
     SocialPost,
     StrategyRecord,
     StrategyStatus,
+    TradeIntent,
     gpt_call_id,
     to_ms,
 )
@@ -74,8 +76,26 @@ from models.strategy import DecisionContext, LocalStrategyEngine, StrategyContro
 from models.strategy_compiler import CompiledDecision, to_intent
 from models.strategy_spec import GptDecision
 
+
+@dataclass(frozen=True, slots=True)
+class ExchangeCommand:
+    """Something the desk wants done on the exchange besides placing an order (a fallback)."""
+
+    kind: str  # "cancel_open"
+    symbol: str
+    reason: str
+
+
 DeskOutput = (
-    DecisionRecord | Order | Fill | PositionSnapshot | Alert | GptCall | GptRequest | StrategyRecord
+    DecisionRecord
+    | Order
+    | Fill
+    | PositionSnapshot
+    | Alert
+    | GptCall
+    | GptRequest
+    | StrategyRecord
+    | ExchangeCommand
 )
 
 STRATEGY_CONTROLLER = "strategy"
@@ -144,6 +164,8 @@ PERSISTED = (
     "budget",
     "owners",
     "last_asked",
+    "local_only",
+    "seen_fills",
 )
 
 
@@ -163,6 +185,9 @@ class TradingDesk:
     budget: DailyBudget = field(default_factory=lambda: DailyBudget(Decimal(0)))
     owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision -> strategy
     last_asked: dict[str, int] = field(default_factory=dict)  # symbol -> bar end of last question
+    venue: str = "sim"  # "sim": the simulated exchange fills; "exchange": an executor reports
+    local_only: set[str] = field(default_factory=set)  # symbols the safe_local fallback took
+    seen_fills: dict[str, None] = field(default_factory=dict)  # exchange fills applied (newest)
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -174,8 +199,11 @@ class TradingDesk:
         controller: StrategyController | None = None,
         *,
         gpt: bool = False,
+        venue: str = "sim",
     ) -> TradingDesk:
-        """`gpt`: whether a GPT endpoint answers (the caller knows: key, base URL, replay)."""
+        """`gpt`: whether a GPT endpoint answers (the caller knows: key, base URL, replay);
+        `venue`: "sim" (next-bar fills here) or "exchange" (an executor places the orders and
+        reports back through `on_execution`)."""
         use_gpt = gpt and settings.strategy.controller == "gpt"
         return cls(
             settings=settings,
@@ -187,6 +215,7 @@ class TradingDesk:
             _max_wait_ms=parse_duration_ms(settings.gpt.max_wait),
             _digest_window_ms=parse_duration_ms(settings.gpt.digest_window),
             _cooldown_ms=parse_duration_ms(settings.gpt.cooldown),
+            venue=venue,
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -205,7 +234,8 @@ class TradingDesk:
         bar = event.bar
         sym = bar.symbol
         out: list[DeskOutput] = []
-        out.extend(self._fill_pending(bar))
+        if self.venue == "sim":
+            out.extend(self._fill_pending(bar))
         self.portfolio.mark(sym, bar.close, bar.end_ms)
         self.latest[sym] = event
         try:
@@ -213,7 +243,11 @@ class TradingDesk:
             pending = self.pending.get(sym)
             if pending is not None and bar.end_ms - pending.event.bar.end_ms > self._max_wait_ms:
                 out.extend(self._gpt_timed_out(pending))
-            if event.branch is Branch.STRATEGIC and self.gpt is not None:
+            if (
+                event.branch is Branch.STRATEGIC
+                and self.gpt is not None
+                and sym not in self.local_only
+            ):
                 if owned and self._cooling_down(sym, bar.end_ms):
                     if strategy_orders is not None:
                         out.extend(strategy_orders())
@@ -426,6 +460,8 @@ class TradingDesk:
                 )
                 if self.exchange.place(order):
                     orders.append(order)
+                    if self.venue == "exchange":  # the executor fills it, not the simulator
+                        self.exchange.pending.get(order.symbol, []).remove(order)
         record = DecisionRecord(
             decision_id=decision_id,
             ts_ms=trigger.bar.end_ms,
@@ -864,3 +900,150 @@ class TradingDesk:
         why = Fallback("risk_refused", f"risk gate refused {n + 1} GPT round(s): {failed}")
         out.extend(self._finish_local(pending, ctx, why, version))
         return out
+
+    # ---------------------------------------------------------------- a real exchange
+    def unreported_orders(self) -> list[Order]:
+        """Orders placed with an executor whose report never came (a restart): sent again,
+        the executor finds them on the exchange by client order id instead of duplicating."""
+        if self.venue != "exchange":
+            return []
+        return [
+            o
+            for r in self.open_decisions.values()
+            for o in r.orders
+            if o.status is OrderStatus.PENDING
+        ]
+
+    def on_execution(self, report: ExecutionReport) -> list[DeskOutput]:
+        """Apply what the exchange did with one order: its fills move the book, the order and
+        the decision get a new version; a failed order raises a critical alert and applies
+        the configured fallback, written into the decision log."""
+        out: list[DeskOutput] = []
+        record = self.open_decisions.get(report.decision_id)
+        order = next(
+            (
+                o
+                for o in (record.orders if record else [])
+                if o.client_order_id == report.client_order_id
+            ),
+            None,
+        )
+        applied: list[Fill] = []
+        for fill in report.fills:
+            if fill.fill_id in self.seen_fills:
+                continue  # the same report again (a restart re-asked the exchange)
+            owner = self.owners.get(fill.decision_id)
+            avg_before = self.portfolio.position(fill.symbol).avg_cost
+            try:
+                self.portfolio.apply_fill(fill)
+            except ValueError as err:  # the exchange sold more than the book holds
+                out.append(
+                    Alert(
+                        alert_id=alert_id("ledger", fill.fill_id),
+                        ts_ms=fill.ts_ms,
+                        severity=Severity.CRITICAL,
+                        source="executor",
+                        message=f"fill {fill.fill_id} does not fit the book: {err}; "
+                        "reconcile with the exchange",
+                        context={"symbol": fill.symbol, "decision_id": fill.decision_id},
+                    )
+                )
+                continue
+            if owner is not None:
+                owner.on_fill(fill, avg_before)
+            self.seen_fills[fill.fill_id] = None
+            if len(self.seen_fills) > 100_000:
+                del self.seen_fills[next(iter(self.seen_fills))]
+            applied.append(fill)
+            out.append(fill)
+        if report.status is ExecStatus.OPEN and not applied:
+            return out  # accepted, nothing filled yet: the order stays pending
+        status = {
+            ExecStatus.FILLED: OrderStatus.FILLED,
+            ExecStatus.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+            ExecStatus.OPEN: OrderStatus.PENDING,
+        }.get(report.status, OrderStatus.REJECTED)
+        fallback = self.settings.execution.fallback if report.failed else ""
+        if order is not None and record is not None:
+            updated = with_status(order, status, report.ts_ms, report.error[:500])
+            if updated.status is OrderStatus.PENDING:
+                updated = updated.model_copy(update={"version": order.version + 1})
+            out.append(updated)
+            orders = [
+                updated if o.client_order_id == order.client_order_id else o for o in record.orders
+            ]
+            note = record.note
+            if report.failed:
+                note = (
+                    f"{note}; order {order.client_order_id} {report.status.value} after "
+                    f"{report.attempts} attempt(s): {report.error}; fallback: {fallback}"
+                )[:2000]
+            record = record.model_copy(
+                update={
+                    "orders": orders,
+                    "fills": record.fills + applied,
+                    "version": record.version + 1,
+                    "note": note,
+                }
+            )
+            out.append(record)
+            if all(o.status is not OrderStatus.PENDING for o in orders):
+                del self.open_decisions[record.decision_id]
+                self.owners.pop(record.decision_id, None)
+            else:
+                self.open_decisions[record.decision_id] = record
+        if report.failed:
+            out.append(
+                Alert(
+                    alert_id=alert_id("order-failed", report.client_order_id),
+                    ts_ms=report.ts_ms,
+                    severity=Severity.CRITICAL,
+                    source="executor",
+                    message=(
+                        f"order {report.client_order_id} ({report.side.value} {report.quantity} "
+                        f"{report.symbol}) {report.status.value}: {report.error}; "
+                        f"fallback: {fallback}"
+                    ),
+                    context={"decision_id": report.decision_id, "symbol": report.symbol},
+                )
+            )
+            out.extend(self._exchange_fallback(report, fallback))
+        return out
+
+    def _exchange_fallback(self, report: ExecutionReport, action: str) -> list[DeskOutput]:
+        sym = report.symbol
+        if action == "cancel_open":
+            return [ExchangeCommand("cancel_open", sym, f"order {report.client_order_id} failed")]
+        if action == "safe_local":
+            self.local_only.add(sym)
+            active = self.strategies.get(sym)
+            if active is not None:
+                return self._end_strategy(active, StrategyStatus.RETIRED, report.ts_ms)
+            return []
+        if action != "flatten" or report.decision_id.endswith("/flatten"):
+            return []  # hold; and a failed flatten is not flattened again (no loop)
+        position = self.portfolio.quantity(sym)
+        now = self.latest.get(sym)
+        if position <= 0 or now is None:
+            return []
+        decision_id = f"{report.decision_id}/flatten"
+        proposal = Proposal(
+            controller="fallback",
+            strategy="flatten",
+            intents=[
+                TradeIntent(
+                    symbol=sym,
+                    side=Side.SELL,
+                    quantity=position,
+                    reason=f"fallback after failed order {report.client_order_id}",
+                )
+            ],
+            rationale=f"order {report.client_order_id} could not be placed: flatten {sym}",
+            confidence=1.0,
+        )
+        nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
+        rounds = [AdjustRound(round=0, proposal=proposal, verdict=nothing)]
+        note = f"fallback flatten after order {report.client_order_id} failed"
+        return self._finalize(
+            now, decision_id, rounds, DecisionStatus.EXECUTED, proposal, note, report.ts_ms
+        )

@@ -262,6 +262,7 @@ class RiskVerdict(BaseModel):
 class OrderStatus(StrEnum):
     PENDING = "pending"
     FILLED = "filled"
+    PARTIALLY_FILLED = "partially_filled"  # the exchange filled part and closed the rest
     REJECTED = "rejected"
     EXPIRED = "expired"
 

@@ -1,0 +1,96 @@
+"""The order gateway: the desk's orders to a `CcxtExecutor`, its reports back to the desk.
+
+Like the GPT gateway: `execute` answers inline (a paper backtest on the emulator, where the
+result must not depend on thread timing), `submit` + `ready` hand orders to a worker so the flow
+never waits for an exchange. One worker only: a ccxt client is not thread-safe, and orders of
+one desk must reach the exchange in the order the desk placed them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final
+
+from connectors.ccxt_executor import CcxtExecutor
+from models.desk import ExchangeCommand
+from models.execution import ExecStatus, ExecutionReport
+from models.messages import Order
+
+__all__ = ["ExecutionGateway"]
+
+_LOG: Final = logging.getLogger(__name__)
+
+
+class ExecutionGateway:
+    def __init__(self, executor: CcxtExecutor) -> None:
+        self.executor = executor
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders")
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, Future[ExecutionReport]] = {}
+        self._done: list[ExecutionReport] = []
+
+    def execute(self, order: Order) -> ExecutionReport:
+        """Place one order, blocking; a bug becomes a failed report, never an exception."""
+        try:
+            return self.executor.execute(order)
+        except Exception as err:
+            _LOG.exception("executing %s failed", order.client_order_id)
+            return ExecutionReport(
+                client_order_id=order.client_order_id,
+                decision_id=order.decision_id,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                status=ExecStatus.FAILED,
+                attempts=0,
+                error=f"executor error: {type(err).__name__}: {err}"[:500],
+                ts_ms=order.updated_ms,
+            )
+
+    def submit(self, order: Order) -> None:
+        with self._lock:
+            if order.client_order_id in self._in_flight:
+                return
+            future = self._pool.submit(self.execute, order)
+            self._in_flight[order.client_order_id] = future
+        future.add_done_callback(lambda f: self._collect(order.client_order_id, f))
+
+    def _collect(self, client_order_id: str, future: Future[ExecutionReport]) -> None:
+        with self._lock:
+            self._in_flight.pop(client_order_id, None)
+            self._done.append(future.result())
+
+    def ready(self) -> list[ExecutionReport]:
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def command(self, cmd: ExchangeCommand, *, inline: bool) -> None:
+        """Carry out a fallback command (in order with the orders when not inline)."""
+        if cmd.kind != "cancel_open":
+            _LOG.error("unknown exchange command %r", cmd.kind)
+            return
+        if inline:
+            self._cancel(cmd)
+        else:
+            self._pool.submit(self._cancel, cmd)
+
+    def _cancel(self, cmd: ExchangeCommand) -> None:
+        done = self.executor.cancel_open(cmd.symbol)
+        _LOG.warning("cancelled %d open order(s) of %s: %s", len(done), cmd.symbol, cmd.reason)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        with self._lock:
+            futures = list(self._in_flight.values())
+        for f in futures:
+            f.exception(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

@@ -475,6 +475,11 @@ def schemas(
     guarded(go)
 
 
+from api.exchange_cmd import exchange  # noqa: E402
+
+app.command("exchange")(exchange)
+
+
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 

@@ -8,7 +8,10 @@ For each order (`execute`):
 3. otherwise, if the error can go away (network, timeout, 5xx, 429 after its Retry-After),
    retry once with the same client order id, and reconcile again if that fails too;
 4. otherwise the report says `rejected` (the exchange refused) or `failed` (unknown), with the
-   error, and the desk raises an alert and applies its fallback action.
+   error, and the desk raises an alert and applies its fallback action. Before it reports a
+   failure after an error that may have placed the order, it asks the exchange until it
+   knows (`unknown` when it cannot: the desk looks again later), so the book never silently
+   disagrees with the exchange.
 The exchange enforces unique client order ids, so even a retry racing a lost first attempt
 cannot make a second order. The decision rules are `models.execution.next_step`.
 
@@ -19,16 +22,16 @@ exchange's own figure for any price or amount of up to 15 significant digits.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
 import ccxt
 
-from models.execution import ErrorKind, ExecStatus, ExecutionReport, next_step
+from models.execution import ErrorKind, ExchangeState, ExecStatus, ExecutionReport, next_step
 from models.messages import Fill, Order, Side
 
 __all__ = ["CcxtExecutor", "ExchangeState", "classify", "to_decimal"]
@@ -36,6 +39,7 @@ __all__ = ["CcxtExecutor", "ExchangeState", "classify", "to_decimal"]
 _LOG: Final = logging.getLogger(__name__)
 _ZERO: Final = Decimal(0)
 MAX_RETRY_AFTER_S: Final = 10.0  # a Retry-After beyond this is not waited for: give up instead
+SETTLE_LOOKUPS: Final = 8  # lookups (with backoff) that decide whether a failed order exists
 
 _PERMANENT: Final = (
     ccxt.InsufficientFunds,
@@ -49,14 +53,13 @@ _PERMANENT: Final = (
 
 
 def classify(err: Exception) -> ErrorKind:
-    """Transient errors may go away (and may have happened); permanent ones will repeat."""
-    if isinstance(err, ccxt.DuplicateOrderId):
+    """Permanent errors will repeat; everything else may go away and may even have happened
+    (a retry is safe whatever it was: it carries the same client order id, which the exchange
+    refuses twice). Binance reports a duplicate client order id as a plain order rejection,
+    recognised by its message."""
+    if isinstance(err, ccxt.DuplicateOrderId) or "duplicate order" in str(err).lower():
         return ErrorKind.DUPLICATE
-    if isinstance(err, ccxt.NetworkError):  # timeouts, 5xx, rate limits, DDoS protection
-        return ErrorKind.TRANSIENT
     if isinstance(err, _PERMANENT):
-        return ErrorKind.PERMANENT
-    if isinstance(err, ccxt.ExchangeError):
         return ErrorKind.PERMANENT
     return ErrorKind.TRANSIENT
 
@@ -75,15 +78,6 @@ def to_decimal(value: Any) -> Decimal | None:
 def _error_text(err: Exception) -> str:
     text = f"{type(err).__name__}: {err}"
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeState:
-    """What the exchange says we own and have open: the truth a restarted desk starts from."""
-
-    balances: dict[str, Decimal]  # asset -> total (free + locked)
-    free: dict[str, Decimal]
-    open_orders: list[dict[str, Any]] = field(default_factory=list)
 
 
 class CcxtExecutor:
@@ -105,17 +99,23 @@ class CcxtExecutor:
 
     def execute(self, order: Order) -> ExecutionReport:
         """Place one market order; never raises for what the exchange does."""
+        # ccxt sets the thread's decimal context to ROUND_HALF_UP while it formats amounts;
+        # the book's accounting on this thread must keep its own rounding.
+        with decimal.localcontext():
+            return self._execute(order)
+
+    def _execute(self, order: Order) -> ExecutionReport:
         attempts = 0
-        last: Exception | None = None
+        maybe_placed = False  # a transient error: the request may have reached the exchange
         while True:
             attempts += 1
             try:
                 placed = self._create(order)
             except Exception as err:  # every ccxt error is an outcome here, not a crash
-                last = err
                 kind = classify(err)
+                wait = self._retry_after(err)  # before the lookup replaces the headers
                 found = self._lookup(order)
-                step = next_step(kind, attempts, found is not None)
+                step = next_step(kind, attempts, isinstance(found, dict))
                 _LOG.warning(
                     "order %s attempt %d: %s -> %s",
                     order.client_order_id,
@@ -123,26 +123,46 @@ class CcxtExecutor:
                     _error_text(err),
                     step,
                 )
-                if step == "adopt" and found is not None:
+                if isinstance(found, dict):
                     return self._report(order, found, attempts, reconciled=True)
-                if step == "retry":
-                    if not self._wait_retry_after(err):
-                        step = "give_up"
-                    else:
-                        continue
-                status = ExecStatus.REJECTED if kind is ErrorKind.PERMANENT else ExecStatus.FAILED
-                return ExecutionReport(
-                    client_order_id=order.client_order_id,
-                    decision_id=order.decision_id,
-                    symbol=order.symbol,
-                    side=order.side,
-                    quantity=order.quantity,
-                    status=status,
-                    attempts=attempts,
-                    error=_error_text(last),
-                    ts_ms=self._clock_ms(),
-                )
+                maybe_placed = maybe_placed or kind is not ErrorKind.PERMANENT
+                if step == "retry" and wait <= MAX_RETRY_AFTER_S:
+                    self._sleep(wait)
+                    continue
+                if maybe_placed:
+                    return self._settle(order, attempts, err)
+                return self._failure(order, ExecStatus.REJECTED, attempts, _error_text(err))
             return self._report(order, placed, attempts, reconciled=False)
+
+    def _failure(
+        self, order: Order, status: ExecStatus, attempts: int, error: str
+    ) -> ExecutionReport:
+        return ExecutionReport(
+            client_order_id=order.client_order_id,
+            decision_id=order.decision_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            status=status,
+            attempts=attempts,
+            error=error[:500],
+            ts_ms=self._clock_ms(),
+        )
+
+    def _settle(self, order: Order, attempts: int, err: Exception) -> ExecutionReport:
+        """Giving up after an error that may have placed the order: ask the exchange until it
+        says for sure whether the order exists (found: adopted; absent: failed), so the book
+        never disagrees with the exchange; if it cannot tell, the order's state is unknown and
+        it is looked up again later (`ExecStatus.UNKNOWN`)."""
+        for n in range(SETTLE_LOOKUPS):
+            found = self._lookup(order)
+            if isinstance(found, dict):
+                return self._report(order, found, attempts, reconciled=True)
+            if found == "absent":
+                return self._failure(order, ExecStatus.FAILED, attempts, _error_text(err))
+            self._sleep(min(2.0, 0.1 * 2**n))
+        error = f"{_error_text(err)}; state unknown after {SETTLE_LOOKUPS} lookups"
+        return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
 
     def _create(self, order: Order) -> dict[str, Any]:
         return dict(
@@ -156,46 +176,52 @@ class CcxtExecutor:
             )
         )
 
-    def _lookup(self, order: Order) -> dict[str, Any] | None:
-        """The order as the exchange knows it by our client order id, or None. A lookup that
-        fails (the exchange is down) counts as not found: the retry that follows carries the
-        same id, so the exchange itself refuses a duplicate."""
+    def _lookup(self, order: Order) -> dict[str, Any] | str:
+        """The order as the exchange knows it by our client order id; "absent" when the
+        exchange says it has none, "unknown" when the lookup itself failed."""
         try:
             found = self.exchange.fetch_order(
                 None, order.symbol, {"origClientOrderId": order.client_order_id}
             )
         except ccxt.OrderNotFound:
-            return None
+            return "absent"
         except Exception as err:
-            _LOG.warning("reconcile of %s failed: %s", order.client_order_id, _error_text(err))
-            return None
-        return dict(found) if found else None
+            _LOG.warning("lookup of %s failed: %s", order.client_order_id, _error_text(err))
+            return "unknown"
+        return dict(found) if found else "absent"
 
-    def _wait_retry_after(self, err: Exception) -> bool:
-        """Honour a rate limit's Retry-After before the one retry; False when it is too long."""
+    def _retry_after(self, err: Exception) -> float:
+        """Seconds to wait before the one retry: a rate limit's Retry-After (1 s if absent),
+        otherwise none."""
         if not isinstance(err, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
-            return True
+            return 0.0
         headers = getattr(self.exchange, "last_response_headers", None) or {}
         raw = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
         try:
-            wait = float(raw) if raw is not None else 1.0
+            return max(0.0, float(raw)) if raw is not None else 1.0
         except ValueError:
-            wait = 1.0
-        if wait > MAX_RETRY_AFTER_S:
-            return False
-        self._sleep(max(0.0, wait))
-        return True
+            return 1.0
 
     def _report(
         self, order: Order, placed: Mapping[str, Any], attempts: int, *, reconciled: bool
     ) -> ExecutionReport:
         trades = list(placed.get("trades") or [])
-        if not trades and (to_decimal(placed.get("filled")) or _ZERO) > 0:
-            trades = self._trades_of(order, str(placed.get("id")))
+        reported = to_decimal(placed.get("filled")) or _ZERO
         fills = [self._fill(order, t, n) for n, t in enumerate(trades)]
         filled = sum((f.quantity for f in fills), _ZERO)
-        if not fills:
-            filled = to_decimal(placed.get("filled")) or _ZERO
+        if filled < reported:  # the order says more was filled than its trades show: fetch them
+            for n in range(SETTLE_LOOKUPS):
+                got = self._trades_of(order, str(placed.get("id")))
+                if got is not None:
+                    fills = [self._fill(order, t, k) for k, t in enumerate(got)]
+                    filled = sum((f.quantity for f in fills), _ZERO)
+                    if filled >= reported:
+                        break
+                self._sleep(min(2.0, 0.1 * 2**n))
+            if filled < reported:
+                # Without every fill (and its fee) the book would drift from the exchange.
+                error = f"order filled {reported}, but its trades show {filled}"
+                return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
         status_text = str(placed.get("status") or "")
         if filled >= order.quantity:
             status = ExecStatus.FILLED
@@ -222,14 +248,15 @@ class CcxtExecutor:
             ts_ms=int(placed.get("timestamp") or self._clock_ms()),
         )
 
-    def _trades_of(self, order: Order, exchange_id: str) -> list[dict[str, Any]]:
+    def _trades_of(self, order: Order, exchange_id: str) -> list[dict[str, Any]] | None:
+        """The order's trades, or None when the exchange could not be asked."""
         try:
             trades = self.exchange.fetch_my_trades(
                 order.symbol, None, None, {"orderId": exchange_id}
             )
         except Exception as err:
             _LOG.warning("trades of %s unavailable: %s", order.client_order_id, _error_text(err))
-            return []
+            return None
         return [dict(t) for t in trades if str(t.get("order")) == exchange_id]
 
     def _fill(self, order: Order, trade: Mapping[str, Any], n: int) -> Fill:
@@ -252,6 +279,10 @@ class CcxtExecutor:
 
     def cancel_open(self, symbol: str) -> list[str]:
         """Cancel every open order of `symbol`; returns the ids cancelled (errors logged)."""
+        with decimal.localcontext():
+            return self._cancel_open(symbol)
+
+    def _cancel_open(self, symbol: str) -> list[str]:
         done: list[str] = []
         try:
             orders = self.exchange.fetch_open_orders(symbol)
@@ -269,6 +300,10 @@ class CcxtExecutor:
     def state(self, symbols: Iterable[str]) -> ExchangeState:
         """Balances and open orders, for the reconciliation at start (raises on failure: a
         desk must not start trading on a book it could not check)."""
+        with decimal.localcontext():
+            return self._state(symbols)
+
+    def _state(self, symbols: Iterable[str]) -> ExchangeState:
         balance = self.exchange.fetch_balance()
         totals = {
             a: to_decimal(v) or _ZERO

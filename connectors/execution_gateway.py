@@ -32,7 +32,8 @@ class ExecutionGateway:
         self._done: list[ExecutionReport] = []
 
     def execute(self, order: Order) -> ExecutionReport:
-        """Place one order, blocking; a bug becomes a failed report, never an exception."""
+        """Place one order, blocking; a bug becomes an `unknown` report (the order may be on
+        the exchange: it is looked up again), never an exception."""
         try:
             return self.executor.execute(order)
         except Exception as err:
@@ -43,7 +44,7 @@ class ExecutionGateway:
                 symbol=order.symbol,
                 side=order.side,
                 quantity=order.quantity,
-                status=ExecStatus.FAILED,
+                status=ExecStatus.UNKNOWN,
                 attempts=0,
                 error=f"executor error: {type(err).__name__}: {err}"[:500],
                 ts_ms=order.updated_ms,

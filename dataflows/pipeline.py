@@ -41,6 +41,7 @@ from models.desk import (
     alert_id,
     desk_error_alert,
 )
+from models.execution import ExecStatus, ExecutionReport
 from models.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.merge import OrderedMerge, PartitionMark
 from models.messages import (
@@ -137,6 +138,13 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             self.merge = OrderedMerge(partitions, merge.marks, merge.pending)
             self._unasked = self.desk.pending_requests()
             self._unsent = self.desk.unreported_orders()
+        self._startup: list[DeskOutput] = []
+        if orders is not None:
+            # Never trade on a book that was not checked against the exchange (raises when
+            # the exchange cannot be asked; the run stops before its first order).
+            pairs = [s for s in settings.symbols if "/" in s]
+            state = orders.executor.state(pairs)
+            self._startup = self.desk.on_exchange_state(state, int(time.time() * 1000))
 
     def _emit(self, outputs: list[DeskOutput], out: list[DeskOutput]) -> None:
         for item in outputs:
@@ -163,15 +171,27 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
     def _send(self, order: Order, out: list[DeskOutput]) -> None:
         assert self.orders is not None
         if self.inline:
-            self._emit(self.desk.on_execution(self.orders.execute(order)), out)
+            self._report(self.orders.execute(order), out)
         else:
             self.orders.submit(order)
+
+    def _report(self, report: ExecutionReport, out: list[DeskOutput]) -> None:
+        if report.status is ExecStatus.UNKNOWN:  # ask the exchange again with the next batch
+            self._unsent.extend(
+                o
+                for o in self.desk.unreported_orders()
+                if o.client_order_id == report.client_order_id
+            )
+        self._emit(self.desk.on_execution(report), out)
 
     def _busy(self) -> bool:
         gpt = self.gateway is not None and self.gateway.in_flight > 0
         return gpt or (self.orders is not None and self.orders.in_flight > 0)
 
     def _answers(self, out: list[DeskOutput]) -> None:
+        if self._startup:
+            out.extend(self._startup)
+            self._startup = []
         if self._unasked:
             unasked, self._unasked = self._unasked, []
             self._guarded(lambda: list(unasked), "re-asking pending GPT questions", out)
@@ -186,7 +206,12 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         if self.orders is not None and not self.inline:
             for report in self.orders.ready():
                 what = f"applying the report of order {report.client_order_id}"
-                self._guarded(functools.partial(self.desk.on_execution, report), what, out)
+                self._guarded(functools.partial(self._reported, report), what, out)
+
+    def _reported(self, report: ExecutionReport) -> list[DeskOutput]:
+        out: list[DeskOutput] = []
+        self._report(report, out)
+        return out
 
     def _resend(self, order: Order) -> list[DeskOutput]:
         out: list[DeskOutput] = []

@@ -31,7 +31,7 @@ from typing import Any
 
 from models.active_strategy import ActiveStrategy
 from models.config import Settings, parse_duration_ms
-from models.execution import ExecStatus, ExecutionReport
+from models.execution import ExchangeState, ExecStatus, ExecutionReport
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
     STRICT_SCHEMA_NAME,
@@ -919,6 +919,20 @@ class TradingDesk:
         the decision get a new version; a failed order raises a critical alert and applies
         the configured fallback, written into the decision log."""
         out: list[DeskOutput] = []
+        if report.status is ExecStatus.UNKNOWN:
+            # Neither placed nor refused for sure: the order stays pending and is looked up
+            # again (`unreported_orders`); nothing moves until the exchange says.
+            return [
+                Alert(
+                    alert_id=alert_id("order-unknown", report.client_order_id),
+                    ts_ms=report.ts_ms,
+                    severity=Severity.CRITICAL,
+                    source="executor",
+                    message=f"order {report.client_order_id} state unknown: {report.error}; "
+                    "it is looked up again",
+                    context={"decision_id": report.decision_id, "symbol": report.symbol},
+                )
+            ]
         record = self.open_decisions.get(report.decision_id)
         order = next(
             (
@@ -1047,3 +1061,55 @@ class TradingDesk:
         return self._finalize(
             now, decision_id, rounds, DecisionStatus.EXECUTED, proposal, note, report.ts_ms
         )
+
+    def on_exchange_state(self, state: ExchangeState, ts_ms: int) -> list[DeskOutput]:
+        """Start-up reconciliation: the exchange's balances become the book (cash in the
+        account currency, the base asset of every configured BASE/QUOTE symbol), every
+        difference is a warning, and open orders the desk does not know are reported."""
+        out: list[DeskOutput] = []
+        currency = self.settings.execution.currency
+        diffs: list[str] = []
+        cash = state.balances.get(currency)
+        if cash is not None and cash != self.portfolio.cash:
+            diffs.append(f"cash {self.portfolio.cash} -> {cash} {currency}")
+            self.portfolio.cash = cash
+        for sym in sorted(self.settings.symbols):
+            base, _, quote = sym.partition("/")
+            if not quote:
+                continue  # not an exchange pair: nothing to compare
+            held = state.balances.get(base, Decimal(0))
+            mine = self.portfolio.quantity(sym)
+            if held != mine:
+                diffs.append(f"{sym} {mine} -> {held}")
+                avg = self.portfolio.position(sym).avg_cost if mine > 0 else Decimal(0)
+                self.portfolio.adopt(sym, held, avg or self.portfolio.marks.get(sym, Decimal(0)))
+        known = {o.client_order_id for o in self.unreported_orders()}
+        strangers = [
+            str(o.get("clientOrderId") or o.get("id"))
+            for o in state.open_orders
+            if str(o.get("clientOrderId")) not in known
+        ]
+        if diffs:
+            out.append(
+                Alert(
+                    alert_id=alert_id("reconcile", ts_ms, *diffs),
+                    ts_ms=ts_ms,
+                    severity=Severity.WARNING,
+                    source="executor",
+                    message="book reconciled with the exchange: " + "; ".join(diffs)[:1500],
+                    context={"differences": len(diffs)},
+                )
+            )
+        if strangers:
+            out.append(
+                Alert(
+                    alert_id=alert_id("strange-orders", ts_ms, *strangers),
+                    ts_ms=ts_ms,
+                    severity=Severity.WARNING,
+                    source="executor",
+                    message=f"{len(strangers)} open order(s) on the exchange the desk did not "
+                    f"place: {', '.join(strangers[:10])}",
+                    context={"orders": len(strangers)},
+                )
+            )
+        return out

@@ -12,8 +12,10 @@ the outcome are here, without I/O, so they are unit-tested and shared by every e
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +23,7 @@ from models.messages import Fill, Side
 
 __all__ = [
     "ErrorKind",
+    "ExchangeState",
     "ExecStatus",
     "ExecutionReport",
     "FallbackAction",
@@ -43,6 +46,7 @@ class ExecStatus(StrEnum):
     OPEN = "open"  # accepted, not (fully) filled yet
     REJECTED = "rejected"  # refused by the exchange for a reason a retry cannot change
     FAILED = "failed"  # could not be placed, and not found on the exchange after a retry
+    UNKNOWN = "unknown"  # the exchange could not tell whether it has the order: ask later
 
 
 class ErrorKind(StrEnum):
@@ -87,3 +91,12 @@ def next_step(kind: ErrorKind, attempts: int, found: bool) -> str:
     if kind in (ErrorKind.PERMANENT, ErrorKind.DUPLICATE) or attempts >= 2:
         return "give_up"
     return "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeState:
+    """What the exchange says we own and have open: the truth a restarted desk starts from."""
+
+    balances: dict[str, Decimal]  # asset -> total (free + locked)
+    free: dict[str, Decimal]
+    open_orders: list[dict[str, Any]] = field(default_factory=list)

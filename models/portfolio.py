@@ -68,6 +68,13 @@ class Portfolio:
         self.fees_paid += fill.fee
         self.marks.setdefault(fill.symbol, fill.price)
 
+    def adopt(self, symbol: str, quantity: Decimal, avg_cost: Decimal) -> None:
+        """Take the exchange's word for a position (start-up reconciliation): the book must
+        trade on what is really held, not on what it remembers."""
+        pos = self.position(symbol)
+        pos.quantity = quantity
+        pos.avg_cost = avg_cost.quantize(COST_QUANTUM) if quantity != 0 else _ZERO
+
     def mark(self, symbol: str, price: Decimal, ts_ms: int) -> None:
         """Record the latest price at event time `ts_ms` (a bar's end).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,12 +10,21 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from connectors.broker import LocalBroker, ensure_topics, wait_for_broker
+from connectors.exchange_emulator import ExchangeEmulator
 from connectors.openai_server import LocalOpenAIServer
 
 # A developer's real key must never reach a test (nor a flow the tests start in a subprocess):
 # tests that want GPT point OPENAI_BASE_URL at the project's local server themselves.
 for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(autouse=True)
+def _own_decimal_context() -> Iterator[None]:
+    """ccxt changes the thread's decimal rounding when it formats amounts; a test must not
+    inherit that from the one before it (expected values here are computed in Decimal)."""
+    with decimal.localcontext():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +57,17 @@ def openai_server() -> Iterator[LocalOpenAIServer]:
     requests); it requires the bearer key `openai_server.api_key`. Starts in milliseconds."""
     with LocalOpenAIServer(api_key="sk-test-9f8e7d6c5b4a") as server:
         yield server
+
+
+@pytest.fixture
+def exchange_emulator() -> Iterator[ExchangeEmulator]:
+    """A fresh Binance-compatible spot exchange on 127.0.0.1 per test: BTC/USDT at 60,000 and
+    ETH/USDT at 3,000 (synthetic maker, 5 levels a side), 100,000 USDT and 2 BTC in the account,
+    fees 10 bps. `exchange_emulator.client()` is the factory of real `ccxt.binance` clients
+    pointed at it (keywords override the config, e.g. `secret="wrong"`, `timeout_ms=300`)."""
+    with ExchangeEmulator(
+        ["BTC/USDT", "ETH/USDT"],
+        prices={"BTC/USDT": "60000", "ETH/USDT": "3000"},
+        balances={"USDT": "100000", "BTC": "2"},
+    ) as emulator:
+        yield emulator

@@ -1,0 +1,1430 @@
+"""A Binance-compatible spot exchange on 127.0.0.1 that an unmodified `ccxt.binance` talks to.
+
+The order executor must be tested through the real ccxt client (its request signing, its
+parsing, its mapping of exchange errors to exception classes are part of what we rely on), yet
+the tests must not need a network, an account or money, and must be able to make the exchange
+misbehave on purpose. This server speaks the Binance spot REST endpoints ccxt uses, checks the
+request signing as Binance does (`X-MBX-APIKEY`, HMAC-SHA256 `signature`, `timestamp` within
+`recvWindow`) and answers with Binance-shaped JSON and error bodies, with the HTTP statuses
+Binance uses, so ccxt raises the same exception classes it would against the real exchange.
+
+Behind it is `models.matching.MatchingEngine` (one lock around it: the HTTP server is
+threaded), fed by `set_price` (replayed or generated prices move a synthetic market maker).
+Faults are scripted per endpoint (`script("POST /api/v3/order", Fault.lost_response())`) or
+drawn at random with a seed (`chaos(seed=7, probability=0.1)`): 5xx, a response held past the
+client's timeout, 429 with Retry-After, insufficient funds, a dropped connection, and an order
+that is placed although its response is lost. Every request is recorded.
+
+Point a client at it with `emulator.client()` or `ccxt.binance(ccxt_config(...))`: every URL
+of the client is rewritten to this server, so nothing a test does can reach binance.com.
+`stratflow exchange` runs one by hand.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import hashlib
+import hmac
+import html
+import json
+import math
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+from models.matching import (
+    Bar,
+    EngineConfig,
+    EngineError,
+    MarketSpec,
+    MatchingEngine,
+    MyTrade,
+    Order,
+    OrderSide,
+    OrderType,
+    TimeInForce,
+    Trade,
+)
+
+__all__ = [
+    "ENDPOINTS",
+    "Chaos",
+    "ExchangeEmulator",
+    "ExchangeEmulatorError",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "ccxt_config",
+    "emulator_urls",
+    "market_for",
+]
+
+HOST: Final = "127.0.0.1"
+Q8: Final = Decimal("1e-8")
+MAX_RECV_WINDOW_MS: Final = 60_000
+DEFAULT_RECV_WINDOW_MS: Final = 5_000
+CLIENT_ID_RE: Final = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+INTERVALS_MS: Final = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+}
+WEEK_OFFSET_MS: Final = 4 * 86_400_000  # 1970-01-01 was a Thursday; Binance weeks open Monday
+
+# Well-known prices, so `stratflow exchange` and tests start near a believable market.
+DEFAULT_PRICES: Final = {"BTC": "60000", "ETH": "3000", "BNB": "600", "SOL": "150"}
+MAKER_LEVEL_NOTIONAL: Final = Decimal(20_000)
+
+
+class ExchangeEmulatorError(RuntimeError):
+    """A server problem phrased as one line the user can act on (no traceback needed)."""
+
+
+class Security(StrEnum):
+    NONE = "NONE"
+    API_KEY = "API_KEY"
+    """The key header is required, no signature (Binance's MARKET_DATA, e.g. historicalTrades)."""
+    SIGNED = "SIGNED"
+
+
+# "METHOD /path" -> (security, handler name). The keys are what `script()` accepts.
+ENDPOINTS: Final[dict[str, tuple[Security, str]]] = {
+    "GET /api/v3/ping": (Security.NONE, "_ping"),
+    "GET /api/v3/time": (Security.NONE, "_time"),
+    "GET /api/v3/exchangeInfo": (Security.NONE, "_exchange_info"),
+    "GET /api/v3/depth": (Security.NONE, "_depth"),
+    "GET /api/v3/trades": (Security.NONE, "_trades"),
+    "GET /api/v3/historicalTrades": (Security.API_KEY, "_historical_trades"),
+    "GET /api/v3/aggTrades": (Security.NONE, "_agg_trades"),
+    "GET /api/v3/klines": (Security.NONE, "_klines"),
+    "GET /api/v3/uiKlines": (Security.NONE, "_klines"),
+    "GET /api/v3/avgPrice": (Security.NONE, "_avg_price"),
+    "GET /api/v3/ticker/24hr": (Security.NONE, "_ticker_24hr"),
+    "GET /api/v3/ticker/price": (Security.NONE, "_ticker_price"),
+    "GET /api/v3/ticker/bookTicker": (Security.NONE, "_book_ticker"),
+    "GET /api/v3/account": (Security.SIGNED, "_account"),
+    "POST /api/v3/order": (Security.SIGNED, "_new_order"),
+    "GET /api/v3/order": (Security.SIGNED, "_query_order"),
+    "DELETE /api/v3/order": (Security.SIGNED, "_cancel_order"),
+    "GET /api/v3/openOrders": (Security.SIGNED, "_open_orders"),
+    "DELETE /api/v3/openOrders": (Security.SIGNED, "_cancel_open_orders"),
+    "GET /api/v3/allOrders": (Security.SIGNED, "_all_orders"),
+    "GET /api/v3/myTrades": (Security.SIGNED, "_my_trades"),
+    "GET /sapi/v1/system/status": (Security.NONE, "_system_status"),
+}
+ANY_ENDPOINT: Final = "*"
+REQUEST_LOG_LIMIT: Final = 100_000  # a hand-run emulator polled for days stays bounded
+
+
+# ---------------------------------------------------------------------------------- faults
+
+
+class FaultKind(StrEnum):
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    DROP = "drop"
+    LOST_RESPONSE = "lost_response"
+
+
+SERVER_ERROR_MESSAGES: Final = {
+    -1000: "An unknown error occurred while processing the request.",
+    -1001: "Internal error; unable to process your request. Please try your request again.",
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What the server does to one request instead of (or after) answering it normally. Build
+    it with the class methods; the ccxt exception each one produces is in the spec."""
+
+    kind: FaultKind
+    status: int = 0
+    delay_s: float = 0.0
+    retry_after_s: int = 0
+    code: int | None = None
+
+    @classmethod
+    def server_error(cls, status: int = 503, code: int | None = None) -> Fault:
+        """HTTP 5xx, not executed. Without `code` the body is an HTML error page (what a
+        gateway in front of Binance sends); with one of -1000/-1001/-1008 it is Binance's JSON
+        error with that code."""
+        if not 500 <= status <= 599:
+            raise ValueError(f"server_error needs a 5xx status, got {status}")
+        if code is not None and code not in SERVER_ERROR_MESSAGES:
+            raise ValueError(f"server_error code must be one of {sorted(SERVER_ERROR_MESSAGES)}")
+        return cls(FaultKind.SERVER_ERROR, status=status, code=code)
+
+    @classmethod
+    def timeout(cls, delay_s: float = 2.0) -> Fault:
+        """Hold the request `delay_s` seconds, then close the connection unanswered; the
+        request never reaches the engine. Set the client's timeout below `delay_s`."""
+        if not delay_s > 0:
+            raise ValueError("timeout needs delay_s > 0")
+        return cls(FaultKind.TIMEOUT, delay_s=delay_s)
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: int = 1, status: int = 429) -> Fault:
+        """HTTP 429 (or 418, Binance's IP ban) with `Retry-After` and code -1003; not executed."""
+        if status not in (418, 429):
+            raise ValueError(f"rate_limited status is 429 or 418, got {status}")
+        return cls(FaultKind.RATE_LIMITED, status=status, retry_after_s=max(0, retry_after_s))
+
+    @classmethod
+    def insufficient_funds(cls) -> Fault:
+        """HTTP 400 code -2010 "Account has insufficient balance for requested action.", whatever
+        the balance; not executed."""
+        return cls(FaultKind.INSUFFICIENT_FUNDS, status=400)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection at once without an answer; not executed."""
+        return cls(FaultKind.DROP)
+
+    @classmethod
+    def lost_response(cls, hold_s: float = 0.0) -> Fault:
+        """Execute the request (an order IS placed), then lose the answer: close the connection
+        at once (`hold_s` 0) or after holding it `hold_s` seconds (a client timeout)."""
+        if hold_s < 0:
+            raise ValueError("hold_s must be >= 0")
+        return cls(FaultKind.LOST_RESPONSE, delay_s=hold_s)
+
+
+DEFAULT_CHAOS_FAULTS: Final = (
+    Fault.server_error(503),
+    Fault.rate_limited(0),
+    Fault.drop(),
+    Fault.lost_response(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chaos:
+    """Random faults for soak tests: each request to one of `endpoints` (None: any) gets, with
+    `probability`, a fault drawn from `faults`; the draws come from `random.Random(seed)`, so the
+    same sequence of requests meets the same faults."""
+
+    seed: int
+    probability: float
+    faults: tuple[Fault, ...] = DEFAULT_CHAOS_FAULTS
+    endpoints: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"probability must be within [0, 1], got {self.probability}")
+        if not self.faults:
+            raise ValueError("chaos needs at least one fault")
+        for endpoint in self.endpoints or ():
+            _check_endpoint(endpoint)
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
+        raise ValueError(
+            f"unknown endpoint {endpoint!r}; use '*' or one of: {', '.join(sorted(ENDPOINTS))}"
+        )
+    return endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the server saw it. Header names are lower-case."""
+
+    method: str
+    path: str
+    endpoint: str | None
+    """`METHOD /path` when it is a supported endpoint, else None (answered 404)."""
+    params: dict[str, str]
+    """Query string and form body merged (the signature included)."""
+    headers: dict[str, str]
+    status: int
+    """The HTTP status answered; 0 when nothing was answered (dropped, timed out, lost)."""
+    error_code: int | None
+    """Binance's error code of the answer, if it was one."""
+    fault: FaultKind | None
+    received_at: float = field(default=0.0)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+class _Reply(Exception):
+    """An error answer: HTTP status plus Binance's code and message."""
+
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg
+
+
+def _fmt(value: Decimal) -> str:
+    """Binance prints amounts as strings with 8 decimals."""
+    return f"{value.quantize(Q8):f}"
+
+
+def _mandatory(name: str) -> EngineError:
+    return EngineError(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise _mandatory(name)
+    return value
+
+
+def _decimal(params: Mapping[str, str], name: str) -> Decimal | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or not re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,20})?", raw.strip()):
+        raise EngineError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; "
+            "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+        )
+    return value
+
+
+def _int(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,20}", raw.strip()):
+        raise EngineError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        )
+    return int(raw)
+
+
+def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+    value = _int(params, "limit", default)
+    assert value is not None
+    if value <= 0:
+        raise EngineError(
+            -1100, "Illegal characters found in parameter 'limit'; legal range is '1'."
+        )
+    return min(value, maximum)
+
+
+def _client_id(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name) or None
+    if value is not None and not CLIENT_ID_RE.fullmatch(value):
+        raise EngineError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; "
+            "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+        )
+    return value
+
+
+def _symbols_param(raw: str) -> list[str]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, list) or not doc or not all(isinstance(s, str) for s in doc):
+        raise EngineError(-1100, "Illegal characters found in parameter 'symbols'.")
+    return [str(s) for s in doc]
+
+
+def market_for(pair: str, price: Decimal | None = None, **overrides: Any) -> MarketSpec:
+    """A `MarketSpec` for BASE/QUOTE whose maker levels hold about 20,000 quote units each at
+    `price` (so a market of any price level has comparable depth), unless overridden."""
+    spec = MarketSpec.from_pair(pair)
+    if price is not None and "maker_level_qty" not in overrides:
+        qty = (MAKER_LEVEL_NOTIONAL / price / spec.step_size).to_integral_value() * spec.step_size
+        overrides["maker_level_qty"] = max(qty, spec.min_qty)
+    return MarketSpec.model_validate({**spec.model_dump(), **overrides}) if overrides else spec
+
+
+def default_price(pair: str) -> Decimal:
+    """A believable starting price for a pair (100 for an unknown base asset)."""
+    base = pair.upper().partition("/")[0]
+    return Decimal(DEFAULT_PRICES.get(base, "100"))
+
+
+@functools.cache
+def _binance_api_urls() -> dict[str, str]:
+    import ccxt  # imported here: the server itself does not need ccxt
+
+    urls: dict[str, Any] = ccxt.binance().urls["api"]
+    return {k: v for k, v in urls.items() if isinstance(v, str)}
+
+
+def emulator_urls(base_url: str) -> dict[str, str]:
+    """Every API base URL of `ccxt.binance` (`public`, `private`, `v1`, `sapi`, `fapiPublic`,
+    ...) moved to `base_url`, keeping its path (`/api/v3`, `/sapi/v1`, ...): spot calls reach
+    the emulator, anything else gets its 404 instead of reaching the internet."""
+    base = base_url.rstrip("/")
+    return {k: base + urlsplit(v).path for k, v in _binance_api_urls().items()}
+
+
+def ccxt_config(
+    base_url: str,
+    api_key: str | None,
+    secret: str | None,
+    /,
+    *,
+    timeout_ms: int = 5_000,
+    options: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The config for `ccxt.binance(...)` that points it at an emulator at `base_url`.
+
+    Spot only (`fetchMarkets` types `['spot']`: no futures exchangeInfo calls), no currency list
+    (`fetchCurrencies` needs sapi's capital endpoint, which is not emulated), ccxt's own rate
+    limiter off (nothing to protect locally, and it would slow tests down), and
+    `fetchOpenOrders` without a symbol allowed. `options` and `extra` (any ccxt config key,
+    `apiKey` and `secret` included) override.
+    """
+    return {
+        "apiKey": api_key,
+        "secret": secret,
+        "timeout": timeout_ms,
+        "enableRateLimit": False,
+        "urls": {"api": emulator_urls(base_url)},
+        "options": {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+            **(options or {}),
+        },
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler still holding a timed-out request never blocks exit
+    owner: ExchangeEmulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: one request per connection, so no idle keep-alive thread can outlive stop().
+    protocol_version = "HTTP/1.0"
+    server_version = "stratflow-exchange-emulator/1"
+    timeout = 30  # a client that connects and sends nothing cannot pin a thread forever
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: tests and the CLI report what matters themselves."""
+
+    def do_GET(self) -> None:
+        self.server.owner._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.owner._handle(self, "POST")
+
+    def do_DELETE(self) -> None:
+        self.server.owner._handle(self, "DELETE")
+
+    def do_PUT(self) -> None:
+        self.server.owner._handle(self, "PUT")
+
+    def send_body(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ExchangeEmulator:
+    """A Binance-compatible spot exchange in a background thread on 127.0.0.1.
+
+    `with ExchangeEmulator(["BTC/USDT"], balances={"USDT": 10_000}) as ex:` then
+    `client = ex.client()` (a real `ccxt.binance` pointed at `ex.base_url` with `ex.api_key` /
+    `ex.secret`). Move the market with `ex.set_price("BTC/USDT", 61_000)`; read the exchange's
+    books with `ex.engine` (hold `ex.lock` while reading if requests may be in flight).
+    """
+
+    def __init__(
+        self,
+        markets: Sequence[str | MarketSpec] = ("BTC/USDT", "ETH/USDT"),
+        *,
+        balances: Mapping[str, Decimal | int | str] | None = None,
+        prices: Mapping[str, Decimal | int | str] | None = None,
+        config: EngineConfig | None = None,
+        api_key: str | None = None,
+        secret: str | None = None,
+        port: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        chaos: Chaos | None = None,
+    ) -> None:
+        """`markets`: BASE/QUOTE strings (depth sized by `market_for` at the starting price) or
+        specs. `prices`: starting price per market (BASE/QUOTE or Binance id); markets not
+        given one start at `default_price`. `api_key`/`secret`: generated when None.
+        `clock_ms`: the server's clock (wall clock by default; skew it to test recvWindow)."""
+        given = {k.upper().replace("/", ""): Decimal(str(v)) for k, v in (prices or {}).items()}
+
+        def start_price(pair: str) -> Decimal:
+            return given.get(pair.replace("/", "")) or default_price(pair)
+
+        specs = [
+            m if isinstance(m, MarketSpec) else market_for(m, start_price(m.upper()))
+            for m in markets
+        ]
+        unknown = set(given) - {s.symbol for s in specs}
+        if unknown:
+            raise ValueError(f"prices for markets not listed: {', '.join(sorted(unknown))}")
+        self.engine = MatchingEngine(specs, config)
+        self.lock = threading.RLock()
+        self.api_key = api_key or secrets.token_hex(32)
+        self.secret = secret or secrets.token_hex(32)
+        self._clock = clock_ms or _wall_ms
+        now = self._clock()
+        for spec in specs:
+            self.engine.set_price(spec.symbol, start_price(spec.pair), now)
+        for asset, amount in (balances or {}).items():
+            self.engine.deposit(asset, Decimal(str(amount)))
+        self._requested_port = port or 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._meta = threading.Lock()  # queues, chaos and the request log
+        self._queues: dict[str, collections.deque[Fault]] = {}
+        self._chaos = chaos
+        self._rng = random.Random(chaos.seed if chaos else 0)
+        self._requests: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=REQUEST_LOG_LIMIT
+        )
+        self._weight_minute = 0
+        self._weight = 0
+        self._walker: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise ExchangeEmulatorError("exchange emulator is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT (the API paths /api/v3/... hang below it)."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> ExchangeEmulator:
+        if self._server is not None:
+            return self
+        try:
+            server = _Server((HOST, self._requested_port), _Handler)
+        except OSError as exc:
+            where = f"{HOST}:{self._requested_port}" if self._requested_port else HOST
+            raise ExchangeEmulatorError(f"cannot listen on {where}: {exc.strerror}") from None
+        server.owner = self
+        self._stopping.clear()
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.01},  # how fast stop() returns
+            name=f"exchange-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop serving; held requests are woken and answer nothing; the price walk stops."""
+        server, self._server = self._server, None
+        thread, self._thread = self._thread, None
+        self._stopping.set()
+        walker, self._walker = self._walker, None
+        if walker is not None:
+            walker.join(timeout_s)
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def __enter__(self) -> ExchangeEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None else "stopped"
+        return f"ExchangeEmulator({where}, markets={sorted(self.engine.markets)})"
+
+    # ------------------------------------------------------------------ clients and the market
+
+    def ccxt_config(self, **overrides: Any) -> dict[str, Any]:
+        """`ccxt_config(...)` for this emulator (its URL and keys); keywords override, e.g.
+        `secret="wrong"`, `timeout_ms=300`, `options={...}`."""
+        return ccxt_config(self.base_url, self.api_key, self.secret, **overrides)
+
+    def client(self, **overrides: Any) -> Any:
+        """A real `ccxt.binance` talking to this emulator (keywords as for `ccxt_config`)."""
+        import ccxt
+
+        return ccxt.binance(self.ccxt_config(**overrides))
+
+    def symbol_id(self, name: str) -> str:
+        """BTC/USDT or BTCUSDT -> BTCUSDT (ValueError for a market this exchange lacks)."""
+        key = name.strip().upper().replace("/", "")
+        if key in self.engine.markets:
+            return key
+        raise ValueError(f"no market {name} (markets: {', '.join(self.engine.markets)})")
+
+    def set_price(
+        self,
+        market: str,
+        price: Decimal | int | str,
+        ts_ms: int | None = None,
+        volume: Decimal | int | str = 0,
+    ) -> list[Trade]:
+        """Move a market (BTC/USDT or BTCUSDT) to `price` at `ts_ms` (default: now); see
+        `MatchingEngine.set_price`."""
+        symbol = self.symbol_id(market)
+        with self.lock:
+            return self.engine.set_price(
+                symbol,
+                Decimal(str(price)),
+                self._clock() if ts_ms is None else ts_ms,
+                Decimal(str(volume)),
+            )
+
+    def deposit(self, asset: str, amount: Decimal | int | str) -> None:
+        with self.lock:
+            self.engine.deposit(asset, Decimal(str(amount)))
+
+    def start_price_walk(
+        self, seed: int, *, interval_s: float = 1.0, step_bps: float = 5.0
+    ) -> None:
+        """Generated prices for a hand-run exchange: every `interval_s` each market moves by a
+        seeded random step (standard deviation `step_bps`) and prints a small outside trade."""
+        if self._walker is not None:
+            return
+        rng = random.Random(seed)
+
+        def walk() -> None:
+            while not self._stopping.wait(interval_s):
+                with self.lock:
+                    for symbol, spec in self.engine.markets.items():
+                        mark = self.engine.mark(symbol) or default_price(spec.pair)
+                        factor = Decimal(str(round(math.exp(rng.gauss(0, step_bps / 1e4)), 8)))
+                        ticks = (mark * factor / spec.tick_size).to_integral_value()
+                        price = max(ticks, Decimal(1)) * spec.tick_size
+                        volume = spec.maker_level_qty * Decimal(str(round(rng.random(), 3)))
+                        volume = (volume / spec.step_size).to_integral_value() * spec.step_size
+                        self.engine.set_price(symbol, price, self._clock(), volume)
+
+        self._walker = threading.Thread(target=walk, name="exchange-price-walk", daemon=True)
+        self._walker.start()
+
+    # ------------------------------------------------------------------ scripting
+
+    def script(self, endpoint: str, *faults: Fault) -> None:
+        """Queue faults for an endpoint ("POST /api/v3/order", or "*" for any request); each
+        request to it consumes the next one (the endpoint's own queue before "*")."""
+        _check_endpoint(endpoint)
+        with self._meta:
+            self._queues.setdefault(endpoint, collections.deque()).extend(faults)
+
+    def chaos(
+        self,
+        seed: int,
+        probability: float,
+        *,
+        faults: Sequence[Fault] = DEFAULT_CHAOS_FAULTS,
+        endpoints: Sequence[str] | None = None,
+    ) -> None:
+        """Random faults from now on (see `Chaos`); `calm()` ends them."""
+        chaos = Chaos(
+            seed, probability, tuple(faults), None if endpoints is None else frozenset(endpoints)
+        )
+        with self._meta:
+            self._chaos = chaos
+            self._rng = random.Random(seed)
+
+    def calm(self) -> None:
+        """No more random faults (scripted ones stay queued)."""
+        with self._meta:
+            self._chaos = None
+
+    def reset(self) -> None:
+        """Forget queued faults, chaos and recorded requests (the engine's state stays)."""
+        with self._meta:
+            self._queues.clear()
+            self._chaos = None
+            self._requests.clear()
+
+    def pending(self, endpoint: str | None = None) -> int:
+        """Scripted faults not consumed yet (for one endpoint, or all)."""
+        with self._meta:
+            if endpoint is not None:
+                return len(self._queues.get(_check_endpoint(endpoint), ()))
+            return sum(len(q) for q in self._queues.values())
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Requests received so far (the newest `REQUEST_LOG_LIMIT`), in arrival order (a
+        copy)."""
+        with self._meta:
+            return list(self._requests)
+
+    def _next_fault(self, endpoint: str) -> Fault | None:
+        with self._meta:
+            for key in (endpoint, ANY_ENDPOINT):
+                queue = self._queues.get(key)
+                if queue:
+                    return queue.popleft()
+            chaos = self._chaos
+            if chaos is None or (chaos.endpoints is not None and endpoint not in chaos.endpoints):
+                return None
+            if self._rng.random() >= chaos.probability:
+                return None
+            return self._rng.choice(chaos.faults)
+
+    # ------------------------------------------------------------------ serving
+
+    def _handle(self, h: _Handler, method: str) -> None:
+        received = time.time()
+        split = urlsplit(h.path)
+        path = split.path.rstrip("/") or "/"
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        length = int(headers.get("content-length", "0") or 0)
+        raw_body = h.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
+        query = split.query
+        endpoint = f"{method} {path}"
+        known = endpoint in ENDPOINTS
+        content_type = headers.get("content-type", "application/x-www-form-urlencoded")
+        form = content_type.startswith("application/x-www-form-urlencoded")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if form:  # Binance reads parameters from the query string and a form body only
+            pairs += parse_qsl(raw_body, keep_blank_values=True)
+        params = dict(pairs)
+        fault: Fault | None = None
+
+        def record(status: int, code: int | None) -> None:
+            rec = RecordedRequest(
+                method,
+                path,
+                endpoint if known else None,
+                params,
+                headers,
+                status,
+                code,
+                fault.kind if fault else None,
+                received,
+            )
+            with self._meta:
+                self._requests.append(rec)
+
+        try:
+            if not known:
+                record(404, None)
+                where = html.escape(f"{method} {path}")
+                body = f"<html><body><h1>404 Not Found</h1><p>{where}</p></body></html>"
+                h.send_body(404, body.encode(), "text/html")
+                return
+            fault = self._next_fault(endpoint)
+            if fault is not None and fault.kind is not FaultKind.LOST_RESPONSE:
+                self._answer_fault(h, fault, record)
+                return
+            status, doc, code = self._dispatch(endpoint, params, pairs, headers, query, raw_body)
+            if fault is not None:  # lost response: executed, the answer never arrives
+                record(0, code)  # before holding: a test sees it while the client times out
+                if fault.delay_s > 0:
+                    self._stopping.wait(fault.delay_s)
+                h.drop()
+                return
+            record(status, code)
+            h.send_body(
+                status,
+                json.dumps(doc).encode(),
+                "application/json;charset=UTF-8",
+                {"X-MBX-USED-WEIGHT-1M": str(self._weight_used())},
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout fired): nothing left to answer
+
+    def _weight_used(self) -> int:
+        """Requests in the current wall-clock minute, one weight each (Binance's header)."""
+        minute = int(time.time() // 60)
+        with self._meta:
+            if minute != self._weight_minute:
+                self._weight_minute, self._weight = minute, 0
+            self._weight += 1
+            return self._weight
+
+    def _answer_fault(
+        self, h: _Handler, fault: Fault, record: Callable[[int, int | None], None]
+    ) -> None:
+        kind = fault.kind
+        if kind is FaultKind.DROP:
+            record(0, None)
+            h.drop()
+        elif kind is FaultKind.TIMEOUT:
+            record(0, None)
+            self._stopping.wait(fault.delay_s)
+            h.drop()
+        elif kind is FaultKind.SERVER_ERROR:
+            record(fault.status, fault.code)
+            if fault.code is None:
+                page = f"<html><body><h1>{fault.status} Server Error</h1></body></html>"
+                h.send_body(fault.status, page.encode(), "text/html")
+            else:
+                doc = {"code": fault.code, "msg": SERVER_ERROR_MESSAGES[fault.code]}
+                h.send_body(fault.status, json.dumps(doc).encode(), "application/json")
+        elif kind is FaultKind.RATE_LIMITED:
+            record(fault.status, -1003)
+            msg = (
+                "Way too much request weight used; IP banned until "
+                f"{self._clock() + fault.retry_after_s * 1000}. Please use WebSocket Streams for"
+                " live updates to avoid bans."
+                if fault.status == 418
+                else "Too much request weight used; current limit is 6000 request weight per"
+                " 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the"
+                " API."
+            )
+            h.send_body(
+                fault.status,
+                json.dumps({"code": -1003, "msg": msg}).encode(),
+                "application/json",
+                {"Retry-After": str(fault.retry_after_s)},
+            )
+        elif kind is FaultKind.INSUFFICIENT_FUNDS:
+            code, msg = -2010, "Account has insufficient balance for requested action."
+            record(400, code)
+            h.send_body(400, json.dumps({"code": code, "msg": msg}).encode(), "application/json")
+        else:  # pragma: no cover - LOST_RESPONSE is handled by the caller
+            raise AssertionError(kind)
+
+    def _dispatch(
+        self,
+        endpoint: str,
+        params: dict[str, str],
+        pairs: list[tuple[str, str]],
+        headers: Mapping[str, str],
+        query: str,
+        raw_body: str,
+    ) -> tuple[int, Any, int | None]:
+        """(status, JSON document, Binance error code or None) for a supported endpoint."""
+        security, handler_name = ENDPOINTS[endpoint]
+        try:
+            if len({k for k, _ in pairs}) != len(pairs):
+                raise EngineError(-1101, "Duplicate values for a parameter detected.")
+            if security is not Security.NONE:
+                self._authenticate(security, params, headers, query, raw_body)
+            handler: Callable[[dict[str, str], int], Any] = getattr(self, handler_name)
+            with self.lock:
+                doc = handler(params, self._clock())
+            return 200, doc, None
+        except _Reply as err:
+            return err.status, {"code": err.code, "msg": err.msg}, err.code
+        except EngineError as err:
+            return 400, {"code": err.code, "msg": err.msg}, err.code
+
+    def _authenticate(
+        self,
+        security: Security,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        query: str,
+        raw_body: str,
+    ) -> None:
+        """Binance's checks, in Binance's order: key, mandatory parameters, recvWindow,
+        signature, then the timestamp window."""
+        key = headers.get("x-mbx-apikey")
+        if not key:
+            raise _Reply(401, -2014, "API-key format invalid.")
+        if not hmac.compare_digest(key, self.api_key):
+            raise _Reply(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        if security is Security.API_KEY:
+            return
+        for name in ("signature", "timestamp"):
+            if not params.get(name):
+                raise _mandatory(name)
+        timestamp = _int(params, "timestamp")
+        recv_window = _int(params, "recvWindow", DEFAULT_RECV_WINDOW_MS)
+        assert timestamp is not None and recv_window is not None
+        if not 0 < recv_window <= MAX_RECV_WINDOW_MS:
+            raise EngineError(-1131, "recvWindow must be less than 60000")
+        # The signed payload is the query string followed by the body, without the signature.
+        payload = "&".join(
+            part for part in query.split("&") if part and not part.startswith("signature=")
+        ) + "&".join(
+            part for part in raw_body.split("&") if part and not part.startswith("signature=")
+        )
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, params["signature"].lower()):
+            raise EngineError(-1022, "Signature for this request is not valid.")
+        now = self._clock()
+        if timestamp >= now + 1000:
+            raise EngineError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - timestamp > recv_window:
+            raise EngineError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    # ------------------------------------------------------------------ documents
+
+    def _symbol(self, params: Mapping[str, str]) -> str:
+        symbol = _required(params, "symbol")
+        self.engine.market(symbol)  # -1121 Invalid symbol.
+        return symbol
+
+    def _market_doc(self, spec: MarketSpec) -> dict[str, Any]:
+        return {
+            "symbol": spec.symbol,
+            "status": "TRADING",
+            "baseAsset": spec.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": spec.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+            "icebergAllowed": False,
+            "ocoAllowed": False,
+            "otoAllowed": False,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": False,
+            "cancelReplaceAllowed": False,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "filters": [
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": _fmt(spec.tick_size),
+                    "maxPrice": "1000000000.00000000",
+                    "tickSize": _fmt(spec.tick_size),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": _fmt(spec.min_qty),
+                    "maxQty": _fmt(spec.max_qty),
+                    "stepSize": _fmt(spec.step_size),
+                },
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": _fmt(spec.min_qty),
+                    "maxQty": _fmt(spec.max_qty),
+                    "stepSize": _fmt(spec.step_size),
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": _fmt(spec.min_notional),
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
+                {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            ],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": "NONE",
+            "allowedSelfTradePreventionModes": ["NONE"],
+        }
+
+    def _order_doc(self, o: Order) -> dict[str, Any]:
+        return {
+            "symbol": o.symbol,
+            "orderId": o.order_id,
+            "orderListId": -1,
+            "clientOrderId": o.client_order_id,
+            "price": _fmt(o.price),
+            "origQty": _fmt(o.orig_qty),
+            "executedQty": _fmt(o.executed_qty),
+            "cummulativeQuoteQty": _fmt(o.cumm_quote_qty),
+            "status": o.status.value,
+            "timeInForce": o.time_in_force.value,
+            "type": o.type.value,
+            "side": o.side.value,
+            "stopPrice": _fmt(Decimal(0)),
+            "icebergQty": _fmt(Decimal(0)),
+            "time": o.time_ms,
+            "updateTime": o.update_ms,
+            "isWorking": True,
+            "workingTime": o.time_ms,
+            "origQuoteOrderQty": _fmt(o.orig_quote_qty),
+            "selfTradePreventionMode": "NONE",
+        }
+
+    def _new_order_doc(self, o: Order, resp_type: str) -> dict[str, Any]:
+        ack = {
+            "symbol": o.symbol,
+            "orderId": o.order_id,
+            "orderListId": -1,
+            "clientOrderId": o.client_order_id,
+            "transactTime": o.update_ms,
+        }
+        if resp_type == "ACK":
+            return ack
+        doc = {
+            **ack,
+            "price": _fmt(o.price),
+            "origQty": _fmt(o.orig_qty),
+            "executedQty": _fmt(o.executed_qty),
+            "origQuoteOrderQty": _fmt(o.orig_quote_qty),
+            "cummulativeQuoteQty": _fmt(o.cumm_quote_qty),
+            "status": o.status.value,
+            "timeInForce": o.time_in_force.value,
+            "type": o.type.value,
+            "side": o.side.value,
+            "workingTime": o.time_ms,
+            "selfTradePreventionMode": "NONE",
+        }
+        if resp_type == "FULL":
+            doc["fills"] = [
+                {
+                    "price": _fmt(f.price),
+                    "qty": _fmt(f.qty),
+                    "commission": _fmt(f.commission),
+                    "commissionAsset": f.commission_asset,
+                    "tradeId": f.trade_id,
+                }
+                for f in o.fills
+            ]
+        return doc
+
+    @staticmethod
+    def _trade_doc(t: Trade) -> dict[str, Any]:
+        return {
+            "id": t.trade_id,
+            "price": _fmt(t.price),
+            "qty": _fmt(t.qty),
+            "quoteQty": _fmt(t.quote_qty),
+            "time": t.time_ms,
+            "isBuyerMaker": t.buyer_is_maker,
+            "isBestMatch": True,
+        }
+
+    @staticmethod
+    def _my_trade_doc(t: MyTrade) -> dict[str, Any]:
+        return {
+            "symbol": t.symbol,
+            "id": t.trade_id,
+            "orderId": t.order_id,
+            "orderListId": -1,
+            "price": _fmt(t.price),
+            "qty": _fmt(t.qty),
+            "quoteQty": _fmt(t.quote_qty),
+            "commission": _fmt(t.commission),
+            "commissionAsset": t.commission_asset,
+            "time": t.time_ms,
+            "isBuyer": t.side is OrderSide.BUY,
+            "isMaker": t.is_maker,
+            "isBestMatch": True,
+        }
+
+    @staticmethod
+    def _kline_doc(b: Bar) -> list[Any]:
+        return [
+            b.open_ms,
+            _fmt(b.open),
+            _fmt(b.high),
+            _fmt(b.low),
+            _fmt(b.close),
+            _fmt(b.volume),
+            b.close_ms,
+            _fmt(b.quote_volume),
+            b.trades,
+            _fmt(b.taker_buy_volume),
+            _fmt(b.taker_buy_quote_volume),
+            "0",
+        ]
+
+    def _ticker_doc(self, symbol: str, now: int) -> dict[str, Any]:
+        t = self.engine.ticker(symbol)
+        zero = _fmt(Decimal(0))
+        if t is None:
+            return {
+                "symbol": symbol,
+                **dict.fromkeys(
+                    (
+                        "priceChange",
+                        "priceChangePercent",
+                        "weightedAvgPrice",
+                        "prevClosePrice",
+                        "lastPrice",
+                        "lastQty",
+                        "bidPrice",
+                        "bidQty",
+                        "askPrice",
+                        "askQty",
+                        "openPrice",
+                        "highPrice",
+                        "lowPrice",
+                        "volume",
+                        "quoteVolume",
+                    ),
+                    zero,
+                ),
+                "openTime": now,
+                "closeTime": now,
+                "firstId": -1,
+                "lastId": -1,
+                "count": 0,
+            }
+        change = t.last - t.open
+        bid = t.bid or (Decimal(0), Decimal(0))
+        ask = t.ask or (Decimal(0), Decimal(0))
+        return {
+            "symbol": symbol,
+            "priceChange": _fmt(change),
+            "priceChangePercent": f"{(change / t.open * 100).quantize(Decimal('0.001')):f}",
+            "weightedAvgPrice": _fmt(t.quote_volume / t.volume if t.volume else t.last),
+            "prevClosePrice": _fmt(t.prev_close),
+            "lastPrice": _fmt(t.last),
+            "lastQty": _fmt(t.last_qty),
+            "bidPrice": _fmt(bid[0]),
+            "bidQty": _fmt(bid[1]),
+            "askPrice": _fmt(ask[0]),
+            "askQty": _fmt(ask[1]),
+            "openPrice": _fmt(t.open),
+            "highPrice": _fmt(t.high),
+            "lowPrice": _fmt(t.low),
+            "volume": _fmt(t.volume),
+            "quoteVolume": _fmt(t.quote_volume),
+            "openTime": t.open_ms,
+            "closeTime": t.close_ms,
+            "firstId": t.first_id,
+            "lastId": t.last_id,
+            "count": t.count,
+        }
+
+    def _selected_symbols(self, params: Mapping[str, str]) -> list[str] | None:
+        """`symbol=X` or `symbols=["X","Y"]` (each checked), or None for every market."""
+        if params.get("symbol"):
+            return [self._symbol(params)]
+        if params.get("symbols"):
+            names = _symbols_param(params["symbols"])
+            for name in names:
+                self.engine.market(name)
+            return names
+        return None
+
+    # ------------------------------------------------------------------ handlers (under lock)
+
+    def _ping(self, params: dict[str, str], now: int) -> Any:
+        return {}
+
+    def _time(self, params: dict[str, str], now: int) -> Any:
+        return {"serverTime": now}
+
+    def _system_status(self, params: dict[str, str], now: int) -> Any:
+        return {"status": 0, "msg": "normal"}
+
+    def _exchange_info(self, params: dict[str, str], now: int) -> Any:
+        chosen = self._selected_symbols(params) or list(self.engine.markets)
+        return {
+            "timezone": "UTC",
+            "serverTime": now,
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": 6000,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            ],
+            "exchangeFilters": [],
+            "symbols": [self._market_doc(self.engine.market(s)) for s in chosen],
+        }
+
+    def _depth(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        depth = self.engine.depth(symbol, _limit(params, 100, 5000))
+        return {
+            "lastUpdateId": depth.update_id,
+            "bids": [[_fmt(p), _fmt(q)] for p, q in depth.bids],
+            "asks": [[_fmt(p), _fmt(q)] for p, q in depth.asks],
+        }
+
+    def _trades(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        trades = self.engine.trades(symbol, limit=_limit(params, 500, 1000))
+        return [self._trade_doc(t) for t in trades]
+
+    def _historical_trades(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        trades = self.engine.trades(
+            symbol, limit=_limit(params, 500, 1000), from_id=_int(params, "fromId")
+        )
+        return [self._trade_doc(t) for t in trades]
+
+    def _agg_trades(self, params: dict[str, str], now: int) -> Any:
+        """One aggregate trade per trade (each fill of the emulator is its own price level)."""
+        symbol = self._symbol(params)
+        trades = self.engine.trades(
+            symbol,
+            limit=_limit(params, 500, 1000),
+            from_id=_int(params, "fromId"),
+            start_ms=_int(params, "startTime"),
+            end_ms=_int(params, "endTime"),
+        )
+        return [
+            {
+                "a": t.trade_id,
+                "p": _fmt(t.price),
+                "q": _fmt(t.qty),
+                "f": t.trade_id,
+                "l": t.trade_id,
+                "T": t.time_ms,
+                "m": t.buyer_is_maker,
+                "M": True,
+            }
+            for t in trades
+        ]
+
+    def _klines(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        interval = _required(params, "interval")
+        if interval not in INTERVALS_MS:
+            raise EngineError(-1120, "Invalid interval.")
+        bars = self.engine.bars(
+            symbol,
+            INTERVALS_MS[interval],
+            start_ms=_int(params, "startTime"),
+            end_ms=_int(params, "endTime"),
+            limit=_limit(params, 500, 1000),
+            offset_ms=WEEK_OFFSET_MS if interval == "1w" else 0,
+        )
+        return [self._kline_doc(b) for b in bars]
+
+    def _avg_price(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        mark = self.engine.mark(symbol) or Decimal(0)
+        return {"mins": 5, "price": _fmt(mark), "closeTime": now}
+
+    def _ticker_24hr(self, params: dict[str, str], now: int) -> Any:
+        chosen = self._selected_symbols(params)
+        if chosen is not None and params.get("symbol"):
+            return self._ticker_doc(chosen[0], now)
+        return [self._ticker_doc(s, now) for s in chosen or self.engine.markets]
+
+    def _ticker_price(self, params: dict[str, str], now: int) -> Any:
+        chosen = self._selected_symbols(params)
+
+        def doc(symbol: str) -> dict[str, str]:
+            return {"symbol": symbol, "price": _fmt(self.engine.mark(symbol) or Decimal(0))}
+
+        if chosen is not None and params.get("symbol"):
+            return doc(chosen[0])
+        return [doc(s) for s in chosen or self.engine.markets]
+
+    def _book_ticker(self, params: dict[str, str], now: int) -> Any:
+        chosen = self._selected_symbols(params)
+
+        def doc(symbol: str) -> dict[str, str]:
+            bid, ask = self.engine.top(symbol)
+            b = bid or (Decimal(0), Decimal(0))
+            a = ask or (Decimal(0), Decimal(0))
+            return {
+                "symbol": symbol,
+                "bidPrice": _fmt(b[0]),
+                "bidQty": _fmt(b[1]),
+                "askPrice": _fmt(a[0]),
+                "askQty": _fmt(a[1]),
+            }
+
+        if chosen is not None and params.get("symbol"):
+            return doc(chosen[0])
+        return [doc(s) for s in chosen or self.engine.markets]
+
+    def _account(self, params: dict[str, str], now: int) -> Any:
+        cfg = self.engine.config
+        omit_zero = params.get("omitZeroBalances", "").lower() == "true"
+        balances = [
+            {"asset": a, "free": _fmt(b.free), "locked": _fmt(b.locked)}
+            for a, b in self.engine.balances().items()
+            if not (omit_zero and b.total == 0)
+        ]
+        return {
+            "makerCommission": int(cfg.maker_fee_bps),
+            "takerCommission": int(cfg.taker_fee_bps),
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {
+                "maker": _fmt(cfg.maker_fee_bps / 10_000),
+                "taker": _fmt(cfg.taker_fee_bps / 10_000),
+                "buyer": _fmt(Decimal(0)),
+                "seller": _fmt(Decimal(0)),
+            },
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": now,
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+            "uid": 1,
+        }
+
+    def _new_order(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        side_raw = _required(params, "side")
+        type_raw = _required(params, "type")
+        try:
+            side = OrderSide(side_raw)
+        except ValueError:
+            raise EngineError(-1117, "Invalid side.") from None
+        try:
+            order_type = OrderType(type_raw)
+        except ValueError:
+            raise EngineError(-1116, "Invalid orderType.") from None
+        tif_raw = params.get("timeInForce") or None
+        tif: TimeInForce | None = None
+        if tif_raw is not None:
+            try:
+                tif = TimeInForce(tif_raw)
+            except ValueError:
+                raise EngineError(-1115, "Invalid timeInForce.") from None
+        resp_type = params.get("newOrderRespType") or "FULL"
+        if resp_type not in ("ACK", "RESULT", "FULL"):
+            raise EngineError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
+        order = self.engine.place(
+            symbol,
+            side,
+            order_type,
+            now_ms=now,
+            quantity=_decimal(params, "quantity"),
+            price=_decimal(params, "price"),
+            time_in_force=tif,
+            client_order_id=_client_id(params, "newClientOrderId"),
+            quote_order_qty=_decimal(params, "quoteOrderQty"),
+        )
+        return self._new_order_doc(order, resp_type)
+
+    def _order_ref(self, params: Mapping[str, str]) -> tuple[str, int | None, str | None]:
+        symbol = self._symbol(params)
+        order_id = _int(params, "orderId")
+        client_id = params.get("origClientOrderId") or None
+        if order_id is None and client_id is None:
+            raise EngineError(
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        return symbol, order_id, client_id
+
+    def _query_order(self, params: dict[str, str], now: int) -> Any:
+        symbol, order_id, client_id = self._order_ref(params)
+        return self._order_doc(
+            self.engine.order(symbol, order_id=order_id, client_order_id=client_id)
+        )
+
+    def _cancel_doc(self, o: Order, cancel_id: str | None, now: int) -> dict[str, Any]:
+        doc = self._order_doc(o)
+        for key in ("stopPrice", "icebergQty", "time", "updateTime", "isWorking", "workingTime"):
+            doc.pop(key)
+        return {
+            **doc,
+            "origClientOrderId": o.client_order_id,
+            "clientOrderId": cancel_id or f"cancel-{o.order_id}",
+            "transactTime": now,
+        }
+
+    def _cancel_order(self, params: dict[str, str], now: int) -> Any:
+        symbol, order_id, client_id = self._order_ref(params)
+        cancel_id = _client_id(params, "newClientOrderId")
+        order = self.engine.cancel(symbol, now_ms=now, order_id=order_id, client_order_id=client_id)
+        return self._cancel_doc(order, cancel_id, now)
+
+    def _open_orders(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params) if params.get("symbol") else None
+        return [self._order_doc(o) for o in self.engine.open_orders(symbol)]
+
+    def _cancel_open_orders(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        return [self._cancel_doc(o, None, now) for o in self.engine.cancel_all(symbol, now_ms=now)]
+
+    def _all_orders(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        orders = self.engine.all_orders(
+            symbol,
+            from_order_id=_int(params, "orderId"),
+            start_ms=_int(params, "startTime"),
+            end_ms=_int(params, "endTime"),
+            limit=_limit(params, 500, 1000),
+        )
+        return [self._order_doc(o) for o in orders]
+
+    def _my_trades(self, params: dict[str, str], now: int) -> Any:
+        symbol = self._symbol(params)
+        trades = self.engine.my_trades(
+            symbol,
+            order_id=_int(params, "orderId"),
+            from_id=_int(params, "fromId"),
+            start_ms=_int(params, "startTime"),
+            end_ms=_int(params, "endTime"),
+            limit=_limit(params, 500, 1000),
+        )
+        return [self._my_trade_doc(t) for t in trades]

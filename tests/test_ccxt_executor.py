@@ -1,0 +1,282 @@
+"""The order executor through the real ccxt.binance client and the project's exchange emulator:
+each fault alone, then 1,000 orders of the desk under random faults (zero duplicate orders, the
+desk's ledger equals the exchange's balances, every failed order has an alert and a fallback
+entry in the decision log)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connectors.ccxt_executor import CcxtExecutor, classify
+from connectors.exchange_emulator import ExchangeEmulator, Fault
+from connectors.execution_gateway import ExecutionGateway
+from dataflows.pipeline import DeskLogic
+from models.config import Settings
+from models.desk import BarEvent
+from models.execution import ErrorKind, ExecStatus
+from models.messages import (
+    Alert,
+    Bar,
+    Branch,
+    DecisionRecord,
+    Direction,
+    FeatureVector,
+    Order,
+    OrderStatus,
+    Side,
+    Signal,
+)
+
+D = Decimal
+POST = "POST /api/v3/order"
+GET = "GET /api/v3/order"
+
+
+def order(n: int = 0, side: Side = Side.BUY, qty: str = "0.01") -> Order:
+    return Order(
+        client_order_id=f"sf-test-{n:06d}",
+        decision_id=f"BTC/USDT@{n}",
+        symbol="BTC/USDT",
+        side=side,
+        quantity=D(qty),
+        status=OrderStatus.PENDING,
+        placed_ms=n,
+        updated_ms=n,
+    )
+
+
+def engine_orders(ex: ExchangeEmulator, client_id: str) -> list[Any]:
+    with ex.lock:
+        return [
+            o
+            for o in ex.engine.all_orders("BTCUSDT", limit=100_000)
+            if o.client_order_id == client_id
+        ]
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def test_a_clean_market_order_is_filled_with_the_exchange_figures(
+    exchange_emulator: ExchangeEmulator,
+) -> None:
+    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    assert report.status is ExecStatus.FILLED and report.attempts == 1 and not report.reconciled
+    assert report.filled == D("0.01") and report.fills
+    with exchange_emulator.lock:
+        trades = exchange_emulator.engine.my_trades("BTCUSDT")
+    assert sorted(f.price for f in report.fills) == sorted(t.price for t in trades)
+    assert sum(f.fee for f in report.fills) == sum(t.commission for t in trades)
+    assert len(engine_orders(exchange_emulator, "sf-test-000000")) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.server_error(503),
+        Fault.server_error(504),
+        Fault.drop(),
+        Fault.server_error(500, -1001),
+    ],
+)
+def test_a_transient_failure_is_reconciled_then_retried_once(
+    exchange_emulator: ExchangeEmulator, fault: Fault
+) -> None:
+    exchange_emulator.script(POST, fault)
+    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    assert report.status is ExecStatus.FILLED and report.attempts == 2
+    assert len(engine_orders(exchange_emulator, "sf-test-000000")) == 1
+    lookups = [r for r in exchange_emulator.requests if r.endpoint == GET]
+    assert len(lookups) == 1  # it looked before it retried
+
+
+def test_a_timeout_is_retried(exchange_emulator: ExchangeEmulator) -> None:
+    exchange_emulator.script(POST, Fault.timeout(1.0))
+    report = CcxtExecutor(exchange_emulator.client(timeout_ms=300)).execute(order())
+    assert report.status is ExecStatus.FILLED and report.attempts == 2
+
+
+def test_rate_limit_waits_for_retry_after(exchange_emulator: ExchangeEmulator) -> None:
+    exchange_emulator.script(POST, Fault.rate_limited(2))
+    sleeps = Sleeps()
+    report = CcxtExecutor(exchange_emulator.client(), sleep=sleeps).execute(order())
+    assert report.status is ExecStatus.FILLED and report.attempts == 2
+    assert sleeps == [2.0]
+
+
+def test_a_lost_response_is_adopted_not_sent_again(exchange_emulator: ExchangeEmulator) -> None:
+    exchange_emulator.script(POST, Fault.lost_response())
+    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    assert report.status is ExecStatus.FILLED and report.reconciled and report.attempts == 1
+    assert len([r for r in exchange_emulator.requests if r.endpoint == POST]) == 1
+    assert len(engine_orders(exchange_emulator, "sf-test-000000")) == 1
+    assert report.fills and report.filled == D("0.01")
+
+
+def test_insufficient_funds_is_not_retried(exchange_emulator: ExchangeEmulator) -> None:
+    exchange_emulator.script(POST, Fault.insufficient_funds())
+    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    assert report.status is ExecStatus.REJECTED and report.attempts == 1
+    assert "InsufficientFunds" in report.error
+    assert len([r for r in exchange_emulator.requests if r.endpoint == POST]) == 1
+
+
+def test_two_failures_give_up_without_an_order(exchange_emulator: ExchangeEmulator) -> None:
+    exchange_emulator.script(POST, Fault.server_error(503), Fault.server_error(503))
+    exchange_emulator.script(GET, Fault.server_error(503))  # even the lookup fails once
+    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    assert report.status is ExecStatus.FAILED and report.attempts == 2 and report.error
+    assert engine_orders(exchange_emulator, "sf-test-000000") == []
+
+
+def test_a_resent_order_is_found_not_duplicated(exchange_emulator: ExchangeEmulator) -> None:
+    executor = CcxtExecutor(exchange_emulator.client())
+    first = executor.execute(order())
+    again = executor.execute(order())  # a restart sends the unreported order again
+    assert again.status is ExecStatus.FILLED and again.reconciled
+
+    def key(f: Any) -> tuple[Any, ...]:
+        return (f.fill_id, f.quantity, f.price, f.fee)
+
+    # The same fills (same ids: the desk applies them once), read back from the exchange.
+    assert [key(f) for f in again.fills] == [key(f) for f in first.fills]
+    assert len(engine_orders(exchange_emulator, "sf-test-000000")) == 1
+
+
+def test_duplicate_message_is_classified_as_duplicate() -> None:
+    import ccxt
+
+    assert classify(ccxt.InvalidOrder("binance Duplicate order sent.")) is ErrorKind.DUPLICATE
+    assert classify(ccxt.InsufficientFunds("no")) is ErrorKind.PERMANENT
+    assert classify(ccxt.ExchangeError("-1008 overloaded")) is ErrorKind.TRANSIENT
+
+
+# --------------------------------------------------------------------------- the soak test
+
+
+def bar_event(i: int, price: D, direction: Direction) -> BarEvent:
+    bar = Bar(
+        symbol="BTC/USDT",
+        start_ms=i * 60_000,
+        end_ms=(i + 1) * 60_000,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=D(1),
+        trades=1,
+        vwap=price,
+    )
+    signal = Signal(
+        symbol="BTC/USDT",
+        ts_ms=bar.end_ms,
+        trigger="soak",
+        kind="crossover",
+        direction=direction,
+        strength=0.5,
+        strategic=False,
+    )
+    fv = FeatureVector(symbol="BTC/USDT", ts_ms=bar.end_ms, close=float(price), values={})
+    return BarEvent(bar, fv, [signal], Branch.ROUTINE)
+
+
+@pytest.mark.slow
+def test_a_thousand_orders_under_random_faults(tmp_path: Any) -> None:
+    settings = Settings.model_validate(
+        {
+            "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
+            "execution": {
+                "initial_cash": "100000",
+                "currency": "USDT",
+                "fee_bps": "10",
+                "fallback": "cancel_open",
+            },
+            "strategy": {"controller": "local", "target_fraction": "0.05"},
+            "risk": {"daily_loss_limit": "1000000"},
+        }
+    )
+    with ExchangeEmulator(
+        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "100000"}
+    ) as ex:
+        executor = CcxtExecutor(ex.client(timeout_ms=2_000), sleep=lambda _s: None)
+        gateway = ExecutionGateway(executor)
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, True, gateway)
+        ex.chaos(seed=7, probability=0.2)
+        out: list[Any] = []
+        price = D(60000)
+        i = 0
+        while sum(1 for x in out if isinstance(x, Order) and x.version == 1) < 1000:
+            price = price * (D("1.002") if i % 3 else D("0.997"))
+            ex.set_price("BTC/USDT", price.quantize(D("0.01")))
+            direction = Direction.LONG if i % 2 == 0 else Direction.FLAT
+            items, _ = logic.on_batch([bar_event(i, price.quantize(D("0.01")), direction)])
+            out.extend(items)
+            i += 1
+            assert i < 5000, "the desk stopped placing orders"
+        ex.calm()
+        for _ in range(3):  # orders whose state the exchange could not tell are looked up again
+            if not logic.desk.unreported_orders():
+                break
+            items, _ = logic.on_batch([])
+            out.extend(items)
+        assert logic.desk.unreported_orders() == []
+        gateway.close()
+        with ex.lock:
+            engine_orders_all = ex.engine.all_orders("BTCUSDT", limit=1_000_000)
+            balances = ex.engine.balances()
+
+    placed = [x for x in out if isinstance(x, Order) and x.version == 1]
+    finals = {x.client_order_id: x for x in out if isinstance(x, Order) and x.version > 1}
+    assert len(placed) >= 1000
+    # Zero duplicates: one exchange order per client order id, and none the desk did not place.
+    ids = [o.client_order_id for o in engine_orders_all]
+    assert len(ids) == len(set(ids))
+    assert set(ids) <= {o.client_order_id for o in placed}
+    # Every order got an answer; the failed ones are not on the exchange.
+    assert set(finals) == {o.client_order_id for o in placed}
+    failed = [o for o in finals.values() if o.status is OrderStatus.REJECTED]
+    assert failed, "the chaos should have made some orders fail"
+    assert not set(o.client_order_id for o in failed) & set(ids)
+    # The ledger equals the exchange.
+    desk = logic.desk
+    assert desk.portfolio.cash == balances["USDT"].total
+    assert desk.portfolio.quantity("BTC/USDT") == balances.get("BTC", None).total
+    # Every failed order has a critical alert and a fallback entry in the decision log.
+    alerts = {a.message.split()[1] for a in out if isinstance(a, Alert) and a.source == "executor"}
+    newest: dict[str, DecisionRecord] = {}
+    for r in (x for x in out if isinstance(x, DecisionRecord)):
+        newest[r.decision_id] = r
+    for o in failed:
+        assert o.client_order_id in alerts
+        note = newest[o.decision_id].note
+        assert o.client_order_id in note and "fallback: cancel_open" in note
+
+
+def test_start_reconciles_the_book_with_the_exchange() -> None:
+    settings = Settings.model_validate(
+        {
+            "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
+            "execution": {"initial_cash": "100000", "currency": "USDT"},
+            "strategy": {"controller": "local"},
+        }
+    )
+    with ExchangeEmulator(
+        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "50000", "BTC": "0.5"}
+    ) as ex:
+        ex.client().create_order(
+            "BTC/USDT", "limit", "buy", 0.01, 50000, {"clientOrderId": "by-hand-1"}
+        )
+        gateway = ExecutionGateway(CcxtExecutor(ex.client()))
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, True, gateway)
+        out, _ = logic.on_batch([])
+        gateway.close()
+    alerts = [a.message for a in out if isinstance(a, Alert)]
+    assert any("cash 100000 -> 50000" in m and "BTC/USDT 0 -> 0.5" in m for m in alerts), alerts
+    assert any("did not place: by-hand-1" in m for m in alerts), alerts
+    assert logic.desk.portfolio.cash == D("50000")  # total: 500 of it locked by the open buy
+    assert logic.desk.portfolio.quantity("BTC/USDT") == D("0.5")

@@ -10,6 +10,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import BaseModel
 
 from connectors.clickhouse_store import Store
+from connectors.notifier import Notifier
 from models.config import ClickHouseConfig
 from models.messages import Alert, Severity
 
@@ -75,3 +76,23 @@ class ClickHouseSink(DynamicSink[Any]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
         return _StorePartition(self.cfg)
+
+
+class _NotifyPartition(StatelessSinkPartition[Any]):
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def write_batch(self, items: list[Any]) -> None:
+        for alert in items:
+            self.notifier.send(alert)  # queues; never blocks or raises
+
+
+class NotifierSink(DynamicSink[Any]):
+    """Alerts to the user (apprise: webhook, mail, Slack, Telegram...). The notifier drops
+    what is below its severity, repeated or over its rate limit, in its own thread."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NotifyPartition:
+        return _NotifyPartition(self.notifier)

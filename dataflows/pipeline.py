@@ -25,11 +25,12 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from pydantic import BaseModel
 
-from connectors.bytewax_io import ClickHouseSink
+from connectors.bytewax_io import ClickHouseSink, NotifierSink
 from connectors.clickhouse_store import ROW_CONVERTERS, table_for
 from connectors.execution_gateway import ExecutionGateway
 from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
+from connectors.notifier import Notifier
 from dataflows.progress import FlowCounters
 from models.config import Settings
 from models.desk import (
@@ -382,6 +383,7 @@ def build_flow(
     counters: FlowCounters | None = None,
     gateway: GptGateway | None = None,
     orders: ExecutionGateway | None = None,
+    notifier: Notifier | None = None,
 ) -> Dataflow:
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
@@ -429,6 +431,9 @@ def build_flow(
         lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
     )
     op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
+    if notifier is not None:
+        alerts = op.filter("alerts", records, lambda x: isinstance(x, Alert))
+        op.output("notify", alerts, NotifierSink(notifier))
     if spec.kafka_out:
         kmsgs = op.filter_map("to_kafka", records, lambda item: to_kafka(settings, item))
         op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))

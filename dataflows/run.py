@@ -24,8 +24,10 @@ from types import FrameType
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from connectors.execution_gateway import ExecutionGateway
 from connectors.gpt_gateway import GptGateway, gpt_status
 from connectors.kafka_io import topic_end_offsets
+from connectors.notifier import Notifier
 from dataflows.pipeline import FlowSpec, build_flow
 from dataflows.progress import FlowCounters, ProgressDisplay
 from models.config import Settings, load_settings, parse_duration_ms
@@ -104,6 +106,7 @@ def run_pipeline(
     progress: bool = False,
     environ: Mapping[str, str] | None = None,
     say: Callable[[str], None] | None = None,
+    orders: ExecutionGateway | None = None,
 ) -> None:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why)."""
@@ -112,7 +115,12 @@ def run_pipeline(
         settings, os.environ if environ is None else environ, live=spec.tail
     )
     (say or _stderr)(gpt_status(settings, gateway))
-    flow = build_flow(settings, spec, counters=counters, gateway=gateway)
+    notifier = Notifier(settings.notify) if settings.notify.urls else None
+    if notifier is not None:
+        (say or _stderr)("alerts: " + ", ".join(notifier.targets))
+    flow = build_flow(
+        settings, spec, counters=counters, gateway=gateway, orders=orders, notifier=notifier
+    )
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
     recovery = recovery_config(settings)
     previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -128,6 +136,15 @@ def run_pipeline(
             signal.signal(sig, handler)
         if gateway is not None:
             gateway.close()
+        if orders is not None:
+            orders.close()
+        if notifier is not None:
+            notifier.close()
+            st = notifier.stats()
+            (say or _stderr)(
+                f"alerts: {st.delivered} delivered, {st.failed} failed, "
+                f"{st.rate_limited} held back by the rate limit, {st.dropped} dropped"
+            )
 
 
 def _stderr(line: str) -> None:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from models.messages import SYMBOL_PATTERN
+from models.notify_config import NotifyConfig
 
 ENV_PREFIX = "STRATFLOW__"
 
@@ -305,6 +306,7 @@ class Settings(_Section):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     storage: StorageConfig = StorageConfig()
     gpt: GptConfig = GptConfig()
+    notify: NotifyConfig = NotifyConfig()
     recovery: RecoveryConfig = RecoveryConfig()
 
     @model_validator(mode="after")

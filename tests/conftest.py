@@ -12,6 +12,7 @@ import pytest
 from connectors.broker import LocalBroker, ensure_topics, wait_for_broker
 from connectors.exchange_emulator import ExchangeEmulator
 from connectors.openai_server import LocalOpenAIServer
+from tests.webhook import webhook  # noqa: F401 - a fixture for every test module
 
 # A developer's real key must never reach a test (nor a flow the tests start in a subprocess):
 # tests that want GPT point OPENAI_BASE_URL at the project's local server themselves.

@@ -31,6 +31,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_gpt.py
+	$(BIN)/python bench/bench_orders.py
 
 clean:
 	rm -rf $(VENV) var

@@ -7,6 +7,7 @@ A bug gets one `internal error:` line and exit code 1, unless STRATFLOW_DEBUG=1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -79,7 +80,9 @@ def settings_from(path: Path | None) -> Settings:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from connectors.broker import BrokerError
     from connectors.clickhouse_store import ClickHouseUnavailable
+    from connectors.notifier import NotifierError
     from connectors.replay import ReplayError
+    from connectors.secrets import SecretsError
     from dataflows.run import RecoveryMismatch
 
     return (
@@ -90,6 +93,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ClickHouseUnavailable,
         ReplayError,
         FileNotFoundError,
+        NotifierError,
+        SecretsError,
     )
 
 
@@ -293,6 +298,28 @@ def replay(
 
 
 # ----------------------------------------------------------------------------- run
+@contextlib.contextmanager
+def _exchange(
+    settings: Settings, name: str, paper: bool, sandbox: bool, bootstrap: str, say: Any
+) -> Iterator[Any]:
+    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line."""
+    from api.exchange_run import ExchangeSetupError, exchange_session
+
+    try:
+        with exchange_session(
+            settings,
+            name=name,
+            paper=paper,
+            sandbox=sandbox,
+            bootstrap=bootstrap,
+            state_dir=Path(settings.recovery.dir).parent / "feeds",
+            say=say,
+        ) as gateway:
+            yield gateway
+    except ExchangeSetupError as err:  # raised before the flow starts
+        raise UserError(str(err)) from None
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -304,6 +331,23 @@ def run(
     follow: Annotated[
         bool, typer.Option(help="Keep consuming new messages (live); --no-follow stops at the end")
     ] = True,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            help="Trade on this ccxt exchange (e.g. binance): its trades feed the market "
+            "topic, orders go to it; keys from STRATFLOW_<NAME>_API_KEY/_SECRET or the secrets file"
+        ),
+    ] = None,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            help="With --exchange binance (the default then): the project's exchange "
+            "emulator on 127.0.0.1 instead, no account or money"
+        ),
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option(help="With --exchange: the exchange's test network (if ccxt has one)")
+    ] = False,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from api.report import summarize
@@ -313,6 +357,12 @@ def run(
 
     def go() -> None:
         settings = settings_from(config)
+        if (exchange is not None or paper) and not follow:
+            raise UserError("an exchange run is live: leave out --no-follow")
+        if sandbox and paper:
+            raise UserError("--sandbox and --paper exclude each other")
+        if sandbox and exchange is None:
+            raise UserError("--sandbox needs --exchange NAME")
         bs = bootstrap or settings.kafka.bootstrap
         if not bs:
             raise UserError(
@@ -323,12 +373,20 @@ def run(
             _check_broker(bs, label)
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             t0 = time.perf_counter()
-            run_pipeline(
-                settings,
-                FlowSpec(bootstrap=bs, tail=follow),
-                progress=True,
-                say=lambda line: console.print(escape(line)),
-            )
+            say = lambda line: console.print(escape(line))  # noqa: E731
+            with contextlib.ExitStack() as stack:
+                orders = None
+                if exchange is not None or paper:
+                    orders = stack.enter_context(
+                        _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
+                    )
+                run_pipeline(
+                    settings,
+                    FlowSpec(bootstrap=bs, tail=follow),
+                    progress=True,
+                    say=say,
+                    orders=orders,
+                )
             summary = summarize(store)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
         where = settings.clickhouse.url or settings.clickhouse.path

@@ -76,12 +76,21 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     return RecoveryConfig(db_dir)  # type: ignore[no-untyped-call]
 
 
+_BEFORE_EXIT: list[Callable[[], object]] = []
+"""Quick last words of a run stopped by a signal (e.g. send the alerts still queued)."""
+
+
 def _stop_now(signum: int, _frame: FrameType | None) -> None:
     """Ctrl-C / SIGTERM: leave at once. Everything up to the last snapshot is written (sinks
     flush synchronously), and a restart resumes from that snapshot and redoes the rest, landing
     on the same rows; so stopping hard loses nothing, while an interrupt raised inside the
     engine would only end in a panic report."""
     name = signal.Signals(signum).name
+    for last_words in _BEFORE_EXIT:
+        try:
+            last_words()
+        except Exception:  # stopping must not fail on a courtesy
+            pass
     sys.stderr.write(f"stratflow: {name}, stopped; the next run resumes from the last snapshot\n")
     sys.stderr.flush()
     os._exit(130 if signum == signal.SIGINT else 143)
@@ -118,6 +127,7 @@ def run_pipeline(
     notifier = Notifier(settings.notify) if settings.notify.urls else None
     if notifier is not None:
         (say or _stderr)("alerts: " + ", ".join(notifier.targets))
+        _BEFORE_EXIT.append(lambda: notifier.close(2.0))
     flow = build_flow(
         settings, spec, counters=counters, gateway=gateway, orders=orders, notifier=notifier
     )

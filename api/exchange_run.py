@@ -1,0 +1,147 @@
+"""`stratflow run --exchange NAME [--paper|--sandbox]`: the flow on an exchange through ccxt.
+
+What starts around the flow:
+- the market feed (`connectors/market_feed.py`): the exchange's trades -> the market topic,
+  resumed from its state file without gaps or duplicates;
+- the order gateway (`connectors/execution_gateway.py` + `connectors/ccxt_executor.py`): the
+  desk's orders -> the exchange, reports back; the desk reconciles its book with the exchange
+  before its first order.
+`--paper` serves the project's exchange emulator on 127.0.0.1 instead of the real exchange (a
+Binance-compatible spot market with a real matching engine, fed by a seeded random walk), funded
+with `execution.initial_cash` in the account currency: the whole live path, without an account
+or money. Otherwise the exchange's keys come from the environment or the secrets file
+(`connectors/secrets.py`) and are never printed; `--sandbox` uses the exchange's test network
+where ccxt knows one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from models.config import Settings
+
+__all__ = ["exchange_session"]
+
+
+class ExchangeSetupError(ValueError):
+    """A mistake in how the exchange run was asked for; phrased for the user, one line."""
+
+
+def _pairs(settings: Settings) -> list[str]:
+    bad = [s for s in settings.symbols if "/" not in s]
+    if bad:
+        raise ExchangeSetupError(
+            "an exchange run needs BASE/QUOTE symbols in the config (e.g. BTC/USDT); "
+            f"not: {', '.join(sorted(bad))}"
+        )
+    quotes = {s.split("/", 1)[1] for s in settings.symbols}
+    if quotes != {settings.execution.currency}:
+        raise ExchangeSetupError(
+            f"execution.currency is {settings.execution.currency}, but the symbols are quoted "
+            f"in {', '.join(sorted(quotes))}: the book keeps one cash currency"
+        )
+    return list(settings.symbols)
+
+
+def _real_clients(name: str, sandbox: bool) -> tuple[Any, Any]:
+    import ccxt
+
+    from connectors.secrets import SecretsError, load_credentials
+
+    cls = getattr(ccxt, name, None)
+    if name not in ccxt.exchanges or cls is None:
+        raise ExchangeSetupError(f"unknown exchange {name!r}; ccxt knows e.g. binance, kraken")
+    try:
+        creds = load_credentials(name)
+    except SecretsError as err:
+        raise ExchangeSetupError(str(err)) from None
+    config: dict[str, Any] = {
+        "apiKey": creds.api_key.reveal(),
+        "secret": creds.secret.reveal(),
+        "enableRateLimit": True,
+    }
+    if creds.password is not None:
+        config["password"] = creds.password.reveal()
+    clients = cls(config), cls(dict(config))
+    if sandbox:
+        for client in clients:
+            try:
+                client.set_sandbox_mode(True)
+            except ccxt.NotSupported:
+                raise ExchangeSetupError(f"{name} has no sandbox in ccxt") from None
+    return clients
+
+
+@contextlib.contextmanager
+def exchange_session(
+    settings: Settings,
+    *,
+    name: str,
+    paper: bool,
+    sandbox: bool,
+    bootstrap: str,
+    state_dir: Path,
+    say: Callable[[str], None],
+    seed: int = 7,
+) -> Iterator[Any]:
+    """Start the feed and the order gateway (and, for `paper`, the emulator); yield the
+    gateway for `run_pipeline(orders=...)`; stop everything on the way out."""
+    from connectors.ccxt_executor import CcxtExecutor
+    from connectors.execution_gateway import ExecutionGateway
+    from connectors.market_feed import MarketFeed
+
+    pairs = _pairs(settings)
+    with contextlib.ExitStack() as stack:
+        if paper:
+            from connectors.exchange_emulator import ExchangeEmulator
+
+            if name != "binance":
+                raise ExchangeSetupError(
+                    "--paper emulates Binance's spot API; use --exchange binance --paper"
+                )
+            emulator = ExchangeEmulator(
+                pairs, balances={settings.execution.currency: settings.execution.initial_cash}
+            )
+            stack.enter_context(emulator)
+            emulator.start_price_walk(seed, interval_s=1.0)
+            feed_client, order_client = emulator.client(), emulator.client()
+            say(
+                f"paper trading on the exchange emulator at {emulator.base_url} "
+                f"({', '.join(pairs)}, {settings.execution.initial_cash} "
+                f"{settings.execution.currency}, prices from a random walk, seed {seed})"
+            )
+        else:
+            feed_client, order_client = _real_clients(name, sandbox)
+            say(f"trading on {name}{' (sandbox)' if sandbox else ''}: real orders")
+        executor = CcxtExecutor(order_client)
+        try:  # the desk reconciles against this at start: fail here, in one line, if it can't
+            executor.state(pairs)
+        except Exception as err:
+            raise ExchangeSetupError(
+                f"cannot read the account on {name}: {type(err).__name__}: {err}"[:300]
+            ) from None
+        state_dir.mkdir(parents=True, exist_ok=True)
+        feed = MarketFeed(
+            feed_client,
+            pairs,
+            topic=settings.kafka.topics.market,
+            bootstrap=bootstrap,
+            state_path=state_dir / f"feed-{name}{'-paper' if paper else ''}.json",
+        )
+        stack.callback(feed.close)
+        stop = threading.Event()
+        thread = threading.Thread(target=feed.run, args=(stop,), name="market-feed", daemon=True)
+        thread.start()
+
+        def stop_feed() -> None:
+            stop.set()
+            thread.join(10)
+
+        stack.callback(stop_feed)
+        gateway = ExecutionGateway(executor)
+        stack.callback(gateway.close)
+        yield gateway

@@ -1,0 +1,114 @@
+"""`stratflow run --paper`: the whole live path on the project's exchange emulator (trades feed
+the market topic through ccxt, orders go back through ccxt), stopped with Ctrl-C; and the
+mistakes a user can make when asking for an exchange run, each one `error:` line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.flowkit import ROOT, create_topics, make_settings, query
+
+pytestmark = pytest.mark.kafka
+
+STRATFLOW = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "stratflow")
+
+
+def _config(tmp: Path, **sections: object) -> Path:
+    settings = make_settings(
+        tmp,
+        {"BTC/USDT": {"lot_size": "0.0001"}, "ETH/USDT": {"lot_size": "0.001"}},
+        execution={"initial_cash": "100000", "currency": "USDT", "fee_bps": "10"},
+        bars={"interval": "2s", "allowed_lateness": "1s"},
+        features={
+            "sma_fast": 2,
+            "sma_slow": 4,
+            "rsi": 3,
+            "volume_z": 3,
+            "breakout": 3,
+            "ema": 3,
+            "volatility": 3,
+            "vwap": 3,
+        },
+        **sections,
+    )
+    path = tmp / "paper.yaml"
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+def _stratflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STRATFLOW"))}
+    return subprocess.run(
+        [STRATFLOW, *args], cwd=ROOT, env={**env, "NO_COLOR": "1"}, capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_paper_run_trades_on_the_emulator(kafka_bootstrap: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    settings = make_settings(tmp_path, {"BTC/USDT": {}})  # the same store as the config's
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STRATFLOW"))}
+    proc = subprocess.Popen(
+        [STRATFLOW, "run", "--config", str(cfg), "--bootstrap", kafka_bootstrap, "--paper"],
+        cwd=ROOT,
+        env={**env, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    assert "paper trading on the exchange emulator" in out + err
+    settings = settings.model_copy(
+        update={
+            "clickhouse": settings.clickhouse.model_copy(
+                update={"path": str(tmp_path / "clickhouse")}
+            )
+        }
+    )
+    bars = query(settings, "SELECT count() AS n FROM bars FINAL")[0]["n"]
+    assert bars > 10, (out + err)[-2000:]
+    orders = query(settings, "SELECT status, count() AS n FROM orders FINAL GROUP BY status")
+    fills = query(settings, "SELECT count() AS n, sum(fee) AS fee FROM fills FINAL")[0]
+    assert orders and fills["n"] > 0 and fills["fee"] > 0, (orders, fills)
+    assert {r["status"] for r in orders} <= {"filled", "partially_filled", "pending"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--paper", "--no-follow"], "an exchange run is live"),
+        (["--paper", "--sandbox"], "exclude each other"),
+        (["--sandbox"], "--sandbox needs --exchange"),
+        (["--exchange", "nosuchexchange"], "unknown exchange"),
+        (["--exchange", "kraken", "--paper"], "--paper emulates Binance"),
+        (["--exchange", "binance"], "STRATFLOW_BINANCE_API_KEY"),
+    ],
+)
+def test_exchange_run_mistakes_are_one_error_line(
+    kafka_bootstrap: str, tmp_path: Path, args: list[str], message: str
+) -> None:
+    cfg = _config(tmp_path)
+    create_topics(kafka_bootstrap, make_settings(tmp_path, {"BTC/USDT": {}}))
+    out = _stratflow("run", "--config", str(cfg), "--bootstrap", kafka_bootstrap, *args)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text[-2000:]
+    assert message in text and "Traceback" not in text
+    assert [line for line in text.splitlines() if line.startswith("error:")], text
+
+
+def test_symbols_must_be_exchange_pairs(kafka_bootstrap: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({"symbols": {"GOOG": {}}}), encoding="utf-8")
+    out = _stratflow("run", "--config", str(cfg), "--bootstrap", kafka_bootstrap, "--paper")
+    assert out.returncode == 2 and "BASE/QUOTE" in out.stdout + out.stderr

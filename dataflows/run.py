@@ -87,10 +87,8 @@ def _stop_now(signum: int, _frame: FrameType | None) -> None:
     engine would only end in a panic report."""
     name = signal.Signals(signum).name
     for last_words in _BEFORE_EXIT:
-        try:
+        with contextlib.suppress(Exception):  # stopping must not fail on a courtesy
             last_words()
-        except Exception:  # stopping must not fail on a courtesy
-            pass
     sys.stderr.write(f"stratflow: {name}, stopped; the next run resumes from the last snapshot\n")
     sys.stderr.flush()
     os._exit(130 if signum == signal.SIGINT else 143)

@@ -365,13 +365,23 @@ class TradingDesk:
             signals=trigger.signals,
             features=at.features,
             price=at.bar.close,
-            position=self.portfolio.quantity(at.bar.symbol),
+            position=self.portfolio.quantity(at.bar.symbol) + self._in_flight(at.bar.symbol),
             cash=self.portfolio.cash,
             equity=self.portfolio.equity(),
             lot_size=spec.lot_size if spec else Decimal(1),
             risk=self.settings.risk,
             execution=self.settings.execution,
         )
+
+    def _in_flight(self, symbol: str) -> Decimal:
+        """Net quantity of the symbol's orders still on their way (an exchange that has not
+        reported yet): a decision counts them as held, or a second signal would buy twice."""
+        net = Decimal(0)
+        for record in self.open_decisions.values():
+            for o in record.orders:
+                if o.symbol == symbol and o.status is OrderStatus.PENDING:
+                    net += o.quantity if o.side is Side.BUY else -o.quantity
+        return net
 
     def _risk_alert(
         self, decision_id: str, ts_ms: int, n: int, verdict: RiskVerdict, outcome: str, last: bool

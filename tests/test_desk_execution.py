@@ -187,3 +187,12 @@ def test_a_restarted_desk_resends_the_orders_without_a_report() -> None:
     again.restore(state)
     assert again.unreported_orders() == [order]
     assert TradingDesk.create(settings()).unreported_orders() == []
+
+
+def test_an_order_on_its_way_counts_as_held() -> None:
+    desk = TradingDesk.create(settings(), venue="exchange")
+    buy(desk)  # no report yet: the exchange is slow
+    out = desk.on_bar_event(ev(1, "100", Direction.LONG))
+    assert of(Order, out) == []  # the same signal again does not buy twice
+    (record,) = of(DecisionRecord, out)
+    assert record.status.value == "no_action"

@@ -23,7 +23,7 @@ from connectors.gpt_gateway import GptGateway, gpt_status
 from connectors.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
 from models.config import Settings
-from models.desk import BarEvent, TextEvent
+from models.desk import BarEvent, TextEvent, TradingDesk
 from models.gpt_cost import ModelPrice, PriceTable
 from models.gpt_decider import fallback_controller
 from models.gpt_prompt import FENCE_TAG
@@ -267,7 +267,8 @@ def test_each_failure_falls_back_to_the_local_engine_and_is_logged(
     assert proposal.controller == fallback_controller(kind)
     assert f"gpt fallback ({kind})" in rec.note
     local = LocalStrategyEngine(settings.strategy)
-    expected = local.propose(desk.logic.desk._context(event, rec.decision_id))
+    before = TradingDesk.create(settings)  # the book as it was when the decision was taken
+    expected = local.propose(before._context(event, rec.decision_id))
     assert proposal.intents == expected.intents  # the local engine's strategic buy
     (call,) = of(GptCall, out)
     assert call.outcome == GptOutcome(kind)

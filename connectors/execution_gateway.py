@@ -15,7 +15,7 @@ from typing import Final
 
 from connectors.ccxt_executor import CcxtExecutor
 from models.desk import ExchangeCommand
-from models.execution import ExecStatus, ExecutionReport
+from models.execution import ExchangeState, ExecStatus, ExecutionReport
 from models.messages import Order
 
 __all__ = ["ExecutionGateway"]
@@ -30,6 +30,9 @@ class ExecutionGateway:
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[ExecutionReport]] = {}
         self._done: list[ExecutionReport] = []
+        self._states: list[tuple[ExchangeState, int]] = []
+        self._state_asked = False
+        self.submitted = 0  # orders handed to the worker so far
 
     def execute(self, order: Order) -> ExecutionReport:
         """Place one order, blocking; a bug becomes an `unknown` report (the order may be on
@@ -56,6 +59,7 @@ class ExecutionGateway:
                 return
             future = self._pool.submit(self.execute, order)
             self._in_flight[order.client_order_id] = future
+            self.submitted += 1
         future.add_done_callback(lambda f: self._collect(order.client_order_id, f))
 
     def _collect(self, client_order_id: str, future: Future[ExecutionReport]) -> None:
@@ -67,6 +71,33 @@ class ExecutionGateway:
         with self._lock:
             done, self._done = self._done, []
         return done
+
+    def check_state(self, symbols: list[str]) -> None:
+        """Read balances and open orders in the background (behind the orders already queued,
+        so they are included); the result comes out of `states()` with the number of orders
+        submitted before it, so an order sent since then can be told apart. One at a time."""
+        with self._lock:
+            if self._state_asked:
+                return
+            self._state_asked = True
+            mark = self.submitted
+        self._pool.submit(self._read_state, symbols, mark)
+
+    def _read_state(self, symbols: list[str], mark: int) -> None:
+        state: ExchangeState | None = None
+        try:
+            state = self.executor.state(symbols)
+        except Exception as err:  # an unreachable exchange: no check this time, logged
+            _LOG.warning("periodic reconciliation skipped: %s: %s", type(err).__name__, err)
+        with self._lock:
+            self._state_asked = False
+            if state is not None:
+                self._states.append((state, mark))
+
+    def states(self) -> list[tuple[ExchangeState, int]]:
+        with self._lock:
+            states, self._states = self._states, []
+        return states
 
     @property
     def in_flight(self) -> int:

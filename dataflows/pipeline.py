@@ -32,7 +32,7 @@ from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
 from connectors.notifier import Notifier
 from dataflows.progress import FlowCounters
-from models.config import Settings
+from models.config import Settings, parse_duration_ms
 from models.desk import (
     BarEvent,
     DeskOutput,
@@ -140,11 +140,13 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             self._unasked = self.desk.pending_requests()
             self._unsent = self.desk.unreported_orders()
         self._startup: list[DeskOutput] = []
+        self._pairs = [s for s in settings.symbols if "/" in s]
+        self._check_every_s = parse_duration_ms(settings.execution.reconcile_every) / 1000
+        self._next_check = time.monotonic() + self._check_every_s
         if orders is not None:
             # Never trade on a book that was not checked against the exchange (raises when
             # the exchange cannot be asked; the run stops before its first order).
-            pairs = [s for s in settings.symbols if "/" in s]
-            state = orders.executor.state(pairs)
+            state = orders.executor.state(self._pairs)
             self._startup = self.desk.on_exchange_state(state, int(time.time() * 1000))
 
     def _emit(self, outputs: list[DeskOutput], out: list[DeskOutput]) -> None:
@@ -208,6 +210,20 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             for report in self.orders.ready():
                 what = f"applying the report of order {report.client_order_id}"
                 self._guarded(functools.partial(self._reported, report), what, out)
+            self._reconcile(self.orders, out)
+
+    def _reconcile(self, orders: ExecutionGateway, out: list[DeskOutput]) -> None:
+        """Live: check the book against the exchange every `execution.reconcile_every` (only
+        applied while no order is on its way: balances would be caught mid-change)."""
+        for state, mark in orders.states():
+            quiet = orders.in_flight == 0 and orders.submitted == mark  # nothing sent since
+            if quiet and not self.desk.unreported_orders():
+                now_ms = int(time.time() * 1000)
+                step = functools.partial(self.desk.on_exchange_state, state, now_ms)
+                self._guarded(step, "reconciling with the exchange", out)
+        if time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self._check_every_s
+            orders.check_state(self._pairs)
 
     def _reported(self, report: ExecutionReport) -> list[DeskOutput]:
         out: list[DeskOutput] = []
@@ -276,6 +292,9 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
     def notify_at(self) -> datetime | None:
         if not self.inline and self._busy():
             return datetime.now(UTC) + ANSWER_POLL
+        if self.orders is not None and not self.inline:  # the next reconciliation
+            wait = max(0.0, self._next_check - time.monotonic())
+            return datetime.now(UTC) + min(timedelta(seconds=wait), timedelta(seconds=1))
         return None
 
     def snapshot(self) -> bytes:

@@ -215,6 +215,9 @@ class ExecutionConfig(_Section):
         description="When an order cannot be placed on the exchange (after one retry): keep "
         "the book, cancel the symbol's open orders, sell its position, or stop its GPT strategy",
     )
+    reconcile_every: Duration = _duration_field(
+        "60s", "Live on an exchange: how often the book is checked against the exchange's balances"
+    )
 
 
 class TopicsConfig(_Section):

@@ -280,3 +280,37 @@ def test_start_reconciles_the_book_with_the_exchange() -> None:
     assert any("did not place: by-hand-1" in m for m in alerts), alerts
     assert logic.desk.portfolio.cash == D("50000")  # total: 500 of it locked by the open buy
     assert logic.desk.portfolio.quantity("BTC/USDT") == D("0.5")
+
+
+def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
+    import time
+
+    settings = Settings.model_validate(
+        {
+            "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
+            "execution": {
+                "initial_cash": "100000",
+                "currency": "USDT",
+                "reconcile_every": "200ms",
+            },
+            "strategy": {"controller": "local"},
+        }
+    )
+    with ExchangeEmulator(
+        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "100000"}
+    ) as ex:
+        gateway = ExecutionGateway(CcxtExecutor(ex.client()))
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, False, gateway)
+        out, _ = logic.on_batch([])
+        assert not [a for a in out if isinstance(a, Alert)]  # the book matched at start
+        ex.deposit("USDT", "250")  # money arrives from outside the pipeline
+        deadline = time.monotonic() + 5
+        alerts: list[Alert] = []
+        while not alerts and time.monotonic() < deadline:
+            time.sleep(0.05)
+            assert logic.notify_at() is not None  # the flow comes back for the next check
+            got, _ = logic.on_notify()
+            alerts = [a for a in got if isinstance(a, Alert)]
+        gateway.close()
+    assert alerts and "cash 100000 -> 100250" in alerts[0].message
+    assert logic.desk.portfolio.cash == D("100250")

@@ -364,29 +364,43 @@ def run(
         if sandbox and exchange is None:
             raise UserError("--sandbox needs --exchange NAME")
         bs = bootstrap or settings.kafka.bootstrap
-        if not bs:
-            raise UserError(
-                "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
-            )
-        label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
-        with _open_store(settings) as store:
+
+        def say(line: str) -> None:
+            console.print(escape(line))
+
+        with contextlib.ExitStack() as stack:
+            if not bs and paper:
+                # Paper trading needs no Kafka of its own: the bundled broker (memory only),
+                # with recovery and feed state of this run beside it.
+                from connectors.broker import LocalBroker
+
+                run_dir = Path("var/paper") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                run_dir.mkdir(parents=True, exist_ok=True)
+                bs = stack.enter_context(LocalBroker(log_dir=run_dir)).bootstrap
+                recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
+                settings = settings.model_copy(update={"recovery": recovery})
+                say(f"local Kafka broker (Tansu) at {bs}; run state in {run_dir}")
+            if not bs:
+                raise UserError(
+                    "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
+                )
+            label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
+            store = stack.enter_context(_open_store(settings))
             _check_broker(bs, label)
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             t0 = time.perf_counter()
-            say = lambda line: console.print(escape(line))  # noqa: E731
-            with contextlib.ExitStack() as stack:
-                orders = None
-                if exchange is not None or paper:
-                    orders = stack.enter_context(
-                        _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
-                    )
-                run_pipeline(
-                    settings,
-                    FlowSpec(bootstrap=bs, tail=follow),
-                    progress=True,
-                    say=say,
-                    orders=orders,
+            orders = None
+            if exchange is not None or paper:
+                orders = stack.enter_context(
+                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
                 )
+            run_pipeline(
+                settings,
+                FlowSpec(bootstrap=bs, tail=follow),
+                progress=True,
+                say=say,
+                orders=orders,
+            )
             summary = summarize(store)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
         where = settings.clickhouse.url or settings.clickhouse.path

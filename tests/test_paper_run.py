@@ -52,13 +52,18 @@ def _stratflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.slow
-def test_paper_run_trades_on_the_emulator(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_paper_run_trades_on_the_emulator(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     settings = make_settings(tmp_path, {"BTC/USDT": {}})  # the same store as the config's
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "STRATFLOW"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "STRATFLOW", "KAFKA_BOOTSTRAP"))
+    }
+    # No --bootstrap: a paper run starts the bundled broker itself (run state under cwd).
     proc = subprocess.Popen(
-        [STRATFLOW, "run", "--config", str(cfg), "--bootstrap", kafka_bootstrap, "--paper"],
-        cwd=ROOT,
+        [STRATFLOW, "run", "--config", str(cfg), "--paper"],
+        cwd=tmp_path,
         env={**env, "NO_COLOR": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -69,6 +74,8 @@ def test_paper_run_trades_on_the_emulator(kafka_bootstrap: str, tmp_path: Path) 
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err[-2000:]
     assert "paper trading on the exchange emulator" in out + err
+    assert "local Kafka broker (Tansu)" in out + err
+    assert list((tmp_path / "var" / "paper").glob("*/feeds/feed-binance-paper.json"))
     settings = settings.model_copy(
         update={
             "clickhouse": settings.clickhouse.model_copy(

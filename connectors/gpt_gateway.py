@@ -226,7 +226,8 @@ class GptGateway:
             line = self.client.describe()
         else:
             line = "gpt: replaying recorded answers only (no endpoint)"
-        return f"{line}; answers {self.mode.value} in {self.store.path if self.store else '-'}"
+        where = self.store.path if self.store is not None else "-"
+        return f"{line}; answers {self.mode.value} in {where}"
 
 
 def gpt_status(settings: Settings, gateway: GptGateway | None) -> str:

@@ -519,6 +519,7 @@ def test_status_line_says_who_writes_the_strategies(settings: Settings) -> None:
     try:
         line = gpt_status(settings, gateway)
         assert "GPT on strategic triggers" in line and "sk-secret" not in line
+        assert f"answers auto in {settings.gpt.cache_dir}" in line  # an empty store is named
     finally:
         gateway.close()
     local = settings.model_copy(

@@ -97,11 +97,21 @@ class CcxtExecutor:
 
     # ------------------------------------------------------------------ orders
 
-    def execute(self, order: Order) -> ExecutionReport:
-        """Place one market order; never raises for what the exchange does."""
+    def execute(self, order: Order, *, resend: bool = False) -> ExecutionReport:
+        """Place one market order; never raises for what the exchange does. `resend`: the
+        order may already be on the exchange (a restart, an earlier `unknown`): it is looked
+        up first and created only when the exchange says for sure it has none, because
+        Binance refuses a repeated client order id only while the first order is open."""
         # ccxt sets the thread's decimal context to ROUND_HALF_UP while it formats amounts;
         # the book's accounting on this thread must keep its own rounding.
         with decimal.localcontext():
+            if resend:
+                found = self._lookup(order)
+                if isinstance(found, dict):
+                    return self._report(order, found, 0, reconciled=True)
+                if found == "unknown":
+                    error = "the exchange could not say whether it has the order"
+                    return self._failure(order, ExecStatus.UNKNOWN, 0, error)
             return self._execute(order)
 
     def _execute(self, order: Order) -> ExecutionReport:
@@ -115,6 +125,8 @@ class CcxtExecutor:
                 kind = classify(err)
                 wait = self._retry_after(err)  # before the lookup replaces the headers
                 found = self._lookup(order)
+                if found == "unknown" and kind is not ErrorKind.PERMANENT:
+                    found = self._lookup_until_sure(order)
                 step = next_step(kind, attempts, isinstance(found, dict))
                 _LOG.warning(
                     "order %s attempt %d: %s -> %s",
@@ -126,7 +138,8 @@ class CcxtExecutor:
                 if isinstance(found, dict):
                     return self._report(order, found, attempts, reconciled=True)
                 maybe_placed = maybe_placed or kind is not ErrorKind.PERMANENT
-                if step == "retry" and wait <= MAX_RETRY_AFTER_S:
+                # Create again only when the exchange said for sure it has no such order.
+                if step == "retry" and found == "absent" and wait <= MAX_RETRY_AFTER_S:
                     self._sleep(wait)
                     continue
                 if maybe_placed:
@@ -148,6 +161,16 @@ class CcxtExecutor:
             error=error[:500],
             ts_ms=self._clock_ms(),
         )
+
+    def _lookup_until_sure(self, order: Order) -> dict[str, Any] | str:
+        """Ask again (with backoff) until the exchange says found or absent, or give up with
+        "unknown": an order must not be created again on a maybe."""
+        for n in range(SETTLE_LOOKUPS):
+            self._sleep(min(2.0, 0.1 * 2**n))
+            found = self._lookup(order)
+            if found != "unknown":
+                return found
+        return "unknown"
 
     def _settle(self, order: Order, attempts: int, err: Exception) -> ExecutionReport:
         """Giving up after an error that may have placed the order: ask the exchange until it

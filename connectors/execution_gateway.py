@@ -34,11 +34,11 @@ class ExecutionGateway:
         self._state_asked = False
         self.submitted = 0  # orders handed to the worker so far
 
-    def execute(self, order: Order) -> ExecutionReport:
+    def execute(self, order: Order, resend: bool = False) -> ExecutionReport:
         """Place one order, blocking; a bug becomes an `unknown` report (the order may be on
         the exchange: it is looked up again), never an exception."""
         try:
-            return self.executor.execute(order)
+            return self.executor.execute(order, resend=resend)
         except Exception as err:
             _LOG.exception("executing %s failed", order.client_order_id)
             return ExecutionReport(
@@ -53,11 +53,11 @@ class ExecutionGateway:
                 ts_ms=order.updated_ms,
             )
 
-    def submit(self, order: Order) -> None:
+    def submit(self, order: Order, resend: bool = False) -> None:
         with self._lock:
             if order.client_order_id in self._in_flight:
                 return
-            future = self._pool.submit(self.execute, order)
+            future = self._pool.submit(self.execute, order, resend)
             self._in_flight[order.client_order_id] = future
             self.submitted += 1
         future.add_done_callback(lambda f: self._collect(order.client_order_id, f))

@@ -147,7 +147,13 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             # Never trade on a book that was not checked against the exchange (raises when
             # the exchange cannot be asked; the run stops before its first order).
             state = orders.executor.state(self._pairs)
-            self._startup = self.desk.on_exchange_state(state, int(time.time() * 1000))
+            if self._unsent:
+                # Orders without a report: the balances may already hold their fills, which
+                # the re-sent orders' reports will bring; adopting now would count them twice.
+                # The periodic check reconciles once they have reported.
+                self._next_check = time.monotonic()
+            else:
+                self._startup = self.desk.on_exchange_state(state, int(time.time() * 1000))
 
     def _emit(self, outputs: list[DeskOutput], out: list[DeskOutput]) -> None:
         for item in outputs:
@@ -171,12 +177,12 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
                 ):
                     self._send(item, out)
 
-    def _send(self, order: Order, out: list[DeskOutput]) -> None:
+    def _send(self, order: Order, out: list[DeskOutput], resend: bool = False) -> None:
         assert self.orders is not None
         if self.inline:
-            self._report(self.orders.execute(order), out)
+            self._report(self.orders.execute(order, resend), out)
         else:
-            self.orders.submit(order)
+            self.orders.submit(order, resend)
 
     def _report(self, report: ExecutionReport, out: list[DeskOutput]) -> None:
         if report.status is ExecStatus.UNKNOWN:  # ask the exchange again with the next batch
@@ -232,7 +238,7 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
 
     def _resend(self, order: Order) -> list[DeskOutput]:
         out: list[DeskOutput] = []
-        self._send(order, out)
+        self._send(order, out, resend=True)
         return out
 
     def _guarded(

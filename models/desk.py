@@ -248,13 +248,13 @@ class TradingDesk:
                 and self.gpt is not None
                 and sym not in self.local_only
             ):
-                if owned and self._cooling_down(sym, bar.end_ms):
+                if sym in self.pending:
+                    out.append(self._coalesced(event))
+                elif owned and self._cooling_down(sym, bar.end_ms):
                     if strategy_orders is not None:
                         out.extend(strategy_orders())
                     else:
                         out.append(self._cooled(event))
-                elif sym in self.pending:
-                    out.append(self._coalesced(event))
                 else:
                     out.extend(self._start_gpt(event))
             elif owned:  # the symbol's strategy decides; routine triggers are its business
@@ -530,8 +530,10 @@ class TradingDesk:
             if active.expired:
                 out.extend(self._end_strategy(active, StrategyStatus.EXPIRED, bar.end_ms))
                 return False, None
-        position = self.portfolio.quantity(sym)
-        entry = self.portfolio.position(sym).avg_cost if position > 0 else None
+        # Orders on their way count as held: a slow exchange must not make it buy twice.
+        position = self.portfolio.quantity(sym) + self._in_flight(sym)
+        held = self.portfolio.quantity(sym)
+        entry = self.portfolio.position(sym).avg_cost if held > 0 else None
         actions = active.strategy.on_bar(sym, event.features, position, entry)
         if not actions:
             return True, None
@@ -882,7 +884,13 @@ class TradingDesk:
                 if active is not None and active.activation_id == pending.decision_id:
                     self.owners[pending.decision_id] = active
             return out
-        if n < risk.max_adjust_rounds:
+        replay = self.settings.gpt.cache_mode == "replay"
+        affordable = replay or self.budget.can_spend(
+            utc_day(pending.event.bar.end_ms), self.settings.gpt.cost_estimate_usd
+        )
+        if not affordable and self.budget.crossed_now:
+            out.append(self._budget_alert(now.bar.end_ms))
+        if n < risk.max_adjust_rounds and affordable:
             out.append(
                 self._risk_alert(
                     pending.decision_id, placed, n, verdict, "sent back to GPT", last=False
@@ -1040,17 +1048,18 @@ class TradingDesk:
             return [ExchangeCommand("cancel_open", sym, f"order {report.client_order_id} failed")]
         if action == "safe_local":
             self.local_only.add(sym)
+            self.pending.pop(sym, None)  # its answer, if it comes, is only logged
             active = self.strategies.get(sym)
             if active is not None:
                 return self._end_strategy(active, StrategyStatus.RETIRED, report.ts_ms)
             return []
-        if action != "flatten" or report.decision_id.endswith("/flatten"):
+        if action != "flatten" or "/flatten-" in report.decision_id:
             return []  # hold; and a failed flatten is not flattened again (no loop)
         position = self.portfolio.quantity(sym)
         now = self.latest.get(sym)
         if position <= 0 or now is None:
             return []
-        decision_id = f"{report.decision_id}/flatten"
+        decision_id = f"{report.decision_id}/flatten-{report.client_order_id}"
         proposal = Proposal(
             controller="fallback",
             strategy="flatten",

@@ -165,7 +165,11 @@ class GptDecider:
         turns = list(question.messages)
         if answer_text is not None:
             turns.append(ChatTurn(role="assistant", content=answer_text))
-        turns.append(ChatTurn(role="user", content=self.feedback(verdict)))
+        text = self.feedback(verdict)
+        if question.amap is not None:  # check names carry real symbols: show the aliases
+            for real, alias in sorted(question.amap.aliases.items(), key=lambda kv: -len(kv[0])):
+                text = text.replace(real, alias)
+        turns.append(ChatTurn(role="user", content=text))
         return Question(tuple(turns), question.amap)
 
     @staticmethod

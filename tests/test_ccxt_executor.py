@@ -314,3 +314,16 @@ def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
         gateway.close()
     assert alerts and "cash 100000 -> 100250" in alerts[0].message
     assert logic.desk.portfolio.cash == D("100250")
+
+
+def test_a_resend_looks_up_first_and_never_creates_again(
+    exchange_emulator: ExchangeEmulator,
+) -> None:
+    executor = CcxtExecutor(exchange_emulator.client())
+    executor.execute(order())
+    posts = len([r for r in exchange_emulator.requests if r.endpoint == POST])
+    again = executor.execute(order(), resend=True)  # Binance would accept a closed order's id
+    assert again.status is ExecStatus.FILLED and again.reconciled
+    assert len([r for r in exchange_emulator.requests if r.endpoint == POST]) == posts
+    fresh = executor.execute(order(1), resend=True)  # never placed: created after the lookup
+    assert fresh.status is ExecStatus.FILLED and not fresh.reconciled

@@ -541,3 +541,17 @@ def test_cooldown_lets_the_running_strategy_handle_new_strategic_triggers(
     assert cooled.status is DecisionStatus.NO_ACTION and "cooldown 5m" in cooled.note
     desk.feed(ev(6, branch=Branch.STRATEGIC))  # 6 minutes after the question: ask again
     assert len(openai_server.chat_requests) == 2
+
+
+def test_anonymised_feedback_names_aliases_not_symbols(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path, gpt={"anonymize": True}, risk={"max_order_notional": "15000"}
+    )
+    big = decision(universe=["ASSET-1"], position_fraction=0.2)
+    openai_server.script(Scenario.answer(big), Scenario.answer(decision(universe=["ASSET-1"])))
+    desk = Desk(openai_server, settings)
+    desk.feed(ev(0, branch=Branch.STRATEGIC))
+    follow_up = openai_server.chat_requests[1].body["messages"][-1]["content"]
+    assert "order_notional:ASSET-1" in follow_up and "ABC" not in follow_up

@@ -224,6 +224,9 @@ class TradingDesk:
     def restore(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(PERSISTED, state, strict=True):
             setattr(self, name, value)
+        # Data comes from the snapshot, settings from the current configuration.
+        self.budget.cap = self.settings.gpt.daily_budget_usd
+        self.exchange.execution = self.settings.execution
 
     def pending_requests(self) -> list[GptRequest]:
         """The questions still out, oldest first: a restarted flow asks them again."""

@@ -196,3 +196,19 @@ def test_an_order_on_its_way_counts_as_held() -> None:
     assert of(Order, out) == []  # the same signal again does not buy twice
     (record,) = of(DecisionRecord, out)
     assert record.status.value == "no_action"
+
+
+def test_a_restored_desk_takes_settings_from_the_current_config() -> None:
+    import pickle
+
+    old = TradingDesk.create(settings())
+    changed = Settings.model_validate(
+        {
+            **settings().model_dump(mode="json"),
+            "execution": {**settings().execution.model_dump(mode="json"), "fee_bps": "2"},
+            "gpt": {"daily_budget_usd": "1"},
+        }
+    )
+    desk = TradingDesk.create(changed)
+    desk.restore(pickle.loads(pickle.dumps(old.state())))
+    assert desk.budget.cap == D(1) and desk.exchange.execution.fee_bps == D(2)

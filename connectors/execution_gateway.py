@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 from connectors.ccxt_executor import CcxtExecutor
+from connectors.keyed_worker import KeyedWorker
 from models.desk import ExchangeCommand
 from models.execution import ExchangeState, ExecStatus, ExecutionReport
 from models.messages import Order
@@ -26,13 +26,11 @@ _LOG: Final = logging.getLogger(__name__)
 class ExecutionGateway:
     def __init__(self, executor: CcxtExecutor) -> None:
         self.executor = executor
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders")
+        # One thread: a ccxt client is not thread-safe, and orders keep the desk's order.
+        self._worker: KeyedWorker[ExecutionReport] = KeyedWorker(1, "orders")
         self._lock = threading.Lock()
-        self._in_flight: dict[str, Future[ExecutionReport]] = {}
-        self._done: list[ExecutionReport] = []
         self._states: list[tuple[ExchangeState, int]] = []
         self._state_asked = False
-        self.submitted = 0  # orders handed to the worker so far
 
     def execute(self, order: Order, resend: bool = False) -> ExecutionReport:
         """Place one order, blocking; a bug becomes an `unknown` report (the order may be on
@@ -54,23 +52,15 @@ class ExecutionGateway:
             )
 
     def submit(self, order: Order, resend: bool = False) -> None:
-        with self._lock:
-            if order.client_order_id in self._in_flight:
-                return
-            future = self._pool.submit(self.execute, order, resend)
-            self._in_flight[order.client_order_id] = future
-            self.submitted += 1
-        future.add_done_callback(lambda f: self._collect(order.client_order_id, f))
+        self._worker.submit(order.client_order_id, self.execute, order, resend)
 
-    def _collect(self, client_order_id: str, future: Future[ExecutionReport]) -> None:
-        with self._lock:
-            self._in_flight.pop(client_order_id, None)
-            self._done.append(future.result())
+    @property
+    def submitted(self) -> int:
+        """Orders handed to the worker so far."""
+        return self._worker.submitted
 
     def ready(self) -> list[ExecutionReport]:
-        with self._lock:
-            done, self._done = self._done, []
-        return done
+        return self._worker.ready()
 
     def check_state(self, symbols: list[str]) -> None:
         """Read balances and open orders in the background (behind the orders already queued,
@@ -81,7 +71,7 @@ class ExecutionGateway:
                 return
             self._state_asked = True
             mark = self.submitted
-        self._pool.submit(self._read_state, symbols, mark)
+        self._worker.run(self._read_state, symbols, mark)
 
     def _read_state(self, symbols: list[str], mark: int) -> None:
         state: ExchangeState | None = None
@@ -101,8 +91,7 @@ class ExecutionGateway:
 
     @property
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._in_flight)
+        return self._worker.in_flight
 
     def command(self, cmd: ExchangeCommand, *, inline: bool) -> None:
         """Carry out a fallback command (in order with the orders when not inline)."""
@@ -112,17 +101,14 @@ class ExecutionGateway:
         if inline:
             self._cancel(cmd)
         else:
-            self._pool.submit(self._cancel, cmd)
+            self._worker.run(self._cancel, cmd)
 
     def _cancel(self, cmd: ExchangeCommand) -> None:
         done = self.executor.cancel_open(cmd.symbol)
         _LOG.warning("cancelled %d open order(s) of %s: %s", len(done), cmd.symbol, cmd.reason)
 
     def wait(self, timeout_s: float | None = None) -> None:
-        with self._lock:
-            futures = list(self._in_flight.values())
-        for f in futures:
-            f.exception(timeout=timeout_s)
+        self._worker.wait(timeout_s)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._worker.shutdown(wait=True)

@@ -12,11 +12,8 @@ per symbol) is the desk's decision, never this module's.
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +26,7 @@ from connectors.gpt_cache import (
     ask_with_cache,
 )
 from connectors.gpt_client import ChatMessage, GptClient
+from connectors.keyed_worker import KeyedWorker
 from models.config import Settings, parse_duration_ms
 from models.gpt_cost import DEFAULT_PRICE_TABLE, PriceTable
 from models.gpt_decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
@@ -64,12 +62,7 @@ class GptGateway:
         self.prices = prices
         self.max_age_ms = max_age_ms
         self.schema: dict[str, Any] = GptDecider(settings).schema
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.gpt.max_concurrency, thread_name_prefix="gpt"
-        )
-        self._lock = threading.Lock()
-        self._in_flight: dict[str, Future[GptAnswer]] = {}
-        self._done: list[GptAnswer] = []
+        self._worker: KeyedWorker[GptAnswer] = KeyedWorker(settings.gpt.max_concurrency, "gpt")
 
     @classmethod
     def from_settings(
@@ -184,38 +177,22 @@ class GptGateway:
 
     def submit(self, request: GptRequest) -> None:
         """Start answering in the background (no-op if this request is already out)."""
-        with self._lock:
-            if request.request_id in self._in_flight:
-                return
-            future = self._pool.submit(self._answer_safely, request)
-            self._in_flight[request.request_id] = future
-        future.add_done_callback(functools.partial(self._collect, request.request_id))
-
-    def _collect(self, request_id: str, future: Future[GptAnswer]) -> None:
-        with self._lock:
-            self._in_flight.pop(request_id, None)
-            self._done.append(future.result())
+        self._worker.submit(request.request_id, self._answer_safely, request)
 
     def ready(self) -> list[GptAnswer]:
         """The answers that arrived since the last call, in arrival order."""
-        with self._lock:
-            done, self._done = self._done, []
-        return done
+        return self._worker.ready()
 
     @property
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._in_flight)
+        return self._worker.in_flight
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Block until every request out now has its answer (end of a bounded run)."""
-        with self._lock:
-            futures = list(self._in_flight.values())
-        for f in futures:
-            f.exception(timeout=timeout_s)
+        self._worker.wait(timeout_s)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown(wait=False)
         if isinstance(self.client, GptClient):
             self.client.close()
         if self.store is not None:

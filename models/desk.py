@@ -128,6 +128,26 @@ def alert_id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
 
 
+def executor_alert(
+    kind: str,
+    key: str,
+    ts_ms: int,
+    severity: Severity,
+    message: str,
+    decision_id: str,
+    symbol: str,
+) -> Alert:
+    """An alert about one order or fill; its id is derived, so a replay rewrites it."""
+    return Alert(
+        alert_id=alert_id(kind, key),
+        ts_ms=ts_ms,
+        severity=severity,
+        source="executor",
+        message=message,
+        context={"decision_id": decision_id, "symbol": symbol},
+    )
+
+
 def desk_error_alert(kind: str, bar: Bar, what: str, err: Exception) -> Alert:
     """A bug met while handling `bar`: critical, one per kind and bar (replays land on it)."""
     return Alert(
@@ -294,18 +314,44 @@ class TradingDesk:
         return desk_error_alert("decision-error", bar, what, err)
 
     # ---------------------------------------------------------------- fills
+    def _order_of(
+        self, decision_id: str, client_order_id: str
+    ) -> tuple[DecisionRecord | None, Order | None]:
+        """The open decision of an order, and the order as that decision holds it."""
+        record = self.open_decisions.get(decision_id)
+        order = next(
+            (o for o in (record.orders if record else []) if o.client_order_id == client_order_id),
+            None,
+        )
+        return record, order
+
+    def _record_update(
+        self, record: DecisionRecord, updated: Order, fills: list[Fill], note: str | None = None
+    ) -> DecisionRecord:
+        """The decision's next version with one order changed and new fills; a decision whose
+        orders are all settled is no longer open."""
+        orders = [
+            updated if o.client_order_id == updated.client_order_id else o for o in record.orders
+        ]
+        change: dict[str, object] = {
+            "orders": orders,
+            "fills": record.fills + fills,
+            "version": record.version + 1,
+        }
+        if note is not None:
+            change["note"] = note
+        record = record.model_copy(update=change)
+        if all(o.status is not OrderStatus.PENDING for o in orders):
+            del self.open_decisions[record.decision_id]
+            self.owners.pop(record.decision_id, None)
+        else:
+            self.open_decisions[record.decision_id] = record
+        return record
+
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
         out: list[DeskOutput] = []
         for fill in self.exchange.on_bar(bar):
-            record = self.open_decisions.get(fill.decision_id)
-            order = next(
-                (
-                    o
-                    for o in (record.orders if record else [])
-                    if o.client_order_id == fill.client_order_id
-                ),
-                None,
-            )
+            record, order = self._order_of(fill.decision_id, fill.client_order_id)
             cost = fill.quantity * fill.price + fill.fee
             refused = (
                 "insufficient cash at fill"
@@ -319,13 +365,14 @@ class TradingDesk:
                     order = with_status(order, OrderStatus.REJECTED, bar.start_ms, refused)
                     out.append(order)
                 out.append(
-                    Alert(
-                        alert_id=alert_id("fill-refused", fill.client_order_id),
-                        ts_ms=bar.start_ms,
-                        severity=Severity.WARNING,
-                        source="executor",
-                        message=f"order {fill.client_order_id} not filled: {refused}",
-                        context={"decision_id": fill.decision_id, "symbol": fill.symbol},
+                    executor_alert(
+                        "fill-refused",
+                        fill.client_order_id,
+                        bar.start_ms,
+                        Severity.WARNING,
+                        f"order {fill.client_order_id} not filled: {refused}",
+                        fill.decision_id,
+                        fill.symbol,
                     )
                 )
             else:
@@ -338,20 +385,7 @@ class TradingDesk:
                     order = with_status(order, OrderStatus.FILLED, bar.start_ms)
                     out.append(order)
             if record is not None and order is not None:
-                orders = [
-                    order if o.client_order_id == order.client_order_id else o
-                    for o in record.orders
-                ]
-                fills = record.fills + ([] if refused else [fill])
-                record = record.model_copy(
-                    update={"orders": orders, "fills": fills, "version": record.version + 1}
-                )
-                out.append(record)
-                if all(o.status is not OrderStatus.PENDING for o in orders):
-                    del self.open_decisions[record.decision_id]
-                    self.owners.pop(record.decision_id, None)
-                else:
-                    self.open_decisions[record.decision_id] = record
+                out.append(self._record_update(record, order, [] if refused else [fill]))
         return out
 
     # ---------------------------------------------------------------- shared steps
@@ -944,25 +978,18 @@ class TradingDesk:
             # Neither placed nor refused for sure: the order stays pending and is looked up
             # again (`unreported_orders`); nothing moves until the exchange says.
             return [
-                Alert(
-                    alert_id=alert_id("order-unknown", report.client_order_id),
-                    ts_ms=report.ts_ms,
-                    severity=Severity.CRITICAL,
-                    source="executor",
-                    message=f"order {report.client_order_id} state unknown: {report.error}; "
+                executor_alert(
+                    "order-unknown",
+                    report.client_order_id,
+                    report.ts_ms,
+                    Severity.CRITICAL,
+                    f"order {report.client_order_id} state unknown: {report.error}; "
                     "it is looked up again",
-                    context={"decision_id": report.decision_id, "symbol": report.symbol},
+                    report.decision_id,
+                    report.symbol,
                 )
             ]
-        record = self.open_decisions.get(report.decision_id)
-        order = next(
-            (
-                o
-                for o in (record.orders if record else [])
-                if o.client_order_id == report.client_order_id
-            ),
-            None,
-        )
+        record, order = self._order_of(report.decision_id, report.client_order_id)
         applied: list[Fill] = []
         for fill in report.fills:
             if fill.fill_id in self.seen_fills:
@@ -973,14 +1000,15 @@ class TradingDesk:
                 self.portfolio.apply_fill(fill)
             except ValueError as err:  # the exchange sold more than the book holds
                 out.append(
-                    Alert(
-                        alert_id=alert_id("ledger", fill.fill_id),
-                        ts_ms=fill.ts_ms,
-                        severity=Severity.CRITICAL,
-                        source="executor",
-                        message=f"fill {fill.fill_id} does not fit the book: {err}; "
+                    executor_alert(
+                        "ledger",
+                        fill.fill_id,
+                        fill.ts_ms,
+                        Severity.CRITICAL,
+                        f"fill {fill.fill_id} does not fit the book: {err}; "
                         "reconcile with the exchange",
-                        context={"symbol": fill.symbol, "decision_id": fill.decision_id},
+                        fill.decision_id,
+                        fill.symbol,
                     )
                 )
                 continue
@@ -1004,42 +1032,25 @@ class TradingDesk:
             if updated.status is OrderStatus.PENDING:
                 updated = updated.model_copy(update={"version": order.version + 1})
             out.append(updated)
-            orders = [
-                updated if o.client_order_id == order.client_order_id else o for o in record.orders
-            ]
             note = record.note
             if report.failed:
                 note = (
                     f"{note}; order {order.client_order_id} {report.status.value} after "
                     f"{report.attempts} attempt(s): {report.error}; fallback: {fallback}"
                 )[:2000]
-            record = record.model_copy(
-                update={
-                    "orders": orders,
-                    "fills": record.fills + applied,
-                    "version": record.version + 1,
-                    "note": note,
-                }
-            )
-            out.append(record)
-            if all(o.status is not OrderStatus.PENDING for o in orders):
-                del self.open_decisions[record.decision_id]
-                self.owners.pop(record.decision_id, None)
-            else:
-                self.open_decisions[record.decision_id] = record
+            out.append(self._record_update(record, updated, applied, note))
         if report.failed:
             out.append(
-                Alert(
-                    alert_id=alert_id("order-failed", report.client_order_id),
-                    ts_ms=report.ts_ms,
-                    severity=Severity.CRITICAL,
-                    source="executor",
-                    message=(
-                        f"order {report.client_order_id} ({report.side.value} {report.quantity} "
-                        f"{report.symbol}) {report.status.value}: {report.error}; "
-                        f"fallback: {fallback}"
-                    ),
-                    context={"decision_id": report.decision_id, "symbol": report.symbol},
+                executor_alert(
+                    "order-failed",
+                    report.client_order_id,
+                    report.ts_ms,
+                    Severity.CRITICAL,
+                    f"order {report.client_order_id} ({report.side.value} {report.quantity} "
+                    f"{report.symbol}) {report.status.value}: {report.error}; "
+                    f"fallback: {fallback}",
+                    report.decision_id,
+                    report.symbol,
                 )
             )
             out.extend(self._exchange_fallback(report, fallback))

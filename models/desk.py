@@ -410,14 +410,23 @@ class TradingDesk:
             execution=self.settings.execution,
         )
 
+    def _pending_orders(self) -> list[Order]:
+        """Orders placed and not filled yet (the next bar's open, or an exchange that has not
+        reported): the risk gate reserves their cash and quantities."""
+        return [
+            o
+            for record in self.open_decisions.values()
+            for o in record.orders
+            if o.status is OrderStatus.PENDING
+        ]
+
     def _in_flight(self, symbol: str) -> Decimal:
         """Net quantity of the symbol's orders still on their way (an exchange that has not
         reported yet): a decision counts them as held, or a second signal would buy twice."""
         net = Decimal(0)
-        for record in self.open_decisions.values():
-            for o in record.orders:
-                if o.symbol == symbol and o.status is OrderStatus.PENDING:
-                    net += o.quantity if o.side is Side.BUY else -o.quantity
+        for o in self._pending_orders():
+            if o.symbol == symbol:
+                net += o.quantity if o.side is Side.BUY else -o.quantity
         return net
 
     def _risk_alert(
@@ -456,7 +465,12 @@ class TradingDesk:
                 note = "adjusted down to no orders" if k else "controller proposed no orders"
                 break
             verdict = check(
-                proposal, self.portfolio, prices, self.settings.risk, self.settings.execution
+                proposal,
+                self.portfolio,
+                prices,
+                self.settings.risk,
+                self.settings.execution,
+                self._pending_orders(),
             )
             rounds.append(AdjustRound(round=n, proposal=proposal, verdict=verdict))
             if verdict.approved:
@@ -897,7 +911,12 @@ class TradingDesk:
             return out
         risk = self.settings.risk
         verdict = check(
-            proposal, self.portfolio, dict(self.portfolio.marks), risk, self.settings.execution
+            proposal,
+            self.portfolio,
+            dict(self.portfolio.marks),
+            risk,
+            self.settings.execution,
+            self._pending_orders(),
         )
         n = len(pending.rounds)
         pending.rounds.append(AdjustRound(round=n, proposal=proposal, verdict=verdict))

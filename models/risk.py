@@ -8,10 +8,11 @@ when it fills at the next bar's open unless the market gaps further than that.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from models.config import ExecutionConfig, RiskConfig
-from models.messages import Proposal, RiskCheck, RiskVerdict, Side
+from models.messages import Order, Proposal, RiskCheck, RiskVerdict, Side
 from models.portfolio import Portfolio
 
 BPS = Decimal(10_000)
@@ -27,20 +28,44 @@ def fee_for(notional: Decimal, execution: ExecutionConfig) -> Decimal:
     return notional * execution.fee_bps / BPS
 
 
+def committed(
+    pending: Iterable[Order], prices: dict[str, Decimal], execution: ExecutionConfig
+) -> tuple[Decimal, dict[str, Decimal]]:
+    """What orders placed but not filled yet already use: the cash their buys will take (at the
+    estimated price, fees included) and each symbol's net quantity on its way. Buying power is
+    reserved, never the proceeds of a sell that has not filled."""
+    cash = _ZERO
+    qty: dict[str, Decimal] = {}
+    for order in pending:
+        if order.side is Side.BUY:
+            price = prices.get(order.symbol)
+            if price is not None:
+                notional = order.quantity * estimated_price(price, Side.BUY, execution)
+                cash += notional + fee_for(notional, execution)
+            qty[order.symbol] = qty.get(order.symbol, _ZERO) + order.quantity
+        else:
+            qty[order.symbol] = qty.get(order.symbol, _ZERO) - order.quantity
+    return cash, qty
+
+
 def check(
     proposal: Proposal,
     portfolio: Portfolio,
     prices: dict[str, Decimal],
     risk: RiskConfig,
     execution: ExecutionConfig,
+    pending: Iterable[Order] = (),
 ) -> RiskVerdict:
-    """Judge a whole proposal against the limits, intents taken together."""
+    """Judge a whole proposal against the limits, intents taken together, on top of the
+    `pending` orders (placed, not filled yet): two symbols deciding on the same bar must not
+    both spend the same cash, and a second signal must not sell the same position twice."""
     checks: list[RiskCheck] = []
+    reserved, on_the_way = committed(pending, prices, execution)
     cash_needed = _ZERO
     cash_freed = _ZERO
     total_fee = _ZERO
     increases_risk = False
-    held: dict[str, Decimal] = {}
+    held: dict[str, Decimal] = {sym: portfolio.quantity(sym) + q for sym, q in on_the_way.items()}
     for intent in proposal.intents:
         price = prices.get(intent.symbol)
         if price is None:
@@ -98,14 +123,14 @@ def check(
             cash_freed += notional - fee
         held[intent.symbol] = qty
     if cash_needed > 0:
-        spendable = portfolio.cash + cash_freed - risk.min_cash
+        spendable = portfolio.cash - reserved + cash_freed - risk.min_cash
         checks.append(
             RiskCheck(
                 name="cash",
                 passed=cash_needed <= spendable,
                 limit=spendable,
                 value=cash_needed,
-                message="not enough cash above the reserve for buys and fees",
+                message="not enough cash above the reserve for buys, fees and pending buys",
             )
         )
     loss = -portfolio.daily_pnl()

@@ -125,6 +125,43 @@ def test_gate_refuses_short_sales_cash_overdraft_and_buys_after_daily_loss() -> 
     assert check(proposal((Side.SELL, "10")), p, {"ABC": D(4)}, risk, EXEC).approved
 
 
+def placed(side: Side, qty: str, symbol: str = "ABC") -> Order:
+    return Order(
+        client_order_id=f"{symbol}-{side.value}-{qty}",
+        decision_id="earlier",
+        symbol=symbol,
+        side=side,
+        quantity=D(qty),
+        status=OrderStatus.PENDING,
+        placed_ms=0,
+        updated_ms=0,
+    )
+
+
+def test_gate_reserves_cash_and_quantity_of_orders_not_filled_yet() -> None:
+    risk = RiskConfig(min_cash=D(0))
+    p = Portfolio(cash=D(1000))
+    prices = {"ABC": D(10), "XYZ": D(10)}
+    buy = proposal((Side.BUY, "60"))
+    assert check(buy, p, prices, risk, EXEC).approved  # 600 + fee of 1,000 cash
+    # Another symbol's buy of 50 (500 + 0.5 fee) is on its way: 499.5 left, not 1,000.
+    v = check(buy, p, prices, risk, EXEC, [placed(Side.BUY, "50", "XYZ")])
+    (cash,) = v.failures
+    assert cash.name == "cash" and cash.limit == D("499.5")
+    # A pending sell frees no cash before it fills, and the quantity it sells is spoken for.
+    p.apply_fill(fill(Side.BUY, "10", "10"))
+    again = proposal((Side.SELL, "10"))
+    assert check(again, p, prices, risk, EXEC).approved
+    v = check(again, p, prices, risk, EXEC, [placed(Side.SELL, "6")])
+    (short,) = v.failures
+    assert short.name == "long_only:ABC" and short.limit == D(4)
+    # A pending buy counts towards the position limit.
+    capped = RiskConfig(min_cash=D(0), max_position_notional=D(150))
+    assert check(proposal((Side.BUY, "5")), p, prices, capped, EXEC).approved
+    v = check(proposal((Side.BUY, "5")), p, prices, capped, EXEC, [placed(Side.BUY, "1")])
+    assert [c.name for c in v.failures] == ["position_notional:ABC"]
+
+
 def ctx(
     position: str = "0",
     cash: str = "10000",

@@ -27,10 +27,10 @@ D = Decimal
 MIN = 60_000
 
 
-def settings(**risk: str) -> Settings:
+def settings(*symbols: str, **risk: str) -> Settings:
     return Settings.model_validate(
         {
-            "symbols": {"ABC": {}},
+            "symbols": {s: {} for s in symbols or ("ABC",)},
             "execution": {"initial_cash": "10000", "fee_bps": "10", "slippage_bps": "0"},
             "strategy": {"target_fraction": "0.5", "strategic_fraction": "0.5"},
             "risk": {
@@ -43,9 +43,11 @@ def settings(**risk: str) -> Settings:
     )
 
 
-def event(i: int, o: str, c: str, direction: Direction | None = None) -> BarEvent:
+def event(
+    i: int, o: str, c: str, direction: Direction | None = None, symbol: str = "ABC"
+) -> BarEvent:
     bar = Bar(
-        symbol="ABC",
+        symbol=symbol,
         start_ms=i * MIN,
         end_ms=(i + 1) * MIN,
         open=D(o),
@@ -56,11 +58,11 @@ def event(i: int, o: str, c: str, direction: Direction | None = None) -> BarEven
         trades=3,
         vwap=D(c),
     )
-    fv = FeatureVector(symbol="ABC", ts_ms=bar.end_ms, close=float(c), values={"rsi": 50.0})
+    fv = FeatureVector(symbol=symbol, ts_ms=bar.end_ms, close=float(c), values={"rsi": 50.0})
     signals = (
         [
             Signal(
-                symbol="ABC",
+                symbol=symbol,
                 ts_ms=bar.end_ms,
                 trigger="t",
                 kind="crossover",
@@ -129,6 +131,22 @@ def test_gap_up_beyond_cash_rejects_at_fill_without_touching_the_portfolio() -> 
     assert of(Fill, out) == []
     assert of(Order, out)[0].status is OrderStatus.REJECTED
     assert desk.portfolio.cash == D(10_000) and desk.portfolio.quantity("ABC") == 0
+
+
+def test_two_symbols_deciding_on_one_bar_do_not_spend_the_same_cash() -> None:
+    desk = TradingDesk.create(settings("ABC", "XYZ", min_cash="0"))
+    first = desk.on_bar_event(event(0, "100", "100", Direction.LONG, "ABC"))
+    second = desk.on_bar_event(event(0, "100", "100", Direction.LONG, "XYZ"))
+    (abc,) = of(Order, first)
+    assert abc.quantity == D(50)  # half of the 10,000 equity
+    # XYZ's decision sees ABC's 5,005 (with fee) on its way: what is left fits, no more.
+    (xyz,) = of(Order, second)
+    assert abc.quantity * D(100) * D("1.001") + xyz.quantity * D(100) * D("1.001") <= D(10_000)
+    desk.on_bar_event(event(1, "100", "100", symbol="ABC"))
+    out = desk.on_bar_event(event(1, "100", "100", symbol="XYZ"))
+    assert of(Order, out)[0].status is OrderStatus.FILLED  # both fill: nothing overdrawn
+    assert desk.portfolio.cash >= 0
+    assert desk.portfolio.quantity("ABC") == D(50) and desk.portfolio.quantity("XYZ") > 0
 
 
 def test_snapshot_restore_continues_identically() -> None:

@@ -230,6 +230,11 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + self._check_every_s
             orders.check_state(self._pairs)
+            if orders.in_flight == 0 and not self._unsent:
+                # Orders the exchange accepted but has not filled (reported `open`): looked
+                # up again by client order id, so later fills reach the book while running.
+                for order in self.desk.unreported_orders():
+                    self._guarded(functools.partial(self._resend, order), "polling orders", out)
 
     def _reported(self, report: ExecutionReport) -> list[DeskOutput]:
         out: list[DeskOutput] = []

@@ -5,6 +5,7 @@ entry in the decision log)."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from connectors.exchange_emulator import ExchangeEmulator, Fault
 from connectors.execution_gateway import ExecutionGateway
 from dataflows.pipeline import DeskLogic
 from models.config import Settings
-from models.desk import BarEvent
+from models.desk import BarEvent, TradingDesk
 from models.execution import ErrorKind, ExecStatus
 from models.messages import (
     Alert,
@@ -24,6 +25,7 @@ from models.messages import (
     DecisionRecord,
     Direction,
     FeatureVector,
+    Fill,
     Order,
     OrderStatus,
     Side,
@@ -283,8 +285,6 @@ def test_start_reconciles_the_book_with_the_exchange() -> None:
 
 
 def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
-    import time
-
     settings = Settings.model_validate(
         {
             "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
@@ -327,3 +327,60 @@ def test_a_resend_looks_up_first_and_never_creates_again(
     assert len([r for r in exchange_emulator.requests if r.endpoint == POST]) == posts
     fresh = executor.execute(order(1), resend=True)  # never placed: created after the lookup
     assert fresh.status is ExecStatus.FILLED and not fresh.reconciled
+
+
+def test_an_order_the_exchange_left_open_is_polled_until_it_fills() -> None:
+    """An accepted order that has not filled (reported `open`) is looked up again at every
+    `execution.reconcile_every` while the flow runs, so its later fills reach the book."""
+    settings = Settings.model_validate(
+        {
+            "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
+            "execution": {
+                "initial_cash": "100000",
+                "currency": "USDT",
+                "reconcile_every": "200ms",
+            },
+            "strategy": {"controller": "local", "target_fraction": "0.05"},
+        }
+    )
+    event = bar_event(0, D(60000), Direction.LONG)
+    # The order the desk will place (ids and sizes are deterministic): the exchange already
+    # holds a resting limit order under that id, so the desk's create is a duplicate that is
+    # adopted as the open order it finds.
+    (expected,) = [
+        o for o in TradingDesk.create(settings).on_bar_event(event) if isinstance(o, Order)
+    ]
+    with ExchangeEmulator(
+        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "100000"}
+    ) as ex:
+        gateway = ExecutionGateway(CcxtExecutor(ex.client()))
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, False, gateway)
+        logic.on_batch([])
+        resting = {"clientOrderId": expected.client_order_id}
+        ex.client().create_order(
+            "BTC/USDT", "limit", "buy", float(expected.quantity), 59000, resting
+        )
+        out, _ = logic.on_batch([event])
+        assert [o.client_order_id for o in out if isinstance(o, Order)] == [
+            expected.client_order_id
+        ]
+        deadline = time.monotonic() + 5
+        while gateway.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        got, _ = logic.on_notify()
+        assert not [f for f in got if isinstance(f, Fill)]
+        assert logic.desk.unreported_orders(), "the adopted order is open, not filled"
+        assert logic.desk.portfolio.quantity("BTC/USDT") == 0
+        ex.set_price("BTC/USDT", D(58900))  # the market comes down through the resting buy
+        fills: list[Any] = []
+        while not fills and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+            more, _ = logic.on_notify()
+            fills = [f for f in more if isinstance(f, Fill)]
+        gateway.close()
+        with ex.lock:
+            balances = ex.engine.balances()
+    assert fills and sum(f.quantity for f in fills) == expected.quantity
+    assert logic.desk.unreported_orders() == []
+    assert logic.desk.portfolio.quantity("BTC/USDT") == balances["BTC"].total
+    assert logic.desk.portfolio.cash == balances["USDT"].total

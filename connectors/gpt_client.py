@@ -84,6 +84,9 @@ class FailureKind(StrEnum):
     """Not called: the endpoint failed too often lately."""
     NO_KEY = "no_key"
     """Not called: no API key and no base URL configured."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """Not called: today's spending (wall clock, every run) reached `gpt.daily_budget_usd`
+    (`connectors.gpt_spend.BudgetedAsker`)."""
 
 
 ENDPOINT_FAILURES: frozenset[FailureKind] = frozenset(

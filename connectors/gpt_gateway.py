@@ -26,6 +26,7 @@ from connectors.gpt_cache import (
     ask_with_cache,
 )
 from connectors.gpt_client import ChatMessage, GptClient
+from connectors.gpt_spend import BudgetedAsker, SpendLedger
 from connectors.keyed_worker import KeyedWorker
 from models.config import Settings, parse_duration_ms
 from models.gpt_cost import DEFAULT_PRICE_TABLE, PriceTable
@@ -55,8 +56,16 @@ class GptGateway:
         mode: CacheMode | str = CacheMode.AUTO,
         prices: PriceTable = DEFAULT_PRICE_TABLE,
         max_age_ms: int | None = None,
+        ledger: SpendLedger | None = None,
     ) -> None:
         self.client = client
+        # With a ledger, the endpoint is called only while today's real spending (wall clock,
+        # every run on the ledger) is under the daily budget; see `connectors.gpt_spend`.
+        self._asker: Asker = (
+            client
+            if ledger is None
+            else BudgetedAsker(client, ledger, settings.gpt.daily_budget_usd, prices)
+        )
         self.store = store
         self.mode = CacheMode(mode)
         self.prices = prices
@@ -83,7 +92,8 @@ class GptGateway:
             return None
         store = AnswerStore(Path(cfg.cache_dir))
         window = parse_duration_ms(cfg.cache_window) if live else None
-        return cls(settings, client, store, mode=mode, max_age_ms=window)
+        ledger = SpendLedger(Path(cfg.cache_dir))
+        return cls(settings, client, store, mode=mode, max_age_ms=window, ledger=ledger)
 
     # ------------------------------------------------------------------ answering
 
@@ -92,7 +102,7 @@ class GptGateway:
         messages = _messages(request)
         if self.store is not None:
             result = ask_with_cache(
-                self.client,
+                self._asker,
                 self.store,
                 self.mode,
                 messages,
@@ -112,7 +122,7 @@ class GptGateway:
             parsed, failure, detail = result.parsed, result.failure, result.detail
             raw = result.raw_text
         else:
-            r = self.client.ask(
+            r = self._asker.ask(
                 messages, GptDecision, schema=self.schema, schema_name=STRICT_SCHEMA_NAME
             )
             cached: CachedResult[GptDecision] = CachedResult(

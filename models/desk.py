@@ -874,6 +874,18 @@ class TradingDesk:
             call = call.model_copy(update={"detail": f"rejected: {result.detail}"[:1000]})
         out.append(call)
         version = len(pending.rounds) + 2
+        if answer.failure == GptOutcome.BUDGET_EXHAUSTED.value:
+            # The gateway's wall-clock guard: real money spent today, over every run.
+            out.append(
+                Alert(
+                    alert_id=alert_id("gpt-spend", answer.detail),
+                    ts_ms=call.ts_ms,
+                    severity=Severity.WARNING,
+                    source="gpt",
+                    message=f"{answer.detail}; local engine only until the next UTC day"[:1500],
+                    context={"decision_id": pending.decision_id},
+                )
+            )
         if isinstance(result, Fallback):
             del self.pending[sym]
             out.extend(self._finish_local(pending, ctx, result, version))

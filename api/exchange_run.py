@@ -98,13 +98,17 @@ def exchange_session(
     with contextlib.ExitStack() as stack:
         if paper:
             from connectors.exchange_emulator import ExchangeEmulator
+            from models.matching import EngineConfig
 
             if name != "binance":
                 raise ExchangeSetupError(
                     "--paper emulates Binance's spot API; use --exchange binance --paper"
                 )
             emulator = ExchangeEmulator(
-                pairs, balances={settings.execution.currency: settings.execution.initial_cash}
+                pairs,
+                balances={settings.execution.currency: settings.execution.initial_cash},
+                # As on Binance (without BNB): a buy pays its commission in the asset bought.
+                config=EngineConfig(fee_in_received_asset=True),
             )
             stack.enter_context(emulator)
             emulator.start_price_walk(seed, interval_s=1.0)

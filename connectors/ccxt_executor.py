@@ -52,6 +52,11 @@ _PERMANENT: Final = (
 )
 
 
+def _executed(trades: Iterable[Mapping[str, Any]]) -> Decimal:
+    """The quantity the trades executed (before any fee taken from it)."""
+    return sum((to_decimal(t.get("amount")) or _ZERO for t in trades), _ZERO)
+
+
 def classify(err: Exception) -> ErrorKind:
     """Permanent errors will repeat; everything else may go away and may even have happened
     (a retry is safe whatever it was: it carries the same client order id, which the exchange
@@ -230,14 +235,12 @@ class CcxtExecutor:
     ) -> ExecutionReport:
         trades = list(placed.get("trades") or [])
         reported = to_decimal(placed.get("filled")) or _ZERO
-        fills = [self._fill(order, t, n) for n, t in enumerate(trades)]
-        filled = sum((f.quantity for f in fills), _ZERO)
+        filled = _executed(trades)  # gross: a fee in the base asset is not a missing trade
         if filled < reported:  # the order says more was filled than its trades show: fetch them
             for n in range(SETTLE_LOOKUPS):
                 got = self._trades_of(order, str(placed.get("id")))
                 if got is not None:
-                    fills = [self._fill(order, t, k) for k, t in enumerate(got)]
-                    filled = sum((f.quantity for f in fills), _ZERO)
+                    trades, filled = got, _executed(got)
                     if filled >= reported:
                         break
                 self._sleep(min(2.0, 0.1 * 2**n))
@@ -245,6 +248,7 @@ class CcxtExecutor:
                 # Without every fill (and its fee) the book would drift from the exchange.
                 error = f"order filled {reported}, but its trades show {filled}"
                 return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
+        fills = [self._fill(order, t, n) for n, t in enumerate(trades)]
         status_text = str(placed.get("status") or "")
         if filled >= order.quantity:
             status = ExecStatus.FILLED
@@ -254,7 +258,13 @@ class CcxtExecutor:
             status = ExecStatus.REJECTED
         else:
             status = ExecStatus.OPEN
-        notional = sum((f.quantity * f.price for f in fills), _ZERO)
+        notional = sum(
+            (
+                (to_decimal(t.get("amount")) or _ZERO) * (to_decimal(t.get("price")) or _ZERO)
+                for t in trades
+            ),
+            _ZERO,
+        )
         return ExecutionReport(
             client_order_id=order.client_order_id,
             decision_id=order.decision_id,
@@ -283,17 +293,39 @@ class CcxtExecutor:
         return [dict(t) for t in trades if str(t.get("order")) == exchange_id]
 
     def _fill(self, order: Order, trade: Mapping[str, Any], n: int) -> Fill:
+        """The book's fill of one exchange trade. The book keeps fees in the quote currency;
+        a commission paid in the base asset (Binance's buys without BNB) changes the quantity
+        that moved instead: a buy of q with fee f in base adds q - f, and its fee is f * price,
+        so cash and quantity both equal the exchange's. A fee in a third asset (BNB) does not
+        touch this pair's balances: it is logged and booked as 0."""
         fee = trade.get("fee") or {}
         fee_cost = to_decimal(fee.get("cost")) or _ZERO
+        fee_currency = str(fee.get("currency") or "")
+        base, _, quote = order.symbol.partition("/")
+        side = Side(str(trade.get("side") or order.side.value))
+        quantity = to_decimal(trade.get("amount")) or _ZERO
+        price = to_decimal(trade.get("price")) or _ZERO
         trade_id = trade.get("id")
+        if fee_cost and fee_currency == base:
+            quantity += -fee_cost if side is Side.BUY else fee_cost
+            fee_cost *= price
+        elif fee_cost and fee_currency not in ("", quote):
+            _LOG.warning(
+                "trade %s of %s paid its fee of %s in %s: not in this book",
+                trade_id,
+                order.client_order_id,
+                fee_cost,
+                fee_currency,
+            )
+            fee_cost = _ZERO
         return Fill(
             fill_id=f"{order.client_order_id}:{trade_id if trade_id is not None else n}",
             client_order_id=order.client_order_id,
             decision_id=order.decision_id,
             symbol=order.symbol,
-            side=Side(str(trade.get("side") or order.side.value)),
-            quantity=to_decimal(trade.get("amount")) or _ZERO,
-            price=to_decimal(trade.get("price")) or _ZERO,
+            side=side,
+            quantity=quantity,
+            price=price,
             fee=fee_cost,
             ts_ms=int(trade.get("timestamp") or self._clock_ms()),
         )

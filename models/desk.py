@@ -72,7 +72,7 @@ from models.messages import (
 from models.portfolio import Portfolio
 from models.risk import check
 from models.sim_exchange import SimulatedExchange, client_order_id, with_status
-from models.strategy import DecisionContext, LocalStrategyEngine, StrategyController
+from models.strategy import DecisionContext, LocalStrategyEngine, StrategyController, round_to_lot
 from models.strategy_compiler import CompiledDecision, to_intent
 from models.strategy_spec import GptDecision
 
@@ -1100,10 +1100,11 @@ class TradingDesk:
             return []
         if action != "flatten" or "/flatten-" in report.decision_id:
             return []  # hold; and a failed flatten is not flattened again (no loop)
-        position = self.portfolio.quantity(sym)
+        spec = self.settings.symbols.get(sym)
+        position = round_to_lot(self.portfolio.quantity(sym), spec.lot_size if spec else Decimal(1))
         now = self.latest.get(sym)
         if position <= 0 or now is None:
-            return []
+            return []  # nothing held, or dust below one lot the exchange would refuse
         decision_id = f"{report.decision_id}/flatten-{report.client_order_id}"
         proposal = Proposal(
             controller="fallback",

@@ -185,6 +185,9 @@ class EngineConfig(BaseModel):
     taker_fee_bps: Decimal = Field(default=Decimal("10"), ge=0, lt=BPS)
     history_limit: int = Field(default=100_000, ge=10)
     """Public trades, price prints and account trades kept per symbol (oldest dropped)."""
+    fee_in_received_asset: bool = False
+    """Binance's rule without a BNB discount: a buy pays its commission in the base asset it
+    receives (a sell in the quote asset it receives). Off: every commission is in quote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -839,22 +842,27 @@ class MatchingEngine:
         rate = (self.config.maker_fee_bps if is_maker else self.config.taker_fee_bps) / BPS
         notional = trade.price * trade.qty
         fee = (notional * rate).quantize(FEE_QUANTUM, ROUND_DOWN)
+        fee_asset = spec.quote
+        if order.side is OrderSide.BUY and self.config.fee_in_received_asset:
+            fee = (trade.qty * rate).quantize(FEE_QUANTUM, ROUND_DOWN)
+            fee_asset = spec.base
         if order.side is OrderSide.BUY:
-            cost = notional + fee
+            cost = notional + (fee if fee_asset == spec.quote else ZERO)
             from_lock = min(cost, order.locked)
             order.locked -= from_lock
             self._locked[spec.quote] -= from_lock
             self._free[spec.quote] -= cost - from_lock  # never, unless a caller broke the lock
-            self._free[spec.base] = self._free.get(spec.base, ZERO) + trade.qty
+            received = trade.qty - (fee if fee_asset == spec.base else ZERO)
+            self._free[spec.base] = self._free.get(spec.base, ZERO) + received
         else:
             order.locked -= trade.qty
             self._locked[spec.base] -= trade.qty
             self._free[spec.quote] = self._free.get(spec.quote, ZERO) + notional - fee
-        self.fees_collected[spec.quote] = self.fees_collected.get(spec.quote, ZERO) + fee
+        self.fees_collected[fee_asset] = self.fees_collected.get(fee_asset, ZERO) + fee
         order.executed_qty += trade.qty
         order.cumm_quote_qty += notional
         order.update_ms = trade.time_ms
-        order.fills.append(Fill(trade.trade_id, trade.price, trade.qty, fee, spec.quote, is_maker))
+        order.fills.append(Fill(trade.trade_id, trade.price, trade.qty, fee, fee_asset, is_maker))
         if order.is_open:
             order.status = OrderStatus.PARTIALLY_FILLED
         self._my_trades[spec.symbol].append(
@@ -867,7 +875,7 @@ class MatchingEngine:
                 trade.price,
                 trade.qty,
                 fee,
-                spec.quote,
+                fee_asset,
                 trade.time_ms,
                 is_maker,
             )

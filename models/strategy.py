@@ -105,9 +105,13 @@ class LocalStrategyEngine:
                     TradeIntent(symbol=ctx.symbol, side=Side.BUY, quantity=qty, reason=names)
                 )
         elif delta < 0 and direction is Direction.FLAT:
-            intents.append(
-                TradeIntent(symbol=ctx.symbol, side=Side.SELL, quantity=-delta, reason=names)
-            )
+            # Whole lots only: an exchange refuses a quantity off its step (a position bought
+            # with the fee taken in the base asset holds such dust).
+            qty = round_to_lot(-delta, ctx.lot_size)
+            if qty > 0:
+                intents.append(
+                    TradeIntent(symbol=ctx.symbol, side=Side.SELL, quantity=qty, reason=names)
+                )
         rationale = (
             f"{ctx.branch.value} decision on {names}: direction "
             f"{direction.value if direction else 'none'}, target {target} from {ctx.position}"

@@ -18,6 +18,7 @@ from dataflows.pipeline import DeskLogic
 from models.config import Settings
 from models.desk import BarEvent, TradingDesk
 from models.execution import ErrorKind, ExecStatus
+from models.matching import EngineConfig
 from models.messages import (
     Alert,
     Bar,
@@ -384,3 +385,55 @@ def test_an_order_the_exchange_left_open_is_polled_until_it_fills() -> None:
     assert logic.desk.unreported_orders() == []
     assert logic.desk.portfolio.quantity("BTC/USDT") == balances["BTC"].total
     assert logic.desk.portfolio.cash == balances["USDT"].total
+
+
+def test_a_commission_in_the_base_asset_keeps_the_book_equal_to_the_exchange() -> None:
+    """Binance takes a buy's commission from the base asset it delivers: the book receives
+    the quantity less the fee (valued in quote as its fee), sells whole lots only, and its cash
+    and quantity stay equal to the exchange's balances through a run of buys and sells."""
+    settings = Settings.model_validate(
+        {
+            "symbols": {"BTC/USDT": {"lot_size": "0.0001"}},
+            "execution": {"initial_cash": "100000", "currency": "USDT", "fee_bps": "10"},
+            "strategy": {"controller": "local", "target_fraction": "0.05"},
+            "risk": {"daily_loss_limit": "1000000"},
+        }
+    )
+    config = EngineConfig(fee_in_received_asset=True)
+    with ExchangeEmulator(
+        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "100000"}, config=config
+    ) as ex:
+        executor = CcxtExecutor(ex.client())
+        buy = executor.execute(order(qty="0.01"))
+        assert buy.status is ExecStatus.FILLED and buy.filled == D("0.01")
+        (trade,) = buy.fills
+        fee_btc = D("0.01") * D("0.001")  # 10 bps of the quantity, in BTC
+        assert trade.quantity == D("0.01") - fee_btc
+        assert trade.fee == fee_btc * trade.price
+        with ex.lock:
+            assert ex.engine.balances()["BTC"].total == trade.quantity
+        # The desk through a run of entries and exits on the same exchange.
+        gateway = ExecutionGateway(CcxtExecutor(ex.client()))
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, True, gateway)
+        start = [a.message for a in logic.on_batch([])[0] if isinstance(a, Alert)]
+        assert start == [
+            "book reconciled with the exchange: cash 100000 -> 99399.7 USDT; "
+            f"BTC/USDT 0 -> {trade.quantity}"
+        ]  # the buy above, adopted
+        out: list[Any] = []
+        price = D(60000)
+        for i in range(40):
+            price = price * (D("1.003") if i % 3 else D("0.996"))
+            ex.set_price("BTC/USDT", price.quantize(D("0.01")))
+            direction = Direction.LONG if i % 4 < 2 else Direction.FLAT
+            out.extend(logic.on_batch([bar_event(i, price.quantize(D("0.01")), direction)])[0])
+        gateway.close()
+        with ex.lock:
+            balances = ex.engine.balances()
+    orders = [x for x in out if isinstance(x, Order) and x.version > 1]
+    sells = [o for o in orders if o.side is Side.SELL]
+    assert sells and all(o.status is OrderStatus.FILLED for o in orders)  # no lot-size refusals
+    book = logic.desk.portfolio
+    assert book.cash == balances["USDT"].total
+    assert book.quantity("BTC/USDT") == balances["BTC"].total  # dust below a lot included
+    assert [a.message for a in out if isinstance(a, Alert)] == []  # no drift to reconcile

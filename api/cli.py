@@ -252,11 +252,15 @@ def replay(
             raise UserError(f"--speed must be a number > 0, got {speed:g}")
         # A local file wins over a dataset of the same name.
         default_symbol = symbol
-        if Path(source).exists():
+        try:
+            exists = Path(source).exists()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
+        if exists:
             path = Path(source)
-        elif source.upper() in list_datasets():
-            path = dataset_path(source)
-            default_symbol = symbol or source.upper()
+        elif source.strip().upper() in list_datasets():
+            path = dataset_path(source.strip())
+            default_symbol = symbol or source.strip().upper()
         else:
             raise UserError(
                 f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
@@ -268,6 +272,8 @@ def replay(
                 f"symbol(s) {', '.join(unknown)} not in the config's symbols"
                 f" ({', '.join(settings.symbols)}); add them to `symbols:` or pass --symbol"
             )
+        if loaded.rows == 0:
+            raise UserError(f"{path}: no data rows (the file has only a header)")
         if not loaded.messages:
             first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
             raise UserError(

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TextIO
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -32,6 +33,7 @@ from connectors.broker import wait_for_broker
 from connectors.kafka_io import DeliveryCounter, make_producer, publish
 from models.config import parse_duration_ms
 from models.messages import SYMBOL_PATTERN, BarIn, Tick, to_ms
+from models.parsing import event_time_problem
 
 __all__ = [
     "MarketFile",
@@ -48,6 +50,10 @@ MarketMsg = Tick | BarIn
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 _NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+# A time of day alone (HH:MM, HH:MM:SS, HH:MM:SS.fff): the second half of a split date/time pair.
+_TIME_OF_DAY_RE = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?\s*$")
+# Beyond any plausible epoch, in µs: keeps float -> int -> timedelta from overflowing.
+_MAX_ABS_US = 6 * 10**16  # ~1900 years either side of 1970
 _MAX_INTERVAL_S = 31 * 86400
 _EPOCH_UNITS = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))  # (magnitude below, factor to µs)
 
@@ -176,12 +182,21 @@ def _read_csv(path: Path) -> _Table:
         raise MarketFileError(f"{path}: not a UTF-8 text file") from None
     except csv.Error as exc:
         raise MarketFileError(f"{path}: not valid CSV ({exc})") from None
+    except OSError as exc:  # permission denied, I/O error, a FIFO that went away...
+        raise MarketFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if header is None:
         raise MarketFileError(f"{path}: file is empty")
-    names = {_norm(h): h for h in header}
-    if len(names) != len(header):
+    # Spreadsheet exports often end every line with empty, unnamed columns ("...,Volume,,").
+    # Those carry nothing; dropping them keeps "duplicate column names" for real duplicates.
+    keep = [
+        i
+        for i, h in enumerate(header)
+        if h.strip() or any(r[i].strip() for r in data) or header.count(h) == 1
+    ]
+    names = {_norm(header[i]): header[i] for i in keep}
+    if len(names) != len(keep):
         raise MarketFileError(f"{path}: duplicate column names in header {header}")
-    columns = {_norm(h): [r[i] for r in data] for i, h in enumerate(header)}
+    columns = {_norm(header[i]): [r[i] for r in data] for i in keep}
     return _Table(columns, names, rownums, problems=problems)
 
 
@@ -207,9 +222,37 @@ def _read_parquet(path: Path) -> _Table:
             time_us = [None if m else v for v, m in zip(time_us, ts.isna(), strict=True)]
             columns[key] = ["" for _ in range(len(df))]
             continue
+        if series.dtype in (np.float32, np.float16):
+            # str() of the numpy scalar: the shortest text that round-trips in its own width
+            # ("101.1"); tolist() would widen it to a double first ("101.0999984741211").
+            columns[key] = ["" if np.isnan(v) else str(v) for v in series.to_numpy()]
+            continue
         # str() of the stored value: shortest round-trip text of a double, exact for Decimal.
         columns[key] = ["" if _missing(v) else str(v) for v in series.tolist()]
     return _Table(columns, names, list(range(1, len(df) + 1)), time_us=time_us)
+
+
+def _pad_hour(text: str) -> str:
+    """ "9:30" -> "09:30", which ISO-8601 needs."""
+    return "0" + text if text[1:2] == ":" else text
+
+
+def _merge_date_and_time(table: _Table) -> None:
+    """A `date` column plus a time-of-day `time` column (MetaTrader, FX and intraday vendor
+    exports) become one `date time` column under the name `time`; anything else is untouched.
+
+    Without this, `time` wins the time-column pick and "09:30" is no date at all.
+    """
+    cols = table.columns
+    if table.time_us is not None or "date" not in cols or "time" not in cols:
+        return
+    times = [_pad_hour(str(t).strip()) for t in cols["time"]]
+    present = [t for t in times if t]
+    if not present or not all(_TIME_OF_DAY_RE.match(t) for t in present):
+        return
+    dates = [str(d).strip() for d in cols["date"]]
+    cols["time"] = [f"{d} {t}" if d and t else "" for d, t in zip(dates, times, strict=True)]
+    table.names["time"] = f"{table.names['date']}+{table.names['time']}"
 
 
 def _missing(value: object) -> bool:
@@ -227,21 +270,21 @@ def _parse_times(values: list[Any]) -> list[int | None]:
     """Epoch microseconds (UTC) per value, None where unparseable.
 
     Accepts ISO-8601 (naive means UTC) or epoch numbers; the unit of numbers is chosen once per
-    file from their magnitude (seconds, ms, µs or ns), as a mixed-unit column makes no sense.
+    file from their typical (median) magnitude (seconds, ms, µs or ns), as a mixed-unit column
+    makes no sense. The median, not the maximum: one corrupt row (1e308, a year-9999 time) must
+    not turn every other row's seconds into milliseconds; it stays a bad row of its own.
     """
     text = [str(v).strip() for v in values]
     present = [t for t in text if t]
     if present and all(_NUMBER_RE.match(t) for t in present):
-        biggest = max(abs(float(t)) for t in present)
+        typical = statistics.median_low(abs(float(t)) for t in present)
         # seconds, milliseconds, microseconds, nanoseconds -> microseconds
-        scale = next((f for bound, f in _EPOCH_UNITS if biggest < bound), 1e-3)
+        scale = next((f for bound, f in _EPOCH_UNITS if typical < bound), 1e-3)
         out: list[int | None] = []
         for t in text:
-            if not t:
-                out.append(None)
-                continue
-            x = float(t) * scale
-            out.append(round(x) if math.isfinite(x) else None)
+            x = float(t) * scale if t else math.nan
+            # Clamped, not dropped: the row is then refused as out of range, with its text.
+            out.append(None if math.isnan(x) else round(max(-_MAX_ABS_US, min(_MAX_ABS_US, x))))
         return out
     parsed = pd.to_datetime(pd.Series(text), utc=True, errors="coerce", format="ISO8601")
     ints = parsed.dt.as_unit("us").astype("int64").tolist()
@@ -312,21 +355,31 @@ def load_market_file(
     bar times when not given.
     """
     p = Path(path)
-    if not p.exists():
-        raise MarketFileError(f"file not found: {p}")
-    if not p.is_file():
-        raise MarketFileError(f"not a file: {p}")
+    try:
+        if not p.exists():
+            raise MarketFileError(f"file not found: {p}")
+        if not p.is_file():
+            raise MarketFileError(f"not a file: {p}")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise MarketFileError(f"cannot open {str(p)[:200]!r}: {exc.strerror or exc}") from None
     suffixes = [s.lower() for s in p.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
         table = _read_parquet(p)
-    elif not suffixes or suffixes[-1] in (".csv", ".txt") or suffixes[-2:] == [".csv", ".gz"]:
+    elif (
+        not suffixes
+        or suffixes[-1] in (".csv", ".txt", ".tsv")
+        or suffixes[-2:] in ([".csv", ".gz"], [".tsv", ".gz"])
+    ):
         if suffixes and suffixes[-1] == ".gz":
             raise MarketFileError(f"{p}: compressed CSV is not supported; decompress it first")
         table = _read_csv(p)
     else:
-        raise MarketFileError(f"{p}: unsupported file type {p.suffix!r}; use .csv or .parquet")
+        raise MarketFileError(
+            f"{p}: unsupported file type {p.suffix!r}; use .csv, .tsv, .txt or .parquet"
+        )
 
     names = table.names
+    _merge_date_and_time(table)
     time_key = _pick(names, (*_TIME_COLUMNS, *_INDEX_NAMES))
     if time_key is None:
         raise MarketFileError(
@@ -374,9 +427,13 @@ def load_market_file(
     good_rows: list[int] = []
     for i in range(n):
         row = table.rownums[i]
-        if times[i] is None:
-            shown = table.columns[time_key][i] if table.time_us is None else ""
+        us = times[i]
+        shown = table.columns[time_key][i] if table.time_us is None else ""
+        if us is None:
             problems.append(RowProblem(row, f"{names[time_key]}={shown!r}: not a valid time"))
+        elif (why := event_time_problem(us // 1000)) is not None:
+            text = shown or _us_to_datetime(us).isoformat()
+            problems.append(RowProblem(row, f"{names[time_key]}={text!r}: {why}"))
         elif symbols[i] is None:
             problems.append(RowProblem(row, "symbol is empty"))
         else:

@@ -12,8 +12,9 @@ Policy, stated once:
 - Duplicates: a message id seen among the symbol's recent ids is rejected with reason
   `duplicate`. "Recent" is at least the last `dedupe_window / 2` and at most the last
   `dedupe_window` ids (two generations of sets: cheap on the per-tick path, bounded memory);
-  an input bar without id is a duplicate when its open time repeats.
-  Ticks without ids cannot be told apart from genuine equal trades and are all counted.
+  an input bar without id is a duplicate when its open time repeats. An empty id counts as no
+  id (producers often send "" for a missing one). Ticks without ids cannot be told apart from
+  genuine equal trades and are all counted.
 - An input bar coarser than the window cannot be split and is rejected.
 - End of input (backtest, replay): `flush()` closes every open window.
 """
@@ -103,7 +104,7 @@ class BarBuilder:
             o = h = lo = c = msg.price
             vol = msg.size
             notional = msg.price * msg.size
-            dedupe_key = msg.id
+            dedupe_key = msg.id or None  # "" is how many producers spell "no id"
         else:
             span = msg.interval_s * 1000
             if span > interval:
@@ -113,7 +114,7 @@ class BarBuilder:
             end = ts + span
             o, h, lo, c, vol = msg.open, msg.high, msg.low, msg.close, msg.volume
             notional = (msg.high + msg.low + msg.close) / 3 * msg.volume
-            dedupe_key = msg.id if msg.id is not None else f"bar@{ts}"
+            dedupe_key = msg.id or f"bar@{ts}"
         start = ts - ts % interval
         if start + interval <= self.watermark:
             return Rejected(

@@ -22,6 +22,27 @@ _SOCIAL = TypeAdapter(SocialPost)
 
 MAX_PAYLOAD_CHARS = 4000
 
+# Plausible event times, fixed so the verdict stays pure. Outside them a timestamp is a sentinel
+# or a unit mix-up, not market history: 0001-01-01 (.NET's DateTime.MinValue), year 9999, a
+# microsecond epoch read as ms. Accepted once, such an event would open a window decades away
+# from the real data and, as a symbol's first event, be emitted as a bogus bar; a far-future one
+# that slips past the record-time check (record time unknown) would push the watermark so far
+# ahead that every later event of the symbol is "late".
+MIN_EVENT_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+MAX_EVENT_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z (exclusive)
+# Within a day of the Unix epoch: a zero or -1 timestamp (an unset field), never a trade; the
+# markets were closed on 1970-01-01.
+EPOCH_SENTINEL_MS = 86_400_000
+
+
+def event_time_problem(ts_ms: int) -> str | None:
+    """Why an event time (epoch ms) cannot be market data, or None when it is plausible."""
+    if -EPOCH_SENTINEL_MS < ts_ms < EPOCH_SENTINEL_MS:
+        return "event time is within a day of 1970-01-01 (a zero or unset timestamp)"
+    if not MIN_EVENT_MS <= ts_ms < MAX_EVENT_MS:
+        return "event time is outside 1900-01-01 .. 2200-01-01"
+    return None
+
 
 def describe_validation_error(err: ValidationError) -> str:
     """One line naming each failing field, the way a producer's developer wants to read it."""
@@ -95,6 +116,11 @@ def parse_market(
             f"event time {msg.ts.isoformat()} is more than {max_future_skew_ms // 1000}s "
             "ahead of the broker's record time",
         )
+    # Fast path first: one chained comparison for any event since 1970-01-02.
+    if not EPOCH_SENTINEL_MS <= ts_ms < MAX_EVENT_MS and (problem := event_time_problem(ts_ms)):
+        return dead_letter(
+            topic, partition, offset, record_ms, value, f"{problem}: {ts.isoformat()}"
+        )
     return msg, ts_ms
 
 
@@ -118,8 +144,13 @@ def parse_text_item(
         return dead_letter(
             topic, partition, offset, record_ms, value, describe_validation_error(err)
         )
-    if record_ms > 0 and to_ms(item.ts) > record_ms + max_future_skew_ms:
+    ts_ms = to_ms(item.ts)
+    if record_ms > 0 and ts_ms > record_ms + max_future_skew_ms:
         return dead_letter(
             topic, partition, offset, record_ms, value, "event time is ahead of the record time"
+        )
+    if (problem := event_time_problem(ts_ms)) is not None:
+        return dead_letter(
+            topic, partition, offset, record_ms, value, f"{problem}: {item.ts.isoformat()}"
         )
     return item

@@ -371,6 +371,15 @@ class CcxtExecutor:
             if v is not None
         }
         open_orders: list[dict[str, Any]] = []
+        prices: dict[str, Decimal] = {}
         for sym in symbols:
             open_orders.extend(dict(o) for o in self.exchange.fetch_open_orders(sym))
-        return ExchangeState(balances=totals, free=free, open_orders=open_orders)
+            try:  # only to value adopted balances before the first bar: optional
+                ticker = self.exchange.fetch_ticker(sym)
+            except Exception as err:
+                _LOG.warning("ticker of %s unavailable: %s", sym, _error_text(err))
+                continue
+            last = to_decimal(ticker.get("last") or ticker.get("close"))
+            if last is not None and last > 0:
+                prices[sym] = last
+        return ExchangeState(balances=totals, free=free, open_orders=open_orders, prices=prices)

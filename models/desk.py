@@ -1137,17 +1137,23 @@ class TradingDesk:
         cash = state.balances.get(currency)
         if cash is not None and cash != self.portfolio.cash:
             diffs.append(f"cash {self.portfolio.cash} -> {cash} {currency}")
-            self.portfolio.cash = cash
+            self.portfolio.set_cash(cash)
         for sym in sorted(self.settings.symbols):
             base, _, quote = sym.partition("/")
             if not quote:
                 continue  # not an exchange pair: nothing to compare
             held = state.balances.get(base, Decimal(0))
             mine = self.portfolio.quantity(sym)
+            price = state.prices.get(sym)
+            if price is not None and price > 0:
+                self.portfolio.marks.setdefault(sym, price)  # valued before its first bar
             if held != mine:
                 diffs.append(f"{sym} {mine} -> {held}")
+                # The cost of what the book did not buy is unknown: the price now stands for
+                # it, so the adopted quantity starts without a made-up profit.
                 avg = self.portfolio.position(sym).avg_cost if mine > 0 else Decimal(0)
-                self.portfolio.adopt(sym, held, avg or self.portfolio.marks.get(sym, Decimal(0)))
+                mark = self.portfolio.marks.get(sym, Decimal(0))
+                self.portfolio.adopt(sym, held, avg or mark)
         known = {o.client_order_id for o in self.unreported_orders()}
         strangers = [
             str(o.get("clientOrderId") or o.get("id"))

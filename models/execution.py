@@ -100,3 +100,4 @@ class ExchangeState:
     balances: dict[str, Decimal]  # asset -> total (free + locked)
     free: dict[str, Decimal]
     open_orders: list[dict[str, Any]] = field(default_factory=list)
+    prices: dict[str, Decimal] = field(default_factory=dict)  # BASE/QUOTE -> last price

@@ -69,11 +69,26 @@ class Portfolio:
         self.marks.setdefault(fill.symbol, fill.price)
 
     def adopt(self, symbol: str, quantity: Decimal, avg_cost: Decimal) -> None:
-        """Take the exchange's word for a position (start-up reconciliation): the book must
-        trade on what is really held, not on what it remembers."""
+        """Take the exchange's word for a position (reconciliation): the book must trade on
+        what is really held, not on what it remembers. Not a profit or loss of the day."""
+        before = self.equity()
         pos = self.position(symbol)
         pos.quantity = quantity
         pos.avg_cost = avg_cost.quantize(COST_QUANTUM) if quantity != 0 else _ZERO
+        self._outside_the_book(self.equity() - before)
+
+    def set_cash(self, cash: Decimal) -> None:
+        """Take the exchange's cash balance (a deposit, a withdrawal, a fee the book missed):
+        money moved outside the book's fills is not a profit or loss of the day."""
+        before = self.cash
+        self.cash = cash
+        self._outside_the_book(cash - before)
+
+    def _outside_the_book(self, delta: Decimal) -> None:
+        """Move the day's loss baseline with a change that was not trading, so that a
+        withdrawal cannot trip the daily loss limit and a deposit does not hide a loss."""
+        if self.day >= 0:
+            self.day_start_equity += delta
 
     def mark(self, symbol: str, price: Decimal, ts_ms: int) -> None:
         """Record the latest price at event time `ts_ms` (a bar's end).

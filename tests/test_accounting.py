@@ -125,6 +125,19 @@ def test_gate_refuses_short_sales_cash_overdraft_and_buys_after_daily_loss() -> 
     assert check(proposal((Side.SELL, "10")), p, {"ABC": D(4)}, risk, EXEC).approved
 
 
+def test_money_moved_outside_the_book_is_not_a_profit_or_loss_of_the_day() -> None:
+    p = Portfolio(cash=D(10_000))
+    p.apply_fill(fill(Side.BUY, "10", "100"))
+    p.mark("ABC", D(100), 1)
+    p.mark("ABC", D(90), 2)
+    assert p.daily_pnl() == D(-100)
+    p.set_cash(p.cash - D(5_000))  # a withdrawal found by the reconciliation
+    p.adopt("ABC", D(4), D(100))  # six units left the account
+    assert p.daily_pnl() == D(-100)  # the trading loss, nothing else
+    p.mark("ABC", D(95), 3)
+    assert p.daily_pnl() == D(-100) + D(4) * D(5)
+
+
 def placed(side: Side, qty: str, symbol: str = "ABC") -> Order:
     return Order(
         client_order_id=f"{symbol}-{side.value}-{qty}",

@@ -283,6 +283,10 @@ def test_start_reconciles_the_book_with_the_exchange() -> None:
     assert any("did not place: by-hand-1" in m for m in alerts), alerts
     assert logic.desk.portfolio.cash == D("50000")  # total: 500 of it locked by the open buy
     assert logic.desk.portfolio.quantity("BTC/USDT") == D("0.5")
+    # Adopted at the exchange's last price (its cost is unknown), not at 0: no made-up profit.
+    position = logic.desk.portfolio.position("BTC/USDT")
+    assert D(59_000) < position.avg_cost < D(61_000)
+    assert logic.desk.portfolio.marks["BTC/USDT"] == position.avg_cost
 
 
 def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
@@ -315,6 +319,7 @@ def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
         gateway.close()
     assert alerts and "cash 100000 -> 100250" in alerts[0].message
     assert logic.desk.portfolio.cash == D("100250")
+    assert logic.desk.portfolio.daily_pnl() == 0  # a deposit is not a profit
 
 
 def test_a_resend_looks_up_first_and_never_creates_again(

@@ -254,9 +254,9 @@ FAULT_CASES: list[tuple[str, Fault, type[Exception], bool]] = [
     ("418", Fault.rate_limited(5, status=418), ccxt.DDoSProtection, False),
     ("insufficient", Fault.insufficient_funds(), ccxt.InsufficientFunds, False),
     ("drop", Fault.drop(), ccxt.NetworkError, False),
-    ("timeout", Fault.timeout(1.0), ccxt.RequestTimeout, False),
+    ("timeout", Fault.timeout(2.0), ccxt.RequestTimeout, False),
     ("lost", Fault.lost_response(), ccxt.NetworkError, True),
-    ("lost after timeout", Fault.lost_response(hold_s=1.0), ccxt.RequestTimeout, True),
+    ("lost after timeout", Fault.lost_response(hold_s=2.0), ccxt.RequestTimeout, True),
 ]
 
 
@@ -274,7 +274,7 @@ def test_injected_fault_gives_the_ccxt_exception_a_caller_handles(
     t0 = time.monotonic()
     with pytest.raises(error) as raised:
         client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "f-1"})
-    assert time.monotonic() - t0 < 0.9  # the client gave up; the server may still hold it
+    assert time.monotonic() - t0 < 1.5  # the client gave up; the server still holds it
     assert type(raised.value) is error  # exactly this class, not merely a subclass
     assert exchange_emulator.pending() == 0
     last = exchange_emulator.requests[-1]

@@ -274,7 +274,7 @@ def test_timeout_is_honoured(openai_server: LocalOpenAIServer) -> None:
     result = _client(openai_server, timeout_s=0.5).ask(MESSAGES, Plan)
     elapsed = time.perf_counter() - t0
     assert result.failure is FailureKind.TIMEOUT, result.detail
-    assert 0.45 <= result.latency_s < 1.5 and elapsed < 1.5
+    assert 0.45 <= result.latency_s < 3.0 and elapsed < 3.0  # far below the 5 s answer
     assert "0.5 s" in result.detail
 
 

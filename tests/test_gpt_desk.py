@@ -423,11 +423,11 @@ def test_hostile_headline_is_fenced_and_cannot_lift_a_limit(
 def test_live_mode_other_symbols_flow_while_a_call_is_out(
     openai_server: LocalOpenAIServer, settings: Settings
 ) -> None:
-    openai_server.script(Scenario.slow(GOOD, 0.6))
+    openai_server.script(Scenario.slow(GOOD, 1.5))
     desk = Desk(openai_server, settings, inline=False)
     t = time.monotonic()
     out = desk.feed(ev(0, branch=Branch.STRATEGIC), ev(0, symbol="XYZ", branch=Branch.ROUTINE))
-    assert time.monotonic() - t < 0.3  # did not wait for the answer
+    assert time.monotonic() - t < 1.0  # did not wait for the answer
     pending = of(DecisionRecord, out)
     assert [r.status for r in pending] == [DecisionStatus.PENDING, DecisionStatus.EXECUTED]
     assert pending[1].symbol == "XYZ"  # XYZ decided while ABC's question was out

@@ -5,10 +5,11 @@ Any OpenAI-compatible server works (OpenAI, vLLM, llama.cpp server, Ollama) thro
 (`chat.completions.parse(response_format=ResponseModel)`) and returns a `GptResult`: the parsed
 answer, or a failure kind. It never raises for what an endpoint or a model can do wrong
 (timeout, 429, 5xx, a dropped connection, malformed JSON, an answer outside the schema, a
-refusal), because the caller's answer to all of them is the same: log it and let the local
-engine decide. HTTP-level failures are retried by the SDK's own policy (`max_retries`,
-exponential back-off, `Retry-After` honoured) before they are reported; a bad answer is not
-retried here (the adjust loop decides whether to ask again).
+refusal, an answer too long or nested too deep, a key written twice, a tool call instead of an
+answer, a response body of another shape), because the caller's answer to all of them is the
+same: log it and let the local engine decide. HTTP-level failures are retried by the SDK's own
+policy (`max_retries`, exponential back-off, `Retry-After` honoured) before they are reported;
+a bad answer is not retried here (the adjust loop decides whether to ask again).
 
 A `CircuitBreaker` (models/circuit_breaker.py) stops calling an endpoint that keeps failing:
 while it is open, `ask` returns `circuit_open` at once instead of waiting out another timeout.
@@ -33,12 +34,14 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionMessage, ChatCompletionMessageParam
+from openai.types.chat.chat_completion import Choice
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
 from models.circuit_breaker import BreakerState, CircuitBreaker
 from models.gpt_prompt import prompt_hash
+from models.strategy_spec import duplicate_key
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -56,6 +59,10 @@ OPENAI_URL = "https://api.openai.com/v1"
 # OpenAI-compatible local servers (Ollama, vLLM, llama.cpp) ignore the key, but the SDK insists
 # on one; this placeholder is what is sent when only a base URL is configured.
 NO_KEY_PLACEHOLDER = "no-key"
+# The longest answer content read (UTF-8 bytes): a strategy answer is a few KiB, and a runaway
+# or hostile answer must be refused before a parser spends time or memory on it.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024
+MAX_TOKENS = 2**53  # a billed token count above this is a broken endpoint, not usage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -176,21 +183,29 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
+def _tokens(value: Any) -> int:
+    """A token count as billed: an int >= 0, at most `MAX_TOKENS`. A negative, fractional,
+    boolean or absurd count from a broken endpoint would otherwise crash the costing (or
+    overflow a UInt64 column); it counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return min(value, MAX_TOKENS)
+
+
 def _peek(body: str) -> tuple[str | None, GptUsage]:
     """Content (or refusal) and usage from a raw chat-completion body, tolerating any shape:
     used when the SDK could not parse the answer, so the log still shows what came back and
-    what it cost."""
+    what it cost. A body nested too deep for the JSON parser counts as not JSON."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return (body or None), GptUsage()
     if not isinstance(doc, dict):
         return body, GptUsage()
     usage = GptUsage()
     u = doc.get("usage")
     if isinstance(u, dict):
-        p, c = u.get("prompt_tokens"), u.get("completion_tokens")
-        usage = GptUsage(p if isinstance(p, int) else 0, c if isinstance(c, int) else 0)
+        usage = GptUsage(_tokens(u.get("prompt_tokens")), _tokens(u.get("completion_tokens")))
     text: str | None = None
     choices = doc.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -204,14 +219,10 @@ def _peek(body: str) -> tuple[str | None, GptUsage]:
     return text, usage
 
 
-def _is_json(text: str | None) -> bool:
-    if text is None:
-        return False
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+def _is_malformed(exc: ValidationError) -> bool:
+    """True when pydantic could not even read the JSON (syntax, truncation, nesting too deep,
+    trailing data such as a second object or a markdown fence), false for a value problem."""
+    return any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -243,6 +254,7 @@ class GptClient:
     (local servers ignore it); neither means disabled (`no_key`). `timeout_s` bounds each HTTP
     attempt; `max_retries` is the SDK's retry budget (so the worst case is about
     `(max_retries + 1) * timeout_s` plus back-off). `clock` drives the breaker's cool-down only.
+    `max_answer_bytes` caps the answer content read (longer is `malformed`, never parsed).
     Thread-safe: calls may run concurrently from a pool.
     """
 
@@ -256,12 +268,16 @@ class GptClient:
         *,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if max_answer_bytes < 1:
+            raise ValueError(f"max_answer_bytes must be >= 1, got {max_answer_bytes}")
         self.model = model
+        self.max_answer_bytes = max_answer_bytes
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.base_url = base_url
@@ -511,41 +527,70 @@ class GptClient:
         text, usage = _peek(body)
 
         def failed(kind: FailureKind, detail: str, raw_text: str | None = text) -> _Outcome:
+            if raw_text is not None and len(raw_text) > self.max_answer_bytes:
+                raw_text = raw_text[: self.max_answer_bytes]  # what the log needs, not more
             return _Outcome(
                 failure=kind, detail=detail, usage=usage, raw_text=raw_text, request_id=request_id
             )
 
+        # Before any parser sees it (the SDK's parse() reads the content too): a runaway answer
+        # is refused whole, never truncated into something that trades.
+        if text is not None and len(text.encode("utf-8", "replace")) > self.max_answer_bytes:
+            return failed(
+                FailureKind.MALFORMED, f"answer longer than {self.max_answer_bytes} bytes"
+            )
         try:
             completion = parse()
-            if not completion.choices:
+            # The SDK builds the completion without validating it: a body of another shape
+            # (choices null, a choice or message that is not an object, ...) is checked here.
+            choices = getattr(completion, "choices", None)
+            if not isinstance(choices, list) or not choices:
                 return failed(FailureKind.MALFORMED, "response has no choices")
-            choice = completion.choices[0]
-            message = choice.message
+            choice = choices[0]
+            message = getattr(choice, "message", None)
+            if not isinstance(choice, Choice) or not isinstance(message, ChatCompletionMessage):
+                return failed(FailureKind.MALFORMED, "response choice has no message")
             # parse() raises for these two; create() does not, so they are checked here too.
             if choice.finish_reason == "length":
                 return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
             if choice.finish_reason == "content_filter":
                 return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
             if message.refusal:
-                return failed(FailureKind.REFUSAL, "the model refused", message.refusal)
-            if not message.content:
+                refusal = message.refusal if isinstance(message.refusal, str) else text
+                return failed(FailureKind.REFUSAL, "the model refused", refusal)
+            tool_call = choice.finish_reason in ("tool_calls", "function_call")
+            if tool_call or message.tool_calls or message.function_call:
+                return failed(FailureKind.MALFORMED, "a tool call instead of an answer")
+            content = message.content
+            if not isinstance(content, str):
+                return failed(FailureKind.MALFORMED, "answer content is not text")
+            if not content.strip():
                 return failed(FailureKind.MALFORMED, "empty answer")
+            duplicate = duplicate_key(content)
+            if duplicate is not None:
+                return failed(
+                    FailureKind.MALFORMED, f"answer repeats the key {duplicate[:40]!r}", content
+                )
             answer = getattr(message, "parsed", None)
             if not isinstance(answer, response_model):
-                answer = response_model.model_validate_json(message.content)
+                answer = response_model.model_validate_json(content)
         except openai.LengthFinishReasonError:
             return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
         except openai.ContentFilterFinishReasonError:
             return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
         except ValidationError as exc:
-            if _is_json(text):
-                return failed(
-                    FailureKind.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}"
-                )
-            return failed(FailureKind.MALFORMED, "answer is not valid JSON")
-        except (ValueError, TypeError, openai.OpenAIError) as exc:
+            if _is_malformed(exc):
+                return failed(FailureKind.MALFORMED, "answer is not valid JSON")
+            return failed(FailureKind.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}")
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            openai.OpenAIError,
+        ) as exc:  # a body the SDK cannot read as a chat completion
             return failed(FailureKind.MALFORMED, f"unusable response: {type(exc).__name__}")
-        return _Outcome(parsed=answer, usage=usage, raw_text=message.content, request_id=request_id)
+        return _Outcome(parsed=answer, usage=usage, raw_text=content, request_id=request_id)
 
     def _status_outcome(self, exc: openai.APIStatusError) -> _Outcome:
         status = exc.status_code

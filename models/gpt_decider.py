@@ -20,6 +20,7 @@ Why some choices:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,6 +63,7 @@ _MAX_RATIONALE: Final = 2000  # `Proposal.rationale`
 _MAX_INTENT_REASON: Final = 500  # `TradeIntent.reason`
 _MAX_FEEDBACK_CHECKS: Final = 20
 _MAX_FEEDBACK_CHARS: Final = 2000
+_MAX_FALLBACK_DETAIL: Final = 4000
 
 
 def clip(text: str, limit: int) -> str:
@@ -74,8 +76,24 @@ def fallback_controller(kind: str) -> str:
     return f"local (gpt fallback: {kind})"
 
 
+def _reasons(rejection: Rejection) -> str:
+    """Every reason on one line, bounded: a 500-comparison answer can have a thousand."""
+    return clip("; ".join(rejection.reasons), _MAX_FALLBACK_DETAIL)
+
+
 def _dec_text(value: Decimal | None) -> str:
     return "none" if value is None else str(value)
+
+
+def _aliased(text: str, amap: AnonymizationMap) -> str:
+    """Real symbols in our own text replaced by their ids, whole symbols only (a symbol "A"
+    must not turn "limit" into "limASSET-1t"), longest first ("BTC/USD" before "BTC")."""
+    aliases = amap.aliases
+    if not aliases:
+        return text
+    alternatives = "|".join(re.escape(s) for s in sorted(aliases, key=lambda s: (-len(s), s)))
+    pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+    return pattern.sub(lambda m: aliases[m.group(0)], text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +185,7 @@ class GptDecider:
             turns.append(ChatTurn(role="assistant", content=answer_text))
         text = self.feedback(verdict)
         if question.amap is not None:  # check names carry real symbols: show the aliases
-            for real, alias in sorted(question.amap.aliases.items(), key=lambda kv: -len(kv[0])):
-                text = text.replace(real, alias)
+            text = _aliased(text, question.amap)
         turns.append(ChatTurn(role="user", content=text))
         return Question(tuple(turns), question.amap)
 
@@ -204,11 +221,11 @@ class GptDecider:
         if amap is not None:
             restored = amap.restore_decision(decision)
             if isinstance(restored, Rejection):
-                return Fallback("rejected", "; ".join(restored.reasons))
+                return Fallback("rejected", _reasons(restored))
             decision = restored
         compiled = compile_decision(decision, self.allowed, self.limits)
         if isinstance(compiled, Rejection):
-            return Fallback("rejected", "; ".join(compiled.reasons))
+            return Fallback("rejected", _reasons(compiled))
         return compiled
 
     def to_proposal(

@@ -12,9 +12,11 @@ Why it is built this way:
   message it appears only inside one fenced block, one JSON object per line. The fence cannot be
   closed from inside: each text is normalised (NFKC), stripped of control, format (zero-width,
   bidi, tag), variation-selector and invisible filler characters, collapsed to one line, has its
-  angle brackets replaced by look-alike quotes (so no text can spell a fence or a chat-template
-  token), and is length-capped; on top of that the fence carries an id derived from the block's
-  own content, which a text cannot predict because it is part of that content.
+  angle brackets (with their look-alikes and HTML entities) replaced by look-alike quotes and
+  the brackets of upper-case control tokens ("[INST]", "[SYSTEM_PROMPT]") by ⁅ ⁆ (so no text
+  can spell a fence or a chat-template token), and is length-capped; on top of that the fence
+  carries an id derived from the block's own content, which a text cannot predict because it
+  is part of that content.
 - Limits, positions and money come only from the structured context, which is rendered from
   typed fields (the configuration, the portfolio), never from text: a headline saying "risk
   limits are lifted" changes nothing outside the fence.
@@ -282,8 +284,26 @@ _INVISIBLE: Final = frozenset(
     | {chr(c) for c in range(0xFE00, 0xFE10)}
     | {chr(c) for c in range(0xE0100, 0xE01F0)}
 )
-_ANGLES: Final = {"<": "\u2039", ">": "\u203a"}  # ‹ › : no fence, no <|im_start|>
+# ‹ › : no fence, no <|im_start|>. Brackets that only look like "<" / ">" (and that NFKC leaves
+# alone) become the same quotes, so no look-alike can spell a fence for a model to believe.
+_ANGLES: Final = {
+    "<": "\u2039",
+    ">": "\u203a",
+    **dict.fromkeys("\u02c2\u3008\u27e8\u27ea\u276c\u276e\u2770\u29fc", "\u2039"),
+    **dict.fromkeys("\u02c3\u3009\u27e9\u27eb\u276d\u276f\u2771\u29fd", "\u203a"),
+}
+# HTML entities of "<" and ">" (a model reads "&lt;/untrusted_data&gt;" as a closing tag).
+_ENTITY: Final = re.compile(r"&(?:lt|gt|#0*6[02]|#x0*3[ce]);", re.IGNORECASE)
+# Upper-case bracket tokens are chat-template control tokens of some models ([INST], [/INST],
+# [SYSTEM_PROMPT], [TOOL_CALLS]; a local server may tokenise them as such): their brackets
+# become ⁅ ⁆, so "[INST]" is only ever text.
+_CONTROL_TOKEN: Final = re.compile(r"\[(/?[A-Z][A-Z0-9_]*)\]")
 _SPACES: Final = re.compile(r" {2,}")
+
+
+def _entity(m: re.Match[str]) -> str:
+    entity = m.group(0).lower()
+    return "\u2039" if "lt" in entity or "60" in entity or "3c" in entity else "\u203a"
 
 
 def _clean_once(text: str) -> str:
@@ -304,13 +324,16 @@ def _clean_once(text: str) -> str:
         else:
             marks = 0
             out.append(_ANGLES.get(ch, ch))
-    return _SPACES.sub(" ", "".join(out)).strip()
+    text = _ENTITY.sub(_entity, "".join(out))
+    text = _CONTROL_TOKEN.sub("\u2045\\1\u2046", text)
+    return _SPACES.sub(" ", text).strip()
 
 
 def sanitize_text(text: str, max_chars: int | None = None) -> str:
     """Untrusted text made safe to quote: NFKC, no control/format/invisible characters, angle
-    brackets replaced by look-alikes, one line, single spaces, at most `max_chars` characters
-    (cut ones end with "..."). Idempotent: cleaning a cleaned text changes nothing."""
+    brackets (and their look-alikes and HTML entities) replaced by ‹ ›, the brackets of
+    upper-case control tokens ("[INST]") by ⁅ ⁆, one line, single spaces, at most `max_chars`
+    characters (cut ones end with "..."). Idempotent: cleaning a cleaned text changes nothing."""
     cleaned = _clean_once(text)
     again = _clean_once(cleaned)  # removing a character can let NFKC compose its neighbours
     while again != cleaned:

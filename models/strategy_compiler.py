@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "StrategyLimits",
     "compile_decision",
     "compile_strategy",
+    "one_line",
     "to_intent",
 ]
 
@@ -196,7 +198,8 @@ class CompiledStrategy:
         series: tuple[str, ...],
     ) -> None:
         self.spec = spec
-        self.strategy_id = f"{spec.name}@v{spec.version}#{spec.fingerprint()[:12]}"
+        name = one_line(spec.name) or "strategy"
+        self.strategy_id = f"{name}@v{spec.version}#{spec.fingerprint()[:12]}"
         self.universe: frozenset[str] = frozenset(spec.universe)
         self.entry = entry
         self.exit = exit_
@@ -328,6 +331,20 @@ def to_intent(
 def _dec(value: float) -> Decimal:
     """The decimal a person reads in the answer: 0.1 -> Decimal("0.1"), not 0.1000...055."""
     return Decimal(repr(value))
+
+
+def one_line(text: str) -> str:
+    """Free text GPT wrote, made fit for one line of a log, a table cell or an order reason:
+    line breaks and other whitespace become one space; control, format (bidi overrides,
+    zero-width), surrogate and private-use characters are dropped. Nothing else changes."""
+    out: list[str] = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch.isspace() or cat in ("Zs", "Zl", "Zp") or cat == "Cc":
+            out.append(" ")
+        elif cat[0] != "C":
+            out.append(ch)
+    return " ".join("".join(out).split())
 
 
 # ------------------------------------------------------------------------------ the compiler
@@ -464,7 +481,8 @@ def compile_strategy(
 
 @dataclass(frozen=True, slots=True)
 class CompiledDecision:
-    """A checked GPT decision: what to do, and the strategy to run from now on (if any)."""
+    """A checked GPT decision: what to do, and the strategy to run from now on (if any).
+    `rationale` is GPT's, on one line (`one_line`): it goes into orders and the decision log."""
 
     action: DecisionAction
     strategy: CompiledStrategy | None
@@ -499,6 +517,6 @@ def compile_decision(
     return CompiledDecision(
         action=decision.action,
         strategy=compiled,
-        rationale=decision.rationale,
+        rationale=one_line(decision.rationale),
         confidence=decision.confidence,
     )

@@ -27,6 +27,7 @@ Why the models look the way they do:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ from models.messages import SYMBOL_PATTERN
 # Names an operand may use: the bar's close plus the computed features.
 OPERAND_NAMES: Final[tuple[str, ...]] = ("close", *FEATURE_NAMES)
 FEATURE_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,31}$"
-# No control characters in free text: a newline in a name would forge lines in logs and prompts.
-TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
+# No control characters in a name: a newline would forge lines in logs and prompts; C1 controls
+# (NEL, 8-bit CSI) and the Unicode line/paragraph separators break lines or drive terminals too.
+TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
 MAX_GROUP_DEPTH: Final = 3  # structural: Group > SubGroup > LeafGroup; change the classes with it
 MAX_GROUP_ITEMS: Final = 8
@@ -254,15 +256,42 @@ def validation_reasons(err: ValidationError) -> list[str]:
     return reasons
 
 
+def duplicate_key(raw: str | bytes) -> str | None:
+    """The first key written twice inside one JSON object of `raw` (None when there is none, or
+    when `raw` is not JSON at all: the parser says why). Parsers disagree on which copy wins, so
+    `{"action": "hold", ..., "action": "create"}` could be logged as one and traded as the
+    other; strict structured outputs never write one."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None
+
+
 def parse_decision(raw: str | bytes) -> GptDecision | Rejection:
     """Validate GPT's raw answer; malformed JSON, schema violations and out-of-bounds values all
     come back as a `Rejection`, never as an exception, so the caller has one failure path."""
-    if len(raw) > MAX_ANSWER_BYTES:
+    size = len(raw.encode("utf-8", "replace")) if isinstance(raw, str) else len(raw)
+    if size > MAX_ANSWER_BYTES:
         return Rejection([f"(answer): longer than {MAX_ANSWER_BYTES} bytes"])
     try:
-        return GptDecision.model_validate_json(raw)
+        decision = GptDecision.model_validate_json(raw)
     except ValidationError as err:
         return Rejection(validation_reasons(err))
+    repeated = duplicate_key(raw)
+    if repeated is not None:
+        return Rejection([f"(answer): key {repeated[:40]!r} is written twice in one object"])
+    return decision
 
 
 # ------------------------------------------------------------------------- strict JSON Schema

@@ -66,6 +66,29 @@ class UserError(Exception):
     """Something the user can fix; printed as one line."""
 
 
+def redact_url(url: str) -> str:
+    """A server URL without its credentials: `http://user:pw@host:8123/?password=x` ->
+    `http://user:***@host:8123/?***` (what `config check` and `run` print)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a URL at all: show none of it
+        return "***"
+    if ":" in host:
+        host = f"[{host}]"
+    user = (
+        f"{parts.username}:***@"
+        if parts.password
+        else (f"{parts.username}@" if parts.username else "")
+    )
+    return urlunsplit(
+        (parts.scheme, user + host + port, parts.path, "***" if parts.query else "", "")
+    )
+
+
 def default_config_path() -> Path:
     local = Path("stratflow.yaml")
     if local.is_file():
@@ -74,20 +97,75 @@ def default_config_path() -> Path:
 
 
 def settings_from(path: Path | None) -> Settings:
-    return load_settings(path or default_config_path(), os.environ)
+    try:
+        return load_settings(path or default_config_path(), os.environ)
+    except ConfigError as err:
+        raise ConfigError(explain_config_error(str(err))) from None
+
+
+_UNKNOWN_KEY = ": Extra inputs are not permitted"
+_NO_SYMBOLS = "symbols: Field required"
+
+
+def _known_keys(path: list[str]) -> list[str]:
+    """The keys the config accepts at `path` (a dotted error location split), [] if unknown."""
+    import typing
+
+    from pydantic import BaseModel
+
+    model: Any = Settings
+    parts = list(path)
+    while parts:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(parts.pop(0))
+        if field is None:
+            return []
+        model = field.annotation
+        if typing.get_origin(model) is dict:  # symbols.<SYMBOL>.key
+            model = typing.get_args(model)[1]
+            if parts:
+                parts.pop(0)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def explain_config_error(message: str) -> str:
+    """The config loader's message, with the way out where pydantic's words are not enough:
+    the nearest known key for a misspelt one, and what a file without `symbols` means."""
+    import difflib
+
+    out: list[str] = []
+    for line in message.splitlines():
+        if line.endswith(_UNKNOWN_KEY):
+            *parent, key = line[: -len(_UNKNOWN_KEY)].split(".")
+            close = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
+            if close:
+                line += f" (did you mean {'.'.join([*parent, close[0]])}?)"
+        elif line == _NO_SYMBOLS:
+            line += (
+                " (a config file replaces the built-in one, it is not merged with it:"
+                " start from a copy of api/stratflow.yaml)"
+            )
+        out.append(line)
+    return "\n".join(out)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from api.demo import RunDirError
     from connectors.broker import BrokerError
     from connectors.clickhouse_store import ClickHouseUnavailable
     from connectors.notifier import NotifierError
     from connectors.replay import ReplayError
     from connectors.secrets import SecretsError
-    from dataflows.run import RecoveryMismatch
+    from dataflows.run import RecoveryDirError, RecoveryMismatch
 
     return (
         UserError,
         RecoveryMismatch,
+        RecoveryDirError,
+        RunDirError,
         ConfigError,
         BrokerError,
         ClickHouseUnavailable,
@@ -105,9 +183,20 @@ def _user_error_in(err: BaseException) -> BaseException | None:
     while cur is not None and id(cur) not in seen:
         if isinstance(cur, _user_errors()):
             return cur
+        # A path the file system refuses (missing parent, a file in the way, read-only, no
+        # permission) is the user's to fix, whichever part of the program tried it.
+        if isinstance(cur, OSError) and cur.filename is not None and cur.strerror:
+            return cur
         seen.add(id(cur))
         cur = cur.__cause__
     return None
+
+
+def describe_user_error(err: BaseException) -> str:
+    """The message of a user error; a file-system error as `PATH: reason`, not `[Errno N] ...`."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
+    return str(err) or type(err).__name__
 
 
 def print_error(message: str, label: str = "error") -> None:
@@ -128,7 +217,7 @@ def guarded(fn: Callable[[], T]) -> T:
         user = _user_error_in(err)
         if user is None:
             raise
-        print_error(str(user) or type(user).__name__)
+        print_error(describe_user_error(user))
         raise typer.Exit(2) from None
 
 
@@ -175,7 +264,10 @@ def config_check(config: ConfigOpt = None) -> None:
         console.print(f"[green]config OK[/green]: {escape(str(path))}")
         for path_parts, _value, name in env_overrides(os.environ):
             console.print(f"  overridden by {escape(name)}: {escape('.'.join(path_parts))}")
-        dumped = yaml.safe_dump(json.loads(settings.model_dump_json()), sort_keys=False)
+        values = json.loads(settings.model_dump_json())
+        if settings.clickhouse.url:  # it may carry a password (notify URLs redact themselves)
+            values["clickhouse"]["url"] = redact_url(settings.clickhouse.url)
+        dumped = yaml.safe_dump(values, sort_keys=False)
         console.out(dumped.rstrip("\n"), highlight=False)
 
     guarded(go)
@@ -286,10 +378,21 @@ def replay(
                 Text(f"... and {len(loaded.problems) - 10} more skipped rows", style="yellow")
             )
         _check_broker(bootstrap, _bootstrap_label(ctx))
+        topic = settings.kafka.topics.market
         ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
-        stats = do_replay(
-            bootstrap, settings.kafka.topics.market, loaded.messages, speed=speed, progress=True
-        )
+        before = _topic_size(bootstrap, topic)
+        try:
+            stats = do_replay(bootstrap, topic, loaded.messages, speed=speed, progress=True)
+        except KeyboardInterrupt:
+            # What was sent is flushed and stays in the topic; say how far the replay got.
+            after = _topic_size(bootstrap, topic)
+            done = (
+                f"{after - before:,} of {len(loaded.messages):,} messages published to {topic}"
+                if before is not None and after is not None
+                else f"messages published so far stay in {topic}"
+            )
+            err_console.print(Text(f"interrupted: {done}", style="yellow"))
+            raise typer.Exit(130) from None
         if stats.failed:
             raise UserError(
                 f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
@@ -301,6 +404,16 @@ def replay(
         )
 
     guarded(go)
+
+
+def _topic_size(bootstrap: str, topic: str) -> int | None:
+    """Messages in `topic` now (sum of its end offsets), None if the broker cannot say."""
+    from connectors.kafka_io import topic_end_offsets
+
+    try:
+        return sum(topic_end_offsets(bootstrap, topic, timeout_s=5.0).values())
+    except Exception:  # a courtesy count only
+        return None
 
 
 # ----------------------------------------------------------------------------- run
@@ -369,11 +482,22 @@ def run(
             raise UserError("--sandbox and --paper exclude each other")
         if sandbox and exchange is None:
             raise UserError("--sandbox needs --exchange NAME")
+        if exchange is not None or paper:
+            # Before a broker or a run directory is made for nothing.
+            from api.exchange_run import ExchangeSetupError
+            from api.exchange_run import _pairs as exchange_pairs
+
+            try:
+                exchange_pairs(settings)
+            except ExchangeSetupError as err:
+                hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
+                raise UserError(f"{err}{hint}") from None
         bs = bootstrap or settings.kafka.bootstrap
 
         def say(line: str) -> None:
             console.print(escape(line))
 
+        stop_note: str | None = None  # run_pipeline's default: the next run resumes
         with contextlib.ExitStack() as stack:
             if not bs and paper:
                 # Paper trading needs no Kafka of its own: the bundled broker (memory only),
@@ -386,6 +510,10 @@ def run(
                 recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
                 settings = settings.model_copy(update={"recovery": recovery})
                 say(f"local Kafka broker (Tansu) at {bs}; run state in {run_dir}")
+                # The broker's topics die with this process, so nothing resumes this run.
+                stop_note = (
+                    "the bundled broker's topics were in memory: the next --paper run starts afresh"
+                )
             if not bs:
                 raise UserError(
                     "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
@@ -406,10 +534,12 @@ def run(
                 progress=True,
                 say=say,
                 orders=orders,
+                stop_note=stop_note,
             )
             summary = summarize(store)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
-        where = settings.clickhouse.url or settings.clickhouse.path
+        where = redact_url(settings.clickhouse.url) if settings.clickhouse.url else None
+        where = where or settings.clickhouse.path
         console.print(
             f"decision log: {escape(str(where))} (database {settings.clickhouse.database})"
         )
@@ -468,7 +598,10 @@ def demo(
     dataset: Annotated[
         list[str] | None,
         typer.Option(
-            "--dataset", "-d", help="Shipped dataset(s) to replay (default: GOOG, EURUSD)"
+            "--dataset",
+            "-d",
+            help="Shipped dataset(s) to replay: repeat the option or separate names by commas"
+            " (default: GOOG,EURUSD)",
         ),
     ] = None,
     scenario_minutes: Annotated[
@@ -489,7 +622,12 @@ def demo(
 
     def go() -> None:
         settings = settings_from(config)
-        names = [d.upper() for d in (dataset or ["GOOG", "EURUSD"])]
+        # `-d GOOG -d EURUSD` or `-d GOOG,EURUSD`; each dataset once (a second copy would
+        # only be dead-lettered as duplicates).
+        given = [p.strip().upper() for d in (dataset or ["GOOG,EURUSD"]) for p in d.split(",")]
+        names = list(dict.fromkeys(p for p in given if p))
+        if not names:
+            raise UserError("--dataset is empty; give one of " + ", ".join(list_datasets()))
         bad = [d for d in names if d not in list_datasets()]
         if bad:
             raise UserError(

@@ -210,17 +210,28 @@ def demo_messages(
     return messages
 
 
+class RunDirError(ValueError):
+    """The run root cannot hold a new run directory (missing parent, not a directory, read-only
+    file system, no permission); phrased for the user, naming `STRATFLOW_RUNS`."""
+
+
 def new_run_dir(run_root: Path) -> Path:
     """A directory of its own per run, even for two runs started in the same second."""
-    run_root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for n in range(1, 1000):
-        candidate = run_root / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            candidate = run_root / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as err:
+        raise RunDirError(
+            f"cannot create a run directory under {run_root}: {err.strerror or err}"
+            " (set STRATFLOW_RUNS to a writable directory)"
+        ) from None
     raise RuntimeError(f"could not create a run directory under {run_root}")
 
 
@@ -282,6 +293,8 @@ def run_demo(
             FlowSpec(bootstrap=bootstrap, tail=False),
             progress=True,
             say=lambda line: console.print(escape(line)),
+            # Every demo starts afresh (new run directory, new topics): nothing resumes.
+            stop_note=f"no report; the partial decision log is in {run_dir / 'clickhouse'}",
         )
         flow_seconds = time.perf_counter() - t0
     with Store.open(settings.clickhouse) as store:

@@ -42,9 +42,13 @@ class RunSummary:
     """GPT calls by outcome: count, cost, tokens, mean and worst latency."""
     strategies: list[dict[str, Any]] = field(default_factory=list)
     """The latest GPT strategy activations."""
+    dead_letter_reasons_cut: int = 0
+    """Dead letters in groups beyond the first `REASON_GROUPS` (not listed one by one)."""
 
 
 LATEST_ROWS = 10
+REASON_GROUPS = 100
+"""Dead-letter groups (topic, reason kind) the report lists; the rest are counted in one line."""
 TEXT_CHARS = 120
 """Characters of a payload or a headline shown in the report (the store keeps the rest)."""
 CLOSE_POINTS = 1500
@@ -79,10 +83,13 @@ def summarize(store: Store) -> RunSummary:
     last = store.query(
         "SELECT cash, equity FROM positions FINAL ORDER BY ts_ms DESC, symbol DESC LIMIT 1"
     )
+    # One more group than shown, so a cut list can say so instead of dropping a whole topic.
     reasons = store.query(
         f"SELECT topic, {_REASON_KIND} AS reason, count() AS n FROM dead_letters FINAL "
-        "GROUP BY topic, reason ORDER BY n DESC, topic, reason LIMIT 30"
+        f"GROUP BY topic, reason ORDER BY topic, n DESC, reason LIMIT {REASON_GROUPS + 1}"
     )
+    more_reasons = len(reasons) > REASON_GROUPS
+    reasons = reasons[:REASON_GROUPS]
     latest_dead = store.query(
         "SELECT record_ms, topic, `partition`, `offset`, reason, "
         f"substringUTF8(payload, 1, {TEXT_CHARS * 2}) AS payload, "
@@ -148,6 +155,9 @@ def summarize(store: Store) -> RunSummary:
         cash=_dec(last[0]["cash"]) if last else None,
         equity=_dec(last[0]["equity"]) if last else None,
         dead_letter_reasons=reasons,
+        dead_letter_reasons_cut=(
+            counts.get("dead_letters", 0) - sum(int(r["n"]) for r in reasons) if more_reasons else 0
+        ),
         alerts=alerts,
         equity_curve=[(int(r["ts_ms"]), _dec(r["equity"])) for r in curve],
         latest_dead_letters=[
@@ -272,6 +282,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _money(value: Decimal | None) -> str:
+    """An amount for the headline, as the console prints it: `44,293.48`; `n/a` if none."""
+    return "n/a" if value is None else html.escape(f"{value:,.2f}")
+
+
 def _table(rows: list[dict[str, Any]], css: str = "") -> str:
     """Every header and cell HTML-escaped: rows may hold text straight from a feed."""
     if not rows:
@@ -300,7 +315,7 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         "td:first-child,th:first-child{text-align:left}"
         "table.text td{text-align:left;max-width:40em;overflow-wrap:anywhere}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Final cash <b>{_cell(summary.cash)}</b>, equity <b>{_cell(summary.equity)}</b></p>",
+        f"<p>Final cash <b>{_money(summary.cash)}</b>, equity <b>{_money(summary.equity)}</b></p>",
         "<img src='equity.png' alt='equity curve'>" if png else "",
         "<img src='prices.png' alt='bar close per symbol, rebased to 100'>" if prices else "",
         "<h2>Rows in the decision log</h2>",
@@ -318,6 +333,10 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         _table(summary.positions),
         "<h2>Dead letters by reason</h2>",
         _table(summary.dead_letter_reasons, "text"),
+        f"<p>... and {summary.dead_letter_reasons_cut:,} more dead letters in further groups "
+        "(the <code>dead_letters</code> table has them all).</p>"
+        if summary.dead_letter_reasons_cut
+        else "",
         f"<h2>Latest {LATEST_ROWS} dead letters</h2>",
         "<p>Payloads as received, truncated; invisible characters shown as \\uXXXX.</p>",
         _table(summary.latest_dead_letters, css="text"),

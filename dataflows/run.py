@@ -39,6 +39,14 @@ class RecoveryMismatch(ValueError):
     """The recovery state belongs to another set of input topics: resuming it cannot work."""
 
 
+class RecoveryDirError(ValueError):
+    """`recovery.dir` cannot be created or written (a missing parent, a file in the way, ...)."""
+
+
+RESUME_NOTE = "the next run resumes from the last snapshot"
+"""What a stopped run says about the next one, unless the caller knows better (`stop_note`)."""
+
+
 def recovery_config(settings: Settings) -> RecoveryConfig | None:
     """Bytewax's recovery store, plus a manifest of the input topics it was written for.
 
@@ -48,6 +56,17 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     if not settings.recovery.enabled:
         return None
     db_dir = Path(settings.recovery.dir)
+    try:
+        return _recovery_config(db_dir, settings)
+    except OSError as err:
+        reason = "not a directory" if db_dir.exists() and not db_dir.is_dir() else err.strerror
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(db_dir) else ""
+        raise RecoveryDirError(
+            f"recovery.dir {db_dir} is not usable: {reason or err}{where}"
+        ) from None
+
+
+def _recovery_config(db_dir: Path, settings: Settings) -> RecoveryConfig:
     topics = settings.kafka.topics
     inputs = sorted([topics.market, topics.news, topics.social])
     manifest = db_dir / MANIFEST
@@ -80,18 +99,30 @@ _BEFORE_EXIT: list[Callable[[], object]] = []
 """Quick last words of a run stopped by a signal (e.g. send the alerts still queued)."""
 
 
-def _stop_now(signum: int, _frame: FrameType | None) -> None:
-    """Ctrl-C / SIGTERM: leave at once. Everything up to the last snapshot is written (sinks
-    flush synchronously), and a restart resumes from that snapshot and redoes the rest, landing
-    on the same rows; so stopping hard loses nothing, while an interrupt raised inside the
-    engine would only end in a panic report."""
-    name = signal.Signals(signum).name
-    for last_words in _BEFORE_EXIT:
-        with contextlib.suppress(Exception):  # stopping must not fail on a courtesy
-            last_words()
-    sys.stderr.write(f"stratflow: {name}, stopped; the next run resumes from the last snapshot\n")
-    sys.stderr.flush()
-    os._exit(130 if signum == signal.SIGINT else 143)
+def stop_message(signum: int, counters: FlowCounters | None, note: str) -> str:
+    """The one line a run stopped by a signal leaves: what it did so far and what comes next."""
+    done = f" after {counters.line()}" if counters is not None else ""
+    return f"stratflow: {signal.Signals(signum).name}, stopped{done}; {note}"
+
+
+def _stop_handler(
+    counters: FlowCounters | None, note: str
+) -> Callable[[int, FrameType | None], None]:
+    def _stop_now(signum: int, _frame: FrameType | None) -> None:
+        """Ctrl-C / SIGTERM: leave at once. Everything up to the last snapshot is written (sinks
+        flush synchronously), and a restart resumes from that snapshot and redoes the rest,
+        landing on the same rows; so stopping hard loses nothing, while an interrupt raised
+        inside the engine would only end in a panic report."""
+        for last_words in _BEFORE_EXIT:
+            with contextlib.suppress(Exception):  # stopping must not fail on a courtesy
+                last_words()
+        # The progress bar may be mid-line, with the cursor hidden: show it, start a new line.
+        fresh_line = "\x1b[?25h\n" if sys.stderr.isatty() else ""
+        sys.stderr.write(fresh_line + stop_message(signum, counters, note) + "\n")
+        sys.stderr.flush()
+        os._exit(130 if signum == signal.SIGINT else 143)
+
+    return _stop_now
 
 
 def input_total(settings: Settings, bootstrap: str) -> int | None:
@@ -114,10 +145,21 @@ def run_pipeline(
     environ: Mapping[str, str] | None = None,
     say: Callable[[str], None] | None = None,
     orders: ExecutionGateway | None = None,
+    stop_note: str | None = None,
 ) -> None:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
-    start, who writes the strategies (GPT, or the local engine and why)."""
+    start, who writes the strategies (GPT, or the local engine and why).
+
+    On SIGINT/SIGTERM the process leaves at once with one line: the counts so far (with
+    `progress`) and `stop_note` (default: the next run resumes from the last snapshot; a
+    caller whose state does not outlive the process, such as the demo, says so instead)."""
     counters = FlowCounters() if progress else None
+    if stop_note is None:
+        stop_note = (
+            RESUME_NOTE
+            if settings.recovery.enabled
+            else "recovery is off: the next run starts from the beginning"
+        )
     gateway = GptGateway.from_settings(
         settings, os.environ if environ is None else environ, live=spec.tail
     )
@@ -131,7 +173,8 @@ def run_pipeline(
     )
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
     recovery = recovery_config(settings)
-    previous = {sig: signal.signal(sig, _stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop_now = _stop_handler(counters, stop_note)
+    previous = {sig: signal.signal(sig, stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
     display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if counters is not None:
         total = None if spec.tail else input_total(settings, spec.bootstrap)

@@ -576,6 +576,7 @@ def replay(
         task = bar.add_task(topic, total=total, rate="")
 
     t0 = time.monotonic()
+    shown_at = t0
     sent = 0
     try:
         for msg, ms in zip(ordered, event_ms, strict=True):
@@ -593,8 +594,11 @@ def replay(
             )
             sent += 1
             per_symbol[msg.symbol] += 1
-            if bar is not None and (sent % 500 == 0 or sent == total):
-                spent = time.monotonic() - t0
+            # Every 500 messages at full speed, and at least twice a second when paced.
+            now = time.monotonic()
+            if bar is not None and (sent % 500 == 0 or sent == total or now - shown_at >= 0.5):
+                shown_at = now
+                spent = now - t0
                 rate = f"{sent / spent:>9,.0f} msg/s" if spent > 0 else ""
                 bar.update(task, completed=sent, rate=rate)
     finally:

@@ -305,7 +305,15 @@ class TradingDesk:
             if clock is not None:
                 items = [i for i in items if to_ms(i.ts) >= clock - self._digest_window_ms]
             items.sort(key=lambda i: (to_ms(i.ts), i.type, i.id))
-            self.texts[sym] = items[-keep:]
+            if clock is None:
+                self.texts[sym] = items[-keep:]
+                continue
+            # Items dated far ahead of the bars (a forged or broken clock) only take the room
+            # the real news leaves: a flood of them must not push the current news out.
+            ahead = clock + self._digest_window_ms
+            current = [i for i in items if to_ms(i.ts) <= ahead][-keep:]
+            future = [i for i in items if to_ms(i.ts) > ahead][: keep - len(current)]
+            self.texts[sym] = current + future
 
     def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
         """A decision that raised places nothing; say so loudly, keep the rest of the bar."""

@@ -1014,3 +1014,42 @@ def test_anonymised_feedback_replaces_whole_symbols_only(tmp_path: Path) -> None
     assert text.startswith("The risk gate refused your previous decision.")
     assert f"order_notional:{alias}:" in text and f"Total notional of {alias} over" in text
     assert not re.search(r"(?<![A-Za-z0-9])T(?![A-Za-z0-9])", text)
+
+
+def test_a_flood_of_far_future_news_does_not_push_the_current_news_out(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, gpt={"digest_items": 3})
+    real = [
+        TextEvent(
+            NewsItem(
+                id=f"real{i}",
+                ts=ms_to_datetime(T0 + MIN - 1000 * (i + 1)),
+                source="wire",
+                headline=f"genuine headline {i}",
+                symbols=["ABC"],
+            )
+        )
+        for i in range(3)
+    ]
+    flood = [
+        TextEvent(
+            NewsItem(
+                id=f"forged{i}",
+                ts=ms_to_datetime(4_070_908_800_000 + i),  # 2099
+                source="spam",
+                headline=f"forged headline {i}",
+                symbols=["ABC"],
+            )
+        )
+        for i in range(500)
+    ]
+    openai_server.script(Scenario.answer(decision()))
+    desk = Desk(openai_server, settings)
+    desk.feed(ev(-1))  # the bars' clock is known before the news arrive
+    desk.feed(*real, *flood, ev(0, branch=Branch.STRATEGIC))
+    user = openai_server.chat_requests[0].body["messages"][1]["content"]
+    for i in range(3):
+        assert f"genuine headline {i}" in user
+    assert "forged headline" not in user
+    assert len(desk.logic.desk.texts["ABC"]) <= 4 * 3  # the buffer stays bounded

@@ -36,7 +36,15 @@ from models.gpt_prompt import (
     StrategyPerformance,
     build_messages,
 )
-from models.messages import ChatTurn, GptCall, Proposal, RiskVerdict, Side, TradeIntent
+from models.messages import (
+    ChatTurn,
+    GptCall,
+    Proposal,
+    RiskCheck,
+    RiskVerdict,
+    Side,
+    TradeIntent,
+)
 from models.strategy import DecisionContext
 from models.strategy_compiler import (
     CompiledDecision,
@@ -62,6 +70,7 @@ GPT_CONTROLLER: Final = "gpt"
 _MAX_RATIONALE: Final = 2000  # `Proposal.rationale`
 _MAX_INTENT_REASON: Final = 500  # `TradeIntent.reason`
 _MAX_FEEDBACK_CHECKS: Final = 20
+_QUANTITY_CHECKS: Final = ("long_only:",)  # checks whose limit and value are units held
 _MAX_FEEDBACK_CHARS: Final = 2000
 _MAX_FALLBACK_DETAIL: Final = 4000
 
@@ -183,20 +192,27 @@ class GptDecider:
         turns = list(question.messages)
         if answer_text is not None:
             turns.append(ChatTurn(role="assistant", content=answer_text))
-        text = self.feedback(verdict)
+        text = self.feedback(verdict, anonymized=question.amap is not None)
         if question.amap is not None:  # check names carry real symbols: show the aliases
             text = _aliased(text, question.amap)
         turns.append(ChatTurn(role="user", content=text))
         return Question(tuple(turns), question.amap)
 
     @staticmethod
-    def feedback(verdict: RiskVerdict) -> str:
+    def feedback(verdict: RiskVerdict, *, anonymized: bool = False) -> str:
         """The risk gate's refusal as one bounded user message: name, limit, value and message
-        of each failed check (our own text, never a third party's)."""
+        of each failed check (our own text, never a third party's). Anonymised, a check that
+        counts units (`long_only`) shows no numbers: real quantities beside the rebased prices
+        of the prompt would give the price level away."""
+
+        def figures(c: RiskCheck) -> str:
+            if anonymized and c.name.startswith(_QUANTITY_CHECKS):
+                return "quantities not shown"
+            return f"limit {_dec_text(c.limit)}, value {_dec_text(c.value)}"
+
         failed = verdict.failures
         lines = [
-            f"- {c.name}: limit {_dec_text(c.limit)}, value {_dec_text(c.value)}"
-            + (f" ({c.message})" if c.message else "")
+            f"- {c.name}: {figures(c)}" + (f" ({c.message})" if c.message else "")
             for c in failed[:_MAX_FEEDBACK_CHECKS]
         ]
         if len(failed) > _MAX_FEEDBACK_CHECKS:

@@ -1016,6 +1016,25 @@ def test_anonymised_feedback_replaces_whole_symbols_only(tmp_path: Path) -> None
     assert not re.search(r"(?<![A-Za-z0-9])T(?![A-Za-z0-9])", text)
 
 
+def test_anonymised_feedback_shows_no_quantities(tmp_path: Path) -> None:
+    """Real quantities beside rebased prices would give the price level away."""
+    settings = make_settings(tmp_path, gpt={"anonymize": True})
+    decider = GptDecider(settings)
+    question = decider.question(
+        _dctx(settings), positions={}, performance=None, current=None, digest=()
+    )
+    checks = [
+        RiskCheck(name="long_only:ABC", passed=False, limit=D("37.5"), value=D("52.25")),
+        RiskCheck(name="order_notional:ABC", passed=False, limit=D(1000), value=D(5000)),
+    ]
+    verdict = RiskVerdict(approved=False, checks=checks, fee_estimate=D(0))
+    text = decider.follow_up(question, None, verdict).messages[-1].content
+    assert "37.5" not in text and "52.25" not in text and "quantities not shown" in text
+    assert "limit 1000, value 5000" in text  # money limits are the prompt's own terms
+    plain = GptDecider(make_settings(tmp_path)).feedback(verdict)
+    assert "limit 37.5, value 52.25" in plain
+
+
 def test_a_flood_of_far_future_news_does_not_push_the_current_news_out(
     openai_server: LocalOpenAIServer, tmp_path: Path
 ) -> None:

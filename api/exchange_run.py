@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,35 @@ def _pairs(settings: Settings) -> list[str]:
             f"in {', '.join(sorted(quotes))}: the book keeps one cash currency"
         )
     return list(settings.symbols)
+
+
+def lot_problems(client: Any, settings: Settings, pairs: list[str]) -> list[str]:
+    """Configured lot sizes the exchange would refuse: every order is a multiple of the
+    symbol's `lot_size`, so a lot off the exchange's amount step makes orders fail at the
+    exchange; better one clear line before the first order."""
+    import ccxt
+
+    problems: list[str] = []
+    markets = getattr(client, "markets", None) or {}
+    for pair in pairs:
+        market = markets.get(pair)
+        if market is None:
+            problems.append(f"{pair} is not a market on this exchange")
+            continue
+        raw = (market.get("precision") or {}).get("amount")
+        if raw is None:
+            continue
+        if getattr(client, "precisionMode", None) == ccxt.TICK_SIZE:
+            step = Decimal(str(raw))
+        else:  # DECIMAL_PLACES / SIGNIFICANT_DIGITS: a number of decimals
+            step = Decimal(1).scaleb(-int(raw))
+        lot = settings.symbols[pair].lot_size
+        if step > 0 and lot % step != 0:
+            problems.append(
+                f"symbols.{pair}.lot_size is {lot}, but the exchange's amount step is "
+                f"{step.normalize():f}: set lot_size to a multiple of it"
+            )
+    return problems
 
 
 def _real_clients(name: str, sandbox: bool) -> tuple[Any, Any]:
@@ -128,6 +158,8 @@ def exchange_session(
             raise ExchangeSetupError(
                 f"cannot read the account on {name}: {type(err).__name__}: {err}"[:300]
             ) from None
+        for problem in lot_problems(order_client, settings, pairs):
+            raise ExchangeSetupError(problem)
         state_dir.mkdir(parents=True, exist_ok=True)
         feed = MarketFeed(
             feed_client,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import functools
 import hashlib
 import hmac
@@ -151,6 +152,7 @@ class FaultKind(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     DROP = "drop"
     LOST_RESPONSE = "lost_response"
+    REWRITE = "rewrite"
 
 
 SERVER_ERROR_MESSAGES: Final = {
@@ -170,6 +172,7 @@ class Fault:
     delay_s: float = 0.0
     retry_after_s: int = 0
     code: int | None = None
+    edit: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     @classmethod
     def server_error(cls, status: int = 503, code: int | None = None) -> Fault:
@@ -215,6 +218,17 @@ class Fault:
         if hold_s < 0:
             raise ValueError("hold_s must be >= 0")
         return cls(FaultKind.LOST_RESPONSE, delay_s=hold_s)
+
+    @classmethod
+    def rewrite(cls, edit: Callable[[Any], Any]) -> Fault:
+        """Execute the request (an order IS placed), then answer `edit(document)` instead of
+        the document: odd-but-possible payloads (a trade without id, a status ccxt maps oddly,
+        numbers in scientific notation...). `edit` gets a deep copy of the JSON document and
+        returns the one to send (it may change it in place and return it); an error answer
+        (4xx) is sent unchanged."""
+        if not callable(edit):
+            raise ValueError("rewrite needs a callable")
+        return cls(FaultKind.REWRITE, edit=edit)
 
 
 DEFAULT_CHAOS_FAULTS: Final = (
@@ -788,11 +802,15 @@ class ExchangeEmulator:
                 h.send_body(404, body.encode(), "text/html")
                 return
             fault = self._next_fault(endpoint)
-            if fault is not None and fault.kind is not FaultKind.LOST_RESPONSE:
+            executed = (FaultKind.LOST_RESPONSE, FaultKind.REWRITE)
+            if fault is not None and fault.kind not in executed:
                 self._answer_fault(h, fault, record)
                 return
             status, doc, code = self._dispatch(endpoint, params, pairs, headers, query, raw_body)
-            if fault is not None:  # lost response: executed, the answer never arrives
+            if fault is not None and fault.kind is FaultKind.REWRITE:
+                if status == 200 and fault.edit is not None:
+                    doc = fault.edit(copy.deepcopy(doc))
+            elif fault is not None:  # lost response: executed, the answer never arrives
                 record(0, code)  # before holding: a test sees it while the client times out
                 if fault.delay_s > 0:
                     self._stopping.wait(fault.delay_s)
@@ -857,7 +875,7 @@ class ExchangeEmulator:
             code, msg = -2010, "Account has insufficient balance for requested action."
             record(400, code)
             h.send_body(400, json.dumps({"code": code, "msg": msg}).encode(), "application/json")
-        else:  # pragma: no cover - LOST_RESPONSE is handled by the caller
+        else:  # pragma: no cover - LOST_RESPONSE and REWRITE are handled by the caller
             raise AssertionError(kind)
 
     def _dispatch(

@@ -119,3 +119,28 @@ def test_symbols_must_be_exchange_pairs(kafka_bootstrap: str, tmp_path: Path) ->
     cfg.write_text(yaml.safe_dump({"symbols": {"GOOG": {}}}), encoding="utf-8")
     out = _stratflow("run", "--config", str(cfg), "--bootstrap", kafka_bootstrap, "--paper")
     assert out.returncode == 2 and "BASE/QUOTE" in out.stdout + out.stderr
+
+
+def test_a_lot_size_off_the_exchanges_amount_step_is_one_clear_error() -> None:
+    from api.exchange_run import lot_problems
+    from connectors.exchange_emulator import ExchangeEmulator
+    from models.config import Settings
+
+    def settings(btc_lot: str) -> Settings:
+        return Settings.model_validate(
+            {
+                "symbols": {"BTC/USDT": {"lot_size": btc_lot}, "ETH/USDT": {"lot_size": "0.001"}},
+                "execution": {"currency": "USDT"},
+            }
+        )
+
+    with ExchangeEmulator(["BTC/USDT", "ETH/USDT"]) as ex:
+        client = ex.client()
+        client.load_markets()
+        pairs = ["BTC/USDT", "ETH/USDT"]
+        assert lot_problems(client, settings("0.0001"), pairs) == []
+        (problem,) = lot_problems(client, settings("0.0000015"), pairs)
+        assert problem.startswith("symbols.BTC/USDT.lot_size is 0.0000015")
+        assert "amount step is 0.00001" in problem
+        (missing,) = lot_problems(client, settings("0.0001"), ["DOGE/USDT"])
+        assert missing == "DOGE/USDT is not a market on this exchange"

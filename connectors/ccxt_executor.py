@@ -57,6 +57,75 @@ def _executed(trades: Iterable[Mapping[str, Any]]) -> Decimal:
     return sum((to_decimal(t.get("amount")) or _ZERO for t in trades), _ZERO)
 
 
+def _amount(value: Any) -> Decimal | None:
+    """`to_decimal`, None for what is not a finite number (ccxt passes odd text through)."""
+    try:
+        out = to_decimal(value)
+    except (ArithmeticError, ValueError):
+        return None
+    return out if out is not None and out.is_finite() else None
+
+
+def _usable(
+    trades: Iterable[Mapping[str, Any]], order: Order, exchange_id: str | None, *, need_fee: bool
+) -> tuple[list[dict[str, Any]], str | None]:
+    """An order's trades, each once (by trade id), and the first reason they cannot be booked
+    as they are: a missing or non-positive price or amount, a trade of another order or of
+    the other side, and (`need_fee`) a trade without its commission."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for raw in trades:
+        t = dict(raw)
+        tid = t.get("id")
+        if tid is not None:
+            if str(tid) in seen:
+                continue  # the same trade listed twice is one execution
+            seen.add(str(tid))
+        name = f"trade {tid}"
+        price, amount = _amount(t.get("price")), _amount(t.get("amount"))
+        if price is None or price <= 0:
+            return out, f"{name} has price {t.get('price')!r}"
+        if amount is None or amount <= 0:
+            return out, f"{name} has amount {t.get('amount')!r}"
+        owner = t.get("order")
+        if owner is not None and exchange_id is not None and str(owner) != exchange_id:
+            return out, f"{name} belongs to order {owner}, not {exchange_id}"
+        side = t.get("side")
+        if side is not None and str(side) != order.side.value:
+            return out, f"{name} is a {side}, the order a {order.side.value}"
+        fee = t.get("fee")
+        if need_fee and (not isinstance(fee, Mapping) or fee.get("cost") is None):
+            return out, f"{name} has no commission"
+        cost = fee.get("cost") if isinstance(fee, Mapping) else None
+        if cost is not None and _amount(cost) is None:
+            return out, f"{name} has commission {cost!r}"
+        out.append(t)
+    return out, None
+
+
+def _balances(balance: Mapping[str, Any], kind: str, needed: set[str]) -> dict[str, Decimal]:
+    """One column (`total` or `free`) of a ccxt balance as `Decimal`s. Assets the book does not
+    hold with a null, unreadable or negative amount are left out (logged); for an asset in
+    `needed` that is `ccxt.BadResponse`: the book cannot be checked on it. A needed asset
+    the account does not list is 0."""
+    column = balance.get(kind)
+    if not isinstance(column, Mapping):
+        column = {}
+    out: dict[str, Decimal] = {}
+    for asset, raw in column.items():
+        value = _amount(raw)
+        if value is None or value < 0:
+            if str(asset) in needed:
+                raise ccxt.BadResponse(f"balance {kind} of {asset} is {raw!r}")
+            if raw is not None:
+                _LOG.warning("balance %s of %s is %r: ignored", kind, asset, raw)
+            continue
+        out[str(asset)] = value
+    for asset in needed:
+        out.setdefault(asset, _ZERO)
+    return out
+
+
 def classify(err: Exception) -> ErrorKind:
     """Permanent errors will repeat; everything else may go away and may even have happened
     (a retry is safe whatever it was: it carries the same client order id, which the exchange
@@ -233,29 +302,52 @@ class CcxtExecutor:
     def _report(
         self, order: Order, placed: Mapping[str, Any], attempts: int, *, reconciled: bool
     ) -> ExecutionReport:
-        trades = list(placed.get("trades") or [])
-        reported = to_decimal(placed.get("filled")) or _ZERO
+        exchange_id = str(placed.get("id")) if placed.get("id") is not None else None
+        reported = _amount(placed.get("filled"))
+        if reported is None or reported < 0:
+            error = f"order {exchange_id} reports filled={placed.get('filled')!r}"
+            return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
+        # The order's own trades (Binance's `fills`) must each be complete: a trade without a
+        # price would book the quantity for nothing, one without its commission would leave
+        # the fee out of cash. Anything odd: the exchange's trade list is asked instead.
+        trades, problem = _usable(placed.get("trades") or [], order, exchange_id, need_fee=True)
         filled = _executed(trades)  # gross: a fee in the base asset is not a missing trade
-        if filled < reported:  # the order says more was filled than its trades show: fetch them
+        if problem is not None or filled < reported:
+            if problem is not None:
+                _LOG.warning("order %s: %s; asking for its trades", order.client_order_id, problem)
             for n in range(SETTLE_LOOKUPS):
-                got = self._trades_of(order, str(placed.get("id")))
+                got = self._trades_of(order, str(exchange_id))
                 if got is not None:
-                    trades, filled = got, _executed(got)
-                    if filled >= reported:
+                    trades, problem = _usable(got, order, exchange_id, need_fee=False)
+                    filled = _executed(trades)
+                    if problem is None and filled >= reported:
                         break
                 self._sleep(min(2.0, 0.1 * 2**n))
+            if problem is not None:
+                error = f"trades of order {exchange_id} unusable: {problem}"
+                return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
             if filled < reported:
                 # Without every fill (and its fee) the book would drift from the exchange.
                 error = f"order filled {reported}, but its trades show {filled}"
                 return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
         fills = [self._fill(order, t, n) for n, t in enumerate(trades)]
         status_text = str(placed.get("status") or "")
+        error = ""
         if filled >= order.quantity:
             status = ExecStatus.FILLED
+            if filled > order.quantity:
+                # The exchange's trades are what moved the balances: booked as they are, so the
+                # book keeps equal to the exchange, and said loudly.
+                error = f"the exchange filled {filled} of the {order.quantity} ordered"
+                _LOG.error("order %s: %s", order.client_order_id, error)
         elif status_text in ("closed", "canceled", "expired", "rejected") and filled > 0:
             status = ExecStatus.PARTIALLY_FILLED
         elif status_text in ("canceled", "expired", "rejected"):
             status = ExecStatus.REJECTED
+        elif status_text == "closed":
+            # "Filled" with nothing filled cannot be booked either way: ask again later.
+            error = f"order {exchange_id} is closed but shows nothing filled"
+            return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
         else:
             status = ExecStatus.OPEN
         notional = sum(
@@ -278,6 +370,7 @@ class CcxtExecutor:
             fills=fills,
             attempts=attempts,
             reconciled=reconciled,
+            error=error,
             ts_ms=int(placed.get("timestamp") or self._clock_ms()),
         )
 
@@ -306,6 +399,12 @@ class CcxtExecutor:
         quantity = to_decimal(trade.get("amount")) or _ZERO
         price = to_decimal(trade.get("price")) or _ZERO
         trade_id = trade.get("id")
+        if fee.get("cost") is None:  # only after the exchange's trade list had none either
+            _LOG.warning(
+                "trade %s of %s came without its commission: booked without a fee",
+                trade_id,
+                order.client_order_id,
+            )
         if fee_cost and fee_currency == base:
             quantity += -fee_cost if side is Side.BUY else fee_cost
             fee_cost *= price
@@ -359,17 +458,14 @@ class CcxtExecutor:
             return self._state(symbols)
 
     def _state(self, symbols: Iterable[str]) -> ExchangeState:
+        symbols = list(symbols)
         balance = self.exchange.fetch_balance()
-        totals = {
-            a: to_decimal(v) or _ZERO
-            for a, v in (balance.get("total") or {}).items()
-            if v is not None
-        }
-        free = {
-            a: to_decimal(v) or _ZERO
-            for a, v in (balance.get("free") or {}).items()
-            if v is not None
-        }
+        # The assets the book holds: each must be readable. One the account does not list is
+        # 0 (ccxt lists what the exchange sends): left out, the desk would keep its own figure
+        # (its initial cash) and trade money the account does not have.
+        needed = {part for sym in symbols for part in sym.split("/") if "/" in sym}
+        totals = _balances(balance, "total", needed)
+        free = _balances(balance, "free", needed)
         open_orders: list[dict[str, Any]] = []
         prices: dict[str, Decimal] = {}
         for sym in symbols:

@@ -15,6 +15,12 @@ the I/O around them:
   symbol and trade id).
 - After errors (network, 5xx, timeouts) the next poll pages forward from the cursor until a
   page comes back short, so the trades printed during the outage are all published, in order.
+- Odd answers never stop the feed or reach the topic: a trade ccxt cannot read (no time, a
+  price that is not a number) makes ccxt fail the whole page, so the page is read again entry
+  by entry (`exchange.parse_trade`) and only the unreadable trades are skipped; trades without
+  a time, with a time in the future (`max_ahead_ms`), a zero or negative price are skipped
+  with a logged reason and counted `invalid`; an answer with trades older than `since` from a
+  windowed exchange (Binance) is stale and asked again later instead of marking its hour read.
 - `DDoSProtection` (429/418) waits for the response's `Retry-After` (default 1 s) before the
   next request; other errors back off exponentially up to a cap; each change of status is one
   log line, not one per poll.
@@ -22,6 +28,7 @@ the I/O around them:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -32,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import ccxt
 from confluent_kafka import Producer
@@ -69,6 +76,7 @@ _LOG: Final = logging.getLogger("stratflow.market_feed")
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
 BINANCE_WINDOW_MS: Final = 3_600_000  # ccxt.binance sends endTime = since + 1 h with `since`
 DEFAULT_SETTLE_MS: Final = 5_000
+DEFAULT_MAX_AHEAD_MS: Final = 60_000
 
 
 class MarketFeedError(RuntimeError):
@@ -144,6 +152,24 @@ def _error_text(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _within(docs: list[dict[str, Any]], since: int) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """What ccxt keeps of a parsed answer (a time at or after `since`, oldest first), how many
+    were older, and a reason for each entry without a usable time."""
+    kept: list[dict[str, Any]] = []
+    older = 0
+    bad: list[str] = []
+    for doc in docs:
+        ts = doc.get("timestamp")
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not ts > 0:
+            bad.append(f"trade {doc.get('id')!r}: timestamp={ts!r}: not epoch milliseconds")
+        elif ts < since:
+            older += 1
+        else:
+            kept.append(doc)
+    kept.sort(key=lambda d: d["timestamp"])
+    return kept, older, bad
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Temporary file in the same directory, fsync, rename over the old file, fsync the
     directory: a crash leaves the old state or the new one, never half of either."""
@@ -191,6 +217,7 @@ class MarketFeed:
         max_pages_per_poll: int = 200,
         flush_timeout_s: float = 10.0,
         clock_ms: Callable[[], int] | None = None,
+        max_ahead_ms: int = DEFAULT_MAX_AHEAD_MS,
     ) -> None:
         """`symbols`: ccxt unified symbols (BTC/USDT). `topic_symbols` renames them on the topic
         (default: the same name; it must match the pipeline's symbol pattern). `start_ms`: where
@@ -198,7 +225,8 @@ class MarketFeed:
         `window_ms`: the span the exchange cuts a `since` query to ("auto": one hour for
         ccxt.binance and its subclasses, none otherwise). `settle_ms`: a window counts as closed
         only that long after its end. `clock_ms`: the exchange's clock for window decisions
-        (default `exchange.milliseconds`)."""
+        (default `exchange.milliseconds`). `max_ahead_ms`: a trade stamped later than that
+        after the clock is refused (a bogus time would move the cursor into the future)."""
         if not symbols:
             raise MarketFeedError("market feed needs at least one symbol")
         if len(set(symbols)) != len(symbols):
@@ -238,6 +266,9 @@ class MarketFeed:
             raise MarketFeedError(f"window_ms must be > 0 or None, got {window_ms}")
         if settle_ms < 0:
             raise MarketFeedError(f"settle_ms must be >= 0, got {settle_ms}")
+        if max_ahead_ms < 0:
+            raise MarketFeedError(f"max_ahead_ms must be >= 0, got {max_ahead_ms}")
+        self.max_ahead_ms = max_ahead_ms
         self.state_path = Path(state_path) if state_path is not None else None
         self._state = self._load_state()  # before the producer: a refusal leaks nothing
         if producer is None:
@@ -432,9 +463,27 @@ class MarketFeed:
             for _ in range(self.max_pages_per_poll):
                 requests += 1
                 self._count(requests=1)
-                raw = self.exchange.fetch_trades(symbol, since=since, limit=limit)
+                raw, problems, older, page_size = self._fetch_page(symbol, since, limit)
                 now_ms = self._clock_ms()
-                trades, problems = trades_from_ccxt(raw)
+                trades, unreadable = trades_from_ccxt(raw, not_after_ms=now_ms + self.max_ahead_ms)
+                problems += unreadable
+                step = plan_next_page(
+                    since=since,
+                    limit=limit,
+                    base_limit=self.limit,
+                    max_limit=self.max_limit,
+                    page_size=page_size,
+                    page_ts=[t.ts_ms for t in trades],
+                    window_ms=self.window_ms,
+                    now_ms=now_ms,
+                    settle_ms=self.settle_ms,
+                    older=older,
+                )
+                if step.stale:  # nothing of it is published; the round backs off
+                    raise ccxt.BadResponse(
+                        f"{self.exchange_id} {symbol}: the answer to since={since} holds "
+                        f"{older} trade(s) older than that: stale, asked again later"
+                    )
                 if problems:
                     invalid += len(problems)
                     self._count(invalid=len(problems))
@@ -451,17 +500,6 @@ class MarketFeed:
                 sent, bad = self._publish(symbol, new)
                 published += sent
                 invalid += bad
-                step = plan_next_page(
-                    since=since,
-                    limit=limit,
-                    base_limit=self.limit,
-                    max_limit=self.max_limit,
-                    page_size=len(raw),
-                    page_ts=[t.ts_ms for t in trades],
-                    window_ms=self.window_ms,
-                    now_ms=now_ms,
-                    settle_ms=self.settle_ms,
-                )
                 advanced = cursor.advance(new)
                 if step.scanned_ms is not None:
                     advanced = advanced.scanned_to(step.scanned_ms)
@@ -485,6 +523,62 @@ class MarketFeed:
         except Exception as err:
             raise _PageError((published, duplicates, invalid, requests)) from err
         return published, duplicates, invalid, requests
+
+    def _fetch_page(
+        self, symbol: str, since: int, limit: int
+    ) -> tuple[list[dict[str, Any]], list[str], int, int]:
+        """`fetch_trades`, checked against the exchange's own answer; (ccxt trades, reasons
+        for the entries skipped, how many entries were older than `since`, the answer's size).
+
+        ccxt drops entries without a time or older than `since` and cuts the answer to
+        `limit` without a word, and one unreadable entry makes it fail the whole page (a
+        `TypeError` or `ValueError`, which would fail every poll on that page forever). For
+        an answer that is a JSON list (Binance) the entries ccxt did not return are read one by
+        one with `exchange.parse_trade`, so each gets a reason, and a page ccxt could not read
+        keeps its readable trades. The answer's size is the page size for paging: a full page
+        with one bad entry is still full."""
+        self.exchange.last_http_response = None
+        try:
+            raw = [dict(t) for t in self.exchange.fetch_trades(symbol, since=since, limit=limit)]
+        except ccxt.BaseError:
+            raise
+        except Exception as err:  # ccxt could not read the answer: read it entry by entry
+            answer = self._answer()
+            if answer is None:
+                raise ccxt.BadResponse(
+                    f"{self.exchange_id} {symbol}: unreadable trades answer ({_error_text(err)})"
+                ) from err
+            docs, problems = self._reparse(symbol, answer)
+            kept, older, bad = _within(docs, since)
+            return kept[:limit], problems + bad, older, len(answer)
+        answer = self._answer()
+        if answer is None or len(answer) <= len(raw):
+            return raw, [], 0, len(raw)
+        docs, problems = self._reparse(symbol, answer)
+        _, older, bad = _within(docs, since)
+        return raw, problems + bad, older, len(answer)
+
+    def _answer(self) -> list[Any] | None:
+        """The last answer's JSON when it is a list of entries, else None."""
+        text = getattr(self.exchange, "last_http_response", None)
+        if not isinstance(text, str) or not text:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, list) else None
+
+    def _reparse(self, symbol: str, answer: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+        market = self.exchange.market(symbol)
+        docs: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for entry in answer:
+            try:
+                docs.append(dict(self.exchange.parse_trade(entry, market)))
+            except Exception as exc:
+                problems.append(f"unreadable entry {str(entry)[:120]}: {_error_text(exc)}")
+        return docs, problems
 
     def _publish(self, symbol: str, trades: list[TradePrint]) -> tuple[int, int]:
         """Publish new trades and wait for Kafka's confirmation; (published, invalid). Raises

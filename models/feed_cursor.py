@@ -106,13 +106,19 @@ def number_to_decimal(value: Any) -> Decimal:
     return out
 
 
-def trades_from_ccxt(docs: Iterable[Mapping[str, Any]]) -> tuple[list[TradePrint], list[str]]:
+def trades_from_ccxt(
+    docs: Iterable[Mapping[str, Any]], *, not_after_ms: int | None = None
+) -> tuple[list[TradePrint], list[str]]:
     """ccxt trade structures -> (trades, one reason per trade that could not be read).
 
     A trade without an id (some exchanges have none) gets one derived from its time, price,
     size and side plus its rank among identical prints of the same millisecond in this
     answer; a `since` query always returns whole milliseconds, so the rank is stable across
     the overlapping answers the feed sees.
+
+    A trade time after `not_after_ms` (the exchange's clock plus a tolerance) is refused: once
+    published it would move the cursor into the future, and every real trade after it would
+    then look already published (and the pipeline's clock would jump with it).
     """
     out: list[TradePrint] = []
     problems: list[str] = []
@@ -123,6 +129,13 @@ def trades_from_ccxt(docs: Iterable[Mapping[str, Any]]) -> tuple[list[TradePrint
             if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
                 raise ValueError(f"timestamp={ts!r}: not epoch milliseconds")
             ts_ms = int(ts)
+            if ts_ms <= 0:
+                raise ValueError(f"timestamp={ts!r}: not epoch milliseconds")
+            if not_after_ms is not None and ts_ms > not_after_ms:
+                raise ValueError(
+                    f"trade {doc.get('id')!r}: timestamp {ts_ms} is in the future "
+                    f"(after {not_after_ms})"
+                )
             price = number_to_decimal(doc.get("price"))
             amount = number_to_decimal(doc.get("amount"))
             raw_id = doc.get("id")
@@ -284,6 +297,10 @@ class PageStep(NamedTuple):
     stuck: bool = False
     """More than `max_limit` trades share the millisecond `since`: the rest of it cannot be
     reached by time paging and is skipped (the feed counts and logs it)."""
+    stale: bool = False
+    """The answer held trades older than `since` from an exchange that cuts queries to a
+    window (it does not answer what was asked: a lagging replica, a cached page): nothing of it
+    is trusted, the feed asks again later."""
 
 
 def start_cursor(
@@ -308,9 +325,16 @@ def plan_next_page(
     window_ms: int | None,
     now_ms: int,
     settle_ms: int,
+    older: int = 0,
 ) -> PageStep:
     """Decide the next query after an answer of `page_size` trades (times `page_ts`) to
     `fetch_trades(since=since, limit=limit)`.
+
+    - `older` trades of the answer were before `since`. An exchange with a query window
+      (Binance) never sends those: the answer is stale, and concluding from it that a closed
+      window was empty would skip its trades for good, so it is `stale` (done, nothing
+      scanned). Exchanges without a window may ignore `since`; their older trades are only
+      skipped.
 
     - A full page: more may follow; ask again from its newest millisecond (trades there come
       back and are skipped as duplicates). A full page that does not move past `since` means
@@ -320,6 +344,8 @@ def plan_next_page(
       Binance: one hour) that closed before `now - settle`: then the window was read
       completely and the next query starts at its end.
     """
+    if older > 0 and window_ms is not None:
+        return PageStep(True, since, base_limit, None, stale=True)
     if page_size >= limit:
         newest = max(page_ts, default=since)
         if newest > since:

@@ -295,10 +295,11 @@ class CompiledStrategy:
             target = round_to_lot(equity * self.target_weights[symbol] / price, lot)
             reason = f"{self.strategy_id} rebalance to {self.target_weights[symbol]}"[:_MAX_REASON]
             if target < held:
-                qty = held - target
-                sells.append(
-                    TradeIntent(symbol=symbol, side=Side.SELL, quantity=qty, reason=reason)
-                )
+                # Whole lots: dust (a commission taken in the base asset) is not sellable.
+                if (qty := round_to_lot(held - target, lot)) > 0:
+                    sells.append(
+                        TradeIntent(symbol=symbol, side=Side.SELL, quantity=qty, reason=reason)
+                    )
             elif (qty := round_to_lot(target - held, lot)) > 0:
                 buys.append(TradeIntent(symbol=symbol, side=Side.BUY, quantity=qty, reason=reason))
         return sells + buys
@@ -311,14 +312,14 @@ def to_intent(
     equity: Decimal,
     lot_size: Decimal,
 ) -> TradeIntent | None:
-    """Size an action: an exit sells the whole long position; an entry buys up to
-    `equity * target_fraction / price`, rounded down to the lot. None when nothing to trade."""
+    """Size an action: an exit sells the whole long position in whole lots; an entry buys up
+    to `equity * target_fraction / price`, rounded down to the lot. None when nothing to
+    trade."""
     if action.side is Side.SELL:
-        if position <= 0:
+        qty = round_to_lot(position, lot_size)
+        if qty <= 0:
             return None
-        return TradeIntent(
-            symbol=action.symbol, side=Side.SELL, quantity=position, reason=action.reason
-        )
+        return TradeIntent(symbol=action.symbol, side=Side.SELL, quantity=qty, reason=action.reason)
     if price <= 0 or equity <= 0:
         return None
     target = round_to_lot(equity * action.target_fraction / price, lot_size)

@@ -373,6 +373,10 @@ def test_actions_size_into_trade_intents() -> None:
         symbol="ABC", side=Side.SELL, quantity=D(99), reason=sell.reason
     )
     assert to_intent(sell, D(0), D(101), D(100000), D(1)) is None
+    # Dust from a commission taken in the base asset: whole lots only, none when below one.
+    dusty = to_intent(sell, D("0.0099"), D(101), D(100000), D("0.001"))
+    assert dusty is not None and dusty.quantity == D("0.009")
+    assert to_intent(sell, D("0.0009"), D(101), D(100000), D("0.001")) is None
 
 
 def test_rebalance_sells_first_then_buys_to_the_target_weights() -> None:
@@ -396,6 +400,13 @@ def test_rebalance_sells_first_then_buys_to_the_target_weights() -> None:
         ("BTC/USD", Side.SELL, D("0.5")),
         ("XYZ", Side.BUY, D(666)),
     ]
+    dusty = strat.rebalance(
+        positions={"BTC/USD": D("0.49995")},  # 0.5 bought, 0.00005 taken as commission
+        prices={"BTC/USD": D(60000)},
+        equity=D(100000),
+        lot_sizes={"BTC/USD": D("0.001")},
+    )
+    assert [(i.symbol, i.quantity) for i in dusty] == [("BTC/USD", D("0.499"))]
 
 
 def test_same_bars_same_actions_and_pickling_mid_stream() -> None:

@@ -22,8 +22,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TextIO
+from typing import Any, Final, Literal, NamedTuple, TextIO
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,52 @@ def _sniff_dialect(fh: TextIO) -> type[csv.Dialect] | str:
         return "excel"
 
 
+# Column names for files without a header line, by column count: Binance's public kline
+# dumps (data.binance.vision, 12 columns), plain OHLCV and OHLC exports, and trade lists.
+_HEADERLESS: Final[dict[int, list[str]]] = {
+    12: [
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_volume",
+        "trade_count",
+        "taker_buy_base_volume",
+        "taker_buy_quote_volume",
+        "ignore",
+    ],
+    6: ["time", "open", "high", "low", "close", "volume"],
+    5: ["time", "open", "high", "low", "close"],
+    3: ["time", "price", "size"],
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text.strip()).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _headerless_names(first: list[str], path: Path) -> list[str] | None:
+    """The names to use when the first line is already data (every cell a number, as in
+    Binance's kline dumps), or None when it is a header. A headerless shape not listed in
+    `_HEADERLESS` is an error naming the shapes understood."""
+    if not all(_is_number(f) for f in first):
+        return None
+    names = _HEADERLESS.get(len(first))
+    if names is None:
+        shapes = "; ".join(f"{n}: {', '.join(c)}" for n, c in sorted(_HEADERLESS.items()))
+        raise MarketFileError(
+            f"{path}: the first line has no column names and {len(first)} numbers; without a "
+            f"header line the columns must be one of ({shapes}); add a header line"
+        )
+    return names
+
+
 def _read_csv(path: Path) -> _Table:
     """Parse with the csv module: exact text for every cell, and the line of every row."""
     problems: list[RowProblem] = []
@@ -170,8 +217,10 @@ def _read_csv(path: Path) -> _Table:
                 if not fields or all(not f.strip() for f in fields):
                     continue
                 if header is None:
-                    header = fields
-                    continue
+                    header = _headerless_names(fields, path)
+                    if header is None:
+                        header = fields
+                        continue
                 if len(fields) != len(header):
                     reason = f"expected {len(header)} fields, found {len(fields)}"
                     problems.append(RowProblem(reader.line_num, reason))

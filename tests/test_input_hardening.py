@@ -288,3 +288,41 @@ def test_event_time_bounds_are_the_documented_ones() -> None:
         max_future_skew_ms=300_000,
     )
     assert not isinstance(parsed, DeadLetter) and parsed[1] == day
+
+
+BINANCE_KLINES = """\
+1704067200000,42283.58,42554.57,42261.02,42475.23,1271.68108,1704070799999,53957248.97,47134,682.57,28957416.81,0
+1704070800000,42475.23,42775.00,42431.65,42613.56,1196.37856,1704074399999,50984893.50,45186,697.23,29722355.74,0
+1704074400000,42613.57,42638.41,42500.00,42581.10,685.21213,1704077999999,29164866.91,33174,346.26,14737720.04,0
+"""
+
+
+@pytest.mark.parametrize("unit", ["ms", "us"])
+def test_binance_kline_dumps_without_a_header_load(tmp_path: Path, unit: str) -> None:
+    """data.binance.vision ships klines without a header line (open time in ms, in µs since
+    2025): the first line is data, not column names."""
+    text = BINANCE_KLINES
+    if unit == "us":
+        text = (
+            "\n".join(
+                f"{line.split(',', 1)[0]}000,{line.split(',', 1)[1]}" for line in text.splitlines()
+            )
+            + "\n"
+        )
+    loaded = load_market_file(_file(tmp_path, "BTCUSDT-1h-2024-01-01.csv", text), symbol="BTCUSDT")
+    assert loaded.kind == "bars" and len(loaded.messages) == 3 and loaded.problems == []
+    first = loaded.messages[0]
+    assert isinstance(first, BarIn)
+    assert first.ts == datetime(2024, 1, 1, tzinfo=UTC) and first.interval_s == 3600
+    assert (first.open, first.close, first.volume) == (
+        Decimal("42283.58"),
+        Decimal("42475.23"),
+        Decimal("1271.68108"),
+    )
+
+
+def test_a_headerless_file_of_another_shape_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(MarketFileError) as raised:
+        load_market_file(_file(tmp_path, "x.csv", "1,2,3,4\n5,6,7,8\n"), symbol="AAA")
+    assert "no column names and 4 numbers" in str(raised.value)
+    assert "6: time, open, high, low, close, volume" in str(raised.value)

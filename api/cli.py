@@ -360,9 +360,15 @@ def replay(
         loaded = load_market_file(path, symbol=default_symbol, interval=interval)
         unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
         if unknown:
+            example = (
+                f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
+                if "/" not in unknown[0]
+                else ""
+            )
             raise UserError(
                 f"symbol(s) {', '.join(unknown)} not in the config's symbols"
-                f" ({', '.join(settings.symbols)}); add them to `symbols:` or pass --symbol"
+                f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
+                "--symbol with a configured one"
             )
         if loaded.rows == 0:
             raise UserError(f"{path}: no data rows (the file has only a header)")

@@ -77,6 +77,18 @@ def lot_problems(client: Any, settings: Settings, pairs: list[str]) -> list[str]
     return problems
 
 
+def exchange_minimums(client: Any, pairs: list[str]) -> dict[str, Decimal]:
+    """Each pair's smallest order value (ccxt's `limits.cost.min`, e.g. Binance's NOTIONAL
+    filter), for the desk to leave out orders the exchange would refuse."""
+    out: dict[str, Decimal] = {}
+    markets = getattr(client, "markets", None) or {}
+    for pair in pairs:
+        raw = (((markets.get(pair) or {}).get("limits") or {}).get("cost") or {}).get("min")
+        if raw is not None and raw > 0:
+            out[pair] = Decimal(repr(float(raw)))
+    return out
+
+
 def _real_clients(name: str, sandbox: bool) -> tuple[Any, Any]:
     import ccxt
 
@@ -179,5 +191,6 @@ def exchange_session(
 
         stack.callback(stop_feed)
         gateway = ExecutionGateway(executor)
+        gateway.min_notional = exchange_minimums(order_client, pairs)
         stack.callback(gateway.close)
         yield gateway

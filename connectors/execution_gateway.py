@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from decimal import Decimal
 from typing import Final
 
 from connectors.ccxt_executor import CcxtExecutor
@@ -31,6 +32,9 @@ class ExecutionGateway:
         self._lock = threading.Lock()
         self._states: list[tuple[ExchangeState, int]] = []
         self._state_asked = False
+        # The exchange's smallest order value per symbol (set by the exchange session from
+        # ccxt's markets); the desk leaves out smaller orders instead of sending them.
+        self.min_notional: dict[str, Decimal] = {}
 
     def execute(self, order: Order, resend: bool = False) -> ExecutionReport:
         """Place one order, blocking; a bug becomes an `unknown` report (the order may be on

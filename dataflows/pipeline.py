@@ -32,7 +32,7 @@ from connectors.gpt_gateway import GptGateway
 from connectors.kafka_source import RawKafkaSource
 from connectors.notifier import Notifier
 from dataflows.progress import FlowCounters
-from models.config import Settings, parse_duration_ms
+from models.config import Settings, parse_duration_ms, with_min_notional
 from models.desk import (
     BarEvent,
     DeskOutput,
@@ -126,6 +126,8 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         orders: ExecutionGateway | None = None,
     ):
         venue = "exchange" if orders is not None else "sim"
+        if orders is not None and orders.min_notional:
+            settings = with_min_notional(settings, orders.min_notional)
         self.desk = TradingDesk.create(settings, gpt=gateway is not None, venue=venue)
         self.gateway = gateway
         self.orders = orders

@@ -73,6 +73,11 @@ def _duration_field(default: str, description: str) -> Any:
 class SymbolSpec(_Section):
     bar_interval: Duration | None = Field(default=None, description="Overrides bars.interval")
     lot_size: Decimal = Field(default=Decimal("1"), gt=0, description="Order quantity step")
+    min_notional: Decimal = Field(
+        default=Decimal("0"),
+        ge=0,
+        description="Smallest order value the exchange accepts; smaller orders are not placed",
+    )
 
 
 class BarsConfig(_Section):
@@ -413,3 +418,15 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
     return build_settings(raw, environ)
+
+
+def with_min_notional(settings: Settings, minimums: Mapping[str, Decimal]) -> Settings:
+    """The settings with each symbol's `min_notional` raised to the exchange's minimum (a
+    configured value above it stays: it is the user's own floor)."""
+    symbols = {
+        sym: spec.model_copy(update={"min_notional": max(spec.min_notional, minimums[sym])})
+        if sym in minimums
+        else spec
+        for sym, spec in settings.symbols.items()
+    }
+    return settings.model_copy(update={"symbols": symbols})

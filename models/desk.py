@@ -418,6 +418,27 @@ class TradingDesk:
             execution=self.settings.execution,
         )
 
+    def _tradeable(self, proposal: Proposal) -> tuple[Proposal, list[str]]:
+        """Leave out orders worth less than their symbol's `min_notional` (at the latest mark):
+        the exchange refuses them, and a top-up of a few cents is not a decision anyway."""
+        keep: list[TradeIntent] = []
+        small: list[str] = []
+        for intent in proposal.intents:
+            spec = self.settings.symbols.get(intent.symbol)
+            price = self.portfolio.marks.get(intent.symbol)
+            floor = spec.min_notional if spec is not None else Decimal(0)
+            if floor > 0 and price is not None and intent.quantity * price < floor:
+                small.append(f"{intent.side.value} {intent.quantity} {intent.symbol}")
+            else:
+                keep.append(intent)
+        if not small:
+            return proposal, small
+        note = f"; under min_notional, not placed: {', '.join(small)}"
+        kept = proposal.model_copy(
+            update={"intents": keep, "rationale": (proposal.rationale + note)[:2000]}
+        )
+        return kept, small
+
     def _pending_orders(self) -> list[Order]:
         """Orders placed and not filled yet (the next bar's open, or an exchange that has not
         reported): the risk gate reserves their cash and quantities."""
@@ -468,9 +489,13 @@ class TradingDesk:
         first = len(rounds)
         for k in range(rounds_left + 1):
             n = first + k
+            proposal, small = self._tradeable(proposal)
             if not proposal.intents:
                 status = DecisionStatus.NO_ACTION
-                note = "adjusted down to no orders" if k else "controller proposed no orders"
+                if small:
+                    note = f"under min_notional, none placed: {', '.join(small)}"[:500]
+                else:
+                    note = "adjusted down to no orders" if k else "controller proposed no orders"
                 break
             verdict = check(
                 proposal,
@@ -898,13 +923,15 @@ class TradingDesk:
             del self.pending[sym]
             out.extend(self._finish_local(pending, ctx, result, version))
             return out
-        proposal = gpt.to_proposal(
-            ctx,
-            result,
-            positions={s: p.quantity for s, p in self.portfolio.positions.items()},
-            prices=dict(self.portfolio.marks),
-            lot_sizes={s: spec.lot_size for s, spec in self.settings.symbols.items()},
-            entry_price=self.portfolio.position(sym).avg_cost if ctx.position > 0 else None,
+        proposal, _small = self._tradeable(
+            gpt.to_proposal(
+                ctx,
+                result,
+                positions={s: p.quantity for s, p in self.portfolio.positions.items()},
+                prices=dict(self.portfolio.marks),
+                lot_sizes={s: spec.lot_size for s, spec in self.settings.symbols.items()},
+                entry_price=self.portfolio.position(sym).avg_cost if ctx.position > 0 else None,
+            )
         )
         placed = now.bar.end_ms
         if not proposal.intents:

@@ -227,3 +227,23 @@ def test_a_failing_decision_still_logs_the_fills_of_the_bar() -> None:
     assert of(DecisionRecord, out)[0].version == 2
     alerts = of(Alert, out)
     assert alerts and alerts[-1].severity.value == "critical" and "boom" in alerts[-1].message
+
+
+def test_orders_under_the_symbols_min_notional_are_left_out() -> None:
+    def desk_with(min_notional: str) -> TradingDesk:
+        doc = settings().model_dump(mode="json")
+        doc["symbols"] = {"ABC": {"lot_size": "0.001", "min_notional": min_notional}}
+        return TradingDesk.create(Settings.model_validate(doc))
+
+    for floor, placed in (("0", True), ("10", False)):
+        desk = desk_with(floor)
+        desk.on_bar_event(event(0, "100", "100", Direction.LONG))
+        # Filled at 100; at 99.8 the target is 50.025: a top-up of 0.025 (2.50 of value).
+        out = desk.on_bar_event(event(1, "100", "99.8", Direction.LONG))
+        orders = [o for o in of(Order, out) if o.status is OrderStatus.PENDING]
+        (rec,) = [r for r in of(DecisionRecord, out) if r.decision_id.endswith(str(2 * MIN))]
+        if placed:
+            assert [o.quantity for o in orders] == [D("0.025")]
+        else:
+            assert orders == [] and rec.status is DecisionStatus.NO_ACTION
+            assert rec.note == "under min_notional, none placed: buy 0.025 ABC"

@@ -122,8 +122,13 @@ def test_symbols_must_be_exchange_pairs(kafka_bootstrap: str, tmp_path: Path) ->
 
 
 def test_a_lot_size_off_the_exchanges_amount_step_is_one_clear_error() -> None:
-    from api.exchange_run import lot_problems
+    from decimal import Decimal
+
+    from api.exchange_run import exchange_minimums, lot_problems
+    from connectors.ccxt_executor import CcxtExecutor
     from connectors.exchange_emulator import ExchangeEmulator
+    from connectors.execution_gateway import ExecutionGateway
+    from dataflows.pipeline import DeskLogic
     from models.config import Settings
 
     def settings(btc_lot: str) -> Settings:
@@ -144,3 +149,11 @@ def test_a_lot_size_off_the_exchanges_amount_step_is_one_clear_error() -> None:
         assert "amount step is 0.00001" in problem
         (missing,) = lot_problems(client, settings("0.0001"), ["DOGE/USDT"])
         assert missing == "DOGE/USDT is not a market on this exchange"
+        # The exchange's smallest order value reaches the desk, which leaves smaller ones out.
+        minimums = exchange_minimums(client, pairs)
+        assert minimums == {"BTC/USDT": Decimal(5), "ETH/USDT": Decimal(5)}
+        gateway = ExecutionGateway(CcxtExecutor(client))
+        gateway.min_notional = minimums
+        logic = DeskLogic(settings("0.0001"), frozenset({"m#0"}), None, None, True, gateway)
+        gateway.close()
+    assert logic.desk.settings.symbols["ETH/USDT"].min_notional == Decimal(5)

@@ -207,6 +207,21 @@ def print_error(message: str, label: str = "error") -> None:
         err_console.print(Text(" " * (len(label) + 2) + line.strip()))
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, `kill`) ends the block like Ctrl-C: what was sent is
+    flushed and the user is told how far it got, instead of dying mid-line."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
@@ -388,7 +403,8 @@ def replay(
         ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
         before = _topic_size(bootstrap, topic)
         try:
-            stats = do_replay(bootstrap, topic, loaded.messages, speed=speed, progress=True)
+            with _terminate_as_interrupt():
+                stats = do_replay(bootstrap, topic, loaded.messages, speed=speed, progress=True)
         except KeyboardInterrupt:
             # What was sent is flushed and stays in the topic; say how far the replay got.
             after = _topic_size(bootstrap, topic)

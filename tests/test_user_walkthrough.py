@@ -225,7 +225,10 @@ def test_ctrl_c_in_the_demo_flow_says_no_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-def test_ctrl_c_in_a_paced_replay_says_how_far_it_got(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_in_a_paced_replay_says_how_far_it_got(
+    kafka_bootstrap: str, tmp_path: Path, sig: signal.Signals
+) -> None:
     from tests.test_cli import STRATFLOW
 
     assert STRATFLOW is not None
@@ -241,7 +244,7 @@ def test_ctrl_c_in_a_paced_replay_says_how_far_it_got(kafka_bootstrap: str, tmp_
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(6)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err

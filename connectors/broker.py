@@ -136,6 +136,12 @@ def resolve_bootstrap(
     return cfg.bootstrap
 
 
+# The record time of every topic we create is the broker's append time, so a producer cannot
+# forge it. Apache Kafka honours this; Tansu 0.6 stores it but still returns the producer's time
+# as CreateTime, which ingest then does not trust (it uses its own clock instead).
+TOPIC_CONFIG: dict[str, str] = {"message.timestamp.type": "LogAppendTime"}
+
+
 def ensure_topics(
     bootstrap: str,
     topics: list[str],
@@ -149,6 +155,8 @@ def ensure_topics(
     Existing topics are left alone (partition counts are never changed behind the operator's
     back); callers that care can compare the returned counts. `replication_factor=-1` means the
     broker's default, which is right for both a single-node dev broker and a real cluster.
+    New topics stamp records with the broker's clock (`TOPIC_CONFIG`): ingest's clock guard
+    trusts only that, never a producer's `CreateTime` (models/time_guard.py).
     """
     if partitions < 1:
         raise BrokerError(f"partitions must be >= 1, got {partitions}")
@@ -163,7 +171,7 @@ def ensure_topics(
     missing = [t for t in wanted if t not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(t, partitions, replication_factor) for t in missing],
+            [NewTopic(t, partitions, replication_factor, config=TOPIC_CONFIG) for t in missing],
             operation_timeout=timeout_s,
             request_timeout=timeout_s,
         )

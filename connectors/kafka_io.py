@@ -30,9 +30,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # admin does not re-export it
 
 from connectors.broker import BrokerError
+from models.partitioning import home_partition
 
 __all__ = [
     "DeliveryCounter",
+    "KeyedProducer",
     "Record",
     "make_consumer",
     "make_producer",
@@ -51,7 +53,9 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 # connection (a retried batch can never overtake a later one). Idempotence would also give that,
 # but costs ~3x throughput on Tansu; the pipeline dedupes on message id anyway, so a retry
 # duplicate is harmless. murmur2 is the Java client's partitioner: a symbol lands in the same
-# partition whichever language produced it.
+# partition whichever language produced it. `publish` does not rely on it: it names the
+# partition itself (`models.partitioning.home_partition`, the same function), so an override of
+# `partitioner` cannot split a symbol across partitions.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger.ms": 20,
@@ -77,10 +81,40 @@ class Record(NamedTuple):
     offset: int
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> Producer:
+class KeyedProducer(Producer):
+    """A producer that knows each topic's partition count, so `publish` can put a keyed record
+    on its key's home partition (`models.partitioning.home_partition`) by name."""
+
+    def __init__(self, conf: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(conf, **kwargs)
+        self._partitions: dict[str, int] = {}
+        self._homes: dict[tuple[str, bytes], int] = {}  # symbols are few: murmur2 once each
+
+    def partition_for(self, topic: str, key: bytes, timeout_s: float = 10.0) -> int | None:
+        """The home partition of `key` in `topic`; None when the topic's metadata is not
+        available (the record then goes to the broker's default partitioner, also murmur2)."""
+        home = self._homes.get((topic, key))
+        if home is not None:
+            return home
+        count = self._partitions.get(topic)
+        if count is None:
+            try:
+                md = self.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            except KafkaException:
+                return None
+            if md is None or md.error is not None or not md.partitions:
+                return None
+            count = self._partitions[topic] = len(md.partitions)
+        if len(self._homes) >= 100_000:  # keys that are not symbols: do not grow without end
+            self._homes.clear()
+        home = self._homes[(topic, key)] = home_partition(key, count)
+        return home
+
+
+def make_producer(bootstrap: str, **overrides: Any) -> KeyedProducer:
     """A producer tuned for bulk publishing; override librdkafka keys, `**{"linger.ms": 5}`."""
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **overrides}
-    return Producer(conf, logger=_KAFKA_LOG)
+    return KeyedProducer(conf, logger=_KAFKA_LOG)
 
 
 def make_consumer(bootstrap: str, **overrides: Any) -> Consumer:
@@ -108,10 +142,17 @@ def publish(
 ) -> None:
     """Enqueue one record, waiting for room instead of failing when the local queue is full.
 
-    A full queue only means we outran the broker; blocking briefly is the right back-pressure
-    for a publisher. Delivery results arrive via `on_delivery` on a later poll()/flush().
+    A keyed record goes to its key's home partition (`models.partitioning.home_partition`):
+    market records are keyed by their symbol, and ingest refuses a symbol that arrives on any
+    other partition. A full queue only means we outran the broker; blocking briefly is the
+    right back-pressure for a publisher. Delivery results arrive via `on_delivery` on a later
+    poll()/flush().
     """
     kwargs: dict[str, Any] = {"key": key, "value": value}
+    if key is not None and isinstance(producer, KeyedProducer):
+        partition = producer.partition_for(topic, key)
+        if partition is not None:
+            kwargs["partition"] = partition
     if timestamp_ms is not None:
         kwargs["timestamp"] = timestamp_ms
     if on_delivery is not None:

@@ -5,15 +5,25 @@ join; the next offset is the partition's recovery state, so a resumed run contin
 the last snapshot was taken; `tail=False` ends at the current end of each partition), minus its
 per-message wrapper object: on the per-tick path that wrapper and the re-keying step after it
 cost as much as parsing the message, and the benchmark showed it.
+
+Each batch says whether its record times are the broker's (`LogAppendTime`) or a producer's
+(`CreateTime`): only the broker's are trusted by ingest's clock guard (models/time_guard.py). A
+poll that mixes both (a topic whose config changed) becomes one batch per run of one kind.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from models.ingest import RawBatch, Record
@@ -52,12 +62,15 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
         self._idle_after_s = idle_after_s
         self._last_data = time.monotonic()
         self._idle_sent = False
+        self._broker_time = False  # the time kind of the latest record (LogAppendTime?)
 
     def next_batch(self) -> list[KeyedRaw]:
         if self._eof:
             raise StopIteration()
         records: list[Record] = []
         append = records.append
+        done: list[KeyedRaw] = []  # earlier runs of records whose time kind differed
+        broker = self._broker_time
         for msg in self._consumer.consume(self._batch_size, 0.001):
             error = msg.error()
             if error is not None:
@@ -70,19 +83,33 @@ class _Partition(StatefulSourcePartition[KeyedRaw, int]):
                 append((where, 0, None, f"kafka error: {error}"))
                 continue
             offset = msg.offset() or 0
-            ts = msg.timestamp()[1]
+            kind, ts = msg.timestamp()
+            if (kind == TIMESTAMP_LOG_APPEND_TIME) is not broker:
+                if records:
+                    done.append(self._batch(records, broker))
+                    records = []
+                    append = records.append
+                broker = self._broker_time = not broker
             append((offset, ts if ts > 0 else 0, msg.value(), None))
             self._offset = offset + 1
         if self._eof:  # the end is news too: the desk's merge stops waiting for this partition
-            return [(self._key, RawBatch(self._topic, self._index, records, end="final"))]
+            return [*done, self._batch(records, broker, end="final")]
         now = time.monotonic()
-        if not records:
+        if not records and not done:
             if not self._idle_sent and now - self._last_data >= self._idle_after_s:
                 self._idle_sent = True
-                return [(self._key, RawBatch(self._topic, self._index, [], end="idle"))]
+                return [self._batch([], broker, end="idle")]
             return []
         self._last_data, self._idle_sent = now, False
-        return [(self._key, RawBatch(self._topic, self._index, records))]
+        return [*done, self._batch(records, broker)] if records else done
+
+    def _batch(
+        self,
+        records: list[Record],
+        broker_time: bool,
+        end: Literal["final", "idle"] | None = None,
+    ) -> KeyedRaw:
+        return (self._key, RawBatch(self._topic, self._index, records, end, broker_time))
 
     def snapshot(self) -> int:
         return self._offset

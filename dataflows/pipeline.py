@@ -62,14 +62,37 @@ ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for GPT 
 DeskInput = BarEvent | TextEvent | PartitionMark
 
 
-class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
-    """Adapter: hands each batch to `PartitionIngest`; snapshots exclude the settings."""
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
-    def __init__(self, settings: Settings, resume: bytes | None) -> None:
-        self.state = PartitionIngest(settings)
+
+class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
+    """Adapter: hands each batch to `PartitionIngest`; snapshots exclude the settings.
+
+    The clock guard's clock for producer-stamped records: the wall clock when following
+    topics; in a bounded run the wall clock when this state began, kept in the snapshot, so a
+    restarted backtest judges every record exactly as the first run did."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        resume: bytes | None,
+        *,
+        follow: bool = False,
+        market_partitions: int = 1,
+    ) -> None:
+        self.state = st = PartitionIngest(settings, market_partitions=market_partitions)
+        self.started_ms = _wall_ms()
         if resume is not None:
-            st = self.state
-            st.symbols, st.clock_ms, st.seq, st.key = pickle.loads(resume)
+            saved = pickle.loads(resume)
+            st.symbols, st.clock_ms, st.seq, st.key = saved[:4]
+            if len(saved) > 4:
+                st.guard, st.alarm, self.started_ms = saved[4:7]
+        if follow:
+            st.now_ms, st.clock_name = _wall_ms, "the wall clock at ingest"
+        else:
+            started = self.started_ms
+            st.now_ms, st.clock_name = (lambda: started), "the wall clock when the run started"
 
     def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[IngestOutput], bool]:
         out: list[IngestOutput] = []
@@ -86,7 +109,7 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
     def snapshot(self) -> bytes:
         # Pickled here, at the epoch boundary: an immutable copy, cheaper than a deepcopy.
         st = self.state
-        state = (st.symbols, st.clock_ms, st.seq, st.key)
+        state = (st.symbols, st.clock_ms, st.seq, st.key, st.guard, st.alarm, self.started_ms)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -431,17 +454,21 @@ def build_flow(
         op.inspect(
             "count_in", by_partition, lambda _s, kb: counters.add(records=len(kb[1].records))
         )
+    parts = [p.split("-", 1) for p in source.list_parts()]
+    market_parts = sum(1 for _, topic in parts if topic == topics.market)
     ingested = op.stateful_batch(
-        "ingest", by_partition, lambda resume: IngestLogic(settings, resume)
+        "ingest",
+        by_partition,
+        lambda resume: IngestLogic(
+            settings, resume, follow=spec.tail, market_partitions=max(1, market_parts)
+        ),
     )
     items = op.key_rm("ingest_out", ingested)
     split = op.branch("to_desk", items, lambda x: isinstance(x, DeskInput))
     bar_events = cast(Stream[DeskInput], split.trues)
     to_desk = op.key_on("desk_key", bar_events, lambda _: DESK_KEY)
     # Every input partition takes part in the merge: bars and news meet the desk in one order.
-    input_parts = frozenset(
-        f"{topic}#{index}" for index, topic in (p.split("-", 1) for p in source.list_parts())
-    )
+    input_parts = frozenset(f"{topic}#{index}" for index, topic in parts)
     desk = op.stateful_batch(
         "desk",
         to_desk,

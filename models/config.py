@@ -86,7 +86,26 @@ class BarsConfig(_Section):
         "0s", "A window closes once a newer event is this far past its end"
     )
     max_future_skew: Duration = _duration_field(
-        "5m", "Events this far ahead of their Kafka record time are dead-lettered"
+        "5m",
+        "Events this far ahead of the broker's append time (LogAppendTime records), else of "
+        "the wall clock at ingest (live) or at the run's start (bounded), are dead-lettered",
+    )
+    max_jump: Duration = _duration_field(
+        "7d",
+        "A market event this far past its partition's newest event (at least two of its "
+        "symbol's bar intervals) is held until `jump_confirmations` events confirm the gap",
+    )
+    jump_confirmations: int = Field(
+        default=3, ge=1, le=1000, description="Events past a gap that make it real, not an outlier"
+    )
+    guard_alert_burst: int = Field(
+        default=3,
+        ge=1,
+        description="This many refused times or wrong partitions within guard_alert_window "
+        "on one partition raise an alert",
+    )
+    guard_alert_window: Duration = _duration_field(
+        "1m", "Window of guard_alert_burst, in broker (or ingest) time"
     )
     dedupe_window: int = Field(
         default=10_000, ge=0, description="Recent message ids remembered per symbol"

@@ -5,10 +5,18 @@ symbol inside. The producer keys messages by symbol, so every symbol still lives
 partition; keying by partition keeps the partition's order all the way to the desk, which is
 what makes a restarted run identical to an uninterrupted one (Bytewax regroups items of one
 epoch by key, so per-symbol keys would let epoch boundaries reorder symbols between runs).
+
+That only holds if a symbol's records all arrive on one partition. With several market
+partitions a symbol belongs to `models.partitioning.home_partition(symbol)` (Kafka's rule for a
+record keyed by the symbol; the project's producers use it); one arriving on another partition
+is a dead letter (`symbol X belongs to partition p of T, arrived on q`), never a second set of
+bars for the same minutes. Event times pass the clock and jump guards (models/time_guard.py);
+a burst of refusals on one partition is also an `Alert`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +26,9 @@ from models.desk import BarEvent, TextEvent
 from models.features import FeatureState
 from models.merge import OPEN_END, PartitionMark
 from models.messages import (
+    Alert,
     Bar,
+    BarIn,
     DeadLetter,
     NewsItem,
     Signal,
@@ -27,12 +37,15 @@ from models.messages import (
     Tick,
     to_ms,
 )
-from models.parsing import dead_letter, parse_market, parse_text_item
+from models.parsing import CLOCK_REFUSAL, dead_letter, parse_market, parse_text_item
+from models.partitioning import home_partition
 from models.router import route
+from models.time_guard import GuardAlarm, JumpGuard
 from models.triggers import TriggerState
 
 IngestOutput = (
     DeadLetter
+    | Alert
     | Bar
     | Signal
     | BarEvent
@@ -60,6 +73,12 @@ class RawBatch:
     partition: int
     records: list[Record]
     end: Literal["final", "idle"] | None = None  # the partition ended, or is quiet for now
+    broker_time: bool = False  # record times are the broker's (LogAppendTime), not a producer's
+
+
+Held = tuple[str, int, int, int, bytes | None, Tick | BarIn, int]
+"""A market record the jump guard holds: topic, partition, offset, record ms, value, message,
+event ms."""
 
 
 @dataclass(slots=True)
@@ -76,12 +95,45 @@ class PartitionIngest:
     clock_ms: int = 0  # newest accepted event time of this partition (never decreases)
     seq: int = 0  # bars (or news/posts) emitted so far: their order within the partition
     key: str = ""  # "topic#partition" of the partition this state serves
+    market_partitions: int = 1  # partitions of the market topic: a symbol's home is one of them
+    # The trusted clock for records whose time a producer set (CreateTime), and its name in
+    # reasons: the wall clock live, the run's start in a bounded run; None: no such check.
+    now_ms: Callable[[], int] | None = None
+    clock_name: str = "the wall clock at ingest"
+    guard: JumpGuard[Held] = field(init=False)
+    alarm: GuardAlarm = field(init=False)
     _skew_ms: int = field(init=False, repr=False)
     _keep_ticks: bool = field(init=False, repr=False)
+    _max_jump_ms: int = field(init=False, repr=False)
+    _homes: dict[str, tuple[int, int]] = field(init=False, repr=False)  # home, jump ms
 
     def __post_init__(self) -> None:
-        self._skew_ms = parse_duration_ms(self.settings.bars.max_future_skew)
+        bars = self.settings.bars
+        self._skew_ms = parse_duration_ms(bars.max_future_skew)
         self._keep_ticks = self.settings.storage.ticks
+        self._max_jump_ms = parse_duration_ms(bars.max_jump)
+        self._homes = {}
+        self.guard = JumpGuard(bars.jump_confirmations)
+        self.alarm = GuardAlarm(
+            "", bars.guard_alert_burst, parse_duration_ms(bars.guard_alert_window)
+        )
+
+    def _symbol_rules(self, symbol: str) -> tuple[int, int]:
+        """(home partition, jump threshold in ms) of a symbol, computed once."""
+        rules = self._homes.get(symbol)
+        if rules is None:
+            home = home_partition(symbol.encode(), self.market_partitions)
+            jump = max(self._max_jump_ms, 2 * self.settings.bar_interval_ms(symbol))
+            rules = self._homes[symbol] = (home, jump)
+        return rules
+
+    def _refused(self, dead: DeadLetter, arrival_ms: int, out: list[IngestOutput]) -> None:
+        """A guard's dead letter, and the alert when it completes a burst."""
+        out.append(dead)
+        self.alarm.partition = self.key
+        alert = self.alarm.refused(arrival_ms, dead.offset, dead.reason)
+        if alert is not None:
+            out.append(alert)
 
     def _state(self, symbol: str) -> SymbolState:
         st = self.symbols.get(symbol)
@@ -127,9 +179,14 @@ class PartitionIngest:
         topic, partition = batch.topic, batch.partition
         market = topic == self.settings.kafka.topics.market
         self.key = f"{topic}#{partition}"
+        # The trusted clock: the broker's time on each record, else one reading per batch.
+        now_ms = None if batch.broker_time or self.now_ms is None else self.now_ms()
+        clock = "the broker's append time" if batch.broker_time else self.clock_name
         for offset, record_ms, value, error in batch.records:
             try:
-                self._one(topic, partition, offset, record_ms, value, error, out)
+                if batch.broker_time:
+                    now_ms = record_ms if record_ms > 0 else None
+                self._one(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
             except Exception as err:
                 out.append(
                     dead_letter(
@@ -159,8 +216,11 @@ class PartitionIngest:
         value: bytes | None,
         error: str | None,
         out: list[IngestOutput],
+        now_ms: int | None = None,
+        clock: str = "",
     ) -> None:
         topics = self.settings.kafka.topics
+        arrival_ms = record_ms if now_ms is None else now_ms
         if error is not None:
             out.append(dead_letter(topic, partition, offset, record_ms, value, error))
         elif topic == topics.market:
@@ -172,30 +232,34 @@ class PartitionIngest:
                 record_ms=record_ms,
                 symbols=self.settings.symbols,
                 max_future_skew_ms=self._skew_ms,
+                now_ms=now_ms,
+                clock=clock,
             )
             if isinstance(msg, DeadLetter):
-                out.append(msg)
+                if CLOCK_REFUSAL in msg.reason:
+                    self._refused(msg, arrival_ms, out)
+                else:
+                    out.append(msg)
                 return
             tick, ts_ms = msg
-            st = self._state(tick.symbol)
-            result = st.bars.add(tick, ts_ms)
-            if ts_ms > self.clock_ms and not isinstance(result, Rejected):
-                self.clock_ms = ts_ms
-            if isinstance(result, Rejected):
-                out.append(dead_letter(topic, partition, offset, record_ms, value, result.reason))
-                return
-            if self._keep_ticks and isinstance(tick, Tick):
-                out.append(
-                    StoredTick(
-                        symbol=tick.symbol,
-                        ts_ms=ts_ms,
-                        price=tick.price,
-                        size=tick.size,
-                        tick_id=tick.id or f"{topic}:{partition}:{offset}",
-                    )
+            home, jump_ms = self._symbol_rules(tick.symbol)
+            if home != partition and self.market_partitions > 1:
+                reason = (
+                    f"symbol {tick.symbol} belongs to partition {home} of {topic} (Kafka's "
+                    f"murmur2 of the symbol as key), arrived on {partition}: key market "
+                    "records by their symbol"
                 )
-            for bar in result:
-                self._on_bar(st, bar, out)
+                dead = dead_letter(topic, partition, offset, record_ms, value, reason)
+                self._refused(dead, arrival_ms, out)
+                return
+            verdict = self.guard.admit(
+                ts_ms, jump_ms, (topic, partition, offset, record_ms, value, tick, ts_ms)
+            )
+            for held, reason in verdict.refuse:
+                dead = dead_letter(held[0], held[1], held[2], held[3], held[4], reason)
+                self._refused(dead, arrival_ms, out)
+            for held in verdict.use:
+                self._market(*held, out)
         elif topic in (topics.news, topics.social):
             item = parse_text_item(
                 value,
@@ -205,7 +269,12 @@ class PartitionIngest:
                 offset=offset,
                 record_ms=record_ms,
                 max_future_skew_ms=self._skew_ms,
+                now_ms=now_ms,
+                clock=clock,
             )
+            if isinstance(item, DeadLetter) and CLOCK_REFUSAL in item.reason:
+                self._refused(item, arrival_ms, out)
+                return
             out.append(item)
             if not isinstance(item, DeadLetter):
                 # News take their place among the bars by event time (models/merge.py), so the
@@ -218,9 +287,45 @@ class PartitionIngest:
             reason = f"no handler for topic {topic!r}"
             out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
 
+    def _market(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        value: bytes | None,
+        tick: Tick | BarIn,
+        ts_ms: int,
+        out: list[IngestOutput],
+    ) -> None:
+        """One market message the guards let through: window, featurise, emit."""
+        st = self._state(tick.symbol)
+        result = st.bars.add(tick, ts_ms)
+        if ts_ms > self.clock_ms and not isinstance(result, Rejected):
+            self.clock_ms = ts_ms
+        if isinstance(result, Rejected):
+            out.append(dead_letter(topic, partition, offset, record_ms, value, result.reason))
+            return
+        if self._keep_ticks and isinstance(tick, Tick):
+            out.append(
+                StoredTick(
+                    symbol=tick.symbol,
+                    ts_ms=ts_ms,
+                    price=tick.price,
+                    size=tick.size,
+                    tick_id=tick.id or f"{topic}:{partition}:{offset}",
+                )
+            )
+        for bar in result:
+            self._on_bar(st, bar, out)
+
     def flush(self) -> list[IngestOutput]:
-        """End of a bounded input: close every open window, in symbol order."""
+        """End of a bounded input: refuse what the jump guard still holds (never confirmed),
+        then close every open window, in symbol order."""
         out: list[IngestOutput] = []
+        for held, reason in self.guard.finish():
+            dead = dead_letter(held[0], held[1], held[2], held[3], held[4], reason)
+            self._refused(dead, held[3], out)
         for symbol in sorted(self.symbols):
             st = self.symbols[symbol]
             for bar in st.bars.flush():

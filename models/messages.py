@@ -19,9 +19,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from pydantic_core import core_schema as cs
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._/:-]{0,31}$"
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="Upper-case instrument id")]
@@ -47,8 +52,79 @@ def _finite_non_negative(value: Decimal) -> Decimal:
 # the 12th decimal are rounded half-even when stored.
 MIN_PRICE = Decimal("1e-12")
 MAX_AMOUNT = Decimal("1e15")
-Price = Annotated[Decimal, Field(ge=MIN_PRICE, lt=MAX_AMOUNT, allow_inf_nan=False)]
-Quantity = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
+
+# What a topic message may write where a number or a time is expected, as strictly as the GPT
+# answer is parsed (models/strategy_spec.py). Python's Decimal() and int() read "1_00" as 100,
+# Arabic-Indic "١٢٣" and full-width "１２３" as 123 and strip spaces, and lax pydantic reads
+# `true` as 1: none of that is a number a feed means. So a JSON number, or a string of ASCII
+# digits (`[0-9]`, never the regex `\d`, which is any script's digit in pydantic-core's Rust
+# regex). "Infinity"/"NaN" pass the pattern only to be refused by the finite check with its own
+# message. A time is an ISO-8601 date-time (RFC 3339 shape, `T`, space or none between date and
+# time) or epoch seconds/milliseconds as a JSON number or a string of ASCII digits.
+ASCII_NUMBER_PATTERN = (
+    r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+    r"|^[+-]?(?:Infinity|inf|Inf|NaN|nan)$"
+)
+ISO_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?$"
+    r"|^-?[0-9]+(?:\.[0-9]+)?$"
+)
+NUMBER_INPUT_ERROR = "number_input"
+TIME_INPUT_ERROR = "time_input"
+
+
+class _StrictJsonInput:
+    """Marker: JSON input must have one of a few shapes (checked inside pydantic-core, no Python
+    call per value) before the usual validator runs; Python input is left to that validator
+    (file loaders check their own text). The JSON Schema keeps the usual shape, with the
+    pattern on its string form."""
+
+    def __init__(self, pattern: str, error: str, message: str) -> None:
+        self.pattern, self.error, self.message = pattern, error, message
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        inner = handler(source)
+        shape = cs.union_schema(
+            [
+                cs.str_schema(pattern=self.pattern, strict=True),
+                cs.int_schema(strict=True),
+                cs.float_schema(strict=True),
+            ],
+            custom_error_type=self.error,
+            custom_error_message=self.message,
+        )
+        return cs.json_or_python_schema(
+            json_schema=cs.chain_schema([shape, inner]), python_schema=inner
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        assert schema["type"] == "json-or-python"
+        out = handler(schema["python_schema"])
+        for alt in out.get("anyOf", [out]):
+            if alt.get("type") == "string":
+                alt["pattern"] = self.pattern
+        return out
+
+
+StrictNumber = _StrictJsonInput(
+    ASCII_NUMBER_PATTERN,
+    NUMBER_INPUT_ERROR,
+    "Decimal input should be a JSON number or a string of ASCII digits "
+    "(no '_', spaces or other scripts' digits)",
+)
+StrictTime = _StrictJsonInput(
+    ISO_TIME_PATTERN,
+    TIME_INPUT_ERROR,
+    "Input should be a valid datetime: ISO-8601, or epoch seconds/milliseconds, in ASCII digits",
+)
+Price = Annotated[Decimal, Field(ge=MIN_PRICE, lt=MAX_AMOUNT, allow_inf_nan=False), StrictNumber]
+Quantity = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), StrictNumber]
+EventTime = Annotated[datetime, StrictTime]
 Money = Decimal
 
 
@@ -79,7 +155,7 @@ class Tick(_Message):
 
     type: Literal["tick"] = "tick"
     symbol: Symbol
-    ts: datetime = Field(description="Event time (ISO-8601 or epoch seconds/milliseconds)")
+    ts: EventTime = Field(description="Event time (ISO-8601 or epoch seconds/milliseconds)")
     price: Price
     size: Quantity = Decimal(0)
     id: str | None = Field(default=None, max_length=128, description="Producer id, for dedupe")
@@ -90,13 +166,13 @@ class BarIn(_Message):
 
     type: Literal["bar"] = "bar"
     symbol: Symbol
-    ts: datetime = Field(description="Bar open time")
+    ts: EventTime = Field(description="Bar open time")
     open: Price
     high: Price
     low: Price
     close: Price
     volume: Quantity = Decimal(0)
-    interval_s: int = Field(gt=0, le=31 * 86400)
+    interval_s: int = Field(gt=0, le=31 * 86400, strict=True)  # no `true`, "60" or 60.0
     id: str | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")
@@ -114,7 +190,7 @@ class NewsItem(_Message):
 
     type: Literal["news"] = "news"
     id: str = Field(min_length=1, max_length=128)
-    ts: datetime
+    ts: EventTime
     symbols: list[Symbol] = Field(default_factory=list, max_length=64)
     headline: str = Field(min_length=1, max_length=1000)
     body: str = Field(default="", max_length=20000)
@@ -126,7 +202,7 @@ class SocialPost(_Message):
 
     type: Literal["social"] = "social"
     id: str = Field(min_length=1, max_length=128)
-    ts: datetime
+    ts: EventTime
     symbols: list[Symbol] = Field(default_factory=list, max_length=64)
     text: str = Field(min_length=1, max_length=5000)
     author: str = Field(default="unknown", max_length=200)

@@ -1,8 +1,14 @@
 """Turn raw topic bytes into validated messages, or into a dead letter that says why not.
 
-Pure: the only clock is the Kafka record timestamp that came with the message, so the same input
-always gives the same verdict (which the crash/restart guarantee depends on). A message whose event
-time is far ahead of the time the broker received it is a producer bug or an attack, not data.
+Pure: the clock an event is judged against is passed in (`now_ms`), so the same input and clock
+always give the same verdict (which the crash/restart guarantee depends on). The caller
+(models/ingest.py, models/time_guard.py says which clock) never passes a producer-set
+`CreateTime`: the producer that writes the event time also writes that one. A message whose
+event time is far ahead of that clock is a producer bug or an attack, not data.
+
+Parsing is as strict as the GPT answer's (models/strategy_spec.py): the models refuse
+non-ASCII digits, `_` in numbers, booleans for numbers (models/messages.py), and a key written
+twice in one object is refused here, since parsers disagree on which copy wins.
 """
 
 from __future__ import annotations
@@ -10,9 +16,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection
 
+import jiter
 from pydantic import TypeAdapter, ValidationError
 
-from models.messages import BarIn, DeadLetter, MarketMessage, NewsItem, SocialPost, Tick, to_ms
+from models.messages import (
+    BarIn,
+    DeadLetter,
+    MarketMessage,
+    NewsItem,
+    SocialPost,
+    Tick,
+    ms_to_datetime,
+    to_ms,
+)
+from models.strategy_spec import duplicate_key
 
 _MARKET = TypeAdapter(MarketMessage)
 # The bare core validator skips TypeAdapter's per-call Python wrapper on the per-tick path.
@@ -33,6 +50,38 @@ MAX_EVENT_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z (exclusive)
 # Within a day of the Unix epoch: a zero or -1 timestamp (an unset field), never a trade; the
 # markets were closed on 1970-01-01.
 EPOCH_SENTINEL_MS = 86_400_000
+
+
+def repeated_key(value: bytes) -> str | None:
+    """The first key written twice in one JSON object of `value`, or None (also for invalid
+    JSON: validation already said why). The check runs in jiter (Rust, ~1 µs a tick); only a
+    message that has a repeated key pays for `duplicate_key`, which names it."""
+    try:
+        jiter.from_json(value, catch_duplicate_keys=True, cache_mode="keys")
+    except ValueError as err:
+        if "duplicate key" not in str(err):
+            return None
+        return duplicate_key(value) or str(err)
+    return None
+
+
+CLOCK_REFUSAL = "ahead of "
+"""In the reason of every event refused by the clock guard (and no other), for the alarm."""
+
+
+def clock_problem(ts_ms: int, now_ms: int | None, skew_ms: int, clock: str) -> str | None:
+    """Why an event time cannot be accepted at `now_ms` on `clock` (None: no trusted clock)."""
+    if now_ms is None or ts_ms <= now_ms + skew_ms:
+        return None
+    try:
+        when = to_iso(ts_ms)
+    except (OverflowError, OSError, ValueError):
+        when = f"{ts_ms} ms"
+    return f"event time {when} is more than {skew_ms // 1000}s {CLOCK_REFUSAL}{clock}"
+
+
+def to_iso(ts_ms: int) -> str:
+    return ms_to_datetime(ts_ms).isoformat().replace("+00:00", "Z")
 
 
 def event_time_problem(ts_ms: int) -> str | None:
@@ -87,9 +136,12 @@ def parse_market(
     record_ms: int,
     symbols: Collection[str],
     max_future_skew_ms: int,
+    now_ms: int | None = None,
+    clock: str = "the ingest clock",
 ) -> tuple[Tick | BarIn, int] | DeadLetter:
-    """Validate one market message against the schema, the symbol list and the record clock.
+    """Validate one market message against the schema, the symbol list and the clock.
 
+    `now_ms` is the trusted clock on `clock` (named in the reason); None: no clock check.
     Returns the message with its event time in epoch ms (computed once here, used downstream).
     """
     if not value:
@@ -100,22 +152,17 @@ def parse_market(
         return dead_letter(
             topic, partition, offset, record_ms, value, describe_validation_error(err)
         )
+    if (repeated := repeated_key(value)) is not None:
+        reason = f"key {repeated[:40]!r} is written twice in one object"
+        return dead_letter(topic, partition, offset, record_ms, value, reason)
     if msg.symbol not in symbols:
         return dead_letter(
             topic, partition, offset, record_ms, value, f"unknown symbol {msg.symbol!r}"
         )
     ts = msg.ts
     ts_ms = int(ts.timestamp() * 1000) if ts.tzinfo is not None else to_ms(ts)
-    if record_ms > 0 and ts_ms > record_ms + max_future_skew_ms:
-        return dead_letter(
-            topic,
-            partition,
-            offset,
-            record_ms,
-            value,
-            f"event time {msg.ts.isoformat()} is more than {max_future_skew_ms // 1000}s "
-            "ahead of the broker's record time",
-        )
+    if now_ms is not None and (late := clock_problem(ts_ms, now_ms, max_future_skew_ms, clock)):
+        return dead_letter(topic, partition, offset, record_ms, value, late)
     # Fast path first: one chained comparison for any event since 1970-01-02.
     if not EPOCH_SENTINEL_MS <= ts_ms < MAX_EVENT_MS and (problem := event_time_problem(ts_ms)):
         return dead_letter(
@@ -133,8 +180,11 @@ def parse_text_item(
     offset: int,
     record_ms: int,
     max_future_skew_ms: int,
+    now_ms: int | None = None,
+    clock: str = "the ingest clock",
 ) -> NewsItem | SocialPost | DeadLetter:
-    """Validate a news or social message; its text stays untrusted data, never instructions."""
+    """Validate a news or social message; its text stays untrusted data, never instructions.
+    `now_ms` and `clock` as for `parse_market`."""
     if not value:
         return dead_letter(topic, partition, offset, record_ms, value, "empty message")
     adapter: TypeAdapter[NewsItem] | TypeAdapter[SocialPost] = _NEWS if kind == "news" else _SOCIAL
@@ -144,11 +194,12 @@ def parse_text_item(
         return dead_letter(
             topic, partition, offset, record_ms, value, describe_validation_error(err)
         )
+    if (repeated := repeated_key(value)) is not None:
+        reason = f"key {repeated[:40]!r} is written twice in one object"
+        return dead_letter(topic, partition, offset, record_ms, value, reason)
     ts_ms = to_ms(item.ts)
-    if record_ms > 0 and ts_ms > record_ms + max_future_skew_ms:
-        return dead_letter(
-            topic, partition, offset, record_ms, value, "event time is ahead of the record time"
-        )
+    if (late := clock_problem(ts_ms, now_ms, max_future_skew_ms, clock)) is not None:
+        return dead_letter(topic, partition, offset, record_ms, value, late)
     if (problem := event_time_problem(ts_ms)) is not None:
         return dead_letter(
             topic, partition, offset, record_ms, value, f"{problem}: {item.ts.isoformat()}"

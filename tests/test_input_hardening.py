@@ -46,11 +46,14 @@ def _tick(ts: object, price: str = "10", **extra: object) -> bytes:
     return json.dumps(msg).encode()
 
 
-def _ingest(values: list[bytes | None], record_ms: int = RECORD_MS) -> list[object]:
+def _ingest(
+    values: list[bytes | None], record_ms: int = RECORD_MS, broker_time: bool = False
+) -> list[object]:
     ingest = PartitionIngest(CFG)
     out: list[object] = []
     records = [(i, record_ms, v, None) for i, v in enumerate(values)]
-    ingest.process_batch(RawBatch("market.ticks", 0, records, end="final"), out)  # type: ignore[arg-type]
+    batch = RawBatch("market.ticks", 0, records, end="final", broker_time=broker_time)
+    ingest.process_batch(batch, out)  # type: ignore[arg-type]
     return out
 
 
@@ -243,9 +246,10 @@ def test_far_future_event_without_record_time_cannot_freeze_the_symbol() -> None
     (dead,) = [o for o in out if isinstance(o, DeadLetter)]
     assert dead.offset == 1 and "outside 1900-01-01 .. 2200-01-01" in dead.reason
     assert [b.trades for b in out if isinstance(b, Bar)] == [1, 1]
-    # With a record time, the existing, more specific reason still wins.
-    (ahead,) = [o for o in _ingest([_tick("2999-01-01T00:00:00Z")]) if isinstance(o, DeadLetter)]
-    assert "ahead of the broker's record time" in ahead.reason
+    # With a broker-stamped record time, the more specific reason wins.
+    out = _ingest([_tick("2999-01-01T00:00:00Z")], broker_time=True)
+    (ahead,) = [o for o in out if isinstance(o, DeadLetter)]
+    assert "ahead of the broker's append time" in ahead.reason
 
 
 def test_text_items_with_implausible_times_are_dead_lettered() -> None:

@@ -18,6 +18,7 @@ KW = dict(
     record_ms=RECORD_MS,
     symbols={"ABC"},
     max_future_skew_ms=300_000,
+    now_ms=RECORD_MS,  # the trusted clock (the broker's append time, or ingest's own)
 )
 
 

@@ -1,0 +1,172 @@
+"""Guards on event time at ingest: no single record may move a market partition's clock far ahead.
+
+A market partition's clock (its newest accepted event time) decides which events are late for
+every symbol on it and where its bars sort in the desk's merge. One forged record dated 2199
+used to be accepted and freeze the symbol: every later real tick was "late". Two guards:
+
+- The clock guard (`models.parsing`): an event more than `bars.max_future_skew` ahead of a
+  trusted clock is refused. Trusted is the broker's append time (a `LogAppendTime` record), else
+  the wall clock at ingest (live) or at the run's start (bounded, kept in the recovery snapshot
+  so a restarted backtest judges every record as the first run did). A producer-set
+  `CreateTime` is never trusted: the producer sets it, as it sets the event time.
+- The jump guard (`JumpGuard`, here), for history that is in the past whatever the clock: an
+  event more than `jump_ms` past the partition's clock (`bars.max_jump`, at least two bar
+  intervals of its symbol) is a candidate new timeline, held, not used. Real data has gaps
+  (weekends, outages, a second data set that starts years later), so the gap is accepted once
+  `confirm` (`bars.jump_confirmations`) more events land on the same new timeline (each within
+  `jump_ms` of the held ones): then every held event is released, in arrival order, and the
+  clock moves. A lone outlier is refused with the reason when the old timeline continues (an
+  event newer than the clock and within `jump_ms` of it), when another candidate outlasts it
+  (a held event alone is dropped for a newcomer that does not fit it; two or more held events
+  outvote a newcomer that does not fit them), or when a bounded input ends before it was
+  confirmed. Events at or before the clock (late ones, other symbols lagging behind) neither
+  confirm nor refute anything and pass as before.
+
+News and social partitions get the clock guard only: their feeds are sparse and unordered
+(months between headlines, older items after newer ones), so a gap says nothing there.
+
+`GuardAlarm` turns a burst of guard refusals on one partition (`bars.guard_alert_burst` within
+`bars.guard_alert_window` of arrival time) into one `Alert`, so an attack or a broken producer
+is seen, not only counted.
+
+Pure: no clock of its own; arrival times are passed in. State pickles with the ingest snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from models.desk import alert_id
+from models.messages import Alert, Severity, ms_to_datetime
+
+T = TypeVar("T")
+
+__all__ = ["GuardAlarm", "JumpGuard", "JumpVerdict", "describe_ms"]
+
+
+def describe_ms(ms: int) -> str:
+    """A duration the way a person reads it: 3d 4h, 12m 5s, 250ms."""
+    if ms < 1000:
+        return f"{ms}ms"
+    secs = ms // 1000
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if secs >= size:
+            parts.append(f"{secs // size}{unit}")
+            secs %= size
+    return " ".join(parts[:2])
+
+
+def _iso(ms: int) -> str:
+    try:
+        return ms_to_datetime(ms).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms"
+
+
+@dataclass(slots=True)
+class JumpVerdict(Generic[T]):
+    """What to do after one event: `use` in this order now; `refuse` with the reason given."""
+
+    use: list[T] = field(default_factory=list)
+    refuse: list[tuple[T, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Held(Generic[T]):
+    ts_ms: int
+    jump_ms: int
+    item: T
+
+
+@dataclass(slots=True)
+class JumpGuard(Generic[T]):
+    """One market partition's clock and the events held after a gap (see the module doc)."""
+
+    confirm: int
+    clock_ms: int | None = None  # newest accepted event time; None before the first event
+    held: list[_Held[T]] = field(default_factory=list)
+
+    def admit(self, ts_ms: int, jump_ms: int, item: T) -> JumpVerdict[T]:
+        verdict: JumpVerdict[T] = JumpVerdict()
+        clock = self.clock_ms
+        if clock is None or ts_ms <= clock + jump_ms:
+            if self.held and clock is not None and ts_ms > clock:
+                self._refuse_held(verdict, f"the events after it continued from {_iso(clock)}")
+            if clock is None or ts_ms > clock:
+                self.clock_ms = ts_ms
+            verdict.use.append(item)
+            return verdict
+        if self.held and not self._fits(ts_ms, jump_ms):
+            if len(self.held) >= 2:  # a timeline of several events outvotes one stray event
+                verdict.refuse.append(
+                    (item, self._reason(ts_ms, "it fits neither that nor the held new timeline"))
+                )
+                return verdict
+            self._refuse_held(verdict, f"the next one, {_iso(ts_ms)}, started another")
+        self.held.append(_Held(ts_ms, jump_ms, item))
+        if len(self.held) > self.confirm:  # the gap is real: everything held, in order
+            verdict.use.extend(h.item for h in self.held)
+            self.clock_ms = max(clock, *(h.ts_ms for h in self.held))
+            self.held = []
+        return verdict
+
+    def finish(self) -> list[tuple[T, str]]:
+        """A bounded input ended: what is still held was never confirmed."""
+        verdict: JumpVerdict[T] = JumpVerdict()
+        self._refuse_held(verdict, "the input ended first")
+        return verdict.refuse
+
+    def _fits(self, ts_ms: int, jump_ms: int) -> bool:
+        low = min(h.ts_ms for h in self.held)
+        high = max(h.ts_ms for h in self.held)
+        return low - jump_ms <= ts_ms <= high + jump_ms
+
+    def _reason(self, ts_ms: int, why: str) -> str:
+        clock = self.clock_ms if self.clock_ms is not None else ts_ms
+        return (
+            f"event time {_iso(ts_ms)} jumps {describe_ms(ts_ms - clock)} past the partition's "
+            f"newest event {_iso(clock)}, and {self.confirm} later events did not confirm the "
+            f"gap: {why}"
+        )
+
+    def _refuse_held(self, verdict: JumpVerdict[T], why: str) -> None:
+        for h in self.held:
+            verdict.refuse.append((h.item, self._reason(h.ts_ms, why)))
+        self.held = []
+
+
+@dataclass(slots=True)
+class GuardAlarm:
+    """Counts guard refusals on one partition; `burst` of them within `window_ms` is an alert.
+
+    Arrival times are the broker's append time or the ingest clock, so in a backtest the same
+    records raise the same alert (same id) in every run and after a restart."""
+
+    partition: str
+    burst: int
+    window_ms: int
+    recent: deque[int] = field(default_factory=deque)
+
+    def refused(self, arrival_ms: int, offset: int, reason: str) -> Alert | None:
+        recent = self.recent
+        recent.append(arrival_ms)
+        while recent and recent[0] < arrival_ms - self.window_ms:
+            recent.popleft()
+        if len(recent) < self.burst:
+            return None
+        count = len(recent)
+        recent.clear()  # the next alert needs a burst of its own
+        return Alert(
+            alert_id=alert_id("ingest-guard", self.partition, offset),
+            ts_ms=arrival_ms,
+            severity=Severity.WARNING,
+            source="ingest",
+            message=(
+                f"{count} records on {self.partition} refused for their time or partition "
+                f"within {describe_ms(self.window_ms)}; latest (offset {offset}): {reason}"
+            ),
+            context={"partition": self.partition, "count": count, "offset": offset},
+        )

@@ -323,9 +323,12 @@ class PartitionIngest:
         """End of a bounded input: refuse what the jump guard still holds (never confirmed),
         then close every open window, in symbol order."""
         out: list[IngestOutput] = []
-        for held, reason in self.guard.finish():
+        verdict = self.guard.finish()
+        for held, reason in verdict.refuse:
             dead = dead_letter(held[0], held[1], held[2], held[3], held[4], reason)
             self._refused(dead, held[3], out)
+        for held in verdict.use:
+            self._market(*held, out)
         for symbol in sorted(self.symbols):
             st = self.symbols[symbol]
             for bar in st.bars.flush():

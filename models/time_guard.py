@@ -92,13 +92,15 @@ class JumpGuard(Generic[T]):
     def admit(self, ts_ms: int, jump_ms: int, item: T) -> JumpVerdict[T]:
         verdict: JumpVerdict[T] = JumpVerdict()
         clock = self.clock_ms
-        if clock is None or ts_ms <= clock + jump_ms:
-            if self.held and clock is not None and ts_ms > clock:
+        if clock is not None and ts_ms <= clock + jump_ms:
+            if self.held and ts_ms > clock:
                 self._refuse_held(verdict, f"the events after it continued from {_iso(clock)}")
-            if clock is None or ts_ms > clock:
+            if ts_ms > clock:
                 self.clock_ms = ts_ms
             verdict.use.append(item)
             return verdict
+        # Past the gap, or the partition's first events (no clock yet: the first one could be
+        # the outlier): held until confirmed.
         if self.held and not self._fits(ts_ms, jump_ms):
             if len(self.held) >= 2:  # a timeline of several events outvotes one stray event
                 verdict.refuse.append(
@@ -108,16 +110,26 @@ class JumpGuard(Generic[T]):
             self._refuse_held(verdict, f"the next one, {_iso(ts_ms)}, started another")
         self.held.append(_Held(ts_ms, jump_ms, item))
         if len(self.held) > self.confirm:  # the gap is real: everything held, in order
-            verdict.use.extend(h.item for h in self.held)
-            self.clock_ms = max(clock, *(h.ts_ms for h in self.held))
-            self.held = []
+            self._release(verdict)
         return verdict
 
-    def finish(self) -> list[tuple[T, str]]:
-        """A bounded input ended: what is still held was never confirmed."""
+    def finish(self) -> JumpVerdict[T]:
+        """A bounded input ended: what is still held after a gap was never confirmed; the
+        first events of a short input have nothing that contradicts them and are used."""
         verdict: JumpVerdict[T] = JumpVerdict()
-        self._refuse_held(verdict, "the input ended first")
-        return verdict.refuse
+        if self.clock_ms is None:
+            self._release(verdict)
+        else:
+            self._refuse_held(verdict, "the input ended first")
+        return verdict
+
+    def _release(self, verdict: JumpVerdict[T]) -> None:
+        if not self.held:
+            return
+        verdict.use.extend(h.item for h in self.held)
+        newest = max(h.ts_ms for h in self.held)
+        self.clock_ms = newest if self.clock_ms is None else max(self.clock_ms, newest)
+        self.held = []
 
     def _fits(self, ts_ms: int, jump_ms: int) -> bool:
         low = min(h.ts_ms for h in self.held)
@@ -125,7 +137,12 @@ class JumpGuard(Generic[T]):
         return low - jump_ms <= ts_ms <= high + jump_ms
 
     def _reason(self, ts_ms: int, why: str) -> str:
-        clock = self.clock_ms if self.clock_ms is not None else ts_ms
+        if self.clock_ms is None:
+            return (
+                f"event time {_iso(ts_ms)}, among the partition's first events, is not followed "
+                f"by {self.confirm} events of the same timeline: {why}"
+            )
+        clock = self.clock_ms
         return (
             f"event time {_iso(ts_ms)} jumps {describe_ms(ts_ms - clock)} past the partition's "
             f"newest event {_iso(clock)}, and {self.confirm} later events did not confirm the "

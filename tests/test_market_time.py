@@ -255,7 +255,7 @@ def test_a_held_gap_survives_a_restart_and_the_run_start_clock_too(
         return [RawBatch(CFG.kafka.topics.market, 0, recs)]  # type: ignore[arg-type]
 
     def kept(items: list[object]) -> list[str]:
-        return [repr(o) for o in items if not type(o).__name__ == "PartitionMark"]
+        return [repr(o) for o in items if type(o).__name__ != "PartitionMark"]
 
     monkeypatch.setattr(pipeline, "_wall_ms", lambda: T0 + 40 * DAY)
     whole = IngestLogic(CFG, None)

@@ -78,7 +78,8 @@ class _StrictJsonInput:
     """Marker: JSON input must have one of a few shapes (checked inside pydantic-core, no Python
     call per value) before the usual validator runs; Python input is left to that validator
     (file loaders check their own text). The JSON Schema keeps the usual shape, with the
-    pattern on its string form."""
+    pattern on its string form unless the generator gave it one (models/schemas.py does for
+    decimals: the ASCII syntax pydantic accepts, sign rules included)."""
 
     def __init__(self, pattern: str, error: str, message: str) -> None:
         self.pattern, self.error, self.message = pattern, error, message
@@ -106,8 +107,8 @@ class _StrictJsonInput:
         assert schema["type"] == "json-or-python"
         out = handler(schema["python_schema"])
         for alt in out.get("anyOf", [out]):
-            if alt.get("type") == "string":
-                alt["pattern"] = self.pattern
+            if alt.get("type") == "string":  # a generator's own decimal syntax stays
+                alt.setdefault("pattern", self.pattern)
         return out
 
 

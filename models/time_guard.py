@@ -11,7 +11,9 @@ used to be accepted and freeze the symbol: every later real tick was "late". Two
   `CreateTime` is never trusted: the producer sets it, as it sets the event time.
 - The jump guard (`JumpGuard`, here), for history that is in the past whatever the clock: an
   event more than `jump_ms` past the partition's clock (`bars.max_jump`, at least two bar
-  intervals of its symbol) is a candidate new timeline, held, not used. Real data has gaps
+  intervals of its symbol) is a candidate new timeline, held, not used; so are the partition's
+  first events (nothing to compare the first one with yet; a short bounded input's first events
+  are used at its end). Real data has gaps
   (weekends, outages, a second data set that starts years later), so the gap is accepted once
   `confirm` (`bars.jump_confirmations`) more events land on the same new timeline (each within
   `jump_ms` of the held ones): then every held event is released, in arrival order, and the

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from connectors.openai_server import LocalOpenAIServer, Scenario
 from models.config import Settings
 from models.desk import BarEvent, TradingDesk
 from models.features import FeatureState
@@ -44,6 +45,7 @@ MIN = 60_000
 T0 = 1_700_000_000_000 // MIN * MIN
 SYMBOLS = ("ABC", "XYZ")
 CROSS = {"kind": "crossover", "name": "sma_cross", "fast": "sma_fast", "slow": "sma_slow"}
+MODEL = "stratflow-local"
 BREAKOUT = {"kind": "breakout", "name": "breakout", "strategic": True}
 
 
@@ -61,7 +63,7 @@ def settings(tmp: Path, triggers: list[dict[str, Any]], controller: str, cooldow
             },
             "risk": {"max_position_notional": "100000", "daily_loss_limit": "100000"},
             "gpt": {
-                "model": "parity",
+                "model": MODEL,
                 "cache_dir": str(tmp / "answers"),
                 "cooldown": cooldown,
                 "daily_budget_usd": "1000",
@@ -70,28 +72,31 @@ def settings(tmp: Path, triggers: list[dict[str, Any]], controller: str, cooldow
     )
 
 
-def sma_cross(fraction: float, horizon: int) -> GptDecision:
-    return GptDecision.model_validate(
-        {
-            "action": "create",
-            "strategy": {
-                "name": "sma-cross",
-                "version": 1,
-                "universe": list(SYMBOLS),
-                "entry": {"left": "sma_fast", "op": "crosses_above", "right": "sma_slow"},
-                "exit": {"left": "sma_fast", "op": "crosses_below", "right": "sma_slow"},
-                "position_fraction": fraction,
-                "stop_loss_pct": None,
-                "take_profit_pct": None,
-                "target_weights": [],
-                "horizon_bars": horizon,
-                "rationale": "the SMA(10/20) crossover",
-                "confidence": 0.6,
-            },
-            "rationale": "trend",
+def sma_cross_doc(fraction: float, horizon: int) -> dict[str, Any]:
+    """The SMA(10/20) crossover as GPT writes it."""
+    return {
+        "action": "create",
+        "strategy": {
+            "name": "sma-cross",
+            "version": 1,
+            "universe": list(SYMBOLS),
+            "entry": {"left": "sma_fast", "op": "crosses_above", "right": "sma_slow"},
+            "exit": {"left": "sma_fast", "op": "crosses_below", "right": "sma_slow"},
+            "position_fraction": fraction,
+            "stop_loss_pct": None,
+            "take_profit_pct": None,
+            "target_weights": [],
+            "horizon_bars": horizon,
+            "rationale": "the SMA(10/20) crossover",
             "confidence": 0.6,
-        }
-    )
+        },
+        "rationale": "trend",
+        "confidence": 0.6,
+    }
+
+
+def sma_cross(fraction: float, horizon: int) -> GptDecision:
+    return GptDecision.model_validate(sma_cross_doc(fraction, horizon))
 
 
 def closes(seed: int, n: int) -> list[float]:
@@ -142,7 +147,7 @@ def answer(request: GptRequest, decision: GptDecision) -> GptAnswer:
         decision_id=request.decision_id,
         round=request.round,
         symbol=request.symbol,
-        model="parity",
+        model=MODEL,
         prompt_hash="-",
         outcome=GptOutcome.OK,
     )
@@ -209,3 +214,22 @@ def test_a_gpt_sma_crossover_trades_as_the_local_engine_does(
     # GPT was asked and its strategy placed orders itself (not only the local engine).
     assert any(isinstance(x, GptRequest) for x in gpt)
     assert "strategy" in controllers(gpt) or "gpt" in controllers(gpt)
+
+
+def test_through_the_gateway_and_the_local_openai_server(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    """The same, with the questions going through the flow's desk adapter, the gateway, the
+    openai SDK and the project's OpenAI-compatible server (answered inline, a backtest)."""
+    from tests.test_gpt_desk import Desk  # the flow's desk adapter with a gateway
+
+    triggers = [{**CROSS, "strategic": True}]
+    local_cfg = settings(tmp_path, triggers, "local", "0s")
+    gpt_cfg = settings(tmp_path, triggers, "gpt", "0s")
+    local = run(TradingDesk.create(local_cfg), bar_events(local_cfg, 5, 300), None)
+    openai_server.default = Scenario.answer(sma_cross_doc(0.2, 10_000))
+    desk = Desk(openai_server, gpt_cfg)
+    for event in bar_events(gpt_cfg, 5, 300):
+        desk.feed(event)
+    assert len(openai_server.chat_requests) >= 5
+    assert trades(desk.out) == trades(local) and len(trades(local)) >= 10

@@ -863,8 +863,23 @@ class TradingDesk:
         self, pending: PendingGpt, ctx: DecisionContext, why: Fallback, version: int
     ) -> list[DeskOutput]:
         """GPT could not decide: the local engine does, through the same gate, and the
-        decision log says why (controller `local (gpt fallback: kind)`)."""
+        decision log says why (controller `local (gpt fallback: kind)`). Where a strategy runs
+        on the symbol it stays in charge instead: it has acted on every bar meanwhile, and the
+        local engine on top would trade the same moves twice."""
         out: list[DeskOutput] = []
+        active = self.strategies.get(ctx.symbol)
+        if active is not None:
+            note = f"gpt fallback ({why.kind}); {active.strategy.strategy_id} keeps running"
+            return self._finalize(
+                pending.event,
+                pending.decision_id,
+                pending.rounds,
+                DecisionStatus.NO_ACTION,
+                None,
+                note,
+                self.latest[ctx.symbol].bar.end_ms,
+                version,
+            )
         local = GptDecider.fallback(self.controller.propose(ctx), why)
         status, proposal, note = self._gate(
             ctx,

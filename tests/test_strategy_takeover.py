@@ -6,6 +6,7 @@ crosses_* see the bars before it. Answers are fed to the desk directly."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from decimal import Decimal
 from pathlib import Path
@@ -186,3 +187,24 @@ def test_a_new_strategy_where_none_runs_crosses_on_its_first_bar(tmp_path: Path)
     (request,) = of(GptRequest, desk.on_bar_event(ev(2, Branch.STRATEGIC, ema=101.0, vwap=100.0)))
     out = desk.on_gpt_answer(answer(request, CROSS))
     assert orders_of(out) == [(f"ABC@{end(2)}", "buy", D(100))]
+
+
+@pytest.mark.parametrize("failure", ["server_error", "timeout", "rejected"])
+def test_a_failed_answer_leaves_the_running_strategy_in_charge(
+    desk: TradingDesk, failure: str
+) -> None:
+    """GPT could not decide while a strategy runs: it has acted on the bar, and the local
+    engine does not trade the same trigger again on top of it."""
+    out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
+    (request,) = of(GptRequest, out)
+    if failure == "rejected":  # an answer the compiler refuses (a symbol not configured)
+        bad = decision(universe=["NOPE"])
+        got = answer(request, GptDecision.model_validate(bad))
+    else:
+        got = dataclasses.replace(answer(request, RSI), decision=None, failure=failure)
+    out = desk.on_gpt_answer(got)
+    assert orders_of(out) == []
+    (final,) = of(DecisionRecord, out)
+    assert final.status is DecisionStatus.NO_ACTION
+    assert final.note.startswith("gpt fallback (") and "keeps running" in final.note
+    assert desk.strategies["ABC"].strategy.strategy_id.startswith("rsi-swing")

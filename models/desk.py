@@ -13,7 +13,7 @@ the GPT digest). For each bar the desk
    - otherwise a routine trigger goes to the local engine, unless a strategy owns the symbol;
    each proposal passes the risk gate; a refusal goes back to whoever proposed it with the
    verdict (bounded rounds, each logged), and GPT's last refusal or any GPT failure ends with
-   the local engine's fallback;
+   the local engine's fallback (or, where a strategy runs on the symbol, leaves it in charge);
 4. emits the decision log row (a new version whenever the decision moves on), orders, fills,
    position snapshots, GPT call rows, strategy rows and alerts.
 

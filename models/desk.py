@@ -4,14 +4,16 @@ Every closed bar of every symbol passes here in stream order (and every news/soc
 the GPT digest). For each bar the desk
 1. fills the symbol's pending orders at this bar's open (next-bar execution, no look-ahead),
 2. marks the portfolio to the close and runs the symbol's active GPT strategy, if any,
-3. decides, at most once per symbol and bar, in this order of precedence:
+3. decides, in this order of precedence:
+   - an active GPT strategy acts on its own rules on every bar it runs, GPT asked or not (its
+     decision is `SYMBOL@END/strategy` when a GPT decision takes `SYMBOL@END` on that bar);
    - a strategic trigger goes to GPT (when a key is configured): the desk emits a `GptRequest`
-     and the decision stays pending; it never waits for the answer itself;
-   - otherwise an active GPT strategy acts on its own rules;
-   - otherwise a routine trigger goes to the local engine;
+     and the decision stays pending; it never waits for the answer itself (how the answer's
+     strategy takes over: models/strategy_book.py);
+   - otherwise a routine trigger goes to the local engine, unless a strategy owns the symbol;
    each proposal passes the risk gate; a refusal goes back to whoever proposed it with the
    verdict (bounded rounds, each logged), and GPT's last refusal or any GPT failure ends with
-   the local engine's fallback;
+   the local engine's fallback (or, where a strategy runs on the symbol, leaves it in charge);
 4. emits the decision log row (a new version whenever the decision moves on), orders, fills,
    position snapshots, GPT call rows, strategy rows and alerts.
 
@@ -73,6 +75,7 @@ from models.portfolio import Portfolio
 from models.risk import check
 from models.sim_exchange import SimulatedExchange, client_order_id, with_status
 from models.strategy import DecisionContext, LocalStrategyEngine, StrategyController, round_to_lot
+from models.strategy_book import FeatureHistory, take_over, waiting_proposal
 from models.strategy_compiler import CompiledDecision, to_intent
 from models.strategy_spec import GptDecision
 
@@ -186,6 +189,7 @@ PERSISTED = (
     "last_asked",
     "local_only",
     "seen_fills",
+    "feature_history",
 )
 
 
@@ -208,6 +212,7 @@ class TradingDesk:
     venue: str = "sim"  # "sim": the simulated exchange fills; "exchange": an executor reports
     local_only: set[str] = field(default_factory=set)  # symbols the safe_local fallback took
     seen_fills: dict[str, None] = field(default_factory=dict)  # exchange fills applied (newest)
+    feature_history: FeatureHistory = field(default_factory=FeatureHistory)  # warms new strategies
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -261,6 +266,7 @@ class TradingDesk:
             out.extend(self._fill_pending(bar))
         self.portfolio.mark(sym, bar.close, bar.end_ms)
         self.latest[sym] = event
+        self.feature_history.add(event.features)
         try:
             owned, strategy_orders = self._strategy_bar(event, out)
             pending = self.pending.get(sym)
@@ -271,18 +277,20 @@ class TradingDesk:
                 and self.gpt is not None
                 and sym not in self.local_only
             ):
+                cooling = owned and self._cooling_down(sym, bar.end_ms)
+                asking = sym in self.pending or not cooling  # a GPT decision takes SYM@END
+                if strategy_orders is not None:  # the running strategy acts all the same
+                    out.extend(strategy_orders(asking))
                 if sym in self.pending:
                     out.append(self._coalesced(event))
-                elif owned and self._cooling_down(sym, bar.end_ms):
-                    if strategy_orders is not None:
-                        out.extend(strategy_orders())
-                    else:
+                elif cooling:
+                    if strategy_orders is None:
                         out.append(self._cooled(event))
                 else:
                     out.extend(self._start_gpt(event))
             elif owned:  # the symbol's strategy decides; routine triggers are its business
-                if strategy_orders is not None and sym not in self.pending:
-                    out.extend(strategy_orders())
+                if strategy_orders is not None:  # until an answer replaces it
+                    out.extend(strategy_orders(False))
             elif event.branch is not None:
                 out.extend(self._decide_local(event))
         except Exception as err:  # fills above already moved the book: they must be logged
@@ -599,11 +607,11 @@ class TradingDesk:
     # ---------------------------------------------------------------- active strategies
     def _strategy_bar(
         self, event: BarEvent, out: list[DeskOutput]
-    ) -> tuple[bool, Callable[[], list[DeskOutput]] | None]:
+    ) -> tuple[bool, Callable[[bool], list[DeskOutput]] | None]:
         """Run the symbol's active strategy on this bar (always, so `crosses_*` see every bar)
         and age it. Returns whether a strategy owns the symbol, and a thunk placing its
-        actions (None when it has none), which the caller runs only if nothing takes
-        precedence."""
+        actions (None when it has none); the thunk's argument says a GPT decision takes the
+        bar's decision id, so the strategy's gets a `/strategy` suffix."""
         bar = event.bar
         sym = bar.symbol
         active = self.strategies.get(sym)
@@ -630,8 +638,8 @@ class TradingDesk:
         if not intents:
             return True, None
 
-        def place() -> list[DeskOutput]:
-            decision_id = f"{sym}@{bar.end_ms}"
+        def place(shared: bool) -> list[DeskOutput]:
+            decision_id = f"{sym}@{bar.end_ms}" + ("/strategy" if shared else "")
             ctx = self._context(event, decision_id)
             proposal = Proposal(
                 controller=STRATEGY_CONTROLLER,
@@ -855,8 +863,23 @@ class TradingDesk:
         self, pending: PendingGpt, ctx: DecisionContext, why: Fallback, version: int
     ) -> list[DeskOutput]:
         """GPT could not decide: the local engine does, through the same gate, and the
-        decision log says why (controller `local (gpt fallback: kind)`)."""
+        decision log says why (controller `local (gpt fallback: kind)`). Where a strategy runs
+        on the symbol it stays in charge instead: it has acted on every bar meanwhile, and the
+        local engine on top would trade the same moves twice."""
         out: list[DeskOutput] = []
+        active = self.strategies.get(ctx.symbol)
+        if active is not None:
+            note = f"gpt fallback ({why.kind}); {active.strategy.strategy_id} keeps running"
+            return self._finalize(
+                pending.event,
+                pending.decision_id,
+                pending.rounds,
+                DecisionStatus.NO_ACTION,
+                None,
+                note,
+                self.latest[ctx.symbol].bar.end_ms,
+                version,
+            )
         local = GptDecider.fallback(self.controller.propose(ctx), why)
         status, proposal, note = self._gate(
             ctx,
@@ -923,6 +946,10 @@ class TradingDesk:
             del self.pending[sym]
             out.extend(self._finish_local(pending, ctx, result, version))
             return out
+        takeover = take_over(
+            result, self.strategies.get(sym), self.feature_history, sym, now.features.ts_ms
+        )
+        result = takeover.decision
         proposal, _small = self._tradeable(
             gpt.to_proposal(
                 ctx,
@@ -932,11 +959,15 @@ class TradingDesk:
                 lot_sizes={s: spec.lot_size for s, spec in self.settings.symbols.items()},
                 entry_price=self.portfolio.position(sym).avg_cost if ctx.position > 0 else None,
             )
+            if takeover.acts_now
+            else waiting_proposal(result)
         )
         placed = now.bar.end_ms
         if not proposal.intents:
             del self.pending[sym]
-            note = f"gpt {result.action}: no orders"
+            note = f"gpt {result.action}: no orders" + (
+                f" ({takeover.note})" if takeover.note else ""
+            )
             # Logged all the same: the decision log shows what GPT decided, orders or not.
             nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
             pending.rounds.append(

@@ -9,8 +9,11 @@ group node is `all`/`any` over its children. No string from the answer is ever e
 or formatted into code; it is only looked up in a dict or copied into a reason.
 
 State is kept only where it is needed: a strategy with `crosses_*` comparisons remembers, per
-symbol, the previous bar's values of the features those comparisons read (a dict of floats, so
-the whole compiled strategy pickles with Bytewax snapshots); a strategy without them is stateless.
+symbol and compared pair, the last strict side (models/crossing.py, the one definition of a cross
+that the crossover trigger uses too: equal values keep the last strict side); small ints, so the
+whole compiled strategy pickles with Bytewax snapshots. A strategy without them is stateless.
+`warm` replays recent bars into that memory, so a strategy compiled from an answer can see a
+cross on its very first bar, as a strategy that had been running all along would.
 Stops and take-profit compare the close with the entry price in `Decimal`, because they are
 money; indicator comparisons stay in float, as the indicators are.
 """
@@ -21,11 +24,12 @@ import math
 import operator
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final, Literal
 
+from models import crossing
 from models.config import ExecutionConfig, StrategyConfig
 from models.messages import FeatureVector, Side, TradeIntent
 from models.strategy import round_to_lot
@@ -101,6 +105,8 @@ class Const:
 
 
 Term = FeatureRef | Const
+Pair = tuple[Term, Term]  # (left, right) of a crosses_* comparison
+Sides = Mapping[Pair, crossing.Side]  # last strict side of each pair before this bar
 
 # The only operators a strategy can reach; `operator` functions pickle by reference.
 _THRESHOLDS: Final[dict[str, Callable[[float, float], bool]]] = {
@@ -126,8 +132,10 @@ class CompareNode:
     op: ComparisonOp
     right: Term
 
-    def holds(self, now: Values, before: Values | None) -> bool:
-        """True when the comparison holds on this bar; a missing value (warm-up) is false."""
+    def holds(self, now: Values, before: Sides | None) -> bool:
+        """True when the comparison holds on this bar; a missing value (warm-up) is false.
+        crosses_*: the pair's strict side changed on this bar (models/crossing.py); `before`
+        None (a bar not newer than the last one seen) crosses nothing."""
         lv, rv = _read(self.left, now), _read(self.right, now)
         if lv is None or rv is None:
             return False
@@ -135,12 +143,9 @@ class CompareNode:
             return bool(_THRESHOLDS[self.op](lv, rv))
         if before is None:
             return False
-        lp, rp = _read(self.left, before), _read(self.right, before)
-        if lp is None or rp is None:
-            return False
-        if self.op == "crosses_above":
-            return lp <= rp and lv > rv
-        return lp >= rp and lv < rv
+        last = before.get((self.left, self.right), crossing.UNKNOWN)
+        cross, _ = crossing.step(last, lv, rv)
+        return cross == (crossing.ABOVE if self.op == "crosses_above" else crossing.BELOW)
 
     def text(self) -> str:
         return f"{_term_text(self.left)} {self.op} {_term_text(self.right)}"
@@ -151,7 +156,7 @@ class GroupNode:
     require_all: bool
     children: tuple[CompareNode | GroupNode, ...]
 
-    def holds(self, now: Values, before: Values | None) -> bool:
+    def holds(self, now: Values, before: Sides | None) -> bool:
         if self.require_all:
             return all(c.holds(now, before) for c in self.children)
         return any(c.holds(now, before) for c in self.children)
@@ -195,7 +200,7 @@ class CompiledStrategy:
         spec: StrategySpec,
         entry: Node,
         exit_: Node,
-        series: tuple[str, ...],
+        pairs: tuple[Pair, ...],
     ) -> None:
         self.spec = spec
         name = one_line(spec.name) or "strategy"
@@ -210,30 +215,45 @@ class CompiledStrategy:
             w.symbol: _dec(w.weight) for w in spec.target_weights
         }
         self.horizon_bars = spec.horizon_bars
-        # Features read by crosses_* comparisons; empty means the strategy keeps no state.
-        self._series = series
-        # symbol -> (ts_ms, values of `_series`) of the last bar seen.
-        self._last: dict[str, tuple[int, dict[str, float | None]]] = {}
+        # The (left, right) pairs of crosses_* comparisons; empty: the strategy keeps no state.
+        self._pairs = pairs
+        # symbol -> (ts_ms of the last bar seen, last strict side of each pair).
+        self._last: dict[str, tuple[int, dict[Pair, crossing.Side]]] = {}
 
     @property
     def stateful(self) -> bool:
-        return bool(self._series)
+        return bool(self._pairs)
 
     def target_fraction(self, symbol: str) -> Decimal:
         """A rebalance weight for the symbol, if GPT gave one, else the per-entry fraction."""
         return self.target_weights.get(symbol, self.position_fraction)
 
-    def _advance(self, symbol: str, ts_ms: int, now: Values) -> Values | None:
-        """Remember this bar for crosses_*, return the previous one. A bar not newer than the
-        last one seen (a replayed duplicate) gets no "previous": it can neither fake nor
-        repeat a cross, and it does not overwrite the state."""
-        if not self._series:
+    def _advance(self, symbol: str, ts_ms: int, now: Values) -> Sides | None:
+        """Fold this bar into the crosses_* memory, return the sides as they were before it.
+        A bar not newer than the last one seen (a replayed duplicate) gets None: it can
+        neither fake nor repeat a cross, and it does not overwrite the state."""
+        if not self._pairs:
             return None
         last = self._last.get(symbol)
         if last is not None and ts_ms <= last[0]:
             return None
-        self._last[symbol] = (ts_ms, {name: now.get(name) for name in self._series})
-        return None if last is None else last[1]
+        before = last[1] if last is not None else {}
+        sides = dict(before)
+        for left, right in self._pairs:
+            _, sides[(left, right)] = crossing.step(
+                before.get((left, right), crossing.UNKNOWN), _read(left, now), _read(right, now)
+            )
+        self._last[symbol] = (ts_ms, sides)
+        return before
+
+    def warm(self, symbol: str, history: Iterable[FeatureVector]) -> None:
+        """Let the strategy see bars it did not run on (oldest first, as `on_bar` would),
+        without acting: a strategy compiled from an answer then knows which side each
+        crosses_* pair was on, and can cross on its first bar. Other bars are ignored."""
+        if symbol not in self.universe:
+            return
+        for fv in history:
+            self._advance(symbol, fv.ts_ms, _values(fv))
 
     def _action(self, symbol: str, kind: ActionKind, why: str) -> StrategyAction:
         buy = kind == "entry"
@@ -255,8 +275,7 @@ class CompiledStrategy:
         if symbol not in self.universe:
             return []
         finite = math.isfinite(fv.close)
-        now: dict[str, float | None] = dict(fv.values)
-        now["close"] = fv.close if finite else None
+        now = _values(fv)
         before = self._advance(symbol, fv.ts_ms, now)
         if position > 0:
             if entry_price is not None and entry_price > 0 and finite:
@@ -329,6 +348,13 @@ def to_intent(
     return TradeIntent(symbol=action.symbol, side=Side.BUY, quantity=qty, reason=action.reason)
 
 
+def _values(fv: FeatureVector) -> dict[str, float | None]:
+    """The names a condition may read: the features and the bar's close (None if not finite)."""
+    now: dict[str, float | None] = dict(fv.values)
+    now["close"] = fv.close if math.isfinite(fv.close) else None
+    return now
+
+
 def _dec(value: float) -> Decimal:
     """The decimal a person reads in the answer: 0.1 -> Decimal("0.1"), not 0.1000...055."""
     return Decimal(repr(value))
@@ -363,7 +389,7 @@ class _Builder:
 
     limits: StrategyLimits
     reasons: list[str] = field(default_factory=list)
-    series: dict[str, None] = field(default_factory=dict)  # ordered set
+    pairs: dict[Pair, None] = field(default_factory=dict)  # ordered set
     comparisons: int = 0
 
     def term(self, value: str | float, path: str) -> Term:
@@ -391,9 +417,7 @@ class _Builder:
             elif left == right:
                 self.reasons.append(f"{path}: {node.text()} compares a feature with itself")
             if cond.op in _CROSSES:
-                for t in (left, right):
-                    if isinstance(t, FeatureRef):
-                        self.series[t.name] = None
+                self.pairs[(left, right)] = None
             return node
         children = tuple(
             self.node(c, f"{path}.conditions[{i}]") for i, c in enumerate(cond.conditions)
@@ -477,7 +501,7 @@ def compile_strategy(
     _check_stops(spec, lim, reasons)
     if reasons:
         return Rejection(reasons)
-    return CompiledStrategy(spec, entry, exit_, tuple(builder.series))
+    return CompiledStrategy(spec, entry, exit_, tuple(builder.pairs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,8 +98,9 @@ Operand = Annotated[
 
 
 class Comparison(_Spec):
-    """Compares two operands on the current bar. crosses_above: left was <= right on the
-    previous bar and is > right now (crosses_below mirrors it). A missing value makes it false."""
+    """Compares two operands on the current bar. crosses_above: left is > right now and was
+    < right the last time they differed (bars where they are equal do not count);
+    crosses_below mirrors it. A missing value makes it false."""
 
     left: Operand
     op: ComparisonOp

@@ -10,7 +10,8 @@ once it has been observed false again. A condition that cannot be evaluated (a f
 still warming up, or undefined such as a z-score over constant volumes) neither fires nor
 re-arms: an unknown is not evidence that the condition went away. Level rules start armed, so a
 condition already true on the first evaluable bar fires; a crossover is an event between two
-observations, so it needs one observed side before it can fire.
+observations, so it needs one observed side before it can fire (models/crossing.py defines a
+cross, ties included, for the trigger and GPT strategies alike).
 
 Names a trigger may read: every key of `FEATURE_NAMES` plus `close` (the bar close carried on
 the feature vector itself, so e.g. "close crosses sma_slow" can be configured).
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from models import crossing
 from models.config import (
     BreakoutTrigger,
     CrossoverTrigger,
@@ -111,23 +113,19 @@ class _CrossoverRule(_Rule):
         self.spec = spec
         self.fast = spec.fast
         self.slow = spec.slow
-        # Last strict side of fast vs slow: +1 above, -1 below, 0 not yet seen. Touching (equal)
-        # does not overwrite it, so above -> equal -> above is no cross and below -> equal ->
-        # above is exactly one.
-        self.side = 0
+        # Last strict side of fast vs slow (models/crossing.py: the one definition of a cross,
+        # shared with GPT strategies' crosses_*).
+        self.side: crossing.Side = crossing.UNKNOWN
 
     def evaluate(self, fv: FeatureVector) -> Signal | None:
         fast = _read(fv, self.fast)
         slow = _read(fv, self.slow)
-        if fast is None or slow is None or fast == slow:
-            return None
-        side = 1 if fast > slow else -1
-        previous, self.side = self.side, side
-        if previous == 0 or previous == side:
+        cross, self.side = crossing.step(self.side, fast, slow)
+        if cross == crossing.UNKNOWN or fast is None or slow is None:
             return None
         return self._signal(
             fv,
-            Direction.LONG if side > 0 else Direction.FLAT,
+            Direction.LONG if cross == crossing.ABOVE else Direction.FLAT,
             _rel_distance(fast, slow),
             {self.fast: fast, self.slow: slow},
         )

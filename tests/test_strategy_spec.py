@@ -275,9 +275,20 @@ def test_crossover_enters_and_exits_exactly_on_the_crossing_bars() -> None:
     for i, (fast, slow, position, expected) in enumerate(series):
         got = strat.on_bar("ABC", fv(i, sma_fast=fast, sma_slow=slow), position, D(100))
         assert kinds(got) == expected, f"bar {i}"
-    entry = build().on_bar  # a fresh copy: touching counts as a cross from equality
-    entry("ABC", fv(0, sma_fast=100.0, sma_slow=100.0), D(0), None)
-    assert kinds(entry("ABC", fv(1, sma_fast=100.1, sma_slow=100.0), D(0), None)) == ["entry"]
+    # Ties keep the last strict side (models/crossing.py): from equal there is no side to
+    # cross from; below -> equal -> above is one cross; above -> equal -> above is none.
+    ties = [
+        ([(100.0, 100.0), (100.1, 100.0)], [[], []]),
+        ([(99.0, 100.0), (100.0, 100.0), (100.1, 100.0)], [[], [], ["entry"]]),
+        ([(101.0, 100.0), (100.0, 100.0), (100.1, 100.0)], [[], [], []]),
+    ]
+    for values, expected_kinds in ties:
+        entry = build().on_bar  # a fresh copy
+        got_kinds = [
+            kinds(entry("ABC", fv(i, sma_fast=f, sma_slow=s), D(0), None))
+            for i, (f, s) in enumerate(values)
+        ]
+        assert got_kinds == expected_kinds, values
 
 
 def test_thresholds_and_groups() -> None:

@@ -67,8 +67,8 @@ from models.messages import (
     StrategyStatus,
     TradeIntent,
     gpt_call_id,
-    to_ms,
 )
+from models.news_digest import NewsBuffer
 from models.portfolio import Portfolio
 from models.risk import check
 from models.sim_exchange import SimulatedExchange, client_order_id, with_status
@@ -200,7 +200,7 @@ class TradingDesk:
     decisions_made: int = 0
     pending: dict[str, PendingGpt] = field(default_factory=dict)  # by symbol
     strategies: dict[str, ActiveStrategy] = field(default_factory=dict)  # by symbol
-    texts: dict[str, list[NewsItem | SocialPost]] = field(default_factory=dict)  # by symbol
+    texts: NewsBuffer = field(default_factory=NewsBuffer)  # kept news/posts by symbol
     latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
     budget: DailyBudget = field(default_factory=lambda: DailyBudget(Decimal(0)))
     owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision -> strategy
@@ -244,6 +244,8 @@ class TradingDesk:
     def restore(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(PERSISTED, state, strict=True):
             setattr(self, name, value)
+        if isinstance(self.texts, dict):  # a snapshot from before the incremental buffer
+            self.texts = NewsBuffer.from_lists(self.texts)
         # Data comes from the snapshot, settings from the current configuration.
         self.budget.cap = self.settings.gpt.daily_budget_usd
         self.exchange.execution = self.settings.execution
@@ -291,29 +293,16 @@ class TradingDesk:
         return out
 
     def on_text(self, event: TextEvent) -> None:
-        """Keep recent news/posts per symbol for the digest (only when GPT is asked)."""
+        """Keep recent news/posts per symbol for the digest (only when GPT is asked); the
+        buffer's rules are in `models.news_digest`."""
         if self.gpt is None or self.settings.gpt.digest_items == 0:
             return
         item = event.item
-        keep = 4 * self.settings.gpt.digest_items
         # Age is judged by the bars' clock, never by an item's own (perhaps forged) time.
         clock = max((e.bar.end_ms for e in self.latest.values()), default=None)
-        for sym in dict.fromkeys(item.symbols):
-            if sym not in self.settings.symbols:
-                continue
-            items = [*self.texts.get(sym, ()), item]
-            if clock is not None:
-                items = [i for i in items if to_ms(i.ts) >= clock - self._digest_window_ms]
-            items.sort(key=lambda i: (to_ms(i.ts), i.type, i.id))
-            if clock is None:
-                self.texts[sym] = items[-keep:]
-                continue
-            # Items dated far ahead of the bars (a forged or broken clock) only take the room
-            # the real news leaves: a flood of them must not push the current news out.
-            ahead = clock + self._digest_window_ms
-            current = [i for i in items if to_ms(i.ts) <= ahead][-keep:]
-            future = [i for i in items if to_ms(i.ts) > ahead][: keep - len(current)]
-            self.texts[sym] = current + future
+        symbols = [s for s in dict.fromkeys(item.symbols) if s in self.settings.symbols]
+        keep = 4 * self.settings.gpt.digest_items
+        self.texts.add(item, symbols, clock, self._digest_window_ms, keep)
 
     def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
         """A decision that raised places nothing; say so loudly, keep the rest of the bar."""

@@ -94,13 +94,15 @@ def make_desk(symbols: list[str], digest_items: int) -> TradingDesk:
 
 
 def make_items(n: int, symbols: list[str], shuffled: bool, seed: int) -> list[TextEvent]:
-    """`n` items a second apart ending at the clock (so the 12 h window cuts the oldest),
-    one in 50 forged far into the future; `shuffled`: each up to 10 minutes late."""
+    """`n` items ending at the clock, spaced so that all of them are inside the 12 h window
+    (every item is current: the lists stay full, the worst case), one in 50 forged far into
+    the future; `shuffled`: each up to 10 minutes late."""
     rng = random.Random(seed)
-    start = T0 + 24 * H - n * 1000
+    step = (11 * H) // n
+    start = T0 + 24 * H - n * step
     out: list[TextEvent] = []
     for i in range(n):
-        ts = start + i * 1000
+        ts = start + i * step
         if shuffled:
             ts -= rng.randrange(600_000)
         if rng.random() < 0.02:

@@ -31,6 +31,12 @@ from typing import Any
 
 from models.active_strategy import ActiveStrategy
 from models.config import Settings, parse_duration_ms
+from models.decision_status import (
+    decision_status,
+    filled_quantity,
+    order_status,
+    stale_report,
+)
 from models.execution import ExchangeState, ExecStatus, ExecutionReport
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
@@ -186,7 +192,10 @@ PERSISTED = (
     "last_asked",
     "local_only",
     "seen_fills",
+    "closed",
+    "fallen_back",
 )
+CLOSED_KEPT = 1_000  # settled, not wholly filled decisions kept for a late report (newest)
 
 
 @dataclass(slots=True)
@@ -208,6 +217,11 @@ class TradingDesk:
     venue: str = "sim"  # "sim": the simulated exchange fills; "exchange": an executor reports
     local_only: set[str] = field(default_factory=set)  # symbols the safe_local fallback took
     seen_fills: dict[str, None] = field(default_factory=dict)  # exchange fills applied (newest)
+    # Exchange venue: settled decisions with an order not wholly filled (refused, given up,
+    # partly filled), by id (newest CLOSED_KEPT): such an order may still report fills (one
+    # the executor gave up on that the exchange filled after all), and its report finds them.
+    closed: dict[str, DecisionRecord] = field(default_factory=dict)
+    fallen_back: dict[str, None] = field(default_factory=dict)  # orders whose fallback ran
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -242,7 +256,8 @@ class TradingDesk:
         return tuple(getattr(self, name) for name in PERSISTED)
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(PERSISTED, state, strict=True):
+        # A snapshot from before a field was added leaves that field at its default.
+        for name, value in zip(PERSISTED[: len(state)], state, strict=True):
             setattr(self, name, value)
         if isinstance(self.texts, dict):  # a snapshot from before the incremental buffer
             self.texts = NewsBuffer.from_lists(self.texts)
@@ -314,8 +329,9 @@ class TradingDesk:
     def _order_of(
         self, decision_id: str, client_order_id: str
     ) -> tuple[DecisionRecord | None, Order | None]:
-        """The open decision of an order, and the order as that decision holds it."""
-        record = self.open_decisions.get(decision_id)
+        """The open (or, on the exchange venue, recently closed with a refused order) decision
+        of an order, and the order as that decision holds it."""
+        record = self.open_decisions.get(decision_id) or self.closed.get(decision_id)
         order = next(
             (o for o in (record.orders if record else []) if o.client_order_id == client_order_id),
             None,
@@ -325,8 +341,9 @@ class TradingDesk:
     def _record_update(
         self, record: DecisionRecord, updated: Order, fills: list[Fill], note: str | None = None
     ) -> DecisionRecord:
-        """The decision's next version with one order changed and new fills; a decision whose
-        orders are all settled is no longer open."""
+        """The decision's next version with one order changed and new fills, its status
+        following its orders (`models.decision_status`); a decision whose orders are all
+        settled is no longer open."""
         orders = [
             updated if o.client_order_id == updated.client_order_id else o for o in record.orders
         ]
@@ -338,11 +355,18 @@ class TradingDesk:
         if note is not None:
             change["note"] = note
         record = record.model_copy(update=change)
+        record = record.model_copy(update={"status": decision_status(record)})
+        did = record.decision_id
+        self.closed.pop(did, None)
         if all(o.status is not OrderStatus.PENDING for o in orders):
-            del self.open_decisions[record.decision_id]
-            self.owners.pop(record.decision_id, None)
+            self.open_decisions.pop(did, None)
+            self.owners.pop(did, None)
+            if self.venue == "exchange" and any(o.status is not OrderStatus.FILLED for o in orders):
+                self.closed[did] = record
+                if len(self.closed) > CLOSED_KEPT:
+                    del self.closed[next(iter(self.closed))]
         else:
-            self.open_decisions[record.decision_id] = record
+            self.open_decisions[did] = record
         return record
 
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
@@ -1045,6 +1069,64 @@ class TradingDesk:
                 )
             ]
         record, order = self._order_of(report.decision_id, report.client_order_id)
+        applied = self._apply_exchange_fills(report, out)
+        status = {
+            ExecStatus.FILLED: OrderStatus.FILLED,
+            ExecStatus.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+            ExecStatus.OPEN: OrderStatus.PENDING,
+        }.get(report.status, OrderStatus.REJECTED)
+        settled = order is not None and order.status is not OrderStatus.PENDING
+        if order is not None and stale_report(order, status, len(applied)):
+            return out  # settled before, nothing new (a repeated failure: no second fallback)
+        if report.status is ExecStatus.OPEN and not applied and not settled:
+            return out  # accepted, nothing filled yet: the order stays pending
+        # The fallback is for an order the desk is waiting for; one it had settled (or does
+        # not hold) already had its outcome.
+        held = order is not None and not settled
+        again = report.client_order_id in self.fallen_back  # reopened, then failed again
+        fallback = self.settings.execution.fallback if report.failed and held else ""
+        shown = f"{fallback} (ran before: not again)" if again else fallback
+        if order is not None and record is not None:
+            filled = filled_quantity(order, [*record.fills, *applied])
+            new_status = order_status(order, status, filled)
+            updated = with_status(order, new_status, report.ts_ms, report.error[:500])
+            out.append(updated)
+            note = record.note
+            if report.failed and not settled:
+                note = (
+                    f"{note}; order {order.client_order_id} {report.status.value} after "
+                    f"{report.attempts} attempt(s): {report.error}; fallback: {shown}"
+                )[:2000]
+            elif settled:
+                note = (
+                    f"{note}; order {order.client_order_id} {new_status.value} after it was "
+                    f"{order.status.value}: the exchange reported it again"
+                )[:2000]
+                out.append(self._late_alert(order, new_status, applied, report))
+            out.append(self._record_update(record, updated, applied, note))
+        if report.failed and (fallback or order is None):
+            out.append(
+                executor_alert(
+                    "order-failed",
+                    report.client_order_id,
+                    report.ts_ms,
+                    Severity.CRITICAL,
+                    f"order {report.client_order_id} ({report.side.value} {report.quantity} "
+                    f"{report.symbol}) {report.status.value}: {report.error}; "
+                    f"fallback: {shown or 'none, not an open order of the desk'}",
+                    report.decision_id,
+                    report.symbol,
+                )
+            )
+            if fallback and not again:
+                self.fallen_back[report.client_order_id] = None
+                if len(self.fallen_back) > CLOSED_KEPT:
+                    del self.fallen_back[next(iter(self.fallen_back))]
+                out.extend(self._exchange_fallback(report, fallback))
+        return out
+
+    def _apply_exchange_fills(self, report: ExecutionReport, out: list[DeskOutput]) -> list[Fill]:
+        """Book the report's fills not seen before, at their own prices; returns them."""
         applied: list[Fill] = []
         for fill in report.fills:
             if fill.fill_id in self.seen_fills:
@@ -1074,42 +1156,25 @@ class TradingDesk:
                 del self.seen_fills[next(iter(self.seen_fills))]
             applied.append(fill)
             out.append(fill)
-        if report.status is ExecStatus.OPEN and not applied:
-            return out  # accepted, nothing filled yet: the order stays pending
-        status = {
-            ExecStatus.FILLED: OrderStatus.FILLED,
-            ExecStatus.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
-            ExecStatus.OPEN: OrderStatus.PENDING,
-        }.get(report.status, OrderStatus.REJECTED)
-        fallback = self.settings.execution.fallback if report.failed else ""
-        if order is not None and record is not None:
-            updated = with_status(order, status, report.ts_ms, report.error[:500])
-            if updated.status is OrderStatus.PENDING:
-                updated = updated.model_copy(update={"version": order.version + 1})
-            out.append(updated)
-            note = record.note
-            if report.failed:
-                note = (
-                    f"{note}; order {order.client_order_id} {report.status.value} after "
-                    f"{report.attempts} attempt(s): {report.error}; fallback: {fallback}"
-                )[:2000]
-            out.append(self._record_update(record, updated, applied, note))
-        if report.failed:
-            out.append(
-                executor_alert(
-                    "order-failed",
-                    report.client_order_id,
-                    report.ts_ms,
-                    Severity.CRITICAL,
-                    f"order {report.client_order_id} ({report.side.value} {report.quantity} "
-                    f"{report.symbol}) {report.status.value}: {report.error}; "
-                    f"fallback: {fallback}",
-                    report.decision_id,
-                    report.symbol,
-                )
-            )
-            out.extend(self._exchange_fallback(report, fallback))
-        return out
+        return applied
+
+    def _late_alert(
+        self, order: Order, status: OrderStatus, fills: list[Fill], report: ExecutionReport
+    ) -> Alert:
+        """An order the desk had settled (given up, refused) that the exchange reports again:
+        booked as the exchange says, at the fills' own prices; a human should know."""
+        qty = sum((f.quantity for f in fills), Decimal(0))
+        what = f"filled {qty} more" if fills else "is open on the exchange"
+        return executor_alert(
+            f"order-late-{status.value}",
+            f"{order.client_order_id}:{len(fills)}:{report.ts_ms}",
+            report.ts_ms,
+            Severity.WARNING,
+            f"order {order.client_order_id} ({order.side.value} {order.quantity} "
+            f"{order.symbol}) was {order.status.value} but {what}: now {status.value}",
+            order.decision_id,
+            order.symbol,
+        )
 
     def _exchange_fallback(self, report: ExecutionReport, action: str) -> list[DeskOutput]:
         sym = report.symbol

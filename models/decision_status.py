@@ -5,8 +5,9 @@ refused by the simulated book, an exchange that rejects, an order the executor g
 filled after all) must show in the decision log, or the report counts decisions that never
 traded as executed and misses trades that did. The rules, shared by both venues:
 
-- An order with fills is never `rejected`: it is `filled` once its fills reach its quantity,
-  else `partially_filled` when the exchange closed it, else still `pending` (open).
+- An order with fills is never `rejected`: refused after fills, it is `filled` once they reach
+  its quantity, else `partially_filled`; otherwise the exchange's word (filled, partly
+  filled, open) stands.
 - A decision's status follows its orders once it has any:
   - some order filled (in part or whole): `executed` (mixed outcomes included: the decision
     moved the book; the note names each refused order);
@@ -40,14 +41,12 @@ def filled_quantity(order: Order, fills: Iterable[Fill]) -> Decimal:
 
 def order_status(order: Order, reported: OrderStatus, filled: Decimal) -> OrderStatus:
     """The order's status from a report's word and the quantity filled so far: fills win over
-    a refusal (the exchange traded it, whatever else it said)."""
-    if filled <= 0:
+    a refusal (the exchange traded it, whatever else it said). A `filled`, `partially_filled`
+    or open word stands as the exchange said it (a fee taken in the base asset makes the
+    fills' quantity smaller than what the exchange filled)."""
+    if reported is not OrderStatus.REJECTED or filled <= 0:
         return reported
-    if filled >= order.quantity:
-        return OrderStatus.FILLED
-    if reported is OrderStatus.PENDING:
-        return OrderStatus.PENDING
-    return OrderStatus.PARTIALLY_FILLED
+    return OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PARTIALLY_FILLED
 
 
 def decision_status(record: DecisionRecord) -> DecisionStatus:

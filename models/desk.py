@@ -194,6 +194,7 @@ PERSISTED = (
     "seen_fills",
     "closed",
     "fallen_back",
+    "given_up",
 )
 CLOSED_KEPT = 1_000  # settled, not wholly filled decisions kept for a late report (newest)
 
@@ -222,6 +223,9 @@ class TradingDesk:
     # the executor gave up on that the exchange filled after all), and its report finds them.
     closed: dict[str, DecisionRecord] = field(default_factory=dict)
     fallen_back: dict[str, None] = field(default_factory=dict)  # orders whose fallback ran
+    # Orders reported `failed` (not found after an error that may have placed them): looked up
+    # once more before the book is reconciled, so a late fill is booked at its own price.
+    given_up: dict[str, str] = field(default_factory=dict)  # client order id -> decision id
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -1048,6 +1052,20 @@ class TradingDesk:
             if o.status is OrderStatus.PENDING
         ]
 
+    def orders_to_look_up(self) -> list[Order]:
+        """Orders the executor gave up on (`failed`: maybe placed, not found): the gateway
+        looks each up once more, without creating it, before the book is next reconciled
+        with the exchange's balances; a late fill then arrives as a report at its price,
+        instead of the balance being adopted at the mark."""
+        found: list[Order] = []
+        for cid, decision_id in list(self.given_up.items()):
+            _, order = self._order_of(decision_id, cid)
+            if order is None or order.status is OrderStatus.PENDING:
+                del self.given_up[cid]  # no longer held, or re-opened (polled as pending)
+            else:
+                found.append(order)
+        return found
+
     def on_execution(self, report: ExecutionReport) -> list[DeskOutput]:
         """Apply what the exchange did with one order: its fills move the book, the order and
         the decision get a new version; a failed order raises a critical alert and applies
@@ -1076,6 +1094,12 @@ class TradingDesk:
             ExecStatus.OPEN: OrderStatus.PENDING,
         }.get(report.status, OrderStatus.REJECTED)
         settled = order is not None and order.status is not OrderStatus.PENDING
+        if settled:
+            self.given_up.pop(report.client_order_id, None)  # looked up again: known now
+        elif report.status is ExecStatus.FAILED and order is not None:
+            self.given_up[report.client_order_id] = report.decision_id
+            if len(self.given_up) > CLOSED_KEPT:
+                del self.given_up[next(iter(self.given_up))]
         if order is not None and stale_report(order, status, len(applied)):
             return out  # settled before, nothing new (a repeated failure: no second fallback)
         if report.status is ExecStatus.OPEN and not applied and not settled:

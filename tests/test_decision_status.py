@@ -5,6 +5,7 @@ mark); for any sequence of reports the newest rows agree with the fills."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.ccxt_executor import CcxtExecutor
+from connectors.exchange_emulator import ExchangeEmulator
+from connectors.execution_gateway import ExecutionGateway
+from dataflows.pipeline import DeskLogic
 from models.config import Settings
 from models.decision_status import decision_status, order_status
 from models.desk import ExchangeCommand, TradingDesk
@@ -26,6 +31,7 @@ from models.messages import (
     OrderStatus,
     Side,
 )
+from tests.test_ccxt_executor import bar_event
 from tests.test_desk_execution import buy, ev, fill, of, report
 
 D = Decimal
@@ -121,7 +127,8 @@ def test_decision_status_rule(statuses: list[str], with_fill: bool, expected: st
         ("rejected", "3", "partially_filled"),  # fills win over a refusal
         ("rejected", "10", "filled"),
         ("pending", "3", "pending"),
-        ("pending", "10", "filled"),
+        ("pending", "10", "pending"),  # the exchange's word on open/filled stands
+        ("filled", "9.99", "filled"),  # a fee taken in the base asset
         ("partially_filled", "3", "partially_filled"),
     ],
 )
@@ -202,9 +209,10 @@ def test_any_report_sequence_ends_consistent_with_the_fills(
             r = sent[pick % len(sent)]
         else:
             done = sum((f.quantity for f in booked.values()), D(0))
-            # An exchange never fills more than ordered; `filled` brings the rest.
+            # An exchange never fills more than ordered; `filled` brings the rest, an order
+            # reported open or partly filled has some left.
             rest = int(order.quantity - done)
-            qty = rest if kind == "fill" else min(qty, rest)
+            qty = rest if kind == "fill" else min(qty, rest - 1)
             fills = []
             if kind in ("fill", "partial", "open_fill", "unknown_fill") and qty > 0:
                 fills = [fill(order, str(qty), str(100 + n % 7), n)]
@@ -250,3 +258,55 @@ def test_any_report_sequence_ends_consistent_with_the_fills(
     # Open iff the order is still on its way; the fallback at most once.
     assert (order.decision_id in desk.open_decisions) == (latest.status is OrderStatus.PENDING)
     assert len(of(ExchangeCommand, rows)) <= 1
+
+
+# ------------------------------------------------------------------ through the live flow
+class LostAnswerExecutor(CcxtExecutor):
+    """The exchange fills the order, but the executor's answer was lost and its lookups said
+    the order did not exist (Binance's lookup lags a create): it gives up, `failed`."""
+
+    def execute(self, order: Order, *, resend: bool = False) -> ExecutionReport:
+        placed = super().execute(order, resend=resend)
+        assert placed.status is ExecStatus.FILLED
+        return self._failure(order, ExecStatus.FAILED, 2, "RequestTimeout: no answer")
+
+
+def test_a_live_flow_books_a_given_up_order_at_its_fill_price_not_at_the_mark() -> None:
+    settings = Settings.model_validate(
+        {
+            "symbols": {SYM: {"lot_size": "0.0001"}},
+            "execution": {
+                "initial_cash": "100000",
+                "currency": "USDT",
+                "reconcile_every": "100ms",
+            },
+            "strategy": {"controller": "local", "target_fraction": "0.05"},
+        }
+    )
+    # The bar closes at 60,000 (the mark); the exchange trades at 60,500.
+    with ExchangeEmulator([SYM], prices={SYM: "60500"}, balances={"USDT": "100000"}) as ex:
+        gateway = ExecutionGateway(LostAnswerExecutor(ex.client()))
+        logic = DeskLogic(settings, frozenset({"m#0"}), None, None, False, gateway)
+        rows: list[Any] = list(logic.on_batch([])[0])
+        rows += logic.on_batch([bar_event(0, D(60000), Direction.LONG)])[0]
+        deadline = time.monotonic() + 30  # only a wait for the worker thread, not a bound
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            rows += logic.on_notify()[0]
+            if of(Fill, rows) and not logic.desk.orders_to_look_up() and not gateway.in_flight:
+                break
+        time.sleep(0.3)  # one more reconciliation after the late report
+        rows += logic.on_notify()[0]
+        gateway.close()
+        with ex.lock:
+            balances = ex.engine.balances()
+    (order,) = newest(Order, rows, "client_order_id").values()
+    record = newest(DecisionRecord, rows, "decision_id")[order.decision_id]
+    fills = of(Fill, rows)
+    assert order.status is OrderStatus.FILLED and record.status is DecisionStatus.EXECUTED
+    assert fills and record.fills == fills and all(f.price >= D(60500) for f in fills)
+    paid = sum((f.quantity * f.price for f in fills), D(0)) / sum(f.quantity for f in fills)
+    pos = logic.desk.portfolio.position(SYM)
+    assert pos.quantity == balances["BTC"].total and pos.avg_cost == paid  # not the mark
+    assert logic.desk.portfolio.cash == balances["USDT"].total
+    assert not [a for a in of(Alert, rows) if "book reconciled" in a.message]

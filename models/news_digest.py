@@ -86,6 +86,8 @@ class NewsBuffer:
         if clock_ms is None:  # before the first bar: the newest `keep`, whatever their age
             for sym in symbols:
                 kept = lists.setdefault(sym, [])
+                if len(kept) >= keep and entry < kept[0]:
+                    continue  # older than all `keep` kept: the cap would drop it at once
                 if not kept or kept[-1] < entry:
                     kept.append(entry)
                 else:
@@ -93,24 +95,27 @@ class NewsBuffer:
                 if len(kept) > keep:
                     del kept[: len(kept) - keep]
             return
+        ts = entry[0]
         lo = clock_ms - window_ms
         hi = clock_ms + window_ms
         for sym in symbols:
             kept = lists.setdefault(sym, [])
-            if not kept or kept[-1] < entry:  # in time order: the common case
-                kept.append(entry)
-            else:
-                insort(kept, entry)
-            if kept[0][0] < lo:  # too old for any digest from now on
+            if kept and kept[0][0] < lo:  # too old for any digest from now on
                 del kept[: bisect_left(kept, (lo,))]
-                if not kept:
-                    continue
             n = len(kept)
-            if kept[-1][0] <= hi:  # nothing dated far ahead
-                if n > keep:
-                    del kept[: n - keep]
-                continue
-            current = bisect_left(kept, (hi + 1,))  # the items dated up to `hi`
+            # the items dated up to `hi` (the current ones) come first
+            current = n if not n or kept[-1][0] <= hi else bisect_left(kept, (hi + 1,))
+            if ts < lo:
+                pass  # too old itself
+            elif ts <= hi and current >= keep and entry < kept[0]:
+                pass  # older than `keep` current items: the cap would drop it at once
+            else:
+                if not n or kept[-1] < entry:  # in time order: the common case
+                    kept.append(entry)
+                else:
+                    insort(kept, entry)
+                n += 1
+                current += ts <= hi
             dropped = current - keep if current > keep else 0
             room = keep - current + dropped  # what the far-future items may take
             if n - current > room:

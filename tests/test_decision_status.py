@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +311,32 @@ def test_a_live_flow_books_a_given_up_order_at_its_fill_price_not_at_the_mark() 
     assert pos.quantity == balances["BTC"].total and pos.avg_cost == paid  # not the mark
     assert logic.desk.portfolio.cash == balances["USDT"].total
     assert not [a for a in of(Alert, rows) if "book reconciled" in a.message]
+
+
+# ------------------------------------------------------------------ the report
+@pytest.mark.parametrize("order_of_writes", ["as emitted", "reversed"])
+def test_the_report_counts_the_newest_status(tmp_path: Path, order_of_writes: str) -> None:
+    """The report reads decisions with FINAL (ReplacingMergeTree by version): the newest row
+    wins whatever order the rows were written in, so refused decisions count as rejected and
+    a late fill as executed."""
+    from api.report import summarize
+    from connectors.clickhouse_store import Store
+    from models.config import ClickHouseConfig
+
+    sim = TradingDesk.create(exchange_settings())
+    rows: list[Any] = list(sim.on_bar_event(ev(0, "100", Direction.LONG)))
+    rows += sim.on_bar_event(ev(1, "300"))  # refused at fill: no cash for it
+    desk = TradingDesk.create(exchange_settings(), venue="exchange")
+    late = list(desk.on_bar_event(ev(5, "100", Direction.LONG)))
+    (order,) = of(Order, late)
+    late += desk.on_execution(report(order, ExecStatus.FAILED, [], error="timeout"))
+    late += desk.on_execution(report(order, ExecStatus.FILLED, [fill(order, "50", "101")]))
+    written = [r for r in rows + late if isinstance(r, DecisionRecord)]
+    if order_of_writes == "reversed":
+        written.reverse()
+    with Store.open(ClickHouseConfig(path=str(tmp_path / "ch"))) as store:
+        store.apply_schema()
+        for record in written:  # one insert each: separate parts, merged by FINAL
+            store.insert("decisions", [record])
+        counts = {r["status"]: r["n"] for r in summarize(store).decisions}
+    assert counts == {"rejected": 1, "executed": 1}

@@ -105,7 +105,8 @@ def test_buffer_keeps_what_the_rebuild_kept_for_any_stream(
                 assert digest_from(buffer.get(sym), sym, now, window, keep) == digest_from(
                     reference.get(sym, []), sym, now, window, keep
                 )
-    assert all(len(v) <= keep for v in buffer.entries.values())  # memory bounded as before
+    assert all(len(buffer.get(s)) <= keep for s in SYMBOLS)  # memory bounded as before
+    assert len(buffer) == sum(len(reference.get(s, [])) for s in SYMBOLS)
 
 
 def _settings(tmp: Path, symbols: Iterable[str], digest_items: int = 2) -> Settings:

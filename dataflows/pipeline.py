@@ -149,7 +149,7 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             # Never trade on a book that was not checked against the exchange (raises when
             # the exchange cannot be asked; the run stops before its first order).
             state = orders.executor.state(self._pairs)
-            if self._unsent or self.desk.orders_to_look_up():
+            if self._unsent or (not inline and self.desk.orders_to_look_up()):
                 # Orders without a report (or given up on): the balances may already hold
                 # their fills, which the re-sent orders' reports will bring; adopting now would
                 # count them twice. The periodic check reconciles once they have reported.

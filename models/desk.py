@@ -333,8 +333,8 @@ class TradingDesk:
     def _order_of(
         self, decision_id: str, client_order_id: str
     ) -> tuple[DecisionRecord | None, Order | None]:
-        """The open (or, on the exchange venue, recently closed with a refused order) decision
-        of an order, and the order as that decision holds it."""
+        """The open (or, on the exchange venue, recently settled and not wholly filled)
+        decision of an order, and the order as that decision holds it."""
         record = self.open_decisions.get(decision_id) or self.closed.get(decision_id)
         order = next(
             (o for o in (record.orders if record else []) if o.client_order_id == client_order_id),

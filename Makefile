@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_gpt.py
 	$(BIN)/python bench/bench_orders.py
+	$(BIN)/python bench/bench_news.py
 
 clean:
 	rm -rf $(VENV) var

@@ -188,6 +188,19 @@ class CcxtExecutor:
                     return self._failure(order, ExecStatus.UNKNOWN, 0, error)
             return self._execute(order)
 
+    def look_up(self, order: Order) -> ExecutionReport:
+        """Ask the exchange for an order the executor gave up on, never creating it: found ->
+        its report (a late fill at its own prices); absent -> `failed` again; no answer ->
+        `unknown`."""
+        with decimal.localcontext():
+            found = self._lookup(order)
+            if isinstance(found, dict):
+                return self._report(order, found, 0, reconciled=True)
+            if found == "absent":
+                return self._failure(order, ExecStatus.FAILED, 0, "not on the exchange")
+            error = "the exchange could not say whether it has the order"
+            return self._failure(order, ExecStatus.UNKNOWN, 0, error)
+
     def _execute(self, order: Order) -> ExecutionReport:
         attempts = 0
         maybe_placed = False  # a transient error: the request may have reached the exchange

@@ -36,10 +36,13 @@ class ExecutionGateway:
         # ccxt's markets); the desk leaves out smaller orders instead of sending them.
         self.min_notional: dict[str, Decimal] = {}
 
-    def execute(self, order: Order, resend: bool = False) -> ExecutionReport:
-        """Place one order, blocking; a bug becomes an `unknown` report (the order may be on
-        the exchange: it is looked up again), never an exception."""
+    def execute(self, order: Order, resend: bool = False, look_up: bool = False) -> ExecutionReport:
+        """Place one order, blocking (`look_up`: only ask the exchange about an order the
+        executor gave up on, never create it); a bug becomes an `unknown` report (the order
+        may be on the exchange: it is looked up again), never an exception."""
         try:
+            if look_up:
+                return self.executor.look_up(order)
             return self.executor.execute(order, resend=resend)
         except Exception as err:
             _LOG.exception("executing %s failed", order.client_order_id)
@@ -55,8 +58,8 @@ class ExecutionGateway:
                 ts_ms=order.updated_ms,
             )
 
-    def submit(self, order: Order, resend: bool = False) -> None:
-        self._worker.submit(order.client_order_id, self.execute, order, resend)
+    def submit(self, order: Order, resend: bool = False, look_up: bool = False) -> None:
+        self._worker.submit(order.client_order_id, self.execute, order, resend, look_up)
 
     @property
     def submitted(self) -> int:

@@ -92,16 +92,21 @@ class AnswerSource(StrEnum):
 @dataclass(frozen=True, slots=True)
 class AnswerRecord:
     """One recorded answer: the answer text as the endpoint sent it, the model that was asked,
-    what the original call was billed, and when it was recorded (wall clock, for audits)."""
+    what the original call was billed, and when it was recorded (wall clock, for audits).
+    `call_id` and `run` (optional, "" when unknown) name the call that paid for it and the
+    run it was paid in: that call asked again by the same run (a restart redoing its last
+    epoch) is the paid call itself, logged with its cost (see `ask_with_cache`)."""
 
     prompt_hash: str
     model: str
     answer: str
     usage: GptUsage
     recorded_ms: int
+    call_id: str = ""
+    run: str = ""
 
     def to_json(self) -> str:
-        doc = {
+        doc: dict[str, object] = {
             "v": FORMAT_VERSION,
             "prompt_hash": self.prompt_hash,
             "model": self.model,
@@ -110,6 +115,9 @@ class AnswerRecord:
             "completion_tokens": self.usage.completion_tokens,
             "recorded_ms": self.recorded_ms,
         }
+        if self.call_id or self.run:  # optional: lines without them read as before
+            doc["call_id"] = self.call_id
+            doc["run"] = self.run
         # One line by construction: json.dumps escapes every newline inside the strings.
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -131,12 +139,18 @@ class AnswerRecord:
         for k, n in ints.items():
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ValueError(f"{k} must be an int >= 0")
+        paid_by = {k: doc.get(k, "") for k in ("call_id", "run")}
+        for k, s in paid_by.items():
+            if not isinstance(s, str):
+                raise ValueError(f"{k} must be a string")
         return cls(
             prompt_hash=str(strings["prompt_hash"]),
             model=str(strings["model"]),
             answer=str(strings["answer"]),
             usage=GptUsage(int(doc["prompt_tokens"]), int(doc["completion_tokens"])),
             recorded_ms=int(doc["recorded_ms"]),
+            call_id=str(paid_by["call_id"]),
+            run=str(paid_by["run"]),
         )
 
 
@@ -234,9 +248,17 @@ class AnswerStore:
     # ------------------------------------------------------------------ writing
 
     def put(
-        self, prompt_hash: str, model: str, answer_text: str, usage: GptUsage | None = None
+        self,
+        prompt_hash: str,
+        model: str,
+        answer_text: str,
+        usage: GptUsage | None = None,
+        *,
+        call_id: str = "",
+        run: str = "",
     ) -> AnswerRecord:
-        """Append one answer durably (write, fsync) and make it the hash's answer.
+        """Append one answer durably (write, fsync) and make it the hash's answer; `call_id`
+        and `run`: the call that paid for it, in which run.
 
         Returns only once the line is on disk. A failed write is rolled back (the file is cut
         to its previous length) and raises `AnswerStoreError`; memory is then unchanged.
@@ -249,6 +271,8 @@ class AnswerStore:
             answer=answer_text,
             usage=usage if usage is not None else GptUsage(),
             recorded_ms=time.time_ns() // 1_000_000,
+            call_id=call_id,
+            run=run,
         )
         line = (record.to_json() + "\n").encode("utf-8")
         with self._lock:
@@ -330,7 +354,10 @@ class CachedResult(Generic[T]):
     The fields mean what they mean in `GptResult`; in addition `failure` may be
     `replay_miss`, `source` says whether a request was made, and `outcome` is the value for
     the call log (`ok`, `cached`, `replayed` or the failure). `usage` is what this call was
-    billed: zero for an answer from the store (the original cost is in the `AnswerRecord`).
+    billed: zero for an answer from the store (the original cost is in the `AnswerRecord`),
+    except when `paid`: the store answered with the recording this very call made in this run
+    (paid, then a crash before its row was written; the restarted run asks again), so the
+    result is that paid call: outcome `ok`, its recorded usage and cost.
     """
 
     model: str
@@ -344,6 +371,12 @@ class CachedResult(Generic[T]):
     latency_s: float = 0.0
     raw_text: str | None = None
     request_id: str | None = None
+    paid: bool = False
+
+    @property
+    def billed(self) -> bool:
+        """Whether this result is a call paid for in this run (its cost is logged)."""
+        return self.source is AnswerSource.ENDPOINT or self.paid
 
     @property
     def ok(self) -> bool:
@@ -371,7 +404,7 @@ class CachedResult(Generic[T]):
             prompt_tokens=self.usage.prompt_tokens,
             completion_tokens=self.usage.completion_tokens,
             latency_ms=round(self.latency_s * 1000),
-            cost=billed.usd if self.source is AnswerSource.ENDPOINT else Decimal(0),
+            cost=billed.usd if self.billed else Decimal(0),
             price_known=billed.price_known,
             outcome=self.outcome,
             answer=self.raw_text or "",
@@ -380,11 +413,14 @@ class CachedResult(Generic[T]):
 
 
 def _from_store(
-    record: AnswerRecord, response_model: type[T], mode: CacheMode, t0: float
+    record: AnswerRecord, response_model: type[T], mode: CacheMode, t0: float, paid: bool
 ) -> CachedResult[T]:
     """Parse a recorded answer exactly as the client parses a live one (pydantic's
-    `model_validate_json` on the content), so a replay yields equal objects."""
+    `model_validate_json` on the content), so a replay yields equal objects. `paid`: the
+    recording is this call's own, paid in this run: logged as that call."""
     outcome = GptOutcome.REPLAYED if mode is CacheMode.REPLAY else GptOutcome.CACHED
+    if paid:
+        outcome = GptOutcome.OK
     failure: FailureKind | None = None
     detail = ""
     parsed: T | None = None
@@ -405,9 +441,12 @@ def _from_store(
         outcome=GptOutcome(failure.value) if failure is not None else outcome,
         parsed=parsed,
         failure=failure,
-        detail=detail,
+        detail=detail
+        or ("paid in this run before a restart; answer from its recording" if paid else ""),
+        usage=record.usage if paid else GptUsage(),
         latency_s=time.perf_counter() - t0,
         raw_text=record.answer,
+        paid=paid,
     )
 
 
@@ -421,8 +460,17 @@ def ask_with_cache(
     schema: Mapping[str, Any] | None = None,
     schema_name: str | None = None,
     max_age_ms: int | None = None,
+    call_id: str = "",
+    run: str = "",
 ) -> CachedResult[T]:
     """Answer from `store` or `client` according to `mode`; record good answers.
+
+    `call_id` and `run` (optional): the call asking (its `gpt_calls` id) and the run asking it.
+    A good answer is recorded with both; a hit on a recording made by the same call id in the
+    same run is that paid call (`paid`: outcome `ok`, its recorded usage, so its cost), not a
+    free `cached` answer: a restart that redoes its last epoch asks again the calls it had paid
+    but not yet logged, and the decision log's cost must equal what was spent. Any other hit
+    (another run, another call with the same question) costs nothing.
 
     `max_age_ms` (auto only): a recording older than this (wall clock) is a miss, so a live
     run reuses an answer to the identical question only inside that window; replay ignores it.
@@ -448,7 +496,8 @@ def ask_with_cache(
         ):
             record = None  # too old to stand for an answer to this moment
         if record is not None:
-            hit = _from_store(record, response_model, mode, t0)
+            own = bool(run) and bool(call_id) and (record.run, record.call_id) == (run, call_id)
+            hit = _from_store(record, response_model, mode, t0, own)
             if hit.ok or mode is CacheMode.REPLAY:
                 return hit
         elif mode is CacheMode.REPLAY:
@@ -463,7 +512,7 @@ def ask_with_cache(
             )
     result = client.ask(messages, response_model, schema=schema, schema_name=schema_name)
     if result.ok and result.raw_text is not None:
-        store.put(phash, result.model, result.raw_text, result.usage)
+        store.put(phash, result.model, result.raw_text, result.usage, call_id=call_id, run=run)
     return CachedResult(
         model=result.model,
         prompt_hash=phash,

@@ -13,6 +13,7 @@ per symbol) is the desk's decision, never this module's.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -34,9 +35,37 @@ from models.gpt_decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
 from models.messages import GptCall, GptOutcome, GptRequest
 from models.strategy_spec import GptDecision
 
-__all__ = ["GptGateway", "gpt_status"]
+__all__ = ["RUN_FILE", "GptGateway", "gpt_status", "run_token"]
 
 _LOG: Final = logging.getLogger(__name__)
+
+
+RUN_FILE: Final = "gpt-run-id"
+"""The run's identity for the answer store, kept in `recovery.dir` beside Bytewax's state."""
+
+
+def run_token(settings: Settings) -> str:
+    """The identity of this run for the answer store, the same across its restarts: with
+    recovery on it is kept in `recovery.dir` and reused while that directory holds Bytewax's
+    state (`part-*.sqlite3`, made at the run's first start, so a crash before the first
+    snapshot is the same run too); a fresh directory (or recovery off: nothing resumes) is a
+    new run. A directory that cannot be written gives a token for this process only (the run
+    then stops on `recovery.dir` anyway)."""
+    fresh = uuid.uuid4().hex
+    if not settings.recovery.enabled:
+        return fresh
+    directory = Path(settings.recovery.dir)
+    path = directory / RUN_FILE
+    try:
+        if path.is_file() and any(directory.glob("part-*.sqlite3")):
+            token = path.read_text(encoding="utf-8").strip()
+            if token:
+                return token
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(fresh + "\n", encoding="utf-8")
+    except OSError as err:
+        _LOG.warning("run identity not kept in %s: %s", directory, err)
+    return fresh
 
 
 def _messages(request: GptRequest) -> list[ChatMessage]:
@@ -57,6 +86,7 @@ class GptGateway:
         prices: PriceTable = DEFAULT_PRICE_TABLE,
         max_age_ms: int | None = None,
         ledger: SpendLedger | None = None,
+        run: str = "",
     ) -> None:
         self.client = client
         # With a ledger, the endpoint is called only while today's real spending (wall clock,
@@ -70,6 +100,9 @@ class GptGateway:
         self.mode = CacheMode(mode)
         self.prices = prices
         self.max_age_ms = max_age_ms
+        # Who "this run" is for the answer store (`run_token`): "" = no identity, every
+        # recorded answer is a free `cached` one.
+        self.run = run
         self.schema: dict[str, Any] = GptDecider(settings).schema
         self._worker: KeyedWorker[GptAnswer] = KeyedWorker(settings.gpt.max_concurrency, "gpt")
 
@@ -93,7 +126,8 @@ class GptGateway:
         store = AnswerStore(Path(cfg.cache_dir))
         window = parse_duration_ms(cfg.cache_window) if live else None
         ledger = SpendLedger(Path(cfg.cache_dir))
-        return cls(settings, client, store, mode=mode, max_age_ms=window, ledger=ledger)
+        run = run_token(settings)
+        return cls(settings, client, store, mode=mode, max_age_ms=window, ledger=ledger, run=run)
 
     # ------------------------------------------------------------------ answering
 
@@ -110,6 +144,8 @@ class GptGateway:
                 schema=self.schema,
                 schema_name=STRICT_SCHEMA_NAME,
                 max_age_ms=self.max_age_ms,
+                call_id=request.request_id,
+                run=self.run,
             )
             call = result.to_call(
                 decision_id=request.decision_id,
@@ -118,7 +154,7 @@ class GptGateway:
                 ts_ms=request.ts_ms,
                 prices=self.prices,
             )
-            billed = result.source is AnswerSource.ENDPOINT
+            billed = result.billed  # a call paid in this run (also one asked again)
             parsed, failure, detail = result.parsed, result.failure, result.detail
             raw = result.raw_text
         else:

@@ -172,10 +172,10 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
             # Never trade on a book that was not checked against the exchange (raises when
             # the exchange cannot be asked; the run stops before its first order).
             state = orders.executor.state(self._pairs)
-            if self._unsent:
-                # Orders without a report: the balances may already hold their fills, which
-                # the re-sent orders' reports will bring; adopting now would count them twice.
-                # The periodic check reconciles once they have reported.
+            if self._unsent or (not inline and self.desk.orders_to_look_up()):
+                # Orders without a report (or given up on): the balances may already hold
+                # their fills, which the re-sent orders' reports will bring; adopting now would
+                # count them twice. The periodic check reconciles once they have reported.
                 self._next_check = time.monotonic()
             else:
                 self._startup = self.desk.on_exchange_state(state, int(time.time() * 1000))
@@ -248,12 +248,15 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
         applied while no order is on its way: balances would be caught mid-change)."""
         for state, mark in orders.states():
             quiet = orders.in_flight == 0 and orders.submitted == mark  # nothing sent since
-            if quiet and not self.desk.unreported_orders():
+            settled = not self.desk.unreported_orders() and not self.desk.orders_to_look_up()
+            if quiet and settled:
                 now_ms = int(time.time() * 1000)
                 step = functools.partial(self.desk.on_exchange_state, state, now_ms)
                 self._guarded(step, "reconciling with the exchange", out)
         if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + self._check_every_s
+            for order in self.desk.orders_to_look_up():  # before the balances are read
+                orders.submit(order, look_up=True)
             orders.check_state(self._pairs)
             if orders.in_flight == 0 and not self._unsent:
                 # Orders the exchange accepted but has not filled (reported `open`): looked

@@ -33,6 +33,12 @@ from typing import Any
 
 from models.active_strategy import ActiveStrategy
 from models.config import Settings, parse_duration_ms
+from models.decision_status import (
+    decision_status,
+    filled_quantity,
+    order_status,
+    stale_report,
+)
 from models.execution import ExchangeState, ExecStatus, ExecutionReport
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
@@ -69,8 +75,8 @@ from models.messages import (
     StrategyStatus,
     TradeIntent,
     gpt_call_id,
-    to_ms,
 )
+from models.news_digest import NewsBuffer
 from models.portfolio import Portfolio
 from models.risk import check
 from models.sim_exchange import SimulatedExchange, client_order_id, with_status
@@ -190,7 +196,11 @@ PERSISTED = (
     "local_only",
     "seen_fills",
     "feature_history",
+    "closed",
+    "fallen_back",
+    "given_up",
 )
+CLOSED_KEPT = 1_000  # settled, not wholly filled decisions kept for a late report (newest)
 
 
 @dataclass(slots=True)
@@ -204,7 +214,7 @@ class TradingDesk:
     decisions_made: int = 0
     pending: dict[str, PendingGpt] = field(default_factory=dict)  # by symbol
     strategies: dict[str, ActiveStrategy] = field(default_factory=dict)  # by symbol
-    texts: dict[str, list[NewsItem | SocialPost]] = field(default_factory=dict)  # by symbol
+    texts: NewsBuffer = field(default_factory=NewsBuffer)  # kept news/posts by symbol
     latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
     budget: DailyBudget = field(default_factory=lambda: DailyBudget(Decimal(0)))
     owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision -> strategy
@@ -213,6 +223,14 @@ class TradingDesk:
     local_only: set[str] = field(default_factory=set)  # symbols the safe_local fallback took
     seen_fills: dict[str, None] = field(default_factory=dict)  # exchange fills applied (newest)
     feature_history: FeatureHistory = field(default_factory=FeatureHistory)  # warms new strategies
+    # Exchange venue: settled decisions with an order not wholly filled (refused, given up,
+    # partly filled), by id (newest CLOSED_KEPT): such an order may still report fills (one
+    # the executor gave up on that the exchange filled after all), and its report finds them.
+    closed: dict[str, DecisionRecord] = field(default_factory=dict)
+    fallen_back: dict[str, None] = field(default_factory=dict)  # orders whose fallback ran
+    # Orders reported `failed` (not found after an error that may have placed them): looked up
+    # once more before the book is reconciled, so a late fill is booked at its own price.
+    given_up: dict[str, str] = field(default_factory=dict)  # client order id -> decision id
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -247,8 +265,11 @@ class TradingDesk:
         return tuple(getattr(self, name) for name in PERSISTED)
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(PERSISTED, state, strict=True):
+        # A snapshot from before a field was added leaves that field at its default.
+        for name, value in zip(PERSISTED[: len(state)], state, strict=True):
             setattr(self, name, value)
+        if isinstance(self.texts, dict):  # a snapshot from before the incremental buffer
+            self.texts = NewsBuffer.from_lists(self.texts)
         # Data comes from the snapshot, settings from the current configuration.
         self.budget.cap = self.settings.gpt.daily_budget_usd
         self.exchange.execution = self.settings.execution
@@ -299,29 +320,16 @@ class TradingDesk:
         return out
 
     def on_text(self, event: TextEvent) -> None:
-        """Keep recent news/posts per symbol for the digest (only when GPT is asked)."""
+        """Keep recent news/posts per symbol for the digest (only when GPT is asked); the
+        buffer's rules are in `models.news_digest`."""
         if self.gpt is None or self.settings.gpt.digest_items == 0:
             return
         item = event.item
-        keep = 4 * self.settings.gpt.digest_items
         # Age is judged by the bars' clock, never by an item's own (perhaps forged) time.
         clock = max((e.bar.end_ms for e in self.latest.values()), default=None)
-        for sym in dict.fromkeys(item.symbols):
-            if sym not in self.settings.symbols:
-                continue
-            items = [*self.texts.get(sym, ()), item]
-            if clock is not None:
-                items = [i for i in items if to_ms(i.ts) >= clock - self._digest_window_ms]
-            items.sort(key=lambda i: (to_ms(i.ts), i.type, i.id))
-            if clock is None:
-                self.texts[sym] = items[-keep:]
-                continue
-            # Items dated far ahead of the bars (a forged or broken clock) only take the room
-            # the real news leaves: a flood of them must not push the current news out.
-            ahead = clock + self._digest_window_ms
-            current = [i for i in items if to_ms(i.ts) <= ahead][-keep:]
-            future = [i for i in items if to_ms(i.ts) > ahead][: keep - len(current)]
-            self.texts[sym] = current + future
+        symbols = [s for s in dict.fromkeys(item.symbols) if s in self.settings.symbols]
+        keep = 4 * self.settings.gpt.digest_items
+        self.texts.add(item, symbols, clock, self._digest_window_ms, keep)
 
     def _decision_failed(self, event: BarEvent, err: Exception) -> Alert:
         """A decision that raised places nothing; say so loudly, keep the rest of the bar."""
@@ -333,8 +341,9 @@ class TradingDesk:
     def _order_of(
         self, decision_id: str, client_order_id: str
     ) -> tuple[DecisionRecord | None, Order | None]:
-        """The open decision of an order, and the order as that decision holds it."""
-        record = self.open_decisions.get(decision_id)
+        """The open (or, on the exchange venue, recently settled and not wholly filled)
+        decision of an order, and the order as that decision holds it."""
+        record = self.open_decisions.get(decision_id) or self.closed.get(decision_id)
         order = next(
             (o for o in (record.orders if record else []) if o.client_order_id == client_order_id),
             None,
@@ -344,8 +353,9 @@ class TradingDesk:
     def _record_update(
         self, record: DecisionRecord, updated: Order, fills: list[Fill], note: str | None = None
     ) -> DecisionRecord:
-        """The decision's next version with one order changed and new fills; a decision whose
-        orders are all settled is no longer open."""
+        """The decision's next version with one order changed and new fills, its status
+        following its orders (`models.decision_status`); a decision whose orders are all
+        settled is no longer open."""
         orders = [
             updated if o.client_order_id == updated.client_order_id else o for o in record.orders
         ]
@@ -357,11 +367,18 @@ class TradingDesk:
         if note is not None:
             change["note"] = note
         record = record.model_copy(update=change)
+        record = record.model_copy(update={"status": decision_status(record)})
+        did = record.decision_id
+        self.closed.pop(did, None)
         if all(o.status is not OrderStatus.PENDING for o in orders):
-            del self.open_decisions[record.decision_id]
-            self.owners.pop(record.decision_id, None)
+            self.open_decisions.pop(did, None)
+            self.owners.pop(did, None)
+            if self.venue == "exchange" and any(o.status is not OrderStatus.FILLED for o in orders):
+                self.closed[did] = record
+                if len(self.closed) > CLOSED_KEPT:
+                    del self.closed[next(iter(self.closed))]
         else:
-            self.open_decisions[record.decision_id] = record
+            self.open_decisions[did] = record
         return record
 
     def _fill_pending(self, bar: Bar) -> list[DeskOutput]:
@@ -1066,6 +1083,20 @@ class TradingDesk:
             if o.status is OrderStatus.PENDING
         ]
 
+    def orders_to_look_up(self) -> list[Order]:
+        """Orders the executor gave up on (`failed`: maybe placed, not found): the gateway
+        looks each up once more, without creating it, before the book is next reconciled
+        with the exchange's balances; a late fill then arrives as a report at its price,
+        instead of the balance being adopted at the mark."""
+        found: list[Order] = []
+        for cid, decision_id in list(self.given_up.items()):
+            _, order = self._order_of(decision_id, cid)
+            if order is None or order.status is OrderStatus.PENDING:
+                del self.given_up[cid]  # no longer held, or re-opened (polled as pending)
+            else:
+                found.append(order)
+        return found
+
     def on_execution(self, report: ExecutionReport) -> list[DeskOutput]:
         """Apply what the exchange did with one order: its fills move the book, the order and
         the decision get a new version; a failed order raises a critical alert and applies
@@ -1087,6 +1118,70 @@ class TradingDesk:
                 )
             ]
         record, order = self._order_of(report.decision_id, report.client_order_id)
+        applied = self._apply_exchange_fills(report, out)
+        status = {
+            ExecStatus.FILLED: OrderStatus.FILLED,
+            ExecStatus.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+            ExecStatus.OPEN: OrderStatus.PENDING,
+        }.get(report.status, OrderStatus.REJECTED)
+        settled = order is not None and order.status is not OrderStatus.PENDING
+        if settled:
+            self.given_up.pop(report.client_order_id, None)  # looked up again: known now
+        elif report.status is ExecStatus.FAILED and order is not None:
+            self.given_up[report.client_order_id] = report.decision_id
+            if len(self.given_up) > CLOSED_KEPT:
+                del self.given_up[next(iter(self.given_up))]
+        if order is not None and stale_report(order, status, len(applied)):
+            return out  # settled before, nothing new (a repeated failure: no second fallback)
+        if report.status is ExecStatus.OPEN and not applied and not settled:
+            return out  # accepted, nothing filled yet: the order stays pending
+        # The fallback is for an order the desk is waiting for; one it had settled (or does
+        # not hold) already had its outcome.
+        held = order is not None and not settled
+        again = report.client_order_id in self.fallen_back  # reopened, then failed again
+        fallback = self.settings.execution.fallback if report.failed and held else ""
+        shown = f"{fallback} (ran before: not again)" if again else fallback
+        if order is not None and record is not None:
+            filled = filled_quantity(order, [*record.fills, *applied])
+            new_status = order_status(order, status, filled)
+            updated = with_status(order, new_status, report.ts_ms, report.error[:500])
+            out.append(updated)
+            note = record.note
+            if report.failed and not settled:
+                note = (
+                    f"{note}; order {order.client_order_id} {report.status.value} after "
+                    f"{report.attempts} attempt(s): {report.error}; fallback: {shown}"
+                )[:2000]
+            elif settled:
+                note = (
+                    f"{note}; order {order.client_order_id} {new_status.value} after it was "
+                    f"{order.status.value}: the exchange reported it again"
+                )[:2000]
+                out.append(self._late_alert(order, new_status, applied, report))
+            out.append(self._record_update(record, updated, applied, note))
+        if report.failed and (fallback or order is None):
+            out.append(
+                executor_alert(
+                    "order-failed",
+                    report.client_order_id,
+                    report.ts_ms,
+                    Severity.CRITICAL,
+                    f"order {report.client_order_id} ({report.side.value} {report.quantity} "
+                    f"{report.symbol}) {report.status.value}: {report.error}; "
+                    f"fallback: {shown or 'none, not an open order of the desk'}",
+                    report.decision_id,
+                    report.symbol,
+                )
+            )
+            if fallback and not again:
+                self.fallen_back[report.client_order_id] = None
+                if len(self.fallen_back) > CLOSED_KEPT:
+                    del self.fallen_back[next(iter(self.fallen_back))]
+                out.extend(self._exchange_fallback(report, fallback))
+        return out
+
+    def _apply_exchange_fills(self, report: ExecutionReport, out: list[DeskOutput]) -> list[Fill]:
+        """Book the report's fills not seen before, at their own prices; returns them."""
         applied: list[Fill] = []
         for fill in report.fills:
             if fill.fill_id in self.seen_fills:
@@ -1116,42 +1211,25 @@ class TradingDesk:
                 del self.seen_fills[next(iter(self.seen_fills))]
             applied.append(fill)
             out.append(fill)
-        if report.status is ExecStatus.OPEN and not applied:
-            return out  # accepted, nothing filled yet: the order stays pending
-        status = {
-            ExecStatus.FILLED: OrderStatus.FILLED,
-            ExecStatus.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
-            ExecStatus.OPEN: OrderStatus.PENDING,
-        }.get(report.status, OrderStatus.REJECTED)
-        fallback = self.settings.execution.fallback if report.failed else ""
-        if order is not None and record is not None:
-            updated = with_status(order, status, report.ts_ms, report.error[:500])
-            if updated.status is OrderStatus.PENDING:
-                updated = updated.model_copy(update={"version": order.version + 1})
-            out.append(updated)
-            note = record.note
-            if report.failed:
-                note = (
-                    f"{note}; order {order.client_order_id} {report.status.value} after "
-                    f"{report.attempts} attempt(s): {report.error}; fallback: {fallback}"
-                )[:2000]
-            out.append(self._record_update(record, updated, applied, note))
-        if report.failed:
-            out.append(
-                executor_alert(
-                    "order-failed",
-                    report.client_order_id,
-                    report.ts_ms,
-                    Severity.CRITICAL,
-                    f"order {report.client_order_id} ({report.side.value} {report.quantity} "
-                    f"{report.symbol}) {report.status.value}: {report.error}; "
-                    f"fallback: {fallback}",
-                    report.decision_id,
-                    report.symbol,
-                )
-            )
-            out.extend(self._exchange_fallback(report, fallback))
-        return out
+        return applied
+
+    def _late_alert(
+        self, order: Order, status: OrderStatus, fills: list[Fill], report: ExecutionReport
+    ) -> Alert:
+        """An order the desk had settled (given up, refused) that the exchange reports again:
+        booked as the exchange says, at the fills' own prices; a human should know."""
+        qty = sum((f.quantity for f in fills), Decimal(0))
+        what = f"filled {qty} more" if fills else "is open on the exchange"
+        return executor_alert(
+            f"order-late-{status.value}",
+            f"{order.client_order_id}:{len(fills)}:{report.ts_ms}",
+            report.ts_ms,
+            Severity.WARNING,
+            f"order {order.client_order_id} ({order.side.value} {order.quantity} "
+            f"{order.symbol}) was {order.status.value} but {what}: now {status.value}",
+            order.decision_id,
+            order.symbol,
+        )
 
     def _exchange_fallback(self, report: ExecutionReport, action: str) -> list[DeskOutput]:
         sym = report.symbol

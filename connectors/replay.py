@@ -32,8 +32,9 @@ from pydantic import ValidationError
 
 from connectors.broker import wait_for_broker
 from connectors.kafka_io import DeliveryCounter, make_producer, publish
+from models.bars import input_end_ms
 from models.config import parse_duration_ms
-from models.messages import SYMBOL_PATTERN, BarIn, Tick, to_ms
+from models.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.parsing import event_time_problem
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ReplayStats",
     "RowProblem",
     "load_market_file",
+    "publish_order",
     "replay",
 ]
 
@@ -541,7 +543,7 @@ def load_market_file(
         except ValidationError as err:
             problems.append(RowProblem(row, _validation_reason(err)))
             continue
-        messages.append((us, i, msg))
+        messages.append((input_end_ms(msg) * 1000 + us % 1000, i, msg))
 
     messages.sort(key=lambda t: (t[0], t[1]))
     problems.sort(key=lambda q: q.row)
@@ -560,8 +562,14 @@ def load_market_file(
 # --------------------------------------------------------------------------------------------
 
 
-def _event_ms(msg: MarketMsg) -> int:
-    return to_ms(msg.ts)
+def publish_order(messages: Iterable[MarketMsg]) -> list[MarketMsg]:
+    """The messages in the order a live feed delivers them: by the time each is complete (a
+    tick at its time, a bar at its end: its close is not known before), ties in input order.
+
+    Epoch ms, not datetimes: a caller's naive datetime (taken as UTC, as the pipeline does)
+    must not break the comparison with aware ones."""
+    timed = sorted(((input_end_ms(m), i, m) for i, m in enumerate(messages)), key=lambda t: t[:2])
+    return [m for _, _, m in timed]
 
 
 def replay(
@@ -583,12 +591,8 @@ def replay(
     """
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a positive number or None, got {speed!r}")
-    # Sort on epoch ms, not on datetimes: a caller's naive datetime (taken as UTC, as the
-    # pipeline does) must not break the comparison with aware ones.
-    timed = sorted(((_event_ms(m), i, m) for i, m in enumerate(messages)), key=lambda t: t[:2])
-    ordered: Sequence[MarketMsg] = [m for _, _, m in timed]
-    event_ms = [ms for ms, _, _ in timed]
-    del timed
+    ordered: Sequence[MarketMsg] = publish_order(messages)
+    event_ms = [input_end_ms(m) for m in ordered]
     # Fail in seconds with one line, rather than queueing everything and timing out in flush().
     wait_for_broker(bootstrap, connect_timeout_s, label="bootstrap")
     counter = DeliveryCounter()

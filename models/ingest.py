@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.bars import BarBuilder, Rejected
+from models.bars import BarBuilder, Rejected, input_end_ms
 from models.config import Settings, parse_duration_ms
 from models.desk import BarEvent, TextEvent
 from models.features import FeatureState
@@ -179,8 +179,11 @@ class PartitionIngest:
             tick, ts_ms = msg
             st = self._state(tick.symbol)
             result = st.bars.add(tick, ts_ms)
-            if ts_ms > self.clock_ms and not isinstance(result, Rejected):
-                self.clock_ms = ts_ms
+            # An input bar is known at its end, not its open: the clock (which orders bars
+            # across partitions, models/merge.py) must not put a daily bar before its hours.
+            end_ms = input_end_ms(tick, ts_ms)
+            if end_ms > self.clock_ms and not isinstance(result, Rejected):
+                self.clock_ms = end_ms
             if isinstance(result, Rejected):
                 out.append(dead_letter(topic, partition, offset, record_ms, value, result.reason))
                 return

@@ -30,6 +30,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from connectors.clickhouse_store import Store
+    from connectors.replay import MarketStream, ReplayStats
 
 from models.config import ConfigError, Settings, env_overrides, load_settings
 
@@ -343,10 +344,8 @@ def replay(
     config: ConfigOpt = None,
 ) -> None:
     """Publish market data to the market topic, with a progress bar."""
-    from connectors.broker import ensure_topics
     from connectors.datasets import dataset_path, list_datasets
-    from connectors.replay import load_market_file
-    from connectors.replay import replay as do_replay
+    from connectors.replay import open_market_file
 
     def go() -> None:
         settings = settings_from(config)
@@ -372,49 +371,10 @@ def replay(
             raise UserError(
                 f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
             )
-        loaded = load_market_file(path, symbol=default_symbol, interval=interval)
-        unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
-        if unknown:
-            example = (
-                f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
-                if "/" not in unknown[0]
-                else ""
-            )
-            raise UserError(
-                f"symbol(s) {', '.join(unknown)} not in the config's symbols"
-                f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
-                "--symbol with a configured one"
-            )
-        if loaded.rows == 0:
-            raise UserError(f"{path}: no data rows (the file has only a header)")
-        if not loaded.messages:
-            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
-            raise UserError(
-                f"{path}: no valid rows to publish ({len(loaded.problems)} rejected{first})"
-            )
-        for row, reason in loaded.problems[:10]:
-            err_console.print(Text(f"skipped row {row}: {reason}", style="yellow"))
-        if len(loaded.problems) > 10:
-            err_console.print(
-                Text(f"... and {len(loaded.problems) - 10} more skipped rows", style="yellow")
-            )
-        _check_broker(bootstrap, _bootstrap_label(ctx))
-        topic = settings.kafka.topics.market
-        ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
-        before = _topic_size(bootstrap, topic)
-        try:
-            with _terminate_as_interrupt():
-                stats = do_replay(bootstrap, topic, loaded.messages, speed=speed, progress=True)
-        except KeyboardInterrupt:
-            # What was sent is flushed and stays in the topic; say how far the replay got.
-            after = _topic_size(bootstrap, topic)
-            done = (
-                f"{after - before:,} of {len(loaded.messages):,} messages published to {topic}"
-                if before is not None and after is not None
-                else f"messages published so far stay in {topic}"
-            )
-            err_console.print(Text(f"interrupted: {done}", style="yellow"))
-            raise typer.Exit(130) from None
+        # Read in bounded memory: the file is scanned (every bad row known before anything is
+        # sent), then published as it is read back, by end time (connectors/market_file.py).
+        with open_market_file(path, symbol=default_symbol, interval=interval) as loaded:
+            stats = _replay_stream(ctx, settings, bootstrap, path, loaded, speed)
         if stats.failed:
             raise UserError(
                 f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
@@ -426,6 +386,64 @@ def replay(
         )
 
     guarded(go)
+
+
+def _replay_stream(
+    ctx: typer.Context,
+    settings: Settings,
+    bootstrap: str,
+    path: Path,
+    loaded: MarketStream,
+    speed: float | None,
+) -> ReplayStats:
+    """Check a scanned file against the config, then publish it as it is read back; one
+    `error:` line on a mistake."""
+    from connectors.broker import ensure_topics
+    from connectors.replay import replay as do_replay
+
+    unknown = sorted(set(loaded.symbols) - set(settings.symbols))
+    if unknown:
+        example = (
+            f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
+            if "/" not in unknown[0]
+            else ""
+        )
+        raise UserError(
+            f"symbol(s) {', '.join(unknown)} not in the config's symbols"
+            f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
+            "--symbol with a configured one"
+        )
+    if loaded.rows == 0:
+        raise UserError(f"{path}: no data rows (the file has only a header)")
+    if not loaded.count:
+        first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
+        raise UserError(
+            f"{path}: no valid rows to publish ({loaded.problem_count} rejected{first})"
+        )
+    for row, reason in loaded.problems[:10]:
+        err_console.print(Text(f"skipped row {row}: {reason}", style="yellow"))
+    if loaded.problem_count > 10:
+        err_console.print(
+            Text(f"... and {loaded.problem_count - 10} more skipped rows", style="yellow")
+        )
+    _check_broker(bootstrap, _bootstrap_label(ctx))
+    topic = settings.kafka.topics.market
+    ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
+    before = _topic_size(bootstrap, topic)
+    try:
+        with _terminate_as_interrupt():
+            stats = do_replay(bootstrap, topic, loaded, speed=speed, progress=True)
+    except KeyboardInterrupt:
+        # What was sent is flushed and stays in the topic; say how far the replay got.
+        after = _topic_size(bootstrap, topic)
+        done = (
+            f"{after - before:,} of {loaded.count:,} messages published to {topic}"
+            if before is not None and after is not None
+            else f"messages published so far stay in {topic}"
+        )
+        err_console.print(Text(f"interrupted: {done}", style="yellow"))
+        raise typer.Exit(130) from None
+    return stats
 
 
 def _topic_size(bootstrap: str, topic: str) -> int | None:

@@ -167,7 +167,7 @@ def test_unreadable_file_is_a_one_line_error(
     def denied(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("connectors.replay.open", denied, raising=False)
+    monkeypatch.setattr("connectors.market_source.open", denied, raising=False)
     with pytest.raises(MarketFileError, match=r"aaa\.csv: cannot read \(Permission denied\)"):
         load_market_file(path)
 

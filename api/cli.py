@@ -426,6 +426,8 @@ def _replay_stream(
         err_console.print(
             Text(f"... and {loaded.problem_count - 10} more skipped rows", style="yellow")
         )
+    if loaded.kind == "bars":
+        _warn_unfit_bars(settings, loaded)
     _check_broker(bootstrap, _bootstrap_label(ctx))
     topic = settings.kafka.topics.market
     ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
@@ -444,6 +446,34 @@ def _replay_stream(
         err_console.print(Text(f"interrupted: {done}", style="yellow"))
         raise typer.Exit(130) from None
     return stats
+
+
+def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
+    """Bars the pipeline will refuse (`models.bars.input_bar_problem`: off the window grid, or
+    coarser than the window), said per symbol before anything is sent."""
+    from collections import Counter
+
+    from models.bars import input_bar_problem
+    from models.messages import BarIn
+
+    unfit: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for msg in loaded.messages():
+        total[msg.symbol] += 1
+        if isinstance(msg, BarIn):
+            why = input_bar_problem(msg, settings.bar_interval_ms(msg.symbol))
+            if why is not None:
+                unfit[msg.symbol] += 1
+                first.setdefault(msg.symbol, why)
+    for sym, n in sorted(unfit.items()):
+        err_console.print(
+            Text(
+                f"warning: {n:,} of {total[sym]:,} {sym} bars will be dead-lettered by the "
+                f"pipeline; first: {first[sym]}",
+                style="yellow",
+            )
+        )
 
 
 def _topic_size(bootstrap: str, topic: str) -> int | None:

@@ -49,6 +49,24 @@ def input_end_ms(msg: Tick | BarIn, ts_ms: int | None = None) -> int:
     return ts if isinstance(msg, Tick) else ts + msg.interval_s * 1000
 
 
+def input_bar_problem(msg: BarIn, window_ms: int, ts_ms: int | None = None) -> str | None:
+    """Why an input bar cannot be folded into `window_ms` windows, or None: coarser than the
+    window, or not inside one window of the UTC grid (`off grid`). The bar builder refuses
+    such a bar with this reason; `stratflow replay` warns with it before publishing."""
+    ts = to_ms(msg.ts) if ts_ms is None else ts_ms
+    span = msg.interval_s * 1000
+    if span > window_ms:
+        return f"bar interval {msg.interval_s}s is coarser than the {window_ms // 1000}s window"
+    start = ts - ts % window_ms
+    if ts + span > start + window_ms:
+        return (
+            f"off grid: {_span(span)} bar {_iso(ts)}..{_iso(ts + span)} crosses the "
+            f"{_span(window_ms)} window boundary at {_iso(start + window_ms)}; input bars "
+            "must lie inside one window of the UTC grid"
+        )
+    return None
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
@@ -137,19 +155,9 @@ class BarBuilder:
             notional = msg.price * msg.size
             dedupe_key = msg.id or None  # "" is how many producers spell "no id"
         else:
-            span = msg.interval_s * 1000
-            if span > interval:
-                return Rejected(
-                    f"bar interval {msg.interval_s}s is coarser than the {interval // 1000}s window"
-                )
-            end = ts + span
-            start = ts - ts % interval
-            if end > start + interval:
-                return Rejected(
-                    f"off grid: {_span(span)} bar {_iso(ts)}..{_iso(end)} crosses the "
-                    f"{_span(interval)} window boundary at {_iso(start + interval)}; input bars "
-                    "must lie inside one window of the UTC grid"
-                )
+            if (problem := input_bar_problem(msg, interval, ts)) is not None:
+                return Rejected(problem)
+            end = ts + msg.interval_s * 1000
             o, h, lo, c, vol = msg.open, msg.high, msg.low, msg.close, msg.volume
             notional = (msg.high + msg.low + msg.close) / 3 * msg.volume
             dedupe_key = msg.id or f"bar@{ts}"

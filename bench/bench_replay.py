@@ -118,13 +118,20 @@ def main() -> None:
     ap.add_argument("--shuffled", action="store_true")
     ap.add_argument("--variant", choices=["new", "old"])
     ap.add_argument("--file", type=Path)
+    ap.add_argument("--make", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.make:
+        write_trades(args.file, args.rows, args.shuffled)
+        return
     if args.variant:
         print(json.dumps(child(args.variant, args.file)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trades.csv"
-        write_trades(path, args.rows, args.shuffled)
+        # In a process of its own: Linux carries a parent's peak RSS over fork and exec, so
+        # a parent that built the rows would inflate every child's figure.
+        make = [sys.executable, __file__, "--make", "--rows", str(args.rows), "--file", str(path)]
+        subprocess.run([*make, *(["--shuffled"] if args.shuffled else [])], check=True)
         size_mb = path.stat().st_size / 1e6
         print(f"{args.rows:,} trades, {size_mb:.0f} MB CSV, shuffled={args.shuffled}")
         for variant in ("new", "old"):

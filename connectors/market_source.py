@@ -238,18 +238,21 @@ class _CsvSource(Source):
         self.problems = []
         header: list[str] | None = None
         has_data: list[bool] = []
+        empty: list[int] = []  # columns without data so far: usually none after the first row
         stats_by_index: dict[int, _ColumnStats] = {}
         for _line, fields in self._rows(profile=True):
             if header is None:
                 header = fields
                 has_data = [False] * len(header)
+                empty = list(range(len(header)))
                 stats_by_index = {
                     i: _ColumnStats() for i, h in enumerate(header) if _norm(h) in _CANDIDATES
                 }
                 continue
-            for i, f in enumerate(fields):
-                if not has_data[i] and f.strip():
+            if empty:
+                for i in [i for i in empty if fields[i].strip()]:
                     has_data[i] = True
+                    empty.remove(i)
             for i, st in stats_by_index.items():
                 st.add(fields[i])
         if header is None:

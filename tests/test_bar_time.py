@@ -14,19 +14,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.replay import publish_order
+from connectors.replay import publish_order, replay
 from models.bars import BarBuilder, Rejected, input_end_ms
 from models.config import Settings
 from models.desk import BarEvent, TradingDesk
 from models.ingest import PartitionIngest, RawBatch
 from models.merge import OrderedMerge, PartitionMark
 from models.messages import BarIn, DecisionRecord, Order, Tick, to_ms
+from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
 
 D = Decimal
 T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -202,27 +204,31 @@ def test_a_slow_bars_close_changes_no_decision_before_that_bar_ends(
     )
 
 
-def test_publishing_by_open_would_leak_the_daily_close() -> None:
-    """The same case published by open time (the old replay order): the daily close reaches
-    the desk at 00:00 and the hourly decisions of that day change. This is what the test
-    above guards against; if it stops differing, the test above tests nothing."""
-    slow_bars = walk("DAILY", DAY, 24, 1, start=200.0)
-    fast_bars = walk("HOURLY", HOUR, 24 * 24, 101)
+def leaky_day(daily: list[BarIn], hourly: list[BarIn]) -> int:
+    """The first daily bar whose close, published at its open (the old replay order), changes
+    hourly decisions of that same day; the issue's case."""
     cfg = flow_settings({"HOURLY": HOUR, "DAILY": DAY}, 1)
+    one = {"HOURLY": 0, "DAILY": 0}
 
     def by_open(msgs: list[BarIn]) -> list[BarIn]:
         return sorted(msgs, key=lambda m: to_ms(m.ts))
 
-    base = run_flow(cfg, by_open([*slow_bars, *fast_bars]), {"HOURLY": 0, "DAILY": 0}, 1, 1, False)
-    differs = []
-    for index in range(8, 22):
-        changed = with_close(slow_bars, index, "1.5")
+    base = run_flow(cfg, by_open([*daily, *hourly]), one, 1, 1, False)
+    for index in range(1, len(daily) - 1):
         other = run_flow(
-            cfg, by_open([*changed, *fast_bars]), {"HOURLY": 0, "DAILY": 0}, 1, 1, False
+            cfg, by_open([*with_close(daily, index, "1.5"), *hourly]), one, 1, 1, False
         )
         cutoff = T0 + (index + 1) * DAY
-        differs.append(decisions_before(base, cutoff) != decisions_before(other, cutoff))
-    assert any(differs)
+        if decisions_before(base, cutoff) != decisions_before(other, cutoff):
+            return index
+    raise AssertionError("no daily close leaks even when published at its open")
+
+
+def test_publishing_by_open_would_leak_the_daily_close() -> None:
+    """The same case published by open time (the old replay order): the daily close reaches
+    the desk at 00:00 and the hourly decisions of that day change. This is what the tests
+    above and below guard against; if it stops differing, they test nothing."""
+    assert leaky_day(walk("DAILY", DAY, 24, 1, start=200.0), walk("HOURLY", HOUR, 24 * 24, 101))
 
 
 # ------------------------------------------------------------------ the stream the desk sees
@@ -347,3 +353,50 @@ def test_an_input_bar_is_accepted_only_inside_one_window(
             (start, start + window, D(11))
         ]
         assert input_end_ms(msg) <= emitted[0].end_ms
+
+
+# ------------------------------------------------------------------ the same through Kafka
+
+
+@pytest.mark.kafka
+def test_through_kafka_and_the_flow_a_daily_close_changes_no_earlier_decision(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The issue's case end to end: `replay` to a 3-partition topic, the Bytewax flow, the
+    decision log. Two runs differ only in one daily close (one that leaks when published at its
+    open); the decisions (with their risk checks, which see cash held for pending orders) and
+    orders of the hours before that day ends are the same rows."""
+    daily = walk("DAILY", DAY, 24, 1, start=200.0)
+    hourly = walk("HOURLY", HOUR, 24 * 24, 101)
+    index = leaky_day(daily, hourly)
+    cutoff = T0 + (index + 1) * DAY
+    sections = flow_settings({"HOURLY": HOUR, "DAILY": DAY}, 3).model_dump(
+        mode="json", include={"features", "strategy", "execution", "risk"}
+    )
+    seen: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    for bars in (daily, with_close(daily, index, "1.5")):
+        work = tmp_path / f"run{len(seen)}"
+        work.mkdir()
+        cfg = make_settings(
+            work,
+            {"HOURLY": {"bar_interval": "1h"}, "DAILY": {"bar_interval": "1d"}},
+            kafka={"partitions": 3},
+            **sections,
+        )
+        create_topics(kafka_bootstrap, cfg)
+        stats = replay(kafka_bootstrap, cfg.kafka.topics.market, [*bars, *hourly])
+        assert stats.failed == 0
+        run_flow_subprocess(cfg, kafka_bootstrap, work)
+        decisions = query(
+            cfg,
+            "SELECT decision_id, status, rounds, orders, portfolio_before FROM decisions FINAL "
+            f"WHERE ts_ms < {cutoff} ORDER BY decision_id",
+        )
+        orders = query(
+            cfg,
+            "SELECT client_order_id, side, quantity FROM orders FINAL "
+            f"WHERE placed_ms < {cutoff} ORDER BY client_order_id",
+        )
+        assert any(d["decision_id"].startswith("HOURLY@") for d in decisions)
+        seen.append((decisions, orders))
+    assert seen[0] == seen[1]

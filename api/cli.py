@@ -323,8 +323,13 @@ def broker(
 @app.command()
 def replay(
     ctx: typer.Context,
-    source: Annotated[
-        str, typer.Argument(help="CSV/Parquet file, or a shipped dataset: GOOG, EURUSD, BTCUSD")
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="CSV/Parquet files, or shipped datasets: GOOG, EURUSD, BTCUSD; several are"
+            " merged by time",
+            show_default=False,
+        ),
     ],
     symbol: Annotated[
         str | None,
@@ -343,8 +348,11 @@ def replay(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Publish market data to the market topic, with a progress bar."""
-    from connectors.datasets import dataset_path, list_datasets
+    """Publish market data to the market topic, with a progress bar.
+
+    Messages go out in the order a live feed delivers them: a trade at its time, a bar at its
+    end. Several sources are merged by that time, so give related files in one replay.
+    """
     from connectors.replay import open_market_file
 
     def go() -> None:
@@ -356,25 +364,20 @@ def replay(
             )
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise UserError(f"--speed must be a number > 0, got {speed:g}")
-        # A local file wins over a dataset of the same name.
-        default_symbol = symbol
-        try:
-            exists = Path(source).exists()
-        except OSError as err:  # e.g. a name too long for the file system
-            raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
-        if exists:
-            path = Path(source)
-        elif source.strip().upper() in list_datasets():
-            path = dataset_path(source.strip())
-            default_symbol = symbol or source.strip().upper()
-        else:
+        if symbol is not None and len(sources) > 1:
             raise UserError(
-                f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
+                "--symbol names the symbol of one file; with several sources each takes its"
+                " symbol column or its file name"
             )
-        # Read in bounded memory: the file is scanned (every bad row known before anything is
+        paths = [_replay_source(source, symbol) for source in sources]
+        # Read in bounded memory: each file is scanned (every bad row known before anything is
         # sent), then published as it is read back, by end time (connectors/market_file.py).
-        with open_market_file(path, symbol=default_symbol, interval=interval) as loaded:
-            stats = _replay_stream(ctx, settings, bootstrap, path, loaded, speed)
+        with contextlib.ExitStack() as stack:
+            loaded = [
+                (path, stack.enter_context(open_market_file(path, symbol=sym, interval=interval)))
+                for path, sym in paths
+            ]
+            stats = _replay_stream(ctx, settings, bootstrap, loaded, speed)
         if stats.failed:
             raise UserError(
                 f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
@@ -388,20 +391,37 @@ def replay(
     guarded(go)
 
 
+def _replay_source(source: str, symbol: str | None) -> tuple[Path, str | None]:
+    """(path, default symbol) of a replay argument: a local file wins over a dataset of the
+    same name."""
+    from connectors.datasets import dataset_path, list_datasets
+
+    try:
+        exists = Path(source).exists()
+    except OSError as err:  # e.g. a name too long for the file system
+        raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
+    if exists:
+        return Path(source), symbol
+    if source.strip().upper() in list_datasets():
+        return dataset_path(source.strip()), symbol or source.strip().upper()
+    raise UserError(f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})")
+
+
 def _replay_stream(
     ctx: typer.Context,
     settings: Settings,
     bootstrap: str,
-    path: Path,
-    loaded: MarketStream,
+    files: list[tuple[Path, MarketStream]],
     speed: float | None,
 ) -> ReplayStats:
-    """Check a scanned file against the config, then publish it as it is read back; one
-    `error:` line on a mistake."""
+    """Check scanned files against the config, then publish them, merged by end time, as they
+    are read back; one `error:` line on a mistake."""
     from connectors.broker import ensure_topics
+    from connectors.replay import MergedStreams
     from connectors.replay import replay as do_replay
 
-    unknown = sorted(set(loaded.symbols) - set(settings.symbols))
+    merged = MergedStreams([stream for _, stream in files])
+    unknown = sorted(set(merged.symbols) - set(settings.symbols))
     if unknown:
         example = (
             f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
@@ -413,33 +433,35 @@ def _replay_stream(
             f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
             "--symbol with a configured one"
         )
-    if loaded.rows == 0:
-        raise UserError(f"{path}: no data rows (the file has only a header)")
-    if not loaded.count:
-        first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
-        raise UserError(
-            f"{path}: no valid rows to publish ({loaded.problem_count} rejected{first})"
-        )
-    for row, reason in loaded.problems[:10]:
-        err_console.print(Text(f"skipped row {row}: {reason}", style="yellow"))
-    if loaded.problem_count > 10:
-        err_console.print(
-            Text(f"... and {loaded.problem_count - 10} more skipped rows", style="yellow")
-        )
-    if loaded.kind == "bars":
-        _warn_unfit_bars(settings, loaded)
+    for path, loaded in files:
+        if loaded.rows == 0:
+            raise UserError(f"{path}: no data rows (the file has only a header)")
+        if not loaded.count:
+            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
+            raise UserError(
+                f"{path}: no valid rows to publish ({loaded.problem_count} rejected{first})"
+            )
+    for path, loaded in files:
+        where = f" {path.name}" if len(files) > 1 else ""
+        for row, reason in loaded.problems[:10]:
+            err_console.print(Text(f"skipped{where} row {row}: {reason}", style="yellow"))
+        if loaded.problem_count > 10:
+            more = loaded.problem_count - 10
+            err_console.print(Text(f"... and {more} more skipped rows{where}", style="yellow"))
+        if loaded.kind == "bars":
+            _warn_unfit_bars(settings, loaded)
     _check_broker(bootstrap, _bootstrap_label(ctx))
     topic = settings.kafka.topics.market
     ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
     before = _topic_size(bootstrap, topic)
     try:
         with _terminate_as_interrupt():
-            stats = do_replay(bootstrap, topic, loaded, speed=speed, progress=True)
+            stats = do_replay(bootstrap, topic, merged, speed=speed, progress=True)
     except KeyboardInterrupt:
         # What was sent is flushed and stays in the topic; say how far the replay got.
         after = _topic_size(bootstrap, topic)
         done = (
-            f"{after - before:,} of {loaded.count:,} messages published to {topic}"
+            f"{after - before:,} of {merged.count:,} messages published to {topic}"
             if before is not None and after is not None
             else f"messages published so far stay in {topic}"
         )

@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from connectors.market_source import (
     TimeProfile,
     open_source,
 )
+from models.bars import input_end_ms
 from models.config import parse_duration_ms
 from models.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.parsing import event_time_problem
@@ -59,6 +60,7 @@ __all__ = [
     "MarketFile",
     "MarketFileError",
     "MarketStream",
+    "MergedStreams",
     "ReplayError",
     "RowProblem",
     "load_market_file",
@@ -286,6 +288,25 @@ class MarketStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class MergedStreams:
+    """Several scanned files as one stream, merged by end time (ties: the earlier file first),
+    so `stratflow replay daily.csv hourly.csv` publishes no daily close before its day's hours
+    whatever the order of the files."""
+
+    def __init__(self, streams: Sequence[MarketStream]) -> None:
+        self.streams = list(streams)
+        self.count = sum(s.count for s in self.streams)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({sym for s in self.streams for sym in s.symbols})
+
+    def messages(self) -> Iterator[MarketMsg]:
+        if len(self.streams) == 1:
+            return self.streams[0].messages()
+        return heapq.merge(*(s.messages() for s in self.streams), key=input_end_ms)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from connectors.market_file import (
     MarketFile,
     MarketFileError,
     MarketStream,
+    MergedStreams,
     ReplayError,
     RowProblem,
     load_market_file,
@@ -34,6 +35,7 @@ __all__ = [
     "MarketFile",
     "MarketFileError",
     "MarketStream",
+    "MergedStreams",
     "ReplayError",
     "ReplayStats",
     "RowProblem",
@@ -98,7 +100,7 @@ def _in_order(messages: Iterable[MarketMsg]) -> Iterator[tuple[MarketMsg, int]]:
 def replay(
     bootstrap: str,
     topic: str,
-    messages: Iterable[MarketMsg] | MarketStream,
+    messages: Iterable[MarketMsg] | MarketStream | MergedStreams,
     speed: float | None = None,
     progress: bool = False,
     *,
@@ -107,8 +109,9 @@ def replay(
 ) -> ReplayStats:
     """Publish messages as JSON in publishing order (`publish_order`), keyed by symbol.
 
-    A `MarketStream` (`open_market_file`) is published as it is read, already in that order,
-    in bounded memory; any other iterable is ordered in memory first.
+    A `MarketStream` (`open_market_file`) or `MergedStreams` (several of them) is published as
+    it is read, already in that order, in bounded memory; any other iterable is ordered in
+    memory first.
 
     The key pins a symbol to one partition, which is what keeps its events in order for the
     pipeline. The record timestamp is the wall clock (the moment of publishing), as a live feed
@@ -118,7 +121,7 @@ def replay(
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a positive number or None, got {speed!r}")
     total: int | None
-    if isinstance(messages, MarketStream):
+    if isinstance(messages, MarketStream | MergedStreams):
         timed = _in_order(messages.messages())
         total = messages.count
     else:

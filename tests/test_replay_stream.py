@@ -86,6 +86,12 @@ def write_trades(path: Path, rows: int, seed: int, shuffled: bool) -> Path:
     return path
 
 
+def parse(value: bytes) -> BarIn | Tick:
+    return (
+        BarIn.model_validate_json(value) if b'"bar"' in value else Tick.model_validate_json(value)
+    )
+
+
 def peak_of_replay(path: Path, producer: FakeProducer) -> int:
     tracemalloc.start()
     try:
@@ -283,3 +289,49 @@ def test_replay_warns_of_bars_the_pipeline_will_refuse(
         assert ("off grid: " in err) != ("coarser" in err)
     else:
         assert "warning" not in err
+
+
+def test_several_files_are_merged_by_end_time_in_any_order(
+    tmp_path: Path,
+    fake_broker: FakeProducer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`stratflow replay daily.csv hourly.csv` (or the other way round, or a trade file too):
+    one stream by end time, so no daily close goes out before its day's hours and trades."""
+    daily = tmp_path / "goog.csv"
+    daily.write_text(
+        "date,open,high,low,close\n" + "".join(f"{T0 + d * 86400},10,11,9,10.5\n" for d in range(4))
+    )
+    hourly = tmp_path / "eurusd.csv"
+    hourly.write_text(
+        "time,open,high,low,close\n"
+        + "".join(f"{T0 + h * 3600},1.1,1.2,1.0,1.15\n" for h in range(4 * 24))
+    )
+    trades = tmp_path / "sima.csv"
+    trades.write_text(
+        "time,price\n" + "".join(f"{T0 + 1800 + m * 7200},5\n" for m in range(4 * 12))
+    )
+    fake_broker.keep = True
+    runs = []
+    for files in ([daily, hourly, trades], [trades, hourly, daily]):
+        fake_broker.values.clear()
+        with pytest.raises(SystemExit) as done:
+            main(["replay", *map(str, files)])
+        assert done.value.code in (0, None), capsys.readouterr().err
+        runs.append(list(fake_broker.values))
+    assert len(runs[0]) == 4 + 96 + 48
+    for run in runs:
+        sent = [parse(v) for v in run]
+        ends = [input_end_ms(m) for m in sent]
+        assert ends == sorted(ends)
+        days = [m for m in sent if m.symbol == "GOOG"]
+        hours = [m for m in sent if m.symbol == "EURUSD"]
+        for day in days:  # after every hour of its day, before any hour of the next
+            at = sent.index(day)
+            assert all(sent.index(h) < at for h in hours if input_end_ms(h) < input_end_ms(day))
+            assert all(sent.index(h) > at for h in hours if input_end_ms(h) > input_end_ms(day))
+    assert sorted(runs[0]) == sorted(runs[1])
+    with pytest.raises(SystemExit) as refused:
+        main(["replay", str(daily), str(hourly), "--symbol", "GOOG"])
+    assert refused.value.code == 2
+    assert "--symbol names the symbol of one file" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from connectors.clickhouse_store import Store
+    from connectors.replay import MarketStream, ReplayStats
 
 from models.config import ConfigError, Settings, env_overrides, load_settings
 
@@ -322,8 +323,13 @@ def broker(
 @app.command()
 def replay(
     ctx: typer.Context,
-    source: Annotated[
-        str, typer.Argument(help="CSV/Parquet file, or a shipped dataset: GOOG, EURUSD, BTCUSD")
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="CSV/Parquet files, or shipped datasets: GOOG, EURUSD, BTCUSD; several are"
+            " merged by time",
+            show_default=False,
+        ),
     ],
     symbol: Annotated[
         str | None,
@@ -342,11 +348,12 @@ def replay(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Publish market data to the market topic, with a progress bar."""
-    from connectors.broker import ensure_topics
-    from connectors.datasets import dataset_path, list_datasets
-    from connectors.replay import load_market_file
-    from connectors.replay import replay as do_replay
+    """Publish market data to the market topic, with a progress bar.
+
+    Messages go out in the order a live feed delivers them: a trade at its time, a bar at its
+    end. Several sources are merged by that time, so give related files in one replay.
+    """
+    from connectors.replay import open_market_file
 
     def go() -> None:
         settings = settings_from(config)
@@ -357,64 +364,20 @@ def replay(
             )
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise UserError(f"--speed must be a number > 0, got {speed:g}")
-        # A local file wins over a dataset of the same name.
-        default_symbol = symbol
-        try:
-            exists = Path(source).exists()
-        except OSError as err:  # e.g. a name too long for the file system
-            raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
-        if exists:
-            path = Path(source)
-        elif source.strip().upper() in list_datasets():
-            path = dataset_path(source.strip())
-            default_symbol = symbol or source.strip().upper()
-        else:
+        if symbol is not None and len(sources) > 1:
             raise UserError(
-                f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})"
+                "--symbol names the symbol of one file; with several sources each takes its"
+                " symbol column or its file name"
             )
-        loaded = load_market_file(path, symbol=default_symbol, interval=interval)
-        unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
-        if unknown:
-            example = (
-                f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
-                if "/" not in unknown[0]
-                else ""
-            )
-            raise UserError(
-                f"symbol(s) {', '.join(unknown)} not in the config's symbols"
-                f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
-                "--symbol with a configured one"
-            )
-        if loaded.rows == 0:
-            raise UserError(f"{path}: no data rows (the file has only a header)")
-        if not loaded.messages:
-            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
-            raise UserError(
-                f"{path}: no valid rows to publish ({len(loaded.problems)} rejected{first})"
-            )
-        for row, reason in loaded.problems[:10]:
-            err_console.print(Text(f"skipped row {row}: {reason}", style="yellow"))
-        if len(loaded.problems) > 10:
-            err_console.print(
-                Text(f"... and {len(loaded.problems) - 10} more skipped rows", style="yellow")
-            )
-        _check_broker(bootstrap, _bootstrap_label(ctx))
-        topic = settings.kafka.topics.market
-        ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
-        before = _topic_size(bootstrap, topic)
-        try:
-            with _terminate_as_interrupt():
-                stats = do_replay(bootstrap, topic, loaded.messages, speed=speed, progress=True)
-        except KeyboardInterrupt:
-            # What was sent is flushed and stays in the topic; say how far the replay got.
-            after = _topic_size(bootstrap, topic)
-            done = (
-                f"{after - before:,} of {len(loaded.messages):,} messages published to {topic}"
-                if before is not None and after is not None
-                else f"messages published so far stay in {topic}"
-            )
-            err_console.print(Text(f"interrupted: {done}", style="yellow"))
-            raise typer.Exit(130) from None
+        paths = [_replay_source(source, symbol) for source in sources]
+        # Read in bounded memory: each file is scanned (every bad row known before anything is
+        # sent), then published as it is read back, by end time (connectors/market_file.py).
+        with contextlib.ExitStack() as stack:
+            loaded = [
+                (path, stack.enter_context(open_market_file(path, symbol=sym, interval=interval)))
+                for path, sym in paths
+            ]
+            stats = _replay_stream(ctx, settings, bootstrap, loaded, speed)
         if stats.failed:
             raise UserError(
                 f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
@@ -426,6 +389,113 @@ def replay(
         )
 
     guarded(go)
+
+
+def _replay_source(source: str, symbol: str | None) -> tuple[Path, str | None]:
+    """(path, default symbol) of a replay argument: a local file wins over a dataset of the
+    same name."""
+    from connectors.datasets import dataset_path, list_datasets
+
+    try:
+        exists = Path(source).exists()
+    except OSError as err:  # e.g. a name too long for the file system
+        raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
+    if exists:
+        return Path(source), symbol
+    if source.strip().upper() in list_datasets():
+        return dataset_path(source.strip()), symbol or source.strip().upper()
+    raise UserError(f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})")
+
+
+def _replay_stream(
+    ctx: typer.Context,
+    settings: Settings,
+    bootstrap: str,
+    files: list[tuple[Path, MarketStream]],
+    speed: float | None,
+) -> ReplayStats:
+    """Check scanned files against the config, then publish them, merged by end time, as they
+    are read back; one `error:` line on a mistake."""
+    from connectors.broker import ensure_topics
+    from connectors.replay import MergedStreams
+    from connectors.replay import replay as do_replay
+
+    merged = MergedStreams([stream for _, stream in files])
+    unknown = sorted(set(merged.symbols) - set(settings.symbols))
+    if unknown:
+        example = (
+            f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
+            if "/" not in unknown[0]
+            else ""
+        )
+        raise UserError(
+            f"symbol(s) {', '.join(unknown)} not in the config's symbols"
+            f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
+            "--symbol with a configured one"
+        )
+    for path, loaded in files:
+        if loaded.rows == 0:
+            raise UserError(f"{path}: no data rows (the file has only a header)")
+        if not loaded.count:
+            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
+            raise UserError(
+                f"{path}: no valid rows to publish ({loaded.problem_count} rejected{first})"
+            )
+    for path, loaded in files:
+        where = f" {path.name}" if len(files) > 1 else ""
+        for row, reason in loaded.problems[:10]:
+            err_console.print(Text(f"skipped{where} row {row}: {reason}", style="yellow"))
+        if loaded.problem_count > 10:
+            more = loaded.problem_count - 10
+            err_console.print(Text(f"... and {more} more skipped rows{where}", style="yellow"))
+        if loaded.kind == "bars":
+            _warn_unfit_bars(settings, loaded)
+    _check_broker(bootstrap, _bootstrap_label(ctx))
+    topic = settings.kafka.topics.market
+    ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
+    before = _topic_size(bootstrap, topic)
+    try:
+        with _terminate_as_interrupt():
+            stats = do_replay(bootstrap, topic, merged, speed=speed, progress=True)
+    except KeyboardInterrupt:
+        # What was sent is flushed and stays in the topic; say how far the replay got.
+        after = _topic_size(bootstrap, topic)
+        done = (
+            f"{after - before:,} of {merged.count:,} messages published to {topic}"
+            if before is not None and after is not None
+            else f"messages published so far stay in {topic}"
+        )
+        err_console.print(Text(f"interrupted: {done}", style="yellow"))
+        raise typer.Exit(130) from None
+    return stats
+
+
+def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
+    """Bars the pipeline will refuse (`models.bars.input_bar_problem`: off the window grid, or
+    coarser than the window), said per symbol before anything is sent."""
+    from collections import Counter
+
+    from models.bars import input_bar_problem
+    from models.messages import BarIn
+
+    unfit: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for msg in loaded.messages():
+        total[msg.symbol] += 1
+        if isinstance(msg, BarIn):
+            why = input_bar_problem(msg, settings.bar_interval_ms(msg.symbol))
+            if why is not None:
+                unfit[msg.symbol] += 1
+                first.setdefault(msg.symbol, why)
+    for sym, n in sorted(unfit.items()):
+        err_console.print(
+            Text(
+                f"warning: {n:,} of {total[sym]:,} {sym} bars will be dead-lettered by the "
+                f"pipeline; first: {first[sym]}",
+                style="yellow",
+            )
+        )
 
 
 def _topic_size(bootstrap: str, topic: str) -> int | None:

@@ -191,6 +191,8 @@ def with_run_dir(settings: Settings, run_dir: Path) -> Settings:
 def demo_messages(
     settings: Settings, datasets: list[str], scenario_minutes: int, seed: int
 ) -> list[Tick | BarIn]:
+    """The demo's market messages, in no particular order: `replay` publishes them merged by
+    the time each is complete (a bar at its end), so the small shipped files stay in memory."""
     messages: list[Tick | BarIn] = []
     for name in datasets:
         loaded = load_market_file(dataset_path(name), symbol=name, interval=None)

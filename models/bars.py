@@ -1,9 +1,19 @@
 """Event-time tumbling windows that turn one symbol's ticks (or finer bars) into closed bars.
 
 Policy, stated once:
-- Window `[start, start + interval)`; an event belongs to the window containing its event time.
-  An input bar counts by its open time and is complete at its end, so a replayed bar of the same
-  interval closes its window at once instead of one bar late.
+- Window `[start, start + interval)` on the UTC epoch grid; an event belongs to the window
+  containing its event time. An input bar counts by its open time and is complete at its end
+  (`input_end_ms`: open + its interval; a tick ends at its time), so a replayed bar of the same
+  interval closes its window at once instead of one bar late. Input bars must therefore be
+  delivered by their end, as a live feed does (connectors/replay.py publishes them so), or a
+  bar's close would be known before the bar is over.
+- Off-grid input bars: an input bar must lie inside one window, `[open, open + its interval)`
+  within `[start, start + interval)`. A bar that crosses a window boundary (a 1h bar stamped
+  10:30 in 1h windows, a daily bar stamped 05:00 UTC in 1d windows) is rejected with reason
+  `off grid: ...`, not realigned: putting it into the window of its open would publish its
+  close (from 11:30) as the 11:00 close, which is a look-ahead, and putting it into the window
+  of its end would leave that window open until the next bar, a whole bar late. A bar off its
+  own interval's grid that still fits one window (a 1h bar at 10:30 in 1d windows) is fine.
 - Watermark = the newest event end seen for the symbol minus `allowed_lateness`. A window closes
   (is emitted, once) when the watermark reaches its end. Windows are driven by event time only,
   never by the wall clock, so a replay gives the same bars every time, crash or no crash.
@@ -16,17 +26,56 @@ Policy, stated once:
   id (producers often send "" for a missing one). Ticks without ids cannot be told apart from
   genuine equal trades and are all counted.
 - An input bar coarser than the window cannot be split and is rejected.
+- Checks in this order: coarser, off grid, late, duplicate; a rejected event changes nothing.
 - End of input (backtest, replay): `flush()` closes every open window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from models.messages import Bar, BarIn, Tick, to_ms
 
 _ZERO = Decimal(0)
+
+
+def input_end_ms(msg: Tick | BarIn, ts_ms: int | None = None) -> int:
+    """When an input is complete, in epoch ms: a tick at its time, an input bar at its open plus
+    its interval. Inputs are ordered by this (replay) and it sets a partition's clock (ingest):
+    a bar's close is not known before its end."""
+    ts = to_ms(msg.ts) if ts_ms is None else ts_ms
+    return ts if isinstance(msg, Tick) else ts + msg.interval_s * 1000
+
+
+def input_bar_problem(msg: BarIn, window_ms: int, ts_ms: int | None = None) -> str | None:
+    """Why an input bar cannot be folded into `window_ms` windows, or None: coarser than the
+    window, or not inside one window of the UTC grid (`off grid`). The bar builder refuses
+    such a bar with this reason; `stratflow replay` warns with it before publishing."""
+    ts = to_ms(msg.ts) if ts_ms is None else ts_ms
+    span = msg.interval_s * 1000
+    if span > window_ms:
+        return f"bar interval {msg.interval_s}s is coarser than the {window_ms // 1000}s window"
+    start = ts - ts % window_ms
+    if ts + span > start + window_ms:
+        return (
+            f"off grid: {_span(span)} bar {_iso(ts)}..{_iso(ts + span)} crosses the "
+            f"{_span(window_ms)} window boundary at {_iso(start + window_ms)}; input bars "
+            "must lie inside one window of the UTC grid"
+        )
+    return None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 @dataclass(slots=True)
@@ -106,12 +155,9 @@ class BarBuilder:
             notional = msg.price * msg.size
             dedupe_key = msg.id or None  # "" is how many producers spell "no id"
         else:
-            span = msg.interval_s * 1000
-            if span > interval:
-                return Rejected(
-                    f"bar interval {msg.interval_s}s is coarser than the {interval // 1000}s window"
-                )
-            end = ts + span
+            if (problem := input_bar_problem(msg, interval, ts)) is not None:
+                return Rejected(problem)
+            end = ts + msg.interval_s * 1000
             o, h, lo, c, vol = msg.open, msg.high, msg.low, msg.close, msg.volume
             notional = (msg.high + msg.low + msg.close) / 3 * msg.volume
             dedupe_key = msg.id or f"bar@{ts}"

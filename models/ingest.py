@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.bars import BarBuilder, Rejected
+from models.bars import BarBuilder, Rejected, input_end_ms
 from models.config import Settings, parse_duration_ms
 from models.desk import BarEvent, TextEvent
 from models.features import FeatureState
@@ -253,7 +253,9 @@ class PartitionIngest:
                 self._refused(dead, arrival_ms, out)
                 return
             verdict = self.guard.admit(
-                ts_ms, jump_ms, (topic, partition, offset, record_ms, value, tick, ts_ms)
+                input_end_ms(tick, ts_ms),
+                jump_ms,
+                (topic, partition, offset, record_ms, value, tick, ts_ms),
             )
             for held, reason in verdict.refuse:
                 dead = dead_letter(held[0], held[1], held[2], held[3], held[4], reason)
@@ -301,8 +303,11 @@ class PartitionIngest:
         """One market message the guards let through: window, featurise, emit."""
         st = self._state(tick.symbol)
         result = st.bars.add(tick, ts_ms)
-        if ts_ms > self.clock_ms and not isinstance(result, Rejected):
-            self.clock_ms = ts_ms
+        # An input bar is known at its end, not its open: the clock (which orders bars
+        # across partitions, models/merge.py) must not put a daily bar before its hours.
+        end_ms = input_end_ms(tick, ts_ms)
+        if end_ms > self.clock_ms and not isinstance(result, Rejected):
+            self.clock_ms = end_ms
         if isinstance(result, Rejected):
             out.append(dead_letter(topic, partition, offset, record_ms, value, result.reason))
             return

@@ -170,7 +170,7 @@ def test_unreadable_file_is_a_one_line_error(
     def denied(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("connectors.replay.open", denied, raising=False)
+    monkeypatch.setattr("connectors.market_source.open", denied, raising=False)
     with pytest.raises(MarketFileError, match=r"aaa\.csv: cannot read \(Permission denied\)"):
         load_market_file(path)
 
@@ -210,9 +210,10 @@ def test_empty_string_ids_are_not_duplicates_of_each_other() -> None:
     # Input bars: an empty id falls back to the open time, like a missing one.
     builder = BarBuilder(symbol="AAA", interval_ms=60_000)
     bar_in = {"symbol": "AAA", "open": "1", "high": "1", "low": "1", "close": "1"}
-    first = BarIn.model_validate({**bar_in, "ts": T0_MS, "interval_s": 60, "id": ""})
-    again = BarIn.model_validate({**bar_in, "ts": T0_MS, "interval_s": 60, "id": ""})
-    later = BarIn.model_validate({**bar_in, "ts": T0_MS + 60_000, "interval_s": 60, "id": ""})
+    t0 = T0_MS - T0_MS % 60_000  # on the window grid (an off-grid bar is refused as such)
+    first = BarIn.model_validate({**bar_in, "ts": t0, "interval_s": 60, "id": ""})
+    again = BarIn.model_validate({**bar_in, "ts": t0, "interval_s": 60, "id": ""})
+    later = BarIn.model_validate({**bar_in, "ts": t0 + 60_000, "interval_s": 60, "id": ""})
     assert builder.add(first) != [] and builder.add(later) != []
     rejected = builder.add(again)
     assert not isinstance(rejected, list) and "late" in rejected.reason

@@ -1,0 +1,432 @@
+"""The rows of a CSV or Parquet market file, in chunks, after one profiling pass.
+
+Some properties belong to the whole file and must be known before the first row is turned into
+a message: the header (or, for a header-less file, the column names its shape implies), which
+columns carry data at all (spreadsheets end lines with empty `,,` columns), whether a `time`
+column holds times of day to be joined with a `date` column, and the unit of epoch-number
+times, chosen once per file from the median magnitude. `open_source` reads the file once to
+learn them, keeping only counters, then `chunks()` reads it again in pieces of `CHUNK_ROWS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final, NamedTuple, TextIO
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["MarketFileError", "ReplayError", "RowProblem", "TimeProfile", "open_source"]
+
+CHUNK_ROWS = 20_000
+"""Rows per chunk handed to the build pass."""
+
+_NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+# A time of day alone (HH:MM, HH:MM:SS, HH:MM:SS.fff): the second half of a split date/time pair.
+_TIME_OF_DAY_RE = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?\s*$")
+_EPOCH_UNITS = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))  # (magnitude below, factor to µs)
+_TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "date", "open_time", "", "unnamed: 0")
+_INDEX_NAMES = ("index", "level_0")
+_CANDIDATES = frozenset((*_TIME_COLUMNS, *_INDEX_NAMES))
+
+
+class ReplayError(ValueError):
+    """A replay problem phrased as one line for the user."""
+
+
+class MarketFileError(ReplayError):
+    """The file as a whole cannot be used (missing, unreadable, wrong columns)."""
+
+
+class RowProblem(NamedTuple):
+    """A row that was not loaded, as `(row, reason)`.
+
+    `row` is where a person finds it: the line number in a CSV file (the header is line 1), the
+    1-based row number in a Parquet file.
+    """
+
+    row: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"row {self.row}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TimeProfile:
+    """How the time column's text becomes µs: `scale` (epoch number -> µs) when every present
+    value is a number, None for ISO-8601 text."""
+
+    scale: float | None
+
+
+@dataclass
+class Chunk:
+    rownums: list[int]
+    columns: dict[str, list[Any]]  # normalised name -> cell text (or native value)
+    time_us: list[int | None] | None = None  # pre-parsed times (Parquet datetime column)
+
+
+@dataclass
+class _ColumnStats:
+    """What the profile pass learns of one candidate time column, in O(1) memory."""
+
+    present: int = 0
+    numeric: bool = True
+    bins: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    time_of_day: bool = True
+    first: str | None = None
+
+    def add(self, value: object) -> None:
+        text = str(value).strip()
+        if self.first is None:
+            self.first = str(value)
+        if not text:
+            return
+        self.present += 1
+        if self.time_of_day and not _TIME_OF_DAY_RE.match(_pad_hour(text)):
+            self.time_of_day = False
+        if self.numeric:
+            if _NUMBER_RE.match(text):
+                mag = abs(float(text))
+                self.bins[next((k for k, (b, _) in enumerate(_EPOCH_UNITS) if mag < b), 3)] += 1
+            else:
+                self.numeric = False
+
+    def scale(self) -> float | None:
+        """The unit of the median (low) magnitude, as `statistics.median_low` would pick it:
+        one corrupt row (1e308, a year-9999 time) must not change every other row's unit."""
+        if not self.present or not self.numeric:
+            return None
+        index = (self.present - 1) // 2
+        seen = 0
+        for k, count in enumerate(self.bins):
+            seen += count
+            if index < seen:
+                return _EPOCH_UNITS[k][1] if k < 3 else 1e-3
+        return 1e-3  # unreachable: the bins hold every present value
+
+
+def _norm(name: object) -> str:
+    return str(name).strip().lower()
+
+
+def _pad_hour(text: str) -> str:
+    """ "9:30" -> "09:30", which ISO-8601 needs."""
+    return "0" + text if text[1:2] == ":" else text
+
+
+def _pick(names: dict[str, str], candidates: tuple[str, ...]) -> str | None:
+    for c in candidates:
+        if c in names:
+            return c
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text.strip()).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
+
+
+# Column names for files without a header line, by column count: Binance's public kline
+# dumps (data.binance.vision, 12 columns), plain OHLCV and OHLC exports, and trade lists.
+_HEADERLESS: Final[dict[int, list[str]]] = {
+    12: [
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_volume",
+        "trade_count",
+        "taker_buy_base_volume",
+        "taker_buy_quote_volume",
+        "ignore",
+    ],
+    6: ["time", "open", "high", "low", "close", "volume"],
+    5: ["time", "open", "high", "low", "close"],
+    3: ["time", "price", "size"],
+}
+
+
+def _headerless_names(first: list[str], path: Path) -> list[str] | None:
+    """The names to use when the first line is already data (every cell a number, as in
+    Binance's kline dumps), or None when it is a header. A headerless shape not listed in
+    `_HEADERLESS` is an error naming the shapes understood."""
+    if not all(_is_number(f) for f in first):
+        return None
+    names = _HEADERLESS.get(len(first))
+    if names is None:
+        shapes = "; ".join(f"{n}: {', '.join(c)}" for n, c in sorted(_HEADERLESS.items()))
+        raise MarketFileError(
+            f"{path}: the first line has no column names and {len(first)} numbers; without a "
+            f"header line the columns must be one of ({shapes}); add a header line"
+        )
+    return names
+
+
+def _sniff_dialect(fh: TextIO) -> type[csv.Dialect] | str:
+    """Comma, semicolon, tab or pipe: exports from spreadsheets and brokers use all of them."""
+    sample = fh.read(64 * 1024)
+    fh.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return "excel"
+
+
+class Source:
+    """A profiled file: final column names, the time column and its profile, the rows the
+    profile pass refused (wrong field count), and `chunks()` to read the rows."""
+
+    names: dict[str, str]  # normalised -> original header, for messages
+    time_key: str | None
+    time_profile: TimeProfile
+    first_time_text: str
+    problems: list[RowProblem]
+    _merge_date_time: bool
+
+    def _finish(self, stats: dict[str, _ColumnStats], has_datetime: bool) -> None:
+        names = self.names
+        self._merge_date_time = False
+        if not has_datetime and "date" in names and "time" in names:
+            tod = stats.get("time")
+            if tod is not None and tod.present and tod.time_of_day:
+                # A `date` column plus a time-of-day `time` column (MetaTrader, FX and
+                # intraday vendor exports) become one `date time` column named `time`.
+                self._merge_date_time = True
+                names["time"] = f"{names['date']}+{names['time']}"
+        self.time_key = _pick(names, (*_TIME_COLUMNS, *_INDEX_NAMES))
+        self.time_profile = TimeProfile(None)
+        self.first_time_text = "?" if has_datetime else ""
+        if self.time_key is not None and not has_datetime:
+            st = stats.get(self.time_key, _ColumnStats())
+            if self._merge_date_time:
+                date_first = (stats.get("date") or _ColumnStats()).first or ""
+                self.first_time_text = f"{date_first.strip()} {_pad_hour(st.first or '')}"
+            else:
+                self.first_time_text = st.first or ""
+                self.time_profile = TimeProfile(st.scale())
+
+    def _merged(self, chunk: Chunk) -> Chunk:
+        if self._merge_date_time:
+            cols = chunk.columns
+            times = [_pad_hour(str(t).strip()) for t in cols["time"]]
+            dates = [str(d).strip() for d in cols["date"]]
+            cols["time"] = [
+                f"{d} {t}" if d and t else "" for d, t in zip(dates, times, strict=True)
+            ]
+        return chunk
+
+    def chunks(self) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+
+class _CsvSource(Source):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems = []
+        header: list[str] | None = None
+        has_data: list[bool] = []
+        empty: list[int] = []  # columns without data so far: usually none after the first row
+        stats_by_index: dict[int, _ColumnStats] = {}
+        for _line, fields in self._rows(profile=True):
+            if header is None:
+                header = fields
+                has_data = [False] * len(header)
+                empty = list(range(len(header)))
+                stats_by_index = {
+                    i: _ColumnStats() for i, h in enumerate(header) if _norm(h) in _CANDIDATES
+                }
+                continue
+            if empty:
+                for i in [i for i in empty if fields[i].strip()]:
+                    has_data[i] = True
+                    empty.remove(i)
+            for i, st in stats_by_index.items():
+                st.add(fields[i])
+        if header is None:
+            raise MarketFileError(f"{path}: file is empty")
+        # Spreadsheet exports often end every line with empty, unnamed columns
+        # ("...,Volume,,"). Those carry nothing; dropping them keeps "duplicate column names"
+        # for real duplicates.
+        keep = [i for i, h in enumerate(header) if h.strip() or has_data[i] or header.count(h) == 1]
+        self.names = {_norm(header[i]): header[i] for i in keep}
+        if len(self.names) != len(keep):
+            raise MarketFileError(f"{path}: duplicate column names in header {header}")
+        self._keep = keep
+        self._header = header
+        stats = {_norm(header[i]): st for i, st in stats_by_index.items() if i in keep}
+        if "time" in self.names and "time" not in stats:
+            stats["time"] = _ColumnStats()
+        self._finish(stats, has_datetime=False)
+
+    def _rows(self, profile: bool) -> Iterator[tuple[int, list[str]]]:
+        """(line, fields) of the header and of every row with the header's field count; the
+        others are problems (recorded by the profile pass only)."""
+        path = self.path
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.reader(fh, dialect=_sniff_dialect(fh))
+                width: int | None = None
+                for fields in reader:
+                    if not fields or all(not f.strip() for f in fields):
+                        continue
+                    if width is None:
+                        names = _headerless_names(fields, path)
+                        width = len(fields)
+                        if names is None:
+                            yield reader.line_num, fields
+                            continue
+                        yield 0, names
+                    if len(fields) != width:
+                        if profile:
+                            reason = f"expected {width} fields, found {len(fields)}"
+                            self.problems.append(RowProblem(reader.line_num, reason))
+                        continue
+                    yield reader.line_num, fields
+        except UnicodeDecodeError:
+            raise MarketFileError(f"{path}: not a UTF-8 text file") from None
+        except csv.Error as exc:
+            raise MarketFileError(f"{path}: not valid CSV ({exc})") from None
+        except OSError as exc:  # permission denied, I/O error, a FIFO that went away...
+            raise MarketFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+    def chunks(self) -> Iterator[Chunk]:
+        keys = [_norm(self._header[i]) for i in self._keep]
+        rows = self._rows(profile=False)
+        next(rows)  # the header
+        while True:
+            rownums: list[int] = []
+            data: list[list[str]] = []
+            for line, fields in rows:
+                rownums.append(line)
+                data.append(fields)
+                if len(rownums) >= CHUNK_ROWS:
+                    break
+            if not rownums:
+                return
+            columns = {k: [r[i] for r in data] for k, i in zip(keys, self._keep, strict=True)}
+            yield self._merged(Chunk(rownums, columns))
+
+
+class _ParquetSource(Source):
+    BATCH = CHUNK_ROWS
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.problems = []
+        try:
+            self._file = pq.ParquetFile(path)
+        except Exception as exc:
+            raise MarketFileError(f"{path}: cannot read Parquet ({type(exc).__name__})") from None
+        names: dict[str, str] | None = None
+        stats: dict[str, _ColumnStats] = {}
+        has_datetime = False
+        for frame in self._frames():
+            if names is None:
+                names = {_norm(c): str(c) for c in frame.columns}
+                if len(names) != len(frame.columns):
+                    raise MarketFileError(f"{path}: duplicate column names {list(frame.columns)}")
+                stats = {k: _ColumnStats() for k in names if k in _CANDIDATES}
+                time_key = _pick(names, (*_TIME_COLUMNS, *_INDEX_NAMES))
+                has_datetime = time_key is not None and pd.api.types.is_datetime64_any_dtype(
+                    frame[names[time_key]]
+                )
+            for key, st in stats.items():
+                for v in _texts(frame[names[key]]):
+                    st.add(v)
+        assert names is not None
+        self.names = names
+        self._has_datetime = has_datetime
+        self._finish(stats, has_datetime)
+
+    def _frames(self) -> Iterator[pd.DataFrame]:
+        try:
+            empty = True
+            for batch in self._file.iter_batches(batch_size=self.BATCH):
+                empty = False
+                yield _indexed(batch.to_pandas())
+            if empty:
+                yield _indexed(self._file.schema_arrow.empty_table().to_pandas())
+        except MarketFileError:
+            raise
+        except Exception as exc:
+            raise MarketFileError(
+                f"{self.path}: cannot read Parquet ({type(exc).__name__})"
+            ) from None
+
+    def chunks(self) -> Iterator[Chunk]:
+        start = 1
+        for frame in self._frames():
+            if not len(frame):
+                continue
+            columns: dict[str, list[Any]] = {}
+            time_us: list[int | None] | None = None
+            for col in frame.columns:
+                key = _norm(col)
+                series = frame[col]
+                if key == self.time_key and self._has_datetime:
+                    ts = pd.to_datetime(series, utc=True)
+                    ints = ts.dt.as_unit("us").astype("int64").tolist()
+                    time_us = [None if m else v for v, m in zip(ints, ts.isna(), strict=True)]
+                    columns[key] = ["" for _ in range(len(frame))]
+                    continue
+                columns[key] = _texts(series)
+            rownums = list(range(start, start + len(frame)))
+            start += len(frame)
+            yield self._merged(Chunk(rownums, columns, time_us))
+
+
+def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _texts(series: pd.Series) -> list[str]:
+    if series.dtype in (np.float32, np.float16):
+        # str() of the numpy scalar: the shortest text that round-trips in its own width
+        # ("101.1"); tolist() would widen it to a double first ("101.0999984741211").
+        return ["" if np.isnan(v) else str(v) for v in series.to_numpy()]
+    # str() of the stored value: shortest round-trip text of a double, exact for Decimal.
+    return ["" if _missing(v) else str(v) for v in series.tolist()]
+
+
+def open_source(p: Path) -> Source:
+    """Check the path and type, and profile the file."""
+    try:
+        if not p.exists():
+            raise MarketFileError(f"file not found: {p}")
+        if not p.is_file():
+            raise MarketFileError(f"not a file: {p}")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise MarketFileError(f"cannot open {str(p)[:200]!r}: {exc.strerror or exc}") from None
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return _ParquetSource(p)
+    if (
+        not suffixes
+        or suffixes[-1] in (".csv", ".txt", ".tsv")
+        or suffixes[-2:] in ([".csv", ".gz"], [".tsv", ".gz"])
+    ):
+        if suffixes and suffixes[-1] == ".gz":
+            raise MarketFileError(f"{p}: compressed CSV is not supported; decompress it first")
+        return _CsvSource(p)
+    raise MarketFileError(
+        f"{p}: unsupported file type {p.suffix!r}; use .csv, .tsv, .txt or .parquet"
+    )

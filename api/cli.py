@@ -471,28 +471,41 @@ def _replay_stream(
 
 
 def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
-    """Bars the pipeline will refuse (`models.bars.input_bar_problem`: off the window grid, or
-    coarser than the window), said per symbol before anything is sent."""
+    """Bars the pipeline will refuse (`models.bars.input_bar_problem`: coarser than the window)
+    or realign (`models.bars.off_grid_note`: across a window boundary), said per symbol before
+    anything is sent."""
     from collections import Counter
 
-    from models.bars import input_bar_problem
+    from models.bars import input_bar_problem, off_grid_note
     from models.messages import BarIn
 
     unfit: Counter[str] = Counter()
+    moved: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    first: dict[str, str] = {}
+    first: dict[tuple[str, str], str] = {}
     for msg in loaded.messages():
         total[msg.symbol] += 1
         if isinstance(msg, BarIn):
-            why = input_bar_problem(msg, settings.bar_interval_ms(msg.symbol))
-            if why is not None:
+            window = settings.bar_interval_ms(msg.symbol)
+            if (why := input_bar_problem(msg, window)) is not None:
                 unfit[msg.symbol] += 1
-                first.setdefault(msg.symbol, why)
+                first.setdefault((msg.symbol, "unfit"), why)
+            elif (how := off_grid_note(msg, window)) is not None:
+                moved[msg.symbol] += 1
+                first.setdefault((msg.symbol, "moved"), how)
     for sym, n in sorted(unfit.items()):
         err_console.print(
             Text(
                 f"warning: {n:,} of {total[sym]:,} {sym} bars will be dead-lettered by the "
-                f"pipeline; first: {first[sym]}",
+                f"pipeline; first: {first[sym, 'unfit']}",
+                style="yellow",
+            )
+        )
+    for sym, n in sorted(moved.items()):
+        err_console.print(
+            Text(
+                f"note: {n:,} of {total[sym]:,} {sym} bars lie across the window grid and are "
+                f"realigned (up to one window late, never early); first: {first[sym, 'moved']}",
                 style="yellow",
             )
         )

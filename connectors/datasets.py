@@ -36,7 +36,7 @@ class DatasetInfo:
 _DATASETS: dict[str, DatasetInfo] = {
     GOOG: DatasetInfo(GOOG, "daily", "Alphabet (GOOG) daily bars, 2004-08-19 .. 2013-03-01"),
     EURUSD: DatasetInfo(EURUSD, "hourly", "EUR/USD hourly bars, 2017-04-19 .. 2018-02-07"),
-    # Calendar months fit no fixed window: the pipeline refuses most of them as `off grid`.
+    # Calendar months fit no fixed window: each is counted in the 31d window it ends in.
     BTCUSD: DatasetInfo(BTCUSD, "monthly", "Bitcoin in USD, monthly bars, 2012-01 .. 2024-12"),
 }
 

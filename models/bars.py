@@ -7,13 +7,14 @@ Policy, stated once:
   interval closes its window at once instead of one bar late. Input bars must therefore be
   delivered by their end, as a live feed does (connectors/replay.py publishes them so), or a
   bar's close would be known before the bar is over.
-- Off-grid input bars: an input bar must lie inside one window, `[open, open + its interval)`
-  within `[start, start + interval)`. A bar that crosses a window boundary (a 1h bar stamped
-  10:30 in 1h windows, a daily bar stamped 05:00 UTC in 1d windows) is rejected with reason
-  `off grid: ...`, not realigned: putting it into the window of its open would publish its
-  close (from 11:30) as the 11:00 close, which is a look-ahead, and putting it into the window
-  of its end would leave that window open until the next bar, a whole bar late. A bar off its
-  own interval's grid that still fits one window (a 1h bar at 10:30 in 1d windows) is fine.
+- Off-grid input bars: an input bar belongs to the window that contains its last instant
+  (`end - 1 ms`, `input_bar_window`). On the grid that is the window of its open, as before; a
+  bar that crosses a window boundary (a 1h bar stamped 10:30 in 1h windows, a daily bar stamped
+  05:00 UTC in 1d windows, calendar months in 31d windows) is realigned to the window it ends
+  in, never to the one it opens in: that window would publish the bar's close (from 11:30) as
+  the 11:00 close, a look-ahead. The realigned window closes at its own end, so such a bar is
+  released up to one window late and never early; nothing is dropped. `stratflow replay` says
+  how many bars of a file are realigned (`off_grid_note`).
 - Watermark = the newest event end seen for the symbol minus `allowed_lateness`. A window closes
   (is emitted, once) when the watermark reaches its end. Windows are driven by event time only,
   never by the wall clock, so a replay gives the same bars every time, crash or no crash.
@@ -26,7 +27,7 @@ Policy, stated once:
   id (producers often send "" for a missing one). Ticks without ids cannot be told apart from
   genuine equal trades and are all counted.
 - An input bar coarser than the window cannot be split and is rejected.
-- Checks in this order: coarser, off grid, late, duplicate; a rejected event changes nothing.
+- Checks in this order: coarser, late, duplicate; a rejected event changes nothing.
 - End of input (backtest, replay): `flush()` closes every open window.
 """
 
@@ -49,22 +50,35 @@ def input_end_ms(msg: Tick | BarIn, ts_ms: int | None = None) -> int:
     return ts if isinstance(msg, Tick) else ts + msg.interval_s * 1000
 
 
+def input_bar_window(ts_ms: int, span_ms: int, window_ms: int) -> int:
+    """Start of the window an input bar `[ts_ms, ts_ms + span_ms)` is folded into: the one that
+    holds its last instant, so no window ever ends before the bar it carries does."""
+    last = ts_ms + max(span_ms, 1) - 1
+    return last - last % window_ms
+
+
 def input_bar_problem(msg: BarIn, window_ms: int, ts_ms: int | None = None) -> str | None:
-    """Why an input bar cannot be folded into `window_ms` windows, or None: coarser than the
-    window, or not inside one window of the UTC grid (`off grid`). The bar builder refuses
-    such a bar with this reason; `stratflow replay` warns with it before publishing."""
+    """Why an input bar cannot be folded into `window_ms` windows, or None: a bar coarser than
+    the window cannot be split. The bar builder refuses such a bar with this reason; `stratflow
+    replay` warns with it before publishing."""
+    if msg.interval_s * 1000 > window_ms:
+        return f"bar interval {msg.interval_s}s is coarser than the {window_ms // 1000}s window"
+    return None
+
+
+def off_grid_note(msg: BarIn, window_ms: int, ts_ms: int | None = None) -> str | None:
+    """How an input bar that crosses a window boundary is realigned, or None when it lies
+    inside one window (or cannot be folded at all: `input_bar_problem`)."""
     ts = to_ms(msg.ts) if ts_ms is None else ts_ms
     span = msg.interval_s * 1000
-    if span > window_ms:
-        return f"bar interval {msg.interval_s}s is coarser than the {window_ms // 1000}s window"
-    start = ts - ts % window_ms
-    if ts + span > start + window_ms:
-        return (
-            f"off grid: {_span(span)} bar {_iso(ts)}..{_iso(ts + span)} crosses the "
-            f"{_span(window_ms)} window boundary at {_iso(start + window_ms)}; input bars "
-            "must lie inside one window of the UTC grid"
-        )
-    return None
+    if span > window_ms or ts - ts % window_ms == input_bar_window(ts, span, window_ms):
+        return None
+    start = input_bar_window(ts, span, window_ms)
+    return (
+        f"off grid: {_span(span)} bar {_iso(ts)}..{_iso(ts + span)} crosses a "
+        f"{_span(window_ms)} window boundary; it is counted in the window it ends in, "
+        f"{_iso(start)}..{_iso(start + window_ms)}"
+    )
 
 
 def _iso(ms: int) -> str:
@@ -157,11 +171,14 @@ class BarBuilder:
         else:
             if (problem := input_bar_problem(msg, interval, ts)) is not None:
                 return Rejected(problem)
-            end = ts + msg.interval_s * 1000
+            span = msg.interval_s * 1000
+            end = ts + span
             o, h, lo, c, vol = msg.open, msg.high, msg.low, msg.close, msg.volume
             notional = (msg.high + msg.low + msg.close) / 3 * msg.volume
             dedupe_key = msg.id or f"bar@{ts}"
-        start = ts - ts % interval
+        start = (
+            ts - ts % interval if isinstance(msg, Tick) else input_bar_window(ts, span, interval)
+        )
         if start + interval <= self.watermark:
             return Rejected(
                 f"late: window {start} closed (watermark {self.watermark}, "

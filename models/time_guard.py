@@ -16,13 +16,16 @@ used to be accepted and freeze the symbol: every later real tick was "late". Two
   are used at its end). Real data has gaps
   (weekends, outages, a second data set that starts years later), so the gap is accepted once
   `confirm` (`bars.jump_confirmations`) more events land on the same new timeline (each within
-  `jump_ms` of the held ones): then every held event is released, in arrival order, and the
-  clock moves. A lone outlier is refused with the reason when the old timeline continues (an
-  event newer than the clock and within `jump_ms` of it), when another candidate outlasts it
-  (a held event alone is dropped for a newcomer that does not fit it; two or more held events
-  outvote a newcomer that does not fit them), or when a bounded input ends before it was
-  confirmed. Events at or before the clock (late ones, other symbols lagging behind) neither
-  confirm nor refute anything and pass as before.
+  `jump_ms` of the held ones): then that timeline's held events are released, in arrival
+  order, and the clock moves. Held events that fit no candidate timeline start one of their
+  own (at most `MAX_LINES`; the one with the fewest events makes room), so a stray event among
+  a partition's first events cannot take the genuine ones down with it: the first timeline to
+  be confirmed wins and the others are refused. A lone outlier is refused with the reason when
+  the old timeline continues (an event newer than the clock and within `jump_ms` of it), when
+  another candidate is confirmed first, or when a bounded input ends before it was confirmed
+  (with no clock yet, the input's largest candidate is used then). Events at or before the
+  clock (late ones, other symbols lagging behind) neither confirm nor refute anything and pass
+  as before.
 
 News and social partitions get the clock guard only: their feeds are sparse and unordered
 (months between headlines, older items after newer ones), so a gap says nothing there.
@@ -44,6 +47,8 @@ from models.desk import alert_id
 from models.messages import Alert, Severity, ms_to_datetime
 
 T = TypeVar("T")
+
+MAX_LINES = 4  # candidate timelines held at once (each holds at most `confirm` events)
 
 __all__ = ["GuardAlarm", "JumpGuard", "JumpVerdict", "describe_ms"]
 
@@ -81,6 +86,7 @@ class _Held(Generic[T]):
     ts_ms: int
     jump_ms: int
     item: T
+    line: int = 0  # the candidate timeline it belongs to
 
 
 @dataclass(slots=True)
@@ -90,28 +96,40 @@ class JumpGuard(Generic[T]):
     confirm: int
     clock_ms: int | None = None  # newest accepted event time; None before the first event
     held: list[_Held[T]] = field(default_factory=list)
+    next_line: int = 0
 
     def admit(self, ts_ms: int, jump_ms: int, item: T) -> JumpVerdict[T]:
         verdict: JumpVerdict[T] = JumpVerdict()
         clock = self.clock_ms
         if clock is not None and ts_ms <= clock + jump_ms:
             if self.held and ts_ms > clock:
-                self._refuse_held(verdict, f"the events after it continued from {_iso(clock)}")
+                self._refuse(
+                    verdict, self.held, f"the events after it continued from {_iso(clock)}"
+                )
             if ts_ms > clock:
                 self.clock_ms = ts_ms
             verdict.use.append(item)
             return verdict
         # Past the gap, or the partition's first events (no clock yet: the first one could be
-        # the outlier): held until confirmed.
-        if self.held and not self._fits(ts_ms, jump_ms):
-            if len(self.held) >= 2:  # a timeline of several events outvotes one stray event
-                verdict.refuse.append(
-                    (item, self._reason(ts_ms, "it fits neither that nor the held new timeline"))
-                )
-                return verdict
-            self._refuse_held(verdict, f"the next one, {_iso(ts_ms)}, started another")
-        self.held.append(_Held(ts_ms, jump_ms, item))
-        if len(self.held) > self.confirm:  # the gap is real: everything held, in order
+        # the outlier): held on a candidate timeline until it is confirmed.
+        line = self._line_of(ts_ms, jump_ms)
+        if line is None:
+            sizes: dict[int, int] = {}
+            for h in self.held:
+                sizes[h.line] = sizes.get(h.line, 0) + 1
+            if len(sizes) >= MAX_LINES:  # make room: the candidate with the fewest events goes
+                weakest = min(sizes, key=lambda k: (sizes[k], k))
+                gone = [h for h in self.held if h.line == weakest]
+                self._refuse(verdict, gone, "other candidate timelines outnumbered it")
+            line = self.next_line
+            self.next_line += 1
+        self.held.append(_Held(ts_ms, jump_ms, item, line))
+        members = [h for h in self.held if h.line == line]
+        if len(members) > self.confirm:  # the gap is real: this timeline's events, in order
+            others = [h for h in self.held if h.line != line]
+            start = _iso(min(h.ts_ms for h in members))
+            self._refuse(verdict, others, f"the events after it confirmed another from {start}")
+            self.held = members
             self._release(verdict)
         return verdict
 
@@ -119,10 +137,17 @@ class JumpGuard(Generic[T]):
         """A bounded input ended: what is still held after a gap was never confirmed; the
         first events of a short input have nothing that contradicts them and are used."""
         verdict: JumpVerdict[T] = JumpVerdict()
-        if self.clock_ms is None:
+        if self.clock_ms is None and self.held:
+            sizes: dict[int, int] = {}
+            for h in self.held:
+                sizes[h.line] = sizes.get(h.line, 0) + 1
+            best = max(sizes, key=lambda k: (sizes[k], -k))
+            others = [h for h in self.held if h.line != best]
+            self._refuse(verdict, others, "the input ended with another timeline larger")
+            self.held = [h for h in self.held if h.line == best]
             self._release(verdict)
         else:
-            self._refuse_held(verdict, "the input ended first")
+            self._refuse(verdict, self.held, "the input ended first")
         return verdict
 
     def _release(self, verdict: JumpVerdict[T]) -> None:
@@ -133,10 +158,16 @@ class JumpGuard(Generic[T]):
         self.clock_ms = newest if self.clock_ms is None else max(self.clock_ms, newest)
         self.held = []
 
-    def _fits(self, ts_ms: int, jump_ms: int) -> bool:
-        low = min(h.ts_ms for h in self.held)
-        high = max(h.ts_ms for h in self.held)
-        return low - jump_ms <= ts_ms <= high + jump_ms
+    def _line_of(self, ts_ms: int, jump_ms: int) -> int | None:
+        """The held candidate timeline `ts_ms` extends (within `jump_ms` of its events)."""
+        bounds: dict[int, tuple[int, int]] = {}
+        for h in self.held:
+            low, high = bounds.get(h.line, (h.ts_ms, h.ts_ms))
+            bounds[h.line] = (min(low, h.ts_ms), max(high, h.ts_ms))
+        for line, (low, high) in sorted(bounds.items()):
+            if low - jump_ms <= ts_ms <= high + jump_ms:
+                return line
+        return None
 
     def _reason(self, ts_ms: int, why: str) -> str:
         if self.clock_ms is None:
@@ -151,10 +182,11 @@ class JumpGuard(Generic[T]):
             f"gap: {why}"
         )
 
-    def _refuse_held(self, verdict: JumpVerdict[T], why: str) -> None:
-        for h in self.held:
+    def _refuse(self, verdict: JumpVerdict[T], which: list[_Held[T]], why: str) -> None:
+        for h in which:
             verdict.refuse.append((h.item, self._reason(h.ts_ms, why)))
-        self.held = []
+        gone = {id(h) for h in which}
+        self.held = [h for h in self.held if id(h) not in gone]
 
 
 @dataclass(slots=True)

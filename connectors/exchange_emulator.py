@@ -40,13 +40,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from connectors.emulator_faults import (
+    ANY_ENDPOINT,
+    DEFAULT_CHAOS_FAULTS,
+    ENDPOINTS,
+    SERVER_ERROR_MESSAGES,
+    Chaos,
+    Fault,
+    FaultKind,
+    FaultSchedule,
+    LookupLag,
+    Security,
+)
 from models.matching import (
+    NO_SUCH_ORDER,
     Bar,
     EngineConfig,
     EngineError,
@@ -61,12 +73,14 @@ from models.matching import (
 )
 
 __all__ = [
+    "ANY_ENDPOINT",
     "ENDPOINTS",
     "Chaos",
     "ExchangeEmulator",
     "ExchangeEmulatorError",
     "Fault",
     "FaultKind",
+    "LookupLag",
     "RecordedRequest",
     "ccxt_config",
     "emulator_urls",
@@ -106,165 +120,7 @@ class ExchangeEmulatorError(RuntimeError):
     """A server problem phrased as one line the user can act on (no traceback needed)."""
 
 
-class Security(StrEnum):
-    NONE = "NONE"
-    API_KEY = "API_KEY"
-    """The key header is required, no signature (Binance's MARKET_DATA, e.g. historicalTrades)."""
-    SIGNED = "SIGNED"
-
-
-# "METHOD /path" -> (security, handler name). The keys are what `script()` accepts.
-ENDPOINTS: Final[dict[str, tuple[Security, str]]] = {
-    "GET /api/v3/ping": (Security.NONE, "_ping"),
-    "GET /api/v3/time": (Security.NONE, "_time"),
-    "GET /api/v3/exchangeInfo": (Security.NONE, "_exchange_info"),
-    "GET /api/v3/depth": (Security.NONE, "_depth"),
-    "GET /api/v3/trades": (Security.NONE, "_trades"),
-    "GET /api/v3/historicalTrades": (Security.API_KEY, "_historical_trades"),
-    "GET /api/v3/aggTrades": (Security.NONE, "_agg_trades"),
-    "GET /api/v3/klines": (Security.NONE, "_klines"),
-    "GET /api/v3/uiKlines": (Security.NONE, "_klines"),
-    "GET /api/v3/avgPrice": (Security.NONE, "_avg_price"),
-    "GET /api/v3/ticker/24hr": (Security.NONE, "_ticker_24hr"),
-    "GET /api/v3/ticker/price": (Security.NONE, "_ticker_price"),
-    "GET /api/v3/ticker/bookTicker": (Security.NONE, "_book_ticker"),
-    "GET /api/v3/account": (Security.SIGNED, "_account"),
-    "POST /api/v3/order": (Security.SIGNED, "_new_order"),
-    "GET /api/v3/order": (Security.SIGNED, "_query_order"),
-    "DELETE /api/v3/order": (Security.SIGNED, "_cancel_order"),
-    "GET /api/v3/openOrders": (Security.SIGNED, "_open_orders"),
-    "DELETE /api/v3/openOrders": (Security.SIGNED, "_cancel_open_orders"),
-    "GET /api/v3/allOrders": (Security.SIGNED, "_all_orders"),
-    "GET /api/v3/myTrades": (Security.SIGNED, "_my_trades"),
-    "GET /sapi/v1/system/status": (Security.NONE, "_system_status"),
-}
-ANY_ENDPOINT: Final = "*"
 REQUEST_LOG_LIMIT: Final = 100_000  # a hand-run emulator polled for days stays bounded
-
-
-# ---------------------------------------------------------------------------------- faults
-
-
-class FaultKind(StrEnum):
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    RATE_LIMITED = "rate_limited"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    DROP = "drop"
-    LOST_RESPONSE = "lost_response"
-    REWRITE = "rewrite"
-
-
-SERVER_ERROR_MESSAGES: Final = {
-    -1000: "An unknown error occurred while processing the request.",
-    -1001: "Internal error; unable to process your request. Please try your request again.",
-    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """What the server does to one request instead of (or after) answering it normally. Build
-    it with the class methods; the ccxt exception each one produces is in the spec."""
-
-    kind: FaultKind
-    status: int = 0
-    delay_s: float = 0.0
-    retry_after_s: int = 0
-    code: int | None = None
-    edit: Callable[[Any], Any] | None = field(default=None, compare=False)
-
-    @classmethod
-    def server_error(cls, status: int = 503, code: int | None = None) -> Fault:
-        """HTTP 5xx, not executed. Without `code` the body is an HTML error page (what a
-        gateway in front of Binance sends); with one of -1000/-1001/-1008 it is Binance's JSON
-        error with that code."""
-        if not 500 <= status <= 599:
-            raise ValueError(f"server_error needs a 5xx status, got {status}")
-        if code is not None and code not in SERVER_ERROR_MESSAGES:
-            raise ValueError(f"server_error code must be one of {sorted(SERVER_ERROR_MESSAGES)}")
-        return cls(FaultKind.SERVER_ERROR, status=status, code=code)
-
-    @classmethod
-    def timeout(cls, delay_s: float = 2.0) -> Fault:
-        """Hold the request `delay_s` seconds, then close the connection unanswered; the
-        request never reaches the engine. Set the client's timeout below `delay_s`."""
-        if not delay_s > 0:
-            raise ValueError("timeout needs delay_s > 0")
-        return cls(FaultKind.TIMEOUT, delay_s=delay_s)
-
-    @classmethod
-    def rate_limited(cls, retry_after_s: int = 1, status: int = 429) -> Fault:
-        """HTTP 429 (or 418, Binance's IP ban) with `Retry-After` and code -1003; not executed."""
-        if status not in (418, 429):
-            raise ValueError(f"rate_limited status is 429 or 418, got {status}")
-        return cls(FaultKind.RATE_LIMITED, status=status, retry_after_s=max(0, retry_after_s))
-
-    @classmethod
-    def insufficient_funds(cls) -> Fault:
-        """HTTP 400 code -2010 "Account has insufficient balance for requested action.", whatever
-        the balance; not executed."""
-        return cls(FaultKind.INSUFFICIENT_FUNDS, status=400)
-
-    @classmethod
-    def drop(cls) -> Fault:
-        """Close the connection at once without an answer; not executed."""
-        return cls(FaultKind.DROP)
-
-    @classmethod
-    def lost_response(cls, hold_s: float = 0.0) -> Fault:
-        """Execute the request (an order IS placed), then lose the answer: close the connection
-        at once (`hold_s` 0) or after holding it `hold_s` seconds (a client timeout)."""
-        if hold_s < 0:
-            raise ValueError("hold_s must be >= 0")
-        return cls(FaultKind.LOST_RESPONSE, delay_s=hold_s)
-
-    @classmethod
-    def rewrite(cls, edit: Callable[[Any], Any]) -> Fault:
-        """Execute the request (an order IS placed), then answer `edit(document)` instead of
-        the document: odd-but-possible payloads (a trade without id, a status ccxt maps oddly,
-        numbers in scientific notation...). `edit` gets a deep copy of the JSON document and
-        returns the one to send (it may change it in place and return it); an error answer
-        (4xx) is sent unchanged."""
-        if not callable(edit):
-            raise ValueError("rewrite needs a callable")
-        return cls(FaultKind.REWRITE, edit=edit)
-
-
-DEFAULT_CHAOS_FAULTS: Final = (
-    Fault.server_error(503),
-    Fault.rate_limited(0),
-    Fault.drop(),
-    Fault.lost_response(),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Chaos:
-    """Random faults for soak tests: each request to one of `endpoints` (None: any) gets, with
-    `probability`, a fault drawn from `faults`; the draws come from `random.Random(seed)`, so the
-    same sequence of requests meets the same faults."""
-
-    seed: int
-    probability: float
-    faults: tuple[Fault, ...] = DEFAULT_CHAOS_FAULTS
-    endpoints: frozenset[str] | None = None
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must be within [0, 1], got {self.probability}")
-        if not self.faults:
-            raise ValueError("chaos needs at least one fault")
-        for endpoint in self.endpoints or ():
-            _check_endpoint(endpoint)
-
-
-def _check_endpoint(endpoint: str) -> str:
-    if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
-        raise ValueError(
-            f"unknown endpoint {endpoint!r}; use '*' or one of: {', '.join(sorted(ENDPOINTS))}"
-        )
-    return endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,11 +376,13 @@ class ExchangeEmulator:
         port: int | None = None,
         clock_ms: Callable[[], int] | None = None,
         chaos: Chaos | None = None,
+        lookup_lag: LookupLag | None = None,
     ) -> None:
         """`markets`: BASE/QUOTE strings (depth sized by `market_for` at the starting price) or
         specs. `prices`: starting price per market (BASE/QUOTE or Binance id); markets not
         given one start at `default_price`. `api_key`/`secret`: generated when None.
-        `clock_ms`: the server's clock (wall clock by default; skew it to test recvWindow)."""
+        `clock_ms`: the server's clock (wall clock by default; skew it to test recvWindow).
+        `lookup_lag`: Binance's eventually consistent order lookup (none by default)."""
         given = {k.upper().replace("/", ""): Decimal(str(v)) for k, v in (prices or {}).items()}
 
         def start_price(pair: str) -> Decimal:
@@ -551,10 +409,10 @@ class ExchangeEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._meta = threading.Lock()  # queues, chaos and the request log
-        self._queues: dict[str, collections.deque[Fault]] = {}
-        self._chaos = chaos
-        self._rng = random.Random(chaos.seed if chaos else 0)
+        self._meta = threading.Lock()  # the request log
+        self.faults = FaultSchedule(chaos)
+        self.lookup_lag = lookup_lag or LookupLag()
+        self._hidden: dict[int, int] = {}  # order id -> lookups answered -2013 (lookup lag)
         self._requests: collections.deque[RecordedRequest] = collections.deque(
             maxlen=REQUEST_LOG_LIMIT
         )
@@ -700,9 +558,7 @@ class ExchangeEmulator:
     def script(self, endpoint: str, *faults: Fault) -> None:
         """Queue faults for an endpoint ("POST /api/v3/order", or "*" for any request); each
         request to it consumes the next one (the endpoint's own queue before "*")."""
-        _check_endpoint(endpoint)
-        with self._meta:
-            self._queues.setdefault(endpoint, collections.deque()).extend(faults)
+        self.faults.script(endpoint, faults)
 
     def chaos(
         self,
@@ -716,28 +572,21 @@ class ExchangeEmulator:
         chaos = Chaos(
             seed, probability, tuple(faults), None if endpoints is None else frozenset(endpoints)
         )
-        with self._meta:
-            self._chaos = chaos
-            self._rng = random.Random(seed)
+        self.faults.set_chaos(chaos)
 
     def calm(self) -> None:
         """No more random faults (scripted ones stay queued)."""
-        with self._meta:
-            self._chaos = None
+        self.faults.set_chaos(None)
 
     def reset(self) -> None:
         """Forget queued faults, chaos and recorded requests (the engine's state stays)."""
+        self.faults.clear()
         with self._meta:
-            self._queues.clear()
-            self._chaos = None
             self._requests.clear()
 
     def pending(self, endpoint: str | None = None) -> int:
         """Scripted faults not consumed yet (for one endpoint, or all)."""
-        with self._meta:
-            if endpoint is not None:
-                return len(self._queues.get(_check_endpoint(endpoint), ()))
-            return sum(len(q) for q in self._queues.values())
+        return self.faults.pending(endpoint)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -745,19 +594,6 @@ class ExchangeEmulator:
         copy)."""
         with self._meta:
             return list(self._requests)
-
-    def _next_fault(self, endpoint: str) -> Fault | None:
-        with self._meta:
-            for key in (endpoint, ANY_ENDPOINT):
-                queue = self._queues.get(key)
-                if queue:
-                    return queue.popleft()
-            chaos = self._chaos
-            if chaos is None or (chaos.endpoints is not None and endpoint not in chaos.endpoints):
-                return None
-            if self._rng.random() >= chaos.probability:
-                return None
-            return self._rng.choice(chaos.faults)
 
     # ------------------------------------------------------------------ serving
 
@@ -801,7 +637,7 @@ class ExchangeEmulator:
                 body = f"<html><body><h1>404 Not Found</h1><p>{where}</p></body></html>"
                 h.send_body(404, body.encode(), "text/html")
                 return
-            fault = self._next_fault(endpoint)
+            fault = self.faults.next(endpoint)
             executed = (FaultKind.LOST_RESPONSE, FaultKind.REWRITE)
             if fault is not None and fault.kind not in executed:
                 self._answer_fault(h, fault, record)
@@ -1395,9 +1231,24 @@ class ExchangeEmulator:
 
     def _query_order(self, params: dict[str, str], now: int) -> Any:
         symbol, order_id, client_id = self._order_ref(params)
-        return self._order_doc(
-            self.engine.order(symbol, order_id=order_id, client_order_id=client_id)
-        )
+        found = self.engine.order(symbol, order_id=order_id, client_order_id=client_id)
+        if not self._lags(found, now):
+            return self._order_doc(found)
+        # Binance's eventually consistent lookup: a fresh order is not seen yet; an older
+        # order that carried the same client order id still is.
+        if order_id is None and client_id is not None:
+            for older in reversed(self.engine.orders_with_client_id(symbol, client_id)[:-1]):
+                if not self._lags(older, now):
+                    return self._order_doc(older)
+        raise EngineError.of(NO_SUCH_ORDER)
+
+    def _lags(self, o: Order, now: int) -> bool:
+        """Whether this lookup of `o` answers -2013 (`LookupLag`; counted per order)."""
+        hidden = self._hidden.get(o.order_id, 0)
+        if not self.lookup_lag.hides(now - o.time_ms, hidden):
+            return False  # the count stays: once seen, an order is seen from then on
+        self._hidden[o.order_id] = hidden + 1
+        return True
 
     def _cancel_doc(self, o: Order, cancel_id: str | None, now: int) -> dict[str, Any]:
         doc = self._order_doc(o)

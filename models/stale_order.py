@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from models.config import Settings, parse_duration_ms
 from models.messages import Order, Side
 
-__all__ = ["StaleRule", "stale_reason"]
+__all__ = ["StaleRule", "stale_reason", "stale_rule"]
 
 _BPS: Final = Decimal(10_000)
 
@@ -35,6 +36,17 @@ class StaleRule:
 
     def is_stale(self, order: Order, now_ms: int) -> bool:
         return self.max_age_ms > 0 and now_ms - order.placed_ms > self.max_age_ms
+
+
+def stale_rule(settings: Settings) -> StaleRule:
+    """The rule of a run's settings (`execution.max_order_age`, the risk gate's limits)."""
+    ex = settings.execution
+    return StaleRule(
+        max_age_ms=parse_duration_ms(ex.max_order_age),
+        price_tolerance_bps=ex.stale_price_tolerance_bps,
+        max_order_notional=settings.risk.max_order_notional,
+        fee_bps=ex.fee_bps,
+    )
 
 
 def stale_reason(

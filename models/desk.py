@@ -32,6 +32,7 @@ from typing import Any
 from models.active_strategy import ActiveStrategy
 from models.config import Settings, parse_duration_ms
 from models.execution import ExchangeState, ExecStatus, ExecutionReport
+from models.fill_holdback import FillHoldback
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
     STRICT_SCHEMA_NAME,
@@ -186,6 +187,7 @@ PERSISTED = (
     "last_asked",
     "local_only",
     "seen_fills",
+    "held_fills",
 )
 
 
@@ -208,6 +210,7 @@ class TradingDesk:
     venue: str = "sim"  # "sim": the simulated exchange fills; "exchange": an executor reports
     local_only: set[str] = field(default_factory=set)  # symbols the safe_local fallback took
     seen_fills: dict[str, None] = field(default_factory=dict)  # exchange fills applied (newest)
+    held_fills: FillHoldback = field(default_factory=FillHoldback)  # not fitting the book yet
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -242,7 +245,8 @@ class TradingDesk:
         return tuple(getattr(self, name) for name in PERSISTED)
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(PERSISTED, state, strict=True):
+        # A snapshot from before a field was added leaves that field at its default.
+        for name, value in zip(PERSISTED[: len(state)], state, strict=True):
             setattr(self, name, value)
         # Data comes from the snapshot, settings from the current configuration.
         self.budget.cap = self.settings.gpt.daily_budget_usd
@@ -1064,19 +1068,8 @@ class TradingDesk:
             avg_before = self.portfolio.position(fill.symbol).avg_cost
             try:
                 self.portfolio.apply_fill(fill)
-            except ValueError as err:  # the exchange sold more than the book holds
-                out.append(
-                    executor_alert(
-                        "ledger",
-                        fill.fill_id,
-                        fill.ts_ms,
-                        Severity.CRITICAL,
-                        f"fill {fill.fill_id} does not fit the book: {err}; "
-                        "reconcile with the exchange",
-                        fill.decision_id,
-                        fill.symbol,
-                    )
-                )
+            except ValueError as err:  # sold more than the book holds: held for later reports
+                out.extend(self._unfit(f, why) for f, why in self.held_fills.hold(fill, str(err)))
                 continue
             if owner is not None:
                 owner.on_fill(fill, avg_before)
@@ -1120,7 +1113,38 @@ class TradingDesk:
                 )
             )
             out.extend(self._exchange_fallback(report, fallback))
+        out.extend(self.held_fills.release(self._book_held, self._unfit))  # may fit now
         return out
+
+    def _book_held(self, fill: Fill) -> list[DeskOutput]:
+        """Book a fill that did not fit the book when its report came (`models.fill_holdback`;
+        raises `ValueError` while it still does not): the fill, and its decision's next
+        version when the desk still holds that decision."""
+        if fill.fill_id in self.seen_fills:
+            return []  # booked meanwhile from a repeated report
+        owner = self.owners.get(fill.decision_id)
+        avg_before = self.portfolio.position(fill.symbol).avg_cost
+        self.portfolio.apply_fill(fill)
+        if owner is not None:
+            owner.on_fill(fill, avg_before)
+        self.seen_fills[fill.fill_id] = None
+        out: list[DeskOutput] = [fill]
+        record, order = self._order_of(fill.decision_id, fill.client_order_id)
+        if record is not None and order is not None:
+            out.append(self._record_update(record, order, [fill]))
+        return out
+
+    def _unfit(self, fill: Fill, why: str) -> Alert:
+        """A fill given up for good: it never fitted the book."""
+        return executor_alert(
+            "ledger",
+            fill.fill_id,
+            fill.ts_ms,
+            Severity.CRITICAL,
+            f"fill {fill.fill_id} does not fit the book: {why}; reconcile with the exchange",
+            fill.decision_id,
+            fill.symbol,
+        )
 
     def _exchange_fallback(self, report: ExecutionReport, action: str) -> list[DeskOutput]:
         sym = report.symbol

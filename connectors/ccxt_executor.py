@@ -2,18 +2,19 @@
 
 For each order (`execute`):
 1. `create_order` as a market order with the desk's client order id;
-2. on an error: look the order up by that client order id (`fetch_order` with
-   `origClientOrderId`); if the exchange has it (the request arrived, the response was lost),
-   that order is the answer;
-3. otherwise, if the error can go away (network, timeout, 5xx, 429 after its Retry-After),
-   retry once with the same client order id, and reconcile again if that fails too;
-4. otherwise the report says `rejected` (the exchange refused) or `failed` (unknown), with the
-   error, and the desk raises an alert and applies its fallback action. Before it reports a
-   failure after an error that may have placed the order, it asks the exchange until it
-   knows (`unknown` when it cannot: the desk looks again later), so the book never silently
-   disagrees with the exchange.
-The exchange enforces unique client order ids, so even a retry racing a lost first attempt
-cannot make a second order. The decision rules are `models.execution.next_step`.
+2. when the answer is lost (timeout, dropped connection, 5xx, an answer that is not an order
+   report) the order may exist: it is looked up by that client order id (`fetch_order` with
+   `origClientOrderId`) until the exchange knows it: found -> that order is the answer;
+   proven absent -> one retry with the same id; neither -> `unknown` (looked up again later);
+3. when the exchange certainly did not execute it (a refusal, a rate limit), it is retried
+   once (after a rate limit's Retry-After) unless the refusal will repeat;
+4. otherwise the report says `rejected` (the exchange refused) or `failed`, with the error,
+   and the desk raises an alert and applies its fallback action.
+Binance does not make a repeated client order id safe: it refuses one only while the first
+order is OPEN (a filled market order's id makes a second order), and its lookup can answer
+"does not exist" for a while after a create. So "does not exist" counts as proof only once the
+create can no longer be executed or hidden: `absent_after_ms` after it was sent (recvWindow +
+the lookup lag). The decision rules are `models.execution.next_step`.
 
 Amounts cross the API as decimal strings. ccxt parses the exchange's decimal strings into
 floats; `Decimal(repr(x))` gives back the shortest decimal that float came from, which is the
@@ -180,9 +181,9 @@ def _balances(balance: Mapping[str, Any], kind: str, needed: set[str]) -> dict[s
 
 def classify(err: Exception) -> ErrorKind:
     """Permanent errors will repeat; everything else may go away and may even have happened
-    (a retry is safe whatever it was: it carries the same client order id, which the exchange
-    refuses twice). Binance reports a duplicate client order id as a plain order rejection,
-    recognised by its message."""
+    (whether a retry is safe is `_may_have_reached`'s and `_resolve`'s question: the same
+    client order id is refused only while the first order is open). Binance reports a
+    duplicate client order id as a plain order rejection, recognised by its message."""
     if isinstance(err, ccxt.DuplicateOrderId) or "duplicate order" in str(err).lower():
         return ErrorKind.DUPLICATE
     if isinstance(err, _PERMANENT):

@@ -398,7 +398,8 @@ class CcxtExecutor:
 
     def _lookup(self, order: Order) -> dict[str, Any] | str:
         """The order as the exchange knows it by our client order id; "absent" when the
-        exchange says it has none, "unknown" when the lookup itself failed."""
+        exchange says it has none, "unknown" when the lookup itself failed or answered
+        something that is not this order (`_malformed`)."""
         try:
             found = self.exchange.fetch_order(
                 None, order.symbol, {"origClientOrderId": order.client_order_id}
@@ -408,7 +409,13 @@ class CcxtExecutor:
         except Exception as err:
             _LOG.warning("lookup of %s failed: %s", order.client_order_id, _error_text(err))
             return "unknown"
-        return dict(found) if found else "absent"
+        if not found:
+            return "absent"
+        problem = _malformed(found, order)
+        if problem is not None:  # an answer that is not the order tells nothing either way
+            _LOG.warning("lookup of %s answered without a valid %s", order.client_order_id, problem)
+            return "unknown"
+        return dict(found)
 
     def _retry_after(self, err: Exception) -> float:
         """Seconds to wait before the one retry: a rate limit's Retry-After (1 s if absent),

@@ -328,6 +328,12 @@ def test_a_200_answer_of_the_wrong_shape_is_looked_up_not_booked() -> None:
         ex.script(POST, Fault.rewrite(lambda _d: None))  # JSON null: ccxt raises TypeError
         report = executor_on(ex).execute(order(20_000))
         assert report.status is ExecStatus.FILLED and report.reconciled
+        # A lookup answered with junk tells nothing either: looked up again, never booked.
+        ex.script(POST, Fault.lost_response())
+        ex.script(GET, *[Fault.rewrite(lambda _d: {}) for _ in range(3)])
+        report = executor_on(ex).execute(order(20_001))
+        assert report.status is ExecStatus.FILLED and report.reconciled
+        assert len(engine_orders(ex, "sf-test-020001")) == 1
 
 
 # --------------------------------------------------------------------------- the soak test

@@ -14,9 +14,22 @@ import pytest
 from connectors.ccxt_executor import CcxtExecutor
 from connectors.exchange_emulator import ExchangeEmulator
 from connectors.execution_gateway import ExecutionGateway
+from dataflows.pipeline import DeskLogic
 from models.config import Settings
+from models.desk import BarEvent
 from models.execution import ExecStatus
-from models.messages import Order, OrderStatus, Side
+from models.messages import (
+    Alert,
+    Bar,
+    Branch,
+    DecisionRecord,
+    Direction,
+    FeatureVector,
+    Order,
+    OrderStatus,
+    Side,
+    Signal,
+)
 from models.stale_order import StaleRule, stale_reason, stale_rule
 
 D = Decimal
@@ -164,3 +177,68 @@ def test_a_backtest_order_is_not_aged_but_a_live_one_is(
     ]
     assert reports[0].error.startswith("stale: decided at")
     assert posts(ex) == 1
+
+
+def test_the_desk_records_a_stale_order_as_refused_and_applies_its_fallback(
+    market: tuple[ExchangeEmulator, Clock],
+) -> None:
+    """Live (the worker sends): the bar was decided 30.6 s before the order could go out and
+    the market moved 4.4 %: the desk's order comes back rejected with the reason, a critical
+    alert is raised and the configured fallback is written into the decision log."""
+    ex, clock = market
+    settings = Settings.model_validate(
+        {
+            "symbols": {BTC: {"lot_size": "0.0001"}},
+            "execution": {"initial_cash": "100000", "currency": "USDT", "fallback": "hold"},
+            "strategy": {"controller": "local", "target_fraction": "0.05"},
+        }
+    )
+    gateway = ExecutionGateway(
+        CcxtExecutor(ex.client(), sleep=clock.sleep, clock_ms=clock, stale=stale_rule(settings))
+    )
+    logic = DeskLogic(settings, frozenset({"m#0"}), None, None, False, gateway)
+    logic.on_batch([])
+    ex.set_price(BTC, "63385")
+    decided = bar_event(clock() - 30_600, D("60717"))
+    out: list[Any] = list(logic.on_batch([decided])[0])
+    gateway.wait()
+    while gateway.in_flight or not any(isinstance(x, Order) and x.version > 1 for x in out):
+        out.extend(logic.on_notify()[0])
+    gateway.close()
+    (final,) = [x for x in out if isinstance(x, Order) and x.version > 1]
+    assert final.status is OrderStatus.REJECTED and final.reason.startswith("stale: decided at")
+    alerts = [a for a in out if isinstance(a, Alert) and a.source == "executor"]
+    assert (
+        alerts
+        and "stale: decided at" in alerts[0].message
+        and "fallback: hold" in alerts[0].message
+    )
+    records = [r for r in out if isinstance(r, DecisionRecord)]
+    assert "stale: decided at" in records[-1].note and "fallback: hold" in records[-1].note
+    assert posts(ex) == 0 and logic.desk.portfolio.quantity(BTC) == 0
+
+
+def bar_event(end_ms: int, price: Decimal) -> BarEvent:
+    bar = Bar(
+        symbol=BTC,
+        start_ms=end_ms - 60_000,
+        end_ms=end_ms,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=D(1),
+        trades=1,
+        vwap=price,
+    )
+    signal = Signal(
+        symbol=BTC,
+        ts_ms=end_ms,
+        trigger="outage",
+        kind="crossover",
+        direction=Direction.LONG,
+        strength=0.5,
+        strategic=False,
+    )
+    fv = FeatureVector(symbol=BTC, ts_ms=end_ms, close=float(price), values={})
+    return BarEvent(bar, fv, [signal], Branch.ROUTINE)

@@ -14,7 +14,8 @@ Binance does not make a repeated client order id safe: it refuses one only while
 order is OPEN (a filled market order's id makes a second order), and its lookup can answer
 "does not exist" for a while after a create. So "does not exist" counts as proof only once the
 create can no longer be executed or hidden: `absent_after_ms` after it was sent (recvWindow +
-the lookup lag). The decision rules are `models.execution.next_step`.
+Binance's backend timeout + the lookup lag). The decision rules are
+`models.execution.next_step`.
 
 Amounts cross the API as decimal strings. ccxt parses the exchange's decimal strings into
 floats; `Decimal(repr(x))` gives back the shortest decimal that float came from, which is the
@@ -43,8 +44,9 @@ _LOG: Final = logging.getLogger(__name__)
 _ZERO: Final = Decimal(0)
 MAX_RETRY_AFTER_S: Final = 10.0  # a Retry-After beyond this is not waited for: give up instead
 SETTLE_LOOKUPS: Final = 8  # asks (with backoff) for an order's complete trades
-RESOLVE_LOOKUPS: Final = 16  # lookups (with backoff, ~25 s) until an order is known
+RESOLVE_LOOKUPS: Final = 20  # lookups (with backoff, ~31 s) until an order is known
 RECV_WINDOW_MS: Final = 10_000  # ccxt's recvWindow for Binance, when the client has none
+BACKEND_TIMEOUT_MS: Final = 10_000  # Binance's -1007: an accepted request may run until then
 LOOKUP_LAG_MS: Final = 5_000  # how long Binance's lookup may still say "does not exist"
 _ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _STATUS: Final = re.compile(r"[A-Za-z_]{1,32}")
@@ -222,7 +224,9 @@ class CcxtExecutor:
     ) -> None:
         """`absent_after_ms`: how long after the last create was sent a "does not exist"
         lookup proves the order absent (default: the client's recvWindow, past which the
-        exchange refuses the request, plus `LOOKUP_LAG_MS`, Binance's lagging lookup).
+        exchange refuses the request, plus `BACKEND_TIMEOUT_MS`, how long a request it
+        accepted may still be executed (Binance's -1007 timeout), plus `LOOKUP_LAG_MS`, its
+        lagging lookup)
         `stale`: the age rule for orders sent by the live worker (`execute(check_age=True)`)."""
         self.exchange = exchange
         self._sleep = sleep
@@ -231,7 +235,7 @@ class CcxtExecutor:
             options = getattr(exchange, "options", None) or {}
             recv = options.get("recvWindow") if isinstance(options, Mapping) else None
             window = int(recv) if isinstance(recv, int | float) and recv > 0 else RECV_WINDOW_MS
-            absent_after_ms = window + LOOKUP_LAG_MS
+            absent_after_ms = window + BACKEND_TIMEOUT_MS + LOOKUP_LAG_MS
         self.absent_after_ms = absent_after_ms
         self.stale = stale
         # When a create of each unresolved order was last sent (an order sent by an earlier
@@ -342,7 +346,8 @@ class CcxtExecutor:
         """Look the order up (with backoff) until the exchange knows it: the order found, or
         "absent" once "does not exist" is proof: answered at least `absent_after_ms` after
         the last create of it was sent. By then the exchange has refused that request (its
-        recvWindow is over) or executed it, and its lagging lookup shows what it executed.
+        recvWindow is over when it arrives later), its backend has executed or dropped it,
+        and its lagging lookup shows what it executed.
         "unknown" when neither came within `RESOLVE_LOOKUPS` lookups."""
         since = self._sent.get(order.client_order_id, self._started_ms)
         for n in range(RESOLVE_LOOKUPS):

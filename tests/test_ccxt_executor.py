@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.ccxt_executor import CcxtExecutor, classify
+from connectors.ccxt_executor import RESOLVE_LOOKUPS, CcxtExecutor, classify
 from connectors.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
 from connectors.execution_gateway import ExecutionGateway
 from dataflows.pipeline import DeskLogic
@@ -233,7 +233,7 @@ def test_an_order_the_exchange_cannot_place_is_unknown_until_it_is_known() -> No
     created again; the flow's re-send (resend=True) then finds it."""
     with lagging(0) as ex:
         ex.script(POST, Fault.lost_response())
-        ex.script(GET, *[Fault.server_error(503) for _ in range(16)])
+        ex.script(GET, *[Fault.server_error(503) for _ in range(RESOLVE_LOOKUPS)])
         clock = Clock()
         executor = executor_on(ex, clock)
         report = executor.execute(order())

@@ -135,6 +135,7 @@ def exchange_session(
     from connectors.ccxt_executor import CcxtExecutor
     from connectors.execution_gateway import ExecutionGateway
     from connectors.market_feed import MarketFeed
+    from models.stale_order import stale_rule
 
     pairs = _pairs(settings)
     with contextlib.ExitStack() as stack:
@@ -163,7 +164,7 @@ def exchange_session(
         else:
             feed_client, order_client = _real_clients(name, sandbox)
             say(f"trading on {name}{' (sandbox)' if sandbox else ''}: real orders")
-        executor = CcxtExecutor(order_client)
+        executor = CcxtExecutor(order_client, stale=stale_rule(settings))
         try:  # the desk reconciles against this at start: fail here, in one line, if it can't
             executor.state(pairs)
         except Exception as err:

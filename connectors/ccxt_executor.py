@@ -2,18 +2,20 @@
 
 For each order (`execute`):
 1. `create_order` as a market order with the desk's client order id;
-2. on an error: look the order up by that client order id (`fetch_order` with
-   `origClientOrderId`); if the exchange has it (the request arrived, the response was lost),
-   that order is the answer;
-3. otherwise, if the error can go away (network, timeout, 5xx, 429 after its Retry-After),
-   retry once with the same client order id, and reconcile again if that fails too;
-4. otherwise the report says `rejected` (the exchange refused) or `failed` (unknown), with the
-   error, and the desk raises an alert and applies its fallback action. Before it reports a
-   failure after an error that may have placed the order, it asks the exchange until it
-   knows (`unknown` when it cannot: the desk looks again later), so the book never silently
-   disagrees with the exchange.
-The exchange enforces unique client order ids, so even a retry racing a lost first attempt
-cannot make a second order. The decision rules are `models.execution.next_step`.
+2. when the answer is lost (timeout, dropped connection, 5xx, an answer that is not an order
+   report) the order may exist: it is looked up by that client order id (`fetch_order` with
+   `origClientOrderId`) until the exchange knows it: found -> that order is the answer;
+   proven absent -> one retry with the same id; neither -> `unknown` (looked up again later);
+3. when the exchange certainly did not execute it (a refusal, a rate limit), it is retried
+   once (after a rate limit's Retry-After) unless the refusal will repeat;
+4. otherwise the report says `rejected` (the exchange refused) or `failed`, with the error,
+   and the desk raises an alert and applies its fallback action.
+Binance does not make a repeated client order id safe: it refuses one only while the first
+order is OPEN (a filled market order's id makes a second order), and its lookup can answer
+"does not exist" for a while after a create. So "does not exist" counts as proof only once the
+create can no longer be executed or hidden: `absent_after_ms` after it was sent (recvWindow +
+Binance's backend timeout + the lookup lag). The decision rules are
+`models.execution.next_step`.
 
 Amounts cross the API as decimal strings. ccxt parses the exchange's decimal strings into
 floats; `Decimal(repr(x))` gives back the shortest decimal that float came from, which is the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import decimal
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -33,13 +36,20 @@ import ccxt
 
 from models.execution import ErrorKind, ExchangeState, ExecStatus, ExecutionReport, next_step
 from models.messages import Fill, Order, Side
+from models.stale_order import StaleRule, stale_reason
 
 __all__ = ["CcxtExecutor", "ExchangeState", "classify", "to_decimal"]
 
 _LOG: Final = logging.getLogger(__name__)
 _ZERO: Final = Decimal(0)
 MAX_RETRY_AFTER_S: Final = 10.0  # a Retry-After beyond this is not waited for: give up instead
-SETTLE_LOOKUPS: Final = 8  # lookups (with backoff) that decide whether a failed order exists
+SETTLE_LOOKUPS: Final = 8  # asks (with backoff) for an order's complete trades
+RESOLVE_LOOKUPS: Final = 20  # lookups (with backoff, ~31 s) until an order is known
+RECV_WINDOW_MS: Final = 10_000  # ccxt's recvWindow for Binance, when the client has none
+BACKEND_TIMEOUT_MS: Final = 10_000  # Binance's -1007: an accepted request may run until then
+LOOKUP_LAG_MS: Final = 5_000  # how long Binance's lookup may still say "does not exist"
+_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_STATUS: Final = re.compile(r"[A-Za-z_]{1,32}")
 
 _PERMANENT: Final = (
     ccxt.InsufficientFunds,
@@ -50,6 +60,51 @@ _PERMANENT: Final = (
     ccxt.PermissionDenied,
     ccxt.AccountSuspended,
 )
+
+
+def _backoff(n: int) -> float:
+    return min(2.0, 0.1 * 2.0**n)
+
+
+def _may_have_reached(err: Exception, kind: ErrorKind) -> bool:
+    """Whether the failed create may have been executed: everything but a refusal (the
+    exchange answered no), a rate limit (429/418: refused before execution) and a timestamp
+    outside the recvWindow. A 5xx, a timeout, a dropped connection, an answer ccxt cannot
+    parse: Binance says the execution status is then unknown."""
+    if kind is ErrorKind.PERMANENT:
+        return False
+    return not isinstance(err, ccxt.RateLimitExceeded | ccxt.DDoSProtection | ccxt.InvalidNonce)
+
+
+def _malformed(placed: Any, order: Order) -> str | None:
+    """What a 200 answer to a create lacks to be an order report: an order id, a status,
+    our client order id (when it names one), a filled amount. Such an answer says nothing
+    for sure: the order may exist, so it is looked up (never booked as open with nothing)."""
+    if not isinstance(placed, Mapping):
+        return f"order (got {type(placed).__name__})"
+    oid = placed.get("id")
+    if isinstance(oid, bool) or not isinstance(oid, str | int) or not _ID.fullmatch(str(oid)):
+        return f"order id (got {oid!r})"[:120]
+    status = placed.get("status")
+    if not isinstance(status, str) or not _STATUS.fullmatch(status):
+        return f"status (got {status!r})"[:120]
+    # ccxt turns any JSON value into text: the exchange's own fields must have their types.
+    raw = placed.get("info")
+    if isinstance(raw, Mapping):
+        raw_id, raw_status = raw.get("orderId"), raw.get("status")
+        if "orderId" in raw and (
+            isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or not str(raw_id)
+        ):
+            return f"order id (got {raw_id!r})"[:120]
+        if "status" in raw and not (isinstance(raw_status, str) and _STATUS.fullmatch(raw_status)):
+            return f"status (got {raw_status!r})"[:120]
+    cid = placed.get("clientOrderId")
+    if cid is not None and str(cid) != order.client_order_id:
+        return f"client order id (got {cid!r})"[:120]
+    filled = _amount(placed.get("filled"))
+    if filled is None or filled < 0:
+        return f"filled amount (got {placed.get('filled')!r})"[:120]
+    return None
 
 
 def _executed(trades: Iterable[Mapping[str, Any]]) -> Decimal:
@@ -128,9 +183,9 @@ def _balances(balance: Mapping[str, Any], kind: str, needed: set[str]) -> dict[s
 
 def classify(err: Exception) -> ErrorKind:
     """Permanent errors will repeat; everything else may go away and may even have happened
-    (a retry is safe whatever it was: it carries the same client order id, which the exchange
-    refuses twice). Binance reports a duplicate client order id as a plain order rejection,
-    recognised by its message."""
+    (whether a retry is safe is `_may_have_reached`'s and `_resolve`'s question: the same
+    client order id is refused only while the first order is open). Binance reports a
+    duplicate client order id as a plain order rejection, recognised by its message."""
     if isinstance(err, ccxt.DuplicateOrderId) or "duplicate order" in str(err).lower():
         return ErrorKind.DUPLICATE
     if isinstance(err, _PERMANENT):
@@ -164,29 +219,55 @@ class CcxtExecutor:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        absent_after_ms: int | None = None,
+        stale: StaleRule | None = None,
     ) -> None:
+        """`absent_after_ms`: how long after the last create was sent a "does not exist"
+        lookup proves the order absent (default: the client's recvWindow, past which the
+        exchange refuses the request, plus `BACKEND_TIMEOUT_MS`, how long a request it
+        accepted may still be executed (Binance's -1007 timeout), plus `LOOKUP_LAG_MS`, its
+        lagging lookup)
+        `stale`: the age rule for orders sent by the live worker (`execute(check_age=True)`)."""
         self.exchange = exchange
         self._sleep = sleep
         self._clock_ms = clock_ms
+        if absent_after_ms is None:
+            options = getattr(exchange, "options", None) or {}
+            recv = options.get("recvWindow") if isinstance(options, Mapping) else None
+            window = int(recv) if isinstance(recv, int | float) and recv > 0 else RECV_WINDOW_MS
+            absent_after_ms = window + BACKEND_TIMEOUT_MS + LOOKUP_LAG_MS
+        self.absent_after_ms = absent_after_ms
+        self.stale = stale
+        # When a create of each unresolved order was last sent (an order sent by an earlier
+        # process counts from this executor's start: it was sent before that).
+        self._started_ms = clock_ms()
+        self._sent: dict[str, int] = {}
 
     # ------------------------------------------------------------------ orders
 
-    def execute(self, order: Order, *, resend: bool = False) -> ExecutionReport:
+    def execute(
+        self, order: Order, *, resend: bool = False, check_age: bool = False
+    ) -> ExecutionReport:
         """Place one market order; never raises for what the exchange does. `resend`: the
         order may already be on the exchange (a restart, an earlier `unknown`): it is looked
-        up first and created only when the exchange says for sure it has none, because
-        Binance refuses a repeated client order id only while the first order is open."""
+        up first and created only once the exchange has proved it has none, because Binance
+        refuses a repeated client order id only while the first order is open. `check_age`
+        (the live worker; a backtest's orders carry event time in the past): an order older
+        than the `stale` rule's age is re-checked at the current price or dropped."""
         # ccxt sets the thread's decimal context to ROUND_HALF_UP while it formats amounts;
         # the book's accounting on this thread must keep its own rounding.
         with decimal.localcontext():
             if resend:
-                found = self._lookup(order)
+                found = self._resolve(order)
                 if isinstance(found, dict):
                     return self._report(order, found, 0, reconciled=True)
                 if found == "unknown":
-                    error = "the exchange could not say whether it has the order"
+                    error = (
+                        "the exchange could not say whether it has the order "
+                        f"({RESOLVE_LOOKUPS} lookups); it is looked up again"
+                    )
                     return self._failure(order, ExecStatus.UNKNOWN, 0, error)
-            return self._execute(order)
+            return self._execute(order, check_age)
 
     def look_up(self, order: Order) -> ExecutionReport:
         """Ask the exchange for an order the executor gave up on, never creating it: found ->
@@ -201,38 +282,63 @@ class CcxtExecutor:
             error = "the exchange could not say whether it has the order"
             return self._failure(order, ExecStatus.UNKNOWN, 0, error)
 
-    def _execute(self, order: Order) -> ExecutionReport:
+    def _execute(self, order: Order, check_age: bool) -> ExecutionReport:
         attempts = 0
-        maybe_placed = False  # a transient error: the request may have reached the exchange
+        earlier: Exception | None = None  # the error of an attempt proved not placed
         while True:
+            if check_age and self.stale is not None:
+                reason = self._stale_reason(order, self.stale)
+                if reason is not None:
+                    _LOG.warning("order %s dropped: %s", order.client_order_id, reason)
+                    return self._failure(order, ExecStatus.REJECTED, attempts, reason)
             attempts += 1
+            self._sent[order.client_order_id] = self._clock_ms()
+            problem: str | None = None
             try:
                 placed = self._create(order)
-            except Exception as err:  # every ccxt error is an outcome here, not a crash
-                kind = classify(err)
-                wait = self._retry_after(err)  # before the lookup replaces the headers
-                found = self._lookup(order)
-                if found == "unknown" and kind is not ErrorKind.PERMANENT:
-                    found = self._lookup_until_sure(order)
-                step = next_step(kind, attempts, isinstance(found, dict))
-                _LOG.warning(
-                    "order %s attempt %d: %s -> %s",
-                    order.client_order_id,
-                    attempts,
-                    _error_text(err),
-                    step,
-                )
+                problem = _malformed(placed, order)
+                if problem is None:
+                    self._sent.pop(order.client_order_id, None)
+                    return self._report(order, placed, attempts, reconciled=False)
+                err: Exception = ccxt.BadResponse(f"the create answer has no valid {problem}")
+            except Exception as exc:  # every ccxt error is an outcome here, not a crash
+                err = exc
+            kind = classify(err)
+            wait = self._retry_after(err)  # before a lookup replaces the headers
+            reached = problem is not None or _may_have_reached(err, kind)
+            _LOG.warning(
+                "order %s attempt %d: %s (%s)",
+                order.client_order_id,
+                attempts,
+                _error_text(err),
+                "may have reached the exchange" if reached else kind.value,
+            )
+            if reached or kind is ErrorKind.DUPLICATE:
+                # The order may exist: never create again before the exchange has proved it
+                # does not ("does not exist" right after a create proves nothing on Binance).
+                found = self._resolve(order)
                 if isinstance(found, dict):
                     return self._report(order, found, attempts, reconciled=True)
-                maybe_placed = maybe_placed or kind is not ErrorKind.PERMANENT
-                # Create again only when the exchange said for sure it has no such order.
-                if step == "retry" and found == "absent" and wait <= MAX_RETRY_AFTER_S:
-                    self._sleep(wait)
-                    continue
-                if maybe_placed:
-                    return self._settle(order, attempts, err)
-                return self._failure(order, ExecStatus.REJECTED, attempts, _error_text(err))
-            return self._report(order, placed, attempts, reconciled=False)
+                if found == "unknown":
+                    error = (
+                        f"{_error_text(err)}; state unknown after {RESOLVE_LOOKUPS} lookups, "
+                        "looked up again"
+                    )
+                    return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
+                if kind is not ErrorKind.DUPLICATE and attempts < 2:
+                    earlier = err
+                    continue  # proved absent: the one retry, same client order id
+                return self._failure(order, ExecStatus.FAILED, attempts, _error_text(err))
+            # Certainly not executed (refused, rate limited): retry once, then give up.
+            self._sent.pop(order.client_order_id, None)
+            step = next_step(kind, attempts, False)
+            if step == "retry" and wait <= MAX_RETRY_AFTER_S:
+                self._sleep(wait)
+                earlier = err
+                continue
+            permanent = kind is ErrorKind.PERMANENT and earlier is None
+            status = ExecStatus.REJECTED if permanent else ExecStatus.FAILED
+            return self._failure(order, status, attempts, _error_text(err))
 
     def _failure(
         self, order: Order, status: ExecStatus, attempts: int, error: str
@@ -249,30 +355,52 @@ class CcxtExecutor:
             ts_ms=self._clock_ms(),
         )
 
-    def _lookup_until_sure(self, order: Order) -> dict[str, Any] | str:
-        """Ask again (with backoff) until the exchange says found or absent, or give up with
-        "unknown": an order must not be created again on a maybe."""
-        for n in range(SETTLE_LOOKUPS):
-            self._sleep(min(2.0, 0.1 * 2**n))
-            found = self._lookup(order)
-            if found != "unknown":
-                return found
-        return "unknown"
-
-    def _settle(self, order: Order, attempts: int, err: Exception) -> ExecutionReport:
-        """Giving up after an error that may have placed the order: ask the exchange until it
-        says for sure whether the order exists (found: adopted; absent: failed), so the book
-        never disagrees with the exchange; if it cannot tell, the order's state is unknown and
-        it is looked up again later (`ExecStatus.UNKNOWN`)."""
-        for n in range(SETTLE_LOOKUPS):
+    def _resolve(self, order: Order) -> dict[str, Any] | str:
+        """Look the order up (with backoff) until the exchange knows it: the order found, or
+        "absent" once "does not exist" is proof: answered at least `absent_after_ms` after
+        the last create of it was sent. By then the exchange has refused that request (its
+        recvWindow is over when it arrives later), its backend has executed or dropped it,
+        and its lagging lookup shows what it executed.
+        "unknown" when neither came within `RESOLVE_LOOKUPS` lookups."""
+        since = self._sent.get(order.client_order_id, self._started_ms)
+        for n in range(RESOLVE_LOOKUPS):
             found = self._lookup(order)
             if isinstance(found, dict):
-                return self._report(order, found, attempts, reconciled=True)
-            if found == "absent":
-                return self._failure(order, ExecStatus.FAILED, attempts, _error_text(err))
-            self._sleep(min(2.0, 0.1 * 2**n))
-        error = f"{_error_text(err)}; state unknown after {SETTLE_LOOKUPS} lookups"
-        return self._failure(order, ExecStatus.UNKNOWN, attempts, error)
+                self._sent.pop(order.client_order_id, None)
+                return found
+            if found == "absent" and self._clock_ms() - since >= self.absent_after_ms:
+                self._sent.pop(order.client_order_id, None)
+                return "absent"
+            self._sleep(_backoff(n))
+        return "unknown"
+
+    def _stale_reason(self, order: Order, rule: StaleRule) -> str | None:
+        """`models.stale_order.stale_reason` with the exchange's prices: the last trade at
+        or before the decision, the ticker now, the free quote balance."""
+        now = self._clock_ms()
+        if not rule.is_stale(order, now):
+            return None
+        quote = order.symbol.partition("/")[2]
+        decided: Decimal | None = None
+        current: Decimal | None = None
+        free: Decimal | None = None
+        try:
+            decided = self._price_at(order.symbol, order.placed_ms)
+            ticker = self.exchange.fetch_ticker(order.symbol)
+            current = to_decimal(ticker.get("last") or ticker.get("close"))
+            if order.side is Side.BUY:
+                free = _amount((self.exchange.fetch_balance().get("free") or {}).get(quote))
+        except Exception as err:  # without the prices it is dropped: never sent on a guess
+            _LOG.warning("re-check of %s failed: %s", order.client_order_id, _error_text(err))
+        return stale_reason(
+            order, now, rule, decided_price=decided, current_price=current, free_quote=free
+        )
+
+    def _price_at(self, symbol: str, ts_ms: int) -> Decimal | None:
+        """The exchange's last trade price at or before `ts_ms` (within the minute before)."""
+        trades = self.exchange.fetch_trades(symbol, ts_ms - 60_000, 1000, {"endTime": ts_ms})
+        before = [t for t in trades if int(t.get("timestamp") or 0) <= ts_ms]
+        return _amount(before[-1].get("price")) if before else None
 
     def _create(self, order: Order) -> dict[str, Any]:
         return dict(
@@ -288,7 +416,8 @@ class CcxtExecutor:
 
     def _lookup(self, order: Order) -> dict[str, Any] | str:
         """The order as the exchange knows it by our client order id; "absent" when the
-        exchange says it has none, "unknown" when the lookup itself failed."""
+        exchange says it has none, "unknown" when the lookup itself failed or answered
+        something that is not this order (`_malformed`)."""
         try:
             found = self.exchange.fetch_order(
                 None, order.symbol, {"origClientOrderId": order.client_order_id}
@@ -298,7 +427,13 @@ class CcxtExecutor:
         except Exception as err:
             _LOG.warning("lookup of %s failed: %s", order.client_order_id, _error_text(err))
             return "unknown"
-        return dict(found) if found else "absent"
+        if not found:
+            return "absent"
+        problem = _malformed(found, order)
+        if problem is not None:  # an answer that is not the order tells nothing either way
+            _LOG.warning("lookup of %s answered without a valid %s", order.client_order_id, problem)
+            return "unknown"
+        return dict(found)
 
     def _retry_after(self, err: Exception) -> float:
         """Seconds to wait before the one retry: a rate limit's Retry-After (1 s if absent),

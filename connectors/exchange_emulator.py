@@ -15,6 +15,10 @@ drawn at random with a seed (`chaos(seed=7, probability=0.1)`): 5xx, a response 
 client's timeout, 429 with Retry-After, insufficient funds, a dropped connection, and an order
 that is placed although its response is lost. Every request is recorded.
 
+Split by job: this module is the HTTP layer (server, signing, faults carried out, request log);
+the endpoints' handlers and Binance's documents are `connectors.emulator_api`; the endpoints
+table, faults, chaos and Binance's lagging lookup are `connectors.emulator_faults`.
+
 Point a client at it with `emulator.client()` or `ccxt.binance(ccxt_config(...))`: every URL
 of the client is rewritten to this server, so nothing a test does can reach binance.com.
 `stratflow exchange` runs one by hand.
@@ -32,41 +36,53 @@ import html
 import json
 import math
 import random
-import re
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from connectors.emulator_api import (
+    BinanceApi,
+    _int,
+    _mandatory,
+    _Reply,
+)
+from connectors.emulator_faults import (
+    ANY_ENDPOINT,
+    DEFAULT_CHAOS_FAULTS,
+    ENDPOINTS,
+    SERVER_ERROR_MESSAGES,
+    Chaos,
+    Fault,
+    FaultKind,
+    FaultSchedule,
+    LookupLag,
+    Security,
+)
 from models.matching import (
-    Bar,
     EngineConfig,
     EngineError,
     MarketSpec,
     MatchingEngine,
-    MyTrade,
-    Order,
-    OrderSide,
-    OrderType,
-    TimeInForce,
     Trade,
 )
 
 __all__ = [
+    "ANY_ENDPOINT",
     "ENDPOINTS",
     "Chaos",
     "ExchangeEmulator",
     "ExchangeEmulatorError",
     "Fault",
     "FaultKind",
+    "LookupLag",
     "RecordedRequest",
     "ccxt_config",
     "emulator_urls",
@@ -74,28 +90,8 @@ __all__ = [
 ]
 
 HOST: Final = "127.0.0.1"
-Q8: Final = Decimal("1e-8")
 MAX_RECV_WINDOW_MS: Final = 60_000
 DEFAULT_RECV_WINDOW_MS: Final = 5_000
-CLIENT_ID_RE: Final = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-INTERVALS_MS: Final = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-    "3d": 259_200_000,
-    "1w": 604_800_000,
-}
-WEEK_OFFSET_MS: Final = 4 * 86_400_000  # 1970-01-01 was a Thursday; Binance weeks open Monday
 
 # Well-known prices, so `stratflow exchange` and tests start near a believable market.
 DEFAULT_PRICES: Final = {"BTC": "60000", "ETH": "3000", "BNB": "600", "SOL": "150"}
@@ -106,165 +102,7 @@ class ExchangeEmulatorError(RuntimeError):
     """A server problem phrased as one line the user can act on (no traceback needed)."""
 
 
-class Security(StrEnum):
-    NONE = "NONE"
-    API_KEY = "API_KEY"
-    """The key header is required, no signature (Binance's MARKET_DATA, e.g. historicalTrades)."""
-    SIGNED = "SIGNED"
-
-
-# "METHOD /path" -> (security, handler name). The keys are what `script()` accepts.
-ENDPOINTS: Final[dict[str, tuple[Security, str]]] = {
-    "GET /api/v3/ping": (Security.NONE, "_ping"),
-    "GET /api/v3/time": (Security.NONE, "_time"),
-    "GET /api/v3/exchangeInfo": (Security.NONE, "_exchange_info"),
-    "GET /api/v3/depth": (Security.NONE, "_depth"),
-    "GET /api/v3/trades": (Security.NONE, "_trades"),
-    "GET /api/v3/historicalTrades": (Security.API_KEY, "_historical_trades"),
-    "GET /api/v3/aggTrades": (Security.NONE, "_agg_trades"),
-    "GET /api/v3/klines": (Security.NONE, "_klines"),
-    "GET /api/v3/uiKlines": (Security.NONE, "_klines"),
-    "GET /api/v3/avgPrice": (Security.NONE, "_avg_price"),
-    "GET /api/v3/ticker/24hr": (Security.NONE, "_ticker_24hr"),
-    "GET /api/v3/ticker/price": (Security.NONE, "_ticker_price"),
-    "GET /api/v3/ticker/bookTicker": (Security.NONE, "_book_ticker"),
-    "GET /api/v3/account": (Security.SIGNED, "_account"),
-    "POST /api/v3/order": (Security.SIGNED, "_new_order"),
-    "GET /api/v3/order": (Security.SIGNED, "_query_order"),
-    "DELETE /api/v3/order": (Security.SIGNED, "_cancel_order"),
-    "GET /api/v3/openOrders": (Security.SIGNED, "_open_orders"),
-    "DELETE /api/v3/openOrders": (Security.SIGNED, "_cancel_open_orders"),
-    "GET /api/v3/allOrders": (Security.SIGNED, "_all_orders"),
-    "GET /api/v3/myTrades": (Security.SIGNED, "_my_trades"),
-    "GET /sapi/v1/system/status": (Security.NONE, "_system_status"),
-}
-ANY_ENDPOINT: Final = "*"
 REQUEST_LOG_LIMIT: Final = 100_000  # a hand-run emulator polled for days stays bounded
-
-
-# ---------------------------------------------------------------------------------- faults
-
-
-class FaultKind(StrEnum):
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    RATE_LIMITED = "rate_limited"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    DROP = "drop"
-    LOST_RESPONSE = "lost_response"
-    REWRITE = "rewrite"
-
-
-SERVER_ERROR_MESSAGES: Final = {
-    -1000: "An unknown error occurred while processing the request.",
-    -1001: "Internal error; unable to process your request. Please try your request again.",
-    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """What the server does to one request instead of (or after) answering it normally. Build
-    it with the class methods; the ccxt exception each one produces is in the spec."""
-
-    kind: FaultKind
-    status: int = 0
-    delay_s: float = 0.0
-    retry_after_s: int = 0
-    code: int | None = None
-    edit: Callable[[Any], Any] | None = field(default=None, compare=False)
-
-    @classmethod
-    def server_error(cls, status: int = 503, code: int | None = None) -> Fault:
-        """HTTP 5xx, not executed. Without `code` the body is an HTML error page (what a
-        gateway in front of Binance sends); with one of -1000/-1001/-1008 it is Binance's JSON
-        error with that code."""
-        if not 500 <= status <= 599:
-            raise ValueError(f"server_error needs a 5xx status, got {status}")
-        if code is not None and code not in SERVER_ERROR_MESSAGES:
-            raise ValueError(f"server_error code must be one of {sorted(SERVER_ERROR_MESSAGES)}")
-        return cls(FaultKind.SERVER_ERROR, status=status, code=code)
-
-    @classmethod
-    def timeout(cls, delay_s: float = 2.0) -> Fault:
-        """Hold the request `delay_s` seconds, then close the connection unanswered; the
-        request never reaches the engine. Set the client's timeout below `delay_s`."""
-        if not delay_s > 0:
-            raise ValueError("timeout needs delay_s > 0")
-        return cls(FaultKind.TIMEOUT, delay_s=delay_s)
-
-    @classmethod
-    def rate_limited(cls, retry_after_s: int = 1, status: int = 429) -> Fault:
-        """HTTP 429 (or 418, Binance's IP ban) with `Retry-After` and code -1003; not executed."""
-        if status not in (418, 429):
-            raise ValueError(f"rate_limited status is 429 or 418, got {status}")
-        return cls(FaultKind.RATE_LIMITED, status=status, retry_after_s=max(0, retry_after_s))
-
-    @classmethod
-    def insufficient_funds(cls) -> Fault:
-        """HTTP 400 code -2010 "Account has insufficient balance for requested action.", whatever
-        the balance; not executed."""
-        return cls(FaultKind.INSUFFICIENT_FUNDS, status=400)
-
-    @classmethod
-    def drop(cls) -> Fault:
-        """Close the connection at once without an answer; not executed."""
-        return cls(FaultKind.DROP)
-
-    @classmethod
-    def lost_response(cls, hold_s: float = 0.0) -> Fault:
-        """Execute the request (an order IS placed), then lose the answer: close the connection
-        at once (`hold_s` 0) or after holding it `hold_s` seconds (a client timeout)."""
-        if hold_s < 0:
-            raise ValueError("hold_s must be >= 0")
-        return cls(FaultKind.LOST_RESPONSE, delay_s=hold_s)
-
-    @classmethod
-    def rewrite(cls, edit: Callable[[Any], Any]) -> Fault:
-        """Execute the request (an order IS placed), then answer `edit(document)` instead of
-        the document: odd-but-possible payloads (a trade without id, a status ccxt maps oddly,
-        numbers in scientific notation...). `edit` gets a deep copy of the JSON document and
-        returns the one to send (it may change it in place and return it); an error answer
-        (4xx) is sent unchanged."""
-        if not callable(edit):
-            raise ValueError("rewrite needs a callable")
-        return cls(FaultKind.REWRITE, edit=edit)
-
-
-DEFAULT_CHAOS_FAULTS: Final = (
-    Fault.server_error(503),
-    Fault.rate_limited(0),
-    Fault.drop(),
-    Fault.lost_response(),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Chaos:
-    """Random faults for soak tests: each request to one of `endpoints` (None: any) gets, with
-    `probability`, a fault drawn from `faults`; the draws come from `random.Random(seed)`, so the
-    same sequence of requests meets the same faults."""
-
-    seed: int
-    probability: float
-    faults: tuple[Fault, ...] = DEFAULT_CHAOS_FAULTS
-    endpoints: frozenset[str] | None = None
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must be within [0, 1], got {self.probability}")
-        if not self.faults:
-            raise ValueError("chaos needs at least one fault")
-        for endpoint in self.endpoints or ():
-            _check_endpoint(endpoint)
-
-
-def _check_endpoint(endpoint: str) -> str:
-    if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
-        raise ValueError(
-            f"unknown endpoint {endpoint!r}; use '*' or one of: {', '.join(sorted(ENDPOINTS))}"
-        )
-    return endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,97 +122,6 @@ class RecordedRequest:
     """Binance's error code of the answer, if it was one."""
     fault: FaultKind | None
     received_at: float = field(default=0.0)
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-class _Reply(Exception):
-    """An error answer: HTTP status plus Binance's code and message."""
-
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status = status
-        self.code = code
-        self.msg = msg
-
-
-def _fmt(value: Decimal) -> str:
-    """Binance prints amounts as strings with 8 decimals."""
-    return f"{value.quantize(Q8):f}"
-
-
-def _mandatory(name: str) -> EngineError:
-    return EngineError(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
-
-
-def _required(params: Mapping[str, str], name: str) -> str:
-    value = params.get(name, "")
-    if not value:
-        raise _mandatory(name)
-    return value
-
-
-def _decimal(params: Mapping[str, str], name: str) -> Decimal | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite() or not re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,20})?", raw.strip()):
-        raise EngineError(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; "
-            "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
-        )
-    return value
-
-
-def _int(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not re.fullmatch(r"-?[0-9]{1,20}", raw.strip()):
-        raise EngineError(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
-        )
-    return int(raw)
-
-
-def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
-    value = _int(params, "limit", default)
-    assert value is not None
-    if value <= 0:
-        raise EngineError(
-            -1100, "Illegal characters found in parameter 'limit'; legal range is '1'."
-        )
-    return min(value, maximum)
-
-
-def _client_id(params: Mapping[str, str], name: str) -> str | None:
-    value = params.get(name) or None
-    if value is not None and not CLIENT_ID_RE.fullmatch(value):
-        raise EngineError(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; "
-            "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
-        )
-    return value
-
-
-def _symbols_param(raw: str) -> list[str]:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, list) or not doc or not all(isinstance(s, str) for s in doc):
-        raise EngineError(-1100, "Illegal characters found in parameter 'symbols'.")
-    return [str(s) for s in doc]
 
 
 def market_for(pair: str, price: Decimal | None = None, **overrides: Any) -> MarketSpec:
@@ -520,11 +267,13 @@ class ExchangeEmulator:
         port: int | None = None,
         clock_ms: Callable[[], int] | None = None,
         chaos: Chaos | None = None,
+        lookup_lag: LookupLag | None = None,
     ) -> None:
         """`markets`: BASE/QUOTE strings (depth sized by `market_for` at the starting price) or
         specs. `prices`: starting price per market (BASE/QUOTE or Binance id); markets not
         given one start at `default_price`. `api_key`/`secret`: generated when None.
-        `clock_ms`: the server's clock (wall clock by default; skew it to test recvWindow)."""
+        `clock_ms`: the server's clock (wall clock by default; skew it to test recvWindow).
+        `lookup_lag`: Binance's eventually consistent order lookup (none by default)."""
         given = {k.upper().replace("/", ""): Decimal(str(v)) for k, v in (prices or {}).items()}
 
         def start_price(pair: str) -> Decimal:
@@ -551,10 +300,9 @@ class ExchangeEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._meta = threading.Lock()  # queues, chaos and the request log
-        self._queues: dict[str, collections.deque[Fault]] = {}
-        self._chaos = chaos
-        self._rng = random.Random(chaos.seed if chaos else 0)
+        self._meta = threading.Lock()  # the request log
+        self.faults = FaultSchedule(chaos)
+        self.api = BinanceApi(self.engine, lookup_lag)
         self._requests: collections.deque[RecordedRequest] = collections.deque(
             maxlen=REQUEST_LOG_LIMIT
         )
@@ -700,9 +448,7 @@ class ExchangeEmulator:
     def script(self, endpoint: str, *faults: Fault) -> None:
         """Queue faults for an endpoint ("POST /api/v3/order", or "*" for any request); each
         request to it consumes the next one (the endpoint's own queue before "*")."""
-        _check_endpoint(endpoint)
-        with self._meta:
-            self._queues.setdefault(endpoint, collections.deque()).extend(faults)
+        self.faults.script(endpoint, faults)
 
     def chaos(
         self,
@@ -716,28 +462,21 @@ class ExchangeEmulator:
         chaos = Chaos(
             seed, probability, tuple(faults), None if endpoints is None else frozenset(endpoints)
         )
-        with self._meta:
-            self._chaos = chaos
-            self._rng = random.Random(seed)
+        self.faults.set_chaos(chaos)
 
     def calm(self) -> None:
         """No more random faults (scripted ones stay queued)."""
-        with self._meta:
-            self._chaos = None
+        self.faults.set_chaos(None)
 
     def reset(self) -> None:
         """Forget queued faults, chaos and recorded requests (the engine's state stays)."""
+        self.faults.clear()
         with self._meta:
-            self._queues.clear()
-            self._chaos = None
             self._requests.clear()
 
     def pending(self, endpoint: str | None = None) -> int:
         """Scripted faults not consumed yet (for one endpoint, or all)."""
-        with self._meta:
-            if endpoint is not None:
-                return len(self._queues.get(_check_endpoint(endpoint), ()))
-            return sum(len(q) for q in self._queues.values())
+        return self.faults.pending(endpoint)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -745,19 +484,6 @@ class ExchangeEmulator:
         copy)."""
         with self._meta:
             return list(self._requests)
-
-    def _next_fault(self, endpoint: str) -> Fault | None:
-        with self._meta:
-            for key in (endpoint, ANY_ENDPOINT):
-                queue = self._queues.get(key)
-                if queue:
-                    return queue.popleft()
-            chaos = self._chaos
-            if chaos is None or (chaos.endpoints is not None and endpoint not in chaos.endpoints):
-                return None
-            if self._rng.random() >= chaos.probability:
-                return None
-            return self._rng.choice(chaos.faults)
 
     # ------------------------------------------------------------------ serving
 
@@ -801,7 +527,7 @@ class ExchangeEmulator:
                 body = f"<html><body><h1>404 Not Found</h1><p>{where}</p></body></html>"
                 h.send_body(404, body.encode(), "text/html")
                 return
-            fault = self._next_fault(endpoint)
+            fault = self.faults.next(endpoint)
             executed = (FaultKind.LOST_RESPONSE, FaultKind.REWRITE)
             if fault is not None and fault.kind not in executed:
                 self._answer_fault(h, fault, record)
@@ -894,7 +620,7 @@ class ExchangeEmulator:
                 raise EngineError(-1101, "Duplicate values for a parameter detected.")
             if security is not Security.NONE:
                 self._authenticate(security, params, headers, query, raw_body)
-            handler: Callable[[dict[str, str], int], Any] = getattr(self, handler_name)
+            handler: Callable[[dict[str, str], int], Any] = getattr(self.api, handler_name)
             with self.lock:
                 doc = handler(params, self._clock())
             return 200, doc, None
@@ -944,505 +670,3 @@ class ExchangeEmulator:
             )
         if now - timestamp > recv_window:
             raise EngineError(-1021, "Timestamp for this request is outside of the recvWindow.")
-
-    # ------------------------------------------------------------------ documents
-
-    def _symbol(self, params: Mapping[str, str]) -> str:
-        symbol = _required(params, "symbol")
-        self.engine.market(symbol)  # -1121 Invalid symbol.
-        return symbol
-
-    def _market_doc(self, spec: MarketSpec) -> dict[str, Any]:
-        return {
-            "symbol": spec.symbol,
-            "status": "TRADING",
-            "baseAsset": spec.base,
-            "baseAssetPrecision": 8,
-            "quoteAsset": spec.quote,
-            "quotePrecision": 8,
-            "quoteAssetPrecision": 8,
-            "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-            "icebergAllowed": False,
-            "ocoAllowed": False,
-            "otoAllowed": False,
-            "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": False,
-            "cancelReplaceAllowed": False,
-            "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False,
-            "filters": [
-                {
-                    "filterType": "PRICE_FILTER",
-                    "minPrice": _fmt(spec.tick_size),
-                    "maxPrice": "1000000000.00000000",
-                    "tickSize": _fmt(spec.tick_size),
-                },
-                {
-                    "filterType": "LOT_SIZE",
-                    "minQty": _fmt(spec.min_qty),
-                    "maxQty": _fmt(spec.max_qty),
-                    "stepSize": _fmt(spec.step_size),
-                },
-                {
-                    "filterType": "MARKET_LOT_SIZE",
-                    "minQty": _fmt(spec.min_qty),
-                    "maxQty": _fmt(spec.max_qty),
-                    "stepSize": _fmt(spec.step_size),
-                },
-                {
-                    "filterType": "NOTIONAL",
-                    "minNotional": _fmt(spec.min_notional),
-                    "applyMinToMarket": True,
-                    "maxNotional": "9000000000.00000000",
-                    "applyMaxToMarket": False,
-                    "avgPriceMins": 5,
-                },
-                {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-            ],
-            "permissions": [],
-            "permissionSets": [["SPOT"]],
-            "defaultSelfTradePreventionMode": "NONE",
-            "allowedSelfTradePreventionModes": ["NONE"],
-        }
-
-    def _order_doc(self, o: Order) -> dict[str, Any]:
-        return {
-            "symbol": o.symbol,
-            "orderId": o.order_id,
-            "orderListId": -1,
-            "clientOrderId": o.client_order_id,
-            "price": _fmt(o.price),
-            "origQty": _fmt(o.orig_qty),
-            "executedQty": _fmt(o.executed_qty),
-            "cummulativeQuoteQty": _fmt(o.cumm_quote_qty),
-            "status": o.status.value,
-            "timeInForce": o.time_in_force.value,
-            "type": o.type.value,
-            "side": o.side.value,
-            "stopPrice": _fmt(Decimal(0)),
-            "icebergQty": _fmt(Decimal(0)),
-            "time": o.time_ms,
-            "updateTime": o.update_ms,
-            "isWorking": True,
-            "workingTime": o.time_ms,
-            "origQuoteOrderQty": _fmt(o.orig_quote_qty),
-            "selfTradePreventionMode": "NONE",
-        }
-
-    def _new_order_doc(self, o: Order, resp_type: str) -> dict[str, Any]:
-        ack = {
-            "symbol": o.symbol,
-            "orderId": o.order_id,
-            "orderListId": -1,
-            "clientOrderId": o.client_order_id,
-            "transactTime": o.update_ms,
-        }
-        if resp_type == "ACK":
-            return ack
-        doc = {
-            **ack,
-            "price": _fmt(o.price),
-            "origQty": _fmt(o.orig_qty),
-            "executedQty": _fmt(o.executed_qty),
-            "origQuoteOrderQty": _fmt(o.orig_quote_qty),
-            "cummulativeQuoteQty": _fmt(o.cumm_quote_qty),
-            "status": o.status.value,
-            "timeInForce": o.time_in_force.value,
-            "type": o.type.value,
-            "side": o.side.value,
-            "workingTime": o.time_ms,
-            "selfTradePreventionMode": "NONE",
-        }
-        if resp_type == "FULL":
-            doc["fills"] = [
-                {
-                    "price": _fmt(f.price),
-                    "qty": _fmt(f.qty),
-                    "commission": _fmt(f.commission),
-                    "commissionAsset": f.commission_asset,
-                    "tradeId": f.trade_id,
-                }
-                for f in o.fills
-            ]
-        return doc
-
-    @staticmethod
-    def _trade_doc(t: Trade) -> dict[str, Any]:
-        return {
-            "id": t.trade_id,
-            "price": _fmt(t.price),
-            "qty": _fmt(t.qty),
-            "quoteQty": _fmt(t.quote_qty),
-            "time": t.time_ms,
-            "isBuyerMaker": t.buyer_is_maker,
-            "isBestMatch": True,
-        }
-
-    @staticmethod
-    def _my_trade_doc(t: MyTrade) -> dict[str, Any]:
-        return {
-            "symbol": t.symbol,
-            "id": t.trade_id,
-            "orderId": t.order_id,
-            "orderListId": -1,
-            "price": _fmt(t.price),
-            "qty": _fmt(t.qty),
-            "quoteQty": _fmt(t.quote_qty),
-            "commission": _fmt(t.commission),
-            "commissionAsset": t.commission_asset,
-            "time": t.time_ms,
-            "isBuyer": t.side is OrderSide.BUY,
-            "isMaker": t.is_maker,
-            "isBestMatch": True,
-        }
-
-    @staticmethod
-    def _kline_doc(b: Bar) -> list[Any]:
-        return [
-            b.open_ms,
-            _fmt(b.open),
-            _fmt(b.high),
-            _fmt(b.low),
-            _fmt(b.close),
-            _fmt(b.volume),
-            b.close_ms,
-            _fmt(b.quote_volume),
-            b.trades,
-            _fmt(b.taker_buy_volume),
-            _fmt(b.taker_buy_quote_volume),
-            "0",
-        ]
-
-    def _ticker_doc(self, symbol: str, now: int) -> dict[str, Any]:
-        t = self.engine.ticker(symbol)
-        zero = _fmt(Decimal(0))
-        if t is None:
-            return {
-                "symbol": symbol,
-                **dict.fromkeys(
-                    (
-                        "priceChange",
-                        "priceChangePercent",
-                        "weightedAvgPrice",
-                        "prevClosePrice",
-                        "lastPrice",
-                        "lastQty",
-                        "bidPrice",
-                        "bidQty",
-                        "askPrice",
-                        "askQty",
-                        "openPrice",
-                        "highPrice",
-                        "lowPrice",
-                        "volume",
-                        "quoteVolume",
-                    ),
-                    zero,
-                ),
-                "openTime": now,
-                "closeTime": now,
-                "firstId": -1,
-                "lastId": -1,
-                "count": 0,
-            }
-        change = t.last - t.open
-        bid = t.bid or (Decimal(0), Decimal(0))
-        ask = t.ask or (Decimal(0), Decimal(0))
-        return {
-            "symbol": symbol,
-            "priceChange": _fmt(change),
-            "priceChangePercent": f"{(change / t.open * 100).quantize(Decimal('0.001')):f}",
-            "weightedAvgPrice": _fmt(t.quote_volume / t.volume if t.volume else t.last),
-            "prevClosePrice": _fmt(t.prev_close),
-            "lastPrice": _fmt(t.last),
-            "lastQty": _fmt(t.last_qty),
-            "bidPrice": _fmt(bid[0]),
-            "bidQty": _fmt(bid[1]),
-            "askPrice": _fmt(ask[0]),
-            "askQty": _fmt(ask[1]),
-            "openPrice": _fmt(t.open),
-            "highPrice": _fmt(t.high),
-            "lowPrice": _fmt(t.low),
-            "volume": _fmt(t.volume),
-            "quoteVolume": _fmt(t.quote_volume),
-            "openTime": t.open_ms,
-            "closeTime": t.close_ms,
-            "firstId": t.first_id,
-            "lastId": t.last_id,
-            "count": t.count,
-        }
-
-    def _selected_symbols(self, params: Mapping[str, str]) -> list[str] | None:
-        """`symbol=X` or `symbols=["X","Y"]` (each checked), or None for every market."""
-        if params.get("symbol"):
-            return [self._symbol(params)]
-        if params.get("symbols"):
-            names = _symbols_param(params["symbols"])
-            for name in names:
-                self.engine.market(name)
-            return names
-        return None
-
-    # ------------------------------------------------------------------ handlers (under lock)
-
-    def _ping(self, params: dict[str, str], now: int) -> Any:
-        return {}
-
-    def _time(self, params: dict[str, str], now: int) -> Any:
-        return {"serverTime": now}
-
-    def _system_status(self, params: dict[str, str], now: int) -> Any:
-        return {"status": 0, "msg": "normal"}
-
-    def _exchange_info(self, params: dict[str, str], now: int) -> Any:
-        chosen = self._selected_symbols(params) or list(self.engine.markets)
-        return {
-            "timezone": "UTC",
-            "serverTime": now,
-            "rateLimits": [
-                {
-                    "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": 6000,
-                },
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            ],
-            "exchangeFilters": [],
-            "symbols": [self._market_doc(self.engine.market(s)) for s in chosen],
-        }
-
-    def _depth(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        depth = self.engine.depth(symbol, _limit(params, 100, 5000))
-        return {
-            "lastUpdateId": depth.update_id,
-            "bids": [[_fmt(p), _fmt(q)] for p, q in depth.bids],
-            "asks": [[_fmt(p), _fmt(q)] for p, q in depth.asks],
-        }
-
-    def _trades(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        trades = self.engine.trades(symbol, limit=_limit(params, 500, 1000))
-        return [self._trade_doc(t) for t in trades]
-
-    def _historical_trades(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        trades = self.engine.trades(
-            symbol, limit=_limit(params, 500, 1000), from_id=_int(params, "fromId")
-        )
-        return [self._trade_doc(t) for t in trades]
-
-    def _agg_trades(self, params: dict[str, str], now: int) -> Any:
-        """One aggregate trade per trade (each fill of the emulator is its own price level)."""
-        symbol = self._symbol(params)
-        trades = self.engine.trades(
-            symbol,
-            limit=_limit(params, 500, 1000),
-            from_id=_int(params, "fromId"),
-            start_ms=_int(params, "startTime"),
-            end_ms=_int(params, "endTime"),
-        )
-        return [
-            {
-                "a": t.trade_id,
-                "p": _fmt(t.price),
-                "q": _fmt(t.qty),
-                "f": t.trade_id,
-                "l": t.trade_id,
-                "T": t.time_ms,
-                "m": t.buyer_is_maker,
-                "M": True,
-            }
-            for t in trades
-        ]
-
-    def _klines(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        interval = _required(params, "interval")
-        if interval not in INTERVALS_MS:
-            raise EngineError(-1120, "Invalid interval.")
-        bars = self.engine.bars(
-            symbol,
-            INTERVALS_MS[interval],
-            start_ms=_int(params, "startTime"),
-            end_ms=_int(params, "endTime"),
-            limit=_limit(params, 500, 1000),
-            offset_ms=WEEK_OFFSET_MS if interval == "1w" else 0,
-        )
-        return [self._kline_doc(b) for b in bars]
-
-    def _avg_price(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        mark = self.engine.mark(symbol) or Decimal(0)
-        return {"mins": 5, "price": _fmt(mark), "closeTime": now}
-
-    def _ticker_24hr(self, params: dict[str, str], now: int) -> Any:
-        chosen = self._selected_symbols(params)
-        if chosen is not None and params.get("symbol"):
-            return self._ticker_doc(chosen[0], now)
-        return [self._ticker_doc(s, now) for s in chosen or self.engine.markets]
-
-    def _ticker_price(self, params: dict[str, str], now: int) -> Any:
-        chosen = self._selected_symbols(params)
-
-        def doc(symbol: str) -> dict[str, str]:
-            return {"symbol": symbol, "price": _fmt(self.engine.mark(symbol) or Decimal(0))}
-
-        if chosen is not None and params.get("symbol"):
-            return doc(chosen[0])
-        return [doc(s) for s in chosen or self.engine.markets]
-
-    def _book_ticker(self, params: dict[str, str], now: int) -> Any:
-        chosen = self._selected_symbols(params)
-
-        def doc(symbol: str) -> dict[str, str]:
-            bid, ask = self.engine.top(symbol)
-            b = bid or (Decimal(0), Decimal(0))
-            a = ask or (Decimal(0), Decimal(0))
-            return {
-                "symbol": symbol,
-                "bidPrice": _fmt(b[0]),
-                "bidQty": _fmt(b[1]),
-                "askPrice": _fmt(a[0]),
-                "askQty": _fmt(a[1]),
-            }
-
-        if chosen is not None and params.get("symbol"):
-            return doc(chosen[0])
-        return [doc(s) for s in chosen or self.engine.markets]
-
-    def _account(self, params: dict[str, str], now: int) -> Any:
-        cfg = self.engine.config
-        omit_zero = params.get("omitZeroBalances", "").lower() == "true"
-        balances = [
-            {"asset": a, "free": _fmt(b.free), "locked": _fmt(b.locked)}
-            for a, b in self.engine.balances().items()
-            if not (omit_zero and b.total == 0)
-        ]
-        return {
-            "makerCommission": int(cfg.maker_fee_bps),
-            "takerCommission": int(cfg.taker_fee_bps),
-            "buyerCommission": 0,
-            "sellerCommission": 0,
-            "commissionRates": {
-                "maker": _fmt(cfg.maker_fee_bps / 10_000),
-                "taker": _fmt(cfg.taker_fee_bps / 10_000),
-                "buyer": _fmt(Decimal(0)),
-                "seller": _fmt(Decimal(0)),
-            },
-            "canTrade": True,
-            "canWithdraw": False,
-            "canDeposit": False,
-            "brokered": False,
-            "requireSelfTradePrevention": False,
-            "preventSor": False,
-            "updateTime": now,
-            "accountType": "SPOT",
-            "balances": balances,
-            "permissions": ["SPOT"],
-            "uid": 1,
-        }
-
-    def _new_order(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        side_raw = _required(params, "side")
-        type_raw = _required(params, "type")
-        try:
-            side = OrderSide(side_raw)
-        except ValueError:
-            raise EngineError(-1117, "Invalid side.") from None
-        try:
-            order_type = OrderType(type_raw)
-        except ValueError:
-            raise EngineError(-1116, "Invalid orderType.") from None
-        tif_raw = params.get("timeInForce") or None
-        tif: TimeInForce | None = None
-        if tif_raw is not None:
-            try:
-                tif = TimeInForce(tif_raw)
-            except ValueError:
-                raise EngineError(-1115, "Invalid timeInForce.") from None
-        resp_type = params.get("newOrderRespType") or "FULL"
-        if resp_type not in ("ACK", "RESULT", "FULL"):
-            raise EngineError(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
-        order = self.engine.place(
-            symbol,
-            side,
-            order_type,
-            now_ms=now,
-            quantity=_decimal(params, "quantity"),
-            price=_decimal(params, "price"),
-            time_in_force=tif,
-            client_order_id=_client_id(params, "newClientOrderId"),
-            quote_order_qty=_decimal(params, "quoteOrderQty"),
-        )
-        return self._new_order_doc(order, resp_type)
-
-    def _order_ref(self, params: Mapping[str, str]) -> tuple[str, int | None, str | None]:
-        symbol = self._symbol(params)
-        order_id = _int(params, "orderId")
-        client_id = params.get("origClientOrderId") or None
-        if order_id is None and client_id is None:
-            raise EngineError(
-                -1102,
-                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
-            )
-        return symbol, order_id, client_id
-
-    def _query_order(self, params: dict[str, str], now: int) -> Any:
-        symbol, order_id, client_id = self._order_ref(params)
-        return self._order_doc(
-            self.engine.order(symbol, order_id=order_id, client_order_id=client_id)
-        )
-
-    def _cancel_doc(self, o: Order, cancel_id: str | None, now: int) -> dict[str, Any]:
-        doc = self._order_doc(o)
-        for key in ("stopPrice", "icebergQty", "time", "updateTime", "isWorking", "workingTime"):
-            doc.pop(key)
-        return {
-            **doc,
-            "origClientOrderId": o.client_order_id,
-            "clientOrderId": cancel_id or f"cancel-{o.order_id}",
-            "transactTime": now,
-        }
-
-    def _cancel_order(self, params: dict[str, str], now: int) -> Any:
-        symbol, order_id, client_id = self._order_ref(params)
-        cancel_id = _client_id(params, "newClientOrderId")
-        order = self.engine.cancel(symbol, now_ms=now, order_id=order_id, client_order_id=client_id)
-        return self._cancel_doc(order, cancel_id, now)
-
-    def _open_orders(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params) if params.get("symbol") else None
-        return [self._order_doc(o) for o in self.engine.open_orders(symbol)]
-
-    def _cancel_open_orders(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        return [self._cancel_doc(o, None, now) for o in self.engine.cancel_all(symbol, now_ms=now)]
-
-    def _all_orders(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        orders = self.engine.all_orders(
-            symbol,
-            from_order_id=_int(params, "orderId"),
-            start_ms=_int(params, "startTime"),
-            end_ms=_int(params, "endTime"),
-            limit=_limit(params, 500, 1000),
-        )
-        return [self._order_doc(o) for o in orders]
-
-    def _my_trades(self, params: dict[str, str], now: int) -> Any:
-        symbol = self._symbol(params)
-        trades = self.engine.my_trades(
-            symbol,
-            order_id=_int(params, "orderId"),
-            from_id=_int(params, "fromId"),
-            start_ms=_int(params, "startTime"),
-            end_ms=_int(params, "endTime"),
-            limit=_limit(params, 500, 1000),
-        )
-        return [self._my_trade_doc(t) for t in trades]

@@ -36,14 +36,23 @@ class ExecutionGateway:
         # ccxt's markets); the desk leaves out smaller orders instead of sending them.
         self.min_notional: dict[str, Decimal] = {}
 
-    def execute(self, order: Order, resend: bool = False, look_up: bool = False) -> ExecutionReport:
+    def execute(
+        self,
+        order: Order,
+        resend: bool = False,
+        look_up: bool = False,
+        *,
+        check_age: bool = False,
+    ) -> ExecutionReport:
         """Place one order, blocking (`look_up`: only ask the exchange about an order the
         executor gave up on, never create it); a bug becomes an `unknown` report (the order
-        may be on the exchange: it is looked up again), never an exception."""
+        may be on the exchange: it is looked up again), never an exception. Inline (a
+        backtest) the order's age is not checked: its event time is the replay's, not the
+        clock's."""
         try:
             if look_up:
                 return self.executor.look_up(order)
-            return self.executor.execute(order, resend=resend)
+            return self.executor.execute(order, resend=resend, check_age=check_age)
         except Exception as err:
             _LOG.exception("executing %s failed", order.client_order_id)
             return ExecutionReport(
@@ -59,7 +68,12 @@ class ExecutionGateway:
             )
 
     def submit(self, order: Order, resend: bool = False, look_up: bool = False) -> None:
-        self._worker.submit(order.client_order_id, self.execute, order, resend, look_up)
+        """Queue one order for the worker; when the worker reaches it, an order older than
+        `execution.max_order_age` is re-checked at the current price or dropped (stale)."""
+        self._worker.submit(order.client_order_id, self._execute_live, order, resend, look_up)
+
+    def _execute_live(self, order: Order, resend: bool, look_up: bool) -> ExecutionReport:
+        return self.execute(order, resend, look_up, check_age=True)
 
     @property
     def submitted(self) -> int:

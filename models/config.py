@@ -242,6 +242,19 @@ class ExecutionConfig(_Section):
     reconcile_every: Duration = _duration_field(
         "60s", "Live on an exchange: how often the book is checked against the exchange's balances"
     )
+    max_order_age: Duration = _duration_field(
+        "5s",
+        "Live on an exchange: an order older than this (from its decision to the moment it "
+        "would be sent, e.g. queued behind an outage) is re-checked at the current price or "
+        "dropped as stale; 0 = never",
+    )
+    stale_price_tolerance_bps: Decimal = Field(
+        default=Decimal("50"),
+        ge=0,
+        le=10_000,
+        description="How far the price may have moved since a stale order's decision for it "
+        "to be sent all the same (it must also fit the risk limits at the current price)",
+    )
 
 
 class TopicsConfig(_Section):

@@ -40,6 +40,7 @@ from models.decision_status import (
     stale_report,
 )
 from models.execution import ExchangeState, ExecStatus, ExecutionReport
+from models.fill_holdback import FillHoldback
 from models.gpt_cost import DailyBudget, utc_day
 from models.gpt_decider import (
     STRICT_SCHEMA_NAME,
@@ -199,6 +200,7 @@ PERSISTED = (
     "closed",
     "fallen_back",
     "given_up",
+    "held_fills",
 )
 CLOSED_KEPT = 1_000  # settled, not wholly filled decisions kept for a late report (newest)
 
@@ -231,6 +233,7 @@ class TradingDesk:
     # Orders reported `failed` (not found after an error that may have placed them): looked up
     # once more before the book is reconciled, so a late fill is booked at its own price.
     given_up: dict[str, str] = field(default_factory=dict)  # client order id -> decision id
+    held_fills: FillHoldback = field(default_factory=FillHoldback)  # not fitting the book yet
     _max_wait_ms: int = 0
     _digest_window_ms: int = 0
     _cooldown_ms: int = 0
@@ -1178,6 +1181,7 @@ class TradingDesk:
                 if len(self.fallen_back) > CLOSED_KEPT:
                     del self.fallen_back[next(iter(self.fallen_back))]
                 out.extend(self._exchange_fallback(report, fallback))
+        out.extend(self.held_fills.release(self._book_held, self._unfit))  # may fit now
         return out
 
     def _apply_exchange_fills(self, report: ExecutionReport, out: list[DeskOutput]) -> list[Fill]:
@@ -1190,19 +1194,8 @@ class TradingDesk:
             avg_before = self.portfolio.position(fill.symbol).avg_cost
             try:
                 self.portfolio.apply_fill(fill)
-            except ValueError as err:  # the exchange sold more than the book holds
-                out.append(
-                    executor_alert(
-                        "ledger",
-                        fill.fill_id,
-                        fill.ts_ms,
-                        Severity.CRITICAL,
-                        f"fill {fill.fill_id} does not fit the book: {err}; "
-                        "reconcile with the exchange",
-                        fill.decision_id,
-                        fill.symbol,
-                    )
-                )
+            except ValueError as err:  # sold more than the book holds: held for later reports
+                out.extend(self._unfit(f, why) for f, why in self.held_fills.hold(fill, str(err)))
                 continue
             if owner is not None:
                 owner.on_fill(fill, avg_before)
@@ -1229,6 +1222,36 @@ class TradingDesk:
             f"{order.symbol}) was {order.status.value} but {what}: now {status.value}",
             order.decision_id,
             order.symbol,
+        )
+
+    def _book_held(self, fill: Fill) -> list[DeskOutput]:
+        """Book a fill that did not fit the book when its report came (`models.fill_holdback`;
+        raises `ValueError` while it still does not): the fill, and its decision's next
+        version when the desk still holds that decision."""
+        if fill.fill_id in self.seen_fills:
+            return []  # booked meanwhile from a repeated report
+        owner = self.owners.get(fill.decision_id)
+        avg_before = self.portfolio.position(fill.symbol).avg_cost
+        self.portfolio.apply_fill(fill)
+        if owner is not None:
+            owner.on_fill(fill, avg_before)
+        self.seen_fills[fill.fill_id] = None
+        out: list[DeskOutput] = [fill]
+        record, order = self._order_of(fill.decision_id, fill.client_order_id)
+        if record is not None and order is not None:
+            out.append(self._record_update(record, order, [fill]))
+        return out
+
+    def _unfit(self, fill: Fill, why: str) -> Alert:
+        """A fill given up for good: it never fitted the book."""
+        return executor_alert(
+            "ledger",
+            fill.fill_id,
+            fill.ts_ms,
+            Severity.CRITICAL,
+            f"fill {fill.fill_id} does not fit the book: {why}; reconcile with the exchange",
+            fill.decision_id,
+            fill.symbol,
         )
 
     def _exchange_fallback(self, report: ExecutionReport, action: str) -> list[DeskOutput]:

@@ -18,10 +18,13 @@ Rules, kept close to Binance spot so that what ccxt sees is believable:
   orders with a few levels on both sides of the new price. User orders that the move crosses
   fill against it at their own price, as makers. A market order larger than the levels walks
   them and the remainder expires (status EXPIRED), as on Binance when the book runs dry.
-- Client order ids are unique per symbol among every order the engine has accepted (open or
-  done): stricter than Binance, which only refuses a duplicate of an open order, because the
-  pipeline's "no order placed twice" guarantee relies on it. A rejected order leaves no trace,
-  so its id may be sent again.
+- Client order ids follow Binance's documented rule: a new order is refused as a duplicate
+  (-2010 "Duplicate order sent.") only while an OPEN order of the symbol carries that id; once
+  that order is filled, canceled or expired the id may be used again and makes a new order.
+  Never stricter than Binance: the executor must not rely on a uniqueness Binance does not
+  give (a lost answer plus a second create of a filled market order IS a second order there).
+  A lookup by client order id finds the newest order with it. A rejected order leaves no
+  trace, so its id may be sent again.
 - No self-trade prevention: user orders may match each other (both sides pay their fee).
 """
 
@@ -417,7 +420,9 @@ class MatchingEngine:
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
         self._orders: dict[int, Order] = {}
-        self._by_client: dict[tuple[str, str], int] = {}
+        # Every order id per (symbol, client order id), oldest first: an id may be reused once
+        # its order is done (Binance's rule), and a lookup answers the newest.
+        self._by_client: dict[tuple[str, str], list[int]] = {}
         self._my_trades: dict[str, deque[MyTrade]] = {
             s: deque(maxlen=self.config.history_limit) for s in self._markets
         }
@@ -624,8 +629,10 @@ class MatchingEngine:
         )
         if notional is not None and notional < spec.min_notional:
             raise filter_failure("NOTIONAL")
-        if client_order_id is not None and (symbol, client_order_id) in self._by_client:
-            raise EngineError.of(DUPLICATE_ORDER)
+        if client_order_id is not None and any(
+            self._orders[i].is_open for i in self._by_client.get((symbol, client_order_id), ())
+        ):
+            raise EngineError.of(DUPLICATE_ORDER)  # only while an open order has the id
         assert tif is not None
 
         # What the order would take right now (nothing changes yet).
@@ -666,7 +673,7 @@ class MatchingEngine:
             update_ms=now_ms,
         )
         self._orders[order_id] = order
-        self._by_client[(symbol, order.client_order_id)] = order_id
+        self._by_client.setdefault((symbol, order.client_order_id), []).append(order_id)
         self._move(pay_asset, lock, to_locked=True)
         order.locked = lock
 
@@ -892,7 +899,7 @@ class MatchingEngine:
             return order
         if client_order_id is not None:
             found = self._by_client.get((symbol, client_order_id))
-            return None if found is None else self._orders[found]
+            return self._orders[found[-1]] if found else None
         raise EngineError(
             -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
         )
@@ -905,6 +912,13 @@ class MatchingEngine:
         if order is None:
             raise EngineError.of(NO_SUCH_ORDER)
         return order.copy()
+
+    def orders_with_client_id(self, symbol: str, client_order_id: str) -> list[Order]:
+        """Every order that carried `client_order_id` on `symbol`, oldest first (an id is
+        reused once its order is done): what a lagging lookup may still see."""
+        self._market(symbol)
+        ids = self._by_client.get((symbol, client_order_id), [])
+        return [self._orders[i].copy() for i in ids]
 
     def cancel(
         self,

@@ -6,13 +6,17 @@ entry in the decision log)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from connectors.ccxt_executor import CcxtExecutor, classify
-from connectors.exchange_emulator import ExchangeEmulator, Fault
+from connectors.ccxt_executor import RESOLVE_LOOKUPS, CcxtExecutor, classify
+from connectors.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
 from connectors.execution_gateway import ExecutionGateway
 from dataflows.pipeline import DeskLogic
 from models.config import Settings
@@ -65,6 +69,26 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
+class Clock:
+    """The executor's clock, moved only by its sleeps (no test waits for real time)."""
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.now = time.time_ns() // 1_000_000 if start_ms is None else start_ms
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> int:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += round(seconds * 1000)
+
+
+def executor_on(ex: ExchangeEmulator, clock: Clock | None = None, **kw: Any) -> CcxtExecutor:
+    clock = clock or Clock()
+    return CcxtExecutor(ex.client(**kw), sleep=clock.sleep, clock_ms=clock)
+
+
 def test_a_clean_market_order_is_filled_with_the_exchange_figures(
     exchange_emulator: ExchangeEmulator,
 ) -> None:
@@ -90,17 +114,24 @@ def test_a_clean_market_order_is_filled_with_the_exchange_figures(
 def test_a_transient_failure_is_reconciled_then_retried_once(
     exchange_emulator: ExchangeEmulator, fault: Fault
 ) -> None:
+    """The create may have been executed (Binance: a 5xx or a dropped answer leaves the
+    execution status unknown): the retry goes out only once lookups have proved the order
+    absent, i.e. a "does not exist" came `absent_after_ms` after the create was sent."""
     exchange_emulator.script(POST, fault)
-    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    clock = Clock()
+    executor = executor_on(exchange_emulator, clock)
+    start = clock()
+    report = executor.execute(order())
     assert report.status is ExecStatus.FILLED and report.attempts == 2
     assert len(engine_orders(exchange_emulator, "sf-test-000000")) == 1
-    lookups = [r for r in exchange_emulator.requests if r.endpoint == GET]
-    assert len(lookups) == 1  # it looked before it retried
+    kinds = [r.endpoint for r in exchange_emulator.requests if r.endpoint in (GET, POST)]
+    assert kinds[0] == POST and kinds[-1] == POST and set(kinds[1:-1]) == {GET}
+    assert clock() - start >= executor.absent_after_ms  # it looked until sure, then retried
 
 
 def test_a_timeout_is_retried(exchange_emulator: ExchangeEmulator) -> None:
     exchange_emulator.script(POST, Fault.timeout(1.0))
-    report = CcxtExecutor(exchange_emulator.client(timeout_ms=300)).execute(order())
+    report = executor_on(exchange_emulator, timeout_ms=300).execute(order())
     assert report.status is ExecStatus.FILLED and report.attempts == 2
 
 
@@ -132,15 +163,17 @@ def test_insufficient_funds_is_not_retried(exchange_emulator: ExchangeEmulator) 
 def test_two_failures_give_up_without_an_order(exchange_emulator: ExchangeEmulator) -> None:
     exchange_emulator.script(POST, Fault.server_error(503), Fault.server_error(503))
     exchange_emulator.script(GET, Fault.server_error(503))  # even the lookup fails once
-    report = CcxtExecutor(exchange_emulator.client()).execute(order())
+    report = executor_on(exchange_emulator).execute(order())
     assert report.status is ExecStatus.FAILED and report.attempts == 2 and report.error
     assert engine_orders(exchange_emulator, "sf-test-000000") == []
 
 
 def test_a_resent_order_is_found_not_duplicated(exchange_emulator: ExchangeEmulator) -> None:
-    executor = CcxtExecutor(exchange_emulator.client())
+    executor = executor_on(exchange_emulator)
     first = executor.execute(order())
-    again = executor.execute(order())  # a restart sends the unreported order again
+    # A restart sends the unreported order again, as a resend: on Binance a second create
+    # of a filled order's id would be a second order.
+    again = executor.execute(order(), resend=True)
     assert again.status is ExecStatus.FILLED and again.reconciled
 
     def key(f: Any) -> tuple[Any, ...]:
@@ -157,6 +190,150 @@ def test_duplicate_message_is_classified_as_duplicate() -> None:
     assert classify(ccxt.InvalidOrder("binance Duplicate order sent.")) is ErrorKind.DUPLICATE
     assert classify(ccxt.InsufficientFunds("no")) is ErrorKind.PERMANENT
     assert classify(ccxt.ExchangeError("-1008 overloaded")) is ErrorKind.TRANSIENT
+
+
+# ------------------------------------------------- Binance's rules: lagging lookups, reused ids
+
+
+def lagging(lookups: int) -> ExchangeEmulator:
+    """An emulator whose lookups say "does not exist" for the first `lookups` lookups of a
+    fresh order (Binance's eventual consistency), with Binance's client order id rule."""
+    return ExchangeEmulator(
+        ["BTC/USDT"],
+        prices={"BTC/USDT": "60000"},
+        balances={"USDT": "100000"},
+        lookup_lag=LookupLag(lookups=lookups),
+    )
+
+
+@pytest.mark.parametrize("lag", [1, 3, 8])
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.lost_response(), Fault.server_error(503), Fault.rewrite(lambda _d: {})],
+    ids=["lost", "503-html", "empty-200"],
+)
+def test_does_not_exist_after_a_lost_answer_never_creates_again(lag: int, fault: Fault) -> None:
+    """Binance answers -2013 for a while after a create and accepts a filled order's id
+    again: a create after one "does not exist" was a second order (issue 9, item 12). The
+    order is looked up until the exchange shows it; it is never created twice."""
+    with lagging(lag) as ex:
+        if fault.kind is not FaultKind.SERVER_ERROR:
+            ex.script(POST, fault)
+        else:  # a 5xx that was executed all the same (Binance: status unknown)
+            ex.script(POST, Fault.lost_response())
+        report = executor_on(ex).execute(order())
+        assert len(engine_orders(ex, "sf-test-000000")) == 1
+        assert report.status is ExecStatus.FILLED and report.reconciled
+        assert report.filled == D("0.01") and report.attempts == 1
+        assert len([r for r in ex.requests if r.endpoint == POST]) == 1
+
+
+def test_an_order_the_exchange_cannot_place_is_unknown_until_it_is_known() -> None:
+    """No lookup answers (the exchange is down for lookups): the order is `unknown`, never
+    created again; the flow's re-send (resend=True) then finds it."""
+    with lagging(0) as ex:
+        ex.script(POST, Fault.lost_response())
+        ex.script(GET, *[Fault.server_error(503) for _ in range(RESOLVE_LOOKUPS)])
+        clock = Clock()
+        executor = executor_on(ex, clock)
+        report = executor.execute(order())
+        assert report.status is ExecStatus.UNKNOWN and "looked up again" in report.error
+        assert len([r for r in ex.requests if r.endpoint == POST]) == 1
+        again = executor.execute(order(), resend=True)
+        assert again.status is ExecStatus.FILLED and again.reconciled
+        assert len(engine_orders(ex, "sf-test-000000")) == 1
+
+
+def test_a_resend_after_a_restart_waits_for_proof_before_creating() -> None:
+    """A new executor (a restart) does not know when the order was last sent: it counts
+    from its own start, so a lagging "does not exist" right after a restart proves nothing."""
+    with lagging(5) as ex:
+        ex.client().create_order(
+            "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "sf-test-000000"}
+        )  # sent by the process that crashed before its answer was booked
+        report = executor_on(ex).execute(order(), resend=True)
+        assert report.status is ExecStatus.FILLED and report.reconciled
+        assert len(engine_orders(ex, "sf-test-000000")) == 1
+
+
+def test_a_refused_create_is_not_looked_up_for_proof() -> None:
+    """A rate limit certainly did not reach the matching engine: retry once after its
+    Retry-After, no lookups needed; twice limited: failed, alert and fallback."""
+    with lagging(3) as ex:
+        ex.script(POST, Fault.rate_limited(1), Fault.rate_limited(1))
+        clock = Clock()
+        report = executor_on(ex, clock).execute(order())
+        assert report.status is ExecStatus.FAILED and report.attempts == 2
+        assert clock.sleeps == [1.0]
+        assert not [r for r in ex.requests if r.endpoint == GET]
+
+
+JSON_LEAF = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+NOT_AN_ID = (
+    st.none()
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+    | st.sampled_from(["", "a b", "1\n2", True, 1.5])
+)
+NOT_A_STATUS = st.none() | st.integers() | st.lists(st.text(max_size=3), max_size=2) | st.just("")
+
+
+@st.composite
+def junk_answer(draw: st.DrawFn) -> Callable[[Any], Any]:
+    """A 200 answer to a create that is not an order report: any other JSON shape, or the
+    real answer with its order id or status missing or of the wrong type."""
+    kind = draw(st.sampled_from(["shape", "no-id", "bad-id", "no-status", "bad-status"]))
+    if kind == "shape":
+        doc = draw(
+            JSON.filter(lambda d: not (isinstance(d, dict) and {"orderId", "status"} <= set(d)))
+        )
+        return lambda _real: doc
+    value = draw(NOT_AN_ID if kind == "bad-id" else NOT_A_STATUS)
+    key = "orderId" if "id" in kind else "status"
+
+    def edit(real: dict[str, Any]) -> dict[str, Any]:
+        if kind.startswith("no-"):
+            real.pop(key, None)
+        else:
+            real[key] = value
+        return real
+
+    return edit
+
+
+def test_a_200_answer_of_the_wrong_shape_is_looked_up_not_booked() -> None:
+    """Issue 9, item 13: `[...]`, `{}`, `null`, `"FILLED"` or an answer without an order
+    id or status was booked as open with nothing filled. Whatever the shape, the order
+    may exist: it is looked up at once and booked as the exchange has it."""
+    with lagging(2) as ex:
+        n = iter(range(10_000))
+
+        @settings(max_examples=40, deadline=None)
+        @given(junk_answer())
+        def check(edit: Callable[[Any], Any]) -> None:
+            o = order(next(n))
+            ex.script(POST, Fault.rewrite(edit))
+            report = executor_on(ex).execute(o)
+            assert report.status is ExecStatus.FILLED and report.reconciled, report.error
+            placed = engine_orders(ex, o.client_order_id)
+            assert len(placed) == 1 and report.filled == placed[0].executed_qty
+            assert sum(f.quantity for f in report.fills) == D("0.01")
+
+        check()
+        ex.script(POST, Fault.rewrite(lambda _d: None))  # JSON null: ccxt raises TypeError
+        report = executor_on(ex).execute(order(20_000))
+        assert report.status is ExecStatus.FILLED and report.reconciled
+        # A lookup answered with junk tells nothing either: looked up again, never booked.
+        ex.script(POST, Fault.lost_response())
+        ex.script(GET, *[Fault.rewrite(lambda _d: {}) for _ in range(3)])
+        report = executor_on(ex).execute(order(20_001))
+        assert report.status is ExecStatus.FILLED and report.reconciled
+        assert len(engine_orders(ex, "sf-test-020001")) == 1
 
 
 # --------------------------------------------------------------------------- the soak test
@@ -203,10 +380,15 @@ def test_a_thousand_orders_under_random_faults(tmp_path: Any) -> None:
             "risk": {"daily_loss_limit": "1000000"},
         }
     )
+    # Binance's rules: a client order id is refused only while its order is open, and a
+    # fresh order is "does not exist" to its first lookups (issue 9, item 12).
     with ExchangeEmulator(
-        ["BTC/USDT"], prices={"BTC/USDT": "60000"}, balances={"USDT": "100000"}
+        ["BTC/USDT"],
+        prices={"BTC/USDT": "60000"},
+        balances={"USDT": "100000"},
+        lookup_lag=LookupLag(lookups=3),
     ) as ex:
-        executor = CcxtExecutor(ex.client(timeout_ms=2_000), sleep=lambda _s: None)
+        executor = executor_on(ex, timeout_ms=2_000)
         gateway = ExecutionGateway(executor)
         logic = DeskLogic(settings, frozenset({"m#0"}), None, None, True, gateway)
         ex.chaos(seed=7, probability=0.2)
@@ -238,7 +420,8 @@ def test_a_thousand_orders_under_random_faults(tmp_path: Any) -> None:
     assert len(placed) >= 1000
     # Zero duplicates: one exchange order per client order id, and none the desk did not place.
     ids = [o.client_order_id for o in engine_orders_all]
-    assert len(ids) == len(set(ids))
+    twice = sorted(cid for cid, n in Counter(ids).items() if n > 1)
+    assert twice == [], f"{len(twice)} desk orders made more than one exchange order"
     assert set(ids) <= {o.client_order_id for o in placed}
     # Every order got an answer; the failed ones are not on the exchange.
     assert set(finals) == {o.client_order_id for o in placed}
@@ -325,7 +508,7 @@ def test_live_desk_rechecks_the_book_against_the_exchange() -> None:
 def test_a_resend_looks_up_first_and_never_creates_again(
     exchange_emulator: ExchangeEmulator,
 ) -> None:
-    executor = CcxtExecutor(exchange_emulator.client())
+    executor = executor_on(exchange_emulator)
     executor.execute(order())
     posts = len([r for r in exchange_emulator.requests if r.endpoint == POST])
     again = executor.execute(order(), resend=True)  # Binance would accept a closed order's id

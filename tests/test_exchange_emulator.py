@@ -28,6 +28,7 @@ from connectors.exchange_emulator import (
     ExchangeEmulatorError,
     Fault,
     FaultKind,
+    LookupLag,
     ccxt_config,
 )
 from models.matching import OrderStatus
@@ -197,6 +198,55 @@ def test_wrong_credentials_are_authentication_errors(exchange_emulator: Exchange
     ]
 
 
+def test_a_client_order_id_is_reused_as_on_binance(
+    exchange_emulator: ExchangeEmulator, client: Any
+) -> None:
+    """Binance refuses a repeated newClientOrderId only while an open order carries it: a
+    filled market order's id makes a second order (what a blind retry does on Binance)."""
+    first = client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "r"})
+    second = client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "r"})
+    assert first["status"] == second["status"] == "closed" and first["id"] != second["id"]
+    client.create_order("BTC/USDT", "limit", "buy", 0.01, 50000, {"clientOrderId": "r"})
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):  # open now
+        client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "r"})
+    with exchange_emulator.lock:
+        assert exchange_emulator.engine.balance("BTC").total == D(2) + D("0.02")
+
+
+@pytest.mark.parametrize("lag", [LookupLag(lookups=3), LookupLag(ms=1_000)])
+def test_a_fresh_order_is_not_found_for_a_while_as_on_binance(lag: LookupLag) -> None:
+    """Binance's lookup is eventually consistent: -2013 for a short time after a create
+    (counted lookups, or an age on the server's clock), then the order; a reused id shows
+    the older order meanwhile."""
+    now = [1_700_000_000_000]
+    with ExchangeEmulator(
+        ["BTC/USDT"], balances={"USDT": 100_000}, clock_ms=lambda: now[0], lookup_lag=lag
+    ) as ex:
+        client = ex.client()
+        client.milliseconds = lambda: now[0]  # the client's timestamps on the same clock
+        placed = client.create_order(
+            "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "lag-1"}
+        )
+        misses = 0
+        while True:
+            try:
+                found = client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "lag-1"})
+                break
+            except ccxt.OrderNotFound:
+                misses += 1
+                now[0] += 250
+                assert misses < 10
+        assert found["id"] == placed["id"] and found["filled"] == 0.01
+        assert misses == (3 if lag.lookups else 4)
+        again = client.create_order(
+            "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "lag-1"}
+        )  # Binance accepts the id of a filled order
+        seen = client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "lag-1"})
+        assert seen["id"] == placed["id"] != again["id"]  # the lagging lookup: the older one
+        with pytest.raises(ccxt.OrderNotFound):
+            client.fetch_order(again["id"], "BTC/USDT")
+
+
 def test_request_outside_recv_window_is_invalid_nonce() -> None:
     ahead = ExchangeEmulator(["BTC/USDT"], clock_ms=lambda: time.time_ns() // 1_000_000 + 60_000)
     with ahead, pytest.raises(ccxt.InvalidNonce, match="-1021"):
@@ -210,7 +260,7 @@ def test_exchange_refusals_map_to_ccxt_classes(
         client.create_order("BTC/USDT", "market", "buy", 1.9)  # 114,000 USDT > 100,000
     with pytest.raises(ccxt.InsufficientFunds):
         client.create_order("BTC/USDT", "limit", "sell", 3, 70000)  # 3 BTC > 2
-    client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "once"})
+    client.create_order("BTC/USDT", "limit", "buy", 0.01, 50000, {"clientOrderId": "once"})
     with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
         client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "once"})
     with pytest.raises(ccxt.OrderNotFound):

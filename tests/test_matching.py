@@ -237,22 +237,35 @@ def test_insufficient_funds_is_refused_and_changes_nothing() -> None:
     assert again.status is OrderStatus.NEW
 
 
-def test_duplicate_client_order_id_is_refused_open_or_done() -> None:
+def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
+    """Binance's documented rule, never stricter: -2010 while an open order has the id; once
+    it is done (canceled, filled, expired) the id makes a new order, and a lookup finds the
+    newest one."""
     e = engine()
     first = limit(e, BUY, "1", "99", "dup-1")
     with pytest.raises(EngineError) as err:
         limit(e, BUY, "0.5", "98", "dup-1")
     assert codes(err) == (-2010, "Duplicate order sent.")
-    e.cancel(BTC, now_ms=2, client_order_id="dup-1")
-    with pytest.raises(EngineError) as err:
-        e.place(BTC, BUY, MARKET, now_ms=3, quantity=D("0.1"), client_order_id="dup-1")
+    with pytest.raises(EngineError) as err:  # whatever the order type
+        e.place(BTC, BUY, MARKET, now_ms=2, quantity=D("0.1"), client_order_id="dup-1")
     assert codes(err) == (-2010, "Duplicate order sent.")
-    assert e.order(BTC, client_order_id="dup-1").order_id == first.order_id
+    e.cancel(BTC, now_ms=2, client_order_id="dup-1")
+    second = e.place(BTC, BUY, MARKET, now_ms=3, quantity=D("0.1"), client_order_id="dup-1")
+    assert second.status is OrderStatus.FILLED and second.order_id != first.order_id
+    third = e.place(BTC, BUY, MARKET, now_ms=4, quantity=D("0.1"), client_order_id="dup-1")
+    assert third.status is OrderStatus.FILLED  # a filled order frees its id too
+    assert e.order(BTC, client_order_id="dup-1").order_id == third.order_id
+    assert [o.order_id for o in e.orders_with_client_id(BTC, "dup-1")] == [
+        first.order_id,
+        second.order_id,
+        third.order_id,
+    ]
     e.set_price("ETHUSDT", D(100), 4)
     other = e.place(
         "ETHUSDT", BUY, MARKET, now_ms=5, quantity=D("0.1"), client_order_id="dup-1"
-    )  # unique per symbol, as on Binance
+    )  # per symbol, as on Binance
     assert other.status is OrderStatus.FILLED
+    assert e.check_invariants() == []
 
 
 @pytest.mark.parametrize(

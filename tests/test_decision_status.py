@@ -266,8 +266,10 @@ class LostAnswerExecutor(CcxtExecutor):
     """The exchange fills the order, but the executor's answer was lost and its lookups said
     the order did not exist (Binance's lookup lags a create): it gives up, `failed`."""
 
-    def execute(self, order: Order, *, resend: bool = False) -> ExecutionReport:
-        placed = super().execute(order, resend=resend)
+    def execute(
+        self, order: Order, *, resend: bool = False, check_age: bool = False
+    ) -> ExecutionReport:
+        placed = super().execute(order, resend=resend, check_age=check_age)
         assert placed.status is ExecStatus.FILLED
         return self._failure(order, ExecStatus.FAILED, 2, "RequestTimeout: no answer")
 

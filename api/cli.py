@@ -135,15 +135,19 @@ def explain_config_error(message: str) -> str:
     """The config loader's message, with the way out where pydantic's words are not enough:
     the nearest known key for a misspelt one, and what a file without `symbols` means."""
     import difflib
+    import re
 
     out: list[str] = []
     for line in message.splitlines():
-        if line.endswith(_UNKNOWN_KEY):
-            *parent, key = line[: -len(_UNKNOWN_KEY)].split(".")
+        # An override's line starts with the variable: `NAME='value': key: problem`.
+        m = re.match(r"[A-Z_][A-Z0-9_]*=(?:'(?:[^']|'\\'')*'|\(value hidden\)): ", line)
+        rest = line[m.end() :] if m else line
+        if rest.endswith(_UNKNOWN_KEY):
+            *parent, key = rest[: -len(_UNKNOWN_KEY)].split(".")
             close = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
             if close:
                 line += f" (did you mean {'.'.join([*parent, close[0]])}?)"
-        elif line == _NO_SYMBOLS:
+        elif rest == _NO_SYMBOLS:
             line += (
                 " (a config file replaces the built-in one, it is not merged with it:"
                 " start from a copy of api/stratflow.yaml)"
@@ -376,7 +380,7 @@ def replay(
         unknown = sorted({m.symbol for m in loaded.messages} - set(settings.symbols))
         if unknown:
             example = (
-                f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
+                f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}='{{bar_interval: 1h}}')"
                 if "/" not in unknown[0]
                 else ""
             )

@@ -379,7 +379,8 @@ def _infer_intervals(times_by_symbol: dict[str, list[int]], path: Path) -> dict[
         distinct = sorted(set(times))
         if len(distinct) < 2:
             raise MarketFileError(
-                f"{path}: cannot infer the bar interval of {sym} from a single bar; pass interval="
+                f"{path}: cannot infer the bar interval of {sym} from a single bar;"
+                " pass --interval (e.g. --interval 1d)"
             )
         gaps = [b - a for a, b in itertools.pairwise(distinct)]
         seconds = max(1, round(statistics.median(gaps) / 1e6))

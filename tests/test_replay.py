@@ -120,7 +120,7 @@ def test_file_level_errors_are_one_line(tmp_path: Path) -> None:
         ["date", "open", "high", "low", "close"],
         [["2024-01-01", "1", "1", "1", "1"]],
     )
-    with pytest.raises(MarketFileError, match="single bar; pass interval="):
+    with pytest.raises(MarketFileError, match="single bar; pass --interval "):
         load_market_file(one)
     assert load_market_file(one, interval="1d").messages[0].interval_s == 86400  # type: ignore[union-attr]
     with pytest.raises(MarketFileError, match="not a valid symbol"):

@@ -212,7 +212,7 @@ def test_replay_orders_across_symbols_and_paces(
     with pytest.raises(ValueError, match="speed"):
         replay(kafka_bootstrap, topic, msgs, speed=0)
     with pytest.raises(
-        BrokerError, match=r"not reachable at bootstrap=127\.0\.0\.1:9 within 0\.3 s"
+        BrokerError, match=r"not reachable at bootstrap=127\.0\.0\.1:9: connection refused"
     ):
         replay("127.0.0.1:9", topic, msgs, connect_timeout_s=0.3)
 

@@ -14,7 +14,6 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -442,137 +441,6 @@ def _topic_size(bootstrap: str, topic: str) -> int | None:
         return None
 
 
-# ----------------------------------------------------------------------------- run
-@contextlib.contextmanager
-def _exchange(
-    settings: Settings, name: str, paper: bool, sandbox: bool, bootstrap: str, say: Any
-) -> Iterator[Any]:
-    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line."""
-    from api.exchange_run import ExchangeSetupError, exchange_session
-
-    try:
-        with exchange_session(
-            settings,
-            name=name,
-            paper=paper,
-            sandbox=sandbox,
-            bootstrap=bootstrap,
-            state_dir=Path(settings.recovery.dir).parent / "feeds",
-            say=say,
-        ) as gateway:
-            yield gateway
-    except ExchangeSetupError as err:  # raised before the flow starts
-        raise UserError(str(err)) from None
-
-
-@app.command()
-def run(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    bootstrap: Annotated[
-        str | None,
-        typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port (default: kafka.bootstrap)"),
-    ] = None,
-    follow: Annotated[
-        bool, typer.Option(help="Keep consuming new messages (live); --no-follow stops at the end")
-    ] = True,
-    exchange: Annotated[
-        str | None,
-        typer.Option(
-            help="Trade on this ccxt exchange (e.g. binance): its trades feed the market "
-            "topic, orders go to it; keys from STRATFLOW_<NAME>_API_KEY/_SECRET or the secrets file"
-        ),
-    ] = None,
-    paper: Annotated[
-        bool,
-        typer.Option(
-            help="With --exchange binance (the default then): the project's exchange "
-            "emulator on 127.0.0.1 instead, no account or money"
-        ),
-    ] = False,
-    sandbox: Annotated[
-        bool, typer.Option(help="With --exchange: the exchange's test network (if ccxt has one)")
-    ] = False,
-) -> None:
-    """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
-    from api.report import summarize
-    from connectors.broker import ensure_topics
-    from dataflows.pipeline import FlowSpec
-    from dataflows.run import run_pipeline
-
-    def go() -> None:
-        settings = settings_from(config)
-        if (exchange is not None or paper) and not follow:
-            raise UserError("an exchange run is live: leave out --no-follow")
-        if sandbox and paper:
-            raise UserError("--sandbox and --paper exclude each other")
-        if sandbox and exchange is None:
-            raise UserError("--sandbox needs --exchange NAME")
-        if exchange is not None or paper:
-            # Before a broker or a run directory is made for nothing.
-            from api.exchange_run import ExchangeSetupError
-            from api.exchange_run import _pairs as exchange_pairs
-
-            try:
-                exchange_pairs(settings)
-            except ExchangeSetupError as err:
-                hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
-                raise UserError(f"{err}{hint}") from None
-        bs = bootstrap or settings.kafka.bootstrap
-
-        def say(line: str) -> None:
-            console.print(escape(line))
-
-        stop_note: str | None = None  # run_pipeline's default: the next run resumes
-        with contextlib.ExitStack() as stack:
-            if not bs and paper:
-                # Paper trading needs no Kafka of its own: the bundled broker (memory only),
-                # with recovery and feed state of this run beside it.
-                from connectors.broker import LocalBroker
-
-                run_dir = Path("var/paper") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                run_dir.mkdir(parents=True, exist_ok=True)
-                bs = stack.enter_context(LocalBroker(log_dir=run_dir)).bootstrap
-                recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
-                settings = settings.model_copy(update={"recovery": recovery})
-                say(f"local Kafka broker (Tansu) at {bs}; run state in {run_dir}")
-                # The broker's topics die with this process, so nothing resumes this run.
-                stop_note = (
-                    "the bundled broker's topics were in memory: the next --paper run starts afresh"
-                )
-            if not bs:
-                raise UserError(
-                    "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
-                )
-            label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
-            store = stack.enter_context(_open_store(settings))
-            _check_broker(bs, label)
-            ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
-            t0 = time.perf_counter()
-            orders = None
-            if exchange is not None or paper:
-                orders = stack.enter_context(
-                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
-                )
-            run_pipeline(
-                settings,
-                FlowSpec(bootstrap=bs, tail=follow),
-                progress=True,
-                say=say,
-                orders=orders,
-                stop_note=stop_note,
-            )
-            summary = summarize(store)
-        print_summary(summary.counts, summary, time.perf_counter() - t0)
-        where = redact_url(settings.clickhouse.url) if settings.clickhouse.url else None
-        where = where or settings.clickhouse.path
-        console.print(
-            f"decision log: {escape(str(where))} (database {settings.clickhouse.database})"
-        )
-
-    guarded(go)
-
-
 # ----------------------------------------------------------------------------- gpt-check
 @app.command("gpt-check")
 def gpt_check(config: ConfigOpt = None) -> None:
@@ -718,8 +586,10 @@ def schemas(
 
 
 from api.exchange_cmd import exchange  # noqa: E402
+from api.run_cmd import run  # noqa: E402
 
 app.command("exchange")(exchange)
+app.command("run")(run)
 
 
 def _money(value: Any) -> str:

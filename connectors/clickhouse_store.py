@@ -389,6 +389,7 @@ def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
     """
     r = dict(row)
     r.pop("ts", None)
+    r.pop("run_id", None)  # the run that wrote the row, not part of the message
     if table == "decisions":
         for key in ("triggers", "features", "rounds", "orders", "fills", "portfolio_before"):
             r[key] = _loads(r[key])
@@ -886,15 +887,18 @@ class Store:
     `ClickHouseUnavailable` with a one-line reason. Not meant to be shared across `fork()`.
     """
 
-    def __init__(self, backend: _Backend, database: str) -> None:
+    def __init__(self, backend: _Backend, database: str, run_id: str = "") -> None:
         self._backend: _Backend | None = backend
         self._database = database
+        self.run_id = run_id
+        """Stamped on every row this store writes (see `connectors.clickhouse_runs`)."""
         self._kind = backend.kind
         self._where = backend.where
 
     @classmethod
-    def open(cls, cfg: ClickHouseConfig) -> Store:
-        """chdb on `cfg.path` when `cfg.url` is empty, else the server (or `chdb:` DSN) at `url`."""
+    def open(cls, cfg: ClickHouseConfig, *, run_id: str = "") -> Store:
+        """chdb on `cfg.path` when `cfg.url` is empty, else the server (or `chdb:` DSN) at `url`;
+        rows it writes carry `run_id`."""
         dsn, database = _server_target(cfg.url, cfg.database) if cfg.url else ("", cfg.database)
         if not _IDENTIFIER.match(database):
             raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
@@ -904,7 +908,7 @@ class Store:
         except BaseException:
             backend.close()
             raise
-        return cls(backend, database)
+        return cls(backend, database, run_id)
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -938,11 +942,21 @@ class Store:
         return self._backend
 
     def apply_schema(self, schema_sql: str | None = None) -> None:
-        """Create the database and tables if missing; safe to run on every start."""
+        """Create the database and tables if missing (and give a store from before run ids its
+        `run_id` column); safe to run on every start."""
+        from connectors.clickhouse_runs import add_run_column
+
         backend = self._live()
         for stmt in schema_statements(self._database, schema_sql):
             backend.execute(stmt, None)
         backend.use_database(self._database)
+        add_run_column(self, TABLES)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete every row `run_id` wrote, in every table."""
+        from connectors.clickhouse_runs import delete_run
+
+        delete_run(self, run_id, TABLES)
 
     def insert(self, table: str, rows: Sequence[BaseModel]) -> int:
         """Write `rows` to `table` in one INSERT; returns how many were sent.
@@ -959,6 +973,7 @@ class Store:
             row_table, data = model_to_row(row)
             if row_table != table:
                 raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
+            data["run_id"] = self.run_id
             lines.append(
                 json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
             )

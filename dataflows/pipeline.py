@@ -416,7 +416,9 @@ def build_flow(
     gateway: GptGateway | None = None,
     orders: ExecutionGateway | None = None,
     notifier: Notifier | None = None,
+    run_id: str = "",
 ) -> Dataflow:
+    """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`."""
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
     source = RawKafkaSource(
@@ -462,7 +464,7 @@ def build_flow(
         by_table,
         lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
     )
-    op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
+    op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse, run_id))
     if notifier is not None:
         alerts = op.filter("alerts", records, lambda x: isinstance(x, Alert))
         op.output("notify", alerts, NotifierSink(notifier))

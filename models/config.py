@@ -496,3 +496,71 @@ def with_min_notional(settings: Settings, minimums: Mapping[str, Decimal]) -> Se
         for sym, spec in settings.symbols.items()
     }
     return settings.model_copy(update={"symbols": symbols})
+
+
+# ------------------------------------------------------------------ what a run's results depend on
+
+NOT_RESULT_SETTINGS: Final = (
+    "kafka",  # where the input comes from (the recovery manifest checks the input topics)
+    "clickhouse",  # where the rows go
+    "storage",  # whether ticks are kept too: more rows, the same decisions
+    "notify",  # who is told
+    "recovery",  # where and how often state is saved
+    "gpt.cache_dir",  # where answers are recorded
+    "gpt.max_concurrency",  # how many calls are in flight at once
+)
+"""Settings a run's results do not depend on: changing them leaves recovery state valid.
+Every other key (symbols, bars, features, triggers, router, strategy, risk, execution, the
+rest of gpt) does, including keys added later: a new key counts until declared here."""
+
+
+def result_settings(settings: Settings) -> dict[str, Any]:
+    """The settings a run's results depend on, as plain JSON values (what the recovery
+    manifest keeps, readable, beside its hash)."""
+    doc: dict[str, Any] = settings.model_dump(mode="json")
+    for dotted in NOT_RESULT_SETTINGS:
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return doc
+
+
+def settings_hash(doc: Mapping[str, Any]) -> str:
+    """A short, stable fingerprint of `result_settings(...)` (key order does not matter)."""
+    import hashlib
+    import json
+
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _diff(before: Any, after: Any, prefix: str, out: list[str]) -> None:
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(before.keys() | after.keys(), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in before:
+                out.append(f"{path} added")
+            elif key not in after:
+                out.append(f"{path} removed")
+            else:
+                _diff(before[key], after[key], path, out)
+    elif before != after:
+        out.append(f"{prefix} {_short(before)} -> {_short(after)}")
+
+
+def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any], limit: int = 3) -> str:
+    """What differs between two `result_settings` documents, readable and short:
+    `features.sma_fast 20 -> 5, features.sma_slow 50 -> 10`, `symbols.SIMA added`."""
+    changes: list[str] = []
+    _diff(dict(before), dict(after), "", changes)
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return ", ".join(changes[:limit]) + more

@@ -21,12 +21,9 @@ import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.config import Settings
-
-if TYPE_CHECKING:
-    from connectors.clickhouse_store import Store
 
 __all__ = ["exchange_session"]
 
@@ -129,35 +126,6 @@ def order_kind(paper: bool, sandbox: bool) -> str:
     if sandbox:
         return "sandbox (test network) orders"
     return "real orders"
-
-
-def trading_line(store: Store, run_id: str, kind: str, settings: Settings) -> str:
-    """The end-of-run line of a paper or exchange run, from the rows this run wrote: orders
-    placed, fills, and P&L (realised + unrealised over the symbols, at the last snapshot)."""
-    orders = store.query(
-        "SELECT count() AS n, countIf(status = 'rejected') AS rejected FROM orders FINAL "
-        "WHERE run_id = {run:String}",
-        {"run": run_id},
-    )[0]
-    fills = store.query(
-        "SELECT count() AS n FROM fills FINAL WHERE run_id = {run:String}", {"run": run_id}
-    )[0]
-    pnl = store.query(
-        "SELECT sum(realized) + sum(unrealized) AS pnl, count() AS symbols FROM ("
-        "SELECT argMax(realized_pnl, ts_ms) AS realized, "
-        "argMax(unrealized_pnl, ts_ms) AS unrealized FROM positions FINAL "
-        "WHERE run_id = {run:String} GROUP BY symbol)",
-        {"run": run_id},
-    )[0]
-    rejected = int(orders["rejected"])
-    placed = int(orders["n"]) - rejected
-    refused = f" ({rejected} more rejected)" if rejected else ""
-    amount = Decimal(str(pnl["pnl"] or 0)) if int(pnl["symbols"]) else Decimal(0)
-    return (
-        f"{kind}: {placed} order{'s' if placed != 1 else ''} placed{refused}, "
-        f"{int(fills['n'])} fill{'s' if int(fills['n']) != 1 else ''}, "
-        f"P&L {amount:+,.2f} {settings.execution.currency} (run {run_id})"
-    )
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ A run has an id (UTC start time and a short random part, printed at start) stamp
 it writes; a resumed run keeps its id (the recovery manifest holds it), so the summary at the
 end, like the report, shows this run's rows only. Recovery state written under other settings
 that change results (`models.config.result_settings`) is refused with what changed; `--fresh`
-discards it and the rows of the run it belonged to. Paper and exchange runs end with one line:
-orders placed, fills and P&L.
+discards it and the rows of the run it belonged to. Paper and exchange runs (live: they end
+with Ctrl-C or SIGTERM) end with a line of their orders placed, fills and P&L.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run(
         redact_url,
         settings_from,
     )
-    from api.exchange_run import order_kind, trading_line
+    from api.exchange_run import order_kind
     from api.report import summarize
     from connectors.broker import ensure_topics
     from dataflows.pipeline import FlowSpec
@@ -176,13 +176,9 @@ def run(
                 orders=orders,
                 stop_note=stop_note,
                 run_state=state,
+                trading=order_kind(paper, sandbox) if trading else None,
             )
             summary = summarize(store, state.run_id)
-            end_line = (
-                trading_line(store, state.run_id, order_kind(paper, sandbox), settings)
-                if trading
-                else None
-            )
         print_summary(summary.counts, summary, time.perf_counter() - t0)
         where = redact_url(settings.clickhouse.url) if settings.clickhouse.url else None
         where = where or settings.clickhouse.path
@@ -190,8 +186,6 @@ def run(
             f"decision log: {escape(str(where))} (database {settings.clickhouse.database},"
             f" run {state.run_id})"
         )
-        if end_line is not None:
-            console.print(escape(end_line))
 
     guarded(go)
 

@@ -54,6 +54,7 @@ from models.messages import (
     GptRequest,
     Order,
     OrderStatus,
+    PositionSnapshot,
     Severity,
 )
 
@@ -389,6 +390,12 @@ def count_record(counters: FlowCounters, item: Any) -> None:
         counters.add(decisions=1)
     elif isinstance(item, DeadLetter):
         counters.add(dead=1)
+    elif isinstance(item, Order) and item.status is not OrderStatus.REJECTED:
+        counters.trade(order_id=item.client_order_id)
+    elif isinstance(item, Fill):
+        counters.trade(fill_id=item.fill_id)
+    elif isinstance(item, PositionSnapshot):
+        counters.trade(symbol=item.symbol, pnl=item.realized_pnl + item.unrealized_pnl)
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,12 @@ _BEFORE_EXIT: list[Callable[[], object]] = []
 
 
 def stop_message(signum: int, counters: FlowCounters | None, note: str) -> str:
-    """The one line a run stopped by a signal leaves: what it did so far and what comes next."""
+    """The line a run stopped by a signal leaves: what it did so far and what comes next;
+    after a paper or exchange run, a second one with its orders, fills and P&L."""
     done = f" after {counters.line()}" if counters is not None else ""
-    return f"stratflow: {signal.Signals(signum).name}, stopped{done}; {note}"
+    trading = counters.trading_line() if counters is not None else None
+    more = f"\nstratflow: {trading}" if trading else ""
+    return f"stratflow: {signal.Signals(signum).name}, stopped{done}; {note}{more}"
 
 
 def _stop_handler(
@@ -216,6 +219,7 @@ def run_pipeline(
     orders: ExecutionGateway | None = None,
     stop_note: str | None = None,
     run_state: RunState | None = None,
+    trading: str | None = None,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
@@ -225,7 +229,9 @@ def run_pipeline(
     caller whose state does not outlive the process, such as the demo, says so instead).
 
     `run_state` (from `open_run_state`) names the run and its recovery store; without it
-    the run's state is opened here. Returns it, so the caller can read this run's rows."""
+    the run's state is opened here. Returns it, so the caller can read this run's rows.
+    `trading` (what the orders are, for a paper or exchange run) adds a line with the orders
+    placed, fills and P&L when the run stops."""
     counters = FlowCounters() if progress else None
     if stop_note is None:
         stop_note = (
@@ -242,6 +248,10 @@ def run_pipeline(
         (say or _stderr)("alerts: " + ", ".join(notifier.targets))
         _BEFORE_EXIT.append(lambda: notifier.close(2.0))
     state = run_state or open_run_state(settings)
+    if counters is not None:
+        counters.run_id = state.run_id
+        counters.trading = trading
+        counters.currency = settings.execution.currency
     flow = build_flow(
         settings,
         spec,

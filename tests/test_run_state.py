@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.exchange_run import order_kind
 from api.report import summarize
 from connectors.clickhouse_store import SCHEMA_PATH, TABLES, Store
-from dataflows.run import MANIFEST, ConfigChanged, RecoveryMismatch, new_run_id, open_run_state
+from dataflows.pipeline import count_record
+from dataflows.progress import FlowCounters
+from dataflows.run import (
+    MANIFEST,
+    ConfigChanged,
+    RecoveryMismatch,
+    new_run_id,
+    open_run_state,
+    stop_message,
+)
 from models.config import ClickHouseConfig, Settings, build_settings
-from models.messages import Bar
+from models.messages import Bar, Fill, Order, OrderStatus, PositionSnapshot, Side
 
 BASE: dict[str, Any] = {"symbols": {"GOOG": {}}, "features": {"sma_fast": 20, "sma_slow": 50}}
 
@@ -195,3 +206,94 @@ def test_a_store_from_before_run_ids_gets_the_column(tmp_path: Path) -> None:
             {"db": store.database},
         )
         assert key["sorting_key"] == "symbol, start_ms, run_id"
+
+
+# ------------------------------------------------------------------------------ trading runs
+
+
+@pytest.mark.parametrize(
+    ("paper", "sandbox", "kind"),
+    [
+        (True, False, "paper orders on the local emulator"),
+        (False, True, "sandbox (test network) orders"),
+        (False, False, "real orders"),
+    ],
+)
+def test_only_a_real_exchange_run_says_real_orders(paper: bool, sandbox: bool, kind: str) -> None:
+    assert order_kind(paper, sandbox) == kind
+    assert ("real orders" in order_kind(paper, sandbox)) == (not paper and not sandbox)
+
+
+def _order(n: int, status: OrderStatus, version: int = 1) -> Order:
+    return Order(
+        client_order_id=f"o{n}",
+        decision_id=f"d{n}",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        quantity=Decimal("0.1"),
+        status=status,
+        placed_ms=n,
+        updated_ms=n,
+        version=version,
+    )
+
+
+def _fill(n: int) -> Fill:
+    return Fill(
+        fill_id=f"f{n}",
+        client_order_id=f"o{n}",
+        decision_id=f"d{n}",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        quantity=Decimal("0.1"),
+        price=Decimal(100),
+        fee=Decimal("0.01"),
+        ts_ms=n,
+    )
+
+
+def _snapshot(symbol: str, realized: str, unrealized: str, ts: int = 0) -> PositionSnapshot:
+    return PositionSnapshot(
+        ts_ms=ts,
+        symbol=symbol,
+        quantity=Decimal(1),
+        avg_cost=Decimal(1),
+        mark_price=Decimal(1),
+        realized_pnl=Decimal(realized),
+        unrealized_pnl=Decimal(unrealized),
+        cash=Decimal(0),
+        equity=Decimal(0),
+    )
+
+
+def test_a_stopped_trading_run_says_its_orders_fills_and_pnl() -> None:
+    counters = FlowCounters(trading="paper orders on the local emulator", currency="USDT")
+    counters.run_id = "20260101T000000Z-abcdef"
+    records: list[object] = [
+        _order(1, OrderStatus.PENDING),
+        _order(1, OrderStatus.FILLED, version=2),  # the same order again: counted once
+        _order(2, OrderStatus.PENDING),
+        _order(3, OrderStatus.REJECTED),  # never placed
+        _fill(1),
+        _fill(1),  # a replayed fill: counted once
+        _fill(2),
+        _snapshot("BTC/USDT", "1.50", "2.00"),
+        _snapshot("BTC/USDT", "-3.00", "0.25", ts=1),  # the latest per symbol counts
+        _snapshot("ETH/USDT", "10", "-0.5"),
+    ]
+    for item in records:
+        count_record(counters, item)
+    message = stop_message(signal.SIGINT, counters, "next")
+    first, second = message.splitlines()
+    assert first.startswith("stratflow: SIGINT, stopped after ")
+    assert second == (
+        "stratflow: paper orders on the local emulator: 2 orders placed, 2 fills, "
+        "P&L +6.75 USDT (run 20260101T000000Z-abcdef)"
+    )
+
+
+def test_a_run_that_does_not_trade_has_no_trading_line() -> None:
+    counters = FlowCounters()
+    count_record(counters, _order(1, OrderStatus.PENDING))
+    assert counters.trading_line() is None
+    assert len(stop_message(signal.SIGTERM, counters, "next").splitlines()) == 1

@@ -154,13 +154,14 @@ def run(
                     "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
                 )
             label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
-            # Before anything is started: recovery state of other settings is refused here.
-            state = open_run_state(settings, fresh=fresh)
             store = stack.enter_context(_open_store(settings))
-            if state.discarded_run_id:
-                store.delete_run(state.discarded_run_id)
             _check_broker(bs, label)
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
+            # Before the flow starts (and only once it can): recovery state written under
+            # other result settings is refused here; --fresh discards it and its run's rows.
+            state = open_run_state(settings, fresh=fresh)
+            if state.discarded_run_id:
+                store.delete_run(state.discarded_run_id)
             say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
             t0 = time.perf_counter()
             orders = None

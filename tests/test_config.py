@@ -285,6 +285,16 @@ def test_an_override_under_an_unknown_symbol_says_it_adds_one(environ: dict[str,
     assert f"STRATFLOW__SYMBOLS__{symbol}=" in msg
 
 
+def test_the_suggested_way_to_add_a_symbol_works() -> None:
+    """What the refusal (and replay's unknown-symbol error) suggest is accepted as it is."""
+    msg = config_error(BASE, {"STRATFLOW__SYMBOLS__XYZ__BAR_INTERVAL": "1h"})
+    suggested = msg.rsplit(" set it whole: ", 1)[1]
+    name, _, value = suggested.partition("=")
+    value = shlex.split(value.replace("...", "1h"))[0]
+    settings = build_settings(BASE, {name: value})
+    assert settings.symbols["XYZ"].bar_interval == "1h"
+
+
 def test_a_symbol_added_whole_may_then_be_overridden() -> None:
     settings = build_settings(
         BASE, {"STRATFLOW__SYMBOLS__SIMA": "{}", "STRATFLOW__SYMBOLS__SIMA__LOT_SIZE": "5"}

@@ -250,7 +250,7 @@ def test_routine_triggers_stay_local_and_never_call(
         (Scenario.malformed(), "malformed"),
         (Scenario.schema_violation({"action": "buy", "weight": 2}), "schema_violation"),
         (Scenario.refused(), "refusal"),
-        (Scenario.slow(GOOD, 1.5), "timeout"),
+        (Scenario.slow(GOOD, 3600.0), "timeout"),  # held until the fixture stops the server
         (Scenario.drop(), "connection"),
     ],
 )
@@ -449,13 +449,14 @@ def test_event_time_timeout_falls_back_and_a_late_answer_is_only_logged(
     openai_server: LocalOpenAIServer, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path, gpt={"max_wait": "2m"})
-    openai_server.script(Scenario.slow(GOOD, 0.5))
+    openai_server.script(Scenario.slow(GOOD, 3600.0))  # held until released below
     desk = Desk(openai_server, settings, inline=False)
     desk.feed(ev(0, branch=Branch.STRATEGIC))
     out = desk.feed(ev(1), ev(2), ev(3))  # three minutes of bars, no answer yet
     rec = desk.records()[f"ABC@{T0 + MIN}"]
     assert rec.status is DecisionStatus.EXECUTED and "gpt fallback (timeout)" in rec.note
     assert of(DecisionRecord, out)
+    openai_server.release_slow()
     late = desk.poll()
     (call,) = of(GptCall, late)
     assert call.outcome is GptOutcome.OK and "not used" in call.detail

@@ -8,7 +8,6 @@ A bug gets one `internal error:` line and exit code 1, unless STRATFLOW_DEBUG=1.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,7 +28,8 @@ from rich.text import Text
 if TYPE_CHECKING:
     from connectors.clickhouse_store import Store
 
-from models.config import ConfigError, Settings, env_overrides, load_settings
+from api.config_cmd import explain_config_error
+from models.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -41,8 +40,6 @@ app = typer.Typer(
         " -> decision log."
     ),
 )
-config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
-app.add_typer(config_app, name="config")
 
 # soft_wrap: a line is never broken at the terminal width (80 columns when piped), so an error
 # stays one line and a printed path stays whole.
@@ -100,59 +97,6 @@ def settings_from(path: Path | None) -> Settings:
         return load_settings(path or default_config_path(), os.environ)
     except ConfigError as err:
         raise ConfigError(explain_config_error(str(err))) from None
-
-
-_UNKNOWN_KEY = ": Extra inputs are not permitted"
-_NO_SYMBOLS = "symbols: Field required"
-
-
-def _known_keys(path: list[str]) -> list[str]:
-    """The keys the config accepts at `path` (a dotted error location split), [] if unknown."""
-    import typing
-
-    from pydantic import BaseModel
-
-    model: Any = Settings
-    parts = list(path)
-    while parts:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-        field = model.model_fields.get(parts.pop(0))
-        if field is None:
-            return []
-        model = field.annotation
-        if typing.get_origin(model) is dict:  # symbols.<SYMBOL>.key
-            model = typing.get_args(model)[1]
-            if parts:
-                parts.pop(0)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def explain_config_error(message: str) -> str:
-    """The config loader's message, with the way out where pydantic's words are not enough:
-    the nearest known key for a misspelt one, and what a file without `symbols` means."""
-    import difflib
-    import re
-
-    out: list[str] = []
-    for line in message.splitlines():
-        # An override's line starts with the variable: `NAME='value': key: problem`.
-        m = re.match(r"[A-Z_][A-Z0-9_]*=(?:'(?:[^']|'\\'')*'|\(value hidden\)): ", line)
-        rest = line[m.end() :] if m else line
-        if rest.endswith(_UNKNOWN_KEY):
-            *parent, key = rest[: -len(_UNKNOWN_KEY)].split(".")
-            close = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
-            if close:
-                line += f" (did you mean {'.'.join([*parent, close[0]])}?)"
-        elif rest == _NO_SYMBOLS:
-            line += (
-                " (a config file replaces the built-in one, it is not merged with it:"
-                " start from a copy of api/stratflow.yaml)"
-            )
-        out.append(line)
-    return "\n".join(out)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -269,26 +213,6 @@ def _open_store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-# ----------------------------------------------------------------------------- config
-@config_app.command("check")
-def config_check(config: ConfigOpt = None) -> None:
-    """Validate the config and print every value in force (naming the env overrides)."""
-
-    def go() -> None:
-        path = config or default_config_path()
-        settings = settings_from(path)
-        console.print(f"[green]config OK[/green]: {escape(str(path))}")
-        for path_parts, _value, name in env_overrides(os.environ):
-            console.print(f"  overridden by {escape(name)}: {escape('.'.join(path_parts))}")
-        values = json.loads(settings.model_dump_json())
-        if settings.clickhouse.url:  # it may carry a password (notify URLs redact themselves)
-            values["clickhouse"]["url"] = redact_url(settings.clickhouse.url)
-        dumped = yaml.safe_dump(values, sort_keys=False)
-        console.out(dumped.rstrip("\n"), highlight=False)
-
-    guarded(go)
 
 
 # ----------------------------------------------------------------------------- broker
@@ -585,9 +509,11 @@ def schemas(
     guarded(go)
 
 
+from api.config_cmd import config_app  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 
+app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
 app.command("run")(run)
 

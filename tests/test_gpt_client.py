@@ -300,10 +300,11 @@ def test_concurrent_calls_do_not_wait_for_each_other(openai_server: LocalOpenAIS
 
 
 def test_connection_refused() -> None:
-    client = GptClient(f"http://127.0.0.1:{_closed_port()}/v1", "sk-x", MODEL, 0.5, 0)
+    # A timeout far beyond the test's life: CONNECTION (not TIMEOUT) can only be the refusal
+    # itself, reported at once, however loaded the machine.
+    client = GptClient(f"http://127.0.0.1:{_closed_port()}/v1", "sk-x", MODEL, 600.0, 0)
     result = client.ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.CONNECTION
-    assert result.latency_s < 1.0
+    assert result.failure is FailureKind.CONNECTION, result.detail
 
 
 def test_wrong_key_is_a_client_error_and_not_echoed(openai_server: LocalOpenAIServer) -> None:

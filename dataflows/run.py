@@ -128,7 +128,13 @@ def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
     digest = settings_hash(doc)
     manifest = db_dir / MANIFEST
     has_state = db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3"))
-    old = _read_manifest(db_dir) if has_state and manifest.is_file() else None
+    old: dict[str, Any] | None = None
+    if has_state and manifest.is_file():
+        try:
+            old = _read_manifest(db_dir)
+        except RecoveryMismatch:
+            if not fresh:  # --fresh is the way out of an unreadable manifest too
+                raise
     discarded: str | None = None
     if has_state and fresh:
         discarded = (str(old.get("run_id") or "") or None) if old is not None else None

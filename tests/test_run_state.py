@@ -122,6 +122,26 @@ def test_a_manifest_from_before_settings_were_recorded_is_refused(tmp_path: Path
         open_run_state(settings_for(tmp_path))
 
 
+@pytest.mark.parametrize("text", ["{not json", '{"inputs": 5}', "[]"])
+def test_an_unreadable_manifest_is_refused_and_fresh_gets_past_it(
+    tmp_path: Path, text: str
+) -> None:
+    open_run_state(settings_for(tmp_path))
+    (tmp_path / "recovery" / MANIFEST).write_text(text)
+    with pytest.raises(RecoveryMismatch, match=r"unreadable.*--fresh"):
+        open_run_state(settings_for(tmp_path))
+    fresh = open_run_state(settings_for(tmp_path), fresh=True)
+    assert not fresh.resumed and fresh.discarded_run_id is None
+
+
+def test_fresh_gets_past_other_input_topics(tmp_path: Path) -> None:
+    first = open_run_state(settings_for(tmp_path))
+    other = settings_for(tmp_path, KAFKA__TOPICS__MARKET="other.market")
+    with pytest.raises(RecoveryMismatch, match="was written for topics"):
+        open_run_state(other)
+    assert open_run_state(other, fresh=True).discarded_run_id == first.run_id
+
+
 def test_many_changes_are_cut_to_three(tmp_path: Path) -> None:
     open_run_state(settings_for(tmp_path))
     env = {"RISK__MIN_CASH": "1", "RISK__MAX_FEE_PER_ORDER": "2", "EXECUTION__FEE_BPS": "3"}

@@ -441,6 +441,9 @@ def _refuse_unknown_symbol_keys(
     file_symbols = raw.get("symbols")
     known = list(file_symbols) if isinstance(file_symbols, dict) else []
     added = [path[1] for path, _, _ in overrides if len(path) == 2 and path[0] == "symbols"]
+    for path, value, _ in overrides:  # STRATFLOW__SYMBOLS='{SIMA: {}}' sets them all
+        if path == ["symbols"] and isinstance(value, dict):
+            added += [str(s) for s in value]
     for path, _value, name in overrides:
         if len(path) > 2 and path[0] == "symbols" and path[1] not in {*known, *added}:
             have = ", ".join(str(s) for s in known) or "none"

@@ -295,10 +295,11 @@ def test_the_suggested_way_to_add_a_symbol_works() -> None:
     assert settings.symbols["XYZ"].bar_interval == "1h"
 
 
-def test_a_symbol_added_whole_may_then_be_overridden() -> None:
-    settings = build_settings(
-        BASE, {"STRATFLOW__SYMBOLS__SIMA": "{}", "STRATFLOW__SYMBOLS__SIMA__LOT_SIZE": "5"}
-    )
+@pytest.mark.parametrize(
+    "added", [{"STRATFLOW__SYMBOLS__SIMA": "{}"}, {"STRATFLOW__SYMBOLS": "{GOOG: {}, SIMA: {}}"}]
+)
+def test_a_symbol_added_whole_may_then_be_overridden(added: dict[str, str]) -> None:
+    settings = build_settings(BASE, {**added, "STRATFLOW__SYMBOLS__SIMA__LOT_SIZE": "5"})
     assert settings.symbols["SIMA"].lot_size == Decimal("5")
 
 

@@ -8,13 +8,11 @@ A bug gets one `internal error:` line and exit code 1, unless STRATFLOW_DEBUG=1.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -32,7 +29,8 @@ if TYPE_CHECKING:
     from connectors.clickhouse_store import Store
     from connectors.replay import MarketStream, ReplayStats
 
-from models.config import ConfigError, Settings, env_overrides, load_settings
+from api.config_cmd import explain_config_error
+from models.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -43,8 +41,6 @@ app = typer.Typer(
         " -> decision log."
     ),
 )
-config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
-app.add_typer(config_app, name="config")
 
 # soft_wrap: a line is never broken at the terminal width (80 columns when piped), so an error
 # stays one line and a printed path stays whole.
@@ -102,55 +98,6 @@ def settings_from(path: Path | None) -> Settings:
         return load_settings(path or default_config_path(), os.environ)
     except ConfigError as err:
         raise ConfigError(explain_config_error(str(err))) from None
-
-
-_UNKNOWN_KEY = ": Extra inputs are not permitted"
-_NO_SYMBOLS = "symbols: Field required"
-
-
-def _known_keys(path: list[str]) -> list[str]:
-    """The keys the config accepts at `path` (a dotted error location split), [] if unknown."""
-    import typing
-
-    from pydantic import BaseModel
-
-    model: Any = Settings
-    parts = list(path)
-    while parts:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-        field = model.model_fields.get(parts.pop(0))
-        if field is None:
-            return []
-        model = field.annotation
-        if typing.get_origin(model) is dict:  # symbols.<SYMBOL>.key
-            model = typing.get_args(model)[1]
-            if parts:
-                parts.pop(0)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def explain_config_error(message: str) -> str:
-    """The config loader's message, with the way out where pydantic's words are not enough:
-    the nearest known key for a misspelt one, and what a file without `symbols` means."""
-    import difflib
-
-    out: list[str] = []
-    for line in message.splitlines():
-        if line.endswith(_UNKNOWN_KEY):
-            *parent, key = line[: -len(_UNKNOWN_KEY)].split(".")
-            close = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
-            if close:
-                line += f" (did you mean {'.'.join([*parent, close[0]])}?)"
-        elif line == _NO_SYMBOLS:
-            line += (
-                " (a config file replaces the built-in one, it is not merged with it:"
-                " start from a copy of api/stratflow.yaml)"
-            )
-        out.append(line)
-    return "\n".join(out)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -267,26 +214,6 @@ def _open_store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-# ----------------------------------------------------------------------------- config
-@config_app.command("check")
-def config_check(config: ConfigOpt = None) -> None:
-    """Validate the config and print every value in force (naming the env overrides)."""
-
-    def go() -> None:
-        path = config or default_config_path()
-        settings = settings_from(path)
-        console.print(f"[green]config OK[/green]: {escape(str(path))}")
-        for path_parts, _value, name in env_overrides(os.environ):
-            console.print(f"  overridden by {escape(name)}: {escape('.'.join(path_parts))}")
-        values = json.loads(settings.model_dump_json())
-        if settings.clickhouse.url:  # it may carry a password (notify URLs redact themselves)
-            values["clickhouse"]["url"] = redact_url(settings.clickhouse.url)
-        dumped = yaml.safe_dump(values, sort_keys=False)
-        console.out(dumped.rstrip("\n"), highlight=False)
-
-    guarded(go)
 
 
 # ----------------------------------------------------------------------------- broker
@@ -424,7 +351,7 @@ def _replay_stream(
     unknown = sorted(set(merged.symbols) - set(settings.symbols))
     if unknown:
         example = (
-            f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}__BAR_INTERVAL=1h)"
+            f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}='{{bar_interval: 1h}}')"
             if "/" not in unknown[0]
             else ""
         )
@@ -519,137 +446,6 @@ def _topic_size(bootstrap: str, topic: str) -> int | None:
         return sum(topic_end_offsets(bootstrap, topic, timeout_s=5.0).values())
     except Exception:  # a courtesy count only
         return None
-
-
-# ----------------------------------------------------------------------------- run
-@contextlib.contextmanager
-def _exchange(
-    settings: Settings, name: str, paper: bool, sandbox: bool, bootstrap: str, say: Any
-) -> Iterator[Any]:
-    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line."""
-    from api.exchange_run import ExchangeSetupError, exchange_session
-
-    try:
-        with exchange_session(
-            settings,
-            name=name,
-            paper=paper,
-            sandbox=sandbox,
-            bootstrap=bootstrap,
-            state_dir=Path(settings.recovery.dir).parent / "feeds",
-            say=say,
-        ) as gateway:
-            yield gateway
-    except ExchangeSetupError as err:  # raised before the flow starts
-        raise UserError(str(err)) from None
-
-
-@app.command()
-def run(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    bootstrap: Annotated[
-        str | None,
-        typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port (default: kafka.bootstrap)"),
-    ] = None,
-    follow: Annotated[
-        bool, typer.Option(help="Keep consuming new messages (live); --no-follow stops at the end")
-    ] = True,
-    exchange: Annotated[
-        str | None,
-        typer.Option(
-            help="Trade on this ccxt exchange (e.g. binance): its trades feed the market "
-            "topic, orders go to it; keys from STRATFLOW_<NAME>_API_KEY/_SECRET or the secrets file"
-        ),
-    ] = None,
-    paper: Annotated[
-        bool,
-        typer.Option(
-            help="With --exchange binance (the default then): the project's exchange "
-            "emulator on 127.0.0.1 instead, no account or money"
-        ),
-    ] = False,
-    sandbox: Annotated[
-        bool, typer.Option(help="With --exchange: the exchange's test network (if ccxt has one)")
-    ] = False,
-) -> None:
-    """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
-    from api.report import summarize
-    from connectors.broker import ensure_topics
-    from dataflows.pipeline import FlowSpec
-    from dataflows.run import run_pipeline
-
-    def go() -> None:
-        settings = settings_from(config)
-        if (exchange is not None or paper) and not follow:
-            raise UserError("an exchange run is live: leave out --no-follow")
-        if sandbox and paper:
-            raise UserError("--sandbox and --paper exclude each other")
-        if sandbox and exchange is None:
-            raise UserError("--sandbox needs --exchange NAME")
-        if exchange is not None or paper:
-            # Before a broker or a run directory is made for nothing.
-            from api.exchange_run import ExchangeSetupError
-            from api.exchange_run import _pairs as exchange_pairs
-
-            try:
-                exchange_pairs(settings)
-            except ExchangeSetupError as err:
-                hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
-                raise UserError(f"{err}{hint}") from None
-        bs = bootstrap or settings.kafka.bootstrap
-
-        def say(line: str) -> None:
-            console.print(escape(line))
-
-        stop_note: str | None = None  # run_pipeline's default: the next run resumes
-        with contextlib.ExitStack() as stack:
-            if not bs and paper:
-                # Paper trading needs no Kafka of its own: the bundled broker (memory only),
-                # with recovery and feed state of this run beside it.
-                from connectors.broker import LocalBroker
-
-                run_dir = Path("var/paper") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                run_dir.mkdir(parents=True, exist_ok=True)
-                bs = stack.enter_context(LocalBroker(log_dir=run_dir)).bootstrap
-                recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
-                settings = settings.model_copy(update={"recovery": recovery})
-                say(f"local Kafka broker (Tansu) at {bs}; run state in {run_dir}")
-                # The broker's topics die with this process, so nothing resumes this run.
-                stop_note = (
-                    "the bundled broker's topics were in memory: the next --paper run starts afresh"
-                )
-            if not bs:
-                raise UserError(
-                    "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
-                )
-            label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
-            store = stack.enter_context(_open_store(settings))
-            _check_broker(bs, label)
-            ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
-            t0 = time.perf_counter()
-            orders = None
-            if exchange is not None or paper:
-                orders = stack.enter_context(
-                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
-                )
-            run_pipeline(
-                settings,
-                FlowSpec(bootstrap=bs, tail=follow),
-                progress=True,
-                say=say,
-                orders=orders,
-                stop_note=stop_note,
-            )
-            summary = summarize(store)
-        print_summary(summary.counts, summary, time.perf_counter() - t0)
-        where = redact_url(settings.clickhouse.url) if settings.clickhouse.url else None
-        where = where or settings.clickhouse.path
-        console.print(
-            f"decision log: {escape(str(where))} (database {settings.clickhouse.database})"
-        )
-
-    guarded(go)
 
 
 # ----------------------------------------------------------------------------- gpt-check
@@ -796,9 +592,13 @@ def schemas(
     guarded(go)
 
 
+from api.config_cmd import config_app  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
+from api.run_cmd import run  # noqa: E402
 
+app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
+app.command("run")(run)
 
 
 def _money(value: Any) -> str:

@@ -290,7 +290,7 @@ def run_demo(
             )
         console.print("running the dataflow")
         t0 = time.perf_counter()
-        run_pipeline(
+        state = run_pipeline(
             settings,
             FlowSpec(bootstrap=bootstrap, tail=False),
             progress=True,
@@ -300,7 +300,7 @@ def run_demo(
         )
         flow_seconds = time.perf_counter() - t0
     with Store.open(settings.clickhouse) as store:
-        summary = summarize(store)
+        summary = summarize(store, state.run_id)  # a server may hold other runs
     report = write_report(summary, run_dir, f"stratflow demo {run_dir.name}")
     return DemoResult(run_dir, report, summary, stats.published, flow_seconds, samples)
 

@@ -118,6 +118,16 @@ def _real_clients(name: str, sandbox: bool) -> tuple[Any, Any]:
     return clients
 
 
+def order_kind(paper: bool, sandbox: bool) -> str:
+    """What the orders of a run are, in the words its start and end lines use: only a real
+    exchange's are "real orders"."""
+    if paper:
+        return "paper orders on the local emulator"
+    if sandbox:
+        return "sandbox (test network) orders"
+    return "real orders"
+
+
 @contextlib.contextmanager
 def exchange_session(
     settings: Settings,
@@ -159,11 +169,13 @@ def exchange_session(
             say(
                 f"paper trading on the exchange emulator at {emulator.base_url} "
                 f"({', '.join(pairs)}, {settings.execution.initial_cash} "
-                f"{settings.execution.currency}, prices from a random walk, seed {seed})"
+                f"{settings.execution.currency}, prices from a random walk, seed {seed}): "
+                f"{order_kind(paper, sandbox)}, no account or money"
             )
         else:
             feed_client, order_client = _real_clients(name, sandbox)
-            say(f"trading on {name}{' (sandbox)' if sandbox else ''}: real orders")
+            where = f"{name}'s test network" if sandbox else name
+            say(f"trading on {where}: {order_kind(paper, sandbox)}")
         executor = CcxtExecutor(order_client, stale=stale_rule(settings))
         try:  # the desk reconciles against this at start: fail here, in one line, if it can't
             executor.state(pairs)

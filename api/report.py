@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from connectors.clickhouse_store import TABLES, Store
 
@@ -69,7 +71,27 @@ def _dec(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def summarize(store: Store) -> RunSummary:
+class _OneRun:
+    """A store whose queries see only one run's rows: each `FROM <table> FINAL` reads
+    `(SELECT * FROM <table> FINAL WHERE run_id = ...)` instead."""
+
+    _FROM: ClassVar = re.compile(r"\bFROM\s+(\w+)\s+FINAL\b")
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        scoped = self._FROM.sub(
+            r"FROM (SELECT * FROM \1 FINAL WHERE run_id = {_run_id:String}) AS \1", sql
+        )
+        return self._store.query(scoped, {**(params or {}), "_run_id": self._run_id})
+
+
+def summarize(store: Store, run_id: str | None = None) -> RunSummary:
+    """What the store holds; with `run_id`, only the rows that run wrote."""
+    if run_id is not None:
+        store = cast(Store, _OneRun(store, run_id))
     counts = {t: int(store.query(f"SELECT count() AS n FROM {t} FINAL")[0]["n"]) for t in TABLES}
     decisions = store.query(
         "SELECT branch, status, count() AS n FROM decisions FINAL GROUP BY branch, status "

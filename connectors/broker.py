@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
@@ -78,11 +78,25 @@ def _host_ports(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
-def _tcp_open(bootstrap: str) -> bool:
+def _probe(bootstrap: str) -> str | None:
+    """None when some bootstrap address accepts a TCP connection, else why none does:
+    "connection refused" (or "unknown host") when every address said so at once, which no
+    amount of waiting changes for an address the user gave, or "no answer" (timed out)."""
+    reasons: set[str] = set()
     for host, port in _host_ports(bootstrap):
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-    return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return None
+        except ConnectionRefusedError:
+            reasons.add("connection refused")
+        except socket.gaierror:
+            reasons.add("unknown host")
+        except OSError:
+            reasons.add("no answer")
+    return "no answer" if "no answer" in reasons or len(reasons) != 1 else reasons.pop()
+
+
+_FINAL_REASONS = ("connection refused", "unknown host")
 
 
 def wait_for_broker(
@@ -91,24 +105,31 @@ def wait_for_broker(
     *,
     label: str = "KAFKA_BOOTSTRAP",
     alive: subprocess.Popen[bytes] | None = None,
+    wait_if_refused: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Block until a metadata request succeeds.
 
     A TCP connect is tried first so that librdkafka only starts once something listens (its
-    retry noise and back-off would otherwise dominate a sub-second start). `alive` lets a local
-    broker that died during start-up fail fast instead of running out the clock.
+    retry noise and back-off would otherwise dominate a sub-second start). An address that
+    refuses the connection (or does not resolve) is reported at once: nothing listens there,
+    and waiting out the clock only hides the reason. Only a broker being started by us
+    (`wait_if_refused`, `alive`) is waited for while its port is still closed; `alive` lets
+    one that died during start-up fail fast instead of running out the clock.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = clock() + timeout_s
     last = "no answer"
     while True:
         if alive is not None and alive.poll() is not None:
             raise BrokerError(f"broker process exited with code {alive.returncode} during start-up")
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock()
         if remaining <= 0:
             raise BrokerError(
                 f"broker not reachable at {label}={bootstrap} within {timeout_s:g} s ({last})"
             )
-        if _tcp_open(bootstrap):
+        reason = _probe(bootstrap)
+        if reason is None:
             try:
                 md = _admin(bootstrap).list_topics(timeout=max(0.5, min(remaining, 5.0)))
                 if md.brokers:
@@ -117,8 +138,10 @@ def wait_for_broker(
             except KafkaException as exc:
                 last = f"metadata request failed: {exc.args[0].str() if exc.args else exc}"
         else:
-            last = "connection refused"
-        time.sleep(0.05)
+            last = reason
+            if reason in _FINAL_REASONS and not wait_if_refused and alive is None:
+                raise BrokerError(f"broker not reachable at {label}={bootstrap}: {reason}")
+        sleep(0.05)
 
 
 def resolve_bootstrap(

@@ -16,8 +16,8 @@ from models.messages import Alert, Severity
 
 
 class _StorePartition(StatelessSinkPartition[Any]):
-    def __init__(self, cfg: ClickHouseConfig) -> None:
-        self.store = Store.open(cfg)
+    def __init__(self, cfg: ClickHouseConfig, run_id: str) -> None:
+        self.store = Store.open(cfg, run_id=run_id)
         self.store.apply_schema()
         self.written: dict[str, int] = defaultdict(int)
 
@@ -69,13 +69,15 @@ def unwritable_row_alert(row: BaseModel, err: Exception) -> Alert:
 
 class ClickHouseSink(DynamicSink[Any]):
     """Idempotent writes: every table replaces rows by their natural id, so the re-emitted
-    outputs of a resumed epoch land on the same rows instead of adding new ones."""
+    outputs of a resumed epoch land on the same rows instead of adding new ones. Every row is
+    stamped with the run's id (set once here, so the models need not carry it)."""
 
-    def __init__(self, cfg: ClickHouseConfig) -> None:
+    def __init__(self, cfg: ClickHouseConfig, run_id: str = "") -> None:
         self.cfg = cfg
+        self.run_id = run_id
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
-        return _StorePartition(self.cfg)
+        return _StorePartition(self.cfg, self.run_id)
 
 
 class _NotifyPartition(StatelessSinkPartition[Any]):

@@ -212,6 +212,7 @@ class LocalOpenAIServer:
         self._queue: collections.deque[Scenario] = collections.deque()
         self._requests: list[RecordedRequest] = []
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # set by stop() and release_slow(): slow answers go now
         self._counter = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -243,6 +244,7 @@ class LocalOpenAIServer:
             raise OpenAIServerError(f"cannot listen on {HOST}: {exc.strerror}") from None
         server.owner = self
         self._stopping.clear()
+        self._wake.clear()
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -260,10 +262,17 @@ class LocalOpenAIServer:
         if server is None:
             return
         self._stopping.set()
+        self._wake.set()
         server.shutdown()
         server.server_close()
         if thread is not None:
             thread.join(timeout_s)
+
+    def release_slow(self) -> None:
+        """Send the slow answers in progress now, and later ones without delay: a test holds
+        an answer with a delay no test outlives and releases it when it chooses, so nothing
+        depends on how fast the machine is."""
+        self._wake.set()
 
     def __enter__(self) -> LocalOpenAIServer:
         return self.start()
@@ -292,6 +301,8 @@ class LocalOpenAIServer:
         with self._lock:
             self._queue.clear()
             self._requests.clear()
+            if not self._stopping.is_set():
+                self._wake.clear()  # slow answers are slow again
 
     @property
     def pending(self) -> int:
@@ -442,9 +453,11 @@ class LocalOpenAIServer:
                 ),
             )
             return
-        if kind is ScenarioKind.SLOW and self._stopping.wait(scenario.delay_s):
-            finish(0, kind)
-            return  # stopping: answer nothing
+        if kind is ScenarioKind.SLOW:
+            self._wake.wait(scenario.delay_s)
+            if self._stopping.is_set():
+                finish(0, kind)
+                return  # stopping: answer nothing
         finish(200, kind)
         h.send_json(200, self._completion(body, scenario), {"x-request-id": self._next_id()})
 

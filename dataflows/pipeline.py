@@ -54,6 +54,7 @@ from models.messages import (
     GptRequest,
     Order,
     OrderStatus,
+    PositionSnapshot,
     Severity,
 )
 
@@ -415,6 +416,12 @@ def count_record(counters: FlowCounters, item: Any) -> None:
         counters.add(decisions=1)
     elif isinstance(item, DeadLetter):
         counters.add(dead=1)
+    elif isinstance(item, Order) and item.status is not OrderStatus.REJECTED:
+        counters.trade(order_id=item.client_order_id)
+    elif isinstance(item, Fill):
+        counters.trade(fill_id=item.fill_id)
+    elif isinstance(item, PositionSnapshot):
+        counters.trade(symbol=item.symbol, pnl=item.realized_pnl + item.unrealized_pnl)
 
 
 @dataclass(frozen=True)
@@ -442,7 +449,9 @@ def build_flow(
     gateway: GptGateway | None = None,
     orders: ExecutionGateway | None = None,
     notifier: Notifier | None = None,
+    run_id: str = "",
 ) -> Dataflow:
+    """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`."""
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
     source = RawKafkaSource(
@@ -492,7 +501,7 @@ def build_flow(
         by_table,
         lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
     )
-    op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse))
+    op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse, run_id))
     if notifier is not None:
         alerts = op.filter("alerts", records, lambda x: isinstance(x, Alert))
         op.output("notify", alerts, NotifierSink(notifier))

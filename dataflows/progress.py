@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +24,44 @@ class FlowCounters:
     decisions: int = 0
     dead_letters: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    orders: set[str] = field(default_factory=set)
+    """Client order ids placed (not rejected) in this process."""
+    fills: set[str] = field(default_factory=set)
+    pnl: dict[str, Decimal] = field(default_factory=dict)
+    """Per symbol, realised (after fees) + unrealised P&L at its latest snapshot."""
+    trading: str | None = None
+    """What this run's orders are ("paper orders on the local emulator", ...); None: not
+    trading on an exchange, so no trading line."""
+    currency: str = ""
+    run_id: str = ""
+
+    def trade(
+        self,
+        order_id: str | None = None,
+        fill_id: str | None = None,
+        symbol: str | None = None,
+        pnl: Decimal | None = None,
+    ) -> None:
+        with self.lock:
+            if order_id is not None:
+                self.orders.add(order_id)
+            if fill_id is not None:
+                self.fills.add(fill_id)
+            if symbol is not None and pnl is not None:
+                self.pnl[symbol] = pnl
+
+    def trading_line(self) -> str | None:
+        """After a paper or exchange run: orders placed, fills and P&L, in one line."""
+        if self.trading is None:
+            return None
+        with self.lock:
+            n_orders, n_fills, pnl = len(self.orders), len(self.fills), sum(self.pnl.values())
+        run = f" (run {self.run_id})" if self.run_id else ""
+        return (
+            f"{self.trading}: {n_orders} order{'' if n_orders == 1 else 's'} placed, "
+            f"{n_fills} fill{'' if n_fills == 1 else 's'}, P&L {Decimal(pnl):+,.2f} "
+            f"{self.currency}{run}"
+        )
 
     def add(self, records: int = 0, bars: int = 0, decisions: int = 0, dead: int = 0) -> None:
         with self.lock:

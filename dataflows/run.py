@@ -14,12 +14,16 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -30,7 +34,14 @@ from connectors.kafka_io import topic_end_offsets
 from connectors.notifier import Notifier
 from dataflows.pipeline import FlowSpec, build_flow
 from dataflows.progress import FlowCounters, ProgressDisplay
-from models.config import Settings, load_settings, parse_duration_ms
+from models.config import (
+    Settings,
+    load_settings,
+    parse_duration_ms,
+    result_settings,
+    settings_changes,
+    settings_hash,
+)
 
 MANIFEST = "stratflow-inputs.json"
 
@@ -47,17 +58,42 @@ RESUME_NOTE = "the next run resumes from the last snapshot"
 """What a stopped run says about the next one, unless the caller knows better (`stop_note`)."""
 
 
-def recovery_config(settings: Settings) -> RecoveryConfig | None:
-    """Bytewax's recovery store, plus a manifest of the input topics it was written for.
+class ConfigChanged(RecoveryMismatch):
+    """The recovery state was written under settings that change results: resuming it would
+    mix two configurations (or, worse, print the old run's results as the new one's)."""
 
-    Bytewax cannot resume state keyed by partitions of other topics (it panics), so a changed
-    topic set is refused up front with the way out, instead of a Rust stack trace.
-    """
+
+@dataclass(frozen=True)
+class RunState:
+    """Who this run is and what it resumes: `run_id` (stamped on every row it writes; a
+    resumed run keeps the id it started with), `resumed`, the Bytewax recovery store (None
+    when recovery is off) and, after `fresh`, the id of the run whose state was discarded."""
+
+    run_id: str
+    resumed: bool
+    recovery: RecoveryConfig | None
+    discarded_run_id: str | None = None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """UTC start time and a short random part: sortable, and unique across machines."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def open_run_state(settings: Settings, *, fresh: bool = False) -> RunState:
+    """The run's id and recovery store, after checking that any state to resume was written
+    for the same input topics and the same result settings (`models.config.result_settings`).
+
+    Bytewax cannot resume state keyed by partitions of other topics (it panics), and state
+    built under other settings would carry the old run's decisions into the new one, so both
+    are refused up front with what changed and the way out; `fresh` discards the old state
+    instead (the caller deletes that run's rows: `discarded_run_id`)."""
     if not settings.recovery.enabled:
-        return None
+        return RunState(new_run_id(), False, None)
     db_dir = Path(settings.recovery.dir)
     try:
-        return _recovery_config(db_dir, settings)
+        return _open_run_state(db_dir, settings, fresh)
     except OSError as err:
         reason = "not a directory" if db_dir.exists() and not db_dir.is_dir() else err.strerror
         where = f" ({err.filename})" if err.filename and str(err.filename) != str(db_dir) else ""
@@ -66,33 +102,72 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
         ) from None
 
 
-def _recovery_config(db_dir: Path, settings: Settings) -> RecoveryConfig:
+def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    """Bytewax's recovery store (see `open_run_state`, which also says who the run is)."""
+    return open_run_state(settings).recovery
+
+
+def _read_manifest(db_dir: Path) -> dict[str, Any]:
+    manifest = db_dir / MANIFEST
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+            raise TypeError("inputs is not a list")
+        return doc
+    except (ValueError, TypeError) as err:
+        raise RecoveryMismatch(
+            f"recovery state in {db_dir} has an unreadable {MANIFEST} ({err}): start afresh "
+            f"with --fresh (or point recovery.dir at a new directory)"
+        ) from None
+
+
+def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
     topics = settings.kafka.topics
     inputs = sorted([topics.market, topics.news, topics.social])
+    doc = result_settings(settings)
+    digest = settings_hash(doc)
     manifest = db_dir / MANIFEST
-    if db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3")):
-        if manifest.is_file():
-            try:
-                recorded = json.loads(manifest.read_text(encoding="utf-8"))["inputs"]
-                if not isinstance(recorded, list):
-                    raise TypeError("inputs is not a list")
-                recorded = [str(t) for t in recorded]
-            except (ValueError, KeyError, TypeError) as err:
-                raise RecoveryMismatch(
-                    f"recovery state in {db_dir} has an unreadable {MANIFEST} ({err}): point "
-                    "recovery.dir at a new directory (or delete this one to start over)"
-                ) from None
-            if recorded != inputs:
-                raise RecoveryMismatch(
-                    f"recovery state in {db_dir} was written for topics {', '.join(recorded)}, "
-                    f"not {', '.join(inputs)}: point recovery.dir at a new directory "
-                    "(or delete this one to start over)"
-                )
-    else:
+    has_state = db_dir.is_dir() and any(db_dir.glob("part-*.sqlite3"))
+    old: dict[str, Any] | None = None
+    if has_state and manifest.is_file():
+        try:
+            old = _read_manifest(db_dir)
+        except RecoveryMismatch:
+            if not fresh:  # --fresh is the way out of an unreadable manifest too
+                raise
+    discarded: str | None = None
+    if has_state and fresh:
+        discarded = (str(old.get("run_id") or "") or None) if old is not None else None
+        shutil.rmtree(db_dir)
+        has_state = False
+    if has_state and old is not None:
+        recorded = [str(t) for t in old["inputs"]]
+        if recorded != inputs:
+            raise RecoveryMismatch(
+                f"recovery state in {db_dir} was written for topics {', '.join(recorded)}, "
+                f"not {', '.join(inputs)}: start afresh with --fresh (or point recovery.dir "
+                "at a new directory)"
+            )
+        if old.get("settings_hash") != digest:
+            before = old.get("settings")
+            changed = (
+                settings_changes(before, doc)
+                if isinstance(before, dict)
+                else "it was written before settings were recorded"
+            )
+            raise ConfigChanged(
+                f"the configuration changed since {db_dir} was written ({changed}); "
+                f"start afresh with --fresh (or rm -rf {db_dir})"
+            )
+    resumed = has_state
+    run_id = str(old.get("run_id") or "") if resumed and old is not None else ""
+    run_id = run_id or new_run_id()
+    if not resumed:
         db_dir.mkdir(parents=True, exist_ok=True)
         init_db_dir(db_dir, 1)  # type: ignore[no-untyped-call]
-    manifest.write_text(json.dumps({"inputs": inputs}), encoding="utf-8")
-    return RecoveryConfig(db_dir)  # type: ignore[no-untyped-call]
+    record = {"inputs": inputs, "run_id": run_id, "settings_hash": digest, "settings": doc}
+    manifest.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+    return RunState(run_id, resumed, RecoveryConfig(db_dir), discarded)  # type: ignore[no-untyped-call]
 
 
 _BEFORE_EXIT: list[Callable[[], object]] = []
@@ -100,9 +175,12 @@ _BEFORE_EXIT: list[Callable[[], object]] = []
 
 
 def stop_message(signum: int, counters: FlowCounters | None, note: str) -> str:
-    """The one line a run stopped by a signal leaves: what it did so far and what comes next."""
+    """The line a run stopped by a signal leaves: what it did so far and what comes next;
+    after a paper or exchange run, a second one with its orders, fills and P&L."""
     done = f" after {counters.line()}" if counters is not None else ""
-    return f"stratflow: {signal.Signals(signum).name}, stopped{done}; {note}"
+    trading = counters.trading_line() if counters is not None else None
+    more = f"\nstratflow: {trading}" if trading else ""
+    return f"stratflow: {signal.Signals(signum).name}, stopped{done}; {note}{more}"
 
 
 def _stop_handler(
@@ -146,13 +224,20 @@ def run_pipeline(
     say: Callable[[str], None] | None = None,
     orders: ExecutionGateway | None = None,
     stop_note: str | None = None,
-) -> None:
+    run_state: RunState | None = None,
+    trading: str | None = None,
+) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
 
     On SIGINT/SIGTERM the process leaves at once with one line: the counts so far (with
     `progress`) and `stop_note` (default: the next run resumes from the last snapshot; a
-    caller whose state does not outlive the process, such as the demo, says so instead)."""
+    caller whose state does not outlive the process, such as the demo, says so instead).
+
+    `run_state` (from `open_run_state`) names the run and its recovery store; without it
+    the run's state is opened here. Returns it, so the caller can read this run's rows.
+    `trading` (what the orders are, for a paper or exchange run) adds a line with the orders
+    placed, fills and P&L when the run stops."""
     counters = FlowCounters() if progress else None
     if stop_note is None:
         stop_note = (
@@ -168,11 +253,22 @@ def run_pipeline(
     if notifier is not None:
         (say or _stderr)("alerts: " + ", ".join(notifier.targets))
         _BEFORE_EXIT.append(lambda: notifier.close(2.0))
+    state = run_state or open_run_state(settings)
+    if counters is not None:
+        counters.run_id = state.run_id
+        counters.trading = trading
+        counters.currency = settings.execution.currency
     flow = build_flow(
-        settings, spec, counters=counters, gateway=gateway, orders=orders, notifier=notifier
+        settings,
+        spec,
+        counters=counters,
+        gateway=gateway,
+        orders=orders,
+        notifier=notifier,
+        run_id=state.run_id,
     )
     epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
-    recovery = recovery_config(settings)
+    recovery = state.recovery
     stop_now = _stop_handler(counters, stop_note)
     previous = {sig: signal.signal(sig, stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
     display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -196,6 +292,7 @@ def run_pipeline(
                 f"alerts: {st.delivered} delivered, {st.failed} failed, "
                 f"{st.rate_limited} held back by the rate limit, {st.dropped} dropped"
             )
+    return state
 
 
 def _stderr(line: str) -> None:

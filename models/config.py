@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -413,24 +413,93 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]
     return found
 
 
-def _format_errors(err: ValidationError) -> str:
+_SECRET_PARTS: Final = ("url", "password", "secret", "token")
+"""Override values under keys with these words may hold credentials: named, never shown."""
+
+_MAX_SHOWN_VALUE: Final = 60
+
+
+def shell_quoted(raw: str) -> str:
+    """`raw` as the shell would need it quoted (`'abc'`, `'it'\\''s'`), cut after 60 characters,
+    so an error line shows exactly what the variable held, empty and blank values included."""
+    shown = raw if len(raw) <= _MAX_SHOWN_VALUE else raw[: _MAX_SHOWN_VALUE - 3] + "..."
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in shown)
+    return "'" + shown.replace("'", "'\\''") + "'"
+
+
+def describe_override(path: list[str], name: str, environ: Mapping[str, str]) -> str:
+    """`NAME='value'` for an error line (the value hidden where it may hold a password)."""
+    if any(word in part.lower() for part in path for word in _SECRET_PARTS):
+        return f"{name}=(value hidden)"
+    return f"{name}={shell_quoted(environ.get(name, ''))}"
+
+
+def _override_for(
+    loc: tuple[str, ...], overrides: list[tuple[list[str], Any, str]]
+) -> tuple[list[str], str] | None:
+    """The override that set the value at `loc`, or the one below `loc` that a check of the
+    whole section rejected (`features: sma_fast must be smaller ...` after SMA_FAST=50)."""
+    best: tuple[list[str], str] | None = None
+    for path, _value, name in overrides:
+        n = min(len(path), len(loc))
+        if n and list(loc[:n]) == path[:n] and (best is None or len(path) > len(best[0])):
+            best = (path, name)
+    return best
+
+
+def _format_errors(
+    err: ValidationError,
+    overrides: list[tuple[list[str], Any, str]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        parts = tuple(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc or '(top level)'}: {msg}")
+        line = f"{'.'.join(parts) or '(top level)'}: {msg}"
+        found = _override_for(parts, overrides or []) if parts else None
+        if found is not None:
+            line = f"{describe_override(found[0], found[1], environ or {})}: {line}"
+        lines.append(line)
     return "\n".join(lines)
 
 
+def _refuse_unknown_symbol_keys(
+    raw: Mapping[str, Any], overrides: list[tuple[list[str], Any, str]]
+) -> None:
+    """An override of a key under a symbol the config does not have is taken for a typo
+    (`STRATFLOW__SYMBOLS__GOGO__LOT_SIZE`), not a new symbol: adding one is deliberate and
+    whole (`STRATFLOW__SYMBOLS__SIMA={}`)."""
+    file_symbols = raw.get("symbols")
+    known = list(file_symbols) if isinstance(file_symbols, dict) else []
+    added = [path[1] for path, _, _ in overrides if len(path) == 2 and path[0] == "symbols"]
+    for path, value, _ in overrides:  # STRATFLOW__SYMBOLS='{SIMA: {}}' sets them all
+        if path == ["symbols"] and isinstance(value, dict):
+            added += [str(s) for s in value]
+    for path, _value, name in overrides:
+        if len(path) > 2 and path[0] == "symbols" and path[1] not in {*known, *added}:
+            have = ", ".join(str(s) for s in known) or "none"
+            raise ConfigError(
+                f"{name} adds symbol {path[1]}, which is not in the config's symbols ({have});"
+                f" a misspelt symbol? To add one on purpose set it whole:"
+                f" STRATFLOW__SYMBOLS__{path[1]}='{{{path[2]}: ...}}'"
+            )
+
+
 def build_settings(raw: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Settings:
-    """Merge a parsed config document with environment overrides and validate the result."""
+    """Merge a parsed config document with environment overrides and validate the result.
+
+    A value an override set that fails validation is reported with the variable and its
+    value (`STRATFLOW__RISK__MAX_ORDER_NOTIONAL='abc': risk.max_order_notional: ...`)."""
     tree: dict[str, Any] = copy.deepcopy(dict(raw or {}))
-    for path, value, _ in env_overrides(environ):
+    overrides = env_overrides(environ)
+    _refuse_unknown_symbol_keys(tree, overrides)
+    for path, value, _ in overrides:
         _set_path(tree, path, value)
     try:
         return Settings.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
+        raise ConfigError(_format_errors(err, overrides, environ)) from None
 
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
@@ -462,3 +531,71 @@ def with_min_notional(settings: Settings, minimums: Mapping[str, Decimal]) -> Se
         for sym, spec in settings.symbols.items()
     }
     return settings.model_copy(update={"symbols": symbols})
+
+
+# ------------------------------------------------------------------ what a run's results depend on
+
+NOT_RESULT_SETTINGS: Final = (
+    "kafka",  # where the input comes from (the recovery manifest checks the input topics)
+    "clickhouse",  # where the rows go
+    "storage",  # whether ticks are kept too: more rows, the same decisions
+    "notify",  # who is told
+    "recovery",  # where and how often state is saved
+    "gpt.cache_dir",  # where answers are recorded
+    "gpt.max_concurrency",  # how many calls are in flight at once
+)
+"""Settings a run's results do not depend on: changing them leaves recovery state valid.
+Every other key (symbols, bars, features, triggers, router, strategy, risk, execution, the
+rest of gpt) does, including keys added later: a new key counts until declared here."""
+
+
+def result_settings(settings: Settings) -> dict[str, Any]:
+    """The settings a run's results depend on, as plain JSON values (what the recovery
+    manifest keeps, readable, beside its hash)."""
+    doc: dict[str, Any] = settings.model_dump(mode="json")
+    for dotted in NOT_RESULT_SETTINGS:
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return doc
+
+
+def settings_hash(doc: Mapping[str, Any]) -> str:
+    """A short, stable fingerprint of `result_settings(...)` (key order does not matter)."""
+    import hashlib
+    import json
+
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _diff(before: Any, after: Any, prefix: str, out: list[str]) -> None:
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(before.keys() | after.keys(), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in before:
+                out.append(f"{path} added")
+            elif key not in after:
+                out.append(f"{path} removed")
+            else:
+                _diff(before[key], after[key], path, out)
+    elif before != after:
+        out.append(f"{prefix} {_short(before)} -> {_short(after)}")
+
+
+def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any], limit: int = 3) -> str:
+    """What differs between two `result_settings` documents, readable and short:
+    `features.sma_fast 20 -> 5, features.sma_slow 50 -> 10`, `symbols.SIMA added`."""
+    changes: list[str] = []
+    _diff(dict(before), dict(after), "", changes)
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return ", ".join(changes[:limit]) + more

@@ -28,6 +28,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -284,14 +285,47 @@ _INVISIBLE: Final = frozenset(
     | {chr(c) for c in range(0xFE00, 0xFE10)}
     | {chr(c) for c in range(0xE0100, 0xE01F0)}
 )
-# ‹ › : no fence, no <|im_start|>. Brackets that only look like "<" / ">" (and that NFKC leaves
-# alone) become the same quotes, so no look-alike can spell a fence for a model to believe.
-_ANGLES: Final = {
-    "<": "\u2039",
-    ">": "\u203a",
-    **dict.fromkeys("\u02c2\u3008\u27e8\u27ea\u276c\u276e\u2770\u29fc", "\u2039"),
-    **dict.fromkeys("\u02c3\u3009\u27e9\u27eb\u276d\u276f\u2771\u29fd", "\u203a"),
-}
+# ‹ › : no fence, no <|im_start|>. Every character that looks like "<" or ">" (and that NFKC
+# leaves alone) becomes the same quotes, so no look-alike can spell a fence for a model to
+# believe. The class comes from Unicode's data, not a hand list: see `angle_lookalikes`.
+_LEFT_QUOTE: Final = "\u2039"
+_RIGHT_QUOTE: Final = "\u203a"
+_ANGLE_NAME: Final = re.compile(
+    r"\b(LEFT|RIGHT)\b.*(?:ANGLE BRACKET|POINTING ANGLE QUOTATION MARK)"
+    r"|^MODIFIER LETTER (?:LOW )?(LEFT|RIGHT) ARROWHEAD$"
+)
+_NAMED_PLANES_END: Final = 0x30000
+"""Planes 0-2 hold every named bracket; above are ideographs, tags and private use."""
+
+
+@functools.cache
+def angle_lookalikes() -> dict[str, str]:
+    """Character -> ‹ or › for "<", ">" and every character that looks like one of them:
+    their confusables in Unicode's TR39 table (confusables.txt, as shipped by the
+    `confusable-homoglyphs` package: e.g. U+1438 ᐸ CANADIAN SYLLABICS PA, U+1433 ᐳ) and every
+    character Unicode names a left/right angle bracket, angle quotation mark or (modifier)
+    arrowhead (〈 ⟨ ❬ ⧼ ˂ ...). Built once, on first use (a scan of the Unicode names)."""
+    import json
+    from importlib.resources import files
+
+    table = json.loads(files("confusable_homoglyphs").joinpath("confusables.json").read_text())
+    folds: dict[str, str] = {"<": _LEFT_QUOTE, ">": _RIGHT_QUOTE}
+    for bracket, quote in (("<", _LEFT_QUOTE), (">", _RIGHT_QUOTE)):
+        for entry in table.get(bracket, []):
+            if len(entry["c"]) == 1:
+                folds[entry["c"]] = quote
+    for code in range(_NAMED_PLANES_END):
+        name = unicodedata.name(chr(code), "")
+        if "ANGLE" not in name and "ARROWHEAD" not in name:
+            continue
+        m = _ANGLE_NAME.search(name)
+        if m and unicodedata.category(chr(code))[0] != "M":  # not a combining mark
+            folds[chr(code)] = _LEFT_QUOTE if "LEFT" in (m.group(1), m.group(2)) else _RIGHT_QUOTE
+    folds.pop(_LEFT_QUOTE, None)  # the quotes themselves stay what they are
+    folds.pop(_RIGHT_QUOTE, None)
+    return folds
+
+
 # HTML entities of "<" and ">" (a model reads "&lt;/untrusted_data&gt;" as a closing tag).
 _ENTITY: Final = re.compile(r"&(?:lt|gt|#0*6[02]|#x0*3[ce]);", re.IGNORECASE)
 # Upper-case bracket tokens are chat-template control tokens of some models ([INST], [/INST],
@@ -308,6 +342,7 @@ def _entity(m: re.Match[str]) -> str:
 
 def _clean_once(text: str) -> str:
     text = unicodedata.normalize("NFKC", _ANSI.sub("", text))
+    angles = angle_lookalikes()
     out: list[str] = []
     marks = 0
     for ch in text:
@@ -323,7 +358,7 @@ def _clean_once(text: str) -> str:
                 out.append(ch)
         else:
             marks = 0
-            out.append(_ANGLES.get(ch, ch))
+            out.append(angles.get(ch, ch))
     text = _ENTITY.sub(_entity, "".join(out))
     text = _CONTROL_TOKEN.sub("\u2045\\1\u2046", text)
     return _SPACES.sub(" ", text).strip()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,14 +102,59 @@ def test_local_broker_lifecycle_and_errors(tmp_path: Path) -> None:
         LocalBroker(tmp_path, binary=str(tmp_path / "no-tansu")).start()
 
 
-def test_unreachable_bootstrap_is_one_clear_line() -> None:
-    cfg = KafkaConfig(bootstrap="127.0.0.1:9")  # discard port: nothing listens there
-    t0 = time.monotonic()
+def _refusing_address() -> Iterator[str]:
+    """host:port of a bound socket that does not listen: a connection there is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    yield from _refusing_address()
+
+
+def _no_waiting(_s: float) -> None:
+    raise AssertionError("waited: a refused connection must be reported at once")
+
+
+@pytest.mark.parametrize("extra", ["", ",{addr}", " , {addr}"])
+def test_a_refused_connection_is_reported_at_once(refusing: str, extra: str) -> None:
+    """A timeout far beyond any test's life and a sleep that fails: the error can only come
+    from the refusal path, on a loaded machine as on an idle one."""
+    bootstrap = refusing + extra.format(addr=refusing)
     with pytest.raises(BrokerError) as info:
-        resolve_bootstrap(cfg, timeout_s=0.5)
-    assert time.monotonic() - t0 < 5
+        wait_for_broker(bootstrap, 1e9, label="--bootstrap", sleep=_no_waiting)
+    assert str(info.value) == f"broker not reachable at --bootstrap={bootstrap}: connection refused"
+
+
+def test_an_unknown_host_is_reported_at_once() -> None:
+    with pytest.raises(BrokerError, match=r"nowhere\.invalid:9092: unknown host$"):
+        wait_for_broker("nowhere.invalid:9092", 1e9, sleep=_no_waiting)
+
+
+def test_a_broker_being_started_is_waited_for_until_the_timeout(refusing: str) -> None:
+    """`wait_if_refused` (our own broker starting up): the clock is injected, so the timeout is
+    reached after exactly the polls it allows, however slow the machine."""
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    with pytest.raises(BrokerError) as info:
+        wait_for_broker(refusing, 0.5, wait_if_refused=True, clock=lambda: now[0], sleep=sleep)
     assert str(info.value) == (
-        "broker not reachable at KAFKA_BOOTSTRAP=127.0.0.1:9 within 0.5 s (connection refused)"
+        f"broker not reachable at KAFKA_BOOTSTRAP={refusing} within 0.5 s (connection refused)"
+    )
+    assert now[0] == pytest.approx(0.5, abs=0.051)
+
+
+def test_unreachable_bootstrap_is_one_clear_line(refusing: str) -> None:
+    cfg = KafkaConfig(bootstrap=refusing)
+    with pytest.raises(BrokerError) as info:
+        resolve_bootstrap(cfg, timeout_s=1e9)
+    assert str(info.value) == (
+        f"broker not reachable at KAFKA_BOOTSTRAP={refusing}: connection refused"
     )
     assert resolve_bootstrap(KafkaConfig()) is None
     with pytest.raises(BrokerError, match="not host:port"):

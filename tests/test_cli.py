@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,14 +251,15 @@ def test_broker_port_out_of_range(cwd: Path) -> None:
 
 
 def test_unreachable_broker_fails_fast(cwd: Path) -> None:
-    """`replay` and `run` give up on a dead bootstrap address with one line (run used to hang)."""
+    """`replay` and `run` give up on a dead bootstrap address with one line (run used to hang),
+    from the refusal itself, not after waiting out their timeout: the reason says so, and no
+    wall-clock bound makes the test depend on how loaded the machine is."""
     assert STRATFLOW is not None
     commands = {
         "replay": [STRATFLOW, "replay", "GOOG", "--bootstrap", UNREACHABLE],
         "run": [STRATFLOW, "run", "--no-follow"],
     }
     env = clean_env(KAFKA_BOOTSTRAP=UNREACHABLE)  # `run` takes it from the environment
-    t0 = time.monotonic()
     procs = {
         name: subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -269,16 +269,21 @@ def test_unreachable_broker_fails_fast(cwd: Path) -> None:
     results: dict[str, subprocess.CompletedProcess[str]] = {}
     try:
         for name, p in procs.items():
-            out, err = p.communicate(timeout=30)
+            out, err = p.communicate(timeout=240)  # a hang guard, not a bound
             results[name] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     finally:
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert time.monotonic() - t0 < 15
-    assert_user_error(results["replay"], "not reachable", f"--bootstrap={UNREACHABLE}")
-    assert_user_error(results["run"], "not reachable", f"KAFKA_BOOTSTRAP={UNREACHABLE}")
+    assert_user_error(
+        results["replay"], f"not reachable at --bootstrap={UNREACHABLE}: connection refused"
+    )
+    assert_user_error(
+        results["run"], f"not reachable at KAFKA_BOOTSTRAP={UNREACHABLE}: connection refused"
+    )
+    for result in results.values():
+        assert " within " not in result.stderr  # the timeout path was not taken
 
 
 @pytest.fixture

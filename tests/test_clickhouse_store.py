@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -761,13 +760,11 @@ def test_unreachable_server_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    started = time.monotonic()
     with pytest.raises(ClickHouseUnavailable, match="unreachable") as info:
         Store.open(ClickHouseConfig(url=f"http://trader:s3cret@127.0.0.1:{port}/stratflow"))
     message = str(info.value)
     assert "\n" not in message and "s3cret" not in message and "trader" not in message
     assert f"127.0.0.1:{port}" in message
-    assert time.monotonic() - started < 30
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import typing
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from models.config import (
     BreakoutTrigger,
@@ -17,6 +22,7 @@ from models.config import (
     env_overrides,
     load_settings,
     parse_duration_ms,
+    shell_quoted,
 )
 
 SHIPPED = Path(str(files("api").joinpath("stratflow.yaml")))
@@ -202,16 +208,99 @@ def test_env_overrides_lists_every_source() -> None:
     [
         ("STRATFLOW__RISK__MAX_ORDER_NOTIONAL", "-1", "risk.max_order_notional"),
         ("STRATFLOW__RISK__MAX_ORDER_NOTIONAL", "lots", "risk.max_order_notional"),
+        ("STRATFLOW__RISK__MAX_ORDER_NOTIONAL", "abc", "risk.max_order_notional"),
         ("STRATFLOW__RISK__NO_SUCH_KEY", "1", "risk.no_such_key"),
         ("STRATFLOW__NOSECTION__X", "1", "nosection"),
         ("STRATFLOW__RISK", "1", "risk"),
         ("STRATFLOW__KAFKA__PARTITIONS", "0", "kafka.partitions"),
+        ("STRATFLOW__FEATURES__SMA_FAST", "50", "features"),
+        ("STRATFLOW__SYMBOLS__GOOG__LOT_SIZE", "", "symbols.GOOG.lot_size"),
+        ("STRATFLOW__BARS__INTERVAL", "it's 5", "bars.interval"),
     ],
 )
-def test_invalid_env_override_names_the_field(name: str, value: str, field: str) -> None:
+def test_invalid_env_override_names_the_variable_value_and_field(
+    name: str, value: str, field: str
+) -> None:
     msg = config_error(BASE, {name: value})
-    assert msg.startswith(f"{field}:")
+    assert msg.startswith(f"{name}={shell_quoted(value)}: {field}:")
     assert "\n" not in msg
+
+
+def _scalar_leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every scalar key of the config (sections walked, lists and mappings left out)."""
+    out: list[tuple[str, ...]] = []
+    for key, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _scalar_leaves(ann, (*prefix, key))
+        elif typing.get_origin(ann) not in (list, dict):
+            out.append((*prefix, key))
+    return out
+
+
+SCALAR_KEYS = [k for k in _scalar_leaves(Settings) if k[0] != "symbols"]
+
+
+@pytest.mark.parametrize("key", SCALAR_KEYS, ids=".".join)
+def test_every_bad_override_names_its_variable_and_value(key: tuple[str, ...]) -> None:
+    """The class: a mapping is a valid value of no scalar key, so each of them must fail
+    with the variable and its value quoted, followed by the key."""
+    name = "STRATFLOW__" + "__".join(k.upper() for k in key)
+    msg = config_error(BASE, {name: "{bad: 1}"})
+    first = msg.splitlines()[0]
+    shown = "(value hidden)" if any(w in "".join(key) for w in ("url", "token")) else "'{bad: 1}'"
+    assert first.startswith(f"{name}={shown}: {'.'.join(key)}"), first
+
+
+def test_a_url_override_is_named_but_its_value_not_shown() -> None:
+    msg = config_error(BASE, {"STRATFLOW__CLICKHOUSE__URL": "[http://u:s3cret@h, x]"})
+    assert msg.startswith("STRATFLOW__CLICKHOUSE__URL=(value hidden): clickhouse.url:")
+    assert "s3cret" not in msg
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)).filter(str.isprintable), max_size=57))
+def test_shell_quoted_is_what_the_shell_reads_back(raw: str) -> None:
+    assert shlex.split(shell_quoted(raw)) == [raw]
+
+
+def test_shell_quoted_shows_invisible_characters_escaped_and_cuts_long_values() -> None:
+    assert shell_quoted("a\tb\u200b") == "'a\\tb\\u200b'"
+    assert shell_quoted("x" * 100) == "'" + "x" * 57 + "...'"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"STRATFLOW__SYMBOLS__GOGO__LOT_SIZE": "10"},
+        {"STRATFLOW__SYMBOLS__goog__BAR_INTERVAL": "1h"},
+        {"STRATFLOW__SYMBOLS__MSFT__MIN_NOTIONAL": "5", "STRATFLOW__SYMBOLS__GOOG": "{}"},
+    ],
+)
+def test_an_override_under_an_unknown_symbol_says_it_adds_one(environ: dict[str, str]) -> None:
+    (name,) = [n for n in environ if n.count("__") > 2]
+    symbol = name.split("__")[2]
+    msg = config_error(BASE, environ)
+    assert msg.startswith(f"{name} adds symbol {symbol}, which is not in the config's symbols")
+    assert "(GOOG)" in msg
+    assert f"STRATFLOW__SYMBOLS__{symbol}=" in msg
+
+
+def test_the_suggested_way_to_add_a_symbol_works() -> None:
+    """What the refusal (and replay's unknown-symbol error) suggest is accepted as it is."""
+    msg = config_error(BASE, {"STRATFLOW__SYMBOLS__XYZ__BAR_INTERVAL": "1h"})
+    suggested = msg.rsplit(" set it whole: ", 1)[1]
+    name, _, value = suggested.partition("=")
+    value = shlex.split(value.replace("...", "1h"))[0]
+    settings = build_settings(BASE, {name: value})
+    assert settings.symbols["XYZ"].bar_interval == "1h"
+
+
+@pytest.mark.parametrize(
+    "added", [{"STRATFLOW__SYMBOLS__SIMA": "{}"}, {"STRATFLOW__SYMBOLS": "{GOOG: {}, SIMA: {}}"}]
+)
+def test_a_symbol_added_whole_may_then_be_overridden(added: dict[str, str]) -> None:
+    settings = build_settings(BASE, {**added, "STRATFLOW__SYMBOLS__SIMA__LOT_SIZE": "5"})
+    assert settings.symbols["SIMA"].lot_size == Decimal("5")
 
 
 def test_env_override_of_a_symbol() -> None:

@@ -66,7 +66,8 @@ def _read_all(settings: Settings, run_dir: Path) -> tuple[Tables, Copies]:
     tables: Tables = {}
     with Store.open(cfg) as store:
         for table in UNCHANGED_TABLES:
-            rows = store.query(f"SELECT * FROM {table} FINAL")
+            # Each run's rows carry its own run id: compare everything else.
+            rows = store.query(f"SELECT * EXCEPT (run_id) FROM {table} FINAL")
             tables[table] = sorted(rows, key=lambda r: json.dumps(r, default=str, sort_keys=True))
         tables["dead_letters"] = store.query(
             "SELECT topic, `partition`, `offset`, reason, payload FROM dead_letters FINAL "

@@ -250,7 +250,7 @@ def test_routine_triggers_stay_local_and_never_call(
         (Scenario.malformed(), "malformed"),
         (Scenario.schema_violation({"action": "buy", "weight": 2}), "schema_violation"),
         (Scenario.refused(), "refusal"),
-        (Scenario.slow(GOOD, 1.5), "timeout"),
+        (Scenario.slow(GOOD, 3600.0), "timeout"),  # held until the fixture stops the server
         (Scenario.drop(), "connection"),
     ],
 )
@@ -423,11 +423,11 @@ def test_hostile_headline_is_fenced_and_cannot_lift_a_limit(
 def test_live_mode_other_symbols_flow_while_a_call_is_out(
     openai_server: LocalOpenAIServer, settings: Settings
 ) -> None:
-    openai_server.script(Scenario.slow(GOOD, 1.5))
+    # The answer is held until released below: a feed that waited for it would time out
+    # and fall back instead of leaving the decision pending.
+    openai_server.script(Scenario.slow(GOOD, 3600.0))
     desk = Desk(openai_server, settings, inline=False)
-    t = time.monotonic()
     out = desk.feed(ev(0, branch=Branch.STRATEGIC), ev(0, symbol="XYZ", branch=Branch.ROUTINE))
-    assert time.monotonic() - t < 1.0  # did not wait for the answer
     pending = of(DecisionRecord, out)
     assert [r.status for r in pending] == [DecisionStatus.PENDING, DecisionStatus.EXECUTED]
     assert pending[1].symbol == "XYZ"  # XYZ decided while ABC's question was out
@@ -436,6 +436,7 @@ def test_live_mode_other_symbols_flow_while_a_call_is_out(
     assert of(DecisionRecord, out)[0].status is DecisionStatus.NO_ACTION
     assert "still pending" in of(DecisionRecord, out)[0].note
     assert desk.logic.notify_at() is not None  # the flow comes back for the answer
+    openai_server.release_slow()
     got = desk.poll()
     (final,) = [r for r in of(DecisionRecord, got) if r.decision_id == f"ABC@{T0 + MIN}"]
     assert final.status is DecisionStatus.EXECUTED and final.version == 2
@@ -448,13 +449,14 @@ def test_event_time_timeout_falls_back_and_a_late_answer_is_only_logged(
     openai_server: LocalOpenAIServer, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path, gpt={"max_wait": "2m"})
-    openai_server.script(Scenario.slow(GOOD, 0.5))
+    openai_server.script(Scenario.slow(GOOD, 3600.0))  # held until released below
     desk = Desk(openai_server, settings, inline=False)
     desk.feed(ev(0, branch=Branch.STRATEGIC))
     out = desk.feed(ev(1), ev(2), ev(3))  # three minutes of bars, no answer yet
     rec = desk.records()[f"ABC@{T0 + MIN}"]
     assert rec.status is DecisionStatus.EXECUTED and "gpt fallback (timeout)" in rec.note
     assert of(DecisionRecord, out)
+    openai_server.release_slow()
     late = desk.poll()
     (call,) = of(GptCall, late)
     assert call.outcome is GptOutcome.OK and "not used" in call.detail

@@ -519,14 +519,19 @@ MIN = 60_000
 HOUR = 60 * MIN
 T0 = 1_700_000_040_000  # 2023-11-14 22:14:00 UTC, a whole minute
 OLD = T0 - 3 * HOUR  # outside the tested time range
+RUN = "20231114T221400Z-aaaaaa"  # the run the panels show
+EARLIER_RUN = "20231113T080000Z-bbbbbb"  # the same session, written by an earlier run
 RANGE = GrafanaContext(
-    from_ms=T0 - HOUR, to_ms=T0 + HOUR, interval_ms=MIN, variables={"symbol": "AAPL"}
+    from_ms=T0 - HOUR,
+    to_ms=T0 + HOUR,
+    interval_ms=MIN,
+    variables={"symbol": "AAPL", "run": RUN},
 )
 EMPTY_RANGE = GrafanaContext(
     from_ms=T0 - 400 * 24 * HOUR,
     to_ms=T0 - 399 * 24 * HOUR,
     interval_ms=MIN,
-    variables={"symbol": "AAPL"},
+    variables={"symbol": "AAPL", "run": RUN},
 )
 D = Decimal
 
@@ -959,8 +964,10 @@ def session() -> tuple[list[BaseModel], list[BaseModel]]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A chdb store with the schema and the session written twice, merges stopped."""
-    s = Store.open(ClickHouseConfig(path=str(tmp_path_factory.mktemp("grafana") / "ch")))
+    """A chdb store with the schema and the session written twice, merges stopped; and the same
+    session once more by an earlier run, which a panel that forgets the run filter counts."""
+    cfg = ClickHouseConfig(path=str(tmp_path_factory.mktemp("grafana") / "ch"))
+    s = Store.open(cfg, run_id=RUN)
     try:
         s.apply_schema()
         # Keep every duplicate part apart, so only FINAL/argMax can hide the duplicates.
@@ -969,6 +976,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         for _ in range(2):  # an at-least-once replay writes the whole stream again, in order
             s.insert_models(first)
             s.insert_models(later)
+        with Store.open(cfg, run_id=EARLIER_RUN) as earlier:
+            earlier.insert_models(first)
+            earlier.insert_models(later)
         yield s
     finally:
         s.close()
@@ -1008,8 +1018,9 @@ def test_duplicates_are_really_stored(store: Store) -> None:
     for table in TABLES:
         if table in ("news", "ticks"):  # no panel reads these
             continue
-        (raw,) = store.query(f"SELECT count() AS n FROM {table}")
-        (final,) = store.query(f"SELECT count() AS n FROM {table} FINAL")
+        where = f"WHERE run_id = '{RUN}'"
+        (raw,) = store.query(f"SELECT count() AS n FROM {table} {where}")
+        (final,) = store.query(f"SELECT count() AS n FROM {table} FINAL {where}")
         assert final["n"] > 0, table
         assert raw["n"] >= 2 * final["n"], f"{table}: the duplicates were merged away"
 
@@ -1031,6 +1042,7 @@ EXPECTED_COLUMNS: dict[tuple[str, str], list[str]] = {
         "realized_pnl",
         "confidence",
     ],
+    ("templating", "var:run"): ["run_id"],
     ("templating", "var:symbol"): ["symbol"],
     ("Equity (latest)", "A"): ["Equity"],
     ("Activity", "A"): ["Signals", "Decisions", "Critical alerts", "Dead letters"],
@@ -1120,6 +1132,8 @@ def test_query_runs_on_an_empty_range(store: Store, q: Query) -> None:
     rows = store.query(expand_grafana_sql(q.raw_sql, EMPTY_RANGE))
     if q.panel_title in SINGLE_ROW:
         assert len(rows) == 1
+    elif q.ref_id == "var:run":
+        assert [r["run_id"] for r in rows] == [RUN, EARLIER_RUN]  # not bound to the time range
     elif q.panel_title == "templating":
         assert [r["symbol"] for r in rows] == ["AAPL", "MSFT"]  # not bound to the time range
     else:
@@ -1151,6 +1165,20 @@ def _minute(n: int) -> datetime:
     return datetime.fromtimestamp((T0 + n * MIN) / 1000, tz=UTC)
 
 
+def test_run_variable_lists_the_newest_run_first(store: Store) -> None:
+    assert run(store, "templating", "var:run") == [{"run_id": RUN}, {"run_id": EARLIER_RUN}]
+
+
+def test_every_panel_reads_one_run() -> None:
+    """Each run keeps its own rows (run_id ends every sorting key), so every read of a table
+    must pick the run, or two runs of the same data would count twice."""
+    for q in QUERIES:
+        if q.ref_id == "var:run":
+            continue
+        reads = len(re.findall(r"\bFINAL\b", q.raw_sql)) or 1
+        assert q.raw_sql.count("run_id = ${run:singlequote}") == reads, _query_id(q)
+
+
 def test_symbol_variable(store: Store) -> None:
     assert run(store, "templating", "var:symbol") == [{"symbol": "AAPL"}, {"symbol": "MSFT"}]
 
@@ -1163,7 +1191,9 @@ def test_close_price_of_the_chosen_symbol(store: Store) -> None:
         (_minute(2), D("101.8")),
         (_minute(3), D("102.2")),
     ]
-    msft = GrafanaContext(RANGE.from_ms, RANGE.to_ms, RANGE.interval_ms, {"symbol": "MSFT"})
+    msft = GrafanaContext(
+        RANGE.from_ms, RANGE.to_ms, RANGE.interval_ms, {"symbol": "MSFT", "run": RUN}
+    )
     assert [r["Close"] for r in run(store, "Close price: $symbol", ctx=msft)] == [
         D("300"),
         D("301"),

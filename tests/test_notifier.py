@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -134,10 +133,10 @@ def test_unreachable_url_is_counted_never_raised(webhook: Receiver) -> None:
 
 def test_a_hung_webhook_costs_the_timeout_and_counts_as_failed(webhook: Receiver) -> None:
     with Notifier(config(webhook.url(path="/slow/hung"), timeout_s=0.5)) as notifier:
-        started = time.monotonic()
         assert notifier.send(alert()) is SendOutcome.QUEUED
-        assert notifier.flush(WAIT_S)  # the receiver never answers: apprise's read timeout
-        assert time.monotonic() - started < 0.5 * 4
+        # The receiver holds the request until the test ends (`release`), so the queue can only
+        # drain through apprise's read timeout: no wall-clock bound needed.
+        assert notifier.flush(WAIT_S)
         assert notifier.stats().failed == 1
     assert webhook.slow_started.is_set()
 
@@ -147,10 +146,10 @@ def test_send_never_blocks_queue_full_drops_and_close_gives_up(webhook: Receiver
     try:
         assert notifier.send(alert("first")) is SendOutcome.QUEUED
         assert webhook.slow_started.wait(WAIT_S)  # the sender thread is stuck in a delivery
-        started = time.monotonic()
+        # The delivery is held until `release` below: a send that waited for room would
+        # never return, so returning at all shows it does not block.
         assert notifier.send(alert("second")) is SendOutcome.QUEUED  # fills the queue
         assert notifier.send(alert("third")) is SendOutcome.DROPPED
-        assert time.monotonic() - started < 1.0
         assert notifier.close(timeout_s=0.3) is False  # "second" is left: given up
         assert notifier.send(alert("late")) is SendOutcome.DROPPED
         assert notifier.stats().dropped == 3  # third, second (abandoned), late

@@ -5,6 +5,7 @@ mistakes a user can make when asking for an exchange run, each one `error:` line
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -74,6 +75,17 @@ def test_paper_run_trades_on_the_emulator(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err[-2000:]
     assert "paper trading on the exchange emulator" in out + err
+    assert "paper orders on the local emulator, no account or money" in out + err
+    assert "real orders" not in out + err
+    # The end-of-run line: orders placed, fills and P&L of this run, named by its id.
+    end = re.search(
+        r"paper orders on the local emulator: (\d+) orders? placed, (\d+) fills?, "
+        r"P&L [+-][\d,]+\.\d\d USDT \(run (\S+)\)",
+        err,
+    )
+    assert end, err[-2000:]
+    assert int(end.group(1)) > 0 and int(end.group(2)) > 0
+    run_id = end.group(3)
     assert "local Kafka broker (Tansu)" in out + err
     assert list((tmp_path / "var" / "paper").glob("*/feeds/feed-binance-paper.json"))
     settings = settings.model_copy(
@@ -89,6 +101,9 @@ def test_paper_run_trades_on_the_emulator(tmp_path: Path) -> None:
     fills = query(settings, "SELECT count() AS n, sum(fee) AS fee FROM fills FINAL")[0]
     assert orders and fills["n"] > 0 and fills["fee"] > 0, (orders, fills)
     assert {r["status"] for r in orders} <= {"filled", "partially_filled", "pending"}
+    # Every row is this run's: the next paper run's summary will not count them.
+    stamped = query(settings, "SELECT DISTINCT run_id FROM decisions FINAL")
+    assert [r["run_id"] for r in stamped] == [run_id]
 
 
 @pytest.mark.parametrize(

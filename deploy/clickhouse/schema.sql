@@ -18,6 +18,10 @@
 --   on it can still use the primary key where the ms column is part of it.
 -- * Nested parts of a decision are JSON text (String), next to the flat columns that queries
 --   filter and group on.
+-- * `run_id` is the run that wrote the row (`stratflow run` prints it at start; a resumed run keeps
+--   its id). It ends every sorting key, so two runs reaching the same decision keep a row each,
+--   while a run replayed after a crash still lands on its own rows. A report reads one run:
+--   `WHERE run_id = '...'`. Stores from before run ids get the column on their next start.
 -- * The loader splits statements on semicolons outside quotes and drops `--` comments.
 
 CREATE DATABASE IF NOT EXISTS stratflow;
@@ -30,10 +34,11 @@ CREATE TABLE IF NOT EXISTS stratflow.ticks
     price    Decimal(38, 12),
     size     Decimal(38, 12),
     tick_id  String,
+    run_id String,
     ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (symbol, ts_ms, tick_id);
+ORDER BY (symbol, ts_ms, tick_id, run_id);
 
 -- One closed event-time window of one symbol.
 CREATE TABLE IF NOT EXISTS stratflow.bars
@@ -48,10 +53,11 @@ CREATE TABLE IF NOT EXISTS stratflow.bars
     volume   Decimal(38, 12),
     trades   Int64,
     vwap     Decimal(38, 12),
+    run_id String,
     ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(start_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (symbol, start_ms);
+ORDER BY (symbol, start_ms, run_id);
 
 -- One fired trigger. `detail` is the trigger's detail mapping as JSON text.
 CREATE TABLE IF NOT EXISTS stratflow.signals
@@ -64,10 +70,11 @@ CREATE TABLE IF NOT EXISTS stratflow.signals
     strength  Float64,
     strategic Bool,
     detail    String,
+    run_id String,
     ts        DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (symbol, ts_ms, trigger);
+ORDER BY (symbol, ts_ms, trigger, run_id);
 
 -- The decision log: one row per decision and version. A decision is written when it is made and
 -- again, with a higher `version`, when its fills arrive: FINAL keeps the newest.
@@ -90,10 +97,11 @@ CREATE TABLE IF NOT EXISTS stratflow.decisions
     orders           String,
     fills            String,
     portfolio_before String,
+    run_id String,
     ts               DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY decision_id;
+ORDER BY (decision_id, run_id);
 
 -- Orders as placed; a status change is a new row with a higher `version`, which wins.
 CREATE TABLE IF NOT EXISTS stratflow.orders
@@ -109,10 +117,11 @@ CREATE TABLE IF NOT EXISTS stratflow.orders
     updated_ms      Int64,
     reason          String,
     version         UInt64,
+    run_id String,
     ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(placed_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY client_order_id;
+ORDER BY (client_order_id, run_id);
 
 CREATE TABLE IF NOT EXISTS stratflow.fills
 (
@@ -125,10 +134,11 @@ CREATE TABLE IF NOT EXISTS stratflow.fills
     price           Decimal(38, 12),
     fee             Decimal(38, 12),
     ts_ms           Int64,
+    run_id String,
     ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY fill_id;
+ORDER BY (fill_id, run_id);
 
 -- Portfolio snapshots: one row per symbol and time.
 CREATE TABLE IF NOT EXISTS stratflow.positions
@@ -142,10 +152,11 @@ CREATE TABLE IF NOT EXISTS stratflow.positions
     unrealized_pnl Decimal(38, 12),
     cash           Decimal(38, 12),
     equity         Decimal(38, 12),
+    run_id String,
     ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (symbol, ts_ms);
+ORDER BY (symbol, ts_ms, run_id);
 
 -- `context` is the alert's context mapping as JSON text.
 CREATE TABLE IF NOT EXISTS stratflow.alerts
@@ -156,10 +167,11 @@ CREATE TABLE IF NOT EXISTS stratflow.alerts
     source   LowCardinality(String),
     message  String,
     context  String,
+    run_id String,
     ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY alert_id;
+ORDER BY (alert_id, run_id);
 
 -- Messages the flow could not use, with the reason and the raw payload.
 CREATE TABLE IF NOT EXISTS stratflow.dead_letters
@@ -171,10 +183,11 @@ CREATE TABLE IF NOT EXISTS stratflow.dead_letters
     record_ms      Int64,
     reason         String,
     payload        String,
+    run_id String,
     ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(record_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY dead_letter_id;
+ORDER BY (dead_letter_id, run_id);
 
 -- News headlines and social posts in one table, told apart by `kind` ('news' or 'social').
 -- `text` is a headline's body or a post's text, `source` a news source or a post's author,
@@ -189,10 +202,11 @@ CREATE TABLE IF NOT EXISTS stratflow.news
     headline String,
     text     String,
     source   String,
+    run_id String,
     ts       DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (kind, id);
+ORDER BY (kind, id, run_id);
 
 -- One row per GPT call, or per decision not to call (cache, recording, budget, open circuit).
 -- `call_id` is derived from the decision id and the adjust round, so a replay rewrites the
@@ -215,10 +229,11 @@ CREATE TABLE IF NOT EXISTS stratflow.gpt_calls
     outcome           LowCardinality(String),
     answer            String,
     detail            String,
+    run_id String,
     ts                DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(ts_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY call_id;
+ORDER BY (call_id, run_id);
 
 -- One activation of a GPT-written strategy (see models.messages.StrategyRecord), written when it
 -- starts and again, with a higher `version`, when it ends: FINAL keeps the newest. Keyed by
@@ -241,7 +256,8 @@ CREATE TABLE IF NOT EXISTS stratflow.strategies
     confidence     Float64,
     rationale      String,
     spec           String,
+    run_id String,
     ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(started_ms, 'UTC')
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY activation_id;
+ORDER BY (activation_id, run_id);

@@ -1,0 +1,202 @@
+"""`stratflow run`: the pipeline on the Kafka topics, resuming its recovery state.
+
+A run has an id (UTC start time and a short random part, printed at start) stamped on every row
+it writes; a resumed run keeps its id (the recovery manifest holds it), so the summary at the
+end, like the report, shows this run's rows only. Recovery state written under other settings
+that change results (`models.config.result_settings`) is refused with what changed; `--fresh`
+discards it and the rows of the run it belonged to. Paper and exchange runs (live: they end
+with Ctrl-C or SIGTERM) end with a line of their orders placed, fills and P&L.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from models.config import Settings
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (default: ./stratflow.yaml, else the built-in one)"
+    ),
+]
+
+
+@contextlib.contextmanager
+def _exchange(
+    settings: Settings, name: str, paper: bool, sandbox: bool, bootstrap: str, say: Any
+) -> Iterator[Any]:
+    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line."""
+    from api.cli import UserError
+    from api.exchange_run import ExchangeSetupError, exchange_session
+
+    try:
+        with exchange_session(
+            settings,
+            name=name,
+            paper=paper,
+            sandbox=sandbox,
+            bootstrap=bootstrap,
+            state_dir=Path(settings.recovery.dir).parent / "feeds",
+            say=say,
+        ) as gateway:
+            yield gateway
+    except ExchangeSetupError as err:  # raised before the flow starts
+        raise UserError(str(err)) from None
+
+
+def run(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port (default: kafka.bootstrap)"),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option(help="Keep consuming new messages (live); --no-follow stops at the end")
+    ] = True,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            help="Trade on this ccxt exchange (e.g. binance): its trades feed the market "
+            "topic, orders go to it; keys from STRATFLOW_<NAME>_API_KEY/_SECRET or the secrets file"
+        ),
+    ] = None,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            help="With --exchange binance (the default then): the project's exchange "
+            "emulator on 127.0.0.1 instead, no account or money"
+        ),
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option(help="With --exchange: the exchange's test network (if ccxt has one)")
+    ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start afresh: discard the recovery state (and the rows of the run it "
+            "belonged to) instead of resuming it",
+        ),
+    ] = False,
+) -> None:
+    """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
+    from rich.markup import escape
+
+    from api.cli import (
+        UserError,
+        _bootstrap_label,
+        _check_broker,
+        _open_store,
+        console,
+        guarded,
+        print_summary,
+        redact_url,
+        settings_from,
+    )
+    from api.exchange_run import order_kind
+    from api.report import summarize
+    from connectors.broker import ensure_topics
+    from dataflows.pipeline import FlowSpec
+    from dataflows.run import open_run_state, run_pipeline
+
+    def go() -> None:
+        settings = settings_from(config)
+        trading = exchange is not None or paper
+        if trading and not follow:
+            raise UserError("an exchange run is live: leave out --no-follow")
+        if sandbox and paper:
+            raise UserError("--sandbox and --paper exclude each other")
+        if sandbox and exchange is None:
+            raise UserError("--sandbox needs --exchange NAME")
+        if trading:
+            # Before a broker or a run directory is made for nothing.
+            from api.exchange_run import ExchangeSetupError
+            from api.exchange_run import _pairs as exchange_pairs
+
+            try:
+                exchange_pairs(settings)
+            except ExchangeSetupError as err:
+                hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
+                raise UserError(f"{err}{hint}") from None
+        bs = bootstrap or settings.kafka.bootstrap
+
+        def say(line: str) -> None:
+            console.print(escape(line))
+
+        stop_note: str | None = None  # run_pipeline's default: the next run resumes
+        with contextlib.ExitStack() as stack:
+            if not bs and paper:
+                # Paper trading needs no Kafka of its own: the bundled broker (memory only),
+                # with recovery and feed state of this run beside it.
+                from connectors.broker import LocalBroker
+
+                run_dir = Path("var/paper") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                run_dir.mkdir(parents=True, exist_ok=True)
+                bs = stack.enter_context(LocalBroker(log_dir=run_dir)).bootstrap
+                recovery = settings.recovery.model_copy(update={"dir": str(run_dir / "recovery")})
+                settings = settings.model_copy(update={"recovery": recovery})
+                say(f"local Kafka broker (Tansu) at {bs}; run state in {run_dir}")
+                # The broker's topics die with this process, so nothing resumes this run.
+                stop_note = (
+                    "the bundled broker's topics were in memory: the next --paper run starts afresh"
+                )
+            if not bs:
+                raise UserError(
+                    "no broker: set KAFKA_BOOTSTRAP or --bootstrap (or use `stratflow demo`)"
+                )
+            label = _bootstrap_label(ctx) if bootstrap else "kafka.bootstrap"
+            store = stack.enter_context(_open_store(settings))
+            _check_broker(bs, label)
+            ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
+            # Before the flow starts (and only once it can): recovery state written under
+            # other result settings is refused here; --fresh discards it and its run's rows.
+            state = open_run_state(settings, fresh=fresh)
+            if state.discarded_run_id:
+                store.delete_run(state.discarded_run_id)
+            say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
+            t0 = time.perf_counter()
+            orders = None
+            if trading:
+                orders = stack.enter_context(
+                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
+                )
+            run_pipeline(
+                settings,
+                FlowSpec(bootstrap=bs, tail=follow),
+                progress=True,
+                say=say,
+                orders=orders,
+                stop_note=stop_note,
+                run_state=state,
+                trading=order_kind(paper, sandbox) if trading else None,
+            )
+            summary = summarize(store, state.run_id)
+        print_summary(summary.counts, summary, time.perf_counter() - t0)
+        where = redact_url(settings.clickhouse.url) if settings.clickhouse.url else None
+        where = where or settings.clickhouse.path
+        console.print(
+            f"decision log: {escape(str(where))} (database {settings.clickhouse.database},"
+            f" run {state.run_id})"
+        )
+
+    guarded(go)
+
+
+def _start_line(run_id: str, resumed: bool, discarded: str | None, fresh: bool) -> str:
+    if resumed:
+        return f"run {run_id} (resumed from its recovery state)"
+    if discarded:
+        return f"run {run_id} (afresh: run {discarded} and its rows discarded)"
+    return f"run {run_id}" + (" (afresh)" if fresh else "")
+
+
+__all__ = ["run"]

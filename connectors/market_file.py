@@ -383,7 +383,8 @@ def _interval_of(sym: str, gaps: Counter[int], path: Path) -> int:
     """Median spacing: robust to weekends, holidays and the odd missing bar."""
     if not gaps:
         raise MarketFileError(
-            f"{path}: cannot infer the bar interval of {sym} from a single bar; pass --interval (e.g. --interval 1d)"
+            f"{path}: cannot infer the bar interval of {sym} from a single bar; "
+            "pass --interval (e.g. --interval 1d)"
         )
     seconds = max(1, round(_counter_median(gaps) / 1e6))
     if seconds > _MAX_INTERVAL_S:

@@ -35,37 +35,9 @@ from models.gpt_decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
 from models.messages import GptCall, GptOutcome, GptRequest
 from models.strategy_spec import GptDecision
 
-__all__ = ["RUN_FILE", "GptGateway", "gpt_status", "run_token"]
+__all__ = ["GptGateway", "gpt_status"]
 
 _LOG: Final = logging.getLogger(__name__)
-
-
-RUN_FILE: Final = "gpt-run-id"
-"""The run's identity for the answer store, kept in `recovery.dir` beside Bytewax's state."""
-
-
-def run_token(settings: Settings) -> str:
-    """The identity of this run for the answer store, the same across its restarts: with
-    recovery on it is kept in `recovery.dir` and reused while that directory holds Bytewax's
-    state (`part-*.sqlite3`, made at the run's first start, so a crash before the first
-    snapshot is the same run too); a fresh directory (or recovery off: nothing resumes) is a
-    new run. A directory that cannot be written gives a token for this process only (the run
-    then stops on `recovery.dir` anyway)."""
-    fresh = uuid.uuid4().hex
-    if not settings.recovery.enabled:
-        return fresh
-    directory = Path(settings.recovery.dir)
-    path = directory / RUN_FILE
-    try:
-        if path.is_file() and any(directory.glob("part-*.sqlite3")):
-            token = path.read_text(encoding="utf-8").strip()
-            if token:
-                return token
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(fresh + "\n", encoding="utf-8")
-    except OSError as err:
-        _LOG.warning("run identity not kept in %s: %s", directory, err)
-    return fresh
 
 
 def _messages(request: GptRequest) -> list[ChatMessage]:
@@ -100,20 +72,27 @@ class GptGateway:
         self.mode = CacheMode(mode)
         self.prices = prices
         self.max_age_ms = max_age_ms
-        # Who "this run" is for the answer store (`run_token`): "" = no identity, every
-        # recorded answer is a free `cached` one.
+        # Who "this run" is for the answer store: the run id (`dataflows.run.open_run_state`,
+        # kept across the run's restarts); "" = no identity, every recorded answer is a free
+        # `cached` one.
         self.run = run
         self.schema: dict[str, Any] = GptDecider(settings).schema
         self._worker: KeyedWorker[GptAnswer] = KeyedWorker(settings.gpt.max_concurrency, "gpt")
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, environ: Mapping[str, str] | None = None, *, live: bool = False
+        cls,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        live: bool = False,
+        run: str = "",
     ) -> GptGateway | None:
         """A gateway when answers can come from somewhere: an endpoint (OPENAI_API_KEY or
         OPENAI_BASE_URL) or, in replay mode, the recording; else None (local engine only).
         `live`: recorded answers count only inside `gpt.cache_window` (a backtest re-run
-        reuses every recorded answer, however old)."""
+        reuses every recorded answer, however old). `run`: the run id, so a call this run paid
+        for and asks again after a restart is logged as paid, once."""
         if settings.strategy.controller == "local":
             return None
         cfg = settings.gpt
@@ -126,7 +105,6 @@ class GptGateway:
         store = AnswerStore(Path(cfg.cache_dir))
         window = parse_duration_ms(cfg.cache_window) if live else None
         ledger = SpendLedger(Path(cfg.cache_dir))
-        run = run_token(settings)
         return cls(settings, client, store, mode=mode, max_age_ms=window, ledger=ledger, run=run)
 
     # ------------------------------------------------------------------ answering

@@ -245,15 +245,15 @@ def run_pipeline(
             if settings.recovery.enabled
             else "recovery is off: the next run starts from the beginning"
         )
+    state = run_state or open_run_state(settings)
     gateway = GptGateway.from_settings(
-        settings, os.environ if environ is None else environ, live=spec.tail
+        settings, os.environ if environ is None else environ, live=spec.tail, run=state.run_id
     )
     (say or _stderr)(gpt_status(settings, gateway))
     notifier = Notifier(settings.notify) if settings.notify.urls else None
     if notifier is not None:
         (say or _stderr)("alerts: " + ", ".join(notifier.targets))
         _BEFORE_EXIT.append(lambda: notifier.close(2.0))
-    state = run_state or open_run_state(settings)
     if counters is not None:
         counters.run_id = state.run_id
         counters.trading = trading

@@ -14,10 +14,11 @@ import pytest
 
 from connectors.gpt_cache import AnswerRecord, AnswerStore
 from connectors.gpt_client import GptClient, GptUsage
-from connectors.gpt_gateway import RUN_FILE, GptGateway, run_token
+from connectors.gpt_gateway import GptGateway
 from connectors.gpt_spend import SPEND_FILE, SpendLedger
 from connectors.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
+from dataflows.run import open_run_state
 from models.config import Settings
 from models.desk import BarEvent
 from models.messages import Branch, GptCall, GptOutcome
@@ -55,7 +56,7 @@ class Run:
             self.store,
             prices=PRICES,
             ledger=SpendLedger(cache),
-            run=run_token(settings),
+            run=open_run_state(settings).run_id,
         )
         self.logic = DeskLogic(settings, frozenset({"market#0"}), resume, self.gateway, True)
 
@@ -135,18 +136,16 @@ def test_a_new_run_answered_from_the_recording_logs_free_cached_calls(
     assert sum(c.cost for c in of(GptCall, paid)) == spent == _spent(_settings(tmp_path))
 
 
-def test_run_token_is_the_same_across_restarts_and_new_for_a_new_run(tmp_path: Path) -> None:
+def test_the_run_id_is_the_same_across_restarts_and_new_for_a_new_run(tmp_path: Path) -> None:
+    """The answer store's "this run" is the run id: kept while the recovery state resumes."""
     settings = _settings(tmp_path)
-    first = run_token(settings)
-    assert (tmp_path / "recovery" / RUN_FILE).read_text().strip() == first
-    assert run_token(settings) != first  # no Bytewax state yet: nothing resumes, a new run
-    (tmp_path / "recovery" / "part-0.sqlite3").touch()
-    kept = (tmp_path / "recovery" / RUN_FILE).read_text().strip()
-    assert run_token(settings) == kept == run_token(settings)  # resumed: the same run
+    first = open_run_state(settings).run_id
+    assert open_run_state(settings).run_id == first  # resumed: the same run
+    assert open_run_state(settings, fresh=True).run_id != first  # started afresh: a new run
     off = settings.model_copy(
         update={"recovery": settings.recovery.model_copy(update={"enabled": False})}
     )
-    assert run_token(off) != run_token(off)  # nothing resumes without recovery
+    assert open_run_state(off).run_id != open_run_state(off).run_id  # nothing resumes
 
 
 @pytest.mark.parametrize(("call_id", "run"), [("", ""), ("ABC@1/gpt-0", "r1"), ("x", "")])

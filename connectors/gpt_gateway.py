@@ -13,7 +13,6 @@ per symbol) is the desk's decision, never this module's.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_gpt.py
 	$(BIN)/python bench/bench_orders.py
 	$(BIN)/python bench/bench_news.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) var

@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The pure fast lane: decision logic in models/ only (no broker, store, server or subprocess).
+FAST_TESTS := accounting bars circuit_breaker crossing desk desk_execution features \
+	fill_holdback gpt_cost gpt_prompt ingest_properties matching merge prompt_lookalikes router \
+	strategy_spec triggers parsing news_digest strategy_takeover
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider $(patsubst %,tests/test_%.py,$(FAST_TESTS))
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_flow.py

@@ -252,10 +252,12 @@ class PartitionIngest:
                 dead = dead_letter(topic, partition, offset, record_ms, value, reason)
                 self._refused(dead, arrival_ms, out)
                 return
+            end_ms = input_end_ms(tick, ts_ms)
+            if self.guard.steady(end_ms, jump_ms):  # the per-tick path: no gap, nothing held
+                self._market(topic, partition, offset, record_ms, value, tick, ts_ms, out)
+                return
             verdict = self.guard.admit(
-                input_end_ms(tick, ts_ms),
-                jump_ms,
-                (topic, partition, offset, record_ms, value, tick, ts_ms),
+                end_ms, jump_ms, (topic, partition, offset, record_ms, value, tick, ts_ms)
             )
             for held, reason in verdict.refuse:
                 dead = dead_letter(held[0], held[1], held[2], held[3], held[4], reason)

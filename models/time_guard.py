@@ -98,6 +98,17 @@ class JumpGuard(Generic[T]):
     held: list[_Held[T]] = field(default_factory=list)
     next_line: int = 0
 
+    def steady(self, ts_ms: int, jump_ms: int) -> bool:
+        """The common case, decided without building a verdict: the clock is known, nothing is
+        held and `ts_ms` is within `jump_ms` of the clock, so the event is used now (the clock
+        moves to it). False: ask `admit`, which decides every other case."""
+        clock = self.clock_ms
+        if clock is None or self.held or ts_ms > clock + jump_ms:
+            return False
+        if ts_ms > clock:
+            self.clock_ms = ts_ms
+        return True
+
     def admit(self, ts_ms: int, jump_ms: int, item: T) -> JumpVerdict[T]:
         verdict: JumpVerdict[T] = JumpVerdict()
         clock = self.clock_ms

@@ -19,6 +19,7 @@ from models.ingest import PartitionIngest, RawBatch
 from models.messages import Alert, Bar, BarIn, DeadLetter, NewsItem, SocialPost, Tick
 from models.parsing import parse_market, parse_text_item
 from models.partitioning import home_partition, murmur2
+from models.time_guard import JumpGuard
 
 T0 = 1_767_623_400_000  # 2026-01-05T14:30:00Z
 NOW = T0 + 3_600_000  # the trusted clock in these tests
@@ -475,3 +476,34 @@ def test_the_issue_case_aapl_then_sima_is_not_a_sima_tick() -> None:
     raw = b'{"type":"tick","symbol":"AAPL","ts":1767623400000,"price":"1","symbol":"SIMA"}'
     got = parse(raw)
     assert isinstance(got, DeadLetter) and "'symbol' is written twice" in got.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(min_value=-3 * DAY, max_value=40 * DAY), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_steady_fast_path_decides_as_admit_does(steps: list[tuple[int, bool]]) -> None:
+    """`JumpGuard.steady` (the per-tick path ingest takes first) uses exactly the events
+    `admit` alone would use at once, and leaves the guard in the same state: any walk of event
+    times with gaps, jumps back and confirmations."""
+    both: JumpGuard[int] = JumpGuard(confirm=3)
+    alone: JumpGuard[int] = JumpGuard(confirm=3)
+    ts = T0
+    for i, (delta, big) in enumerate(steps):
+        ts = ts + (delta * 50 if big else delta // 1000)
+        jump = 7 * DAY
+        expected = alone.admit(ts, jump, i)
+        if both.steady(ts, jump):
+            got_use, got_refuse = [i], []
+        else:
+            verdict = both.admit(ts, jump, i)
+            got_use, got_refuse = verdict.use, verdict.refuse
+        assert (got_use, got_refuse) == (expected.use, expected.refuse)
+        assert (both.clock_ms, [h.item for h in both.held]) == (
+            alone.clock_ms,
+            [h.item for h in alone.held],
+        )

@@ -62,7 +62,11 @@ on years of minute bars must not pull them all into memory for a picture."""
 _REASON_KIND = r"""multiIf(
     match(reason, '^(late|duplicate|not valid JSON|internal error|kafka error): '),
         extract(reason, '^([^:]+)'),
-    startsWith(reason, 'event time '), 'event time ahead of the record time',
+    match(reason, '^event time .* ahead of '), 'event time ahead of the trusted clock',
+    match(reason, '^event time .* jumps '), 'event time jumps past the partition clock',
+    match(reason, '^event time .*first events'), 'event time not confirmed at partition start',
+    startsWith(reason, 'event time '), 'event time implausible',
+    match(reason, '^symbol \\S+ belongs to partition'), 'symbol off its home partition',
     startsWith(reason, 'bar interval '), 'bar interval coarser than the window',
     replaceRegexpOne(replaceRegexpOne(reason, ';.*$', ''), ' (\'\\^|\\().*$', ''))"""
 

@@ -314,3 +314,46 @@ def test_report_says_when_dead_letter_groups_are_cut(
     assert summary.dead_letter_reasons_cut == 2  # social.posts' two groups, one letter each
     html = write_report(summary, tmp_path, "t").read_text(encoding="utf-8")
     assert "... and 2 more dead letters in further groups" in html
+
+
+def test_report_groups_each_guard_refusal_by_its_kind(tmp_path: Path) -> None:
+    """Every kind of time or partition refusal ingest writes (models.parsing, models.time_guard,
+    models.ingest) gets a group of its own, whatever times and symbols its reason names."""
+    from models.parsing import clock_problem, event_time_problem
+    from models.time_guard import JumpGuard
+
+    day = 86_400_000
+    t0 = 1_767_623_400_000
+    clock = [clock_problem(t0 + k * day, t0, 300_000, "the ingest clock") for k in (1, 9000)]
+    jumped: JumpGuard[int] = JumpGuard(confirm=3, clock_ms=t0)
+    jumped.admit(t0 + 30 * day, 7 * day, 0)
+    jump = [r for _, r in jumped.admit(t0 + 1000, 7 * day, 1).refuse]
+    first: JumpGuard[int] = JumpGuard(confirm=3)
+    first.admit(t0, 7 * day, 0)
+    first.admit(t0 + 90 * day, 7 * day, 1)
+    start = [r for _, r in first.finish().refuse]
+    odd = [f"{event_time_problem(ms)}: x" for ms in (0, 8_000_000_000_000)]
+    home = [f"symbol {s} belongs to partition 2 of m (...), arrived on 0: key" for s in "AB"]
+    kinds = {"clock": clock, "jump": jump, "start": start, "odd": odd, "home": home}
+    rows = [
+        DeadLetter(
+            dead_letter_id=f"{kind}-{i}",
+            topic="market.ticks",
+            partition=0,
+            offset=i,
+            record_ms=t0,
+            reason=str(reason),
+            payload="{}",
+        )
+        for kind, reasons in kinds.items()
+        for i, reason in enumerate(reasons)
+    ]
+    assert all(r.reason and r.reason != "None" for r in rows)
+    cfg = ClickHouseConfig(path=str(tmp_path / "ch"), database="guards")
+    with Store.open(cfg) as store:
+        store.apply_schema()
+        store.insert("dead_letters", rows)
+        shown = summarize(store).dead_letter_reasons
+    groups = {r["reason"]: r["n"] for r in shown}
+    assert len(groups) == len(kinds), groups
+    assert sorted(groups.values()) == sorted(len(v) for v in kinds.values())

@@ -33,6 +33,7 @@ from tests.flowkit import (
     run_flow_subprocess,
     write_config,
 )
+from tests.support.golden import check_golden, result_tables
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -142,6 +143,8 @@ def _kill_and_restart(
     asked_a = len(server.chat_requests) if server is not None else 0
     total = decisions_written(kafka_bootstrap, a)
     assert total > 50, "the scenario should make plenty of decisions"
+    golden = f"crash_restart_{partitions}p" + ("_gpt" if server is not None else "")
+    check_golden(golden, result_tables(query, a))
 
     b = run_settings(tmp_path / "b", a.kafka.topics.market, partitions)
     create_topics(kafka_bootstrap, b)

@@ -24,6 +24,7 @@ from models.config import Settings
 from models.gpt_prompt import FENCE_TAG
 from models.messages import NewsItem
 from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
+from tests.support.golden import check_golden, result_tables
 
 pytestmark = pytest.mark.kafka
 
@@ -110,6 +111,11 @@ def gpt_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> d
         "bodies": bodies,
         "bootstrap": kafka_bootstrap,
     }
+
+
+def test_the_gpt_run_gives_the_golden_rows(gpt_run: dict[str, Any]) -> None:
+    """Every row of the GPT run is as recorded before the decision core's redesign."""
+    check_golden("gpt_e2e", result_tables(query, gpt_run["settings"]))
 
 
 def test_a_strategic_trigger_becomes_a_gpt_strategy_that_trades(gpt_run: dict[str, Any]) -> None:

@@ -26,11 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from connectors.clickhouse_store import Store
-    from connectors.replay import MarketStream, ReplayStats
+    from connectors.files.replay import MarketStream, ReplayStats
+    from connectors.store.clickhouse import Store
 
 from api.config_cmd import explain_config_error
-from models.config import ConfigError, Settings, load_settings
+from models.config.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -102,11 +102,11 @@ def settings_from(path: Path | None) -> Settings:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from api.demo import RunDirError
-    from connectors.broker import BrokerError
-    from connectors.clickhouse_store import ClickHouseUnavailable
-    from connectors.notifier import NotifierError
-    from connectors.replay import ReplayError
-    from connectors.secrets import SecretsError
+    from connectors.exchange.secrets import SecretsError
+    from connectors.files.replay import ReplayError
+    from connectors.kafka.broker import BrokerError
+    from connectors.notify.notifier import NotifierError
+    from connectors.store.clickhouse import ClickHouseUnavailable
     from dataflows.run import RecoveryDirError, RecoveryMismatch
 
     return (
@@ -193,7 +193,7 @@ def _bootstrap_label(ctx: typer.Context) -> str:
 
 
 def _check_broker(bootstrap: str, label: str) -> None:
-    from connectors.broker import wait_for_broker
+    from connectors.kafka.broker import wait_for_broker
 
     wait_for_broker(bootstrap, BROKER_WAIT_S, label=label)
 
@@ -203,7 +203,7 @@ def _open_store(settings: Settings) -> Iterator[Store]:
     """Open the decision log up front, so a locked chdb directory or an unreachable server is
     one line here rather than a failure inside the dataflow. Held open for the run: the
     pipeline's sink shares the same chdb session."""
-    from connectors.clickhouse_store import Store
+    from connectors.store.clickhouse import Store
 
     try:
         store = Store.open(settings.clickhouse)
@@ -225,7 +225,7 @@ def broker(
     ] = 0,
 ) -> None:
     """Run the bundled Tansu broker (memory only) with the pipeline's topics, until Ctrl-C."""
-    from connectors.broker import LocalBroker, ensure_topics
+    from connectors.kafka.broker import LocalBroker, ensure_topics
 
     def go() -> None:
         settings = settings_from(config)
@@ -280,7 +280,7 @@ def replay(
     Messages go out in the order a live feed delivers them: a trade at its time, a bar at its
     end. Several sources are merged by that time, so give related files in one replay.
     """
-    from connectors.replay import open_market_file
+    from connectors.files.replay import open_market_file
 
     def go() -> None:
         settings = settings_from(config)
@@ -298,7 +298,7 @@ def replay(
             )
         paths = [_replay_source(source, symbol) for source in sources]
         # Read in bounded memory: each file is scanned (every bad row known before anything is
-        # sent), then published as it is read back, by end time (connectors/market_file.py).
+        # sent), then published as it is read back, by end time (connectors/files/market_file.py).
         with contextlib.ExitStack() as stack:
             loaded = [
                 (path, stack.enter_context(open_market_file(path, symbol=sym, interval=interval)))
@@ -321,7 +321,7 @@ def replay(
 def _replay_source(source: str, symbol: str | None) -> tuple[Path, str | None]:
     """(path, default symbol) of a replay argument: a local file wins over a dataset of the
     same name."""
-    from connectors.datasets import dataset_path, list_datasets
+    from connectors.files.datasets import dataset_path, list_datasets
 
     try:
         exists = Path(source).exists()
@@ -343,9 +343,9 @@ def _replay_stream(
 ) -> ReplayStats:
     """Check scanned files against the config, then publish them, merged by end time, as they
     are read back; one `error:` line on a mistake."""
-    from connectors.broker import ensure_topics
-    from connectors.replay import MergedStreams
-    from connectors.replay import replay as do_replay
+    from connectors.files.replay import MergedStreams
+    from connectors.files.replay import replay as do_replay
+    from connectors.kafka.broker import ensure_topics
 
     merged = MergedStreams([stream for _, stream in files])
     unknown = sorted(set(merged.symbols) - set(settings.symbols))
@@ -398,13 +398,15 @@ def _replay_stream(
 
 
 def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
-    """Bars the pipeline will refuse (`models.bars.input_bar_problem`: coarser than the window)
-    or realign (`models.bars.off_grid_note`: across a window boundary), said per symbol before
+    """Bars the pipeline will refuse (`models.market.bars.input_bar_problem`: coarser than the
+    window)
+    or realign (`models.market.bars.off_grid_note`: across a window boundary), said per symbol
+    before
     anything is sent."""
     from collections import Counter
 
-    from models.bars import input_bar_problem, off_grid_note
-    from models.messages import BarIn
+    from models.core.messages import BarIn
+    from models.market.bars import input_bar_problem, off_grid_note
 
     unfit: Counter[str] = Counter()
     moved: Counter[str] = Counter()
@@ -440,7 +442,7 @@ def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
 
 def _topic_size(bootstrap: str, topic: str) -> int | None:
     """Messages in `topic` now (sum of its end offsets), None if the broker cannot say."""
-    from connectors.kafka_io import topic_end_offsets
+    from connectors.kafka.io import topic_end_offsets
 
     try:
         return sum(topic_end_offsets(bootstrap, topic, timeout_s=5.0).values())
@@ -454,8 +456,8 @@ def gpt_check(config: ConfigOpt = None) -> None:
     """Ask the configured GPT endpoint one tiny structured question; print latency, tokens, cost."""
     from pydantic import BaseModel, ConfigDict
 
-    from connectors.gpt_client import GptClient
-    from models.gpt_cost import call_cost
+    from connectors.gpt.client import GptClient
+    from models.gpt.cost import call_cost
 
     class Pong(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -519,7 +521,7 @@ def demo(
 ) -> None:
     """The end-to-end job on embedded defaults (local broker, chdb, shipped data) with a report."""
     from api.demo import default_run_root, run_demo
-    from connectors.datasets import list_datasets
+    from connectors.files.datasets import list_datasets
 
     def go() -> None:
         settings = settings_from(config)

@@ -18,7 +18,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from models.config import Settings, env_overrides
+from models.config.settings import Settings, env_overrides
 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
 

@@ -25,16 +25,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from api.report import RunSummary, summarize, write_report
-from connectors.broker import BrokerError, LocalBroker, ensure_topics
-from connectors.clickhouse_store import Store
-from connectors.datasets import dataset_path
-from connectors.kafka_io import DeliveryCounter, make_producer, publish
-from connectors.replay import load_market_file, replay
-from connectors.scenario import generate_scenario
+from connectors.files.datasets import dataset_path
+from connectors.files.replay import load_market_file, replay
+from connectors.kafka.broker import BrokerError, LocalBroker, ensure_topics
+from connectors.kafka.io import DeliveryCounter, make_producer, publish
+from connectors.sim.scenario import generate_scenario
+from connectors.store.clickhouse import Store
 from dataflows.pipeline import FlowSpec
 from dataflows.run import run_pipeline
-from models.config import Settings, TopicsConfig
-from models.messages import BarIn, Tick
+from models.config.settings import Settings, TopicsConfig
+from models.core.messages import BarIn, Tick
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
 """The shipped sample feeds (see their README.md): in a source checkout or an editable install."""

@@ -1,6 +1,6 @@
 """`stratflow exchange`: the Binance-compatible exchange emulator on 127.0.0.1, run by hand.
 
-The tests start `connectors.exchange_emulator.ExchangeEmulator` themselves; this command is for
+The tests start `connectors.sim.exchange_emulator.ExchangeEmulator` themselves; this command is for
 trying the executor, a ccxt script or a notebook against an exchange that really trades (book,
 fills, fees, locked funds) without an account, a network or money. It prints the base URL and a
 freshly generated API key and secret (test keys, valid for this run only), moves the prices by a
@@ -22,7 +22,7 @@ BASE_DEPOSIT_VALUE = Decimal(10_000)
 
 def parse_symbols(text: str) -> list[str]:
     """`"BTC/USDT, eth/usdt"` -> `["BTC/USDT", "ETH/USDT"]`; ValueError (one line) otherwise."""
-    from models.matching import MarketSpec
+    from models.sim.matching import MarketSpec
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -52,7 +52,7 @@ def exchange(
 ) -> None:
     """Run a Binance-compatible spot exchange emulator for ccxt on 127.0.0.1, until Ctrl-C."""
     from api.cli import UserError, console, guarded
-    from connectors.exchange_emulator import (
+    from connectors.sim.exchange_emulator import (
         ExchangeEmulator,
         ExchangeEmulatorError,
         default_price,
@@ -90,7 +90,7 @@ def exchange(
                 console.out(f"markets: {listed} (random walk, seed {seed})", highlight=False)
                 console.out(f"account: {held}", highlight=False)
                 console.out(
-                    "ccxt: ccxt.binance(connectors.exchange_emulator.ccxt_config("
+                    "ccxt: ccxt.binance(connectors.sim.exchange_emulator.ccxt_config("
                     "EXCHANGE_URL, EXCHANGE_API_KEY, EXCHANGE_API_SECRET))",
                     highlight=False,
                 )

@@ -1,16 +1,17 @@
 """`stratflow run --exchange NAME [--paper|--sandbox]`: the flow on an exchange through ccxt.
 
 What starts around the flow:
-- the market feed (`connectors/market_feed.py`): the exchange's trades -> the market topic,
+- the market feed (`connectors/exchange/market_feed.py`): the exchange's trades -> the market topic,
   resumed from its state file without gaps or duplicates;
-- the order gateway (`connectors/execution_gateway.py` + `connectors/ccxt_executor.py`): the
+- the order gateway (`connectors/exchange/gateway.py` + `connectors/exchange/ccxt_executor.py`): the
   desk's orders -> the exchange, reports back; the desk reconciles its book with the exchange
   before its first order.
 `--paper` serves the project's exchange emulator on 127.0.0.1 instead of the real exchange (a
 Binance-compatible spot market with a real matching engine, fed by a seeded random walk), funded
 with `execution.initial_cash` in the account currency: the whole live path, without an account
 or money. Otherwise the exchange's keys come from the environment or the secrets file
-(`connectors/secrets.py`) and are never printed; `--sandbox` uses the exchange's test network
+(`connectors/exchange/secrets.py`) and are never printed; `--sandbox` uses the exchange's test
+network
 where ccxt knows one.
 """
 
@@ -23,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from models.config import Settings
+from models.config.settings import Settings
 
 __all__ = ["exchange_session"]
 
@@ -92,7 +93,7 @@ def exchange_minimums(client: Any, pairs: list[str]) -> dict[str, Decimal]:
 def _real_clients(name: str, sandbox: bool) -> tuple[Any, Any]:
     import ccxt
 
-    from connectors.secrets import SecretsError, load_credentials
+    from connectors.exchange.secrets import SecretsError, load_credentials
 
     cls = getattr(ccxt, name, None)
     if name not in ccxt.exchanges or cls is None:
@@ -142,16 +143,16 @@ def exchange_session(
 ) -> Iterator[Any]:
     """Start the feed and the order gateway (and, for `paper`, the emulator); yield the
     gateway for `run_pipeline(orders=...)`; stop everything on the way out."""
-    from connectors.ccxt_executor import CcxtExecutor
-    from connectors.execution_gateway import ExecutionGateway
-    from connectors.market_feed import MarketFeed
-    from models.stale_order import stale_rule
+    from connectors.exchange.ccxt_executor import CcxtExecutor
+    from connectors.exchange.gateway import ExecutionGateway
+    from connectors.exchange.market_feed import MarketFeed
+    from models.execution.stale_order import stale_rule
 
     pairs = _pairs(settings)
     with contextlib.ExitStack() as stack:
         if paper:
-            from connectors.exchange_emulator import ExchangeEmulator
-            from models.matching import EngineConfig
+            from connectors.sim.exchange_emulator import ExchangeEmulator
+            from models.sim.matching import EngineConfig
 
             if name != "binance":
                 raise ExchangeSetupError(

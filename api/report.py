@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from connectors.clickhouse_store import TABLES, Store
+from connectors.store.clickhouse import TABLES, Store
 
 
 @dataclass

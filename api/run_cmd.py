@@ -3,7 +3,8 @@
 A run has an id (UTC start time and a short random part, printed at start) stamped on every row
 it writes; a resumed run keeps its id (the recovery manifest holds it), so the summary at the
 end, like the report, shows this run's rows only. Recovery state written under other settings
-that change results (`models.config.result_settings`) is refused with what changed; `--fresh`
+that change results (`models.config.settings.result_settings`) is refused with what changed;
+`--fresh`
 discards it and the rows of the run it belonged to. Paper and exchange runs (live: they end
 with Ctrl-C or SIGTERM) end with a line of their orders placed, fills and P&L.
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from models.config import Settings
+    from models.config.settings import Settings
 
 ConfigOpt = Annotated[
     Path | None,
@@ -104,7 +105,7 @@ def run(
     )
     from api.exchange_run import order_kind
     from api.report import summarize
-    from connectors.broker import ensure_topics
+    from connectors.kafka.broker import ensure_topics
     from dataflows.pipeline import FlowSpec
     from dataflows.run import open_run_state, run_pipeline
 
@@ -137,7 +138,7 @@ def run(
             if not bs and paper:
                 # Paper trading needs no Kafka of its own: the bundled broker (memory only),
                 # with recovery and feed state of this run beside it.
-                from connectors.broker import LocalBroker
+                from connectors.kafka.broker import LocalBroker
 
                 run_dir = Path("var/paper") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                 run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """`stratflow schemas [--check]`: write the generated JSON Schemas to `specs/schemas/`, or check.
 
-The files are generated from the pydantic models by `models.schemas`; this module only does the
+The files are generated from the pydantic models by `models.core.schemas`; this module only does the
 file I/O, so the CLI and the tests share one definition of "up to date".
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from models.schemas import generate_schemas, render_schema
+from models.core.schemas import generate_schemas, render_schema
 
 SCHEMA_SUFFIX: Final = ".json"
 

@@ -23,10 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.broker import LocalBroker, ensure_topics  # noqa: E402
-from connectors.replay import replay  # noqa: E402
-from connectors.scenario import generate_scenario, past_start_ms  # noqa: E402
-from models.config import Settings  # noqa: E402
+from connectors.files.replay import replay  # noqa: E402
+from connectors.kafka.broker import LocalBroker, ensure_topics  # noqa: E402
+from connectors.sim.scenario import generate_scenario, past_start_ms  # noqa: E402
+from models.config.settings import Settings  # noqa: E402
 
 
 def bench_settings(work: Path, symbols: list[str], market_topic: str, recovery: bool) -> Settings:
@@ -49,11 +49,11 @@ def child_loop(settings: Settings, bootstrap: str) -> dict[str, Any]:
     """The plain loop: consume -> PartitionIngest -> TradingDesk -> Store, nothing else."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    from connectors.clickhouse_store import ROW_CONVERTERS, Store
-    from connectors.kafka_source import CONSUMER_TUNING
-    from models.desk import BarEvent, TradingDesk
-    from models.ingest import PartitionIngest, RawBatch, Record
-    from models.messages import DecisionRecord
+    from connectors.kafka.source import CONSUMER_TUNING
+    from connectors.store.clickhouse import ROW_CONVERTERS, Store
+    from models.core.messages import DecisionRecord
+    from models.desk.desk import BarEvent, TradingDesk
+    from models.market.ingest import PartitionIngest, RawBatch, Record
 
     store = Store.open(settings.clickhouse)
     store.apply_schema()
@@ -120,7 +120,7 @@ def child_flow(settings: Settings, bootstrap: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_pipeline(settings, FlowSpec(bootstrap=bootstrap, tail=False, kafka_out=False))
     elapsed = time.perf_counter() - t0
-    from connectors.clickhouse_store import Store
+    from connectors.store.clickhouse import Store
 
     with Store.open(settings.clickhouse) as store:
         n = store.query("SELECT count() AS n FROM decisions FINAL")[0]["n"]

@@ -30,16 +30,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.gpt_cache import AnswerStore, CacheMode  # noqa: E402
-from connectors.gpt_client import GptClient  # noqa: E402
-from connectors.gpt_gateway import GptGateway  # noqa: E402
-from connectors.openai_server import LocalOpenAIServer, Scenario  # noqa: E402
-from connectors.scenario import generate_scenario, past_start_ms  # noqa: E402
+from connectors.gpt.cache import AnswerStore, CacheMode  # noqa: E402
+from connectors.gpt.client import GptClient  # noqa: E402
+from connectors.gpt.gateway import GptGateway  # noqa: E402
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario  # noqa: E402
+from connectors.sim.scenario import generate_scenario, past_start_ms  # noqa: E402
 from dataflows.pipeline import DeskLogic  # noqa: E402
-from models.config import Settings  # noqa: E402
-from models.desk import BarEvent  # noqa: E402
-from models.ingest import PartitionIngest, RawBatch, Record  # noqa: E402
-from models.messages import Branch, DecisionRecord, DecisionStatus  # noqa: E402
+from models.config.settings import Settings  # noqa: E402
+from models.core.messages import Branch, DecisionRecord, DecisionStatus  # noqa: E402
+from models.desk.desk import BarEvent  # noqa: E402
+from models.market.ingest import PartitionIngest, RawBatch, Record  # noqa: E402
 
 MODEL = "bench-model"
 ANSWER: dict[str, Any] = {

@@ -11,7 +11,7 @@ Two algorithms, same run, same items:
             converts the time of every kept item. It is slow (about 100 items/s), so it runs
             on the first `--baseline-items` items only; its rate is flat once the lists are
             full, which they are after 400 items.
-  new       `TradingDesk.on_text` (models/news_digest.py), on all `--items` items, twice:
+  new       `TradingDesk.on_text` (models/gpt/news_digest.py), on all `--items` items, twice:
             in time order (a flood) and with each item up to 10 minutes late (shuffled).
 The kept lists of both algorithms are compared after the baseline's items (they must be equal),
 and the result counts are printed beside the times. Target: new >= 10,000 items/s.
@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.config import Settings  # noqa: E402
-from models.desk import BarEvent, TextEvent, TradingDesk  # noqa: E402
-from models.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms  # noqa: E402
+from models.config.settings import Settings  # noqa: E402
+from models.core.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms  # noqa: E402
+from models.desk.desk import BarEvent, TextEvent, TradingDesk  # noqa: E402
 
 H = 3_600_000
 T0 = 1_700_000_000_000 // H * H

@@ -6,7 +6,7 @@ latency on loopback, against the simulated venue, on the same generated orders.
 A seeded BTC/USDT price path drives the flow's desk adapter (`DeskLogic`, the object the
 Bytewax flow runs) with one bar per order: routine signals alternating long and flat, so the
 local engine buys about 5 % of equity, then sells it all, and so on. Modes, each on a fresh
-emulator (`connectors.exchange_emulator`, a real `ccxt.binance` pointed at it):
+emulator (`connectors.sim.exchange_emulator`, a real `ccxt.binance` pointed at it):
   sim          baseline: the desk on its simulated venue (`orders=None`), fills inside the
                desk at the next bar; latency is one `on_batch` (decision -> order out);
   exec         `CcxtExecutor.execute` in a loop over the orders `sim` placed (same client
@@ -48,14 +48,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.ccxt_executor import CcxtExecutor  # noqa: E402
-from connectors.exchange_emulator import ExchangeEmulator  # noqa: E402
-from connectors.execution_gateway import ExecutionGateway  # noqa: E402
+from connectors.exchange.ccxt_executor import CcxtExecutor  # noqa: E402
+from connectors.exchange.gateway import ExecutionGateway  # noqa: E402
+from connectors.sim.exchange_emulator import ExchangeEmulator  # noqa: E402
 from dataflows.pipeline import DeskLogic  # noqa: E402
-from models.config import Settings  # noqa: E402
-from models.desk import BarEvent  # noqa: E402
-from models.execution import ExecStatus, ExecutionReport  # noqa: E402
-from models.messages import (  # noqa: E402
+from models.config.settings import Settings  # noqa: E402
+from models.core.messages import (  # noqa: E402
     Bar,
     Branch,
     Direction,
@@ -65,6 +63,8 @@ from models.messages import (  # noqa: E402
     Side,
     Signal,
 )
+from models.desk.desk import BarEvent  # noqa: E402
+from models.execution.reports import ExecStatus, ExecutionReport  # noqa: E402
 
 D = Decimal
 SYMBOL = "BTC/USDT"

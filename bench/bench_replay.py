@@ -6,7 +6,7 @@ Generates a trade CSV of `--rows` trades (two symbols; `--shuffled` mixes it in 
 external sort runs), then replays it into a fake producer (every record is built and
 serialised as for Kafka, nothing is sent) with:
 - new: `open_market_file` + `replay` of the stream (this tree);
-- old: `load_market_file` + `replay` of the list, from `connectors/replay.py` as of commit
+- old: `load_market_file` + `replay` of the list, from `connectors/files/replay.py` as of commit
   2bfd149 (before issue 9), taken with `git show` and imported under another name; skipped,
   with a note, when git or that commit is not available.
 Each variant runs in its own process, so its peak RSS (ru_maxrss) is its own; "growth" is the
@@ -74,10 +74,10 @@ def _rss_mb() -> float:
 
 def child(variant: str, path: Path) -> dict[str, Any]:
     if variant == "new":
-        import connectors.replay as mod
+        import connectors.files.replay as mod
     else:
         source = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{OLD_COMMIT}:connectors/replay.py"],
+            ["git", "-C", str(ROOT), "show", f"{OLD_COMMIT}:connectors/files/replay.py"],
             capture_output=True,
             text=True,
             check=True,

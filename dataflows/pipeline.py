@@ -25,27 +25,15 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from pydantic import BaseModel
 
-from connectors.bytewax_io import ClickHouseSink, NotifierSink
-from connectors.clickhouse_store import ROW_CONVERTERS, table_for
-from connectors.execution_gateway import ExecutionGateway
-from connectors.gpt_gateway import GptGateway
-from connectors.kafka_source import RawKafkaSource
-from connectors.notifier import Notifier
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.gpt.gateway import GptGateway
+from connectors.kafka.source import RawKafkaSource
+from connectors.notify.notifier import Notifier
+from connectors.store.clickhouse import ROW_CONVERTERS, table_for
+from connectors.store.sink import ClickHouseSink, NotifierSink
 from dataflows.progress import FlowCounters
-from models.config import Settings, parse_duration_ms, with_min_notional
-from models.desk import (
-    BarEvent,
-    DeskOutput,
-    ExchangeCommand,
-    TextEvent,
-    TradingDesk,
-    alert_id,
-    desk_error_alert,
-)
-from models.execution import ExecStatus, ExecutionReport
-from models.ingest import IngestOutput, PartitionIngest, RawBatch
-from models.merge import OrderedMerge, PartitionMark
-from models.messages import (
+from models.config.settings import Settings, parse_duration_ms, with_min_notional
+from models.core.messages import (
     Alert,
     Bar,
     DeadLetter,
@@ -57,6 +45,18 @@ from models.messages import (
     PositionSnapshot,
     Severity,
 )
+from models.desk.desk import (
+    BarEvent,
+    DeskOutput,
+    ExchangeCommand,
+    TextEvent,
+    TradingDesk,
+    alert_id,
+    desk_error_alert,
+)
+from models.execution.reports import ExecStatus, ExecutionReport
+from models.market.ingest import IngestOutput, PartitionIngest, RawBatch
+from models.market.merge import OrderedMerge, PartitionMark
 
 DESK_KEY = "desk"
 ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for GPT answers
@@ -132,7 +132,7 @@ def flow_error_alert(what: str, err: Exception) -> Alert:
 
 
 class DeskLogic(StatefulBatchLogic[DeskInput, DeskOutput, Any]):
-    """Adapter: bars and news pass the partition merge (models/merge.py), then the desk, in
+    """Adapter: bars and news pass the partition merge (models/market/merge.py), then the desk, in
     that order; the desk's GPT requests go to the gateway and its answers come back here.
 
     Inline (backtest) a request is answered before the next event, so results depend on the
@@ -460,7 +460,7 @@ def build_flow(
         tail=spec.tail,
         batch_size=spec.batch_size,
     )
-    # Already keyed by topic partition: the unit of order (models/ingest.py says why).
+    # Already keyed by topic partition: the unit of order (models/market/ingest.py says why).
     by_partition: Any = op.input("kafka_in", flow, source)
     if counters is not None:
         op.inspect(

@@ -28,13 +28,13 @@ from typing import Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from connectors.execution_gateway import ExecutionGateway
-from connectors.gpt_gateway import GptGateway, gpt_status
-from connectors.kafka_io import topic_end_offsets
-from connectors.notifier import Notifier
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.gpt.gateway import GptGateway, gpt_status
+from connectors.kafka.io import topic_end_offsets
+from connectors.notify.notifier import Notifier
 from dataflows.pipeline import FlowSpec, build_flow
 from dataflows.progress import FlowCounters, ProgressDisplay
-from models.config import (
+from models.config.settings import (
     Settings,
     load_settings,
     parse_duration_ms,
@@ -83,7 +83,8 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def open_run_state(settings: Settings, *, fresh: bool = False) -> RunState:
     """The run's id and recovery store, after checking that any state to resume was written
-    for the same input topics and the same result settings (`models.config.result_settings`).
+    for the same input topics and the same result settings
+    (`models.config.settings.result_settings`).
 
     Bytewax cannot resume state keyed by partitions of other topics (it panics), and state
     built under other settings would carry the old run's decisions into the new one, so both

@@ -17,4 +17,4 @@ if [[ -z "$python" ]]; then
 fi
 
 cd "$root"
-exec "$python" -m connectors.broker --port "$port" --partitions "$partitions" --log-dir var/broker
+exec "$python" -m connectors.kafka.broker --port "$port" --partitions "$partitions" --log-dir var/broker

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from connectors.broker import LocalBroker, ensure_topics, wait_for_broker
-from connectors.exchange_emulator import ExchangeEmulator
-from connectors.openai_server import LocalOpenAIServer
+from connectors.kafka.broker import LocalBroker, ensure_topics, wait_for_broker
+from connectors.sim.exchange_emulator import ExchangeEmulator
+from connectors.sim.openai_server import LocalOpenAIServer
 from tests.webhook import webhook  # noqa: F401 - a fixture for every test module
 
 # A developer's real key must never reach a test (nor a flow the tests start in a subprocess):

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from connectors.broker import ensure_topics
-from connectors.clickhouse_store import Store
-from models.config import Settings
+from connectors.kafka.broker import ensure_topics
+from connectors.store.clickhouse import Store
+from models.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

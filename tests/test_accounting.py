@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from models.config import ExecutionConfig, RiskConfig, StrategyConfig
-from models.messages import (
+from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
+from models.core.messages import (
     Bar,
     Branch,
     Direction,
@@ -20,10 +20,10 @@ from models.messages import (
     Signal,
     TradeIntent,
 )
-from models.portfolio import Portfolio
-from models.risk import check
-from models.sim_exchange import SimulatedExchange, client_order_id
-from models.strategy import DecisionContext, LocalStrategyEngine
+from models.execution.sim_venue import SimulatedExchange, client_order_id
+from models.portfolio.book import Portfolio
+from models.review.risk import check
+from models.strategy.engine import DecisionContext, LocalStrategyEngine
 
 D = Decimal
 EXEC = ExecutionConfig(initial_cash=D(10_000), fee_bps=D(10), slippage_bps=D(0))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.replay import replay
-from connectors.scenario import generate_scenario
+from connectors.files.replay import replay
+from connectors.sim.scenario import generate_scenario
 from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
 from tests.webhook import PASSWORD, TOKEN, Receiver
 

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.replay import publish_order, replay
-from models.bars import BarBuilder, Rejected, input_end_ms, off_grid_note
-from models.config import Settings
-from models.desk import BarEvent, TradingDesk
-from models.ingest import PartitionIngest, RawBatch
-from models.merge import OrderedMerge, PartitionMark
-from models.messages import BarIn, DecisionRecord, Order, Tick, to_ms
+from connectors.files.replay import publish_order, replay
+from models.config.settings import Settings
+from models.core.messages import BarIn, DecisionRecord, Order, Tick, to_ms
+from models.desk.desk import BarEvent, TradingDesk
+from models.market.bars import BarBuilder, Rejected, input_end_ms, off_grid_note
+from models.market.ingest import PartitionIngest, RawBatch
+from models.market.merge import OrderedMerge, PartitionMark
 from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
 
 D = Decimal

@@ -6,8 +6,8 @@ import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from models.bars import BarBuilder, Rejected
-from models.messages import BarIn, Tick
+from models.core.messages import BarIn, Tick
+from models.market.bars import BarBuilder, Rejected
 
 T0 = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp() * 1000)
 MIN = 60_000

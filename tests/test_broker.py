@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from connectors.broker import (
+from connectors.kafka.broker import (
     BrokerError,
     LocalBroker,
     ensure_topics,
     resolve_bootstrap,
     wait_for_broker,
 )
-from connectors.kafka_io import (
+from connectors.kafka.io import (
     DeliveryCounter,
     make_producer,
     publish,
     read_topic,
     topic_end_offsets,
 )
-from models.config import KafkaConfig
+from models.config.settings import KafkaConfig
 
 pytestmark = pytest.mark.kafka
 

@@ -15,15 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.ccxt_executor import RESOLVE_LOOKUPS, CcxtExecutor, classify
-from connectors.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
-from connectors.execution_gateway import ExecutionGateway
+from connectors.exchange.ccxt_executor import RESOLVE_LOOKUPS, CcxtExecutor, classify
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
 from dataflows.pipeline import DeskLogic
-from models.config import Settings
-from models.desk import BarEvent, TradingDesk
-from models.execution import ErrorKind, ExecStatus
-from models.matching import EngineConfig
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     Bar,
     Branch,
@@ -36,6 +33,9 @@ from models.messages import (
     Side,
     Signal,
 )
+from models.desk.desk import BarEvent, TradingDesk
+from models.execution.reports import ErrorKind, ExecStatus
+from models.sim.matching import EngineConfig
 
 D = Decimal
 POST = "POST /api/v3/order"

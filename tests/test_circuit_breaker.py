@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from models.circuit_breaker import BreakerState, CircuitBreaker
+from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 
 
 def _state(cb: CircuitBreaker) -> BreakerState:

@@ -294,8 +294,8 @@ def locked_chdb(cwd: Path) -> Iterator[Path]:
             sys.executable,
             "-c",
             "import sys\n"
-            "from connectors.clickhouse_store import Store\n"
-            "from models.config import ClickHouseConfig\n"
+            "from connectors.store.clickhouse import Store\n"
+            "from models.config.settings import ClickHouseConfig\n"
             "store = Store.open(ClickHouseConfig(path='var/clickhouse'))\n"
             "print('ready', flush=True)\n"
             "sys.stdin.read()\n",

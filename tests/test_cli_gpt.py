@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from connectors.openai_server import LocalOpenAIServer, Scenario
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATFLOW = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "stratflow")

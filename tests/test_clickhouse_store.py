@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from pydantic import BaseModel
 
-from connectors.clickhouse_store import (
+from connectors.store.clickhouse import (
     TABLES,
     ClickHouseError,
     ClickHouseQueryError,
@@ -35,8 +35,8 @@ from connectors.clickhouse_store import (
     schema_statements,
     split_sql,
 )
-from models.config import ClickHouseConfig
-from models.messages import (
+from models.config.settings import ClickHouseConfig
+from models.core.messages import (
     AdjustRound,
     Alert,
     Bar,
@@ -656,9 +656,9 @@ def test_data_persists_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "ch"
     write = _run_python(f"""
         from decimal import Decimal
-        from connectors.clickhouse_store import Store
-        from models.config import ClickHouseConfig
-        from models.messages import Fill, Side
+        from connectors.store.clickhouse import Store
+        from models.config.settings import ClickHouseConfig
+        from models.core.messages import Fill, Side
         with Store.open(ClickHouseConfig(path={str(path)!r})) as s:
             s.apply_schema()
             s.insert("fills", [Fill(fill_id="f-1", client_order_id="o-1", decision_id="d-1",
@@ -669,8 +669,8 @@ def test_data_persists_across_processes(tmp_path: Path) -> None:
     assert write.returncode == 0, write.stderr
     read = _run_python(f"""
         import json
-        from connectors.clickhouse_store import Store
-        from models.config import ClickHouseConfig
+        from connectors.store.clickhouse import Store
+        from models.config.settings import ClickHouseConfig
         with Store.open(ClickHouseConfig(path={str(path)!r})) as s:
             rows = s.query("SELECT fill_id, price FROM stratflow.fills FINAL")
         print(json.dumps([{{"id": r["fill_id"], "price": str(r["price"])}} for r in rows]))
@@ -716,8 +716,8 @@ def test_directory_locked_by_another_process(tmp_path: Path) -> None:
             "-c",
             textwrap.dedent(f"""
             import sys
-            from connectors.clickhouse_store import Store
-            from models.config import ClickHouseConfig
+            from connectors.store.clickhouse import Store
+            from models.config.settings import ClickHouseConfig
             s = Store.open(ClickHouseConfig(path={str(path)!r}))
             print("ready", flush=True)
             sys.stdin.read()

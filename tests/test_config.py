@@ -1,4 +1,5 @@
-"""models/config.py: YAML + environment overrides, durations, and one readable line per problem."""
+"""models/config/settings.py: YAML + environment overrides, durations, and one readable line per
+problem."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from models.config import (
+from models.config.settings import (
     BreakoutTrigger,
     ConfigError,
     Settings,

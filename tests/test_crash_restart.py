@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_io import topic_end_offsets
-from connectors.openai_server import LocalOpenAIServer, Scenario
-from connectors.replay import replay
-from connectors.scenario import generate_scenario
-from models.config import Settings
+from connectors.files.replay import replay
+from connectors.kafka.io import topic_end_offsets
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from connectors.sim.scenario import generate_scenario
+from models.config.settings import Settings
 from tests.flowkit import (
     ROOT,
     create_topics,
@@ -113,7 +113,7 @@ def snapshot(s: Settings) -> dict[str, Any]:
 def test_kill_and_restart_equals_uninterrupted_run(
     kafka_bootstrap: str, tmp_path: Path, partitions: int, gpt: bool
 ) -> None:
-    """With several partitions the desk's merge (models/merge.py) keeps the order canonical;
+    """With several partitions the desk's merge (models/market/merge.py) keeps the order canonical;
     with GPT, questions pending at the kill are asked again and answers already recorded are
     not paid for twice."""
     with contextlib.ExitStack() as stack:

@@ -1,4 +1,5 @@
-"""One meaning of "crosses" (issue 9, item 8): models/crossing.py, the crossover trigger and a
+"""One meaning of "crosses" (issue 9, item 8): models/signals/crossing.py, the crossover trigger
+and a
 GPT strategy's crosses_above / crosses_below all agree with an independent reference on
 arbitrary sequences with ties and missing values, and a strategy warmed with earlier bars
 crosses exactly where one that ran through them does."""
@@ -12,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import crossing
-from models.config import CrossoverTrigger
-from models.messages import Direction, FeatureVector
-from models.strategy_compiler import CompiledStrategy, compile_strategy
-from models.strategy_spec import StrategySpec
-from models.triggers import TriggerState
+from models.config.settings import CrossoverTrigger
+from models.core.messages import Direction, FeatureVector
+from models.signals import crossing
+from models.signals.triggers import TriggerState
+from models.strategy.compiler import CompiledStrategy, compile_strategy
+from models.strategy.spec import StrategySpec
 
 Obs = tuple[float | None, float | None]
 

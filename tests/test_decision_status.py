@@ -1,4 +1,5 @@
-"""A decision's status follows its orders (models/decision_status.py): refused at fill or by the
+"""A decision's status follows its orders (models/execution/decision_status.py): refused at fill or
+by the
 exchange -> `rejected`; an order that fills after the executor gave up -> the decision is
 `executed` with the fill row at the fill's price, the book at that price (never adopted at the
 mark); for any sequence of reports the newest rows agree with the fills."""
@@ -14,15 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.ccxt_executor import CcxtExecutor
-from connectors.exchange_emulator import ExchangeEmulator
-from connectors.execution_gateway import ExecutionGateway
+from connectors.exchange.ccxt_executor import CcxtExecutor
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.sim.exchange_emulator import ExchangeEmulator
 from dataflows.pipeline import DeskLogic
-from models.config import Settings
-from models.decision_status import decision_status, order_status
-from models.desk import ExchangeCommand, TradingDesk
-from models.execution import ExchangeState, ExecStatus, ExecutionReport
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     DecisionRecord,
     DecisionStatus,
@@ -32,6 +30,9 @@ from models.messages import (
     OrderStatus,
     Side,
 )
+from models.desk.desk import ExchangeCommand, TradingDesk
+from models.execution.decision_status import decision_status, order_status
+from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 from tests.test_ccxt_executor import bar_event
 from tests.test_desk_execution import buy, ev, fill, of, report
 
@@ -322,8 +323,8 @@ def test_the_report_counts_the_newest_status(tmp_path: Path, order_of_writes: st
     wins whatever order the rows were written in, so refused decisions count as rejected and
     a late fill as executed."""
     from api.report import summarize
-    from connectors.clickhouse_store import Store
-    from models.config import ClickHouseConfig
+    from connectors.store.clickhouse import Store
+    from models.config.settings import ClickHouseConfig
 
     sim = TradingDesk.create(exchange_settings())
     rows: list[Any] = list(sim.on_bar_event(ev(0, "100", Direction.LONG)))

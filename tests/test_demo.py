@@ -22,10 +22,10 @@ from rich.console import Console
 
 from api.demo import SAMPLE_FILES, SAMPLES_DIR, DemoResult, Sample, load_samples, run_demo
 from api.report import RunSummary, write_report
-from connectors.clickhouse_store import Store
-from models.config import Settings, load_settings
-from models.messages import to_ms
-from models.parsing import MAX_PAYLOAD_CHARS
+from connectors.store.clickhouse import Store
+from models.config.settings import Settings, load_settings
+from models.core.messages import to_ms
+from models.market.parsing import MAX_PAYLOAD_CHARS
 
 SEED = 7
 MINUTES = 2

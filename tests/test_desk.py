@@ -5,9 +5,8 @@ from __future__ import annotations
 import pickle
 from decimal import Decimal
 
-from models.config import Settings
-from models.desk import BarEvent, TradingDesk
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     Bar,
     Branch,
@@ -21,7 +20,8 @@ from models.messages import (
     PositionSnapshot,
     Signal,
 )
-from models.strategy import LocalStrategyEngine
+from models.desk.desk import BarEvent, TradingDesk
+from models.strategy.engine import LocalStrategyEngine
 
 D = Decimal
 MIN = 60_000
@@ -191,9 +191,9 @@ def test_stalled_adjustment_stops_early() -> None:
 
 
 def test_several_sells_of_one_symbol_share_the_position_when_adjusted() -> None:
-    from models.config import ExecutionConfig, RiskConfig
-    from models.messages import Proposal, RiskCheck, RiskVerdict, Side, TradeIntent
-    from models.strategy import DecisionContext, LocalStrategyEngine
+    from models.config.settings import ExecutionConfig, RiskConfig
+    from models.core.messages import Proposal, RiskCheck, RiskVerdict, Side, TradeIntent
+    from models.strategy.engine import DecisionContext, LocalStrategyEngine
 
     ctx = DecisionContext(
         decision_id="ABC@1", symbol="ABC", branch=Branch.STRATEGIC, signals=[],

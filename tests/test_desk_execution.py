@@ -9,10 +9,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from models.config import Settings
-from models.desk import BarEvent, ExchangeCommand, TradingDesk
-from models.execution import ErrorKind, ExecStatus, ExecutionReport, next_step
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     Bar,
     Branch,
@@ -26,6 +24,8 @@ from models.messages import (
     Side,
     Signal,
 )
+from models.desk.desk import BarEvent, ExchangeCommand, TradingDesk
+from models.execution.reports import ErrorKind, ExecStatus, ExecutionReport, next_step
 
 D = Decimal
 MIN = 60_000

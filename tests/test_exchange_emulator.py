@@ -23,7 +23,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from connectors.exchange_emulator import (
+from connectors.sim.exchange_emulator import (
     ENDPOINTS,
     ExchangeEmulator,
     ExchangeEmulatorError,
@@ -32,7 +32,7 @@ from connectors.exchange_emulator import (
     LookupLag,
     ccxt_config,
 )
-from models.matching import OrderStatus
+from models.sim.matching import OrderStatus
 
 D = Decimal
 NEW_ORDER = "POST /api/v3/order"

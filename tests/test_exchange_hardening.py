@@ -19,15 +19,15 @@ from typing import Any
 import ccxt
 import pytest
 
-from connectors.ccxt_executor import CcxtExecutor
-from connectors.exchange_emulator import ExchangeEmulator, Fault, FaultKind
-from connectors.execution_gateway import ExecutionGateway
-from connectors.kafka_io import read_topic
-from connectors.market_feed import MarketFeed
+from connectors.exchange.ccxt_executor import CcxtExecutor
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.exchange.market_feed import MarketFeed
+from connectors.kafka.io import read_topic
+from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind
 from dataflows.pipeline import DeskLogic
-from models.config import Settings
-from models.execution import ExecStatus
-from models.messages import Alert, Order, OrderStatus, Side, Tick, to_ms
+from models.config.settings import Settings
+from models.core.messages import Alert, Order, OrderStatus, Side, Tick, to_ms
+from models.execution.reports import ExecStatus
 
 D = Decimal
 BTC = "BTC/USDT"
@@ -299,7 +299,7 @@ def test_an_over_fill_is_booked_as_the_exchange_did_and_said(
 ) -> None:
     """executedQty above origQty: the trades moved the balances, so the book takes them (it
     must equal the exchange) and the report carries the anomaly."""
-    caplog.set_level(logging.ERROR, logger="connectors.ccxt_executor")
+    caplog.set_level(logging.ERROR, logger="connectors.exchange.ccxt_executor")
 
     def doubled(doc: dict[str, Any]) -> dict[str, Any]:
         extra = {**doc["fills"][0], "tradeId": 999_999}

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import FeaturesConfig
-from models.features import FEATURE_NAMES, FeatureState
-from models.messages import Bar, FeatureVector
+from models.config.settings import FeaturesConfig
+from models.core.messages import Bar, FeatureVector
+from models.signals.features import FEATURE_NAMES, FeatureState
 
 INTERVAL_MS = 60_000
 

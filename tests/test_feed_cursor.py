@@ -1,4 +1,4 @@
-"""The market feed's pure rules (`models.feed_cursor`): no exchange, no broker.
+"""The market feed's pure rules (`models.market.feed_cursor`): no exchange, no broker.
 
 The last test runs the paging rules against a simulated exchange tape (overlapping `since`
 answers, page limits, Binance's one-hour window, many trades in one millisecond, restarts from
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from models.feed_cursor import (
+from models.core.messages import to_ms
+from models.market.feed_cursor import (
     MAX_RETRY_AFTER_S,
     ErrorKind,
     FeedCursorState,
@@ -34,7 +35,6 @@ from models.feed_cursor import (
     to_tick,
     trades_from_ccxt,
 )
-from models.messages import to_ms
 
 D = Decimal
 HOUR = 3_600_000
@@ -284,7 +284,7 @@ def run_feed(
     now_ms: int,
     out: list[TradePrint],
 ) -> SymbolCursor:
-    """One poll of one symbol, as `connectors.market_feed` does it."""
+    """One poll of one symbol, as `connectors.exchange.market_feed` does it."""
     cursor = start_cursor(cursor, start_ms, now_ms, settle_ms=0)
     since = cursor.next_since()
     assert since is not None

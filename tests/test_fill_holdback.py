@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config import Settings
-from models.desk import TradingDesk
-from models.execution import ExecStatus, ExecutionReport
-from models.fill_holdback import MAX_WAITS, FillHoldback
-from models.messages import Alert, Fill, Side
+from models.config.settings import Settings
+from models.core.messages import Alert, Fill, Side
+from models.desk.desk import TradingDesk
+from models.execution.fill_holdback import MAX_WAITS, FillHoldback
+from models.execution.reports import ExecStatus, ExecutionReport
 
 D = Decimal
 BTC = "BTC/USDT"

@@ -14,8 +14,8 @@ import pytest
 from rich.console import Console
 
 from api.demo import run_demo
-from connectors.clickhouse_store import Store
-from models.config import load_settings
+from connectors.store.clickhouse import Store
+from models.config.settings import load_settings
 from tests.support.golden import check_golden
 
 pytestmark = pytest.mark.kafka

@@ -1,4 +1,4 @@
-"""Record/replay of GPT answers (connectors/gpt_cache.py), through the real SDK and local server.
+"""Record/replay of GPT answers (connectors/gpt/cache.py), through the real SDK and local server.
 
 What matters for a backtest: a re-run from the recording sends no request at all (the local
 server's request count proves it) and yields the same parsed answers; the recording survives a
@@ -21,7 +21,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.gpt_cache import (
+from connectors.gpt.cache import (
     ANSWERS_FILE,
     AnswerSource,
     AnswerStore,
@@ -30,10 +30,10 @@ from connectors.gpt_cache import (
     CacheMode,
     ask_with_cache,
 )
-from connectors.gpt_client import ChatMessage, FailureKind, GptClient, GptUsage, prompt_hash
-from connectors.openai_server import LocalOpenAIServer, Scenario
-from models.gpt_cost import PriceTable
-from models.messages import GptCall, GptOutcome
+from connectors.gpt.client import ChatMessage, FailureKind, GptClient, GptUsage, prompt_hash
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from models.core.messages import GptCall, GptOutcome
+from models.gpt.cost import PriceTable
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "stratflow-local"
@@ -179,7 +179,7 @@ def test_every_acknowledged_answer_survives_a_kill(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from connectors.gpt_cache import AnswerStore
+        from connectors.gpt.cache import AnswerStore
         store = AnswerStore({str(tmp_path)!r})
         i = 0
         while True:

@@ -24,20 +24,20 @@ import openai
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.gpt_client import (
+from connectors.gpt.client import (
     ENDPOINT_FAILURES,
     ChatMessage,
     FailureKind,
     GptClient,
     prompt_hash,
 )
-from connectors.openai_server import (
+from connectors.sim.openai_server import (
     LocalOpenAIServer,
     OpenAIServerError,
     Scenario,
     ScenarioKind,
 )
-from models.circuit_breaker import BreakerState, CircuitBreaker
+from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "stratflow-local"
@@ -513,9 +513,9 @@ def test_server_reports_a_port_in_use() -> None:
 
 
 def test_server_runs_by_hand() -> None:
-    """`python -m connectors.openai_server` prints its base URL and stops on SIGTERM."""
+    """`python -m connectors.sim.openai_server` prints its base URL and stops on SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connectors.openai_server", "--port", "0", "--key", "sk-hand"],
+        [sys.executable, "-m", "connectors.sim.openai_server", "--port", "0", "--key", "sk-hand"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

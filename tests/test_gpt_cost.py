@@ -1,4 +1,4 @@
-"""Pure cost arithmetic, the daily budget and the answer-window keys (models/gpt_cost.py).
+"""Pure cost arithmetic, the daily budget and the answer-window keys (models/gpt/cost.py).
 
 Money must be exact (a float sum of ten 0.1 calls is not 1.0, and the cap is compared against
 such sums), the budget must follow UTC days of event time with exactly one alert per day, and a
@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from models.gpt_cost import (
+from models.gpt.cost import (
     DEFAULT_PRICE,
     DEFAULT_PRICE_TABLE,
     DEFAULT_PRICES,

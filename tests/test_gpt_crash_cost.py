@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from connectors.gpt_cache import AnswerRecord, AnswerStore
-from connectors.gpt_client import GptClient, GptUsage
-from connectors.gpt_gateway import GptGateway
-from connectors.gpt_spend import SPEND_FILE, SpendLedger
-from connectors.openai_server import LocalOpenAIServer, Scenario
+from connectors.gpt.cache import AnswerRecord, AnswerStore
+from connectors.gpt.client import GptClient, GptUsage
+from connectors.gpt.gateway import GptGateway
+from connectors.gpt.spend import SPEND_FILE, SpendLedger
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
 from dataflows.run import open_run_state
-from models.config import Settings
-from models.desk import BarEvent
-from models.messages import Branch, GptCall, GptOutcome
+from models.config.settings import Settings
+from models.core.messages import Branch, GptCall, GptOutcome
+from models.desk.desk import BarEvent
 from tests.test_gpt_desk import GOOD, MODEL, PRICES, ev, make_settings, of
 
 D = Decimal

@@ -17,17 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from connectors.gpt_cache import AnswerStore, CacheMode
-from connectors.gpt_client import GptClient
-from connectors.gpt_gateway import GptGateway, gpt_status
-from connectors.openai_server import LocalOpenAIServer, Scenario
+from connectors.gpt.cache import AnswerStore, CacheMode
+from connectors.gpt.client import GptClient
+from connectors.gpt.gateway import GptGateway, gpt_status
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
-from models.config import Settings
-from models.desk import BarEvent, TextEvent, TradingDesk
-from models.gpt_cost import ModelPrice, PriceTable
-from models.gpt_decider import fallback_controller
-from models.gpt_prompt import FENCE_TAG
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     Bar,
     Branch,
@@ -45,7 +41,11 @@ from models.messages import (
     StrategyStatus,
     ms_to_datetime,
 )
-from models.strategy import LocalStrategyEngine
+from models.desk.desk import BarEvent, TextEvent, TradingDesk
+from models.gpt.cost import ModelPrice, PriceTable
+from models.gpt.decider import fallback_controller
+from models.gpt.prompt import FENCE_TAG
+from models.strategy.engine import LocalStrategyEngine
 
 D = Decimal
 MIN = 60_000

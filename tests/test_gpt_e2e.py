@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_io import make_producer, publish
-from connectors.openai_server import LocalOpenAIServer, Scenario
-from connectors.replay import replay
-from connectors.scenario import generate_scenario
-from models.config import Settings
-from models.gpt_prompt import FENCE_TAG
-from models.messages import NewsItem
+from connectors.files.replay import replay
+from connectors.kafka.io import make_producer, publish
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from connectors.sim.scenario import generate_scenario
+from models.config.settings import Settings
+from models.core.messages import NewsItem
+from models.gpt.prompt import FENCE_TAG
 from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
 from tests.support.golden import check_golden, result_tables
 
@@ -195,7 +195,7 @@ def test_without_a_key_the_flow_says_so_once_and_decides_locally(
 
 def test_the_report_shows_the_gpt_calls_and_strategies(gpt_run: dict[str, Any]) -> None:
     from api.report import summarize, write_report
-    from connectors.clickhouse_store import Store
+    from connectors.store.clickhouse import Store
 
     with Store.open(gpt_run["settings"].clickhouse) as store:
         summary = summarize(store)
@@ -214,7 +214,7 @@ def test_live_flow_keeps_going_while_gpt_answers_slowly(
     import subprocess
     import time
 
-    from connectors.kafka_io import read_topic
+    from connectors.kafka.io import read_topic
     from tests.flowkit import ROOT, flow_command, write_config
 
     settings = make_settings(

@@ -23,21 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.gpt_client import ChatMessage, FailureKind, GptClient
-from connectors.openai_server import LocalOpenAIServer, Scenario
-from models.config import RiskConfig, Settings
-from models.desk import TextEvent
-from models.gpt_decider import Fallback, GptAnswer, GptDecider, fallback_controller
-from models.gpt_prompt import (
-    FENCE_TAG,
-    SYSTEM_PROMPT,
-    DigestItem,
-    build_messages,
-    digest_from,
-    render_context_json,
-    sanitize_text,
-)
-from models.messages import (
+from connectors.gpt.client import ChatMessage, FailureKind, GptClient
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from models.config.settings import RiskConfig, Settings
+from models.core.messages import (
     Branch,
     FeatureVector,
     GptCall,
@@ -51,9 +40,20 @@ from models.messages import (
     StrategyRecord,
     ms_to_datetime,
 )
-from models.strategy import DecisionContext
-from models.strategy_compiler import CompiledDecision, Rejection, compile_decision, one_line
-from models.strategy_spec import (
+from models.desk.desk import TextEvent
+from models.gpt.decider import Fallback, GptAnswer, GptDecider, fallback_controller
+from models.gpt.prompt import (
+    FENCE_TAG,
+    SYSTEM_PROMPT,
+    DigestItem,
+    build_messages,
+    digest_from,
+    render_context_json,
+    sanitize_text,
+)
+from models.strategy.compiler import CompiledDecision, Rejection, compile_decision, one_line
+from models.strategy.engine import DecisionContext
+from models.strategy.spec import (
     MAX_ANSWER_BYTES,
     STRICT_SCHEMA_NAME,
     GptDecision,

@@ -23,8 +23,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.gpt_client import ChatMessage, prompt_hash
-from models.anonymize import (
+from connectors.gpt.client import ChatMessage, prompt_hash
+from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
+from models.core.messages import (
+    Branch,
+    Direction,
+    FeatureVector,
+    NewsItem,
+    Signal,
+    SocialPost,
+    to_ms,
+)
+from models.gpt.anonymize import (
     PRICE_FEATURES,
     UNITLESS_FEATURES,
     AnonymizationError,
@@ -32,8 +42,7 @@ from models.anonymize import (
     anonymize,
     build_map,
 )
-from models.config import ExecutionConfig, RiskConfig, StrategyConfig
-from models.gpt_prompt import (
+from models.gpt.prompt import (
     FENCE_TAG,
     SYSTEM_PROMPT,
     CurrentStrategy,
@@ -47,17 +56,8 @@ from models.gpt_prompt import (
     render_context_json,
     sanitize_text,
 )
-from models.messages import (
-    Branch,
-    Direction,
-    FeatureVector,
-    NewsItem,
-    Signal,
-    SocialPost,
-    to_ms,
-)
-from models.strategy import DecisionContext
-from models.strategy_spec import OPERAND_NAMES, GptDecision, Rejection, StrategySpec
+from models.strategy.engine import DecisionContext
+from models.strategy.spec import OPERAND_NAMES, GptDecision, Rejection, StrategySpec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 NOW = to_ms(datetime(2013, 3, 1, 21, 0, tzinfo=UTC))

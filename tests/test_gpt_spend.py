@@ -6,15 +6,15 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.gpt_cache import AnswerStore
-from connectors.gpt_client import FailureKind, GptClient
-from connectors.gpt_gateway import GptGateway
-from connectors.gpt_spend import SPEND_FILE, BudgetedAsker, SpendLedger
-from connectors.openai_server import LocalOpenAIServer, Scenario
+from connectors.gpt.cache import AnswerStore
+from connectors.gpt.client import FailureKind, GptClient
+from connectors.gpt.gateway import GptGateway
+from connectors.gpt.spend import SPEND_FILE, BudgetedAsker, SpendLedger
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
-from models.gpt_decider import fallback_controller
-from models.messages import Alert, Branch, DecisionRecord, GptCall, GptOutcome
-from models.strategy_spec import GptDecision
+from models.core.messages import Alert, Branch, DecisionRecord, GptCall, GptOutcome
+from models.gpt.decider import fallback_controller
+from models.strategy.spec import GptDecision
 from tests.test_gpt_desk import GOOD, MODEL, PRICES, ev, make_settings, of
 
 D = Decimal

@@ -27,9 +27,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from connectors.clickhouse_store import TABLES, ClickHouseQueryError, Store
-from models.config import ClickHouseConfig
-from models.messages import (
+from connectors.store.clickhouse import TABLES, ClickHouseQueryError, Store
+from models.config.settings import ClickHouseConfig
+from models.core.messages import (
     AdjustRound,
     Alert,
     Bar,
@@ -55,7 +55,7 @@ from models.messages import (
     StrategyStatus,
     TradeIntent,
 )
-from models.sim_exchange import with_status
+from models.execution.sim_venue import with_status
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"

@@ -13,11 +13,11 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.config import Settings
-from models.desk import BarEvent
-from models.ingest import PartitionIngest, RawBatch, Record
-from models.messages import Bar, DeadLetter
-from models.parsing import parse_market
+from models.config.settings import Settings
+from models.core.messages import Bar, DeadLetter
+from models.desk.desk import BarEvent
+from models.market.ingest import PartitionIngest, RawBatch, Record
+from models.market.parsing import parse_market
 
 SYMBOLS = ["AAA", "BBB"]
 T0 = 1_700_000_000_000

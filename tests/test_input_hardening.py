@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from api.cli import main
-from connectors.replay import MarketFileError, load_market_file
-from models.bars import BarBuilder
-from models.config import Settings
-from models.ingest import PartitionIngest, RawBatch
-from models.messages import Bar, BarIn, DeadLetter, NewsItem, StoredTick, Tick
-from models.parsing import event_time_problem, parse_market, parse_text_item
+from connectors.files.replay import MarketFileError, load_market_file
+from models.config.settings import Settings
+from models.core.messages import Bar, BarIn, DeadLetter, NewsItem, StoredTick, Tick
+from models.market.bars import BarBuilder
+from models.market.ingest import PartitionIngest, RawBatch
+from models.market.parsing import event_time_problem, parse_market, parse_text_item
 
 T0_S = 1_700_000_000  # 2023-11-14T22:13:20Z
 T0_MS = T0_S * 1000
@@ -170,7 +170,7 @@ def test_unreadable_file_is_a_one_line_error(
     def denied(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("connectors.market_source.open", denied, raising=False)
+    monkeypatch.setattr("connectors.files.market_source.open", denied, raising=False)
     with pytest.raises(MarketFileError, match=r"aaa\.csv: cannot read \(Permission denied\)"):
         load_market_file(path)
 

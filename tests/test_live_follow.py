@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_io import read_topic
-from connectors.replay import replay
-from connectors.scenario import generate_scenario
-from models.config import Settings
-from models.messages import Tick, to_ms
+from connectors.files.replay import replay
+from connectors.kafka.io import read_topic
+from connectors.sim.scenario import generate_scenario
+from models.config.settings import Settings
+from models.core.messages import Tick, to_ms
 from tests.flowkit import (
     ROOT,
     create_topics,

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from connectors.exchange_emulator import ExchangeEmulator, Fault
-from connectors.kafka_io import make_producer, read_topic
-from connectors.market_feed import MarketFeed, MarketFeedError
-from models.feed_cursor import ErrorKind, FeedStatus
-from models.messages import Tick, to_ms
+from connectors.exchange.market_feed import MarketFeed, MarketFeedError
+from connectors.kafka.io import make_producer, read_topic
+from connectors.sim.exchange_emulator import ExchangeEmulator, Fault
+from models.core.messages import Tick, to_ms
+from models.market.feed_cursor import ErrorKind, FeedStatus
 
 pytestmark = pytest.mark.kafka
 

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.pipeline import IngestLogic
-from models.config import Settings
-from models.ingest import PartitionIngest, RawBatch
-from models.messages import Alert, Bar, BarIn, DeadLetter, NewsItem, SocialPost, Tick
-from models.parsing import parse_market, parse_text_item
-from models.partitioning import home_partition, murmur2
-from models.time_guard import JumpGuard
+from models.config.settings import Settings
+from models.core.messages import Alert, Bar, BarIn, DeadLetter, NewsItem, SocialPost, Tick
+from models.market.ingest import PartitionIngest, RawBatch
+from models.market.parsing import parse_market, parse_text_item
+from models.market.partitioning import home_partition, murmur2
+from models.market.time_guard import JumpGuard
 
 T0 = 1_767_623_400_000  # 2026-01-05T14:30:00Z
 NOW = T0 + 3_600_000  # the trusted clock in these tests

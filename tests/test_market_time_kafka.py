@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from connectors.broker import ensure_topics
-from connectors.kafka_io import make_producer, publish, read_topic
-from connectors.scenario import generate_scenario
-from models.partitioning import home_partition
+from connectors.kafka.broker import ensure_topics
+from connectors.kafka.io import make_producer, publish, read_topic
+from connectors.sim.scenario import generate_scenario
+from models.market.partitioning import home_partition
 from tests.flowkit import create_topics, make_settings, query, run_flow_subprocess
 
 pytestmark = pytest.mark.kafka

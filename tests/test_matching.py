@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.matching import (
+from models.sim.matching import (
     EngineConfig,
     EngineError,
     MarketSpec,

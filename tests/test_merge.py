@@ -6,7 +6,7 @@ import itertools
 import pickle
 import random
 
-from models.merge import OPEN_END, OrderedMerge, PartitionMark
+from models.market.merge import OPEN_END, OrderedMerge, PartitionMark
 
 # (partition, clock, seq) per partition, each partition's own order
 STREAMS = {

@@ -1,4 +1,4 @@
-"""The desk's news buffer (models/news_digest.py): the same kept items, and so the same digest,
+"""The desk's news buffer (models/gpt/news_digest.py): the same kept items, and so the same digest,
 as the old rebuild-and-sort on every item, for any stream; and work per item that does not grow
 with the number of kept items (a news flood must not stall the bars)."""
 
@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import models.news_digest as news_digest
-from models.config import Settings
-from models.desk import BarEvent, TextEvent, TradingDesk
-from models.gpt_prompt import digest_from
-from models.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms
-from models.news_digest import NewsBuffer
+import models.gpt.news_digest as news_digest
+from models.config.settings import Settings
+from models.core.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms
+from models.desk.desk import BarEvent, TextEvent, TradingDesk
+from models.gpt.news_digest import NewsBuffer
+from models.gpt.prompt import digest_from
 
 H = 3_600_000
 T0 = 1_700_000_000_000 // H * H
@@ -155,7 +155,7 @@ def test_desk_converts_each_items_time_once_whatever_it_keeps(
         calls += 1
         return to_ms(ts)
 
-    for module in ("models.desk", "models.news_digest"):
+    for module in ("models.desk.desk", "models.gpt.news_digest"):
         monkeypatch.setattr(f"{module}.to_ms", counting, raising=False)
     n = 200
     for i in range(n):
@@ -171,7 +171,7 @@ def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) ->
     desk = TradingDesk.create(settings, gpt=True)
     items = [_item("news", i, T0 - i * 1000, ["AAA"]) for i in range(3)]
     state = list(desk.state())
-    from models.desk import PERSISTED
+    from models.desk.desk import PERSISTED
 
     state[PERSISTED.index("texts")] = {"AAA": sorted(items, key=news_digest.text_key)}
     restored = TradingDesk.create(settings, gpt=True)

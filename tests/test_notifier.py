@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connectors.notifier import Notifier, NotifierError, SendOutcome
-from models.alert_gate import AlertGate, GateOutcome, format_alert
-from models.messages import Alert, Severity
-from models.notify_config import NotifyConfig, NotifyUrl, redact_url, url_secret_fragments
+from connectors.notify.notifier import Notifier, NotifierError, SendOutcome
+from models.config.notify import NotifyConfig, NotifyUrl, redact_url, url_secret_fragments
+from models.core.messages import Alert, Severity
+from models.monitoring.alert_gate import AlertGate, GateOutcome, format_alert
 from tests.webhook import PASSWORD, TOKEN, WAIT_S, Receiver
 
 

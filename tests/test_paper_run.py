@@ -140,11 +140,11 @@ def test_a_lot_size_off_the_exchanges_amount_step_is_one_clear_error() -> None:
     from decimal import Decimal
 
     from api.exchange_run import exchange_minimums, lot_problems
-    from connectors.ccxt_executor import CcxtExecutor
-    from connectors.exchange_emulator import ExchangeEmulator
-    from connectors.execution_gateway import ExecutionGateway
+    from connectors.exchange.ccxt_executor import CcxtExecutor
+    from connectors.exchange.gateway import ExecutionGateway
+    from connectors.sim.exchange_emulator import ExchangeEmulator
     from dataflows.pipeline import DeskLogic
-    from models.config import Settings
+    from models.config.settings import Settings
 
     def settings(btc_lot: str) -> Settings:
         return Settings.model_validate(

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from models.messages import DeadLetter, NewsItem, Tick
-from models.parsing import parse_market, parse_text_item
+from models.core.messages import DeadLetter, NewsItem, Tick
+from models.market.parsing import parse_market, parse_text_item
 
 RECORD_MS = 1_700_000_000_000
 KW = dict(

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_io import make_producer, publish, read_topic
-from connectors.replay import replay
-from connectors.scenario import generate_scenario
-from models.messages import Tick, to_ms
+from connectors.files.replay import replay
+from connectors.kafka.io import make_producer, publish, read_topic
+from connectors.sim.scenario import generate_scenario
+from models.core.messages import Tick, to_ms
 from tests.flowkit import create_topics, final_book, make_settings, query, run_flow_subprocess
 
 pytestmark = pytest.mark.kafka

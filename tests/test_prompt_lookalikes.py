@@ -16,7 +16,7 @@ from confusable_homoglyphs import confusables
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.gpt_prompt import FENCE_TAG, sanitize_text
+from models.gpt.prompt import FENCE_TAG, sanitize_text
 
 QUOTES = {"\u2039", "\u203a"}  # what the brackets become; the designated safe quotes
 

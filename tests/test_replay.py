@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from connectors.broker import BrokerError
-from connectors.datasets import (
+from connectors.files.datasets import (
     BTCUSD,
     EURUSD,
     GOOG,
@@ -21,9 +20,10 @@ from connectors.datasets import (
     list_datasets,
     resolve_source,
 )
-from connectors.kafka_io import read_topic
-from connectors.replay import MarketFileError, ReplayError, load_market_file, replay
-from models.messages import BarIn, Tick
+from connectors.files.replay import MarketFileError, ReplayError, load_market_file, replay
+from connectors.kafka.broker import BrokerError
+from connectors.kafka.io import read_topic
+from models.core.messages import BarIn, Tick
 
 T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
 

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import connectors.market_file as market_file
-import connectors.market_source as market_source
+import connectors.files.market_file as market_file
+import connectors.files.market_source as market_source
 from api.cli import main
-from connectors.replay import load_market_file, open_market_file, publish_order
-from models.bars import input_end_ms
-from models.messages import BarIn, Tick
+from connectors.files.replay import load_market_file, open_market_file, publish_order
+from models.core.messages import BarIn, Tick
+from models.market.bars import input_end_ms
 
 T0 = int(datetime(2024, 3, 4, tzinfo=UTC).timestamp())
 
@@ -57,10 +57,10 @@ class FakeProducer:
 def fake_broker(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
     producer = FakeProducer()
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "fake:9092")
-    monkeypatch.setattr("connectors.broker.wait_for_broker", lambda *a, **k: None)
-    monkeypatch.setattr("connectors.broker.ensure_topics", lambda *a, **k: None)
-    monkeypatch.setattr("connectors.replay.wait_for_broker", lambda *a, **k: None)
-    monkeypatch.setattr("connectors.replay.make_producer", lambda *a, **k: producer)
+    monkeypatch.setattr("connectors.kafka.broker.wait_for_broker", lambda *a, **k: None)
+    monkeypatch.setattr("connectors.kafka.broker.ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr("connectors.files.replay.wait_for_broker", lambda *a, **k: None)
+    monkeypatch.setattr("connectors.files.replay.make_producer", lambda *a, **k: producer)
     monkeypatch.setattr("api.cli._topic_size", lambda *a, **k: None)
     return producer
 
@@ -237,7 +237,7 @@ def test_bar_files_stream_in_end_order_like_the_in_memory_order(
 
 def test_load_and_stream_agree_on_a_shipped_dataset(tmp_path: Path) -> None:
     """The in-memory load is the stream, listed: same messages, problems and intervals."""
-    from connectors.datasets import EURUSD, dataset_path
+    from connectors.files.datasets import EURUSD, dataset_path
 
     loaded = load_market_file(dataset_path(EURUSD), symbol=EURUSD)
     with open_market_file(dataset_path(EURUSD), symbol=EURUSD) as stream:

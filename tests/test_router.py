@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.config import RouterConfig
-from models.messages import Branch, Direction, Signal
-from models.router import route
+from models.config.settings import RouterConfig
+from models.core.messages import Branch, Direction, Signal
+from models.signals.router import route
 
 
 def sig(name: str, strategic: bool = False) -> Signal:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.clickhouse_store import Store
-from models.config import ClickHouseConfig
+from connectors.store.clickhouse import Store
+from models.config.settings import ClickHouseConfig
 from tests.test_cli import assert_no_traceback, assert_user_error, clean_env, cli
 
 pytestmark = pytest.mark.kafka

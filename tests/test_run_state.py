@@ -20,7 +20,7 @@ import pytest
 
 from api.exchange_run import order_kind
 from api.report import summarize
-from connectors.clickhouse_store import SCHEMA_PATH, TABLES, Store
+from connectors.store.clickhouse import SCHEMA_PATH, TABLES, Store
 from dataflows.pipeline import count_record
 from dataflows.progress import FlowCounters
 from dataflows.run import (
@@ -31,8 +31,8 @@ from dataflows.run import (
     open_run_state,
     stop_message,
 )
-from models.config import ClickHouseConfig, Settings, build_settings
-from models.messages import Bar, Fill, Order, OrderStatus, PositionSnapshot, Side
+from models.config.settings import ClickHouseConfig, Settings, build_settings
+from models.core.messages import Bar, Fill, Order, OrderStatus, PositionSnapshot, Side
 
 BASE: dict[str, Any] = {"symbols": {"GOOG": {}}, "features": {"sma_fast": 20, "sma_slow": 50}}
 

@@ -11,16 +11,16 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.kafka_io import read_topic
-from connectors.replay import replay
-from connectors.scenario import (
+from connectors.files.replay import replay
+from connectors.kafka.io import read_topic
+from connectors.sim.scenario import (
     FlashCrash,
     Scenario,
     build_scenario,
     generate_scenario,
     past_start_ms,
 )
-from models.messages import Tick, to_ms
+from models.core.messages import Tick, to_ms
 
 START = int(datetime(2026, 1, 5, 14, 30, tzinfo=UTC).timestamp() * 1000)
 SYMBOLS = ["SIMA", "SIMB", "SIMC"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from connectors.secrets import (
+from connectors.exchange.secrets import (
     MASK,
     ExchangeCredentials,
     Secret,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.bytewax_io import ClickHouseSink
-from connectors.clickhouse_store import Store
-from models.config import ClickHouseConfig
-from models.messages import Bar
+from connectors.store.clickhouse import Store
+from connectors.store.sink import ClickHouseSink
+from models.config.settings import ClickHouseConfig
+from models.core.messages import Bar
 
 
 def bar(start: int, close: str) -> Bar:

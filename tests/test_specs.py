@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from api.schemas_cmd import check_schemas, default_schema_dir, write_schemas
-from models.config import Settings, SymbolSpec, TopicsConfig
-from models.messages import (
+from models.config.settings import Settings, SymbolSpec, TopicsConfig
+from models.core.messages import (
     AdjustRound,
     Alert,
     BarIn,
@@ -41,7 +41,7 @@ from models.messages import (
     Tick,
     TradeIntent,
 )
-from models.schemas import SCHEMA_MODES, TOPIC_SCHEMAS, generate_schemas, render_schema
+from models.core.schemas import SCHEMA_MODES, TOPIC_SCHEMAS, generate_schemas, render_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -109,9 +109,9 @@ def test_write_and_check_roundtrip(tmp_path: Path) -> None:
 
 def _modules() -> set[str]:
     return {
-        f"{pkg}.{path.stem}"
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
         for pkg in PACKAGES
-        for path in (ROOT / pkg).glob("*.py")
+        for path in (ROOT / pkg).rglob("*.py")
         if path.name != "__init__.py"
     }
 
@@ -289,7 +289,7 @@ def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 VALID: list[tuple[str, Any]] = [
-    # models -> JSON, the way the pipeline and `connectors.replay` write them
+    # models -> JSON, the way the pipeline and `connectors.files.replay` write them
     ("market", _dump(Tick(symbol="ABC", ts=TS, price=Decimal("101.25"), size=Decimal("3")))),
     (
         "market",
@@ -458,7 +458,8 @@ def _readme_topics() -> dict[str, str]:
 
 def test_readme_topics_match_topics_config() -> None:
     assert _readme_topics() == TopicsConfig().model_dump(), (
-        "specs/README.md topic table differs from TopicsConfig defaults in models/config.py"
+        "specs/README.md topic table differs from TopicsConfig defaults in "
+        "models/config/settings.py"
     )
 
 

@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
-from connectors.ccxt_executor import CcxtExecutor
-from connectors.exchange_emulator import ExchangeEmulator
-from connectors.execution_gateway import ExecutionGateway
+from connectors.exchange.ccxt_executor import CcxtExecutor
+from connectors.exchange.gateway import ExecutionGateway
+from connectors.sim.exchange_emulator import ExchangeEmulator
 from dataflows.pipeline import DeskLogic
-from models.config import Settings
-from models.desk import BarEvent
-from models.execution import ExecStatus
-from models.messages import (
+from models.config.settings import Settings
+from models.core.messages import (
     Alert,
     Bar,
     Branch,
@@ -30,7 +28,9 @@ from models.messages import (
     Side,
     Signal,
 )
-from models.stale_order import StaleRule, stale_reason, stale_rule
+from models.desk.desk import BarEvent
+from models.execution.reports import ExecStatus
+from models.execution.stale_order import StaleRule, stale_reason, stale_rule
 
 D = Decimal
 BTC = "BTC/USDT"

@@ -23,12 +23,9 @@ from typing import Any
 
 import pytest
 
-from connectors.openai_server import LocalOpenAIServer, Scenario
-from models.config import Settings
-from models.desk import BarEvent, TradingDesk
-from models.features import FeatureState
-from models.gpt_decider import GptAnswer
-from models.messages import (
+from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from models.config.settings import Settings
+from models.core.messages import (
     Bar,
     DecisionRecord,
     Fill,
@@ -36,9 +33,12 @@ from models.messages import (
     GptOutcome,
     GptRequest,
 )
-from models.router import route
-from models.strategy_spec import GptDecision
-from models.triggers import TriggerState
+from models.desk.desk import BarEvent, TradingDesk
+from models.gpt.decider import GptAnswer
+from models.signals.features import FeatureState
+from models.signals.router import route
+from models.signals.triggers import TriggerState
+from models.strategy.spec import GptDecision
 
 D = Decimal
 MIN = 60_000

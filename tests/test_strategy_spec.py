@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from models import strategy_compiler, strategy_spec
-from models.config import ExecutionConfig, StrategyConfig
-from models.features import FEATURE_NAMES
-from models.messages import FeatureVector, Side, TradeIntent
-from models.schemas import generate_schema
-from models.strategy_compiler import (
+from models.config.settings import ExecutionConfig, StrategyConfig
+from models.core.messages import FeatureVector, Side, TradeIntent
+from models.core.schemas import generate_schema
+from models.signals.features import FEATURE_NAMES
+from models.strategy import compiler as strategy_compiler
+from models.strategy import spec as strategy_spec
+from models.strategy.compiler import (
     CompiledDecision,
     CompiledStrategy,
     Rejection,
@@ -33,7 +34,7 @@ from models.strategy_compiler import (
     compile_strategy,
     to_intent,
 )
-from models.strategy_spec import (
+from models.strategy.spec import (
     MAX_ANSWER_BYTES,
     OPERAND_NAMES,
     STRICT_MAX_ENUM_VALUES,
@@ -275,7 +276,7 @@ def test_crossover_enters_and_exits_exactly_on_the_crossing_bars() -> None:
     for i, (fast, slow, position, expected) in enumerate(series):
         got = strat.on_bar("ABC", fv(i, sma_fast=fast, sma_slow=slow), position, D(100))
         assert kinds(got) == expected, f"bar {i}"
-    # Ties keep the last strict side (models/crossing.py): from equal there is no side to
+    # Ties keep the last strict side (models/signals/crossing.py): from equal there is no side to
     # cross from; below -> equal -> above is one cross; above -> equal -> above is none.
     ties = [
         ([(100.0, 100.0), (100.1, 100.0)], [[], []]),

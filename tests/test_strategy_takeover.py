@@ -1,5 +1,5 @@
 """The running GPT strategy keeps its actions while GPT is asked, and an answer takes over
-from it by stated rules (issue 9, item 7; models/strategy_book.py): the strategy acts on a
+from it by stated rules (issue 9, item 7; models/strategy/takeover.py): the strategy acts on a
 strategic bar and on every bar while a question is out; an answer that repeats it keeps it
 running with its state; another strategy replaces it from the next bar, warmed so that its
 crosses_* see the bars before it. Answers are fed to the desk directly."""
@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from models.desk import BarEvent, TradingDesk
-from models.messages import (
+from models.core.messages import (
     Bar,
     Branch,
     DecisionRecord,
@@ -29,7 +28,8 @@ from models.messages import (
     StrategyRecord,
     StrategyStatus,
 )
-from models.strategy_spec import GptDecision
+from models.desk.desk import BarEvent, TradingDesk
+from models.strategy.spec import GptDecision
 from tests.test_gpt_desk import decision, make_settings, of
 from tests.test_strategy_parity import answer
 

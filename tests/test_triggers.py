@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import (
+from models.config.settings import (
     BreakoutTrigger,
     CrossoverTrigger,
     DrawdownTrigger,
@@ -21,9 +21,9 @@ from models.config import (
     VolumeSpikeTrigger,
     default_triggers,
 )
-from models.features import FEATURE_NAMES, FeatureState
-from models.messages import Bar, Direction, FeatureVector, Signal
-from models.triggers import TriggerState
+from models.core.messages import Bar, Direction, FeatureVector, Signal
+from models.signals.features import FEATURE_NAMES, FeatureState
+from models.signals.triggers import TriggerState
 
 
 def fv(i: int, close: float = 100.0, **values: float | None) -> FeatureVector:

@@ -16,11 +16,11 @@ import typer
 from api import cli
 from api.demo import RunDirError, new_run_dir
 from api.report import RunSummary, summarize, write_report
-from connectors.clickhouse_store import Store
+from connectors.store.clickhouse import Store
 from dataflows.progress import FlowCounters
 from dataflows.run import RESUME_NOTE, RecoveryDirError, recovery_config, stop_message
-from models.config import ClickHouseConfig, load_settings
-from models.messages import DeadLetter
+from models.config.settings import ClickHouseConfig, load_settings
+from models.core.messages import DeadLetter
 from tests.test_cli import assert_no_traceback, assert_user_error, clean_env
 from tests.test_cli import cli as run_cli
 
@@ -317,10 +317,11 @@ def test_report_says_when_dead_letter_groups_are_cut(
 
 
 def test_report_groups_each_guard_refusal_by_its_kind(tmp_path: Path) -> None:
-    """Every kind of time or partition refusal ingest writes (models.parsing, models.time_guard,
-    models.ingest) gets a group of its own, whatever times and symbols its reason names."""
-    from models.parsing import clock_problem, event_time_problem
-    from models.time_guard import JumpGuard
+    """Every kind of time or partition refusal ingest writes (models.market.parsing,
+    models.market.time_guard,
+    models.market.ingest) gets a group of its own, whatever times and symbols its reason names."""
+    from models.market.parsing import clock_problem, event_time_problem
+    from models.market.time_guard import JumpGuard
 
     day = 86_400_000
     t0 = 1_767_623_400_000

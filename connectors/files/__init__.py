@@ -1,0 +1,1 @@
+"""Market data files and shipped datasets, and their replay onto the market topic."""

@@ -1,0 +1,639 @@
+"""Read a market-data file (CSV or Parquet) into validated messages, streaming, in bounded memory.
+
+A file's problems are known before a single record is sent, so the user sees "row 18:
+high='-1': must be a finite number > 0" at the prompt, with the line number of the file,
+instead of hunting for it later in the dead-letter table. Bad rows are *reported*, never
+dropped silently and never published; the pipeline's dead-letter path is for what arrives over
+Kafka from producers we do not control.
+
+Prices are parsed from the file's text (CSV is read as strings), so `104.06` becomes
+`Decimal("104.06")`, never the nearest binary float.
+
+How a file of any size is read without holding it (issue 9, item 6):
+1. Profile pass (`connectors.files.market_source`): the header, which columns carry data, and what
+   the time column holds (all epoch numbers, and then their unit from the median magnitude;
+   or times of day to join with a date column). These are properties of the whole file.
+2. Build pass: rows in chunks -> validated records, written as sorted runs of at most
+   `RUN_ROWS` records to a temporary directory (compact tuples, not models).
+3. The runs are merged by open time (concatenated when the file was already in order, the
+   usual case); for bar files one pass over the merged stream finds duplicate bars and infers
+   each symbol's interval (median spacing) from a bounded count of gaps.
+4. `MarketStream.messages()` merges the runs again and re-orders them by END time (a bar is
+   complete at open + interval) through a heap that only holds bars not yet complete at the
+   current open time: one or two per symbol.
+Memory is bounded by the chunk and run sizes and the number of symbols, never the row count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import pickle
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import ValidationError
+
+from connectors.files.market_source import (
+    MarketFileError,
+    ReplayError,
+    RowProblem,
+    TimeProfile,
+    open_source,
+)
+from models.config.settings import parse_duration_ms
+from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
+from models.market.bars import input_end_ms
+from models.market.parsing import event_time_problem
+
+__all__ = [
+    "MarketFile",
+    "MarketFileError",
+    "MarketStream",
+    "MergedStreams",
+    "ReplayError",
+    "RowProblem",
+    "load_market_file",
+    "open_market_file",
+]
+
+MarketMsg = Tick | BarIn
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+# Beyond any plausible epoch, in µs: keeps float -> int -> timedelta from overflowing.
+_MAX_ABS_US = 6 * 10**16  # ~1900 years either side of 1970
+_MAX_INTERVAL_S = 31 * 86400
+
+# Accepted column names, compared case-insensitively after stripping; first match wins.
+_TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "date", "open_time", "", "unnamed: 0")
+_INDEX_NAMES = ("index", "level_0")
+_SIZE_COLUMNS = ("size", "qty", "quantity", "volume", "amount")
+_SYMBOL_COLUMNS = ("symbol", "ticker")
+
+RUN_ROWS = 50_000
+"""Records per sorted run on disk: the most the build pass holds at once."""
+BLOCK_ROWS = 1_000
+"""Records per pickled block of a run: what a merge holds per run."""
+MAX_FANIN = 64
+"""Runs merged at once; more are first merged into longer runs, so memory stays bounded."""
+KEEP_PROBLEMS = 10_000
+"""Row problems kept for `open_market_file` (the first by row); all are counted."""
+
+# A spilled record: (open µs, seq, row, symbol, kind, payload)
+_BAR, _TICK, _BAD_BAR = 0, 1, 2
+_Rec = tuple[int, int, int, str, int, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class MarketFile:
+    """What a file yielded: valid messages in publishing order (by end time), and every
+    rejected row."""
+
+    path: Path
+    kind: Literal["bars", "ticks"]
+    rows: int
+    messages: list[MarketMsg]
+    problems: list[RowProblem]
+    interval_s: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({m.symbol for m in self.messages})
+
+
+class _Problems:
+    """The `limit` lowest-row problems (all of them when None), and how many there were."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.total = 0
+        self._heap: list[tuple[int, int, str]] = []  # max-heap on row via negation
+
+    def add(self, row: int, reason: str) -> None:
+        self.total += 1
+        item = (-row, -self.total, reason)
+        if self.limit is None or len(self._heap) < self.limit:
+            heapq.heappush(self._heap, item)
+        elif item > self._heap[0]:
+            heapq.heapreplace(self._heap, item)
+
+    def sorted(self) -> list[RowProblem]:
+        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
+        return [RowProblem(-r, reason) for r, _, reason in items]
+
+
+# --------------------------------------------------------------------------------------------
+# Runs on disk
+# --------------------------------------------------------------------------------------------
+
+
+class _Runs:
+    """Sorted runs of records in a temporary directory, each a sequence of pickled blocks."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="stratflow-replay-"))
+        self.paths: list[Path] = []
+        self._n = 0
+
+    def write(self, records: Iterable[_Rec]) -> None:
+        path = self.dir / f"run{self._n}.pkl"
+        self._n += 1
+        with path.open("wb") as fh:
+            it = iter(records)
+            while block := list(itertools.islice(it, BLOCK_ROWS)):
+                pickle.dump(block, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.paths.append(path)
+
+    @staticmethod
+    def read(path: Path) -> Iterator[_Rec]:
+        with path.open("rb") as fh:
+            while True:
+                try:
+                    block: list[_Rec] = pickle.load(fh)
+                except EOFError:
+                    return
+                yield from block
+
+    def compact(self) -> None:
+        """Merge groups of runs until at most MAX_FANIN remain (a file of billions of rows)."""
+        while len(self.paths) > MAX_FANIN:
+            groups = [self.paths[i : i + MAX_FANIN] for i in range(0, len(self.paths), MAX_FANIN)]
+            self.paths = []
+            for group in groups:
+                self.write(heapq.merge(*(self.read(p) for p in group), key=_open_key))
+                for p in group:
+                    p.unlink()
+
+    def merged(self, in_order: bool) -> Iterator[_Rec]:
+        """Every record by (open time, seq); runs written in order are simply chained."""
+        if in_order:
+            return itertools.chain.from_iterable(self.read(p) for p in self.paths)
+        return heapq.merge(*(self.read(p) for p in self.paths), key=_open_key)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _open_key(rec: _Rec) -> tuple[int, int]:
+    return rec[0], rec[1]
+
+
+# --------------------------------------------------------------------------------------------
+# The stream
+# --------------------------------------------------------------------------------------------
+
+
+class MarketStream:
+    """A scanned file: its problems, counts and intervals are known; `messages()` yields the
+    valid messages in publishing order (by end time, ties in file order) from
+    temporary files, as often as asked. Close it (or use `with`) to remove those files."""
+
+    def __init__(
+        self,
+        path: Path,
+        kind: Literal["bars", "ticks"],
+        rows: int,
+        runs: _Runs,
+        in_order: bool,
+        problems: _Problems,
+        interval_s: dict[str, int],
+        count: int,
+        symbols: set[str],
+    ) -> None:
+        self.path = path
+        self.kind: Literal["bars", "ticks"] = kind
+        self.rows = rows
+        self.count = count
+        self.interval_s = interval_s
+        self.in_order = in_order
+        self._runs = runs
+        self._problems = problems
+        self._symbols = symbols
+
+    @property
+    def problems(self) -> list[RowProblem]:
+        """The first problems by row (all of them up to the kept limit)."""
+        return self._problems.sorted()
+
+    @property
+    def problem_count(self) -> int:
+        return self._problems.total
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._symbols)
+
+    def messages(self) -> Iterator[MarketMsg]:
+        pending: list[tuple[int, int, MarketMsg]] = []  # (end µs, seq, msg)
+        last: dict[str, int] = {}
+        for us, seq, _row, sym, kind, payload in self._runs.merged(self.in_order):
+            if kind == _TICK:
+                price, size, ident = payload
+                msg: MarketMsg = Tick.model_construct(
+                    symbol=sym, ts=_us_to_datetime(us), price=price, size=size, id=ident
+                )
+                end = us
+            else:
+                if last.get(sym) == us:  # a duplicate bar (reported by the scan)
+                    continue
+                last[sym] = us
+                if kind == _BAD_BAR:
+                    continue
+                o, h, lo, c, vol, ident = payload
+                iv = self.interval_s[sym]
+                msg = BarIn.model_construct(
+                    symbol=sym,
+                    ts=_us_to_datetime(us),
+                    open=o,
+                    high=h,
+                    low=lo,
+                    close=c,
+                    volume=vol,
+                    interval_s=iv,
+                    id=ident,
+                )
+                end = us + iv * 1_000_000
+            # Everything still to come opens at `us` or later, so it ends at `us` or later:
+            # what ended before is final. Ties wait, as a later record may sort before them.
+            while pending and pending[0][0] < us:
+                yield heapq.heappop(pending)[2]
+            if not pending and end == us:
+                yield msg  # a tick with nothing waiting: the common case, no heap
+            else:
+                heapq.heappush(pending, (end, seq, msg))
+        while pending:
+            yield heapq.heappop(pending)[2]
+
+    def close(self) -> None:
+        self._runs.close()
+
+    def __enter__(self) -> MarketStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class MergedStreams:
+    """Several scanned files as one stream, merged by end time (ties: the earlier file first),
+    so `stratflow replay daily.csv hourly.csv` publishes no daily close before its day's hours
+    whatever the order of the files."""
+
+    def __init__(self, streams: Sequence[MarketStream]) -> None:
+        self.streams = list(streams)
+        self.count = sum(s.count for s in self.streams)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({sym for s in self.streams for sym in s.symbols})
+
+    def messages(self) -> Iterator[MarketMsg]:
+        if len(self.streams) == 1:
+            return self.streams[0].messages()
+        return heapq.merge(*(s.messages() for s in self.streams), key=input_end_ms)
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+
+def _us_to_datetime(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _pick(names: Iterable[str], candidates: Iterable[str]) -> str | None:
+    present = set(names)
+    for c in candidates:
+        if c in present:
+            return c
+    return None
+
+
+def _check_symbol(symbol: str, what: str) -> str:
+    sym = symbol.strip().upper()
+    if not _SYMBOL_RE.match(sym):
+        raise MarketFileError(
+            f"{what} {sym!r} is not a valid symbol (A-Z, 0-9 and . _ / : - , max 32); pass symbol="
+        )
+    return sym
+
+
+def _validation_reason(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if not loc:
+            parts.append(msg)
+        elif e["type"] == "missing":
+            parts.append(f"{loc}: {msg}")
+        else:
+            parts.append(f"{loc}={e['input']!r}: {msg}")
+    return "; ".join(parts)
+
+
+def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
+    """Epoch microseconds (UTC) per value, None where unparseable: epoch numbers in the unit the
+    profile pass chose for the whole file, else ISO-8601 (naive means UTC)."""
+    scale = profile.scale
+    if scale is not None:
+        out: list[int | None] = []
+        for t in text:
+            x = float(t) * scale if t else math.nan
+            # Clamped, not dropped: the row is then refused as out of range, with its text.
+            out.append(None if math.isnan(x) else round(max(-_MAX_ABS_US, min(_MAX_ABS_US, x))))
+        return out
+    parsed = pd.to_datetime(pd.Series(text), utc=True, errors="coerce", format="ISO8601")
+    ints = parsed.dt.as_unit("us").astype("int64").tolist()
+    return [None if bad else v for v, bad in zip(ints, parsed.isna().tolist(), strict=True)]
+
+
+def _counter_median(gaps: Counter[int]) -> float:
+    """`statistics.median` of the multiset, without expanding it."""
+    n = sum(gaps.values())
+    want = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
+    found: list[int] = []
+    seen = 0
+    for gap in sorted(gaps):
+        seen += gaps[gap]
+        while want and want[0] < seen:
+            found.append(gap)
+            want.pop(0)
+    return sum(found) / len(found)
+
+
+def _interval_of(sym: str, gaps: Counter[int], path: Path) -> int:
+    """Median spacing: robust to weekends, holidays and the odd missing bar."""
+    if not gaps:
+        raise MarketFileError(
+            f"{path}: cannot infer the bar interval of {sym} from a single bar; "
+            "pass --interval (e.g. --interval 1d)"
+        )
+    seconds = max(1, round(_counter_median(gaps) / 1e6))
+    if seconds > _MAX_INTERVAL_S:
+        raise MarketFileError(
+            f"{path}: inferred bar interval of {sym} is {seconds / 86400:.0f} days, "
+            "more than the 31-day maximum"
+        )
+    return seconds
+
+
+def open_market_file(
+    path: str | Path,
+    symbol: str | None = None,
+    interval: str | None = None,
+    *,
+    keep_problems: int | None = KEEP_PROBLEMS,
+) -> MarketStream:
+    """Scan an OHLCV bar file or a trade file (CSV or Parquet) in bounded memory.
+
+    Bars need a time column (or unnamed index) and open/high/low/close, volume optional; trades
+    need a time column and price, size optional. Column names are case-insensitive. A `symbol`
+    column wins over the `symbol` argument, which otherwise names every row (default: the file
+    stem upper-cased). `interval` ("1d", "1h", "60") is inferred from the median spacing of the
+    bar times when not given. Whole-file problems raise `MarketFileError`.
+    """
+    p = Path(path)
+    source = open_source(p)
+    names = source.names
+    time_key = source.time_key
+    if time_key is None:
+        raise MarketFileError(
+            f"{p}: no time column (one of ts, timestamp, time, datetime, date, or an unnamed "
+            f"first column); found: {', '.join(names.values())}"
+        )
+    is_bars = all(c in names for c in ("open", "high", "low", "close"))
+    if not is_bars and "price" not in names:
+        raise MarketFileError(
+            f"{p}: need open/high/low/close (bars) or price (trades) columns; "
+            f"found: {', '.join(names.values())}"
+        )
+    symbol_key = _pick(names, _SYMBOL_COLUMNS)
+    default_symbol: str | None = None
+    if symbol is not None:
+        default_symbol = _check_symbol(symbol, "symbol")
+    elif symbol_key is None:
+        default_symbol = _check_symbol(p.stem, "file name gives symbol")
+    fixed_interval: int | None = None
+    if interval is not None:
+        try:
+            ms = parse_duration_ms(interval)
+        except ValueError as exc:
+            raise MarketFileError(f"interval: {exc}") from None
+        fixed_interval = ms // 1000
+        if not 1 <= fixed_interval <= _MAX_INTERVAL_S:
+            raise MarketFileError(f"interval {interval!r} must be between 1 s and 31 days")
+
+    problems = _Problems(keep_problems)
+    for row, reason in source.problems:
+        problems.add(row, reason)
+    time_name = names[time_key]
+    size_key = _pick(names, _SIZE_COLUMNS)
+    id_key = "id" if "id" in names else None
+    volume_key = "volume" if "volume" in names else None
+    runs = _Runs()
+    try:
+        buffer: list[_Rec] = []
+        in_order = True
+        newest: tuple[int, int] = (-(2**63), -1)
+        any_time = False
+        n = 0
+        tick_symbols: set[str] = set()
+        ticks = 0
+        for chunk in source.chunks():
+            cols = chunk.columns
+            n += len(chunk.rownums)
+            if chunk.time_us is not None:
+                times = chunk.time_us
+                shown_times = [""] * len(times)
+            else:
+                shown_times = [str(t).strip() for t in cols[time_key]]
+                times = _parse_times(shown_times, source.time_profile)
+            sym_col = cols[symbol_key] if symbol_key is not None else None
+            for i, row in enumerate(chunk.rownums):
+                us = times[i]
+                if us is None:
+                    problems.add(row, f"{time_name}={cols[time_key][i]!r}: not a valid time")
+                    continue
+                any_time = True
+                if (why := event_time_problem(us // 1000)) is not None:
+                    text = shown_times[i] or _us_to_datetime(us).isoformat()
+                    problems.add(row, f"{time_name}={text!r}: {why}")
+                    continue
+                raw = sym_col[i].strip() if sym_col is not None else ""
+                sym = raw.upper() if raw else default_symbol
+                if sym is None:
+                    problems.add(row, "symbol is empty")
+                    continue
+                seq = n - len(chunk.rownums) + i
+                rec = _record(
+                    cols, i, us, seq, row, sym, is_bars, fixed_interval, size_key, id_key,
+                    volume_key,
+                )  # fmt: skip
+                if isinstance(rec, str):  # an invalid tick: reported now
+                    problems.add(row, rec)
+                    continue
+                if rec[4] == _TICK:
+                    tick_symbols.add(sym)
+                    ticks += 1
+                key = (us, seq)
+                if key < newest:
+                    in_order = False
+                newest = key
+                buffer.append(rec)
+                if len(buffer) >= RUN_ROWS:
+                    buffer.sort(key=_open_key)
+                    runs.write(buffer)
+                    buffer = []
+        if buffer:
+            buffer.sort(key=_open_key)
+            runs.write(buffer)
+            buffer = []
+        if n and not any_time:
+            raise MarketFileError(
+                f"{p}: no parseable time in column {time_name!r} "
+                f"(expected ISO-8601 or epoch numbers), e.g. {source.first_time_text!r}"
+            )
+        runs.compact()
+        intervals: dict[str, int] = {}
+        if not is_bars:
+            count, symbols = ticks, tick_symbols
+        else:
+            count, symbols, intervals = _scan_bars(runs, in_order, problems, fixed_interval, p)
+        return MarketStream(
+            path=p,
+            kind="bars" if is_bars else "ticks",
+            rows=n + len(source.problems),
+            runs=runs,
+            in_order=in_order,
+            problems=problems,
+            interval_s=intervals,
+            count=count,
+            symbols=symbols,
+        )
+    except BaseException:
+        runs.close()
+        raise
+
+
+def _record(
+    cols: dict[str, list[Any]],
+    i: int,
+    us: int,
+    seq: int,
+    row: int,
+    sym: str,
+    is_bars: bool,
+    fixed_interval: int | None,
+    size_key: str | None,
+    id_key: str | None,
+    volume_key: str | None,
+) -> _Rec | str:
+    """The row as a spilled record, validated; an invalid tick is its reason (an invalid bar
+    is kept as a `_BAD_BAR` record: it still counts for duplicates and the interval)."""
+    ts = _us_to_datetime(us)
+    try:
+        if is_bars:
+            data: dict[str, Any] = {
+                "symbol": sym,
+                "ts": ts,
+                "open": str(cols["open"][i]).strip(),
+                "high": str(cols["high"][i]).strip(),
+                "low": str(cols["low"][i]).strip(),
+                "close": str(cols["close"][i]).strip(),
+                # Checked against the real interval when it is known (inferred: later).
+                "interval_s": fixed_interval or 1,
+                # A bar is identified by symbol and open time, so a re-replay dedupes.
+                "id": _cell(cols, id_key, i) or f"{sym}:{us // 1000}",
+            }
+            if volume := _cell(cols, volume_key, i):
+                data["volume"] = volume
+            bar = BarIn.model_validate(data)
+            payload = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.id)
+            return (us, seq, row, sym, _BAR, payload)
+        tick: dict[str, Any] = {"symbol": sym, "ts": ts, "price": str(cols["price"][i]).strip()}
+        if size := _cell(cols, size_key, i):
+            tick["size"] = size
+        if tick_id := _cell(cols, id_key, i):
+            tick["id"] = tick_id
+        t = Tick.model_validate(tick)
+        return (us, seq, row, sym, _TICK, (t.price, t.size, t.id))
+    except ValidationError as err:
+        reason = _validation_reason(err)
+        if is_bars:
+            return (us, seq, row, sym, _BAD_BAR, (reason,))
+        return reason
+
+
+def _cell(cols: dict[str, list[Any]], key: str | None, i: int) -> str:
+    """Stripped text of an optional column; empty means "not given" (volume, size, id)."""
+    return "" if key is None else str(cols[key][i]).strip()
+
+
+def _scan_bars(
+    runs: _Runs,
+    in_order: bool,
+    problems: _Problems,
+    fixed_interval: int | None,
+    path: Path,
+) -> tuple[int, set[str], dict[str, int]]:
+    """One pass over the bars by open time: duplicates (the first by row wins; an invalid bar
+    is reported here, unless it is a duplicate), spacing per symbol, valid count."""
+    last: dict[str, tuple[int, int]] = {}  # symbol -> (open µs, row) of its latest bar
+    gaps: dict[str, Counter[int]] = {}
+    count = 0
+    symbols: set[str] = set()
+    for us, _seq, row, sym, kind, payload in runs.merged(in_order):
+        prev = last.get(sym)
+        if prev is not None and prev[0] == us:
+            when = _us_to_datetime(us).isoformat()
+            problems.add(row, f"duplicate bar of {sym} at {when} (first: row {prev[1]})")
+            continue
+        if prev is not None:
+            gaps[sym][us - prev[0]] += 1
+        else:
+            gaps[sym] = Counter()
+        last[sym] = (us, row)
+        if kind == _BAD_BAR:
+            problems.add(row, payload[0])
+            continue
+        count += 1
+        symbols.add(sym)
+    if fixed_interval is not None:
+        intervals = dict.fromkeys(gaps, fixed_interval)
+    else:
+        intervals = {sym: _interval_of(sym, g, path) for sym, g in sorted(gaps.items())}
+    return count, symbols, intervals
+
+
+def load_market_file(
+    path: str | Path, symbol: str | None = None, interval: str | None = None
+) -> MarketFile:
+    """The whole file in memory (small files, tests, the demo): `open_market_file`, with every
+    message and every problem in lists."""
+    with open_market_file(path, symbol, interval, keep_problems=None) as stream:
+        return MarketFile(
+            path=stream.path,
+            kind=stream.kind,
+            rows=stream.rows,
+            messages=list(stream.messages()),
+            problems=stream.problems,
+            interval_s=stream.interval_s,
+        )

@@ -1,0 +1,216 @@
+"""Publish market messages to the market topic, in the order a live feed delivers them.
+
+Reading files is `connectors.files.market_file` (streaming, bounded memory); this module is the
+publishing loop. Messages go out by the time each is complete: a tick at its time, a bar at
+its END (open + interval), never at its open, so a daily bar reaches the pipeline after that
+day's hourly bars, as a live feed would deliver it (issue 9, item 2). The names of the loading
+API are re-exported here for callers that know them from here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.files.market_file import (
+    MarketFile,
+    MarketFileError,
+    MarketStream,
+    MergedStreams,
+    ReplayError,
+    RowProblem,
+    load_market_file,
+    open_market_file,
+)
+from connectors.kafka.broker import wait_for_broker
+from connectors.kafka.io import DeliveryCounter, make_producer, publish
+from models.core.messages import BarIn, Tick
+from models.market.bars import input_end_ms
+
+__all__ = [
+    "MarketFile",
+    "MarketFileError",
+    "MarketStream",
+    "MergedStreams",
+    "ReplayError",
+    "ReplayStats",
+    "RowProblem",
+    "load_market_file",
+    "open_market_file",
+    "publish_order",
+    "replay",
+]
+
+MarketMsg = Tick | BarIn
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    topic: str
+    sent: int
+    published: int
+    failed: int
+    elapsed_s: float
+    msgs_per_s: float
+    speed: float | None
+    first_event_ms: int | None
+    last_event_ms: int | None
+    per_symbol: dict[str, int]
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        pace = "as fast as possible" if self.speed is None else f"at {self.speed:g}x event time"
+        text = (
+            f"published {self.published} of {self.sent} messages to {self.topic} "
+            f"in {self.elapsed_s:.2f} s ({self.msgs_per_s:,.0f} msgs/s, {pace})"
+        )
+        if self.failed:
+            text += f"; {self.failed} failed: {'; '.join(self.errors)}"
+        return text
+
+
+def publish_order(messages: Iterable[MarketMsg]) -> list[MarketMsg]:
+    """The messages in the order a live feed delivers them: by the time each is complete (a
+    tick at its time, a bar at its end: its close is not known before), ties in input order.
+
+    Epoch ms, not datetimes: a caller's naive datetime (taken as UTC, as the pipeline does)
+    must not break the comparison with aware ones."""
+    timed = sorted(((input_end_ms(m), i, m) for i, m in enumerate(messages)), key=lambda t: t[:2])
+    return [m for _, _, m in timed]
+
+
+def _in_order(messages: Iterable[MarketMsg]) -> Iterator[tuple[MarketMsg, int]]:
+    """(message, end ms) of messages that must already be in publishing order."""
+    newest = -(2**63)
+    for msg in messages:
+        end = input_end_ms(msg)
+        if end < newest:
+            raise ReplayError(
+                f"messages out of publishing order: {msg.symbol} ending at {end} ms after "
+                f"one ending at {newest} ms"
+            )
+        newest = end
+        yield msg, end
+
+
+def replay(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[MarketMsg] | MarketStream | MergedStreams,
+    speed: float | None = None,
+    progress: bool = False,
+    *,
+    flush_timeout_s: float = 60.0,
+    connect_timeout_s: float = 10.0,
+) -> ReplayStats:
+    """Publish messages as JSON in publishing order (`publish_order`), keyed by symbol.
+
+    A `MarketStream` (`open_market_file`) or `MergedStreams` (several of them) is published as
+    it is read, already in that order, in bounded memory; any other iterable is ordered in
+    memory first.
+
+    The key pins a symbol to one partition, which is what keeps its events in order for the
+    pipeline. The record timestamp is the wall clock (the moment of publishing), as a live feed
+    would stamp it, so the pipeline's future-skew check sees realistic record times. With
+    `speed`, event time advances `speed` times faster than wall time; with None, no pacing.
+    """
+    if speed is not None and not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be a positive number or None, got {speed!r}")
+    total: int | None
+    if isinstance(messages, MarketStream | MergedStreams):
+        timed = _in_order(messages.messages())
+        total = messages.count
+    else:
+        ordered = publish_order(messages)
+        timed = _in_order(ordered)
+        total = len(ordered)
+    # Fail in seconds with one line, rather than queueing everything and timing out in flush().
+    wait_for_broker(bootstrap, connect_timeout_s, label="bootstrap")
+    counter = DeliveryCounter()
+    # Paced replays imitate a live feed, so do not hold records back for batching.
+    producer = make_producer(bootstrap, **({"linger.ms": 5} if speed is not None else {}))
+    per_symbol: Counter[str] = Counter()
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+    bar: Any = None
+    task: Any = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("[bold]replay[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        bar.start()
+        task = bar.add_task(topic, total=total, rate="")
+
+    t0 = time.monotonic()
+    shown_at = t0
+    sent = 0
+    try:
+        for msg, ms in timed:
+            if first_ms is None:
+                first_ms = ms
+            last_ms = ms
+            if speed is not None:
+                due = t0 + (ms - first_ms) / 1000.0 / speed
+                while (wait := due - time.monotonic()) > 0:
+                    producer.poll(min(wait, 0.05))
+            publish(
+                producer,
+                topic,
+                msg.symbol.encode(),
+                msg.model_dump_json().encode(),
+                int(time.time() * 1000),
+                on_delivery=counter,
+            )
+            sent += 1
+            per_symbol[msg.symbol] += 1
+            # Every 500 messages at full speed, and at least twice a second when paced.
+            now = time.monotonic()
+            if bar is not None and (sent % 500 == 0 or sent == total or now - shown_at >= 0.5):
+                shown_at = now
+                spent = now - t0
+                rate = f"{sent / spent:>9,.0f} msg/s" if spent > 0 else ""
+                bar.update(task, completed=sent, rate=rate)
+    finally:
+        remaining = producer.flush(flush_timeout_s)
+        if bar is not None:
+            bar.update(task, completed=sent)
+            bar.stop()
+    elapsed = time.monotonic() - t0
+    errors = list(counter.errors)
+    failed = counter.failed + remaining
+    if remaining:
+        errors.append(f"{remaining} not delivered within {flush_timeout_s:g} s")
+    return ReplayStats(
+        topic=topic,
+        sent=sent,
+        published=counter.delivered,
+        failed=failed,
+        elapsed_s=elapsed,
+        msgs_per_s=counter.delivered / elapsed if elapsed > 0 else 0.0,
+        speed=speed,
+        first_event_ms=first_ms,
+        last_event_ms=last_ms,
+        per_symbol=dict(per_symbol),
+        errors=errors,
+    )

@@ -1,0 +1,1 @@
+"""Kafka: the broker a run talks to, reading and writing helpers, the Bytewax source."""

@@ -1,0 +1,1 @@
+"""Alerts to people: apprise targets, off the flow."""

@@ -1,0 +1,1 @@
+"""ClickHouse: the store (chdb or a server), row layout, decoding, runs, the flow's sink."""

@@ -1,0 +1,626 @@
+"""The ClickHouse store: one schema, one SQL dialect, two backends.
+
+Without `clickhouse.url` the store runs ClickHouse in-process with chdb on a persistent
+directory, so a laptop run needs no server; with a URL it talks to a ClickHouse server through
+clickhouse-connect. Both run the same DDL (`deploy/clickhouse/schema.sql`), take the same SQL
+with the same `{name:Type}` parameters, and return the same Python types:
+
+* `Decimal` columns come back as `decimal.Decimal`, exact, at the column's scale
+  (`Decimal('101.500000000000')` for a `Decimal(38, 12)`); never as float or string.
+* integers as `int`, floats as `float`, `Bool` as `bool`, arrays as lists, `DateTime`/
+  `DateTime64` as timezone-aware `datetime` (UTC unless the column names another zone),
+  `Date` as `date`, anything else (String, JSON text, ...) as ClickHouse renders it in JSON.
+
+Rows are written idempotently: every table is a ReplacingMergeTree keyed by the row's natural
+id and the run's id (`run_id`, stamped by the store: `connectors.store.runs`), so a replay
+after a crash writes duplicates that `FINAL` (or a merge) collapses, and two runs keep a row
+each. Rows are laid out by `connectors.store.rows`; chdb's JSON is decoded by
+`connectors.store.decode`.
+
+Unqualified table names in queries resolve to the configured database (`clickhouse.database`)
+once it exists, i.e. after `apply_schema()` or when it already existed at `open()`;
+`store.table("bars")` gives the quoted, qualified name for SQL that must not depend on that.
+Do not send `USE` yourself: the chdb session is shared by every store of the process and the
+store switches its database before each statement.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Protocol, Self, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+
+from connectors.store.decode import decode_json_compact
+from connectors.store.rows import (
+    DECIMAL_SCALE,
+    ROW_CONVERTERS,
+    TABLES,
+    model_to_row,
+    row_to_model,
+    table_for,
+)
+from models.config.settings import ClickHouseConfig
+
+SCHEMA_PATH: Final = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse" / "schema.sql"
+"""The one DDL file; `apply_schema()` reads it from the source tree."""
+
+SCHEMA_DATABASE: Final = "stratflow"
+"""The database name written in the DDL file, replaced by the configured one when applied."""
+
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+# clickhouse-connect logs a traceback of its own before raising; our errors already say it all.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+logging.getLogger("clickhouse_connect").propagate = False
+
+
+class ClickHouseError(RuntimeError):
+    """Base of the store's errors; the message is one line meant for a user, not a traceback."""
+
+
+class ClickHouseUnavailable(ClickHouseError):
+    """The store cannot be opened or reached: a locked or unusable chdb directory, no server."""
+
+
+class ClickHouseQueryError(ClickHouseError):
+    """ClickHouse rejected a statement (bad SQL, unknown table, a value out of range, ...)."""
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(text).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Schema text
+# --------------------------------------------------------------------------------------------
+
+
+def split_sql(text: str) -> list[str]:
+    """Statements of a SQL script, comments removed.
+
+    A ClickHouse server takes one statement per HTTP request, so the script is split here; the
+    scan respects quotes so a `;` or `--` inside a literal or quoted identifier is left alone.
+    """
+    statements: list[str] = []
+    buf: list[str] = []
+    quote: str | None = None
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            buf.append(ch)
+            if ch == "\\" and i + 1 < n:
+                buf.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in ("'", '"', "`"):
+            quote = ch
+            buf.append(ch)
+        elif text.startswith("--", i):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif ch == ";":
+            statements.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    statements.append("".join(buf).strip())
+    return [s for s in statements if s]
+
+
+def schema_statements(database: str, text: str | None = None) -> list[str]:
+    """The DDL statements with the configured database name in place of `stratflow`."""
+    if not _IDENTIFIER.match(database):
+        raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
+    sql = SCHEMA_PATH.read_text(encoding="utf-8") if text is None else text
+    pattern = re.compile(rf"(\bIF\s+NOT\s+EXISTS\s+){SCHEMA_DATABASE}\b", re.IGNORECASE)
+    return [pattern.sub(lambda m: m.group(1) + database, s) for s in split_sql(sql)]
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+
+class _ChdbResult(Protocol):
+    def bytes(self) -> bytes: ...
+
+
+class _ChdbSession(Protocol):
+    def query(
+        self, sql: str, fmt: str = ..., udf_path: str = ..., params: dict[str, str] | None = ...
+    ) -> _ChdbResult: ...
+
+    def close(self) -> None: ...
+
+
+class _Backend(Protocol):
+    kind: Literal["chdb", "clickhouse-connect"]
+    where: str
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> None: ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]: ...
+
+    def insert_json_each_row(self, table: str, body: str) -> None: ...
+
+    def use_database(self, database: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# Settings every chdb session gets, so the JSON we parse is exact and the same on every host:
+# Decimals quoted (else they are JSON numbers and lose digits), NaN/inf quoted (else null), and
+# zone-less DateTime rendered in UTC (else in the host's zone).
+_CHDB_SESSION_SETTINGS: Final = (
+    "SET output_format_json_quote_decimals = 1",
+    "SET output_format_json_quote_denormals = 1",
+    "SET session_timezone = 'UTC'",
+)
+
+# Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field.
+_INSERT_SETTINGS: Final = {"input_format_skip_unknown_fields": 0}
+
+
+@dataclass
+class _SharedChdb:
+    path: str
+    session: _ChdbSession
+    refs: int
+    # The session's current database (USE): stores of one directory may want different ones, so
+    # each query switches under `lock` when needed.
+    current_db: str | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+# chdb hosts one engine per process, bound to one directory, and locks that directory against
+# other processes. Every Store of the process on that directory shares this one session.
+_chdb_lock = threading.Lock()
+_chdb_shared: _SharedChdb | None = None
+
+
+def _lock_holder(path: str) -> str | None:
+    """Who holds the chdb directory's lock, if another process does ("pid 123"), else None.
+
+    chdb only prints the reason to stderr and raises a bare "Error initializing EmbeddedServer",
+    so the lock on `status` (an flock taken by the engine) is probed first to say what is wrong.
+    """
+    status = os.path.join(path, "status")
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return None
+            m = re.search(rb"PID:\s*(\d+)", os.pread(fd, 4096, 0))
+            pid = int(m.group(1)) if m else None
+            if pid == os.getpid():
+                return None
+            return f"pid {pid}" if pid else "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _refuse_if_locked(path: str) -> None:
+    holder = _lock_holder(path)
+    if holder:
+        raise ClickHouseUnavailable(
+            f"chdb directory {path} is in use by {holder}: stop it or set another clickhouse.path"
+        )
+
+
+def _new_chdb_session(path: str) -> _ChdbSession:
+    from chdb import session as chdb_session
+
+    factory = cast(Callable[[str], _ChdbSession], chdb_session.Session)
+    return factory(path)
+
+
+def _acquire_chdb(path: str) -> _SharedChdb:
+    global _chdb_shared
+    real = os.path.realpath(path)
+    with _chdb_lock:
+        shared = _chdb_shared
+        if shared is not None:
+            if shared.path == real:
+                shared.refs += 1
+                return shared
+            raise ClickHouseUnavailable(
+                f"chdb in this process already has {shared.path} open "
+                f"(one directory per process): close its stores before opening {real}"
+            )
+        if "?" in real:
+            raise ClickHouseUnavailable(f"chdb directory {real} must not contain '?'")
+        try:
+            os.makedirs(real, exist_ok=True)
+        except OSError as err:
+            raise ClickHouseUnavailable(
+                f"chdb directory {real} is not usable: {err.strerror or err}"
+            ) from None
+        if not os.access(real, os.R_OK | os.W_OK | os.X_OK):
+            raise ClickHouseUnavailable(f"chdb directory {real} is not readable and writable")
+        _refuse_if_locked(real)
+        try:
+            session = _new_chdb_session(real)
+        except Exception as err:
+            _refuse_if_locked(real)  # lost a race with another process
+            raise ClickHouseUnavailable(f"chdb could not open {real}: {_one_line(err)}") from None
+        try:
+            for stmt in _CHDB_SESSION_SETTINGS:
+                session.query(stmt)
+        except Exception as err:
+            session.close()
+            raise ClickHouseUnavailable(f"chdb could not open {real}: {_one_line(err)}") from None
+        _chdb_shared = _SharedChdb(real, session, 1)
+        return _chdb_shared
+
+
+def _release_chdb(shared: _SharedChdb) -> None:
+    global _chdb_shared
+    with _chdb_lock:
+        shared.refs -= 1
+        if shared.refs > 0:
+            return
+        if _chdb_shared is shared:
+            _chdb_shared = None
+        # Closing the last session stops the engine, which releases the directory lock.
+        shared.session.close()
+
+
+def _chdb_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Parameters as the escaped text a server's HTTP interface expects; chdb parses the same.
+
+    clickhouse-connect's own formatter is used so both backends bind a value identically.
+    """
+    if not params:
+        return None
+    from clickhouse_connect.driver.binding import format_bind_value
+
+    return {k: str(format_bind_value(v, UTC)) for k, v in params.items()}
+
+
+class _ChdbBackend:
+    kind: Literal["chdb", "clickhouse-connect"] = "chdb"
+
+    def __init__(self, path: str) -> None:
+        self._shared: _SharedChdb | None = _acquire_chdb(path)
+        self.where = f"chdb:{self._shared.path}"
+        self._database: str | None = None
+
+    def _live(self) -> _SharedChdb:
+        if self._shared is None:
+            raise ClickHouseError("the store is closed")
+        return self._shared
+
+    def use_database(self, database: str) -> bool:
+        shared = self._live()
+        with shared.lock:
+            try:
+                shared.session.query(f"USE {_quote_identifier(database)}")
+            except RuntimeError:
+                return False  # not created yet: apply_schema() will call again
+            shared.current_db = self._database = database
+            return True
+
+    def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> bytes:
+        shared = self._live()
+        with shared.lock:
+            try:
+                if self._database is not None and shared.current_db != self._database:
+                    shared.session.query(f"USE {_quote_identifier(self._database)}")
+                    shared.current_db = self._database
+                return shared.session.query(sql, fmt, params=_chdb_params(params)).bytes()
+            except RuntimeError as err:
+                raise ClickHouseQueryError(_one_line(err)) from None
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        return decode_json_compact(self._run(sql, "JSONCompact", params))
+
+    def insert_json_each_row(self, table: str, body: str) -> None:
+        settings = ", ".join(f"{k} = {v}" for k, v in _INSERT_SETTINGS.items())
+        self._run(
+            f"INSERT INTO {table} SETTINGS {settings} FORMAT JSONEachRow\n{body}", "CSV", None
+        )
+
+    def close(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            _release_chdb(shared)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user and password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _short_reason(err: BaseException) -> str:
+    text = str(err)
+    m = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
+    return m.group(1).strip() if m else _one_line(text, 200)
+
+
+def _server_target(url: str, database: str) -> tuple[str, str]:
+    """(DSN to connect with, database to use).
+
+    A database in an http(s) URL's path wins over `clickhouse.database` (the URL is the
+    deployment's word); it is then removed from the DSN because clickhouse-connect would make it
+    the session default and fail before `apply_schema()` has created it. `chdb:` DSNs are
+    passed as they are (their path is a directory, not a database).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return url, database
+    path_db = parts.path.strip("/").split("/")[0]
+    dsn = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
+    return dsn, path_db or database
+
+
+class _ServerBackend:
+    kind: Literal["chdb", "clickhouse-connect"] = "clickhouse-connect"
+
+    def __init__(self, dsn: str) -> None:
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import Error as ConnectError
+
+        self.where = redact_url(dsn)
+        self._errors = ConnectError
+        try:
+            self._client: Any = clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
+        except ConnectError as err:
+            raise ClickHouseUnavailable(
+                f"ClickHouse at {self.where} is unreachable: {_short_reason(err)}"
+            ) from None
+        except Exception as err:  # bad DSN, missing optional dependency, ...
+            raise ClickHouseUnavailable(
+                f"ClickHouse at {self.where} cannot be used: {_one_line(err)}"
+            ) from None
+
+    def _fail(self, err: Exception) -> ClickHouseError:
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        if isinstance(err, OperationalError) and "Code:" not in str(err):
+            return ClickHouseUnavailable(
+                f"ClickHouse at {self.where} is unreachable: {_short_reason(err)}"
+            )
+        return ClickHouseQueryError(_one_line(err))
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params) if params else None)
+        except self._errors as err:
+            raise self._fail(err) from None
+
+    def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        try:
+            result = self._client.query(sql, parameters=dict(params) if params else None)
+            return [dict(r) for r in result.named_results()]
+        except self._errors as err:
+            raise self._fail(err) from None
+
+    def insert_json_each_row(self, table: str, body: str) -> None:
+        try:
+            self._client.raw_insert(
+                table,
+                insert_block=body.encode("utf-8"),
+                fmt="JSONEachRow",
+                settings=dict(_INSERT_SETTINGS),
+            )
+        except self._errors as err:
+            raise self._fail(err) from None
+
+    def use_database(self, database: str) -> bool:
+        rows = self.query(
+            "SELECT count() AS n FROM system.databases WHERE name = {db:String}", {"db": database}
+        )
+        if not rows or not rows[0]["n"]:
+            return False  # not created yet: apply_schema() will call again
+        self._client.database = database
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+class Store:
+    """Writes pipeline records to ClickHouse and answers SQL, on chdb or a server alike.
+
+    Safe to open several times in one process on the same chdb directory (they share one
+    session); a directory held by another process, or an unreachable server, raises
+    `ClickHouseUnavailable` with a one-line reason. Not meant to be shared across `fork()`.
+    """
+
+    def __init__(self, backend: _Backend, database: str, run_id: str = "") -> None:
+        self._backend: _Backend | None = backend
+        self._database = database
+        self.run_id = run_id
+        """Stamped on every row this store writes (see `connectors.store.runs`)."""
+        self._kind = backend.kind
+        self._where = backend.where
+
+    @classmethod
+    def open(cls, cfg: ClickHouseConfig, *, run_id: str = "") -> Store:
+        """chdb on `cfg.path` when `cfg.url` is empty, else the server (or `chdb:` DSN) at `url`;
+        rows it writes carry `run_id`."""
+        dsn, database = _server_target(cfg.url, cfg.database) if cfg.url else ("", cfg.database)
+        if not _IDENTIFIER.match(database):
+            raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
+        backend: _Backend = _ServerBackend(dsn) if dsn else _ChdbBackend(cfg.path)
+        try:
+            backend.use_database(database)
+        except BaseException:
+            backend.close()
+            raise
+        return cls(backend, database, run_id)
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    @property
+    def backend(self) -> Literal["chdb", "clickhouse-connect"]:
+        """The client in use: chdb's session API, or clickhouse-connect (server or chdb: DSN)."""
+        return self._kind
+
+    @property
+    def where(self) -> str:
+        """Where the data lives, without credentials (for logs and the CLI)."""
+        return self._where
+
+    @property
+    def closed(self) -> bool:
+        return self._backend is None
+
+    def table(self, name: str) -> str:
+        """The quoted, database-qualified name of a table, for building queries."""
+        return f"{_quote_identifier(self._database)}.{_quote_identifier(name)}"
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def _live(self) -> _Backend:
+        if self._backend is None:
+            raise ClickHouseError("the store is closed")
+        return self._backend
+
+    def apply_schema(self, schema_sql: str | None = None) -> None:
+        """Create the database and tables if missing (and give a store from before run ids its
+        `run_id` column); safe to run on every start."""
+        from connectors.store.runs import add_run_column
+
+        backend = self._live()
+        for stmt in schema_statements(self._database, schema_sql):
+            backend.execute(stmt, None)
+        backend.use_database(self._database)
+        add_run_column(self, TABLES)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete every row `run_id` wrote, in every table."""
+        from connectors.store.runs import delete_run
+
+        delete_run(self, run_id, TABLES)
+
+    def insert(self, table: str, rows: Sequence[BaseModel]) -> int:
+        """Write `rows` to `table` in one INSERT; returns how many were sent.
+
+        Every row is converted before anything is sent, so a bad value (a decimal too large, a
+        model of another table) fails the whole batch and writes nothing.
+        """
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        if not rows:
+            return 0
+        lines: list[str] = []
+        for row in rows:
+            row_table, data = model_to_row(row)
+            if row_table != table:
+                raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
+            data["run_id"] = self.run_id
+            lines.append(
+                json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            )
+        self._live().insert_json_each_row(self.table(table), "\n".join(lines) + "\n")
+        return len(lines)
+
+    def insert_models(self, rows: Iterable[BaseModel]) -> dict[str, int]:
+        """Write mixed models, one INSERT per table; returns rows written per table."""
+        by_table: dict[str, list[BaseModel]] = {}
+        for row in rows:
+            by_table.setdefault(table_for(row), []).append(row)
+        return {t: self.insert(t, batch) for t, batch in by_table.items()}
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a SELECT as dicts; bind values with `{name:Type}` placeholders and `params`.
+
+        Decimal columns come back as `Decimal` at the column's scale on both backends.
+        """
+        return self._live().query(sql, params)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns no rows (DDL, OPTIMIZE, a hand-written INSERT)."""
+        self._live().execute(sql, params)
+
+    def close(self) -> None:
+        """Release the connection; the last store on a chdb directory unlocks it. Idempotent."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"Store({self._kind}, {self._where}, database={self._database}, {state})"
+
+
+__all__ = [
+    "DECIMAL_SCALE",
+    "ROW_CONVERTERS",
+    "SCHEMA_PATH",
+    "TABLES",
+    "ClickHouseError",
+    "ClickHouseQueryError",
+    "ClickHouseUnavailable",
+    "Store",
+    "decode_json_compact",
+    "model_to_row",
+    "redact_url",
+    "row_to_model",
+    "schema_statements",
+    "split_sql",
+    "table_for",
+]

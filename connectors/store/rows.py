@@ -1,0 +1,368 @@
+"""Pipeline models <-> ClickHouse rows: the one place that knows how each message type is laid
+out in a table (pure: no I/O).
+
+* `model_to_row(model)` -> (table, row): JSON-ready, Decimals as exact text at the column scale
+  (`Decimal(38, 12)`, rounded half-even; too large is refused), non-finite floats as the strings
+  ClickHouse parses, nested parts as compact JSON text.
+* `row_to_model(table, row)` rebuilds the message from a `SELECT *` row (the run id and the
+  `ts` alias dropped).
+* `ROW_CONVERTERS` maps each model type to its table and converter; `TABLES` lists the tables in
+  DDL order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic_core import to_json
+
+from models.core.messages import (
+    Alert,
+    Bar,
+    DeadLetter,
+    DecisionRecord,
+    Fill,
+    GptCall,
+    NewsItem,
+    Order,
+    PositionSnapshot,
+    Signal,
+    SocialPost,
+    StoredTick,
+    StrategyRecord,
+    ms_to_datetime,
+    to_ms,
+)
+
+DECIMAL_SCALE: Final = 12
+"""Fractional digits of every money/price/quantity column (`Decimal(38, 12)`)."""
+
+_DECIMAL_MAX_INT_DIGITS: Final = 38 - DECIMAL_SCALE
+_DECIMAL_QUANTUM: Final = Decimal(1).scaleb(-DECIMAL_SCALE)
+# Wide enough that quantizing a 38-digit value never trips the 28-digit default precision.
+_DECIMAL_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN)
+
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Models -> rows (pure; the one place that knows how each message type is laid out in a table)
+# --------------------------------------------------------------------------------------------
+
+
+def _dec(value: Decimal) -> str:
+    """Exact text of a Decimal at the column scale, so neither JSON nor ClickHouse sees a float.
+
+    ClickHouse would silently truncate extra digits; rounding half-even here makes the stored
+    value deterministic and the same on both backends. Values too large for `Decimal(38, 12)`
+    are refused rather than wrapped.
+    """
+    if not value.is_finite():
+        raise ValueError(f"cannot store non-finite decimal {value}")
+    try:
+        q = value.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CTX)
+    except InvalidOperation:
+        q = None
+    if q is None or q.adjusted() >= _DECIMAL_MAX_INT_DIGITS:
+        raise ValueError(f"decimal {value} does not fit Decimal(38, {DECIMAL_SCALE})")
+    return format(q, "f")
+
+
+def _float(value: float) -> float | str:
+    """Non-finite floats as the strings ClickHouse parses, because JSON has no literal for them."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON text of a nested part; Decimals become strings (exact), NaN/inf become null."""
+    return to_json(value, fallback=str, inf_nan_mode="null").decode("utf-8")
+
+
+def _tick_row(m: StoredTick) -> Row:
+    return {
+        "symbol": m.symbol,
+        "ts_ms": m.ts_ms,
+        "price": _dec(m.price),
+        "size": _dec(m.size),
+        "tick_id": m.tick_id,
+    }
+
+
+def _bar_row(m: Bar) -> Row:
+    return {
+        "symbol": m.symbol,
+        "start_ms": m.start_ms,
+        "end_ms": m.end_ms,
+        "open": _dec(m.open),
+        "high": _dec(m.high),
+        "low": _dec(m.low),
+        "close": _dec(m.close),
+        "volume": _dec(m.volume),
+        "trades": m.trades,
+        "vwap": _dec(m.vwap),
+    }
+
+
+def _signal_row(m: Signal) -> Row:
+    return {
+        "symbol": m.symbol,
+        "ts_ms": m.ts_ms,
+        "trigger": m.trigger,
+        "kind": m.kind,
+        "direction": m.direction.value,
+        "strength": _float(m.strength),
+        "strategic": m.strategic,
+        "detail": _json_text(m.detail),
+    }
+
+
+def _decision_row(m: DecisionRecord) -> Row:
+    return {
+        "decision_id": m.decision_id,
+        "ts_ms": m.ts_ms,
+        "symbol": m.symbol,
+        "branch": m.branch.value,
+        "status": m.status.value,
+        "trigger_names": [s.trigger for s in m.triggers],
+        "n_rounds": len(m.rounds),
+        "n_orders": len(m.orders),
+        "n_fills": len(m.fills),
+        "note": m.note,
+        "version": m.version,
+        "triggers": _json_text(m.triggers),
+        "features": _json_text(m.features),
+        "rounds": _json_text(m.rounds),
+        "orders": _json_text(m.orders),
+        "fills": _json_text(m.fills),
+        "portfolio_before": _json_text(m.portfolio_before),
+    }
+
+
+def _order_row(m: Order) -> Row:
+    return {
+        "client_order_id": m.client_order_id,
+        "decision_id": m.decision_id,
+        "symbol": m.symbol,
+        "side": m.side.value,
+        "quantity": _dec(m.quantity),
+        "order_type": m.order_type,
+        "status": m.status.value,
+        "placed_ms": m.placed_ms,
+        "updated_ms": m.updated_ms,
+        "reason": m.reason,
+        "version": m.version,
+    }
+
+
+def _fill_row(m: Fill) -> Row:
+    return {
+        "fill_id": m.fill_id,
+        "client_order_id": m.client_order_id,
+        "decision_id": m.decision_id,
+        "symbol": m.symbol,
+        "side": m.side.value,
+        "quantity": _dec(m.quantity),
+        "price": _dec(m.price),
+        "fee": _dec(m.fee),
+        "ts_ms": m.ts_ms,
+    }
+
+
+def _position_row(m: PositionSnapshot) -> Row:
+    return {
+        "ts_ms": m.ts_ms,
+        "symbol": m.symbol,
+        "quantity": _dec(m.quantity),
+        "avg_cost": _dec(m.avg_cost),
+        "mark_price": _dec(m.mark_price),
+        "realized_pnl": _dec(m.realized_pnl),
+        "unrealized_pnl": _dec(m.unrealized_pnl),
+        "cash": _dec(m.cash),
+        "equity": _dec(m.equity),
+    }
+
+
+def _alert_row(m: Alert) -> Row:
+    return {
+        "alert_id": m.alert_id,
+        "ts_ms": m.ts_ms,
+        "severity": m.severity.value,
+        "source": m.source,
+        "message": m.message,
+        "context": _json_text(m.context),
+    }
+
+
+def _dead_letter_row(m: DeadLetter) -> Row:
+    return {
+        "dead_letter_id": m.dead_letter_id,
+        "topic": m.topic,
+        "partition": m.partition,
+        "offset": m.offset,
+        "record_ms": m.record_ms,
+        "reason": m.reason,
+        "payload": m.payload,
+    }
+
+
+def _news_row(m: NewsItem) -> Row:
+    return {
+        "kind": "news",
+        "id": m.id,
+        "ts_ms": to_ms(m.ts),
+        "symbols": list(m.symbols),
+        "headline": m.headline,
+        "text": m.body,
+        "source": m.source,
+    }
+
+
+def _social_row(m: SocialPost) -> Row:
+    return {
+        "kind": "social",
+        "id": m.id,
+        "ts_ms": to_ms(m.ts),
+        "symbols": list(m.symbols),
+        "headline": "",
+        "text": m.text,
+        "source": m.author,
+    }
+
+
+def _gpt_call_row(m: GptCall) -> Row:
+    return {
+        "call_id": m.call_id,
+        "ts_ms": m.ts_ms,
+        "decision_id": m.decision_id,
+        "round": m.round,
+        "symbol": m.symbol,
+        "model": m.model,
+        "prompt_hash": m.prompt_hash,
+        "prompt_tokens": m.prompt_tokens,
+        "completion_tokens": m.completion_tokens,
+        "latency_ms": m.latency_ms,
+        "cost": _dec(m.cost),
+        "price_known": m.price_known,
+        "outcome": m.outcome.value,
+        "answer": m.answer,
+        "detail": m.detail,
+    }
+
+
+def _strategy_row(m: StrategyRecord) -> Row:
+    return {
+        "activation_id": m.activation_id,
+        "strategy_id": m.strategy_id,
+        "version": m.version,
+        "decision_id": m.decision_id,
+        "symbol": m.symbol,
+        "universe": list(m.universe),
+        "status": m.status.value,
+        "started_ms": m.started_ms,
+        "ended_ms": m.ended_ms,
+        "bars_active": m.bars_active,
+        "trades": m.trades,
+        "realized_pnl": _dec(m.realized_pnl),
+        "confidence": _float(m.confidence),
+        "rationale": m.rationale,
+        "spec": m.spec,
+    }
+
+
+ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]] = {
+    StoredTick: ("ticks", _tick_row),
+    Bar: ("bars", _bar_row),
+    Signal: ("signals", _signal_row),
+    DecisionRecord: ("decisions", _decision_row),
+    Order: ("orders", _order_row),
+    Fill: ("fills", _fill_row),
+    PositionSnapshot: ("positions", _position_row),
+    Alert: ("alerts", _alert_row),
+    DeadLetter: ("dead_letters", _dead_letter_row),
+    NewsItem: ("news", _news_row),
+    SocialPost: ("news", _social_row),
+    GptCall: ("gpt_calls", _gpt_call_row),
+    StrategyRecord: ("strategies", _strategy_row),
+}
+"""Model type -> (table, converter). News items and social posts share the `news` table."""
+
+TABLES: Final[tuple[str, ...]] = tuple(dict.fromkeys(t for t, _ in ROW_CONVERTERS.values()))
+"""Every table of the schema, in DDL order."""
+
+
+def table_for(model: BaseModel) -> str:
+    """The table a message type is stored in."""
+    entry = ROW_CONVERTERS.get(type(model))
+    if entry is None:
+        raise TypeError(f"{type(model).__name__} has no ClickHouse table")
+    return entry[0]
+
+
+def model_to_row(model: BaseModel) -> tuple[str, Row]:
+    """(table, row) for one message; the row is JSON-ready with Decimals as exact strings."""
+    entry = ROW_CONVERTERS.get(type(model))
+    if entry is None:
+        raise TypeError(f"{type(model).__name__} has no ClickHouse table")
+    table, convert = entry
+    return table, convert(model)
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
+    """Rebuild the message from a `SELECT *` row of its table (the inverse of `model_to_row`).
+
+    Lets readers (replay, the API, tests) get validated models back instead of re-parsing the
+    JSON text columns by hand. Millisecond precision is what the tables keep, so a news `ts`
+    with microseconds comes back rounded down to the millisecond.
+    """
+    r = dict(row)
+    r.pop("ts", None)
+    r.pop("run_id", None)  # the run that wrote the row, not part of the message
+    if table == "decisions":
+        for key in ("triggers", "features", "rounds", "orders", "fills", "portfolio_before"):
+            r[key] = _loads(r[key])
+        for key in ("trigger_names", "n_rounds", "n_orders", "n_fills"):
+            r.pop(key, None)
+        return DecisionRecord.model_validate(r)
+    if table == "gpt_calls":
+        # `detail` is plain text here, not the JSON mapping it is in signals.
+        return GptCall.model_validate(r)
+    if table == "strategies":
+        # `spec` stays the JSON text it was written as (the model keeps it as a string).
+        return StrategyRecord.model_validate(r)
+    if table == "news":
+        common = {"id": r["id"], "ts": ms_to_datetime(int(r["ts_ms"])), "symbols": r["symbols"]}
+        if r["kind"] == "social":
+            return SocialPost.model_validate({**common, "text": r["text"], "author": r["source"]})
+        return NewsItem.model_validate(
+            {**common, "headline": r["headline"], "body": r["text"], "source": r["source"]}
+        )
+    simple: dict[str, type[BaseModel]] = {
+        "ticks": StoredTick,
+        "bars": Bar,
+        "signals": Signal,
+        "orders": Order,
+        "fills": Fill,
+        "positions": PositionSnapshot,
+        "alerts": Alert,
+        "dead_letters": DeadLetter,
+    }
+    model = simple.get(table)
+    if model is None:
+        raise ValueError(f"unknown table {table!r}")
+    for key in ("detail", "context"):
+        if key in r:
+            r[key] = _loads(r[key])
+    return model.model_validate(r)

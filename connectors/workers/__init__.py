@@ -1,0 +1,1 @@
+"""Background work for the gateways, keyed so the flow never waits."""

@@ -1,0 +1,1 @@
+"""The run's configuration: validated settings and the notifier's targets."""

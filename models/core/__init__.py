@@ -1,0 +1,1 @@
+"""Types no single stage owns: messages and records, events, commands, ids, money rounding."""

@@ -1,0 +1,1 @@
+"""Orders after the decision: the simulated venue, execution reports, order and fill rules."""

@@ -1,0 +1,1 @@
+"""Alerts: which reach the user, and how they read."""

@@ -1,0 +1,1 @@
+"""Cash, positions and PnL in Decimal, moved only by fills."""

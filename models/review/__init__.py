@@ -1,0 +1,1 @@
+"""The review loop: every proposal passes its reviewers before any order exists."""

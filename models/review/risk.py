@@ -1,0 +1,149 @@
+"""The budget / fee / risk gate: every proposal passes here before any order exists.
+
+The gate only judges; it never edits a proposal. A failed check carries its limit and the
+value it saw, so the controller can size an adjusted proposal from the verdict alone. Estimates
+use the decision price moved against us by the slippage allowance, so a passed order still fits
+when it fills at the next bar's open unless the market gaps further than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from models.config.settings import ExecutionConfig, RiskConfig
+from models.core.messages import Order, Proposal, RiskCheck, RiskVerdict, Side
+from models.portfolio.book import Portfolio
+
+BPS = Decimal(10_000)
+_ZERO = Decimal(0)
+
+
+def estimated_price(price: Decimal, side: Side, execution: ExecutionConfig) -> Decimal:
+    slip = price * execution.slippage_bps / BPS
+    return price + slip if side is Side.BUY else price - slip
+
+
+def fee_for(notional: Decimal, execution: ExecutionConfig) -> Decimal:
+    return notional * execution.fee_bps / BPS
+
+
+def committed(
+    pending: Iterable[Order], prices: dict[str, Decimal], execution: ExecutionConfig
+) -> tuple[Decimal, dict[str, Decimal]]:
+    """What orders placed but not filled yet already use: the cash their buys will take (at the
+    estimated price, fees included) and each symbol's net quantity on its way. Buying power is
+    reserved, never the proceeds of a sell that has not filled."""
+    cash = _ZERO
+    qty: dict[str, Decimal] = {}
+    for order in pending:
+        if order.side is Side.BUY:
+            price = prices.get(order.symbol)
+            if price is not None:
+                notional = order.quantity * estimated_price(price, Side.BUY, execution)
+                cash += notional + fee_for(notional, execution)
+            qty[order.symbol] = qty.get(order.symbol, _ZERO) + order.quantity
+        else:
+            qty[order.symbol] = qty.get(order.symbol, _ZERO) - order.quantity
+    return cash, qty
+
+
+def check(
+    proposal: Proposal,
+    portfolio: Portfolio,
+    prices: dict[str, Decimal],
+    risk: RiskConfig,
+    execution: ExecutionConfig,
+    pending: Iterable[Order] = (),
+) -> RiskVerdict:
+    """Judge a whole proposal against the limits, intents taken together, on top of the
+    `pending` orders (placed, not filled yet): two symbols deciding on the same bar must not
+    both spend the same cash, and a second signal must not sell the same position twice."""
+    checks: list[RiskCheck] = []
+    reserved, on_the_way = committed(pending, prices, execution)
+    cash_needed = _ZERO
+    cash_freed = _ZERO
+    total_fee = _ZERO
+    increases_risk = False
+    held: dict[str, Decimal] = {sym: portfolio.quantity(sym) + q for sym, q in on_the_way.items()}
+    for intent in proposal.intents:
+        price = prices.get(intent.symbol)
+        if price is None:
+            checks.append(
+                RiskCheck(name="price_known", passed=False, message=f"no price for {intent.symbol}")
+            )
+            continue
+        px = estimated_price(price, intent.side, execution)
+        notional = intent.quantity * px
+        fee = fee_for(notional, execution)
+        total_fee += fee
+        checks.append(
+            RiskCheck(
+                name=f"order_notional:{intent.symbol}",
+                passed=notional <= risk.max_order_notional,
+                limit=risk.max_order_notional,
+                value=notional,
+                message="order notional over the per-order limit",
+            )
+        )
+        checks.append(
+            RiskCheck(
+                name=f"order_fee:{intent.symbol}",
+                passed=fee <= risk.max_fee_per_order,
+                limit=risk.max_fee_per_order,
+                value=fee,
+                message="estimated fee over the per-order fee budget",
+            )
+        )
+        qty = held.get(intent.symbol, portfolio.quantity(intent.symbol))
+        if intent.side is Side.BUY:
+            qty += intent.quantity
+            increases_risk = True
+            cash_needed += notional + fee
+            checks.append(
+                RiskCheck(
+                    name=f"position_notional:{intent.symbol}",
+                    passed=qty * px <= risk.max_position_notional,
+                    limit=risk.max_position_notional,
+                    value=qty * px,
+                    message="position after the order over the per-symbol limit",
+                )
+            )
+        else:
+            checks.append(
+                RiskCheck(
+                    name=f"long_only:{intent.symbol}",
+                    passed=intent.quantity <= qty,
+                    limit=qty,
+                    value=intent.quantity,
+                    message="sell larger than the position (no short selling)",
+                )
+            )
+            qty -= intent.quantity
+            cash_freed += notional - fee
+        held[intent.symbol] = qty
+    if cash_needed > 0:
+        spendable = portfolio.cash - reserved + cash_freed - risk.min_cash
+        checks.append(
+            RiskCheck(
+                name="cash",
+                passed=cash_needed <= spendable,
+                limit=spendable,
+                value=cash_needed,
+                message="not enough cash above the reserve for buys, fees and pending buys",
+            )
+        )
+    loss = -portfolio.daily_pnl()
+    if increases_risk:
+        checks.append(
+            RiskCheck(
+                name="daily_loss",
+                passed=loss < risk.daily_loss_limit,
+                limit=risk.daily_loss_limit,
+                value=loss,
+                message="daily loss limit reached: only risk-reducing orders",
+            )
+        )
+    return RiskVerdict(
+        approved=all(c.passed for c in checks), checks=checks, fee_estimate=total_fee
+    )

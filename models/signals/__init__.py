@@ -1,0 +1,1 @@
+"""Features, triggers and the strategic/routine routing of a closed bar."""

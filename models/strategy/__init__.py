@@ -1,0 +1,2 @@
+"""Strategies: the controller interface, the local engine, strategy specs, their compiler and
+life."""

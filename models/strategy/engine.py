@@ -1,0 +1,177 @@
+"""Strategy controllers: the interface every controller answers, and the local engine.
+
+A controller sees a `DecisionContext` and answers a `Proposal`; when the risk gate refuses it,
+the controller gets the verdict back and answers an adjusted proposal (bounded rounds, decided by
+the caller). The GPT controller of a later release implements the same two methods, so the desk
+does not know which one it talks to. The local engine is deliberately simple and deterministic:
+long-only, target a fraction of equity on a long signal, go flat on any risk-off signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from typing import Protocol
+
+from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
+from models.core.messages import (
+    Branch,
+    Direction,
+    FeatureVector,
+    Proposal,
+    RiskVerdict,
+    Side,
+    Signal,
+    TradeIntent,
+)
+from models.review.risk import estimated_price, fee_for
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    decision_id: str
+    symbol: str
+    branch: Branch
+    signals: list[Signal]
+    features: FeatureVector
+    price: Decimal
+    position: Decimal
+    cash: Decimal
+    equity: Decimal
+    lot_size: Decimal
+    risk: RiskConfig
+    execution: ExecutionConfig
+
+
+class StrategyController(Protocol):
+    name: str
+
+    def propose(self, ctx: DecisionContext) -> Proposal: ...
+
+    def adjust(
+        self, ctx: DecisionContext, previous: Proposal, verdict: RiskVerdict
+    ) -> Proposal: ...
+
+
+def round_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
+    if quantity <= 0:
+        return _ZERO
+    return (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+
+
+def desired_direction(signals: list[Signal]) -> Direction | None:
+    """Risk-off wins: any FLAT or SHORT signal means flat; otherwise LONG if any says long."""
+    directions = {s.direction for s in signals}
+    if Direction.FLAT in directions or Direction.SHORT in directions:
+        return Direction.FLAT
+    if Direction.LONG in directions:
+        return Direction.LONG
+    return None
+
+
+class LocalStrategyEngine:
+    """Deterministic rules for both branches; the strategic branch sizes bigger."""
+
+    name = "local"
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        self.cfg = cfg
+
+    def _target_quantity(self, ctx: DecisionContext, direction: Direction | None) -> Decimal:
+        if direction is None:
+            return ctx.position
+        if direction is not Direction.LONG:
+            return _ZERO
+        fraction = (
+            self.cfg.strategic_fraction
+            if ctx.branch is Branch.STRATEGIC
+            else self.cfg.target_fraction
+        )
+        return round_to_lot(ctx.equity * fraction / ctx.price, ctx.lot_size)
+
+    def propose(self, ctx: DecisionContext) -> Proposal:
+        direction = desired_direction(ctx.signals)
+        target = self._target_quantity(ctx, direction)
+        names = ", ".join(s.trigger for s in ctx.signals)
+        intents: list[TradeIntent] = []
+        delta = target - ctx.position
+        # Only add to a long on a long signal; never trim a long because equity moved a bit.
+        if delta > 0 and direction is Direction.LONG:
+            qty = round_to_lot(delta, ctx.lot_size)
+            if qty > 0:
+                intents.append(
+                    TradeIntent(symbol=ctx.symbol, side=Side.BUY, quantity=qty, reason=names)
+                )
+        elif delta < 0 and direction is Direction.FLAT:
+            # Whole lots only: an exchange refuses a quantity off its step (a position bought
+            # with the fee taken in the base asset holds such dust).
+            qty = round_to_lot(-delta, ctx.lot_size)
+            if qty > 0:
+                intents.append(
+                    TradeIntent(symbol=ctx.symbol, side=Side.SELL, quantity=qty, reason=names)
+                )
+        rationale = (
+            f"{ctx.branch.value} decision on {names}: direction "
+            f"{direction.value if direction else 'none'}, target {target} from {ctx.position}"
+        )
+        confidence = min(1.0, max((s.strength for s in ctx.signals), default=0.0))
+        return Proposal(
+            controller=self.name,
+            strategy=f"local-{ctx.branch.value}",
+            intents=intents,
+            rationale=rationale,
+            confidence=confidence,
+        )
+
+    def adjust(self, ctx: DecisionContext, previous: Proposal, verdict: RiskVerdict) -> Proposal:
+        """Shrink buys to what every failed limit allows; slice exits that are too big for one
+        order into several orders, because a limit must never trap a position it should protect."""
+        failed = verdict.failures
+        if any(c.name == "daily_loss" for c in failed):
+            sells = [i for i in previous.intents if i.side is Side.SELL]
+            return previous.model_copy(
+                update={
+                    "intents": sells,
+                    "rationale": previous.rationale + "; daily loss limit: buys dropped",
+                }
+            )
+        intents: list[TradeIntent] = []
+        held_left = ctx.position  # shared by all sells of the symbol, in order
+        for intent in previous.intents:
+            px = estimated_price(ctx.price, Side.BUY, ctx.execution)  # the higher, conservative
+            unit_fee = fee_for(px, ctx.execution)
+            per_order = [intent.quantity]
+            overall = [intent.quantity]
+            for c in failed:
+                limit = c.limit if c.limit is not None else _ZERO
+                if c.name == f"order_notional:{intent.symbol}":
+                    per_order.append(limit / px)
+                elif c.name == f"order_fee:{intent.symbol}" and unit_fee > 0:
+                    per_order.append(limit / unit_fee)
+                elif c.name == f"position_notional:{intent.symbol}":
+                    overall.append(limit / px - ctx.position)
+                elif c.name == "cash":
+                    overall.append(limit / (px + unit_fee))
+            slice_qty = round_to_lot(min(per_order), ctx.lot_size)
+            if intent.side is Side.BUY:
+                qty = round_to_lot(min(*overall, slice_qty), ctx.lot_size)
+                if qty > 0:
+                    intents.append(intent.model_copy(update={"quantity": qty}))
+                continue
+            remaining = round_to_lot(min(*overall, held_left), ctx.lot_size)
+            if remaining > 0 and slice_qty <= 0:
+                continue  # not even one lot fits a single order: nothing to send
+            held_left -= remaining
+            while remaining > 0:
+                part = min(remaining, slice_qty)
+                intents.append(intent.model_copy(update={"quantity": part}))
+                remaining -= part
+        reasons = ", ".join(c.name for c in failed)
+        return previous.model_copy(
+            update={
+                "intents": intents,
+                "rationale": previous.rationale + f"; resized for {reasons}",
+            }
+        )

@@ -177,7 +177,7 @@ def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) ->
     state[PERSISTED_NAMES.index("texts")] = {"AAA": sorted(items, key=news_digest.text_key)}
     restored = TradingDesk.create(settings, gpt=True)
     restored.restore(tuple(state))
-    assert list(restored.texts.get("AAA")) == sorted(items, key=news_digest.text_key)
+    assert list(restored.gpt.texts.get("AAA")) == sorted(items, key=news_digest.text_key)
     restored.on_text(TextEvent(_item("social", 9, T0 - 1500, ["AAA"])))
     again = pickle.loads(pickle.dumps(restored.state()))
     assert [i.id for i in again[PERSISTED.index("texts")].get("AAA")] == ["n2", "s9", "n1", "n0"]

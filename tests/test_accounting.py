@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
+from models.core.ids import client_order_id
 from models.core.messages import (
     Bar,
     Branch,
@@ -20,7 +21,6 @@ from models.core.messages import (
     Signal,
     TradeIntent,
 )
-from models.core.ids import client_order_id
 from models.execution.sim_venue import SimulatedExchange
 from models.portfolio.book import Portfolio
 from models.review.risk import check

@@ -269,7 +269,7 @@ def test_each_failure_falls_back_to_the_local_engine_and_is_logged(
     assert f"gpt fallback ({kind})" in rec.note
     local = LocalStrategyEngine(settings.strategy)
     before = TradingDesk.create(settings)  # the book as it was when the decision was taken
-    expected = local.propose(before._context(event, rec.decision_id))
+    expected = local.propose(before.context(event, rec.decision_id))
     assert proposal.intents == expected.intents  # the local engine's strategic buy
     (call,) = of(GptCall, out)
     assert call.outcome == GptOutcome(kind)

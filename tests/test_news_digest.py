@@ -180,4 +180,5 @@ def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) ->
     assert list(restored.gpt.texts.get("AAA")) == sorted(items, key=news_digest.text_key)
     restored.on_text(TextEvent(_item("social", 9, T0 - 1500, ["AAA"])))
     again = pickle.loads(pickle.dumps(restored.state()))
-    assert [i.id for i in again[PERSISTED_NAMES.index("texts")].get("AAA")] == ["n2", "s9", "n1", "n0"]
+    kept = again[PERSISTED_NAMES.index("texts")].get("AAA")
+    assert [i.id for i in kept] == ["n2", "s9", "n1", "n0"]

@@ -47,7 +47,6 @@ from models.core.messages import (
     DecisionStatus,
     Fill,
     GptCall,
-    GptOutcome,
     GptRequest,
     Order,
     OrderStatus,
@@ -57,30 +56,27 @@ from models.core.messages import (
     Side,
     StrategyRecord,
 )
-from models.desk import exchange_reports
+from models.desk import exchange_reports, gpt_decisions
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
-from models.desk.gpt_session import GptSession, PendingGpt
+from models.desk.gpt_session import GptSession
 from models.desk.strategy_book import StrategyActions, StrategyBook
 from models.execution.reports import ExchangeState, ExecutionReport
 from models.execution.sim_venue import SimulatedExchange, with_status
 from models.execution.venue import ExchangeVenue, Venue
-from models.gpt.decider import Fallback, GptAnswer, GptDecider
+from models.gpt.decider import GptAnswer
 from models.gpt.news_digest import NewsBuffer
-from models.gpt.prompt import PositionInfo
-from models.monitoring.alerts import desk_error_alert, fill_refused_alert, review_alert, spend_alert
+from models.monitoring.alerts import desk_error_alert, fill_refused_alert, review_alert
 from models.portfolio.book import Portfolio
 from models.review.loop import (
     DEFAULT_REVIEWERS,
     Refusal,
     ReviewContext,
     Reviewer,
-    failed_names,
-    review_round,
     run_review_loop,
 )
 from models.strategy.engine import DecisionContext, LocalStrategyEngine, StrategyController
-from models.strategy.takeover import FeatureHistory, take_over, waiting_proposal
+from models.strategy.takeover import FeatureHistory
 
 DeskOutput = (
     DecisionRecord
@@ -193,19 +189,19 @@ class TradingDesk:
             owned, actions = self._strategy_bar(event, out)
             waited = self.gpt.timed_out(sym, bar.end_ms)
             if waited is not None:
-                out.extend(self._gpt_timed_out(waited))
+                out.extend(gpt_decisions.timed_out(self, waited))
             if event.branch is Branch.STRATEGIC and self.gpt.asks_about(sym):
                 cooling = owned and self.gpt.cooling_down(sym, bar.end_ms)
                 asking = sym in self.gpt.pending or not cooling  # a GPT decision takes SYM@END
                 if actions is not None:  # the running strategy acts all the same
                     out.extend(self._strategy_orders(event, actions, shared=asking))
                 if sym in self.gpt.pending:
-                    out.append(self._coalesced(event))
+                    out.append(gpt_decisions.coalesced(self, event))
                 elif cooling:
                     if actions is None:
-                        out.append(self._cooled(event))
+                        out.append(gpt_decisions.cooled(self, event))
                 else:
-                    out.extend(self._start_gpt(event))
+                    out.extend(gpt_decisions.start(self, event))
             elif owned:  # the symbol's strategy decides; routine triggers are its business
                 if actions is not None:  # until an answer replaces it
                     out.extend(self._strategy_orders(event, actions, shared=False))
@@ -268,7 +264,7 @@ class TradingDesk:
         return record
 
     # ---------------------------------------------------------------- shared steps
-    def _context(
+    def context(
         self, trigger: BarEvent, decision_id: str, now: BarEvent | None = None
     ) -> DecisionContext:
         """The decision's context: the trigger's branch and signals, the latest bar's prices."""
@@ -290,7 +286,7 @@ class TradingDesk:
             execution=self.settings.execution,
         )
 
-    def _review_context(self) -> ReviewContext:
+    def review_context(self) -> ReviewContext:
         return ReviewContext(
             settings=self.settings,
             portfolio=self.portfolio,
@@ -298,7 +294,7 @@ class TradingDesk:
             pending_orders=self.decisions.pending_orders(),
         )
 
-    def _review(
+    def review(
         self,
         decision_id: str,
         proposal: Proposal,
@@ -311,7 +307,7 @@ class TradingDesk:
         result = run_review_loop(
             proposal,
             adjust,
-            self._review_context,
+            self.review_context,
             rounds,
             self.settings.risk.max_adjust_rounds,
             self.reviewers,
@@ -372,7 +368,7 @@ class TradingDesk:
         out.extend(orders)
         return out
 
-    def _only_record(self, event: BarEvent, note: str) -> DecisionRecord:
+    def only_record(self, event: BarEvent, note: str) -> DecisionRecord:
         """A decision that places nothing and says why."""
         decision_id = f"{event.bar.symbol}@{event.bar.end_ms}"
         out = self.finalize(
@@ -386,10 +382,10 @@ class TradingDesk:
     def _decide_local(self, event: BarEvent) -> list[DeskOutput]:
         bar = event.bar
         decision_id = f"{bar.symbol}@{bar.end_ms}"
-        ctx = self._context(event, decision_id)
+        ctx = self.context(event, decision_id)
         out: list[DeskOutput] = []
         rounds: list[AdjustRound] = []
-        status, proposal, note = self._review(
+        status, proposal, note = self.review(
             decision_id,
             self.controller.propose(ctx),
             lambda p, v: self.controller.adjust(ctx, p, v),
@@ -424,7 +420,7 @@ class TradingDesk:
         decision takes the bar's decision id, so the strategy's gets a `/strategy` suffix."""
         bar = event.bar
         decision_id = f"{bar.symbol}@{bar.end_ms}" + ("/strategy" if shared else "")
-        ctx = self._context(event, decision_id)
+        ctx = self.context(event, decision_id)
         active = actions.active
         proposal = Proposal(
             controller=STRATEGY_CONTROLLER,
@@ -435,7 +431,7 @@ class TradingDesk:
         )
         out: list[DeskOutput] = []
         rounds: list[AdjustRound] = []
-        status, final, note = self._review(
+        status, final, note = self.review(
             decision_id,
             proposal,
             lambda p, v: self.controller.adjust(ctx, p, v),
@@ -449,235 +445,8 @@ class TradingDesk:
         return out
 
     # ---------------------------------------------------------------- GPT
-    def _positions(self) -> dict[str, PositionInfo]:
-        return {
-            s: PositionInfo(
-                quantity=p.quantity, avg_cost=p.avg_cost, mark_price=self.portfolio.marks.get(s)
-            )
-            for s, p in sorted(self.portfolio.positions.items())
-            if p.quantity != 0
-        }
-
-    def _start_gpt(self, event: BarEvent) -> list[DeskOutput]:
-        decider = self.gpt.decider
-        assert decider is not None
-        bar = event.bar
-        sym = bar.symbol
-        decision_id = f"{sym}@{bar.end_ms}"
-        ctx = self._context(event, decision_id)
-        active = self.strategies.get(sym)
-        question = decider.question(
-            ctx,
-            positions=self._positions(),
-            performance=active.performance(self.portfolio) if active else None,
-            current=active.strategy if active else None,
-            digest=self.gpt.digest(sym, bar.end_ms),
-        )
-        request = self.gpt.request(decision_id, sym, 0, bar.end_ms, question)
-        pending = PendingGpt(event, decision_id, request, question)
-        out: list[DeskOutput] = []
-        # Calls in flight are reserved at the estimate, so concurrent calls cannot overshoot.
-        ok, alert = self.gpt.affordable(bar.end_ms, 1 + len(self.gpt.pending))
-        if not ok:
-            if alert is not None:
-                out.append(alert)
-            detail = f"daily budget {self.gpt.budget.cap} USD reached"
-            out.append(self.gpt.call_row(request, GptOutcome.BUDGET_EXHAUSTED, detail))
-            out.extend(self._finish_local(pending, ctx, Fallback("budget_exhausted", detail), 1))
-            return out
-        self.gpt.asked(pending)
-        out.extend(
-            self.finalize(
-                event, decision_id, [], DecisionStatus.PENDING, None, "waiting for GPT", bar.end_ms
-            )
-        )
-        out.append(request)
-        return out
-
-    def _cooled(self, event: BarEvent) -> DecisionRecord:
-        """A strategic trigger soon after the last question: the running strategy stays in
-        charge (cost control); logged, so the decision log says why GPT was not asked."""
-        bar = event.bar
-        active = self.strategies.strategies[bar.symbol]
-        note = (
-            f"GPT asked {(bar.end_ms - self.gpt.last_asked[bar.symbol]) // 1000} s ago "
-            f"(cooldown {self.settings.gpt.cooldown}); {active.strategy.strategy_id} keeps running"
-        )
-        return self._only_record(event, note)
-
-    def _coalesced(self, event: BarEvent) -> DecisionRecord:
-        """A strategic trigger while the symbol's GPT decision is out: one call at a time."""
-        waiting = self.gpt.pending[event.bar.symbol].decision_id
-        note = f"GPT decision {waiting} still pending; one question per symbol at a time"
-        return self._only_record(event, note)
-
-    def _gpt_timed_out(self, pending: PendingGpt) -> list[DeskOutput]:
-        del self.gpt.pending[pending.event.bar.symbol]
-        detail = f"no answer within {self.settings.gpt.max_wait} of event time"
-        now = self.latest[pending.event.bar.symbol]
-        ctx = self._context(pending.event, pending.decision_id, now)
-        version = len(pending.rounds) + 2
-        return self._finish_local(pending, ctx, Fallback("timeout", detail), version)
-
-    def _finish_local(
-        self, pending: PendingGpt, ctx: DecisionContext, why: Fallback, version: int
-    ) -> list[DeskOutput]:
-        """GPT could not decide: the local engine does, through the same loop, and the
-        decision log says why (controller `local (gpt fallback: kind)`). Where a strategy runs
-        on the symbol it stays in charge instead: it has acted on every bar meanwhile, and the
-        local engine on top would trade the same moves twice."""
-        now_ms = self.latest[ctx.symbol].bar.end_ms
-        active = self.strategies.get(ctx.symbol)
-        if active is not None:
-            note = f"gpt fallback ({why.kind}); {active.strategy.strategy_id} keeps running"
-            return self.finalize(
-                pending.event,
-                pending.decision_id,
-                pending.rounds,
-                DecisionStatus.NO_ACTION,
-                None,
-                note,
-                now_ms,
-                version,
-            )
-        out: list[DeskOutput] = []
-        status, proposal, note = self._review(
-            pending.decision_id,
-            GptDecider.fallback(self.controller.propose(ctx), why),
-            lambda p, v: GptDecider.fallback(self.controller.adjust(ctx, p, v), why),
-            pending.rounds,
-            now_ms,
-            out,
-        )
-        note = f"gpt fallback ({why.kind}); " + (note or "local engine decided")
-        out.extend(
-            self.finalize(
-                pending.event,
-                pending.decision_id,
-                pending.rounds,
-                status,
-                proposal,
-                note,
-                now_ms,
-                version,
-            )
-        )
-        return out
-
     def on_gpt_answer(self, answer: GptAnswer) -> list[DeskOutput]:
-        """Resume the decision this answer belongs to; an answer nobody waits for any more
-        (timed out, or from before a restart) is only logged. The answer's proposal passes
-        one round of the review loop; a refusal goes back to GPT with every reason (the next
-        round is its next answer), until the rounds or the budget run out."""
-        decider = self.gpt.decider
-        out: list[DeskOutput] = []
-        call = answer.call
-        if answer.billed:  # a late answer was paid for all the same
-            alert = self.gpt.billed(call)
-            if alert is not None:
-                out.append(alert)
-        pending = self.gpt.answered(answer.request_id)
-        if decider is None or pending is None:
-            late = "answer arrived after the decision was taken; not used"
-            detail = f"{call.detail}; {late}" if call.detail else late
-            out.append(call.model_copy(update={"detail": detail}))
-            return out
-        sym = pending.event.bar.symbol
-        now = self.latest[sym]
-        ctx = self._context(pending.event, pending.decision_id, now)
-        result = decider.interpret(answer, pending.question.amap)
-        if isinstance(result, Fallback) and result.kind == "rejected":
-            call = call.model_copy(update={"detail": f"rejected: {result.detail}"[:1000]})
-        out.append(call)
-        version = len(pending.rounds) + 2
-        if answer.failure == GptOutcome.BUDGET_EXHAUSTED.value:
-            out.append(spend_alert(answer.detail, call.ts_ms, pending.decision_id))
-        if isinstance(result, Fallback):
-            del self.gpt.pending[sym]
-            out.extend(self._finish_local(pending, ctx, result, version))
-            return out
-        takeover = take_over(
-            result, self.strategies.get(sym), self.feature_history, sym, now.features.ts_ms
-        )
-        result = takeover.decision
-        proposal = (
-            decider.to_proposal(
-                ctx,
-                result,
-                positions={s: p.quantity for s, p in self.portfolio.positions.items()},
-                prices=dict(self.portfolio.marks),
-                lot_sizes={s: spec.lot_size for s, spec in self.settings.symbols.items()},
-                entry_price=self.portfolio.position(sym).avg_cost if ctx.position > 0 else None,
-            )
-            if takeover.acts_now
-            else waiting_proposal(result)
-        )
-        placed = now.bar.end_ms
-        step = review_round(proposal, self._review_context(), pending.rounds, self.reviewers)
-        proposal = step.proposal
-        verdict = step.verdict
-        if verdict is None or verdict.approved:
-            del self.gpt.pending[sym]
-            if verdict is None:
-                # Logged all the same: the decision log shows what GPT decided, orders or not.
-                nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
-                pending.rounds.append(
-                    AdjustRound(round=len(pending.rounds), proposal=proposal, verdict=nothing)
-                )
-            out.extend(
-                self.strategies.activate(
-                    result, pending.decision_id, sym, placed, self.portfolio.equity()
-                )
-            )
-            if verdict is None:
-                note = f"gpt {result.action}: no orders" + (
-                    f" ({takeover.note})" if takeover.note else ""
-                )
-                status = DecisionStatus.NO_ACTION
-            else:
-                note, status = f"gpt {result.action}", DecisionStatus.EXECUTED
-            out.extend(
-                self.finalize(
-                    pending.event,
-                    pending.decision_id,
-                    pending.rounds,
-                    status,
-                    proposal,
-                    note,
-                    placed,
-                    version,
-                )
-            )
-            if status is DecisionStatus.EXECUTED and pending.decision_id in self.decisions.open:
-                active = self.strategies.get(sym)
-                if active is not None and active.activation_id == pending.decision_id:
-                    self.strategies.own(pending.decision_id, active)
-            return out
-        n = pending.rounds[-1].round
-        affordable, alert = self.gpt.affordable(pending.event.bar.end_ms, 1, now.bar.end_ms)
-        if alert is not None:
-            out.append(alert)
-        if n < self.settings.risk.max_adjust_rounds and affordable:
-            out.append(
-                review_alert(pending.decision_id, placed, n, verdict, "sent back to GPT", False)
-            )
-            pending.question = decider.follow_up(pending.question, answer.raw_text, verdict)
-            pending.request = self.gpt.request(
-                pending.decision_id, sym, n + 1, pending.event.bar.end_ms, pending.question
-            )
-            out.append(pending.request)
-            return out
-        out.append(
-            review_alert(
-                pending.decision_id, placed, n, verdict, "GPT rounds exhausted, local engine", True
-            )
-        )
-        del self.gpt.pending[sym]
-        why = Fallback(
-            "risk_refused", f"risk gate refused {n + 1} GPT round(s): {failed_names(verdict)}"
-        )
-        out.extend(self._finish_local(pending, ctx, why, version))
-        return out
+        return gpt_decisions.on_gpt_answer(self, answer)
 
     # ---------------------------------------------------------------- a real exchange
     def unreported_orders(self) -> list[Order]:

@@ -20,12 +20,10 @@ from typing import TYPE_CHECKING
 from models.core.commands import ExchangeCommand
 from models.core.messages import (
     AdjustRound,
-    DecisionStatus,
     Fill,
     Order,
     OrderStatus,
     Proposal,
-    RiskVerdict,
     Severity,
     Side,
     StrategyStatus,
@@ -217,12 +215,24 @@ def exchange_fallback(desk: TradingDesk, report: ExecutionReport, action: str) -
         rationale=f"order {report.client_order_id} could not be placed: flatten {sym}",
         confidence=1.0,
     )
-    nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
-    rounds = [AdjustRound(round=0, proposal=proposal, verdict=nothing)]
-    note = f"fallback flatten after order {report.client_order_id} failed"
-    return desk.finalize(
-        now, decision_id, rounds, DecisionStatus.EXECUTED, proposal, note, report.ts_ms
+    # The flatten is a proposal like any other: the review loop judges it, and a refusal goes
+    # back to the local engine (which slices an order too big for the limits).
+    ctx = desk.context(now, decision_id)
+    out: list[DeskOutput] = []
+    rounds: list[AdjustRound] = []
+    status, final, why = desk.review(
+        decision_id,
+        proposal,
+        lambda p, v: desk.controller.adjust(ctx, p, v),
+        rounds,
+        report.ts_ms,
+        out,
     )
+    note = f"fallback flatten after order {report.client_order_id} failed" + (
+        f"; {why}" if why else ""
+    )
+    out.extend(desk.finalize(now, decision_id, rounds, status, final, note, report.ts_ms))
+    return out
 
 
 def on_exchange_state(desk: TradingDesk, state: ExchangeState, ts_ms: int) -> list[DeskOutput]:

@@ -14,7 +14,6 @@ components (`models.desk.gpt_session` holds the conversation's).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from models.core.events import BarEvent
@@ -23,7 +22,6 @@ from models.core.messages import (
     DecisionRecord,
     DecisionStatus,
     GptOutcome,
-    RiskVerdict,
 )
 from models.desk.gpt_session import PendingGpt
 from models.gpt.decider import Fallback, GptAnswer, GptDecider
@@ -215,10 +213,10 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     if verdict is None or verdict.approved:
         del desk.gpt.pending[sym]
         if verdict is None:
-            # Logged all the same: the decision log shows what GPT decided, orders or not.
-            nothing = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
+            # Logged all the same: the decision log shows what GPT decided, orders or not;
+            # nothing was reviewed, so the round has no verdict.
             pending.rounds.append(
-                AdjustRound(round=len(pending.rounds), proposal=proposal, verdict=nothing)
+                AdjustRound(round=len(pending.rounds), proposal=proposal, verdict=None)
             )
         out.extend(
             desk.strategies.activate(

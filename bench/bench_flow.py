@@ -51,8 +51,9 @@ def child_loop(settings: Settings, bootstrap: str) -> dict[str, Any]:
 
     from connectors.kafka.source import CONSUMER_TUNING
     from connectors.store.clickhouse import ROW_CONVERTERS, Store
+    from models.core.events import BarEvent
     from models.core.messages import DecisionRecord
-    from models.desk.desk import BarEvent, TradingDesk
+    from models.desk.desk import TradingDesk
     from models.market.ingest import PartitionIngest, RawBatch, Record
 
     store = Store.open(settings.clickhouse)

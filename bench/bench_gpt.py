@@ -37,8 +37,8 @@ from connectors.sim.openai_server import LocalOpenAIServer, Scenario  # noqa: E4
 from connectors.sim.scenario import generate_scenario, past_start_ms  # noqa: E402
 from dataflows.pipeline import DeskLogic  # noqa: E402
 from models.config.settings import Settings  # noqa: E402
+from models.core.events import BarEvent  # noqa: E402
 from models.core.messages import Branch, DecisionRecord, DecisionStatus  # noqa: E402
-from models.desk.desk import BarEvent  # noqa: E402
 from models.market.ingest import PartitionIngest, RawBatch, Record  # noqa: E402
 
 MODEL = "bench-model"
@@ -130,11 +130,11 @@ def run_desk(
         account(list(out), time.perf_counter())
         # Live: wait for the answer before the next bar, so every run asks the same questions
         # (and the store has them all); what is timed is the worker round trip.
-        while not inline and gateway is not None and (gateway.in_flight or logic.desk.pending):
+        while not inline and gateway is not None and (gateway.in_flight or logic.desk.gpt.pending):
             time.sleep(0.0002)
             more, _ = logic.on_notify()
             account(list(more), time.perf_counter())
-    while not inline and gateway is not None and (gateway.in_flight or logic.desk.pending):
+    while not inline and gateway is not None and (gateway.in_flight or logic.desk.gpt.pending):
         time.sleep(0.0005)
         more, _ = logic.on_notify()
         account(list(more), time.perf_counter())

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.config.settings import Settings  # noqa: E402
+from models.core.events import BarEvent, TextEvent  # noqa: E402
 from models.core.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms  # noqa: E402
-from models.desk.desk import BarEvent, TextEvent, TradingDesk  # noqa: E402
+from models.desk.desk import TradingDesk  # noqa: E402
 
 H = 3_600_000
 T0 = 1_700_000_000_000 // H * H
@@ -44,7 +45,7 @@ def baseline_on_text(
 ) -> None:
     """BASELINE, for comparison only: `TradingDesk.on_text` before issue 9 item 10, unchanged
     except that it keeps its lists in `texts` instead of the desk."""
-    if desk.gpt is None or desk.settings.gpt.digest_items == 0:
+    if desk.gpt.decider is None or desk.settings.gpt.digest_items == 0:
         return
     item = event.item
     keep = 4 * desk.settings.gpt.digest_items
@@ -54,12 +55,12 @@ def baseline_on_text(
             continue
         items = [*texts.get(sym, ()), item]
         if clock is not None:
-            items = [i for i in items if to_ms(i.ts) >= clock - desk._digest_window_ms]
+            items = [i for i in items if to_ms(i.ts) >= clock - desk.gpt.digest_window_ms]
         items.sort(key=lambda i: (to_ms(i.ts), i.type, i.id))
         if clock is None:
             texts[sym] = items[-keep:]
             continue
-        ahead = clock + desk._digest_window_ms
+        ahead = clock + desk.gpt.digest_window_ms
         current = [i for i in items if to_ms(i.ts) <= ahead][-keep:]
         future = [i for i in items if to_ms(i.ts) > ahead][: keep - len(current)]
         texts[sym] = current + future
@@ -171,7 +172,7 @@ def main() -> None:
         desk = make_desk(symbols, args.digest_items)
         evs = events if not shuffled else make_items(args.items, symbols, True, args.seed)
         elapsed = run_new(desk, evs)
-        rows.append((label, len(evs), elapsed, len(desk.texts)))
+        rows.append((label, len(evs), elapsed, len(desk.gpt.texts)))
 
     print(
         f"{'algorithm':<30} {'items':>8} {'seconds':>9} {'items/s':>10} {'kept (all symbols)':>19}"

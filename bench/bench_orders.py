@@ -53,6 +53,7 @@ from connectors.exchange.gateway import ExecutionGateway  # noqa: E402
 from connectors.sim.exchange_emulator import ExchangeEmulator  # noqa: E402
 from dataflows.pipeline import DeskLogic  # noqa: E402
 from models.config.settings import Settings  # noqa: E402
+from models.core.events import BarEvent  # noqa: E402
 from models.core.messages import (  # noqa: E402
     Bar,
     Branch,
@@ -63,7 +64,6 @@ from models.core.messages import (  # noqa: E402
     Side,
     Signal,
 )
-from models.desk.desk import BarEvent  # noqa: E402
 from models.execution.reports import ExecStatus, ExecutionReport  # noqa: E402
 
 D = Decimal

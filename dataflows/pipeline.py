@@ -33,6 +33,9 @@ from connectors.store.clickhouse import ROW_CONVERTERS, table_for
 from connectors.store.sink import ClickHouseSink, NotifierSink
 from dataflows.progress import FlowCounters
 from models.config.settings import Settings, parse_duration_ms, with_min_notional
+from models.core.commands import ExchangeCommand
+from models.core.events import BarEvent, TextEvent
+from models.core.ids import alert_id
 from models.core.messages import (
     Alert,
     Bar,
@@ -45,18 +48,11 @@ from models.core.messages import (
     PositionSnapshot,
     Severity,
 )
-from models.desk.desk import (
-    BarEvent,
-    DeskOutput,
-    ExchangeCommand,
-    TextEvent,
-    TradingDesk,
-    alert_id,
-    desk_error_alert,
-)
+from models.desk.desk import DeskOutput, TradingDesk
 from models.execution.reports import ExecStatus, ExecutionReport
 from models.market.ingest import IngestOutput, PartitionIngest, RawBatch
 from models.market.merge import OrderedMerge, PartitionMark
+from models.monitoring.alerts import desk_error_alert
 
 DESK_KEY = "desk"
 ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for GPT answers

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
+from models.core.ids import client_order_id
 from models.core.messages import (
     Bar,
     Branch,
@@ -20,7 +21,7 @@ from models.core.messages import (
     Signal,
     TradeIntent,
 )
-from models.execution.sim_venue import SimulatedExchange, client_order_id
+from models.execution.sim_venue import SimulatedExchange
 from models.portfolio.book import Portfolio
 from models.review.risk import check
 from models.strategy.engine import DecisionContext, LocalStrategyEngine
@@ -258,8 +259,8 @@ def order(placed: int) -> Order:
 
 def test_exchange_fills_next_bar_open_with_fee_and_slippage_never_earlier() -> None:
     ex = SimulatedExchange(ExecutionConfig(fee_bps=D(10), slippage_bps=D(50)))
-    assert ex.place(order(placed=60_000))
-    assert not ex.place(order(placed=60_000))  # same client order id: ignored
+    assert ex.accept(order(placed=60_000))
+    assert not ex.accept(order(placed=60_000))  # same client order id: ignored
     assert ex.on_bar(bar(0, "100", "101")) == []  # started before the order existed
     fills = ex.on_bar(bar(60_000, "200", "201"))
     assert len(fills) == 1

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from connectors.files.replay import publish_order, replay
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import BarIn, DecisionRecord, Order, Tick, to_ms
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.market.bars import BarBuilder, Rejected, input_end_ms, off_grid_note
 from models.market.ingest import PartitionIngest, RawBatch
 from models.market.merge import OrderedMerge, PartitionMark

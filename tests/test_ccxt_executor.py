@@ -20,6 +20,7 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
 from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -33,7 +34,7 @@ from models.core.messages import (
     Side,
     Signal,
 )
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.execution.reports import ErrorKind, ExecStatus
 from models.sim.matching import EngineConfig
 

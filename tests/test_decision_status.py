@@ -20,6 +20,7 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator
 from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
+from models.core.commands import ExchangeCommand
 from models.core.messages import (
     Alert,
     DecisionRecord,
@@ -30,7 +31,7 @@ from models.core.messages import (
     OrderStatus,
     Side,
 )
-from models.desk.desk import ExchangeCommand, TradingDesk
+from models.desk.desk import TradingDesk
 from models.execution.decision_status import decision_status, order_status
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 from tests.test_ccxt_executor import bar_event
@@ -75,7 +76,7 @@ def test_an_order_refused_at_fill_makes_the_decision_rejected(gap: str) -> None:
     record = decisions[order.decision_id]
     assert record.orders[0].status is OrderStatus.REJECTED and record.fills == []
     assert record.status is DecisionStatus.REJECTED
-    assert desk.portfolio.quantity(SYM) == 0 and desk.open_decisions == {}
+    assert desk.portfolio.quantity(SYM) == 0 and desk.decisions.open == {}
 
 
 def test_an_order_filled_at_the_next_open_stays_executed() -> None:
@@ -258,7 +259,7 @@ def test_any_report_sequence_ends_consistent_with_the_fills(
         assert latest.status is OrderStatus.REJECTED
         assert record.status is DecisionStatus.REJECTED
     # Open iff the order is still on its way; the fallback at most once.
-    assert (order.decision_id in desk.open_decisions) == (latest.status is OrderStatus.PENDING)
+    assert (order.decision_id in desk.decisions.open) == (latest.status is OrderStatus.PENDING)
     assert len(of(ExchangeCommand, rows)) <= 1
 
 

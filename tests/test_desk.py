@@ -6,6 +6,7 @@ import pickle
 from decimal import Decimal
 
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -20,7 +21,7 @@ from models.core.messages import (
     PositionSnapshot,
     Signal,
 )
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.strategy.engine import LocalStrategyEngine
 
 D = Decimal
@@ -103,7 +104,7 @@ def test_decide_then_fill_next_bar_open_and_update_the_decision_row() -> None:
     expected_cash = D(10_000) - D(50) * D(102) - fee
     assert snap.cash == expected_cash
     assert snap.equity == expected_cash + D(50) * D(104)
-    assert desk.open_decisions == {}
+    assert desk.decisions.open == {}
 
 
 def test_over_limit_goes_back_to_controller_and_every_round_is_logged() -> None:
@@ -160,9 +161,9 @@ def test_snapshot_restore_continues_identically() -> None:
     expected = [whole.on_bar_event(e) for e in events]
     first = TradingDesk.create(settings())
     got = [first.on_bar_event(e) for e in events[:2]]
-    state = pickle.loads(pickle.dumps((first.portfolio, first.exchange, first.open_decisions)))
+    state = pickle.loads(pickle.dumps(first.state()))
     second = TradingDesk.create(settings())
-    second.portfolio, second.exchange, second.open_decisions = state
+    second.restore(state)
     got += [second.on_bar_event(e) for e in events[2:]]
     assert got == expected
     assert second.portfolio.quantity("ABC") == 0

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import pytest
 
 from models.config.settings import Settings
+from models.core.commands import ExchangeCommand
+from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -24,7 +26,7 @@ from models.core.messages import (
     Side,
     Signal,
 )
-from models.desk.desk import BarEvent, ExchangeCommand, TradingDesk
+from models.desk.desk import TradingDesk
 from models.execution.reports import ErrorKind, ExecStatus, ExecutionReport, next_step
 
 D = Decimal
@@ -139,7 +141,7 @@ def test_orders_wait_for_the_exchange_and_partial_fills_move_the_book() -> None:
     assert record.fills == fills and record.version == 2
     assert desk.portfolio.quantity("BTC/USDT") == D(30)
     assert desk.portfolio.cash == D(10000) - D("20") * D("100.5") - D("10") * D("100.7") - 1
-    assert desk.open_decisions == {}
+    assert desk.decisions.open == {}
     # The same report again (a restart re-asked the exchange) changes nothing.
     again = desk.on_execution(report(order, ExecStatus.PARTIALLY_FILLED, fills))
     assert of(Fill, again) == [] and desk.portfolio.quantity("BTC/USDT") == D(30)
@@ -171,7 +173,7 @@ def test_a_failed_order_alerts_and_applies_the_fallback(fallback: str) -> None:
         again = desk.on_execution(retry)
         assert not [r for r in of(Order, again) if r.status is OrderStatus.PENDING]
     elif fallback == "safe_local":
-        assert "BTC/USDT" in desk.local_only
+        assert "BTC/USDT" in desk.gpt.local_only
     else:
         assert commands == [] and flatten == []
     assert desk.portfolio.quantity("BTC/USDT") == D(50)  # nothing moved without a fill
@@ -211,4 +213,4 @@ def test_a_restored_desk_takes_settings_from_the_current_config() -> None:
     )
     desk = TradingDesk.create(changed)
     desk.restore(pickle.loads(pickle.dumps(old.state())))
-    assert desk.budget.cap == D(1) and desk.exchange.execution.fee_bps == D(2)
+    assert desk.gpt.budget.cap == D(1) and desk.exchange.execution.fee_bps == D(2)

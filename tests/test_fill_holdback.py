@@ -70,11 +70,11 @@ def run(reports: list[ExecutionReport]) -> tuple[TradingDesk, list[Any]]:
 def test_a_sell_reported_before_its_buy_is_held_then_booked() -> None:
     buy, sell = report(1, Side.BUY, "0.02", "60000"), report(2, Side.SELL, "0.02", "61000")
     desk, out = run([sell])
-    assert book(desk) == (D(100000), D(0), D(0)) and len(desk.held_fills) == 1
+    assert book(desk) == (D(100000), D(0), D(0)) and len(desk.fills.held) == 1
     assert not [a for a in out if isinstance(a, Alert)]  # not an alarm yet: held
     out = desk.on_execution(buy)
     assert [f.fill_id for f in out if isinstance(f, Fill)] == ["sf-hold-0001:1", "sf-hold-0002:1"]
-    assert book(desk) == book(run([buy, sell])[0]) and len(desk.held_fills) == 0
+    assert book(desk) == book(run([buy, sell])[0]) and len(desk.fills.held) == 0
     assert desk.portfolio.position(BTC).realized_pnl == D(20) - D(1)  # 0.02 * 1000 - fees
 
 
@@ -86,7 +86,7 @@ def test_a_fill_that_never_fits_is_given_up_with_an_alert() -> None:
     assert len(alerts) == 1 and alerts[0].severity.value == "critical"
     assert "sf-hold-0001:1 does not fit the book" in alerts[0].message
     assert f"still after {MAX_WAITS} later reports" in alerts[0].message
-    assert len(desk.held_fills) == 0 and desk.portfolio.quantity(BTC) == 0
+    assert len(desk.fills.held) == 0 and desk.portfolio.quantity(BTC) == 0
 
 
 def test_the_same_held_fill_reported_twice_is_booked_once() -> None:
@@ -122,7 +122,7 @@ def test_any_arrival_order_ends_with_the_book_of_the_placement_order(order: list
     desk, out = run([placed[i] for i in order])
     assert book(desk) == book(expected)
     # (realised P&L depends on the average cost, i.e. on the order the fills are booked in)
-    assert not [a for a in out if isinstance(a, Alert)] and len(desk.held_fills) == 0
+    assert not [a for a in out if isinstance(a, Alert)] and len(desk.fills.held) == 0
     assert sorted(f.fill_id for f in out if isinstance(f, Fill)) == sorted(
         r.fills[0].fill_id for r in placed
     )

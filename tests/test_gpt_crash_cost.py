@@ -20,8 +20,8 @@ from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
 from dataflows.run import open_run_state
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import Branch, GptCall, GptOutcome
-from models.desk.desk import BarEvent
 from tests.test_gpt_desk import GOOD, MODEL, PRICES, ev, make_settings, of
 
 D = Decimal

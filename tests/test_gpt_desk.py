@@ -23,6 +23,7 @@ from connectors.gpt.gateway import GptGateway, gpt_status
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
+from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -41,7 +42,7 @@ from models.core.messages import (
     StrategyStatus,
     ms_to_datetime,
 )
-from models.desk.desk import BarEvent, TextEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.gpt.cost import ModelPrice, PriceTable
 from models.gpt.decider import fallback_controller
 from models.gpt.prompt import FENCE_TAG
@@ -173,7 +174,7 @@ class Desk:
         while time.monotonic() < deadline:
             out, _ = self.logic.on_notify()
             got.extend(out)
-            if not self.gateway.in_flight and not self.logic.desk.pending:
+            if not self.gateway.in_flight and not self.logic.desk.gpt.pending:
                 break
             time.sleep(0.02)
         out, _ = self.logic.on_notify()
@@ -227,7 +228,7 @@ def test_gpt_strategy_is_created_trades_and_exits_by_its_own_rules(
     assert exit_record.rounds[0].proposal.controller == "strategy"
     assert [(o.side.value, o.quantity) for o in of(Order, out)] == [("sell", D(100))]
     desk.feed(ev(3, "104", rsi=72))
-    (strategy_row,) = desk.logic.desk.strategies.values()
+    (strategy_row,) = desk.logic.desk.strategies.strategies.values()
     assert strategy_row.trades == 1 and strategy_row.realized > 0
     assert len(openai_server.chat_requests) == 1  # the strategy trades without asking again
 
@@ -268,7 +269,7 @@ def test_each_failure_falls_back_to_the_local_engine_and_is_logged(
     assert f"gpt fallback ({kind})" in rec.note
     local = LocalStrategyEngine(settings.strategy)
     before = TradingDesk.create(settings)  # the book as it was when the decision was taken
-    expected = local.propose(before._context(event, rec.decision_id))
+    expected = local.propose(before.context(event, rec.decision_id))
     assert proposal.intents == expected.intents  # the local engine's strategic buy
     (call,) = of(GptCall, out)
     assert call.outcome == GptOutcome(kind)
@@ -512,7 +513,7 @@ def test_horizon_expires_the_strategy_and_state_pickles(
     desk.feed(ev(1), ev(2))
     ended = [s for s in of(StrategyRecord, desk.out) if s.status is StrategyStatus.EXPIRED]
     assert len(ended) == 1 and ended[0].version == 2 and ended[0].bars_active == 2
-    assert desk.logic.desk.strategies == {}
+    assert desk.logic.desk.strategies.strategies == {}
 
 
 def test_status_line_says_who_writes_the_strategies(settings: Settings) -> None:

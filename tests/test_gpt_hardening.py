@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from connectors.gpt.client import ChatMessage, FailureKind, GptClient
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from models.config.settings import RiskConfig, Settings
+from models.core.events import TextEvent
 from models.core.messages import (
     Branch,
     FeatureVector,
@@ -40,7 +41,6 @@ from models.core.messages import (
     StrategyRecord,
     ms_to_datetime,
 )
-from models.desk.desk import TextEvent
 from models.gpt.decider import Fallback, GptAnswer, GptDecider, fallback_controller
 from models.gpt.prompt import (
     FENCE_TAG,
@@ -1071,4 +1071,4 @@ def test_a_flood_of_far_future_news_does_not_push_the_current_news_out(
     for i in range(3):
         assert f"genuine headline {i}" in user
     assert "forged headline" not in user
-    assert len(desk.logic.desk.texts["ABC"]) <= 4 * 3  # the buffer stays bounded
+    assert len(desk.logic.desk.gpt.texts["ABC"]) <= 4 * 3  # the buffer stays bounded

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import Bar, DeadLetter
-from models.desk.desk import BarEvent
 from models.market.ingest import PartitionIngest, RawBatch, Record
 from models.market.parsing import parse_market
 

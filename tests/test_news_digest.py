@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 import models.gpt.news_digest as news_digest
 from models.config.settings import Settings
+from models.core.events import BarEvent, TextEvent
 from models.core.messages import Bar, FeatureVector, NewsItem, SocialPost, ms_to_datetime, to_ms
-from models.desk.desk import BarEvent, TextEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.gpt.news_digest import NewsBuffer
 from models.gpt.prompt import digest_from
 
@@ -162,7 +163,7 @@ def test_desk_converts_each_items_time_once_whatever_it_keeps(
         offset = i if in_order else (i * 7919) % n  # a shuffled stream too
         desk.on_text(TextEvent(_item("news", i, T0 - 60_000 * offset, symbols)))
     assert calls <= n
-    assert all(len(desk.texts.get(s)) == 4 * 5 for s in symbols)
+    assert all(len(desk.gpt.texts.get(s)) == 4 * 5 for s in symbols)
 
 
 def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) -> None:
@@ -171,12 +172,13 @@ def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) ->
     desk = TradingDesk.create(settings, gpt=True)
     items = [_item("news", i, T0 - i * 1000, ["AAA"]) for i in range(3)]
     state = list(desk.state())
-    from models.desk.desk import PERSISTED
+    from models.desk.desk import PERSISTED_NAMES
 
-    state[PERSISTED.index("texts")] = {"AAA": sorted(items, key=news_digest.text_key)}
+    state[PERSISTED_NAMES.index("texts")] = {"AAA": sorted(items, key=news_digest.text_key)}
     restored = TradingDesk.create(settings, gpt=True)
     restored.restore(tuple(state))
-    assert list(restored.texts.get("AAA")) == sorted(items, key=news_digest.text_key)
+    assert list(restored.gpt.texts.get("AAA")) == sorted(items, key=news_digest.text_key)
     restored.on_text(TextEvent(_item("social", 9, T0 - 1500, ["AAA"])))
     again = pickle.loads(pickle.dumps(restored.state()))
-    assert [i.id for i in again[PERSISTED.index("texts")].get("AAA")] == ["n2", "s9", "n1", "n0"]
+    kept = again[PERSISTED_NAMES.index("texts")].get("AAA")
+    assert [i.id for i in kept] == ["n2", "s9", "n1", "n0"]

@@ -16,6 +16,7 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator
 from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -28,7 +29,6 @@ from models.core.messages import (
     Side,
     Signal,
 )
-from models.desk.desk import BarEvent
 from models.execution.reports import ExecStatus
 from models.execution.stale_order import StaleRule, stale_reason, stale_rule
 

@@ -25,6 +25,7 @@ import pytest
 
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from models.config.settings import Settings
+from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
     DecisionRecord,
@@ -33,7 +34,7 @@ from models.core.messages import (
     GptOutcome,
     GptRequest,
 )
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.gpt.decider import GptAnswer
 from models.signals.features import FeatureState
 from models.signals.router import route

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
     Branch,
@@ -28,7 +29,7 @@ from models.core.messages import (
     StrategyRecord,
     StrategyStatus,
 )
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.strategy.spec import GptDecision
 from tests.test_gpt_desk import decision, make_settings, of
 from tests.test_strategy_parity import answer
@@ -134,13 +135,13 @@ def test_the_running_strategy_acts_while_a_question_is_out(desk: TradingDesk) ->
     assert coalesced.status is DecisionStatus.NO_ACTION and "still pending" in coalesced.note
     out = desk.on_bar_event(ev(4, Branch.ROUTINE, rsi=20.0))  # sold at the open: flat
     assert [(i, side) for i, side, _ in orders_of(out)] == [(f"ABC@{end(4)}", "buy")]
-    assert desk.pending  # the question is still out all the while
+    assert desk.gpt.pending  # the question is still out all the while
     desk.on_gpt_answer(answer(request, RSI))
-    assert not desk.pending
+    assert not desk.gpt.pending
 
 
 def test_an_answer_repeating_the_running_strategy_keeps_it_running(desk: TradingDesk) -> None:
-    running = desk.strategies["ABC"]
+    running = desk.strategies.strategies["ABC"]
     bars_before = running.bars
     out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
     (request,) = of(GptRequest, out)
@@ -149,7 +150,7 @@ def test_an_answer_repeating_the_running_strategy_keeps_it_running(desk: Trading
     (final,) = of(DecisionRecord, out)
     assert final.status is DecisionStatus.NO_ACTION and "keeps running" in final.note
     assert of(StrategyRecord, out) == []  # neither replaced nor started again
-    assert desk.strategies["ABC"] is running and running.bars == bars_before + 1
+    assert desk.strategies.strategies["ABC"] is running and running.bars == bars_before + 1
     # Its state and track record go on: the sell fills and counts as its trade.
     desk.on_bar_event(ev(3))
     assert running.trades == 1
@@ -207,4 +208,4 @@ def test_a_failed_answer_leaves_the_running_strategy_in_charge(
     (final,) = of(DecisionRecord, out)
     assert final.status is DecisionStatus.NO_ACTION
     assert final.note.startswith("gpt fallback (") and "keeps running" in final.note
-    assert desk.strategies["ABC"].strategy.strategy_id.startswith("rsi-swing")
+    assert desk.strategies.strategies["ABC"].strategy.strategy_id.startswith("rsi-swing")

@@ -15,8 +15,8 @@ from typing import Final
 
 from connectors.exchange.ccxt_executor import CcxtExecutor
 from connectors.workers.keyed_worker import KeyedWorker
+from models.core.commands import ExchangeCommand
 from models.core.messages import Order
-from models.desk.desk import ExchangeCommand
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 
 __all__ = ["ExecutionGateway"]

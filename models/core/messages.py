@@ -426,7 +426,9 @@ class AdjustRound(BaseModel):
 
     round: int
     proposal: Proposal
-    verdict: RiskVerdict
+    verdict: RiskVerdict | None
+    """The reviewers' verdict; None when there was nothing to review (a GPT answer that
+    places no orders is logged all the same, so the log shows what GPT decided)."""
 
 
 class DecisionStatus(StrEnum):

@@ -8,7 +8,6 @@ is a no-op, exactly as an exchange that enforces unique client order ids behaves
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,12 +19,6 @@ PRICE_QUANTUM = Decimal("1e-8")
 BPS = Decimal(10_000)
 
 
-def client_order_id(decision_id: str, index: int) -> str:
-    """Deterministic per decision and intent: the same decision can never make a second order."""
-    digest = hashlib.sha256(f"{decision_id}#{index}".encode()).hexdigest()[:24]
-    return f"sf-{digest}"
-
-
 @dataclass(slots=True)
 class SimulatedExchange:
     execution: ExecutionConfig
@@ -33,7 +26,7 @@ class SimulatedExchange:
     known_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     remember: int = 100_000  # client order ids kept for the duplicate check (newest)
 
-    def place(self, order: Order) -> bool:
+    def accept(self, order: Order) -> bool:
         """Accept a new order; False when this client order id was already seen."""
         if order.client_order_id in self.known_ids:
             return False

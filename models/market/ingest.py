@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.config.settings import Settings, parse_duration_ms
+from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
     Alert,
     Bar,
@@ -34,7 +35,6 @@ from models.core.messages import (
     Tick,
     to_ms,
 )
-from models.desk.desk import BarEvent, TextEvent
 from models.market.bars import BarBuilder, Rejected, input_end_ms
 from models.market.merge import OPEN_END, PartitionMark
 from models.market.parsing import CLOCK_REFUSAL, dead_letter, parse_market, parse_text_item

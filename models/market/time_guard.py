@@ -43,8 +43,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from models.core.ids import alert_id
 from models.core.messages import Alert, Severity, ms_to_datetime
-from models.desk.desk import alert_id
 
 T = TypeVar("T")
 

@@ -32,8 +32,8 @@ from typing import Final, Literal
 
 from models.config.settings import ExecutionConfig, StrategyConfig
 from models.core.messages import FeatureVector, Side, TradeIntent
+from models.core.money import round_to_lot
 from models.signals import crossing
-from models.strategy.engine import round_to_lot
 from models.strategy.spec import (
     OPERAND_NAMES,
     Comparison,

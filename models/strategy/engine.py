@@ -10,7 +10,7 @@ long-only, target a fraction of equity on a long signal, go flat on any risk-off
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Protocol
 
 from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
@@ -24,6 +24,7 @@ from models.core.messages import (
     Signal,
     TradeIntent,
 )
+from models.core.money import round_to_lot
 from models.review.risk import estimated_price, fee_for
 
 _ZERO = Decimal(0)
@@ -53,12 +54,6 @@ class StrategyController(Protocol):
     def adjust(
         self, ctx: DecisionContext, previous: Proposal, verdict: RiskVerdict
     ) -> Proposal: ...
-
-
-def round_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
-    if quantity <= 0:
-        return _ZERO
-    return (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
 
 
 def desired_direction(signals: list[Signal]) -> Direction | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,34 @@ def write_golden(name: str, tables: Tables) -> Path:
     return path
 
 
+def _no_fabricated_verdict(row: dict[str, Any]) -> dict[str, Any]:
+    """Before the review loop, a GPT answer placing no orders was logged with a verdict nobody
+    gave (approved, no checks, no fee); now its round has no verdict (`AdjustRound.verdict`)."""
+    rounds = json.loads(row["rounds"])
+    for r in rounds:
+        made_up = {"approved": True, "checks": [], "fee_estimate": "0"}
+        if not r["proposal"]["intents"] and r["verdict"] == made_up:
+            r["verdict"] = None
+    return {**row, "rounds": json.dumps(rounds, separators=(",", ":"), ensure_ascii=False)}
+
+
+CHANGES: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "decisions": [_no_fabricated_verdict],
+}
+"""Deliberate changes of what a run logs since the golden runs were recorded, applied to the
+golden rows before the comparison: each is one function, named for what changed and why, so
+every other byte of the golden runs is still compared as recorded."""
+
+
 def read_golden(name: str) -> dict[str, list[str]]:
     with gzip.open(_path(name), "rb") as f:
         data: dict[str, list[str]] = json.loads(f.read())
+    for table, changes in CHANGES.items():
+        if table in data:
+            rows = [json.loads(line) for line in data[table]]
+            for change in changes:
+                rows = [change(row) for row in rows]
+            data[table] = canonical(rows)
     return data
 
 

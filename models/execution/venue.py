@@ -1,0 +1,63 @@
+"""Where the desk's orders go: one protocol for the simulated exchange and a real one.
+
+The desk hands every approved order to its venue (`accept`) and, on every bar, asks the venue
+what it filled (`on_bar`). The simulated exchange (`models.execution.sim_venue`) queues orders and
+fills them at the next bar's open. A real exchange is reached through the executor, outside the
+desk: its stand-in here (`ExchangeVenue`) only refuses a client order id it has seen (as an
+exchange that enforces unique client order ids does) and fills nothing on a bar; its fills come
+back as execution reports (`TradingDesk.on_execution`). Both venues book fills through the same
+desk method, so a fill moves the book in one place.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from models.config.settings import ExecutionConfig
+from models.core.messages import Bar, Fill, Order
+
+
+class Venue(Protocol):
+    """Accepts orders; says on each bar what it filled."""
+
+    execution: ExecutionConfig
+
+    def accept(self, order: Order) -> bool:
+        """Take a new order; False when its client order id was already seen."""
+        ...
+
+    def on_bar(self, bar: Bar) -> list[Fill]:
+        """The fills this bar brings (a real exchange's come as execution reports instead)."""
+        ...
+
+
+@dataclass(slots=True)
+class KnownIds:
+    """Client order ids already placed (newest `remember`): the same order twice is a no-op."""
+
+    ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    remember: int = 100_000
+
+    def first_time(self, client_order_id: str) -> bool:
+        if client_order_id in self.ids:
+            return False
+        self.ids[client_order_id] = None
+        if len(self.ids) > self.remember:
+            self.ids.popitem(last=False)
+        return True
+
+
+@dataclass(slots=True)
+class ExchangeVenue:
+    """A real exchange as the desk sees it: orders leave for the executor, reports come back."""
+
+    execution: ExecutionConfig
+    known: KnownIds = field(default_factory=KnownIds)
+
+    def accept(self, order: Order) -> bool:
+        return self.known.first_time(order.client_order_id)
+
+    def on_bar(self, bar: Bar) -> list[Fill]:
+        return []

@@ -1,0 +1,214 @@
+"""The review loop: every proposal passes one chain of reviewers before any order exists.
+
+Whoever proposes (the local engine, a running strategy, GPT, a fallback) hands its proposal to
+the same loop. A round first leaves out orders too small to place (`tradeable`), then asks every
+reviewer in turn; each answers with a verdict and its reasons (`Reviewer`), never by editing the
+proposal. The round's verdict is theirs taken together: approved only when every reviewer
+approves, with every reviewer's checks. A refusal goes back to the proposer with all those
+reasons; the proposer adjusts and the next round reviews again, until the proposal is approved,
+nothing is left to place, the proposer cannot adjust further, or the rounds run out.
+
+Every round is appended to the decision's `rounds` (what the decision log shows). Proposers that
+answer at once use `run_review_loop`; GPT answers asynchronously, so the desk runs one
+`review_round` per answer and asks `next_step` what to do with a refusal: the same rounds, the
+same bound, the same outcomes.
+
+The risk gate (`models.review.risk`) is the first reviewer; compliance, the ML correction and the
+validation gate join the chain as further `Reviewer`s without touching the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from models.config.settings import Settings
+from models.core.messages import (
+    AdjustRound,
+    DecisionStatus,
+    Order,
+    Proposal,
+    RiskVerdict,
+    TradeIntent,
+)
+from models.portfolio.book import Portfolio
+from models.review.risk import check
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewContext:
+    """What a reviewer may look at: the book, the latest prices, the orders on their way."""
+
+    settings: Settings
+    portfolio: Portfolio
+    prices: Mapping[str, Decimal]
+    pending_orders: Sequence[Order]
+
+
+class Reviewer(Protocol):
+    """One stage that can say no. It judges; it never edits a proposal."""
+
+    @property
+    def name(self) -> str:
+        """Who judged: shown with the reviewer's verdict."""
+        ...
+
+    def review(self, proposal: Proposal, ctx: ReviewContext) -> RiskVerdict:
+        """Judge `proposal`: approved, or refused with every failed check and its limit."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RiskReviewer:
+    """The budget / fee / risk gate as a reviewer (`models.review.risk.check`)."""
+
+    name: str = "risk_gate"
+
+    def review(self, proposal: Proposal, ctx: ReviewContext) -> RiskVerdict:
+        return check(
+            proposal,
+            ctx.portfolio,
+            dict(ctx.prices),
+            ctx.settings.risk,
+            ctx.settings.execution,
+            ctx.pending_orders,
+        )
+
+
+DEFAULT_REVIEWERS: tuple[Reviewer, ...] = (RiskReviewer(),)
+
+
+def combined(verdicts: Sequence[RiskVerdict]) -> RiskVerdict:
+    """Every reviewer's verdict taken together: approved only when all approve."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    return RiskVerdict(
+        approved=all(v.approved for v in verdicts),
+        checks=[c for v in verdicts for c in v.checks],
+        fee_estimate=sum((v.fee_estimate for v in verdicts), Decimal(0)),
+    )
+
+
+def tradeable(proposal: Proposal, ctx: ReviewContext) -> tuple[Proposal, list[str]]:
+    """Leave out orders worth less than their symbol's `min_notional` (at the latest mark):
+    the exchange refuses them, and a top-up of a few cents is not a decision anyway."""
+    keep: list[TradeIntent] = []
+    small: list[str] = []
+    for intent in proposal.intents:
+        spec = ctx.settings.symbols.get(intent.symbol)
+        price = ctx.portfolio.marks.get(intent.symbol)
+        floor = spec.min_notional if spec is not None else Decimal(0)
+        if floor > 0 and price is not None and intent.quantity * price < floor:
+            small.append(f"{intent.side.value} {intent.quantity} {intent.symbol}")
+        else:
+            keep.append(intent)
+    if not small:
+        return proposal, small
+    note = f"; under min_notional, not placed: {', '.join(small)}"
+    kept = proposal.model_copy(
+        update={"intents": keep, "rationale": (proposal.rationale + note)[:2000]}
+    )
+    return kept, small
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """One round: the proposal as reviewed, what was too small to place, and the verdict
+    (None when nothing was left to review: no round is logged then)."""
+
+    proposal: Proposal
+    small: list[str]
+    verdict: RiskVerdict | None
+
+
+def review_round(
+    proposal: Proposal,
+    ctx: ReviewContext,
+    rounds: list[AdjustRound],
+    reviewers: Sequence[Reviewer] = DEFAULT_REVIEWERS,
+) -> RoundResult:
+    """Review `proposal` once and log the round (numbered after those already in `rounds`)."""
+    proposal, small = tradeable(proposal, ctx)
+    if not proposal.intents:
+        return RoundResult(proposal, small, None)
+    verdict = combined([r.review(proposal, ctx) for r in reviewers])
+    rounds.append(AdjustRound(round=len(rounds), proposal=proposal, verdict=verdict))
+    return RoundResult(proposal, small, verdict)
+
+
+class Outcome(StrEnum):
+    """What a refused round leads to."""
+
+    SENT_BACK = "sent back to controller"
+    EXHAUSTED = "rounds exhausted, decision rejected"
+    STALLED = "controller cannot adjust further, decision rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused round, for the alert the desk raises: its number, verdict and what followed."""
+
+    round: int
+    verdict: RiskVerdict
+    outcome: str
+    last: bool
+
+
+@dataclass(slots=True)
+class LoopResult:
+    """How the loop ended: the decision's status, the final proposal, a note for the log,
+    and every refusal on the way."""
+
+    status: DecisionStatus
+    proposal: Proposal
+    note: str
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+def failed_names(verdict: RiskVerdict) -> str:
+    return ", ".join(sorted({c.name for c in verdict.failures}))
+
+
+def run_review_loop(
+    proposal: Proposal,
+    adjust: Callable[[Proposal, RiskVerdict], Proposal],
+    ctx_now: Callable[[], ReviewContext],
+    rounds: list[AdjustRound],
+    max_rounds: int,
+    reviewers: Sequence[Reviewer] = DEFAULT_REVIEWERS,
+) -> LoopResult:
+    """Review ⇄ adjust until approved, nothing left, stalled or out of rounds. The round
+    numbers continue those already in `rounds` (a GPT decision's), and the loop has its own
+    bound, so the local fallback of a refused GPT decision gets its full rounds. `ctx_now`
+    gives the review context of each round (the book does not move between rounds, but the
+    caller owns it)."""
+    result = LoopResult(DecisionStatus.REJECTED, proposal, "")
+    for k in range(max_rounds + 1):
+        step = review_round(result.proposal, ctx_now(), rounds, reviewers)
+        result.proposal = step.proposal
+        if step.verdict is None:
+            result.status = DecisionStatus.NO_ACTION
+            if step.small:
+                result.note = f"under min_notional, none placed: {', '.join(step.small)}"[:500]
+            else:
+                result.note = "adjusted down to no orders" if k else "controller proposed no orders"
+            return result
+        verdict = step.verdict
+        if verdict.approved:
+            result.status = DecisionStatus.EXECUTED
+            return result
+        adjusted = adjust(step.proposal, verdict) if k < max_rounds else None
+        stalled = adjusted is not None and adjusted.intents == step.proposal.intents
+        outcome = Outcome.EXHAUSTED if adjusted is None else Outcome.STALLED if stalled else None
+        n = rounds[-1].round
+        result.refusals.append(
+            Refusal(n, verdict, (outcome or Outcome.SENT_BACK).value, outcome is not None)
+        )
+        if adjusted is None or stalled:
+            result.note = f"risk gate refused after {k + 1} round(s): {failed_names(verdict)}"
+            return result
+        result.proposal = adjusted
+    return result

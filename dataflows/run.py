@@ -54,6 +54,12 @@ class RecoveryDirError(ValueError):
     """`recovery.dir` cannot be created or written (a missing parent, a file in the way, ...)."""
 
 
+STATE_FORMAT = 2
+"""The layout of the operators' snapshotted state. Snapshots are pickles of our classes, so a
+release that moves or reshapes them cannot read older snapshots: 1 = flat `models/` (before the
+stage subpackages), 2 = stage subpackages and the desk's components. The manifest records it;
+resuming another format is refused with the way out instead of failing inside Bytewax."""
+
 RESUME_NOTE = "the next run resumes from the last snapshot"
 """What a stopped run says about the next one, unless the caller knows better (`stop_note`)."""
 
@@ -149,6 +155,13 @@ def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
                 f"not {', '.join(inputs)}: start afresh with --fresh (or point recovery.dir "
                 "at a new directory)"
             )
+        written = old.get("state_format", 1)
+        if written != STATE_FORMAT:
+            raise RecoveryMismatch(
+                f"recovery state in {db_dir} was written by another stratflow release (state "
+                f"format {written}, this release reads {STATE_FORMAT}): start afresh with "
+                f"--fresh (or point recovery.dir at a new directory)"
+            )
         if old.get("settings_hash") != digest:
             before = old.get("settings")
             changed = (
@@ -166,7 +179,13 @@ def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
     if not resumed:
         db_dir.mkdir(parents=True, exist_ok=True)
         init_db_dir(db_dir, 1)  # type: ignore[no-untyped-call]
-    record = {"inputs": inputs, "run_id": run_id, "settings_hash": digest, "settings": doc}
+    record = {
+        "inputs": inputs,
+        "run_id": run_id,
+        "settings_hash": digest,
+        "settings": doc,
+        "state_format": STATE_FORMAT,
+    }
     manifest.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
     return RunState(run_id, resumed, RecoveryConfig(db_dir), discarded)  # type: ignore[no-untyped-call]
 

@@ -288,5 +288,8 @@ def test_both_venues_refuse_a_client_order_id_twice(tmp_path: Path, venue: str) 
     o = order("d")
     assert v.accept(o) and not v.accept(o)
     later = ev(1).bar.model_copy(update={"start_ms": T0 + 10 * MIN, "end_ms": T0 + 11 * MIN})
-    fills = v.on_bar(later)
-    assert len(fills) == (1 if venue == "sim" else 0)  # a real exchange's come as reports
+    reports = v.on_bar(later)
+    assert len(reports) == (1 if venue == "sim" else 0)  # a real exchange's come from its executor
+    for report in reports:  # the simulated venue fills the whole order at the bar's open
+        assert report.filled == o.quantity == sum(f.quantity for f in report.fills)
+        assert report.average_price == later.open and report.ts_ms == later.start_ms

@@ -223,7 +223,8 @@ class TradingDesk:
         """The simulated venue's fills at this bar's open, each booked or refused when the
         book cannot pay or deliver (as an exchange refuses an unfunded order)."""
         out: list[DeskOutput] = []
-        for fill in self.exchange.on_bar(bar):
+        for report in self.exchange.on_bar(bar):
+            (fill,) = report.fills  # the simulated venue fills an order whole, at the open
             record, order = self.decisions.order_of(fill.decision_id, fill.client_order_id)
             cost = fill.quantity * fill.price + fill.fee
             refused = (

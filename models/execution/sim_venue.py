@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from models.config.settings import ExecutionConfig
 from models.core.messages import Bar, Fill, Order, OrderStatus, Side
+from models.execution.reports import ExecStatus, ExecutionReport
 
 PRICE_QUANTUM = Decimal("1e-8")
 BPS = Decimal(10_000)
@@ -41,12 +42,13 @@ class SimulatedExchange:
         price = bar.open + slip if side is Side.BUY else bar.open - slip
         return price.quantize(PRICE_QUANTUM)
 
-    def on_bar(self, bar: Bar) -> list[Fill]:
-        """Fill every eligible pending order of this symbol at this bar's open."""
+    def on_bar(self, bar: Bar) -> list[ExecutionReport]:
+        """Fill every eligible pending order of this symbol at this bar's open: one execution
+        report per order, as a real exchange's executor answers."""
         queue = self.pending.get(bar.symbol)
         if not queue:
             return []
-        fills: list[Fill] = []
+        reports: list[ExecutionReport] = []
         waiting: list[Order] = []
         for order in queue:
             if order.placed_ms > bar.start_ms:
@@ -54,16 +56,28 @@ class SimulatedExchange:
                 continue
             price = self.fill_price(bar, order.side)
             fee = (order.quantity * price * self.execution.fee_bps / BPS).quantize(PRICE_QUANTUM)
-            fills.append(
-                Fill(
-                    fill_id=f"{order.client_order_id}-1",
+            fill = Fill(
+                fill_id=f"{order.client_order_id}-1",
+                client_order_id=order.client_order_id,
+                decision_id=order.decision_id,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                price=price,
+                fee=fee,
+                ts_ms=bar.start_ms,
+            )
+            reports.append(
+                ExecutionReport(
                     client_order_id=order.client_order_id,
                     decision_id=order.decision_id,
                     symbol=order.symbol,
                     side=order.side,
                     quantity=order.quantity,
-                    price=price,
-                    fee=fee,
+                    status=ExecStatus.FILLED,
+                    filled=order.quantity,
+                    average_price=price,
+                    fills=[fill],
                     ts_ms=bar.start_ms,
                 )
             )
@@ -71,7 +85,7 @@ class SimulatedExchange:
             self.pending[bar.symbol] = waiting
         else:
             del self.pending[bar.symbol]
-        return fills
+        return reports
 
     def open_orders(self) -> list[Order]:
         return [o for queue in self.pending.values() for o in queue]

@@ -1,12 +1,12 @@
 """Where the desk's orders go: one protocol for the simulated exchange and a real one.
 
 The desk hands every approved order to its venue (`accept`) and, on every bar, asks the venue
-what it filled (`on_bar`). The simulated exchange (`models.execution.sim_venue`) queues orders and
-fills them at the next bar's open. A real exchange is reached through the executor, outside the
-desk: its stand-in here (`ExchangeVenue`) only refuses a client order id it has seen (as an
-exchange that enforces unique client order ids does) and fills nothing on a bar; its fills come
-back as execution reports (`TradingDesk.on_execution`). Both venues book fills through the same
-desk method, so a fill moves the book in one place.
+what it did (`on_bar`): execution reports, as an executor answers. The simulated exchange
+(`models.execution.sim_venue`) queues orders and fills them at the next bar's open. A real
+exchange is reached through the executor, outside the desk: its stand-in here (`ExchangeVenue`)
+only refuses a client order id it has seen (as an exchange that enforces unique client order
+ids does) and reports nothing on a bar; its reports come from the executor
+(`TradingDesk.on_execution`). Both venues' fills move the book through the same desk method.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from models.config.settings import ExecutionConfig
-from models.core.messages import Bar, Fill, Order
+from models.core.messages import Bar, Order
+from models.execution.reports import ExecutionReport
 
 
 class Venue(Protocol):
@@ -28,8 +29,9 @@ class Venue(Protocol):
         """Take a new order; False when its client order id was already seen."""
         ...
 
-    def on_bar(self, bar: Bar) -> list[Fill]:
-        """The fills this bar brings (a real exchange's come as execution reports instead)."""
+    def on_bar(self, bar: Bar) -> list[ExecutionReport]:
+        """What this bar did to the orders, one execution report per order (a real exchange's
+        reports come from its executor instead, through `TradingDesk.on_execution`)."""
         ...
 
 
@@ -59,5 +61,5 @@ class ExchangeVenue:
     def accept(self, order: Order) -> bool:
         return self.known.first_time(order.client_order_id)
 
-    def on_bar(self, bar: Bar) -> list[Fill]:
+    def on_bar(self, bar: Bar) -> list[ExecutionReport]:
         return []

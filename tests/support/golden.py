@@ -53,15 +53,15 @@ def write_golden(name: str, tables: Tables) -> Path:
     return path
 
 
+MADE_UP_VERDICT = '"verdict":{"approved":true,"checks":[],"fee_estimate":"0"}'
+
+
 def _no_fabricated_verdict(row: dict[str, Any]) -> dict[str, Any]:
     """Before the review loop, a GPT answer placing no orders was logged with a verdict nobody
-    gave (approved, no checks, no fee); now its round has no verdict (`AdjustRound.verdict`)."""
-    rounds = json.loads(row["rounds"])
-    for r in rounds:
-        made_up = {"approved": True, "checks": [], "fee_estimate": "0"}
-        if not r["proposal"]["intents"] and r["verdict"] == made_up:
-            r["verdict"] = None
-    return {**row, "rounds": json.dumps(rounds, separators=(",", ":"), ensure_ascii=False)}
+    gave (approved, no checks, no fee: a real review of an order always has checks); now its
+    round has no verdict (`AdjustRound.verdict`). Replaced in the text as stored, so nothing
+    else in the row is re-serialised."""
+    return {**row, "rounds": row["rounds"].replace(MADE_UP_VERDICT, '"verdict":null')}
 
 
 CHANGES: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {
@@ -84,8 +84,34 @@ def read_golden(name: str) -> dict[str, list[str]]:
     return data
 
 
+ID_COLUMNS = ("decision_id", "client_order_id", "fill_id", "alert_id", "dead_letter_id", "call_id")
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """What pairs a golden row with the run's: its ids, and its version or time."""
+    ids = tuple(str(row[c]) for c in ID_COLUMNS if c in row)
+    return ids + tuple(str(row[c]) for c in ("version", "ts_ms", "symbol", "start_ms") if c in row)
+
+
+def _where(a: str, b: str) -> str:
+    """The first place two texts differ, with a little context."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    lo = max(0, i - 60)
+    return f"at {i}: golden ...{a[lo : i + 80]!r} run ...{b[lo : i + 80]!r}"
+
+
+def _field_diffs(want: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(want) | set(got))
+    return [
+        f"    {k} {_where(str(want.get(k)), str(got.get(k)))}"
+        for k in keys
+        if want.get(k) != got.get(k)
+    ]
+
+
 def differences(want: Mapping[str, list[str]], got: Mapping[str, list[str]]) -> list[str]:
-    """One line per differing table with its counts and its first few differing rows."""
+    """Per differing table: its counts, and for its first differing rows the columns that
+    differ and where (rows paired by their ids), or the rows only one side has."""
     out: list[str] = []
     for table in sorted(set(want) | set(got)):
         a, b = want.get(table), got.get(table)
@@ -94,11 +120,19 @@ def differences(want: Mapping[str, list[str]], got: Mapping[str, list[str]]) -> 
         if a is None or b is None:
             out.append(f"{table}: only in {'the run' if a is None else 'the golden file'}")
             continue
-        only_golden = sorted(set(a) - set(b))[:3]
-        only_run = sorted(set(b) - set(a))[:3]
         out.append(f"{table}: golden {len(a)} rows, run {len(b)} rows")
-        out += [f"  golden only: {line[:400]}" for line in only_golden]
-        out += [f"  run only:    {line[:400]}" for line in only_run]
+        only_golden = [json.loads(line) for line in sorted(set(a) - set(b))]
+        only_run = {_row_key(r): r for r in (json.loads(line) for line in sorted(set(b) - set(a)))}
+        for row in only_golden[:3]:
+            twin = only_run.pop(_row_key(row), None)
+            if twin is None:
+                out.append(f"  golden only: {json.dumps(row, default=str)[:400]}")
+            else:
+                out.append(f"  {_row_key(row)}:")
+                out += _field_diffs(row, twin)
+        out += [
+            f"  run only: {json.dumps(r, default=str)[:400]}" for r in list(only_run.values())[:3]
+        ]
     return out
 
 

@@ -32,7 +32,7 @@ from connectors.sim.exchange_emulator import (
     LookupLag,
     ccxt_config,
 )
-from models.sim.matching import OrderStatus
+from models.sim.matching import EngineOrderStatus
 
 D = Decimal
 NEW_ORDER = "POST /api/v3/order"
@@ -182,7 +182,7 @@ def test_resting_limit_order_fills_when_the_price_moves(
 def test_partial_fill_is_visible(client: Any) -> None:
     order = client.create_order("BTC/USDT", "limit", "buy", 0.5, 60030)
     assert (order["status"], order["filled"], order["remaining"]) == ("open", 0.33333, 0.16667)
-    assert order["info"]["status"] == OrderStatus.PARTIALLY_FILLED
+    assert order["info"]["status"] == EngineOrderStatus.PARTIALLY_FILLED
 
 
 # ------------------------------------------------------------------------------ refusals

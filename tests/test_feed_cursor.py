@@ -17,8 +17,8 @@ import pytest
 from models.core.messages import to_ms
 from models.market.feed_cursor import (
     MAX_RETRY_AFTER_S,
-    ErrorKind,
     FeedCursorState,
+    FeedErrorKind,
     FeedHealth,
     FeedStatus,
     HealthChange,
@@ -240,19 +240,19 @@ def test_health_logs_changes_only() -> None:
     assert change == HealthChange(FeedStatus.STARTING, FeedStatus.LIVE, 0)
     h, change = h.success()
     assert change is None
-    h, delay, change = h.failure(ErrorKind.TRANSIENT, base_s=0.5, cap_s=2.0)
+    h, delay, change = h.failure(FeedErrorKind.TRANSIENT, base_s=0.5, cap_s=2.0)
     assert (delay, change) == (0.5, HealthChange(FeedStatus.LIVE, FeedStatus.FAILING, 0))
-    h, delay, change = h.failure(ErrorKind.TRANSIENT, base_s=0.5, cap_s=2.0)
+    h, delay, change = h.failure(FeedErrorKind.TRANSIENT, base_s=0.5, cap_s=2.0)
     assert (delay, change) == (1.0, None)
-    h, delay, change = h.failure(ErrorKind.RATE_LIMITED, base_s=0.5, cap_s=2.0, retry_after=0)
+    h, delay, change = h.failure(FeedErrorKind.RATE_LIMITED, base_s=0.5, cap_s=2.0, retry_after=0)
     assert delay == 2.0  # Retry-After 0 still waits for the backoff of a third error
     assert change == HealthChange(FeedStatus.FAILING, FeedStatus.RATE_LIMITED, 2)
     h, change = h.success()
     assert change == HealthChange(FeedStatus.RATE_LIMITED, FeedStatus.LIVE, 3)
     assert h.consecutive_errors == 0
-    _, delay, _ = h.failure(ErrorKind.RATE_LIMITED, base_s=0.1, cap_s=2.0, retry_after=1.5)
+    _, delay, _ = h.failure(FeedErrorKind.RATE_LIMITED, base_s=0.1, cap_s=2.0, retry_after=1.5)
     assert delay == 1.5
-    _, delay, _ = h.failure(ErrorKind.RATE_LIMITED, base_s=0.1, cap_s=2.0)
+    _, delay, _ = h.failure(FeedErrorKind.RATE_LIMITED, base_s=0.1, cap_s=2.0)
     assert delay == 1.0  # no header: 1 s
 
 

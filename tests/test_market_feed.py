@@ -25,7 +25,7 @@ from connectors.exchange.market_feed import MarketFeed, MarketFeedError
 from connectors.kafka.io import make_producer, read_topic
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault
 from models.core.messages import Tick, to_ms
-from models.market.feed_cursor import ErrorKind, FeedStatus
+from models.market.feed_cursor import FeedErrorKind, FeedStatus
 
 pytestmark = pytest.mark.kafka
 
@@ -348,7 +348,7 @@ def test_a_symbol_the_exchange_refuses_does_not_hold_back_the_others(
     move(ex, ETH, 2, "3000")
     feed = feed_factory(symbols=[BTC, "SOL/USDT", ETH], backoff_base_s=5.0, backoff_cap_s=5.0)
     result = feed.poll_once()
-    assert result.published == 6 and result.error_kind is ErrorKind.EXCHANGE
+    assert result.published == 6 and result.error_kind is FeedErrorKind.EXCHANGE
     assert "BadSymbol" in (result.error or "") and feed.status is FeedStatus.LIVE
     move(ex, ETH, 3, "3010")
     again = feed.poll_once()  # at once: no feed-wide backoff, SOL/USDT is skipped while parked
@@ -358,7 +358,7 @@ def test_a_symbol_the_exchange_refuses_does_not_hold_back_the_others(
     assert_exactly_once(ex, kafka_bootstrap, topic)
     only_bad = feed_factory(symbols=["SOL/USDT"], state_path=None)
     failed = only_bad.poll_once()
-    assert failed.error_kind is ErrorKind.EXCHANGE and failed.delay_s > 0
+    assert failed.error_kind is FeedErrorKind.EXCHANGE and failed.delay_s > 0
     assert only_bad.status is FeedStatus.FAILING and only_bad.stats.errors == 1
 
 
@@ -379,7 +379,7 @@ def test_cursor_moves_only_after_kafka_confirmed(
         result = broken.poll_once()
     finally:
         dead.close()
-    assert result.error_kind is ErrorKind.PUBLISH and result.published == 0
+    assert result.error_kind is FeedErrorKind.PUBLISH and result.published == 0
     assert broken.cursor(BTC).ts_ms is None and broken.stats.published == 0
     saved = json.loads((tmp_path / "feed-state.json").read_text())
     assert saved["symbols"][BTC]["ts_ms"] is None  # only the start mark was written

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from models.sim.matching import (
     EngineConfig,
     EngineError,
+    EngineOrder,
+    EngineOrderStatus,
     MarketSpec,
     MatchingEngine,
-    Order,
     OrderSide,
-    OrderStatus,
     OrderType,
     TimeInForce,
 )
@@ -69,7 +69,7 @@ def limit(
     *,
     now_ms: int = 1_000,
     tif: TimeInForce = GTC,
-) -> Order:
+) -> EngineOrder:
     return e.place(
         BTC,
         side,
@@ -95,7 +95,7 @@ def test_maker_quotes_levels_around_the_price() -> None:
 def test_market_buy_walks_the_levels_and_pays_the_taker_fee() -> None:
     e = engine()
     order = e.place(BTC, BUY, MARKET, now_ms=5, quantity=D("2.5"))
-    assert order.status is OrderStatus.FILLED
+    assert order.status is EngineOrderStatus.FILLED
     assert [(f.price, f.qty, f.commission, f.is_maker) for f in order.fills] == [
         (D("100.10"), D(1), D("0.2002"), False),
         (D("100.20"), D(1), D("0.2004"), False),
@@ -112,7 +112,7 @@ def test_market_buy_walks_the_levels_and_pays_the_taker_fee() -> None:
 def test_market_order_bigger_than_the_book_fills_what_there_is_and_expires() -> None:
     e = engine(usdt="10000")
     order = e.place(BTC, BUY, MARKET, now_ms=5, quantity=D(5))
-    assert order.status is OrderStatus.EXPIRED
+    assert order.status is EngineOrderStatus.EXPIRED
     assert (order.orig_qty, order.executed_qty) == (D(5), D(3))
     assert e.depth(BTC).asks == []
     assert e.balance("USDT").locked == 0
@@ -131,10 +131,10 @@ def test_price_time_priority_among_resting_orders() -> None:
         (D("101"), D(1)),
         (D("101"), D("0.5")),
     ]
-    assert e.order(BTC, client_order_id="c").status is OrderStatus.FILLED
-    assert e.order(BTC, client_order_id="a").status is OrderStatus.FILLED
+    assert e.order(BTC, client_order_id="c").status is EngineOrderStatus.FILLED
+    assert e.order(BTC, client_order_id="a").status is EngineOrderStatus.FILLED
     late = e.order(BTC, client_order_id="b")
-    assert (late.status, late.remaining) == (OrderStatus.PARTIALLY_FILLED, D("0.5"))
+    assert (late.status, late.remaining) == (EngineOrderStatus.PARTIALLY_FILLED, D("0.5"))
     assert [t.order_id for t in e.my_trades(BTC) if t.is_maker] == [
         c.order_id,
         a.order_id,
@@ -146,19 +146,19 @@ def test_price_time_priority_among_resting_orders() -> None:
 def test_limit_buy_locks_notional_plus_worst_fee_and_cancel_releases_it() -> None:
     e = engine()
     order = e.place(BTC, BUY, LIMIT, now_ms=1, quantity=D(1), price=D(99), time_in_force=GTC)
-    assert order.status is OrderStatus.NEW
+    assert order.status is EngineOrderStatus.NEW
     assert order.locked == D("99.198")  # 99 + 20 bps (the higher of maker and taker)
     assert e.balance("USDT").free == D("900.802")
     assert e.balance("USDT").locked == D("99.198")
     assert e.depth(BTC).bids[0] == (D("99.90"), D(1))  # the maker still bids above
     cancelled = e.cancel(BTC, now_ms=2, order_id=order.order_id)
-    assert cancelled.status is OrderStatus.CANCELED
+    assert cancelled.status is EngineOrderStatus.CANCELED
     assert e.balance("USDT").free == D(1000)
     assert e.balance("USDT").locked == 0
     with pytest.raises(EngineError) as err:
         e.cancel(BTC, now_ms=3, order_id=order.order_id)
     assert codes(err) == (-2011, "Unknown order sent.")
-    assert e.order(BTC, order_id=order.order_id).status is OrderStatus.CANCELED
+    assert e.order(BTC, order_id=order.order_id).status is EngineOrderStatus.CANCELED
     assert e.check_invariants() == []
 
 
@@ -177,7 +177,7 @@ def test_crossing_limit_takes_then_rests_and_a_price_move_fills_the_rest_as_make
     order = e.place(
         BTC, BUY, LIMIT, now_ms=1, quantity=D("1.5"), price=D("100.10"), time_in_force=GTC
     )
-    assert order.status is OrderStatus.PARTIALLY_FILLED
+    assert order.status is EngineOrderStatus.PARTIALLY_FILLED
     assert (order.executed_qty, order.remaining) == (D(1), D("0.5"))
     assert order.fills[0].commission == D("0.2002")  # taker
     assert order.locked == D("150.4503") - D("100.3002")
@@ -185,7 +185,7 @@ def test_crossing_limit_takes_then_rests_and_a_price_move_fills_the_rest_as_make
     trades = e.set_price(BTC, D(99), 2)  # the maker now asks 99.10: crosses the resting bid
     assert [(t.price, t.qty, t.buyer_is_maker) for t in trades] == [(D("100.10"), D("0.5"), True)]
     done = e.order(BTC, order_id=order.order_id)
-    assert done.status is OrderStatus.FILLED
+    assert done.status is EngineOrderStatus.FILLED
     assert (done.fills[1].commission, done.fills[1].is_maker) == (D("0.05005"), True)
     assert e.balance("USDT") == type(e.balance("USDT"))(
         D(1000) - D("100.3002") - D("50.05") - D("0.05005"), D(0)
@@ -202,7 +202,7 @@ def test_resting_user_order_fills_at_its_own_price_when_the_market_moves_through
         (D(99), order.order_id, None)
     ]
     filled = e.order(BTC, order_id=order.order_id)
-    assert filled.status is OrderStatus.FILLED
+    assert filled.status is EngineOrderStatus.FILLED
     assert filled.fills[0].is_maker and filled.fills[0].commission == D("0.099")
     assert e.balance("BTC").free == D(1)
     assert e.balance("USDT").free == D(1000) - D(99) - D("0.099")
@@ -226,7 +226,7 @@ def test_insufficient_funds_is_refused_and_changes_nothing() -> None:
     first = e.rejections[0]
     assert (first.client_order_id, first.status, first.code) == (
         "retry-me",
-        OrderStatus.REJECTED,
+        EngineOrderStatus.REJECTED,
         -2010,
     )
     with pytest.raises(EngineError) as err:
@@ -234,7 +234,7 @@ def test_insufficient_funds_is_refused_and_changes_nothing() -> None:
     assert codes(err) == (-2013, "Order does not exist.")
     e.deposit("USDT", D(100))
     again = limit(e, BUY, "1", "99", "retry-me")  # a refused id may be sent again
-    assert again.status is OrderStatus.NEW
+    assert again.status is EngineOrderStatus.NEW
 
 
 def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
@@ -251,9 +251,9 @@ def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
     assert codes(err) == (-2010, "Duplicate order sent.")
     e.cancel(BTC, now_ms=2, client_order_id="dup-1")
     second = e.place(BTC, BUY, MARKET, now_ms=3, quantity=D("0.1"), client_order_id="dup-1")
-    assert second.status is OrderStatus.FILLED and second.order_id != first.order_id
+    assert second.status is EngineOrderStatus.FILLED and second.order_id != first.order_id
     third = e.place(BTC, BUY, MARKET, now_ms=4, quantity=D("0.1"), client_order_id="dup-1")
-    assert third.status is OrderStatus.FILLED  # a filled order frees its id too
+    assert third.status is EngineOrderStatus.FILLED  # a filled order frees its id too
     assert e.order(BTC, client_order_id="dup-1").order_id == third.order_id
     assert [o.order_id for o in e.orders_with_client_id(BTC, "dup-1")] == [
         first.order_id,
@@ -264,7 +264,7 @@ def test_a_client_order_id_is_refused_only_while_its_order_is_open() -> None:
     other = e.place(
         "ETHUSDT", BUY, MARKET, now_ms=5, quantity=D("0.1"), client_order_id="dup-1"
     )  # per symbol, as on Binance
-    assert other.status is OrderStatus.FILLED
+    assert other.status is EngineOrderStatus.FILLED
     assert e.check_invariants() == []
 
 
@@ -302,13 +302,13 @@ def test_limit_maker_ioc_and_fok() -> None:
         e.place(BTC, BUY, OrderType.LIMIT_MAKER, now_ms=1, quantity=D(1), price=D("100.10"))
     assert codes(err) == (-2010, "Order would immediately match and take.")
     maker = e.place(BTC, BUY, OrderType.LIMIT_MAKER, now_ms=1, quantity=D(1), price=D(99))
-    assert maker.status is OrderStatus.NEW
+    assert maker.status is EngineOrderStatus.NEW
     ioc = limit(e, BUY, "1.5", "100.10", tif=TimeInForce.IOC)
-    assert (ioc.status, ioc.executed_qty) == (OrderStatus.EXPIRED, D(1))
+    assert (ioc.status, ioc.executed_qty) == (EngineOrderStatus.EXPIRED, D(1))
     fok = limit(e, BUY, "5", "100.30", tif=TimeInForce.FOK)
-    assert (fok.status, fok.executed_qty) == (OrderStatus.EXPIRED, D(0))
+    assert (fok.status, fok.executed_qty) == (EngineOrderStatus.EXPIRED, D(0))
     fok = limit(e, BUY, "1.5", "100.30", tif=TimeInForce.FOK)
-    assert fok.status is OrderStatus.FILLED
+    assert fok.status is EngineOrderStatus.FILLED
     assert e.balance("USDT").locked == maker.locked
     assert e.check_invariants() == []
 
@@ -316,7 +316,7 @@ def test_limit_maker_ioc_and_fok() -> None:
 def test_market_buy_by_quote_amount_spends_at_most_the_amount_fees_included() -> None:
     e = engine()
     order = e.place(BTC, BUY, MARKET, now_ms=1, quote_order_qty=D(150))
-    assert order.status is OrderStatus.FILLED
+    assert order.status is EngineOrderStatus.FILLED
     assert [(f.price, f.qty) for f in order.fills] == [
         (D("100.10"), D(1)),
         (D("100.20"), D("0.495")),

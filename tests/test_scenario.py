@@ -15,7 +15,7 @@ from connectors.files.replay import replay
 from connectors.kafka.io import read_topic
 from connectors.sim.scenario import (
     FlashCrash,
-    Scenario,
+    TickScenario,
     build_scenario,
     generate_scenario,
     past_start_ms,
@@ -27,7 +27,7 @@ SYMBOLS = ["SIMA", "SIMB", "SIMC"]
 
 
 @pytest.fixture(scope="module")
-def hour() -> Scenario:
+def hour() -> TickScenario:
     return build_scenario(SYMBOLS, START, 3600, 2.0, seed=11)
 
 
@@ -40,7 +40,7 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
     assert [t.price for t in a] != [t.price for t in c]
 
 
-def test_stream_shape_and_validity(hour: Scenario) -> None:
+def test_stream_shape_and_validity(hour: TickScenario) -> None:
     ticks = hour.ticks
     assert len(ticks) == 3 * 7200 and hour.per_symbol == dict.fromkeys(SYMBOLS, 7200)
     ms = [to_ms(t.ts) for t in ticks]
@@ -57,7 +57,7 @@ def _prices(ticks: list[Tick], symbol: str) -> list[tuple[int, float]]:
     return [(to_ms(t.ts), float(t.price)) for t in ticks if t.symbol == symbol]
 
 
-def test_flash_crash_falls_fifteen_percent_within_a_minute(hour: Scenario) -> None:
+def test_flash_crash_falls_fifteen_percent_within_a_minute(hour: TickScenario) -> None:
     crash = hour.plan.crash
     assert crash is not None and crash.symbol == "SIMA"
     assert crash.bottom_ms - crash.start_ms <= 60_000
@@ -78,7 +78,7 @@ def test_flash_crash_falls_fifteen_percent_within_a_minute(hour: Scenario) -> No
     assert generate_scenario(SYMBOLS, START, 300, 2.0, seed=11, crash=None)  # optional
 
 
-def test_volatility_regimes_change_realised_volatility(hour: Scenario) -> None:
+def test_volatility_regimes_change_realised_volatility(hour: TickScenario) -> None:
     names = {r.name for r in hour.plan.regimes}
     assert {"calm", "stressed"} <= names, names
     crash = hour.plan.crash

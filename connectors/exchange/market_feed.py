@@ -47,8 +47,8 @@ from confluent_kafka import Producer
 from connectors.kafka.io import DeliveryCounter, make_producer, publish
 from models.core.messages import SYMBOL_PATTERN
 from models.market.feed_cursor import (
-    ErrorKind,
     FeedCursorState,
+    FeedErrorKind,
     FeedHealth,
     FeedStatus,
     HealthChange,
@@ -120,7 +120,7 @@ class PollResult:
     invalid: int
     requests: int
     error: str | None
-    error_kind: ErrorKind | None
+    error_kind: FeedErrorKind | None
     delay_s: float
     """Seconds the next request will wait (backoff or Retry-After); 0 after a success."""
     status: FeedStatus
@@ -130,21 +130,21 @@ class PollResult:
         return self.error is None
 
 
-def classify(err: BaseException) -> ErrorKind:
+def classify(err: BaseException) -> FeedErrorKind:
     """ccxt's error classes -> the feed's error kinds. `OperationFailed` is ccxt's "may work
     on retry" branch (network errors, timeouts, 5xx, and Binance's -1000/-1001, which ccxt
     does not count as `NetworkError`); `DDoSProtection` covers 429 and 418."""
     if isinstance(err, ccxt.DDoSProtection):
-        return ErrorKind.RATE_LIMITED
+        return FeedErrorKind.RATE_LIMITED
     if isinstance(err, ccxt.OperationFailed):
-        return ErrorKind.TRANSIENT
+        return FeedErrorKind.TRANSIENT
     if isinstance(err, ccxt.BaseError):
-        return ErrorKind.EXCHANGE
+        return FeedErrorKind.EXCHANGE
     if isinstance(err, _PublishFailed):
-        return ErrorKind.PUBLISH
+        return FeedErrorKind.PUBLISH
     if isinstance(err, OSError):
-        return ErrorKind.STATE
-    return ErrorKind.INTERNAL
+        return FeedErrorKind.STATE
+    return FeedErrorKind.INTERNAL
 
 
 def _error_text(err: BaseException) -> str:
@@ -362,7 +362,7 @@ class MarketFeed:
             return self._result(0, 0, 0, 0, None, None, 0.0)
         published = duplicates = invalid = requests = 0
         answered = 0
-        refused: tuple[BaseException, ErrorKind] | None = None
+        refused: tuple[BaseException, FeedErrorKind] | None = None
         for symbol in self.symbols:
             if stop is not None and stop.is_set():
                 break
@@ -383,7 +383,7 @@ class MarketFeed:
                 self._unpark(symbol)
                 continue
             kind = classify(err)
-            if kind is ErrorKind.EXCHANGE:
+            if kind is FeedErrorKind.EXCHANGE:
                 self._park(symbol, err)
                 refused = (err, kind)
                 continue
@@ -439,7 +439,7 @@ class MarketFeed:
         invalid: int,
         requests: int,
         error: str | None,
-        kind: ErrorKind | None,
+        kind: FeedErrorKind | None,
         delay: float,
     ) -> PollResult:
         return PollResult(
@@ -628,11 +628,11 @@ class MarketFeed:
             self._failing_since = None
 
     def _failed(
-        self, err: BaseException, kind: ErrorKind, published: int, *, counted: bool = False
+        self, err: BaseException, kind: FeedErrorKind, published: int, *, counted: bool = False
     ) -> float:
         """Record a failed round (`counted`: its error is already in the counters)."""
         retry_after = None
-        if kind is ErrorKind.RATE_LIMITED:
+        if kind is FeedErrorKind.RATE_LIMITED:
             headers = getattr(self.exchange, "last_response_headers", None)
             retry_after = retry_after_s(headers, default_s=1.0, now_s=time.time())
         self._health, delay, change = self._health.failure(
@@ -640,12 +640,12 @@ class MarketFeed:
         )
         self._not_before = time.monotonic() + delay
         if not counted:
-            self._count(errors=1, rate_limited=1 if kind is ErrorKind.RATE_LIMITED else 0)
+            self._count(errors=1, rate_limited=1 if kind is FeedErrorKind.RATE_LIMITED else 0)
         if self._failing_since is None:
             self._failing_since = time.monotonic()
         if change is not None:
             self._log_change(change, err, delay, published)
-        if kind is ErrorKind.INTERNAL and change is not None:
+        if kind is FeedErrorKind.INTERNAL and change is not None:
             _LOG.error(
                 "market feed %s internal error:\n%s",
                 self.exchange_id,
@@ -701,7 +701,7 @@ class MarketFeed:
             try:
                 result = self.poll_once(stop)
             except Exception as err:  # a bug: keep the feed alive, say so once per change
-                self._failed(err, ErrorKind.INTERNAL, 0)
+                self._failed(err, FeedErrorKind.INTERNAL, 0)
                 continue
             if result.ok:
                 stop.wait(self.poll_interval_s)

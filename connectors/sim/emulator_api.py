@@ -19,12 +19,12 @@ from typing import Any, Final
 from connectors.sim.emulator_faults import LookupLag
 from models.sim.matching import (
     NO_SUCH_ORDER,
-    Bar,
     EngineError,
+    EngineOrder,
+    Kline,
     MarketSpec,
     MatchingEngine,
     MyTrade,
-    Order,
     OrderSide,
     OrderType,
     TimeInForce,
@@ -214,7 +214,7 @@ class BinanceApi:
             "allowedSelfTradePreventionModes": ["NONE"],
         }
 
-    def _order_doc(self, o: Order) -> dict[str, Any]:
+    def _order_doc(self, o: EngineOrder) -> dict[str, Any]:
         return {
             "symbol": o.symbol,
             "orderId": o.order_id,
@@ -238,7 +238,7 @@ class BinanceApi:
             "selfTradePreventionMode": "NONE",
         }
 
-    def _new_order_doc(self, o: Order, resp_type: str) -> dict[str, Any]:
+    def _new_order_doc(self, o: EngineOrder, resp_type: str) -> dict[str, Any]:
         ack = {
             "symbol": o.symbol,
             "orderId": o.order_id,
@@ -306,7 +306,7 @@ class BinanceApi:
         }
 
     @staticmethod
-    def _kline_doc(b: Bar) -> list[Any]:
+    def _kline_doc(b: Kline) -> list[Any]:
         return [
             b.open_ms,
             _fmt(b.open),
@@ -613,7 +613,7 @@ class BinanceApi:
                     return self._order_doc(older)
         raise EngineError.of(NO_SUCH_ORDER)
 
-    def _lags(self, o: Order, now: int) -> bool:
+    def _lags(self, o: EngineOrder, now: int) -> bool:
         """Whether this lookup of `o` answers -2013 (`LookupLag`; counted per order)."""
         hidden = self._hidden.get(o.order_id, 0)
         if not self.lookup_lag.hides(now - o.time_ms, hidden):
@@ -621,7 +621,7 @@ class BinanceApi:
         self._hidden[o.order_id] = hidden + 1
         return True
 
-    def _cancel_doc(self, o: Order, cancel_id: str | None, now: int) -> dict[str, Any]:
+    def _cancel_doc(self, o: EngineOrder, cancel_id: str | None, now: int) -> dict[str, Any]:
         doc = self._order_doc(o)
         for key in ("stopPrice", "icebergQty", "time", "updateTime", "isWorking", "workingTime"):
             doc.pop(key)

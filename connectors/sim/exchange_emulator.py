@@ -83,7 +83,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LookupLag",
-    "RecordedRequest",
+    "RecordedCall",
     "ccxt_config",
     "emulator_urls",
     "market_for",
@@ -106,7 +106,7 @@ REQUEST_LOG_LIMIT: Final = 100_000  # a hand-run emulator polled for days stays 
 
 
 @dataclass(frozen=True, slots=True)
-class RecordedRequest:
+class RecordedCall:
     """One request as the server saw it. Header names are lower-case."""
 
     method: str
@@ -303,7 +303,7 @@ class ExchangeEmulator:
         self._meta = threading.Lock()  # the request log
         self.faults = FaultSchedule(chaos)
         self.api = BinanceApi(self.engine, lookup_lag)
-        self._requests: collections.deque[RecordedRequest] = collections.deque(
+        self._requests: collections.deque[RecordedCall] = collections.deque(
             maxlen=REQUEST_LOG_LIMIT
         )
         self._weight_minute = 0
@@ -479,7 +479,7 @@ class ExchangeEmulator:
         return self.faults.pending(endpoint)
 
     @property
-    def requests(self) -> list[RecordedRequest]:
+    def requests(self) -> list[RecordedCall]:
         """Requests received so far (the newest `REQUEST_LOG_LIMIT`), in arrival order (a
         copy)."""
         with self._meta:
@@ -506,7 +506,7 @@ class ExchangeEmulator:
         fault: Fault | None = None
 
         def record(status: int, code: int | None) -> None:
-            rec = RecordedRequest(
+            rec = RecordedCall(
                 method,
                 path,
                 endpoint if known else None,

@@ -34,8 +34,8 @@ __all__ = [
     "Jump",
     "Regime",
     "RegimeSegment",
-    "Scenario",
     "ScenarioPlan",
+    "TickScenario",
     "TrendSegment",
     "build_scenario",
     "generate_scenario",
@@ -130,7 +130,7 @@ class ScenarioPlan:
 
 
 @dataclass(frozen=True)
-class Scenario:
+class TickScenario:
     ticks: list[Tick]
     plan: ScenarioPlan
     per_symbol: dict[str, int] = field(default_factory=dict)
@@ -182,7 +182,7 @@ def build_scenario(
     jumps_per_hour: float = 1.0,
     jump_sd: float = 0.01,
     now_ms: int | None = None,
-) -> Scenario:
+) -> TickScenario:
     """Generate the stream and its plan; see `generate_scenario` for the common case."""
     syms = list(symbols)
     if not syms:
@@ -322,7 +322,7 @@ def build_scenario(
         crash=crash_window,
         tick_size=tick_size,
     )
-    return Scenario(ticks=ticks, plan=plan, per_symbol=dict.fromkeys(syms, n))
+    return TickScenario(ticks=ticks, plan=plan, per_symbol=dict.fromkeys(syms, n))
 
 
 def _make_ticks(

@@ -33,8 +33,8 @@ from models.core.messages import Tick
 __all__ = [
     "MAX_TICK_ID_CHARS",
     "STATE_VERSION",
-    "ErrorKind",
     "FeedCursorState",
+    "FeedErrorKind",
     "FeedHealth",
     "FeedStatus",
     "HealthChange",
@@ -364,7 +364,7 @@ def plan_next_page(
 # --------------------------------------------------------------------------------- health
 
 
-class ErrorKind(StrEnum):
+class FeedErrorKind(StrEnum):
     """Why a poll failed; every kind is retried, with different waits and log lines."""
 
     RATE_LIMITED = "rate_limited"  # 429/418 (ccxt DDoSProtection): wait for Retry-After
@@ -450,7 +450,7 @@ class FeedHealth(BaseModel):
 
     def failure(
         self,
-        kind: ErrorKind,
+        kind: FeedErrorKind,
         *,
         base_s: float,
         cap_s: float,
@@ -464,7 +464,7 @@ class FeedHealth(BaseModel):
         """
         errors = self.consecutive_errors + 1
         delay = backoff_s(errors, base_s, cap_s)
-        if kind is ErrorKind.RATE_LIMITED:
+        if kind is FeedErrorKind.RATE_LIMITED:
             status = FeedStatus.RATE_LIMITED
             delay = max(delay, 1.0 if retry_after is None else retry_after)
         else:

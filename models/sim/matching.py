@@ -42,19 +42,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Balance",
-    "Bar",
     "Depth",
     "EngineConfig",
     "EngineError",
-    "Fill",
+    "EngineFill",
+    "EngineOrder",
+    "EngineOrderStatus",
+    "EngineRejection",
+    "Kline",
     "MarketSpec",
     "MatchingEngine",
     "MyTrade",
-    "Order",
     "OrderSide",
-    "OrderStatus",
     "OrderType",
-    "Rejection",
     "Ticker",
     "TimeInForce",
     "Trade",
@@ -113,7 +113,7 @@ class TimeInForce(StrEnum):
     FOK = "FOK"
 
 
-class OrderStatus(StrEnum):
+class EngineOrderStatus(StrEnum):
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
@@ -204,7 +204,7 @@ class Balance:
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
+class EngineFill:
     """One execution of an order (Binance's `fills[]` entry of a FULL order response)."""
 
     trade_id: int
@@ -216,7 +216,7 @@ class Fill:
 
 
 @dataclass(slots=True)
-class Order:
+class EngineOrder:
     """A user order as the engine keeps it; callers always get a copy."""
 
     order_id: int
@@ -233,8 +233,8 @@ class Order:
     update_ms: int
     executed_qty: Decimal = ZERO
     cumm_quote_qty: Decimal = ZERO
-    status: OrderStatus = OrderStatus.NEW
-    fills: list[Fill] = field(default_factory=list)
+    status: EngineOrderStatus = EngineOrderStatus.NEW
+    fills: list[EngineFill] = field(default_factory=list)
     locked: Decimal = ZERO
     """Funds still reserved for this order: quote asset for a buy, base asset for a sell."""
 
@@ -244,9 +244,9 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        return self.status in (EngineOrderStatus.NEW, EngineOrderStatus.PARTIALLY_FILLED)
 
-    def copy(self) -> Order:
+    def copy(self) -> EngineOrder:
         return replace(self, fills=list(self.fills))
 
 
@@ -290,7 +290,7 @@ class MyTrade:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
+class EngineRejection:
     """A refused new order, kept for tests: Binance keeps nothing, and neither does the book."""
 
     symbol: str
@@ -302,11 +302,11 @@ class Rejection:
     code: int
     msg: str
     time_ms: int
-    status: OrderStatus = OrderStatus.REJECTED
+    status: EngineOrderStatus = EngineOrderStatus.REJECTED
 
 
 @dataclass(frozen=True, slots=True)
-class Bar:
+class Kline:
     open_ms: int
     close_ms: int
     """Last millisecond of the bar (open + interval - 1), as Binance reports it."""
@@ -353,7 +353,7 @@ class _Resting:
     seq: int
     price: Decimal
     qty: Decimal
-    order: Order | None  # None: the synthetic market maker
+    order: EngineOrder | None  # None: the synthetic market maker
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +419,7 @@ class MatchingEngine:
             raise ValueError("an exchange needs at least one market")
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
-        self._orders: dict[int, Order] = {}
+        self._orders: dict[int, EngineOrder] = {}
         # Every order id per (symbol, client order id), oldest first: an id may be reused once
         # its order is done (Binance's rule), and a lookup answers the newest.
         self._by_client: dict[tuple[str, str], list[int]] = {}
@@ -432,7 +432,7 @@ class MatchingEngine:
         """Commission paid by the account, per asset."""
         self.maker_flows: dict[str, Decimal] = {}
         """Net amount the synthetic market maker received from the account, per asset."""
-        self.rejections: deque[Rejection] = deque(maxlen=self.config.history_limit)
+        self.rejections: deque[EngineRejection] = deque(maxlen=self.config.history_limit)
         """Refused new orders, newest last (Binance keeps none; tests look here)."""
         self._seq = 0
         self._next_order_id = 1
@@ -548,7 +548,7 @@ class MatchingEngine:
         time_in_force: TimeInForce | None = None,
         client_order_id: str | None = None,
         quote_order_qty: Decimal | None = None,
-    ) -> Order:
+    ) -> EngineOrder:
         """Accept, match and (for a GTC limit remainder) rest a new order; returns its state.
 
         Raises `EngineError` (nothing changes, the refusal is logged in `rejections`) for a bad
@@ -569,7 +569,7 @@ class MatchingEngine:
             )
         except EngineError as err:
             self.rejections.append(
-                Rejection(
+                EngineRejection(
                     symbol, client_order_id, side, type, quantity, price, err.code, err.msg, now_ms
                 )
             )
@@ -586,7 +586,7 @@ class MatchingEngine:
         tif: TimeInForce | None,
         client_order_id: str | None,
         quote_order_qty: Decimal | None,
-    ) -> Order:
+    ) -> EngineOrder:
         m = self._market(symbol)
         spec = m.spec
         limit: Decimal | None = None
@@ -659,7 +659,7 @@ class MatchingEngine:
 
         order_id = self._next_order_id
         self._next_order_id += 1
-        order = Order(
+        order = EngineOrder(
             order_id=order_id,
             client_order_id=client_order_id or f"emu-{order_id:012d}",
             symbol=symbol,
@@ -678,14 +678,14 @@ class MatchingEngine:
         order.locked = lock
 
         if tif is TimeInForce.FOK and planned_qty < order.orig_qty:
-            self._finish(order, OrderStatus.EXPIRED, now_ms)
+            self._finish(order, EngineOrderStatus.EXPIRED, now_ms)
             return order.copy()
         for entry, qty in plan:
             self._execute(m, side, order, entry, qty, now_ms)
         if order.remaining <= 0:
-            self._finish(order, OrderStatus.FILLED, now_ms)
+            self._finish(order, EngineOrderStatus.FILLED, now_ms)
         elif type is OrderType.MARKET or tif is not TimeInForce.GTC:
-            self._finish(order, OrderStatus.EXPIRED, now_ms)
+            self._finish(order, EngineOrderStatus.EXPIRED, now_ms)
         else:
             assert limit is not None
             self._seq += 1
@@ -759,7 +759,7 @@ class MatchingEngine:
         self._free[asset] = self._free.get(asset, ZERO) - sign * amount
         self._locked[asset] = self._locked.get(asset, ZERO) + sign * amount
 
-    def _finish(self, order: Order, status: OrderStatus, now_ms: int) -> None:
+    def _finish(self, order: EngineOrder, status: EngineOrderStatus, now_ms: int) -> None:
         """Close an order: give back whatever is still locked for it."""
         spec = self._markets[order.symbol].spec
         asset = spec.quote if order.side is OrderSide.BUY else spec.base
@@ -799,7 +799,7 @@ class MatchingEngine:
         self,
         m: _Market,
         taker_side: OrderSide,
-        taker: Order | None,
+        taker: EngineOrder | None,
         resting: _Resting,
         qty: Decimal,
         ts_ms: int,
@@ -829,7 +829,7 @@ class MatchingEngine:
         if resting.qty <= 0:
             m.side(taker_side.opposite).remove(resting)
             if resting.order is not None:
-                self._finish(resting.order, OrderStatus.FILLED, ts_ms)
+                self._finish(resting.order, EngineOrderStatus.FILLED, ts_ms)
         m.update_id += 1
         return trade
 
@@ -844,7 +844,7 @@ class MatchingEngine:
         flows[spec.base] = flows.get(spec.base, ZERO) + sign * qty
         flows[spec.quote] = flows.get(spec.quote, ZERO) - sign * qty * price
 
-    def _settle(self, m: _Market, order: Order, trade: Trade, is_maker: bool) -> None:
+    def _settle(self, m: _Market, order: EngineOrder, trade: Trade, is_maker: bool) -> None:
         spec = m.spec
         rate = (self.config.maker_fee_bps if is_maker else self.config.taker_fee_bps) / BPS
         notional = trade.price * trade.qty
@@ -869,9 +869,11 @@ class MatchingEngine:
         order.executed_qty += trade.qty
         order.cumm_quote_qty += notional
         order.update_ms = trade.time_ms
-        order.fills.append(Fill(trade.trade_id, trade.price, trade.qty, fee, fee_asset, is_maker))
+        order.fills.append(
+            EngineFill(trade.trade_id, trade.price, trade.qty, fee, fee_asset, is_maker)
+        )
         if order.is_open:
-            order.status = OrderStatus.PARTIALLY_FILLED
+            order.status = EngineOrderStatus.PARTIALLY_FILLED
         self._my_trades[spec.symbol].append(
             MyTrade(
                 trade.trade_id,
@@ -888,7 +890,9 @@ class MatchingEngine:
             )
         )
 
-    def _find(self, symbol: str, order_id: int | None, client_order_id: str | None) -> Order | None:
+    def _find(
+        self, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> EngineOrder | None:
         self._market(symbol)
         if order_id is not None:
             order = self._orders.get(order_id)
@@ -906,14 +910,14 @@ class MatchingEngine:
 
     def order(
         self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None
-    ) -> Order:
+    ) -> EngineOrder:
         """An order by exchange id or client order id (-2013 "Order does not exist." if none)."""
         order = self._find(symbol, order_id, client_order_id)
         if order is None:
             raise EngineError.of(NO_SUCH_ORDER)
         return order.copy()
 
-    def orders_with_client_id(self, symbol: str, client_order_id: str) -> list[Order]:
+    def orders_with_client_id(self, symbol: str, client_order_id: str) -> list[EngineOrder]:
         """Every order that carried `client_order_id` on `symbol`, oldest first (an id is
         reused once its order is done): what a lagging lookup may still see."""
         self._market(symbol)
@@ -927,7 +931,7 @@ class MatchingEngine:
         now_ms: int,
         order_id: int | None = None,
         client_order_id: str | None = None,
-    ) -> Order:
+    ) -> EngineOrder:
         """Cancel an open order and release its funds (-2011 "Unknown order sent." when it is
         unknown or already done, as on Binance)."""
         order = self._find(symbol, order_id, client_order_id)
@@ -936,11 +940,11 @@ class MatchingEngine:
         m = self._markets[symbol]
         book = m.side(order.side)
         book[:] = [r for r in book if r.order is not order]
-        self._finish(order, OrderStatus.CANCELED, now_ms)
+        self._finish(order, EngineOrderStatus.CANCELED, now_ms)
         m.update_id += 1
         return order.copy()
 
-    def cancel_all(self, symbol: str, *, now_ms: int) -> list[Order]:
+    def cancel_all(self, symbol: str, *, now_ms: int) -> list[EngineOrder]:
         """Cancel every open order of a symbol (-2011 when there is none, as on Binance)."""
         ids = [o.order_id for o in self._orders.values() if o.symbol == symbol and o.is_open]
         self._market(symbol)
@@ -948,7 +952,7 @@ class MatchingEngine:
             raise EngineError.of(UNKNOWN_ORDER)
         return [self.cancel(symbol, now_ms=now_ms, order_id=i) for i in ids]
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
+    def open_orders(self, symbol: str | None = None) -> list[EngineOrder]:
         if symbol is not None:
             self._market(symbol)
         return [
@@ -965,7 +969,7 @@ class MatchingEngine:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 500,
-    ) -> list[Order]:
+    ) -> list[EngineOrder]:
         """Orders of a symbol, oldest first (Binance's allOrders)."""
         self._market(symbol)
         rows = [
@@ -1058,7 +1062,7 @@ class MatchingEngine:
         end_ms: int | None = None,
         limit: int = 500,
         offset_ms: int = 0,
-    ) -> list[Bar]:
+    ) -> list[Kline]:
         """OHLCV bars, oldest first: open/high/low/close follow the `set_price` prices (the
         market's path; a fill at a stale limit price does not move it), volume and trade count
         come from the trades in the bar.
@@ -1088,7 +1092,7 @@ class MatchingEngine:
         else:
             stop = last
             first = max(keys[0], last - (limit - 1) * interval_ms)
-        bars: list[Bar] = []
+        bars: list[Kline] = []
         close: Decimal | None = None
         i = bisect.bisect_left(keys, first) - 1
         while i >= 0 and close is None:  # the close before the first bar shown
@@ -1106,7 +1110,7 @@ class MatchingEngine:
             trades = [p for p in group if p.trade]
             bought = [p for p in trades if p.taker_buy]
             bars.append(
-                Bar(
+                Kline(
                     t,
                     t + interval_ms - 1,
                     prices[0],

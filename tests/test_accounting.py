@@ -262,8 +262,9 @@ def test_exchange_fills_next_bar_open_with_fee_and_slippage_never_earlier() -> N
     assert ex.accept(order(placed=60_000))
     assert not ex.accept(order(placed=60_000))  # same client order id: ignored
     assert ex.on_bar(bar(0, "100", "101")) == []  # started before the order existed
-    fills = ex.on_bar(bar(60_000, "200", "201"))
-    assert len(fills) == 1
+    (report,) = ex.on_bar(bar(60_000, "200", "201"))
+    fills = report.fills
+    assert len(fills) == 1 and report.filled == fills[0].quantity
     assert fills[0].price == D("201.00000000")  # 200 + 0.5 %
     assert fills[0].fee == (D(2) * D(201) * D(10) / D(10_000)).quantize(D("1e-8"))
     assert ex.on_bar(bar(120_000, "1", "1")) == []

@@ -521,7 +521,7 @@ def demo(
 ) -> None:
     """The end-to-end job on embedded defaults (local broker, chdb, shipped data) with a report."""
     from api.demo import default_run_root, run_demo
-    from connectors.files.datasets import list_datasets
+    from connectors.files.datasets import dataset_path, list_datasets
 
     def go() -> None:
         settings = settings_from(config)
@@ -538,6 +538,9 @@ def demo(
             )
         if scenario_minutes < 0:
             raise UserError(f"--scenario-minutes must be >= 0, got {scenario_minutes}")
+        for name in names:
+            # Before anything starts: without the optional extra, one line on how to get it.
+            dataset_path(name)
         missing = [d for d in names if d not in settings.symbols]
         if missing:
             raise UserError(f"dataset symbol(s) {', '.join(missing)} not in the config's symbols")
@@ -566,12 +569,19 @@ def schemas(
     check: Annotated[
         bool, typer.Option("--check", help="Only list drifted, missing or extra files (exit 1)")
     ] = False,
+    schema_dir: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Schema directory (default: specs/schemas of the checkout)"),
+    ] = None,
 ) -> None:
     """Regenerate specs/schemas/*.json from the pydantic models, or check them."""
-    from api.schemas_cmd import check_schemas, default_schema_dir, write_schemas
+    from api.schemas_cmd import NoCheckoutError, check_schemas, default_schema_dir, write_schemas
 
     def go() -> None:
-        out_dir = default_schema_dir()
+        try:
+            out_dir = schema_dir or default_schema_dir()
+        except NoCheckoutError as err:
+            raise UserError(str(err)) from None
         try:
             if check:
                 problems = check_schemas(out_dir)

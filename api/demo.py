@@ -4,9 +4,9 @@ It is the same code path as a live run: messages go through a real Kafka-protoco
 same Bytewax flow; only `tail=False` makes the flow stop at the end of the replayed topics.
 
 A real feed is not clean, so by default the demo also publishes the sample feeds in
-`data/samples/` after the market replay: malformed and hostile market messages, and news and
-social posts (ordinary, hostile-but-valid, invalid). The report then shows the dead letters and
-the stored news next to results that those samples cannot have changed.
+`api/samples/` (package data) after the market replay: malformed and hostile market messages,
+and news and social posts (ordinary, hostile-but-valid, invalid). The report then shows the
+dead letters and the stored news next to results that those samples cannot have changed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from dataflows.run import run_pipeline
 from models.config.settings import Settings, TopicsConfig
 from models.core.messages import BarIn, Tick
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
-"""The shipped sample feeds (see their README.md): in a source checkout or an editable install."""
+SAMPLES_DIR = Path(str(files("api").joinpath("samples")))
+"""The shipped sample feeds (see their README.md): package data, so a wheel install has them."""
 
 SAMPLE_FILES: dict[str, str] = {
     "market": "bad_market.jsonl",
@@ -98,7 +99,7 @@ def _sample_payload(entry: dict[str, Any], where: str) -> bytes:
 
 
 def load_samples(path: Path) -> list[Sample]:
-    """Read a sample file (format in data/samples/README.md); a bad line fails with its number.
+    """Read a sample file (format in api/samples/README.md); a bad line fails with its number.
 
     Strict on purpose: a typo in a sample (say `expcet`) would otherwise turn an invalid
     message into one nobody checks.
@@ -278,11 +279,7 @@ def run_demo(
             f"published {stats.published:,} market messages to [bold]{topics.market}[/bold]"
         )
         samples: dict[str, int] = {}
-        if hostile_samples and not SAMPLES_DIR.is_dir():
-            # A wheel install ships the packages only; the demo still runs, and says so.
-            where = escape(str(SAMPLES_DIR))
-            console.print(f"[yellow]no sample feeds at {where}: skipped[/yellow]")
-        elif hostile_samples:
+        if hostile_samples:
             samples = publish_samples(bootstrap, topics, SAMPLES_DIR)
             console.print(
                 "published sample feeds of bad and hostile input: "

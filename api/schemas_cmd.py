@@ -14,9 +14,23 @@ from models.core.schemas import generate_schemas, render_schema
 SCHEMA_SUFFIX: Final = ".json"
 
 
+class NoCheckoutError(ValueError):
+    """The package runs from an install (a wheel), not from a source checkout: there is no
+    `specs/schemas` to default to, and writing one into site-packages would be wrong."""
+
+
 def default_schema_dir() -> Path:
-    """`specs/schemas` of the source checkout this package runs from."""
-    return Path(__file__).resolve().parent.parent / "specs" / "schemas"
+    """`specs/schemas` of the source checkout this package runs from (an editable install or
+    PYTHONPATH on the checkout); `NoCheckoutError` when there is none, so an installed wheel
+    never writes into site-packages. A checkout is the folder above `api/` holding
+    `pyproject.toml` and `specs/`."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file() or not (root / "specs").is_dir():
+        raise NoCheckoutError(
+            f"no source checkout around {root} (stratflow is installed as a package):"
+            " give the output directory with --dir DIR"
+        )
+    return root / "specs" / "schemas"
 
 
 def rendered_schemas() -> dict[str, str]:

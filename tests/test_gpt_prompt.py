@@ -1,6 +1,6 @@
 """The GPT prompt: structured context, fenced untrusted text, determinism, anonymised mode.
 
-The hostile texts are the shipped samples (`data/samples/news.jsonl`, `social.jsonl`), read
+The hostile texts are the shipped samples (`api/samples/news.jsonl`, `social.jsonl`), read
 here, so a new sample is tested the day it is added. What must hold for every one of them: it
 appears only inside the fenced block, cannot close the block, loses its invisible characters,
 is length-capped, and changes nothing in the structured part (limits come from the config).
@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ from models.gpt.prompt import (
 from models.strategy.engine import DecisionContext
 from models.strategy.spec import OPERAND_NAMES, GptDecision, Rejection, StrategySpec
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+# Package data, read as the demo reads it (api.demo.SAMPLES_DIR, not imported: it pulls the flow).
+SAMPLES = Path(str(files("api").joinpath("samples")))
 NOW = to_ms(datetime(2013, 3, 1, 21, 0, tzinfo=UTC))
 DAY = 86_400_000
 YEARS = 12 * 365 * DAY

@@ -3,7 +3,7 @@
 Each dashboard JSON is checked for structure (unique panel ids, a sane grid, the provisioned data
 source on every panel, target and variable), then every panel target and template-variable query
 has its Grafana macros expanded exactly as the ClickHouse plugin does (`expand_grafana_sql`) and is
-run against a real chdb store with `deploy/clickhouse/schema.sql` applied. The rows are written
+run against a real chdb store with `connectors/store/schema.sql` applied. The rows are written
 through `Store.insert_models` from the pipeline's own message models, every batch twice (as an
 at-least-once replay would) with background merges stopped, so a query that forgets FINAL/argMax
 double counts and fails. A query that names a missing table or column fails to run.

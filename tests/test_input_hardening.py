@@ -1,7 +1,7 @@
 """Hostile-but-realistic market-data input: files handed to `stratflow replay` and records on
 the market/news/social topics. Each case here failed (crash, silent corruption or silent loss)
 before the fix it names; the existing suites cover the rest (test_replay, test_parsing,
-test_ingest_properties, data/samples/bad_market.jsonl through test_demo)."""
+test_ingest_properties, api/samples/bad_market.jsonl through test_demo)."""
 
 from __future__ import annotations
 

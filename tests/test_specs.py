@@ -805,7 +805,7 @@ FAKE_SPEC = """\
 `models.market.bars.BarBuilder` and `BarBuilder.add()` exist, `TradingDesk.on_execution` too,
 `bars.max_jump`, `symbols.ABC.lot_size`, `STRATFLOW__RISK__MIN_CASH`, `check(proposal, x)`,
 `ROW_CONVERTERS`, `FOK`, `no_action`, `ccxt.NetworkError`, `market.ticks`, `Decimal`, `None`,
-`deploy/clickhouse/schema.sql` and `StrategyRecord.spec` (a pydantic field).
+`connectors/store/schema.sql` and `StrategyRecord.spec` (a pydantic field).
 Literal text: `stratflow run --paper`, `hold`, `pending`, `0E-12`, `report.html`, `<symbol>`,
 `resend=True`, `SELECT * FROM t FINAL`, `var/runs`, `ASSET-1..n`.
 

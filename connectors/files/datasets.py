@@ -1,20 +1,26 @@
 """Sample market data that ships with the install, so a demo or test needs no download.
 
 The `backtesting` package carries three small OHLCV files; we refer to them by name rather than
-by site-packages path, which differs per machine and venv.
+by site-packages path, which differs per machine and venv. That package is AGPL-3.0, so it is an
+optional extra (`stratflow[datasets]`, which `make` installs) and never needed to import
+stratflow: only asking for a dataset's file needs it, and without it that says how to get it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Final
 
 __all__ = [
     "BTCUSD",
+    "DATASETS_EXTRA",
+    "DATASETS_PACKAGE",
     "EURUSD",
     "GOOG",
     "DatasetInfo",
+    "DatasetUnavailable",
     "dataset_info",
     "dataset_path",
     "list_datasets",
@@ -24,6 +30,16 @@ __all__ = [
 GOOG = "GOOG"
 EURUSD = "EURUSD"
 BTCUSD = "BTCUSD"
+
+DATASETS_PACKAGE: Final = "backtesting"
+DATASETS_EXTRA: Final = "datasets"
+"""The optional extra of stratflow that installs `DATASETS_PACKAGE` (pyproject.toml)."""
+
+
+class DatasetUnavailable(FileNotFoundError):
+    """A shipped dataset whose file is not installed: the optional extra is missing, or the
+    installed `backtesting` lacks the file. A `FileNotFoundError`, so the CLI prints it as one
+    `error:` line."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +70,26 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def dataset_path(name: str) -> Path:
-    """The CSV file of a shipped dataset (name is case-insensitive)."""
+    """The CSV file of a shipped dataset (name is case-insensitive).
+
+    Found through the package's import spec, without importing it: `backtesting` imports bokeh
+    and more, none of which a file path needs.
+    """
     info = dataset_info(name)
-    path = Path(str(resources.files("backtesting").joinpath("test", f"{info.name}.csv")))
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset {info.name} is missing from the backtesting package")
-    return path
+    spec = importlib.util.find_spec(DATASETS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetUnavailable(
+            f"dataset {info.name} ships in the optional `{DATASETS_PACKAGE}` package"
+            f" (AGPL-3.0), which is not installed; install the extra:"
+            f" pip install 'stratflow[{DATASETS_EXTRA}]' (make install does)"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "test" / f"{info.name}.csv"
+        if path.is_file():
+            return path
+    raise DatasetUnavailable(
+        f"dataset {info.name} is missing from the installed {DATASETS_PACKAGE} package"
+    )
 
 
 def resolve_source(name_or_path: str | Path) -> tuple[Path, str]:

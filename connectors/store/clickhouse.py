@@ -2,8 +2,8 @@
 
 Without `clickhouse.url` the store runs ClickHouse in-process with chdb on a persistent
 directory, so a laptop run needs no server; with a URL it talks to a ClickHouse server through
-clickhouse-connect. Both run the same DDL (`deploy/clickhouse/schema.sql`), take the same SQL
-with the same `{name:Type}` parameters, and return the same Python types:
+clickhouse-connect. Both run the same DDL (`schema.sql` beside this module, package data), take
+the same SQL with the same `{name:Type}` parameters, and return the same Python types:
 
 * `Decimal` columns come back as `decimal.Decimal`, exact, at the column's scale
   (`Decimal('101.500000000000')` for a `Decimal(38, 12)`); never as float or string.
@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
+from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast
@@ -54,8 +55,9 @@ from connectors.store.rows import (
 )
 from models.config.settings import ClickHouseConfig
 
-SCHEMA_PATH: Final = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse" / "schema.sql"
-"""The one DDL file; `apply_schema()` reads it from the source tree."""
+SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
+"""The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
+never a source tree's (deploy/docker-compose.yml mounts this same file into a server)."""
 
 SCHEMA_DATABASE: Final = "stratflow"
 """The database name written in the DDL file, replaced by the configured one when applied."""

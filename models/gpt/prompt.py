@@ -7,7 +7,7 @@ goes into one `PromptContext`; `build_messages` turns it into the two chat messa
 
 Why it is built this way:
 - News and social text is written by third parties and is hostile by default (the samples in
-  `data/samples/` carry prompt injections, fake system messages, chat-template tokens,
+  `api/samples/` carry prompt injections, fake system messages, chat-template tokens,
   invisible and bidirectional characters). It never reaches the system message, and in the user
   message it appears only inside one fenced block, one JSON object per line. The fence cannot be
   closed from inside: each text is normalised (NFKC), stripped of control, format (zero-width,

@@ -1,8 +1,10 @@
 -- stratflow: the ClickHouse schema. One file for both backends: the embedded chdb engine and a
--- ClickHouse server. `connectors.clickhouse_store.Store.apply_schema()` runs it statement by
+-- ClickHouse server (package data of `connectors.store`, so an installed wheel carries it;
+-- deploy/docker-compose.yml mounts this very file into the server's init directory).
+-- `connectors.store.clickhouse.Store.apply_schema()` runs it statement by
 -- statement and replaces the database name `stratflow` after "IF NOT EXISTS" with the configured
 -- one (`clickhouse.database`); run by hand it is valid as it stands:
---     clickhouse-client --multiquery < deploy/clickhouse/schema.sql
+--     clickhouse-client --multiquery < connectors/store/schema.sql
 --
 -- Conventions, and why:
 -- * Every table is a ReplacingMergeTree ordered by the row's natural id, so writing the same row

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,15 @@ def stop(proc: subprocess.Popen[str], sig: int) -> str:
     return err
 
 
+def wait_until(done: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    """Poll `done` while the flow runs (the deadline only keeps a broken run from hanging)."""
+    deadline = time.monotonic() + 120
+    while not done():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the live flow never got there"
+        time.sleep(0.2)
+
+
 def wait_for(bootstrap: str, s: Settings, want: set[str], proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 90
     while not want <= decision_ids(bootstrap, s):
@@ -99,7 +109,8 @@ def test_follow_stop_restart_matches_the_backtest(kafka_bootstrap: str, tmp_path
 
     proc = start_live(cfg, kafka_bootstrap)
     replay(kafka_bootstrap, live.kafka.topics.market, ticks[:half])
-    time.sleep(3)
+    # Stopped once it decides (so it runs, its Ctrl-C handler set), however slow the machine.
+    wait_until(lambda: bool(decision_ids(kafka_bootstrap, live)), proc)
     stop(proc, signal.SIGINT)
     replay(kafka_bootstrap, live.kafka.topics.market, ticks[half:])
     proc = start_live(cfg, kafka_bootstrap)
@@ -120,7 +131,7 @@ def test_follow_stop_restart_matches_the_backtest(kafka_bootstrap: str, tmp_path
     assert len(ref_decisions) > 5
 
     wait_for(kafka_bootstrap, live, set(ref_decisions), proc)
-    time.sleep(1)  # let the last batch of rows reach the store
+    time.sleep(1)  # let the last batch of rows reach the store (the flow holds it: no query)
     stop(proc, signal.SIGTERM)
 
     def bars(s: Settings) -> set[tuple[Any, ...]]:

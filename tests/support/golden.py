@@ -57,10 +57,14 @@ def _no_fabricated_verdict(row: dict[str, Any]) -> dict[str, Any]:
     """Before the review loop, a GPT answer placing no orders was logged with a verdict nobody
     gave (approved, no checks, no fee); now its round has no verdict (`AdjustRound.verdict`)."""
     rounds = json.loads(row["rounds"])
+    made_up = {"approved": True, "checks": [], "fee_estimate": "0"}
+    changed = False
     for r in rounds:
-        made_up = {"approved": True, "checks": [], "fee_estimate": "0"}
         if not r["proposal"]["intents"] and r["verdict"] == made_up:
             r["verdict"] = None
+            changed = True
+    if not changed:  # re-dumping would rewrite floats (1e-05 vs 0.00001): compare as recorded
+        return row
     return {**row, "rounds": json.dumps(rounds, separators=(",", ":"), ensure_ascii=False)}
 
 

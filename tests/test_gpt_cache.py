@@ -30,9 +30,9 @@ from connectors.gpt.cache import (
     CacheMode,
     ask_with_cache,
 )
-from connectors.gpt.client import ChatMessage, FailureKind, GptClient, GptUsage, prompt_hash
+from connectors.gpt.client import FailureKind, GptClient, GptUsage, prompt_hash
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from models.core.messages import GptCall, GptOutcome
+from models.core.messages import ChatTurn, GptCall, GptOutcome
 from models.gpt.cost import PriceTable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +50,10 @@ class Plan(BaseModel):
 GOOD = {"action": "buy", "weight": 0.25, "rationale": "momentum"}
 
 
-def _messages(text: str = "ABC closed at 101.0, rsi 55.") -> list[ChatMessage]:
+def _messages(text: str = "ABC closed at 101.0, rsi 55.") -> list[ChatTurn]:
     return [
-        {"role": "system", "content": "Answer with a plan."},
-        {"role": "user", "content": text},
+        ChatTurn(role="system", content="Answer with a plan."),
+        ChatTurn(role="user", content=text),
     ]
 
 
@@ -66,7 +66,7 @@ def _offline() -> GptClient:
     return GptClient(None, None, MODEL)
 
 
-def _hash(messages: list[ChatMessage]) -> str:
+def _hash(messages: list[ChatTurn]) -> str:
     return prompt_hash(MODEL, messages, Plan)
 
 

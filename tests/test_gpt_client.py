@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.gpt.client import (
     ENDPOINT_FAILURES,
-    ChatMessage,
     FailureKind,
     GptClient,
     prompt_hash,
@@ -37,6 +36,7 @@ from connectors.sim.openai_server import (
     Scenario,
     ScenarioKind,
 )
+from models.core.messages import ChatTurn
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +66,9 @@ NARROW_SCHEMA = {
     "required": ["action", "weight", "rationale"],
     "additionalProperties": False,
 }
-MESSAGES: list[ChatMessage] = [
-    {"role": "system", "content": "Answer with a plan."},
-    {"role": "user", "content": "ABC closed at 101.0, rsi 55."},
+MESSAGES: list[ChatTurn] = [
+    ChatTurn(role="system", content="Answer with a plan."),
+    ChatTurn(role="user", content="ABC closed at 101.0, rsi 55."),
 ]
 
 
@@ -131,7 +131,7 @@ def test_good_structured_answer_is_parsed(openai_server: LocalOpenAIServer) -> N
     [req] = openai_server.chat_requests
     assert req.headers["authorization"] == f"Bearer {openai_server.api_key}"
     assert req.body["model"] == MODEL
-    assert req.body["messages"] == MESSAGES
+    assert req.body["messages"] == [m.model_dump() for m in MESSAGES]  # what the SDK sends
     fmt = req.body["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Plan" and fmt["json_schema"]["strict"] is True
@@ -473,13 +473,10 @@ def test_prompt_hash_is_stable_and_input_sensitive(openai_server: LocalOpenAISer
     class Other(BaseModel):
         action: str
 
-    other_msgs: list[ChatMessage] = [*MESSAGES[:1], {"role": "user", "content": "ABC at 102"}]
+    other_msgs = [*MESSAGES[:1], ChatTurn(role="user", content="ABC at 102")]
     assert prompt_hash(MODEL, other_msgs, Plan) != first.prompt_hash
     assert prompt_hash("another-model", MESSAGES, Plan) != first.prompt_hash
     assert prompt_hash(MODEL, MESSAGES, Other) != first.prompt_hash
-    # key order inside a message does not matter (canonical JSON)
-    reordered: list[ChatMessage] = [{"content": m["content"], "role": m["role"]} for m in MESSAGES]
-    assert prompt_hash(MODEL, reordered, Plan) == first.prompt_hash
 
 
 # ------------------------------------------------------------------------------ the server

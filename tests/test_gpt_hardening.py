@@ -23,12 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.gpt.client import ChatMessage, FailureKind, GptClient
+from connectors.gpt.client import FailureKind, GptClient
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from models.config.settings import RiskConfig, Settings
 from models.core.events import TextEvent
 from models.core.messages import (
     Branch,
+    ChatTurn,
     FeatureVector,
     GptCall,
     GptOutcome,
@@ -66,7 +67,7 @@ from tests.test_gpt_prompt import FENCE_CLOSE, FENCE_OPEN, NOW, _ctx, _split, _u
 
 D = Decimal
 HOLD = {"action": "hold", "strategy": None, "rationale": "wait", "confidence": 0.3}
-QUESTION: list[ChatMessage] = [{"role": "user", "content": "decide"}]
+QUESTION = [ChatTurn(role="user", content="decide")]
 
 
 # ------------------------------------------------------------------------------ a raw server

@@ -12,7 +12,7 @@ from connectors.gpt.gateway import GptGateway
 from connectors.gpt.spend import SPEND_FILE, BudgetedAsker, SpendLedger
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
-from models.core.messages import Alert, Branch, DecisionRecord, GptCall, GptOutcome
+from models.core.messages import Alert, Branch, ChatTurn, DecisionRecord, GptCall, GptOutcome
 from models.gpt.decider import fallback_controller
 from models.strategy.spec import GptDecision
 from tests.test_gpt_desk import GOOD, MODEL, PRICES, ev, make_settings, of
@@ -54,18 +54,18 @@ def test_the_endpoint_is_not_called_once_today_is_spent(
     client = GptClient(openai_server.base_url, openai_server.api_key, MODEL, max_retries=0)
     clock = Clock(NOW)
     asker = BudgetedAsker(client, SpendLedger(tmp_path), D("0.005"), PRICES, clock)
-    messages = [{"role": "user", "content": "decide"}]
-    first = asker.ask(messages, GptDecision)  # type: ignore[list-item]
-    second = asker.ask(messages, GptDecision)  # type: ignore[list-item]
+    messages = [ChatTurn(role="user", content="decide")]
+    first = asker.ask(messages, GptDecision)
+    second = asker.ask(messages, GptDecision)
     assert first.ok and second.ok  # 0.003 spent before the second: under 0.005
-    third = asker.ask(messages, GptDecision)  # type: ignore[list-item]
+    third = asker.ask(messages, GptDecision)
     assert third.failure is FailureKind.BUDGET_EXHAUSTED and "0.006 spent" in third.detail
     assert len(openai_server.chat_requests) == 2
     # Another run on the same store the same day is refused too; the next UTC day may spend.
     again = BudgetedAsker(client, SpendLedger(tmp_path), D("0.005"), PRICES, clock)
-    assert again.ask(messages, GptDecision).failure is FailureKind.BUDGET_EXHAUSTED  # type: ignore[arg-type]
+    assert again.ask(messages, GptDecision).failure is FailureKind.BUDGET_EXHAUSTED
     clock.t += DAY_S
-    assert again.ask(messages, GptDecision).ok  # type: ignore[arg-type]
+    assert again.ask(messages, GptDecision).ok
     assert len(openai_server.chat_requests) == 3
     client.close()
 

@@ -36,8 +36,8 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.gpt.client import ChatMessage, FailureKind, GptResult, GptUsage, prompt_hash
-from models.core.messages import GptCall, GptOutcome, gpt_call_id
+from connectors.gpt.client import FailureKind, GptResult, GptUsage, prompt_hash
+from models.core.messages import ChatTurn, GptCall, GptOutcome, gpt_call_id
 from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
 
 __all__ = [
@@ -339,7 +339,7 @@ class Asker(Protocol):
 
     def ask(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         *,
         schema: Mapping[str, Any] | None = None,
@@ -454,7 +454,7 @@ def ask_with_cache(
     client: Asker,
     store: AnswerStore,
     mode: CacheMode | str,
-    messages: Sequence[ChatMessage],
+    messages: Sequence[ChatTurn],
     response_model: type[T],
     *,
     schema: Mapping[str, Any] | None = None,

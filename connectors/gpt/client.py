@@ -3,7 +3,9 @@
 Any OpenAI-compatible server works (OpenAI, vLLM, llama.cpp server, Ollama) through `base_url`.
 `GptClient.ask(messages, ResponseModel)` sends the pydantic model as a strict JSON Schema
 (`chat.completions.parse(response_format=ResponseModel)`) and returns a `GptResult`: the parsed
-answer, or a failure kind. It never raises for what an endpoint or a model can do wrong
+answer, or a failure kind. The messages are `ChatTurn`s, the project's one chat message type,
+turned into the SDK's dicts only where the request is sent.
+It never raises for what an endpoint or a model can do wrong
 (timeout, 429, 5xx, a dropped connection, malformed JSON, an answer outside the schema, a
 refusal, an answer too long or nested too deep, a key written twice, a tool call instead of an
 answer, a response body of another shape), because the caller's answer to all of them is the
@@ -30,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -39,6 +41,7 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
+from models.core.messages import ChatTurn
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 from models.gpt.prompt import prompt_hash
 from models.strategy.spec import duplicate_key
@@ -46,7 +49,6 @@ from models.strategy.spec import duplicate_key
 __all__ = [
     "DEFAULT_MODEL",
     "ENDPOINT_FAILURES",
-    "ChatMessage",
     "FailureKind",
     "GptClient",
     "GptResult",
@@ -107,13 +109,6 @@ ENDPOINT_FAILURES: frozenset[FailureKind] = frozenset(
 )
 """Failures that count against the circuit breaker. A malformed, off-schema or refused answer
 means the endpoint works (and answered); it resets the count like a good answer does."""
-
-
-class ChatMessage(TypedDict):
-    """One chat message; plain JSON so that it hashes canonically and can be stored."""
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +367,7 @@ class GptClient:
 
     def ask(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         *,
         schema: Mapping[str, Any] | None = None,
@@ -480,7 +475,7 @@ class GptClient:
     def _send(
         self,
         sdk: openai.OpenAI,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
     ) -> tuple[str, str | None, Callable[[], ChatCompletion]]:
@@ -490,7 +485,10 @@ class GptClient:
         log then shows what the model said and what it cost. Without an explicit schema the SDK's
         `parse()` derives the strict schema from the model and parses the answer; with one,
         `create()` sends it as given and the answer is validated here."""
-        msgs = cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
+        msgs = cast(
+            "list[ChatCompletionMessageParam]",
+            [{"role": t.role, "content": t.content} for t in messages],
+        )
         if response_format is None:
             parsed = sdk.chat.completions.with_raw_response.parse(
                 model=self.model, messages=msgs, response_format=response_model
@@ -504,7 +502,7 @@ class GptClient:
     def _call(
         self,
         sdk: openai.OpenAI,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
     ) -> _Outcome:

@@ -25,7 +25,7 @@ from connectors.gpt.cache import (
     CacheMode,
     ask_with_cache,
 )
-from connectors.gpt.client import ChatMessage, GptClient
+from connectors.gpt.client import GptClient
 from connectors.gpt.spend import BudgetedAsker, SpendLedger
 from connectors.workers.keyed_worker import KeyedWorker
 from models.config.settings import Settings, parse_duration_ms
@@ -37,10 +37,6 @@ from models.strategy.spec import GptDecision
 __all__ = ["GptGateway", "gpt_status"]
 
 _LOG: Final = logging.getLogger(__name__)
-
-
-def _messages(request: GptRequest) -> list[ChatMessage]:
-    return [{"role": t.role, "content": t.content} for t in request.messages]
 
 
 class GptGateway:
@@ -110,7 +106,7 @@ class GptGateway:
 
     def answer(self, request: GptRequest) -> GptAnswer:
         """Ask (or look up) one request, blocking; never raises for what the endpoint does."""
-        messages = _messages(request)
+        messages = request.messages
         if self.store is not None:
             result = ask_with_cache(
                 self._asker,

@@ -26,7 +26,8 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel
 
 from connectors.gpt.cache import Asker
-from connectors.gpt.client import ChatMessage, FailureKind, GptResult, prompt_hash
+from connectors.gpt.client import FailureKind, GptResult, prompt_hash
+from models.core.messages import ChatTurn
 from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
 
 __all__ = ["SPEND_FILE", "BudgetedAsker", "SpendLedger"]
@@ -114,7 +115,7 @@ class BudgetedAsker:
 
     def ask(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         *,
         schema: Mapping[str, Any] | None = None,

@@ -162,7 +162,7 @@ class GptSession:
             model=model,
             prompt_hash=prompt_hash(
                 model,
-                [t.model_dump() for t in request.messages],
+                request.messages,
                 GptDecision,
                 decider.schema,
                 STRICT_SCHEMA_NAME,

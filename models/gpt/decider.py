@@ -182,8 +182,7 @@ class GptDecider:
         if self.anonymize:
             amap = build_map(pctx, known_symbols=self.symbols)
             pctx = amap.anonymize_context(pctx)
-        turns = tuple(ChatTurn(role=m["role"], content=m["content"]) for m in build_messages(pctx))
-        return Question(turns, amap)
+        return Question(build_messages(pctx), amap)
 
     def follow_up(
         self, question: Question, answer_text: str | None, verdict: RiskVerdict

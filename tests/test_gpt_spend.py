@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from connectors.gpt.cache import AnswerStore
-from connectors.gpt.client import FailureKind, GptClient
+from connectors.gpt.client import GptClient
 from connectors.gpt.gateway import GptGateway
 from connectors.gpt.spend import SPEND_FILE, BudgetedAsker, SpendLedger
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
@@ -59,11 +59,11 @@ def test_the_endpoint_is_not_called_once_today_is_spent(
     second = asker.ask(messages, GptDecision)
     assert first.ok and second.ok  # 0.003 spent before the second: under 0.005
     third = asker.ask(messages, GptDecision)
-    assert third.failure is FailureKind.BUDGET_EXHAUSTED and "0.006 spent" in third.detail
+    assert third.failure is GptOutcome.BUDGET_EXHAUSTED and "0.006 spent" in third.detail
     assert len(openai_server.chat_requests) == 2
     # Another run on the same store the same day is refused too; the next UTC day may spend.
     again = BudgetedAsker(client, SpendLedger(tmp_path), D("0.005"), PRICES, clock)
-    assert again.ask(messages, GptDecision).failure is FailureKind.BUDGET_EXHAUSTED
+    assert again.ask(messages, GptDecision).failure is GptOutcome.BUDGET_EXHAUSTED
     clock.t += DAY_S
     assert again.ask(messages, GptDecision).ok
     assert len(openai_server.chat_requests) == 3

@@ -36,7 +36,7 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.gpt.client import FailureKind, GptResult, GptUsage, prompt_hash
+from connectors.gpt.client import GptResult, GptUsage, prompt_hash
 from models.core.messages import ChatTurn, GptCall, GptOutcome, gpt_call_id
 from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
 
@@ -47,7 +47,6 @@ __all__ = [
     "AnswerStore",
     "AnswerStoreError",
     "Asker",
-    "CacheFailure",
     "CacheMode",
     "CachedResult",
     "ask_with_cache",
@@ -73,11 +72,6 @@ class CacheMode(StrEnum):
     """Never call: answer from the recording; a missing answer is `replay_miss`."""
     AUTO = "auto"
     """Answer from the recording when it has the question, else call and record."""
-
-
-class CacheFailure(StrEnum):
-    REPLAY_MISS = "replay_miss"
-    """Replay mode and the recording has no (usable) answer to this question: not called."""
 
 
 class AnswerSource(StrEnum):
@@ -351,13 +345,14 @@ class Asker(Protocol):
 class CachedResult(Generic[T]):
     """A `GptResult` plus where the answer came from and how to log it.
 
-    The fields mean what they mean in `GptResult`; in addition `failure` may be
-    `replay_miss`, `source` says whether a request was made, and `outcome` is the value for
-    the call log (`ok`, `cached`, `replayed` or the failure). `usage` is what this call was
-    billed: zero for an answer from the store (the original cost is in the `AnswerRecord`),
-    except when `paid`: the store answered with the recording this very call made in this run
-    (paid, then a crash before its row was written; the restarted run asks again), so the
-    result is that paid call: outcome `ok`, its recorded usage and cost.
+    The fields mean what they mean in `GptResult`; in addition `source` says whether a request
+    was made, and `outcome` is the value for the call log (`ok`, `cached`, `replayed` or the
+    failure, `replay_miss` included); `failure` is the outcome unless an answer came back.
+    `usage` is what this call was billed: zero for an answer from the store (the original
+    cost is in the `AnswerRecord`), except when `paid`: the store answered with the recording
+    this very call made in this run (paid, then a crash before its row was written; the
+    restarted run asks again), so the result is that paid call: outcome `ok`, its recorded
+    usage and cost.
     """
 
     model: str
@@ -365,13 +360,16 @@ class CachedResult(Generic[T]):
     source: AnswerSource
     outcome: GptOutcome
     parsed: T | None = None
-    failure: FailureKind | CacheFailure | None = None
     detail: str = ""
     usage: GptUsage = field(default_factory=GptUsage)
     latency_s: float = 0.0
     raw_text: str | None = None
     request_id: str | None = None
     paid: bool = False
+
+    @property
+    def failure(self) -> GptOutcome | None:
+        return None if self.outcome.answered else self.outcome
 
     @property
     def billed(self) -> bool:
@@ -421,7 +419,7 @@ def _from_store(
     outcome = GptOutcome.REPLAYED if mode is CacheMode.REPLAY else GptOutcome.CACHED
     if paid:
         outcome = GptOutcome.OK
-    failure: FailureKind | None = None
+    failure: GptOutcome | None = None
     detail = ""
     parsed: T | None = None
     try:
@@ -430,17 +428,16 @@ def _from_store(
         try:
             json.loads(record.answer)
         except ValueError:
-            failure, detail = FailureKind.MALFORMED, "recorded answer is not valid JSON"
+            failure, detail = GptOutcome.MALFORMED, "recorded answer is not valid JSON"
         else:
-            failure = FailureKind.SCHEMA_VIOLATION
+            failure = GptOutcome.SCHEMA_VIOLATION
             detail = f"recorded answer is outside the schema of {response_model.__name__}"
     return CachedResult(
         model=record.model,
         prompt_hash=record.prompt_hash,
         source=AnswerSource.STORE,
-        outcome=GptOutcome(failure.value) if failure is not None else outcome,
+        outcome=outcome if failure is None else failure,
         parsed=parsed,
-        failure=failure,
         detail=detail
         or ("paid in this run before a restart; answer from its recording" if paid else ""),
         usage=record.usage if paid else GptUsage(),
@@ -506,7 +503,6 @@ def ask_with_cache(
                 prompt_hash=phash,
                 source=AnswerSource.NONE,
                 outcome=GptOutcome.REPLAY_MISS,
-                failure=CacheFailure.REPLAY_MISS,
                 detail=f"no recorded answer for prompt {phash[:12]} (replay never calls)",
                 latency_s=time.perf_counter() - t0,
             )
@@ -517,9 +513,8 @@ def ask_with_cache(
         model=result.model,
         prompt_hash=phash,
         source=AnswerSource.ENDPOINT,
-        outcome=GptOutcome(result.failure.value) if result.failure else GptOutcome.OK,
+        outcome=result.failure or GptOutcome.OK,
         parsed=result.parsed,
-        failure=result.failure,
         detail=result.detail,
         usage=result.usage,
         latency_s=result.latency_s,

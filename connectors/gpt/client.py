@@ -3,13 +3,13 @@
 Any OpenAI-compatible server works (OpenAI, vLLM, llama.cpp server, Ollama) through `base_url`.
 `GptClient.ask(messages, ResponseModel)` sends the pydantic model as a strict JSON Schema
 (`chat.completions.parse(response_format=ResponseModel)`) and returns a `GptResult`: the parsed
-answer, or a failure kind. The messages are `ChatTurn`s, the project's one chat message type,
-turned into the SDK's dicts only where the request is sent.
-It never raises for what an endpoint or a model can do wrong
-(timeout, 429, 5xx, a dropped connection, malformed JSON, an answer outside the schema, a
-refusal, an answer too long or nested too deep, a key written twice, a tool call instead of an
-answer, a response body of another shape), because the caller's answer to all of them is the
-same: log it and let the local engine decide. HTTP-level failures are retried by the SDK's own
+answer, or a failure (a `GptOutcome`, the seam's one outcome vocabulary). The messages are
+`ChatTurn`s, the project's one chat message type, turned into the SDK's dicts only where the
+request is sent. It never raises for what an endpoint or a model can do wrong (timeout, 429,
+5xx, a dropped connection, malformed JSON, an answer outside the schema, a refusal, an answer
+too long or nested too deep, a key written twice, a tool call instead of an answer, a response
+body of another shape), because the caller's answer to all of them is the same: log it and let
+the local engine decide. HTTP-level failures are retried by the SDK's own
 policy (`max_retries`, exponential back-off, `Retry-After` honoured) before they are reported;
 a bad answer is not retried here (the adjust loop decides whether to ask again).
 
@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -41,7 +40,7 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
-from models.core.messages import ChatTurn
+from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 from models.gpt.prompt import prompt_hash
 from models.strategy.spec import duplicate_key
@@ -49,7 +48,6 @@ from models.strategy.spec import duplicate_key
 __all__ = [
     "DEFAULT_MODEL",
     "ENDPOINT_FAILURES",
-    "FailureKind",
     "GptClient",
     "GptResult",
     "GptUsage",
@@ -72,39 +70,13 @@ _LOG = logging.getLogger("stratflow.gpt")
 _LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
 
 
-class FailureKind(StrEnum):
-    TIMEOUT = "timeout"
-    """No answer within `timeout_s` (on every attempt)."""
-    RATE_LIMITED = "rate_limited"
-    """HTTP 429 after the SDK's retries."""
-    SERVER_ERROR = "server_error"
-    """HTTP 5xx after the SDK's retries."""
-    CLIENT_ERROR = "client_error"
-    """Another HTTP 4xx (bad key, unknown model, request refused): retrying will not help."""
-    CONNECTION = "connection"
-    """Connection refused, reset or dropped before an answer (after the SDK's retries)."""
-    MALFORMED = "malformed"
-    """HTTP 200, but the content is not JSON (or truncated, or not a chat completion)."""
-    SCHEMA_VIOLATION = "schema_violation"
-    """JSON that the response model rejects: wrong shape, missing field, value out of bounds."""
-    REFUSAL = "refusal"
-    """The model refused (structured-output refusal or content filter)."""
-    CIRCUIT_OPEN = "circuit_open"
-    """Not called: the endpoint failed too often lately."""
-    NO_KEY = "no_key"
-    """Not called: no API key and no base URL configured."""
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    """Not called: today's spending (wall clock, every run) reached `gpt.daily_budget_usd`
-    (`connectors.gpt.spend.BudgetedAsker`)."""
-
-
-ENDPOINT_FAILURES: frozenset[FailureKind] = frozenset(
+ENDPOINT_FAILURES: frozenset[GptOutcome] = frozenset(
     {
-        FailureKind.TIMEOUT,
-        FailureKind.RATE_LIMITED,
-        FailureKind.SERVER_ERROR,
-        FailureKind.CLIENT_ERROR,
-        FailureKind.CONNECTION,
+        GptOutcome.TIMEOUT,
+        GptOutcome.RATE_LIMITED,
+        GptOutcome.SERVER_ERROR,
+        GptOutcome.CLIENT_ERROR,
+        GptOutcome.CONNECTION,
     }
 )
 """Failures that count against the circuit breaker. A malformed, off-schema or refused answer
@@ -134,7 +106,7 @@ class GptResult(Generic[T]):
     model: str
     prompt_hash: str
     parsed: T | None = None
-    failure: FailureKind | None = None
+    failure: GptOutcome | None = None
     detail: str = ""
     usage: GptUsage = field(default_factory=GptUsage)
     latency_s: float = 0.0
@@ -235,7 +207,7 @@ class _Outcome:
     """What one SDK call produced, before timing and the breaker are applied."""
 
     parsed: BaseModel | None = None
-    failure: FailureKind | None = None
+    failure: GptOutcome | None = None
     detail: str = ""
     usage: GptUsage = field(default_factory=GptUsage)
     raw_text: str | None = None
@@ -396,7 +368,7 @@ class GptClient:
             return self._finish(
                 phash,
                 _Outcome(
-                    failure=FailureKind.NO_KEY,
+                    failure=GptOutcome.NO_KEY,
                     detail="no OPENAI_API_KEY or OPENAI_BASE_URL: not called",
                 ),
                 0.0,
@@ -410,7 +382,7 @@ class GptClient:
             return self._finish(
                 phash,
                 _Outcome(
-                    failure=FailureKind.CIRCUIT_OPEN,
+                    failure=GptOutcome.CIRCUIT_OPEN,
                     detail=f"circuit open after {failures} endpoint failures; "
                     f"next try in {wait:.1f} s",
                 ),
@@ -457,7 +429,7 @@ class GptClient:
             request_id=outcome.request_id,
         )
         level = logging.DEBUG if result.failure is None else logging.WARNING
-        if result.failure in (FailureKind.NO_KEY, FailureKind.CIRCUIT_OPEN):
+        if result.failure in (GptOutcome.NO_KEY, GptOutcome.CIRCUIT_OPEN):
             level = logging.DEBUG  # said once elsewhere (describe(), the circuit-opened line)
         _LOG.log(
             level,
@@ -506,25 +478,25 @@ class GptClient:
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
     ) -> _Outcome:
-        """One call, classified into an answer or a `FailureKind`."""
+        """One call, classified into an answer or a `GptOutcome`."""
         try:
             body, request_id, parse = self._send(sdk, messages, response_model, response_format)
         except openai.APITimeoutError:
             return _Outcome(
-                failure=FailureKind.TIMEOUT,
+                failure=GptOutcome.TIMEOUT,
                 detail=f"no answer within {self.timeout_s:g} s ({self.max_retries + 1} attempt(s))",
             )
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
-            return _Outcome(failure=FailureKind.CONNECTION, detail=f"connection failed: {why}")
+            return _Outcome(failure=GptOutcome.CONNECTION, detail=f"connection failed: {why}")
         except openai.APIStatusError as exc:
             return self._status_outcome(exc)
         except openai.APIError as exc:  # e.g. a 200 body that is not a chat completion
-            return _Outcome(failure=FailureKind.MALFORMED, detail=f"unusable response: {exc}")
+            return _Outcome(failure=GptOutcome.MALFORMED, detail=f"unusable response: {exc}")
         text, usage = _peek(body)
 
-        def failed(kind: FailureKind, detail: str, raw_text: str | None = text) -> _Outcome:
+        def failed(kind: GptOutcome, detail: str, raw_text: str | None = text) -> _Outcome:
             if raw_text is not None and len(raw_text) > self.max_answer_bytes:
                 raw_text = raw_text[: self.max_answer_bytes]  # what the log needs, not more
             return _Outcome(
@@ -534,52 +506,50 @@ class GptClient:
         # Before any parser sees it (the SDK's parse() reads the content too): a runaway answer
         # is refused whole, never truncated into something that trades.
         if text is not None and len(text.encode("utf-8", "replace")) > self.max_answer_bytes:
-            return failed(
-                FailureKind.MALFORMED, f"answer longer than {self.max_answer_bytes} bytes"
-            )
+            return failed(GptOutcome.MALFORMED, f"answer longer than {self.max_answer_bytes} bytes")
         try:
             completion = parse()
             # The SDK builds the completion without validating it: a body of another shape
             # (choices null, a choice or message that is not an object, ...) is checked here.
             choices = getattr(completion, "choices", None)
             if not isinstance(choices, list) or not choices:
-                return failed(FailureKind.MALFORMED, "response has no choices")
+                return failed(GptOutcome.MALFORMED, "response has no choices")
             choice = choices[0]
             message = getattr(choice, "message", None)
             if not isinstance(choice, Choice) or not isinstance(message, ChatCompletionMessage):
-                return failed(FailureKind.MALFORMED, "response choice has no message")
+                return failed(GptOutcome.MALFORMED, "response choice has no message")
             # parse() raises for these two; create() does not, so they are checked here too.
             if choice.finish_reason == "length":
-                return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
+                return failed(GptOutcome.MALFORMED, "answer truncated (finish_reason=length)")
             if choice.finish_reason == "content_filter":
-                return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
+                return failed(GptOutcome.REFUSAL, "answer stopped by the content filter")
             if message.refusal:
                 refusal = message.refusal if isinstance(message.refusal, str) else text
-                return failed(FailureKind.REFUSAL, "the model refused", refusal)
+                return failed(GptOutcome.REFUSAL, "the model refused", refusal)
             tool_call = choice.finish_reason in ("tool_calls", "function_call")
             if tool_call or message.tool_calls or message.function_call:
-                return failed(FailureKind.MALFORMED, "a tool call instead of an answer")
+                return failed(GptOutcome.MALFORMED, "a tool call instead of an answer")
             content = message.content
             if not isinstance(content, str):
-                return failed(FailureKind.MALFORMED, "answer content is not text")
+                return failed(GptOutcome.MALFORMED, "answer content is not text")
             if not content.strip():
-                return failed(FailureKind.MALFORMED, "empty answer")
+                return failed(GptOutcome.MALFORMED, "empty answer")
             duplicate = duplicate_key(content)
             if duplicate is not None:
                 return failed(
-                    FailureKind.MALFORMED, f"answer repeats the key {duplicate[:40]!r}", content
+                    GptOutcome.MALFORMED, f"answer repeats the key {duplicate[:40]!r}", content
                 )
             answer = getattr(message, "parsed", None)
             if not isinstance(answer, response_model):
                 answer = response_model.model_validate_json(content)
         except openai.LengthFinishReasonError:
-            return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
+            return failed(GptOutcome.MALFORMED, "answer truncated (finish_reason=length)")
         except openai.ContentFilterFinishReasonError:
-            return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
+            return failed(GptOutcome.REFUSAL, "answer stopped by the content filter")
         except ValidationError as exc:
             if _is_malformed(exc):
-                return failed(FailureKind.MALFORMED, "answer is not valid JSON")
-            return failed(FailureKind.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}")
+                return failed(GptOutcome.MALFORMED, "answer is not valid JSON")
+            return failed(GptOutcome.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}")
         except (
             ValueError,
             TypeError,
@@ -587,19 +557,19 @@ class GptClient:
             RecursionError,
             openai.OpenAIError,
         ) as exc:  # a body the SDK cannot read as a chat completion
-            return failed(FailureKind.MALFORMED, f"unusable response: {type(exc).__name__}")
+            return failed(GptOutcome.MALFORMED, f"unusable response: {type(exc).__name__}")
         return _Outcome(parsed=answer, usage=usage, raw_text=content, request_id=request_id)
 
     def _status_outcome(self, exc: openai.APIStatusError) -> _Outcome:
         status = exc.status_code
         if isinstance(exc, openai.RateLimitError):
-            kind = FailureKind.RATE_LIMITED
+            kind = GptOutcome.RATE_LIMITED
         elif status >= 500:
-            kind = FailureKind.SERVER_ERROR
+            kind = GptOutcome.SERVER_ERROR
         elif status == 408:
-            kind = FailureKind.TIMEOUT
+            kind = GptOutcome.TIMEOUT
         else:
-            kind = FailureKind.CLIENT_ERROR
+            kind = GptOutcome.CLIENT_ERROR
         message = exc.message.splitlines()[0] if exc.message else ""
         return _Outcome(
             failure=kind, detail=f"HTTP {status}: {message}"[:300], request_id=exc.request_id

@@ -138,9 +138,8 @@ class GptGateway:
                 model=r.model,
                 prompt_hash=r.prompt_hash,
                 source=AnswerSource.ENDPOINT,
-                outcome=GptOutcome(r.failure.value) if r.failure else GptOutcome.OK,
+                outcome=r.failure or GptOutcome.OK,
                 parsed=r.parsed,
-                failure=r.failure,
                 detail=r.detail,
                 usage=r.usage,
                 latency_s=r.latency_s,
@@ -160,7 +159,7 @@ class GptGateway:
         return GptAnswer(
             request_id=request.request_id,
             decision=parsed if ok else None,
-            failure=None if ok else (failure.value if failure is not None else "no_answer"),
+            failure=None if ok else (failure or GptOutcome.NO_ANSWER),
             detail=detail,
             call=call,
             billed=billed,
@@ -188,7 +187,7 @@ class GptGateway:
             return GptAnswer(
                 request_id=request.request_id,
                 decision=None,
-                failure=GptOutcome.CLIENT_ERROR.value,
+                failure=GptOutcome.CLIENT_ERROR,
                 detail=call.detail,
                 call=call,
                 billed=False,

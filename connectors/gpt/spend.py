@@ -26,8 +26,8 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel
 
 from connectors.gpt.cache import Asker
-from connectors.gpt.client import FailureKind, GptResult, prompt_hash
-from models.core.messages import ChatTurn
+from connectors.gpt.client import GptResult, prompt_hash
+from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
 
 __all__ = ["SPEND_FILE", "BudgetedAsker", "SpendLedger"]
@@ -127,7 +127,7 @@ class BudgetedAsker:
             return GptResult(
                 model=self.model,
                 prompt_hash=prompt_hash(self.model, messages, response_model, schema, schema_name),
-                failure=FailureKind.BUDGET_EXHAUSTED,
+                failure=GptOutcome.BUDGET_EXHAUSTED,
                 detail=(
                     f"GPT spending on {day} (UTC, every run on {self.ledger.path}) reached the "
                     f"daily budget {self.cap_usd} USD ({spent.normalize():f} spent): not called"

@@ -464,29 +464,65 @@ class DecisionRecord(BaseModel):
 
 
 class GptOutcome(StrEnum):
-    """How one GPT call ended, as logged in `gpt_calls`.
+    """How a GPT question ended: the one vocabulary of the GPT seam.
 
-    `ok` and the failure kinds mirror `connectors.gpt.client.FailureKind` value for value
-    (models/ cannot import connectors/; a test keeps the two in step); the rest are decisions
-    taken without a call: an answer reused from the window cache or from a recording, a
-    recording that lacks the question, the daily budget, an open circuit breaker.
+    The same values everywhere: the client's failure kinds (`GptResult.failure`), the answer
+    path's outcome (endpoint, recording, spend guard), `GptAnswer.failure`, the `outcome`
+    column of `gpt_calls`, the reason the local engine decided instead (`Fallback.kind`) and
+    so the fallback controller's name `local (gpt fallback: <value>)`. A `gpt_calls` row
+    carries every value but the last three, which are only ever a fallback's reason: GPT
+    answered, but the answer did not compile (`rejected`) or the risk gate refused every
+    round (`risk_refused`), or nothing parsed and nothing said why (`no_answer`). `timeout`
+    is both the endpoint's (per HTTP attempt) and the desk's (`gpt.max_wait` of event time).
     """
 
     OK = "ok"
+    """Answered by the endpoint (or the answer this very call paid for, after a restart)."""
     TIMEOUT = "timeout"
+    """No answer in time: the HTTP timeout on every attempt, or `gpt.max_wait` at the desk."""
     RATE_LIMITED = "rate_limited"
+    """HTTP 429 after the SDK's retries."""
     SERVER_ERROR = "server_error"
+    """HTTP 5xx after the SDK's retries."""
     CLIENT_ERROR = "client_error"
+    """Another HTTP 4xx (bad key, unknown model, request refused), or a gateway error."""
     CONNECTION = "connection"
+    """Connection refused, reset or dropped before an answer (after the SDK's retries)."""
     MALFORMED = "malformed"
+    """HTTP 200, but the content is not JSON (or truncated, or not a chat completion)."""
     SCHEMA_VIOLATION = "schema_violation"
+    """JSON that the response model rejects: wrong shape, missing field, value out of bounds."""
     REFUSAL = "refusal"
+    """The model refused (structured-output refusal or content filter)."""
     CIRCUIT_OPEN = "circuit_open"
+    """Not called: the endpoint failed too often lately."""
     NO_KEY = "no_key"
+    """Not called: no API key and no base URL configured."""
     CACHED = "cached"
+    """Answered from the answer store (auto mode): no call, no cost."""
     REPLAYED = "replayed"
+    """Answered from the recording (replay mode): no call, no cost."""
     REPLAY_MISS = "replay_miss"
+    """Replay mode and the recording lacks the question: not called."""
     BUDGET_EXHAUSTED = "budget_exhausted"
+    """Not called: the daily budget is spent (the desk's by event day, or the gateway's
+    spend guard by wall-clock day; see `models.gpt.cost.budget_allows`)."""
+    REJECTED = "rejected"
+    """A fallback's reason: the answer did not compile into a strategy within the limits."""
+    RISK_REFUSED = "risk_refused"
+    """A fallback's reason: the risk gate refused every round GPT was given."""
+    NO_ANSWER = "no_answer"
+    """A fallback's reason: nothing parsed, and no failure was reported."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether an answer came back (endpoint, store or recording): not a failure."""
+        return self in _ANSWERED
+
+
+_ANSWERED: frozenset[GptOutcome] = frozenset(
+    {GptOutcome.OK, GptOutcome.CACHED, GptOutcome.REPLAYED}
+)
 
 
 GPT_ANSWER_MAX_CHARS = 16_000

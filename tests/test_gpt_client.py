@@ -6,7 +6,6 @@ classified, never raised; retries are the SDK's own (checked by counting request
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.gpt.client import (
     ENDPOINT_FAILURES,
     GptClient,
-    prompt_hash,
+    GptResult,
 )
 from connectors.sim.openai_server import (
     LocalOpenAIServer,
@@ -124,7 +123,6 @@ def test_good_structured_answer_is_parsed(openai_server: LocalOpenAIServer) -> N
     assert result.latency_s > 0
     assert result.raw_text is not None and json.loads(result.raw_text) == GOOD
     assert result.request_id and result.request_id.startswith("chatcmpl-")
-    assert result.prompt_hash == prompt_hash(MODEL, MESSAGES, Plan)
     assert result.model == MODEL
 
     [req] = openai_server.chat_requests
@@ -232,9 +230,6 @@ def test_explicit_schema_is_sent_as_given_and_answer_validated(
         "type": "json_schema",
         "json_schema": {"name": "plan_v2", "schema": NARROW_SCHEMA, "strict": True},
     }
-    assert result.prompt_hash == prompt_hash(MODEL, MESSAGES, Plan, NARROW_SCHEMA, "plan_v2")
-    assert result.prompt_hash != prompt_hash(MODEL, MESSAGES, Plan)
-    assert result.prompt_hash != prompt_hash(MODEL, MESSAGES, Plan, NARROW_SCHEMA, "plan_v3")
 
 
 def test_rate_limit_then_success_is_retried_by_the_sdk(openai_server: LocalOpenAIServer) -> None:
@@ -421,7 +416,6 @@ def test_no_key_and_no_base_url_reports_no_key() -> None:
     assert "local engine" in client.describe()
     result = client.ask(MESSAGES, Plan)
     assert result.failure is GptOutcome.NO_KEY and not result.ok
-    assert result.prompt_hash == prompt_hash(client.model, MESSAGES, Plan)
     assert result.usage.total_tokens == 0
 
 
@@ -461,21 +455,13 @@ def test_credentials_in_the_base_url_are_not_shown() -> None:
 # ------------------------------------------------------------------------------ prompt hash
 
 
-def test_prompt_hash_is_stable_and_input_sensitive(openai_server: LocalOpenAIServer) -> None:
-    openai_server.script(Scenario.answer(GOOD), Scenario.server_error())
-    client = _client(openai_server)
-    first = client.ask(MESSAGES, Plan)
-    again = client.ask(copy.deepcopy(MESSAGES), Plan)
-    assert first.prompt_hash == again.prompt_hash  # outcome does not matter, only the input
-    assert len(first.prompt_hash) == 64 and int(first.prompt_hash, 16) >= 0
+def test_the_client_never_hashes_a_question() -> None:
+    """The prompt hash is the desk's, computed once and carried on the request
+    (`models.desk.gpt_session`): the client neither computes nor returns one."""
+    import connectors.gpt.client as client_module
 
-    class Other(BaseModel):
-        action: str
-
-    other_msgs = [*MESSAGES[:1], ChatTurn(role="user", content="ABC at 102")]
-    assert prompt_hash(MODEL, other_msgs, Plan) != first.prompt_hash
-    assert prompt_hash("another-model", MESSAGES, Plan) != first.prompt_hash
-    assert prompt_hash(MODEL, MESSAGES, Other) != first.prompt_hash
+    assert "prompt_hash" not in GptResult.__dataclass_fields__
+    assert not hasattr(client_module, "prompt_hash")
 
 
 # ------------------------------------------------------------------------------ the server

@@ -374,6 +374,23 @@ def test_the_prompt_hash_keeps_the_format_recordings_were_keyed_by() -> None:
     )
 
 
+def test_the_prompt_hash_names_model_messages_and_schema() -> None:
+    turns = [ChatTurn(role="system", content="rules"), ChatTurn(role="user", content="ABC")]
+    narrow = strict_json_schema(symbols=["ABC", "XYZ"])
+    base = prompt_hash("m", turns, GptDecision, narrow, STRICT_SCHEMA_NAME)
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert prompt_hash("m", [t.model_copy() for t in turns], GptDecision, narrow, "x") == (
+        prompt_hash("m", turns, GptDecision, narrow, "x")
+    )
+    other = [*turns[:1], ChatTurn(role="user", content="ABC at 102")]
+    assert prompt_hash("m", other, GptDecision, narrow, STRICT_SCHEMA_NAME) != base
+    assert prompt_hash("m2", turns, GptDecision, narrow, STRICT_SCHEMA_NAME) != base
+    assert prompt_hash("m", turns, GptDecision, narrow, "other_name") != base
+    assert prompt_hash("m", turns, GptDecision) != base  # the model's own schema: another one
+    wider = strict_json_schema(symbols=["ABC", "XYZ", "QQQ"])
+    assert prompt_hash("m", turns, GptDecision, wider, STRICT_SCHEMA_NAME) != base
+
+
 # ------------------------------------------------------------------- hostile text, one by one
 
 

@@ -42,7 +42,6 @@ from pydantic import BaseModel, ValidationError
 
 from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
-from models.gpt.prompt import prompt_hash
 from models.strategy.spec import duplicate_key
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
     "GptClient",
     "GptResult",
     "GptUsage",
-    "prompt_hash",
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -99,12 +97,11 @@ class GptResult(Generic[T]):
 
     `usage` is what the endpoint billed (zero when nothing was answered); `latency_s` covers the
     whole call including the SDK's retries; `raw_text` is the answer content as received (the
-    refusal text for a refusal; None when nothing was answered); `prompt_hash` identifies the
-    question (see `prompt_hash`), the key for caching and record/replay.
+    refusal text for a refusal; None when nothing was answered). No prompt hash: the question's
+    hash is the caller's, computed once by the desk and carried on its `GptRequest`.
     """
 
     model: str
-    prompt_hash: str
     parsed: T | None = None
     failure: GptOutcome | None = None
     detail: str = ""
@@ -353,7 +350,6 @@ class GptClient:
         answer is still validated by `response_model`. Never raises for endpoint or answer
         failures; a response model the SDK cannot make strict is a bug and raises TypeError.
         """
-        phash = prompt_hash(self.model, messages, response_model, schema, schema_name)
         response_format: ResponseFormatJSONSchema | None = None
         if schema is not None:
             response_format = {
@@ -366,7 +362,6 @@ class GptClient:
             }
         if self._sdk is None:
             return self._finish(
-                phash,
                 _Outcome(
                     failure=GptOutcome.NO_KEY,
                     detail="no OPENAI_API_KEY or OPENAI_BASE_URL: not called",
@@ -380,7 +375,6 @@ class GptClient:
             failures = self._breaker.consecutive_failures
         if not allowed:
             return self._finish(
-                phash,
                 _Outcome(
                     failure=GptOutcome.CIRCUIT_OPEN,
                     detail=f"circuit open after {failures} endpoint failures; "
@@ -409,9 +403,9 @@ class GptClient:
             )
         elif after is not before and after is BreakerState.CLOSED:
             _LOG.info("gpt circuit closed: the endpoint answers again")
-        return self._finish(phash, outcome, latency)
+        return self._finish(outcome, latency)
 
-    def _finish(self, phash: str, outcome: _Outcome, latency: float) -> GptResult[T]:
+    def _finish(self, outcome: _Outcome, latency: float) -> GptResult[T]:
         detail = outcome.detail
         raw_text = outcome.raw_text
         if self._key is not None:
@@ -419,7 +413,6 @@ class GptClient:
             raw_text = None if raw_text is None else self._key.redact(raw_text)
         result: GptResult[T] = GptResult(
             model=self.model,
-            prompt_hash=phash,
             parsed=cast("T | None", outcome.parsed),
             failure=outcome.failure,
             detail=detail,
@@ -433,9 +426,8 @@ class GptClient:
             level = logging.DEBUG  # said once elsewhere (describe(), the circuit-opened line)
         _LOG.log(
             level,
-            "gpt call model=%s hash=%s outcome=%s latency=%.3fs tokens=%d/%d%s",
+            "gpt call model=%s outcome=%s latency=%.3fs tokens=%d/%d%s",
             result.model,
-            phash[:12],
             result.failure.value if result.failure else "ok",
             latency,
             result.usage.prompt_tokens,

@@ -591,7 +591,12 @@ class ChatTurn(BaseModel):
 class GptRequest(BaseModel):
     """A question the desk wants answered; the flow's GPT gateway answers it (inline in a
     backtest, by a worker live). `request_id` is the id of its `gpt_calls` row, so answering a
-    request twice (e.g. after a restart) rewrites one row."""
+    request twice (e.g. after a restart) rewrites one row.
+
+    `prompt_hash` identifies the question (`models.gpt.prompt.prompt_hash` of the model, the
+    messages and the schema asked for): computed once, when the desk builds the request
+    (`GptSession.request`), and carried; the call row, the answer store and the gateway use
+    this value and never hash again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -601,6 +606,14 @@ class GptRequest(BaseModel):
     round: int = Field(ge=0)
     ts_ms: int
     messages: tuple[ChatTurn, ...]
+    prompt_hash: str = Field(min_length=1)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # A request pickled before requests carried their hash (a desk snapshot of an earlier
+        # version) comes back with an empty one, which the gateway refuses to ask: the desk
+        # falls back to the local engine instead of asking a question nobody hashed.
+        state.get("__dict__", {}).setdefault("prompt_hash", "")
+        super().__setstate__(state)
 
 
 class StrategyStatus(StrEnum):

@@ -26,7 +26,7 @@ from connectors.gpt.cache import ANSWERS_FILE, AnswerStore, AnswerStoreError, Ca
 from connectors.gpt.client import GptClient, GptUsage
 from connectors.gpt.gateway import AnswerPath, AnswerSource, Asker, Reply
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from models.core.messages import ChatTurn, GptCall, GptOutcome
+from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest, gpt_call_id
 from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
 from models.gpt.prompt import prompt_hash
 
@@ -402,18 +402,30 @@ def test_results_become_gpt_call_rows(openai_server: LocalOpenAIServer, tmp_path
         live = ask_via_path(client, store, "auto", messages, Plan)
         cached = ask_via_path(client, store, "auto", messages, Plan, prices=prices)
         priced_live = ask_via_path(client, store, "record", messages, Plan, prices=prices)
-    row = live.to_call(
-        decision_id="ABC@1709303400000", round_no=0, symbol="ABC", ts_ms=1_709_303_400_000
-    )
+
+    def request(decision_id: str, round_no: int, ts_ms: int) -> GptRequest:
+        return GptRequest(
+            request_id=gpt_call_id(decision_id, round_no),
+            decision_id=decision_id,
+            symbol="ABC",
+            round=round_no,
+            ts_ms=ts_ms,
+            messages=tuple(messages),
+            prompt_hash=_hash(messages),
+        )
+
+    row = live.to_call(request("ABC@1709303400000", 0, 1_709_303_400_000))
     assert isinstance(row, GptCall)
     assert row.call_id == "ABC@1709303400000/gpt0" and row.outcome is GptOutcome.OK
+    assert (row.decision_id, row.round, row.symbol) == ("ABC@1709303400000", 0, "ABC")
+    assert row.ts_ms == 1_709_303_400_000
     assert (row.prompt_tokens, row.completion_tokens) == (1000, 200)
     # stratflow-local is not in the default table: default price (2.50 / 10.00), flagged.
     assert row.cost == Decimal("0.0045") and not row.price_known
     assert row.answer == live.raw_text and row.prompt_hash == live.prompt_hash
-    priced = priced_live.to_call(decision_id="d", round_no=1, symbol="ABC", ts_ms=0)
+    priced = priced_live.to_call(request("d", 1, 0))
     assert priced.cost == Decimal("0.00027") and priced.price_known
-    free = cached.to_call(decision_id="d", round_no=2, symbol="ABC", ts_ms=0)
+    free = cached.to_call(request("d", 2, 0))
     assert free.outcome is GptOutcome.CACHED and free.cost == 0 and free.prompt_tokens == 0
 
 

@@ -39,7 +39,7 @@ from connectors.gpt.client import GptClient, GptResult, GptUsage
 from connectors.gpt.spend import SpendGuard, SpendLedger
 from connectors.workers.keyed_worker import KeyedWorker
 from models.config.settings import Settings, parse_duration_ms
-from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest, gpt_call_id
+from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest
 from models.gpt.cost import DEFAULT_PRICE_TABLE, CallCost, PriceTable
 from models.gpt.decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
 from models.strategy.spec import GptDecision
@@ -121,16 +121,11 @@ class Reply(Generic[T]):
     def ok(self) -> bool:
         return self.failure is None and self.parsed is not None
 
-    def to_call(self, *, decision_id: str, round_no: int, symbol: str, ts_ms: int) -> GptCall:
-        """The `gpt_calls` row of this reply (its cost only when billed)."""
-        return GptCall(
-            call_id=gpt_call_id(decision_id, round_no),
-            ts_ms=ts_ms,
-            decision_id=decision_id,
-            round=round_no,
-            symbol=symbol,
+    def to_call(self, request: GptRequest) -> GptCall:
+        """The `gpt_calls` row of this reply to `request` (its cost only when billed)."""
+        return GptCall.of_request(
+            request,
             model=self.model,
-            prompt_hash=self.prompt_hash,
             prompt_tokens=self.usage.prompt_tokens,
             completion_tokens=self.usage.completion_tokens,
             latency_ms=round(self.latency_s * 1000),
@@ -322,12 +317,7 @@ def to_answer(reply: Reply[GptDecision], request: GptRequest) -> GptAnswer:
         decision=reply.parsed if ok else None,
         failure=None if ok else (reply.failure or GptOutcome.NO_ANSWER),
         detail=reply.detail,
-        call=reply.to_call(
-            decision_id=request.decision_id,
-            round_no=request.round,
-            symbol=request.symbol,
-            ts_ms=request.ts_ms,
-        ),
+        call=reply.to_call(request),
         billed=reply.billed,
         raw_text=reply.raw_text,
     )

@@ -573,6 +573,41 @@ class GptCall(BaseModel):
     answer: Annotated[str, _clip(GPT_ANSWER_MAX_CHARS)] = ""
     detail: Annotated[str, _clip(GPT_DETAIL_MAX_CHARS)] = ""
 
+    @classmethod
+    def of_request(
+        cls,
+        request: GptRequest,
+        *,
+        model: str,
+        outcome: GptOutcome,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_ms: int = 0,
+        cost: Decimal = Decimal(0),
+        price_known: bool = True,
+        answer: str = "",
+        detail: str = "",
+    ) -> GptCall:
+        """The row of `request`'s call (made or not): its id, time, decision, round, symbol
+        and carried prompt hash come from the request, the one way a row gets them."""
+        return cls(
+            call_id=request.request_id,
+            ts_ms=request.ts_ms,
+            decision_id=request.decision_id,
+            round=request.round,
+            symbol=request.symbol,
+            model=model,
+            prompt_hash=request.prompt_hash,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            cost=cost,
+            price_known=price_known,
+            outcome=outcome,
+            answer=answer,
+            detail=detail,
+        )
+
 
 # --------------------------------------------------------------------------------------------
 # GPT requests and the strategies GPT wrote

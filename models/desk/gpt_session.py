@@ -170,14 +170,6 @@ class GptSession:
 
     def call_row(self, request: GptRequest, outcome: GptOutcome, detail: str) -> GptCall:
         """The `gpt_calls` row of a call that was not made (the request's own hash)."""
-        return GptCall(
-            call_id=request.request_id,
-            ts_ms=request.ts_ms,
-            decision_id=request.decision_id,
-            round=request.round,
-            symbol=request.symbol,
-            model=self.settings.gpt.model,
-            prompt_hash=request.prompt_hash,
-            outcome=outcome,
-            detail=detail,
+        return GptCall.of_request(
+            request, model=self.settings.gpt.model, outcome=outcome, detail=detail
         )

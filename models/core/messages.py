@@ -464,55 +464,30 @@ class DecisionRecord(BaseModel):
 
 
 class GptOutcome(StrEnum):
-    """How a GPT question ended: the one vocabulary of the GPT seam.
+    """How a GPT question ended: the GPT seam's one vocabulary. The client's failures, the
+    answer path's outcome (endpoint, recording, spend guard), `GptAnswer.failure`, the
+    `gpt_calls.outcome` column and the local engine's reason (`Fallback.kind`, the controller
+    `local (gpt fallback: <value>)`) all use it. The last three are only ever a fallback's
+    reason, never a row's outcome; `timeout` is the endpoint's and the desk's `gpt.max_wait`."""
 
-    The same values everywhere: the client's failure kinds (`GptResult.failure`), the answer
-    path's outcome (endpoint, recording, spend guard), `GptAnswer.failure`, the `outcome`
-    column of `gpt_calls`, the reason the local engine decided instead (`Fallback.kind`) and
-    so the fallback controller's name `local (gpt fallback: <value>)`. A `gpt_calls` row
-    carries every value but the last three, which are only ever a fallback's reason: GPT
-    answered, but the answer did not compile (`rejected`) or the risk gate refused every
-    round (`risk_refused`), or nothing parsed and nothing said why (`no_answer`). `timeout`
-    is both the endpoint's (per HTTP attempt) and the desk's (`gpt.max_wait` of event time).
-    """
-
-    OK = "ok"
-    """Answered by the endpoint (or the answer this very call paid for, after a restart)."""
-    TIMEOUT = "timeout"
-    """No answer in time: the HTTP timeout on every attempt, or `gpt.max_wait` at the desk."""
-    RATE_LIMITED = "rate_limited"
-    """HTTP 429 after the SDK's retries."""
-    SERVER_ERROR = "server_error"
-    """HTTP 5xx after the SDK's retries."""
-    CLIENT_ERROR = "client_error"
-    """Another HTTP 4xx (bad key, unknown model, request refused), or a gateway error."""
-    CONNECTION = "connection"
-    """Connection refused, reset or dropped before an answer (after the SDK's retries)."""
-    MALFORMED = "malformed"
-    """HTTP 200, but the content is not JSON (or truncated, or not a chat completion)."""
-    SCHEMA_VIOLATION = "schema_violation"
-    """JSON that the response model rejects: wrong shape, missing field, value out of bounds."""
-    REFUSAL = "refusal"
-    """The model refused (structured-output refusal or content filter)."""
-    CIRCUIT_OPEN = "circuit_open"
-    """Not called: the endpoint failed too often lately."""
-    NO_KEY = "no_key"
-    """Not called: no API key and no base URL configured."""
-    CACHED = "cached"
-    """Answered from the answer store (auto mode): no call, no cost."""
-    REPLAYED = "replayed"
-    """Answered from the recording (replay mode): no call, no cost."""
-    REPLAY_MISS = "replay_miss"
-    """Replay mode and the recording lacks the question: not called."""
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    """Not called: the daily budget is spent (the desk's by event day, or the gateway's
-    spend guard by wall-clock day; see `models.gpt.cost.budget_allows`)."""
-    REJECTED = "rejected"
-    """A fallback's reason: the answer did not compile into a strategy within the limits."""
-    RISK_REFUSED = "risk_refused"
-    """A fallback's reason: the risk gate refused every round GPT was given."""
-    NO_ANSWER = "no_answer"
-    """A fallback's reason: nothing parsed, and no failure was reported."""
+    OK = "ok"  # answered by the endpoint (or the paid call's own recording, after a restart)
+    TIMEOUT = "timeout"  # HTTP timeout on every attempt, or no answer within gpt.max_wait
+    RATE_LIMITED = "rate_limited"  # HTTP 429 after the SDK's retries
+    SERVER_ERROR = "server_error"  # HTTP 5xx after the SDK's retries
+    CLIENT_ERROR = "client_error"  # another HTTP 4xx, or a gateway error
+    CONNECTION = "connection"  # refused, reset or dropped before an answer
+    MALFORMED = "malformed"  # not JSON, truncated, not a chat completion
+    SCHEMA_VIOLATION = "schema_violation"  # JSON the response model rejects
+    REFUSAL = "refusal"  # the model refused (or the content filter stopped it)
+    CIRCUIT_OPEN = "circuit_open"  # not called: the endpoint failed too often lately
+    NO_KEY = "no_key"  # not called: no API key and no base URL
+    CACHED = "cached"  # from the answer store (auto): no call, no cost
+    REPLAYED = "replayed"  # from the recording (replay): no call, no cost
+    REPLAY_MISS = "replay_miss"  # replay, and the recording lacks the question
+    BUDGET_EXHAUSTED = "budget_exhausted"  # not called: models.gpt.cost.budget_allows refused
+    REJECTED = "rejected"  # fallback: the answer did not compile within the limits
+    RISK_REFUSED = "risk_refused"  # fallback: the risk gate refused every round
+    NO_ANSWER = "no_answer"  # fallback: nothing parsed and no failure reported
 
     @property
     def answered(self) -> bool:
@@ -520,10 +495,7 @@ class GptOutcome(StrEnum):
         return self in _ANSWERED
 
 
-_ANSWERED: frozenset[GptOutcome] = frozenset(
-    {GptOutcome.OK, GptOutcome.CACHED, GptOutcome.REPLAYED}
-)
-
+_ANSWERED = frozenset({GptOutcome.OK, GptOutcome.CACHED, GptOutcome.REPLAYED})
 
 GPT_ANSWER_MAX_CHARS = 16_000
 GPT_DETAIL_MAX_CHARS = 1_000
@@ -574,38 +546,17 @@ class GptCall(BaseModel):
     detail: Annotated[str, _clip(GPT_DETAIL_MAX_CHARS)] = ""
 
     @classmethod
-    def of_request(
-        cls,
-        request: GptRequest,
-        *,
-        model: str,
-        outcome: GptOutcome,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        latency_ms: int = 0,
-        cost: Decimal = Decimal(0),
-        price_known: bool = True,
-        answer: str = "",
-        detail: str = "",
-    ) -> GptCall:
-        """The row of `request`'s call (made or not): its id, time, decision, round, symbol
-        and carried prompt hash come from the request, the one way a row gets them."""
+    def of_request(cls, request: GptRequest, **fields: Any) -> GptCall:
+        """The row of `request`'s call (made or not; `fields`: model, outcome, usage...): id,
+        time, decision, round, symbol and the carried prompt hash come from the request."""
         return cls(
             call_id=request.request_id,
             ts_ms=request.ts_ms,
             decision_id=request.decision_id,
             round=request.round,
             symbol=request.symbol,
-            model=model,
             prompt_hash=request.prompt_hash,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_ms=latency_ms,
-            cost=cost,
-            price_known=price_known,
-            outcome=outcome,
-            answer=answer,
-            detail=detail,
+            **fields,
         )
 
 
@@ -626,12 +577,8 @@ class ChatTurn(BaseModel):
 class GptRequest(BaseModel):
     """A question the desk wants answered; the flow's GPT gateway answers it (inline in a
     backtest, by a worker live). `request_id` is the id of its `gpt_calls` row, so answering a
-    request twice (e.g. after a restart) rewrites one row.
-
-    `prompt_hash` identifies the question (`models.gpt.prompt.prompt_hash` of the model, the
-    messages and the schema asked for): computed once, when the desk builds the request
-    (`GptSession.request`), and carried; the call row, the answer store and the gateway use
-    this value and never hash again."""
+    request twice (e.g. after a restart) rewrites one row. `prompt_hash` identifies the question:
+    computed once, by the desk (`GptSession.request`), and carried; nobody hashes it again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -644,9 +591,8 @@ class GptRequest(BaseModel):
     prompt_hash: str = Field(min_length=1)
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
-        # A request pickled before requests carried their hash (a desk snapshot of an earlier
-        # version) comes back with an empty one, which the gateway refuses to ask: the desk
-        # falls back to the local engine instead of asking a question nobody hashed.
+        # Pickled by a version before requests carried their hash: restored with an empty one,
+        # which the gateway does not ask (the desk falls back to the local engine).
         state.get("__dict__", {}).setdefault("prompt_hash", "")
         super().__setstate__(state)
 

@@ -457,6 +457,7 @@ def gpt_check(config: ConfigOpt = None) -> None:
     from pydantic import BaseModel, ConfigDict
 
     from connectors.gpt.client import GptClient
+    from models.core.messages import ChatTurn
     from models.gpt.cost import call_cost
 
     class Pong(BaseModel):
@@ -476,8 +477,8 @@ def gpt_check(config: ConfigOpt = None) -> None:
         with client:
             result = client.ask(
                 [
-                    {"role": "system", "content": "Answer with the JSON schema only."},
-                    {"role": "user", "content": 'Reply {"ok": true}.'},
+                    ChatTurn(role="system", content="Answer with the JSON schema only."),
+                    ChatTurn(role="user", content='Reply {"ok": true}.'),
                 ],
                 Pong,
             )

@@ -1,4 +1,5 @@
-"""Record/replay of GPT answers (connectors/gpt/cache.py), through the real SDK and local server.
+"""Record/replay of GPT answers: the answer store (connectors/gpt/cache.py) and the gateway's
+answer path in front of it (connectors/gpt/gateway.py), through the real SDK and local server.
 
 What matters for a backtest: a re-run from the recording sends no request at all (the local
 server's request count proves it) and yields the same parsed answers; the recording survives a
@@ -21,19 +22,13 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.gpt.cache import (
-    ANSWERS_FILE,
-    AnswerSource,
-    AnswerStore,
-    AnswerStoreError,
-    CacheFailure,
-    CacheMode,
-    ask_with_cache,
-)
-from connectors.gpt.client import ChatMessage, FailureKind, GptClient, GptUsage, prompt_hash
+from connectors.gpt.cache import ANSWERS_FILE, AnswerStore, AnswerStoreError, CacheMode
+from connectors.gpt.client import GptClient, GptUsage
+from connectors.gpt.gateway import AnswerPath, AnswerSource, Asker, Reply
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from models.core.messages import GptCall, GptOutcome
-from models.gpt.cost import PriceTable
+from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest, gpt_call_id
+from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
+from models.gpt.prompt import prompt_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "stratflow-local"
@@ -50,10 +45,10 @@ class Plan(BaseModel):
 GOOD = {"action": "buy", "weight": 0.25, "rationale": "momentum"}
 
 
-def _messages(text: str = "ABC closed at 101.0, rsi 55.") -> list[ChatMessage]:
+def _messages(text: str = "ABC closed at 101.0, rsi 55.") -> list[ChatTurn]:
     return [
-        {"role": "system", "content": "Answer with a plan."},
-        {"role": "user", "content": text},
+        ChatTurn(role="system", content="Answer with a plan."),
+        ChatTurn(role="user", content=text),
     ]
 
 
@@ -66,8 +61,26 @@ def _offline() -> GptClient:
     return GptClient(None, None, MODEL)
 
 
-def _hash(messages: list[ChatMessage]) -> str:
+def _hash(messages: list[ChatTurn]) -> str:
     return prompt_hash(MODEL, messages, Plan)
+
+
+def ask_via_path(
+    client: Asker,
+    store: AnswerStore,
+    mode: CacheMode | str,
+    messages: list[ChatTurn],
+    response_model: type[Plan],
+    *,
+    schema: dict[str, object] | None = None,
+    max_age_ms: int | None = None,
+    prices: PriceTable = DEFAULT_PRICE_TABLE,
+) -> Reply[Plan]:
+    """The gateway's answer path in front of `store`, the question hashed once here (as the
+    desk does for its requests)."""
+    path = AnswerPath(client, store, CacheMode(mode), prices=prices, max_age_ms=max_age_ms)
+    phash = prompt_hash(client.model, messages, response_model, schema)
+    return path.ask(messages, response_model, prompt_hash=phash, schema=schema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +216,7 @@ def test_every_acknowledged_answer_survives_a_kill(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# ask_with_cache against the local OpenAI-compatible server
+# The answer path over the store, against the local OpenAI-compatible server
 # --------------------------------------------------------------------------------------------
 
 
@@ -212,7 +225,7 @@ def test_no_request_at_all_on_a_hit(openai_server: LocalOpenAIServer, tmp_path: 
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
         store.put(_hash(messages), MODEL, '{"action":"hold","weight":0,"rationale":"flat"}')
         for mode in (CacheMode.AUTO, CacheMode.REPLAY):
-            result = ask_with_cache(client, store, mode, messages, Plan)
+            result = ask_via_path(client, store, mode, messages, Plan)
             assert result.ok and result.source is AnswerSource.STORE
             assert result.parsed == Plan(action="hold", weight=0, rationale="flat")
             assert result.usage == GptUsage()  # nothing billed now
@@ -225,11 +238,11 @@ def test_auto_calls_once_then_answers_from_the_store(
     messages = _messages()
     openai_server.script(Scenario.answer(GOOD, usage=(120, 30)))
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        first = ask_with_cache(client, store, "auto", messages, Plan)
+        first = ask_via_path(client, store, "auto", messages, Plan)
         assert first.ok and first.source is AnswerSource.ENDPOINT
         assert first.outcome is GptOutcome.OK and first.usage == GptUsage(120, 30)
         assert store.lookup(first.prompt_hash) is not None
-        second = ask_with_cache(client, store, CacheMode.AUTO, messages, Plan)
+        second = ask_via_path(client, store, CacheMode.AUTO, messages, Plan)
         assert second.outcome is GptOutcome.CACHED and second.parsed == first.parsed
         assert second.prompt_hash == first.prompt_hash == _hash(messages)
     assert len(openai_server.chat_requests) == 1
@@ -241,13 +254,13 @@ def test_auto_reuses_an_answer_only_inside_the_window(
     messages = _messages()
     openai_server.script(Scenario.answer(GOOD), Scenario.answer(GOOD))
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        ask_with_cache(client, store, "auto", messages, Plan)
-        inside = ask_with_cache(client, store, "auto", messages, Plan, max_age_ms=3_600_000)
+        ask_via_path(client, store, "auto", messages, Plan)
+        inside = ask_via_path(client, store, "auto", messages, Plan, max_age_ms=3_600_000)
         assert inside.outcome is GptOutcome.CACHED
         time.sleep(0.01)
-        stale = ask_with_cache(client, store, "auto", messages, Plan, max_age_ms=5)
+        stale = ask_via_path(client, store, "auto", messages, Plan, max_age_ms=5)
         assert stale.source is AnswerSource.ENDPOINT and stale.outcome is GptOutcome.OK
-        replayed = ask_with_cache(client, store, "replay", messages, Plan, max_age_ms=0)
+        replayed = ask_via_path(client, store, "replay", messages, Plan, max_age_ms=0)
         assert replayed.outcome is GptOutcome.REPLAYED  # a recording never expires in replay
     assert len(openai_server.chat_requests) == 2
 
@@ -259,17 +272,17 @@ def test_replay_of_a_recording_is_identical_and_makes_no_call(
     answers = [{"action": "buy", "weight": 0.1 * i, "rationale": f"step {i} — ✓"} for i in range(4)]
     openai_server.script(*(Scenario.answer(a) for a in answers))
     with AnswerStore(tmp_path / "rec") as store, _client(openai_server) as client:
-        recorded = [ask_with_cache(client, store, "record", q, Plan) for q in questions]
+        recorded = [ask_via_path(client, store, "record", q, Plan) for q in questions]
     assert all(r.ok and r.outcome is GptOutcome.OK for r in recorded)
     assert len(openai_server.chat_requests) == 4
     openai_server.reset()
 
     # A new process of the backtest: fresh store object, and a client that could not call.
     with AnswerStore(tmp_path / "rec") as store:
-        replayed = [ask_with_cache(_offline(), store, "replay", q, Plan) for q in questions]
+        replayed = [ask_via_path(_offline(), store, "replay", q, Plan) for q in questions]
         # ...and with a live client the replay still sends nothing.
         with _client(openai_server) as client:
-            again = [ask_with_cache(client, store, "replay", q, Plan) for q in questions]
+            again = [ask_via_path(client, store, "replay", q, Plan) for q in questions]
     assert [r.parsed for r in replayed] == [r.parsed for r in recorded]
     assert [r.parsed for r in again] == [r.parsed for r in recorded]
     assert [r.raw_text for r in replayed] == [r.raw_text for r in recorded]
@@ -281,9 +294,9 @@ def test_replay_miss_is_a_failure_without_a_call(
     openai_server: LocalOpenAIServer, tmp_path: Path
 ) -> None:
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        result = ask_with_cache(client, store, CacheMode.REPLAY, _messages(), Plan)
+        result = ask_via_path(client, store, CacheMode.REPLAY, _messages(), Plan)
     assert not result.ok and result.parsed is None
-    assert result.failure is CacheFailure.REPLAY_MISS
+    assert result.failure is GptOutcome.REPLAY_MISS
     assert result.outcome is GptOutcome.REPLAY_MISS and result.source is AnswerSource.NONE
     assert result.prompt_hash[:12] in result.detail
     assert openai_server.requests == []
@@ -296,12 +309,12 @@ def test_record_mode_always_calls_and_the_newest_answer_wins(
     newer = {**GOOD, "rationale": "newer"}
     openai_server.script(Scenario.answer(GOOD), Scenario.answer(newer))
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        ask_with_cache(client, store, "record", messages, Plan)
-        second = ask_with_cache(client, store, "record", messages, Plan)
+        ask_via_path(client, store, "record", messages, Plan)
+        second = ask_via_path(client, store, "record", messages, Plan)
         assert second.source is AnswerSource.ENDPOINT
     assert len(openai_server.chat_requests) == 2
     with AnswerStore(tmp_path) as store:
-        hit = ask_with_cache(_offline(), store, "replay", messages, Plan)
+        hit = ask_via_path(_offline(), store, "replay", messages, Plan)
     assert hit.parsed == Plan.model_validate(newer)
 
 
@@ -311,14 +324,14 @@ def test_failures_are_not_recorded(openai_server: LocalOpenAIServer, tmp_path: P
         Scenario.server_error(503), Scenario.schema_violation({"action": "moon", "weight": 7})
     )
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        down = ask_with_cache(client, store, "auto", messages, Plan)
-        assert down.failure is FailureKind.SERVER_ERROR
+        down = ask_via_path(client, store, "auto", messages, Plan)
+        assert down.failure is GptOutcome.SERVER_ERROR
         assert down.outcome is GptOutcome.SERVER_ERROR
-        bad = ask_with_cache(client, store, "record", messages, Plan)
-        assert bad.failure is FailureKind.SCHEMA_VIOLATION
+        bad = ask_via_path(client, store, "record", messages, Plan)
+        assert bad.failure is GptOutcome.SCHEMA_VIOLATION
         assert len(store) == 0
-        miss = ask_with_cache(client, store, "replay", messages, Plan)
-        assert miss.failure is CacheFailure.REPLAY_MISS
+        miss = ask_via_path(client, store, "replay", messages, Plan)
+        assert miss.failure is GptOutcome.REPLAY_MISS
     assert len(openai_server.chat_requests) == 2
 
 
@@ -328,18 +341,18 @@ def test_a_recorded_answer_that_no_longer_parses(
     messages = _messages()
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
         store.put(_hash(messages), MODEL, '{"action": "moon"}')
-        replayed = ask_with_cache(client, store, "replay", messages, Plan)
-        assert replayed.failure is FailureKind.SCHEMA_VIOLATION
+        replayed = ask_via_path(client, store, "replay", messages, Plan)
+        assert replayed.failure is GptOutcome.SCHEMA_VIOLATION
         assert replayed.source is AnswerSource.STORE and openai_server.requests == []
         store.put(_hash(messages), MODEL, '{"action": "bu')
-        assert ask_with_cache(client, store, "replay", messages, Plan).failure is (
-            FailureKind.MALFORMED
+        assert ask_via_path(client, store, "replay", messages, Plan).failure is (
+            GptOutcome.MALFORMED
         )
         # auto: a miss, asked again and overwritten.
         openai_server.script(Scenario.answer(GOOD))
-        fixed = ask_with_cache(client, store, "auto", messages, Plan)
+        fixed = ask_via_path(client, store, "auto", messages, Plan)
         assert fixed.ok and fixed.source is AnswerSource.ENDPOINT
-        again = ask_with_cache(client, store, "auto", messages, Plan)
+        again = ask_via_path(client, store, "auto", messages, Plan)
         assert again.outcome is GptOutcome.CACHED
     assert len(openai_server.chat_requests) == 1
 
@@ -360,20 +373,20 @@ def test_explicit_schema_is_part_of_the_key(
     }
     openai_server.script(Scenario.answer(GOOD))
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        live = ask_with_cache(client, store, "auto", messages, Plan, schema=narrow)
+        live = ask_via_path(client, store, "auto", messages, Plan, schema=narrow)
         assert live.ok and live.prompt_hash == prompt_hash(MODEL, messages, Plan, narrow)
         # Without the schema it is another question: not in the recording.
-        assert ask_with_cache(client, store, "replay", messages, Plan).failure is (
-            CacheFailure.REPLAY_MISS
+        assert ask_via_path(client, store, "replay", messages, Plan).failure is (
+            GptOutcome.REPLAY_MISS
         )
-        hit = ask_with_cache(client, store, "replay", messages, Plan, schema=narrow)
+        hit = ask_via_path(client, store, "replay", messages, Plan, schema=narrow)
         assert hit.parsed == live.parsed
     assert len(openai_server.chat_requests) == 1
 
 
 def test_bad_mode_is_refused(tmp_path: Path) -> None:
     with AnswerStore(tmp_path) as store, pytest.raises(ValueError):
-        ask_with_cache(_offline(), store, "sometimes", _messages(), Plan)
+        AnswerPath(_offline(), store, "sometimes")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,23 +396,36 @@ def test_bad_mode_is_refused(tmp_path: Path) -> None:
 
 def test_results_become_gpt_call_rows(openai_server: LocalOpenAIServer, tmp_path: Path) -> None:
     messages = _messages()
-    openai_server.script(Scenario.answer(GOOD, usage=(1000, 200)))
+    openai_server.script(*[Scenario.answer(GOOD, usage=(1000, 200))] * 2)
     prices = PriceTable.from_mapping({MODEL: {"input": "0.15", "output": "0.60"}})
     with AnswerStore(tmp_path) as store, _client(openai_server) as client:
-        live = ask_with_cache(client, store, "auto", messages, Plan)
-        cached = ask_with_cache(client, store, "auto", messages, Plan)
-    row = live.to_call(
-        decision_id="ABC@1709303400000", round_no=0, symbol="ABC", ts_ms=1_709_303_400_000
-    )
+        live = ask_via_path(client, store, "auto", messages, Plan)
+        cached = ask_via_path(client, store, "auto", messages, Plan, prices=prices)
+        priced_live = ask_via_path(client, store, "record", messages, Plan, prices=prices)
+
+    def request(decision_id: str, round_no: int, ts_ms: int) -> GptRequest:
+        return GptRequest(
+            request_id=gpt_call_id(decision_id, round_no),
+            decision_id=decision_id,
+            symbol="ABC",
+            round=round_no,
+            ts_ms=ts_ms,
+            messages=tuple(messages),
+            prompt_hash=_hash(messages),
+        )
+
+    row = live.to_call(request("ABC@1709303400000", 0, 1_709_303_400_000))
     assert isinstance(row, GptCall)
     assert row.call_id == "ABC@1709303400000/gpt0" and row.outcome is GptOutcome.OK
+    assert (row.decision_id, row.round, row.symbol) == ("ABC@1709303400000", 0, "ABC")
+    assert row.ts_ms == 1_709_303_400_000
     assert (row.prompt_tokens, row.completion_tokens) == (1000, 200)
     # stratflow-local is not in the default table: default price (2.50 / 10.00), flagged.
     assert row.cost == Decimal("0.0045") and not row.price_known
     assert row.answer == live.raw_text and row.prompt_hash == live.prompt_hash
-    priced = live.to_call(decision_id="d", round_no=1, symbol="ABC", ts_ms=0, prices=prices)
+    priced = priced_live.to_call(request("d", 1, 0))
     assert priced.cost == Decimal("0.00027") and priced.price_known
-    free = cached.to_call(decision_id="d", round_no=2, symbol="ABC", ts_ms=0, prices=prices)
+    free = cached.to_call(request("d", 2, 0))
     assert free.outcome is GptOutcome.CACHED and free.cost == 0 and free.prompt_tokens == 0
 
 
@@ -420,10 +446,3 @@ def test_gpt_call_clips_long_text_and_rejects_bad_values() -> None:
         long.model_validate({**long.model_dump(), "cost": Decimal("-0.01")})
     with pytest.raises(ValueError):
         long.model_validate({**long.model_dump(), "outcome": "maybe"})
-
-
-def test_outcomes_cover_every_failure_kind() -> None:
-    outcomes = {o.value for o in GptOutcome}
-    assert {k.value for k in FailureKind} <= outcomes
-    assert {k.value for k in CacheFailure} <= outcomes
-    assert {"ok", "cached", "replayed", "budget_exhausted", "circuit_open"} <= outcomes

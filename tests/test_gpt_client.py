@@ -6,7 +6,6 @@ classified, never raised; retries are the SDK's own (checked by counting request
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -26,10 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.gpt.client import (
     ENDPOINT_FAILURES,
-    ChatMessage,
-    FailureKind,
     GptClient,
-    prompt_hash,
+    GptResult,
 )
 from connectors.sim.openai_server import (
     LocalOpenAIServer,
@@ -37,6 +34,7 @@ from connectors.sim.openai_server import (
     Scenario,
     ScenarioKind,
 )
+from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +64,9 @@ NARROW_SCHEMA = {
     "required": ["action", "weight", "rationale"],
     "additionalProperties": False,
 }
-MESSAGES: list[ChatMessage] = [
-    {"role": "system", "content": "Answer with a plan."},
-    {"role": "user", "content": "ABC closed at 101.0, rsi 55."},
+MESSAGES: list[ChatTurn] = [
+    ChatTurn(role="system", content="Answer with a plan."),
+    ChatTurn(role="user", content="ABC closed at 101.0, rsi 55."),
 ]
 
 
@@ -125,13 +123,12 @@ def test_good_structured_answer_is_parsed(openai_server: LocalOpenAIServer) -> N
     assert result.latency_s > 0
     assert result.raw_text is not None and json.loads(result.raw_text) == GOOD
     assert result.request_id and result.request_id.startswith("chatcmpl-")
-    assert result.prompt_hash == prompt_hash(MODEL, MESSAGES, Plan)
     assert result.model == MODEL
 
     [req] = openai_server.chat_requests
     assert req.headers["authorization"] == f"Bearer {openai_server.api_key}"
     assert req.body["model"] == MODEL
-    assert req.body["messages"] == MESSAGES
+    assert req.body["messages"] == [m.model_dump() for m in MESSAGES]  # what the SDK sends
     fmt = req.body["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Plan" and fmt["json_schema"]["strict"] is True
@@ -158,23 +155,23 @@ def test_models_endpoint_through_the_sdk(openai_server: LocalOpenAIServer) -> No
 @pytest.mark.parametrize(
     ("scenario", "kind"),
     [
-        (Scenario.malformed(), FailureKind.MALFORMED),
-        (Scenario.malformed("not json at all"), FailureKind.MALFORMED),
-        (Scenario.schema_violation({"action": "buy"}), FailureKind.SCHEMA_VIOLATION),
-        (Scenario.schema_violation({**GOOD, "action": "short"}), FailureKind.SCHEMA_VIOLATION),
-        (Scenario.schema_violation({**GOOD, "weight": 1.5}), FailureKind.SCHEMA_VIOLATION),
-        (Scenario.schema_violation({**GOOD, "extra": 1}), FailureKind.SCHEMA_VIOLATION),
-        (Scenario.refused(), FailureKind.REFUSAL),
-        (Scenario.server_error(500), FailureKind.SERVER_ERROR),
-        (Scenario.server_error(503), FailureKind.SERVER_ERROR),
-        (Scenario.rate_limited(), FailureKind.RATE_LIMITED),
-        (Scenario.drop(), FailureKind.CONNECTION),
+        (Scenario.malformed(), GptOutcome.MALFORMED),
+        (Scenario.malformed("not json at all"), GptOutcome.MALFORMED),
+        (Scenario.schema_violation({"action": "buy"}), GptOutcome.SCHEMA_VIOLATION),
+        (Scenario.schema_violation({**GOOD, "action": "short"}), GptOutcome.SCHEMA_VIOLATION),
+        (Scenario.schema_violation({**GOOD, "weight": 1.5}), GptOutcome.SCHEMA_VIOLATION),
+        (Scenario.schema_violation({**GOOD, "extra": 1}), GptOutcome.SCHEMA_VIOLATION),
+        (Scenario.refused(), GptOutcome.REFUSAL),
+        (Scenario.server_error(500), GptOutcome.SERVER_ERROR),
+        (Scenario.server_error(503), GptOutcome.SERVER_ERROR),
+        (Scenario.rate_limited(), GptOutcome.RATE_LIMITED),
+        (Scenario.drop(), GptOutcome.CONNECTION),
     ],
     ids=lambda v: v.kind.value if isinstance(v, Scenario) else None,
 )
 @pytest.mark.parametrize("explicit", [False, True], ids=["sdk_schema", "explicit_schema"])
 def test_each_failure_is_classified_and_not_raised(
-    openai_server: LocalOpenAIServer, scenario: Scenario, kind: FailureKind, explicit: bool
+    openai_server: LocalOpenAIServer, scenario: Scenario, kind: GptOutcome, explicit: bool
 ) -> None:
     openai_server.script(scenario)
     schema = NARROW_SCHEMA if explicit else None
@@ -199,7 +196,7 @@ def test_each_failure_is_classified_and_not_raised(
 def test_schema_violation_names_the_field(openai_server: LocalOpenAIServer) -> None:
     openai_server.script(Scenario.schema_violation({**GOOD, "weight": 1.5}))
     result = _client(openai_server).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.SCHEMA_VIOLATION
+    assert result.failure is GptOutcome.SCHEMA_VIOLATION
     assert "weight" in result.detail
 
 
@@ -209,7 +206,7 @@ def test_truncated_answer_is_malformed(openai_server: LocalOpenAIServer, explici
     openai_server.script(cut)
     schema = NARROW_SCHEMA if explicit else None
     result = _client(openai_server).ask(MESSAGES, Plan, schema=schema)
-    assert result.failure is FailureKind.MALFORMED
+    assert result.failure is GptOutcome.MALFORMED
     assert "truncated" in result.detail and result.raw_text == '{"action": "bu'
 
 
@@ -218,7 +215,7 @@ def test_content_filter_is_a_refusal(openai_server: LocalOpenAIServer, explicit:
     openai_server.script(Scenario(ScenarioKind.ANSWER, content="", finish_reason="content_filter"))
     schema = NARROW_SCHEMA if explicit else None
     result = _client(openai_server).ask(MESSAGES, Plan, schema=schema)
-    assert result.failure is FailureKind.REFUSAL
+    assert result.failure is GptOutcome.REFUSAL
 
 
 def test_explicit_schema_is_sent_as_given_and_answer_validated(
@@ -233,9 +230,6 @@ def test_explicit_schema_is_sent_as_given_and_answer_validated(
         "type": "json_schema",
         "json_schema": {"name": "plan_v2", "schema": NARROW_SCHEMA, "strict": True},
     }
-    assert result.prompt_hash == prompt_hash(MODEL, MESSAGES, Plan, NARROW_SCHEMA, "plan_v2")
-    assert result.prompt_hash != prompt_hash(MODEL, MESSAGES, Plan)
-    assert result.prompt_hash != prompt_hash(MODEL, MESSAGES, Plan, NARROW_SCHEMA, "plan_v3")
 
 
 def test_rate_limit_then_success_is_retried_by_the_sdk(openai_server: LocalOpenAIServer) -> None:
@@ -251,7 +245,7 @@ def test_rate_limit_then_success_is_retried_by_the_sdk(openai_server: LocalOpenA
 def test_retries_exhausted_then_reported(openai_server: LocalOpenAIServer) -> None:
     openai_server.script(*(Scenario.rate_limited(retry_after_s=0.02) for _ in range(3)))
     result = _client(openai_server, max_retries=2).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.RATE_LIMITED
+    assert result.failure is GptOutcome.RATE_LIMITED
     assert len(openai_server.chat_requests) == 3  # first attempt + max_retries
 
 
@@ -265,7 +259,7 @@ def test_server_error_then_success_is_retried(openai_server: LocalOpenAIServer) 
 def test_answer_failures_are_not_retried(openai_server: LocalOpenAIServer) -> None:
     openai_server.script(Scenario.malformed(), Scenario.answer(GOOD))
     result = _client(openai_server, max_retries=2).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.MALFORMED
+    assert result.failure is GptOutcome.MALFORMED
     assert len(openai_server.chat_requests) == 1 and openai_server.pending == 1
 
 
@@ -274,7 +268,7 @@ def test_timeout_is_honoured(openai_server: LocalOpenAIServer) -> None:
     # the client's own 0.5 s, on a loaded machine as on an idle one.
     openai_server.script(Scenario.slow(GOOD, delay_s=3600.0))
     result = _client(openai_server, timeout_s=0.5).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.TIMEOUT, result.detail
+    assert result.failure is GptOutcome.TIMEOUT, result.detail
     assert result.latency_s >= 0.45
     assert "0.5 s" in result.detail
 
@@ -304,13 +298,13 @@ def test_connection_refused() -> None:
     # itself, reported at once, however loaded the machine.
     client = GptClient(f"http://127.0.0.1:{_closed_port()}/v1", "sk-x", MODEL, 600.0, 0)
     result = client.ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.CONNECTION, result.detail
+    assert result.failure is GptOutcome.CONNECTION, result.detail
 
 
 def test_wrong_key_is_a_client_error_and_not_echoed(openai_server: LocalOpenAIServer) -> None:
     wrong = "sk-wrong-0123456789"
     result = _client(openai_server, api_key=wrong).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.CLIENT_ERROR
+    assert result.failure is GptOutcome.CLIENT_ERROR
     assert "401" in result.detail
     assert wrong not in repr(result)
     assert openai_server.requests[0].status == 401
@@ -319,7 +313,7 @@ def test_wrong_key_is_a_client_error_and_not_echoed(openai_server: LocalOpenAISe
 
 def test_unscripted_request_is_a_clear_client_error(openai_server: LocalOpenAIServer) -> None:
     result = _client(openai_server, max_retries=2).ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.CLIENT_ERROR
+    assert result.failure is GptOutcome.CLIENT_ERROR
     assert "no scenario queued" in result.detail
     assert len(openai_server.chat_requests) == 1
 
@@ -336,13 +330,13 @@ def test_circuit_opens_after_repeated_errors_and_stops_calling(
     )
     openai_server.script(*(Scenario.server_error() for _ in range(3)))
     kinds = [client.ask(MESSAGES, Plan).failure for _ in range(3)]
-    assert kinds == [FailureKind.SERVER_ERROR] * 3
+    assert kinds == [GptOutcome.SERVER_ERROR] * 3
     assert _state(client) is BreakerState.OPEN
 
     openai_server.script(Scenario.answer(GOOD))
     for _ in range(5):
         result = client.ask(MESSAGES, Plan)
-        assert result.failure is FailureKind.CIRCUIT_OPEN
+        assert result.failure is GptOutcome.CIRCUIT_OPEN
         assert "next try in" in result.detail
     assert len(openai_server.chat_requests) == 3  # not called while open
 
@@ -360,12 +354,12 @@ def test_failed_trial_reopens_the_circuit(openai_server: LocalOpenAIServer) -> N
         openai_server, breaker=CircuitBreaker(failure_threshold=2, cooldown_s=10), clock=clock
     )
     openai_server.script(Scenario.drop(), Scenario.drop(), Scenario.server_error(503))
-    assert client.ask(MESSAGES, Plan).failure is FailureKind.CONNECTION
-    assert client.ask(MESSAGES, Plan).failure is FailureKind.CONNECTION
+    assert client.ask(MESSAGES, Plan).failure is GptOutcome.CONNECTION
+    assert client.ask(MESSAGES, Plan).failure is GptOutcome.CONNECTION
     clock.now += 10
-    assert client.ask(MESSAGES, Plan).failure is FailureKind.SERVER_ERROR  # the trial
+    assert client.ask(MESSAGES, Plan).failure is GptOutcome.SERVER_ERROR  # the trial
     assert _state(client) is BreakerState.OPEN
-    assert client.ask(MESSAGES, Plan).failure is FailureKind.CIRCUIT_OPEN
+    assert client.ask(MESSAGES, Plan).failure is GptOutcome.CIRCUIT_OPEN
     assert len(openai_server.chat_requests) == 3
 
 
@@ -421,15 +415,14 @@ def test_no_key_and_no_base_url_reports_no_key() -> None:
     assert not client.enabled
     assert "local engine" in client.describe()
     result = client.ask(MESSAGES, Plan)
-    assert result.failure is FailureKind.NO_KEY and not result.ok
-    assert result.prompt_hash == prompt_hash(client.model, MESSAGES, Plan)
+    assert result.failure is GptOutcome.NO_KEY and not result.ok
     assert result.usage.total_tokens == 0
 
 
 def test_no_key_ignores_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-process-env")
     client = GptClient(base_url=None, api_key=None, model=MODEL, timeout_s=1, max_retries=0)
-    assert client.ask(MESSAGES, Plan).failure is FailureKind.NO_KEY
+    assert client.ask(MESSAGES, Plan).failure is GptOutcome.NO_KEY
 
 
 def test_from_env_reads_key_base_url_and_model(openai_server: LocalOpenAIServer) -> None:
@@ -462,24 +455,13 @@ def test_credentials_in_the_base_url_are_not_shown() -> None:
 # ------------------------------------------------------------------------------ prompt hash
 
 
-def test_prompt_hash_is_stable_and_input_sensitive(openai_server: LocalOpenAIServer) -> None:
-    openai_server.script(Scenario.answer(GOOD), Scenario.server_error())
-    client = _client(openai_server)
-    first = client.ask(MESSAGES, Plan)
-    again = client.ask(copy.deepcopy(MESSAGES), Plan)
-    assert first.prompt_hash == again.prompt_hash  # outcome does not matter, only the input
-    assert len(first.prompt_hash) == 64 and int(first.prompt_hash, 16) >= 0
+def test_the_client_never_hashes_a_question() -> None:
+    """The prompt hash is the desk's, computed once and carried on the request
+    (`models.desk.gpt_session`): the client neither computes nor returns one."""
+    import connectors.gpt.client as client_module
 
-    class Other(BaseModel):
-        action: str
-
-    other_msgs: list[ChatMessage] = [*MESSAGES[:1], {"role": "user", "content": "ABC at 102"}]
-    assert prompt_hash(MODEL, other_msgs, Plan) != first.prompt_hash
-    assert prompt_hash("another-model", MESSAGES, Plan) != first.prompt_hash
-    assert prompt_hash(MODEL, MESSAGES, Other) != first.prompt_hash
-    # key order inside a message does not matter (canonical JSON)
-    reordered: list[ChatMessage] = [{"content": m["content"], "role": m["role"]} for m in MESSAGES]
-    assert prompt_hash(MODEL, reordered, Plan) == first.prompt_hash
+    assert "prompt_hash" not in GptResult.__dataclass_fields__
+    assert not hasattr(client_module, "prompt_hash")
 
 
 # ------------------------------------------------------------------------------ the server
@@ -528,7 +510,7 @@ def test_server_runs_by_hand() -> None:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         client = GptClient(base_url, "sk-hand", MODEL, 2.0, 0)
         result = client.ask(MESSAGES, Plan)  # default answer "{}" is off-schema
-        assert result.failure is FailureKind.SCHEMA_VIOLATION
+        assert result.failure is GptOutcome.SCHEMA_VIOLATION
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:

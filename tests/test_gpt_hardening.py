@@ -23,12 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.gpt.client import ChatMessage, FailureKind, GptClient
+from connectors.gpt.client import GptClient
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from models.config.settings import RiskConfig, Settings
 from models.core.events import TextEvent
 from models.core.messages import (
     Branch,
+    ChatTurn,
     FeatureVector,
     GptCall,
     GptOutcome,
@@ -66,7 +67,7 @@ from tests.test_gpt_prompt import FENCE_CLOSE, FENCE_OPEN, NOW, _ctx, _split, _u
 
 D = Decimal
 HOLD = {"action": "hold", "strategy": None, "rationale": "wait", "confidence": 0.3}
-QUESTION: list[ChatMessage] = [{"role": "user", "content": "decide"}]
+QUESTION = [ChatTurn(role="user", content="decide")]
 
 
 # ------------------------------------------------------------------------------ a raw server
@@ -128,48 +129,48 @@ def _ask(server: LocalOpenAIServer, explicit: bool) -> Any:
 GOOD_TEXT = json.dumps(HOLD)
 DEEP = '{"action": "hold", "strategy": ' + '{"a": ' * 5_000 + "1" + "}" * 5_000 + "}"
 
-CONTENT_CASES: list[tuple[str, str, FailureKind, str]] = [
-    ("markdown fence", f"```json\n{GOOD_TEXT}\n```", FailureKind.MALFORMED, "not valid JSON"),
-    ("two objects", GOOD_TEXT + GOOD_TEXT, FailureKind.MALFORMED, "not valid JSON"),
-    ("object then prose", GOOD_TEXT + "\nHope this helps!", FailureKind.MALFORMED, "JSON"),
-    ("deep array", "[" * 50_000, FailureKind.MALFORMED, "not valid JSON"),
-    ("deep object in a field", DEEP, FailureKind.MALFORMED, "not valid JSON"),
+CONTENT_CASES: list[tuple[str, str, GptOutcome, str]] = [
+    ("markdown fence", f"```json\n{GOOD_TEXT}\n```", GptOutcome.MALFORMED, "not valid JSON"),
+    ("two objects", GOOD_TEXT + GOOD_TEXT, GptOutcome.MALFORMED, "not valid JSON"),
+    ("object then prose", GOOD_TEXT + "\nHope this helps!", GptOutcome.MALFORMED, "JSON"),
+    ("deep array", "[" * 50_000, GptOutcome.MALFORMED, "not valid JSON"),
+    ("deep object in a field", DEEP, GptOutcome.MALFORMED, "not valid JSON"),
     (
         "duplicate key hides the action",
         '{"action":"hold","action":"create","strategy":null,"rationale":"","confidence":0}',
-        FailureKind.MALFORMED,
+        GptOutcome.MALFORMED,
         "repeats the key 'action'",
     ),
     (
         "oversized answer",
         GOOD_TEXT[:-1] + ', "pad": "' + "x" * MAX_ANSWER_BYTES + '"}',
-        FailureKind.MALFORMED,
+        GptOutcome.MALFORMED,
         "longer than",
     ),
-    ("whitespace only", "   \n\t ", FailureKind.MALFORMED, "empty answer"),
+    ("whitespace only", "   \n\t ", GptOutcome.MALFORMED, "empty answer"),
     (
         "tool-call shaped JSON",
         json.dumps({"tool_calls": [{"function": {"name": "GptDecision", "arguments": "{}"}}]}),
-        FailureKind.SCHEMA_VIOLATION,
+        GptOutcome.SCHEMA_VIOLATION,
         "outside the schema",
     ),
     (
         "refusal written as JSON",
         json.dumps({"refusal": "I cannot help with trading"}),
-        FailureKind.SCHEMA_VIOLATION,
+        GptOutcome.SCHEMA_VIOLATION,
         "outside the schema",
     ),
     (
         "answer wrapped in an envelope",
         json.dumps({"decision": HOLD}),
-        FailureKind.SCHEMA_VIOLATION,
+        GptOutcome.SCHEMA_VIOLATION,
         "outside the schema",
     ),
-    ("lone surrogate", GOOD_TEXT.replace('"wait"', '"\\ud800"'), FailureKind.MALFORMED, "JSON"),
+    ("lone surrogate", GOOD_TEXT.replace('"wait"', '"\\ud800"'), GptOutcome.MALFORMED, "JSON"),
     (
         "integer of ten thousand digits",
         GOOD_TEXT.replace("0.3", "9" * 10_000),
-        FailureKind.MALFORMED,
+        GptOutcome.MALFORMED,
         "",
     ),
 ]
@@ -183,13 +184,13 @@ def test_hostile_answer_content_is_classified_not_raised(
     openai_server: LocalOpenAIServer,
     why: str,
     content: str,
-    kind: FailureKind,
+    kind: GptOutcome,
     detail: str,
     explicit: bool,
 ) -> None:
     openai_server.script(Scenario.answer(content))
     result = _ask(openai_server, explicit)
-    assert result.failure in (kind, FailureKind.MALFORMED, FailureKind.SCHEMA_VIOLATION), why
+    assert result.failure in (kind, GptOutcome.MALFORMED, GptOutcome.SCHEMA_VIOLATION), why
     assert result.parsed is None and not result.ok
     if explicit:  # our own validation path: the exact kind and reason
         assert result.failure is kind, (why, result.detail)
@@ -197,22 +198,22 @@ def test_hostile_answer_content_is_classified_not_raised(
     assert result.raw_text is None or len(result.raw_text) <= MAX_ANSWER_BYTES
 
 
-def _raw_cases() -> list[tuple[str, Any, FailureKind, str]]:
+def _raw_cases() -> list[tuple[str, Any, GptOutcome, str]]:
     return [
-        ("no choices key", {"id": "c", "object": "chat.completion"}, FailureKind.MALFORMED, ""),
-        ("empty choices", completion(choices=[]), FailureKind.MALFORMED, "no choices"),
-        ("choices null", completion(choices=None), FailureKind.MALFORMED, ""),
-        ("choice null", completion(choices=[None]), FailureKind.MALFORMED, ""),
-        ("choices a string", completion(choices="stop"), FailureKind.MALFORMED, ""),
-        ("message null", completion(None), FailureKind.MALFORMED, ""),
+        ("no choices key", {"id": "c", "object": "chat.completion"}, GptOutcome.MALFORMED, ""),
+        ("empty choices", completion(choices=[]), GptOutcome.MALFORMED, "no choices"),
+        ("choices null", completion(choices=None), GptOutcome.MALFORMED, ""),
+        ("choice null", completion(choices=[None]), GptOutcome.MALFORMED, ""),
+        ("choices a string", completion(choices="stop"), GptOutcome.MALFORMED, ""),
+        ("message null", completion(None), GptOutcome.MALFORMED, ""),
         (
             "message missing",
             completion(choices=[{"index": 0, "finish_reason": "stop"}]),
-            FailureKind.MALFORMED,
+            GptOutcome.MALFORMED,
             "",
         ),
-        ("body is a list", [GOOD_TEXT], FailureKind.MALFORMED, ""),
-        ("body is a string", GOOD_TEXT, FailureKind.MALFORMED, ""),
+        ("body is a list", [GOOD_TEXT], GptOutcome.MALFORMED, ""),
+        ("body is a string", GOOD_TEXT, GptOutcome.MALFORMED, ""),
         (
             "tool call, no content",
             completion(
@@ -228,7 +229,7 @@ def _raw_cases() -> list[tuple[str, Any, FailureKind, str]]:
                 ),
                 "tool_calls",
             ),
-            FailureKind.MALFORMED,
+            GptOutcome.MALFORMED,
             "tool call",
         ),
         (
@@ -246,23 +247,23 @@ def _raw_cases() -> list[tuple[str, Any, FailureKind, str]]:
                 ),
                 "tool_calls",
             ),
-            FailureKind.MALFORMED,
+            GptOutcome.MALFORMED,
             "tool call",
         ),
         (
             "refusal beside a valid content",
             completion(assistant(GOOD_TEXT, refusal="I won't")),
-            FailureKind.REFUSAL,
+            GptOutcome.REFUSAL,
             "refused",
         ),
         (
             "valid JSON but finish_reason=length",
             completion(assistant(GOOD_TEXT), "length"),
-            FailureKind.MALFORMED,
+            GptOutcome.MALFORMED,
             "truncated",
         ),
-        ("content is an object", completion(assistant(HOLD)), FailureKind.MALFORMED, ""),
-        ("content is a number", completion(assistant(5)), FailureKind.MALFORMED, ""),
+        ("content is an object", completion(assistant(HOLD)), GptOutcome.MALFORMED, ""),
+        ("content is a number", completion(assistant(5)), GptOutcome.MALFORMED, ""),
     ]
 
 
@@ -272,13 +273,13 @@ def _raw_cases() -> list[tuple[str, Any, FailureKind, str]]:
     ("why", "body", "kind", "detail"), _raw_cases(), ids=[c[0] for c in _raw_cases()]
 )
 def test_response_bodies_of_another_shape_are_malformed_not_raised(
-    raw_server: RawServer, why: str, body: Any, kind: FailureKind, detail: str, explicit: bool
+    raw_server: RawServer, why: str, body: Any, kind: GptOutcome, detail: str, explicit: bool
 ) -> None:
     raw_server.send(body)
     result = _ask(raw_server, explicit)
-    if kind is FailureKind.MALFORMED:
+    if kind is GptOutcome.MALFORMED:
         # The SDK's own parser may report a shape problem as an outside-the-schema answer.
-        assert result.failure in (FailureKind.MALFORMED, FailureKind.SCHEMA_VIOLATION), why
+        assert result.failure in (GptOutcome.MALFORMED, GptOutcome.SCHEMA_VIOLATION), why
     else:
         assert result.failure is kind, (why, result.detail)
     assert result.parsed is None, why

@@ -24,10 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.gpt.client import ChatMessage, prompt_hash
 from models.config.settings import ExecutionConfig, RiskConfig, StrategyConfig
 from models.core.messages import (
     Branch,
+    ChatTurn,
     Direction,
     FeatureVector,
     NewsItem,
@@ -54,11 +54,19 @@ from models.gpt.prompt import (
     StrategyPerformance,
     build_messages,
     digest_from,
+    prompt_hash,
     render_context_json,
     sanitize_text,
 )
 from models.strategy.engine import DecisionContext
-from models.strategy.spec import OPERAND_NAMES, GptDecision, Rejection, StrategySpec
+from models.strategy.spec import (
+    OPERAND_NAMES,
+    STRICT_SCHEMA_NAME,
+    GptDecision,
+    Rejection,
+    StrategySpec,
+    strict_json_schema,
+)
 
 # Package data, read as the demo reads it (api.demo.SAMPLES_DIR, not imported: it pulls the flow).
 SAMPLES = Path(str(files("api").joinpath("samples")))
@@ -252,9 +260,9 @@ def _ctx(digest: tuple[DigestItem, ...] = (), **update: Any) -> PromptContext:
     return PromptContext(**doc)
 
 
-def _user(messages: list[ChatMessage]) -> str:
-    assert [m["role"] for m in messages] == ["system", "user"]
-    return messages[1]["content"]
+def _user(messages: list[ChatTurn]) -> str:
+    assert [m.role for m in messages] == ["system", "user"]
+    return messages[1].content
 
 
 def _split(content: str) -> tuple[str, list[str], str]:
@@ -276,7 +284,7 @@ def _items(content: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in _split(content)[1]]
 
 
-def _messages(ctx: PromptContext, **kw: int) -> list[ChatMessage]:
+def _messages(ctx: PromptContext, **kw: int) -> list[ChatTurn]:
     return list(build_messages(ctx, **kw))
 
 
@@ -292,7 +300,7 @@ def test_same_context_gives_byte_identical_messages() -> None:
     digest = tuple(d for _, d in _hostile())
     a = _messages(_ctx(digest))
     b = _messages(_ctx(digest))
-    assert json.dumps(a).encode() == json.dumps(b).encode()
+    assert json.dumps([m.model_dump() for m in a]) == json.dumps([m.model_dump() for m in b])
     # equal content given in another order (positions, digest) is the same question
     shuffled = _ctx(
         tuple(reversed(digest)),
@@ -337,7 +345,7 @@ def test_system_message_is_constant_and_free_of_untrusted_text() -> None:
     anon_ctx, _ = anonymize(_ctx(tuple(d for _, d in _hostile())))
     anon = _messages(anon_ctx)
     for messages in (plain, hostile, anon):
-        assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
+        assert messages[0] == ChatTurn(role="system", content=SYSTEM_PROMPT)
     for case, item in _hostile():
         for part in (item.text, sanitize_text(item.text), item.source):
             probe = part[:24]
@@ -345,9 +353,44 @@ def test_system_message_is_constant_and_free_of_untrusted_text() -> None:
                 assert probe not in SYSTEM_PROMPT, case
 
 
-def test_build_messages_is_chat_message_compatible() -> None:
-    messages: list[ChatMessage] = build_messages(_ctx())
-    assert all(set(m) == {"role", "content"} for m in messages)
+def test_build_messages_gives_the_one_chat_message_type() -> None:
+    """`ChatTurn` from the prompt to the SDK: no dict form to convert to and back."""
+    messages = build_messages(_ctx())
+    assert all(type(m) is ChatTurn for m in messages)
+    assert [m.role for m in messages] == ["system", "user"]
+
+
+def test_the_prompt_hash_keeps_the_format_recordings_were_keyed_by() -> None:
+    """Hashing `ChatTurn`s gives the hash the `{"role", "content"}` dicts got before, pinned
+    here: an answer store recorded by an earlier version still replays."""
+    turns = [
+        ChatTurn(role="system", content="rules"),
+        ChatTurn(role="user", content="ABC at 101 \u2014 \u00abok\u00bb \u2713"),
+    ]
+    assert prompt_hash("gpt-4o-mini", turns, GptDecision) == (
+        "8276febc6bf57e7d175638e069a5a7e07cc2e67d31a9c7981fa6875fbaae3151"
+    )
+    narrow = strict_json_schema(symbols=["ABC", "XYZ"])
+    assert prompt_hash("gpt-4o-mini", turns, GptDecision, narrow, STRICT_SCHEMA_NAME) == (
+        "b26935d13fab9a0a2aaa82ce56b187e017739c4c152ee6b499c8c78322f69eff"
+    )
+
+
+def test_the_prompt_hash_names_model_messages_and_schema() -> None:
+    turns = [ChatTurn(role="system", content="rules"), ChatTurn(role="user", content="ABC")]
+    narrow = strict_json_schema(symbols=["ABC", "XYZ"])
+    base = prompt_hash("m", turns, GptDecision, narrow, STRICT_SCHEMA_NAME)
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert prompt_hash("m", [t.model_copy() for t in turns], GptDecision, narrow, "x") == (
+        prompt_hash("m", turns, GptDecision, narrow, "x")
+    )
+    other = [*turns[:1], ChatTurn(role="user", content="ABC at 102")]
+    assert prompt_hash("m", other, GptDecision, narrow, STRICT_SCHEMA_NAME) != base
+    assert prompt_hash("m2", turns, GptDecision, narrow, STRICT_SCHEMA_NAME) != base
+    assert prompt_hash("m", turns, GptDecision, narrow, "other_name") != base
+    assert prompt_hash("m", turns, GptDecision) != base  # the model's own schema: another one
+    wider = strict_json_schema(symbols=["ABC", "XYZ", "QQQ"])
+    assert prompt_hash("m", turns, GptDecision, wider, STRICT_SCHEMA_NAME) != base
 
 
 # ------------------------------------------------------------------- hostile text, one by one
@@ -603,7 +646,7 @@ def test_anonymised_messages_leak_no_symbol_date_or_price() -> None:
     ctx = _ctx(_goog_digest())
     anon, mapping = anonymize(ctx, names=NAMES)
     messages = _messages(anon, max_digest_items=40, max_chars=20_000)
-    text = json.dumps(messages, ensure_ascii=False)
+    text = json.dumps([m.model_dump() for m in messages], ensure_ascii=False)
     lowered = text.lower()
     for word in ("goog", "google", "alphabet", "aapl", "apple"):
         assert word not in lowered, word
@@ -615,7 +658,7 @@ def test_anonymised_messages_leak_no_symbol_date_or_price() -> None:
         assert price not in text, price
     assert "goog-breakout-2" not in text
     assert "close_above_#" in text, "a price level in a trigger name is blanked too"
-    assert _items(messages[1]["content"]), "the digest is still there, scrubbed"
+    assert _items(messages[1].content), "the digest is still there, scrubbed"
     # the homoglyph name and the cashtags are caught too
     assert "GΟΟGLE" not in text and "$GOOG" not in text
     assert mapping.aliases["GOOG"] == "ASSET-1"

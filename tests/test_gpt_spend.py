@@ -7,13 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from connectors.gpt.cache import AnswerStore
-from connectors.gpt.client import FailureKind, GptClient
-from connectors.gpt.gateway import GptGateway
-from connectors.gpt.spend import SPEND_FILE, BudgetedAsker, SpendLedger
+from connectors.gpt.client import GptClient
+from connectors.gpt.gateway import AnswerPath, AnswerSource, GptGateway
+from connectors.gpt.spend import SPEND_FILE, SpendGuard, SpendLedger, utc_today
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from dataflows.pipeline import DeskLogic
-from models.core.messages import Alert, Branch, DecisionRecord, GptCall, GptOutcome
+from models.core.messages import Alert, Branch, ChatTurn, DecisionRecord, GptCall, GptOutcome
 from models.gpt.decider import fallback_controller
+from models.gpt.prompt import prompt_hash
 from models.strategy.spec import GptDecision
 from tests.test_gpt_desk import GOOD, MODEL, PRICES, ev, make_settings, of
 
@@ -53,19 +54,29 @@ def test_the_endpoint_is_not_called_once_today_is_spent(
     openai_server.script(*[Scenario.answer(GOOD, usage=(1000, 1000))] * 4)  # 0.003 each
     client = GptClient(openai_server.base_url, openai_server.api_key, MODEL, max_retries=0)
     clock = Clock(NOW)
-    asker = BudgetedAsker(client, SpendLedger(tmp_path), D("0.005"), PRICES, clock)
-    messages = [{"role": "user", "content": "decide"}]
-    first = asker.ask(messages, GptDecision)  # type: ignore[list-item]
-    second = asker.ask(messages, GptDecision)  # type: ignore[list-item]
+
+    def path() -> AnswerPath:  # no answer store: every question goes as far as the guard
+        guard = SpendGuard(SpendLedger(tmp_path), D("0.005"), clock)
+        return AnswerPath(client, guard=guard, prices=PRICES)
+
+    messages = [ChatTurn(role="user", content="decide")]
+    phash = prompt_hash(MODEL, messages, GptDecision)
+    asker = path()
+    first = asker.ask(messages, GptDecision, prompt_hash=phash)
+    second = asker.ask(messages, GptDecision, prompt_hash=phash)
     assert first.ok and second.ok  # 0.003 spent before the second: under 0.005
-    third = asker.ask(messages, GptDecision)  # type: ignore[list-item]
-    assert third.failure is FailureKind.BUDGET_EXHAUSTED and "0.006 spent" in third.detail
+    assert first.cost.usd == D("0.003")  # costed once: the row and the ledger say the same
+    third = asker.ask(messages, GptDecision, prompt_hash=phash)
+    assert third.failure is GptOutcome.BUDGET_EXHAUSTED and "0.006 spent" in third.detail
+    assert third.source is AnswerSource.ENDPOINT and third.prompt_hash == phash
     assert len(openai_server.chat_requests) == 2
+    assert SpendLedger(tmp_path).spent(utc_today(NOW)) == D("0.006")
     # Another run on the same store the same day is refused too; the next UTC day may spend.
-    again = BudgetedAsker(client, SpendLedger(tmp_path), D("0.005"), PRICES, clock)
-    assert again.ask(messages, GptDecision).failure is FailureKind.BUDGET_EXHAUSTED  # type: ignore[arg-type]
+    again = path()
+    refused = again.ask(messages, GptDecision, prompt_hash=phash)
+    assert refused.failure is GptOutcome.BUDGET_EXHAUSTED
     clock.t += DAY_S
-    assert again.ask(messages, GptDecision).ok  # type: ignore[arg-type]
+    assert again.ask(messages, GptDecision, prompt_hash=phash).ok
     assert len(openai_server.chat_requests) == 3
     client.close()
 

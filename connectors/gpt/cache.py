@@ -1,21 +1,20 @@
-"""Record and replay GPT answers by prompt hash, so a backtest re-run makes no call.
+"""The answer store: GPT answers recorded by prompt hash, so a backtest re-run makes no call.
 
 A backtest must be reproducible and must not pay twice: the first run records every good
-answer under the hash of the question (`connectors.gpt.client.prompt_hash`: model, messages and
-schema, canonical), and a re-run answers the same questions from the recording, without a
-network, a key or money, and with exactly the same parsed answers. The same store serves as a
-persistent answer cache for live runs (`auto`).
+answer under the hash of the question (`models.gpt.prompt.prompt_hash`: model, messages and
+schema, canonical; computed once by the desk and carried on the `GptRequest`), and a re-run
+answers the same questions from the recording, without a network, a key or money, and with
+exactly the same parsed answers. The same store serves as a persistent answer cache for live
+runs (`auto`).
 
 `AnswerStore` keeps the recording as one append-only JSONL file in a directory, loaded into
 memory when opened. Every `put` writes one whole line, then fsyncs, before it returns, so a
 crash loses at most the answer being written: a torn last line (no newline yet) was never
 acknowledged and is cut off at the next open. A later record for the same hash wins.
 
-`ask_with_cache` puts a store in front of a client: `record` always calls and stores the good
-answers, `replay` never calls (a question not in the recording is the failure `replay_miss`),
-`auto` answers from the store when it can and otherwise calls and records. It depends on the
-client only through `model` and `ask` (see `Asker`), so this module has no opinion on retries,
-breakers or budgets: the caller decides whether to ask at all.
+This module only stores. When the store is asked, how a hit is parsed, what `record`, `replay`
+and `auto` (`CacheMode`) mean for a question, and what a hit costs is the gateway's one answer
+path (`connectors.gpt.gateway.AnswerPath`).
 """
 
 from __future__ import annotations
@@ -26,39 +25,26 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Generic, Protocol, Self, TypeVar
+from typing import Final, Self
 
-from pydantic import BaseModel, ValidationError
-
-from connectors.gpt.client import ChatMessage, FailureKind, GptResult, GptUsage, prompt_hash
-from models.core.messages import GptCall, GptOutcome, gpt_call_id
-from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
+from connectors.gpt.client import GptUsage
 
 __all__ = [
     "ANSWERS_FILE",
     "AnswerRecord",
-    "AnswerSource",
     "AnswerStore",
     "AnswerStoreError",
-    "Asker",
-    "CacheFailure",
     "CacheMode",
-    "CachedResult",
-    "ask_with_cache",
 ]
 
 ANSWERS_FILE: Final = "answers.jsonl"
 """The recording's file name inside the store's directory."""
 
 FORMAT_VERSION: Final = 1
-
-T = TypeVar("T", bound=BaseModel)
 
 
 class AnswerStoreError(RuntimeError):
@@ -73,20 +59,6 @@ class CacheMode(StrEnum):
     """Never call: answer from the recording; a missing answer is `replay_miss`."""
     AUTO = "auto"
     """Answer from the recording when it has the question, else call and record."""
-
-
-class CacheFailure(StrEnum):
-    REPLAY_MISS = "replay_miss"
-    """Replay mode and the recording has no (usable) answer to this question: not called."""
-
-
-class AnswerSource(StrEnum):
-    ENDPOINT = "endpoint"
-    """The client was asked (whatever it answered, including its own failures)."""
-    STORE = "store"
-    """Answered from the recording: no request was made."""
-    NONE = "none"
-    """Neither: a replay miss."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,204 +297,3 @@ class AnswerStore:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"AnswerStore({str(self.path)!r}, {len(self)} answers, {state})"
-
-
-# --------------------------------------------------------------------------------------------
-# In front of a client
-# --------------------------------------------------------------------------------------------
-
-
-class Asker(Protocol):
-    """What `ask_with_cache` needs of a client; `connectors.gpt.client.GptClient` is one."""
-
-    model: str
-
-    def ask(
-        self,
-        messages: Sequence[ChatMessage],
-        response_model: type[T],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        schema_name: str | None = None,
-    ) -> GptResult[T]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CachedResult(Generic[T]):
-    """A `GptResult` plus where the answer came from and how to log it.
-
-    The fields mean what they mean in `GptResult`; in addition `failure` may be
-    `replay_miss`, `source` says whether a request was made, and `outcome` is the value for
-    the call log (`ok`, `cached`, `replayed` or the failure). `usage` is what this call was
-    billed: zero for an answer from the store (the original cost is in the `AnswerRecord`),
-    except when `paid`: the store answered with the recording this very call made in this run
-    (paid, then a crash before its row was written; the restarted run asks again), so the
-    result is that paid call: outcome `ok`, its recorded usage and cost.
-    """
-
-    model: str
-    prompt_hash: str
-    source: AnswerSource
-    outcome: GptOutcome
-    parsed: T | None = None
-    failure: FailureKind | CacheFailure | None = None
-    detail: str = ""
-    usage: GptUsage = field(default_factory=GptUsage)
-    latency_s: float = 0.0
-    raw_text: str | None = None
-    request_id: str | None = None
-    paid: bool = False
-
-    @property
-    def billed(self) -> bool:
-        """Whether this result is a call paid for in this run (its cost is logged)."""
-        return self.source is AnswerSource.ENDPOINT or self.paid
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None and self.parsed is not None
-
-    def to_call(
-        self,
-        *,
-        decision_id: str,
-        round_no: int,
-        symbol: str,
-        ts_ms: int,
-        prices: PriceTable = DEFAULT_PRICE_TABLE,
-    ) -> GptCall:
-        """The `gpt_calls` row of this result, costed from `prices` (billed usage only)."""
-        billed = prices.cost(self.model, self.usage.prompt_tokens, self.usage.completion_tokens)
-        return GptCall(
-            call_id=gpt_call_id(decision_id, round_no),
-            ts_ms=ts_ms,
-            decision_id=decision_id,
-            round=round_no,
-            symbol=symbol,
-            model=self.model,
-            prompt_hash=self.prompt_hash,
-            prompt_tokens=self.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens,
-            latency_ms=round(self.latency_s * 1000),
-            cost=billed.usd if self.billed else Decimal(0),
-            price_known=billed.price_known,
-            outcome=self.outcome,
-            answer=self.raw_text or "",
-            detail=self.detail,
-        )
-
-
-def _from_store(
-    record: AnswerRecord, response_model: type[T], mode: CacheMode, t0: float, paid: bool
-) -> CachedResult[T]:
-    """Parse a recorded answer exactly as the client parses a live one (pydantic's
-    `model_validate_json` on the content), so a replay yields equal objects. `paid`: the
-    recording is this call's own, paid in this run: logged as that call."""
-    outcome = GptOutcome.REPLAYED if mode is CacheMode.REPLAY else GptOutcome.CACHED
-    if paid:
-        outcome = GptOutcome.OK
-    failure: FailureKind | None = None
-    detail = ""
-    parsed: T | None = None
-    try:
-        parsed = response_model.model_validate_json(record.answer)
-    except ValidationError:
-        try:
-            json.loads(record.answer)
-        except ValueError:
-            failure, detail = FailureKind.MALFORMED, "recorded answer is not valid JSON"
-        else:
-            failure = FailureKind.SCHEMA_VIOLATION
-            detail = f"recorded answer is outside the schema of {response_model.__name__}"
-    return CachedResult(
-        model=record.model,
-        prompt_hash=record.prompt_hash,
-        source=AnswerSource.STORE,
-        outcome=GptOutcome(failure.value) if failure is not None else outcome,
-        parsed=parsed,
-        failure=failure,
-        detail=detail
-        or ("paid in this run before a restart; answer from its recording" if paid else ""),
-        usage=record.usage if paid else GptUsage(),
-        latency_s=time.perf_counter() - t0,
-        raw_text=record.answer,
-        paid=paid,
-    )
-
-
-def ask_with_cache(
-    client: Asker,
-    store: AnswerStore,
-    mode: CacheMode | str,
-    messages: Sequence[ChatMessage],
-    response_model: type[T],
-    *,
-    schema: Mapping[str, Any] | None = None,
-    schema_name: str | None = None,
-    max_age_ms: int | None = None,
-    call_id: str = "",
-    run: str = "",
-) -> CachedResult[T]:
-    """Answer from `store` or `client` according to `mode`; record good answers.
-
-    `call_id` and `run` (optional): the call asking (its `gpt_calls` id) and the run asking it.
-    A good answer is recorded with both; a hit on a recording made by the same call id in the
-    same run is that paid call (`paid`: outcome `ok`, its recorded usage, so its cost), not a
-    free `cached` answer: a restart that redoes its last epoch asks again the calls it had paid
-    but not yet logged, and the decision log's cost must equal what was spent. Any other hit
-    (another run, another call with the same question) costs nothing.
-
-    `max_age_ms` (auto only): a recording older than this (wall clock) is a miss, so a live
-    run reuses an answer to the identical question only inside that window; replay ignores it.
-
-    No request at all when the store answers. In `auto`, a recorded answer that no longer
-    validates is treated as a miss (asked again and overwritten); in `replay` it is reported
-    with the failure the client would have given (`malformed` or `schema_violation`). Only
-    answers that parsed are recorded: a failed call replays as `replay_miss`, and the caller
-    falls back to the local engine either way. Never raises for what the endpoint does; a
-    store that cannot write raises `AnswerStoreError` (a recording with holes is worse than
-    a stopped backtest).
-    """
-    mode = CacheMode(mode)
-    t0 = time.perf_counter()
-    phash = prompt_hash(client.model, messages, response_model, schema, schema_name)
-    if mode is not CacheMode.RECORD:
-        record = store.lookup(phash)
-        if (
-            record is not None
-            and mode is CacheMode.AUTO
-            and max_age_ms is not None
-            and time.time() * 1000 - record.recorded_ms > max_age_ms
-        ):
-            record = None  # too old to stand for an answer to this moment
-        if record is not None:
-            own = bool(run) and bool(call_id) and (record.run, record.call_id) == (run, call_id)
-            hit = _from_store(record, response_model, mode, t0, own)
-            if hit.ok or mode is CacheMode.REPLAY:
-                return hit
-        elif mode is CacheMode.REPLAY:
-            return CachedResult(
-                model=client.model,
-                prompt_hash=phash,
-                source=AnswerSource.NONE,
-                outcome=GptOutcome.REPLAY_MISS,
-                failure=CacheFailure.REPLAY_MISS,
-                detail=f"no recorded answer for prompt {phash[:12]} (replay never calls)",
-                latency_s=time.perf_counter() - t0,
-            )
-    result = client.ask(messages, response_model, schema=schema, schema_name=schema_name)
-    if result.ok and result.raw_text is not None:
-        store.put(phash, result.model, result.raw_text, result.usage, call_id=call_id, run=run)
-    return CachedResult(
-        model=result.model,
-        prompt_hash=phash,
-        source=AnswerSource.ENDPOINT,
-        outcome=GptOutcome(result.failure.value) if result.failure else GptOutcome.OK,
-        parsed=result.parsed,
-        failure=result.failure,
-        detail=result.detail,
-        usage=result.usage,
-        latency_s=result.latency_s,
-        raw_text=result.raw_text,
-        request_id=result.request_id,
-    )

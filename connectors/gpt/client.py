@@ -3,11 +3,13 @@
 Any OpenAI-compatible server works (OpenAI, vLLM, llama.cpp server, Ollama) through `base_url`.
 `GptClient.ask(messages, ResponseModel)` sends the pydantic model as a strict JSON Schema
 (`chat.completions.parse(response_format=ResponseModel)`) and returns a `GptResult`: the parsed
-answer, or a failure kind. It never raises for what an endpoint or a model can do wrong
-(timeout, 429, 5xx, a dropped connection, malformed JSON, an answer outside the schema, a
-refusal, an answer too long or nested too deep, a key written twice, a tool call instead of an
-answer, a response body of another shape), because the caller's answer to all of them is the
-same: log it and let the local engine decide. HTTP-level failures are retried by the SDK's own
+answer, or a failure (a `GptOutcome`, the seam's one outcome vocabulary). The messages are
+`ChatTurn`s, the project's one chat message type, turned into the SDK's dicts only where the
+request is sent. It never raises for what an endpoint or a model can do wrong (timeout, 429,
+5xx, a dropped connection, malformed JSON, an answer outside the schema, a refusal, an answer
+too long or nested too deep, a key written twice, a tool call instead of an answer, a response
+body of another shape), because the caller's answer to all of them is the same: log it and let
+the local engine decide. HTTP-level failures are retried by the SDK's own
 policy (`max_retries`, exponential back-off, `Retry-After` honoured) before they are reported;
 a bad answer is not retried here (the adjust loop decides whether to ask again).
 
@@ -28,9 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import TracebackType
-from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -39,19 +40,16 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
+from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
-from models.gpt.prompt import prompt_hash
 from models.strategy.spec import duplicate_key
 
 __all__ = [
     "DEFAULT_MODEL",
     "ENDPOINT_FAILURES",
-    "ChatMessage",
-    "FailureKind",
     "GptClient",
     "GptResult",
     "GptUsage",
-    "prompt_hash",
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -70,50 +68,17 @@ _LOG = logging.getLogger("stratflow.gpt")
 _LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
 
 
-class FailureKind(StrEnum):
-    TIMEOUT = "timeout"
-    """No answer within `timeout_s` (on every attempt)."""
-    RATE_LIMITED = "rate_limited"
-    """HTTP 429 after the SDK's retries."""
-    SERVER_ERROR = "server_error"
-    """HTTP 5xx after the SDK's retries."""
-    CLIENT_ERROR = "client_error"
-    """Another HTTP 4xx (bad key, unknown model, request refused): retrying will not help."""
-    CONNECTION = "connection"
-    """Connection refused, reset or dropped before an answer (after the SDK's retries)."""
-    MALFORMED = "malformed"
-    """HTTP 200, but the content is not JSON (or truncated, or not a chat completion)."""
-    SCHEMA_VIOLATION = "schema_violation"
-    """JSON that the response model rejects: wrong shape, missing field, value out of bounds."""
-    REFUSAL = "refusal"
-    """The model refused (structured-output refusal or content filter)."""
-    CIRCUIT_OPEN = "circuit_open"
-    """Not called: the endpoint failed too often lately."""
-    NO_KEY = "no_key"
-    """Not called: no API key and no base URL configured."""
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    """Not called: today's spending (wall clock, every run) reached `gpt.daily_budget_usd`
-    (`connectors.gpt.spend.BudgetedAsker`)."""
-
-
-ENDPOINT_FAILURES: frozenset[FailureKind] = frozenset(
+ENDPOINT_FAILURES: frozenset[GptOutcome] = frozenset(
     {
-        FailureKind.TIMEOUT,
-        FailureKind.RATE_LIMITED,
-        FailureKind.SERVER_ERROR,
-        FailureKind.CLIENT_ERROR,
-        FailureKind.CONNECTION,
+        GptOutcome.TIMEOUT,
+        GptOutcome.RATE_LIMITED,
+        GptOutcome.SERVER_ERROR,
+        GptOutcome.CLIENT_ERROR,
+        GptOutcome.CONNECTION,
     }
 )
 """Failures that count against the circuit breaker. A malformed, off-schema or refused answer
 means the endpoint works (and answered); it resets the count like a good answer does."""
-
-
-class ChatMessage(TypedDict):
-    """One chat message; plain JSON so that it hashes canonically and can be stored."""
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +97,13 @@ class GptResult(Generic[T]):
 
     `usage` is what the endpoint billed (zero when nothing was answered); `latency_s` covers the
     whole call including the SDK's retries; `raw_text` is the answer content as received (the
-    refusal text for a refusal; None when nothing was answered); `prompt_hash` identifies the
-    question (see `prompt_hash`), the key for caching and record/replay.
+    refusal text for a refusal; None when nothing was answered). No prompt hash: the question's
+    hash is the caller's, computed once by the desk and carried on its `GptRequest`.
     """
 
     model: str
-    prompt_hash: str
     parsed: T | None = None
-    failure: FailureKind | None = None
+    failure: GptOutcome | None = None
     detail: str = ""
     usage: GptUsage = field(default_factory=GptUsage)
     latency_s: float = 0.0
@@ -240,7 +204,7 @@ class _Outcome:
     """What one SDK call produced, before timing and the breaker are applied."""
 
     parsed: BaseModel | None = None
-    failure: FailureKind | None = None
+    failure: GptOutcome | None = None
     detail: str = ""
     usage: GptUsage = field(default_factory=GptUsage)
     raw_text: str | None = None
@@ -372,7 +336,7 @@ class GptClient:
 
     def ask(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         *,
         schema: Mapping[str, Any] | None = None,
@@ -386,7 +350,6 @@ class GptClient:
         answer is still validated by `response_model`. Never raises for endpoint or answer
         failures; a response model the SDK cannot make strict is a bug and raises TypeError.
         """
-        phash = prompt_hash(self.model, messages, response_model, schema, schema_name)
         response_format: ResponseFormatJSONSchema | None = None
         if schema is not None:
             response_format = {
@@ -399,9 +362,8 @@ class GptClient:
             }
         if self._sdk is None:
             return self._finish(
-                phash,
                 _Outcome(
-                    failure=FailureKind.NO_KEY,
+                    failure=GptOutcome.NO_KEY,
                     detail="no OPENAI_API_KEY or OPENAI_BASE_URL: not called",
                 ),
                 0.0,
@@ -413,9 +375,8 @@ class GptClient:
             failures = self._breaker.consecutive_failures
         if not allowed:
             return self._finish(
-                phash,
                 _Outcome(
-                    failure=FailureKind.CIRCUIT_OPEN,
+                    failure=GptOutcome.CIRCUIT_OPEN,
                     detail=f"circuit open after {failures} endpoint failures; "
                     f"next try in {wait:.1f} s",
                 ),
@@ -442,9 +403,9 @@ class GptClient:
             )
         elif after is not before and after is BreakerState.CLOSED:
             _LOG.info("gpt circuit closed: the endpoint answers again")
-        return self._finish(phash, outcome, latency)
+        return self._finish(outcome, latency)
 
-    def _finish(self, phash: str, outcome: _Outcome, latency: float) -> GptResult[T]:
+    def _finish(self, outcome: _Outcome, latency: float) -> GptResult[T]:
         detail = outcome.detail
         raw_text = outcome.raw_text
         if self._key is not None:
@@ -452,7 +413,6 @@ class GptClient:
             raw_text = None if raw_text is None else self._key.redact(raw_text)
         result: GptResult[T] = GptResult(
             model=self.model,
-            prompt_hash=phash,
             parsed=cast("T | None", outcome.parsed),
             failure=outcome.failure,
             detail=detail,
@@ -462,13 +422,12 @@ class GptClient:
             request_id=outcome.request_id,
         )
         level = logging.DEBUG if result.failure is None else logging.WARNING
-        if result.failure in (FailureKind.NO_KEY, FailureKind.CIRCUIT_OPEN):
+        if result.failure in (GptOutcome.NO_KEY, GptOutcome.CIRCUIT_OPEN):
             level = logging.DEBUG  # said once elsewhere (describe(), the circuit-opened line)
         _LOG.log(
             level,
-            "gpt call model=%s hash=%s outcome=%s latency=%.3fs tokens=%d/%d%s",
+            "gpt call model=%s outcome=%s latency=%.3fs tokens=%d/%d%s",
             result.model,
-            phash[:12],
             result.failure.value if result.failure else "ok",
             latency,
             result.usage.prompt_tokens,
@@ -480,7 +439,7 @@ class GptClient:
     def _send(
         self,
         sdk: openai.OpenAI,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
     ) -> tuple[str, str | None, Callable[[], ChatCompletion]]:
@@ -490,7 +449,10 @@ class GptClient:
         log then shows what the model said and what it cost. Without an explicit schema the SDK's
         `parse()` derives the strict schema from the model and parses the answer; with one,
         `create()` sends it as given and the answer is validated here."""
-        msgs = cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
+        msgs = cast(
+            "list[ChatCompletionMessageParam]",
+            [{"role": t.role, "content": t.content} for t in messages],
+        )
         if response_format is None:
             parsed = sdk.chat.completions.with_raw_response.parse(
                 model=self.model, messages=msgs, response_format=response_model
@@ -504,29 +466,29 @@ class GptClient:
     def _call(
         self,
         sdk: openai.OpenAI,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
     ) -> _Outcome:
-        """One call, classified into an answer or a `FailureKind`."""
+        """One call, classified into an answer or a `GptOutcome`."""
         try:
             body, request_id, parse = self._send(sdk, messages, response_model, response_format)
         except openai.APITimeoutError:
             return _Outcome(
-                failure=FailureKind.TIMEOUT,
+                failure=GptOutcome.TIMEOUT,
                 detail=f"no answer within {self.timeout_s:g} s ({self.max_retries + 1} attempt(s))",
             )
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
-            return _Outcome(failure=FailureKind.CONNECTION, detail=f"connection failed: {why}")
+            return _Outcome(failure=GptOutcome.CONNECTION, detail=f"connection failed: {why}")
         except openai.APIStatusError as exc:
             return self._status_outcome(exc)
         except openai.APIError as exc:  # e.g. a 200 body that is not a chat completion
-            return _Outcome(failure=FailureKind.MALFORMED, detail=f"unusable response: {exc}")
+            return _Outcome(failure=GptOutcome.MALFORMED, detail=f"unusable response: {exc}")
         text, usage = _peek(body)
 
-        def failed(kind: FailureKind, detail: str, raw_text: str | None = text) -> _Outcome:
+        def failed(kind: GptOutcome, detail: str, raw_text: str | None = text) -> _Outcome:
             if raw_text is not None and len(raw_text) > self.max_answer_bytes:
                 raw_text = raw_text[: self.max_answer_bytes]  # what the log needs, not more
             return _Outcome(
@@ -536,52 +498,50 @@ class GptClient:
         # Before any parser sees it (the SDK's parse() reads the content too): a runaway answer
         # is refused whole, never truncated into something that trades.
         if text is not None and len(text.encode("utf-8", "replace")) > self.max_answer_bytes:
-            return failed(
-                FailureKind.MALFORMED, f"answer longer than {self.max_answer_bytes} bytes"
-            )
+            return failed(GptOutcome.MALFORMED, f"answer longer than {self.max_answer_bytes} bytes")
         try:
             completion = parse()
             # The SDK builds the completion without validating it: a body of another shape
             # (choices null, a choice or message that is not an object, ...) is checked here.
             choices = getattr(completion, "choices", None)
             if not isinstance(choices, list) or not choices:
-                return failed(FailureKind.MALFORMED, "response has no choices")
+                return failed(GptOutcome.MALFORMED, "response has no choices")
             choice = choices[0]
             message = getattr(choice, "message", None)
             if not isinstance(choice, Choice) or not isinstance(message, ChatCompletionMessage):
-                return failed(FailureKind.MALFORMED, "response choice has no message")
+                return failed(GptOutcome.MALFORMED, "response choice has no message")
             # parse() raises for these two; create() does not, so they are checked here too.
             if choice.finish_reason == "length":
-                return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
+                return failed(GptOutcome.MALFORMED, "answer truncated (finish_reason=length)")
             if choice.finish_reason == "content_filter":
-                return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
+                return failed(GptOutcome.REFUSAL, "answer stopped by the content filter")
             if message.refusal:
                 refusal = message.refusal if isinstance(message.refusal, str) else text
-                return failed(FailureKind.REFUSAL, "the model refused", refusal)
+                return failed(GptOutcome.REFUSAL, "the model refused", refusal)
             tool_call = choice.finish_reason in ("tool_calls", "function_call")
             if tool_call or message.tool_calls or message.function_call:
-                return failed(FailureKind.MALFORMED, "a tool call instead of an answer")
+                return failed(GptOutcome.MALFORMED, "a tool call instead of an answer")
             content = message.content
             if not isinstance(content, str):
-                return failed(FailureKind.MALFORMED, "answer content is not text")
+                return failed(GptOutcome.MALFORMED, "answer content is not text")
             if not content.strip():
-                return failed(FailureKind.MALFORMED, "empty answer")
+                return failed(GptOutcome.MALFORMED, "empty answer")
             duplicate = duplicate_key(content)
             if duplicate is not None:
                 return failed(
-                    FailureKind.MALFORMED, f"answer repeats the key {duplicate[:40]!r}", content
+                    GptOutcome.MALFORMED, f"answer repeats the key {duplicate[:40]!r}", content
                 )
             answer = getattr(message, "parsed", None)
             if not isinstance(answer, response_model):
                 answer = response_model.model_validate_json(content)
         except openai.LengthFinishReasonError:
-            return failed(FailureKind.MALFORMED, "answer truncated (finish_reason=length)")
+            return failed(GptOutcome.MALFORMED, "answer truncated (finish_reason=length)")
         except openai.ContentFilterFinishReasonError:
-            return failed(FailureKind.REFUSAL, "answer stopped by the content filter")
+            return failed(GptOutcome.REFUSAL, "answer stopped by the content filter")
         except ValidationError as exc:
             if _is_malformed(exc):
-                return failed(FailureKind.MALFORMED, "answer is not valid JSON")
-            return failed(FailureKind.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}")
+                return failed(GptOutcome.MALFORMED, "answer is not valid JSON")
+            return failed(GptOutcome.SCHEMA_VIOLATION, f"outside the schema: {_first_error(exc)}")
         except (
             ValueError,
             TypeError,
@@ -589,19 +549,19 @@ class GptClient:
             RecursionError,
             openai.OpenAIError,
         ) as exc:  # a body the SDK cannot read as a chat completion
-            return failed(FailureKind.MALFORMED, f"unusable response: {type(exc).__name__}")
+            return failed(GptOutcome.MALFORMED, f"unusable response: {type(exc).__name__}")
         return _Outcome(parsed=answer, usage=usage, raw_text=content, request_id=request_id)
 
     def _status_outcome(self, exc: openai.APIStatusError) -> _Outcome:
         status = exc.status_code
         if isinstance(exc, openai.RateLimitError):
-            kind = FailureKind.RATE_LIMITED
+            kind = GptOutcome.RATE_LIMITED
         elif status >= 500:
-            kind = FailureKind.SERVER_ERROR
+            kind = GptOutcome.SERVER_ERROR
         elif status == 408:
-            kind = FailureKind.TIMEOUT
+            kind = GptOutcome.TIMEOUT
         else:
-            kind = FailureKind.CLIENT_ERROR
+            kind = GptOutcome.CLIENT_ERROR
         message = exc.message.splitlines()[0] if exc.message else ""
         return _Outcome(
             failure=kind, detail=f"HTTP {status}: {message}"[:300], request_id=exc.request_id

@@ -1,46 +1,326 @@
-"""The GPT gateway: answers the desk's `GptRequest`s through the openai SDK and the answer store.
+"""The GPT gateway: answers the desk's `GptRequest`s through the answer store and the openai SDK.
 
-The desk (pure) only ever emits requests and takes answers; this is where the I/O happens:
+The desk (pure) only ever emits requests and takes answers; this is where the I/O happens, on
+one answer path (`AnswerPath.ask`), whatever runs it:
+1. the answer store, by the prompt hash the request carries (`record` skips it; `replay` never
+   goes further: a question not in the recording is `replay_miss`);
+2. the spend guard (real money per wall-clock day, `connectors.gpt.spend`): `budget_exhausted`
+   without a call once today is spent;
+3. the endpoint (`connectors.gpt.client`);
+4. costing, once: the call row's cost and the spend ledger's booking are the same number;
+5. recording a good answer, with the call that paid for it.
+`GptGateway.answer(request)` is the one function from a `GptRequest` to its `GptAnswer` (the
+path, then the answer and its costed `gpt_calls` row); inline and the workers differ only in
+where it runs:
 - `answer(request)` blocks: a backtest asks inline, so an answer lands on the bar that asked
   and a re-run (answered from the recording) decides identically.
 - `submit(request)` + `ready()`: a live flow hands requests to a bounded pool of worker
   threads and collects the answers later, so other symbols keep flowing while a call is out.
   A request already in flight is not sent twice (a restart resubmits what was pending).
-Every answer carries its costed `gpt_calls` row. Whether to ask at all (budget, one question
-per symbol) is the desk's decision, never this module's.
+Whether to ask at all (the desk's budget, one question per symbol) is the desk's decision.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, Protocol, TypeVar
 
-from connectors.gpt.cache import (
-    AnswerSource,
-    AnswerStore,
-    Asker,
-    CachedResult,
-    CacheMode,
-    ask_with_cache,
-)
-from connectors.gpt.client import ChatMessage, GptClient
-from connectors.gpt.spend import BudgetedAsker, SpendLedger
+from pydantic import BaseModel, ValidationError
+
+from connectors.gpt.cache import AnswerRecord, AnswerStore, CacheMode
+from connectors.gpt.client import GptClient, GptResult, GptUsage
+from connectors.gpt.spend import SpendGuard, SpendLedger
 from connectors.workers.keyed_worker import KeyedWorker
 from models.config.settings import Settings, parse_duration_ms
-from models.core.messages import GptCall, GptOutcome, GptRequest
-from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
+from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest
+from models.gpt.cost import DEFAULT_PRICE_TABLE, CallCost, PriceTable
 from models.gpt.decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider
 from models.strategy.spec import GptDecision
 
-__all__ = ["GptGateway", "gpt_status"]
+__all__ = ["AnswerPath", "AnswerSource", "Asker", "GptGateway", "Reply", "gpt_status"]
 
 _LOG: Final = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+UNHASHED: Final = (
+    "request carries no prompt hash (from a snapshot of an earlier version): not asked"
+)
+NOTHING_PRICED: Final = CallCost(Decimal(0), price_known=True)
+"""The cost of a gateway error's row: nothing was asked, so nothing was priced."""
 
 
-def _messages(request: GptRequest) -> list[ChatMessage]:
-    return [{"role": t.role, "content": t.content} for t in request.messages]
+class Asker(Protocol):
+    """What the answer path needs of a client; `connectors.gpt.client.GptClient` is one."""
+
+    model: str
+
+    def ask(
+        self,
+        messages: Sequence[ChatTurn],
+        response_model: type[T],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str | None = None,
+    ) -> GptResult[T]: ...
+
+
+class AnswerSource(StrEnum):
+    ENDPOINT = "endpoint"
+    """Past the store: the client was asked (whatever it answered, its own failures included),
+    or the spend guard in front of it refused."""
+    STORE = "store"
+    """Answered from the recording: no request was made."""
+    NONE = "none"
+    """Neither: a replay miss, or the gateway could not ask (an error, an unhashed request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Generic[T]):
+    """What the answer path produced for one question.
+
+    `outcome` is the value for the call log (`ok`, `cached`, `replayed` or the failure, in the
+    one vocabulary `GptOutcome`); `failure` is the outcome unless an answer came back; `source`
+    says how far the path went. `usage` is what this call was billed: zero for an answer from
+    the store (the original cost is in the `AnswerRecord`), except when `paid`: the store
+    answered with the recording this very call made in this run (paid, then a crash before its
+    row was written; the restarted run asks again), so the reply is that paid call: outcome
+    `ok`, its recorded usage and cost. `cost` is `usage` at the price table's rate, computed
+    once by the path (the spend ledger booked this same amount).
+    """
+
+    model: str
+    prompt_hash: str
+    source: AnswerSource
+    outcome: GptOutcome
+    cost: CallCost
+    parsed: T | None = None
+    detail: str = ""
+    usage: GptUsage = field(default_factory=GptUsage)
+    latency_s: float = 0.0
+    raw_text: str | None = None
+    request_id: str | None = None
+    paid: bool = False
+
+    @property
+    def failure(self) -> GptOutcome | None:
+        return None if self.outcome.answered else self.outcome
+
+    @property
+    def billed(self) -> bool:
+        """Whether this reply is a call paid for in this run (its cost is logged)."""
+        return self.source is AnswerSource.ENDPOINT or self.paid
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.parsed is not None
+
+    def to_call(self, request: GptRequest) -> GptCall:
+        """The `gpt_calls` row of this reply to `request` (its cost only when billed)."""
+        return GptCall.of_request(
+            request,
+            model=self.model,
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            latency_ms=round(self.latency_s * 1000),
+            cost=self.cost.usd if self.billed else Decimal(0),
+            price_known=self.cost.price_known,
+            outcome=self.outcome,
+            answer=self.raw_text or "",
+            detail=self.detail,
+        )
+
+
+def _parse(
+    record: AnswerRecord, response_model: type[T]
+) -> tuple[T | None, GptOutcome | None, str]:
+    """A recorded answer parsed exactly as the client parses a live one (pydantic's
+    `model_validate_json` on the content), so a replay yields equal objects."""
+    try:
+        return response_model.model_validate_json(record.answer), None, ""
+    except ValidationError:
+        try:
+            json.loads(record.answer)
+        except ValueError:
+            return None, GptOutcome.MALFORMED, "recorded answer is not valid JSON"
+        detail = f"recorded answer is outside the schema of {response_model.__name__}"
+        return None, GptOutcome.SCHEMA_VIOLATION, detail
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPath:
+    """The one way from a question to a `Reply`: store, spend guard, endpoint, costing,
+    recording (in that order; see the module docstring).
+
+    `store` None: no recording at all (every question goes to the endpoint). `mode`: `record`
+    always calls and stores the good answers, `replay` never calls, `auto` answers from the
+    store when it can and otherwise calls and records. `max_age_ms` (auto only): a recording
+    older than this (wall clock) is a miss, so a live run reuses an answer to the identical
+    question only inside that window; replay ignores it. `run`: the run asking (its id),
+    recorded with each good answer; a hit on a recording made by the same call id in the same
+    run is that paid call (`paid`), not a free `cached` answer: a restart that redoes its last
+    epoch asks again the calls it had paid but not yet logged, and the log's cost must equal
+    what was spent. Any other hit costs nothing. `guard` None: no wall-clock spend guard.
+
+    Never raises for what the endpoint does; a store that cannot write raises
+    `AnswerStoreError` (a recording with holes is worse than a stopped backtest).
+    """
+
+    client: Asker
+    store: AnswerStore | None = None
+    mode: CacheMode = CacheMode.AUTO
+    guard: SpendGuard | None = None
+    prices: PriceTable = DEFAULT_PRICE_TABLE
+    max_age_ms: int | None = None
+    run: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", CacheMode(self.mode))
+
+    def ask(
+        self,
+        messages: Sequence[ChatTurn],
+        response_model: type[T],
+        *,
+        prompt_hash: str,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str | None = None,
+        call_id: str = "",
+    ) -> Reply[T]:
+        """Answer one question; `prompt_hash` is the question's (computed once by its asker,
+        never here), `call_id` its `gpt_calls` id."""
+        t0 = time.perf_counter()
+        # 1. The answer store.
+        if self.store is not None and self.mode is not CacheMode.RECORD:
+            record = self.store.lookup(prompt_hash)
+            if (
+                record is not None
+                and self.mode is CacheMode.AUTO
+                and self.max_age_ms is not None
+                and time.time() * 1000 - record.recorded_ms > self.max_age_ms
+            ):
+                record = None  # too old to stand for an answer to this moment
+            if record is not None:
+                hit = self._recorded(record, prompt_hash, response_model, call_id, t0)
+                if hit.ok or self.mode is CacheMode.REPLAY:
+                    return hit  # auto: a recording that no longer validates is asked again
+            elif self.mode is CacheMode.REPLAY:
+                return self.not_asked(
+                    prompt_hash,
+                    GptOutcome.REPLAY_MISS,
+                    f"no recorded answer for prompt {prompt_hash[:12]} (replay never calls)",
+                    latency_s=time.perf_counter() - t0,
+                )
+        # 2. The spend guard: real money, by the wall clock.
+        day = ""
+        if self.guard is not None:
+            day = self.guard.today()
+            refused = self.guard.refusal(day)
+            if refused is not None:
+                return Reply(
+                    model=self.client.model,
+                    prompt_hash=prompt_hash,
+                    source=AnswerSource.ENDPOINT,
+                    outcome=GptOutcome.BUDGET_EXHAUSTED,
+                    cost=self.prices.cost(self.client.model, 0, 0),
+                    detail=refused,
+                )
+        # 3. The endpoint.
+        result = self.client.ask(messages, response_model, schema=schema, schema_name=schema_name)
+        # 4. Costing, once: booked against the guard's day, logged on the call row.
+        usage = result.usage
+        cost = self.prices.cost(result.model, usage.prompt_tokens, usage.completion_tokens)
+        if self.guard is not None:
+            self.guard.book(day, cost.usd, result.model)
+        # 5. Recording a good answer, with the call that paid for it.
+        if self.store is not None and result.ok and result.raw_text is not None:
+            self.store.put(
+                prompt_hash, result.model, result.raw_text, usage, call_id=call_id, run=self.run
+            )
+        return Reply(
+            model=result.model,
+            prompt_hash=prompt_hash,
+            source=AnswerSource.ENDPOINT,
+            outcome=result.failure or GptOutcome.OK,
+            cost=cost,
+            parsed=result.parsed,
+            detail=result.detail,
+            usage=usage,
+            latency_s=result.latency_s,
+            raw_text=result.raw_text,
+            request_id=result.request_id,
+        )
+
+    def _recorded(
+        self,
+        record: AnswerRecord,
+        prompt_hash: str,
+        response_model: type[T],
+        call_id: str,
+        t0: float,
+    ) -> Reply[T]:
+        paid_by = (record.run, record.call_id)
+        own = bool(self.run) and bool(call_id) and paid_by == (self.run, call_id)
+        parsed, failure, detail = _parse(record, response_model)
+        outcome = GptOutcome.REPLAYED if self.mode is CacheMode.REPLAY else GptOutcome.CACHED
+        if own:
+            outcome = GptOutcome.OK
+            detail = detail or "paid in this run before a restart; answer from its recording"
+        usage = record.usage if own else GptUsage()
+        return Reply(
+            model=record.model,
+            prompt_hash=prompt_hash,
+            source=AnswerSource.STORE,
+            outcome=failure or outcome,
+            cost=self.prices.cost(record.model, usage.prompt_tokens, usage.completion_tokens),
+            parsed=parsed,
+            detail=detail,
+            usage=usage,
+            latency_s=time.perf_counter() - t0,
+            raw_text=record.answer,
+            paid=own,
+        )
+
+    def not_asked(
+        self,
+        prompt_hash: str,
+        outcome: GptOutcome,
+        detail: str,
+        *,
+        latency_s: float = 0.0,
+        cost: CallCost | None = None,
+    ) -> Reply[Any]:
+        """The reply to a question the path did not take to the endpoint nor found answered."""
+        model = self.client.model
+        return Reply(
+            model=model,
+            prompt_hash=prompt_hash,
+            source=AnswerSource.NONE,
+            outcome=outcome,
+            cost=self.prices.cost(model, 0, 0) if cost is None else cost,
+            detail=detail,
+            latency_s=latency_s,
+        )
+
+
+def to_answer(reply: Reply[GptDecision], request: GptRequest) -> GptAnswer:
+    """The desk's answer to `request`: the decision (or why there is none) and the call row."""
+    ok = reply.ok
+    return GptAnswer(
+        request_id=request.request_id,
+        decision=reply.parsed if ok else None,
+        failure=None if ok else (reply.failure or GptOutcome.NO_ANSWER),
+        detail=reply.detail,
+        call=reply.to_call(request),
+        billed=reply.billed,
+        raw_text=reply.raw_text,
+    )
 
 
 class GptGateway:
@@ -59,22 +339,27 @@ class GptGateway:
         ledger: SpendLedger | None = None,
         run: str = "",
     ) -> None:
+        if client.model != settings.gpt.model:
+            # The desk hashes each question with `gpt.model`: another model would be answered
+            # from (and recorded under) the hash of a question it was never asked.
+            raise ValueError(
+                f"client model {client.model!r} is not gpt.model {settings.gpt.model!r}"
+            )
         self.client = client
-        # With a ledger, the endpoint is called only while today's real spending (wall clock,
-        # every run on the ledger) is under the daily budget; see `connectors.gpt.spend`.
-        self._asker: Asker = (
-            client
-            if ledger is None
-            else BudgetedAsker(client, ledger, settings.gpt.daily_budget_usd, prices)
-        )
         self.store = store
-        self.mode = CacheMode(mode)
-        self.prices = prices
-        self.max_age_ms = max_age_ms
         # Who "this run" is for the answer store: the run id (`dataflows.run.open_run_state`,
         # kept across the run's restarts); "" = no identity, every recorded answer is a free
-        # `cached` one.
-        self.run = run
+        # `cached` one. With a ledger, the endpoint is called only while today's real
+        # spending (wall clock, every run on the ledger) passes the budget rule.
+        self.path = AnswerPath(
+            client,
+            store,
+            CacheMode(mode),
+            None if ledger is None else SpendGuard(ledger, settings.gpt.daily_budget_usd),
+            prices,
+            max_age_ms,
+            run,
+        )
         self.schema: dict[str, Any] = GptDecider(settings).schema
         self._worker: KeyedWorker[GptAnswer] = KeyedWorker(settings.gpt.max_concurrency, "gpt")
 
@@ -109,67 +394,20 @@ class GptGateway:
     # ------------------------------------------------------------------ answering
 
     def answer(self, request: GptRequest) -> GptAnswer:
-        """Ask (or look up) one request, blocking; never raises for what the endpoint does."""
-        messages = _messages(request)
-        if self.store is not None:
-            result = ask_with_cache(
-                self._asker,
-                self.store,
-                self.mode,
-                messages,
+        """The one function from a request to its answer, blocking: the answer path with the
+        request's carried prompt hash. Never raises for what the endpoint does."""
+        if not request.prompt_hash:
+            reply: Reply[GptDecision] = self.path.not_asked("", GptOutcome.CLIENT_ERROR, UNHASHED)
+        else:
+            reply = self.path.ask(
+                request.messages,
                 GptDecision,
+                prompt_hash=request.prompt_hash,
                 schema=self.schema,
                 schema_name=STRICT_SCHEMA_NAME,
-                max_age_ms=self.max_age_ms,
                 call_id=request.request_id,
-                run=self.run,
             )
-            call = result.to_call(
-                decision_id=request.decision_id,
-                round_no=request.round,
-                symbol=request.symbol,
-                ts_ms=request.ts_ms,
-                prices=self.prices,
-            )
-            billed = result.billed  # a call paid in this run (also one asked again)
-            parsed, failure, detail = result.parsed, result.failure, result.detail
-            raw = result.raw_text
-        else:
-            r = self._asker.ask(
-                messages, GptDecision, schema=self.schema, schema_name=STRICT_SCHEMA_NAME
-            )
-            cached: CachedResult[GptDecision] = CachedResult(
-                model=r.model,
-                prompt_hash=r.prompt_hash,
-                source=AnswerSource.ENDPOINT,
-                outcome=GptOutcome(r.failure.value) if r.failure else GptOutcome.OK,
-                parsed=r.parsed,
-                failure=r.failure,
-                detail=r.detail,
-                usage=r.usage,
-                latency_s=r.latency_s,
-                raw_text=r.raw_text,
-                request_id=r.request_id,
-            )
-            call = cached.to_call(
-                decision_id=request.decision_id,
-                round_no=request.round,
-                symbol=request.symbol,
-                ts_ms=request.ts_ms,
-                prices=self.prices,
-            )
-            billed = True
-            parsed, failure, detail, raw = r.parsed, r.failure, r.detail, r.raw_text
-        ok = failure is None and parsed is not None
-        return GptAnswer(
-            request_id=request.request_id,
-            decision=parsed if ok else None,
-            failure=None if ok else (failure.value if failure is not None else "no_answer"),
-            detail=detail,
-            call=call,
-            billed=billed,
-            raw_text=raw,
-        )
+        return to_answer(reply, request)
 
     def _answer_safely(self, request: GptRequest) -> GptAnswer:
         """The worker's body: a bug must still produce an answer, or the decision would wait
@@ -178,25 +416,11 @@ class GptGateway:
             return self.answer(request)
         except Exception as err:
             _LOG.exception("gpt request %s failed", request.request_id)
-            call = GptCall(
-                call_id=request.request_id,
-                ts_ms=request.ts_ms,
-                decision_id=request.decision_id,
-                round=request.round,
-                symbol=request.symbol,
-                model=getattr(self.client, "model", ""),
-                prompt_hash="",
-                outcome=GptOutcome.CLIENT_ERROR,
-                detail=f"gateway error: {type(err).__name__}: {err}",
+            detail = f"gateway error: {type(err).__name__}: {err}"
+            reply = self.path.not_asked(
+                request.prompt_hash, GptOutcome.CLIENT_ERROR, detail, cost=NOTHING_PRICED
             )
-            return GptAnswer(
-                request_id=request.request_id,
-                decision=None,
-                failure=GptOutcome.CLIENT_ERROR.value,
-                detail=call.detail,
-                call=call,
-                billed=False,
-            )
+            return to_answer(reply, request)
 
     def submit(self, request: GptRequest) -> None:
         """Start answering in the background (no-op if this request is already out)."""
@@ -227,7 +451,7 @@ class GptGateway:
         else:
             line = "gpt: replaying recorded answers only (no endpoint)"
         where = self.store.path if self.store is not None else "-"
-        return f"{line}; answers {self.mode.value} in {where}"
+        return f"{line}; answers {self.path.mode.value} in {where}"
 
 
 def gpt_status(settings: Settings, gateway: GptGateway | None) -> str:

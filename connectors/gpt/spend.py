@@ -1,13 +1,17 @@
 """Money actually paid to the GPT endpoint per calendar day, across every run.
 
-The desk's budget (`models.desk.desk`) counts by event time, so a backtest is deterministic and a
-live run's day is the market's day. But a backtest over two years of history has 730 event
-days, and real money is spent today: without a guard on the wall clock, one backtest with a
-key could spend 730 daily budgets. `SpendLedger` records what each call to the endpoint cost
-under the UTC day it was paid (an append-only JSONL file beside the answer store, so every run
-on the same machine and store counts, also runs in parallel), and `BudgetedAsker` refuses to
-call once today's total reached the cap. Answers from the recording cost nothing and are
-never refused.
+The desk's budget (`models.desk.gpt_session`) counts by event time, so a backtest is
+deterministic and a live run's day is the market's day. But a backtest over two years of
+history has 730 event days, and real money is spent today: without a guard on the wall clock,
+one backtest with a key could spend 730 daily budgets. `SpendLedger` records what each call to
+the endpoint cost under the UTC day it was paid (an append-only JSONL file beside the answer
+store, so every run on the same machine and store counts, also runs in parallel), and
+`SpendGuard` refuses to call once today's total no longer passes the budget rule. Answers from
+the recording cost nothing and are never refused (the answer path asks the store first).
+
+Two budgets, one rule: both apply `models.gpt.cost.budget_allows`, with their own clock and
+ledger, and both refusals are the one outcome `budget_exhausted`, on which the desk decides
+(local engine, one alert).
 """
 
 from __future__ import annotations
@@ -18,21 +22,16 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
-from pydantic import BaseModel
+from models.gpt.cost import budget_allows
 
-from connectors.gpt.cache import Asker
-from connectors.gpt.client import ChatMessage, FailureKind, GptResult, prompt_hash
-from models.gpt.cost import DEFAULT_PRICE_TABLE, PriceTable
-
-__all__ = ["SPEND_FILE", "BudgetedAsker", "SpendLedger"]
+__all__ = ["SPEND_FILE", "SpendGuard", "SpendLedger"]
 
 SPEND_FILE: Final = "spend.jsonl"
-T = TypeVar("T", bound=BaseModel)
 
 
 def utc_today(now_s: float) -> str:
@@ -93,47 +92,36 @@ class SpendLedger:
             self._refresh()
 
 
-class BudgetedAsker:
-    """An `Asker` that calls the endpoint only while today's spending (wall clock, UTC, all
-    runs on this ledger) is below `cap_usd`, and books what every call cost."""
+class SpendGuard:
+    """The wall-clock half of the GPT budget: a step of the gateway's one answer path
+    (`connectors.gpt.gateway.AnswerPath`), between the answer store and the endpoint.
+
+    `refusal(day)` says why a call must not be made: today's spending (UTC, every run on the
+    ledger) no longer passes the budget rule (`models.gpt.cost.budget_allows`, the one rule the
+    desk's event-day budget applies too); `book(day, usd, model)` records what a made call cost
+    under the day it was started. No estimate is reserved: other processes' calls in flight
+    cannot be seen, and the desk already reserves its own (`GptSession.affordable`)."""
 
     def __init__(
-        self,
-        client: Asker,
-        ledger: SpendLedger,
-        cap_usd: Decimal,
-        prices: PriceTable = DEFAULT_PRICE_TABLE,
-        clock: Callable[[], float] = time.time,
+        self, ledger: SpendLedger, cap_usd: Decimal, clock: Callable[[], float] = time.time
     ) -> None:
-        self.client = client
-        self.model = client.model
         self.ledger = ledger
         self.cap_usd = cap_usd
-        self.prices = prices
         self.clock = clock
 
-    def ask(
-        self,
-        messages: Sequence[ChatMessage],
-        response_model: type[T],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        schema_name: str | None = None,
-    ) -> GptResult[T]:
-        day = utc_today(self.clock())
+    def today(self) -> str:
+        return utc_today(self.clock())
+
+    def refusal(self, day: str) -> str | None:
+        """None while `day`'s spending passes the budget rule, else the one-line detail of the
+        `budget_exhausted` outcome (the desk's spend alert takes its id from it)."""
         spent = self.ledger.spent(day)
-        if spent >= self.cap_usd:
-            return GptResult(
-                model=self.model,
-                prompt_hash=prompt_hash(self.model, messages, response_model, schema, schema_name),
-                failure=FailureKind.BUDGET_EXHAUSTED,
-                detail=(
-                    f"GPT spending on {day} (UTC, every run on {self.ledger.path}) reached the "
-                    f"daily budget {self.cap_usd} USD ({spent.normalize():f} spent): not called"
-                ),
-            )
-        result = self.client.ask(messages, response_model, schema=schema, schema_name=schema_name)
-        usage = result.usage
-        cost = self.prices.cost(result.model, usage.prompt_tokens, usage.completion_tokens)
-        self.ledger.record(day, cost.usd, result.model)
-        return result
+        if budget_allows(spent, self.cap_usd):
+            return None
+        return (
+            f"GPT spending on {day} (UTC, every run on {self.ledger.path}) reached the "
+            f"daily budget {self.cap_usd} USD ({spent.normalize():f} spent): not called"
+        )
+
+    def book(self, day: str, usd: Decimal, model: str) -> None:
+        self.ledger.record(day, usd, model)

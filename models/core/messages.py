@@ -464,30 +464,38 @@ class DecisionRecord(BaseModel):
 
 
 class GptOutcome(StrEnum):
-    """How one GPT call ended, as logged in `gpt_calls`.
+    """How a GPT question ended: the GPT seam's one vocabulary. The client's failures, the
+    answer path's outcome (endpoint, recording, spend guard), `GptAnswer.failure`, the
+    `gpt_calls.outcome` column and the local engine's reason (`Fallback.kind`, the controller
+    `local (gpt fallback: <value>)`) all use it. The last three are only ever a fallback's
+    reason, never a row's outcome; `timeout` is the endpoint's and the desk's `gpt.max_wait`."""
 
-    `ok` and the failure kinds mirror `connectors.gpt.client.FailureKind` value for value
-    (models/ cannot import connectors/; a test keeps the two in step); the rest are decisions
-    taken without a call: an answer reused from the window cache or from a recording, a
-    recording that lacks the question, the daily budget, an open circuit breaker.
-    """
+    OK = "ok"  # answered by the endpoint (or the paid call's own recording, after a restart)
+    TIMEOUT = "timeout"  # HTTP timeout on every attempt, or no answer within gpt.max_wait
+    RATE_LIMITED = "rate_limited"  # HTTP 429 after the SDK's retries
+    SERVER_ERROR = "server_error"  # HTTP 5xx after the SDK's retries
+    CLIENT_ERROR = "client_error"  # another HTTP 4xx, or a gateway error
+    CONNECTION = "connection"  # refused, reset or dropped before an answer
+    MALFORMED = "malformed"  # not JSON, truncated, not a chat completion
+    SCHEMA_VIOLATION = "schema_violation"  # JSON the response model rejects
+    REFUSAL = "refusal"  # the model refused (or the content filter stopped it)
+    CIRCUIT_OPEN = "circuit_open"  # not called: the endpoint failed too often lately
+    NO_KEY = "no_key"  # not called: no API key and no base URL
+    CACHED = "cached"  # from the answer store (auto): no call, no cost
+    REPLAYED = "replayed"  # from the recording (replay): no call, no cost
+    REPLAY_MISS = "replay_miss"  # replay, and the recording lacks the question
+    BUDGET_EXHAUSTED = "budget_exhausted"  # not called: models.gpt.cost.budget_allows refused
+    REJECTED = "rejected"  # fallback: the answer did not compile within the limits
+    RISK_REFUSED = "risk_refused"  # fallback: the risk gate refused every round
+    NO_ANSWER = "no_answer"  # fallback: nothing parsed and no failure reported
 
-    OK = "ok"
-    TIMEOUT = "timeout"
-    RATE_LIMITED = "rate_limited"
-    SERVER_ERROR = "server_error"
-    CLIENT_ERROR = "client_error"
-    CONNECTION = "connection"
-    MALFORMED = "malformed"
-    SCHEMA_VIOLATION = "schema_violation"
-    REFUSAL = "refusal"
-    CIRCUIT_OPEN = "circuit_open"
-    NO_KEY = "no_key"
-    CACHED = "cached"
-    REPLAYED = "replayed"
-    REPLAY_MISS = "replay_miss"
-    BUDGET_EXHAUSTED = "budget_exhausted"
+    @property
+    def answered(self) -> bool:
+        """Whether an answer came back (endpoint, store or recording): not a failure."""
+        return self in _ANSWERED
 
+
+_ANSWERED = frozenset({GptOutcome.OK, GptOutcome.CACHED, GptOutcome.REPLAYED})
 
 GPT_ANSWER_MAX_CHARS = 16_000
 GPT_DETAIL_MAX_CHARS = 1_000
@@ -537,6 +545,20 @@ class GptCall(BaseModel):
     answer: Annotated[str, _clip(GPT_ANSWER_MAX_CHARS)] = ""
     detail: Annotated[str, _clip(GPT_DETAIL_MAX_CHARS)] = ""
 
+    @classmethod
+    def of_request(cls, request: GptRequest, **fields: Any) -> GptCall:
+        """The row of `request`'s call (made or not; `fields`: model, outcome, usage...): id,
+        time, decision, round, symbol and the carried prompt hash come from the request."""
+        return cls(
+            call_id=request.request_id,
+            ts_ms=request.ts_ms,
+            decision_id=request.decision_id,
+            round=request.round,
+            symbol=request.symbol,
+            prompt_hash=request.prompt_hash,
+            **fields,
+        )
+
 
 # --------------------------------------------------------------------------------------------
 # GPT requests and the strategies GPT wrote
@@ -555,7 +577,8 @@ class ChatTurn(BaseModel):
 class GptRequest(BaseModel):
     """A question the desk wants answered; the flow's GPT gateway answers it (inline in a
     backtest, by a worker live). `request_id` is the id of its `gpt_calls` row, so answering a
-    request twice (e.g. after a restart) rewrites one row."""
+    request twice (e.g. after a restart) rewrites one row. `prompt_hash` identifies the question:
+    computed once, by the desk (`GptSession.request`), and carried; nobody hashes it again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -565,6 +588,13 @@ class GptRequest(BaseModel):
     round: int = Field(ge=0)
     ts_ms: int
     messages: tuple[ChatTurn, ...]
+    prompt_hash: str = Field(min_length=1)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # Pickled by a version before requests carried their hash: restored with an empty one,
+        # which the gateway does not ask (the desk falls back to the local engine).
+        state.get("__dict__", {}).setdefault("prompt_hash", "")
+        super().__setstate__(state)
 
 
 class StrategyStatus(StrEnum):

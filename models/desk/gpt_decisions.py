@@ -72,7 +72,9 @@ def start(desk: TradingDesk, event: BarEvent) -> list[DeskOutput]:
             out.append(alert)
         detail = f"daily budget {desk.gpt.budget.cap} USD reached"
         out.append(desk.gpt.call_row(request, GptOutcome.BUDGET_EXHAUSTED, detail))
-        out.extend(finish_local(desk, pending, ctx, Fallback("budget_exhausted", detail), 1))
+        out.extend(
+            finish_local(desk, pending, ctx, Fallback(GptOutcome.BUDGET_EXHAUSTED, detail), 1)
+        )
         return out
     desk.gpt.asked(pending)
     out.extend(
@@ -109,7 +111,7 @@ def timed_out(desk: TradingDesk, pending: PendingGpt) -> list[DeskOutput]:
     now = desk.latest[pending.event.bar.symbol]
     ctx = desk.context(pending.event, pending.decision_id, now)
     version = len(pending.rounds) + 2
-    return finish_local(desk, pending, ctx, Fallback("timeout", detail), version)
+    return finish_local(desk, pending, ctx, Fallback(GptOutcome.TIMEOUT, detail), version)
 
 
 def finish_local(
@@ -180,11 +182,11 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     now = desk.latest[sym]
     ctx = desk.context(pending.event, pending.decision_id, now)
     result = decider.interpret(answer, pending.question.amap)
-    if isinstance(result, Fallback) and result.kind == "rejected":
-        call = call.model_copy(update={"detail": f"rejected: {result.detail}"[:1000]})
+    if isinstance(result, Fallback) and result.kind is GptOutcome.REJECTED:
+        call = call.model_copy(update={"detail": f"{result.kind}: {result.detail}"[:1000]})
     out.append(call)
     version = len(pending.rounds) + 2
-    if answer.failure == GptOutcome.BUDGET_EXHAUSTED.value:
+    if answer.failure is GptOutcome.BUDGET_EXHAUSTED:
         out.append(spend_alert(answer.detail, call.ts_ms, pending.decision_id))
     if isinstance(result, Fallback):
         del desk.gpt.pending[sym]
@@ -266,7 +268,8 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     )
     del desk.gpt.pending[sym]
     why = Fallback(
-        "risk_refused", f"risk gate refused {n + 1} GPT round(s): {failed_names(verdict)}"
+        GptOutcome.RISK_REFUSED,
+        f"risk gate refused {n + 1} GPT round(s): {failed_names(verdict)}",
     )
     out.extend(finish_local(desk, pending, ctx, why, version))
     return out

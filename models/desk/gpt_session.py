@@ -4,9 +4,17 @@ the daily budget and the news digest.
 One question per symbol at a time (`pending`): a strategic trigger while the symbol's question is
 out is coalesced into it, and one soon after the last question (`cooldown`) leaves the running
 strategy in charge. A question unanswered after `max_wait` of event time falls back to the local
-engine. Every question costs budget: calls in flight are reserved at the estimate, so concurrent
+engine.
+
+Every question is hashed here, once (`request`): the `GptRequest` carries its prompt hash to
+the gateway, the answer store and the call row, none of which hashes again.
+
+Every question costs budget: calls in flight are reserved at the estimate, so concurrent
 questions cannot overshoot the daily cap, and a replayed run (answers from the store) costs
-nothing and stays reproducible. The budget is checked here and nowhere else.
+nothing and stays reproducible. This is the desk's one budget check (`affordable`, by event
+day: deterministic); the gateway's spend guard applies the same rule
+(`models.gpt.cost.budget_allows`) to real money by wall-clock day, and its refusal comes back
+as the outcome `budget_exhausted` of an answer, which the desk handles like its own.
 """
 
 from __future__ import annotations
@@ -134,6 +142,11 @@ class GptSession:
     def request(
         self, decision_id: str, symbol: str, round_no: int, ts_ms: int, question: Question
     ) -> GptRequest:
+        """The request of one round, with the question's prompt hash: the one place it is
+        computed (model, messages and the strict schema the gateway sends, so the hash names
+        exactly what is asked)."""
+        decider = self.decider
+        assert decider is not None
         return GptRequest(
             request_id=gpt_call_id(decision_id, round_no),
             decision_id=decision_id,
@@ -141,6 +154,13 @@ class GptSession:
             round=round_no,
             ts_ms=ts_ms,
             messages=question.messages,
+            prompt_hash=prompt_hash(
+                self.settings.gpt.model,
+                question.messages,
+                GptDecision,
+                decider.schema,
+                STRICT_SCHEMA_NAME,
+            ),
         )
 
     def asked(self, pending: PendingGpt) -> None:
@@ -149,24 +169,7 @@ class GptSession:
         self.last_asked[symbol] = pending.event.bar.end_ms
 
     def call_row(self, request: GptRequest, outcome: GptOutcome, detail: str) -> GptCall:
-        """The `gpt_calls` row of a call that was not made."""
-        decider = self.decider
-        assert decider is not None
-        model = self.settings.gpt.model
-        return GptCall(
-            call_id=request.request_id,
-            ts_ms=request.ts_ms,
-            decision_id=request.decision_id,
-            round=request.round,
-            symbol=request.symbol,
-            model=model,
-            prompt_hash=prompt_hash(
-                model,
-                [t.model_dump() for t in request.messages],
-                GptDecision,
-                decider.schema,
-                STRICT_SCHEMA_NAME,
-            ),
-            outcome=outcome,
-            detail=detail,
+        """The `gpt_calls` row of a call that was not made (the request's own hash)."""
+        return GptCall.of_request(
+            request, model=self.settings.gpt.model, outcome=outcome, detail=detail
         )

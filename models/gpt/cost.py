@@ -31,6 +31,7 @@ __all__ = [
     "ModelPrice",
     "PriceTable",
     "WindowCache",
+    "budget_allows",
     "call_cost",
     "utc_day",
     "window_key",
@@ -197,6 +198,19 @@ def utc_day(ts_ms: int) -> date:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).date()
 
 
+def budget_allows(spent: Decimal, cap: Decimal, estimate: Decimal = Decimal(0)) -> bool:
+    """The budget rule: a call estimated at `estimate` may be made while the day's spending is
+    under the cap and the estimate still fits (`spent < cap and spent + estimate <= cap`).
+
+    The GPT seam has two budgets and this one rule. The desk's (`DailyBudget`, by event day,
+    in snapshotted state, estimates reserved for calls in flight) decides whether to ask, and
+    is what keeps a backtest deterministic; the gateway's spend guard
+    (`connectors.gpt.spend.SpendGuard`, by wall-clock day, from the spend ledger every run
+    shares, no estimate) stops real money beyond the cap whatever the event days. Both
+    refusals are the outcome `budget_exhausted`, and the desk decides what follows."""
+    return spent < cap and spent + estimate <= cap
+
+
 def _as_day(day: date) -> date:
     # datetime is a date subclass: take its UTC day, not its local one.
     if isinstance(day, datetime):
@@ -209,11 +223,11 @@ class DailyBudget:
     """A spending cap per UTC day, in USD, with one alert per day when it is reached.
 
     `can_spend(day, estimate)` says whether a call estimated at `estimate` still fits in the
-    day's cap (spent < cap and spent + estimate <= cap); when it does not, the caller uses the
-    local engine instead. `record(day, cost)` adds what a call really cost (a call may cost
-    more than estimated and end above the cap: it was already made). Each day has its own total,
-    so the budget rolls over at the UTC day boundary by itself, and a late event of yesterday
-    is charged to yesterday. Only the last `keep_days` days are kept.
+    day's cap (`budget_allows`: spent < cap and spent + estimate <= cap); when it does not,
+    the caller uses the local engine instead. `record(day, cost)` adds what a call really cost
+    (a call may cost more than estimated and end above the cap: it was already made). Each
+    day has its own total, so the budget rolls over at the UTC day boundary by itself, and a
+    late event of yesterday is charged to yesterday. Only the last `keep_days` days are kept.
 
     `crossed_now` is True after exactly one call per day: the first `can_spend` that refuses or
     the first `record` that brings the total to the cap or beyond, whichever comes first. That
@@ -249,8 +263,7 @@ class DailyBudget:
         first of the day to set `crossed_now` (unless the day already alerted)."""
         d = _as_day(day)
         est = _money(estimate, "estimate")
-        spent = self.spent(d)
-        allowed = spent < self.cap and spent + est <= self.cap
+        allowed = budget_allows(self.spent(d), self.cap, est)
         self._mark(d, crossed=not allowed)
         return allowed
 

@@ -30,6 +30,7 @@ from models.config.settings import Settings
 from models.core.messages import (
     ChatTurn,
     GptCall,
+    GptOutcome,
     Proposal,
     RiskCheck,
     RiskVerdict,
@@ -79,9 +80,10 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def fallback_controller(kind: str) -> str:
+def fallback_controller(kind: GptOutcome) -> str:
     """The `controller` of a proposal the local engine made because GPT could not: the
-    decision log then shows at a glance that GPT was asked and why its answer was not used."""
+    decision log then shows at a glance that GPT was asked and why its answer was not used
+    (`kind` in the seam's one vocabulary, written as its value)."""
     return f"local (gpt fallback: {kind})"
 
 
@@ -107,13 +109,13 @@ def _aliased(text: str, amap: AnonymizationMap) -> str:
 
 @dataclass(frozen=True, slots=True)
 class GptAnswer:
-    """What the gateway got for one `GptRequest`: the parsed decision, or the failure kind
-    (a `GptOutcome` value) and its detail; `call` is the costed `gpt_calls` row; `billed` says
+    """What the gateway got for one `GptRequest`: the parsed decision, or the failure (never an
+    answered outcome) and its detail; `call` is the costed `gpt_calls` row; `billed` says
     the endpoint was really called (a cached or replayed answer costs nothing)."""
 
     request_id: str
     decision: GptDecision | None
-    failure: str | None
+    failure: GptOutcome | None
     detail: str
     call: GptCall
     billed: bool
@@ -130,9 +132,9 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """Why the local engine decides instead: a failure kind and its one-line detail."""
+    """Why the local engine decides instead: a failure (`GptOutcome`) and its one-line detail."""
 
-    kind: str
+    kind: GptOutcome
     detail: str
 
 
@@ -182,8 +184,7 @@ class GptDecider:
         if self.anonymize:
             amap = build_map(pctx, known_symbols=self.symbols)
             pctx = amap.anonymize_context(pctx)
-        turns = tuple(ChatTurn(role=m["role"], content=m["content"]) for m in build_messages(pctx))
-        return Question(turns, amap)
+        return Question(build_messages(pctx), amap)
 
     def follow_up(
         self, question: Question, answer_text: str | None, verdict: RiskVerdict
@@ -232,16 +233,16 @@ class GptDecider:
         """A checked decision, or why it cannot be used (the endpoint failed, the answer
         does not translate back, or the compiler rejects it, with every reason)."""
         if answer.decision is None:
-            return Fallback(answer.failure or "no_answer", answer.detail)
+            return Fallback(answer.failure or GptOutcome.NO_ANSWER, answer.detail)
         decision = answer.decision
         if amap is not None:
             restored = amap.restore_decision(decision)
             if isinstance(restored, Rejection):
-                return Fallback("rejected", _reasons(restored))
+                return Fallback(GptOutcome.REJECTED, _reasons(restored))
             decision = restored
         compiled = compile_decision(decision, self.allowed, self.limits)
         if isinstance(compiled, Rejection):
-            return Fallback("rejected", _reasons(compiled))
+            return Fallback(GptOutcome.REJECTED, _reasons(compiled))
         return compiled
 
     def to_proposal(

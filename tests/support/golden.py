@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 VOLATILE_COLUMNS = frozenset({"run_id", "latency_ms", "record_ms"})
 """Columns two identical runs may disagree on: the run's own id, a measured wall-clock latency,
@@ -57,11 +59,17 @@ def _no_fabricated_verdict(row: dict[str, Any]) -> dict[str, Any]:
     """Before the review loop, a GPT answer placing no orders was logged with a verdict nobody
     gave (approved, no checks, no fee); now its round has no verdict (`AdjustRound.verdict`)."""
     rounds = json.loads(row["rounds"])
+    changed = False
     for r in rounds:
         made_up = {"approved": True, "checks": [], "fee_estimate": "0"}
         if not r["proposal"]["intents"] and r["verdict"] == made_up:
             r["verdict"] = None
-    return {**row, "rounds": json.dumps(rounds, separators=(",", ":"), ensure_ascii=False)}
+            changed = True
+    if not changed:  # every other row stays byte for byte as recorded
+        return row
+    # Written back as the store writes it (`connectors.store.rows`: pydantic-core's JSON), not
+    # with `json.dumps`, whose floats differ in form (1e-05 vs 0.00001) from the run's.
+    return {**row, "rounds": to_json(rounds).decode("utf-8")}
 
 
 CHANGES: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {

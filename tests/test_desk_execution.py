@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from models.config.settings import Settings
-from models.core.commands import ExchangeCommand
+from models.core.commands import CancelOpen
 from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
@@ -161,10 +161,10 @@ def test_a_failed_order_alerts_and_applies_the_fallback(fallback: str) -> None:
     record = next(r for r in of(DecisionRecord, out) if r.decision_id == sell.decision_id)
     assert f"fallback: {fallback}" in record.note and "2 attempt(s)" in record.note
     assert of(Order, out)[0].status is OrderStatus.REJECTED
-    commands = of(ExchangeCommand, out)
+    commands = of(CancelOpen, out)
     flatten = [r for r in of(DecisionRecord, out) if "/flatten-" in r.decision_id]
     if fallback == "cancel_open":
-        assert commands == [ExchangeCommand("cancel_open", "BTC/USDT", commands[0].reason)]
+        assert commands == [CancelOpen("BTC/USDT", commands[0].reason)]
     elif fallback == "flatten":
         assert len(flatten) == 1 and flatten[0].orders[0].quantity == D(50)
         assert flatten[0].orders[0].side is Side.SELL

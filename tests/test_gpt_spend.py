@@ -11,7 +11,7 @@ from connectors.gpt.client import FailureKind, GptClient
 from connectors.gpt.gateway import GptGateway
 from connectors.gpt.spend import SPEND_FILE, BudgetedAsker, SpendLedger
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.core.messages import Alert, Branch, DecisionRecord, GptCall, GptOutcome
 from models.gpt.decider import fallback_controller
 from models.strategy.spec import GptDecision

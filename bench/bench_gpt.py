@@ -35,7 +35,7 @@ from connectors.gpt.client import GptClient  # noqa: E402
 from connectors.gpt.gateway import GptGateway  # noqa: E402
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario  # noqa: E402
 from connectors.sim.scenario import generate_scenario, past_start_ms  # noqa: E402
-from dataflows.pipeline import DeskLogic  # noqa: E402
+from dataflows.adapters import DeskLogic  # noqa: E402
 from models.config.settings import Settings  # noqa: E402
 from models.core.events import BarEvent  # noqa: E402
 from models.core.messages import Branch, DecisionRecord, DecisionStatus  # noqa: E402

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from connectors.exchange.ccxt_executor import CcxtExecutor  # noqa: E402
 from connectors.exchange.gateway import ExecutionGateway  # noqa: E402
 from connectors.sim.exchange_emulator import ExchangeEmulator  # noqa: E402
-from dataflows.pipeline import DeskLogic  # noqa: E402
+from dataflows.adapters import DeskLogic  # noqa: E402
 from models.config.settings import Settings  # noqa: E402
 from models.core.events import BarEvent  # noqa: E402
 from models.core.messages import (  # noqa: E402

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from connectors.exchange.ccxt_executor import RESOLVE_LOOKUPS, CcxtExecutor, classify
 from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind, LookupLag
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.config.settings import Settings
 from models.core.events import BarEvent
 from models.core.messages import (

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from connectors.exchange.ccxt_executor import CcxtExecutor
 from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.config.settings import Settings
-from models.core.commands import ExchangeCommand
+from models.core.commands import CancelOpen
 from models.core.messages import (
     Alert,
     DecisionRecord,
@@ -149,7 +149,7 @@ def test_an_order_filled_after_the_executor_gave_up_is_booked_at_its_fill_price(
     rows += desk.on_execution(gave_up)
     first = newest(DecisionRecord, rows, "decision_id")[order.decision_id]
     assert first.status is DecisionStatus.REJECTED
-    assert len(of(ExchangeCommand, rows)) == 1  # the fallback, once
+    assert len(of(CancelOpen, rows)) == 1  # the fallback, once
     # The same failure reported again changes nothing (no second fallback, no new row).
     assert desk.on_execution(gave_up) == []
     # The exchange had the order after all, and filled it at 100.4 (the mark is 100).
@@ -166,7 +166,7 @@ def test_an_order_filled_after_the_executor_gave_up_is_booked_at_its_fill_price(
     assert pos.quantity == 50 and pos.avg_cost == (D(30) * D("100.4") + D(20) * D("100.6")) / 50
     assert pos.avg_cost != D(100)  # not the mark
     assert any(a.source == "executor" and "was rejected but" in a.message for a in of(Alert, out))
-    assert len(of(ExchangeCommand, rows)) == 1
+    assert len(of(CancelOpen, rows)) == 1
     # The reconciliation that follows finds the book equal to the exchange: nothing adopted.
     cash = desk.portfolio.cash
     state = ExchangeState(balances={"BTC": D(50), "USDT": cash}, free={}, prices={SYM: D(90)})
@@ -260,7 +260,7 @@ def test_any_report_sequence_ends_consistent_with_the_fills(
         assert record.status is DecisionStatus.REJECTED
     # Open iff the order is still on its way; the fallback at most once.
     assert (order.decision_id in desk.decisions.open) == (latest.status is OrderStatus.PENDING)
-    assert len(of(ExchangeCommand, rows)) <= 1
+    assert len(of(CancelOpen, rows)) <= 1
 
 
 # ------------------------------------------------------------------ through the live flow

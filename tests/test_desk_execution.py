@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from models.config.settings import Settings
-from models.core.commands import ExchangeCommand
+from models.core.commands import CancelOpen, PlaceOrder
 from models.core.events import BarEvent
 from models.core.messages import (
     Alert,
@@ -161,10 +161,10 @@ def test_a_failed_order_alerts_and_applies_the_fallback(fallback: str) -> None:
     record = next(r for r in of(DecisionRecord, out) if r.decision_id == sell.decision_id)
     assert f"fallback: {fallback}" in record.note and "2 attempt(s)" in record.note
     assert of(Order, out)[0].status is OrderStatus.REJECTED
-    commands = of(ExchangeCommand, out)
+    commands = of(CancelOpen, out)
     flatten = [r for r in of(DecisionRecord, out) if "/flatten-" in r.decision_id]
     if fallback == "cancel_open":
-        assert commands == [ExchangeCommand("cancel_open", "BTC/USDT", commands[0].reason)]
+        assert commands == [CancelOpen("BTC/USDT", commands[0].reason)]
     elif fallback == "flatten":
         assert len(flatten) == 1 and flatten[0].orders[0].quantity == D(50)
         assert flatten[0].orders[0].side is Side.SELL
@@ -214,3 +214,22 @@ def test_a_restored_desk_takes_settings_from_the_current_config() -> None:
     desk = TradingDesk.create(changed)
     desk.restore(pickle.loads(pickle.dumps(old.state())))
     assert desk.gpt.budget.cap == D(1) and desk.exchange.execution.fee_bps == D(2)
+
+
+def test_each_new_order_leaves_for_the_exchange_right_after_its_row() -> None:
+    """The `Order` row is only a row; on a real exchange a `PlaceOrder` follows it (the
+    simulated exchange fills inside the desk: no command)."""
+    desk = TradingDesk.create(settings("flatten"), venue="exchange")
+    out = desk.on_bar_event(ev(0, "100", Direction.LONG))
+    (order,) = of(Order, out)
+    assert out[out.index(order) + 1] == PlaceOrder(order)
+    # Updates of an order never leave again, and neither does a flatten's order before its row.
+    first = desk.on_execution(report(order, ExecStatus.FILLED, [fill(order, "50", "100")]))
+    assert of(PlaceOrder, first) == []
+    sell = of(Order, desk.on_bar_event(ev(2, "99", Direction.FLAT)))[0]
+    failed = desk.on_execution(report(sell, ExecStatus.FAILED, [], attempts=2, error="down"))
+    (flatten,) = [o for o in of(Order, failed) if o.version == 1]
+    assert failed[failed.index(flatten) + 1] == PlaceOrder(flatten)
+    assert of(PlaceOrder, failed) == [PlaceOrder(flatten)]
+    sim = TradingDesk.create(settings())
+    assert of(PlaceOrder, sim.on_bar_event(ev(0, "100", Direction.LONG))) == []

@@ -24,7 +24,7 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.exchange.market_feed import MarketFeed
 from connectors.kafka.io import read_topic
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.config.settings import Settings
 from models.core.messages import Alert, Order, OrderStatus, Side, Tick, to_ms
 from models.execution.reports import ExecStatus

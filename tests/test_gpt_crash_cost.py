@@ -17,7 +17,7 @@ from connectors.gpt.client import GptClient, GptUsage
 from connectors.gpt.gateway import GptGateway
 from connectors.gpt.spend import SPEND_FILE, SpendLedger
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from dataflows.run import open_run_state
 from models.config.settings import Settings
 from models.core.events import BarEvent

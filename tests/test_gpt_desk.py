@@ -21,7 +21,7 @@ from connectors.gpt.cache import AnswerStore, CacheMode
 from connectors.gpt.client import GptClient
 from connectors.gpt.gateway import GptGateway, gpt_status
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.config.settings import Settings
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import (

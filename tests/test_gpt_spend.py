@@ -11,7 +11,7 @@ from connectors.gpt.client import GptClient
 from connectors.gpt.gateway import AnswerPath, AnswerSource, GptGateway
 from connectors.gpt.spend import SPEND_FILE, SpendGuard, SpendLedger, utc_today
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.core.messages import Alert, Branch, ChatTurn, DecisionRecord, GptCall, GptOutcome
 from models.gpt.decider import fallback_controller
 from models.gpt.prompt import prompt_hash

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.pipeline import IngestLogic
+from dataflows.adapters import IngestLogic
 from models.config.settings import Settings
 from models.core.messages import Alert, Bar, BarIn, DeadLetter, NewsItem, SocialPost, Tick
 from models.market.ingest import PartitionIngest, RawBatch
@@ -245,7 +245,7 @@ def test_a_held_gap_survives_a_restart_and_the_run_start_clock_too(
 ) -> None:
     # The bounded run's clock and the guard's held events are in the snapshot: a restart in
     # the middle of a gap, a day later, gives exactly the outputs of the run without one.
-    import dataflows.pipeline as pipeline
+    import dataflows.adapters as adapters
 
     before, later = stream(50), [tick("SIMA", T0 + 40 * DAY + i * 1000) for i in range(8)]
     future = tick("SIMB", T0 + 40 * DAY + 10 * MIN)  # ahead of the run's start clock
@@ -258,13 +258,13 @@ def test_a_held_gap_survives_a_restart_and_the_run_start_clock_too(
     def kept(items: list[object]) -> list[str]:
         return [repr(o) for o in items if type(o).__name__ != "PartitionMark"]
 
-    monkeypatch.setattr(pipeline, "_wall_ms", lambda: T0 + 40 * DAY)
+    monkeypatch.setattr(adapters, "_wall_ms", lambda: T0 + 40 * DAY)
     whole = IngestLogic(CFG, None)
     out_whole = [*whole.on_batch(batch(values, 0))[0], *whole.on_eof()[0]]
     cut = len(before) + 2
     first = IngestLogic(CFG, None)
     out_cut = list(first.on_batch(batch(values[:cut], 0))[0])
-    monkeypatch.setattr(pipeline, "_wall_ms", lambda: T0 + 41 * DAY)
+    monkeypatch.setattr(adapters, "_wall_ms", lambda: T0 + 41 * DAY)
     resumed = IngestLogic(CFG, first.snapshot())
     assert resumed.started_ms == T0 + 40 * DAY and resumed.state.guard.held
     out_cut += [*resumed.on_batch(batch(values[cut:], cut))[0], *resumed.on_eof()[0]]

@@ -21,7 +21,8 @@ import pytest
 from api.exchange_run import order_kind
 from api.report import summarize
 from connectors.store.clickhouse import SCHEMA_PATH, TABLES, Store
-from dataflows.pipeline import count_record
+from connectors.store.rows import table_for
+from dataflows.lanes import count_row
 from dataflows.progress import FlowCounters
 from dataflows.run import (
     MANIFEST,
@@ -324,7 +325,7 @@ def test_a_stopped_trading_run_says_its_orders_fills_and_pnl() -> None:
         _snapshot("ETH/USDT", "10", "-0.5"),
     ]
     for item in records:
-        count_record(counters, item)
+        count_row(counters, (table_for(item), item))
     message = stop_message(signal.SIGINT, counters, "next")
     first, second = message.splitlines()
     assert first.startswith("stratflow: SIGINT, stopped after ")
@@ -336,6 +337,7 @@ def test_a_stopped_trading_run_says_its_orders_fills_and_pnl() -> None:
 
 def test_a_run_that_does_not_trade_has_no_trading_line() -> None:
     counters = FlowCounters()
-    count_record(counters, _order(1, OrderStatus.PENDING))
+    order = _order(1, OrderStatus.PENDING)
+    count_row(counters, (table_for(order), order))
     assert counters.trading_line() is None
     assert len(stop_message(signal.SIGTERM, counters, "next").splitlines()) == 1

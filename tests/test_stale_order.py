@@ -14,7 +14,7 @@ import pytest
 from connectors.exchange.ccxt_executor import CcxtExecutor
 from connectors.exchange.gateway import ExecutionGateway
 from connectors.sim.exchange_emulator import ExchangeEmulator
-from dataflows.pipeline import DeskLogic
+from dataflows.adapters import DeskLogic
 from models.config.settings import Settings
 from models.core.events import BarEvent
 from models.core.messages import (

@@ -25,6 +25,7 @@ import pytest
 
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from models.config.settings import Settings
+from models.core.commands import AskGpt
 from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
@@ -160,7 +161,7 @@ def run(desk: TradingDesk, events: list[BarEvent], decision: GptDecision | None)
     out: list[object] = []
     for event in events:
         got: list[object] = list(desk.on_bar_event(event))
-        while requests := [r for r in got if isinstance(r, GptRequest)]:
+        while requests := [c.request for c in got if isinstance(c, AskGpt)]:
             assert decision is not None
             out.extend(got)
             got = [x for r in requests for x in desk.on_gpt_answer(answer(r, decision))]
@@ -213,7 +214,7 @@ def test_a_gpt_sma_crossover_trades_as_the_local_engine_does(
     assert len(expected) >= 10  # the series do cross, many times
     assert trades(gpt) == expected
     # GPT was asked and its strategy placed orders itself (not only the local engine).
-    assert any(isinstance(x, GptRequest) for x in gpt)
+    assert any(isinstance(x, AskGpt) for x in gpt)
     assert "strategy" in controllers(gpt) or "gpt" in controllers(gpt)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from models.core.commands import AskGpt
 from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
@@ -89,6 +90,11 @@ def ev(i: int, branch: Branch | None = None, **values: float) -> BarEvent:
     return BarEvent(bar=bar, features=fv, signals=signals, branch=branch)
 
 
+def asked(out: list[Any]) -> list[GptRequest]:
+    """The questions the desk asks in `out`."""
+    return [c.request for c in of(AskGpt, out)]
+
+
 def end(i: int) -> int:
     return T0 + (i + 1) * MIN
 
@@ -98,7 +104,7 @@ def desk(tmp_path: Path) -> TradingDesk:
     """A desk whose strategy (RSI) runs and holds 100 ABC after bar 1."""
     settings = make_settings(tmp_path, gpt={"cooldown": "0s"})
     desk = TradingDesk.create(settings, gpt=True)
-    (request,) = of(GptRequest, desk.on_bar_event(ev(0, Branch.STRATEGIC, rsi=20.0)))
+    (request,) = asked(desk.on_bar_event(ev(0, Branch.STRATEGIC, rsi=20.0)))
     out = desk.on_gpt_answer(answer(request, RSI))
     assert [(o.side.value, o.quantity) for o in of(Order, out)] == [("buy", D(100))]
     desk.on_bar_event(ev(1))  # filled at this bar's open
@@ -118,7 +124,7 @@ def orders_of(out: list[Any]) -> list[tuple[str, str, Decimal]]:
 def test_the_running_strategy_acts_on_the_bar_where_gpt_is_asked(desk: TradingDesk) -> None:
     out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
     assert orders_of(out) == [(f"ABC@{end(2)}/strategy", "sell", D(100))]
-    (request,) = of(GptRequest, out)
+    (request,) = asked(out)
     assert request.decision_id == f"ABC@{end(2)}"
     records = {r.decision_id: r for r in of(DecisionRecord, out)}
     assert records[f"ABC@{end(2)}/strategy"].status is DecisionStatus.EXECUTED
@@ -126,7 +132,7 @@ def test_the_running_strategy_acts_on_the_bar_where_gpt_is_asked(desk: TradingDe
 
 
 def test_the_running_strategy_acts_while_a_question_is_out(desk: TradingDesk) -> None:
-    (request,) = of(GptRequest, desk.on_bar_event(ev(2, Branch.STRATEGIC)))
+    (request,) = asked(desk.on_bar_event(ev(2, Branch.STRATEGIC)))
     # A routine bar, then a strategic one (coalesced: one question at a time), both while
     # the answer is still out: the strategy's exit is not lost.
     out = desk.on_bar_event(ev(3, Branch.STRATEGIC, rsi=75.0))
@@ -144,7 +150,7 @@ def test_an_answer_repeating_the_running_strategy_keeps_it_running(desk: Trading
     running = desk.strategies.strategies["ABC"]
     bars_before = running.bars
     out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
-    (request,) = of(GptRequest, out)
+    (request,) = asked(out)
     out = desk.on_gpt_answer(answer(request, RSI))
     assert orders_of(out) == []  # the running strategy already sold on this bar
     (final,) = of(DecisionRecord, out)
@@ -161,7 +167,7 @@ def test_another_strategy_takes_over_from_the_next_bar_warmed(desk: TradingDesk)
     # bar 4: the new strategy must see it (it never ran on bars 2-3, it was warmed with them).
     desk.on_bar_event(ev(2, Branch.ROUTINE, rsi=75.0, ema=99.0, vwap=100.0))  # RSI sells
     out = desk.on_bar_event(ev(3, Branch.STRATEGIC, ema=99.0, vwap=100.0))
-    (request,) = of(GptRequest, out)
+    (request,) = asked(out)
     out = desk.on_gpt_answer(answer(request, CROSS))
     assert orders_of(out) == []  # it starts on the next bar
     (final,) = of(DecisionRecord, out)
@@ -185,7 +191,7 @@ def test_a_new_strategy_where_none_runs_crosses_on_its_first_bar(tmp_path: Path)
     desk = TradingDesk.create(settings, gpt=True)
     desk.on_bar_event(ev(0, ema=99.0, vwap=100.0))
     desk.on_bar_event(ev(1, ema=100.0, vwap=100.0))  # a tie keeps "below"
-    (request,) = of(GptRequest, desk.on_bar_event(ev(2, Branch.STRATEGIC, ema=101.0, vwap=100.0)))
+    (request,) = asked(desk.on_bar_event(ev(2, Branch.STRATEGIC, ema=101.0, vwap=100.0)))
     out = desk.on_gpt_answer(answer(request, CROSS))
     assert orders_of(out) == [(f"ABC@{end(2)}", "buy", D(100))]
 
@@ -197,7 +203,7 @@ def test_a_failed_answer_leaves_the_running_strategy_in_charge(
     """GPT could not decide while a strategy runs: it has acted on the bar, and the local
     engine does not trade the same trigger again on top of it."""
     out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
-    (request,) = of(GptRequest, out)
+    (request,) = asked(out)
     if failure == "rejected":  # an answer the compiler refuses (a symbol not configured)
         bad = decision(universe=["NOPE"])
         got = answer(request, GptDecision.model_validate(bad))

@@ -15,7 +15,7 @@ from typing import Final
 
 from connectors.exchange.ccxt_executor import CcxtExecutor
 from connectors.workers.keyed_worker import KeyedWorker
-from models.core.commands import ExchangeCommand
+from models.core.commands import CancelOpen
 from models.core.messages import Order
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 
@@ -35,6 +35,11 @@ class ExecutionGateway:
         # The exchange's smallest order value per symbol (set by the exchange session from
         # ccxt's markets); the desk leaves out smaller orders instead of sending them.
         self.min_notional: dict[str, Decimal] = {}
+
+    def read_state(self, symbols: list[str]) -> ExchangeState:
+        """The exchange's balances and open orders now, blocking (raises when the exchange
+        cannot be asked): the start-up reconciliation."""
+        return self.executor.state(symbols)
 
     def execute(
         self,
@@ -114,17 +119,15 @@ class ExecutionGateway:
     def in_flight(self) -> int:
         return self._worker.in_flight
 
-    def command(self, cmd: ExchangeCommand, *, inline: bool) -> None:
-        """Carry out a fallback command (in order with the orders when not inline)."""
-        if cmd.kind != "cancel_open":
-            _LOG.error("unknown exchange command %r", cmd.kind)
-            return
+    def cancel_open(self, cmd: CancelOpen, *, inline: bool) -> None:
+        """Cancel a symbol's open orders, the `cancel_open` fallback (in order with the
+        orders when not inline)."""
         if inline:
             self._cancel(cmd)
         else:
             self._worker.run(self._cancel, cmd)
 
-    def _cancel(self, cmd: ExchangeCommand) -> None:
+    def _cancel(self, cmd: CancelOpen) -> None:
         done = self.executor.cancel_open(cmd.symbol)
         _LOG.warning("cancelled %d open order(s) of %s: %s", len(done), cmd.symbol, cmd.reason)
 

@@ -8,15 +8,17 @@ the GPT digest). For each bar the desk
 3. decides, in this order of precedence:
    - a running GPT strategy acts on its own rules on every bar, GPT asked or not (its decision
      is `SYMBOL@END/strategy` when a GPT decision takes `SYMBOL@END` on that bar);
-   - a strategic trigger goes to GPT (when it is asked): the desk emits a `GptRequest` and the
-     decision stays pending; it never waits for the answer itself;
+   - a strategic trigger goes to GPT (when it is asked): the desk emits an `AskGpt` command and
+     the decision stays pending; it never waits for the answer itself;
    - otherwise a routine trigger goes to the local engine, unless a strategy owns the symbol;
    every proposal passes the review loop (`models.review.loop`); a refusal goes back to whoever
    proposed it with every reason (bounded rounds, each logged), and GPT's last refusal or any
    GPT failure ends with the local engine's fallback (or, where a strategy runs on the symbol,
    leaves it in charge);
 4. emits the decision log row (a new version whenever the decision moves on), orders, fills,
-   position snapshots, GPT call rows, strategy rows and alerts.
+   position snapshots, GPT call rows, strategy rows and alerts (its rows, `DeskRow`), and the
+   commands for the outside world (`models.core.commands`: ask GPT, place an order on a real
+   exchange, cancel open orders), which a driver in `dataflows/` carries out.
 
 The desk only orders these steps; each is a component with its own tests: the decision book
 (`decision_book`), the running strategies (`strategy_book`), the GPT conversation
@@ -35,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from models.config.settings import Settings
-from models.core.commands import ExchangeCommand
+from models.core.commands import AskGpt, Command
 from models.core.events import BarEvent, TextEvent
 from models.core.ids import client_order_id
 from models.core.messages import (
@@ -47,7 +49,6 @@ from models.core.messages import (
     DecisionStatus,
     Fill,
     GptCall,
-    GptRequest,
     Order,
     OrderStatus,
     PositionSnapshot,
@@ -78,17 +79,10 @@ from models.review.loop import (
 from models.strategy.engine import DecisionContext, LocalStrategyEngine, StrategyController
 from models.strategy.takeover import FeatureHistory
 
-DeskOutput = (
-    DecisionRecord
-    | Order
-    | Fill
-    | PositionSnapshot
-    | Alert
-    | GptCall
-    | GptRequest
-    | StrategyRecord
-    | ExchangeCommand
-)
+DeskRow = DecisionRecord | Order | Fill | PositionSnapshot | Alert | GptCall | StrategyRecord
+"""What the desk logs: every item it emits that is not a command is one of these."""
+
+DeskOutput = DeskRow | Command
 
 STRATEGY_CONTROLLER = "strategy"
 
@@ -172,9 +166,13 @@ class TradingDesk:
         self.gpt.budget.cap = self.settings.gpt.daily_budget_usd
         self.exchange.execution = self.settings.execution
 
-    def pending_requests(self) -> list[GptRequest]:
-        """The questions still out, oldest first: a restarted flow asks them again."""
-        return sorted((p.request for p in self.gpt.pending.values()), key=lambda r: r.request_id)
+    def pending_requests(self) -> list[AskGpt]:
+        """The questions still out, oldest first, as commands: a restarted flow asks them
+        again."""
+        requests = sorted(
+            (p.request for p in self.gpt.pending.values()), key=lambda r: r.request_id
+        )
+        return [AskGpt(r) for r in requests]
 
     # ---------------------------------------------------------------- per bar
     def on_bar_event(self, event: BarEvent) -> list[DeskOutput]:
@@ -366,7 +364,9 @@ class TradingDesk:
         )
         self.decisions.taken(record)
         out: list[DeskOutput] = [record]
-        out.extend(orders)
+        for order in orders:  # each order's row, then what takes it to the exchange (if any)
+            out.append(order)
+            out.extend(self.exchange.outbound(order))
         return out
 
     def only_record(self, event: BarEvent, note: str) -> DecisionRecord:
@@ -459,5 +459,5 @@ class TradingDesk:
     def on_execution(self, report: ExecutionReport) -> list[DeskOutput]:
         return exchange_reports.on_execution(self, report)
 
-    def on_exchange_state(self, state: ExchangeState, ts_ms: int) -> list[DeskOutput]:
+    def on_exchange_state(self, state: ExchangeState, ts_ms: int) -> list[Alert]:
         return exchange_reports.on_exchange_state(self, state, ts_ms)

@@ -17,9 +17,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from models.core.commands import ExchangeCommand
+from models.core.commands import CancelOpen
 from models.core.messages import (
     AdjustRound,
+    Alert,
     Fill,
     Order,
     OrderStatus,
@@ -185,7 +186,7 @@ def book_held(desk: TradingDesk, fill: Fill) -> list[DeskOutput]:
 def exchange_fallback(desk: TradingDesk, report: ExecutionReport, action: str) -> list[DeskOutput]:
     sym = report.symbol
     if action == "cancel_open":
-        return [ExchangeCommand("cancel_open", sym, f"order {report.client_order_id} failed")]
+        return [CancelOpen(sym, f"order {report.client_order_id} failed")]
     if action == "safe_local":
         desk.gpt.local_only.add(sym)
         desk.gpt.pending.pop(sym, None)  # its answer, if it comes, is only logged
@@ -235,7 +236,7 @@ def exchange_fallback(desk: TradingDesk, report: ExecutionReport, action: str) -
     return out
 
 
-def on_exchange_state(desk: TradingDesk, state: ExchangeState, ts_ms: int) -> list[DeskOutput]:
+def on_exchange_state(desk: TradingDesk, state: ExchangeState, ts_ms: int) -> list[Alert]:
     """Start-up reconciliation (`models.portfolio.reconcile`)."""
     known = [o.client_order_id for o in desk.unreported_orders()]
     return list(reconcile(desk.portfolio, state, desk.settings, known, ts_ms))

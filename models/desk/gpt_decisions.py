@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from models.core.commands import AskGpt
 from models.core.events import BarEvent
 from models.core.messages import (
     AdjustRound,
@@ -82,7 +83,7 @@ def start(desk: TradingDesk, event: BarEvent) -> list[DeskOutput]:
             event, decision_id, [], DecisionStatus.PENDING, None, "waiting for GPT", bar.end_ms
         )
     )
-    out.append(request)
+    out.append(AskGpt(request))
     return out
 
 
@@ -259,7 +260,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         pending.request = desk.gpt.request(
             pending.decision_id, sym, n + 1, pending.event.bar.end_ms, pending.question
         )
-        out.append(pending.request)
+        out.append(AskGpt(pending.request))
         return out
     out.append(
         review_alert(

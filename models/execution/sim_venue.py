@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models.config.settings import ExecutionConfig
+from models.core.commands import PlaceOrder
 from models.core.messages import Bar, Fill, Order, OrderStatus, Side
 from models.execution.reports import ExecStatus, ExecutionReport
 
@@ -36,6 +37,10 @@ class SimulatedExchange:
             self.known_ids.popitem(last=False)
         self.pending.setdefault(order.symbol, []).append(order)
         return True
+
+    def outbound(self, order: Order) -> tuple[PlaceOrder, ...]:
+        """Nothing leaves the desk: this exchange fills the order itself, on a later bar."""
+        return ()
 
     def fill_price(self, bar: Bar, side: Side) -> Decimal:
         slip = bar.open * self.execution.slippage_bps / BPS

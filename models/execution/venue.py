@@ -1,12 +1,16 @@
 """Where the desk's orders go: one protocol for the simulated exchange and a real one.
 
-The desk hands every approved order to its venue (`accept`) and, on every bar, asks the venue
-what it did (`on_bar`): execution reports, as an executor answers. The simulated exchange
-(`models.execution.sim_venue`) queues orders and fills them at the next bar's open. A real
-exchange is reached through the executor, outside the desk: its stand-in here (`ExchangeVenue`)
-only refuses a client order id it has seen (as an exchange that enforces unique client order
-ids does) and reports nothing on a bar; its reports come from the executor
-(`TradingDesk.on_execution`). Both venues' fills move the book through the same desk method.
+The desk hands every approved order to its venue (`accept`), asks it what must leave the desk
+for that order to reach the exchange (`outbound`: commands, see `models.core.commands`) and, on
+every bar, asks it what it did (`on_bar`: execution reports, as an executor answers). The
+simulated exchange
+(`models.execution.sim_venue`) queues orders and fills them at the next bar's open: nothing
+leaves the desk. A real exchange is reached through the executor, outside the desk: its
+stand-in here (`ExchangeVenue`) only refuses a client order id it has seen (as an exchange that
+enforces unique client order ids does), turns each accepted order into a `PlaceOrder` for the
+flow's driver to carry out, and fills nothing on a bar; its fills come back as execution
+reports (`TradingDesk.on_execution`). Both venues book fills through the same desk method, so a
+fill moves the book in one place.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from models.config.settings import ExecutionConfig
+from models.core.commands import PlaceOrder
 from models.core.messages import Bar, Order
 from models.execution.reports import ExecutionReport
 
@@ -27,6 +32,11 @@ class Venue(Protocol):
 
     def accept(self, order: Order) -> bool:
         """Take a new order; False when its client order id was already seen."""
+        ...
+
+    def outbound(self, order: Order) -> tuple[PlaceOrder, ...]:
+        """The commands that take an accepted order to its exchange (none when the venue
+        fills it itself)."""
         ...
 
     def on_bar(self, bar: Bar) -> list[ExecutionReport]:
@@ -60,6 +70,9 @@ class ExchangeVenue:
 
     def accept(self, order: Order) -> bool:
         return self.known.first_time(order.client_order_id)
+
+    def outbound(self, order: Order) -> tuple[PlaceOrder, ...]:
+        return (PlaceOrder(order),)
 
     def on_bar(self, bar: Bar) -> list[ExecutionReport]:
         return []

@@ -1,0 +1,186 @@
+"""The flow's stateful steps: thin Bytewax adapters around `models/` objects and the driver.
+
+Each adapter does what Bytewax asks of a `StatefulBatchLogic` (take a batch, say when to be
+woken, snapshot and restore its state) and delegates the work:
+- `IngestLogic`: one topic partition's `models.market.ingest.PartitionIngest`;
+- `DeskLogic`: the partition merge (`models.market.merge.OrderedMerge`) in front of the desk,
+  and the desk itself run by its driver (`dataflows.driver.DeskDriver`: commands, answers,
+  reports, timers);
+- `RowBatchLogic`: one table's rows gathered for one ClickHouse insert.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+from pydantic import BaseModel
+
+from connectors.exchange.gateway import ExecutionGateway
+from dataflows.driver import SYSTEM_CLOCK, Clock, DeskDriver, GptLine
+from dataflows.lanes import DeskInput
+from models.config.settings import Settings, with_min_notional
+from models.core.events import BarEvent, TextEvent
+from models.desk.desk import DeskRow, TradingDesk
+from models.market.ingest import IngestOutput, PartitionIngest, RawBatch
+from models.market.merge import OrderedMerge, PartitionMark
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
+    """Adapter: hands each batch to `PartitionIngest`; snapshots exclude the settings.
+
+    The clock guard's clock for producer-stamped records: the wall clock when following
+    topics; in a bounded run the wall clock when this state began, kept in the snapshot, so a
+    restarted backtest judges every record exactly as the first run did."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        resume: bytes | None,
+        *,
+        follow: bool = False,
+        market_partitions: int = 1,
+    ) -> None:
+        self.state = st = PartitionIngest(settings, market_partitions=market_partitions)
+        self.started_ms = _wall_ms()
+        if resume is not None:
+            saved = pickle.loads(resume)
+            st.symbols, st.clock_ms, st.seq, st.key = saved[:4]
+            if len(saved) > 4:
+                st.guard, st.alarm, self.started_ms = saved[4:7]
+        if follow:
+            st.now_ms, st.clock_name = _wall_ms, "the wall clock at ingest"
+        else:
+            started = self.started_ms
+            st.now_ms, st.clock_name = (lambda: started), "the wall clock when the run started"
+
+    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[IngestOutput], bool]:
+        out: list[IngestOutput] = []
+        for batch in values:
+            self.state.process_batch(batch, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[IngestOutput], bool]:
+        return self.state.flush(), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> bytes:
+        # Pickled here, at the epoch boundary: an immutable copy, cheaper than a deepcopy.
+        st = self.state
+        state = (st.symbols, st.clock_ms, st.seq, st.key, st.guard, st.alarm, self.started_ms)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class DeskLogic(StatefulBatchLogic[DeskInput, DeskRow, Any]):
+    """Adapter: bars and news pass the partition merge, then the desk, in that order; the
+    driver carries out the desk's commands, so only rows come out.
+
+    `inline`: GPT questions and orders answered before the next event (a backtest), else by
+    workers while the flow goes on (`dataflows.driver` says how). The snapshot is the desk's
+    state and the merge's; what was still out at a restart is derived from the desk's state
+    by the driver."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: frozenset[str],
+        resume: bytes | None,
+        gateway: GptLine | None = None,
+        inline: bool = True,
+        orders: ExecutionGateway | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        venue = "exchange" if orders is not None else "sim"
+        if orders is not None and orders.min_notional:
+            settings = with_min_notional(settings, orders.min_notional)
+        desk = TradingDesk.create(settings, gpt=gateway is not None, venue=venue)
+        self.merge: OrderedMerge[BarEvent | TextEvent] = OrderedMerge(partitions)
+        if resume is not None:
+            state, merge = pickle.loads(resume)
+            desk.restore(state)
+            self.merge = OrderedMerge(partitions, merge.marks, merge.pending)
+        self.driver = DeskDriver(desk, gpt=gateway, orders=orders, inline=inline, clock=clock)
+
+    @property
+    def desk(self) -> TradingDesk:
+        return self.driver.desk
+
+    def on_batch(self, values: list[DeskInput]) -> tuple[Iterable[DeskRow], bool]:
+        out: list[DeskRow] = []
+        driver, merge = self.driver, self.merge
+        driver.poll(out)
+        for item in values:
+            if isinstance(item, PartitionMark):
+                driver.run(merge.mark(item), out)
+            else:
+                driver.run(merge.push(item.partition, item.clock_ms, item.seq, item), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[DeskRow], bool]:
+        out: list[DeskRow] = []
+        self.driver.poll(out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[DeskRow], bool]:
+        out: list[DeskRow] = []
+        self.driver.poll(out)
+        self.driver.run(self.merge.flush(), out)
+        self.driver.drain(out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        wake = self.driver.wake_in()
+        return None if wake is None else datetime.now(UTC) + wake
+
+    def snapshot(self) -> bytes:
+        state = (self.desk.state(), self.merge)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class RowBatchLogic(StatefulBatchLogic[BaseModel, list[BaseModel], tuple[BaseModel, ...]]):
+    """Gathers one table's rows until `max_rows` or `every` has passed since the first one.
+
+    Bytewax's `collect` does this too but deep-copies its buffer at every snapshot; the rows are
+    frozen models, so a tuple of them is already an immutable snapshot.
+    """
+
+    def __init__(self, every: timedelta, max_rows: int, resume: tuple[BaseModel, ...] | None):
+        self.every = every
+        self.max_rows = max_rows
+        self.rows: list[BaseModel] = list(resume or ())
+        self.due: datetime | None = datetime.now(UTC) + every if self.rows else None
+
+    def _emit(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        rows, self.rows, self.due = self.rows, [], None
+        return ([rows] if rows else []), StatefulBatchLogic.DISCARD
+
+    def on_batch(self, values: list[BaseModel]) -> tuple[Iterable[list[BaseModel]], bool]:
+        if self.due is None:
+            self.due = datetime.now(UTC) + self.every
+        self.rows.extend(values)
+        if len(self.rows) >= self.max_rows:
+            return self._emit()
+        return [], StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        return self._emit()
+
+    def on_eof(self) -> tuple[Iterable[list[BaseModel]], bool]:
+        return self._emit()
+
+    def notify_at(self) -> datetime | None:
+        return self.due
+
+    def snapshot(self) -> tuple[BaseModel, ...]:
+        return tuple(self.rows)

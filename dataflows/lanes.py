@@ -1,0 +1,114 @@
+"""The flow's lanes: which items go to the desk, and what each stored row also feeds.
+
+Ingest emits two kinds of items: desk inputs (`DeskInput`: bar events, text events, partition
+marks), which go to the one desk, and rows, which are logged. The flow splits them once with
+`is_desk_input` (a type guard, so each lane is typed). Every row, from ingest or from the desk,
+is then keyed by its ClickHouse table once (`connectors.store.rows.table_for`); everything
+downstream of the store lane is derived from that key, never from the row's type again:
+- `count_row`: the progress display's counts,
+- `alert_of`: the alerts for the notifier,
+- `to_kafka`: the rows that also go to a Kafka topic (`KAFKA_TABLES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeGuard, cast
+
+from bytewax.connectors.kafka import KafkaSinkMessage
+from pydantic import BaseModel
+
+from dataflows.progress import FlowCounters
+from models.config.settings import TopicsConfig
+from models.core.events import BarEvent, TextEvent
+from models.core.messages import Alert, DecisionRecord, Fill, Order, OrderStatus, PositionSnapshot
+from models.market.merge import PartitionMark
+
+DESK_KEY = "desk"  # the one key of the desk step: every desk input meets the one desk
+
+DeskInput = BarEvent | TextEvent | PartitionMark
+_DESK_INPUTS: Final[frozenset[type]] = frozenset((BarEvent, TextEvent, PartitionMark))
+
+KeyedRow = tuple[str, BaseModel]
+"""(table, row): a row keyed by the ClickHouse table it is stored in."""
+
+
+def is_desk_input(item: object) -> TypeGuard[DeskInput]:
+    """Whether an ingest output goes to the desk (else it is a row to store)."""
+    return type(item) in _DESK_INPUTS
+
+
+# ---------------------------------------------------------------------------- Kafka topics
+KAFKA_TABLES: Final[dict[str, str]] = {
+    "decisions": "decision_id",
+    "orders": "client_order_id",
+    "fills": "fill_id",
+    "alerts": "alert_id",
+    "dead_letters": "dead_letter_id",
+}
+"""Tables whose rows also go to the Kafka topic of the same name in `TopicsConfig`, each keyed
+by the row's own id (orders and fills also carry their decision's id: not that one)."""
+
+
+def to_kafka(topics: TopicsConfig, keyed: KeyedRow) -> KafkaSinkMessage[bytes, bytes] | None:
+    """Decisions, orders, fills, alerts and dead letters also go to topics for other consumers."""
+    table, row = keyed
+    key_field = KAFKA_TABLES.get(table)
+    if key_field is None:
+        return None
+    return KafkaSinkMessage(
+        key=str(getattr(row, key_field)).encode(),
+        value=row.model_dump_json().encode(),
+        topic=getattr(topics, table),
+    )
+
+
+# ---------------------------------------------------------------------------- alerts
+def alert_of(keyed: KeyedRow) -> Alert | None:
+    """The row when it is an alert (for the notifier), else None."""
+    table, row = keyed
+    return cast(Alert, row) if table == "alerts" else None
+
+
+# ---------------------------------------------------------------------------- progress counts
+def _bar(counters: FlowCounters, _row: Any) -> None:
+    counters.add(bars=1)
+
+
+def _decision(counters: FlowCounters, row: DecisionRecord) -> None:
+    if row.version == 1:  # a decision, not its next versions
+        counters.add(decisions=1)
+
+
+def _dead_letter(counters: FlowCounters, _row: Any) -> None:
+    counters.add(dead=1)
+
+
+def _order(counters: FlowCounters, row: Order) -> None:
+    if row.status is not OrderStatus.REJECTED:  # a refused order was never placed
+        counters.trade(order_id=row.client_order_id)
+
+
+def _fill(counters: FlowCounters, row: Fill) -> None:
+    counters.trade(fill_id=row.fill_id)
+
+
+def _position(counters: FlowCounters, row: PositionSnapshot) -> None:
+    counters.trade(symbol=row.symbol, pnl=row.realized_pnl + row.unrealized_pnl)
+
+
+_COUNTERS: Final[dict[str, Callable[[FlowCounters, Any], None]]] = {
+    "bars": _bar,
+    "decisions": _decision,
+    "dead_letters": _dead_letter,
+    "orders": _order,
+    "fills": _fill,
+    "positions": _position,
+}
+
+
+def count_row(counters: FlowCounters, keyed: KeyedRow) -> None:
+    """Count one stored row for the progress display and the stop message."""
+    count = _COUNTERS.get(keyed[0])
+    if count is not None:
+        count(counters, keyed[1])

@@ -191,7 +191,9 @@ def test_ingest_outputs_are_desk_inputs_or_rows() -> None:
 
 
 def _request() -> GptRequest:
-    return GptRequest(request_id="r", decision_id="d", symbol=SYM, round=0, ts_ms=0, messages=())
+    return GptRequest(
+        request_id="r", decision_id="d", symbol=SYM, round=0, ts_ms=0, messages=(), prompt_hash="h"
+    )
 
 
 # ------------------------------------------------------------------ a restart

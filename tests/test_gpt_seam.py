@@ -21,6 +21,7 @@ from connectors.gpt.client import GptClient
 from connectors.gpt.gateway import AnswerPath, GptGateway
 from connectors.gpt.spend import SpendGuard, SpendLedger
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
+from models.core.commands import AskGpt
 from models.core.messages import Branch, GptCall, GptOutcome, GptRequest
 from models.desk.desk import TradingDesk
 from models.desk.gpt_session import GptSession
@@ -270,7 +271,8 @@ def test_a_gateway_error_is_an_answer_with_the_carried_hash(
     settings = make_settings(tmp_path)
     gateway = GptGateway(settings, Exploding(), None, prices=PRICES)
     desk = TradingDesk.create(settings, gpt=True)
-    (request,) = of(GptRequest, desk.on_bar_event(ev(0, branch=Branch.STRATEGIC)))
+    (ask,) = of(AskGpt, desk.on_bar_event(ev(0, branch=Branch.STRATEGIC)))
+    request = ask.request
     with pytest.raises(RuntimeError, match="boom"):
         gateway.answer(request)
     gateway.submit(request)
@@ -330,7 +332,7 @@ def test_the_rule_decides_for_both_budgets(
     monkeypatch.setattr(cost_module, "budget_allows", never)
     monkeypatch.setattr(spend_module, "budget_allows", never)
     out = desk.on_bar_event(ev(0, branch=Branch.STRATEGIC))
-    assert of(GptRequest, out) == []
+    assert of(AskGpt, out) == []
     assert [c.outcome for c in of(GptCall, out)] == [GptOutcome.BUDGET_EXHAUSTED]
     client = GptClient(openai_server.base_url, openai_server.api_key, MODEL, max_retries=0)
     ledger = SpendLedger(tmp_path / "spend")

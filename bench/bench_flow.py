@@ -229,7 +229,7 @@ def report(runs: list[Run], results: dict[str, list[dict[str, Any]]], events: in
     """Prints the table; returns whether every run reported the same result counts."""
     loop = results["loop"]
     head = (
-        f"{'':40} {'wall s':>7} {'events/s':>9} {'queued s':>8} {'decisions':>9} "
+        f"{'':40} {'wall s':>7} {'events/s':>9} {'cpu s':>6} {'queued s':>8} {'decisions':>9} "
         f"{'orders':>6}  {'vs loop, wall':>17}  {'vs loop, quiet':>17}"
     )
     print(head)
@@ -237,12 +237,13 @@ def report(runs: list[Run], results: dict[str, list[dict[str, Any]]], events: in
     for run in runs:
         rs = results[run.key]
         wall = statistics.median(float(r["elapsed_s"]) for r in rs)
+        cpu = statistics.median(float(r["cpu_s"]) for r in rs)
         queued = statistics.median(float(r["queued_s"]) for r in rs)
         counts = {tuple(int(r[c]) for c in COUNTS) for r in rs}
         seen |= counts
         dec, orders = (str(c) for c in next(iter(counts))) if len(counts) == 1 else ("DIFFER",) * 2
         print(
-            f"{run.label:40} {wall:7.2f} {events / wall:9,.0f} {queued:8.2f} {dec:>9} "
+            f"{run.label:40} {wall:7.2f} {events / wall:9,.0f} {cpu:6.2f} {queued:8.2f} {dec:>9} "
             f"{orders:>6}  {spread(ratios(loop, rs, False)):>17}  "
             f"{spread(ratios(loop, rs, True)):>17}"
         )

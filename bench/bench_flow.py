@@ -318,7 +318,7 @@ def main() -> int:
                     run, work / f"{run.key}-{rnd}", symbols, topic, broker.bootstrap, args.cpu
                 )
                 results[run.key].append(res)
-                line.append(f"{run.key} {res['elapsed_s']:.2f}s")
+                line.append(f"{run.key} {res['elapsed_s']:.2f}s (queued {res['queued_s']:.2f}s)")
             print(f"round {rnd + 1}/{args.repeat}: " + ", ".join(line), flush=True)
     agree = report(runs, results, n)
     print(f"benchmark wall time {time.perf_counter() - started:.0f} s")

@@ -32,7 +32,8 @@ test: lint
 # The pure fast lane: decision logic in models/ only (no broker, store, server or subprocess).
 FAST_TESTS := accounting bars circuit_breaker crossing desk desk_execution features \
 	fill_holdback gpt_cost gpt_prompt ingest_properties matching merge prompt_lookalikes router \
-	strategy_spec triggers parsing news_digest strategy_takeover
+	strategy_spec triggers parsing news_digest strategy_takeover review_loop desk_components \
+	desk_driver type_names
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(patsubst %,tests/test_%.py,$(FAST_TESTS))
 

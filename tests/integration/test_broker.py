@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from connectors.kafka.broker import (
     BrokerError,
@@ -159,3 +160,20 @@ def test_unreachable_bootstrap_is_one_clear_line(refusing: str) -> None:
     assert resolve_bootstrap(KafkaConfig()) is None
     with pytest.raises(BrokerError, match="not host:port"):
         wait_for_broker("localhost", 0.1)
+
+
+def test_a_broker_that_does_not_answer_is_asked_once_per_topic_not_per_record() -> None:
+    """Publishing a page of keyed records while the broker is down costs one metadata wait,
+    not one per record (the market feed used to wait 10 s a trade before failing the page)."""
+    producer = make_producer("127.0.0.1:9")
+    asked: list[str] = []
+
+    def list_topics(topic: str, timeout: float) -> None:
+        asked.append(topic)
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+    producer.list_topics = list_topics  # type: ignore[method-assign]
+    assert [producer.partition_for("t", key) for key in (b"A", b"B", b"A")] == [None] * 3
+    assert asked == ["t"]
+    assert producer.partition_for("other", b"A") is None
+    assert asked == ["t", "other"]

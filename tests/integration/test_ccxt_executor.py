@@ -22,20 +22,18 @@ from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
 from models.core.messages import (
     Alert,
-    Bar,
     Branch,
     DecisionRecord,
     Direction,
-    FeatureVector,
     Fill,
     Order,
     OrderStatus,
     Side,
-    Signal,
 )
 from models.desk.desk import BarEvent, TradingDesk
 from models.execution.reports import ErrorKind, ExecStatus
 from models.sim.matching import EngineConfig
+from tests.support import builders as build
 
 D = Decimal
 POST = "POST /api/v3/order"
@@ -43,15 +41,8 @@ GET = "GET /api/v3/order"
 
 
 def order(n: int = 0, side: Side = Side.BUY, qty: str = "0.01") -> Order:
-    return Order(
-        client_order_id=f"sf-test-{n:06d}",
-        decision_id=f"BTC/USDT@{n}",
-        symbol="BTC/USDT",
-        side=side,
-        quantity=D(qty),
-        status=OrderStatus.PENDING,
-        placed_ms=n,
-        updated_ms=n,
+    return build.order(
+        f"sf-test-{n:06d}", f"BTC/USDT@{n}", "BTC/USDT", side=side, quantity=qty, placed_ms=n
     )
 
 
@@ -340,29 +331,9 @@ def test_a_200_answer_of_the_wrong_shape_is_looked_up_not_booked() -> None:
 
 
 def bar_event(i: int, price: D, direction: Direction) -> BarEvent:
-    bar = Bar(
-        symbol="BTC/USDT",
-        start_ms=i * 60_000,
-        end_ms=(i + 1) * 60_000,
-        open=price,
-        high=price,
-        low=price,
-        close=price,
-        volume=D(1),
-        trades=1,
-        vwap=price,
-    )
-    signal = Signal(
-        symbol="BTC/USDT",
-        ts_ms=bar.end_ms,
-        trigger="soak",
-        kind="crossover",
-        direction=direction,
-        strength=0.5,
-        strategic=False,
-    )
-    fv = FeatureVector(symbol="BTC/USDT", ts_ms=bar.end_ms, close=float(price), values={})
-    return BarEvent(bar, fv, [signal], Branch.ROUTINE)
+    bar = build.bar("BTC/USDT", i * 60_000, price)
+    signal = build.signal("BTC/USDT", bar.end_ms, "soak", direction=direction)
+    return build.bar_event(bar, [signal], Branch.ROUTINE)
 
 
 @pytest.mark.slow

@@ -44,7 +44,6 @@ from models.core.messages import (
     DeadLetter,
     DecisionRecord,
     DecisionStatus,
-    Direction,
     FeatureVector,
     Fill,
     GptCall,
@@ -65,6 +64,7 @@ from models.core.messages import (
     StrategyStatus,
     TradeIntent,
 )
+from tests.support import builders as build
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
@@ -97,12 +97,10 @@ NEG_BIG = Decimal("-99999999999999999999999999.999999999999")  # not -BIG: 28-di
 
 
 def _signal(symbol: str, ts_ms: int, trigger: str) -> Signal:
-    return Signal(
-        symbol=symbol,
-        ts_ms=ts_ms,
-        trigger=trigger,
-        kind="crossover",
-        direction=Direction.LONG,
+    return build.signal(
+        symbol,
+        ts_ms,
+        trigger,
         strength=0.75,
         strategic=trigger == "channel_breakout",
         detail={"fast": 101.25, "slow": 100.5, "note": 'it\'s "quoted"\nand multi-line', "x": None},
@@ -110,12 +108,11 @@ def _signal(symbol: str, ts_ms: int, trigger: str) -> Signal:
 
 
 def _order(decision_id: str, status: OrderStatus, updated_ms: int) -> Order:
-    return Order(
-        client_order_id=f"{decision_id}-o1",
-        decision_id=decision_id,
-        symbol="AAPL",
-        side=Side.BUY,
-        quantity=Decimal("10.5"),
+    return build.order(
+        f"{decision_id}-o1",
+        decision_id,
+        "AAPL",
+        quantity="10.5",
         status=status,
         placed_ms=T0,
         updated_ms=updated_ms,
@@ -125,15 +122,14 @@ def _order(decision_id: str, status: OrderStatus, updated_ms: int) -> Order:
 
 
 def _fill(decision_id: str) -> Fill:
-    return Fill(
-        fill_id=f"{decision_id}-f1",
-        client_order_id=f"{decision_id}-o1",
-        decision_id=decision_id,
-        symbol="AAPL",
-        side=Side.BUY,
-        quantity=Decimal("10.5"),
-        price=Decimal("189.123456789012"),
-        fee=Decimal("1.985796296285"),
+    return build.fill(
+        f"{decision_id}-f1",
+        f"{decision_id}-o1",
+        decision_id,
+        "AAPL",
+        quantity="10.5",
+        price="189.123456789012",
+        fee="1.985796296285",
         ts_ms=T0 + 60_000,
     )
 

@@ -33,6 +33,7 @@ from connectors.sim.exchange_emulator import (
     ccxt_config,
 )
 from models.sim.matching import OrderStatus
+from tests.support.cli import run_cli
 
 D = Decimal
 NEW_ORDER = "POST /api/v3/order"
@@ -526,7 +527,6 @@ def test_cli_exchange_prints_url_and_keys_and_stops_on_ctrl_c(
     assert "exchange emulator stopped" in out and "Traceback" not in err
 
 
-@needs_script
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -537,24 +537,20 @@ def test_cli_exchange_prints_url_and_keys_and_stops_on_ctrl_c(
     ],
 )
 def test_cli_exchange_user_mistakes_are_one_error_line(
-    cli_exchange: Callable[..., subprocess.Popen[str]], args: list[str], message: str
+    tmp_path: Path, args: list[str], message: str
 ) -> None:
-    proc = cli_exchange(*args)
-    out, err = proc.communicate(timeout=30)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert proc.returncode == 2, (out, err)
+    """In-process, as the console script runs it (tests/support/cli.py)."""
+    proc = run_cli("exchange", *args, cwd=tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
-@needs_script
-def test_cli_exchange_busy_port_is_one_error_line(
-    cli_exchange: Callable[..., subprocess.Popen[str]],
-) -> None:
+def test_cli_exchange_busy_port_is_one_error_line(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        proc = cli_exchange("--port", str(s.getsockname()[1]))
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2, (out, err)
-    assert err.strip().startswith("error: cannot listen on 127.0.0.1:")
-    assert len(err.strip().splitlines()) == 1
+        proc = run_cli("exchange", "--port", str(s.getsockname()[1]), cwd=tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.strip().startswith("error: cannot listen on 127.0.0.1:")
+    assert len(proc.stderr.strip().splitlines()) == 1

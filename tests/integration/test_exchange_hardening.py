@@ -26,8 +26,10 @@ from connectors.kafka.io import read_topic
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault, FaultKind
 from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
-from models.core.messages import Alert, Order, OrderStatus, Side, Tick, to_ms
+from models.core.messages import Alert, Order, Tick, to_ms
 from models.execution.reports import ExecStatus
+from tests.support import builders as build
+from tests.support.builders import now_ms
 
 D = Decimal
 BTC = "BTC/USDT"
@@ -36,10 +38,6 @@ POST = "POST /api/v3/order"
 MY_TRADES = "GET /api/v3/myTrades"
 ACCOUNT = "GET /api/v3/account"
 HOUR = 3_600_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --------------------------------------------------------------------------- the market feed
@@ -215,16 +213,7 @@ def test_a_stale_answer_of_older_trades_is_asked_again_not_taken_as_an_empty_hou
 
 
 def order(n: int = 0, qty: str = "0.01") -> Order:
-    return Order(
-        client_order_id=f"sf-hard-{n:06d}",
-        decision_id=f"BTC/USDT@{n}",
-        symbol=BTC,
-        side=Side.BUY,
-        quantity=D(qty),
-        status=OrderStatus.PENDING,
-        placed_ms=n,
-        updated_ms=n,
-    )
+    return build.order(f"sf-hard-{n:06d}", f"BTC/USDT@{n}", BTC, quantity=qty, placed_ms=n)
 
 
 def exchange_fills(ex: ExchangeEmulator) -> list[tuple[Decimal, Decimal, Decimal]]:

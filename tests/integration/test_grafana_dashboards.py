@@ -37,7 +37,6 @@ from models.core.messages import (
     DeadLetter,
     DecisionRecord,
     DecisionStatus,
-    Direction,
     FeatureVector,
     Fill,
     GptCall,
@@ -56,6 +55,7 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.execution.sim_venue import with_status
+from tests.support import builders as build
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
@@ -553,14 +553,14 @@ def _bar(symbol: str, start: int, o: str, c: str) -> Bar:
 
 
 def _signal(symbol: str, ts: int, trigger: str) -> Signal:
-    return Signal(
-        symbol=symbol,
-        ts_ms=ts,
-        trigger=trigger,
-        kind="breakout" if trigger == "channel_breakout" else "crossover",
-        direction=Direction.LONG,
+    breakout = trigger == "channel_breakout"
+    return build.signal(
+        symbol,
+        ts,
+        trigger,
+        kind="breakout" if breakout else "crossover",
         strength=0.8,
-        strategic=trigger == "channel_breakout",
+        strategic=breakout,
         detail={"fast": 101.2, "slow": 100.9},
     )
 
@@ -595,29 +595,21 @@ def _round(n: int, symbol: str, side: Side, qty: str, failed: Sequence[str] = ()
 
 
 def _order(did: str, symbol: str, side: Side, qty: str, placed: int) -> Order:
-    return Order(
-        client_order_id=f"sf-{did}-0",
-        decision_id=did,
-        symbol=symbol,
-        side=side,
-        quantity=D(qty),
-        status=OrderStatus.PENDING,
-        placed_ms=placed,
-        updated_ms=placed,
-        reason="signal",
+    return build.order(
+        f"sf-{did}-0", did, symbol, side=side, quantity=qty, placed_ms=placed, reason="signal"
     )
 
 
 def _fill(order: Order, price: str, fee: str, ts: int) -> Fill:
-    return Fill(
-        fill_id=f"{order.client_order_id}-1",
-        client_order_id=order.client_order_id,
-        decision_id=order.decision_id,
-        symbol=order.symbol,
+    return build.fill(
+        f"{order.client_order_id}-1",
+        order.client_order_id,
+        order.decision_id,
+        order.symbol,
         side=order.side,
         quantity=order.quantity,
-        price=D(price),
-        fee=D(fee),
+        price=price,
+        fee=fee,
         ts_ms=ts,
     )
 

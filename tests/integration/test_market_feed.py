@@ -26,6 +26,7 @@ from connectors.kafka.io import make_producer, read_topic
 from connectors.sim.exchange_emulator import ExchangeEmulator, Fault
 from models.core.messages import Tick, to_ms
 from models.market.feed_cursor import ErrorKind, FeedStatus
+from tests.support.builders import now_ms
 
 pytestmark = pytest.mark.kafka
 
@@ -33,10 +34,6 @@ D = Decimal
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 AGG = "GET /api/v3/aggTrades"
 HOUR = 3_600_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def move(ex: ExchangeEmulator, symbol: str, n: int, start: str, step: str = "0.5") -> None:

@@ -12,22 +12,11 @@ from api.report import summarize
 from connectors.store.clickhouse import SCHEMA_PATH, TABLES, Store
 from models.config.settings import ClickHouseConfig
 from models.core.messages import Bar
+from tests.support import builders as build
 
 
 def bar(start_ms: int, close: str) -> Bar:
-    price = Decimal(close)
-    return Bar(
-        symbol="GOOG",
-        start_ms=start_ms,
-        end_ms=start_ms + 60_000,
-        open=price,
-        high=price,
-        low=price,
-        close=price,
-        volume=Decimal(1),
-        trades=1,
-        vwap=price,
-    )
+    return build.bar("GOOG", start_ms, close)
 
 
 def test_every_row_carries_its_run_and_a_summary_reads_one_run(tmp_path: Path) -> None:

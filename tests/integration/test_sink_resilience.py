@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 from connectors.store.clickhouse import Store
 from connectors.store.sink import ClickHouseSink
 from models.config.settings import ClickHouseConfig
 from models.core.messages import Bar
+from tests.support import builders as build
 
 
 def bar(start: int, close: str) -> Bar:
-    c = Decimal(close)
-    return Bar(symbol="ABC", start_ms=start, end_ms=start + 60_000, open=c, high=c, low=c,
-               close=c, volume=Decimal(1), trades=1, vwap=c)  # fmt: skip
+    return build.bar("ABC", start, close)
 
 
 def test_unwritable_row_is_replaced_by_an_alert_and_the_rest_is_written(tmp_path: Path) -> None:

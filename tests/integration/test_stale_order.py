@@ -20,18 +20,15 @@ from dataflows.pipeline import DeskLogic
 from models.config.settings import Settings
 from models.core.messages import (
     Alert,
-    Bar,
     Branch,
     DecisionRecord,
-    Direction,
-    FeatureVector,
     Order,
     OrderStatus,
-    Signal,
 )
 from models.desk.desk import BarEvent
 from models.execution.reports import ExecStatus
 from models.execution.stale_order import stale_rule
+from tests.support import builders as build
 from tests.unit.test_stale_order_rule import RULE, order
 
 D = Decimal
@@ -152,26 +149,5 @@ def test_the_desk_records_a_stale_order_as_refused_and_applies_its_fallback(
 
 
 def bar_event(end_ms: int, price: Decimal) -> BarEvent:
-    bar = Bar(
-        symbol=BTC,
-        start_ms=end_ms - 60_000,
-        end_ms=end_ms,
-        open=price,
-        high=price,
-        low=price,
-        close=price,
-        volume=D(1),
-        trades=1,
-        vwap=price,
-    )
-    signal = Signal(
-        symbol=BTC,
-        ts_ms=end_ms,
-        trigger="outage",
-        kind="crossover",
-        direction=Direction.LONG,
-        strength=0.5,
-        strategic=False,
-    )
-    fv = FeatureVector(symbol=BTC, ts_ms=end_ms, close=float(price), values={})
-    return BarEvent(bar, fv, [signal], Branch.ROUTINE)
+    bar = build.bar(BTC, end_ms - 60_000, price)
+    return build.bar_event(bar, [build.signal(BTC, end_ms, "outage")], Branch.ROUTINE)

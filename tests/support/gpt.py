@@ -8,34 +8,31 @@ and the flow's adapter only when one is made.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from models.config.settings import Settings
 from models.core.messages import (
-    Bar,
     Branch,
     DecisionRecord,
     Direction,
-    FeatureVector,
     GptCall,
     GptOutcome,
     GptRequest,
-    Signal,
 )
 from models.desk.desk import BarEvent, TextEvent
 from models.gpt.cost import ModelPrice, PriceTable
 from models.gpt.decider import GptAnswer
 from models.strategy.spec import GptDecision
+from tests.support import builders as build
+from tests.support.builders import MIN, of
 
 if TYPE_CHECKING:
     from connectors.gpt.cache import AnswerStore, CacheMode
     from connectors.sim.openai_server import LocalOpenAIServer
 
 D = Decimal
-MIN = 60_000
 T0 = 1_700_000_000_000 // MIN * MIN
 MODEL = "stratflow-local"
 PRICES = PriceTable(prices={MODEL: ModelPrice(D("1"), D("2"))})
@@ -66,26 +63,13 @@ def ev(
 ) -> BarEvent:
     """The `i`-th one-minute bar after T0 at a flat `close`; with a `branch`, one breakout
     signal (strategic on the strategic branch)."""
-    c = D(close)
-    bar = Bar(
-        symbol=symbol,
-        start_ms=T0 + i * MIN,
-        end_ms=T0 + (i + 1) * MIN,
-        open=c,
-        high=c,
-        low=c,
-        close=c,
-        volume=D(10),
-        trades=3,
-        vwap=c,
-    )
-    fv = FeatureVector(symbol=symbol, ts_ms=bar.end_ms, close=float(c), values={"rsi": rsi})
+    bar = build.bar(symbol, T0 + i * MIN, close, volume=10, trades=3)
     signals = (
         [
-            Signal(
-                symbol=symbol,
-                ts_ms=bar.end_ms,
-                trigger="breakout",
+            build.signal(
+                symbol,
+                bar.end_ms,
+                "breakout",
                 kind="breakout",
                 direction=direction,
                 strength=0.8,
@@ -95,7 +79,7 @@ def ev(
         if branch is not None
         else []
     )
-    return BarEvent(bar=bar, features=fv, signals=signals, branch=branch)
+    return build.bar_event(bar, signals, branch, values={"rsi": rsi})
 
 
 def decision(action: str = "create", **strategy: Any) -> dict[str, Any]:
@@ -140,11 +124,6 @@ def answer(request: GptRequest, decision: GptDecision) -> GptAnswer:
         outcome=GptOutcome.OK,
     )
     return GptAnswer(request.request_id, decision, None, "", call, billed=False)
-
-
-def of(kind: type[T], out: Iterable[object]) -> list[T]:
-    """The items of `out` that are a `kind`, in order."""
-    return [x for x in out if isinstance(x, kind)]
 
 
 class Desk:

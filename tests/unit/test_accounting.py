@@ -24,23 +24,14 @@ from models.execution.sim_venue import SimulatedExchange, client_order_id
 from models.portfolio.book import Portfolio
 from models.review.risk import check
 from models.strategy.engine import DecisionContext, LocalStrategyEngine
+from tests.support import builders as build
 
 D = Decimal
 EXEC = ExecutionConfig(initial_cash=D(10_000), fee_bps=D(10), slippage_bps=D(0))
 
 
 def fill(side: Side, qty: str, price: str, fee: str = "0") -> Fill:
-    return Fill(
-        fill_id="f",
-        client_order_id="c",
-        decision_id="d",
-        symbol="ABC",
-        side=side,
-        quantity=D(qty),
-        price=D(price),
-        fee=D(fee),
-        ts_ms=0,
-    )
+    return build.fill("f", "c", "d", "ABC", side=side, quantity=qty, price=price, fee=fee)
 
 
 def test_average_cost_realised_pnl_and_equity_identity() -> None:
@@ -229,31 +220,11 @@ def test_adjust_shrinks_to_what_the_verdict_allows() -> None:
 
 
 def bar(start: int, o: str, c: str) -> Bar:
-    return Bar(
-        symbol="ABC",
-        start_ms=start,
-        end_ms=start + 60_000,
-        open=D(o),
-        high=max(D(o), D(c)),
-        low=min(D(o), D(c)),
-        close=D(c),
-        volume=D(1),
-        trades=1,
-        vwap=D(c),
-    )
+    return build.bar("ABC", start, c, open=o)
 
 
 def order(placed: int) -> Order:
-    return Order(
-        client_order_id=client_order_id("ABC@1", 0),
-        decision_id="ABC@1",
-        symbol="ABC",
-        side=Side.BUY,
-        quantity=D(2),
-        status=OrderStatus.PENDING,
-        placed_ms=placed,
-        updated_ms=placed,
-    )
+    return build.order(client_order_id("ABC@1", 0), "ABC@1", "ABC", quantity=2, placed_ms=placed)
 
 
 def test_exchange_fills_next_bar_open_with_fee_and_slippage_never_earlier() -> None:

@@ -24,11 +24,11 @@ from models.core.messages import (
     Fill,
     Order,
     OrderStatus,
-    Side,
 )
 from models.desk.desk import ExchangeCommand, TradingDesk
 from models.execution.decision_status import decision_status, order_status
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
+from tests.support import builders as build
 from tests.unit.test_desk_execution import buy, ev, fill, of, report
 
 D = Decimal
@@ -83,16 +83,7 @@ def test_an_order_filled_at_the_next_open_stays_executed() -> None:
 
 # ------------------------------------------------------------------ the rules
 def _order(cid: str, status: OrderStatus, qty: str = "10") -> Order:
-    return Order(
-        client_order_id=cid,
-        decision_id="X@1",
-        symbol=SYM,
-        side=Side.BUY,
-        quantity=D(qty),
-        status=status,
-        placed_ms=1,
-        updated_ms=1,
-    )
+    return build.order(cid, "X@1", SYM, quantity=qty, status=status, placed_ms=1)
 
 
 @pytest.mark.parametrize(

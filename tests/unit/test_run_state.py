@@ -30,7 +30,8 @@ from dataflows.run import (
     stop_message,
 )
 from models.config.settings import Settings, build_settings
-from models.core.messages import Fill, Order, OrderStatus, PositionSnapshot, Side
+from models.core.messages import Fill, Order, OrderStatus, PositionSnapshot
+from tests.support import builders as build
 
 BASE: dict[str, Any] = {"symbols": {"GOOG": {}}, "features": {"sma_fast": 20, "sma_slow": 50}}
 
@@ -172,30 +173,14 @@ def test_only_a_real_exchange_run_says_real_orders(paper: bool, sandbox: bool, k
 
 
 def _order(n: int, status: OrderStatus, version: int = 1) -> Order:
-    return Order(
-        client_order_id=f"o{n}",
-        decision_id=f"d{n}",
-        symbol="BTC/USDT",
-        side=Side.BUY,
-        quantity=Decimal("0.1"),
-        status=status,
-        placed_ms=n,
-        updated_ms=n,
-        version=version,
+    return build.order(
+        f"o{n}", f"d{n}", "BTC/USDT", quantity="0.1", status=status, placed_ms=n, version=version
     )
 
 
 def _fill(n: int) -> Fill:
-    return Fill(
-        fill_id=f"f{n}",
-        client_order_id=f"o{n}",
-        decision_id=f"d{n}",
-        symbol="BTC/USDT",
-        side=Side.BUY,
-        quantity=Decimal("0.1"),
-        price=Decimal(100),
-        fee=Decimal("0.01"),
-        ts_ms=n,
+    return build.fill(
+        f"f{n}", f"o{n}", f"d{n}", "BTC/USDT", quantity="0.1", price=100, fee="0.01", ts_ms=n
     )
 
 

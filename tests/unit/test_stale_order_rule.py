@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from models.config.settings import Settings
-from models.core.messages import Order, OrderStatus, Side
+from models.core.messages import Order, Side
 from models.execution.stale_order import StaleRule, stale_reason, stale_rule
+from tests.support import builders as build
 
 D = Decimal
 
@@ -23,15 +24,8 @@ RULE = StaleRule(
 
 
 def order(placed_ms: int, side: Side = Side.BUY, qty: str = "0.1", n: int = 0) -> Order:
-    return Order(
-        client_order_id=f"sf-stale-{n:04d}",
-        decision_id=f"{BTC}@{placed_ms}",
-        symbol=BTC,
-        side=side,
-        quantity=D(qty),
-        status=OrderStatus.PENDING,
-        placed_ms=placed_ms,
-        updated_ms=placed_ms,
+    return build.order(
+        f"sf-stale-{n:04d}", f"{BTC}@{placed_ms}", BTC, side=side, quantity=qty, placed_ms=placed_ms
     )
 
 

@@ -15,26 +15,21 @@ from typing import Any
 import pytest
 
 from models.core.messages import (
-    Bar,
     Branch,
     DecisionRecord,
     DecisionStatus,
-    Direction,
-    FeatureVector,
     GptRequest,
     Order,
     OrderStatus,
-    Signal,
     StrategyRecord,
     StrategyStatus,
 )
 from models.desk.desk import BarEvent, TradingDesk
 from models.strategy.spec import GptDecision
-from tests.support.gpt import answer, decision, make_settings, of
+from tests.support import builders as build
+from tests.support.gpt import MIN, T0, answer, decision, make_settings, of
 
 D = Decimal
-MIN = 60_000
-T0 = 1_700_000_000_000 // MIN * MIN
 
 # Buys while rsi < 30 and sells once rsi > 70: a strategy whose actions are easy to place.
 RSI = GptDecision.model_validate(
@@ -55,36 +50,21 @@ CROSS = GptDecision.model_validate(
 
 
 def ev(i: int, branch: Branch | None = None, **values: float) -> BarEvent:
-    c = D(100)
-    bar = Bar(
-        symbol="ABC",
-        start_ms=T0 + i * MIN,
-        end_ms=T0 + (i + 1) * MIN,
-        open=c,
-        high=c,
-        low=c,
-        close=c,
-        volume=D(10),
-        trades=3,
-        vwap=c,
-    )
-    fv = FeatureVector(symbol="ABC", ts_ms=bar.end_ms, close=100.0, values={"rsi": 50.0, **values})
+    bar = build.bar("ABC", T0 + i * MIN, 100, volume=10, trades=3)
     signals = (
         []
         if branch is None
         else [
-            Signal(
-                symbol="ABC",
-                ts_ms=bar.end_ms,
-                trigger="breakout",
+            build.signal(
+                "ABC",
+                bar.end_ms,
+                "breakout",
                 kind="breakout",
-                direction=Direction.LONG,
-                strength=0.5,
                 strategic=branch is Branch.STRATEGIC,
             )
         ]
     )
-    return BarEvent(bar=bar, features=fv, signals=signals, branch=branch)
+    return build.bar_event(bar, signals, branch, values={"rsi": 50.0, **values})
 
 
 def end(i: int) -> int:

@@ -1,6 +1,7 @@
 """The `stratflow` console script in real processes: what only a process shows (the entry
-point installed, exit codes as the shell sees them, a whole replay, run and demo). Every other
-command-line behaviour is tested in-process (tests/unit/test_cli.py)."""
+point installed, exit codes as the shell sees them, a whole demo). Replay and run across runs
+are tests/e2e/test_run_cli.py; every other command-line behaviour is tested in-process
+(tests/unit/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -50,37 +50,6 @@ def test_help(cwd: Path) -> None:
 
 def test_a_mistake_is_one_line_and_exit_code_2(cwd: Path) -> None:
     assert_user_error(cli("run", "--bogus", cwd=cwd), "--bogus", "stratflow run --help")
-
-
-@pytest.mark.kafka
-def test_replay_then_run(cwd: Path, kafka_bootstrap: str) -> None:
-    """A shipped dataset through a real broker, then the pipeline to the end of the topic."""
-    run_id = uuid.uuid4().hex[:10]
-    topics = (
-        "market",
-        "news",
-        "social",
-        "decisions",
-        "orders",
-        "fills",
-        "alerts",
-        "dead_letters",
-        "control",
-    )
-    env = clean_environ(
-        {
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            **{f"STRATFLOW__KAFKA__TOPICS__{t.upper()}": f"test.cli.{t}.{run_id}" for t in topics},
-        }
-    )
-    proc = cli("replay", "goog", cwd=cwd, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert_no_traceback(proc)
-    assert re.search(rf"published 2,148 messages to test\.cli\.market\.{run_id}", proc.stdout)
-    proc = cli("run", "--no-follow", cwd=cwd, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert_no_traceback(proc)
-    assert (cwd / "var" / "clickhouse").is_dir()
 
 
 @pytest.mark.kafka

@@ -8,6 +8,7 @@ then restarted until the end. Both must end with identical orders, fills and por
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from connectors.kafka.io import topic_end_offsets
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from connectors.sim.scenario import generate_scenario
 from models.config.settings import Settings
+from models.core.messages import Tick
 from tests.support.flowkit import (
     ROOT,
     create_topics,
@@ -86,6 +88,12 @@ GPT_ANSWER = {
 }
 
 
+@functools.cache
+def scenario_ticks() -> tuple[Tick, ...]:
+    """Three hours of four symbols, the same for every case (generated once per session)."""
+    return tuple(generate_scenario(list(SYMBOLS), START, 3 * 3600, 4.0, seed=5))
+
+
 def decisions_written(bootstrap: str, s: Settings) -> int:
     return sum(topic_end_offsets(bootstrap, s.kafka.topics.decisions).values())
 
@@ -136,8 +144,7 @@ def _kill_and_restart(
 ) -> None:
     a = run_settings(tmp_path / "a", None, partitions)
     create_topics(kafka_bootstrap, a)
-    ticks = generate_scenario(list(SYMBOLS), START, 3 * 3600, 4.0, seed=5)
-    replay(kafka_bootstrap, a.kafka.topics.market, ticks)
+    replay(kafka_bootstrap, a.kafka.topics.market, scenario_ticks())
 
     run_flow_subprocess(a, kafka_bootstrap, tmp_path, env=gpt_env)
     asked_a = len(server.chat_requests) if server is not None else 0

@@ -70,6 +70,14 @@ def stop(proc: subprocess.Popen[str], sig: int) -> str:
     return err
 
 
+def wait_until_deciding(bootstrap: str, s: Settings, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90  # a hang guard, not a bound
+    while not decision_ids(bootstrap, s):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the live flow decided nothing"
+        time.sleep(0.2)
+
+
 def wait_for(bootstrap: str, s: Settings, want: set[str], proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 90
     while not want <= decision_ids(bootstrap, s):
@@ -99,7 +107,9 @@ def test_follow_stop_restart_matches_the_backtest(kafka_bootstrap: str, tmp_path
 
     proc = start_live(cfg, kafka_bootstrap)
     replay(kafka_bootstrap, live.kafka.topics.market, ticks[:half])
-    time.sleep(3)
+    # Stopped while it follows: once it has decided something (a fixed delay may end on a
+    # loaded machine before the flow has even started, and the signal then stops its imports).
+    wait_until_deciding(kafka_bootstrap, live, proc)
     stop(proc, signal.SIGINT)
     replay(kafka_bootstrap, live.kafka.topics.market, ticks[half:])
     proc = start_live(cfg, kafka_bootstrap)

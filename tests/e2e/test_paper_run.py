@@ -9,15 +9,56 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from connectors.kafka.io import topic_end_offsets
+from models.config.settings import load_settings
 from tests.e2e.test_cli_smoke import STRATFLOW
 from tests.support.flowkit import make_settings, paper_config, query
 
 pytestmark = pytest.mark.kafka
+
+
+class Lines:
+    """A pipe of a running process read in a thread, so the test can watch what it says."""
+
+    def __init__(self, pipe: IO[str] | None) -> None:
+        assert pipe is not None
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def close(self) -> str:
+        """Everything, once the process has ended."""
+        self._thread.join(30)
+        return self.text()
+
+
+def _has_traded(out: str, err: str, fills_topic: str) -> bool:
+    """A fill on the run's fills topic and more than 10 bars in its last status line."""
+    broker = re.search(r"local Kafka broker \(Tansu\) at (\S+);", out)
+    status = re.findall(r"stratflow: [\d,]+ messages, ([\d,]+) bars", err)
+    if broker is None or not status or int(status[-1].replace(",", "")) <= 10:
+        return False
+    try:
+        return sum(topic_end_offsets(broker.group(1), fills_topic, timeout_s=5.0).values()) > 0
+    except Exception:  # the topic is not there yet
+        return False
 
 
 @pytest.mark.slow
@@ -39,9 +80,18 @@ def test_paper_run_trades_on_the_emulator(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(30)
+    stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
+    fills_topic = load_settings(cfg, {}).kafka.topics.fills
+    # Stopped once it has traded (a fill on its topic) and built more than 10 bars (its status
+    # line), not after a fixed time a loaded machine may spend starting up.
+    deadline = time.monotonic() + 240  # a hang guard, not a bound
+    while not _has_traded(stdout.text(), stderr.text(), fills_topic):
+        assert proc.poll() is None, (stdout.text() + stderr.text())[-2000:]
+        assert time.monotonic() < deadline, (stdout.text() + stderr.text())[-2000:]
+        time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    out, err = stdout.close(), stderr.close()
     assert proc.returncode == 130, err[-2000:]
     assert "paper trading on the exchange emulator" in out + err
     assert "paper orders on the local emulator, no account or money" in out + err

@@ -1,4 +1,5 @@
-"""`stratflow run` across runs, through the console script in subprocesses.
+"""`stratflow replay` then `stratflow run` across runs, through the console script in
+subprocesses.
 
 Changed settings must not resume the old recovery state (SMA 20/50 -> 5/10 used to print the
 identical result until `rm -rf var`): the run refuses with one line naming the change, `--fresh`
@@ -50,11 +51,16 @@ def test_changed_settings_refuse_then_fresh_then_resume(
         }
     )
     fast = {**slow, "STRATFLOW__FEATURES__SMA_FAST": "5", "STRATFLOW__FEATURES__SMA_SLOW": "10"}
-    assert cli("replay", "goog", cwd=tmp_path, env=slow, timeout=120).returncode == 0
+    # A shipped dataset through a real broker, then the pipeline to the end of the topic.
+    replayed = cli("replay", "goog", cwd=tmp_path, env=slow, timeout=120)
+    assert replayed.returncode == 0, replayed.stderr
+    assert_no_traceback(replayed)
+    assert re.search(rf"published 2,148 messages to test\.rc\.market\.{tag}", replayed.stdout)
 
     first = cli("run", "--no-follow", cwd=tmp_path, env=slow, timeout=240)
     assert first.returncode == 0, first.stderr
     assert_no_traceback(first)
+    assert (tmp_path / "var" / "clickhouse").is_dir()
     m = RUN_LINE.search(first.stdout)
     assert m and m.group(2) == "", first.stdout
     first_id = m.group(1)

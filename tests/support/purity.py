@@ -32,7 +32,7 @@ GUARDED_EVENTS = {
     "os.exec": "replaced the process",
 }
 HINT = "tests/unit is the pure lane: move the test to tests/integration or tests/e2e"
-BROKER_MODULES = ("chdb",)
+STORE_MODULES = ("chdb",)
 """Importing these for the first time during a unit test means it is about to open a store."""
 
 
@@ -51,7 +51,7 @@ class _Guard:
         if not self.active:
             return
         what = GUARDED_EVENTS.get(event)
-        if what is None and event == "import" and args and args[0] in BROKER_MODULES:
+        if what is None and event == "import" and args and args[0] in STORE_MODULES:
             what = f"imported {args[0]} (the in-process ClickHouse engine)"
         if what is None:
             return

@@ -243,3 +243,33 @@ def test_schemas_write_then_check(cwd: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (cwd / "out" / "config.json").is_file()
     proc = schemas("--check")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_in_process_run_leaves_nothing_behind(cwd: Path) -> None:
+    """What a command changes in its process (main() quiets clickhouse_connect's logger, the
+    environment it was given, the working directory, the consoles) is undone for the next test."""
+    import logging
+    import os
+    import signal
+
+    api.cli._user_errors()  # what a module sets up when imported stays: import them first
+    quieted = logging.getLogger("clickhouse_connect")
+    before = (
+        dict(os.environ),
+        os.getcwd(),
+        list(quieted.handlers),
+        quieted.propagate,
+        signal.getsignal(signal.SIGTERM),
+        (api.cli.console, api.cli.err_console),
+    )
+    proc = cli("config", "check", cwd=cwd, env={"STRATFLOW__RISK__MAX_ORDER_NOTIONAL": "-1"})
+    assert_user_error(proc, "risk.max_order_notional")
+    after = (
+        dict(os.environ),
+        os.getcwd(),
+        list(quieted.handlers),
+        quieted.propagate,
+        signal.getsignal(signal.SIGTERM),
+        (api.cli.console, api.cli.err_console),
+    )
+    assert after == before

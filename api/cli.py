@@ -655,7 +655,9 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         # Not standalone, so typer's usage errors come here and are printed as one line too.
-        rv = command.main(args=argv, standalone_mode=False)
+        # The program is `stratflow` however it was started (the console script, or main()
+        # called in-process by the tests), so usage lines and hints name it the same way.
+        rv = command.main(args=argv, prog_name="stratflow", standalone_mode=False)
     except typer.TyperException as err:  # bad option, missing argument, bad value, ...
         if type(err).__name__ == "NoArgsIsHelpError":
             sys.exit(err.exit_code)  # the help is already on the screen

@@ -41,7 +41,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import pandas as pd
 from pydantic import ValidationError
 
 from connectors.files.market_source import (
@@ -360,6 +359,8 @@ def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
             # Clamped, not dropped: the row is then refused as out of range, with its text.
             out.append(None if math.isnan(x) else round(max(-_MAX_ABS_US, min(_MAX_ABS_US, x))))
         return out
+    import pandas as pd  # here, not at import: see connectors.files.market_source
+
     parsed = pd.to_datetime(pd.Series(text), utc=True, errors="coerce", format="ISO8601")
     ints = parsed.dt.as_unit("us").astype("int64").tolist()
     return [None if bad else v for v, bad in zip(ints, parsed.isna().tolist(), strict=True)]

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TextIO
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    # pandas and numpy (~0.5 s to import) are loaded where a file is read, not by everything
+    # that imports this module's errors (every `stratflow` command imports ReplayError).
+    import pandas as pd
 
 __all__ = ["MarketFileError", "ReplayError", "RowProblem", "TimeProfile", "open_source"]
 
@@ -324,6 +326,7 @@ class _ParquetSource(Source):
     BATCH = CHUNK_ROWS
 
     def __init__(self, path: Path) -> None:
+        import pandas as pd
         import pyarrow.parquet as pq
 
         self.path = path
@@ -369,6 +372,8 @@ class _ParquetSource(Source):
             ) from None
 
     def chunks(self) -> Iterator[Chunk]:
+        import pandas as pd
+
         start = 1
         for frame in self._frames():
             if not len(frame):
@@ -391,6 +396,8 @@ class _ParquetSource(Source):
 
 
 def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     return frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
 
 
@@ -399,6 +406,8 @@ def _missing(value: object) -> bool:
 
 
 def _texts(series: pd.Series) -> list[str]:
+    import numpy as np
+
     if series.dtype in (np.float32, np.float16):
         # str() of the numpy scalar: the shortest text that round-trips in its own width
         # ("101.1"); tolist() would widen it to a double first ("101.0999984741211").

@@ -31,18 +31,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessage, ChatCompletionMessageParam
-from openai.types.chat.chat_completion import Choice
-from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
 from models.core.messages import ChatTurn, GptOutcome
 from models.gpt.circuit_breaker import BreakerState, CircuitBreaker
 from models.strategy.spec import duplicate_key
+
+if TYPE_CHECKING:
+    # The SDK is imported where it is used: a process that never calls an endpoint (a backtest
+    # without a key, every `stratflow` command but gpt-check) does not pay ~0.7 s to load it.
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -251,6 +254,8 @@ class GptClient:
         self._lock = threading.Lock()
         self._sdk: openai.OpenAI | None = None
         if self._key is not None or base_url:
+            import openai
+
             # Everything is passed explicitly so the SDK does not pick up OPENAI_API_KEY or
             # OPENAI_BASE_URL behind our back: `from_env` is the one place that reads them.
             self._sdk = openai.OpenAI(
@@ -471,6 +476,10 @@ class GptClient:
         response_format: ResponseFormatJSONSchema | None,
     ) -> _Outcome:
         """One call, classified into an answer or a `GptOutcome`."""
+        import openai
+        from openai.types.chat import ChatCompletionMessage
+        from openai.types.chat.chat_completion import Choice
+
         try:
             body, request_id, parse = self._send(sdk, messages, response_model, response_format)
         except openai.APITimeoutError:
@@ -553,6 +562,8 @@ class GptClient:
         return _Outcome(parsed=answer, usage=usage, raw_text=content, request_id=request_id)
 
     def _status_outcome(self, exc: openai.APIStatusError) -> _Outcome:
+        import openai
+
         status = exc.status_code
         if isinstance(exc, openai.RateLimitError):
             kind = GptOutcome.RATE_LIMITED

@@ -90,6 +90,9 @@ class KeyedProducer(Producer):
         super().__init__(conf, **kwargs)
         self._partitions: dict[str, int] = {}
         self._homes: dict[tuple[str, bytes], int] = {}  # symbols are few: murmur2 once each
+        # A broker that did not answer for a topic's metadata is not asked again for as long as
+        # that ask waited: a page of records for a dead broker costs one wait, not one per record.
+        self._unanswered: dict[str, float] = {}
 
     def partition_for(self, topic: str, key: bytes, timeout_s: float = 10.0) -> int | None:
         """The home partition of `key` in `topic`; None when the topic's metadata is not
@@ -99,9 +102,12 @@ class KeyedProducer(Producer):
             return home
         count = self._partitions.get(topic)
         if count is None:
+            if self._unanswered.get(topic, 0.0) > time.monotonic():
+                return None
             try:
                 md = self.list_topics(topic, timeout=timeout_s).topics.get(topic)
             except KafkaException:
+                self._unanswered[topic] = time.monotonic() + timeout_s
                 return None
             if md is None or md.error is not None or not md.partitions:
                 return None

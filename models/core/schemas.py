@@ -3,7 +3,7 @@
 Pure: the schemas are generated from the pydantic models in `models.core.messages` and
 `models.config.settings`, never written by hand, so `specs/schemas/*.json` can be checked against
 the code
-(`tests/test_specs.py`) and regenerated with `stratflow schemas`.
+(`tests/unit/test_specs.py`) and regenerated with `stratflow schemas`.
 
 Pydantic's own generator leaves out what it cannot see in the core schema; a schema that accepts
 what the pipeline rejects (or the reverse) is worse than none, so `StratflowJsonSchema` closes

@@ -163,5 +163,6 @@ RESULT_TABLES = (
 
 
 def result_tables(query: Any, settings: Any) -> dict[str, list[dict[str, Any]]]:
-    """Every result table of a run, read with `query(settings, sql)` (tests.flowkit.query)."""
+    """Every result table of a run, read with `query(settings, sql)`
+    (tests.support.flowkit.query)."""
     return {t: query(settings, f"SELECT * FROM {t} FINAL") for t in RESULT_TABLES}

@@ -1,0 +1,30 @@
+"""The pure lane (`make test-fast`): decision logic, parsing, config, in-process CLI errors.
+
+Pure by construction: every test here runs under `tests.support.purity`, which fails it if it
+opens a network connection, binds a socket, starts a process or opens the chdb engine; and the
+fixtures that stand up a broker or a server are refused by name, so a test that needs one says
+so by living in tests/integration or tests/e2e instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.purity import HINT, _pure_unit_test  # noqa: F401 - autouse for this lane
+
+
+def _refuse(name: str) -> Callable[[], None]:
+    @pytest.fixture(name=name)
+    def refuse() -> None:
+        pytest.fail(f"the {name} fixture is not available here; {HINT}", pytrace=False)
+
+    return refuse
+
+
+kafka_bootstrap = _refuse("kafka_bootstrap")
+fresh_topics = _refuse("fresh_topics")
+openai_server = _refuse("openai_server")
+exchange_emulator = _refuse("exchange_emulator")
+webhook = _refuse("webhook")

@@ -55,7 +55,7 @@ def test_a_lot_size_off_the_exchanges_amount_step_is_one_clear_error() -> None:
     from connectors.exchange.ccxt_executor import CcxtExecutor
     from connectors.exchange.gateway import ExecutionGateway
     from connectors.sim.exchange_emulator import ExchangeEmulator
-    from dataflows.pipeline import DeskLogic
+    from dataflows.adapters import DeskLogic
     from models.config.settings import Settings
 
     def settings(btc_lot: str) -> Settings:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
     Branch,
@@ -23,7 +24,6 @@ from models.core.messages import (
     Side,
     Signal,
 )
-from models.desk.desk import BarEvent
 
 MIN = 60_000
 T = TypeVar("T")

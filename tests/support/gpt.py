@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from models.config.settings import Settings
+from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
     Branch,
     DecisionRecord,
@@ -21,7 +22,6 @@ from models.core.messages import (
     GptOutcome,
     GptRequest,
 )
-from models.desk.desk import BarEvent, TextEvent
 from models.gpt.cost import ModelPrice, PriceTable
 from models.gpt.decider import GptAnswer
 from models.strategy.spec import GptDecision
@@ -143,7 +143,7 @@ class Desk:
         from connectors.gpt.cache import CacheMode
         from connectors.gpt.client import GptClient
         from connectors.gpt.gateway import GptGateway
-        from dataflows.pipeline import DeskLogic
+        from dataflows.adapters import DeskLogic
 
         client = GptClient(
             server.base_url, server.api_key, MODEL, timeout_s=timeout_s, max_retries=0
@@ -167,7 +167,7 @@ class Desk:
         while time.monotonic() < deadline:
             out, _ = self.logic.on_notify()
             got.extend(out)
-            if not self.gateway.in_flight and not self.logic.desk.pending:
+            if not self.gateway.in_flight and not self.logic.desk.gpt.pending:
                 break
             time.sleep(0.02)
         out, _ = self.logic.on_notify()

@@ -30,6 +30,7 @@ from api.schemas_cmd import check_schemas, default_schema_dir, write_schemas
 from connectors.exchange.ccxt_executor import CcxtExecutor
 from connectors.exchange.gateway import ExecutionGateway
 from models.config.settings import Settings, SymbolSpec, TopicsConfig
+from models.core.events import BarEvent
 from models.core.messages import (
     AdjustRound,
     Alert,
@@ -57,7 +58,7 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.core.schemas import SCHEMA_MODES, TOPIC_SCHEMAS, generate_schemas, render_schema
-from models.desk.desk import BarEvent, TradingDesk
+from models.desk.desk import TradingDesk
 from models.execution.reports import ExecStatus, ExecutionReport
 from models.market.ingest import PartitionIngest, RawBatch, Record
 from models.market.parsing import parse_market

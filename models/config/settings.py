@@ -22,11 +22,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from models.config.notify import NotifyConfig
 from models.core.messages import SYMBOL_PATTERN
+from models.strategy.spec import StrategySpec
 
 ENV_PREFIX = "STRATFLOW__"
 
@@ -348,6 +350,42 @@ class Settings(_Section):
     gpt: GptConfig = GptConfig()
     notify: NotifyConfig = NotifyConfig()
     recovery: RecoveryConfig = RecoveryConfig()
+    strategies: list[StrategySpec] = Field(
+        default_factory=list,
+        description="Strategies of your own (`stratflow backtest --strategy FILE`), run by the"
+        " local engine on their universes: models/strategy/user_file.py",
+    )
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _file_defaults(cls, value: Any) -> Any:
+        from models.strategy.user_file import with_defaults  # it imports this module
+
+        return [with_defaults(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _strategies_compile(self) -> Settings:
+        """The same compiler as GPT's answers: a strategy that loads is one that can run."""
+        from models.strategy.compiler import Rejection
+        from models.strategy.user_file import compile_standing
+
+        result = compile_standing(self.strategies, self.symbols, self.execution)
+        if isinstance(result, Rejection):
+            raise ValueError("; ".join(result.reasons))
+        return self
+
+    def standing_symbols(self) -> frozenset[str]:
+        """The symbols a configured strategy runs (GPT is not asked about them)."""
+        return frozenset(s for spec in self.strategies for s in spec.universe)
+
+    def extra_features(self, symbol: str) -> tuple[str, ...]:
+        """Feature names the configured strategies of `symbol` read beyond the defaults."""
+        from models.signals.names import FEATURE_NAMES
+
+        names = {
+            n for spec in self.strategies if symbol in spec.universe for n in spec.operand_names()
+        }
+        return tuple(sorted(names - {"close", *FEATURE_NAMES}))
 
     @model_validator(mode="after")
     def _unique_trigger_names(self) -> Settings:
@@ -456,7 +494,9 @@ def _format_errors(
     for e in err.errors():
         parts = tuple(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         msg = e["msg"].removeprefix("Value error, ")
-        line = f"{'.'.join(parts) or '(top level)'}: {msg}"
+        where = ".".join(parts)
+        bare = where or msg.startswith("strategies[")  # those name their field themselves
+        line = f"{where}: {msg}" if bare else f"(top level): {msg}"
         found = _override_for(parts, overrides or []) if parts else None
         if found is not None:
             line = f"{describe_override(found[0], found[1], environ or {})}: {line}"

@@ -76,8 +76,19 @@ from models.review.loop import (
     Reviewer,
     run_review_loop,
 )
+from models.strategy.compiler import CompiledStrategy, Rejection
 from models.strategy.engine import DecisionContext, LocalStrategyEngine, StrategyController
 from models.strategy.takeover import FeatureHistory
+from models.strategy.user_file import compile_standing
+
+
+def standing_strategies(settings: Settings) -> tuple[CompiledStrategy, ...]:
+    """The configuration's strategies, compiled (the settings were checked when loaded)."""
+    result = compile_standing(settings.strategies, settings.symbols, settings.execution)
+    if isinstance(result, Rejection):
+        raise ValueError("; ".join(result.reasons))
+    return tuple(result)
+
 
 DeskRow = DecisionRecord | Order | Fill | PositionSnapshot | Alert | GptCall | StrategyRecord
 """What the desk logs: every item it emits that is not a command is one of these."""
@@ -108,6 +119,7 @@ PERSISTED: tuple[tuple[str, str, str], ...] = (
     ("fallen_back", "fills", "fallen_back"),
     ("given_up", "fills", "given_up"),
     ("held_fills", "fills", "held"),
+    ("standing_started", "strategies", "standing_started"),
 )
 PERSISTED_NAMES = tuple(name for name, _, _ in PERSISTED)
 
@@ -149,6 +161,7 @@ class TradingDesk:
             gpt=GptSession.create(settings, ask=gpt and settings.strategy.controller == "gpt"),
             venue=venue,
             decisions=DecisionBook(venue=venue),
+            strategies=StrategyBook(standing=standing_strategies(settings)),
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -188,7 +201,11 @@ class TradingDesk:
             waited = self.gpt.timed_out(sym, bar.end_ms)
             if waited is not None:
                 out.extend(gpt_decisions.timed_out(self, waited))
-            if event.branch is Branch.STRATEGIC and self.gpt.asks_about(sym):
+            if (
+                event.branch is Branch.STRATEGIC
+                and self.gpt.asks_about(sym)
+                and not self.strategies.is_standing(sym)
+            ):
                 cooling = owned and self.gpt.cooling_down(sym, bar.end_ms)
                 asking = sym in self.gpt.pending or not cooling  # a GPT decision takes SYM@END
                 if actions is not None:  # the running strategy acts all the same

@@ -18,7 +18,8 @@ from models.core.events import BarEvent
 from models.core.messages import Fill, StrategyRecord, StrategyStatus, TradeIntent
 from models.portfolio.book import Portfolio
 from models.strategy.active import ActiveStrategy
-from models.strategy.compiler import CompiledDecision, to_intent
+from models.strategy.compiler import CompiledDecision, CompiledStrategy, to_intent
+from models.strategy.user_file import STANDING_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,37 @@ class StrategyActions:
 class StrategyBook:
     strategies: dict[str, ActiveStrategy] = field(default_factory=dict)  # by symbol
     owners: dict[str, ActiveStrategy] = field(default_factory=dict)  # decision id -> strategy
+    # The configuration's own strategies (strategy files), compiled; not snapshotted: they come
+    # from the settings. Each starts on the first bar of its universe and never expires.
+    standing: tuple[CompiledStrategy, ...] = ()
+    standing_started: set[str] = field(default_factory=set)  # their activation ids
+
+    def is_standing(self, symbol: str) -> bool:
+        """Whether a configured strategy runs (or will run) the symbol."""
+        return any(symbol in s.universe for s in self.standing)
+
+    def _start_standing(self, symbol: str, ts_ms: int, equity: Decimal) -> list[StrategyRecord]:
+        """Activate the configured strategy of `symbol` on its universe's first bar (once: a
+        strategy a fallback retired stays retired)."""
+        for compiled in self.standing:
+            activation_id = f"{STANDING_PREFIX}{compiled.spec.name}"
+            if symbol not in compiled.universe or activation_id in self.standing_started:
+                continue
+            self.standing_started.add(activation_id)
+            spec = compiled.spec
+            new = ActiveStrategy(
+                activation_id=activation_id,
+                strategy=compiled,
+                symbol=min(compiled.universe),
+                started_ms=ts_ms,
+                start_equity=equity,
+                confidence=spec.confidence,
+                rationale=spec.rationale,
+            )
+            for s in compiled.universe:
+                self.strategies[s] = new
+            return [new.record(StrategyStatus.ACTIVE)]
+        return []
 
     def get(self, symbol: str) -> ActiveStrategy | None:
         return self.strategies.get(symbol)
@@ -53,16 +85,20 @@ class StrategyBook:
         ended: list[StrategyRecord],
     ) -> tuple[bool, StrategyActions | None]:
         """Run the symbol's strategy on this bar (always, so `crosses_*` see every bar) and
-        age it; an expired one ends (its record appended to `ended`). Returns whether a
+        age it; an expired one ends, a configured one starts (their records appended to
+        `ended`). Returns whether a
         strategy owns the symbol, and its actions (None when it has none)."""
         bar = event.bar
         sym = bar.symbol
         active = self.strategies.get(sym)
+        if active is None and self.standing:
+            ended.extend(self._start_standing(sym, bar.end_ms, portfolio.equity()))
+            active = self.strategies.get(sym)
         if active is None:
             return False, None
         if sym == active.symbol:
             active.on_bar(portfolio)
-            if active.expired:
+            if active.expired and not active.activation_id.startswith(STANDING_PREFIX):
                 ended.append(self.end(active, StrategyStatus.EXPIRED, bar.end_ms))
                 return False, None
         # Orders on their way count as held: a slow exchange must not make it buy twice.

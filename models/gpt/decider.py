@@ -144,7 +144,8 @@ class GptDecider:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.symbols: tuple[str, ...] = tuple(sorted(settings.symbols))
-        self.allowed: frozenset[str] = frozenset(self.symbols)
+        # A symbol a configured strategy runs is not GPT's to trade.
+        self.allowed: frozenset[str] = frozenset(self.symbols) - settings.standing_symbols()
         self.limits = StrategyLimits.from_config(settings.strategy, settings.execution)
         self.anonymize = settings.gpt.anonymize
         # Non-keyed aliases are numbered in `known_symbols` order: ASSET-1 is always the first

@@ -147,7 +147,7 @@ class PartitionIngest:
                     allowed_lateness_ms=parse_duration_ms(cfg.bars.allowed_lateness),
                     dedupe_window=cfg.bars.dedupe_window,
                 ),
-                features=FeatureState(cfg.features),
+                features=FeatureState(cfg.features, cfg.extra_features(symbol)),
                 triggers=TriggerState(cfg.triggers),
             )
             self.symbols[symbol] = st

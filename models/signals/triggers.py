@@ -34,7 +34,7 @@ from models.config.settings import (
 )
 from models.core.messages import Direction, FeatureVector, Signal
 from models.signals import crossing
-from models.signals.features import FEATURE_NAMES
+from models.signals.names import FEATURE_NAMES
 
 PRICE_INPUT: Final = "close"
 TRIGGER_INPUTS: Final[tuple[str, ...]] = (*FEATURE_NAMES, PRICE_INPUT)

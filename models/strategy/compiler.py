@@ -34,6 +34,7 @@ from models.config.settings import ExecutionConfig, StrategyConfig
 from models.core.messages import FeatureVector, Side, TradeIntent
 from models.core.money import round_to_lot
 from models.signals import crossing
+from models.signals.indicators import parse_feature
 from models.strategy.spec import (
     OPERAND_NAMES,
     Comparison,
@@ -80,7 +81,9 @@ class StrategyLimits:
     # closes a "winning" trade at a net loss.
     round_trip_cost: Decimal = _ZERO
     max_comparisons: int = 32  # per condition tree; the schema allows up to 8**3
-    features: frozenset[str] = frozenset(OPERAND_NAMES)
+    # The names a condition may read; None: the defaults and any registered `kind_period`
+    # (`models.signals.indicators`), for strategies whose features the flow computes for them.
+    features: frozenset[str] | None = frozenset(OPERAND_NAMES)
 
     @classmethod
     def from_config(cls, strategy: StrategyConfig, execution: ExecutionConfig) -> StrategyLimits:
@@ -395,10 +398,12 @@ class _Builder:
 
     def term(self, value: str | float, path: str) -> Term:
         if isinstance(value, str):
-            if value not in self.limits.features:
-                self.reasons.append(
-                    f"{path}: unknown feature {value!r}; known: {_listing(self.limits.features)}"
-                )
+            known = self.limits.features
+            if known is None:
+                if value not in OPERAND_NAMES and isinstance(why := parse_feature(value), str):
+                    self.reasons.append(f"{path}: {why}")
+            elif value not in known:
+                self.reasons.append(f"{path}: unknown feature {value!r}; known: {_listing(known)}")
             return FeatureRef(value)
         return Const(float(value))
 

@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from models.core.messages import SYMBOL_PATTERN
-from models.signals.features import FEATURE_NAMES
+from models.signals.names import FEATURE_NAMES
 
 # Names an operand may use: the bar's close plus the computed features.
 OPERAND_NAMES: Final[tuple[str, ...]] = ("close", *FEATURE_NAMES)
@@ -205,6 +205,18 @@ class StrategySpec(_Spec):
     horizon_bars: int = Field(ge=1, le=MAX_HORIZON_BARS, description="Intended life in bars")
     rationale: str = Field(max_length=MAX_SPEC_RATIONALE)
     confidence: float = Field(ge=0, le=1, allow_inf_nan=False)
+
+    def operand_names(self) -> frozenset[str]:
+        """Every feature name the entry and exit conditions read (`close` included)."""
+        names: set[str] = set()
+        stack: list[ConditionNode] = [self.entry, self.exit]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Comparison):
+                names.update(v for v in (node.left, node.right) if isinstance(v, str))
+            else:
+                stack.extend(node.conditions)
+        return frozenset(names)
 
     def fingerprint(self) -> str:
         """Content hash (sha256 of the canonical JSON): the identity of a stored strategy, so

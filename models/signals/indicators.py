@@ -1,0 +1,364 @@
+"""Registered feature classes: every value a trigger or a strategy can read, one class per kind.
+
+A feature is named `<kind>_<period>` (`sma_50`, `rsi_7`, `channel_high_55`) or, for the kinds
+without a parameter, by its kind alone (`peak_close`, `drawdown`). The configured default set
+(`sma_fast`, `rsi`, ... in `models.signals.names`) is the same classes under fixed names with
+periods from the configuration. A strategy may therefore ask for an SMA of any period, and a new
+kind is one class with `@register`, not a change to a hard-wired state object.
+
+Each instance is one symbol's incremental state: `update` once per closed bar, in bar order,
+returning the value at that bar's close or None while it warms up (never NaN or inf). Instances
+are small, bounded in memory on an endless stream and picklable (Bytewax recovery snapshots them).
+Standard indicators come from talipp so the maths matches a well-known library; talipp keeps
+every input in growing lists, so each is trimmed with its own `purge_oldest` once it holds a
+little more than its period needs. Window sums are recomputed per bar over `deque(maxlen=N)`
+rather than kept as running totals: for windows of tens of bars that costs well under a
+microsecond and avoids the cancellation drift running totals accumulate over an endless stream.
+
+Conventions (so a reader can reproduce any value with pandas):
+- sma / ema / rsi: talipp SMA, EMA (seeded with the SMA of the first N closes), RSI (Wilder
+  smoothing, seeded with the mean gain/loss of the first N changes); an RSI over a window where
+  nothing moved is None (talipp says 100), as an idle market is not overbought.
+- volatility: population stdev (ddof=0, talipp StdDev) of the last N log returns of the close;
+  it keeps its last value over a bar whose return is undefined (a non-positive close).
+- vwap: sum(bar.vwap * volume) / sum(volume) over the last N bars including this one; with no
+  volume there is no traded price to weight, so it is the close.
+- volume_z: (volume - mean) / population stdev of the previous N bars' volumes (this bar excluded,
+  so a spike does not dilute its own yardstick); None when those volumes are constant.
+- channel_high / channel_low: max high / min low of the previous N bars (this bar excluded, so a
+  close can break out of the channel at all).
+- atr: talipp ATR (Wilder's average true range over N bars).
+- return: close / close N bars ago - 1 (None when either is not positive).
+- peak_close: running max close since the first bar; drawdown = 1 - close / peak_close.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
+
+from talipp.indicators import ATR, EMA, RSI, SMA, StdDev
+from talipp.ohlcv import OHLCV
+
+from models.core.messages import Bar
+
+MIN_PERIOD: Final = 1
+MAX_PERIOD: Final = 5000
+"""Longest window a strategy may ask for: bounded memory per symbol, and a warm-up a backtest
+can still fill."""
+
+# How many extra values a talipp indicator may accumulate before it is trimmed. Trimming copies
+# the kept tail, so doing it in batches keeps the amortised cost per bar negligible.
+_PURGE_SLACK: Final = 64
+
+# A window stdev this small relative to its mean is rounding noise of a constant series; dividing
+# by it would turn "no change" into an astronomically large z-score.
+_REL_EPS: Final = 1e-12
+
+_NAME: Final = re.compile(r"^([a-z][a-z_]*?)(?:_(\d{1,6}))?$")
+
+
+class Indicator(Protocol):
+    """One feature of one symbol: its value at each closed bar."""
+
+    def update(self, bar: Bar) -> float | None: ...
+
+    def buffer_len(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureKind:
+    """A registered kind: how to build one instance and what its parameter means."""
+
+    kind: str
+    build: Callable[[int], Indicator]
+    description: str
+    min_period: int | None  # None: the kind takes no parameter
+    default_period: int | None = None
+
+
+REGISTRY: dict[str, FeatureKind] = {}
+
+
+def register(
+    kind: str, description: str, min_period: int | None = 2
+) -> Callable[[type[Any]], type[Any]]:
+    """Class decorator: make `kind` (and `kind_N` when it takes a period) a feature name."""
+
+    def add(cls: type[Any]) -> type[Any]:
+        if kind in REGISTRY:
+            raise ValueError(f"feature kind {kind!r} is registered twice")
+        REGISTRY[kind] = FeatureKind(kind, cls, description, min_period)
+        return cls
+
+    return add
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureKey:
+    """What is computed: the kind and its period (0 for kinds without one). Two names with one
+    key (`sma_fast` configured as 10, and `sma_10`) share one instance."""
+
+    kind: str
+    period: int
+
+
+def parse_feature(name: str) -> FeatureKey | str:
+    """The key of a parameterised feature name, or one line saying why it is not one."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return f"{name!r} is not a feature name (kind_period, e.g. sma_50)"
+    kind, digits = match.group(1), match.group(2)
+    spec = REGISTRY.get(kind)
+    if spec is None:
+        return f"unknown feature kind {kind!r}; kinds: {', '.join(sorted(REGISTRY))}"
+    if spec.min_period is None:
+        if digits is not None:
+            return f"{kind!r} takes no period (write {kind})"
+        return FeatureKey(kind, 0)
+    if digits is None:
+        return f"{kind!r} needs a period, e.g. {kind}_20"
+    period = int(digits)
+    if not spec.min_period <= period <= MAX_PERIOD:
+        return f"{name!r}: period {period} is outside {spec.min_period}..{MAX_PERIOD}"
+    return FeatureKey(kind, period)
+
+
+def build(key: FeatureKey) -> Indicator:
+    return REGISTRY[key.kind].build(key.period)
+
+
+def _keep_for(period: int) -> int:
+    """Inputs a talipp indicator must retain after a purge to continue exactly as if never purged.
+
+    talipp decides "first value, seed it" vs "recurse from the previous output" by comparing the
+    input list length with the period (exact-length checks at `period` (EMA) and `period + 1`
+    (RSI)), so after the next add the list must be longer than `period + 1`: keeping
+    `period + 1` is the minimum (tests show `period` re-seeds RSI); one more is a margin.
+    """
+    return period + 2
+
+
+def _add(indicator: Any, value: Any, keep: int) -> float | None:
+    """Feed talipp and trim its history, so its lists stay bounded on an endless stream."""
+    indicator.add(value)
+    inputs = indicator.input_values
+    if len(inputs) > keep + _PURGE_SLACK:
+        indicator.purge_oldest(len(inputs) - keep)
+    out = indicator.output_values[-1]
+    return None if out is None else float(out)
+
+
+class _Talipp:
+    """A talipp indicator over the close."""
+
+    __slots__ = ("_ind", "_keep")
+
+    def __init__(self, indicator: Any, period: int) -> None:
+        self._ind = indicator
+        self._keep = _keep_for(period)
+
+    def update(self, bar: Bar) -> float | None:
+        return _add(self._ind, float(bar.close), self._keep)
+
+    def buffer_len(self) -> int:
+        return max(len(self._ind.input_values), len(self._ind.output_values))
+
+
+@register("sma", "simple moving average of the close over N bars")
+class SmaFeature(_Talipp):
+    __slots__ = ()
+
+    def __init__(self, period: int) -> None:
+        super().__init__(SMA(period), period)
+
+
+@register("ema", "exponential moving average of the close over N bars")
+class EmaFeature(_Talipp):
+    __slots__ = ()
+
+    def __init__(self, period: int) -> None:
+        super().__init__(EMA(period), period)
+
+
+@register("rsi", "Wilder's relative strength index over N closes (0..100)")
+class RsiFeature(_Talipp):
+    __slots__ = ()
+
+    def __init__(self, period: int) -> None:
+        super().__init__(RSI(period), period)
+
+    def update(self, bar: Bar) -> float | None:
+        rsi = _add(self._ind, float(bar.close), self._keep)
+        if rsi is not None and self._ind.avg_loss[-1] == 0 and self._ind.avg_gain[-1] == 0:
+            return None  # nothing moved: the ratio is undefined, not "overbought"
+        return rsi
+
+    def buffer_len(self) -> int:
+        return max(super().buffer_len(), len(self._ind.avg_gain), len(self._ind.avg_loss))
+
+
+@register("volatility", "population stdev of the last N log returns of the close")
+class VolatilityFeature:
+    __slots__ = ("_ind", "_keep", "_last", "_prev_close")
+
+    def __init__(self, period: int) -> None:
+        self._ind = StdDev(period)
+        self._keep = _keep_for(period)
+        self._prev_close: float | None = None
+        self._last: float | None = None
+
+    def update(self, bar: Bar) -> float | None:
+        close, prev = float(bar.close), self._prev_close
+        if prev is not None and prev > 0 and close > 0:
+            self._last = _add(self._ind, math.log(close / prev), self._keep)
+        self._prev_close = close
+        return self._last
+
+    def buffer_len(self) -> int:
+        return max(len(self._ind.input_values), len(self._ind.output_values))
+
+
+@register("vwap", "volume-weighted average price of the last N bars", min_period=1)
+class VwapFeature:
+    __slots__ = ("_price_volume", "_volume")
+
+    def __init__(self, period: int) -> None:
+        self._price_volume: deque[float] = deque(maxlen=period)
+        self._volume: deque[float] = deque(maxlen=period)
+
+    def update(self, bar: Bar) -> float | None:
+        volume = float(bar.volume)
+        self._price_volume.append(float(bar.vwap) * volume)
+        self._volume.append(volume)
+        if len(self._volume) < (self._volume.maxlen or 0):
+            return None
+        total = sum(self._volume)
+        return sum(self._price_volume) / total if total > 0 else float(bar.close)
+
+    def buffer_len(self) -> int:
+        return len(self._volume)
+
+
+@register("volume_z", "z-score of the volume against the previous N bars", min_period=3)
+class VolumeZFeature:
+    __slots__ = ("_prev",)
+
+    def __init__(self, period: int) -> None:
+        self._prev: deque[float] = deque(maxlen=period)
+
+    def update(self, bar: Bar) -> float | None:
+        volume = float(bar.volume)
+        prev = self._prev
+        out: float | None = None
+        n = len(prev)
+        if n == prev.maxlen:
+            mean = sum(prev) / n
+            std = math.sqrt(sum((v - mean) * (v - mean) for v in prev) / n)
+            if std > 0 and std > _REL_EPS * abs(mean):
+                out = (volume - mean) / std
+        prev.append(volume)
+        return out
+
+    def buffer_len(self) -> int:
+        return len(self._prev)
+
+
+class _Channel:
+    """The extreme of the previous N bars' highs (or lows)."""
+
+    __slots__ = ("_prev",)
+    _highs: ClassVar[bool] = True
+
+    def __init__(self, period: int) -> None:
+        self._prev: deque[float] = deque(maxlen=period)
+
+    def update(self, bar: Bar) -> float | None:
+        prev = self._prev
+        out: float | None = None
+        if len(prev) == prev.maxlen:
+            out = max(prev) if self._highs else min(prev)
+        prev.append(float(bar.high) if self._highs else float(bar.low))
+        return out
+
+    def buffer_len(self) -> int:
+        return len(self._prev)
+
+
+@register("channel_high", "highest high of the previous N bars (this bar excluded)")
+class ChannelHighFeature(_Channel):
+    __slots__ = ()
+    _highs = True
+
+
+@register("channel_low", "lowest low of the previous N bars (this bar excluded)")
+class ChannelLowFeature(_Channel):
+    __slots__ = ()
+    _highs = False
+
+
+@register("atr", "Wilder's average true range over N bars")
+class AtrFeature:
+    __slots__ = ("_ind", "_keep")
+
+    def __init__(self, period: int) -> None:
+        self._ind = ATR(period)
+        self._keep = _keep_for(period)
+
+    def update(self, bar: Bar) -> float | None:
+        ohlcv = OHLCV(
+            float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume)
+        )
+        return _add(self._ind, ohlcv, self._keep)
+
+    def buffer_len(self) -> int:
+        return max(len(self._ind.input_values), len(self._ind.output_values))
+
+
+@register("return", "close / close N bars ago - 1", min_period=1)
+class ReturnFeature:
+    __slots__ = ("_closes",)
+
+    def __init__(self, period: int) -> None:
+        self._closes: deque[float] = deque(maxlen=period + 1)
+
+    def update(self, bar: Bar) -> float | None:
+        closes = self._closes
+        closes.append(float(bar.close))
+        if len(closes) < (closes.maxlen or 0):
+            return None
+        then, now = closes[0], closes[-1]
+        return now / then - 1.0 if then > 0 and now > 0 else None
+
+    def buffer_len(self) -> int:
+        return len(self._closes)
+
+
+@register("peak_close", "highest close since the first bar", min_period=None)
+class PeakCloseFeature:
+    __slots__ = ("peak",)
+
+    def __init__(self, period: int = 0) -> None:
+        self.peak: float | None = None
+
+    def update(self, bar: Bar) -> float | None:
+        close = float(bar.close)
+        if self.peak is None or close > self.peak:
+            self.peak = close
+        return self.peak
+
+    def buffer_len(self) -> int:
+        return 1
+
+
+@register("drawdown", "1 - close / highest close since the first bar", min_period=None)
+class DrawdownFeature(PeakCloseFeature):
+    __slots__ = ()
+
+    def update(self, bar: Bar) -> float | None:
+        peak = super().update(bar)
+        return 1.0 - float(bar.close) / peak if peak is not None and peak > 0 else None

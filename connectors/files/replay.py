@@ -28,7 +28,7 @@ from connectors.files.market_file import (
 )
 from connectors.kafka.broker import wait_for_broker
 from connectors.kafka.io import DeliveryCounter, make_producer, publish
-from models.core.messages import BarIn, Tick
+from models.core.messages import BarIn, Tick, to_ms
 from models.market.bars import input_end_ms
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "ReplayError",
     "ReplayStats",
     "RowProblem",
+    "TimeSlice",
     "load_market_file",
     "open_market_file",
     "publish_order",
@@ -214,3 +215,24 @@ def replay(
         per_symbol=dict(per_symbol),
         errors=errors,
     )
+
+
+class TimeSlice(MergedStreams):
+    """Merged streams cut to the event-time range [start_ms, end_ms) (a bar by its open, a
+    trade by its time): a backtest's date range. Counted once up front, so the progress bar
+    has its total and an empty range is known before anything is published."""
+
+    def __init__(self, streams: MergedStreams, start_ms: int | None, end_ms: int | None) -> None:
+        super().__init__(streams.streams)
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.count = sum(1 for _ in self.messages())
+
+    def _inside(self, msg: MarketMsg) -> bool:
+        ts = to_ms(msg.ts)
+        return (self.start_ms is None or ts >= self.start_ms) and (
+            self.end_ms is None or ts < self.end_ms
+        )
+
+    def messages(self) -> Iterator[MarketMsg]:
+        return (m for m in super().messages() if self._inside(m))

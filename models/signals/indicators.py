@@ -289,13 +289,13 @@ class _Channel:
         return len(self._prev)
 
 
-@register("channel_high", "highest high of the previous N bars (this bar excluded)")
+@register("channel_high", "highest high of the previous N bars (this bar excluded)", min_period=1)
 class ChannelHighFeature(_Channel):
     __slots__ = ()
     _highs = True
 
 
-@register("channel_low", "lowest low of the previous N bars (this bar excluded)")
+@register("channel_low", "lowest low of the previous N bars (this bar excluded)", min_period=1)
 class ChannelLowFeature(_Channel):
     __slots__ = ()
     _highs = False

@@ -1,0 +1,200 @@
+"""`stratflow backtest`: the command line of `api.backtest` (arguments, checks, output).
+
+Every mistake a user can make before the run starts is one `error:` line naming what is wrong:
+a strategy file (the field and the reason, or the YAML position), a data file or dataset, a
+symbol the config does not have, a date range with no data, a bad amount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from connectors.files.market_file import MergedStreams
+    from models.config.settings import Settings
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (default: ./stratflow.yaml, else the built-in one)"
+    ),
+]
+
+
+def parse_day(text: str, option: str) -> int:
+    """Epoch ms of a UTC date or date-time (`2010-01-31`, `2010-01-31T12:00`)."""
+    from api.cli import UserError
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(
+            f"{option} {text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def with_run_settings(
+    settings: Settings,
+    specs: list[Any],
+    cash: float | None,
+    fee_bps: float | None,
+    slippage_bps: float | None,
+) -> Settings:
+    """The configuration with this run's strategies and money settings, validated as a whole
+    (so a bad amount or strategy is reported like a bad config value)."""
+    from decimal import Decimal
+
+    from api.cli import UserError
+    from models.config.settings import ConfigError, build_settings
+
+    doc = settings.model_dump(mode="json")
+    execution = doc["execution"]
+    for key, value in (
+        ("initial_cash", cash),
+        ("fee_bps", fee_bps),
+        ("slippage_bps", slippage_bps),
+    ):
+        if value is not None:
+            execution[key] = str(Decimal(repr(value)))
+    doc["strategies"] = [s.model_dump(mode="json") for s in specs]
+    try:
+        return build_settings(doc, {})
+    except ConfigError as err:
+        option = {
+            "execution.initial_cash": "--cash",
+            "execution.fee_bps": "--fee-bps",
+            "execution.slippage_bps": "--slippage-bps",
+        }
+        text = str(err)
+        for key, opt in option.items():
+            text = text.replace(key, opt)
+        raise UserError(text) from None
+
+
+def open_data(
+    settings: Settings,
+    sources: list[str],
+    symbol: str | None,
+    interval: str | None,
+    stack: contextlib.ExitStack,
+) -> MergedStreams:
+    """The data files (or shipped datasets) as one stream, checked against the config."""
+    from api.cli import UserError, _replay_source
+    from connectors.files.market_file import MergedStreams, open_market_file
+
+    if symbol is not None and len(sources) > 1:
+        raise UserError("--symbol names the symbol of one file; give several files without it")
+    streams = []
+    for source in sources:
+        path, sym = _replay_source(source, symbol)
+        stream = stack.enter_context(open_market_file(path, symbol=sym, interval=interval))
+        if not stream.count:
+            raise UserError(f"{path}: no valid rows ({stream.problem_count} rejected)")
+        streams.append(stream)
+    merged = MergedStreams(streams)
+    unknown = sorted(set(merged.symbols) - set(settings.symbols))
+    if unknown:
+        raise UserError(
+            f"symbol(s) {', '.join(unknown)} of the data not in the config's symbols"
+            f" ({', '.join(settings.symbols)}); add them to `symbols:` or pass --symbol"
+        )
+    return merged
+
+
+def default_sources(settings: Settings) -> list[str]:
+    """Without data arguments: the shipped datasets named by the strategies' universes."""
+    from api.cli import UserError
+    from connectors.files.datasets import list_datasets
+
+    wanted = sorted({s for spec in settings.strategies for s in spec.universe})
+    shipped = [s for s in wanted if s in list_datasets()]
+    if not wanted:
+        raise UserError("give the data (files or datasets: " + ", ".join(list_datasets()) + ")")
+    if len(shipped) < len(wanted):
+        missing = ", ".join(s for s in wanted if s not in shipped)
+        raise UserError(f"no data given for {missing}: name the files or datasets to replay")
+    return shipped
+
+
+def backtest(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="CSV/Parquet files or shipped datasets (GOOG, EURUSD, BTCUSD); default: the"
+            " datasets the strategies trade",
+            show_default=False,
+        ),
+    ] = None,
+    strategy: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Strategy file (YAML/JSON, GPT's strategy language); repeatable",
+        ),
+    ] = None,
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol of a file without a symbol column")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Bar length of a bar file (default: inferred)")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First day (UTC), e.g. 2010-01-01")] = None,
+    end: Annotated[str | None, typer.Option(help="Day after the last (UTC), exclusive")] = None,
+    cash: Annotated[
+        float | None, typer.Option(help="Initial cash (execution.initial_cash)")
+    ] = None,
+    fee_bps: Annotated[
+        float | None, typer.Option(help="Fee per fill in basis points (10 = 0.1%)")
+    ] = None,
+    slippage_bps: Annotated[
+        float | None, typer.Option(help="Slippage per fill in basis points")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (for scripts)")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Backtest strategies on historical data through the live flow; statistics and a report."""
+    from api.backtest_output import finish
+    from api.cli import UserError, console, err_console, guarded, settings_from
+    from api.demo import default_run_root, new_run_dir
+    from connectors.files.replay import TimeSlice
+    from connectors.files.strategy_file import read_strategy_files
+    from models.strategy.user_file import StrategyFileError
+
+    def go() -> None:
+        base = settings_from(config)
+        try:
+            specs = read_strategy_files(list(strategy or []))
+        except StrategyFileError as err:
+            raise UserError(str(err)) from None
+        settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
+        start_ms = parse_day(start, "--start") if start else None
+        end_ms = parse_day(end, "--end") if end else None
+        if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+            raise UserError(f"--end {end} is not after --start {start}")
+        say = err_console.print if as_json else console.print
+        with contextlib.ExitStack() as stack:
+            data = open_data(
+                settings, list(sources or default_sources(settings)), symbol, interval, stack
+            )
+            cut = TimeSlice(data, start_ms, end_ms)
+            if cut.count == 0:
+                raise UserError(
+                    f"no data between {start or 'the start'} and {end or 'the end'}"
+                    f" in {', '.join(data.symbols)}"
+                )
+            run_dir = new_run_dir(default_run_root())
+            say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(data.symbols)}")
+            finish(settings, cut, run_dir, as_json=as_json, say=say)
+
+    guarded(go)

@@ -1,0 +1,99 @@
+"""Registered feature classes: names, periods, and values against pandas for any period."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.config.settings import FeaturesConfig
+from models.signals.features import FeatureState, default_keys
+from models.signals.indicators import MAX_PERIOD, REGISTRY, FeatureKey, parse_feature
+from tests.unit.test_features import _ema, _wilder_rsi, make_frame, to_bars
+
+
+def test_a_parameterised_name_parses_to_its_kind_and_period() -> None:
+    assert parse_feature("sma_50") == FeatureKey("sma", 50)
+    assert parse_feature("channel_high_55") == FeatureKey("channel_high", 55)
+    assert parse_feature("return_1") == FeatureKey("return", 1)
+    assert parse_feature("drawdown") == FeatureKey("drawdown", 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("smaa_10", "unknown feature kind 'smaa'"),
+        ("sma", "needs a period"),
+        ("drawdown_5", "takes no period"),
+        ("sma_1", "outside 2.."),
+        (f"sma_{MAX_PERIOD + 1}", f"outside 2..{MAX_PERIOD}"),
+        ("SMA_10", "not a feature name"),
+        ("sma_-3", "not a feature name"),
+    ],
+)
+def test_a_bad_name_gives_the_reason(name: str, says: str) -> None:
+    reason = parse_feature(name)
+    assert isinstance(reason, str)
+    assert says in reason
+
+
+def test_every_registered_kind_has_a_description_and_builds() -> None:
+    bars = to_bars(make_frame(30))
+    for kind, spec in REGISTRY.items():
+        assert spec.description
+        period = 0 if spec.min_period is None else max(spec.min_period, 5)
+        ind = spec.build(period)
+        values = [ind.update(b) for b in bars]
+        assert any(v is not None for v in values), kind
+        assert pickle.loads(pickle.dumps(ind)).buffer_len() == ind.buffer_len()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    fast=st.integers(2, 40),
+    slow=st.integers(2, 80),
+    rsi=st.integers(2, 30),
+    span=st.integers(1, 30),
+    seed=st.integers(0, 10_000),
+)
+def test_any_period_matches_pandas(fast: int, slow: int, rsi: int, span: int, seed: int) -> None:
+    """The extras a strategy asks for equal the textbook computation at every bar."""
+    df = make_frame(150, seed=seed)
+    names = [f"sma_{fast}", f"ema_{slow}", f"rsi_{rsi}", f"return_{span}", f"channel_low_{span}"]
+    state = FeatureState(FeaturesConfig(), names)
+    got = pd.DataFrame([state.update(b).values for b in to_bars(df)])
+    close = df["close"]
+    want = {
+        f"sma_{fast}": close.rolling(fast).mean(),
+        f"ema_{slow}": _ema(close, slow),
+        f"rsi_{rsi}": _wilder_rsi(close, rsi),
+        f"return_{span}": close / close.shift(span) - 1,
+        f"channel_low_{span}": df["low"].shift(1).rolling(span).min(),
+    }
+    for name, series in want.items():
+        ours = got[name].astype(float).to_numpy()
+        theirs = series.to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(ours), np.isnan(theirs)), name
+        ok = ~np.isnan(theirs)
+        np.testing.assert_allclose(ours[ok], theirs[ok], rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_extras_come_after_the_defaults_and_share_instances() -> None:
+    cfg = FeaturesConfig()
+    state = FeatureState(cfg, [f"sma_{cfg.sma_fast}", "rsi_7", "atr_14"])
+    assert state.names[: len(default_keys(cfg))] == tuple(default_keys(cfg))
+    assert state.names[len(default_keys(cfg)) :] == ("atr_14", "rsi_7", f"sma_{cfg.sma_fast}")
+    fv = None
+    for b in to_bars(make_frame(40)):
+        fv = state.update(b)
+    assert fv is not None
+    assert fv.values["sma_fast"] == fv.values[f"sma_{cfg.sma_fast}"]
+
+
+def test_an_unknown_extra_is_refused_with_its_reason() -> None:
+    with pytest.raises(ValueError, match="unknown feature kind 'bogus'"):
+        FeatureState(FeaturesConfig(), ["bogus_3"])

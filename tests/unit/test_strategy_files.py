@@ -121,7 +121,7 @@ def test_yaml_and_json_errors_say_where(tmp_path: Path) -> None:
         read_strategy_file(bad_yaml)
     bad_json = tmp_path / "s.json"
     bad_json.write_text('{"name": "x",}')
-    with pytest.raises(StrategyFileError, match="s.json: not valid JSON at line 1, column"):
+    with pytest.raises(StrategyFileError, match=r"s\.json: not valid JSON at line 1, column"):
         read_strategy_file(bad_json)
     with pytest.raises(StrategyFileError, match="strategy file not found"):
         read_strategy_file(tmp_path / "missing.yaml")

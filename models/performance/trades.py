@@ -20,12 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 from models.core.messages import Fill, Side
 from models.performance.types import Direction, RoundTrip
 
 ZERO = Decimal(0)
+EXACT_DIGITS = 80
+"""Sums of notionals are taken with this many digits, so no fill's product is ever rounded
+(prices and sizes have at most 12 decimals and stay < 1e15: products fit in 54 digits)."""
+_AVERAGE = Context()  # averages are for reading: the default 28 digits
+FEE_EXPONENT = -12
+"""A fee split across a flip is rounded to 1e-12 (the decision log's scale), or finer if the fee
+itself is finer, so both parts add back to the fee exactly."""
 END_OF_RUN = "end of run"
 """The exit reason of an open trade closed by `close_open_trades` (marked at the last price)."""
 
@@ -66,27 +73,31 @@ class OpenTrade:
 
     @property
     def entry_price(self) -> Decimal:
-        return self.entry_notional / self.entry_quantity
+        return _AVERAGE.divide(self.entry_notional, self.entry_quantity)
 
     def unrealized_pnl(self, mark: Decimal) -> Decimal:
         """The trade's pnl if the rest were closed at `mark` without a fee: partial exits and
         every fee paid so far included."""
         sign = 1 if self.direction == "long" else -1
-        value = self.exit_notional + self.quantity * mark
-        return sign * (value - self.entry_notional) - self.fees
+        with localcontext(prec=EXACT_DIGITS):
+            value = self.exit_notional + self.quantity * mark
+            return sign * (value - self.entry_notional) - self.fees
 
     def close(
         self, price: Decimal, ts_ms: int, fee: Decimal = ZERO, reason: str = END_OF_RUN
     ) -> RoundTrip:
         """The round trip this trade would be if the rest were closed at `price` (with `fee`):
         what backtesting.py's `finalize_trades=True` does at the end of a run."""
+        with localcontext(prec=EXACT_DIGITS):
+            exit_notional = self.exit_notional + self.quantity * price
+            fees = self.fees + fee
         return _round_trip(
             replace(
                 self,
                 last_ms=ts_ms,
                 exit_quantity=self.entry_quantity,
-                exit_notional=self.exit_notional + self.quantity * price,
-                fees=self.fees + fee,
+                exit_notional=exit_notional,
+                fees=fees,
             ),
             reason,
         )
@@ -103,6 +114,8 @@ class Pairing:
 
 def _round_trip(t: OpenTrade, reason: str) -> RoundTrip:
     sign = 1 if t.direction == "long" else -1
+    with localcontext(prec=EXACT_DIGITS):
+        pnl = sign * (t.exit_notional - t.entry_notional) - t.fees
     return RoundTrip(
         symbol=t.symbol,
         strategy=t.strategy,
@@ -110,11 +123,11 @@ def _round_trip(t: OpenTrade, reason: str) -> RoundTrip:
         direction=t.direction,
         entry_ms=t.entry_ms,
         exit_ms=t.last_ms,
-        entry_price=t.entry_notional / t.entry_quantity,
-        exit_price=t.exit_notional / t.exit_quantity,
+        entry_price=_AVERAGE.divide(t.entry_notional, t.entry_quantity),
+        exit_price=_AVERAGE.divide(t.exit_notional, t.exit_quantity),
         quantity=t.entry_quantity,
         fees=t.fees,
-        pnl=sign * (t.exit_notional - t.entry_notional) - t.fees,
+        pnl=pnl,
         exit_reason=reason,
     )
 
@@ -147,49 +160,56 @@ def _check(f: Fill, last_ms: int | None) -> None:
         raise ValueError(f"fill {f.fill_id}: fills must come in time order ({f.ts_ms} < {last_ms})")
 
 
+def _split(fee: Decimal, share: Decimal) -> Decimal:
+    exponent = fee.as_tuple().exponent
+    quantum = min(exponent if isinstance(exponent, int) else 0, FEE_EXPONENT)
+    return (fee * share).quantize(Decimal(1).scaleb(quantum))
+
+
 def pair_fills(fills: Iterable[TaggedFill]) -> Pairing:
     """Pair fills (in time order, any symbols interleaved) into round trips.
 
     Raises `ValueError` (one line) for a fill out of time order or with a quantity or price
     that is not > 0."""
-    open_: dict[str, OpenTrade] = {}
-    closed: list[RoundTrip] = []
-    last_ms: int | None = None
-    for tf in fills:
-        f = tf.fill
-        _check(f, last_ms)
-        last_ms = f.ts_ms
-        trade = open_.get(f.symbol)
-        side: Direction = "long" if f.side == Side.BUY else "short"
-        if trade is None:
-            open_[f.symbol] = _opened(tf, f.quantity, f.fee)
-            continue
-        if trade.direction == side:  # scaling in
-            open_[f.symbol] = replace(
+    with localcontext(prec=EXACT_DIGITS):
+        open_: dict[str, OpenTrade] = {}
+        closed: list[RoundTrip] = []
+        last_ms: int | None = None
+        for tf in fills:
+            f = tf.fill
+            _check(f, last_ms)
+            last_ms = f.ts_ms
+            trade = open_.get(f.symbol)
+            side: Direction = "long" if f.side == Side.BUY else "short"
+            if trade is None:
+                open_[f.symbol] = _opened(tf, f.quantity, f.fee)
+                continue
+            if trade.direction == side:  # scaling in
+                open_[f.symbol] = replace(
+                    trade,
+                    last_ms=f.ts_ms,
+                    entry_quantity=trade.entry_quantity + f.quantity,
+                    entry_notional=trade.entry_notional + f.quantity * f.price,
+                    fees=trade.fees + f.fee,
+                )
+                continue
+            closing = min(f.quantity, trade.quantity)
+            rest = f.quantity - closing
+            fee_closing = f.fee if not rest else _split(f.fee, closing / f.quantity)
+            trade = replace(
                 trade,
                 last_ms=f.ts_ms,
-                entry_quantity=trade.entry_quantity + f.quantity,
-                entry_notional=trade.entry_notional + f.quantity * f.price,
-                fees=trade.fees + f.fee,
+                exit_quantity=trade.exit_quantity + closing,
+                exit_notional=trade.exit_notional + closing * f.price,
+                fees=trade.fees + fee_closing,
             )
-            continue
-        closing = min(f.quantity, trade.quantity)
-        rest = f.quantity - closing
-        fee_closing = f.fee if not rest else f.fee * closing / f.quantity
-        trade = replace(
-            trade,
-            last_ms=f.ts_ms,
-            exit_quantity=trade.exit_quantity + closing,
-            exit_notional=trade.exit_notional + closing * f.price,
-            fees=trade.fees + fee_closing,
-        )
-        if trade.quantity:
-            open_[f.symbol] = trade  # a partial exit
-            continue
-        closed.append(_round_trip(trade, tf.reason))
-        del open_[f.symbol]
-        if rest:  # crossed zero: the remainder opens the opposite trade
-            open_[f.symbol] = _opened(tf, rest, f.fee - fee_closing)
+            if trade.quantity:
+                open_[f.symbol] = trade  # a partial exit
+                continue
+            closed.append(_round_trip(trade, tf.reason))
+            del open_[f.symbol]
+            if rest:  # crossed zero: the remainder opens the opposite trade
+                open_[f.symbol] = _opened(tf, rest, f.fee - fee_closing)
     return Pairing(closed=tuple(closed), open=tuple(open_.values()))
 
 

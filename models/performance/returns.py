@@ -24,6 +24,11 @@ _UNITS_MS = (DAY_MS, 3_600_000, 60_000, 1_000, 1)
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
+ZERO_VARIANCE = 1e-24
+"""Period returns whose variance is below this (a standard deviation under 1e-12: the float
+noise of a constant return) have no volatility, so no Sharpe ratio."""
+
+
 def finite(x: float) -> float | None:
     """None for NaN and infinities: how an undefined statistic is reported."""
     return x if math.isfinite(x) else None
@@ -146,12 +151,12 @@ def risk_return(
     volatility of that compounded return, `sqrt((var + (1 + g)^2)^N - (1 + g)^(2N))` (var with
     ddof=1); Sharpe = (return - rf) / volatility; Sortino = (return - rf) / (sqrt(mean(min(r,
     0)^2)) * sqrt(N)); Calmar = return / max drawdown (a positive fraction). A zero variance
-    gives a volatility of exactly 0 (and no Sharpe), where the formula would leave a rounding
-    residue."""
+    (below `ZERO_VARIANCE`) gives a volatility of exactly 0 and no Sharpe, where the formula
+    would leave a rounding residue and backtesting.py a meaningless huge ratio."""
     g = geometric_mean(returns)
     ann = (1 + g) ** per_year - 1
     var = variance(returns)
-    if var == 0:
+    if var < ZERO_VARIANCE:
         vol = 0.0
     else:
         inner = (var + (1 + g) ** 2) ** per_year - (1 + g) ** (2 * per_year)

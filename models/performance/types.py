@@ -56,3 +56,32 @@ class Statistic:
     label: str
     value: Decimal | float | int | str | None
     unit: Unit
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatistics:
+    """One row of a breakdown: the group (a symbol, a strategy id, a controller, an exit kind)
+    and its statistics, the same keys in the same order for every row of the breakdown."""
+
+    group: str
+    statistics: tuple[Statistic, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Performance:
+    """Everything the statistics of a run give: the ordered table, then a breakdown of the
+    closed trades per symbol, strategy, controller ("local", "strategy", "gpt") and exit kind
+    ("stop_loss", "take_profit", "exit", "end of run", "other")."""
+
+    statistics: tuple[Statistic, ...]
+    by_symbol: tuple[GroupStatistics, ...]
+    by_strategy: tuple[GroupStatistics, ...]
+    by_controller: tuple[GroupStatistics, ...]
+    by_exit_kind: tuple[GroupStatistics, ...]
+
+    def get(self, key: str) -> Statistic:
+        """The statistic with this key (`KeyError` if there is none)."""
+        for s in self.statistics:
+            if s.key == key:
+                return s
+        raise KeyError(key)

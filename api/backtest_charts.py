@@ -341,7 +341,7 @@ def monthly_figure(returns: Mapping[tuple[int, int], float]) -> dict[str, Any]:
 
     years = sorted({y for y, _ in returns})
     z = [[returns.get((y, m)) for m in range(1, 13)] for y in years]
-    text = [[f"{v:.1%}" if v is not None else "" for v in row] for row in z]
+    text = [["" if v is None else f"{v:.1%}".replace("-0.0%", "0.0%") for v in row] for row in z]
     top = max((abs(v) for row in z for v in row if v is not None), default=0.01) or 0.01
     heat = go.Heatmap(
         z=z,

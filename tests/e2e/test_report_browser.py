@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from api.backtest_charts import CHART_POINTS, thin_bars
 from api.backtest_report import BacktestReport, write_backtest_report
 from tests.support import backtests
 
@@ -43,6 +44,8 @@ class Visit:
     dialogs: list[str] = field(default_factory=list)
     charts_state: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    hover: str = ""
+    """The hover label's text over the first trade marker of the first price chart."""
 
 
 # Per chart div: plotly's SVG roots, and the marks drawn in it by kind.
@@ -108,6 +111,15 @@ class Browser:
         page.wait_for_function("document.body && document.body.dataset.charts", timeout=60_000)
         visit.charts_state = page.evaluate("document.body.dataset.charts")
         visit.facts = page.evaluate(_FACTS_JS)
+        marker = page.locator("#price-0-0 .scatterlayer path.point").first
+        if marker.count():
+            marker.hover(force=True)
+            page.wait_for_function(
+                "document.querySelector('#price-0-0 .hoverlayer .hovertext') !== null",
+                timeout=10_000,
+            )
+            visit.hover = page.locator("#price-0-0 .hoverlayer").text_content() or ""
+            visit.facts["hostileImages"] = page.evaluate("document.querySelectorAll('img').length")
         page.close()
         return visit
 
@@ -175,7 +187,8 @@ def test_two_backtests_render_offline_with_every_chart_and_table(
     facts = visit.facts
     assert facts["sections"] == 2
     assert facts["compareColumns"] == 3
-    assert facts["hostileImages"] == 0  # the hostile strategy id stayed text
+    assert facts["hostileImages"] == 0  # the hostile strategy id stayed text, hovered too
+    assert "strategy " + backtests.HOSTILE in visit.hover
     charts, tables = facts["charts"], facts["tables"]
     for i, r in enumerate(reports):
         assert charts[f"equity-{i}"]["svg"] > 0
@@ -224,11 +237,25 @@ def test_the_check_catches_script_errors_network_and_empty_charts(
         _assert_clean(visit)
 
 
-def test_a_single_backtest_has_no_comparison(browser: Browser, tmp_path: Path) -> None:
-    report = backtests.report(3, symbols=("BTCUSD",), bars_per_symbol=500, trades_per_symbol=5)
+def test_a_long_single_backtest_draws_thinned_candles_and_no_comparison(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """More bars than a chart draws: the candles are thinned, every trade keeps its markers."""
+    report = backtests.report(
+        3,
+        symbols=("BTCUSD",),
+        step_ms=60_000,
+        bars_per_symbol=CHART_POINTS + 3000,
+        trades_per_symbol=5,
+    )
+    bars = report.bars["BTCUSD"]
+    shown = thin_bars(bars, [ms for t in report.trades for ms in (t.entry_ms, t.exit_ms)])
+    assert len(shown) < len(bars)
     visit = browser.visit(write_backtest_report([report], tmp_path / "one.html"))
     _assert_clean(visit)
     assert visit.charts_state == "ready"
     assert visit.facts["sections"] == 1
     assert visit.facts["compareColumns"] == 0
-    assert visit.facts["charts"]["price-0-0"]["points"] == 10
+    price = visit.facts["charts"]["price-0-0"]
+    assert price["candles"] == len(shown)
+    assert price["points"] == 2 * len(report.trades)

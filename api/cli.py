@@ -605,6 +605,7 @@ def schemas(
     guarded(go)
 
 
+from api.backtest_cmd import backtest  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.run_cmd import run  # noqa: E402
@@ -612,6 +613,7 @@ from api.run_cmd import run  # noqa: E402
 app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
 app.command("run")(run)
+app.command("backtest")(backtest)
 
 
 def _money(value: Any) -> str:

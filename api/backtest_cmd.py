@@ -176,7 +176,7 @@ def backtest(
         try:
             specs = read_strategy_files(list(strategy or []))
         except StrategyFileError as err:
-            raise UserError(str(err)) from None
+            raise UserError("; ".join(str(err).splitlines())) from None
         settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
         start_ms = parse_day(start, "--start") if start else None
         end_ms = parse_day(end, "--end") if end else None

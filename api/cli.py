@@ -415,7 +415,7 @@ def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
     for msg in loaded.messages():
         total[msg.symbol] += 1
         if isinstance(msg, BarIn):
-            window = settings.bar_interval_ms(msg.symbol)
+            window = settings.bar_interval(msg.symbol)
             if (why := input_bar_problem(msg, window)) is not None:
                 unfit[msg.symbol] += 1
                 first.setdefault((msg.symbol, "unfit"), why)

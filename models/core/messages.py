@@ -187,15 +187,15 @@ class BarIn(_Message):
         le=31 * 86400,
         strict=True,  # no `true`, "60" or 60.0
         exclude_if=_is_none,
-        description="Bar length in seconds (the bar is ts .. ts + interval_s); or `calendar`",
+        description="Bar length in seconds (the bar is ts .. ts + interval_s), or `calendar`",
     )
     calendar: str | None = Field(
         default=None,
         pattern=CALENDAR_PATTERN,
         exclude_if=_is_none,
-        description="Instead of interval_s: the calendar period holding ts, 1w (ISO week from "
-        "Monday 00:00 UTC) or Nmo (N calendar months in UTC, N in 1, 2, 3, 4, 6, 12); the bar "
-        "ends where that period does (models/market/interval.py)",
+        description="Instead of interval_s (give exactly one): the calendar period holding ts, "
+        "Nw (N ISO weeks from Monday 00:00 UTC) or Nmo (N calendar months in UTC, N in 1, 2, 3, "
+        "4, 6, 12); the bar ends where that period does (models/market/interval.py)",
     )
     id: str | None = Field(default=None, max_length=128)
 

@@ -192,3 +192,50 @@ def calendar_interval(text: str) -> BarInterval:
 
 def _unpickle(text: str, fixed_ms: int | None) -> BarInterval:
     return BarInterval.fixed(fixed_ms) if fixed_ms is not None else calendar_interval(text)
+
+
+_SERIES_GUESSES: Final = (
+    BarInterval.weeks(1),
+    BarInterval.months_of(1),
+    BarInterval.months_of(3),
+    BarInterval.months_of(12),
+)
+
+
+class CalendarFit:
+    """Which calendar interval a symbol's bar stamps follow, streamed in time order (the file
+    loader's inference, connectors/files/market_file.py).
+
+    A series is a calendar one when every stamp is 00:00 UTC of the first day of its period (a
+    week's Monday, a month's 1st) or every stamp is 00:00 of the period's last day (the labels
+    of pandas' `W` and `M` resampling: Sunday, the 28th-31st; backtesting.py's BTCUSD is
+    such), and no two stamps fall in one period. The first stamp that breaks a guess ends it,
+    so a file of minute or daily bars costs a few checks, not one per row."""
+
+    def __init__(self) -> None:
+        # [interval, stamped on the period's last day, window start of the previous stamp]
+        self._alive: list[tuple[BarInterval, bool, int | None]] = [
+            (iv, at_end, None) for iv in _SERIES_GUESSES for at_end in (False, True)
+        ]
+
+    def add(self, ms: int) -> None:
+        if not self._alive:
+            return
+        if ms % DAY_MS:
+            self._alive = []
+            return
+        kept = []
+        for iv, at_end, previous in self._alive:
+            start = iv.window_start(ms)
+            label = iv.window_end(ms) - DAY_MS if at_end else start
+            if label == ms and start != previous:
+                kept.append((iv, at_end, start))
+        self._alive = kept
+
+    def interval(self, median_gap_ms: float) -> BarInterval | None:
+        """The calendar interval the stamps fit whose window lengths hold the median gap
+        between them (a missing bar now and then does not move a median), or None."""
+        for iv, _at_end, _previous in self._alive:
+            if iv.shortest_ms <= median_gap_ms <= iv.longest_ms:
+                return iv
+        return None

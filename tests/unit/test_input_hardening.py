@@ -114,7 +114,7 @@ def test_separate_date_and_time_columns_are_combined(tmp_path: Path) -> None:
     )
     loaded = load_market_file(path)
     assert [m.ts.strftime("%H:%M") for m in loaded.messages] == ["09:30", "09:31", "09:32"]
-    assert loaded.interval_s == {"EURUSD": 60}
+    assert loaded.intervals == {"EURUSD": BarInterval.fixed(60_000)}
     assert loaded.problems == [(4, "Date+Time='': not a valid time")]
 
 

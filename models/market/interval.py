@@ -224,7 +224,7 @@ class CalendarFit:
         if ms % DAY_MS:
             self._alive = []
             return
-        kept = []
+        kept: list[tuple[BarInterval, bool, int | None]] = []
         for iv, at_end, previous in self._alive:
             start = iv.window_start(ms)
             label = iv.window_end(ms) - DAY_MS if at_end else start

@@ -94,8 +94,8 @@ def open_data(
         raise UserError("--symbol names the symbol of one file; give several files without it")
     streams = []
     for source in sources:
-        path, sym = _replay_source(source, symbol)
-        stream = stack.enter_context(open_market_file(path, symbol=sym, interval=interval))
+        path, sym, span = _replay_source(source, symbol, interval)
+        stream = stack.enter_context(open_market_file(path, symbol=sym, interval=span))
         if not stream.count:
             raise UserError(f"{path}: no valid rows ({stream.problem_count} rejected)")
         streams.append(stream)

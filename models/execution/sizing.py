@@ -37,7 +37,7 @@ __all__ = ["NO_LOT_FOR_CASH", "NO_LOT_FOR_TARGET", "Funds", "Sized", "fee_of", "
 PRICE_QUANTUM: Final = Decimal("1e-8")
 BPS: Final = Decimal(10_000)
 NO_LOT_FOR_CASH: Final = "cash buys no whole lot at fill"
-NO_LOT_FOR_TARGET: Final = "position at its target at fill: no whole lot to buy"
+NO_LOT_FOR_TARGET: Final = "target buys no whole lot at fill"
 
 
 @dataclass(frozen=True, slots=True)

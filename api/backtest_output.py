@@ -45,6 +45,36 @@ def who_placed(rows: RunRows, decision_id: str) -> tuple[str, str]:
     return controller or "local", strategy
 
 
+def bar_closes(rows: RunRows) -> list[BarClose]:
+    return [
+        BarClose(sym, start, end, close)
+        for sym, bars in rows.bars.items()
+        for start, end, _, _, _, close in bars
+    ]
+
+
+def trading_start_ms(settings: Settings, rows: RunRows) -> int | None:
+    """The first bar any configured strategy could trade: where each has every feature it
+    reads (its warm-up, as backtesting.py starts a strategy after its indicators'); None
+    without strategy files (the first bar)."""
+    from models.signals.features import default_keys
+    from models.signals.indicators import parse_feature, warmup_bars
+
+    defaults = default_keys(settings.features)
+    starts: list[int] = []
+    for spec in settings.strategies:
+        need = 0
+        for name in spec.operand_names() - {"close"}:
+            key = defaults.get(name) or parse_feature(name)
+            if not isinstance(key, str):
+                need = max(need, warmup_bars(key))
+        for sym in spec.universe:
+            bars = rows.bars.get(sym, [])
+            if len(bars) > need:
+                starts.append(bars[need][0])
+    return min(starts) if starts else None
+
+
 def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[RoundTrip]]:
     rows = run.rows
     tagged = [
@@ -52,11 +82,7 @@ def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[Rou
         for f in rows.fills
     ]
     pairing = pair_fills(tagged)
-    closes = [
-        BarClose(sym, end, close)
-        for sym, bars in rows.bars.items()
-        for _, end, _, _, _, close in bars
-    ]
+    closes = bar_closes(rows)
     cash = settings.execution.initial_cash
     equity = equity_curve(closes, rows.fills, cash)
     if not equity:
@@ -64,10 +90,11 @@ def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[Rou
     performance = compute_statistics(
         equity,
         pairing.closed,
-        {sym: [(end, close) for _, end, _, _, _, close in bars] for sym, bars in rows.bars.items()},
+        {sym: [(start, c) for start, _, _, _, _, c in bars] for sym, bars in rows.bars.items()},
         sum((f.fee for f in rows.fills), Decimal(0)),
         cash,
         open_trades=pairing.open,
+        trading_start_ms=trading_start_ms(settings, rows),
     )
     return performance, list(pairing.closed)
 
@@ -91,11 +118,7 @@ def build_report(
         run_id=run.run_id,
         dataset=label,
         initial_cash=settings.execution.initial_cash,
-        equity=equity_curve(
-            [BarClose(s, e, c) for s, bars in rows.bars.items() for _, e, _, _, _, c in bars],
-            rows.fills,
-            settings.execution.initial_cash,
-        ),
+        equity=equity_curve(bar_closes(rows), rows.fills, settings.execution.initial_cash),
         bars={
             sym: [OhlcBar(start, o, h, lo, c) for start, _, o, h, lo, c in bars]
             for sym, bars in rows.bars.items()

@@ -39,6 +39,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar, Final, Protocol
 
 from talipp.indicators import ATR, EMA, RSI, SMA, StdDev
@@ -362,3 +363,49 @@ class DrawdownFeature(PeakCloseFeature):
     def update(self, bar: Bar) -> float | None:
         peak = super().update(bar)
         return 1.0 - float(bar.close) / peak if peak is not None and peak > 0 else None
+
+
+@cache
+def _probe_bars() -> tuple[Bar, ...]:
+    """A deterministic, always-moving series (prices and volumes vary every bar), so that no
+    feature stays undefined for a reason other than its warm-up."""
+    from decimal import Decimal
+
+    out: list[Bar] = []
+    price = 100.0
+    for i in range(MAX_PERIOD + 8):
+        step = 1.0 + 0.01 * (((i * 7919) % 13) - 6) / 6
+        close, open_ = price * step, price
+        price = close
+        out.append(
+            Bar(
+                symbol="PROBE",
+                start_ms=i * 60_000,
+                end_ms=(i + 1) * 60_000,
+                open=Decimal(f"{open_:.6f}"),
+                high=Decimal(f"{max(open_, close) * 1.001:.6f}"),
+                low=Decimal(f"{min(open_, close) * 0.999:.6f}"),
+                close=Decimal(f"{close:.6f}"),
+                volume=Decimal(100 + (i * 37) % 50),
+                trades=1,
+                vwap=Decimal(f"{close:.6f}"),
+            )
+        )
+    return tuple(out)
+
+
+_WARMUP: dict[FeatureKey, int] = {}
+
+
+def warmup_bars(key: FeatureKey) -> int:
+    """How many bars a feature needs before its first value (its index in a series): what a
+    strategy reading it must wait for, e.g. where a backtest's buy and hold starts."""
+    known = _WARMUP.get(key)
+    if known is None:
+        indicator = build(key)
+        bars = _probe_bars()
+        known = next(
+            (i for i, bar in enumerate(bars) if indicator.update(bar) is not None), len(bars)
+        )
+        _WARMUP[key] = known
+    return known

@@ -97,3 +97,17 @@ def test_extras_come_after_the_defaults_and_share_instances() -> None:
 def test_an_unknown_extra_is_refused_with_its_reason() -> None:
     with pytest.raises(ValueError, match="unknown feature kind 'bogus'"):
         FeatureState(FeaturesConfig(), ["bogus_3"])
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_the_warm_up_is_where_the_first_value_comes_on_any_moving_series(kind: str) -> None:
+    from models.signals.indicators import build, warmup_bars
+
+    spec = REGISTRY[kind]
+    for period in (0,) if spec.min_period is None else (spec.min_period, 7, 30):
+        key = FeatureKey(kind, period)
+        for seed in (1, 2):
+            ind = build(key)
+            values = [ind.update(b) for b in to_bars(make_frame(80, seed=seed))]
+            first = next(i for i, v in enumerate(values) if v is not None)
+            assert first == warmup_bars(key), (key, seed)

@@ -564,8 +564,11 @@ def demo(
             hostile_samples=not clean_input,
             console=console,
         )
-        print_summary(result.summary.counts, result.summary, result.flow_seconds)
+        print_summary(result.summary.counts, result.summary, result.flow_seconds, portfolio=False)
+        print_backtests(result.backtests)
         console.print(f"report: [bold]{escape(str(result.report))}[/bold]")
+        if result.decision_log is not None:
+            console.print(f"decision log: {escape(str(result.decision_log))}")
 
     guarded(go)
 
@@ -626,7 +629,31 @@ def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
 
-def print_summary(counts: dict[str, int], summary: Any, seconds: float) -> None:
+def print_backtests(backtests: list[Any]) -> None:
+    """One line per backtest of the demo: its key figures side by side."""
+    from models.performance.stats import format_value
+
+    keys = ("return", "buy_and_hold_return", "sharpe_ratio", "max_drawdown", "trades")
+    t = Table(title="backtests (each its own era, portfolio and clock)", min_width=30)
+    t.add_column("backtest")
+    t.add_column("period (UTC)", no_wrap=True)
+    rows = [{s.key: s for s in b.performance.statistics} for b in backtests]
+    for key in keys:
+        label = next((r[key].label for r in rows if key in r), key)
+        t.add_column(label.replace(" Return", "").replace("Ratio", "").strip(), justify="right")
+    for b, stats in zip(backtests, rows, strict=True):
+        period = "-".join(format_value(stats[k])[:10] for k in ("start", "end") if k in stats)
+        t.add_row(
+            escape(b.name),
+            period,
+            *(format_value(stats[k]) if k in stats else "n/a" for k in keys),
+        )
+    console.print(t)
+
+
+def print_summary(
+    counts: dict[str, int], summary: Any, seconds: float, *, portfolio: bool = True
+) -> None:
     t = Table(title=f"decision log ({seconds:.1f}s in the flow)", min_width=30)
     t.add_column("table")
     t.add_column("rows", justify="right")
@@ -639,7 +666,8 @@ def print_summary(counts: dict[str, int], summary: Any, seconds: float) -> None:
     for row in summary.decisions:
         d.add_row(str(row["branch"]), str(row["status"]), str(row["n"]))
     console.print(d)
-    console.print(f"final cash {_money(summary.cash)}  equity {_money(summary.equity)}")
+    if portfolio:
+        console.print(f"final cash {_money(summary.cash)}  equity {_money(summary.equity)}")
 
 
 def _debug() -> bool:

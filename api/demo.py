@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from api.backtest_report import BacktestReport, write_backtest_report
 from api.report import RunSummary, summarize, write_report
 from connectors.files.datasets import dataset_info, dataset_path
 from connectors.files.replay import load_market_file, replay
@@ -36,6 +37,7 @@ from dataflows.pipeline import FlowSpec
 from dataflows.run import run_pipeline
 from models.config.settings import Settings, TopicsConfig
 from models.core.messages import BarIn, Tick
+from models.performance.types import Performance
 
 SAMPLES_DIR = Path(str(files("api").joinpath("samples")))
 """The shipped sample feeds (see their README.md): package data, so a wheel install has them."""
@@ -60,6 +62,10 @@ class DemoResult:
     flow_seconds: float
     samples: dict[str, int] = field(default_factory=dict)
     """Sample messages published per topic (empty without hostile samples)."""
+    backtests: list[DemoBacktest] = field(default_factory=list)
+    """Each time-coherent part of the demo, a backtest of its own."""
+    decision_log: Path | None = None
+    """The decision log's page (dead letters, news, GPT calls of every part)."""
 
 
 @dataclass(frozen=True)
@@ -189,20 +195,33 @@ def with_run_dir(settings: Settings, run_dir: Path) -> Settings:
     )
 
 
-def demo_messages(
-    settings: Settings, datasets: list[str], scenario_minutes: int, seed: int
-) -> list[Tick | BarIn]:
-    """The demo's market messages, in no particular order: `replay` publishes them merged by
-    the time each is complete (a bar at its end), so the small shipped files stay in memory."""
-    messages: list[Tick | BarIn] = []
+@dataclass(frozen=True)
+class DemoPart:
+    """One time-coherent backtest of the demo: a dataset of its own era, or the generated
+    scenario (with the sample feeds of bad and hostile input), on topics of its own."""
+
+    name: str
+    messages: list[Tick | BarIn]
+    samples: bool = False
+
+
+def demo_parts(
+    settings: Settings, datasets: list[str], scenario_minutes: int, seed: int, samples: bool
+) -> list[DemoPart]:
+    """Each dataset alone, then the generated scenario: GOOG (2004-13), EURUSD (2017-18) and
+    2026 ticks are different eras, so chaining them into one portfolio and one equity curve
+    would read as one history that never happened. The sample feeds go with the scenario (or
+    alone when there is none). In memory: the shipped files are small."""
+    parts: list[DemoPart] = []
     for name in datasets:
         interval = dataset_info(name).interval
         loaded = load_market_file(dataset_path(name), symbol=name, interval=interval)
-        messages.extend(loaded.messages)
+        parts.append(DemoPart(name, list(loaded.messages)))
     sim = [s for s in settings.symbols if s.startswith("SIM")]
+    scenario: list[Tick | BarIn] = []
     if scenario_minutes > 0 and sim:
         start = int(datetime(2026, 1, 5, 14, 30, tzinfo=UTC).timestamp() * 1000)
-        messages.extend(
+        scenario.extend(
             generate_scenario(
                 sim,
                 start_ms=start,
@@ -211,7 +230,38 @@ def demo_messages(
                 seed=seed,
             )
         )
-    return messages
+    if scenario or samples:
+        parts.append(DemoPart("scenario" if scenario else "samples", scenario, samples))
+    return parts
+
+
+def demo_messages(
+    settings: Settings, datasets: list[str], scenario_minutes: int, seed: int
+) -> list[Tick | BarIn]:
+    """Every market message of the demo's parts (for benchmarks that want one stream)."""
+    parts = demo_parts(settings, datasets, scenario_minutes, seed, samples=False)
+    return [m for part in parts for m in part.messages]
+
+
+def _part_settings(settings: Settings, part: DemoPart, shared: bool, run_dir: Path) -> Settings:
+    """The part's topics: the configured names for the part with the samples (so the dead
+    letters name the topics a user configured), `<topic>.<part>` for the others; on a shared
+    broker every topic also gets the run directory's name, so two demos never mix."""
+    topics = settings.kafka.topics
+    suffix = "" if part.samples else f".{part.name.lower()}"
+    if shared:
+        suffix += f".{run_dir.name.lower()}"
+    if suffix:
+        topics = topics.model_copy(update={k: v + suffix for k, v in topics.model_dump().items()})
+    recovery = settings.recovery.model_copy(
+        update={"dir": str(run_dir / "recovery" / part.name.lower())}
+    )
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"topics": topics}),
+            "recovery": recovery,
+        }
+    )
 
 
 class RunDirError(ValueError):
@@ -249,58 +299,98 @@ def run_demo(
     console: Console,
     hostile_samples: bool = True,
 ) -> DemoResult:
-    """Replay, run the flow to the end of its input, write the report.
+    """Each part (`demo_parts`) replayed and run through the flow to the end of its input as a
+    backtest of its own (a run id and a portfolio each, one store), then one report with the
+    backtests side by side and the decision log's page.
 
     With `hostile_samples` (the default) the sample feeds of bad and hostile input follow the
-    market replay; False gives the clean run. Both give the same decisions and portfolio, since
-    every bad market sample is refused by parsing alone and the local engine ignores text.
+    scenario's market replay; False gives the clean run. Both give the same decisions and
+    portfolio, since every bad market sample is refused by parsing alone and the local engine
+    ignores text.
     """
     run_dir = new_run_dir(run_root)
     settings = with_run_dir(settings, run_dir)
+    parts = demo_parts(settings, datasets, scenario_minutes, seed, hostile_samples)
+    runs: list[tuple[DemoPart, str, Settings]] = []
+    published = 0
+    samples: dict[str, int] = {}
+    flow_seconds = 0.0
     with ExitStack() as stack:
         bootstrap = settings.kafka.bootstrap
         if bootstrap is None:
             broker = stack.enter_context(LocalBroker(log_dir=run_dir))
             bootstrap = broker.bootstrap
             console.print(f"[dim]local Kafka broker (Tansu) at {bootstrap}[/dim]")
-        topics = settings.kafka.topics
-        # A fresh set of topics per run, so a shared broker never mixes two runs.
-        suffix = "" if settings.kafka.bootstrap is None else f".{run_dir.name.lower()}"
-        if suffix:
-            topics = topics.model_copy(
-                update={k: v + suffix for k, v in topics.model_dump().items()}
+        for part in parts:
+            part_settings = _part_settings(
+                settings, part, settings.kafka.bootstrap is not None, run_dir
             )
-            settings = settings.model_copy(
-                update={"kafka": settings.kafka.model_copy(update={"topics": topics})}
-            )
-        ensure_topics(bootstrap, topics.all(), settings.kafka.partitions)
-        messages = demo_messages(settings, datasets, scenario_minutes, seed)
-        stats = replay(bootstrap, topics.market, messages, speed=None, progress=True)
-        console.print(
-            f"published {stats.published:,} market messages to [bold]{topics.market}[/bold]"
-        )
-        samples: dict[str, int] = {}
-        if hostile_samples:
-            samples = publish_samples(bootstrap, topics, SAMPLES_DIR)
+            topics = part_settings.kafka.topics
+            ensure_topics(bootstrap, topics.all(), settings.kafka.partitions)
+            stats = replay(bootstrap, topics.market, part.messages, speed=None, progress=True)
+            published += stats.published
             console.print(
-                "published sample feeds of bad and hostile input: "
-                + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in samples.items())
+                f"[bold]{part.name}[/bold]: published {stats.published:,} market messages to"
+                f" [bold]{topics.market}[/bold]"
             )
-        console.print("running the dataflow")
-        t0 = time.perf_counter()
-        state = run_pipeline(
-            settings,
-            FlowSpec(bootstrap=bootstrap, tail=False),
-            progress=True,
-            say=lambda line: console.print(escape(line)),
-            # Every demo starts afresh (new run directory, new topics): nothing resumes.
-            stop_note=f"no report; the partial decision log is in {run_dir / 'clickhouse'}",
-        )
-        flow_seconds = time.perf_counter() - t0
+            if part.samples:
+                samples = publish_samples(bootstrap, topics, SAMPLES_DIR)
+                console.print(
+                    "published sample feeds of bad and hostile input: "
+                    + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in samples.items())
+                )
+            console.print(f"running the dataflow on {part.name}")
+            t0 = time.perf_counter()
+            state = run_pipeline(
+                part_settings,
+                FlowSpec(bootstrap=bootstrap, tail=False),
+                progress=True,
+                say=lambda line: console.print(escape(line)),
+                # Every demo starts afresh (new run directory, new topics): nothing resumes.
+                stop_note=f"no report; the partial decision log is in {run_dir / 'clickhouse'}",
+            )
+            flow_seconds += time.perf_counter() - t0
+            runs.append((part, state.run_id, part_settings))
     with Store.open(settings.clickhouse) as store:
-        summary = summarize(store, state.run_id)  # a server may hold other runs
-    report = write_report(summary, run_dir, f"stratflow demo {run_dir.name}")
-    return DemoResult(run_dir, report, summary, stats.published, flow_seconds, samples)
+        summary = summarize(store, [run_id for _, run_id, _ in runs])
+        backtests = [
+            backtest_of(store, part.name, run_id, part_settings)
+            for part, run_id, part_settings in runs
+        ]
+    log = write_report(
+        summary,
+        run_dir,
+        f"stratflow demo {run_dir.name}: decision log",
+        name="decision_log.html",
+        portfolio=False,
+        note="<p>Rows of every backtest of the demo; each backtest's portfolio, equity and "
+        "trades are in <a href='report.html'>report.html</a>.</p>",
+    )
+    report = write_backtest_report(
+        [b.report for b in backtests],
+        run_dir / "report.html",
+        title=f"stratflow demo {run_dir.name}",
+    )
+    return DemoResult(run_dir, report, summary, published, flow_seconds, samples, backtests, log)
+
+
+@dataclass
+class DemoBacktest:
+    """One part of the demo as a backtest: its statistics and its report section."""
+
+    name: str
+    run_id: str
+    performance: Performance
+    report: BacktestReport
+
+
+def backtest_of(store: Store, name: str, run_id: str, settings: Settings) -> DemoBacktest:
+    from api.backtest import BacktestRun, read_run
+    from api.backtest_output import analyse, build_report
+
+    run = BacktestRun(run_id, Path(), 0, 0.0, read_run(store, run_id))
+    perf, trades = analyse(settings, run)
+    return DemoBacktest(name, run_id, perf, build_report(settings, run, perf, trades, name))
 
 
 def default_run_root() -> Path:

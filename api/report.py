@@ -14,7 +14,7 @@ import html
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -76,26 +76,26 @@ def _dec(value: Any) -> Decimal:
 
 
 class _OneRun:
-    """A store whose queries see only one run's rows: each `FROM <table> FINAL` reads
-    `(SELECT * FROM <table> FINAL WHERE run_id = ...)` instead."""
+    """A store whose queries see only some runs' rows: each `FROM <table> FINAL` reads
+    `(SELECT * FROM <table> FINAL WHERE run_id IN ...)` instead."""
 
     _FROM: ClassVar = re.compile(r"\bFROM\s+(\w+)\s+FINAL\b")
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_ids: Sequence[str]) -> None:
         self._store = store
-        self._run_id = run_id
+        self._run_ids = list(run_ids)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         scoped = self._FROM.sub(
-            r"FROM (SELECT * FROM \1 FINAL WHERE run_id = {_run_id:String}) AS \1", sql
+            r"FROM (SELECT * FROM \1 FINAL WHERE run_id IN {_run_ids:Array(String)}) AS \1", sql
         )
-        return self._store.query(scoped, {**(params or {}), "_run_id": self._run_id})
+        return self._store.query(scoped, {**(params or {}), "_run_ids": self._run_ids})
 
 
-def summarize(store: Store, run_id: str | None = None) -> RunSummary:
-    """What the store holds; with `run_id`, only the rows that run wrote."""
+def summarize(store: Store, run_id: str | Sequence[str] | None = None) -> RunSummary:
+    """What the store holds; with `run_id` (or several), only the rows those runs wrote."""
     if run_id is not None:
-        store = cast(Store, _OneRun(store, run_id))
+        store = cast(Store, _OneRun(store, [run_id] if isinstance(run_id, str) else run_id))
     counts = {t: int(store.query(f"SELECT count() AS n FROM {t} FINAL")[0]["n"]) for t in TABLES}
     decisions = store.query(
         "SELECT branch, status, count() AS n FROM decisions FINAL GROUP BY branch, status "
@@ -326,10 +326,21 @@ def _table(rows: list[dict[str, Any]], css: str = "") -> str:
     return f"<table{cls}><tr>{head}</tr>{body}</table>"
 
 
-def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
+def write_report(
+    summary: RunSummary,
+    out_dir: Path,
+    title: str,
+    *,
+    name: str = "report.html",
+    portfolio: bool = True,
+    note: str = "",
+) -> Path:
+    """The decision log's page. `portfolio` False leaves out cash, equity and the plots (a
+    summary over several runs, each with its own portfolio, has no one equity); `note` is
+    trusted HTML put under the title."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = plot_equity(summary, out_dir / "equity.png")
-    prices = plot_closes(summary, out_dir / "prices.png")
+    png = plot_equity(summary, out_dir / "equity.png") if portfolio else None
+    prices = plot_closes(summary, out_dir / "prices.png") if portfolio else None
     counts = [{"table": k, "rows": v} for k, v in summary.counts.items()]
     texts = [{"kind": k, "rows": v} for k, v in summary.text_counts.items()]
     parts = [
@@ -341,7 +352,10 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         "td:first-child,th:first-child{text-align:left}"
         "table.text td{text-align:left;max-width:40em;overflow-wrap:anywhere}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Final cash <b>{_money(summary.cash)}</b>, equity <b>{_money(summary.equity)}</b></p>",
+        note,
+        f"<p>Final cash <b>{_money(summary.cash)}</b>, equity <b>{_money(summary.equity)}</b></p>"
+        if portfolio
+        else "",
         "<img src='equity.png' alt='equity curve'>" if png else "",
         "<img src='prices.png' alt='bar close per symbol, rebased to 100'>" if prices else "",
         "<h2>Rows in the decision log</h2>",
@@ -355,8 +369,8 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         "or OPENAI_BASE_URL, or strategy.controller = local).</p>",
         f"<h3>Latest {LATEST_ROWS} GPT strategies</h3>" if summary.strategies else "",
         _table(summary.strategies, css="text") if summary.strategies else "",
-        "<h2>Positions (last snapshot per symbol)</h2>",
-        _table(summary.positions),
+        "<h2>Positions (last snapshot per symbol)</h2>" if portfolio else "",
+        _table(summary.positions) if portfolio else "",
         "<h2>Dead letters by reason</h2>",
         _table(summary.dead_letter_reasons, "text"),
         f"<p>... and {summary.dead_letter_reasons_cut:,} more dead letters in further groups "
@@ -376,6 +390,6 @@ def write_report(summary: RunSummary, out_dir: Path, title: str) -> Path:
         _table(summary.alerts),
         "</body></html>",
     ]
-    path = out_dir / "report.html"
+    path = out_dir / name
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -10,6 +10,7 @@ report.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -215,9 +216,10 @@ def test_hostile_input_changes_no_decision(runs: tuple[Run, Run]) -> None:
 
 
 @pytest.mark.kafka
-def test_report_escapes_untrusted_text_and_has_both_plots(runs: tuple[Run, Run]) -> None:
+def test_the_decision_log_page_escapes_untrusted_text(runs: tuple[Run, Run]) -> None:
     hostile, _ = runs
-    page = hostile.result.report.read_text(encoding="utf-8")
+    assert hostile.result.decision_log is not None
+    page = hostile.result.decision_log.read_text(encoding="utf-8")
     assert "<script" not in page.lower()
     assert "<img src=x" not in page.lower()
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt; SIMB beats estimates" in page
@@ -228,11 +230,29 @@ def test_report_escapes_untrusted_text_and_has_both_plots(runs: tuple[Run, Run])
         kind: sum(1 for s in _samples(kind) if s.expect is None) for kind in ("news", "social")
     }
     assert len(summary.latest_dead_letters) == 10
-    for name in ("equity.png", "prices.png"):
-        png = hostile.result.run_dir / name
-        assert png.is_file(), name
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert set(summary.closes) == set(hostile.settings.symbols) - {"BTCUSD"}
+
+
+def test_each_era_is_a_backtest_of_its_own(runs: tuple[Run, Run]) -> None:
+    """GOOG (2004-13), EURUSD (2017-18) and the 2026 scenario: three runs, three portfolios,
+    three clocks, side by side in one report; no equity curve spans two eras."""
+    hostile, _ = runs
+    backtests = hostile.result.backtests
+    assert [b.name for b in backtests] == [*DATASETS, "scenario"]
+    assert len({b.run_id for b in backtests}) == len(backtests)
+    spans = []
+    for b in backtests:
+        stats = {s.key: s.value for s in b.performance.statistics}
+        assert isinstance(stats["start"], int) and isinstance(stats["end"], int)
+        spans.append((stats["start"], stats["end"]))
+        assert set(b.report.bars) <= (
+            {b.name} if b.name in DATASETS else {"SIMA", "SIMB", "SIMC", "SIMD"}
+        )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end < start, "the eras do not overlap, and no curve joins them"
+    page = hostile.result.report.read_text(encoding="utf-8")
+    for b in backtests:
+        assert b.run_id in page
 
 
 def test_report_escapes_every_text_field(tmp_path: Path) -> None:

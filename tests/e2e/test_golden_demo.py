@@ -1,7 +1,12 @@
 """The demo as shipped (GOOG, EURUSD, 240 minutes of generated SIM ticks, seed 7, the sample
 feeds of hostile input) gives exactly the rows recorded before the decision core's redesign:
 every bar, signal, decision, order, fill, position, alert, dead letter and news row, ids and
-values. A change here is a change of result, which a refactoring must not make."""
+values. A change here is a change of result, which a refactoring must not make.
+
+Re-recorded twice since: for sizing at the fill (issue 11, item 5), and when the demo became one
+backtest per era (GOOG, EURUSD, the 2026 scenario; each its own portfolio), which left bars,
+signals, decisions, dead letters and news as they were and changed orders, fills, positions'
+cash and equity, and alerts (each recorded twice, identical bytes)."""
 
 from __future__ import annotations
 

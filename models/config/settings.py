@@ -104,6 +104,10 @@ class SymbolSpec(_Section):
         ge=0,
         description="Smallest order value the exchange accepts; smaller orders are not placed",
     )
+    shortable: bool = Field(
+        default=False,
+        description="The venue lends it: a sell may open or extend a short position",
+    )
 
 
 class BarsConfig(_Section):
@@ -395,6 +399,10 @@ class Settings(_Section):
         if isinstance(result, Rejection):
             raise ValueError("; ".join(result.reasons))
         return self
+
+    def shortable(self) -> frozenset[str]:
+        """The symbols a sell may take short."""
+        return frozenset(s for s, spec in self.symbols.items() if spec.shortable)
 
     def standing_symbols(self) -> frozenset[str]:
         """The symbols a configured strategy runs (GPT is not asked about them)."""

@@ -141,6 +141,7 @@ class TradingDesk:
     latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
     feature_history: FeatureHistory = field(default_factory=FeatureHistory)  # warms strategies
     reviewers: tuple[Reviewer, ...] = DEFAULT_REVIEWERS
+    shortable: frozenset[str] = frozenset()  # symbols the venue lends (settings), not state
 
     @classmethod
     def create(
@@ -165,6 +166,7 @@ class TradingDesk:
             venue=venue,
             decisions=DecisionBook(venue=venue),
             strategies=StrategyBook(standing=standing_strategies(settings)),
+            shortable=settings.shortable(),
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -275,7 +277,11 @@ class TradingDesk:
         """Why the book cannot take an explicit fill ("" when it can)."""
         if fill.side is Side.BUY and fill.quantity * fill.price + fill.fee > self.portfolio.cash:
             return "insufficient cash at fill"
-        if fill.side is Side.SELL and fill.quantity > self.portfolio.quantity(fill.symbol):
+        if (
+            fill.side is Side.SELL
+            and fill.quantity > self.portfolio.quantity(fill.symbol)
+            and fill.symbol not in self.shortable
+        ):
             return "position too small at fill"
         return ""
 
@@ -299,9 +305,10 @@ class TradingDesk:
     def book_fill(self, fill: Fill) -> None:
         """The one place a fill moves the book (raises `ValueError` when it does not fit):
         credited to the strategy that placed it, applied to the portfolio."""
-        avg_before = self.portfolio.position(fill.symbol).avg_cost
-        self.portfolio.apply_fill(fill)
-        self.strategies.credit(fill, avg_before)
+        before = self.portfolio.position(fill.symbol)
+        avg_before, held_before = before.avg_cost, before.quantity
+        self.portfolio.apply_fill(fill, allow_short=fill.symbol in self.shortable)
+        self.strategies.credit(fill, avg_before, held_before)
 
     def next_version(
         self, record: DecisionRecord, order: Order, fills: list[Fill], note: str | None = None

@@ -104,7 +104,7 @@ class StrategyBook:
         # Orders on their way count as held: a slow exchange must not make it buy twice.
         position = portfolio.quantity(sym) + in_flight
         held = portfolio.quantity(sym)
-        entry = portfolio.position(sym).avg_cost if held > 0 else None
+        entry = portfolio.position(sym).avg_cost if held != 0 else None
         actions = active.strategy.on_bar(sym, event.features, position, entry)
         if not actions:
             return True, None
@@ -166,8 +166,8 @@ class StrategyBook:
         """The decision has no order out any more: nothing left to credit."""
         self.owners.pop(decision_id, None)
 
-    def credit(self, fill: Fill, avg_cost_before: Decimal) -> None:
+    def credit(self, fill: Fill, avg_cost_before: Decimal, held_before: Decimal) -> None:
         """Credit a booked fill to the strategy whose decision placed it, if any."""
         owner = self.owners.get(fill.decision_id)
         if owner is not None:
-            owner.on_fill(fill, avg_cost_before)
+            owner.on_fill(fill, avg_cost_before, held_before)

@@ -43,7 +43,7 @@ def equity_curve(
     for bar in sorted(closes, key=lambda b: (b.end_ms, b.symbol)):
         # Fills strictly before this bar's end: at its open or earlier.
         while next_fill < len(ordered_fills) and ordered_fills[next_fill].ts_ms < bar.end_ms:
-            book.apply_fill(ordered_fills[next_fill])
+            book.apply_fill(ordered_fills[next_fill], allow_short=True)
             next_fill += 1
         book.marks[bar.symbol] = bar.close
         equity = book.equity()

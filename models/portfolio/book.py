@@ -43,27 +43,34 @@ class Portfolio:
         pos = self.positions.get(symbol)
         return pos.quantity if pos else _ZERO
 
-    def apply_fill(self, fill: Fill) -> None:
-        """Move cash and position for one fill; a sell never exceeds the held quantity."""
+    def apply_fill(self, fill: Fill, *, allow_short: bool = False) -> None:
+        """Move cash and position for one fill. A sell beyond the held quantity raises
+        `ValueError` unless `allow_short` (the venue lends the symbol): then the position goes
+        negative, a short, with the sale's proceeds in cash. A fill towards zero realises PnL
+        against the average cost; one through zero closes the position and opens the other
+        side with the remainder at the fill price."""
         pos = self.position(fill.symbol)
-        notional = fill.quantity * fill.price
-        if fill.side is Side.BUY:
-            new_qty = pos.quantity + fill.quantity
-            pos.avg_cost = ((pos.avg_cost * pos.quantity + notional) / new_qty).quantize(
-                COST_QUANTUM
-            )
+        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+        held = pos.quantity
+        if fill.side is Side.SELL and not allow_short and fill.quantity > held:
+            raise ValueError(f"sell of {fill.quantity} {fill.symbol} exceeds position {held}")
+        if held == 0 or (held > 0) == (signed > 0):  # opens or adds: a new average cost
+            new_qty = held + signed
+            pos.avg_cost = (
+                (pos.avg_cost * abs(held) + fill.quantity * fill.price) / abs(new_qty)
+            ).quantize(COST_QUANTUM)
             pos.quantity = new_qty
-            self.cash -= notional + fill.fee
-        else:
-            if fill.quantity > pos.quantity:
-                raise ValueError(
-                    f"sell of {fill.quantity} {fill.symbol} exceeds position {pos.quantity}"
-                )
-            pos.realized_pnl += (fill.price - pos.avg_cost) * fill.quantity
-            pos.quantity -= fill.quantity
+        else:  # reduces, closes or flips
+            closed = min(fill.quantity, abs(held))
+            direction = 1 if held > 0 else -1
+            pos.realized_pnl += (fill.price - pos.avg_cost) * closed * direction
+            pos.quantity = held + signed
             if pos.quantity == 0:
                 pos.avg_cost = _ZERO
-            self.cash += notional - fill.fee
+            elif (pos.quantity > 0) != (held > 0):  # through zero: the rest opens at the fill
+                pos.avg_cost = fill.price.quantize(COST_QUANTUM)
+        notional = fill.quantity * fill.price
+        self.cash += -notional - fill.fee if fill.side is Side.BUY else notional - fill.fee
         pos.realized_pnl -= fill.fee
         self.fees_paid += fill.fee
         self.marks.setdefault(fill.symbol, fill.price)

@@ -75,6 +75,7 @@ class RiskReviewer:
             ctx.settings.risk,
             ctx.settings.execution,
             ctx.pending_orders,
+            ctx.settings.shortable(),
         )
 
 

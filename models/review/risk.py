@@ -55,10 +55,13 @@ def check(
     risk: RiskConfig,
     execution: ExecutionConfig,
     pending: Iterable[Order] = (),
+    shortable: frozenset[str] = frozenset(),
 ) -> RiskVerdict:
     """Judge a whole proposal against the limits, intents taken together, on top of the
     `pending` orders (placed, not filled yet): two symbols deciding on the same bar must not
-    both spend the same cash, and a second signal must not sell the same position twice."""
+    both spend the same cash, and a second signal must not sell the same position twice.
+    A sell beyond the position (a short) is allowed only on a `shortable` symbol, and then
+    counts as risk like a buy: its position notional (absolute) is limited the same way."""
     checks: list[RiskCheck] = []
     reserved, on_the_way = committed(pending, prices, execution)
     cash_needed = _ZERO
@@ -97,31 +100,37 @@ def check(
         )
         qty = held.get(intent.symbol, portfolio.quantity(intent.symbol))
         if intent.side is Side.BUY:
-            qty += intent.quantity
-            increases_risk = True
+            after = qty + intent.quantity
+            increases_risk = increases_risk or after > 0
             cash_needed += notional + fee
+        else:
+            after = qty - intent.quantity
+            if intent.symbol in shortable:
+                increases_risk = increases_risk or after < 0
+            else:
+                checks.append(
+                    RiskCheck(
+                        name=f"long_only:{intent.symbol}",
+                        passed=intent.quantity <= qty,
+                        limit=qty,
+                        value=intent.quantity,
+                        message="sell larger than the position (no short selling)",
+                    )
+                )
+            cash_freed += notional - fee
+        grows = abs(after) > abs(qty) or (after != 0 and (after > 0) != (qty > 0))
+        if grows and (intent.side is Side.BUY or intent.symbol in shortable):
+            exposure = abs(after) * px
             checks.append(
                 RiskCheck(
                     name=f"position_notional:{intent.symbol}",
-                    passed=qty * px <= risk.max_position_notional,
+                    passed=exposure <= risk.max_position_notional,
                     limit=risk.max_position_notional,
-                    value=qty * px,
+                    value=exposure,
                     message="position after the order over the per-symbol limit",
                 )
             )
-        else:
-            checks.append(
-                RiskCheck(
-                    name=f"long_only:{intent.symbol}",
-                    passed=intent.quantity <= qty,
-                    limit=qty,
-                    value=intent.quantity,
-                    message="sell larger than the position (no short selling)",
-                )
-            )
-            qty -= intent.quantity
-            cash_freed += notional - fee
-        held[intent.symbol] = qty
+        held[intent.symbol] = after
     if cash_needed > 0:
         spendable = portfolio.cash - reserved + cash_freed - risk.min_cash
         checks.append(

@@ -44,10 +44,22 @@ class ActiveStrategy:
     def expired(self) -> bool:
         return self.bars >= self.strategy.horizon_bars
 
-    def on_fill(self, fill: Fill, avg_cost_before: Decimal) -> None:
-        """A sell closes (part of) a trade: its profit is counted against the average cost."""
-        if fill.side is Side.SELL:
-            pnl = (fill.price - avg_cost_before) * fill.quantity - fill.fee
+    def on_fill(
+        self, fill: Fill, avg_cost_before: Decimal, held_before: Decimal | None = None
+    ) -> None:
+        """A fill towards zero closes (part of) a trade: its profit is counted against the
+        average cost (a sell closes a long, a buy a short); one that opens or adds only pays
+        its fee. Without `held_before`, a sell closes and a buy opens (long only)."""
+        held = (
+            held_before
+            if held_before is not None
+            else (fill.quantity if fill.side is Side.SELL else _ZERO)
+        )
+        closing = (held > 0 and fill.side is Side.SELL) or (held < 0 and fill.side is Side.BUY)
+        if closing:
+            closed = min(fill.quantity, abs(held))
+            direction = 1 if held > 0 else -1
+            pnl = (fill.price - avg_cost_before) * closed * direction - fill.fee
             self.realized += pnl
             self.trades += 1
             self.wins += pnl > 0

@@ -187,11 +187,11 @@ def test_only_the_owning_strategy_is_credited_with_a_fill() -> None:
     active = book.strategies["ABC"]
     o = order("mine", side=Side.SELL)
     book.own("mine", active)
-    book.credit(fill(o), D(90))  # a sell closes a trade: 10 profit on 1
-    book.credit(fill(order("other", side=Side.SELL)), D(90))
+    book.credit(fill(o), D(90), D(1))  # a sell closes a trade: 10 profit on 1
+    book.credit(fill(order("other", side=Side.SELL)), D(90), D(1))
     assert active.trades == 1 and active.realized == D(10)
     book.settled("mine")
-    book.credit(fill(o, 2), D(90))
+    book.credit(fill(o, 2), D(90), D(2))
     assert active.trades == 1
 
 

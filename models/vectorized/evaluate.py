@@ -24,7 +24,6 @@ budget falls within a rounding error of a lot boundary; prices, fees and cash ag
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -43,7 +42,7 @@ from models.vectorized import conditions, jit
 from models.vectorized.bars import BarArrays, FloatArray
 from models.vectorized.features import feature_arrays
 
-__all__ = ["Costs", "VectorResult", "evaluate", "signals"]
+__all__ = ["Costs", "StatValue", "VectorResult", "evaluate", "signals"]
 
 BPS: Final = Decimal(10_000)
 KIND_NAMES: Final = {
@@ -52,6 +51,7 @@ KIND_NAMES: Final = {
     jit.TAKE_PROFIT: "take_profit",
     jit.EXIT: "exit",
 }
+StatValue = Decimal | float | int | str | None
 CONTROLLER: Final = "strategy"  # a strategy file's controller, as the desk tags its fills
 
 
@@ -176,7 +176,7 @@ class VectorResult:
             trading_start_ms=trading_start_ms,
         )
 
-    def statistics(self, trading_start_ms: int | None = None) -> Mapping[str, object]:
+    def statistics(self, trading_start_ms: int | None = None) -> dict[str, StatValue]:
         """key -> value of every statistic (`Statistic.key`)."""
         return {s.key: s.value for s in self.performance(trading_start_ms).statistics}
 

@@ -94,8 +94,8 @@ def open_data(
         raise UserError("--symbol names the symbol of one file; give several files without it")
     streams = []
     for source in sources:
-        path, sym = _replay_source(source, symbol)
-        stream = stack.enter_context(open_market_file(path, symbol=sym, interval=interval))
+        path, sym, span = _replay_source(source, symbol, interval)
+        stream = stack.enter_context(open_market_file(path, symbol=sym, interval=span))
         if not stream.count:
             raise UserError(f"{path}: no valid rows ({stream.problem_count} rejected)")
         streams.append(stream)
@@ -176,7 +176,7 @@ def backtest(
         try:
             specs = read_strategy_files(list(strategy or []))
         except StrategyFileError as err:
-            raise UserError(str(err)) from None
+            raise UserError("; ".join(str(err).splitlines())) from None
         settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
         start_ms = parse_day(start, "--start") if start else None
         end_ms = parse_day(end, "--end") if end else None

@@ -268,7 +268,10 @@ def replay(
     ] = None,
     interval: Annotated[
         str | None,
-        typer.Option(help="Bar length of a bar file, e.g. 1d, 1h (default: inferred from spacing)"),
+        typer.Option(
+            help="Bar interval of a bar file, e.g. 1h, 1d, 1w (ISO weeks), 1mo (calendar"
+            " months) (default: inferred from the bar times)"
+        ),
     ] = None,
     bootstrap: Annotated[
         str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
@@ -296,13 +299,13 @@ def replay(
                 "--symbol names the symbol of one file; with several sources each takes its"
                 " symbol column or its file name"
             )
-        paths = [_replay_source(source, symbol) for source in sources]
+        paths = [_replay_source(source, symbol, interval) for source in sources]
         # Read in bounded memory: each file is scanned (every bad row known before anything is
         # sent), then published as it is read back, by end time (connectors/files/market_file.py).
         with contextlib.ExitStack() as stack:
             loaded = [
-                (path, stack.enter_context(open_market_file(path, symbol=sym, interval=interval)))
-                for path, sym in paths
+                (path, stack.enter_context(open_market_file(path, symbol=sym, interval=every)))
+                for path, sym, every in paths
             ]
             stats = _replay_stream(ctx, settings, bootstrap, loaded, speed)
         if stats.failed:
@@ -318,19 +321,22 @@ def replay(
     guarded(go)
 
 
-def _replay_source(source: str, symbol: str | None) -> tuple[Path, str | None]:
-    """(path, default symbol) of a replay argument: a local file wins over a dataset of the
-    same name."""
-    from connectors.files.datasets import dataset_path, list_datasets
+def _replay_source(
+    source: str, symbol: str | None, interval: str | None
+) -> tuple[Path, str | None, str | None]:
+    """(path, default symbol, bar interval) of a replay argument: a local file wins over a
+    dataset of the same name; a dataset's interval is its own unless --interval says."""
+    from connectors.files.datasets import dataset_info, dataset_path, list_datasets
 
     try:
         exists = Path(source).exists()
     except OSError as err:  # e.g. a name too long for the file system
         raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
     if exists:
-        return Path(source), symbol
+        return Path(source), symbol, interval
     if source.strip().upper() in list_datasets():
-        return dataset_path(source.strip()), symbol or source.strip().upper()
+        name = source.strip()
+        return dataset_path(name), symbol or name.upper(), interval or dataset_info(name).interval
     raise UserError(f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})")
 
 
@@ -415,7 +421,7 @@ def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
     for msg in loaded.messages():
         total[msg.symbol] += 1
         if isinstance(msg, BarIn):
-            window = settings.bar_interval_ms(msg.symbol)
+            window = settings.bar_interval(msg.symbol)
             if (why := input_bar_problem(msg, window)) is not None:
                 unfit[msg.symbol] += 1
                 first.setdefault((msg.symbol, "unfit"), why)
@@ -605,6 +611,7 @@ def schemas(
     guarded(go)
 
 
+from api.backtest_cmd import backtest  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.run_cmd import run  # noqa: E402
@@ -612,6 +619,7 @@ from api.run_cmd import run  # noqa: E402
 app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
 app.command("run")(run)
+app.command("backtest")(backtest)
 
 
 def _money(value: Any) -> str:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from api.report import RunSummary, summarize, write_report
-from connectors.files.datasets import dataset_path
+from connectors.files.datasets import dataset_info, dataset_path
 from connectors.files.replay import load_market_file, replay
 from connectors.kafka.broker import BrokerError, LocalBroker, ensure_topics
 from connectors.kafka.io import DeliveryCounter, make_producer, publish
@@ -196,7 +196,8 @@ def demo_messages(
     the time each is complete (a bar at its end), so the small shipped files stay in memory."""
     messages: list[Tick | BarIn] = []
     for name in datasets:
-        loaded = load_market_file(dataset_path(name), symbol=name, interval=None)
+        interval = dataset_info(name).interval
+        loaded = load_market_file(dataset_path(name), symbol=name, interval=interval)
         messages.extend(loaded.messages)
     sim = [s for s in settings.symbols if s.startswith("SIM")]
     if scenario_minutes > 0 and sim:

@@ -47,13 +47,19 @@ class DatasetInfo:
     name: str
     cadence: str
     description: str
+    interval: str
+    """The bar interval of its rows (`models.config.settings.parse_bar_interval`): what the
+    demo and `stratflow replay NAME` load it with, and what the file loader infers from it."""
 
 
 _DATASETS: dict[str, DatasetInfo] = {
-    GOOG: DatasetInfo(GOOG, "daily", "Alphabet (GOOG) daily bars, 2004-08-19 .. 2013-03-01"),
-    EURUSD: DatasetInfo(EURUSD, "hourly", "EUR/USD hourly bars, 2017-04-19 .. 2018-02-07"),
-    # Calendar months fit no fixed window: each is counted in the 31d window it ends in.
-    BTCUSD: DatasetInfo(BTCUSD, "monthly", "Bitcoin in USD, monthly bars, 2012-01 .. 2024-12"),
+    GOOG: DatasetInfo(GOOG, "daily", "Alphabet (GOOG) daily bars, 2004-08-19 .. 2013-03-01", "1d"),
+    EURUSD: DatasetInfo(EURUSD, "hourly", "EUR/USD hourly bars, 2017-04-19 .. 2018-02-07", "1h"),
+    # Stamped on the last day of each month (2012-01-31 is January): calendar months, each the
+    # month holding its stamp, complete at the next month's start.
+    BTCUSD: DatasetInfo(
+        BTCUSD, "monthly", "Bitcoin in USD, monthly bars, 2012-01 .. 2024-12", "1mo"
+    ),
 }
 
 

@@ -17,10 +17,12 @@ How a file of any size is read without holding it (issue 9, item 6):
    `RUN_ROWS` records to a temporary directory (compact tuples, not models).
 3. The runs are merged by open time (concatenated when the file was already in order, the
    usual case); for bar files one pass over the merged stream finds duplicate bars and infers
-   each symbol's interval (median spacing) from a bounded count of gaps.
+   each symbol's interval (median spacing) from a bounded count of gaps, or a calendar interval
+   (`1w`, `1mo`, `3mo`, `12mo`) when every stamp is the first or the last day of its period
+   (`models.market.interval.CalendarFit`): a monthly file is months, not 31-day bars.
 4. `MarketStream.messages()` merges the runs again and re-orders them by END time (a bar is
-   complete at open + interval) through a heap that only holds bars not yet complete at the
-   current open time: one or two per symbol.
+   complete at open + interval, a calendar bar where its period ends) through a heap that only
+   holds bars not yet complete at the current open time: one or two per symbol.
 Memory is bounded by the chunk and run sizes and the number of symbols, never the row count.
 """
 
@@ -50,9 +52,10 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
-from models.config.settings import parse_duration_ms
+from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
+from models.market.interval import BarInterval, CalendarFit
 from models.market.parsing import event_time_problem
 
 __all__ = [
@@ -104,7 +107,7 @@ class MarketFile:
     rows: int
     messages: list[MarketMsg]
     problems: list[RowProblem]
-    interval_s: dict[str, int] = field(default_factory=dict)
+    intervals: dict[str, BarInterval] = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[str]:
@@ -206,7 +209,7 @@ class MarketStream:
         runs: _Runs,
         in_order: bool,
         problems: _Problems,
-        interval_s: dict[str, int],
+        intervals: dict[str, BarInterval],
         count: int,
         symbols: set[str],
     ) -> None:
@@ -214,7 +217,7 @@ class MarketStream:
         self.kind: Literal["bars", "ticks"] = kind
         self.rows = rows
         self.count = count
-        self.interval_s = interval_s
+        self.intervals = intervals
         self.in_order = in_order
         self._runs = runs
         self._problems = problems
@@ -250,7 +253,8 @@ class MarketStream:
                 if kind == _BAD_BAR:
                     continue
                 o, h, lo, c, vol, ident = payload
-                iv = self.interval_s[sym]
+                iv = self.intervals[sym]
+                fixed = iv.fixed_ms
                 msg = BarIn.model_construct(
                     symbol=sym,
                     ts=_us_to_datetime(us),
@@ -259,10 +263,11 @@ class MarketStream:
                     low=lo,
                     close=c,
                     volume=vol,
-                    interval_s=iv,
+                    interval_s=None if fixed is None else fixed // 1000,
+                    calendar=iv.text if fixed is None else None,
                     id=ident,
                 )
-                end = us + iv * 1_000_000
+                end = us + fixed * 1000 if fixed is not None else iv.window_end(us // 1000) * 1000
             # Everything still to come opens at `us` or later, so it ends at `us` or later:
             # what ended before is final. Ties wait, as a later record may sort before them.
             while pending and pending[0][0] < us:
@@ -380,20 +385,25 @@ def _counter_median(gaps: Counter[int]) -> float:
     return sum(found) / len(found)
 
 
-def _interval_of(sym: str, gaps: Counter[int], path: Path) -> int:
-    """Median spacing: robust to weekends, holidays and the odd missing bar."""
+def _interval_of(sym: str, gaps: Counter[int], fit: CalendarFit, path: Path) -> BarInterval:
+    """Median spacing (robust to weekends, holidays and the odd missing bar), or the calendar
+    interval the stamps follow."""
     if not gaps:
         raise MarketFileError(
             f"{path}: cannot infer the bar interval of {sym} from a single bar; "
             "pass --interval (e.g. --interval 1d)"
         )
-    seconds = max(1, round(_counter_median(gaps) / 1e6))
+    median_us = _counter_median(gaps)
+    if (calendar := fit.interval(median_us / 1000)) is not None:
+        return calendar
+    seconds = max(1, round(median_us / 1e6))
     if seconds > _MAX_INTERVAL_S:
         raise MarketFileError(
             f"{path}: inferred bar interval of {sym} is {seconds / 86400:.0f} days, "
-            "more than the 31-day maximum"
+            "more than the 31-day maximum (calendar periods stamped on their first or last "
+            "day are recognised; else pass --interval, e.g. 3mo)"
         )
-    return seconds
+    return BarInterval.fixed(seconds * 1000)
 
 
 def open_market_file(
@@ -408,8 +418,9 @@ def open_market_file(
     Bars need a time column (or unnamed index) and open/high/low/close, volume optional; trades
     need a time column and price, size optional. Column names are case-insensitive. A `symbol`
     column wins over the `symbol` argument, which otherwise names every row (default: the file
-    stem upper-cased). `interval` ("1d", "1h", "60") is inferred from the median spacing of the
-    bar times when not given. Whole-file problems raise `MarketFileError`.
+    stem upper-cased). `interval` ("1d", "1h", "60", or a calendar "1w", "1mo", "3mo") is
+    inferred from the bar times when not given (`_interval_of`). Whole-file problems raise
+    `MarketFileError`.
     """
     p = Path(path)
     source = open_source(p)
@@ -432,15 +443,17 @@ def open_market_file(
         default_symbol = _check_symbol(symbol, "symbol")
     elif symbol_key is None:
         default_symbol = _check_symbol(p.stem, "file name gives symbol")
-    fixed_interval: int | None = None
+    given: BarInterval | None = None
+    fixed_interval: int | None = None  # seconds, for the row checks of a fixed interval
     if interval is not None:
         try:
-            ms = parse_duration_ms(interval)
+            given = parse_bar_interval(interval)
         except ValueError as exc:
             raise MarketFileError(f"interval: {exc}") from None
-        fixed_interval = ms // 1000
-        if not 1 <= fixed_interval <= _MAX_INTERVAL_S:
-            raise MarketFileError(f"interval {interval!r} must be between 1 s and 31 days")
+        if given.fixed_ms is not None:
+            fixed_interval = given.fixed_ms // 1000
+            if not 1 <= fixed_interval <= _MAX_INTERVAL_S:
+                raise MarketFileError(f"interval {interval!r} must be between 1 s and 31 days")
 
     problems = _Problems(keep_problems)
     for row, reason in source.problems:
@@ -513,11 +526,11 @@ def open_market_file(
                 f"(expected ISO-8601 or epoch numbers), e.g. {source.first_time_text!r}"
             )
         runs.compact()
-        intervals: dict[str, int] = {}
+        intervals: dict[str, BarInterval] = {}
         if not is_bars:
             count, symbols = ticks, tick_symbols
         else:
-            count, symbols, intervals = _scan_bars(runs, in_order, problems, fixed_interval, p)
+            count, symbols, intervals = _scan_bars(runs, in_order, problems, given, p)
         return MarketStream(
             path=p,
             kind="bars" if is_bars else "ticks",
@@ -525,7 +538,7 @@ def open_market_file(
             runs=runs,
             in_order=in_order,
             problems=problems,
-            interval_s=intervals,
+            intervals=intervals,
             count=count,
             symbols=symbols,
         )
@@ -592,13 +605,15 @@ def _scan_bars(
     runs: _Runs,
     in_order: bool,
     problems: _Problems,
-    fixed_interval: int | None,
+    given: BarInterval | None,
     path: Path,
-) -> tuple[int, set[str], dict[str, int]]:
+) -> tuple[int, set[str], dict[str, BarInterval]]:
     """One pass over the bars by open time: duplicates (the first by row wins; an invalid bar
-    is reported here, unless it is a duplicate), spacing per symbol, valid count."""
+    is reported here, unless it is a duplicate), spacing and calendar fit per symbol, valid
+    count."""
     last: dict[str, tuple[int, int]] = {}  # symbol -> (open µs, row) of its latest bar
     gaps: dict[str, Counter[int]] = {}
+    fits: dict[str, CalendarFit] = {}
     count = 0
     symbols: set[str] = set()
     for us, _seq, row, sym, kind, payload in runs.merged(in_order):
@@ -611,16 +626,19 @@ def _scan_bars(
             gaps[sym][us - prev[0]] += 1
         else:
             gaps[sym] = Counter()
+            fits[sym] = CalendarFit()
+        if given is None:
+            fits[sym].add(us // 1000 if us % 1000 == 0 else 1)  # 1 ms: not a calendar stamp
         last[sym] = (us, row)
         if kind == _BAD_BAR:
             problems.add(row, payload[0])
             continue
         count += 1
         symbols.add(sym)
-    if fixed_interval is not None:
-        intervals = dict.fromkeys(gaps, fixed_interval)
+    if given is not None:
+        intervals = dict.fromkeys(gaps, given)
     else:
-        intervals = {sym: _interval_of(sym, g, path) for sym, g in sorted(gaps.items())}
+        intervals = {sym: _interval_of(sym, g, fits[sym], path) for sym, g in sorted(gaps.items())}
     return count, symbols, intervals
 
 
@@ -636,5 +654,5 @@ def load_market_file(
             rows=stream.rows,
             messages=list(stream.messages()),
             problems=stream.problems,
-            interval_s=stream.interval_s,
+            intervals=stream.intervals,
         )

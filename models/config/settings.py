@@ -28,6 +28,7 @@ from pydantic import (
 
 from models.config.notify import NotifyConfig
 from models.core.messages import SYMBOL_PATTERN
+from models.market.interval import BarInterval, parse_calendar, span_text
 from models.strategy.spec import StrategySpec
 
 ENV_PREFIX = "STRATFLOW__"
@@ -51,16 +52,37 @@ def parse_duration_ms(value: object) -> int:
 
 def _canonical_duration(value: object) -> str:
     """Validate a duration where it is written, so the error names its key; keep it readable."""
-    ms = parse_duration_ms(value)
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
+    return span_text(parse_duration_ms(value))
 
 
 Duration = Annotated[
     str,
     BeforeValidator(_canonical_duration, json_schema_input_type=str | int | float),
+]
+
+
+def parse_bar_interval(value: object) -> BarInterval:
+    """A bar interval: a duration (`1m`, `4h`, `1d`, `31d`: fixed, on the epoch grid) or a
+    calendar interval (`1w`: ISO weeks from Monday 00:00 UTC; `1mo`, `3mo`, `12mo`: calendar
+    months, quarters, years in UTC); models/market/interval.py has the rules."""
+    calendar = parse_calendar(value) if isinstance(value, str) else None
+    if calendar is not None:
+        return calendar
+    try:
+        return BarInterval.fixed(parse_duration_ms(value))
+    except ValueError as err:
+        if "interval must be > 0" in str(err):
+            raise
+        raise ValueError(
+            f"{value!r} is not a bar interval, e.g. 15m, 1h, 1d, 1w (ISO weeks), 1mo (months)"
+        ) from None
+
+
+BarIntervalText = Annotated[
+    str,
+    BeforeValidator(
+        lambda value: parse_bar_interval(value).text, json_schema_input_type=str | int | float
+    ),
 ]
 
 
@@ -73,7 +95,9 @@ def _duration_field(default: str, description: str) -> Any:
 
 
 class SymbolSpec(_Section):
-    bar_interval: Duration | None = Field(default=None, description="Overrides bars.interval")
+    bar_interval: BarIntervalText | None = Field(
+        default=None, description="Overrides bars.interval"
+    )
     lot_size: Decimal = Field(default=Decimal("1"), gt=0, description="Order quantity step")
     min_notional: Decimal = Field(
         default=Decimal("0"),
@@ -83,7 +107,11 @@ class SymbolSpec(_Section):
 
 
 class BarsConfig(_Section):
-    interval: Duration = _duration_field("1m", "Tumbling event-time window length")
+    interval: BarIntervalText = _duration_field(
+        "1m",
+        "Tumbling event-time window: a duration on the UTC epoch grid (1m, 1h, 1d), or 1w (ISO "
+        "weeks from Monday 00:00 UTC), 1mo / 3mo / 12mo (calendar months, quarters, years)",
+    )
     allowed_lateness: Duration = _duration_field(
         "0s", "A window closes once a newer event is this far past its end"
     )
@@ -112,12 +140,6 @@ class BarsConfig(_Section):
     dedupe_window: int = Field(
         default=10_000, ge=0, description="Recent message ids remembered per symbol"
     )
-
-    @model_validator(mode="after")
-    def _positive_interval(self) -> BarsConfig:
-        if parse_duration_ms(self.interval) <= 0:
-            raise ValueError("interval must be > 0")
-        return self
 
 
 class FeaturesConfig(_Section):
@@ -401,14 +423,12 @@ class Settings(_Section):
         from models.signals.triggers import TriggerState  # triggers import this module's types
 
         TriggerState(self.triggers)
-        for symbol, spec in self.symbols.items():
-            if spec.bar_interval is not None and parse_duration_ms(spec.bar_interval) <= 0:
-                raise ValueError(f"symbols.{symbol}.bar_interval must be > 0")
         return self
 
-    def bar_interval_ms(self, symbol: str) -> int:
+    def bar_interval(self, symbol: str) -> BarInterval:
+        """The symbol's bar interval (`symbols.X.bar_interval`, else `bars.interval`)."""
         spec = self.symbols.get(symbol)
-        return parse_duration_ms(
+        return parse_bar_interval(
             spec.bar_interval if spec and spec.bar_interval else self.bars.interval
         )
 

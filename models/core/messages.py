@@ -162,6 +162,14 @@ class Tick(_Message):
     id: str | None = Field(default=None, max_length=128, description="Producer id, for dedupe")
 
 
+CALENDAR_PATTERN = r"^(?:[1-9][0-9]?w|(?:1|2|3|4|6|12)mo)$"
+"""The calendar intervals an input bar may name (models/market/interval.py reads them)."""
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class BarIn(_Message):
     """One OHLCV bar on the market topic (e.g. replayed daily or hourly history)."""
 
@@ -173,11 +181,28 @@ class BarIn(_Message):
     low: Price
     close: Price
     volume: Quantity = Decimal(0)
-    interval_s: int = Field(gt=0, le=31 * 86400, strict=True)  # no `true`, "60" or 60.0
+    interval_s: int | None = Field(
+        default=None,
+        gt=0,
+        le=31 * 86400,
+        strict=True,  # no `true`, "60" or 60.0
+        exclude_if=_is_none,
+        description="Bar length in seconds (the bar is ts .. ts + interval_s), or `calendar`",
+    )
+    calendar: str | None = Field(
+        default=None,
+        pattern=CALENDAR_PATTERN,
+        exclude_if=_is_none,
+        description="Instead of interval_s (give exactly one): the calendar period holding ts, "
+        "Nw (N ISO weeks from Monday 00:00 UTC) or Nmo (N calendar months in UTC, N in 1, 2, 3, "
+        "4, 6, 12); the bar ends where that period does (models/market/interval.py)",
+    )
     id: str | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")
     def _ohlc_consistent(self) -> BarIn:
+        if (self.interval_s is None) == (self.calendar is None):
+            raise ValueError("give exactly one of interval_s (seconds) and calendar (e.g. 1mo)")
         if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
             raise ValueError("OHLC inconsistent: need low <= open, close <= high")
         return self

@@ -124,7 +124,7 @@ class PartitionIngest:
         rules = self._homes.get(symbol)
         if rules is None:
             home = home_partition(symbol.encode(), self.market_partitions)
-            jump = max(self._max_jump_ms, 2 * self.settings.bar_interval_ms(symbol))
+            jump = max(self._max_jump_ms, 2 * self.settings.bar_interval(symbol).longest_ms)
             rules = self._homes[symbol] = (home, jump)
         return rules
 
@@ -143,7 +143,7 @@ class PartitionIngest:
             st = SymbolState(
                 bars=BarBuilder(
                     symbol=symbol,
-                    interval_ms=cfg.bar_interval_ms(symbol),
+                    interval=cfg.bar_interval(symbol),
                     allowed_lateness_ms=parse_duration_ms(cfg.bars.allowed_lateness),
                     dedupe_window=cfg.bars.dedupe_window,
                 ),

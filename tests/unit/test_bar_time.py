@@ -28,6 +28,7 @@ from models.core.messages import BarIn, DecisionRecord, Order, Tick, to_ms
 from models.desk.desk import TradingDesk
 from models.market.bars import BarBuilder, Rejected, input_end_ms, off_grid_note
 from models.market.ingest import PartitionIngest, RawBatch
+from models.market.interval import BarInterval
 from models.market.merge import OrderedMerge, PartitionMark
 
 D = Decimal
@@ -332,7 +333,7 @@ def test_an_input_bar_is_counted_in_the_window_it_ends_in(
     boundary: the next one), so no emitted bar ends before the input it carries does; a coarser
     one is a dead letter."""
     ts = T0 + slot * window + (offset * 1000) % window
-    b = BarBuilder("ABC", window)
+    b = BarBuilder("ABC", BarInterval.fixed(window))
     msg = BarIn(
         symbol="ABC",
         ts=_dt(ts),
@@ -354,7 +355,7 @@ def test_an_input_bar_is_counted_in_the_window_it_ends_in(
     assert [(x.start_ms, x.end_ms, x.close) for x in emitted] == [(start, start + window, D(11))]
     assert input_end_ms(msg) <= emitted[0].end_ms  # never early
     assert emitted[0].end_ms - input_end_ms(msg) < window  # at most one window late
-    note = off_grid_note(msg, window)
+    note = off_grid_note(msg, BarInterval.fixed(window))
     assert (note is None) == (start == ts - ts % window)
 
 
@@ -362,7 +363,7 @@ def test_an_off_grid_series_loses_no_bar_and_leaks_no_close() -> None:
     """A whole series stamped half a window off the grid (NY-midnight days, :30 hours): every
     bar is counted once, and each emitted bar's close comes from an input that ended by then."""
     for window, shift in ((HOUR, 30 * MIN), (DAY, 5 * HOUR), (15 * MIN, 7 * MIN)):
-        b = BarBuilder("ABC", window)
+        b = BarBuilder("ABC", BarInterval.fixed(window))
         emitted = []
         for i in range(50):
             ts = T0 + i * window + shift

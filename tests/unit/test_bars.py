@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from models.core.messages import BarIn, Tick
 from models.market.bars import BarBuilder, Rejected
+from models.market.interval import BarInterval
 
 T0 = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp() * 1000)
 MIN = 60_000
@@ -24,7 +25,7 @@ def tick(ms: int, price: str, size: str = "1", ident: str | None = None) -> Tick
 
 
 def test_window_closes_when_event_time_passes_its_end() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     assert b.add(tick(T0 + 1_000, "10", "2")) == []
     assert b.add(tick(T0 + 30_000, "12", "1")) == []
     assert b.add(tick(T0 + 59_999, "9", "1")) == []
@@ -43,7 +44,7 @@ def test_window_closes_when_event_time_passes_its_end() -> None:
 
 
 def test_late_tick_is_rejected_and_does_not_change_emitted_bars() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     b.add(tick(T0 + 1_000, "10"))
     b.add(tick(T0 + MIN + 1, "11"))
     late = b.add(tick(T0 + 5_000, "99"))
@@ -51,7 +52,7 @@ def test_late_tick_is_rejected_and_does_not_change_emitted_bars() -> None:
 
 
 def test_allowed_lateness_keeps_window_open_and_orders_by_event_time() -> None:
-    b = BarBuilder("ABC", MIN, allowed_lateness_ms=10_000)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN), allowed_lateness_ms=10_000)
     b.add(tick(T0 + 20_000, "10"))
     assert b.add(tick(T0 + MIN + 5_000, "11")) == []  # watermark T0+55s: still open
     assert b.add(tick(T0 + 10_000, "8")) == []  # out of order but within lateness
@@ -61,14 +62,14 @@ def test_allowed_lateness_keeps_window_open_and_orders_by_event_time() -> None:
 
 
 def test_duplicate_ids_are_rejected() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     b.add(tick(T0, "10", ident="a"))
     dup = b.add(tick(T0, "10", ident="a"))
     assert isinstance(dup, Rejected) and dup.reason.startswith("duplicate")
 
 
 def test_dedupe_memory_is_bounded_and_remembers_at_least_half_the_window() -> None:
-    b = BarBuilder("ABC", MIN, dedupe_window=100)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN), dedupe_window=100)
     for i in range(1000):
         b.add(tick(T0 + i, "10", ident=str(i)))
         assert b.remembered_ids() <= 100
@@ -78,7 +79,7 @@ def test_dedupe_memory_is_bounded_and_remembers_at_least_half_the_window() -> No
 
 
 def test_gaps_emit_no_empty_bars_and_flush_closes_the_rest() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     b.add(tick(T0, "10"))
     bars = b.add(tick(T0 + 10 * MIN, "11"))
     assert isinstance(bars, list) and [x.start_ms for x in bars] == [T0]
@@ -88,7 +89,7 @@ def test_gaps_emit_no_empty_bars_and_flush_closes_the_rest() -> None:
 
 
 def test_input_bars_close_their_window_at_once() -> None:
-    b = BarBuilder("ABC", 86_400_000)
+    b = BarBuilder("ABC", BarInterval.fixed(86_400_000))
     bar = BarIn(
         symbol="ABC",
         ts=datetime(2024, 1, 2, tzinfo=UTC),
@@ -107,7 +108,7 @@ def test_input_bars_close_their_window_at_once() -> None:
 
 
 def test_coarser_input_bar_is_rejected() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     coarse = BarIn(
         symbol="ABC",
         ts=datetime(2024, 1, 2, tzinfo=UTC),
@@ -122,7 +123,7 @@ def test_coarser_input_bar_is_rejected() -> None:
 
 
 def test_state_pickles_mid_window() -> None:
-    b = BarBuilder("ABC", MIN)
+    b = BarBuilder("ABC", BarInterval.fixed(MIN))
     b.add(tick(T0 + 1, "10", ident="x"))
     c = pickle.loads(pickle.dumps(b))
     assert c.add(tick(T0 + MIN, "11")) == b.add(tick(T0 + MIN, "11"))

@@ -76,11 +76,19 @@ def test_parse_duration_rejects_negative_numbers(bad: float) -> None:
         parse_duration_ms(bad)
 
 
-@pytest.mark.parametrize("bad", ["abc", "true", "-5m", "1w", True, -5])
-def test_bad_duration_in_config(bad: object) -> None:
+@pytest.mark.parametrize("bad", ["abc", "true", "-5m", "1y", True, -5])
+def test_bad_bar_interval_in_config(bad: object) -> None:
     msg = config_error(with_base(bars={"interval": bad}))
     assert msg.startswith("bars.interval: ")
-    assert "not a duration" in msg
+    assert "is not a bar interval, e.g. 15m, 1h, 1d, 1w (ISO weeks), 1mo (months)" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("bad", ["abc", "1w", "1mo"])
+def test_calendar_spellings_are_bar_intervals_only(bad: str) -> None:
+    """A week or month is a window, not a duration: lateness and the like stay fixed."""
+    msg = config_error(with_base(bars={"allowed_lateness": bad}))
+    assert msg.startswith("bars.allowed_lateness: ") and "not a duration" in msg
 
 
 def test_zero_bar_interval_is_rejected() -> None:
@@ -94,9 +102,9 @@ def test_bad_duration_names_its_key() -> None:
 
 def test_bare_number_duration_in_yaml_and_env() -> None:
     settings = build_settings(with_base(bars={"interval": 90}), {})
-    assert settings.bar_interval_ms("GOOG") == 90_000
+    assert settings.bar_interval("GOOG").fixed_ms == 90_000
     settings = build_settings(BASE, {"STRATFLOW__BARS__INTERVAL": "60"})  # YAML-parsed: int
-    assert settings.bar_interval_ms("GOOG") == 60_000
+    assert settings.bar_interval("GOOG").fixed_ms == 60_000
 
 
 # ------------------------------------------------------------------------------ the shipped file
@@ -113,19 +121,19 @@ def test_shipped_config_validates() -> None:
 
 def test_bar_interval_per_symbol() -> None:
     settings = load_settings(SHIPPED, {})
-    assert settings.bar_interval_ms("GOOG") == 86_400_000
-    assert settings.bar_interval_ms("EURUSD") == 3_600_000
-    assert settings.bar_interval_ms("BTCUSD") == 31 * 86_400_000
-    assert settings.bar_interval_ms("SIMA") == 60_000  # falls back to bars.interval
-    assert settings.bar_interval_ms("NOT_CONFIGURED") == 60_000
+    assert settings.bar_interval("GOOG").fixed_ms == 86_400_000
+    assert settings.bar_interval("EURUSD").fixed_ms == 3_600_000
+    assert settings.bar_interval("BTCUSD").text == "1mo"  # calendar months
+    assert settings.bar_interval("SIMA").fixed_ms == 60_000  # falls back to bars.interval
+    assert settings.bar_interval("NOT_CONFIGURED").fixed_ms == 60_000
 
 
 def test_bar_interval_follows_bars_interval() -> None:
     settings = build_settings(
         {"symbols": {"A": {}, "B": {"bar_interval": "5m"}}, "bars": {"interval": "15m"}}, {}
     )
-    assert settings.bar_interval_ms("A") == 15 * 60_000
-    assert settings.bar_interval_ms("B") == 5 * 60_000
+    assert settings.bar_interval("A").fixed_ms == 15 * 60_000
+    assert settings.bar_interval("B").fixed_ms == 5 * 60_000
 
 
 def test_bad_symbol_bar_interval_is_a_config_error() -> None:
@@ -165,7 +173,7 @@ def test_env_override_nested_bool_and_list() -> None:
     assert settings.triggers == [
         BreakoutTrigger(kind="breakout", name="only_breakout", strategic=True)
     ]
-    assert settings.bar_interval_ms("GOOG") == 5 * 60_000
+    assert settings.bar_interval("GOOG").fixed_ms == 5 * 60_000
 
 
 def test_env_override_does_not_touch_the_parsed_document() -> None:

@@ -20,6 +20,7 @@ from models.config.settings import Settings
 from models.core.messages import Bar, BarIn, DeadLetter, NewsItem, StoredTick, Tick
 from models.market.bars import BarBuilder
 from models.market.ingest import PartitionIngest, RawBatch
+from models.market.interval import BarInterval
 from models.market.parsing import event_time_problem, parse_market, parse_text_item
 
 T0_S = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -113,7 +114,7 @@ def test_separate_date_and_time_columns_are_combined(tmp_path: Path) -> None:
     )
     loaded = load_market_file(path)
     assert [m.ts.strftime("%H:%M") for m in loaded.messages] == ["09:30", "09:31", "09:32"]
-    assert loaded.interval_s == {"EURUSD": 60}
+    assert loaded.intervals == {"EURUSD": BarInterval.fixed(60_000)}
     assert loaded.problems == [(4, "Date+Time='': not a valid time")]
 
 
@@ -208,7 +209,7 @@ def test_empty_string_ids_are_not_duplicates_of_each_other() -> None:
     ids = [o.tick_id for o in out if isinstance(o, StoredTick)]
     assert ids == [f"market.ticks:0:{i}" for i in range(3)]
     # Input bars: an empty id falls back to the open time, like a missing one.
-    builder = BarBuilder(symbol="AAA", interval_ms=60_000)
+    builder = BarBuilder(symbol="AAA", interval=BarInterval.fixed(60_000))
     bar_in = {"symbol": "AAA", "open": "1", "high": "1", "low": "1", "close": "1"}
     t0 = T0_MS - T0_MS % 60_000  # on the window grid (an off-grid bar is refused as such)
     first = BarIn.model_validate({**bar_in, "ts": t0, "interval_s": 60, "id": ""})

@@ -15,12 +15,14 @@ from connectors.files.datasets import (
     BTCUSD,
     EURUSD,
     GOOG,
+    dataset_info,
     dataset_path,
     list_datasets,
     resolve_source,
 )
 from connectors.files.replay import MarketFileError, ReplayError, load_market_file
 from models.core.messages import BarIn, Tick
+from models.market.interval import BarInterval
 
 T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
 
@@ -36,7 +38,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 @pytest.mark.slow  # every shipped dataset
 def test_shipped_datasets_load_completely() -> None:
     assert list_datasets() == [BTCUSD, EURUSD, GOOG]
-    expected = {GOOG: 86400, EURUSD: 3600, BTCUSD: 31 * 86400}
+    expected = {GOOG: "1d", EURUSD: "1h", BTCUSD: "1mo"}  # month-end stamps: calendar months
     for name in list_datasets():
         path = dataset_path(name.lower())
         data_rows = sum(1 for _ in path.open()) - 1
@@ -45,7 +47,8 @@ def test_shipped_datasets_load_completely() -> None:
         assert loaded.problems == []
         assert len(loaded.messages) == data_rows == loaded.rows
         assert loaded.symbols == [name]
-        assert loaded.interval_s == {name: expected[name]}
+        assert {k: v.text for k, v in loaded.intervals.items()} == {name: expected[name]}
+        assert dataset_info(name).interval == expected[name]  # what the demo and replay use
         assert [m.ts for m in loaded.messages] == sorted(m.ts for m in loaded.messages)
     assert resolve_source("goog") == (dataset_path(GOOG), GOOG)
     with pytest.raises(KeyError, match="unknown dataset"):
@@ -88,7 +91,7 @@ def test_malformed_rows_are_reported_not_dropped(tmp_path: Path) -> None:
     loaded = load_market_file(path)
     assert loaded.rows == 8
     assert [m.ts.day for m in loaded.messages] == [1, 6]
-    assert loaded.interval_s == {"BARS": 86400}
+    assert loaded.intervals == {"BARS": BarInterval.fixed(86_400_000)}
     problems = dict(loaded.problems)  # (row, reason) pairs
     assert sorted(problems) == [3, 4, 5, 6, 7, 8]
     assert "close='abc'" in problems[3]

@@ -27,6 +27,7 @@ from api.cli import main
 from connectors.files.replay import load_market_file, open_market_file, publish_order
 from models.core.messages import BarIn, Tick
 from models.market.bars import input_end_ms
+from models.market.interval import BarInterval
 
 T0 = int(datetime(2024, 3, 4, tzinfo=UTC).timestamp())
 
@@ -155,6 +156,13 @@ def test_streamed_replay_publishes_exactly_the_in_memory_order(
     assert got[0].price == Decimal(rows[order[0]]["price"])
 
 
+def interval_fields(interval: BarInterval) -> dict[str, Any]:
+    """`interval_s` or `calendar` of an input bar of `interval`."""
+    if interval.fixed_ms is None:
+        return {"calendar": interval.text}
+    return {"interval_s": interval.fixed_ms // 1000}
+
+
 @st.composite
 def bar_files(draw: st.DrawFn) -> tuple[list[list[str]], dict[str, int]]:
     """Bar rows of 1-3 symbols with their own intervals, gaps, duplicates and a bad row or two,
@@ -220,8 +228,8 @@ def test_bar_files_stream_in_end_order_like_the_in_memory_order(
                 high=Decimal(r[3]),
                 low=Decimal(r[4]),
                 close=Decimal(r[5]),
-                interval_s=stream.interval_s[r[1]],
                 id=f"{r[1]}:{int(r[0]) * 1000}",
+                **interval_fields(stream.intervals[r[1]]),
             )
             for _, r in valid
         ]
@@ -230,7 +238,15 @@ def test_bar_files_stream_in_end_order_like_the_in_memory_order(
     for sym in intervals:  # the median spacing, from counted gaps
         distinct = sorted({int(r[0]) for r in rows if r[1] == sym})
         gaps = [b - a for a, b in itertools.pairwise(distinct)]
-        assert stream.interval_s[sym] == max(1, round(statistics.median(gaps)))
+        median = statistics.median(gaps)
+        # Daily bars that all fall on Mondays (or all on Sundays) a week apart are ISO weeks.
+        days = {datetime.fromtimestamp(t, tz=UTC).weekday() for t in distinct}
+        weekly = median == 7 * 86400 and all(t % 86400 == 0 for t in distinct) and len(days) == 1
+        assert stream.intervals[sym] == (
+            BarInterval.weeks(1)
+            if weekly and days <= {0, 6}
+            else BarInterval.fixed(round(median) * 1000)
+        )
     ends = [input_end_ms(m) for m in got]
     assert ends == sorted(ends)
     assert len(problems) == len(rows) - len(valid)
@@ -245,7 +261,7 @@ def test_load_and_stream_agree_on_a_shipped_dataset(tmp_path: Path) -> None:
     with open_market_file(dataset_path(EURUSD), symbol=EURUSD) as stream:
         assert list(stream.messages()) == loaded.messages
         assert stream.count == len(loaded.messages) and stream.in_order
-        assert stream.interval_s == loaded.interval_s == {EURUSD: 3600}
+        assert stream.intervals == loaded.intervals == {EURUSD: BarInterval.fixed(3_600_000)}
     first, second = loaded.messages[:2]
     assert first.ts == min(m.ts for m in loaded.messages)
     assert second.ts - first.ts == timedelta(hours=1)

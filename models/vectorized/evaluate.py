@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.config.settings import FeaturesConfig, Settings
+from models.config.settings import ExecutionConfig, FeaturesConfig, Settings
 from models.core.messages import Fill, Side
 from models.performance.stats import compute_statistics
 from models.performance.trades import Pairing, TaggedFill, pair_fills
@@ -113,6 +113,8 @@ class VectorResult:
     fill_fee: FloatArray
     fill_kind: np.ndarray[Any, np.dtype[np.int64]]
     equity: FloatArray
+    exact: tuple[tuple[Decimal, Decimal, Decimal], ...] | None = None
+    """(quantity, price, fee) of each fill in Decimal, from `evaluate(..., exact=True)`."""
 
     @property
     def strategy_id(self) -> str:
@@ -132,15 +134,23 @@ class VectorResult:
         for j in range(len(self.fill_bar)):
             i = int(self.fill_bar[j])
             kind = KIND_NAMES[int(self.fill_kind[j])]
+            if self.exact is not None:
+                qty, price, fee = self.exact[j]
+            else:
+                qty, price, fee = (
+                    _dec(self.fill_qty[j]),
+                    _dec(self.fill_price[j]),
+                    _dec(self.fill_fee[j]),
+                )
             fill = Fill(
                 fill_id=f"vec-{j}",
                 client_order_id=f"vec-{j}",
                 decision_id=f"{self.bars.symbol}@{int(self.bars.start_ms[i])}",
                 symbol=self.bars.symbol,
                 side=Side.BUY if kind == "entry" else Side.SELL,
-                quantity=_dec(self.fill_qty[j]),
-                price=_dec(self.fill_price[j]),
-                fee=_dec(self.fill_fee[j]),
+                quantity=qty,
+                price=price,
+                fee=fee,
                 ts_ms=int(self.bars.start_ms[i]),
             )
             out.append(TaggedFill(fill, CONTROLLER, sid, f"{sid} {kind}: vectorised"))
@@ -187,9 +197,46 @@ def evaluate(
     costs: Costs,
     features: FeaturesConfig,
     cache: dict[Any, FloatArray] | None = None,
+    *,
+    exact: bool = False,
 ) -> VectorResult:
-    """The fills and equity of `spec` on `bars` (one symbol of its universe)."""
+    """The fills and equity of `spec` on `bars` (one symbol of its universe). `exact`: the money
+    in Decimal with the desk's own functions (`models.vectorized.exact`), one Python step per
+    bar; else float64 (numba when installed)."""
     enter, leave = signals(spec, bars, features, cache)
+    if exact:
+        from models.vectorized.exact import exact_trade_loop  # needs models.execution.sizing
+
+        rows, equity = exact_trade_loop(
+            bars.open,
+            bars.close,
+            enter,
+            leave,
+            fraction=Decimal(repr(spec.position_fraction)),
+            stop_loss=None if spec.stop_loss_pct is None else Decimal(repr(spec.stop_loss_pct)),
+            take_profit=(
+                None if spec.take_profit_pct is None else Decimal(repr(spec.take_profit_pct))
+            ),
+            execution=ExecutionConfig(
+                initial_cash=costs.initial_cash,
+                fee_bps=costs.fee_bps,
+                slippage_bps=costs.slippage_bps,
+            ),
+            lot=costs.lot,
+            min_cash=costs.min_cash,
+        )
+        return VectorResult(
+            spec,
+            bars,
+            costs,
+            np.array([r[0] for r in rows], dtype=np.int64),
+            np.array([float(r[1]) for r in rows], dtype=np.float64),
+            np.array([float(r[2]) for r in rows], dtype=np.float64),
+            np.array([float(r[3]) for r in rows], dtype=np.float64),
+            np.array([r[4] for r in rows], dtype=np.int64),
+            equity,
+            exact=tuple((r[1], r[2], r[3]) for r in rows),
+        )
     fill_bar, qty, price, fee, kind, equity = jit.trade_loop(
         bars.open,
         bars.close,

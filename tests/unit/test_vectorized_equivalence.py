@@ -5,10 +5,12 @@ The desk runs exactly as the flow runs a strategy file (features, `TradingDesk.o
 without Kafka; its risk limits are set out of reach, because the evaluator does not model the
 review loop beyond the cash check (models/vectorized/evaluate.py says why).
 
-Tolerances: fills must match in number, bar, side and quantity exactly (whole lots); a fill's
-price and fee to 1e-8 (the venue's quantum: float64 rounds `open * (1 + slippage)` to 1e-8 as
-the Decimal venue does, but from a binary value) and the final equity to 1e-9 relative (one
-float rounding per fill accumulates over a run; the desk's Decimal has none).
+Both trade loops are compared. The exact one (`evaluate(..., exact=True)`: Decimal, the desk's
+own sizing, fee and review functions) must give the desk's fills digit for digit and its final
+equity. The float64 one (what sweeps run) must give the same fills in number, bar, side and
+quantity (whole lots) exactly; a fill's price and fee within 1e-8 (the venue's quantum: float64
+rounds `open * (1 + slippage)` to 1e-8 as the Decimal venue does, but from a binary value) and
+the final equity within 1e-9 relative (one float rounding per fill accumulates over a run).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from connectors.files.strategy_file import read_strategy_file
-from models.config.settings import ConfigError, Settings, build_settings
+from models.config.settings import ConfigError, FeaturesConfig, Settings, build_settings
 from models.core.events import BarEvent
 from models.core.messages import Fill, Side
 from models.desk.desk import TradingDesk
@@ -69,19 +71,30 @@ def run_desk(cfg: Settings, bars: BarArrays) -> tuple[list[Fill], Decimal]:
     return fills, desk.portfolio.equity()
 
 
-def assert_same_trades(
-    result: VectorResult, fills: list[Fill], equity: Decimal, exact_qty: bool = True
-) -> None:
+def assert_same_trades(result: VectorResult, fills: list[Fill], equity: Decimal) -> None:
     got = [tf.fill for tf in result.fills()]
     assert [(f.ts_ms, f.side) for f in got] == [(f.ts_ms, f.side) for f in fills]
+    if result.exact is not None:
+        assert [(f.quantity, f.price, f.fee) for f in got] == [
+            (f.quantity, f.price, f.fee) for f in fills
+        ]
+        assert float(equity) == result.equity[-1]
+        return
     for mine, theirs in zip(got, fills, strict=True):
-        if exact_qty:
-            assert mine.quantity == theirs.quantity, (mine, theirs)
-        else:
-            assert abs(mine.quantity - theirs.quantity) <= Decimal("1e-9") * theirs.quantity
+        assert mine.quantity == theirs.quantity, (mine, theirs)
         assert abs(mine.price - theirs.price) <= Decimal("1e-8"), (mine, theirs)
         assert abs(mine.fee - theirs.fee) <= Decimal("1e-8"), (mine, theirs)
     assert float(equity) == pytest.approx(float(result.equity[-1]), rel=1e-9)
+
+
+def assert_both_loops_trade_as_the_desk(
+    spec: StrategySpec, bars: BarArrays, cfg: Settings, symbol: str = SYMBOL
+) -> list[Fill]:
+    fills, equity = run_desk(cfg, bars)
+    costs = Costs.from_settings(cfg, symbol)
+    for exact in (True, False):
+        assert_same_trades(evaluate(spec, bars, costs, cfg.features, exact=exact), fills, equity)
+    return fills
 
 
 # ------------------------------------------------------------------------ generated strategies
@@ -194,9 +207,7 @@ def test_generated_strategies_trade_as_the_desk(
     except ConfigError:
         assume(False)  # the compiler refuses it (e.g. a take-profit within the costs)
         raise
-    fills, equity = run_desk(cfg, bars)
-    result = evaluate(spec, bars, Costs.from_settings(cfg, SYMBOL), cfg.features)
-    assert_same_trades(result, fills, equity)
+    assert_both_loops_trade_as_the_desk(spec, bars, cfg)
 
 
 def test_a_crossover_with_stops_trades_as_the_desk() -> None:
@@ -227,11 +238,9 @@ def test_a_crossover_with_stops_trades_as_the_desk() -> None:
         }
     )
     cfg = desk_settings([spec], cash="10000", fee="10", slip="5")
-    fills, equity = run_desk(cfg, bars)
-    result = evaluate(spec, bars, Costs.from_settings(cfg, SYMBOL), cfg.features)
+    fills = assert_both_loops_trade_as_the_desk(spec, bars, cfg)
     assert len(fills) >= 10
-    assert {f.fill.side for f in result.fills()} == {Side.BUY, Side.SELL}
-    assert_same_trades(result, fills, equity)
+    assert {f.side for f in fills} == {Side.BUY, Side.SELL}
 
 
 # ------------------------------------------------------------------------ the shipped examples
@@ -261,9 +270,38 @@ def test_the_shipped_examples_trade_as_the_desk_on_goog(path: Path) -> None:
     bars = goog()
     specs = [s for s in read_strategy_file(path) if "GOOG" in s.universe]
     cfg = desk_settings(specs, cash="10000", fee="10", slip="5")
-    fills, equity = run_desk(cfg, bars)
-    result = evaluate(specs[0], bars, Costs.from_settings(cfg, "GOOG"), cfg.features)
+    fills = assert_both_loops_trade_as_the_desk(specs[0], bars, cfg, "GOOG")
     # rsi_reversion never enters on GOOG's daily bars (RSI never crosses below 30 above the
     # 100-day SMA there): it is compared all the same, flat for flat.
     assert len(fills) >= (0 if path.name == "rsi_reversion.yaml" else 4)
-    assert_same_trades(result, fills, equity)
+
+
+def test_fractional_lots_agree_between_the_float_and_the_exact_loop() -> None:
+    """Lots of 0.001: the float loop's quantities are the exact loop's to 1e-9 relative (a
+    float cannot hold every multiple of 0.001), everything else as with whole lots."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    close = np.round(100 + np.cumsum(rng.standard_normal(n)), 2)
+    open_ = np.round(np.concatenate(([close[0]], close[:-1])) + rng.standard_normal(n) * 0.2, 2)
+    bars = BarArrays.from_columns(
+        SYMBOL, np.arange(n) * MIN, MIN, open_, open_ + 1, open_ - 1, close, np.ones(n)
+    )
+    (spec,) = parse_specs(
+        {
+            "name": "x",
+            "universe": [SYMBOL],
+            "entry": {"left": "ema_5", "op": "crosses_above", "right": "sma_12"},
+            "exit": {"left": "rsi_6", "op": ">", "right": 70},
+            "position_fraction": 0.7,
+            "stop_loss_pct": 0.03,
+        }
+    )
+    costs = Costs(Decimal(25_000), Decimal(10), Decimal(5), lot=Decimal("0.001"))
+    exact = evaluate(spec, bars, costs, FeaturesConfig(), exact=True)
+    fast = evaluate(spec, bars, costs, FeaturesConfig())
+    assert exact.trade_count >= 20
+    assert np.array_equal(exact.fill_bar, fast.fill_bar)
+    assert np.array_equal(exact.fill_kind, fast.fill_kind)
+    np.testing.assert_allclose(fast.fill_qty, exact.fill_qty, rtol=1e-9)
+    np.testing.assert_allclose(fast.fill_price, exact.fill_price, rtol=1e-12)
+    np.testing.assert_allclose(fast.equity, exact.equity, rtol=1e-9)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.files.strategy_file import read_strategy_file
@@ -186,7 +186,7 @@ def random_bars(draw: st.DrawFn) -> BarArrays:
 
 @pytest.mark.slow
 @settings(
-    max_examples=80,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -207,7 +207,8 @@ def test_generated_strategies_trade_as_the_desk(
     except ConfigError:
         assume(False)  # the compiler refuses it (e.g. a take-profit within the costs)
         raise
-    assert_both_loops_trade_as_the_desk(spec, bars, cfg)
+    fills = assert_both_loops_trade_as_the_desk(spec, bars, cfg)
+    event(f"fills: {min(len(fills), 6)}{'+' if len(fills) >= 6 else ''}")
 
 
 def test_a_crossover_with_stops_trades_as_the_desk() -> None:

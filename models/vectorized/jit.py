@@ -5,9 +5,10 @@ numba is an optional extra (`fast`). When it is importable the functions are com
 use (`cache=True`: once per machine); otherwise, or with `STRATFLOW_NO_NUMBA=1`, the very same
 Python functions run over lists (`JIT` says which). Both perform the same IEEE operations in the
 same order (numba compiles without fast-math, so nothing is reassociated or fused), so the
-results are identical; a test runs both on the same data. Measured on 1,000,000 bars (see
-bench/bench_vector.py): the loop is ~1 s in Python and a few ms compiled, which is why numba
-pays here.
+results are identical; a test runs both on the same data. Measured by bench/bench_vector.py on
+1,000,000 bars (SMA crossover, 27,504 trades): the whole evaluation takes 0.90 s with these
+loops in Python and 0.063 s compiled (vectorbt: 0.169 s), so numba pays; compiling costs ~1 s
+once per machine (`cache=True`).
 
 The trade loop reproduces the desk for one symbol and one standing strategy
 (`models.strategy.compiler.CompiledStrategy.on_bar`, `models.strategy.compiler.to_intent`, the

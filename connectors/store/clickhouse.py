@@ -532,14 +532,17 @@ class Store:
 
     def apply_schema(self, schema_sql: str | None = None) -> None:
         """Create the database and tables if missing (and give a store from before run ids its
-        `run_id` column); safe to run on every start."""
-        from connectors.store.runs import add_run_column
+        `run_id` column, one from before a later column that column); safe to run on every
+        start."""
+        from connectors.store.runs import add_new_columns, add_run_column
 
         backend = self._live()
         for stmt in schema_statements(self._database, schema_sql):
             backend.execute(stmt, None)
         backend.use_database(self._database)
         add_run_column(self, TABLES)
+        if schema_sql is None:  # the shipped schema: its later columns
+            add_new_columns(self)
 
     def delete_run(self, run_id: str) -> None:
         """Delete every row `run_id` wrote, in every table."""

@@ -160,6 +160,7 @@ def _order_row(m: Order) -> Row:
         "updated_ms": m.updated_ms,
         "reason": m.reason,
         "version": m.version,
+        "size_fraction": None if m.size_fraction is None else _dec(m.size_fraction),
     }
 
 

@@ -51,6 +51,20 @@ def add_run_column(store: Store, tables: tuple[str, ...]) -> list[str]:
     return changed
 
 
+ADDED_COLUMNS: Final = (("orders", "size_fraction", "Nullable(Decimal(38, 12))", "version"),)
+"""Columns added to a table after stores were made with it: (table, column, type, after)."""
+
+
+def add_new_columns(store: Store) -> None:
+    """Give a store made before a column of `ADDED_COLUMNS` existed that column, where the
+    current DDL has it (its old rows read NULL, which decodes to the message's default)."""
+    for table, column, kind, after in ADDED_COLUMNS:
+        store.execute(
+            f"ALTER TABLE {store.table(table)} ADD COLUMN IF NOT EXISTS "
+            f"{column} {kind} AFTER {after}"
+        )
+
+
 def delete_run(store: Store, run_id: str, tables: tuple[str, ...]) -> None:
     """Remove every row `run_id` wrote (a run discarded by `run --fresh`)."""
     for table in tables:

@@ -119,6 +119,9 @@ CREATE TABLE IF NOT EXISTS stratflow.orders
     updated_ms      Int64,
     reason          String,
     version         UInt64,
+    -- A buy sized at its fill: the share of equity it buys to (NULL: sized explicitly). Its
+    -- `quantity` is the estimate at the decision until the fill, then what was bought.
+    size_fraction   Nullable(Decimal(38, 12)),
     run_id String,
     ts              DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(placed_ms, 'UTC')
 )

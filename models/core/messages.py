@@ -38,6 +38,23 @@ def _finite_positive(value: Decimal) -> Decimal:
     return value
 
 
+def _share(value: Decimal) -> Decimal:
+    if not value.is_finite() or not 0 < value <= 1:
+        raise ValueError("must be a finite number > 0 and <= 1")
+    return value
+
+
+SizeFraction = Annotated[
+    Decimal,
+    AfterValidator(_share),
+    Field(
+        description="A buy sized at its fill: the share of equity the symbol's position should "
+        "be worth after it, bought from the cash then available (models.execution.sizing); "
+        "`quantity` is then the estimate at the decision's close"
+    ),
+]
+
+
 def _finite_non_negative(value: Decimal) -> Decimal:
     if not value.is_finite() or value < 0:
         raise ValueError("must be a finite number >= 0")
@@ -316,8 +333,20 @@ class Side(StrEnum):
     SELL = "sell"
 
 
+def _default_on_unpickle(state: dict[Any, Any], **defaults: Any) -> None:
+    """Restore a model pickled by a version before `defaults` existed with those defaults (a
+    Bytewax snapshot of the desk holds intents and orders)."""
+    values = state.get("__dict__", {})
+    for name, value in defaults.items():
+        values.setdefault(name, value)
+
+
 class TradeIntent(BaseModel):
-    """One order the controller wants: a market order for a quantity, filled at the next bar."""
+    """One order the controller wants: a market order, filled at the next bar. Sized either
+    explicitly (`quantity`, what sells and exits always are) or, for a buy, as a fraction of
+    equity (`size_fraction`): the simulated venue then sizes it at the fill from the cash then
+    available, as backtesting.py sizes a fractional `buy()`, and `quantity` is the estimate at
+    the decision's close that the review loop checks and a real exchange is sent."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -325,6 +354,17 @@ class TradeIntent(BaseModel):
     side: Side
     quantity: Annotated[Decimal, AfterValidator(_finite_positive)]
     reason: str = Field(default="", max_length=500)
+    size_fraction: SizeFraction | None = None
+
+    @model_validator(mode="after")
+    def _only_buys_by_fraction(self) -> TradeIntent:
+        if self.size_fraction is not None and self.side is not Side.BUY:
+            raise ValueError("size_fraction: only a buy is sized at its fill; a sell is explicit")
+        return self
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        _default_on_unpickle(state, size_fraction=None)
+        super().__setstate__(state)
 
 
 class Proposal(BaseModel):
@@ -370,7 +410,10 @@ class OrderStatus(StrEnum):
 
 
 class Order(BaseModel):
-    """An order as placed on an exchange; `client_order_id` is deterministic per decision."""
+    """An order as placed on an exchange; `client_order_id` is deterministic per decision. A
+    real exchange is sent `quantity` also for an order sized at its fill (the estimate at the
+    decision's close): sizing at the fill is the simulated venue's (a live market buy's
+    analogue would be a quote-amount order, e.g. ccxt's `quoteOrderQty`, not built)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -385,6 +428,15 @@ class Order(BaseModel):
     updated_ms: int
     reason: str = ""
     version: int = Field(default=1, description="1 when placed, 2 once filled or rejected")
+    size_fraction: SizeFraction | None = Field(
+        default=None,
+        description="Set: a buy sized at its fill (`TradeIntent.size_fraction`); `quantity` is "
+        "the estimate until the fill, then what was bought",
+    )
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        _default_on_unpickle(state, size_fraction=None)
+        super().__setstate__(state)
 
 
 class Fill(BaseModel):

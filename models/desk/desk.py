@@ -3,7 +3,8 @@
 Every closed bar of every symbol passes here in stream order (and every news/social item, for
 the GPT digest). For each bar the desk
 1. lets the venue act on the bar (the simulated venue fills pending orders at its open:
-   next-bar execution, no look-ahead),
+   next-bar execution, no look-ahead; an order sized as a fraction of equity is sized there,
+   from what the book holds as it fills: `funds_at_fill`),
 2. marks the portfolio to the close and runs the symbol's running strategy, if any,
 3. decides, in this order of precedence:
    - a running GPT strategy acts on its own rules on every bar, GPT asked or not (its decision
@@ -64,6 +65,7 @@ from models.desk.gpt_session import GptSession
 from models.desk.strategy_book import StrategyActions, StrategyBook
 from models.execution.reports import ExchangeState, ExecutionReport
 from models.execution.sim_venue import SimulatedExchange, with_status
+from models.execution.sizing import Funds
 from models.execution.venue import ExchangeVenue, Venue
 from models.gpt.decider import GptAnswer
 from models.gpt.news_digest import NewsBuffer
@@ -76,6 +78,7 @@ from models.review.loop import (
     Reviewer,
     run_review_loop,
 )
+from models.review.risk import committed
 from models.strategy.compiler import CompiledStrategy, Rejection
 from models.strategy.engine import DecisionContext, LocalStrategyEngine, StrategyController
 from models.strategy.takeover import FeatureHistory
@@ -235,34 +238,63 @@ class TradingDesk:
 
     # ---------------------------------------------------------------- fills
     def _venue_fills(self, bar: Bar) -> list[DeskOutput]:
-        """The simulated venue's fills at this bar's open, each booked or refused when the
-        book cannot pay or deliver (as an exchange refuses an unfunded order)."""
+        """The simulated venue's fills at this bar's open, one order at a time so each is
+        sized and paid from the book as the previous one left it: an order sized at its fill
+        is sized from the cash then available (rejected with the reason when that buys no whole
+        lot); an explicit one is booked, or refused when the book cannot pay or deliver it (as
+        an exchange refuses an unfunded order)."""
         out: list[DeskOutput] = []
-        for report in self.exchange.on_bar(bar):
-            (fill,) = report.fills  # the simulated venue fills an order whole, at the open
-            record, order = self.decisions.order_of(fill.decision_id, fill.client_order_id)
-            cost = fill.quantity * fill.price + fill.fee
-            refused = (
-                "insufficient cash at fill"
-                if fill.side is Side.BUY and cost > self.portfolio.cash
-                else "position too small at fill"
-                if fill.side is Side.SELL and fill.quantity > self.portfolio.quantity(fill.symbol)
-                else ""
-            )
+        spec = self.settings.symbols.get(bar.symbol)
+        lot = spec.lot_size if spec else Decimal(1)
+        for due in self.exchange.due(bar):
+            funds = self.funds_at_fill(due, bar) if due.size_fraction is not None else None
+            report = self.exchange.execute(due, bar, funds, lot)
+            record, order = self.decisions.order_of(due.decision_id, due.client_order_id)
+            booked = report.fills[:1]  # the simulated venue fills an order whole, or not
+            refused = report.error if not booked else self._unfunded(booked[0])
             if refused:
+                booked = []
                 if order is not None:
                     order = with_status(order, OrderStatus.REJECTED, bar.start_ms, refused)
                     out.append(order)
-                out.append(fill_refused_alert(fill, bar.start_ms, refused))
+                out.append(fill_refused_alert(due, bar.start_ms, refused))
             else:
+                (fill,) = booked
                 self.book_fill(fill)
                 out.append(fill)
                 if order is not None:
                     order = with_status(order, OrderStatus.FILLED, bar.start_ms)
+                    if order.quantity != fill.quantity:  # sized at its fill
+                        order = order.model_copy(update={"quantity": fill.quantity})
                     out.append(order)
             if record is not None and order is not None:
-                out.append(self.next_version(record, order, [] if refused else [fill]))
+                out.append(self.next_version(record, order, booked))
         return out
+
+    def _unfunded(self, fill: Fill) -> str:
+        """Why the book cannot take an explicit fill ("" when it can)."""
+        if fill.side is Side.BUY and fill.quantity * fill.price + fill.fee > self.portfolio.cash:
+            return "insufficient cash at fill"
+        if fill.side is Side.SELL and fill.quantity > self.portfolio.quantity(fill.symbol):
+            return "position too small at fill"
+        return ""
+
+    def funds_at_fill(self, order: Order, bar: Bar) -> Funds:
+        """What the book holds as `order` fills at this bar's open: the cash it may spend (less
+        the reserve and what the other pending buys reserve, as the review loop counts it),
+        equity with the symbol marked at the open, and the symbol's position."""
+        others = [
+            o for o in self.decisions.pending_orders() if o.client_order_id != order.client_order_id
+        ]
+        marks = dict(self.portfolio.marks)
+        reserved, _ = committed(others, marks, self.settings.execution)
+        held = self.portfolio.quantity(bar.symbol)
+        mark = marks.get(bar.symbol, self.portfolio.position(bar.symbol).avg_cost)
+        return Funds(
+            cash=self.portfolio.cash - reserved - self.settings.risk.min_cash,
+            equity=self.portfolio.equity() + held * (bar.open - mark),
+            held=held,
+        )
 
     def book_fill(self, fill: Fill) -> None:
         """The one place a fill moves the book (raises `ValueError` when it does not fit):
@@ -362,6 +394,7 @@ class TradingDesk:
                     placed_ms=placed_ms,
                     updated_ms=placed_ms,
                     reason=intent.reason,
+                    size_fraction=intent.size_fraction,
                 )
                 if self.exchange.accept(order):
                     orders.append(order)

@@ -1,5 +1,9 @@
 """The simulated exchange used by backtests and the demo: next-bar market fills, fees, slippage.
 
+An order sized as a fraction of equity (`Order.size_fraction`) is sized when it fills, from the
+cash the book then has (`models.execution.sizing`), as backtesting.py sizes a fractional
+`buy()`; an explicitly sized order fills its quantity.
+
 No look-ahead: an order placed at the close of bar t can only fill at the open of a later bar of
 the same symbol whose start is at or after the placement time. Orders are keyed by their
 deterministic client order id, so placing the same order twice (a retry, a replay after a crash)
@@ -16,9 +20,7 @@ from models.config.settings import ExecutionConfig
 from models.core.commands import PlaceOrder
 from models.core.messages import Bar, Fill, Order, OrderStatus, Side
 from models.execution.reports import ExecStatus, ExecutionReport
-
-PRICE_QUANTUM = Decimal("1e-8")
-BPS = Decimal(10_000)
+from models.execution.sizing import BPS, PRICE_QUANTUM, Funds, fee_of, size_at_fill
 
 
 @dataclass(slots=True)
@@ -47,50 +49,74 @@ class SimulatedExchange:
         price = bar.open + slip if side is Side.BUY else bar.open - slip
         return price.quantize(PRICE_QUANTUM)
 
-    def on_bar(self, bar: Bar) -> list[ExecutionReport]:
-        """Fill every eligible pending order of this symbol at this bar's open: one execution
-        report per order, as a real exchange's executor answers."""
+    def due(self, bar: Bar) -> list[Order]:
+        """The pending orders of this symbol that fill at this bar's open (placed at or before
+        its start), taken off the queue, in the order they were placed."""
         queue = self.pending.get(bar.symbol)
         if not queue:
             return []
-        reports: list[ExecutionReport] = []
-        waiting: list[Order] = []
-        for order in queue:
-            if order.placed_ms > bar.start_ms:
-                waiting.append(order)
-                continue
-            price = self.fill_price(bar, order.side)
-            fee = (order.quantity * price * self.execution.fee_bps / BPS).quantize(PRICE_QUANTUM)
-            fill = Fill(
-                fill_id=f"{order.client_order_id}-1",
-                client_order_id=order.client_order_id,
-                decision_id=order.decision_id,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                price=price,
-                fee=fee,
-                ts_ms=bar.start_ms,
-            )
-            reports.append(
-                ExecutionReport(
+        ready = [o for o in queue if o.placed_ms <= bar.start_ms]
+        waiting = [o for o in queue if o.placed_ms > bar.start_ms]
+        if waiting:
+            self.pending[bar.symbol] = waiting
+        else:
+            del self.pending[bar.symbol]
+        return ready
+
+    def execute(
+        self, order: Order, bar: Bar, funds: Funds | None = None, lot: Decimal = Decimal(1)
+    ) -> ExecutionReport:
+        """Fill a due order whole at this bar's open (slippage against us, fee on the fill).
+        An order sized at its fill (`size_fraction`) is sized here from `funds`, what the book
+        holds now (`models.execution.sizing`); when that buys no whole lot it is rejected with
+        the reason. An explicit order fills its quantity: whether the book can pay or deliver
+        it is the desk's to check, as an exchange refuses an unfunded order."""
+        price = self.fill_price(bar, order.side)
+        quantity = order.quantity
+        if order.size_fraction is not None and funds is not None:
+            sized = size_at_fill(order.size_fraction, funds, price, self.execution, lot)
+            if sized.quantity <= 0:
+                return ExecutionReport(
                     client_order_id=order.client_order_id,
                     decision_id=order.decision_id,
                     symbol=order.symbol,
                     side=order.side,
                     quantity=order.quantity,
-                    status=ExecStatus.FILLED,
-                    filled=order.quantity,
-                    average_price=price,
-                    fills=[fill],
+                    status=ExecStatus.REJECTED,
+                    error=sized.reason,
                     ts_ms=bar.start_ms,
                 )
-            )
-        if waiting:
-            self.pending[bar.symbol] = waiting
-        else:
-            del self.pending[bar.symbol]
-        return reports
+            quantity = sized.quantity
+        fill = Fill(
+            fill_id=f"{order.client_order_id}-1",
+            client_order_id=order.client_order_id,
+            decision_id=order.decision_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            price=price,
+            fee=fee_of(quantity, price, self.execution),
+            ts_ms=bar.start_ms,
+        )
+        return ExecutionReport(
+            client_order_id=order.client_order_id,
+            decision_id=order.decision_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            status=ExecStatus.FILLED,
+            filled=quantity,
+            average_price=price,
+            fills=[fill],
+            ts_ms=bar.start_ms,
+        )
+
+    def on_bar(self, bar: Bar) -> list[ExecutionReport]:
+        """Every due order of this symbol filled at this bar's open, one execution report per
+        order, as a real exchange's executor answers; orders sized at their fill keep their
+        estimate here (the desk sizes them with `due` and `execute`, booking each before the
+        next is sized)."""
+        return [self.execute(order, bar) for order in self.due(bar)]
 
     def open_orders(self) -> list[Order]:
         return [o for queue in self.pending.values() for o in queue]

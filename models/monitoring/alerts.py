@@ -90,8 +90,9 @@ def spend_alert(detail: str, ts_ms: int, decision_id: str) -> Alert:
     )
 
 
-def fill_refused_alert(fill: Fill, ts_ms: int, why: str) -> Alert:
-    """The simulated venue could not fill an order: the book could not pay or deliver."""
+def fill_refused_alert(fill: Fill | Order, ts_ms: int, why: str) -> Alert:
+    """The simulated venue could not fill an order (its fill, or the order when it was sized
+    at its fill to nothing): the book could not pay or deliver."""
     return executor_alert(
         "fill-refused",
         fill.client_order_id,

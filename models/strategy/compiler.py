@@ -305,7 +305,8 @@ class CompiledStrategy:
         lot_sizes: Mapping[str, Decimal],
     ) -> list[TradeIntent]:
         """Orders that move each symbol of `target_weights` to its weight of equity: sells
-        first (they free the cash the buys need), then buys, each in symbol order. Symbols
+        first (they free the cash the buys need), then buys (sized at their fills, to their
+        weights), each in symbol order. Symbols
         without a weight, or without a known price, are left as they are."""
         sells: list[TradeIntent] = []
         buys: list[TradeIntent] = []
@@ -324,7 +325,7 @@ class CompiledStrategy:
                         TradeIntent(symbol=symbol, side=Side.SELL, quantity=qty, reason=reason)
                     )
             elif (qty := round_to_lot(target - held, lot)) > 0:
-                buys.append(TradeIntent(symbol=symbol, side=Side.BUY, quantity=qty, reason=reason))
+                buys.append(_buy(symbol, qty, self.target_weights[symbol], reason))
         return sells + buys
 
 
@@ -335,9 +336,10 @@ def to_intent(
     equity: Decimal,
     lot_size: Decimal,
 ) -> TradeIntent | None:
-    """Size an action: an exit sells the whole long position in whole lots; an entry buys up
-    to `equity * target_fraction / price`, rounded down to the lot. None when nothing to
-    trade."""
+    """Size an action: an exit sells the whole long position in whole lots; an entry buys to
+    `target_fraction` of equity, sized at its fill (`TradeIntent.size_fraction`), its quantity
+    estimated at `price` as `equity * target_fraction / price` less the position, rounded down
+    to the lot. None when nothing to trade."""
     if action.side is Side.SELL:
         qty = round_to_lot(position, lot_size)
         if qty <= 0:
@@ -349,7 +351,19 @@ def to_intent(
     qty = round_to_lot(target - position, lot_size)
     if qty <= 0:
         return None
-    return TradeIntent(symbol=action.symbol, side=Side.BUY, quantity=qty, reason=action.reason)
+    return _buy(action.symbol, qty, action.target_fraction, action.reason)
+
+
+def _buy(symbol: str, quantity: Decimal, fraction: Decimal, reason: str) -> TradeIntent:
+    """A buy sized at its fill to `fraction` of equity (at most all of it); `quantity` is the
+    estimate at the decision's close."""
+    return TradeIntent(
+        symbol=symbol,
+        side=Side.BUY,
+        quantity=quantity,
+        reason=reason,
+        size_fraction=min(fraction, _ONE),
+    )
 
 
 def _values(fv: FeatureVector) -> dict[str, float | None]:

@@ -74,19 +74,23 @@ class LocalStrategyEngine:
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
 
+    def _fraction(self, ctx: DecisionContext) -> Decimal:
+        return (
+            self.cfg.strategic_fraction
+            if ctx.branch is Branch.STRATEGIC
+            else self.cfg.target_fraction
+        )
+
     def _target_quantity(self, ctx: DecisionContext, direction: Direction | None) -> Decimal:
         if direction is None:
             return ctx.position
         if direction is not Direction.LONG:
             return _ZERO
-        fraction = (
-            self.cfg.strategic_fraction
-            if ctx.branch is Branch.STRATEGIC
-            else self.cfg.target_fraction
-        )
-        return round_to_lot(ctx.equity * fraction / ctx.price, ctx.lot_size)
+        return round_to_lot(ctx.equity * self._fraction(ctx) / ctx.price, ctx.lot_size)
 
     def propose(self, ctx: DecisionContext) -> Proposal:
+        """A buy is sized at its fill (`size_fraction`: the target share of equity), its
+        quantity the estimate at this close; a sell is explicit (whole lots of the position)."""
         direction = desired_direction(ctx.signals)
         target = self._target_quantity(ctx, direction)
         names = ", ".join(s.trigger for s in ctx.signals)
@@ -97,7 +101,13 @@ class LocalStrategyEngine:
             qty = round_to_lot(delta, ctx.lot_size)
             if qty > 0:
                 intents.append(
-                    TradeIntent(symbol=ctx.symbol, side=Side.BUY, quantity=qty, reason=names)
+                    TradeIntent(
+                        symbol=ctx.symbol,
+                        side=Side.BUY,
+                        quantity=qty,
+                        reason=names,
+                        size_fraction=self._fraction(ctx),
+                    )
                 )
         elif delta < 0 and direction is Direction.FLAT:
             # Whole lots only: an exchange refuses a quantity off its step (a position bought
@@ -122,7 +132,10 @@ class LocalStrategyEngine:
 
     def adjust(self, ctx: DecisionContext, previous: Proposal, verdict: RiskVerdict) -> Proposal:
         """Shrink buys to what every failed limit allows; slice exits that are too big for one
-        order into several orders, because a limit must never trap a position it should protect."""
+        order into several orders, because a limit must never trap a position it should protect.
+        A buy sized at its fill stays so when only the cash limits it (its fill is sized from
+        the cash then available anyway); a per-order or per-position limit that binds makes it
+        explicit, so the fill cannot buy more than the limit allowed."""
         failed = verdict.failures
         if any(c.name == "daily_loss" for c in failed):
             sells = [i for i in previous.intents if i.side is Side.SELL]
@@ -139,6 +152,7 @@ class LocalStrategyEngine:
             unit_fee = fee_for(px, ctx.execution)
             per_order = [intent.quantity]
             overall = [intent.quantity]
+            by_cash = intent.quantity
             for c in failed:
                 limit = c.limit if c.limit is not None else _ZERO
                 if c.name == f"order_notional:{intent.symbol}":
@@ -149,11 +163,15 @@ class LocalStrategyEngine:
                     overall.append(limit / px - ctx.position)
                 elif c.name == "cash":
                     overall.append(limit / (px + unit_fee))
+                    by_cash = min(by_cash, limit / (px + unit_fee))
             slice_qty = round_to_lot(min(per_order), ctx.lot_size)
             if intent.side is Side.BUY:
                 qty = round_to_lot(min(*overall, slice_qty), ctx.lot_size)
                 if qty > 0:
-                    intents.append(intent.model_copy(update={"quantity": qty}))
+                    update: dict[str, object] = {"quantity": qty}
+                    if qty < round_to_lot(by_cash, ctx.lot_size):  # a limit besides the cash
+                        update["size_fraction"] = None
+                    intents.append(intent.model_copy(update=update))
                 continue
             remaining = round_to_lot(min(*overall, held_left), ctx.lot_size)
             if remaining > 0 and slice_qty <= 0:

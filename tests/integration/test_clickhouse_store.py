@@ -797,3 +797,22 @@ def test_server_roundtrip() -> None:
             assert pos["cash"] == BIG and isinstance(pos["cash"], Decimal)
         finally:
             s.execute(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_a_store_from_before_sizing_at_the_fill_gets_the_column(store: Store) -> None:
+    """An `orders` table made before `size_fraction` existed gets it on the next start; its
+    old rows read back as explicitly sized orders, new ones keep their fraction."""
+    store.execute(f"ALTER TABLE {store.table('orders')} DROP COLUMN size_fraction")
+    store.execute(
+        f"INSERT INTO {store.table('orders')} (client_order_id, decision_id, symbol, side, "
+        "quantity, order_type, status, placed_ms, updated_ms, reason, version, run_id) VALUES "
+        "('old', 'ABC@1', 'ABC', 'buy', 2, 'market', 'filled', 1, 2, '', 2, '')"
+    )
+    store.apply_schema()
+    new = build.order("new", "ABC@2", "ABC", quantity=3, size_fraction=Decimal("0.25"))
+    store.insert("orders", [new])
+    rows = {r["client_order_id"]: r for r in _select(store, "orders")}
+    assert rows["old"]["size_fraction"] is None
+    old = row_to_model("orders", rows["old"])
+    assert isinstance(old, Order) and old.size_fraction is None
+    assert row_to_model("orders", rows["new"]) == new

@@ -64,10 +64,11 @@ def newest(kind: type[Any], rows: list[Any], key: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the simulated exchange
-@pytest.mark.parametrize("gap", ["2.01", "3", "50"])
+@pytest.mark.parametrize("gap", ["50", "200"])
 def test_an_order_refused_at_fill_makes_the_decision_rejected(gap: str) -> None:
-    """Buy at 100 with half the cash; the next bar opens `gap` times higher: not enough cash
-    at the fill. The decision's newest row is `rejected`, and the report's count with it."""
+    """Buy half of equity at 100 (sized at the fill); the next bar opens `gap` times higher:
+    half of equity buys no whole unit at the fill. The decision's newest row is `rejected`,
+    and the report's count with it."""
     desk = TradingDesk.create(exchange_settings())
     rows: list[Any] = list(desk.on_bar_event(ev(0, "100", Direction.LONG)))
     (order,) = of(Order, rows)
@@ -329,7 +330,7 @@ def test_the_report_counts_the_newest_status(tmp_path: Path, order_of_writes: st
 
     sim = TradingDesk.create(exchange_settings())
     rows: list[Any] = list(sim.on_bar_event(ev(0, "100", Direction.LONG)))
-    rows += sim.on_bar_event(ev(1, "300"))  # refused at fill: no cash for it
+    rows += sim.on_bar_event(ev(1, "6000"))  # refused at fill: half of equity buys no unit
     desk = TradingDesk.create(exchange_settings(), venue="exchange")
     late = list(desk.on_bar_event(ev(5, "100", Direction.LONG)))
     (order,) = of(Order, late)

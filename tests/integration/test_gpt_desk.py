@@ -64,7 +64,7 @@ def test_gpt_strategy_is_created_trades_and_exits_by_its_own_rules(
     assert final.rounds[0].proposal.controller == "gpt"
     assert final.rounds[0].proposal.strategy.startswith("rsi-swing@v1#")
     (order,) = of(Order, out)
-    assert order.quantity == D(100)  # 10 % of 100 000 at 100
+    assert order.quantity == D(100)  # 10 % of 100 000 at 100: the estimate at the close
     (call,) = of(GptCall, out)
     assert call.call_id == f"ABC@{T0 + MIN}/gpt0" and call.outcome is GptOutcome.OK
     assert call.cost == D("0.0014")
@@ -74,12 +74,13 @@ def test_gpt_strategy_is_created_trades_and_exits_by_its_own_rules(
     # The request carried the strict schema, narrowed to the configured symbols.
     fmt = openai_server.chat_requests[0].body["response_format"]
     assert fmt["json_schema"]["strict"] is True and fmt["json_schema"]["name"] == "gpt_decision"
-    # Next bar: filled at its open. Then the strategy's exit (rsi > 70) sells, with no trigger.
-    assert of(Fill, desk.feed(ev(1, "101", rsi=65)))[0].quantity == D(100)
+    # Next bar: filled at its open, sized there: 10 % of equity pays 98 at 101 and the fee.
+    # Then the strategy's exit (rsi > 70) sells, with no trigger.
+    assert of(Fill, desk.feed(ev(1, "101", rsi=65)))[0].quantity == D(98)
     out = desk.feed(ev(2, "103", rsi=75))
     (exit_record,) = of(DecisionRecord, out)
     assert exit_record.rounds[0].proposal.controller == "strategy"
-    assert [(o.side.value, o.quantity) for o in of(Order, out)] == [("sell", D(100))]
+    assert [(o.side.value, o.quantity) for o in of(Order, out)] == [("sell", D(98))]
     desk.feed(ev(3, "104", rsi=72))
     (strategy_row,) = desk.logic.desk.strategies.strategies.values()
     assert strategy_row.trades == 1 and strategy_row.realized > 0

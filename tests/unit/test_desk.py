@@ -90,20 +90,26 @@ def test_decide_then_fill_next_bar_open_and_update_the_decision_row() -> None:
     rec = of(DecisionRecord, out)[0]
     assert rec.status is DecisionStatus.EXECUTED and rec.version == 1
     orders = of(Order, out)
-    assert len(orders) == 1 and orders[0].quantity == D(50)  # 50 % of 10000 at 100
+    assert len(orders) == 1 and orders[0].quantity == D(50)  # 50 % of 10000 at 100: estimate
+    assert orders[0].size_fraction == D("0.5")  # sized at the fill
     assert of(Fill, out) == []  # never at the decision bar
     out2 = desk.on_bar_event(event(1, "102", "104"))
     fills = of(Fill, out2)
+    # 50 % of equity at the open, fee included: 5000 / (102 * 1.001) = 48.97 -> 48 units.
     assert len(fills) == 1 and fills[0].price == D(102) and fills[0].ts_ms == MIN
-    fee = D(50) * D(102) * D(10) / D(10_000)
+    assert fills[0].quantity == D(48)
+    fee = D(48) * D(102) * D(10) / D(10_000)
     assert fills[0].fee == fee
     updated = of(DecisionRecord, out2)[0]
     assert updated.version == 2 and updated.fills == fills
     assert updated.orders[0].status is OrderStatus.FILLED
+    assert updated.orders[0].quantity == D(48)  # the decision log shows what was bought
+    assert [o.quantity for o in of(Order, out2)] == [D(48)]
+    assert updated.rounds[-1].proposal.intents[0].quantity == D(50)  # and what was estimated
     snap = of(PositionSnapshot, out2)[-1]
-    expected_cash = D(10_000) - D(50) * D(102) - fee
+    expected_cash = D(10_000) - D(48) * D(102) - fee
     assert snap.cash == expected_cash
-    assert snap.equity == expected_cash + D(50) * D(104)
+    assert snap.equity == expected_cash + D(48) * D(104)
     assert desk.decisions.open == {}
 
 
@@ -125,12 +131,27 @@ def test_rounds_exhausted_rejects_and_alerts_critical() -> None:
     assert of(Alert, out)[0].severity.value == "critical"
 
 
-def test_gap_up_beyond_cash_rejects_at_fill_without_touching_the_portfolio() -> None:
+def test_a_gap_up_buys_what_the_cash_pays_at_the_open() -> None:
     desk = TradingDesk.create(settings(min_cash="0"))
-    desk.on_bar_event(event(0, "100", "100", Direction.LONG))
-    out = desk.on_bar_event(event(1, "300", "300"))  # 50 x 300 > cash
+    desk.on_bar_event(event(0, "100", "100", Direction.LONG))  # estimate: 50 at 100
+    out = desk.on_bar_event(event(1, "300", "300"))  # 50 x 300 > cash: sized at the open
+    (fill,) = of(Fill, out)
+    assert fill.quantity == D(16)  # 5000 / (300 * 1.001) = 16.65
+    assert of(Order, out)[0].status is OrderStatus.FILLED
+    assert desk.portfolio.quantity("ABC") == D(16) and desk.portfolio.cash >= 0
+
+
+def test_an_explicit_buy_the_cash_cannot_pay_at_the_open_is_rejected_whole() -> None:
+    # The per-order limit binds: the buy becomes explicit (10 at 100), then gaps to 2000.
+    desk = TradingDesk.create(settings(min_cash="0", max_order_notional="1050"))
+    (order,) = of(Order, desk.on_bar_event(event(0, "100", "100", Direction.LONG)))
+    assert order.quantity == D(10) and order.size_fraction is None
+    out = desk.on_bar_event(event(1, "2000", "2000"))  # 10 x 2000 > cash
     assert of(Fill, out) == []
-    assert of(Order, out)[0].status is OrderStatus.REJECTED
+    (rejected,) = of(Order, out)
+    assert rejected.status is OrderStatus.REJECTED
+    assert rejected.reason == "insufficient cash at fill"
+    assert "insufficient cash at fill" in of(Alert, out)[0].message
     assert desk.portfolio.cash == D(10_000) and desk.portfolio.quantity("ABC") == 0
 
 
@@ -147,7 +168,8 @@ def test_two_symbols_deciding_on_one_bar_do_not_spend_the_same_cash() -> None:
     out = desk.on_bar_event(event(1, "100", "100", symbol="XYZ"))
     assert of(Order, out)[0].status is OrderStatus.FILLED  # both fill: nothing overdrawn
     assert desk.portfolio.cash >= 0
-    assert desk.portfolio.quantity("ABC") == D(50) and desk.portfolio.quantity("XYZ") > 0
+    # Each bought to half of equity at its fill, fee included: 49 units.
+    assert desk.portfolio.quantity("ABC") == D(49) and desk.portfolio.quantity("XYZ") == D(49)
 
 
 def test_snapshot_restore_continues_identically() -> None:
@@ -239,12 +261,13 @@ def test_orders_under_the_symbols_min_notional_are_left_out() -> None:
     for floor, placed in (("0", True), ("10", False)):
         desk = desk_with(floor)
         desk.on_bar_event(event(0, "100", "100", Direction.LONG))
-        # Filled at 100; at 99.8 the target is 50.025: a top-up of 0.025 (2.50 of value).
+        # Filled at 100: 49.950 (half of equity, fee included); at 99.8 the target is
+        # 50.025: a top-up of 0.075 (7.49 of value).
         out = desk.on_bar_event(event(1, "100", "99.8", Direction.LONG))
         orders = [o for o in of(Order, out) if o.status is OrderStatus.PENDING]
         (rec,) = [r for r in of(DecisionRecord, out) if r.decision_id.endswith(str(2 * MIN))]
         if placed:
-            assert [o.quantity for o in orders] == [D("0.025")]
+            assert [o.quantity for o in orders] == [D("0.075")]
         else:
             assert orders == [] and rec.status is DecisionStatus.NO_ACTION
-            assert rec.note == "under min_notional, none placed: buy 0.025 ABC"
+            assert rec.note == "under min_notional, none placed: buy 0.075 ABC"

@@ -310,7 +310,9 @@ def test_an_inline_answer_is_applied_before_the_next_event(gpt_settings: Setting
     assert out.index(call) < out.index(snapshot)
     (placed,) = [o for o in of(Order, out) if o.version == 1]
     assert placed.placed_ms == end(0)
-    assert desk.portfolio.quantity("ABC") == D(100)  # filled at bar 1's open
+    # Ordered 100 (10 % of equity at the close), bought 99 at bar 1's open: 10 % of equity
+    # pays 99 units and the fee.
+    assert desk.portfolio.quantity("ABC") == D(99)
     assert not any(is_command(x) for x in out) and desk.gpt.pending == {}
 
 

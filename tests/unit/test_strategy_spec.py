@@ -375,7 +375,9 @@ def test_actions_size_into_trade_intents() -> None:
     assert (buy.side, buy.target_fraction) == (Side.BUY, D("0.1"))
     assert buy.reason.startswith(strat.strategy_id + " entry: rsi < 30")
     intent = to_intent(buy, D(0), D(101), D(100000), D(1))
-    assert intent == TradeIntent(symbol="ABC", side=Side.BUY, quantity=D(99), reason=buy.reason)
+    assert intent == TradeIntent(
+        symbol="ABC", side=Side.BUY, quantity=D(99), reason=buy.reason, size_fraction=D("0.1")
+    )  # an estimate at the close: the buy is sized at its fill, to 10 % of equity
     assert to_intent(buy, D(99), D(101), D(100000), D(1)) is None  # already at target
     assert to_intent(buy, D(0), D(101), D(100000), D(1000)) is None  # not one lot
     [xyz] = strat.on_bar("XYZ", fv(0, 50.0, symbol="XYZ", rsi=20), D(0), None)

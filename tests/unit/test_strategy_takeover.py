@@ -80,14 +80,16 @@ def end(i: int) -> int:
 
 @pytest.fixture
 def desk(tmp_path: Path) -> TradingDesk:
-    """A desk whose strategy (RSI) runs and holds 100 ABC after bar 1."""
+    """A desk whose strategy (RSI) runs and holds 99 ABC after bar 1 (ordered: an estimate of
+    100 at the close, 10 % of equity; bought: what 10 % of equity pays at the open, fee
+    included)."""
     settings = make_settings(tmp_path, gpt={"cooldown": "0s"})
     desk = TradingDesk.create(settings, gpt=True)
     (request,) = asked(desk.on_bar_event(ev(0, Branch.STRATEGIC, rsi=20.0)))
     out = desk.on_gpt_answer(answer(request, RSI))
     assert [(o.side.value, o.quantity) for o in of(Order, out)] == [("buy", D(100))]
     desk.on_bar_event(ev(1))  # filled at this bar's open
-    assert desk.portfolio.quantity("ABC") == D(100)
+    assert desk.portfolio.quantity("ABC") == D(99)
     return desk
 
 
@@ -102,7 +104,7 @@ def orders_of(out: list[Any]) -> list[tuple[str, str, Decimal]]:
 
 def test_the_running_strategy_acts_on_the_bar_where_gpt_is_asked(desk: TradingDesk) -> None:
     out = desk.on_bar_event(ev(2, Branch.STRATEGIC, rsi=75.0))
-    assert orders_of(out) == [(f"ABC@{end(2)}/strategy", "sell", D(100))]
+    assert orders_of(out) == [(f"ABC@{end(2)}/strategy", "sell", D(99))]
     (request,) = asked(out)
     assert request.decision_id == f"ABC@{end(2)}"
     records = {r.decision_id: r for r in of(DecisionRecord, out)}
@@ -115,7 +117,7 @@ def test_the_running_strategy_acts_while_a_question_is_out(desk: TradingDesk) ->
     # A routine bar, then a strategic one (coalesced: one question at a time), both while
     # the answer is still out: the strategy's exit is not lost.
     out = desk.on_bar_event(ev(3, Branch.STRATEGIC, rsi=75.0))
-    assert orders_of(out) == [(f"ABC@{end(3)}/strategy", "sell", D(100))]
+    assert orders_of(out) == [(f"ABC@{end(3)}/strategy", "sell", D(99))]
     (coalesced,) = [r for r in of(DecisionRecord, out) if r.decision_id == f"ABC@{end(3)}"]
     assert coalesced.status is DecisionStatus.NO_ACTION and "still pending" in coalesced.note
     out = desk.on_bar_event(ev(4, Branch.ROUTINE, rsi=20.0))  # sold at the open: flat

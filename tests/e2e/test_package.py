@@ -216,7 +216,8 @@ def _check_wheel(wheel: Path) -> None:
         p.relative_to(REPO).as_posix()
         for top in PACKAGES
         for p in (REPO / top).rglob("*")
-        if p.is_file() and p.suffix not in (".py", ".pyc")
+        # __pycache__ holds compiled files (numba's cache too: models/vectorized/jit.py)
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
     }
     assert data_files <= names, sorted(data_files - names)
     assert licence == (REPO / "LICENSE").read_bytes()

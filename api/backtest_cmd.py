@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from connectors.files.market_file import MergedStreams
     from models.config.settings import Settings
+    from models.vectorized.sweep import Grid
 
 ConfigOpt = Annotated[
     Path | None,
@@ -109,12 +112,57 @@ def open_data(
     return merged
 
 
-def default_sources(settings: Settings) -> list[str]:
+def read_grid(path: Path) -> Grid:
+    from api.cli import UserError
+    from connectors.files.grid_file import read_grid_file
+    from models.vectorized.sweep import GridError
+
+    try:
+        return read_grid_file(path)
+    except GridError as err:
+        raise UserError("; ".join(str(err).splitlines())) from None
+
+
+def sweep_command(
+    settings: Settings,
+    grid: Grid,
+    data: MergedStreams,
+    rank_by: str,
+    top: int,
+    confirm: int,
+    as_json: bool,
+    say: Callable[[str], None],
+) -> None:
+    from api.backtest_sweep import sweep_and_confirm
+    from api.cli import UserError
+    from api.demo import default_run_root, new_run_dir
+    from models.vectorized.sweep import GridError
+
+    try:
+        sweep_and_confirm(
+            settings,
+            grid,
+            data,
+            lambda: new_run_dir(default_run_root()),
+            rank_by=rank_by,
+            top=top,
+            confirm=confirm,
+            as_json=as_json,
+            say=say,
+        )
+    except GridError as err:
+        raise UserError("; ".join(str(err).splitlines())) from None
+
+
+def default_sources(settings: Settings, grid: Grid | None = None) -> list[str]:
     """Without data arguments: the shipped datasets named by the strategies' universes."""
     from api.cli import UserError
     from connectors.files.datasets import list_datasets
 
     wanted = sorted({s for spec in settings.strategies for s in spec.universe})
+    if grid is not None:
+        universe = grid.strategy.get("universe")
+        wanted = sorted(str(s) for s in universe) if isinstance(universe, list) else []
     shipped = [s for s in wanted if s in list_datasets()]
     if not wanted:
         raise UserError("give the data (files or datasets: " + ", ".join(list_datasets()) + ")")
@@ -161,6 +209,19 @@ def backtest(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON (for scripts)")
     ] = False,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parameter grid (YAML/JSON: api/grids/) ranked by the vectorised evaluator"
+        ),
+    ] = None,
+    rank_by: Annotated[
+        str, typer.Option(help="Statistic the sweep ranks by (a --json statistics key)")
+    ] = "sharpe_ratio",
+    top: Annotated[int, typer.Option(help="Sweep rows to show")] = 5,
+    confirm: Annotated[
+        int, typer.Option(help="Best sweep rows to confirm through the full flow")
+    ] = 3,
     config: ConfigOpt = None,
 ) -> None:
     """Backtest strategies on historical data through the live flow; statistics and a report."""
@@ -177,6 +238,11 @@ def backtest(
             specs = read_strategy_files(list(strategy or []))
         except StrategyFileError as err:
             raise UserError("; ".join(str(err).splitlines())) from None
+        if sweep is not None and specs:
+            raise UserError("--sweep takes its strategy from the grid: leave out --strategy")
+        if confirm < 0:
+            raise UserError(f"--confirm must be >= 0, got {confirm}")
+        grid = read_grid(sweep) if sweep is not None else None
         settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
         start_ms = parse_day(start, "--start") if start else None
         end_ms = parse_day(end, "--end") if end else None
@@ -184,15 +250,17 @@ def backtest(
             raise UserError(f"--end {end} is not after --start {start}")
         say = err_console.print if as_json else console.print
         with contextlib.ExitStack() as stack:
-            data = open_data(
-                settings, list(sources or default_sources(settings)), symbol, interval, stack
-            )
+            wanted = list(sources or default_sources(settings, grid))
+            data = open_data(settings, wanted, symbol, interval, stack)
             cut = TimeSlice(data, start_ms, end_ms)
             if cut.count == 0:
                 raise UserError(
                     f"no data between {start or 'the start'} and {end or 'the end'}"
                     f" in {', '.join(data.symbols)}"
                 )
+            if grid is not None:
+                sweep_command(settings, grid, cut, rank_by, top, confirm, as_json, say)
+                return
             run_dir = new_run_dir(default_run_root())
             say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(data.symbols)}")
             finish(settings, cut, run_dir, as_json=as_json, say=say)

@@ -28,6 +28,13 @@ from models.performance.types import Performance, RoundTrip
 RESULT_FILE = "backtest.json"
 
 
+def emit(text: str) -> None:
+    """A result line on stdout, through the CLI's console (tests capture it; no markup)."""
+    from api.cli import console
+
+    console.out(text, highlight=False)
+
+
 @dataclass
 class BacktestOutcome:
     run: BacktestRun
@@ -152,8 +159,8 @@ def result_doc(outcome: BacktestOutcome) -> dict[str, Any]:
     perf = outcome.performance
     return {
         "run_id": outcome.run.run_id,
-        "run_dir": str(outcome.run.run_dir),
-        "report": str(outcome.report),
+        "run_dir": str(outcome.run.run_dir.resolve()),
+        "report": str(outcome.report.resolve()),
         "statistics": {s.key: _json_value(s.value) for s in perf.statistics},
         "by_symbol": {
             g.group: {s.key: _json_value(s.value) for s in g.statistics} for g in perf.by_symbol
@@ -178,8 +185,10 @@ def finish(
     as_json: bool,
     say: Callable[[str], None],
     label: str | None = None,
+    quiet: bool = False,
 ) -> BacktestOutcome:
-    """Run, analyse, write the report and the result file (last), print the outcome."""
+    """Run, analyse, write the report and the result file (last), print the outcome (not
+    when `quiet`: the caller says what it needs)."""
     run = run_backtest(settings, data, run_dir, say=say)
     perf, trades = analyse(settings, run)
     name = label or ", ".join(sorted(run.rows.bars))
@@ -189,8 +198,10 @@ def finish(
     outcome = BacktestOutcome(run, perf, trades, report, run_dir / RESULT_FILE)
     doc = result_doc(outcome)
     outcome.result.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    if as_json:
-        print(json.dumps(doc, default=str))
+    if quiet:
+        pass
+    elif as_json:
+        emit(json.dumps(doc, default=str))
     else:
         say(f"run {run.run_id}: {run.published:,} messages, {run.flow_seconds:.1f}s in the flow")
         say(render_table(perf.statistics))

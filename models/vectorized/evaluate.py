@@ -165,14 +165,16 @@ class VectorResult:
         return self.pairing.closed
 
     def equity_curve(self) -> list[tuple[int, Decimal]]:
-        return [(int(t), _dec(e)) for t, e in zip(self.bars.end_ms, self.equity, strict=True)]
+        """Equity at each bar's close, labelled with the bar's open time, as the flow's curve
+        (`models.performance.equity`) and backtesting.py label it."""
+        return [(int(t), _dec(e)) for t, e in zip(self.bars.start_ms, self.equity, strict=True)]
 
     def performance(self, trading_start_ms: int | None = None) -> Performance:
         """The statistics of `models.performance.stats` for this run (open trades reported,
         not counted, as a desk run's)."""
         closes = {
             self.bars.symbol: [
-                (int(t), _dec(c)) for t, c in zip(self.bars.end_ms, self.bars.close, strict=True)
+                (int(t), _dec(c)) for t, c in zip(self.bars.start_ms, self.bars.close, strict=True)
             ]
         }
         commissions = sum((tf.fill.fee for tf in self.fills()), Decimal(0))

@@ -101,3 +101,41 @@ def test_a_missing_strategy_file(tmp_path: Path) -> None:
 
 def test_an_unknown_dataset(tmp_path: Path, strategy: Path) -> None:
     assert_user_error(backtest(tmp_path, "GOGO", "-s", str(strategy)), "no such file or dataset")
+
+
+GRID = """\
+strategy:
+  name: sweep
+  universe: [GOOG]
+  entry: {left: "sma_{fast}", op: crosses_above, right: "sma_{slow}"}
+  exit: {left: "sma_{fast}", op: crosses_below, right: "sma_{slow}"}
+  position_fraction: 1.0
+params:
+  fast: [5, 10]
+  slow: [20, 30]
+require: ["fast < slow"]
+"""
+
+
+def test_a_sweep_takes_its_strategy_from_the_grid(tmp_path: Path, strategy: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    assert_user_error(
+        backtest(tmp_path, "GOOG", "--sweep", str(grid), "-s", str(strategy)),
+        "leave out --strategy",
+    )
+
+
+def test_a_sweep_ranks_by_a_known_statistic(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    assert_user_error(
+        backtest(tmp_path, "GOOG", "--sweep", str(grid), "--rank-by", "luck"),
+        "--rank-by: unknown statistic 'luck'",
+    )
+
+
+def test_a_grid_without_points(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID.replace("[5, 10]", "[]"))
+    assert_user_error(backtest(tmp_path, "GOOG", "--sweep", str(grid)), "grid.yaml")

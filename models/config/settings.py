@@ -395,7 +395,7 @@ class Settings(_Section):
         from models.strategy.compiler import Rejection
         from models.strategy.user_file import compile_standing
 
-        result = compile_standing(self.strategies, self.symbols, self.execution)
+        result = compile_standing(self.strategies, self.symbols, self.execution, self.shortable())
         if isinstance(result, Rejection):
             raise ValueError("; ".join(result.reasons))
         return self

@@ -87,7 +87,9 @@ from models.strategy.user_file import compile_standing
 
 def standing_strategies(settings: Settings) -> tuple[CompiledStrategy, ...]:
     """The configuration's strategies, compiled (the settings were checked when loaded)."""
-    result = compile_standing(settings.strategies, settings.symbols, settings.execution)
+    result = compile_standing(
+        settings.strategies, settings.symbols, settings.execution, settings.shortable()
+    )
     if isinstance(result, Rejection):
         raise ValueError("; ".join(result.reasons))
     return tuple(result)

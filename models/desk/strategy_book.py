@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models.core.events import BarEvent
-from models.core.messages import Fill, StrategyRecord, StrategyStatus, TradeIntent
+from models.core.messages import Fill, Side, StrategyRecord, StrategyStatus, TradeIntent
 from models.portfolio.book import Portfolio
 from models.strategy.active import ActiveStrategy
 from models.strategy.compiler import CompiledDecision, CompiledStrategy, to_intent
@@ -109,9 +109,12 @@ class StrategyBook:
         if not actions:
             return True, None
         equity = portfolio.equity()
-        intents = [
-            i for a in actions if (i := to_intent(a, position, bar.close, equity, lot)) is not None
-        ]
+        intents: list[TradeIntent] = []
+        for action in actions:  # a turn closes, then opens from flat
+            intent = to_intent(action, position, bar.close, equity, lot)
+            if intent is not None:
+                intents.append(intent)
+                position += intent.quantity if intent.side is Side.BUY else -intent.quantity
         if not intents:
             return True, None
         rationale = "; ".join(a.reason for a in actions)[:2000]

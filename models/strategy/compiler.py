@@ -259,42 +259,88 @@ class CompiledStrategy:
         for fv in history:
             self._advance(symbol, fv.ts_ms, _values(fv))
 
-    def _action(self, symbol: str, kind: ActionKind, why: str) -> StrategyAction:
-        buy = kind == "entry"
-        reason = f"{self.strategy_id} {kind}: {why}"
+    def _action(
+        self, symbol: str, kind: ActionKind, why: str, *, short: bool = False
+    ) -> StrategyAction:
+        """An entry opens a long (a buy) or, `short`, a short (a sell); every other kind
+        closes the position: a sell closes a long, a buy (`short`) covers a short."""
+        opening = kind == "entry"
+        buy = opening != short
+        reason = f"{self.strategy_id} {kind}{' short' if short else ''}: {why}"
         return StrategyAction(
             symbol=symbol,
             side=Side.BUY if buy else Side.SELL,
             kind=kind,
-            target_fraction=self.target_fraction(symbol) if buy else _ZERO,
+            target_fraction=self.target_fraction(symbol) if opening else _ZERO,
             reason=reason[:_MAX_REASON],
         )
+
+    def _stops(
+        self, symbol: str, close: Decimal, entry_price: Decimal, short: bool
+    ) -> list[StrategyAction]:
+        """A stop or a take-profit of the open position, against its entry price: a long's
+        stop is below it, a short's above."""
+        sign = -_ONE if short else _ONE
+        if (
+            self.stop_loss is not None
+            and (close - entry_price * (_ONE - sign * self.stop_loss)) * (sign) <= 0
+        ):
+            why = f"close {close} {'>=' if short else '<='} stop"
+            return [self._action(symbol, "stop_loss", why, short=short)]
+        if (
+            self.take_profit is not None
+            and (close - entry_price * (_ONE + sign * self.take_profit)) * sign >= 0
+        ):
+            why = f"close {close} {'<=' if short else '>='} target"
+            return [self._action(symbol, "take_profit", why, short=short)]
+        return []
 
     def on_bar(
         self, symbol: str, fv: FeatureVector, position: Decimal, entry_price: Decimal | None
     ) -> list[StrategyAction]:
-        """The actions for one closed bar of one symbol (at most one). Deterministic: the same
-        bars in the same order give the same actions; call it for every bar of every symbol of
-        the universe, also when flat, so crosses_* see each bar's predecessor."""
+        """The actions for one closed bar of one symbol. Deterministic: the same bars in the
+        same order give the same actions; call it for every bar of every symbol of the
+        universe, also when flat, so crosses_* see each bar's predecessor.
+
+        `direction` long: flat + entry (and not exit) buys; long: stop, take-profit, then the
+        exit condition sell it all. short: the mirror (entry sells short, exit covers).
+        both: entry means long and exit means short: flat, either opens its side; long and
+        exit holds, or short and entry holds, closes and opens the other side (two actions);
+        a stop or a take-profit only closes."""
         if symbol not in self.universe:
             return []
         finite = math.isfinite(fv.close)
         now = _values(fv)
         before = self._advance(symbol, fv.ts_ms, now)
-        if position > 0:
+        direction = self.spec.direction
+        if position != 0:
+            short = position < 0
             if entry_price is not None and entry_price > 0 and finite:
-                close = _dec(fv.close)
-                if self.stop_loss is not None and close <= entry_price * (_ONE - self.stop_loss):
-                    return [self._action(symbol, "stop_loss", f"close {close} <= stop")]
-                if self.take_profit is not None and close >= entry_price * (
-                    _ONE + self.take_profit
-                ):
-                    return [self._action(symbol, "take_profit", f"close {close} >= target")]
+                stopped = self._stops(symbol, _dec(fv.close), entry_price, short)
+                if stopped:
+                    return stopped
+            if direction == "both":
+                turn = self.entry if short else self.exit
+                if turn.holds(now, before):
+                    kind_text = turn.text()
+                    return [
+                        self._action(symbol, "exit", kind_text, short=short),
+                        self._action(symbol, "entry", kind_text, short=not short),
+                    ]
+                return []
+            if short != (direction == "short"):
+                return []  # a position of the other side is not this strategy's to manage
             if self.exit.holds(now, before):
-                return [self._action(symbol, "exit", self.exit.text())]
+                return [self._action(symbol, "exit", self.exit.text(), short=short)]
             return []
-        if position == 0 and self.entry.holds(now, before) and not self.exit.holds(now, before):
-            return [self._action(symbol, "entry", self.entry.text())]
+        entry, exit_ = self.entry.holds(now, before), self.exit.holds(now, before)
+        if direction == "both":
+            if entry != exit_:
+                why = (self.entry if entry else self.exit).text()
+                return [self._action(symbol, "entry", why, short=exit_)]
+            return []
+        if entry and not exit_:
+            return [self._action(symbol, "entry", self.entry.text(), short=direction == "short")]
         return []
 
     def rebalance(
@@ -336,17 +382,26 @@ def to_intent(
     equity: Decimal,
     lot_size: Decimal,
 ) -> TradeIntent | None:
-    """Size an action: an exit sells the whole long position in whole lots; an entry buys to
-    `target_fraction` of equity, sized at its fill (`TradeIntent.size_fraction`), its quantity
-    estimated at `price` as `equity * target_fraction / price` less the position, rounded down
-    to the lot. None when nothing to trade."""
-    if action.side is Side.SELL:
-        qty = round_to_lot(position, lot_size)
+    """Size an action: a close sells a long (or buys back a short) whole, in whole lots; a long
+    entry buys to `target_fraction` of equity, sized at its fill (`TradeIntent.size_fraction`),
+    its quantity estimated at `price` as `equity * target_fraction / price` less the position,
+    rounded down to the lot; a short entry sells that quantity, sized at the decision (a short
+    sale needs no cash to fill). None when nothing to trade."""
+    if action.target_fraction == 0:  # a close
+        qty = round_to_lot(abs(position), lot_size)
+        if qty <= 0 or (position > 0) != (action.side is Side.SELL):
+            return None
+        return TradeIntent(
+            symbol=action.symbol, side=action.side, quantity=qty, reason=action.reason
+        )
+    if price <= 0 or equity <= 0:
+        return None
+    if action.side is Side.SELL:  # a short entry
+        target = round_to_lot(equity * action.target_fraction / price, lot_size)
+        qty = round_to_lot(target + position, lot_size)
         if qty <= 0:
             return None
         return TradeIntent(symbol=action.symbol, side=Side.SELL, quantity=qty, reason=action.reason)
-    if price <= 0 or equity <= 0:
-        return None
     target = round_to_lot(equity * action.target_fraction / price, lot_size)
     qty = round_to_lot(target - position, lot_size)
     if qty <= 0:
@@ -548,6 +603,8 @@ def compile_decision(
         reasons.append("strategy: must be null when action is hold")
     if decision.action in ("create", "rebalance") and spec is None:
         reasons.append(f"strategy: required when action is {decision.action}")
+    if spec is not None and spec.direction != "long":
+        reasons.append("strategy.direction: GPT's strategies are long-only")
     if decision.action == "rebalance" and spec is not None and not spec.target_weights:
         reasons.append("strategy.target_weights: empty, but action is rebalance")
     compiled: CompiledStrategy | None = None

@@ -38,10 +38,13 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
+    model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from models.core.messages import SYMBOL_PATTERN
 from models.signals.names import FEATURE_NAMES
@@ -172,6 +175,15 @@ class TargetWeight(_Spec):
     weight: float = Field(ge=0, le=1, allow_inf_nan=False)
 
 
+StrategyDirection = Literal["long", "short", "both"]
+
+
+# `direction` is for strategy files only: it is left out of every JSON schema (GPT's strict
+# schema, specs/schemas) and the compiler refuses anything but long from GPT, so the docstring
+# below (GPT reads it as the schema's description) still says long-only. long buys on entry
+# and sells on exit; short sells short on entry and buys back on exit; both goes long on entry
+# and short on exit, turning from one to the other. It is left out of the serialised form when
+# long, so a strategy's stored JSON and fingerprint are what they were before the field existed.
 class StrategySpec(_Spec):
     """A long-only strategy run bar by bar on every symbol of its universe."""
 
@@ -205,6 +217,18 @@ class StrategySpec(_Spec):
     horizon_bars: int = Field(ge=1, le=MAX_HORIZON_BARS, description="Intended life in bars")
     rationale: str = Field(max_length=MAX_SPEC_RATIONALE)
     confidence: float = Field(ge=0, le=1, allow_inf_nan=False)
+    direction: SkipJsonSchema[StrategyDirection] = Field(
+        default="long",
+        description="long, short (sell on entry, buy back on exit) or both (entry: long, "
+        "exit: short); short needs a symbol the venue lends (symbols.<S>.shortable)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _long_is_implicit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("direction") == "long":
+            del data["direction"]
+        return data
 
     def operand_names(self) -> frozenset[str]:
         """Every feature name the entry and exit conditions read (`close` included)."""

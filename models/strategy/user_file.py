@@ -106,10 +106,14 @@ def file_limits(execution: ExecutionConfig) -> StrategyLimits:
 
 
 def compile_standing(
-    specs: Sequence[StrategySpec], symbols: Collection[str], execution: ExecutionConfig
+    specs: Sequence[StrategySpec],
+    symbols: Collection[str],
+    execution: ExecutionConfig,
+    shortable: Collection[str] = (),
 ) -> list[CompiledStrategy] | Rejection:
     """Compile the configured file strategies with the compiler GPT's answers go through;
-    every reason at once, each prefixed with the strategy's place (`strategies[1].`)."""
+    every reason at once, each prefixed with the strategy's place (`strategies[1].`). A
+    strategy that sells short needs every symbol of its universe `shortable`."""
     reasons: list[str] = []
     compiled: list[CompiledStrategy] = []
     limits = file_limits(execution)
@@ -121,6 +125,13 @@ def compile_standing(
             reasons.extend(f"strategies[{i}].{r}" for r in result.reasons)
         else:
             compiled.append(result)
+        lent = frozenset(shortable)
+        if spec.direction != "long" and any(sym not in lent for sym in spec.universe):
+            missing = ", ".join(sym for sym in spec.universe if sym not in lent)
+            reasons.append(
+                f"strategies[{i}].direction: {spec.direction} sells short, but the venue does not"
+                f" lend {missing} (set symbols.<symbol>.shortable: true where it does)"
+            )
         if spec.name in names:
             reasons.append(
                 f"strategies[{i}].name: {spec.name!r} is also strategies[{names[spec.name]}]"

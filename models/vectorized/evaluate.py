@@ -204,7 +204,13 @@ def evaluate(
 ) -> VectorResult:
     """The fills and equity of `spec` on `bars` (one symbol of its universe). `exact`: the money
     in Decimal with the desk's own functions (`models.vectorized.exact`), one Python step per
-    bar; else float64 (numba when installed)."""
+    bar; else float64 (numba when installed). Long strategies only: a short or both-ways
+    strategy file raises `ValueError` (the full flow runs those)."""
+    if spec.direction != "long":
+        raise ValueError(
+            f"direction: the vectorised evaluator runs long strategies, not {spec.direction}"
+            " (a backtest without --sweep runs it through the flow)"
+        )
     enter, leave = signals(spec, bars, features, cache)
     if exact:
         from models.vectorized.exact import exact_trade_loop  # needs models.execution.sizing

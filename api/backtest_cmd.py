@@ -112,6 +112,35 @@ def open_data(
     return merged
 
 
+def topic_data(
+    settings: Settings,
+    topic: str,
+    sources: list[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    say: Callable[[str], None],
+) -> MergedStreams:
+    """A range of a market topic on the configured broker (`KAFKA_BOOTSTRAP`)."""
+    from api.cli import UserError, _check_broker
+    from connectors.kafka.io import topic_partitions
+    from connectors.kafka.topic_range import market_range
+
+    if sources:
+        raise UserError("--from-topic replaces the data arguments: give one or the other")
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        raise UserError("--from-topic reads a broker's topic: set KAFKA_BOOTSTRAP")
+    _check_broker(bootstrap, "KAFKA_BOOTSTRAP")
+    if not topic_partitions(bootstrap, topic):
+        raise UserError(f"no topic {topic!r} at {bootstrap}")
+    found = market_range(bootstrap, topic, settings.symbols, start_ms, end_ms)
+    say(
+        f"{topic}: {found.records:,} records, {found.data.count:,} in range"
+        f" ({found.outside:,} outside, {found.refused:,} not valid market messages of ours)"
+    )
+    return found.data
+
+
 def read_grid(path: Path) -> Grid:
     from api.cli import UserError
     from connectors.files.grid_file import read_grid_file
@@ -209,6 +238,13 @@ def backtest(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON (for scripts)")
     ] = False,
+    from_topic: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay this market topic of KAFKA_BOOTSTRAP's broker (cut to --start/--end)"
+            " instead of files"
+        ),
+    ] = None,
     sweep: Annotated[
         Path | None,
         typer.Option(
@@ -250,19 +286,22 @@ def backtest(
             raise UserError(f"--end {end} is not after --start {start}")
         say = err_console.print if as_json else console.print
         with contextlib.ExitStack() as stack:
-            wanted = list(sources or default_sources(settings, grid))
-            data = open_data(settings, wanted, symbol, interval, stack)
-            cut = TimeSlice(data, start_ms, end_ms)
+            if from_topic is not None:
+                cut = topic_data(settings, from_topic, sources, start_ms, end_ms, say)
+            else:
+                wanted = list(sources or default_sources(settings, grid))
+                data = open_data(settings, wanted, symbol, interval, stack)
+                cut = TimeSlice(data, start_ms, end_ms)
             if cut.count == 0:
                 raise UserError(
                     f"no data between {start or 'the start'} and {end or 'the end'}"
-                    f" in {', '.join(data.symbols)}"
+                    f" in {', '.join(cut.symbols) or 'the data'}"
                 )
             if grid is not None:
                 sweep_command(settings, grid, cut, rank_by, top, confirm, as_json, say)
                 return
             run_dir = new_run_dir(default_run_root())
-            say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(data.symbols)}")
+            say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(cut.symbols)}")
             finish(settings, cut, run_dir, as_json=as_json, say=say)
 
     guarded(go)

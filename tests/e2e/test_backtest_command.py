@@ -78,3 +78,38 @@ def test_a_sweep_is_ranked_and_its_best_confirmed_through_the_flow(tmp_path: Pat
     # Without limits in the way, the evaluator and the flow make the same trades.
     assert confirmed["trades"] == top[0]["trades"]
     assert abs(confirmed["sharpe_ratio"] - scores[0]) < 1e-6
+
+
+def test_a_range_of_a_recorded_topic_is_backtested_on_topics_of_its_own(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    from connectors.files.datasets import dataset_path
+    from connectors.files.replay import load_market_file, replay
+    from connectors.kafka.broker import ensure_topics
+    from connectors.kafka.io import topic_end_offsets
+
+    topic = f"recorded.{tmp_path.name.lower()}"
+    ensure_topics(kafka_bootstrap, [topic], 1)
+    loaded = load_market_file(dataset_path("GOOG"), symbol="GOOG", interval="1d")
+    replay(kafka_bootstrap, topic, loaded.messages)
+    before = topic_end_offsets(kafka_bootstrap, topic)
+    strategy = REPO / "api" / "strategies" / "sma_cross.yaml"
+    result = run_cli(
+        "backtest",
+        "--from-topic",
+        topic,
+        "--start",
+        "2009-01-01",
+        "-s",
+        str(strategy),
+        "--json",
+        cwd=tmp_path,
+        env={"KAFKA_BOOTSTRAP": kafka_bootstrap},
+    )
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    doc = _json(result.stdout)
+    assert doc["trades"] > 3
+    assert doc["statistics"]["start"] >= 1230768000000  # 2009-01-01
+    assert f"{topic}: {len(loaded.messages):,} records" in result.stderr
+    assert topic_end_offsets(kafka_bootstrap, topic) == before, "the recorded topic is read only"

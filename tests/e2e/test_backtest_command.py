@@ -113,3 +113,44 @@ def test_a_range_of_a_recorded_topic_is_backtested_on_topics_of_its_own(
     assert doc["statistics"]["start"] >= 1230768000000  # 2009-01-01
     assert f"{topic}: {len(loaded.messages):,} records" in result.stderr
     assert topic_end_offsets(kafka_bootstrap, topic) == before, "the recorded topic is read only"
+
+
+def test_a_run_that_fails_leaves_no_finished_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finish mark (`backtest.json`) and the report are written last: a run that fails
+    after the flow (here: its analysis) leaves a directory a user cannot take for a result."""
+    import api.backtest_output as output
+    from connectors.files.datasets import dataset_path
+    from connectors.files.market_file import MergedStreams, open_market_file
+    from models.config.settings import build_settings
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("analysis failed")
+
+    monkeypatch.setattr(output, "analyse", broken)
+    settings = build_settings(
+        {
+            "symbols": {"GOOG": {"bar_interval": "1d"}},
+            "strategies": [
+                {
+                    "name": "x",
+                    "universe": ["GOOG"],
+                    "entry": {"left": "sma_10", "op": "crosses_above", "right": "sma_20"},
+                    "exit": {"left": "sma_10", "op": "crosses_below", "right": "sma_20"},
+                    "position_fraction": 0.5,
+                }
+            ],
+        },
+        {},
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with (
+        open_market_file(dataset_path("GOOG"), symbol="GOOG", interval="1d") as stream,
+        pytest.raises(RuntimeError, match="analysis failed"),
+    ):
+        output.finish(settings, MergedStreams([stream]), run_dir, as_json=True, say=lambda _: None)
+    assert not (run_dir / output.RESULT_FILE).exists()
+    assert not (run_dir / "report.html").exists()
+    assert (run_dir / "clickhouse").is_dir(), "the flow did run: only the result is missing"

@@ -54,11 +54,12 @@ class RecoveryDirError(ValueError):
     """`recovery.dir` cannot be created or written (a missing parent, a file in the way, ...)."""
 
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 """The layout of the operators' snapshotted state. Snapshots are pickles of our classes, so a
 release that moves or reshapes them cannot read older snapshots: 1 = flat `models/` (before the
 stage subpackages), 2 = stage subpackages and the desk's components, 3 = features as registered
-classes (`models.signals.indicators`). The manifest records it; resuming another format is
+classes (`models.signals.indicators`), 4 = own SMA/EMA/RSI/stdev kernels instead of talipp
+objects. The manifest records it; resuming another format is
 refused with the way out instead of failing inside Bytewax."""
 
 RESUME_NOTE = "the next run resumes from the last snapshot"

@@ -13,9 +13,10 @@ Standard indicators follow talipp so the maths matches a well-known library: SMA
 and the stdev are talipp's formulas re-implemented operation for operation (bit-for-bit equal,
 and several times faster than talipp's generic per-value machinery, which was a quarter of a
 backtest's flow); ATR is talipp itself, which keeps every input in growing lists, so it is
-trimmed with its own `purge_oldest` once it holds a little more than its period needs. Window sums are recomputed per bar over `deque(maxlen=N)`
-rather than kept as running totals: for windows of tens of bars that costs well under a
-microsecond and avoids the cancellation drift running totals accumulate over an endless stream.
+trimmed with its own `purge_oldest` once it holds a little more than its period needs. Window
+sums are recomputed per bar over `deque(maxlen=N)` rather than kept as running totals: for
+windows of tens of bars that costs well under a microsecond and avoids the cancellation drift
+running totals accumulate over an endless stream.
 
 Conventions (so a reader can reproduce any value with pandas):
 - sma / ema / rsi: talipp SMA, EMA (seeded with the SMA of the first N closes), RSI (Wilder
@@ -181,7 +182,7 @@ class _Talipp:
 class SmaFeature:
     """talipp SMA: the mean of the first N closes, then `prev - (dropped - new) / N`."""
 
-    __slots__ = ("_period", "_window", "_last")
+    __slots__ = ("_last", "_period", "_window")
 
     def __init__(self, period: int) -> None:
         self._period = period
@@ -208,7 +209,7 @@ class SmaFeature:
 class EmaFeature:
     """talipp EMA: seeded with the SMA of the first N closes, then `m * x + (1 - m) * prev`."""
 
-    __slots__ = ("_period", "_mult", "_warmup", "_last")
+    __slots__ = ("_last", "_mult", "_period", "_warmup")
 
     def __init__(self, period: int) -> None:
         self._period = period
@@ -239,7 +240,7 @@ class RsiFeature:
     """talipp RSI: average gain/loss seeded from the first N - 1 changes, then Wilder's
     smoothing `(prev * (N - 1) + x) / N` (the first smoothed step already at the N-th change)."""
 
-    __slots__ = ("_period", "_warmup", "_prev", "_gain", "_loss")
+    __slots__ = ("_gain", "_loss", "_period", "_prev", "_warmup")
 
     def __init__(self, period: int) -> None:
         self._period = period
@@ -283,7 +284,7 @@ class RsiFeature:
 class VolatilityFeature:
     """talipp StdDev of the log returns: `sqrt(sum((x - mean) ** 2) / N)` over the window."""
 
-    __slots__ = ("_period", "_window", "_last", "_prev_close")
+    __slots__ = ("_last", "_period", "_prev_close", "_window")
 
     def __init__(self, period: int) -> None:
         self._period = period

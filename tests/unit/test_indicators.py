@@ -106,7 +106,10 @@ def _talipp_reference(kind: str, period: int, closes: list[float]) -> list[float
     from talipp.indicators import EMA, RSI, SMA, StdDev
 
     if kind == "volatility":
-        std, out, last, prev = StdDev(period), [], None, None
+        std = StdDev(period)
+        out: list[float | None] = []
+        last: float | None = None
+        prev: float | None = None
         for close in closes:
             if prev is not None and prev > 0 and close > 0:
                 std.add(math.log(close / prev))

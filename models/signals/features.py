@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from models.config.settings import FeaturesConfig
 from models.core.messages import Bar, FeatureVector
+from models.core.trusted import trusted
 from models.signals.indicators import FeatureKey, Indicator, build, parse_feature
 from models.signals.names import FEATURE_NAMES
 
@@ -92,16 +93,23 @@ class FeatureState:
     def update(self, bar: Bar) -> FeatureVector:
         """Advance every feature by one closed bar and return their values at its close.
 
-        The vector is built without pydantic's validation: its fields are ours, typed, and the
-        one thing the validator guards (no NaN or inf among the values) is done here."""
+        The vector is built without pydantic's validation (`models.core.trusted`): its fields
+        are ours, typed, and the one thing its validator guards (no NaN or inf among the
+        values) is done here."""
         now = [update(bar) for update in self._updates]
         self.bars_seen += 1
         values = {name: now[i] for name, i in self._slots}
         for name, value in values.items():
             if value is not None and not isfinite(value):
                 values[name] = None
-        return FeatureVector.model_construct(
-            symbol=bar.symbol, ts_ms=bar.end_ms, close=float(bar.close), values=values
+        return trusted(
+            FeatureVector,
+            {
+                "symbol": bar.symbol,
+                "ts_ms": bar.end_ms,
+                "close": float(bar.close),
+                "values": values,
+            },
         )
 
     def max_buffer_len(self) -> int:

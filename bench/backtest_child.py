@@ -5,7 +5,8 @@
 `bench_backtest_flow.py` starts this file with PYTHONPATH set either to this tree or to an
 extract of an older commit, so it imports only the public entry points both have and adds
 nothing of its own to the path. It prints one JSON line: the times, the trade count (closed
-round trips: sell fills of the long-only strategy), the final equity and the tree it ran.
+round trips, paired as the report pairs them: its "# Trades"), the final equity and the tree
+it ran.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ def run(csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
         opened = time.perf_counter()
         result = run_backtest(settings, data, work, say=lambda _line: None, progress=False)
         done = time.perf_counter()
+    from models.performance.trades import TaggedFill, pair_fills
+
     fills = result.rows.fills
     sells = sum(1 for f in fills if f.side.value == "sell")
+    # Round trips as the report counts them ("# Trades"): fills paired by the report's code.
+    trips = len(pair_fills(TaggedFill(f, "", "", "") for f in fills).closed)
     return {
         "tree": str(Path(dataflows.__file__).resolve().parents[1]),
         "bars": len(result.rows.bars.get("SIMA", [])),
@@ -47,7 +52,8 @@ def run(csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
         "flow_s": result.flow_seconds,
         "process_s": done - t_start,
         "fills": len(fills),
-        "trades": sells,
+        "trades": trips,
+        "sell_fills": sells,
         "final_equity": str(result.rows.final_equity),
     }
 

@@ -12,7 +12,7 @@ broker, Bytewax, chdb) in a process of its own, and reports
 - flow: `run_pipeline` alone (Kafka -> Bytewax -> desk -> ClickHouse), what issue 11's
   50,000 bars/s target is about;
 - end to end: replay to Kafka + flow + reading the run back (`run_backtest`);
-and the run's trades (sell fills: each closes a whole long) and final equity.
+and the run's trades (closed round trips, as the report's "# Trades") and final equity.
 
 The baseline is the same benchmark on the tree of commit `--baseline` (default: the commit this
 work started from), extracted with `git archive` into a temporary directory and run with

@@ -32,6 +32,15 @@ _DESK_INPUTS: Final[frozenset[type]] = frozenset((BarEvent, TextEvent, Partition
 KeyedRow = tuple[str, BaseModel]
 """(table, row): a row keyed by the ClickHouse table it is stored in."""
 
+RowLane = tuple[str, list[BaseModel]]
+"""(table, rows): rows of one table, in order, as they travel through the flow (one list per
+upstream batch; `dataflows.adapters.grouped` makes them)."""
+
+
+def is_desk_lane(lane: tuple[str, list[Any]]) -> bool:
+    """Whether a lane holds the desk's inputs (else it holds one table's rows)."""
+    return lane[0] == DESK_KEY
+
 
 def is_desk_input(item: object) -> TypeGuard[DeskInput]:
     """Whether an ingest output goes to the desk (else it is a row to store)."""
@@ -63,11 +72,25 @@ def to_kafka(topics: TopicsConfig, keyed: KeyedRow) -> KafkaSinkMessage[bytes, b
     )
 
 
+def kafka_messages(topics: TopicsConfig, lane: RowLane) -> list[KafkaSinkMessage[bytes, bytes]]:
+    """`to_kafka` of every row of a lane (none for a table without a topic)."""
+    table, rows = lane
+    if table not in KAFKA_TABLES:
+        return []
+    return [m for row in rows if (m := to_kafka(topics, (table, row))) is not None]
+
+
 # ---------------------------------------------------------------------------- alerts
 def alert_of(keyed: KeyedRow) -> Alert | None:
     """The row when it is an alert (for the notifier), else None."""
     table, row = keyed
     return cast(Alert, row) if table == "alerts" else None
+
+
+def alerts_of(lane: RowLane) -> list[Alert]:
+    """The rows of a lane when they are alerts (for the notifier), else none."""
+    table, rows = lane
+    return cast(list[Alert], rows) if table == "alerts" else []
 
 
 # ---------------------------------------------------------------------------- progress counts
@@ -112,3 +135,12 @@ def count_row(counters: FlowCounters, keyed: KeyedRow) -> None:
     count = _COUNTERS.get(keyed[0])
     if count is not None:
         count(counters, keyed[1])
+
+
+def count_rows(counters: FlowCounters, lane: RowLane) -> None:
+    """`count_row` for every row of a lane."""
+    table, rows = lane
+    count = _COUNTERS.get(table)
+    if count is not None:
+        for row in rows:
+            count(counters, row)

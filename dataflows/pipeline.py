@@ -24,16 +24,21 @@ from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from pydantic import BaseModel
 
 from connectors.exchange.gateway import ExecutionGateway
 from connectors.kafka.source import KeyedRaw, RawKafkaSource, partition_key
 from connectors.notify.notifier import Notifier
-from connectors.store.clickhouse import table_for
 from connectors.store.sink import ClickHouseSink, NotifierSink
-from dataflows.adapters import DeskLogic, IngestLogic, RowBatchLogic
+from dataflows.adapters import DeskLanes, DeskLogic, IngestLanes, IngestLogic, RowBatchLogic
 from dataflows.driver import GptLine
-from dataflows.lanes import DESK_KEY, KeyedRow, alert_of, count_row, is_desk_input, to_kafka
+from dataflows.lanes import (
+    DeskInput,
+    RowLane,
+    alerts_of,
+    count_rows,
+    is_desk_lane,
+    kafka_messages,
+)
 from dataflows.progress import FlowCounters
 from models.config.settings import Settings
 
@@ -101,27 +106,29 @@ def build_flow(
             "count_in", by_partition, lambda _s, kb: counters.add(records=len(kb[1].records))
         )
     market_parts = sum(1 for topic, _ in source.partitions if topic == topics.market)
+    # Items travel in lanes (`adapters.Lane`: the desk's inputs, or one table's rows, as one
+    # list per batch), so the engine's per-item cost is paid per batch, not per row.
     ingested = op.stateful_batch(
         "ingest",
         by_partition,
-        lambda resume: IngestLogic(
-            settings, resume, follow=spec.tail, market_partitions=max(1, market_parts)
+        lambda resume: IngestLanes(
+            IngestLogic(settings, resume, follow=spec.tail, market_partitions=max(1, market_parts))
         ),
     )
-    lanes = op.branch("to_desk", op.key_rm("ingest_out", ingested), is_desk_input)
-    to_desk = op.key_on("desk_key", lanes.trues, lambda _: DESK_KEY)
+    lanes = op.branch("to_desk", op.key_rm("ingest_out", ingested), is_desk_lane)
     # Every input partition takes part in the merge: bars and news meet the desk in one order.
     input_parts = frozenset(partition_key(topic, index) for topic, index in source.partitions)
     desk = op.stateful_batch(
         "desk",
-        to_desk,
-        lambda resume: DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders),
+        cast(Stream[tuple[str, list[DeskInput]]], lanes.trues),  # keyed by DESK_KEY already
+        lambda resume: DeskLanes(
+            DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders)
+        ),
     )
-    ingest_rows = cast(Stream[BaseModel], lanes.falses)  # what is not a desk input is a row
-    rows: Stream[BaseModel] = op.merge("rows", ingest_rows, op.key_rm("desk_out", desk))
-    by_table: Stream[KeyedRow] = op.key_on("by_table", rows, table_for)
+    # What is not the desk's lane is one table's rows, keyed by the table already.
+    by_table: Stream[RowLane] = op.merge("rows", lanes.falses, op.key_rm("desk_out", desk))
     if counters is not None:
-        op.inspect("count_out", by_table, lambda _s, keyed: count_row(counters, keyed))
+        op.inspect("count_out", by_table, lambda _s, lane: count_rows(counters, lane))
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
     # The wall clock only decides when a batch is written, never what is in the log.
@@ -132,8 +139,8 @@ def build_flow(
     )
     op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse, run_id))
     if notifier is not None:
-        op.output("notify", op.filter_map("alerts", by_table, alert_of), NotifierSink(notifier))
+        op.output("notify", op.flat_map("alerts", by_table, alerts_of), NotifierSink(notifier))
     if spec.kafka_out:
-        kmsgs = op.filter_map("to_kafka", by_table, lambda keyed: to_kafka(topics, keyed))
+        kmsgs = op.flat_map("to_kafka", by_table, lambda lane: kafka_messages(topics, lane))
         op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))
     return flow

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
+import math
 import os
 import re
 import threading
@@ -43,6 +43,7 @@ from typing import Any, Final, Literal, Protocol, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from connectors.store.decode import decode_json_compact
 from connectors.store.rows import (
@@ -183,6 +184,18 @@ _CHDB_SESSION_SETTINGS: Final = (
     "SET output_format_json_quote_denormals = 1",
     "SET session_timezone = 'UTC'",
 )
+
+
+def _row_json(data: Mapping[str, Any]) -> bytes:
+    """One JSONEachRow line, compact UTF-8. pydantic-core's encoder is ~5x faster than
+    `json.dumps` here (a row is flat: strings, ints, Decimal text, lists of strings). A NaN or
+    inf in a row is a converter's bug (they write such floats as strings): refused with
+    `ValueError`, as `json.dumps(allow_nan=False)` refused it, never written as a literal."""
+    for value in data.values():
+        if type(value) is float and not math.isfinite(value):
+            raise ValueError(f"non-finite float {value} in a row")
+    return to_json(data)
+
 
 # Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field.
 _INSERT_SETTINGS: Final = {"input_format_skip_unknown_fields": 0}
@@ -560,16 +573,15 @@ class Store:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         if not rows:
             return 0
-        lines: list[str] = []
+        lines: list[bytes] = []
+        run_id = self.run_id
         for row in rows:
             row_table, data = model_to_row(row)
             if row_table != table:
                 raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
-            data["run_id"] = self.run_id
-            lines.append(
-                json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            )
-        self._live().insert_json_each_row(self.table(table), "\n".join(lines) + "\n")
+            data["run_id"] = run_id
+            lines.append(_row_json(data))
+        self._live().insert_json_each_row(self.table(table), b"\n".join(lines).decode() + "\n")
         return len(lines)
 
     def insert_models(self, rows: Iterable[BaseModel]) -> dict[str, int]:

@@ -55,6 +55,14 @@ Row = dict[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
+_DEC_TEXT: dict[Decimal, str] = {}
+"""Recent `_dec` results by value. A bar's row and the position row after it repeat most of
+their numbers (the close is the mark, the cash and quantity rarely move, the open is the last
+close), and a lookup costs a quarter of the quantize-and-format it saves. Equal values have
+the same text at the column scale, so keying by value is exact."""
+_DEC_TEXT_MAX: Final = 8192
+
+
 def _dec(value: Decimal) -> str:
     """Exact text of a Decimal at the column scale, so neither JSON nor ClickHouse sees a float.
 
@@ -64,6 +72,16 @@ def _dec(value: Decimal) -> str:
     """
     if not value.is_finite():
         raise ValueError(f"cannot store non-finite decimal {value}")
+    text = _DEC_TEXT.get(value)
+    if text is None:
+        text = _dec_text(value)
+        if len(_DEC_TEXT) >= _DEC_TEXT_MAX:
+            _DEC_TEXT.clear()
+        _DEC_TEXT[value] = text
+    return text
+
+
+def _dec_text(value: Decimal) -> str:
     try:
         q = value.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CTX)
     except InvalidOperation:

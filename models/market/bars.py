@@ -47,6 +47,7 @@ from decimal import Decimal
 from typing import Any
 
 from models.core.messages import Bar, BarIn, Tick, to_ms
+from models.core.trusted import trusted
 from models.market.interval import BarInterval, calendar_interval
 
 _ZERO = Decimal(0)
@@ -131,18 +132,23 @@ class _Window:
     trades: int
 
     def to_bar(self, symbol: str, end_ms: int) -> Bar:
+        """The closed bar; built unvalidated (`models.core.trusted`): every value is one the
+        validated input messages gave, or computed from them here."""
         vwap = self.notional / self.volume if self.volume > 0 else self.close
-        return Bar(
-            symbol=symbol,
-            start_ms=self.start,
-            end_ms=end_ms,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-            trades=self.trades,
-            vwap=vwap,
+        return trusted(
+            Bar,
+            {
+                "symbol": symbol,
+                "start_ms": self.start,
+                "end_ms": end_ms,
+                "open": self.open,
+                "high": self.high,
+                "low": self.low,
+                "close": self.close,
+                "volume": self.volume,
+                "trades": self.trades,
+                "vwap": vwap,
+            },
         )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models.core.messages import Fill, PositionSnapshot, Side
+from models.core.trusted import trusted
 
 _ZERO = Decimal(0)
 COST_QUANTUM = Decimal("1e-12")  # ClickHouse Decimal(38, 12): stored and computed values agree
@@ -125,16 +126,20 @@ class Portfolio:
     def snapshot(self, symbol: str, ts_ms: int) -> PositionSnapshot:
         pos = self.positions.get(symbol, Position())
         mark = self.marks.get(symbol, pos.avg_cost)
-        return PositionSnapshot(
-            ts_ms=ts_ms,
-            symbol=symbol,
-            quantity=pos.quantity,
-            avg_cost=pos.avg_cost,
-            mark_price=mark,
-            realized_pnl=pos.realized_pnl,
-            unrealized_pnl=(mark - pos.avg_cost) * pos.quantity,
-            cash=self.cash,
-            equity=self.equity(),
+        # One per bar: built unvalidated (`models.core.trusted`), every value is the book's own.
+        return trusted(
+            PositionSnapshot,
+            {
+                "ts_ms": ts_ms,
+                "symbol": symbol,
+                "quantity": pos.quantity,
+                "avg_cost": pos.avg_cost,
+                "mark_price": mark,
+                "realized_pnl": pos.realized_pnl,
+                "unrealized_pnl": (mark - pos.avg_cost) * pos.quantity,
+                "cash": self.cash,
+                "equity": self.equity(),
+            },
         )
 
     def summary(self) -> dict[str, str]:

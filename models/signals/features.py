@@ -17,10 +17,12 @@ Every value is None until its window is full, and never NaN or inf.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from math import isfinite
+from typing import Any, Final
 
 from models.config.settings import FeaturesConfig
 from models.core.messages import Bar, FeatureVector
+from models.core.trusted import trusted
 from models.signals.indicators import FeatureKey, Indicator, build, parse_feature
 from models.signals.names import FEATURE_NAMES
 
@@ -68,20 +70,46 @@ class FeatureState:
                 self._instances[key] = build(key)
         # (name, instance) in output order; an instance shared by two names is updated once.
         self._names: tuple[tuple[str, FeatureKey], ...] = tuple(keys.items())
+        self._plan()
+
+    def _plan(self) -> None:
+        """The per-bar plan: the instances in update order, and each name's index among them
+        (derived state, rebuilt after unpickling, so snapshots keep their layout)."""
+        keys = list(self._instances)
+        self._updates = tuple(self._instances[k].update for k in keys)
+        self._slots = tuple((name, keys.index(key)) for name, key in self._names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_updates", "_slots")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._plan()
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self._names)
 
     def update(self, bar: Bar) -> FeatureVector:
-        """Advance every feature by one closed bar and return their values at its close."""
-        now = {key: ind.update(bar) for key, ind in self._instances.items()}
+        """Advance every feature by one closed bar and return their values at its close.
+
+        The vector is built without pydantic's validation (`models.core.trusted`): its fields
+        are ours, typed, and the one thing its validator guards (no NaN or inf among the
+        values) is done here."""
+        now = [update(bar) for update in self._updates]
         self.bars_seen += 1
-        return FeatureVector(
-            symbol=bar.symbol,
-            ts_ms=bar.end_ms,
-            close=float(bar.close),
-            values={name: now[key] for name, key in self._names},
+        values = {name: now[i] for name, i in self._slots}
+        for name, value in values.items():
+            if value is not None and not isfinite(value):
+                values[name] = None
+        return trusted(
+            FeatureVector,
+            {
+                "symbol": bar.symbol,
+                "ts_ms": bar.end_ms,
+                "close": float(bar.close),
+                "values": values,
+            },
         )
 
     def max_buffer_len(self) -> int:

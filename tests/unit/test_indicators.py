@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -111,3 +112,56 @@ def test_the_warm_up_is_where_the_first_value_comes_on_any_moving_series(kind: s
             values = [ind.update(b) for b in to_bars(make_frame(80, seed=seed))]
             first = next(i for i, v in enumerate(values) if v is not None)
             assert first == warmup_bars(key), (key, seed)
+
+
+def _talipp_reference(kind: str, period: int, closes: list[float]) -> list[float | None]:
+    """What the feature was before it had a kernel of its own: talipp itself, fed one close at
+    a time (volatility: its StdDev over the log returns of positive closes)."""
+    from talipp.indicators import EMA, RSI, SMA, StdDev
+
+    if kind == "volatility":
+        std = StdDev(period)
+        out: list[float | None] = []
+        last: float | None = None
+        prev: float | None = None
+        for close in closes:
+            if prev is not None and prev > 0 and close > 0:
+                std.add(math.log(close / prev))
+                last = std.output_values[-1]
+            prev = close
+            out.append(last)
+        return out
+    ind = {"sma": SMA, "ema": EMA, "rsi": RSI}[kind](period)
+    values: list[float | None] = []
+    for close in closes:
+        ind.add(close)
+        value = ind.output_values[-1]
+        if kind == "rsi" and value is not None and ind.avg_loss[-1] == ind.avg_gain[-1] == 0:
+            value = None
+        values.append(None if value is None else float(value))
+    return values
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(["sma", "ema", "rsi", "volatility"]),
+    period=st.integers(2, 40),
+    seed=st.integers(0, 10_000),
+    flat_run=st.integers(0, 60),
+)
+def test_kernels_are_talipp_bit_for_bit(kind: str, period: int, seed: int, flat_run: int) -> None:
+    """The own kernels give exactly talipp's floats at every bar (not merely close to them): a
+    logged feature vector must not change with the implementation. A flat stretch of closes
+    exercises RSI's idle market and a zero stdev."""
+    df = make_frame(300, seed=seed)
+    bars = to_bars(df)
+    if flat_run:
+        frozen = bars[100]
+        bars[100 : 100 + flat_run] = [
+            frozen.model_copy(update={"start_ms": b.start_ms, "end_ms": b.end_ms})
+            for b in bars[100 : 100 + flat_run]
+        ]
+    feature = REGISTRY[kind].build(period)
+    ours = [feature.update(b) for b in bars]
+    theirs = _talipp_reference(kind, period, [float(b.close) for b in bars])
+    assert ours == theirs

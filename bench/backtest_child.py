@@ -1,0 +1,72 @@
+"""One timed `run_backtest` for `bench_backtest_flow.py`, in a process of its own.
+
+    python bench/backtest_child.py --csv SIMA.csv --strategy cross.yaml --work DIR
+
+`bench_backtest_flow.py` starts this file with PYTHONPATH set either to this tree or to an
+extract of an older commit, so it imports only the public entry points both have and adds
+nothing of its own to the path. It prints one JSON line: the times, the trade count (closed
+round trips, paired as the report pairs them: its "# Trades"), the final equity and the tree
+it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run(csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    import dataflows
+    from api.backtest import run_backtest
+    from api.backtest_cmd import open_data, with_run_settings
+    from api.cli import settings_from
+    from connectors.files.strategy_file import read_strategy_files
+
+    imported = time.perf_counter()
+    specs = read_strategy_files([strategy])
+    settings = with_run_settings(settings_from(None), specs, None, None, None)
+    with contextlib.ExitStack() as stack:
+        data = open_data(settings, [str(csv)], "SIMA", None, stack)
+        opened = time.perf_counter()
+        result = run_backtest(settings, data, work, say=lambda _line: None, progress=False)
+        done = time.perf_counter()
+    from models.performance.trades import TaggedFill, pair_fills
+
+    fills = result.rows.fills
+    sells = sum(1 for f in fills if f.side.value == "sell")
+    # Round trips as the report counts them ("# Trades"): fills paired by the report's code.
+    trips = len(pair_fills(TaggedFill(f, "", "", "") for f in fills).closed)
+    return {
+        "tree": str(Path(dataflows.__file__).resolve().parents[1]),
+        "bars": len(result.rows.bars.get("SIMA", [])),
+        "published": result.published,
+        "import_s": imported - t_start,
+        "open_s": opened - imported,
+        "backtest_s": done - opened,  # replay + flow + reading the run back
+        "flow_s": result.flow_seconds,
+        "process_s": done - t_start,
+        "fills": len(fills),
+        "trades": trips,
+        "sell_fills": sells,
+        "final_equity": str(result.rows.final_equity),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--csv", required=True, type=Path)
+    ap.add_argument("--strategy", required=True, type=Path)
+    ap.add_argument("--work", required=True, type=Path)
+    args = ap.parse_args()
+    print(json.dumps(run(args.csv, args.strategy, args.work)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`trusted` builds what the validating constructor builds, for the per-bar records."""
+
+from __future__ import annotations
+
+import pickle
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from models.core.messages import Bar, FeatureVector, PositionSnapshot
+from models.core.trusted import trusted
+
+CASES: list[tuple[type[BaseModel], dict[str, Any]]] = [
+    (
+        Bar,
+        {
+            "symbol": "SIMA",
+            "start_ms": 60_000,
+            "end_ms": 120_000,
+            "open": Decimal("100.10"),
+            "high": Decimal("101"),
+            "low": Decimal("99.5"),
+            "close": Decimal("100.25"),
+            "volume": Decimal("12"),
+            "trades": 3,
+            "vwap": Decimal("100.1"),
+        },
+    ),
+    (
+        FeatureVector,
+        {"symbol": "SIMA", "ts_ms": 120_000, "close": 100.25, "values": {"a": 1.5, "b": None}},
+    ),
+    (
+        PositionSnapshot,
+        {
+            "ts_ms": 120_000,
+            "symbol": "SIMA",
+            "quantity": Decimal("3"),
+            "avg_cost": Decimal("99.9"),
+            "mark_price": Decimal("100.25"),
+            "realized_pnl": Decimal("0"),
+            "unrealized_pnl": Decimal("1.05"),
+            "cash": Decimal("99700.3"),
+            "equity": Decimal("100001.05"),
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("cls", "fields"), CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_trusted_equals_the_validated_model(cls: type[BaseModel], fields: dict[str, Any]) -> None:
+    assert set(fields) == set(cls.model_fields)  # the cases cover every field
+    validated = cls(**fields)
+    fast = trusted(cls, dict(fields))
+    assert type(fast) is cls
+    assert fast == validated
+    assert fast.model_dump() == validated.model_dump()
+    assert fast.model_dump_json() == validated.model_dump_json()
+    assert fast.model_fields_set == validated.model_fields_set
+    assert pickle.loads(pickle.dumps(fast)) == validated
+    assert fast.model_copy(update={"symbol": "X"}) == validated.model_copy(update={"symbol": "X"})
+    with pytest.raises(Exception, match="frozen"):
+        setattr(fast, "symbol", "X")  # noqa: B010 (the model is frozen either way)

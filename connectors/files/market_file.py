@@ -36,15 +36,18 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
+from connectors.files.fast_rows import fast_records
 from connectors.files.market_source import (
     MarketFileError,
     ReplayError,
@@ -52,6 +55,7 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
+from connectors.files.wire import bar_json, interval_member, ms_of, tick_json
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
@@ -70,6 +74,9 @@ __all__ = [
 ]
 
 MarketMsg = Tick | BarIn
+Wire = tuple[int, int, bytes, bytes]
+"""(end ms, open ms, key, value) of one encoded message (`MarketStream.encoded`)."""
+_T = TypeVar("_T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
@@ -237,14 +244,71 @@ class MarketStream:
         return sorted(self._symbols)
 
     def messages(self) -> Iterator[MarketMsg]:
-        pending: list[tuple[int, int, MarketMsg]] = []  # (end µs, seq, msg)
+        """The messages as models (tests, small files, the demo)."""
+
+        def tick(sym: str, us: int, payload: tuple[Any, ...]) -> MarketMsg:
+            price, size, ident = payload
+            ts = _us_to_datetime(us)
+            return Tick.model_construct(
+                symbol=sym, ts=ts, price=Decimal(price), size=Decimal(size), id=ident
+            )
+
+        def bar(sym: str, us: int, payload: tuple[Any, ...], iv: BarInterval) -> MarketMsg:
+            o, h, lo, c, vol, ident = payload
+            fixed = iv.fixed_ms
+            return BarIn.model_construct(
+                symbol=sym,
+                ts=_us_to_datetime(us),
+                open=Decimal(o),
+                high=Decimal(h),
+                low=Decimal(lo),
+                close=Decimal(c),
+                volume=Decimal(vol),
+                interval_s=None if fixed is None else fixed // 1000,
+                calendar=iv.text if fixed is None else None,
+                id=f"{sym}:{us // 1000}" if ident is None else ident,
+            )
+
+        return self._ordered(tick, bar)
+
+    def encoded(self) -> Iterator[Wire]:
+        """`(end ms, open ms, key, value)` of each message in the order of `messages()`: the
+        key is the symbol, the value the bytes `model_dump_json()` gives for that message
+        (`connectors.files.wire`), the times are `input_end_ms` and `to_ms` of its `ts`."""
+        keys: dict[str, bytes] = {}
+        members: dict[str, tuple[str, int | None]] = {}
+
+        def tick(sym: str, us: int, payload: tuple[Any, ...]) -> Wire:
+            key = keys.get(sym) or keys.setdefault(sym, sym.encode())
+            ms = ms_of(us)
+            return ms, ms, key, tick_json(sym, us, *payload)
+
+        def bar(sym: str, us: int, payload: tuple[Any, ...], iv: BarInterval) -> Wire:
+            member = members.get(sym)
+            if member is None:
+                fixed = iv.fixed_ms
+                member = members[sym] = (interval_member(fixed, iv.text), fixed)
+                keys[sym] = sym.encode()
+            ms = ms_of(us)
+            end = ms + member[1] if member[1] is not None else iv.window_end(ms)
+            return end, ms, keys[sym], bar_json(sym, us, payload[:5], member[0], payload[5])
+
+        return self._ordered(tick, bar)
+
+    def _ordered(
+        self,
+        tick: Callable[[str, int, tuple[Any, ...]], _T],
+        bar: Callable[[str, int, tuple[Any, ...], BarInterval], _T],
+    ) -> Iterator[_T]:
+        """Every valid record, made by `tick` or `bar`, in publishing order (by end time, ties
+        in file order)."""
+        pending: list[tuple[int, int, _T]] = []  # (end µs, seq, item)
         last: dict[str, int] = {}
+        intervals = self.intervals
+        push, pop = heapq.heappush, heapq.heappop
         for us, seq, _row, sym, kind, payload in self._runs.merged(self.in_order):
             if kind == _TICK:
-                price, size, ident = payload
-                msg: MarketMsg = Tick.model_construct(
-                    symbol=sym, ts=_us_to_datetime(us), price=price, size=size, id=ident
-                )
+                item = tick(sym, us, payload)
                 end = us
             else:
                 if last.get(sym) == us:  # a duplicate bar (reported by the scan)
@@ -252,32 +316,20 @@ class MarketStream:
                 last[sym] = us
                 if kind == _BAD_BAR:
                     continue
-                o, h, lo, c, vol, ident = payload
-                iv = self.intervals[sym]
+                iv = intervals[sym]
                 fixed = iv.fixed_ms
-                msg = BarIn.model_construct(
-                    symbol=sym,
-                    ts=_us_to_datetime(us),
-                    open=o,
-                    high=h,
-                    low=lo,
-                    close=c,
-                    volume=vol,
-                    interval_s=None if fixed is None else fixed // 1000,
-                    calendar=iv.text if fixed is None else None,
-                    id=ident,
-                )
+                item = bar(sym, us, payload, iv)
                 end = us + fixed * 1000 if fixed is not None else iv.window_end(us // 1000) * 1000
             # Everything still to come opens at `us` or later, so it ends at `us` or later:
             # what ended before is final. Ties wait, as a later record may sort before them.
             while pending and pending[0][0] < us:
-                yield heapq.heappop(pending)[2]
+                yield pop(pending)[2]
             if not pending and end == us:
-                yield msg  # a tick with nothing waiting: the common case, no heap
+                yield item  # a tick with nothing waiting: the common case, no heap
             else:
-                heapq.heappush(pending, (end, seq, msg))
+                push(pending, (end, seq, item))
         while pending:
-            yield heapq.heappop(pending)[2]
+            yield pop(pending)[2]
 
     def close(self) -> None:
         self._runs.close()
@@ -311,6 +363,12 @@ class MergedStreams:
         if len(self.streams) == 1:
             return self.streams[0].messages()
         return heapq.merge(*(s.messages() for s in self.streams), key=input_end_ms)
+
+    def encoded(self) -> Iterator[Wire]:
+        """`MarketStream.encoded` of the merged streams, in the order of `messages()`."""
+        if len(self.streams) == 1:
+            return self.streams[0].encoded()
+        return heapq.merge(*(s.encoded() for s in self.streams), key=itemgetter(0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,12 +533,38 @@ def open_market_file(
             cols = chunk.columns
             n += len(chunk.rownums)
             if chunk.time_us is not None:
-                times = chunk.time_us
-                shown_times = [""] * len(times)
+                shown_times = [""] * len(chunk.time_us)
             else:
                 shown_times = [str(t).strip() for t in cols[time_key]]
-                times = _parse_times(shown_times, source.time_profile)
             sym_col = cols[symbol_key] if symbol_key is not None else None
+            first_seq = n - len(chunk.rownums)
+            fast = fast_records(
+                cols, chunk.rownums, first_seq, time_us=chunk.time_us, shown_times=shown_times,
+                scale=source.time_profile.scale,
+                parse_times=lambda text: _parse_times(text, source.time_profile),
+                sym_key=symbol_key, default_symbol=default_symbol, is_bars=is_bars,
+                size_key=size_key, id_key=id_key, volume_key=volume_key,
+            )  # fmt: skip
+            if fast is not None:  # every row provably valid: no row-by-row validation
+                records, opens = fast
+                any_time = True
+                if not is_bars:
+                    tick_symbols.update(r[3] for r in records)
+                    ticks += len(records)
+                if in_order and (
+                    (int(opens[0]), first_seq) < newest or bool((opens[1:] < opens[:-1]).any())
+                ):
+                    in_order = False
+                newest = (int(opens[-1]), first_seq + len(records) - 1)
+                buffer.extend(records)
+                if len(buffer) >= RUN_ROWS:
+                    buffer.sort(key=_open_key)
+                    runs.write(buffer)
+                    buffer = []
+                continue
+            times = chunk.time_us
+            if times is None:
+                times = _parse_times(shown_times, source.time_profile)
             for i, row in enumerate(chunk.rownums):
                 us = times[i]
                 if us is None:
@@ -580,7 +664,7 @@ def _record(
             if volume := _cell(cols, volume_key, i):
                 data["volume"] = volume
             bar = BarIn.model_validate(data)
-            payload = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.id)
+            payload = (*map(str, (bar.open, bar.high, bar.low, bar.close, bar.volume)), bar.id)
             return (us, seq, row, sym, _BAR, payload)
         tick: dict[str, Any] = {"symbol": sym, "ts": ts, "price": str(cols["price"][i]).strip()}
         if size := _cell(cols, size_key, i):
@@ -588,7 +672,7 @@ def _record(
         if tick_id := _cell(cols, id_key, i):
             tick["id"] = tick_id
         t = Tick.model_validate(tick)
-        return (us, seq, row, sym, _TICK, (t.price, t.size, t.id))
+        return (us, seq, row, sym, _TICK, (str(t.price), str(t.size), t.id))
     except ValidationError as err:
         reason = _validation_reason(err)
         if is_bars:

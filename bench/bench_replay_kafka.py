@@ -207,9 +207,7 @@ def run_file(path: Path, bench: Bench, old: types.SimpleNamespace | None) -> Non
     topic = bench.topic()
     stats, s = timed(lambda: new_file.replay(bench.bootstrap, topic, _Given(wires)))
     report("publish", "new", stats.published, s)
-    print(
-        f"           broker holds {bench.held(topic):,}; replay's own rate {stats.msgs_per_s:,.0f}/s"
-    )
+    held(bench, topic, stats.msgs_per_s)
     wires = []
     # (d)
     if old is not None:
@@ -230,9 +228,7 @@ def run_file(path: Path, bench: Bench, old: types.SimpleNamespace | None) -> Non
 
     stats, s = timed(new_end_to_end)
     report("end2end", "new", stats.published, s)
-    print(
-        f"           broker holds {bench.held(topic):,}; replay's own rate {stats.msgs_per_s:,.0f}/s"
-    )
+    held(bench, topic, stats.msgs_per_s)
 
 
 def main() -> None:

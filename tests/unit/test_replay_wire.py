@@ -225,6 +225,7 @@ def test_the_published_stream_is_the_per_row_pydantic_stream(
     assert fast_chunks >= 6  # most chunks took the column path
     new = list(fast.encoded())
     monkeypatch.setattr(market_file, "fast_records", lambda *a, **k: None)
+    monkeypatch.setattr(market_source, "is_plain", lambda *a: False)  # the csv module reads
     slow = _open_all(paths)
     old = _wire_of_models(slow)
     assert len(new) == len(old) == slow.count == fast.count > 3_500
@@ -256,3 +257,41 @@ def test_a_chunk_with_a_bad_row_takes_the_row_path_and_reports_it(
         values = [v for _, _, _, v in stream.encoded()]
         models = [m.model_dump_json().encode() for m in stream.messages()]
     assert values == models and len(values) == 999
+
+
+SHAPES = {
+    "header": "time,open,high,low,close\n1704067200000,1,2,0.5,1.5\n1704067260000,1,2,0.5,1.5\n",
+    "crlf": "time,price\r\n1704067200000,1\r\n1704067260000,2\r\n",
+    "semicolon": "time;price;size\n1704067200000;1;2\n1704067260000;2;\n",
+    "headerless": "1704067200000,1,2,0.5,1.5,10\n1704067260000,1,2,0.5,1.5,11\n",
+    "spreadsheet": "Date,Time,Open,High,Low,Close,,\n2024-01-02,9:30,1,2,0.5,1.5,,\n"
+    "2024-01-02,9:31,1,2,0.5,1.5,,\n",
+    "unicode space": "time,price\n\u00a01704067200000,1\n1704067260000,\u20032\n",
+    "blank row": "time,price\n1704067200000,1\n , \n1704067260000,2\n",
+    "short row": "time,price\n1704067200000,1\n1704067260000\n1704067320000,2\n",
+    "blank line": "time,price\n\n1704067200000,1\n",
+    "quoted": 'time,price\n1704067200000,"1"\n',
+    "lone cr": "time,price\r1704067200000,1\r",
+    "iso": "ts,price\n2024-01-02T09:30:00Z,1\n2024-01-02 09:31:00.5,2\n",
+    "seconds": "time,price\n1704067200.25,1\n1704067201,2\n1e400,3\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_pyarrow_reads_a_csv_file_as_the_csv_module_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    path = tmp_path / "X.csv"
+    path.write_text(SHAPES[shape], newline="")
+
+    def read() -> tuple[Any, ...]:
+        src = market_source.open_source(path)
+        chunks = [(c.rownums, c.columns, c.time_us) for c in src.chunks()]
+        return src.names, src.time_key, src.time_profile, src.first_time_text, src.problems, chunks
+
+    arrow = read()
+    needs_csv_module = {"blank row", "short row", "blank line", "quoted", "lone cr"}
+    src = market_source.open_source(path)
+    assert (getattr(src, "_arrow", None) is None) == (shape in needs_csv_module)
+    monkeypatch.setattr(market_source, "is_plain", lambda *a: False)
+    assert arrow == read()

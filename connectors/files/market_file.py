@@ -55,7 +55,7 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
-from connectors.files.wire import bar_json, interval_member, ms_of, tick_json
+from connectors.files.wire import bar_encoder, ms_of, tick_json
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
@@ -253,7 +253,10 @@ class MarketStream:
                 symbol=sym, ts=ts, price=Decimal(price), size=Decimal(size), id=ident
             )
 
-        def bar(sym: str, us: int, payload: tuple[Any, ...], iv: BarInterval) -> MarketMsg:
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, tuple[Any, ...]], MarketMsg]:
+            return lambda us, payload: bar_model(sym, iv, us, payload)
+
+        def bar_model(sym: str, iv: BarInterval, us: int, payload: tuple[Any, ...]) -> MarketMsg:
             o, h, lo, c, vol, ident = payload
             fixed = iv.fixed_ms
             return BarIn.model_construct(
@@ -276,35 +279,29 @@ class MarketStream:
         key is the symbol, the value the bytes `model_dump_json()` gives for that message
         (`connectors.files.wire`), the times are `input_end_ms` and `to_ms` of its `ts`."""
         keys: dict[str, bytes] = {}
-        members: dict[str, tuple[str, int | None]] = {}
 
         def tick(sym: str, us: int, payload: tuple[Any, ...]) -> Wire:
             key = keys.get(sym) or keys.setdefault(sym, sym.encode())
             ms = ms_of(us)
             return ms, ms, key, tick_json(sym, us, *payload)
 
-        def bar(sym: str, us: int, payload: tuple[Any, ...], iv: BarInterval) -> Wire:
-            member = members.get(sym)
-            if member is None:
-                fixed = iv.fixed_ms
-                member = members[sym] = (interval_member(fixed, iv.text), fixed)
-                keys[sym] = sym.encode()
-            ms = ms_of(us)
-            end = ms + member[1] if member[1] is not None else iv.window_end(ms)
-            return end, ms, keys[sym], bar_json(sym, us, payload[:5], member[0], payload[5])
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, tuple[Any, ...]], Wire]:
+            return bar_encoder(sym, iv.fixed_ms, iv.text)
 
         return self._ordered(tick, bar)
 
     def _ordered(
         self,
         tick: Callable[[str, int, tuple[Any, ...]], _T],
-        bar: Callable[[str, int, tuple[Any, ...], BarInterval], _T],
+        bar: Callable[[str, BarInterval], Callable[[int, tuple[Any, ...]], _T]],
     ) -> Iterator[_T]:
-        """Every valid record, made by `tick` or `bar`, in publishing order (by end time, ties
-        in file order)."""
+        """Every valid record, made by `tick(symbol, µs, payload)` or by `bar(symbol,
+        interval)(µs, payload)` (one maker a symbol), in publishing order (by end time, ties in
+        file order)."""
         pending: list[tuple[int, int, _T]] = []  # (end µs, seq, item)
         last: dict[str, int] = {}
         intervals = self.intervals
+        makers = {sym: bar(sym, iv) for sym, iv in intervals.items()}
         push, pop = heapq.heappush, heapq.heappop
         for us, seq, _row, sym, kind, payload in self._runs.merged(self.in_order):
             if kind == _TICK:
@@ -318,7 +315,7 @@ class MarketStream:
                     continue
                 iv = intervals[sym]
                 fixed = iv.fixed_ms
-                item = bar(sym, us, payload, iv)
+                item = makers[sym](us, payload)
                 end = us + fixed * 1000 if fixed is not None else iv.window_end(us // 1000) * 1000
             # Everything still to come opens at `us` or later, so it ends at `us` or later:
             # what ended before is final. Ties wait, as a later record may sort before them.

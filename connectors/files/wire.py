@@ -14,11 +14,13 @@ on the wire: ingest (`models.market.parsing`) reads these bytes as it reads any 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic_core import to_json
 
-__all__ = ["bar_json", "interval_member", "iso_z", "json_text", "ms_of", "tick_json"]
+__all__ = ["bar_encoder", "bar_json", "interval_member", "iso_z", "json_text", "ms_of", "tick_json"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_US = 86_400_000_000
@@ -35,16 +37,19 @@ def _second_texts() -> list[str]:
     return _seconds
 
 
+def _day_text(day: int) -> str:
+    if len(_days) >= 100_000:
+        _days.clear()
+    text = _days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+    return text
+
+
 def iso_z(us: int) -> str:
     """Epoch µs (UTC) as pydantic writes an aware UTC datetime: seconds always, microseconds
     (six digits) only when there are any, `Z` for UTC. Years 1900..2199 (the event-time range
     `models.market.parsing.event_time_problem` allows) always have four digits."""
     day, rem = divmod(us, _DAY_US)
-    date = _days.get(day)
-    if date is None:
-        if len(_days) >= 100_000:
-            _days.clear()
-        date = _days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+    date = _days.get(day) or _day_text(day)
     sec, frac = divmod(rem, 1_000_000)
     if frac:
         return f"{date}{_second_texts()[sec]}.{frac:06d}Z"
@@ -65,22 +70,50 @@ def ms_of(us: int) -> int:
     return int(us / 1_000_000 * 1000)
 
 
+def bar_encoder(
+    symbol: str, fixed_ms: int | None, calendar: str
+) -> Callable[[int, tuple[Any, ...]], tuple[int, int, bytes, bytes]]:
+    """For one symbol's bars: `encode(open µs, payload)` -> `(end ms, open ms, key, value)`,
+    the times as `input_end_ms` and `to_ms` compute them, the value `model_dump_json()`'s
+    bytes. `payload` is `(open, high, low, close, volume, id)`: the `str()` of the Decimals, id
+    None for the default `SYMBOL:open ms`. The hot path of replay: one call a bar, the time
+    text from caches, no other call that can be avoided."""
+    from models.market.interval import calendar_interval
+
+    key = symbol.encode()
+    head = f'{{"type":"bar","symbol":"{symbol}","ts":"'
+    member = interval_member(fixed_ms, calendar)
+    window_end = None if fixed_ms is not None else calendar_interval(calendar).window_end
+    days, seconds = _days, _second_texts()
+
+    def encode(us: int, payload: tuple[Any, ...]) -> tuple[int, int, bytes, bytes]:
+        o, h, lo, c, v, ident = payload
+        day, rem = divmod(us, _DAY_US)
+        date = days.get(day) or _day_text(day)
+        sec, frac = divmod(rem, 1_000_000)
+        ts = f"{date}{seconds[sec]}.{frac:06d}Z" if frac else f"{date}{seconds[sec]}Z"
+        ms = int(us / 1_000_000 * 1000)  # ms_of
+        id_json = f'"{symbol}:{us // 1000}"' if ident is None else json_text(ident)
+        value = (
+            f'{head}{ts}","open":"{o}","high":"{h}","low":"{lo}","close":"{c}",'
+            f'"volume":"{v}"{member},"id":{id_json}}}'
+        )
+        end = ms + fixed_ms if window_end is None else window_end(ms)  # type: ignore[operator]
+        return end, ms, key, value.encode()
+
+    return encode
+
+
 def bar_json(
     symbol: str,
     us: int,
     prices: tuple[str, str, str, str, str],
-    interval: str,
+    interval: tuple[int | None, str],
     ident: str | None,
 ) -> bytes:
-    """A `BarIn` as JSON. `prices` are the `str()` of open, high, low, close and volume;
-    `interval` is the `,"interval_s":N` or `,"calendar":"1mo"` member (`interval_member`);
-    `ident` None means the default id `SYMBOL:open ms`."""
-    o, h, lo, c, v = prices
-    id_json = f'"{symbol}:{us // 1000}"' if ident is None else json_text(ident)
-    return (
-        f'{{"type":"bar","symbol":"{symbol}","ts":"{iso_z(us)}","open":"{o}","high":"{h}",'
-        f'"low":"{lo}","close":"{c}","volume":"{v}"{interval},"id":{id_json}}}'
-    ).encode()
+    """A `BarIn` as JSON: `prices` the `str()` of open, high, low, close and volume,
+    `interval` (fixed ms or None, calendar text), `ident` None for the default id."""
+    return bar_encoder(symbol, *interval)(us, (*prices, ident))[3]
 
 
 def interval_member(fixed_ms: int | None, calendar: str) -> str:

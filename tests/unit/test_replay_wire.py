@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from connectors.files import fast_rows, market_file, market_source
 from connectors.files.market_file import MergedStreams, open_market_file
-from connectors.files.wire import bar_json, interval_member, iso_z, ms_of, tick_json
+from connectors.files.wire import bar_encoder, bar_json, iso_z, ms_of, tick_json
 from models.core.messages import BarIn, Tick, to_ms
 from models.market.bars import input_end_ms
 from models.market.parsing import MAX_EVENT_MS, MIN_EVENT_MS
@@ -83,8 +83,12 @@ def test_a_bar_is_the_bytes_of_model_dump_json(
     )  # fmt: skip
     texts = (str(o), str(high), str(low), str(c), str(volume))
     fixed = None if seconds is None else seconds * 1000
-    member = interval_member(fixed, calendar or "")
-    assert bar_json(symbol, us, texts, member, ident) == model.model_dump_json().encode()
+    assert (
+        bar_json(symbol, us, texts, (fixed, calendar or ""), ident)
+        == model.model_dump_json().encode()
+    )
+    end, open_ms, key, _ = bar_encoder(symbol, fixed, calendar or "")(us, (*texts, ident))
+    assert (end, open_ms, key) == (input_end_ms(model), to_ms(model.ts), symbol.encode())
 
 
 @given(symbols, times_us, prices, amounts, ids)

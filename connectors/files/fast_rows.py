@@ -24,6 +24,7 @@ import re
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from connectors.files.wire import bar_parts_columns, tick_parts_columns
 from models.core.messages import MAX_AMOUNT, MIN_PRICE
 from models.market.parsing import EPOCH_SENTINEL_MS, MAX_EVENT_MS, MIN_EVENT_MS
 
@@ -148,6 +149,15 @@ def _ids(col: list[Any] | None, n: int) -> list[str | None] | None:
     return ids
 
 
+def _symbol_column(syms: list[str]) -> pa.Array:
+    import pyarrow as pa
+
+    first = syms[0]
+    if all(s is first or s == first for s in syms):  # one symbol: the usual file
+        return pa.array([first], type=pa.string()).take(pa.array([0] * len(syms)))
+    return pa.array(syms, type=pa.string())
+
+
 def fast_records(
     cols: dict[str, list[Any]],
     rownums: list[int],
@@ -164,10 +174,9 @@ def fast_records(
     id_key: str | None,
     volume_key: str | None,
 ) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.int64]] | None:
-    """The chunk's records `(open µs, seq, row, symbol, kind, payload)` in row order and their
-    open µs, or None when any row needs the row-by-row path. Payloads hold texts: a bar
-    `(open, high, low, close, volume, id or None)`, a tick `(price, size, id or None)`; None
-    stands for the default id."""
+    """The chunk's records `(open µs, seq, row, symbol, kind, (head, tail))` in row order and
+    their open µs, or None when any row needs the row-by-row path. The payload is the
+    message's JSON around its interval member (`connectors.files.wire`)."""
     n = len(rownums)
     if n == 0:
         return None
@@ -194,8 +203,10 @@ def fast_records(
         consistent = _le(lo, o) & _le(o, h) & _le(lo, c) & _le(c, h)
         if not bool(np.all(consistent)):
             return None
-        columns = [x.texts.to_pylist() for x in (o, h, lo, c, v) if x.texts is not None]
-        payloads: list[tuple[Any, ...]] = list(zip(*columns, ids, strict=True))
+        assert o.texts is not None and h.texts is not None and lo.texts is not None
+        assert c.texts is not None and v.texts is not None
+        prices = (o.texts, h.texts, lo.texts, c.texts, v.texts)
+        heads, tails = bar_parts_columns(_symbol_column(syms), us, prices, ids)
         kind = _BAR
     else:
         price = _Numbers(cols["price"], PRICE_RE, None)
@@ -206,7 +217,7 @@ def fast_records(
         if not (_in_bounds(price, min_price) and _in_bounds(size, None)):
             return None
         assert price.texts is not None and size.texts is not None
-        payloads = list(zip(price.texts.to_pylist(), size.texts.to_pylist(), ids, strict=True))
+        heads, tails = tick_parts_columns(_symbol_column(syms), us, price.texts, size.texts, ids)
         kind = _TICK
     records = list(
         zip(
@@ -215,7 +226,7 @@ def fast_records(
             rownums,
             syms,
             repeat(kind, n),
-            payloads,
+            zip(heads, tails, strict=True),
             strict=True,
         )
     )

@@ -55,7 +55,7 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
-from connectors.files.wire import bar_encoder, ms_of, tick_json
+from connectors.files.wire import Parts, bar_encoder, bar_parts, decode, ms_of, tick_parts
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
@@ -244,48 +244,55 @@ class MarketStream:
         return sorted(self._symbols)
 
     def messages(self) -> Iterator[MarketMsg]:
-        """The messages as models (tests, small files, the demo)."""
+        """The messages as models (tests, small files, the demo), in publishing order."""
 
-        def tick(sym: str, us: int, payload: tuple[Any, ...]) -> MarketMsg:
-            price, size, ident = payload
-            ts = _us_to_datetime(us)
+        def tick(sym: str, us: int, parts: Parts) -> MarketMsg:
+            f = decode(*parts)
             return Tick.model_construct(
-                symbol=sym, ts=ts, price=Decimal(price), size=Decimal(size), id=ident
-            )
-
-        def bar(sym: str, iv: BarInterval) -> Callable[[int, tuple[Any, ...]], MarketMsg]:
-            return lambda us, payload: bar_model(sym, iv, us, payload)
-
-        def bar_model(sym: str, iv: BarInterval, us: int, payload: tuple[Any, ...]) -> MarketMsg:
-            o, h, lo, c, vol, ident = payload
-            fixed = iv.fixed_ms
-            return BarIn.model_construct(
                 symbol=sym,
                 ts=_us_to_datetime(us),
-                open=Decimal(o),
-                high=Decimal(h),
-                low=Decimal(lo),
-                close=Decimal(c),
-                volume=Decimal(vol),
-                interval_s=None if fixed is None else fixed // 1000,
-                calendar=iv.text if fixed is None else None,
-                id=f"{sym}:{us // 1000}" if ident is None else ident,
+                price=Decimal(f["price"]),
+                size=Decimal(f["size"]),
+                id=f["id"],
             )
+
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, Parts], MarketMsg]:
+            fixed = iv.fixed_ms
+            interval_s = None if fixed is None else fixed // 1000
+            calendar = iv.text if fixed is None else None
+
+            def make(us: int, parts: Parts) -> MarketMsg:
+                f = decode(*parts)
+                return BarIn.model_construct(
+                    symbol=sym,
+                    ts=_us_to_datetime(us),
+                    open=Decimal(f["open"]),
+                    high=Decimal(f["high"]),
+                    low=Decimal(f["low"]),
+                    close=Decimal(f["close"]),
+                    volume=Decimal(f["volume"]),
+                    interval_s=interval_s,
+                    calendar=calendar,
+                    id=f["id"],
+                )
+
+            return make
 
         return self._ordered(tick, bar)
 
     def encoded(self) -> Iterator[Wire]:
         """`(end ms, open ms, key, value)` of each message in the order of `messages()`: the
         key is the symbol, the value the bytes `model_dump_json()` gives for that message
-        (`connectors.files.wire`), the times are `input_end_ms` and `to_ms` of its `ts`."""
+        (written by the scan, `connectors.files.wire`), the times `input_end_ms` and `to_ms`
+        of its `ts`."""
         keys: dict[str, bytes] = {}
 
-        def tick(sym: str, us: int, payload: tuple[Any, ...]) -> Wire:
+        def tick(sym: str, us: int, parts: Parts) -> Wire:
             key = keys.get(sym) or keys.setdefault(sym, sym.encode())
             ms = ms_of(us)
-            return ms, ms, key, tick_json(sym, us, *payload)
+            return ms, ms, key, parts[0] + parts[1]
 
-        def bar(sym: str, iv: BarInterval) -> Callable[[int, tuple[Any, ...]], Wire]:
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, Parts], Wire]:
             return bar_encoder(sym, iv.fixed_ms, iv.text)
 
         return self._ordered(tick, bar)
@@ -661,15 +668,16 @@ def _record(
             if volume := _cell(cols, volume_key, i):
                 data["volume"] = volume
             bar = BarIn.model_validate(data)
-            payload = (*map(str, (bar.open, bar.high, bar.low, bar.close, bar.volume)), bar.id)
-            return (us, seq, row, sym, _BAR, payload)
+            prices = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+            texts = (str(prices[0]), str(prices[1]), str(prices[2]), str(prices[3]), str(prices[4]))
+            return (us, seq, row, sym, _BAR, bar_parts(sym, us, texts, bar.id))
         tick: dict[str, Any] = {"symbol": sym, "ts": ts, "price": str(cols["price"][i]).strip()}
         if size := _cell(cols, size_key, i):
             tick["size"] = size
         if tick_id := _cell(cols, id_key, i):
             tick["id"] = tick_id
         t = Tick.model_validate(tick)
-        return (us, seq, row, sym, _TICK, (str(t.price), str(t.size), t.id))
+        return (us, seq, row, sym, _TICK, tick_parts(sym, us, str(t.price), str(t.size), t.id))
     except ValidationError as err:
         reason = _validation_reason(err)
         if is_bars:

@@ -25,7 +25,17 @@ from hypothesis import strategies as st
 
 from connectors.files import fast_rows, market_file, market_source
 from connectors.files.market_file import MergedStreams, open_market_file
-from connectors.files.wire import bar_encoder, bar_json, iso_z, ms_of, tick_json
+from connectors.files.wire import (
+    bar_encoder,
+    bar_json,
+    bar_parts,
+    bar_parts_columns,
+    iso_z,
+    ms_of,
+    tick_json,
+    tick_parts,
+    tick_parts_columns,
+)
 from models.core.messages import BarIn, Tick, to_ms
 from models.market.bars import input_end_ms
 from models.market.parsing import MAX_EVENT_MS, MIN_EVENT_MS
@@ -87,7 +97,8 @@ def test_a_bar_is_the_bytes_of_model_dump_json(
         bar_json(symbol, us, texts, (fixed, calendar or ""), ident)
         == model.model_dump_json().encode()
     )
-    end, open_ms, key, _ = bar_encoder(symbol, fixed, calendar or "")(us, (*texts, ident))
+    parts = bar_parts(symbol, us, texts, ident)
+    end, open_ms, key, _ = bar_encoder(symbol, fixed, calendar or "")(us, parts)
     assert (end, open_ms, key) == (input_end_ms(model), to_ms(model.ts), symbol.encode())
 
 
@@ -98,6 +109,35 @@ def test_a_tick_is_the_bytes_of_model_dump_json(
     model = Tick(symbol=symbol, ts=_dt(us), price=price, size=size, id=ident)
     got = tick_json(symbol, us, str(price), str(size), ident)
     assert got == model.model_dump_json().encode()
+
+
+@given(
+    st.lists(
+        st.tuples(symbols, times_us, st.lists(prices, min_size=5, max_size=5), ids),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_column_encoders_write_what_the_row_encoders_write(
+    rows: list[tuple[str, int, list[Decimal], str | None]],
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    syms = pa.array([r[0] for r in rows])
+    us = np.array([r[1] for r in rows], dtype=np.int64)
+    texts = [[str(d) for d in r[2]] for r in rows]
+    ids = [r[3] for r in rows]
+    cols = tuple(pa.array([t[k] for t in texts]) for k in range(5))
+    heads, tails = bar_parts_columns(syms, us, cols, ids)
+    assert list(zip(heads, tails, strict=True)) == [
+        bar_parts(r[0], r[1], tuple(t), r[3])  # type: ignore[arg-type]
+        for r, t in zip(rows, texts, strict=True)
+    ]
+    heads, tails = tick_parts_columns(syms, us, cols[0], cols[4], ids)
+    assert list(zip(heads, tails, strict=True)) == [
+        tick_parts(r[0], r[1], t[0], t[4], r[3]) for r, t in zip(rows, texts, strict=True)
+    ]
 
 
 @given(st.one_of(st.from_regex(fast_rows.AMOUNT_RE), st.from_regex(fast_rows.PRICE_RE)))

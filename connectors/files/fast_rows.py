@@ -173,9 +173,9 @@ def fast_records(
     size_key: str | None,
     id_key: str | None,
     volume_key: str | None,
-) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.int64]] | None:
+) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.int64], list[str]] | None:
     """The chunk's records `(open µs, seq, row, symbol, kind, (head, tail))` in row order and
-    their open µs, or None when any row needs the row-by-row path. The payload is the
+    their open µs and symbols, or None when any row needs the row-by-row path. The payload is the
     message's JSON around its interval member (`connectors.files.wire`)."""
     n = len(rownums)
     if n == 0:
@@ -230,4 +230,4 @@ def fast_records(
             strict=True,
         )
     )
-    return records, us
+    return records, us, syms

@@ -35,7 +35,6 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
+from connectors.files.bar_scan import BarScan
 from connectors.files.fast_rows import fast_records
 from connectors.files.market_source import (
     MarketFileError,
@@ -59,7 +59,7 @@ from connectors.files.wire import Parts, bar_encoder, bar_parts, decode, ms_of, 
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
-from models.market.interval import BarInterval, CalendarFit
+from models.market.interval import BarInterval
 from models.market.parsing import event_time_problem
 
 __all__ = [
@@ -96,6 +96,9 @@ BLOCK_ROWS = 1_000
 """Records per pickled block of a run: what a merge holds per run."""
 MAX_FANIN = 64
 """Runs merged at once; more are first merged into longer runs, so memory stays bounded."""
+SCAN_WHILE_BUILDING = True
+"""Run the bar pass while building the runs when the file is in order (False: always after,
+over the merged runs; the tests compare both)."""
 KEEP_PROBLEMS = 10_000
 """Row problems kept for `open_market_file` (the first by row); all are counted."""
 
@@ -136,6 +139,13 @@ class _Problems:
             heapq.heappush(self._heap, item)
         elif item > self._heap[0]:
             heapq.heapreplace(self._heap, item)
+
+    def add_to(self, other: _Problems) -> None:
+        """Every problem counted here counted there, the kept ones kept there."""
+        kept = self.sorted()
+        for row, reason in kept:
+            other.add(row, reason)
+        other.total += self.total - len(kept)
 
     def sorted(self) -> list[RowProblem]:
         items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
@@ -433,41 +443,6 @@ def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
     return [None if bad else v for v, bad in zip(ints, parsed.isna().tolist(), strict=True)]
 
 
-def _counter_median(gaps: Counter[int]) -> float:
-    """`statistics.median` of the multiset, without expanding it."""
-    n = sum(gaps.values())
-    want = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
-    found: list[int] = []
-    seen = 0
-    for gap in sorted(gaps):
-        seen += gaps[gap]
-        while want and want[0] < seen:
-            found.append(gap)
-            want.pop(0)
-    return sum(found) / len(found)
-
-
-def _interval_of(sym: str, gaps: Counter[int], fit: CalendarFit, path: Path) -> BarInterval:
-    """Median spacing (robust to weekends, holidays and the odd missing bar), or the calendar
-    interval the stamps follow."""
-    if not gaps:
-        raise MarketFileError(
-            f"{path}: cannot infer the bar interval of {sym} from a single bar; "
-            "pass --interval (e.g. --interval 1d)"
-        )
-    median_us = _counter_median(gaps)
-    if (calendar := fit.interval(median_us / 1000)) is not None:
-        return calendar
-    seconds = max(1, round(median_us / 1e6))
-    if seconds > _MAX_INTERVAL_S:
-        raise MarketFileError(
-            f"{path}: inferred bar interval of {sym} is {seconds / 86400:.0f} days, "
-            "more than the 31-day maximum (calendar periods stamped on their first or last "
-            "day are recognised; else pass --interval, e.g. 3mo)"
-        )
-    return BarInterval.fixed(seconds * 1000)
-
-
 def open_market_file(
     path: str | Path,
     symbol: str | None = None,
@@ -533,6 +508,9 @@ def open_market_file(
         n = 0
         tick_symbols: set[str] = set()
         ticks = 0
+        # The bar pass, fed while building for as long as the file is in order.
+        scan_problems = _Problems(keep_problems)
+        scan = BarScan(scan_problems, given) if is_bars and SCAN_WHILE_BUILDING else None
         for chunk in source.chunks():
             cols = chunk.columns
             n += len(chunk.rownums)
@@ -550,7 +528,7 @@ def open_market_file(
                 size_key=size_key, id_key=id_key, volume_key=volume_key,
             )  # fmt: skip
             if fast is not None:  # every row provably valid: no row-by-row validation
-                records, opens = fast
+                records, opens, syms = fast
                 any_time = True
                 if not is_bars:
                     tick_symbols.update(r[3] for r in records)
@@ -560,9 +538,12 @@ def open_market_file(
                 ):
                     in_order = False
                 newest = (int(opens[-1]), first_seq + len(records) - 1)
+                if scan is not None and in_order:
+                    scan.add_chunk(opens, chunk.rownums, syms)
                 buffer.extend(records)
                 if len(buffer) >= RUN_ROWS:
-                    buffer.sort(key=_open_key)
+                    if not in_order:
+                        buffer.sort(key=_open_key)
                     runs.write(buffer)
                     buffer = []
                 continue
@@ -599,13 +580,17 @@ def open_market_file(
                 if key < newest:
                     in_order = False
                 newest = key
+                if scan is not None and in_order:
+                    scan.add(us, row, sym, rec[4], rec[5])
                 buffer.append(rec)
                 if len(buffer) >= RUN_ROWS:
-                    buffer.sort(key=_open_key)
+                    if not in_order:
+                        buffer.sort(key=_open_key)
                     runs.write(buffer)
                     buffer = []
         if buffer:
-            buffer.sort(key=_open_key)
+            if not in_order:
+                buffer.sort(key=_open_key)
             runs.write(buffer)
             buffer = []
         if n and not any_time:
@@ -618,7 +603,13 @@ def open_market_file(
         if not is_bars:
             count, symbols = ticks, tick_symbols
         else:
-            count, symbols, intervals = _scan_bars(runs, in_order, problems, given, p)
+            if scan is None or not in_order:  # by open time: the merged runs
+                scan = BarScan(problems, given)
+                for us, _seq, row, sym, kind, payload in runs.merged(in_order):
+                    scan.add(us, row, sym, kind, payload)
+            else:  # fed while building, in file order, which is open-time order
+                scan_problems.add_to(problems)
+            count, symbols, intervals = scan.count, scan.symbols, scan.intervals(p)
         return MarketStream(
             path=p,
             kind="bars" if is_bars else "ticks",
@@ -688,47 +679,6 @@ def _record(
 def _cell(cols: dict[str, list[Any]], key: str | None, i: int) -> str:
     """Stripped text of an optional column; empty means "not given" (volume, size, id)."""
     return "" if key is None else str(cols[key][i]).strip()
-
-
-def _scan_bars(
-    runs: _Runs,
-    in_order: bool,
-    problems: _Problems,
-    given: BarInterval | None,
-    path: Path,
-) -> tuple[int, set[str], dict[str, BarInterval]]:
-    """One pass over the bars by open time: duplicates (the first by row wins; an invalid bar
-    is reported here, unless it is a duplicate), spacing and calendar fit per symbol, valid
-    count."""
-    last: dict[str, tuple[int, int]] = {}  # symbol -> (open µs, row) of its latest bar
-    gaps: dict[str, Counter[int]] = {}
-    fits: dict[str, CalendarFit] = {}
-    count = 0
-    symbols: set[str] = set()
-    for us, _seq, row, sym, kind, payload in runs.merged(in_order):
-        prev = last.get(sym)
-        if prev is not None and prev[0] == us:
-            when = _us_to_datetime(us).isoformat()
-            problems.add(row, f"duplicate bar of {sym} at {when} (first: row {prev[1]})")
-            continue
-        if prev is not None:
-            gaps[sym][us - prev[0]] += 1
-        else:
-            gaps[sym] = Counter()
-            fits[sym] = CalendarFit()
-        if given is None:
-            fits[sym].add(us // 1000 if us % 1000 == 0 else 1)  # 1 ms: not a calendar stamp
-        last[sym] = (us, row)
-        if kind == _BAD_BAR:
-            problems.add(row, payload[0])
-            continue
-        count += 1
-        symbols.add(sym)
-    if given is not None:
-        intervals = dict.fromkeys(gaps, given)
-    else:
-        intervals = {sym: _interval_of(sym, g, fits[sym], path) for sym, g in sorted(gaps.items())}
-    return count, symbols, intervals
 
 
 def load_market_file(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.files import fast_rows, market_file, market_source
@@ -67,6 +67,7 @@ def _dt(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+@settings(deadline=None)  # the first example imports pyarrow
 @given(times_us)
 def test_times_are_written_as_pydantic_writes_them(us: int) -> None:
     tick = Tick(symbol="X", ts=_dt(us), price=Decimal(1))
@@ -74,6 +75,7 @@ def test_times_are_written_as_pydantic_writes_them(us: int) -> None:
     assert ms_of(us) == to_ms(_dt(us))
 
 
+@settings(deadline=None)  # the first example imports pyarrow
 @given(symbols, times_us, st.lists(prices, min_size=4, max_size=4), amounts, intervals, ids)
 def test_a_bar_is_the_bytes_of_model_dump_json(
     symbol: str,
@@ -102,6 +104,7 @@ def test_a_bar_is_the_bytes_of_model_dump_json(
     assert (end, open_ms, key) == (input_end_ms(model), to_ms(model.ts), symbol.encode())
 
 
+@settings(deadline=None)  # the first example imports pyarrow
 @given(symbols, times_us, prices, amounts, ids)
 def test_a_tick_is_the_bytes_of_model_dump_json(
     symbol: str, us: int, price: Decimal, size: Decimal, ident: str | None
@@ -111,6 +114,7 @@ def test_a_tick_is_the_bytes_of_model_dump_json(
     assert got == model.model_dump_json().encode()
 
 
+@settings(deadline=None)  # the first example imports pyarrow
 @given(
     st.lists(
         st.tuples(symbols, times_us, st.lists(prices, min_size=5, max_size=5), ids),
@@ -140,6 +144,7 @@ def test_the_column_encoders_write_what_the_row_encoders_write(
     ]
 
 
+@settings(deadline=None)  # the first example imports pyarrow
 @given(st.one_of(st.from_regex(fast_rows.AMOUNT_RE), st.from_regex(fast_rows.PRICE_RE)))
 def test_the_fast_number_shapes_are_their_own_decimal_text(text: str) -> None:
     text = text.rstrip("\n")  # from_regex may end a `$` match with a newline
@@ -202,12 +207,19 @@ def _write_csv(path: Path, header: list[str], rows: Iterator[list[str]]) -> Path
     return path
 
 
-def _files(tmp_path: Path, rows: int) -> list[Path]:
+def _files(tmp_path: Path, rows: int, shuffled: bool = False) -> list[Path]:
+    """Two symbols at 1m and 5m (a duplicate bar, an invalid one; in blocks out of order when
+    `shuffled`), daily bars, monthly calendar bars, ticks with ids."""
     rng = random.Random(11)
     header = ["time", "symbol", "open", "high", "low", "close", "volume"]
-    mixed = _write_csv(
-        tmp_path / "mixed.csv", header, _bar_rows(rng, {"SIMA": 60_000, "SIMB": 300_000}, rows)
-    )
+    bars = list(_bar_rows(rng, {"SIMA": 60_000, "SIMB": 300_000}, rows))
+    bars.insert(101, [bars[100][0], bars[100][1], "1", "2", "1", "1", "3"])  # a duplicate
+    bars[1500][3] = "0.5"  # high below low: refused
+    if shuffled:
+        blocks = [bars[i : i + 97] for i in range(0, len(bars), 97)]
+        rng.shuffle(blocks)
+        bars = [r for b in blocks for r in b]
+    mixed = _write_csv(tmp_path / "mixed.csv", header, iter(bars))
     daily = _write_csv(tmp_path / "daily.csv", header, _bar_rows(rng, {"SIMA": 86_400_000}, 40))
     months = [datetime(2023 + m // 12, m % 12 + 1, 1, tzinfo=UTC) for m in range(14)]
     monthly = tmp_path / "SIMB.csv"
@@ -245,14 +257,17 @@ def _open_all(paths: list[Path]) -> MergedStreams:
     return MergedStreams([open_market_file(p) for p in paths])
 
 
-@pytest.mark.parametrize("parquet", [False, True])
+@pytest.mark.parametrize(("parquet", "shuffled"), [(False, False), (True, False), (False, True)])
 def test_the_published_stream_is_the_per_row_pydantic_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parquet: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parquet: bool, shuffled: bool
 ) -> None:
+    """Everything the fast path does (pyarrow CSV, column validation, the bar pass while
+    building, JSON from texts) against the csv module, pydantic row by row, the bar pass
+    after building and `model_dump_json()`: the same stream, counts, intervals, problems."""
     monkeypatch.setattr(market_source, "CHUNK_ROWS", 500)
     monkeypatch.setattr(market_source._ParquetSource, "BATCH", 500)
     monkeypatch.setattr(market_file, "RUN_ROWS", 1_200)
-    paths = _files(tmp_path, 3_000)
+    paths = _files(tmp_path, 3_000, shuffled)
     if parquet:
         paths[0] = _parquet(paths[0])
     fast_chunks = 0
@@ -270,6 +285,7 @@ def test_the_published_stream_is_the_per_row_pydantic_stream(
     new = list(fast.encoded())
     monkeypatch.setattr(market_file, "fast_records", lambda *a, **k: None)
     monkeypatch.setattr(market_source, "is_plain", lambda *a: False)  # the csv module reads
+    monkeypatch.setattr(market_file, "SCAN_WHILE_BUILDING", False)
     slow = _open_all(paths)
     old = _wire_of_models(slow)
     assert len(new) == len(old) == slow.count == fast.count > 3_500
@@ -278,6 +294,8 @@ def test_the_published_stream_is_the_per_row_pydantic_stream(
     assert {s.path.name: s.intervals for s in fast.streams} == {
         s.path.name: s.intervals for s in slow.streams
     }
+    assert [s.problems for s in fast.streams] == [s.problems for s in slow.streams]
+    assert [len(s.problems) for s in fast.streams] == [2, 0, 0, 0]
 
 
 def test_a_chunk_with_a_bad_row_takes_the_row_path_and_reports_it(

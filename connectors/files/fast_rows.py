@@ -24,6 +24,8 @@ import re
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from connectors.files.arrow_csv import trimmed
+from connectors.files.market_source import Chunk
 from connectors.files.wire import bar_parts_columns, tick_parts_columns
 from models.core.messages import MAX_AMOUNT, MIN_PRICE
 from models.market.parsing import EPOCH_SENTINEL_MS, MAX_EVENT_MS, MIN_EVENT_MS
@@ -44,19 +46,22 @@ _MAX_ID = 128  # BarIn.id, Tick.id max_length
 _MAX_ABS_US = 6 * 10**16  # market_file._MAX_ABS_US
 
 _BAR, _TICK = 0, 1  # market_file record kinds
+_DIGITS = r"^[0-9]+(\.[0-9]+)?$"
 
 
 class _Numbers:
     """A column of number texts: the stored texts and their doubles, or None (not provable)."""
 
-    def __init__(self, texts: list[Any], pattern: str, empty: str | None) -> None:
+    def __init__(self, texts: list[Any] | pa.Array, pattern: str, empty: str | None) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         self.texts: pa.Array | None = None
         self.values: npt.NDArray[np.float64] | None = None
         try:
-            arr = pc.utf8_trim(pa.array(texts, type=pa.string()), characters=" \t")
+            if not isinstance(texts, pa.Array):
+                texts = pa.array(texts, type=pa.string())
+            arr = pc.utf8_trim(texts, characters=" \t")
         except (pa.ArrowException, TypeError):
             return
         if arr.null_count:
@@ -93,24 +98,43 @@ def _in_bounds(col: _Numbers, low: float | None) -> bool:
     return bool(np.all(ok))
 
 
+def _digit_floats(arr: pa.Array) -> npt.NDArray[np.float64] | None:
+    """`float()` of cells that are plain digits (with a fraction), by pyarrow: for those its
+    correctly rounded parse is Python's; None when any cell is another shape."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = trimmed(arr)
+    if text is None or not pc.all(pc.match_substring_regex(text, _DIGITS)).as_py():
+        return None
+    return np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False))
+
+
 def _times(
-    time_us: list[int | None] | None, shown: list[str], scale: float | None, parsed: Any
+    chunk: Chunk, time_key: str, scale: float | None, parsed: Any
 ) -> npt.NDArray[np.int64] | None:
     """The rows' epoch µs as the row path computes them, or None if any is missing/implausible."""
     import numpy as np
 
+    time_us = chunk.time_us
     if time_us is not None or scale is None:
-        values = time_us if time_us is not None else parsed(shown)
-        if any(v is None for v in values):
+        if time_us is None:
+            time_us = parsed([str(t).strip() for t in chunk.columns[time_key]])
+        if any(v is None for v in time_us):
             return None
-        us = np.array(values, dtype=np.int64)
+        us = np.array(time_us, dtype=np.int64)
     else:
-        try:
-            x = np.array([float(t) for t in shown], dtype=np.float64)
-        except ValueError:
-            return None
+        x = None
+        if chunk.arrays is not None:
+            x = _digit_floats(chunk.arrays[time_key])
+        if x is None:
+            try:
+                x = np.array([float(str(t).strip()) for t in chunk.columns[time_key]])
+            except ValueError:
+                return None
         with np.errstate(over="ignore", invalid="ignore"):
-            x *= scale
+            x = x * scale
         if not np.all(np.isfinite(x)):
             return None
         us = np.rint(np.clip(x, -_MAX_ABS_US, _MAX_ABS_US)).astype(np.int64)
@@ -149,6 +173,13 @@ def _ids(col: list[Any] | None, n: int) -> list[str | None] | None:
     return ids
 
 
+def _listed(cols: dict[str, Any], key: str | None) -> list[Any] | None:
+    if key is None:
+        return None
+    col = cols[key]
+    return col if isinstance(col, list) else list(col.to_pylist())
+
+
 def _symbol_column(syms: list[str]) -> pa.Array:
     import pyarrow as pa
 
@@ -159,12 +190,10 @@ def _symbol_column(syms: list[str]) -> pa.Array:
 
 
 def fast_records(
-    cols: dict[str, list[Any]],
-    rownums: list[int],
+    chunk: Chunk,
     first_seq: int,
     *,
-    time_us: list[int | None] | None,
-    shown_times: list[str],
+    time_key: str,
     scale: float | None,
     parse_times: Any,
     sym_key: str | None,
@@ -177,16 +206,18 @@ def fast_records(
     """The chunk's records `(open µs, seq, row, symbol, kind, (head, tail))` in row order and
     their open µs and symbols, or None when any row needs the row-by-row path. The payload is the
     message's JSON around its interval member (`connectors.files.wire`)."""
+    rownums = chunk.rownums
     n = len(rownums)
     if n == 0:
         return None
-    us = _times(time_us, shown_times, scale, parse_times)
+    us = _times(chunk, time_key, scale, parse_times)
     if us is None:
         return None
-    syms = _symbols(cols[sym_key] if sym_key is not None else None, n, default_symbol)
+    cols: dict[str, Any] = chunk.arrays if chunk.arrays is not None else chunk.columns
+    syms = _symbols(_listed(cols, sym_key), n, default_symbol)
     if syms is None:
         return None
-    ids = _ids(cols[id_key] if id_key is not None else None, n)
+    ids = _ids(_listed(cols, id_key), n)
     if ids is None:
         return None
     min_price = float(MIN_PRICE)

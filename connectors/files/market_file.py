@@ -512,17 +512,10 @@ def open_market_file(
         scan_problems = _Problems(keep_problems)
         scan = BarScan(scan_problems, given) if is_bars and SCAN_WHILE_BUILDING else None
         for chunk in source.chunks():
-            cols = chunk.columns
             n += len(chunk.rownums)
-            if chunk.time_us is not None:
-                shown_times = [""] * len(chunk.time_us)
-            else:
-                shown_times = [str(t).strip() for t in cols[time_key]]
-            sym_col = cols[symbol_key] if symbol_key is not None else None
             first_seq = n - len(chunk.rownums)
             fast = fast_records(
-                cols, chunk.rownums, first_seq, time_us=chunk.time_us, shown_times=shown_times,
-                scale=source.time_profile.scale,
+                chunk, first_seq, time_key=time_key, scale=source.time_profile.scale,
                 parse_times=lambda text: _parse_times(text, source.time_profile),
                 sym_key=symbol_key, default_symbol=default_symbol, is_bars=is_bars,
                 size_key=size_key, id_key=id_key, volume_key=volume_key,
@@ -547,6 +540,12 @@ def open_market_file(
                     runs.write(buffer)
                     buffer = []
                 continue
+            cols = chunk.columns
+            if chunk.time_us is not None:
+                shown_times = [""] * len(chunk.time_us)
+            else:
+                shown_times = [str(t).strip() for t in cols[time_key]]
+            sym_col = cols[symbol_key] if symbol_key is not None else None
             times = chunk.time_us
             if times is None:
                 times = _parse_times(shown_times, source.time_profile)

@@ -74,11 +74,30 @@ class TimeProfile:
     scale: float | None
 
 
-@dataclass
 class Chunk:
-    rownums: list[int]
-    columns: dict[str, list[Any]]  # normalised name -> cell text (or native value)
-    time_us: list[int | None] | None = None  # pre-parsed times (Parquet datetime column)
+    """Rows of a file: `columns` maps a normalised name to the cells' text (or native value);
+    `time_us` holds pre-parsed times (Parquet datetime column); `arrays`, when the file was
+    split by pyarrow, the same columns as string arrays, from which `columns` is made only if
+    asked (the column path of `connectors.files.fast_rows` does not ask)."""
+
+    def __init__(
+        self,
+        rownums: list[int],
+        columns: dict[str, list[Any]] | None = None,
+        time_us: list[int | None] | None = None,
+        arrays: dict[str, pa.Array] | None = None,
+    ) -> None:
+        self.rownums = rownums
+        self._columns = columns
+        self.time_us = time_us
+        self.arrays = arrays
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        if self._columns is None:
+            assert self.arrays is not None
+            self._columns = {k: a.to_pylist() for k, a in self.arrays.items()}
+        return self._columns
 
 
 @dataclass
@@ -270,6 +289,7 @@ class Source:
     def _merged(self, chunk: Chunk) -> Chunk:
         if self._merge_date_time:
             cols = chunk.columns
+            chunk.arrays = None  # the merged column exists as text only
             times = [_pad_hour(str(t).strip()) for t in cols["time"]]
             dates = [str(d).strip() for d in cols["date"]]
             cols["time"] = [
@@ -372,10 +392,8 @@ class _CsvSource(Source):
             for start in range(0, batch.num_rows, CHUNK_ROWS):
                 piece = batch.slice(start, CHUNK_ROWS)
                 rows = piece.num_rows
-                columns = {
-                    k: piece.column(i).to_pylist() for k, i in zip(keys, self._keep, strict=True)
-                }
-                yield self._merged(Chunk(list(range(line, line + rows)), columns))
+                arrays = {k: piece.column(i) for k, i in zip(keys, self._keep, strict=True)}
+                yield self._merged(Chunk(list(range(line, line + rows)), arrays=arrays))
                 line += rows
 
     def _rows(self, profile: bool) -> Iterator[tuple[int, list[str]]]:

@@ -183,9 +183,6 @@ def _listed(cols: dict[str, Any], key: str | None) -> list[Any] | None:
 def _symbol_column(syms: list[str]) -> pa.Array:
     import pyarrow as pa
 
-    first = syms[0]
-    if all(s is first or s == first for s in syms):  # one symbol: the usual file
-        return pa.array([first], type=pa.string()).take(pa.array([0] * len(syms)))
     return pa.array(syms, type=pa.string())
 
 

@@ -55,7 +55,15 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
-from connectors.files.wire import Parts, bar_encoder, bar_parts, decode, ms_of, tick_parts
+from connectors.files.wire import (
+    Parts,
+    bar_encoder,
+    bar_parts,
+    decode,
+    interval_member,
+    ms_of,
+    tick_parts,
+)
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
@@ -164,6 +172,12 @@ class _Runs:
         self.dir = Path(tempfile.mkdtemp(prefix="stratflow-replay-"))
         self.paths: list[Path] = []
         self._n = 0
+        self.records = 0  # written by the build pass
+
+    def add(self, records: list[_Rec]) -> None:
+        """A run of the build pass (counted: `records`)."""
+        self.records += len(records)
+        self.write(records)
 
     def write(self, records: Iterable[_Rec]) -> None:
         path = self.dir / f"run{self._n}.pkl"
@@ -295,6 +309,8 @@ class MarketStream:
         key is the symbol, the value the bytes `model_dump_json()` gives for that message
         (written by the scan, `connectors.files.wire`), the times `input_end_ms` and `to_ms`
         of its `ts`."""
+        if (uniform := self._uniform()) is not None:
+            return self._straight(uniform)
         keys: dict[str, bytes] = {}
 
         def tick(sym: str, us: int, parts: Parts) -> Wire:
@@ -306,6 +322,30 @@ class MarketStream:
             return bar_encoder(sym, iv.fixed_ms, iv.text)
 
         return self._ordered(tick, bar)
+
+    def _uniform(self) -> int | None:
+        """The one length (ms; 0 for ticks) of every message when end order is open order:
+        ticks only, or bars of one fixed interval with no duplicate or invalid bar among the
+        records (nothing to skip). Ordered by (end, seq) = (open + length, seq), they come
+        in the runs' (open, seq) order: no heap needed. None otherwise."""
+        if self._runs.records != self.count:
+            return None
+        if self.kind == "ticks":
+            return 0
+        lengths = {iv.fixed_ms for iv in self.intervals.values()}
+        if len(lengths) != 1 or None in lengths:
+            return None
+        return lengths.pop()
+
+    def _straight(self, length: int) -> Iterator[Wire]:
+        """`encoded()` when `_uniform()`: the runs in order, one concatenation a message."""
+        member = b""
+        if length:
+            member = interval_member(length, "")
+        keys = {sym: sym.encode() for sym in self._symbols}
+        for us, _seq, _row, sym, _kind, (head, tail) in self._runs.merged(self.in_order):
+            ms = int(us / 1_000_000 * 1000)  # wire.ms_of
+            yield ms + length, ms, keys[sym], head + member + tail
 
     def _ordered(
         self,
@@ -537,7 +577,7 @@ def open_market_file(
                 if len(buffer) >= RUN_ROWS:
                     if not in_order:
                         buffer.sort(key=_open_key)
-                    runs.write(buffer)
+                    runs.add(buffer)
                     buffer = []
                 continue
             cols = chunk.columns
@@ -585,12 +625,12 @@ def open_market_file(
                 if len(buffer) >= RUN_ROWS:
                     if not in_order:
                         buffer.sort(key=_open_key)
-                    runs.write(buffer)
+                    runs.add(buffer)
                     buffer = []
         if buffer:
             if not in_order:
                 buffer.sort(key=_open_key)
-            runs.write(buffer)
+            runs.add(buffer)
             buffer = []
         if n and not any_time:
             raise MarketFileError(

@@ -207,14 +207,17 @@ def _write_csv(path: Path, header: list[str], rows: Iterator[list[str]]) -> Path
     return path
 
 
-def _files(tmp_path: Path, rows: int, shuffled: bool = False) -> list[Path]:
+def _files(tmp_path: Path, rows: int, shuffled: bool = False, clean: bool = False) -> list[Path]:
     """Two symbols at 1m and 5m (a duplicate bar, an invalid one; in blocks out of order when
-    `shuffled`), daily bars, monthly calendar bars, ticks with ids."""
+    `shuffled`; `clean`: both at 1m, nothing refused), daily bars, monthly calendar bars,
+    ticks with ids."""
     rng = random.Random(11)
     header = ["time", "symbol", "open", "high", "low", "close", "volume"]
-    bars = list(_bar_rows(rng, {"SIMA": 60_000, "SIMB": 300_000}, rows))
-    bars.insert(101, [bars[100][0], bars[100][1], "1", "2", "1", "1", "3"])  # a duplicate
-    bars[1500][3] = "0.5"  # high below low: refused
+    spacing = {"SIMA": 60_000, "SIMB": 60_000 if clean else 300_000}
+    bars = list(_bar_rows(rng, spacing, rows))
+    if not clean:
+        bars.insert(101, [bars[100][0], bars[100][1], "1", "2", "1", "1", "3"])  # a duplicate
+        bars[1500][3] = "0.5"  # high below low: refused
     if shuffled:
         blocks = [bars[i : i + 97] for i in range(0, len(bars), 97)]
         rng.shuffle(blocks)
@@ -257,9 +260,12 @@ def _open_all(paths: list[Path]) -> MergedStreams:
     return MergedStreams([open_market_file(p) for p in paths])
 
 
-@pytest.mark.parametrize(("parquet", "shuffled"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize(
+    ("parquet", "shuffled", "clean"),
+    [(False, False, False), (True, False, False), (False, True, False), (False, True, True)],
+)
 def test_the_published_stream_is_the_per_row_pydantic_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parquet: bool, shuffled: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parquet: bool, shuffled: bool, clean: bool
 ) -> None:
     """Everything the fast path does (pyarrow CSV, column validation, the bar pass while
     building, JSON from texts) against the csv module, pydantic row by row, the bar pass
@@ -267,7 +273,7 @@ def test_the_published_stream_is_the_per_row_pydantic_stream(
     monkeypatch.setattr(market_source, "CHUNK_ROWS", 500)
     monkeypatch.setattr(market_source._ParquetSource, "BATCH", 500)
     monkeypatch.setattr(market_file, "RUN_ROWS", 1_200)
-    paths = _files(tmp_path, 3_000, shuffled)
+    paths = _files(tmp_path, 3_000, shuffled, clean)
     if parquet:
         paths[0] = _parquet(paths[0])
     fast_chunks = 0
@@ -295,7 +301,12 @@ def test_the_published_stream_is_the_per_row_pydantic_stream(
         s.path.name: s.intervals for s in slow.streams
     }
     assert [s.problems for s in fast.streams] == [s.problems for s in slow.streams]
-    assert [len(s.problems) for s in fast.streams] == [2, 0, 0, 0]
+    assert [len(s.problems) for s in fast.streams] == [0 if clean else 2, 0, 0, 0]
+    # Without a heap (one interval, nothing skipped): the daily bars, the ticks, clean 1m bars.
+    straight = [s.path.name for s in fast.streams if s._uniform() is not None]
+    assert (
+        straight == ["mixed.csv", "daily.csv", "ticks.csv"] if clean else ["daily.csv", "ticks.csv"]
+    )
 
 
 def test_a_chunk_with_a_bad_row_takes_the_row_path_and_reports_it(

@@ -456,6 +456,7 @@ class _ParquetSource(Source):
 
     def __init__(self, path: Path) -> None:
         import pandas as pd
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.path = path
@@ -478,8 +479,7 @@ class _ParquetSource(Source):
                     frame[names[time_key]]
                 )
             for key, st in stats.items():
-                for v in _texts(frame[names[key]]):
-                    st.add(v)
+                st.add_array(pa.array(_texts(frame[names[key]]), type=pa.string()))
         assert names is not None
         self.names = names
         self._has_datetime = has_datetime
@@ -542,6 +542,14 @@ def _texts(series: pd.Series) -> list[str]:
         # ("101.1"); tolist() would widen it to a double first ("101.0999984741211").
         return ["" if np.isnan(v) else str(v) for v in series.to_numpy()]
     # str() of the stored value: shortest round-trip text of a double, exact for Decimal.
+    if series.dtype == np.int64:  # never missing
+        return list(map(str, series.tolist()))
+    if series.dtype == np.float64:
+        values = series.to_numpy()
+        texts = list(map(str, values.tolist()))
+        for i in np.flatnonzero(np.isnan(values)).tolist():
+            texts[i] = ""
+        return texts
     return ["" if _missing(v) else str(v) for v in series.tolist()]
 
 

@@ -18,10 +18,19 @@ under other names):
 Every line shows the message count beside the time (and the records the broker holds after
 (c) and (d), from its high watermarks), so a fast wrong answer shows.
 
-Measured 2026-12-07 on the shared 2-core box (other agents running; `uptime` load 2.3-2.6),
-1,000,000 bars, CSV, 1 partition:
-  symbols=1 scan: old 24.4 s (41k/s), new 5.5 s (181k/s)
-  ... (see the report of issue 11 for the full table; rerun for your machine)
+Measured 2026-12-07 on the shared 2-core box (other agents working; `uptime` load 2.3-2.7
+during the run), 1,000,000 bars, 1 partition, msgs/s (old -> new, ratio); every phase's
+count was 1,000,000, the broker held 1,000,000 after every publish, old and new values
+identical:
+                       scan             encode            publish            end to end
+  CSV, 1 symbol      39k -> 253k 6.5x   91k -> 842k 9.3x  393k -> 827k 2.1x   27k -> 201k 7.4x
+  CSV, 2 symbols     39k -> 281k 7.2x   81k -> 750k 9.3x  262k -> 490k 1.9x   25k -> 176k 7.1x
+  Parquet, 1 symbol  54k -> 203k 3.8x   98k -> 920k 9.4x  298k -> 879k 2.9x   29k -> 120k 4.2x
+  Parquet, 2 symbols 55k -> 197k 3.5x   97k -> 624k 6.5x  308k -> 490k 1.6x   27k -> 129k 4.7x
+`replay`'s own rate in the end-to-end runs (stream read, encoded and delivered, after the scan):
+660k (CSV, 1), 485k (CSV, 2), 418k (Parquet, 1), 500k (Parquet, 2) msgs/s. An end-to-end run
+is now mostly the scan (a file's problems are all known before the first record is sent).
+Timings on this box vary by up to 2x from run to run with the other agents' load.
 """
 
 from __future__ import annotations

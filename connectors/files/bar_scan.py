@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.files.market_source import MarketFileError
+from connectors.files.row_path import BAD_BAR
 from models.market.interval import BarInterval, CalendarFit
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ __all__ = ["BarScan"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_INTERVAL_S = 31 * 86400
-_BAD_BAR = 2  # market_file record kind
 
 
 class ProblemSink(Protocol):
@@ -61,7 +61,7 @@ class BarScan:
         if self.given is None:
             self.fits[sym].add(us // 1000 if us % 1000 == 0 else 1)  # 1 ms: no calendar stamp
         self.last[sym] = (us, row)
-        if kind == _BAD_BAR:
+        if kind == BAD_BAR:
             self.problems.add(row, payload[0])
             return
         self.count += 1

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.files.arrow_csv import trimmed
 from connectors.files.market_source import Chunk
+from connectors.files.row_path import BAR, TICK
 from connectors.files.wire import bar_parts_columns, tick_parts_columns
 from models.core.messages import MAX_AMOUNT, MIN_PRICE
 from models.market.parsing import EPOCH_SENTINEL_MS, MAX_EVENT_MS, MIN_EVENT_MS
@@ -45,7 +46,6 @@ _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._/:-]{0,31}")  # models.core.messages.SYM
 _MAX_ID = 128  # BarIn.id, Tick.id max_length
 _MAX_ABS_US = 6 * 10**16  # market_file._MAX_ABS_US
 
-_BAR, _TICK = 0, 1  # market_file record kinds
 _DIGITS = r"^[0-9]+(\.[0-9]+)?$"
 
 
@@ -235,7 +235,7 @@ def fast_records(
         assert c.texts is not None and v.texts is not None
         prices = (o.texts, h.texts, lo.texts, c.texts, v.texts)
         heads, tails = bar_parts_columns(_symbol_column(syms), us, prices, ids)
-        kind = _BAR
+        kind = BAR
     else:
         price = _Numbers(cols["price"], PRICE_RE, None)
         size_texts = cols[size_key] if size_key is not None else ["0"] * n
@@ -246,7 +246,7 @@ def fast_records(
             return None
         assert price.texts is not None and size.texts is not None
         heads, tails = tick_parts_columns(_symbol_column(syms), us, price.texts, size.texts, ids)
-        kind = _TICK
+        kind = TICK
     records = list(
         zip(
             us.tolist(),

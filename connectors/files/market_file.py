@@ -44,8 +44,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
-
 from connectors.files.bar_scan import BarScan
 from connectors.files.fast_rows import fast_records
 from connectors.files.market_source import (
@@ -55,14 +53,13 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
+from connectors.files.row_path import BAD_BAR, BAR, TICK, Problems, Rec, record
 from connectors.files.wire import (
     Parts,
     bar_encoder,
-    bar_parts,
     decode,
     interval_member,
     ms_of,
-    tick_parts,
 )
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
@@ -110,9 +107,8 @@ over the merged runs; the tests compare both)."""
 KEEP_PROBLEMS = 10_000
 """Row problems kept for `open_market_file` (the first by row); all are counted."""
 
-# A spilled record: (open µs, seq, row, symbol, kind, payload)
-_BAR, _TICK, _BAD_BAR = 0, 1, 2
-_Rec = tuple[int, int, int, str, int, tuple[Any, ...]]
+_BAR, _TICK, _BAD_BAR = BAR, TICK, BAD_BAR
+_Rec = Rec
 
 
 @dataclass(frozen=True)
@@ -130,34 +126,6 @@ class MarketFile:
     @property
     def symbols(self) -> list[str]:
         return sorted({m.symbol for m in self.messages})
-
-
-class _Problems:
-    """The `limit` lowest-row problems (all of them when None), and how many there were."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.total = 0
-        self._heap: list[tuple[int, int, str]] = []  # max-heap on row via negation
-
-    def add(self, row: int, reason: str) -> None:
-        self.total += 1
-        item = (-row, -self.total, reason)
-        if self.limit is None or len(self._heap) < self.limit:
-            heapq.heappush(self._heap, item)
-        elif item > self._heap[0]:
-            heapq.heapreplace(self._heap, item)
-
-    def add_to(self, other: _Problems) -> None:
-        """Every problem counted here counted there, the kept ones kept there."""
-        kept = self.sorted()
-        for row, reason in kept:
-            other.add(row, reason)
-        other.total += self.total - len(kept)
-
-    def sorted(self) -> list[RowProblem]:
-        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
-        return [RowProblem(-r, reason) for r, _, reason in items]
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,7 +207,7 @@ class MarketStream:
         rows: int,
         runs: _Runs,
         in_order: bool,
-        problems: _Problems,
+        problems: Problems,
         intervals: dict[str, BarInterval],
         count: int,
         symbols: set[str],
@@ -451,20 +419,6 @@ def _check_symbol(symbol: str, what: str) -> str:
     return sym
 
 
-def _validation_reason(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if not loc:
-            parts.append(msg)
-        elif e["type"] == "missing":
-            parts.append(f"{loc}: {msg}")
-        else:
-            parts.append(f"{loc}={e['input']!r}: {msg}")
-    return "; ".join(parts)
-
-
 def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
     """Epoch microseconds (UTC) per value, None where unparseable: epoch numbers in the unit the
     profile pass chose for the whole file, else ISO-8601 (naive means UTC)."""
@@ -532,7 +486,7 @@ def open_market_file(
             if not 1 <= fixed_interval <= _MAX_INTERVAL_S:
                 raise MarketFileError(f"interval {interval!r} must be between 1 s and 31 days")
 
-    problems = _Problems(keep_problems)
+    problems = Problems(keep_problems)
     for row, reason in source.problems:
         problems.add(row, reason)
     time_name = names[time_key]
@@ -549,7 +503,7 @@ def open_market_file(
         tick_symbols: set[str] = set()
         ticks = 0
         # The bar pass, fed while building for as long as the file is in order.
-        scan_problems = _Problems(keep_problems)
+        scan_problems = Problems(keep_problems)
         scan = BarScan(scan_problems, given) if is_bars and SCAN_WHILE_BUILDING else None
         for chunk in source.chunks():
             n += len(chunk.rownums)
@@ -605,7 +559,7 @@ def open_market_file(
                     problems.add(row, "symbol is empty")
                     continue
                 seq = n - len(chunk.rownums) + i
-                rec = _record(
+                rec = record(
                     cols, i, us, seq, row, sym, is_bars, fixed_interval, size_key, id_key,
                     volume_key,
                 )  # fmt: skip
@@ -663,61 +617,6 @@ def open_market_file(
     except BaseException:
         runs.close()
         raise
-
-
-def _record(
-    cols: dict[str, list[Any]],
-    i: int,
-    us: int,
-    seq: int,
-    row: int,
-    sym: str,
-    is_bars: bool,
-    fixed_interval: int | None,
-    size_key: str | None,
-    id_key: str | None,
-    volume_key: str | None,
-) -> _Rec | str:
-    """The row as a spilled record, validated; an invalid tick is its reason (an invalid bar
-    is kept as a `_BAD_BAR` record: it still counts for duplicates and the interval)."""
-    ts = _us_to_datetime(us)
-    try:
-        if is_bars:
-            data: dict[str, Any] = {
-                "symbol": sym,
-                "ts": ts,
-                "open": str(cols["open"][i]).strip(),
-                "high": str(cols["high"][i]).strip(),
-                "low": str(cols["low"][i]).strip(),
-                "close": str(cols["close"][i]).strip(),
-                # Checked against the real interval when it is known (inferred: later).
-                "interval_s": fixed_interval or 1,
-                # A bar is identified by symbol and open time, so a re-replay dedupes.
-                "id": _cell(cols, id_key, i) or f"{sym}:{us // 1000}",
-            }
-            if volume := _cell(cols, volume_key, i):
-                data["volume"] = volume
-            bar = BarIn.model_validate(data)
-            prices = (bar.open, bar.high, bar.low, bar.close, bar.volume)
-            texts = (str(prices[0]), str(prices[1]), str(prices[2]), str(prices[3]), str(prices[4]))
-            return (us, seq, row, sym, _BAR, bar_parts(sym, us, texts, bar.id))
-        tick: dict[str, Any] = {"symbol": sym, "ts": ts, "price": str(cols["price"][i]).strip()}
-        if size := _cell(cols, size_key, i):
-            tick["size"] = size
-        if tick_id := _cell(cols, id_key, i):
-            tick["id"] = tick_id
-        t = Tick.model_validate(tick)
-        return (us, seq, row, sym, _TICK, tick_parts(sym, us, str(t.price), str(t.size), t.id))
-    except ValidationError as err:
-        reason = _validation_reason(err)
-        if is_bars:
-            return (us, seq, row, sym, _BAD_BAR, (reason,))
-        return reason
-
-
-def _cell(cols: dict[str, list[Any]], key: str | None, i: int) -> str:
-    """Stripped text of an optional column; empty means "not given" (volume, size, id)."""
-    return "" if key is None else str(cols[key][i]).strip()
 
 
 def load_market_file(

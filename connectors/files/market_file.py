@@ -35,16 +35,17 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
-
+from connectors.files.bar_scan import BarScan
+from connectors.files.fast_rows import fast_records
 from connectors.files.market_source import (
     MarketFileError,
     ReplayError,
@@ -52,10 +53,18 @@ from connectors.files.market_source import (
     TimeProfile,
     open_source,
 )
+from connectors.files.row_path import BAD_BAR, BAR, TICK, Problems, Rec, record
+from connectors.files.wire import (
+    Parts,
+    bar_encoder,
+    decode,
+    interval_member,
+    ms_of,
+)
 from models.config.settings import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
-from models.market.interval import BarInterval, CalendarFit
+from models.market.interval import BarInterval
 from models.market.parsing import event_time_problem
 
 __all__ = [
@@ -70,6 +79,9 @@ __all__ = [
 ]
 
 MarketMsg = Tick | BarIn
+Wire = tuple[int, int, bytes, bytes]
+"""(end ms, open ms, key, value) of one encoded message (`MarketStream.encoded`)."""
+_T = TypeVar("_T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
@@ -89,12 +101,14 @@ BLOCK_ROWS = 1_000
 """Records per pickled block of a run: what a merge holds per run."""
 MAX_FANIN = 64
 """Runs merged at once; more are first merged into longer runs, so memory stays bounded."""
+SCAN_WHILE_BUILDING = True
+"""Run the bar pass while building the runs when the file is in order (False: always after,
+over the merged runs; the tests compare both)."""
 KEEP_PROBLEMS = 10_000
 """Row problems kept for `open_market_file` (the first by row); all are counted."""
 
-# A spilled record: (open µs, seq, row, symbol, kind, payload)
-_BAR, _TICK, _BAD_BAR = 0, 1, 2
-_Rec = tuple[int, int, int, str, int, tuple[Any, ...]]
+_BAR, _TICK, _BAD_BAR = BAR, TICK, BAD_BAR
+_Rec = Rec
 
 
 @dataclass(frozen=True)
@@ -114,27 +128,6 @@ class MarketFile:
         return sorted({m.symbol for m in self.messages})
 
 
-class _Problems:
-    """The `limit` lowest-row problems (all of them when None), and how many there were."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.total = 0
-        self._heap: list[tuple[int, int, str]] = []  # max-heap on row via negation
-
-    def add(self, row: int, reason: str) -> None:
-        self.total += 1
-        item = (-row, -self.total, reason)
-        if self.limit is None or len(self._heap) < self.limit:
-            heapq.heappush(self._heap, item)
-        elif item > self._heap[0]:
-            heapq.heapreplace(self._heap, item)
-
-    def sorted(self) -> list[RowProblem]:
-        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
-        return [RowProblem(-r, reason) for r, _, reason in items]
-
-
 # --------------------------------------------------------------------------------------------
 # Runs on disk
 # --------------------------------------------------------------------------------------------
@@ -147,6 +140,12 @@ class _Runs:
         self.dir = Path(tempfile.mkdtemp(prefix="stratflow-replay-"))
         self.paths: list[Path] = []
         self._n = 0
+        self.records = 0  # written by the build pass
+
+    def add(self, records: list[_Rec]) -> None:
+        """A run of the build pass (counted: `records`)."""
+        self.records += len(records)
+        self.write(records)
 
     def write(self, records: Iterable[_Rec]) -> None:
         path = self.dir / f"run{self._n}.pkl"
@@ -208,7 +207,7 @@ class MarketStream:
         rows: int,
         runs: _Runs,
         in_order: bool,
-        problems: _Problems,
+        problems: Problems,
         intervals: dict[str, BarInterval],
         count: int,
         symbols: set[str],
@@ -237,14 +236,101 @@ class MarketStream:
         return sorted(self._symbols)
 
     def messages(self) -> Iterator[MarketMsg]:
-        pending: list[tuple[int, int, MarketMsg]] = []  # (end µs, seq, msg)
+        """The messages as models (tests, small files, the demo), in publishing order."""
+
+        def tick(sym: str, us: int, parts: Parts) -> MarketMsg:
+            f = decode(*parts)
+            return Tick.model_construct(
+                symbol=sym,
+                ts=_us_to_datetime(us),
+                price=Decimal(f["price"]),
+                size=Decimal(f["size"]),
+                id=f["id"],
+            )
+
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, Parts], MarketMsg]:
+            fixed = iv.fixed_ms
+            interval_s = None if fixed is None else fixed // 1000
+            calendar = iv.text if fixed is None else None
+
+            def make(us: int, parts: Parts) -> MarketMsg:
+                f = decode(*parts)
+                return BarIn.model_construct(
+                    symbol=sym,
+                    ts=_us_to_datetime(us),
+                    open=Decimal(f["open"]),
+                    high=Decimal(f["high"]),
+                    low=Decimal(f["low"]),
+                    close=Decimal(f["close"]),
+                    volume=Decimal(f["volume"]),
+                    interval_s=interval_s,
+                    calendar=calendar,
+                    id=f["id"],
+                )
+
+            return make
+
+        return self._ordered(tick, bar)
+
+    def encoded(self) -> Iterator[Wire]:
+        """`(end ms, open ms, key, value)` of each message in the order of `messages()`: the
+        key is the symbol, the value the bytes `model_dump_json()` gives for that message
+        (written by the scan, `connectors.files.wire`), the times `input_end_ms` and `to_ms`
+        of its `ts`."""
+        if (uniform := self._uniform()) is not None:
+            return self._straight(uniform)
+        keys: dict[str, bytes] = {}
+
+        def tick(sym: str, us: int, parts: Parts) -> Wire:
+            key = keys.get(sym) or keys.setdefault(sym, sym.encode())
+            ms = ms_of(us)
+            return ms, ms, key, parts[0] + parts[1]
+
+        def bar(sym: str, iv: BarInterval) -> Callable[[int, Parts], Wire]:
+            return bar_encoder(sym, iv.fixed_ms, iv.text)
+
+        return self._ordered(tick, bar)
+
+    def _uniform(self) -> int | None:
+        """The one length (ms; 0 for ticks) of every message when end order is open order:
+        ticks only, or bars of one fixed interval with no duplicate or invalid bar among the
+        records (nothing to skip). Ordered by (end, seq) = (open + length, seq), they come
+        in the runs' (open, seq) order: no heap needed. None otherwise."""
+        if self._runs.records != self.count:
+            return None
+        if self.kind == "ticks":
+            return 0
+        lengths = {iv.fixed_ms for iv in self.intervals.values()}
+        if len(lengths) != 1 or None in lengths:
+            return None
+        return lengths.pop()
+
+    def _straight(self, length: int) -> Iterator[Wire]:
+        """`encoded()` when `_uniform()`: the runs in order, one concatenation a message."""
+        member = b""
+        if length:
+            member = interval_member(length, "")
+        keys = {sym: sym.encode() for sym in self._symbols}
+        for us, _seq, _row, sym, _kind, (head, tail) in self._runs.merged(self.in_order):
+            ms = int(us / 1_000_000 * 1000)  # wire.ms_of
+            yield ms + length, ms, keys[sym], head + member + tail
+
+    def _ordered(
+        self,
+        tick: Callable[[str, int, tuple[Any, ...]], _T],
+        bar: Callable[[str, BarInterval], Callable[[int, tuple[Any, ...]], _T]],
+    ) -> Iterator[_T]:
+        """Every valid record, made by `tick(symbol, µs, payload)` or by `bar(symbol,
+        interval)(µs, payload)` (one maker a symbol), in publishing order (by end time, ties in
+        file order)."""
+        pending: list[tuple[int, int, _T]] = []  # (end µs, seq, item)
         last: dict[str, int] = {}
+        intervals = self.intervals
+        makers = {sym: bar(sym, iv) for sym, iv in intervals.items()}
+        push, pop = heapq.heappush, heapq.heappop
         for us, seq, _row, sym, kind, payload in self._runs.merged(self.in_order):
             if kind == _TICK:
-                price, size, ident = payload
-                msg: MarketMsg = Tick.model_construct(
-                    symbol=sym, ts=_us_to_datetime(us), price=price, size=size, id=ident
-                )
+                item = tick(sym, us, payload)
                 end = us
             else:
                 if last.get(sym) == us:  # a duplicate bar (reported by the scan)
@@ -252,32 +338,20 @@ class MarketStream:
                 last[sym] = us
                 if kind == _BAD_BAR:
                     continue
-                o, h, lo, c, vol, ident = payload
-                iv = self.intervals[sym]
+                iv = intervals[sym]
                 fixed = iv.fixed_ms
-                msg = BarIn.model_construct(
-                    symbol=sym,
-                    ts=_us_to_datetime(us),
-                    open=o,
-                    high=h,
-                    low=lo,
-                    close=c,
-                    volume=vol,
-                    interval_s=None if fixed is None else fixed // 1000,
-                    calendar=iv.text if fixed is None else None,
-                    id=ident,
-                )
+                item = makers[sym](us, payload)
                 end = us + fixed * 1000 if fixed is not None else iv.window_end(us // 1000) * 1000
             # Everything still to come opens at `us` or later, so it ends at `us` or later:
             # what ended before is final. Ties wait, as a later record may sort before them.
             while pending and pending[0][0] < us:
-                yield heapq.heappop(pending)[2]
+                yield pop(pending)[2]
             if not pending and end == us:
-                yield msg  # a tick with nothing waiting: the common case, no heap
+                yield item  # a tick with nothing waiting: the common case, no heap
             else:
-                heapq.heappush(pending, (end, seq, msg))
+                push(pending, (end, seq, item))
         while pending:
-            yield heapq.heappop(pending)[2]
+            yield pop(pending)[2]
 
     def close(self) -> None:
         self._runs.close()
@@ -312,6 +386,12 @@ class MergedStreams:
             return self.streams[0].messages()
         return heapq.merge(*(s.messages() for s in self.streams), key=input_end_ms)
 
+    def encoded(self) -> Iterator[Wire]:
+        """`MarketStream.encoded` of the merged streams, in the order of `messages()`."""
+        if len(self.streams) == 1:
+            return self.streams[0].encoded()
+        return heapq.merge(*(s.encoded() for s in self.streams), key=itemgetter(0))
+
 
 # --------------------------------------------------------------------------------------------
 # Building
@@ -339,20 +419,6 @@ def _check_symbol(symbol: str, what: str) -> str:
     return sym
 
 
-def _validation_reason(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if not loc:
-            parts.append(msg)
-        elif e["type"] == "missing":
-            parts.append(f"{loc}: {msg}")
-        else:
-            parts.append(f"{loc}={e['input']!r}: {msg}")
-    return "; ".join(parts)
-
-
 def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
     """Epoch microseconds (UTC) per value, None where unparseable: epoch numbers in the unit the
     profile pass chose for the whole file, else ISO-8601 (naive means UTC)."""
@@ -369,41 +435,6 @@ def _parse_times(text: list[str], profile: TimeProfile) -> list[int | None]:
     parsed = pd.to_datetime(pd.Series(text), utc=True, errors="coerce", format="ISO8601")
     ints = parsed.dt.as_unit("us").astype("int64").tolist()
     return [None if bad else v for v, bad in zip(ints, parsed.isna().tolist(), strict=True)]
-
-
-def _counter_median(gaps: Counter[int]) -> float:
-    """`statistics.median` of the multiset, without expanding it."""
-    n = sum(gaps.values())
-    want = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
-    found: list[int] = []
-    seen = 0
-    for gap in sorted(gaps):
-        seen += gaps[gap]
-        while want and want[0] < seen:
-            found.append(gap)
-            want.pop(0)
-    return sum(found) / len(found)
-
-
-def _interval_of(sym: str, gaps: Counter[int], fit: CalendarFit, path: Path) -> BarInterval:
-    """Median spacing (robust to weekends, holidays and the odd missing bar), or the calendar
-    interval the stamps follow."""
-    if not gaps:
-        raise MarketFileError(
-            f"{path}: cannot infer the bar interval of {sym} from a single bar; "
-            "pass --interval (e.g. --interval 1d)"
-        )
-    median_us = _counter_median(gaps)
-    if (calendar := fit.interval(median_us / 1000)) is not None:
-        return calendar
-    seconds = max(1, round(median_us / 1e6))
-    if seconds > _MAX_INTERVAL_S:
-        raise MarketFileError(
-            f"{path}: inferred bar interval of {sym} is {seconds / 86400:.0f} days, "
-            "more than the 31-day maximum (calendar periods stamped on their first or last "
-            "day are recognised; else pass --interval, e.g. 3mo)"
-        )
-    return BarInterval.fixed(seconds * 1000)
 
 
 def open_market_file(
@@ -455,7 +486,7 @@ def open_market_file(
             if not 1 <= fixed_interval <= _MAX_INTERVAL_S:
                 raise MarketFileError(f"interval {interval!r} must be between 1 s and 31 days")
 
-    problems = _Problems(keep_problems)
+    problems = Problems(keep_problems)
     for row, reason in source.problems:
         problems.add(row, reason)
     time_name = names[time_key]
@@ -471,16 +502,47 @@ def open_market_file(
         n = 0
         tick_symbols: set[str] = set()
         ticks = 0
+        # The bar pass, fed while building for as long as the file is in order.
+        scan_problems = Problems(keep_problems)
+        scan = BarScan(scan_problems, given) if is_bars and SCAN_WHILE_BUILDING else None
         for chunk in source.chunks():
-            cols = chunk.columns
             n += len(chunk.rownums)
+            first_seq = n - len(chunk.rownums)
+            fast = fast_records(
+                chunk, first_seq, time_key=time_key, scale=source.time_profile.scale,
+                parse_times=lambda text: _parse_times(text, source.time_profile),
+                sym_key=symbol_key, default_symbol=default_symbol, is_bars=is_bars,
+                size_key=size_key, id_key=id_key, volume_key=volume_key,
+            )  # fmt: skip
+            if fast is not None:  # every row provably valid: no row-by-row validation
+                records, opens, syms = fast
+                any_time = True
+                if not is_bars:
+                    tick_symbols.update(r[3] for r in records)
+                    ticks += len(records)
+                if in_order and (
+                    (int(opens[0]), first_seq) < newest or bool((opens[1:] < opens[:-1]).any())
+                ):
+                    in_order = False
+                newest = (int(opens[-1]), first_seq + len(records) - 1)
+                if scan is not None and in_order:
+                    scan.add_chunk(opens, chunk.rownums, syms)
+                buffer.extend(records)
+                if len(buffer) >= RUN_ROWS:
+                    if not in_order:
+                        buffer.sort(key=_open_key)
+                    runs.add(buffer)
+                    buffer = []
+                continue
+            cols = chunk.columns
             if chunk.time_us is not None:
-                times = chunk.time_us
-                shown_times = [""] * len(times)
+                shown_times = [""] * len(chunk.time_us)
             else:
                 shown_times = [str(t).strip() for t in cols[time_key]]
-                times = _parse_times(shown_times, source.time_profile)
             sym_col = cols[symbol_key] if symbol_key is not None else None
+            times = chunk.time_us
+            if times is None:
+                times = _parse_times(shown_times, source.time_profile)
             for i, row in enumerate(chunk.rownums):
                 us = times[i]
                 if us is None:
@@ -497,7 +559,7 @@ def open_market_file(
                     problems.add(row, "symbol is empty")
                     continue
                 seq = n - len(chunk.rownums) + i
-                rec = _record(
+                rec = record(
                     cols, i, us, seq, row, sym, is_bars, fixed_interval, size_key, id_key,
                     volume_key,
                 )  # fmt: skip
@@ -511,14 +573,18 @@ def open_market_file(
                 if key < newest:
                     in_order = False
                 newest = key
+                if scan is not None and in_order:
+                    scan.add(us, row, sym, rec[4], rec[5])
                 buffer.append(rec)
                 if len(buffer) >= RUN_ROWS:
-                    buffer.sort(key=_open_key)
-                    runs.write(buffer)
+                    if not in_order:
+                        buffer.sort(key=_open_key)
+                    runs.add(buffer)
                     buffer = []
         if buffer:
-            buffer.sort(key=_open_key)
-            runs.write(buffer)
+            if not in_order:
+                buffer.sort(key=_open_key)
+            runs.add(buffer)
             buffer = []
         if n and not any_time:
             raise MarketFileError(
@@ -530,7 +596,13 @@ def open_market_file(
         if not is_bars:
             count, symbols = ticks, tick_symbols
         else:
-            count, symbols, intervals = _scan_bars(runs, in_order, problems, given, p)
+            if scan is None or not in_order:  # by open time: the merged runs
+                scan = BarScan(problems, given)
+                for us, _seq, row, sym, kind, payload in runs.merged(in_order):
+                    scan.add(us, row, sym, kind, payload)
+            else:  # fed while building, in file order, which is open-time order
+                scan_problems.add_to(problems)
+            count, symbols, intervals = scan.count, scan.symbols, scan.intervals(p)
         return MarketStream(
             path=p,
             kind="bars" if is_bars else "ticks",
@@ -545,101 +617,6 @@ def open_market_file(
     except BaseException:
         runs.close()
         raise
-
-
-def _record(
-    cols: dict[str, list[Any]],
-    i: int,
-    us: int,
-    seq: int,
-    row: int,
-    sym: str,
-    is_bars: bool,
-    fixed_interval: int | None,
-    size_key: str | None,
-    id_key: str | None,
-    volume_key: str | None,
-) -> _Rec | str:
-    """The row as a spilled record, validated; an invalid tick is its reason (an invalid bar
-    is kept as a `_BAD_BAR` record: it still counts for duplicates and the interval)."""
-    ts = _us_to_datetime(us)
-    try:
-        if is_bars:
-            data: dict[str, Any] = {
-                "symbol": sym,
-                "ts": ts,
-                "open": str(cols["open"][i]).strip(),
-                "high": str(cols["high"][i]).strip(),
-                "low": str(cols["low"][i]).strip(),
-                "close": str(cols["close"][i]).strip(),
-                # Checked against the real interval when it is known (inferred: later).
-                "interval_s": fixed_interval or 1,
-                # A bar is identified by symbol and open time, so a re-replay dedupes.
-                "id": _cell(cols, id_key, i) or f"{sym}:{us // 1000}",
-            }
-            if volume := _cell(cols, volume_key, i):
-                data["volume"] = volume
-            bar = BarIn.model_validate(data)
-            payload = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.id)
-            return (us, seq, row, sym, _BAR, payload)
-        tick: dict[str, Any] = {"symbol": sym, "ts": ts, "price": str(cols["price"][i]).strip()}
-        if size := _cell(cols, size_key, i):
-            tick["size"] = size
-        if tick_id := _cell(cols, id_key, i):
-            tick["id"] = tick_id
-        t = Tick.model_validate(tick)
-        return (us, seq, row, sym, _TICK, (t.price, t.size, t.id))
-    except ValidationError as err:
-        reason = _validation_reason(err)
-        if is_bars:
-            return (us, seq, row, sym, _BAD_BAR, (reason,))
-        return reason
-
-
-def _cell(cols: dict[str, list[Any]], key: str | None, i: int) -> str:
-    """Stripped text of an optional column; empty means "not given" (volume, size, id)."""
-    return "" if key is None else str(cols[key][i]).strip()
-
-
-def _scan_bars(
-    runs: _Runs,
-    in_order: bool,
-    problems: _Problems,
-    given: BarInterval | None,
-    path: Path,
-) -> tuple[int, set[str], dict[str, BarInterval]]:
-    """One pass over the bars by open time: duplicates (the first by row wins; an invalid bar
-    is reported here, unless it is a duplicate), spacing and calendar fit per symbol, valid
-    count."""
-    last: dict[str, tuple[int, int]] = {}  # symbol -> (open µs, row) of its latest bar
-    gaps: dict[str, Counter[int]] = {}
-    fits: dict[str, CalendarFit] = {}
-    count = 0
-    symbols: set[str] = set()
-    for us, _seq, row, sym, kind, payload in runs.merged(in_order):
-        prev = last.get(sym)
-        if prev is not None and prev[0] == us:
-            when = _us_to_datetime(us).isoformat()
-            problems.add(row, f"duplicate bar of {sym} at {when} (first: row {prev[1]})")
-            continue
-        if prev is not None:
-            gaps[sym][us - prev[0]] += 1
-        else:
-            gaps[sym] = Counter()
-            fits[sym] = CalendarFit()
-        if given is None:
-            fits[sym].add(us // 1000 if us % 1000 == 0 else 1)  # 1 ms: not a calendar stamp
-        last[sym] = (us, row)
-        if kind == _BAD_BAR:
-            problems.add(row, payload[0])
-            continue
-        count += 1
-        symbols.add(sym)
-    if given is not None:
-        intervals = dict.fromkeys(gaps, given)
-    else:
-        intervals = {sym: _interval_of(sym, g, fits[sym], path) for sym, g in sorted(gaps.items())}
-    return count, symbols, intervals
 
 
 def load_market_file(

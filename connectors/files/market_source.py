@@ -19,10 +19,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TextIO
 
+from connectors.files.arrow_csv import NotPlain, blank_mask, is_plain, read_batches, trimmed
+
 if TYPE_CHECKING:
     # pandas and numpy (~0.5 s to import) are loaded where a file is read, not by everything
     # that imports this module's errors (every `stratflow` command imports ReplayError).
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["MarketFileError", "ReplayError", "RowProblem", "TimeProfile", "open_source"]
 
@@ -33,6 +36,9 @@ _NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 # A time of day alone (HH:MM, HH:MM:SS, HH:MM:SS.fff): the second half of a split date/time pair.
 _TIME_OF_DAY_RE = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?\s*$")
 _EPOCH_UNITS = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))  # (magnitude below, factor to µs)
+# The same two patterns for stripped ASCII text, in pyarrow's (RE2) syntax.
+_NUMBER_RE2 = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_TOD_RE2 = r"^[0-9]{1,2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"
 _TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "date", "open_time", "", "unnamed: 0")
 _INDEX_NAMES = ("index", "level_0")
 _CANDIDATES = frozenset((*_TIME_COLUMNS, *_INDEX_NAMES))
@@ -68,11 +74,30 @@ class TimeProfile:
     scale: float | None
 
 
-@dataclass
 class Chunk:
-    rownums: list[int]
-    columns: dict[str, list[Any]]  # normalised name -> cell text (or native value)
-    time_us: list[int | None] | None = None  # pre-parsed times (Parquet datetime column)
+    """Rows of a file: `columns` maps a normalised name to the cells' text (or native value);
+    `time_us` holds pre-parsed times (Parquet datetime column); `arrays`, when the file was
+    split by pyarrow, the same columns as string arrays, from which `columns` is made only if
+    asked (the column path of `connectors.files.fast_rows` does not ask)."""
+
+    def __init__(
+        self,
+        rownums: list[int],
+        columns: dict[str, list[Any]] | None = None,
+        time_us: list[int | None] | None = None,
+        arrays: dict[str, pa.Array] | None = None,
+    ) -> None:
+        self.rownums = rownums
+        self._columns = columns
+        self.time_us = time_us
+        self.arrays = arrays
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        if self._columns is None:
+            assert self.arrays is not None
+            self._columns = {k: a.to_pylist() for k, a in self.arrays.items()}
+        return self._columns
 
 
 @dataclass
@@ -101,6 +126,41 @@ class _ColumnStats:
             else:
                 self.numeric = False
 
+    def add_array(self, arr: pa.Array) -> None:
+        """`add` of every cell of a string column, by column operations where they give the
+        same answer (ASCII text; numbers pyarrow parses), else cell by cell."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        if not len(arr):
+            return
+        text = trimmed(arr)
+        if text is None:
+            for v in arr.to_pylist():
+                self.add(v)
+            return
+        if self.first is None:
+            self.first = str(arr[0].as_py())
+        present = text.filter(pc.not_equal(text, ""))
+        if not len(present):
+            return
+        self.present += len(present)
+        if self.time_of_day and not pc.all(pc.match_substring_regex(present, _TOD_RE2)).as_py():
+            self.time_of_day = False
+        if not self.numeric:
+            return
+        if not pc.all(pc.match_substring_regex(present, _NUMBER_RE2)).as_py():
+            self.numeric = False
+            return
+        try:
+            mags = np.abs(pc.cast(present, pa_float64()).to_numpy(zero_copy_only=False))
+        except Exception:  # a shape pyarrow does not parse: Python's float() decides
+            mags = np.abs(np.array([float(t) for t in present.to_pylist()]))
+        bounds = [b for b, _ in _EPOCH_UNITS]
+        counts = np.bincount(np.searchsorted(bounds, mags, side="right"), minlength=4)
+        for k in range(4):
+            self.bins[k] += int(counts[k])
+
     def scale(self) -> float | None:
         """The unit of the median (low) magnitude, as `statistics.median_low` would pick it:
         one corrupt row (1e308, a year-9999 time) must not change every other row's unit."""
@@ -113,6 +173,12 @@ class _ColumnStats:
             if index < seen:
                 return _EPOCH_UNITS[k][1] if k < 3 else 1e-3
         return 1e-3  # unreachable: the bins hold every present value
+
+
+def pa_float64() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.float64()
 
 
 def _norm(name: object) -> str:
@@ -223,6 +289,7 @@ class Source:
     def _merged(self, chunk: Chunk) -> Chunk:
         if self._merge_date_time:
             cols = chunk.columns
+            chunk.arrays = None  # the merged column exists as text only
             times = [_pad_hour(str(t).strip()) for t in cols["time"]]
             dates = [str(d).strip() for d in cols["date"]]
             cols["time"] = [
@@ -242,7 +309,13 @@ class _CsvSource(Source):
         has_data: list[bool] = []
         empty: list[int] = []  # columns without data so far: usually none after the first row
         stats_by_index: dict[int, _ColumnStats] = {}
-        for _line, fields in self._rows(profile=True):
+        self._arrow: tuple[str, int, int] | None = None  # (delimiter, skip, first data line)
+        try:
+            header, has_data, stats_by_index = self._arrow_profile()
+        except NotPlain:
+            self._arrow = None
+            header = None
+        for _line, fields in [] if header is not None else self._rows(profile=True):
             if header is None:
                 header = fields
                 has_data = [False] * len(header)
@@ -272,6 +345,56 @@ class _CsvSource(Source):
         if "time" in self.names and "time" not in stats:
             stats["time"] = _ColumnStats()
         self._finish(stats, has_datetime=False)
+
+    def _arrow_profile(self) -> tuple[list[str], list[bool], dict[int, _ColumnStats]]:
+        """The profile pass by pyarrow (`connectors.files.arrow_csv`); `NotPlain` when the
+        file needs the `csv` module."""
+        path = self.path
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                dialect = _sniff_dialect(fh)
+                reader = csv.reader(fh, dialect=dialect)
+                first = next(reader, None)
+                line = reader.line_num
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise NotPlain(str(exc)) from None
+        if first is None or line != 1 or len(first) < 2 or not is_plain(path, dialect):
+            raise NotPlain("not a plain file")
+        names = _headerless_names(first, path)
+        header = first if names is None else names
+        skip = 1 if names is None else 0
+        has_data = [False] * len(header)
+        stats = {i: _ColumnStats() for i, h in enumerate(header) if _norm(h) in _CANDIDATES}
+        delimiter = (
+            csv.get_dialect(dialect).delimiter if isinstance(dialect, str) else dialect.delimiter
+        )
+        import numpy as np
+
+        for batch in read_batches(path, delimiter, len(header), skip):
+            blank_rows = None
+            for i in range(len(header)):
+                blank = blank_mask(batch.column(i))
+                blank_rows = blank if blank_rows is None else blank_rows & blank
+                if not has_data[i] and not bool(np.all(blank)):
+                    has_data[i] = True
+            if blank_rows is not None and bool(np.any(blank_rows)):
+                raise NotPlain("a blank row")  # the csv path skips it without a number
+            for i, st in stats.items():
+                st.add_array(batch.column(i))
+        self._arrow = (delimiter, skip, 2 if skip else 1)
+        return header, has_data, stats
+
+    def _arrow_chunks(self) -> Iterator[Chunk]:
+        assert self._arrow is not None
+        delimiter, skip, line = self._arrow
+        keys = [_norm(self._header[i]) for i in self._keep]
+        for batch in read_batches(self.path, delimiter, len(self._header), skip):
+            for start in range(0, batch.num_rows, CHUNK_ROWS):
+                piece = batch.slice(start, CHUNK_ROWS)
+                rows = piece.num_rows
+                arrays = {k: piece.column(i) for k, i in zip(keys, self._keep, strict=True)}
+                yield self._merged(Chunk(list(range(line, line + rows)), arrays=arrays))
+                line += rows
 
     def _rows(self, profile: bool) -> Iterator[tuple[int, list[str]]]:
         """(line, fields) of the header and of every row with the header's field count; the
@@ -305,6 +428,12 @@ class _CsvSource(Source):
             raise MarketFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
     def chunks(self) -> Iterator[Chunk]:
+        if self._arrow is not None:
+            try:
+                yield from self._arrow_chunks()
+            except NotPlain as exc:  # the file changed since the profile pass
+                raise MarketFileError(f"{self.path}: cannot read ({exc})") from None
+            return
         keys = [_norm(self._header[i]) for i in self._keep]
         rows = self._rows(profile=False)
         next(rows)  # the header
@@ -327,6 +456,7 @@ class _ParquetSource(Source):
 
     def __init__(self, path: Path) -> None:
         import pandas as pd
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.path = path
@@ -349,8 +479,7 @@ class _ParquetSource(Source):
                     frame[names[time_key]]
                 )
             for key, st in stats.items():
-                for v in _texts(frame[names[key]]):
-                    st.add(v)
+                st.add_array(pa.array(_texts(frame[names[key]]), type=pa.string()))
         assert names is not None
         self.names = names
         self._has_datetime = has_datetime
@@ -413,6 +542,14 @@ def _texts(series: pd.Series) -> list[str]:
         # ("101.1"); tolist() would widen it to a double first ("101.0999984741211").
         return ["" if np.isnan(v) else str(v) for v in series.to_numpy()]
     # str() of the stored value: shortest round-trip text of a double, exact for Decimal.
+    if series.dtype == np.int64:  # never missing
+        return list(map(str, series.tolist()))
+    if series.dtype == np.float64:
+        values = series.to_numpy()
+        texts = list(map(str, values.tolist()))
+        for i in np.flatnonzero(np.isnan(values)).tolist():
+            texts[i] = ""
+        return texts
     return ["" if _missing(v) else str(v) for v in series.tolist()]
 
 

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from connectors.files.market_file import (
     MarketFile,
@@ -23,11 +22,12 @@ from connectors.files.market_file import (
     MergedStreams,
     ReplayError,
     RowProblem,
+    Wire,
     load_market_file,
     open_market_file,
 )
 from connectors.kafka.broker import wait_for_broker
-from connectors.kafka.io import DeliveryCounter, make_producer, publish
+from connectors.kafka.io import DeliveryCounter, KeyedProducer, make_producer
 from models.core.messages import BarIn, Tick, to_ms
 from models.market.bars import input_end_ms
 
@@ -84,18 +84,15 @@ def publish_order(messages: Iterable[MarketMsg]) -> list[MarketMsg]:
     return [m for _, _, m in timed]
 
 
-def _in_order(messages: Iterable[MarketMsg]) -> Iterator[tuple[MarketMsg, int]]:
-    """(message, end ms) of messages that must already be in publishing order."""
-    newest = -(2**63)
+def _wire(messages: Iterable[MarketMsg]) -> Iterator[Wire]:
+    """`MarketStream.encoded` items of messages given as models, through pydantic."""
     for msg in messages:
-        end = input_end_ms(msg)
-        if end < newest:
-            raise ReplayError(
-                f"messages out of publishing order: {msg.symbol} ending at {end} ms after "
-                f"one ending at {newest} ms"
-            )
-        newest = end
-        yield msg, end
+        ms = to_ms(msg.ts)
+        yield input_end_ms(msg, ms), ms, msg.symbol.encode(), msg.model_dump_json().encode()
+
+
+PROGRESS_EVERY = 4096
+"""Records between two looks at the clock (progress bar, delivery reports) at full speed."""
 
 
 def replay(
@@ -111,36 +108,122 @@ def replay(
     """Publish messages as JSON in publishing order (`publish_order`), keyed by symbol.
 
     A `MarketStream` (`open_market_file`) or `MergedStreams` (several of them) is published as
-    it is read, already in that order, in bounded memory; any other iterable is ordered in
-    memory first.
+    it is read, already in that order, in bounded memory, its values written straight from the
+    scanned texts (`MarketStream.encoded`: the bytes `model_dump_json()` gives); any other
+    iterable is ordered in memory first and serialised by pydantic.
 
     The key pins a symbol to one partition, which is what keeps its events in order for the
-    pipeline. The record timestamp is the wall clock (the moment of publishing), as a live feed
-    would stamp it, so the pipeline's future-skew check sees realistic record times. With
-    `speed`, event time advances `speed` times faster than wall time; with None, no pacing.
+    pipeline. The record timestamp is the wall clock (the moment of publishing, stamped by the
+    client library), as a live feed would stamp it, so the pipeline's future-skew check sees
+    realistic record times. With `speed`, event time advances `speed` times faster than wall
+    time; with None, no pacing.
+
+    The hot loop does one `produce` per record and nothing else per record that can be done
+    per batch (issue 11): no delivery callback per record (the client reports failures only,
+    `delivery.report.only.error`; delivered = sent - failed - left in the queue at the end),
+    partitions looked up once per symbol, the clock, poll and progress bar every
+    `PROGRESS_EVERY` records.
     """
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a positive number or None, got {speed!r}")
     total: int | None
+    items: Iterable[Wire]
     if isinstance(messages, MarketStream | MergedStreams):
-        timed = _in_order(messages.messages())
+        items = messages.encoded()
         total = messages.count
     else:
         ordered = publish_order(messages)
-        timed = _in_order(ordered)
+        items = _wire(ordered)
         total = len(ordered)
     # Fail in seconds with one line, rather than queueing everything and timing out in flush().
     wait_for_broker(bootstrap, connect_timeout_s, label="bootstrap")
     counter = DeliveryCounter()
     # Paced replays imitate a live feed, so do not hold records back for batching.
-    producer = make_producer(bootstrap, **({"linger.ms": 5} if speed is not None else {}))
-    per_symbol: Counter[str] = Counter()
+    producer = make_producer(
+        bootstrap,
+        on_delivery=counter,
+        **{"delivery.report.only.error": True},
+        **({"linger.ms": 5} if speed is not None else {}),
+    )
+    per_key: Counter[bytes] = Counter()
+    partitions: dict[bytes, int] = {}
     first_ms: int | None = None
     last_ms: int | None = None
+    bar = _Bar(topic, total) if progress else None
 
-    bar: Any = None
-    task: Any = None
-    if progress:
+    t0 = time.monotonic()
+    sent = 0
+    newest = -(2**63)
+    produce, poll = producer.produce, producer.poll
+    try:
+        for end, _open, key, value in items:
+            if end < newest:
+                raise ReplayError(
+                    f"messages out of publishing order: {key.decode()} ending at {end} ms "
+                    f"after one ending at {newest} ms"
+                )
+            newest = end
+            if first_ms is None:
+                first_ms = end
+            if speed is not None:
+                due = t0 + (end - first_ms) / 1000.0 / speed
+                while (wait := due - time.monotonic()) > 0:
+                    poll(min(wait, 0.05))
+            part = partitions.get(key)
+            if part is None:
+                home = (
+                    producer.partition_for(topic, key)
+                    if isinstance(producer, KeyedProducer)
+                    else None
+                )
+                part = partitions[key] = -1 if home is None else home  # -1: the partitioner
+            try:
+                produce(topic, value, key, part)
+            except BufferError:  # we outran the broker: wait for room, the back-pressure
+                while True:
+                    poll(0.01)
+                    try:
+                        produce(topic, value, key, part)
+                        break
+                    except BufferError:
+                        continue
+            sent += 1
+            per_key[key] += 1
+            if sent % PROGRESS_EVERY == 0 or speed is not None:
+                poll(0)
+                if bar is not None:
+                    bar.show(sent, t0)
+        last_ms = None if first_ms is None else newest
+    finally:
+        remaining = producer.flush(flush_timeout_s)
+        if bar is not None:
+            bar.show(sent, t0, force=True)
+            bar.stop()
+    elapsed = time.monotonic() - t0
+    errors = list(counter.errors)
+    failed = counter.failed + remaining
+    if remaining:
+        errors.append(f"{remaining} not delivered within {flush_timeout_s:g} s")
+    published = sent - failed
+    return ReplayStats(
+        topic=topic,
+        sent=sent,
+        published=published,
+        failed=failed,
+        elapsed_s=elapsed,
+        msgs_per_s=published / elapsed if elapsed > 0 else 0.0,
+        speed=speed,
+        first_event_ms=first_ms,
+        last_event_ms=last_ms,
+        per_symbol={k.decode(): v for k, v in per_key.items()},
+        errors=errors,
+    )
+
+
+class _Bar:
+    """The progress bar on stderr, redrawn at most every half second."""
+
+    def __init__(self, topic: str, total: int | None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -151,7 +234,7 @@ def replay(
             TimeRemainingColumn,
         )
 
-        bar = Progress(
+        self._bar = Progress(
             TextColumn("[bold]replay[/] {task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -160,61 +243,21 @@ def replay(
             TimeRemainingColumn(),
             console=Console(stderr=True),
         )
-        bar.start()
-        task = bar.add_task(topic, total=total, rate="")
+        self._bar.start()
+        self._task = self._bar.add_task(topic, total=total, rate="")
+        self._shown_at = 0.0
 
-    t0 = time.monotonic()
-    shown_at = t0
-    sent = 0
-    try:
-        for msg, ms in timed:
-            if first_ms is None:
-                first_ms = ms
-            last_ms = ms
-            if speed is not None:
-                due = t0 + (ms - first_ms) / 1000.0 / speed
-                while (wait := due - time.monotonic()) > 0:
-                    producer.poll(min(wait, 0.05))
-            publish(
-                producer,
-                topic,
-                msg.symbol.encode(),
-                msg.model_dump_json().encode(),
-                int(time.time() * 1000),
-                on_delivery=counter,
-            )
-            sent += 1
-            per_symbol[msg.symbol] += 1
-            # Every 500 messages at full speed, and at least twice a second when paced.
-            now = time.monotonic()
-            if bar is not None and (sent % 500 == 0 or sent == total or now - shown_at >= 0.5):
-                shown_at = now
-                spent = now - t0
-                rate = f"{sent / spent:>9,.0f} msg/s" if spent > 0 else ""
-                bar.update(task, completed=sent, rate=rate)
-    finally:
-        remaining = producer.flush(flush_timeout_s)
-        if bar is not None:
-            bar.update(task, completed=sent)
-            bar.stop()
-    elapsed = time.monotonic() - t0
-    errors = list(counter.errors)
-    failed = counter.failed + remaining
-    if remaining:
-        errors.append(f"{remaining} not delivered within {flush_timeout_s:g} s")
-    return ReplayStats(
-        topic=topic,
-        sent=sent,
-        published=counter.delivered,
-        failed=failed,
-        elapsed_s=elapsed,
-        msgs_per_s=counter.delivered / elapsed if elapsed > 0 else 0.0,
-        speed=speed,
-        first_event_ms=first_ms,
-        last_event_ms=last_ms,
-        per_symbol=dict(per_symbol),
-        errors=errors,
-    )
+    def show(self, sent: int, t0: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._shown_at < 0.5:
+            return
+        self._shown_at = now
+        spent = now - t0
+        rate = f"{sent / spent:>9,.0f} msg/s" if spent > 0 else ""
+        self._bar.update(self._task, completed=sent, rate=rate)
+
+    def stop(self) -> None:
+        self._bar.stop()
 
 
 class TimeSlice(MergedStreams):
@@ -226,7 +269,7 @@ class TimeSlice(MergedStreams):
         super().__init__(streams.streams)
         self.start_ms = start_ms
         self.end_ms = end_ms
-        self.count = sum(1 for _ in self.messages())
+        self.count = sum(1 for _ in self.encoded())
 
     def _inside(self, msg: MarketMsg) -> bool:
         ts = to_ms(msg.ts)
@@ -236,3 +279,9 @@ class TimeSlice(MergedStreams):
 
     def messages(self) -> Iterator[MarketMsg]:
         return (m for m in super().messages() if self._inside(m))
+
+    def encoded(self) -> Iterator[Wire]:
+        lo, hi = self.start_ms, self.end_ms
+        return (
+            w for w in super().encoded() if (lo is None or w[1] >= lo) and (hi is None or w[1] < hi)
+        )

@@ -41,11 +41,12 @@ class FakeProducer:
         self.keep = False
         self.values: list[bytes] = []
 
-    def produce(self, topic: str, **kw: Any) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int = -1
+    ) -> None:
         self.count += 1
         if self.keep:
-            self.values.append(kw["value"])
-        kw["on_delivery"](None, None)
+            self.values.append(value)
 
     def poll(self, timeout: float = 0) -> int:
         return 0

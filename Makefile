@@ -53,6 +53,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_orders.py
 	$(BIN)/python bench/bench_news.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_replay_kafka.py
+	$(BIN)/python bench/bench_backtest_flow.py
+	$(BIN)/pip install --quiet -e '.[bench]'  # vectorbt, to compare the vectorised evaluator
+	$(BIN)/python bench/bench_vector.py
 
 clean:
 	rm -rf $(VENV) var

@@ -84,7 +84,7 @@ def publish_order(messages: Iterable[MarketMsg]) -> list[MarketMsg]:
     return [m for _, _, m in timed]
 
 
-def _wire(messages: Iterable[MarketMsg]) -> Iterator[Wire]:
+def wire_of(messages: Iterable[MarketMsg]) -> Iterator[Wire]:
     """`MarketStream.encoded` items of messages given as models, through pydantic."""
     for msg in messages:
         ms = to_ms(msg.ts)
@@ -133,7 +133,7 @@ def replay(
         total = messages.count
     else:
         ordered = publish_order(messages)
-        items = _wire(ordered)
+        items = wire_of(ordered)
         total = len(ordered)
     # Fail in seconds with one line, rather than queueing everything and timing out in flush().
     wait_for_broker(bootstrap, connect_timeout_s, label="bootstrap")

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from connectors.files.market_file import MergedStreams
+from connectors.files.market_file import MergedStreams, Wire
+from connectors.files.replay import wire_of
 from connectors.kafka.io import read_topic
 from models.core.messages import BarIn, Tick
 from models.market.bars import input_end_ms
@@ -37,6 +38,10 @@ class TopicMessages(MergedStreams):
 
     def messages(self) -> Iterator[MarketMsg]:
         return iter(self._messages)
+
+    def encoded(self) -> Iterator[Wire]:
+        """What `replay` publishes, already in publishing order."""
+        return wire_of(self._messages)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def test_backtesting_is_an_optional_extra_that_make_installs() -> None:
     assert project["license-files"] == ["LICENSE"]
     assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8")
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    assert f"pip install --quiet -e '.[dev,{EXTRA}]'" in makefile
+    assert f"pip install --quiet -e '.[dev,{EXTRA},fast]'" in makefile
 
 
 def test_compose_mounts_the_package_ddl() -> None:

@@ -190,10 +190,12 @@ def risk_return(
 
 def cagr(first: float, last: float, duration_ms: int) -> float | None:
     """`(last / first)^(1 / years) - 1`, years = (whole days + whole seconds / 86400) / 365.25
-    (backtesting.py's `CAGR [%]`); None for a zero duration or a first equity <= 0."""
+    (backtesting.py's `CAGR [%]`); None for a run shorter than a day (compounding half an
+    hour's return into a year gives numbers of 40 digits that mean nothing; the annualised
+    return is None there too) or a first equity <= 0."""
     days, rest = divmod(duration_ms, DAY_MS)
     years = (days + (rest // 1000) / 86_400) / 365.25
-    if not years or first <= 0 or last / first < 0:
+    if days < 1 or first <= 0 or last / first < 0:
         return None
     return finite(power(last / first, 1 / years) - 1)
 

@@ -367,3 +367,13 @@ def test_tables_render_as_aligned_text() -> None:
     assert rows[0].startswith("Symbol") and "# Trades" in rows[0]
     assert [r.split()[0] for r in rows[1:]] == ["AAA", "BBB"]
     assert render_breakdown("Symbol", ()) == "Symbol"
+
+
+def test_no_cagr_for_a_run_shorter_than_a_day() -> None:
+    from models.performance.returns import cagr
+
+    half_hour = 30 * 60_000
+    assert cagr(100_000.0, 100_989.67, half_hour) is None
+    one_year = 365 * 86_400_000 + 6 * 3_600_000
+    got = cagr(100.0, 110.0, one_year)
+    assert got is not None and abs(got - 0.10) < 1e-12

@@ -294,6 +294,7 @@ def test_thinning_a_line_keeps_its_ends_and_extremes(values: list[float], limit:
     assert [i for i, _ in thin] == sorted({i for i, _ in thin})
 
 
+@pytest.mark.slow
 @given(
     st.integers(50, 3000),
     st.integers(20, 400),

@@ -53,6 +53,7 @@ def test_every_registered_kind_has_a_description_and_builds() -> None:
         assert pickle.loads(pickle.dumps(ind)).buffer_len() == ind.buffer_len()
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     fast=st.integers(2, 40),
@@ -142,6 +143,7 @@ def _talipp_reference(kind: str, period: int, closes: list[float]) -> list[float
     return values
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     kind=st.sampled_from(["sma", "ema", "rsi", "volatility"]),

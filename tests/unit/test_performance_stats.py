@@ -319,6 +319,7 @@ def test_durations_round_to_pandas_resolution(delta: str) -> None:
 _FREQ = {"day": "D", "week": "W", "month": "ME", "year": "YE"}
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     gaps=st.lists(st.integers(min_value=1, max_value=40 * DAY_MS), min_size=1, max_size=60),

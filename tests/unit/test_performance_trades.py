@@ -185,6 +185,7 @@ _fill = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(fills=st.lists(_fill, max_size=40), marks=st.tuples(_amount, _amount))
 def test_trades_account_for_every_fill(

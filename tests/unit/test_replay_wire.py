@@ -75,6 +75,7 @@ def test_times_are_written_as_pydantic_writes_them(us: int) -> None:
     assert ms_of(us) == to_ms(_dt(us))
 
 
+@pytest.mark.slow
 @settings(deadline=None)  # the first example imports pyarrow
 @given(symbols, times_us, st.lists(prices, min_size=4, max_size=4), amounts, intervals, ids)
 def test_a_bar_is_the_bytes_of_model_dump_json(
@@ -104,6 +105,7 @@ def test_a_bar_is_the_bytes_of_model_dump_json(
     assert (end, open_ms, key) == (input_end_ms(model), to_ms(model.ts), symbol.encode())
 
 
+@pytest.mark.slow
 @settings(deadline=None)  # the first example imports pyarrow
 @given(symbols, times_us, prices, amounts, ids)
 def test_a_tick_is_the_bytes_of_model_dump_json(
@@ -114,6 +116,7 @@ def test_a_tick_is_the_bytes_of_model_dump_json(
     assert got == model.model_dump_json().encode()
 
 
+@pytest.mark.slow
 @settings(deadline=None)  # the first example imports pyarrow
 @given(
     st.lists(
@@ -144,6 +147,7 @@ def test_the_column_encoders_write_what_the_row_encoders_write(
     ]
 
 
+@pytest.mark.slow
 @settings(deadline=None)  # the first example imports pyarrow
 @given(st.one_of(st.from_regex(fast_rows.AMOUNT_RE), st.from_regex(fast_rows.PRICE_RE)))
 def test_the_fast_number_shapes_are_their_own_decimal_text(text: str) -> None:
@@ -260,6 +264,7 @@ def _open_all(paths: list[Path]) -> MergedStreams:
     return MergedStreams([open_market_file(p) for p in paths])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("parquet", "shuffled", "clean"),
     [(False, False, False), (True, False, False), (False, True, False), (False, True, True)],

@@ -54,6 +54,7 @@ def test_without_a_lender_a_sell_beyond_the_position_is_refused() -> None:
         book.apply_fill(_fill(Side.SELL, "1", "10"))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(

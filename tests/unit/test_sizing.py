@@ -167,6 +167,7 @@ lots = st.sampled_from([D("0.00000001"), D("0.001"), D("0.01"), D(1), D(10)])
 bps = st.decimals(min_value=D(0), max_value=D(100), places=1)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     fraction=st.decimals(min_value=D("0.0001"), max_value=D(1), places=4),
@@ -194,6 +195,7 @@ def test_a_fraction_order_never_costs_more_than_the_cash_at_its_fill(
     assert (sized.quantity == 0) == bool(sized.reason)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(cash=cash_amounts, price=prices, lot=lots, fee=bps)
 def test_all_in_from_flat_leaves_less_than_one_lot_and_its_fee(

@@ -211,6 +211,7 @@ def test_generated_strategies_trade_as_the_desk(
     event(f"fills: {min(len(fills), 6)}{'+' if len(fills) >= 6 else ''}")
 
 
+@pytest.mark.slow
 def test_a_crossover_with_stops_trades_as_the_desk() -> None:
     """A fixed case of the property above (runs in the fast lane)."""
     rng = np.random.default_rng(7)

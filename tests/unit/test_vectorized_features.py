@@ -49,6 +49,7 @@ def test_every_registered_kind_has_a_batch_function() -> None:
     assert set(BATCH) == set(REGISTRY)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(bars=bar_columns(), period=st.integers(1, 30))
 def test_batch_features_equal_the_classes_bar_by_bar(bars: BarArrays, period: int) -> None:

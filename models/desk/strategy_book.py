@@ -18,7 +18,8 @@ from models.core.events import BarEvent
 from models.core.messages import Fill, Side, StrategyRecord, StrategyStatus, TradeIntent
 from models.portfolio.book import Portfolio
 from models.strategy.active import ActiveStrategy
-from models.strategy.compiler import CompiledDecision, CompiledStrategy, to_intent
+from models.strategy.compiler import CompiledDecision, CompiledStrategy
+from models.strategy.intents import to_intent
 from models.strategy.user_file import STANDING_PREFIX
 
 

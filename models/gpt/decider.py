@@ -52,9 +52,9 @@ from models.strategy.compiler import (
     Rejection,
     StrategyLimits,
     compile_decision,
-    to_intent,
 )
 from models.strategy.engine import DecisionContext
+from models.strategy.intents import to_intent
 from models.strategy.spec import STRICT_SCHEMA_NAME, GptDecision, strict_json_schema
 
 __all__ = [

@@ -28,13 +28,19 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final
 
 from models.config.settings import ExecutionConfig, StrategyConfig
 from models.core.messages import FeatureVector, Side, TradeIntent
 from models.core.money import round_to_lot
 from models.signals import crossing
 from models.signals.indicators import parse_feature
+from models.strategy.intents import (
+    MAX_REASON,
+    ActionKind,
+    StrategyAction,
+    buy_to_fraction,
+)
 from models.strategy.spec import (
     OPERAND_NAMES,
     Comparison,
@@ -54,18 +60,15 @@ __all__ = [
     "FeatureRef",
     "GroupNode",
     "Rejection",
-    "StrategyAction",
     "StrategyLimits",
     "compile_decision",
     "compile_strategy",
     "one_line",
-    "to_intent",
 ]
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _BPS: Final = Decimal(10_000)
-_MAX_REASON: Final = 500  # `TradeIntent.reason`
 _LISTED: Final = 20  # names quoted in one reason, so a reason stays one readable line
 
 Values = Mapping[str, float | None]
@@ -175,21 +178,6 @@ Node = CompareNode | GroupNode
 
 # ------------------------------------------------------------------------------- the runtime
 
-ActionKind = Literal["entry", "exit", "stop_loss", "take_profit"]
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyAction:
-    """What the strategy wants for one symbol on one bar, before sizing: `target_fraction` is
-    the share of equity the symbol should hold afterwards (0 for every exit). `to_intent` turns
-    it into a `TradeIntent` once equity, price and lot size are known."""
-
-    symbol: str
-    side: Side
-    kind: ActionKind
-    target_fraction: Decimal
-    reason: str
-
 
 class CompiledStrategy:
     """A checked strategy, ready to run; built only by `compile_strategy`.
@@ -272,7 +260,7 @@ class CompiledStrategy:
             side=Side.BUY if buy else Side.SELL,
             kind=kind,
             target_fraction=self.target_fraction(symbol) if opening else _ZERO,
-            reason=reason[:_MAX_REASON],
+            reason=reason[:MAX_REASON],
         )
 
     def _stops(
@@ -363,7 +351,7 @@ class CompiledStrategy:
             lot = lot_sizes.get(symbol, _ONE)
             held = positions.get(symbol, _ZERO)
             target = round_to_lot(equity * self.target_weights[symbol] / price, lot)
-            reason = f"{self.strategy_id} rebalance to {self.target_weights[symbol]}"[:_MAX_REASON]
+            reason = f"{self.strategy_id} rebalance to {self.target_weights[symbol]}"[:MAX_REASON]
             if target < held:
                 # Whole lots: dust (a commission taken in the base asset) is not sellable.
                 if (qty := round_to_lot(held - target, lot)) > 0:
@@ -371,54 +359,8 @@ class CompiledStrategy:
                         TradeIntent(symbol=symbol, side=Side.SELL, quantity=qty, reason=reason)
                     )
             elif (qty := round_to_lot(target - held, lot)) > 0:
-                buys.append(_buy(symbol, qty, self.target_weights[symbol], reason))
+                buys.append(buy_to_fraction(symbol, qty, self.target_weights[symbol], reason))
         return sells + buys
-
-
-def to_intent(
-    action: StrategyAction,
-    position: Decimal,
-    price: Decimal,
-    equity: Decimal,
-    lot_size: Decimal,
-) -> TradeIntent | None:
-    """Size an action: a close sells a long (or buys back a short) whole, in whole lots; a long
-    entry buys to `target_fraction` of equity, sized at its fill (`TradeIntent.size_fraction`),
-    its quantity estimated at `price` as `equity * target_fraction / price` less the position,
-    rounded down to the lot; a short entry sells that quantity, sized at the decision (a short
-    sale needs no cash to fill). None when nothing to trade."""
-    if action.target_fraction == 0:  # a close
-        qty = round_to_lot(abs(position), lot_size)
-        if qty <= 0 or (position > 0) != (action.side is Side.SELL):
-            return None
-        return TradeIntent(
-            symbol=action.symbol, side=action.side, quantity=qty, reason=action.reason
-        )
-    if price <= 0 or equity <= 0:
-        return None
-    if action.side is Side.SELL:  # a short entry
-        target = round_to_lot(equity * action.target_fraction / price, lot_size)
-        qty = round_to_lot(target + position, lot_size)
-        if qty <= 0:
-            return None
-        return TradeIntent(symbol=action.symbol, side=Side.SELL, quantity=qty, reason=action.reason)
-    target = round_to_lot(equity * action.target_fraction / price, lot_size)
-    qty = round_to_lot(target - position, lot_size)
-    if qty <= 0:
-        return None
-    return _buy(action.symbol, qty, action.target_fraction, action.reason)
-
-
-def _buy(symbol: str, quantity: Decimal, fraction: Decimal, reason: str) -> TradeIntent:
-    """A buy sized at its fill to `fraction` of equity (at most all of it); `quantity` is the
-    estimate at the decision's close."""
-    return TradeIntent(
-        symbol=symbol,
-        side=Side.BUY,
-        quantity=quantity,
-        reason=reason,
-        size_fraction=min(fraction, _ONE),
-    )
 
 
 def _values(fv: FeatureVector) -> dict[str, float | None]:

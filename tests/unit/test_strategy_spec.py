@@ -28,12 +28,11 @@ from models.strategy.compiler import (
     CompiledDecision,
     CompiledStrategy,
     Rejection,
-    StrategyAction,
     StrategyLimits,
     compile_decision,
     compile_strategy,
-    to_intent,
 )
+from models.strategy.intents import StrategyAction, to_intent
 from models.strategy.spec import (
     MAX_ANSWER_BYTES,
     OPERAND_NAMES,

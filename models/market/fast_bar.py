@@ -39,6 +39,7 @@ _FIELDS_SET: Final = frozenset(
     ("type", "symbol", "ts", "open", "high", "low", "close", "volume", "interval_s", "id")
 )
 _ZERO: Final = Decimal(0)
+_EPOCH_ORDINAL: Final = 719163  # date(1970, 1, 1).toordinal()
 _set = object.__setattr__
 
 
@@ -60,13 +61,17 @@ def fast_bar(
     symbol = sym_b.decode()
     if symbol not in symbols:
         return None
+    h_, m_, s_, us = int(hh), int(mi), int(ss), int(frac or 0)
     try:
-        ts = datetime(
-            int(y), int(mo), int(d), int(hh), int(mi), int(ss), int(frac or 0), tzinfo=_UTC
-        )
+        ts = datetime(int(y), int(mo), int(d), h_, m_, s_, us, tzinfo=_UTC)
     except ValueError:
         return None
-    ts_ms = int(ts.timestamp() * 1000)
+    # `ts.timestamp()` computed as CPython does (whole µs since the epoch, divided by 10**6
+    # once), without its tz calls: the same float, so the same ms as `parse_market`'s.
+    epoch_us = ((ts.toordinal() - _EPOCH_ORDINAL) * 86400 + h_ * 3600 + m_ * 60 + s_) * (
+        1_000_000
+    ) + us
+    ts_ms = int(epoch_us / 1_000_000 * 1000)
     if not min_ms <= ts_ms < max_ms:
         return None
     if now_ms is not None and ts_ms > now_ms + max_future_skew_ms:

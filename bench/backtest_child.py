@@ -1,6 +1,7 @@
 """One timed `run_backtest` for `bench_backtest_flow.py`, in a process of its own.
 
     python bench/backtest_child.py --csv SIMA.csv --strategy cross.yaml --work DIR
+                                   [--fee-bps X] [--slippage-bps Y]
 
 `bench_backtest_flow.py` starts this file with PYTHONPATH set either to this tree or to an
 extract of an older commit, so it imports only the public entry points both have and adds
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 
-def run(csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
+def run(
+    csv: Path, strategy: Path, work: Path, fee_bps: float | None, slippage_bps: float | None
+) -> dict[str, Any]:
     t_start = time.perf_counter()
     import dataflows
     from api.backtest import run_backtest
@@ -30,7 +33,7 @@ def run(csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
 
     imported = time.perf_counter()
     specs = read_strategy_files([strategy])
-    settings = with_run_settings(settings_from(None), specs, None, None, None)
+    settings = with_run_settings(settings_from(None), specs, None, fee_bps, slippage_bps)
     with contextlib.ExitStack() as stack:
         data = open_data(settings, [str(csv)], "SIMA", None, stack)
         opened = time.perf_counter()
@@ -63,8 +66,10 @@ def main() -> int:
     ap.add_argument("--csv", required=True, type=Path)
     ap.add_argument("--strategy", required=True, type=Path)
     ap.add_argument("--work", required=True, type=Path)
+    ap.add_argument("--fee-bps", type=float, default=None)
+    ap.add_argument("--slippage-bps", type=float, default=None)
     args = ap.parse_args()
-    print(json.dumps(run(args.csv, args.strategy, args.work)))
+    print(json.dumps(run(args.csv, args.strategy, args.work, args.fee_bps, args.slippage_bps)))
     return 0
 
 

@@ -3,6 +3,7 @@ backtesting.py, with each engine's trade count beside its time (a fast wrong ans
 
     python bench/bench_backtest_flow.py [--bars 1000000] [--baseline c76b1e4 | --no-baseline]
                                         [--bt-bars N] [--keep DIR]
+                                        [--fee-bps X] [--slippage-bps Y]
 
 The bars are a seeded random walk of symbol SIMA written as a CSV (time, open, high, low, close,
 volume); the strategy is a strategy file (`sma_10` crosses above `sma_20`: buy with the whole
@@ -19,8 +20,11 @@ work started from), extracted with `git archive` into a temporary directory and 
 PYTHONPATH pointing there; both runs see the same CSV in the same session, and the ratios are
 this tree's speed over the baseline's. backtesting.py (the `datasets` extra) runs its SmaCross
 on the same bars (or on the first `--bt-bars` of them), timed around `Backtest.run()`, with its
-own trade count. Trade counts are compared only between the stratflow runs (they must be
-equal, else the benchmark fails): backtesting.py sizes and charges differently.
+own trade count. `--fee-bps 0 --slippage-bps 0` run stratflow without costs (the built-in
+10 bps fee can wear equity down until no order is placed, and then most bars cost nothing);
+the options are passed to both stratflow runs. Trade counts are compared only between the
+stratflow runs (they must be equal, else the benchmark fails): backtesting.py sizes and
+charges differently.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def extract_tree(rev: str, dest: Path) -> tuple[Path | None, str]:
     return tree, f"{rev} ({commit[:10]})"
 
 
-def run_tree(tree: Path, csv: Path, strategy: Path, work: Path) -> dict[str, Any]:
+def run_tree(tree: Path, csv: Path, strategy: Path, work: Path, costs: list[str]) -> dict[str, Any]:
     """`backtest_child.py` with only `tree` on the path (the caller's PYTHONPATH may name
     another tree)."""
     cmd = [
@@ -114,6 +118,7 @@ def run_tree(tree: Path, csv: Path, strategy: Path, work: Path) -> dict[str, Any
         str(strategy),
         "--work",
         str(work),
+        *costs,
     ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
@@ -189,7 +194,13 @@ def main() -> int:
     ap.add_argument("--bt-bars", type=int, default=None, help="backtesting.py on the first N")
     ap.add_argument("--no-bt", action="store_true", help="skip backtesting.py")
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    ap.add_argument("--fee-bps", type=float, default=None, help="stratflow's fee (default 10)")
+    ap.add_argument("--slippage-bps", type=float, default=None, help="stratflow's slippage")
     args = ap.parse_args()
+    costs = [
+        *(["--fee-bps", repr(args.fee_bps)] if args.fee_bps is not None else []),
+        *(["--slippage-bps", repr(args.slippage_bps)] if args.slippage_bps is not None else []),
+    ]
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stratflow-btbench-") as tmp:
@@ -210,10 +221,13 @@ def main() -> int:
             else:
                 print(f"baseline {note}: running", flush=True)
                 results.append(
-                    (f"baseline {args.baseline}", run_tree(tree, csv, strategy, work / "base"))
+                    (
+                        f"baseline {args.baseline}",
+                        run_tree(tree, csv, strategy, work / "base", costs),
+                    )
                 )
         print("this tree: running", flush=True)
-        results.append(("this tree", run_tree(ROOT, csv, strategy, work / "this")))
+        results.append(("this tree", run_tree(ROOT, csv, strategy, work / "this", costs)))
 
         print(
             f"\n{'stratflow':28} {'flow s':>8} {'bars/s':>9} {'e2e s':>8} {'bars/s':>9} "

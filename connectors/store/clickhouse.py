@@ -50,6 +50,7 @@ from connectors.store.rows import (
     DECIMAL_SCALE,
     ROW_CONVERTERS,
     TABLES,
+    direct_lines,
     model_to_row,
     row_to_model,
     table_for,
@@ -573,8 +574,11 @@ class Store:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         if not rows:
             return 0
-        lines: list[bytes] = []
         run_id = self.run_id
+        if (text := direct_lines(table, rows, run_id)) is not None:  # the per-bar tables
+            self._live().insert_json_each_row(self.table(table), text)
+            return len(rows)
+        lines: list[bytes] = []
         for row in rows:
             row_table, data = model_to_row(row)
             if row_table != table:

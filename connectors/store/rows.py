@@ -6,6 +6,8 @@ out in a table (pure: no I/O).
   ClickHouse parses, nested parts as compact JSON text.
 * `row_to_model(table, row)` rebuilds the message from a `SELECT *` row (the run id and the
   `ts` alias dropped).
+* `direct_lines(table, rows, run_id)`: the per-bar tables' JSONEachRow text written directly
+  (`LINE_WRITERS`), the same JSON objects as `model_to_row`'s rows with the run id.
 * `ROW_CONVERTERS` maps each model type to its table and converter; `TABLES` lists the tables in
   DDL order.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -82,6 +84,28 @@ def _dec(value: Decimal) -> str:
 
 
 def _dec_text(value: Decimal) -> str:
+    """`_dec_quantized`'s text; most values (no exponent in `str()`, at most 12 places, at most
+    26 integer digits) are that text padded with zeros, ~2x quicker than quantizing
+    (tests/unit/test_store_rows.py checks the two agree)."""
+    text = str(value)
+    if "E" not in text:
+        point = text.find(".")
+        sign = text[0] == "-"
+        if point < 0:
+            if len(text) - sign <= _DECIMAL_MAX_INT_DIGITS:
+                return text + _ZEROS_POINT
+        elif point - sign <= _DECIMAL_MAX_INT_DIGITS and (places := len(text) - point - 1) <= (
+            DECIMAL_SCALE
+        ):
+            return text + "0" * (DECIMAL_SCALE - places)
+    return _dec_quantized(value)
+
+
+_ZEROS_POINT: Final = "." + "0" * DECIMAL_SCALE
+
+
+def _dec_quantized(value: Decimal) -> str:
+    """Rounded half-even to the column scale; refused when it does not fit."""
     try:
         q = value.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CTX)
     except InvalidOperation:
@@ -295,6 +319,65 @@ def _strategy_row(m: StrategyRecord) -> Row:
         "rationale": m.rationale,
         "spec": m.spec,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The per-bar tables as JSONEachRow lines directly (no row dict, no encoder call)
+# --------------------------------------------------------------------------------------------
+
+_JSON_TEXT: dict[str, str] = {}
+"""JSON string literals of the symbols seen (few; cleared if ever large)."""
+
+
+def _text(value: str) -> str:
+    literal = _JSON_TEXT.get(value)
+    if literal is None:
+        if len(_JSON_TEXT) >= 4096:
+            _JSON_TEXT.clear()
+        literal = _JSON_TEXT[value] = to_json(value).decode()
+    return literal
+
+
+def _bar_line(m: Bar, tail: str) -> str:
+    return (
+        f'{{"symbol":{_text(m.symbol)},"start_ms":{m.start_ms:d},"end_ms":{m.end_ms:d},'
+        f'"open":"{_dec(m.open)}","high":"{_dec(m.high)}","low":"{_dec(m.low)}",'
+        f'"close":"{_dec(m.close)}","volume":"{_dec(m.volume)}","trades":{m.trades:d},'
+        f'"vwap":"{_dec(m.vwap)}"{tail}'
+    )
+
+
+def _position_line(m: PositionSnapshot, tail: str) -> str:
+    return (
+        f'{{"ts_ms":{m.ts_ms:d},"symbol":{_text(m.symbol)},"quantity":"{_dec(m.quantity)}",'
+        f'"avg_cost":"{_dec(m.avg_cost)}","mark_price":"{_dec(m.mark_price)}",'
+        f'"realized_pnl":"{_dec(m.realized_pnl)}",'
+        f'"unrealized_pnl":"{_dec(m.unrealized_pnl)}","cash":"{_dec(m.cash)}",'
+        f'"equity":"{_dec(m.equity)}"{tail}'
+    )
+
+
+LINE_WRITERS: Final[Mapping[type[BaseModel], Callable[[Any, str], str]]] = {
+    Bar: _bar_line,
+    PositionSnapshot: _position_line,
+}
+"""For the tables written once a bar: `writer(model, tail)` is the model's JSONEachRow line
+ending in `tail` (`,"run_id":"…"}` and the newline), the same JSON object as
+`model_to_row`'s row with the run id (tests/unit/test_store_rows.py); a `Decimal` ends up as
+the same exact text (decimal text needs no JSON escaping)."""
+
+
+def direct_lines(table: str, rows: Sequence[BaseModel], run_id: str) -> str | None:
+    """The JSONEachRow text of `rows` (each line ending in a newline) when they are all of one
+    model with a `LINE_WRITERS` entry for `table`; else None (the caller builds rows)."""
+    kind = type(rows[0])
+    write_line = LINE_WRITERS.get(kind)
+    if write_line is None or ROW_CONVERTERS[kind][0] != table:
+        return None
+    if any(type(r) is not kind for r in rows):
+        return None
+    tail = f',"run_id":{to_json(run_id).decode()}}}\n'
+    return "".join([write_line(r, tail) for r in rows])
 
 
 ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]] = {

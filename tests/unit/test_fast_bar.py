@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -162,6 +163,7 @@ def _both(value: bytes, now_ms: int | None, skew_ms: int) -> tuple[object, objec
     return parse_market(value, **kw), validate_market(value, **kw)
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads(), st.one_of(st.none(), st.integers(0, MAX_EVENT_MS)), st.integers(0, 10**9))
 def test_fast_path_gives_the_slow_paths_verdict(
@@ -171,6 +173,7 @@ def test_fast_path_gives_the_slow_paths_verdict(
     _same(fast, slow)
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(
     st.integers(EPOCH_SENTINEL_MS * 1000, (MAX_EVENT_MS - 1) * 1000),
@@ -200,6 +203,7 @@ def _kw() -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_generated_payloads_cover_both_verdicts() -> None:
     """The generator reaches accepted and refused payloads of the fast layout (else the
     property above would be vacuous)."""

@@ -12,9 +12,11 @@ not marked slow. backtesting.py is the optional extra
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,10 +27,7 @@ from models.performance.trades import TaggedFill, close_open_trades, pair_fills
 from models.performance.types import Performance
 from tests.support.builders import fill
 
-bt = pytest.importorskip("backtesting")
 pd = pytest.importorskip("pandas")
-from backtesting.lib import crossover  # noqa: E402
-from backtesting.test import EURUSD, GOOG, SMA  # noqa: E402
 
 COMMISSION = Decimal("0.001")
 CASH = Decimal(10_000)
@@ -71,25 +70,39 @@ KEYS = {
 }
 
 
-class SmaCross(bt.Strategy):  # type: ignore[misc]
-    short = False
+@functools.cache
+def _bt() -> SimpleNamespace:
+    """backtesting.py, its data and the strategies, imported when a test first needs them:
+    importing backtesting.py (and bokeh under it) costs a second the fast lane's collection
+    should not pay for tests it may deselect."""
+    bt = pytest.importorskip("backtesting")
+    from backtesting.lib import crossover
+    from backtesting.test import EURUSD, GOOG, SMA
 
-    def init(self) -> None:
-        self.sma1 = self.I(SMA, self.data.Close, N1)
-        self.sma2 = self.I(SMA, self.data.Close, N2)
+    class SmaCross(bt.Strategy):  # type: ignore[misc,name-defined]
+        short = False
 
-    def next(self) -> None:
-        if crossover(self.sma1, self.sma2):
-            self.position.close()
-            self.buy()
-        elif crossover(self.sma2, self.sma1):
-            self.position.close()
-            if self.short:
-                self.sell()
+        def init(self) -> None:
+            self.sma1 = self.I(SMA, self.data.Close, N1)
+            self.sma2 = self.I(SMA, self.data.Close, N2)
 
+        def next(self) -> None:
+            if crossover(self.sma1, self.sma2):
+                self.position.close()
+                self.buy()
+            elif crossover(self.sma2, self.sma1):
+                self.position.close()
+                if self.short:
+                    self.sell()
 
-class SmaCrossLongShort(SmaCross):
-    short = True
+    class SmaCrossLongShort(SmaCross):
+        short = True
+
+    return SimpleNamespace(
+        bt=bt,
+        data={"GOOG": GOOG, "EURUSD": EURUSD},
+        strategies={"long": SmaCross, "long-short": SmaCrossLongShort},
+    )
 
 
 def _ms(ts: Any) -> int:
@@ -103,7 +116,7 @@ def _dec(x: float) -> Decimal:
 def _run(data: Any, strategy: type, finalize: bool) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some trades remain open"
-        backtest = bt.Backtest(
+        backtest = _bt().bt.Backtest(
             data, strategy, cash=10_000, commission=float(COMMISSION), finalize_trades=finalize
         )
         return backtest.run()
@@ -178,26 +191,25 @@ def _assert_same(stats: Any, ours: Performance) -> None:
 
 
 CASES = [
-    pytest.param(GOOG, SmaCross, False, id="GOOG-daily-long-open-at-end"),
-    pytest.param(GOOG, SmaCross, True, id="GOOG-daily-long-finalized"),
-    pytest.param(GOOG, SmaCrossLongShort, False, id="GOOG-daily-long-short"),
-    pytest.param(EURUSD, SmaCross, True, id="EURUSD-hourly-long-finalized"),
-    pytest.param(EURUSD, SmaCrossLongShort, False, id="EURUSD-hourly-long-short"),
+    pytest.param("GOOG", "long", False, id="GOOG-daily-long-open-at-end"),
+    pytest.param("GOOG", "long", True, id="GOOG-daily-long-finalized"),
+    pytest.param("GOOG", "long-short", False, id="GOOG-daily-long-short"),
+    pytest.param("EURUSD", "long", True, id="EURUSD-hourly-long-finalized"),
+    pytest.param("EURUSD", "long-short", False, id="EURUSD-hourly-long-short"),
 ]
 
 
-@pytest.mark.parametrize(("data", "strategy", "finalize"), CASES)
-def test_statistics_equal_backtesting_py_key_by_key(
-    data: Any, strategy: type, finalize: bool
-) -> None:
+@pytest.mark.parametrize(("name", "kind", "finalize"), CASES)
+def test_statistics_equal_backtesting_py_key_by_key(name: str, kind: str, finalize: bool) -> None:
+    data, strategy = _bt().data[name], _bt().strategies[kind]
     stats = _run(data, strategy, finalize)
     assert stats["# Trades"] > 40  # a run with enough trades to mean something
     _assert_same(stats, _ours(stats, data))
 
 
-@pytest.mark.parametrize(("data", "strategy"), [(GOOG, SmaCrossLongShort), (EURUSD, SmaCross)])
-def test_pairing_gives_backtesting_py_trades(data: Any, strategy: type) -> None:
-    trades = _run(data, strategy, False)._trades
+@pytest.mark.parametrize(("name", "kind"), [("GOOG", "long-short"), ("EURUSD", "long")])
+def test_pairing_gives_backtesting_py_trades(name: str, kind: str) -> None:
+    trades = _run(_bt().data[name], _bt().strategies[kind], False)._trades
     ours = pair_fills(_fills(trades)).closed
     assert len(ours) == len(trades)
     for mine, t in zip(ours, trades.itertuples(), strict=True):
@@ -215,7 +227,8 @@ def test_pairing_gives_backtesting_py_trades(data: Any, strategy: type) -> None:
 def test_an_open_trade_marked_at_the_end_is_backtesting_py_finalized_trade() -> None:
     """backtesting.py's `finalize_trades=True` closes the open trade at the last bar's open,
     paying commission: `close_open_trades` at that price and rate gives the same trade."""
-    open_run, final_run = _run(GOOG, SmaCross, False), _run(GOOG, SmaCross, True)
+    goog, cross = _bt().data["GOOG"], _bt().strategies["long"]
+    open_run, final_run = _run(goog, cross, False), _run(goog, cross, True)
     entry = final_run._trades.iloc[-1]
     size, price = int(entry.Size), _dec(entry.EntryPrice)
     entry_fill = fill("fx", "ox", "dx", "GOOG", side=Side.BUY, quantity=size, price=price,
@@ -225,7 +238,7 @@ def test_an_open_trade_marked_at_the_end_is_backtesting_py_finalized_trade() -> 
     assert len(pairing.closed) == len(open_run._trades) == len(final_run._trades) - 1
     assert len(pairing.open) == 1
     (closed,) = close_open_trades(
-        pairing.open, {"GOOG": _dec(GOOG.Open.iloc[-1])}, _ms(GOOG.index[-1]), COMMISSION
+        pairing.open, {"GOOG": _dec(goog.Open.iloc[-1])}, _ms(goog.index[-1]), COMMISSION
     )
     assert (closed.entry_ms, closed.exit_ms) == (_ms(entry.EntryTime), _ms(entry.ExitTime))
     assert float(closed.exit_price) == entry.ExitPrice

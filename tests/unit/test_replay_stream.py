@@ -182,6 +182,7 @@ def bar_files(draw: st.DrawFn) -> tuple[list[list[str]], dict[str, int]]:
     return draw(st.permutations(rows)), intervals
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(data=bar_files(), run_rows=st.integers(1, 20))
 def test_bar_files_stream_in_end_order_like_the_in_memory_order(
@@ -254,6 +255,7 @@ def test_bar_files_stream_in_end_order_like_the_in_memory_order(
     assert [p.row for p in problems] == sorted(p.row for p in problems)
 
 
+@pytest.mark.slow
 def test_load_and_stream_agree_on_a_shipped_dataset(tmp_path: Path) -> None:
     """The in-memory load is the stream, listed: same messages, problems and intervals."""
     from connectors.files.datasets import EURUSD, dataset_path

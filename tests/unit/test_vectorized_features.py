@@ -91,6 +91,7 @@ def test_default_names_resolve_through_the_configuration() -> None:
 values = st.one_of(st.none(), st.sampled_from([1.0, 2.0, 2.0, 3.0]))
 
 
+@pytest.mark.slow
 @given(left=st.lists(values, max_size=40), right=st.lists(values, max_size=40))
 def test_crosses_follow_the_one_definition(
     left: list[float | None], right: list[float | None]

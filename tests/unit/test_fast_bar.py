@@ -206,10 +206,11 @@ def _kw() -> dict[str, Any]:
 @pytest.mark.slow
 def test_generated_payloads_cover_both_verdicts() -> None:
     """The generator reaches accepted and refused payloads of the fast layout (else the
-    property above would be vacuous)."""
+    property above would be vacuous). Derandomized: the same 400 examples every run, so the
+    count is a fact about the generator, not about one run's luck."""
     accepted = refused = fast = 0
 
-    @settings(max_examples=400, database=None)
+    @settings(max_examples=400, database=None, derandomize=True)
     @given(payloads())
     def count(value: bytes) -> None:
         nonlocal accepted, refused, fast
@@ -220,4 +221,4 @@ def test_generated_payloads_cover_both_verdicts() -> None:
         fast += fast_bar(value, SYMBOLS, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is not None
 
     count()
-    assert accepted > 20 and refused > 20 and fast > 20
+    assert accepted > 20 and refused > 20 and fast > 20, (accepted, refused, fast)

@@ -82,7 +82,12 @@ def trading_start_ms(settings: Settings, rows: RunRows) -> int | None:
     return min(starts) if starts else None
 
 
-def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[RoundTrip]]:
+Curve = list[tuple[int, Decimal]]
+
+
+def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[RoundTrip], Curve]:
+    """The run's statistics, its closed round trips and its equity curve (rebuilt once here;
+    the report draws the same curve)."""
     rows = run.rows
     tagged = [
         TaggedFill(f, *who_placed(rows, f.decision_id), rows.reasons.get(f.client_order_id, ""))
@@ -103,7 +108,7 @@ def analyse(settings: Settings, run: BacktestRun) -> tuple[Performance, list[Rou
         open_trades=pairing.open,
         trading_start_ms=trading_start_ms(settings, rows),
     )
-    return performance, list(pairing.closed)
+    return performance, list(pairing.closed), equity
 
 
 def _breakdowns(perf: Performance) -> list[Breakdown]:
@@ -117,7 +122,12 @@ def _breakdowns(perf: Performance) -> list[Breakdown]:
 
 
 def build_report(
-    settings: Settings, run: BacktestRun, perf: Performance, trades: list[RoundTrip], label: str
+    settings: Settings,
+    run: BacktestRun,
+    perf: Performance,
+    trades: list[RoundTrip],
+    equity: Curve,
+    label: str,
 ) -> BacktestReport:
     rows = run.rows
     return BacktestReport(
@@ -125,7 +135,7 @@ def build_report(
         run_id=run.run_id,
         dataset=label,
         initial_cash=settings.execution.initial_cash,
-        equity=equity_curve(bar_closes(rows), rows.fills, settings.execution.initial_cash),
+        equity=equity,
         bars={
             sym: [OhlcBar(start, o, h, lo, c) for start, _, o, h, lo, c in bars]
             for sym, bars in rows.bars.items()
@@ -190,10 +200,10 @@ def finish(
     """Run, analyse, write the report and the result file (last), print the outcome (not
     when `quiet`: the caller says what it needs)."""
     run = run_backtest(settings, data, run_dir, say=say)
-    perf, trades = analyse(settings, run)
+    perf, trades, equity = analyse(settings, run)
     name = label or ", ".join(sorted(run.rows.bars))
     report = write_backtest_report(
-        [build_report(settings, run, perf, trades, name)], run_dir / "report.html"
+        [build_report(settings, run, perf, trades, equity, name)], run_dir / "report.html"
     )
     outcome = BacktestOutcome(run, perf, trades, report, run_dir / RESULT_FILE)
     doc = result_doc(outcome)

@@ -389,8 +389,9 @@ def backtest_of(store: Store, name: str, run_id: str, settings: Settings) -> Dem
     from api.backtest_output import analyse, build_report
 
     run = BacktestRun(run_id, Path(), 0, 0.0, read_run(store, run_id))
-    perf, trades = analyse(settings, run)
-    return DemoBacktest(name, run_id, perf, build_report(settings, run, perf, trades, name))
+    perf, trades, equity = analyse(settings, run)
+    report = build_report(settings, run, perf, trades, equity, name)
+    return DemoBacktest(name, run_id, perf, report)
 
 
 def default_run_root() -> Path:

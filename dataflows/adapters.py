@@ -25,6 +25,7 @@ from connectors.store.rows import ROW_CONVERTERS, table_for
 from dataflows.driver import SYSTEM_CLOCK, Clock, DeskDriver, GptLine
 from dataflows.lanes import DESK_KEY, DeskInput
 from models.config.settings import Settings, with_min_notional
+from models.core.blocks import COLUMN_TABLES, BarBlock, count_of
 from models.core.events import BarEvent, TextEvent
 from models.desk.desk import DeskRow, TradingDesk
 from models.market.ingest import IngestOutput, PartitionIngest, RawBatch
@@ -124,6 +125,9 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskRow, Any]):
         for item in values:
             if isinstance(item, PartitionMark):
                 driver.run(merge.mark(item), out)
+            elif isinstance(item, BarBlock):  # the bars one by one, as the per-bar path sends them
+                for event in item.events():
+                    driver.run(merge.push(event.partition, event.clock_ms, event.seq, event), out)
             else:
                 driver.run(merge.push(item.partition, item.clock_ms, item.seq, item), out)
         return out, StatefulBatchLogic.RETAIN
@@ -172,7 +176,7 @@ class RowBatchLogic(StatefulBatchLogic[list[BaseModel], list[BaseModel], tuple[B
             self.due = datetime.now(UTC) + self.every
         for rows in values:
             self.rows.extend(rows)
-        if len(self.rows) >= self.max_rows:
+        if count_of(self.rows) >= self.max_rows:
             return self._emit()
         return [], StatefulBatchLogic.RETAIN
 
@@ -215,7 +219,8 @@ def grouped(items: Iterable[Any]) -> list[Lane]:
 
 
 _TABLE_OF: dict[type, str] = {kind: table for kind, (table, _) in ROW_CONVERTERS.items()}
-_DESK_TYPES: frozenset[type] = frozenset((BarEvent, TextEvent, PartitionMark))
+_TABLE_OF.update(COLUMN_TABLES)
+_DESK_TYPES: frozenset[type] = frozenset((BarEvent, BarBlock, TextEvent, PartitionMark))
 
 
 class IngestLanes(StatefulBatchLogic[RawBatch, Lane, Any]):

@@ -20,14 +20,15 @@ from pydantic import BaseModel
 
 from dataflows.progress import FlowCounters
 from models.config.settings import TopicsConfig
+from models.core.blocks import BarBlock, BarColumns, PositionColumns
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import Alert, DecisionRecord, Fill, Order, OrderStatus, PositionSnapshot
 from models.market.merge import PartitionMark
 
 DESK_KEY = "desk"  # the one key of the desk step: every desk input meets the one desk
 
-DeskInput = BarEvent | TextEvent | PartitionMark
-_DESK_INPUTS: Final[frozenset[type]] = frozenset((BarEvent, TextEvent, PartitionMark))
+DeskInput = BarEvent | BarBlock | TextEvent | PartitionMark
+_DESK_INPUTS: Final[frozenset[type]] = frozenset((BarEvent, BarBlock, TextEvent, PartitionMark))
 
 KeyedRow = tuple[str, BaseModel]
 """(table, row): a row keyed by the ClickHouse table it is stored in."""
@@ -94,8 +95,8 @@ def alerts_of(lane: RowLane) -> list[Alert]:
 
 
 # ---------------------------------------------------------------------------- progress counts
-def _bar(counters: FlowCounters, _row: Any) -> None:
-    counters.add(bars=1)
+def _bar(counters: FlowCounters, row: Any) -> None:
+    counters.add(bars=len(row) if type(row) is BarColumns else 1)
 
 
 def _decision(counters: FlowCounters, row: DecisionRecord) -> None:
@@ -116,7 +117,11 @@ def _fill(counters: FlowCounters, row: Fill) -> None:
     counters.trade(fill_id=row.fill_id)
 
 
-def _position(counters: FlowCounters, row: PositionSnapshot) -> None:
+def _position(counters: FlowCounters, row: PositionSnapshot | PositionColumns) -> None:
+    if isinstance(row, PositionColumns):  # the last bar's P&L stands for the run's
+        if len(row):
+            counters.trade(symbol=row.symbol, pnl=row.realized_pnl + row.unrealized_pnl[-1])
+        return
     counters.trade(symbol=row.symbol, pnl=row.realized_pnl + row.unrealized_pnl)
 
 

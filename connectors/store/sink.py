@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from connectors.notify.notifier import Notifier
 from connectors.store.clickhouse import Store
 from models.config.settings import ClickHouseConfig
+from models.core.blocks import expand_rows
 from models.core.messages import Alert, Severity
 
 
@@ -28,7 +29,7 @@ class _StorePartition(StatelessSinkPartition[Any]):
         whole pipeline down, and on restart again: that table's batch is then written row by
         row, and each unwritable row is replaced by a critical alert naming it.
         """
-        rows: list[BaseModel] = [row for _, group in items for row in group]
+        rows: list[BaseModel] = list(expand_rows([row for _, group in items for row in group]))
         try:
             written = self.store.insert_models(rows)
         except ValueError:

@@ -21,6 +21,7 @@ from math import isfinite
 from typing import Any, Final
 
 from models.config.settings import FeaturesConfig
+from models.core.blocks import BarColumns, FeatureColumns
 from models.core.messages import Bar, FeatureVector
 from models.core.trusted import trusted
 from models.signals.indicators import FeatureKey, Indicator, build, parse_feature
@@ -111,6 +112,12 @@ class FeatureState:
                 "values": values,
             },
         )
+
+    def update_block(self, bars: BarColumns) -> FeatureColumns:
+        """`update` for each bar of `bars` in order, as columns: the same values (bit for bit)
+        and the same state afterwards as that many `update` calls."""
+        vectors = [self.update(bars.bar(i)) for i in range(len(bars))]
+        return FeatureColumns.of_vectors(self.names, vectors)
 
     def max_buffer_len(self) -> int:
         """Longest internal history, so tests and monitoring can check memory stays bounded."""

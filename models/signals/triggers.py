@@ -32,6 +32,7 @@ from models.config.settings import (
     TriggerSpec,
     VolumeSpikeTrigger,
 )
+from models.core.blocks import BarColumns, FeatureColumns
 from models.core.messages import Direction, FeatureVector, Signal
 from models.signals import crossing
 from models.signals.names import FEATURE_NAMES
@@ -281,4 +282,15 @@ class TriggerState:
             signal = rule.evaluate(fv)
             if signal is not None:
                 fired.append(signal)
+        return fired
+
+    def evaluate_block(self, bars: BarColumns, features: FeatureColumns) -> dict[int, list[Signal]]:
+        """`evaluate` for each bar of a block in order: the signals of the bars that fired any
+        (by index in the block), and the same edge memory afterwards as bar by bar."""
+        fired: dict[int, list[Signal]] = {}
+        symbol, end_ms, close = bars.symbol, bars.end_ms, bars.close
+        for i in range(len(features)):
+            signals = self.evaluate(features.vector(i, symbol, end_ms[i], float(close[i])))
+            if signals:
+                fired[i] = signals
         return fired

@@ -35,7 +35,16 @@ KeyedRaw = tuple[str, RawBatch]
 IDLE_AFTER_S = 1.0
 
 # Without a short fetch wait the local Tansu broker answers fetches late and a replay idles.
-CONSUMER_TUNING = {"statistics.interval.ms": "0", "fetch.wait.max.ms": "10"}
+# librdkafka prefetches until its local queue holds `queued.min.messages` (default 100,000)
+# or `queued.max.messages.kbytes` (default 64 MiB, kept): with the default count it stops
+# fetching while the flow works through a backlog, and a backtest's consumer waited on the
+# broker (measured on 300k bars from the bundled Tansu broker: 6.3 -> 3.2 µs a message).
+# Live, the queue never fills, so nothing changes there; memory stays under the byte bound.
+CONSUMER_TUNING = {
+    "statistics.interval.ms": "0",
+    "fetch.wait.max.ms": "10",
+    "queued.min.messages": "1000000",
+}
 
 
 def partition_key(topic: str, partition: int) -> str:

@@ -26,6 +26,7 @@ store switches its database before each statement.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -45,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+from connectors.store.columns import TABLE_BUILDERS, arrow_stream, has_columns
 from connectors.store.decode import decode_json_compact
 from connectors.store.rows import (
     DECIMAL_SCALE,
@@ -56,6 +58,7 @@ from connectors.store.rows import (
     table_for,
 )
 from models.config.settings import ClickHouseConfig
+from models.core.blocks import COLUMN_TABLES, Columns
 
 SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
 """The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
@@ -154,10 +157,20 @@ class _ChdbResult(Protocol):
     def bytes(self) -> bytes: ...
 
 
+class _ChdbInserter(Protocol):
+    def append(self, data: bytes) -> None: ...
+
+    def finish(self) -> object: ...
+
+    def cancel(self) -> None: ...
+
+
 class _ChdbSession(Protocol):
     def query(
         self, sql: str, fmt: str = ..., udf_path: str = ..., params: dict[str, str] | None = ...
     ) -> _ChdbResult: ...
+
+    def send_insert(self, query: str, fmt: str = ...) -> _ChdbInserter: ...
 
     def close(self) -> None: ...
 
@@ -171,6 +184,8 @@ class _Backend(Protocol):
     def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]: ...
 
     def insert_json_each_row(self, table: str, body: str) -> None: ...
+
+    def insert_arrow(self, table: str, data: Any) -> None: ...
 
     def use_database(self, database: str) -> bool: ...
 
@@ -371,6 +386,26 @@ class _ChdbBackend:
             f"INSERT INTO {table} SETTINGS {settings} FORMAT JSONEachRow\n{body}", "CSV", None
         )
 
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """An Arrow table as one INSERT, streamed to the engine as `ArrowStream` bytes (no
+        temporary file, no text); columns by name."""
+        body = arrow_stream(data)
+        columns = ", ".join(_quote_identifier(c) for c in data.column_names)
+        shared = self._live()
+        with shared.lock:
+            inserter = None
+            try:
+                inserter = shared.session.send_insert(
+                    f"INSERT INTO {table} ({columns})", "ArrowStream"
+                )
+                inserter.append(body)
+                inserter.finish()
+            except RuntimeError as err:
+                if inserter is not None:
+                    with contextlib.suppress(RuntimeError):
+                        inserter.cancel()
+                raise ClickHouseQueryError(_one_line(err)) from None
+
     def close(self) -> None:
         shared, self._shared = self._shared, None
         if shared is not None:
@@ -457,6 +492,13 @@ class _ServerBackend:
                 fmt="JSONEachRow",
                 settings=dict(_INSERT_SETTINGS),
             )
+        except self._errors as err:
+            raise self._fail(err) from None
+
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """An Arrow table as one INSERT (clickhouse-connect sends it in Arrow format)."""
+        try:
+            self._client.insert_arrow(table, data, settings=dict(_INSERT_SETTINGS))
         except self._errors as err:
             raise self._fail(err) from None
 
@@ -564,22 +606,33 @@ class Store:
 
         delete_run(self, run_id, TABLES)
 
-    def insert(self, table: str, rows: Sequence[BaseModel]) -> int:
-        """Write `rows` to `table` in one INSERT; returns how many were sent.
+    def insert(self, table: str, rows: Sequence[BaseModel | Columns]) -> int:
+        """Write `rows` to `table` in one INSERT; returns how many rows were sent.
 
         Every row is converted before anything is sent, so a bad value (a decimal too large, a
-        model of another table) fails the whole batch and writes nothing.
+        model of another table) fails the whole batch and writes nothing. Rows holding a
+        column set (`BarColumns`, `PositionColumns`) are written as Arrow columns
+        (`connectors.store.columns`), the same values the rows they stand for would store.
         """
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         if not rows:
             return 0
         run_id = self.run_id
-        if (text := direct_lines(table, rows, run_id)) is not None:  # the per-bar tables
+        if has_columns(rows):
+            build = TABLE_BUILDERS.get(table)
+            if build is None:
+                raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
+            data = build(rows, run_id)
+            if data.num_rows:
+                self._live().insert_arrow(self.table(table), data)
+            return int(data.num_rows)
+        models = cast(Sequence[BaseModel], rows)
+        if (text := direct_lines(table, models, run_id)) is not None:  # the per-bar tables
             self._live().insert_json_each_row(self.table(table), text)
-            return len(rows)
+            return len(models)
         lines: list[bytes] = []
-        for row in rows:
+        for row in models:
             row_table, data = model_to_row(row)
             if row_table != table:
                 raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
@@ -588,11 +641,13 @@ class Store:
         self._live().insert_json_each_row(self.table(table), b"\n".join(lines).decode() + "\n")
         return len(lines)
 
-    def insert_models(self, rows: Iterable[BaseModel]) -> dict[str, int]:
-        """Write mixed models, one INSERT per table; returns rows written per table."""
-        by_table: dict[str, list[BaseModel]] = {}
+    def insert_models(self, rows: Iterable[BaseModel | Columns]) -> dict[str, int]:
+        """Write mixed models and column sets, one INSERT per table; returns rows written per
+        table (a column set counts its rows)."""
+        by_table: dict[str, list[BaseModel | Columns]] = {}
         for row in rows:
-            by_table.setdefault(table_for(row), []).append(row)
+            table = COLUMN_TABLES.get(type(row)) or table_for(cast(BaseModel, row))
+            by_table.setdefault(table, []).append(row)
         return {t: self.insert(t, batch) for t, batch in by_table.items()}
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The per-bar tables (bars, positions) written from column sets as Arrow tables, with no row
-per bar (pure: no I/O).
+per bar, and read back as columns (pure: no I/O).
 
 A backtest writes a bar row and a position row per bar. As JSONEachRow text each costs ~10 µs
 of Python (decimal text, string building) and the engine parses it back; from `BarColumns` /
@@ -14,13 +14,16 @@ value the log cannot hold fails the batch as it does on the row path and the sin
 row-by-row fallback replaces it with an alert. Plain `Bar` / `PositionSnapshot` rows mixed in
 a batch with column sets go as one-row sets, in their place: the rows reach the engine in the
 order the row path would send them.
+
+Reading back (`python_columns`), the columns of an Arrow answer become lists of the values
+`Store.query` returns (decimals at the column scale), without a dict per row.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Final
 
 import numpy as np
@@ -220,6 +223,51 @@ def arrow_stream(table: Any) -> bytes:
     return sink.getvalue()
 
 
+# --------------------------------------------------------------------------------------------
+# Reading back: Arrow columns as the Python values `Store.query` gives
+# --------------------------------------------------------------------------------------------
+
+_SCALE_CTX: Final = Context(prec=100)
+
+
+def decimal_values(column: Any) -> list[Decimal]:
+    """A decimal Arrow column as `Decimal`s at the column's scale, the values (and exponents)
+    `Store.query` returns. pyarrow's own conversion costs ~4 µs a value; here each distinct
+    unscaled integer that fits 64 bits is made a `Decimal` once (prices repeat), anything else
+    takes pyarrow's conversion."""
+    scale = -int(column.type.scale)
+    out: list[Decimal] = []
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        n, offset = len(chunk), chunk.offset
+        if not n:
+            continue
+        if chunk.null_count or chunk.type.byte_width != 16:
+            out += chunk.to_pylist()
+            continue
+        words = np.frombuffer(chunk.buffers()[1], np.int64, 2 * (offset + n))[2 * offset :]
+        low, high = words[0::2], words[1::2]
+        if not np.array_equal(high, low >> 63):  # beyond 64 bits
+            out += chunk.to_pylist()
+            continue
+        distinct, index = np.unique(low, return_inverse=True)
+        values = [Decimal(int(u)).scaleb(scale, _SCALE_CTX) for u in distinct.tolist()]
+        out += [values[i] for i in index.tolist()]
+    return out
+
+
+def read_arrow(body: bytes) -> Any:
+    """The Arrow table of a `FORMAT Arrow` answer (an Arrow IPC file)."""
+    return pa.ipc.open_file(pa.py_buffer(body)).read_all()
+
+
+def python_columns(table: Any) -> dict[str, list[Any]]:
+    """An Arrow table's columns as lists of Python values (`Decimal`, int, str, ...)."""
+    return {
+        name: decimal_values(col) if pa.types.is_decimal(col.type) else col.to_pylist()
+        for name, col in zip(table.column_names, table.columns, strict=True)
+    }
+
+
 __all__ = [
     "BAR_FIELDS",
     "DECIMAL_TYPE",
@@ -228,6 +276,9 @@ __all__ = [
     "arrow_stream",
     "bars_table",
     "decimal_array",
+    "decimal_values",
     "has_columns",
     "positions_table",
+    "python_columns",
+    "read_arrow",
 ]

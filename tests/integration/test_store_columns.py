@@ -142,6 +142,23 @@ def _run(store: Store, table: str, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _as_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    return {name: [r[name] for r in rows] for name in names}
+
+
+def _same_values(got: list[Any], expected: list[Any]) -> bool:
+    """Equal, of the same types, and decimals at the same exponent (the column's scale)."""
+    return (
+        got == expected
+        and [type(v) for v in got] == [type(v) for v in expected]
+        and all(
+            g.as_tuple().exponent == e.as_tuple().exponent
+            for g, e in zip(got, expected, strict=True)
+            if isinstance(g, Decimal)
+        )
+    )
+
+
 def _both(store: Store, items: list[Any]) -> tuple[str, str]:
     col, row = f"col-{uuid.uuid4().hex[:8]}", f"row-{uuid.uuid4().hex[:8]}"
     store.run_id = col
@@ -163,13 +180,53 @@ def test_columns_store_what_their_rows_store(store: Store, items: list[Any]) -> 
     for table in TABLE_KEYS:
         got, expected = _run(store, table, col), _run(store, table, row)
         assert got == expected
-        for g, e in zip(got, expected, strict=True):  # same Python types, same scale
-            assert [type(v) for v in g.values()] == [type(v) for v in e.values()]
-            assert all(
-                v.as_tuple().exponent == e[k].as_tuple().exponent
-                for k, v in g.items()
-                if isinstance(v, Decimal)
+        for g, e in zip(got, expected, strict=True):
+            assert _same_values(list(g.values()), list(e.values()))
+        # Read back as columns: the values `query` gives, column by column.
+        names = [str(r["name"]) for r in store.query(f"DESCRIBE TABLE {store.table(table)}")]
+        names = [n for n in names if n not in ("run_id", "ts")]
+        columns = store.query_columns(
+            f"SELECT {', '.join(names)} FROM {store.table(table)} FINAL"
+            f" WHERE run_id = {{run:String}} ORDER BY {TABLE_KEYS[table]}",
+            {"run": col},
+        )
+        assert list(columns) == names
+        for name, values in _as_columns(expected, names).items():
+            assert _same_values(columns[name], values), name
+
+
+def test_query_columns_of_no_rows_names_the_columns(store: Store) -> None:
+    assert store.query_columns(
+        f"SELECT symbol, open FROM {store.table('bars')} WHERE run_id = 'none'"
+    ) == {"symbol": [], "open": []}
+
+
+def test_read_run_reads_each_symbols_bars_in_time_order(store: Store) -> None:
+    from api.backtest import read_run
+
+    store.run_id = run = f"read-{uuid.uuid4().hex[:8]}"
+    sets = [
+        _two_bars("MSFT", Decimal("-2.5")),
+        _two_bars("AAPL", LIMIT),
+        _two_bars("ZZ", Decimal(0)),
+    ]
+    store.insert_models(sets)
+    got = read_run(store, run).bars
+    assert list(got) == ["AAPL", "MSFT", "ZZ"]
+    for s in sets:
+        expected = [
+            (r["start_ms"], r["end_ms"], r["open"], r["high"], r["low"], r["close"])
+            for r in store.query(
+                f"SELECT * FROM {store.table('bars')} FINAL WHERE run_id = {{run:String}}"
+                " AND symbol = {s:String} ORDER BY start_ms",
+                {"run": run, "s": s.symbol},
             )
+        ]
+        assert len(expected) == 2
+        assert all(
+            _same_values(list(g), list(e)) for g, e in zip(got[s.symbol], expected, strict=True)
+        )
+    assert read_run(store, "no-such-run").bars == {}
 
 
 def _bad_positions() -> PositionColumns:

@@ -15,16 +15,19 @@ from clickhouse_connect.driver.exceptions import Error as ConnectError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.store.clickhouse import Store, _ServerBackend
+from connectors.store.clickhouse import Store
 from connectors.store.columns import (
     BAR_FIELDS,
     DECIMAL_TYPE,
     POSITION_FIELDS,
     bars_table,
     decimal_array,
+    decimal_values,
     positions_table,
+    python_columns,
 )
 from connectors.store.rows import decimal_text, model_to_row
+from connectors.store.server import ServerBackend
 from models.core.blocks import BarColumns, PositionColumns, expand_rows
 from models.core.messages import Bar, PositionSnapshot
 
@@ -252,7 +255,7 @@ class _FakeClient:
 
 
 def _server_store(client: _FakeClient, run_id: str) -> Store:
-    backend = object.__new__(_ServerBackend)
+    backend = object.__new__(ServerBackend)
     backend.where = "http://fake:8123"
     backend._client = client
     backend._errors = ConnectError
@@ -335,3 +338,34 @@ def test_plain_rows_alone_keep_the_row_path() -> None:
     )
     store.insert_models([snap])
     assert client.calls == [("`stratflow_db`.`positions`", "JSONEachRow", {})]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading back: Arrow decimals as the Decimals `Store.query` gives
+# --------------------------------------------------------------------------------------------
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.lists(decimals, min_size=0, max_size=8), st.integers(0, 3), st.integers(0, 3))
+def test_decimal_values_are_pyarrows_values_at_the_column_scale(
+    values: list[Decimal], lo: int, cut: int
+) -> None:
+    fitting = [v for v in values if _row_path(v) is not ValueError]
+    array = decimal_array(fitting) if fitting else pa.array([], DECIMAL_TYPE)
+    sliced = array.slice(min(lo, len(array)))  # a non-zero offset into the buffer
+    chunked = pa.chunked_array([sliced[:cut], sliced[cut:]], DECIMAL_TYPE)
+    for column in (sliced, chunked):
+        got, expected = decimal_values(column), sliced.to_pylist()
+        assert got == expected
+        assert [v.as_tuple() for v in got] == [v.as_tuple() for v in expected]
+
+
+def test_python_columns_of_a_table() -> None:
+    table = pa.table(
+        {
+            "symbol": pa.array(["A", "B"]).dictionary_encode(),
+            "n": pa.array([1, 2], pa.int64()),
+            "d": pa.array([Decimal(0), None], DECIMAL_TYPE),
+        }
+    )
+    assert python_columns(table) == {"symbol": ["A", "B"], "n": [1, 2], "d": [Decimal(0), None]}

@@ -32,6 +32,7 @@ import fcntl
 import math
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -376,6 +377,9 @@ class _ChdbBackend:
         body = arrow_stream(data)
         columns = ", ".join(_quote_identifier(c) for c in data.column_names)
         shared = self._live()
+        if not hasattr(shared.session, "send_insert"):  # a chdb without streaming inserts
+            self._insert_from_file(f"INSERT INTO {table} ({columns})", body)
+            return
         with shared.lock:
             inserter = None
             try:
@@ -389,6 +393,14 @@ class _ChdbBackend:
                     with contextlib.suppress(RuntimeError):
                         inserter.cancel()
                 raise ClickHouseQueryError(one_line(err)) from None
+
+    def _insert_from_file(self, insert: str, body: bytes) -> None:
+        """The same INSERT through a temporary file (`FROM INFILE`), for older chdb releases."""
+        with tempfile.NamedTemporaryFile(prefix="stratflow-", suffix=".arrows") as f:
+            f.write(body)
+            f.flush()
+            path = f.name.replace("\\", "\\\\").replace("'", "\\'")
+            self._run(f"{insert} FROM INFILE '{path}' FORMAT ArrowStream", "CSV", None)
 
     def close(self) -> None:
         shared, self._shared = self._shared, None

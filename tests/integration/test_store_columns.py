@@ -321,3 +321,31 @@ def test_server_columns_store_what_their_rows_store() -> None:
                 assert _run(s, table, col) == _run(s, table, row) != []
         finally:
             s.execute(f"DROP DATABASE IF EXISTS {database}")
+
+
+class _OldChdbSession:
+    """A chdb session as releases before streaming inserts had it (no `send_insert`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.query(*args, **kwargs)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_chdb_without_streaming_inserts_writes_through_a_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store.backend != "chdb":
+        pytest.skip("the chdb session API only")
+    shared = store._backend._shared  # type: ignore[union-attr]
+    monkeypatch.setattr(shared, "session", _OldChdbSession(shared.session))
+    store.run_id = run = f"old-{uuid.uuid4().hex[:8]}"
+    bars = _two_bars("OLD", Decimal("1.0000000000015"))
+    store.insert_models([bars])
+    store.run_id = rows = f"oldrows-{uuid.uuid4().hex[:8]}"
+    store.insert_models(bars.bars())
+    assert _run(store, "bars", run) == _run(store, "bars", rows) != []

@@ -108,6 +108,13 @@ def test_each_edge_alone(value: Decimal) -> None:
 def test_exact_values_take_arrows_conversion_and_rounding_values_the_row_text() -> None:
     assert decimal_array([Decimal("1.5")]).type == DECIMAL_TYPE
     assert decimal_array([Decimal("1.0000000000015")]).to_pylist() == [Decimal("1.000000000002")]
+    mixed = [Decimal("-0"), LIMIT.copy_negate(), Decimal("-5E-13"), Decimal("1.0000000000015")]
+    assert decimal_array(mixed).to_pylist() == [
+        Decimal(0),
+        LIMIT.copy_negate(),
+        Decimal(0),
+        Decimal("1.000000000002"),
+    ]
     with pytest.raises(ValueError, match="does not fit"):
         decimal_array([Decimal("1"), Decimal("1E+26")])
     with pytest.raises(ValueError, match="non-finite"):

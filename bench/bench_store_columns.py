@@ -17,7 +17,8 @@ The same data is written, in batches of `--batch` rows per table (the flow's sin
 Two data sets: `exact` (prices with 2 places, positions whose P&L is exact at 12 places: Arrow
 converts each decimal column at once) and `rounding` (an average cost of many digits, so the
 unrealised P&L and equity need rounding: those columns go value by value through the row
-path's text). `--formats` also compares ways into chdb for one prepared Arrow table of bars
+path's text). Then the report's read-back of the bars (`api.backtest.read_run`, as columns)
+against dict rows. `--formats` also compares ways into chdb for one prepared Arrow table of bars
 (`ArrowStream`, `Arrow` file, `Parquet` bytes through `send_insert`, and the `Python()` table
 function), at each of `--format-rows`. Each figure is the best of `--repeat`; row counts are
 printed beside the times, and every path's rows are read back and compared (the bench fails if
@@ -189,6 +190,43 @@ def bench_paths(store: Store, args: argparse.Namespace, rounding: bool) -> None:
     print(f"  speed-up vs rows: {t_rows / t_cols:.1f}x  (vs models given {t_models / t_cols:.1f}x)")
 
 
+def bench_read(store: Store, run_id: str, repeat: int) -> None:
+    """A run's bars read back for the report: dict rows (before) vs columns (`read_run`)."""
+    from api.backtest import read_run
+
+    sql = (
+        "SELECT symbol, start_ms, end_ms, open, high, low, close FROM bars FINAL "
+        "WHERE run_id = {run:String} ORDER BY symbol, start_ms"
+    )
+    got: dict[str, Any] = {}
+
+    def rows() -> None:
+        bars: dict[str, list[tuple[Any, ...]]] = {}
+        for r in store.query(sql, {"run": run_id}):
+            bars.setdefault(str(r["symbol"]), []).append(
+                (
+                    int(r["start_ms"]),
+                    int(r["end_ms"]),
+                    Decimal(str(r["open"])),
+                    Decimal(str(r["high"])),
+                    Decimal(str(r["low"])),
+                    Decimal(str(r["close"])),
+                )
+            )
+        got["rows"] = bars
+
+    def columns() -> None:
+        got["columns"] = read_run(store, run_id).bars
+
+    t_rows, t_cols = best(repeat, rows), best(repeat, columns)
+    if got["rows"] != got["columns"]:
+        raise SystemExit("read_run's bars differ from the dict rows' bars")
+    n = sum(len(v) for v in got["rows"].values())
+    print(f"\nreading {n:,} bars back (best of {repeat}):")
+    print(f"  dict rows (before)                   {t_rows * 1e6 / n:7.2f} µs/bar  {t_rows:6.2f} s")
+    print(f"  read_run, bars as columns            {t_cols * 1e6 / n:7.2f} µs/bar  {t_cols:6.2f} s")
+
+
 def bench_formats(store: Store, n: int, repeat: int) -> None:
     """One Arrow table of `n` bars into chdb four ways."""
     data = make_data(n, n, False)
@@ -247,6 +285,7 @@ def main() -> None:
             store.apply_schema()
             for rounding in (False, True):
                 bench_paths(store, args, rounding)
+            bench_read(store, "cols-exact", args.repeat)
             if args.formats:
                 for n in args.format_rows:
                     bench_formats(store, n, args.repeat)

@@ -12,6 +12,7 @@ as a result. Re-running with other settings makes another run (directory, id, re
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -64,23 +65,29 @@ def _scoped(store: Store, run_id: str, sql: str) -> list[dict[str, Any]]:
 
 def read_run(store: Store, run_id: str) -> RunRows:
     """One run's bars, fills and who placed them, from the store (FINAL: what it holds)."""
-    bars: dict[str, list[tuple[int, int, Decimal, Decimal, Decimal, Decimal]]] = {}
-    for r in _scoped(
-        store,
-        run_id,
+    # A run's bars are most of what is read (one a bar): read as columns, not a dict per row.
+    cols = store.query_columns(
         "SELECT symbol, start_ms, end_ms, open, high, low, close FROM bars FINAL "
         "WHERE run_id = {run:String} ORDER BY symbol, start_ms",
-    ):
-        bars.setdefault(str(r["symbol"]), []).append(
-            (
-                int(r["start_ms"]),
-                int(r["end_ms"]),
-                Decimal(str(r["open"])),
-                Decimal(str(r["high"])),
-                Decimal(str(r["low"])),
-                Decimal(str(r["close"])),
-            )
+        {"run": run_id},
+    )
+    rows = list(
+        zip(
+            cols["start_ms"],
+            cols["end_ms"],
+            cols["open"],
+            cols["high"],
+            cols["low"],
+            cols["close"],
+            strict=True,
         )
+    )
+    bars: dict[str, list[tuple[int, int, Decimal, Decimal, Decimal, Decimal]]] = {}
+    lo = 0
+    for symbol, group in itertools.groupby(cols["symbol"]):
+        hi = lo + sum(1 for _ in group)
+        bars[str(symbol)] = rows[lo:hi]
+        lo = hi
     fills = [
         Fill(
             fill_id=str(r["fill_id"]),

@@ -26,12 +26,13 @@ store switches its database before each statement.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
-import logging
 import math
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +41,24 @@ from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+from connectors.store.columns import (
+    TABLE_BUILDERS,
+    arrow_stream,
+    has_columns,
+    python_columns,
+    read_arrow,
+)
 from connectors.store.decode import decode_json_compact
+from connectors.store.errors import (
+    ClickHouseError,
+    ClickHouseQueryError,
+    ClickHouseUnavailable,
+    one_line,
+)
 from connectors.store.rows import (
     DECIMAL_SCALE,
     ROW_CONVERTERS,
@@ -55,7 +68,9 @@ from connectors.store.rows import (
     row_to_model,
     table_for,
 )
+from connectors.store.server import INSERT_SETTINGS, ServerBackend, redact_url, server_target
 from models.config.settings import ClickHouseConfig
+from models.core.blocks import COLUMN_TABLES, Columns
 
 SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
 """The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
@@ -65,34 +80,6 @@ SCHEMA_DATABASE: Final = "stratflow"
 """The database name written in the DDL file, replaced by the configured one when applied."""
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-# clickhouse-connect logs a traceback of its own before raising; our errors already say it all.
-logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
-logging.getLogger("clickhouse_connect").propagate = False
-
-
-class ClickHouseError(RuntimeError):
-    """Base of the store's errors; the message is one line meant for a user, not a traceback."""
-
-
-class ClickHouseUnavailable(ClickHouseError):
-    """The store cannot be opened or reached: a locked or unusable chdb directory, no server."""
-
-
-class ClickHouseQueryError(ClickHouseError):
-    """ClickHouse rejected a statement (bad SQL, unknown table, a value out of range, ...)."""
-
-
-def _one_line(text: object, limit: int = 300) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(text).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,10 +141,20 @@ class _ChdbResult(Protocol):
     def bytes(self) -> bytes: ...
 
 
+class _ChdbInserter(Protocol):
+    def append(self, data: bytes) -> None: ...
+
+    def finish(self) -> object: ...
+
+    def cancel(self) -> None: ...
+
+
 class _ChdbSession(Protocol):
     def query(
         self, sql: str, fmt: str = ..., udf_path: str = ..., params: dict[str, str] | None = ...
     ) -> _ChdbResult: ...
+
+    def send_insert(self, query: str, fmt: str = ...) -> _ChdbInserter: ...
 
     def close(self) -> None: ...
 
@@ -171,6 +168,10 @@ class _Backend(Protocol):
     def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]: ...
 
     def insert_json_each_row(self, table: str, body: str) -> None: ...
+
+    def insert_arrow(self, table: str, data: Any) -> None: ...
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None) -> Any: ...
 
     def use_database(self, database: str) -> bool: ...
 
@@ -196,10 +197,6 @@ def _row_json(data: Mapping[str, Any]) -> bytes:
         if type(value) is float and not math.isfinite(value):
             raise ValueError(f"non-finite float {value} in a row")
     return to_json(data)
-
-
-# Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field.
-_INSERT_SETTINGS: Final = {"input_format_skip_unknown_fields": 0}
 
 
 @dataclass
@@ -290,13 +287,13 @@ def _acquire_chdb(path: str) -> _SharedChdb:
             session = _new_chdb_session(real)
         except Exception as err:
             _refuse_if_locked(real)  # lost a race with another process
-            raise ClickHouseUnavailable(f"chdb could not open {real}: {_one_line(err)}") from None
+            raise ClickHouseUnavailable(f"chdb could not open {real}: {one_line(err)}") from None
         try:
             for stmt in _CHDB_SESSION_SETTINGS:
                 session.query(stmt)
         except Exception as err:
             session.close()
-            raise ClickHouseUnavailable(f"chdb could not open {real}: {_one_line(err)}") from None
+            raise ClickHouseUnavailable(f"chdb could not open {real}: {one_line(err)}") from None
         _chdb_shared = _SharedChdb(real, session, 1)
         return _chdb_shared
 
@@ -357,7 +354,7 @@ class _ChdbBackend:
                     shared.current_db = self._database
                 return shared.session.query(sql, fmt, params=_chdb_params(params)).bytes()
             except RuntimeError as err:
-                raise ClickHouseQueryError(_one_line(err)) from None
+                raise ClickHouseQueryError(one_line(err)) from None
 
     def execute(self, sql: str, params: Mapping[str, Any] | None) -> None:
         self._run(sql, "CSV", params)
@@ -365,112 +362,50 @@ class _ChdbBackend:
     def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return decode_json_compact(self._run(sql, "JSONCompact", params))
 
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        return read_arrow(self._run(sql, "Arrow", params))
+
     def insert_json_each_row(self, table: str, body: str) -> None:
-        settings = ", ".join(f"{k} = {v}" for k, v in _INSERT_SETTINGS.items())
+        settings = ", ".join(f"{k} = {v}" for k, v in INSERT_SETTINGS.items())
         self._run(
             f"INSERT INTO {table} SETTINGS {settings} FORMAT JSONEachRow\n{body}", "CSV", None
         )
+
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """An Arrow table as one INSERT, streamed to the engine as `ArrowStream` bytes (no
+        temporary file, no text); columns by name."""
+        body = arrow_stream(data)
+        columns = ", ".join(_quote_identifier(c) for c in data.column_names)
+        shared = self._live()
+        if not hasattr(shared.session, "send_insert"):  # a chdb without streaming inserts
+            self._insert_from_file(f"INSERT INTO {table} ({columns})", body)
+            return
+        with shared.lock:
+            inserter = None
+            try:
+                inserter = shared.session.send_insert(
+                    f"INSERT INTO {table} ({columns})", "ArrowStream"
+                )
+                inserter.append(body)
+                inserter.finish()
+            except RuntimeError as err:
+                if inserter is not None:
+                    with contextlib.suppress(RuntimeError):
+                        inserter.cancel()
+                raise ClickHouseQueryError(one_line(err)) from None
+
+    def _insert_from_file(self, insert: str, body: bytes) -> None:
+        """The same INSERT through a temporary file (`FROM INFILE`), for older chdb releases."""
+        with tempfile.NamedTemporaryFile(prefix="stratflow-", suffix=".arrows") as f:
+            f.write(body)
+            f.flush()
+            path = f.name.replace("\\", "\\\\").replace("'", "\\'")
+            self._run(f"{insert} FROM INFILE '{path}' FORMAT ArrowStream", "CSV", None)
 
     def close(self) -> None:
         shared, self._shared = self._shared, None
         if shared is not None:
             _release_chdb(shared)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user and password, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _short_reason(err: BaseException) -> str:
-    text = str(err)
-    m = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
-    return m.group(1).strip() if m else _one_line(text, 200)
-
-
-def _server_target(url: str, database: str) -> tuple[str, str]:
-    """(DSN to connect with, database to use).
-
-    A database in an http(s) URL's path wins over `clickhouse.database` (the URL is the
-    deployment's word); it is then removed from the DSN because clickhouse-connect would make it
-    the session default and fail before `apply_schema()` has created it. `chdb:` DSNs are
-    passed as they are (their path is a directory, not a database).
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return url, database
-    path_db = parts.path.strip("/").split("/")[0]
-    dsn = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
-    return dsn, path_db or database
-
-
-class _ServerBackend:
-    kind: Literal["chdb", "clickhouse-connect"] = "clickhouse-connect"
-
-    def __init__(self, dsn: str) -> None:
-        import clickhouse_connect
-        from clickhouse_connect.driver.exceptions import Error as ConnectError
-
-        self.where = redact_url(dsn)
-        self._errors = ConnectError
-        try:
-            self._client: Any = clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
-        except ConnectError as err:
-            raise ClickHouseUnavailable(
-                f"ClickHouse at {self.where} is unreachable: {_short_reason(err)}"
-            ) from None
-        except Exception as err:  # bad DSN, missing optional dependency, ...
-            raise ClickHouseUnavailable(
-                f"ClickHouse at {self.where} cannot be used: {_one_line(err)}"
-            ) from None
-
-    def _fail(self, err: Exception) -> ClickHouseError:
-        from clickhouse_connect.driver.exceptions import OperationalError
-
-        if isinstance(err, OperationalError) and "Code:" not in str(err):
-            return ClickHouseUnavailable(
-                f"ClickHouse at {self.where} is unreachable: {_short_reason(err)}"
-            )
-        return ClickHouseQueryError(_one_line(err))
-
-    def execute(self, sql: str, params: Mapping[str, Any] | None) -> None:
-        try:
-            self._client.command(sql, parameters=dict(params) if params else None)
-        except self._errors as err:
-            raise self._fail(err) from None
-
-    def query(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        try:
-            result = self._client.query(sql, parameters=dict(params) if params else None)
-            return [dict(r) for r in result.named_results()]
-        except self._errors as err:
-            raise self._fail(err) from None
-
-    def insert_json_each_row(self, table: str, body: str) -> None:
-        try:
-            self._client.raw_insert(
-                table,
-                insert_block=body.encode("utf-8"),
-                fmt="JSONEachRow",
-                settings=dict(_INSERT_SETTINGS),
-            )
-        except self._errors as err:
-            raise self._fail(err) from None
-
-    def use_database(self, database: str) -> bool:
-        rows = self.query(
-            "SELECT count() AS n FROM system.databases WHERE name = {db:String}", {"db": database}
-        )
-        if not rows or not rows[0]["n"]:
-            return False  # not created yet: apply_schema() will call again
-        self._client.database = database
-        return True
-
-    def close(self) -> None:
-        self._client.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,10 +437,10 @@ class Store:
     def open(cls, cfg: ClickHouseConfig, *, run_id: str = "") -> Store:
         """chdb on `cfg.path` when `cfg.url` is empty, else the server (or `chdb:` DSN) at `url`;
         rows it writes carry `run_id`."""
-        dsn, database = _server_target(cfg.url, cfg.database) if cfg.url else ("", cfg.database)
+        dsn, database = server_target(cfg.url, cfg.database) if cfg.url else ("", cfg.database)
         if not _IDENTIFIER.match(database):
             raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
-        backend: _Backend = _ServerBackend(dsn) if dsn else _ChdbBackend(cfg.path)
+        backend: _Backend = ServerBackend(dsn) if dsn else _ChdbBackend(cfg.path)
         try:
             backend.use_database(database)
         except BaseException:
@@ -564,22 +499,33 @@ class Store:
 
         delete_run(self, run_id, TABLES)
 
-    def insert(self, table: str, rows: Sequence[BaseModel]) -> int:
-        """Write `rows` to `table` in one INSERT; returns how many were sent.
+    def insert(self, table: str, rows: Sequence[BaseModel | Columns]) -> int:
+        """Write `rows` to `table` in one INSERT; returns how many rows were sent.
 
         Every row is converted before anything is sent, so a bad value (a decimal too large, a
-        model of another table) fails the whole batch and writes nothing.
+        model of another table) fails the whole batch and writes nothing. Rows holding a
+        column set (`BarColumns`, `PositionColumns`) are written as Arrow columns
+        (`connectors.store.columns`), the same values the rows they stand for would store.
         """
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         if not rows:
             return 0
         run_id = self.run_id
-        if (text := direct_lines(table, rows, run_id)) is not None:  # the per-bar tables
+        if has_columns(rows):
+            build = TABLE_BUILDERS.get(table)
+            if build is None:
+                raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
+            data = build(rows, run_id)
+            if data.num_rows:
+                self._live().insert_arrow(self.table(table), data)
+            return int(data.num_rows)
+        models = cast(Sequence[BaseModel], rows)
+        if (text := direct_lines(table, models, run_id)) is not None:  # the per-bar tables
             self._live().insert_json_each_row(self.table(table), text)
-            return len(rows)
+            return len(models)
         lines: list[bytes] = []
-        for row in rows:
+        for row in models:
             row_table, data = model_to_row(row)
             if row_table != table:
                 raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
@@ -588,11 +534,13 @@ class Store:
         self._live().insert_json_each_row(self.table(table), b"\n".join(lines).decode() + "\n")
         return len(lines)
 
-    def insert_models(self, rows: Iterable[BaseModel]) -> dict[str, int]:
-        """Write mixed models, one INSERT per table; returns rows written per table."""
-        by_table: dict[str, list[BaseModel]] = {}
+    def insert_models(self, rows: Iterable[BaseModel | Columns]) -> dict[str, int]:
+        """Write mixed models and column sets, one INSERT per table; returns rows written per
+        table (a column set counts its rows)."""
+        by_table: dict[str, list[BaseModel | Columns]] = {}
         for row in rows:
-            by_table.setdefault(table_for(row), []).append(row)
+            table = COLUMN_TABLES.get(type(row)) or table_for(cast(BaseModel, row))
+            by_table.setdefault(table, []).append(row)
         return {t: self.insert(t, batch) for t, batch in by_table.items()}
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -601,6 +549,15 @@ class Store:
         Decimal columns come back as `Decimal` at the column's scale on both backends.
         """
         return self._live().query(sql, params)
+
+    def query_columns(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, list[Any]]:
+        """A SELECT's answer as columns: name -> the column's values, of the types `query`
+        gives (`Decimal` at the column's scale, int, str, ...), read as Arrow: no dict per row,
+        for reading many rows back (a run's bars). A column of a type Arrow cannot carry is an
+        error; use `query` for those."""
+        return python_columns(self._live().query_arrow(sql, params))
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement that returns no rows (DDL, OPTIMIZE, a hand-written INSERT)."""

@@ -103,6 +103,10 @@ def _dec_text(value: Decimal) -> str:
 
 _ZEROS_POINT: Final = "." + "0" * DECIMAL_SCALE
 
+decimal_text: Final = _dec
+"""The exact text a Decimal is stored as (`_dec`), for the columnar writer
+(`connectors.store.columns`), which must store the same value."""
+
 
 def _dec_quantized(value: Decimal) -> str:
     """Rounded half-even to the column scale; refused when it does not fit."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from connectors.notify.notifier import Notifier
 from connectors.store.clickhouse import Store
 from models.config.settings import ClickHouseConfig
-from models.core.blocks import expand_rows
+from models.core.blocks import Columns, expand_rows
 from models.core.messages import Alert, Severity
 
 
@@ -22,18 +22,20 @@ class _StorePartition(StatelessSinkPartition[Any]):
         self.store.apply_schema()
         self.written: dict[str, int] = defaultdict(int)
 
-    def write_batch(self, items: list[tuple[str, list[BaseModel]]]) -> None:
+    def write_batch(self, items: list[tuple[str, list[BaseModel | Columns]]]) -> None:
         """Items are (table, rows) lists gathered upstream; one INSERT per table per call.
 
-        A row that cannot be represented (a value beyond the columns' range) must not take the
-        whole pipeline down, and on restart again: that table's batch is then written row by
-        row, and each unwritable row is replaced by a critical alert naming it.
+        Column sets (`BarColumns`, `PositionColumns`) are written as columns, never as a row
+        per bar. A row that cannot be represented (a value beyond the columns' range) must not
+        take the whole pipeline down, and on restart again: the batch is then expanded to rows
+        and written row by row, and each unwritable row is replaced by a critical alert naming
+        it.
         """
-        rows: list[BaseModel] = list(expand_rows([row for _, group in items for row in group]))
+        rows = [row for _, group in items for row in group]
         try:
             written = self.store.insert_models(rows)
         except ValueError:
-            written = self._write_row_by_row(rows)
+            written = self._write_row_by_row(list(expand_rows(rows)))
         for table, n in written.items():
             self.written[table] += n
 

@@ -153,7 +153,8 @@ def feeds(draw: st.DrawFn) -> Feed:
             clock[symbol] = t + step
         elif kind == "layout":  # the same bar, another layout: the full parser accepts it
             o, h, lo, c = prices
-            bar = {"type": "bar", "symbol": symbol, "ts": _iso(t), "open": o, "high": h}
+            bar: dict[str, str | int] = {"type": "bar", "symbol": symbol, "ts": _iso(t)}
+            bar |= {"open": o, "high": h}
             bar |= {"low": lo, "close": c, "volume": volume, "interval_s": iv, "id": f"L{t}"}
             value = json.dumps(bar).encode()
             clock[symbol] = t + step

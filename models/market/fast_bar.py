@@ -119,16 +119,20 @@ def fast_bar(
 
 
 # ------------------------------------------------------------------ the block path's parse
-# The same layout as `_BAR`, matched on text, grouped for `bar_fields`: the date in one group
-# (its day number is looked up, `_day_of`), the time's parts, the numbers, the interval, the id.
+# The same layout as `_BAR`, matched on text, grouped for `bar_fields`: the date and the time
+# of day in one group each (looked up: `_day_of`, `_second_of`), the numbers, the interval, the
+# id.
 _BAR_TEXT: Final = re.compile(
     _BAR.pattern.decode("ascii").replace(
-        "([0-9]{4})-([0-9]{2})-([0-9]{2})T", "([0-9]{4}-[0-9]{2}-[0-9]{2})T"
+        "([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})",
+        "([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}:[0-9]{2})",
     )
 )
 _DAYS: dict[str, int | None] = {}
 """Days since 1970-01-01 of each `YYYY-MM-DD` seen (None: not a date); bounded, see `_day_of`."""
 _MAX_DAYS: Final = 4096
+_SECONDS: dict[str, int | None] = {}
+"""Second of the day of each `HH:MM:SS` seen (None: not a time); at most 100**3 keys."""
 
 BarFields = tuple[str, int, Decimal, Decimal, Decimal, Decimal, Decimal, int, str]
 """(symbol, event ms, open, high, low, close, volume, interval seconds, id) of one bar."""
@@ -150,6 +154,17 @@ def _day_of(date: str) -> int | None:
     return day
 
 
+def _second_of(time: str) -> int | None:
+    """Seconds since midnight of an `HH:MM:SS` text, or None when it is not a time of day
+    (what `datetime` refuses: hour 24, minute or second 60)."""
+    second = _SECONDS.get(time, -1)
+    if second != -1:
+        return second
+    h, m, s = int(time[:2]), int(time[3:5]), int(time[6:])
+    second = _SECONDS[time] = h * 3600 + m * 60 + s if h < 24 and m < 60 and s < 60 else None
+    return second
+
+
 def bar_fields(
     value: bytes,
     symbols: Collection[str],
@@ -167,15 +182,15 @@ def bar_fields(
     m = _BAR_TEXT.fullmatch(value.decode("ascii"))
     if m is None:
         return None
-    symbol, date, hh, mi, ss, frac, o_t, h_t, l_t, c_t, v_t, iv_t, ident = m.groups()
+    symbol, date, time, frac, o_t, h_t, l_t, c_t, v_t, iv_t, ident = m.groups()
     if symbol not in symbols:
         return None
     day = _day_of(date)
-    h_, m_, s_ = int(hh), int(mi), int(ss)
-    if day is None or h_ > 23 or m_ > 59 or s_ > 59:
+    second = _second_of(time)
+    if day is None or second is None:
         return None
     # As `fast_bar` computes it (CPython's `timestamp()`: whole µs, divided once): same float.
-    epoch_us = (day * 86400 + h_ * 3600 + m_ * 60 + s_) * 1_000_000
+    epoch_us = (day * 86400 + second) * 1_000_000
     if frac is not None:
         epoch_us += int(frac)
     ts_ms = int(epoch_us / 1_000_000 * 1000)

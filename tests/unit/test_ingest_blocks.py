@@ -256,8 +256,9 @@ def test_blocks_expand_to_the_per_bar_outputs_and_state(
 
 
 def test_a_replayed_run_leaves_as_one_block_per_symbol_run() -> None:
-    """The generator's common case, spelled out: three bars of AAA, two of BBB, one of AAA
-    make three blocks with consecutive seqs, and the bars table gets columns, not bars."""
+    """Spelled out: three bars of AAA (the jump guard holds the partition's first events, so
+    they leave bar by bar), then two of BBB (a block) and one of AAA (a lone bar: per bar),
+    with consecutive seqs."""
     cfg = _settings("0s", 10_000)
     records: list[Record] = []
     for i, (symbol, minute) in enumerate([("AAA", 0), ("AAA", 1), ("AAA", 2), ("BBB", 0)]):
@@ -277,11 +278,15 @@ def test_a_replayed_run_leaves_as_one_block_per_symbol_run() -> None:
     assert [type(x) for x in out] == [Bar, BarEvent, Bar, BarEvent, Bar, BarEvent, PartitionMark]
     out.clear()
     ingest.process_batch(RawBatch(MARKET, 0, records[3:]), out)
-    blocks = [x for x in out if isinstance(x, BarBlock)]
-    assert [(b.symbol, len(b), b.first_seq) for b in blocks] == [("BBB", 2, 4), ("AAA", 1, 6)]
-    assert not any(isinstance(x, Bar | BarEvent | DeadLetter) for x in out)
-    assert blocks[1].bars.vwap == [Decimal(2)]  # no volume: the close
-    assert blocks[0].clock_ms == [T0 + 180_000, T0 + 180_000]  # the partition's clock, not BBB's
+    (block,) = [x for x in out if isinstance(x, BarBlock)]
+    assert (block.symbol, len(block), block.first_seq) == ("BBB", 2, 4)
+    assert block.clock_ms == [T0 + 180_000, T0 + 180_000]  # the partition's clock, not BBB's
+    assert not any(isinstance(x, DeadLetter) for x in out)
+    # A lone bar of a run (AAA's last) leaves as the per-bar path's Bar and BarEvent.
+    (bar,) = [x for x in out if isinstance(x, Bar)]
+    (event,) = [x for x in out if isinstance(x, BarEvent)]
+    assert (bar.symbol, event.seq, event.clock_ms) == ("AAA", 6, T0 + 240_000)
+    assert bar.vwap == Decimal(2)  # no volume: the close
 
 
 def test_bar_fields_reads_what_replay_writes() -> None:

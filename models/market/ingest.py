@@ -257,30 +257,20 @@ class PartitionIngest:
         before the builder's (`JumpGuard.steady`) changes nothing when `_one` repeats it."""
         topic, partition = batch.topic, batch.partition
         symbols, skew, broker_time = self.settings.symbols, self._skew_ms, batch.broker_time
-        one_home = self.market_partitions <= 1
-        steady = self.guard.steady
         run: BarRun | None = None
         for offset, record_ms, value, error in batch.records:
             if broker_time:
                 now_ms = record_ms if record_ms > 0 else None
-            if (
-                error is None
-                and value
-                and (f := bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS))
-            ):
+            f = None
+            if error is None and type(value) is bytes and value:
+                f = bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
+            if f is not None:
                 symbol, ts_ms, o, h, lo, c, v, interval_s, ident = f
                 if run is not None and run.symbol != symbol:
                     self._end_run(run, topic, partition, out)
                     run = None
-                home, jump_ms = self._symbol_rules(symbol)
                 end_ms = ts_ms + interval_s * 1000
-                if (
-                    (one_home or home == partition)
-                    and steady(end_ms, jump_ms)
-                    and self._state(symbol).bars.pass_through(
-                        ts_ms, end_ms, ident or f"bar@{ts_ms}"
-                    )
-                ):
+                if self._passes(symbol, ts_ms, end_ms, ident, partition):
                     if end_ms > self.clock_ms:
                         self.clock_ms = end_ms
                     if run is None:
@@ -294,18 +284,34 @@ class PartitionIngest:
         if run is not None:
             self._end_run(run, topic, partition, out)
 
+    def _passes(self, symbol: str, ts_ms: int, end_ms: int, ident: str, partition: int) -> bool:
+        """Whether the per-bar path would pass this bar straight through, in its order of
+        checks: home partition, jump guard (`steady` moves the guard's clock when it says yes,
+        and repeating it changes nothing), bar builder (`pass_through`: its state moves only
+        when it says yes). An exception (a bug) says no: the per-record path then makes it
+        the record's dead letter."""
+        try:
+            home, jump_ms = self._symbol_rules(symbol)
+            return (
+                (self.market_partitions <= 1 or home == partition)
+                and self.guard.steady(end_ms, jump_ms)
+                and self._state(symbol).bars.pass_through(ts_ms, end_ms, ident or f"bar@{ts_ms}")
+            )
+        except Exception:
+            return False
+
     def _end_run(self, run: BarRun, topic: str, partition: int, out: list[IngestOutput]) -> None:
         """A run's items, as `_on_bar` emits them bar by bar: the bars (first: they are out of
         their windows already), the signals, the desk's block. A failure in the features or
         triggers (a bug) becomes one dead letter, on the run's first record."""
         st = self.symbols[run.symbol]
         cols = run.columns()
-        if len(cols) < MIN_BLOCK:  # a lone bar (symbols interleaved): a block costs more
-            for i in range(len(cols)):  # nothing moved the clock since: `_on_bar` stamps it
-                self._on_bar(st, cols.bar(i), out)
-            return
-        out.append(cols)
         try:
+            if len(cols) < MIN_BLOCK:  # a lone bar (symbols interleaved): a block costs more
+                for i in range(len(cols)):  # nothing moved the clock since: `_on_bar` stamps it
+                    self._on_bar(st, cols.bar(i), out)
+                return
+            out.append(cols)
             signals, block = run_block(
                 cols,
                 run.clock_ms,

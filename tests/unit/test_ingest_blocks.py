@@ -297,3 +297,45 @@ def test_bar_fields_reads_what_replay_writes() -> None:
     assert bar_fields(value, {"BBB"}, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None
     assert bar_fields(value, {"AAA"}, T0 - 1000, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None
     assert bar_fields(b"\xff" + value, {"AAA"}, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None
+
+
+def _minutes(symbol: str, n: int) -> list[Record]:
+    return [
+        (i, NOW, replay_bar(symbol, T0 + i * 60_000, ["1", "2", "1", "2"], "3", 60, ""), None)
+        for i in range(n)
+    ]
+
+
+def test_a_failing_feature_step_costs_the_runs_signals_and_block_not_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ingest = PartitionIngest(_settings("0s", 10_000), blocks=True)
+    ingest.now_ms = lambda: NOW
+    out: list[Any] = []
+    ingest.process_batch(RawBatch(MARKET, 0, _minutes("AAA", 3)), out)  # the guard's first three
+
+    def broken(self: object, cols: BarColumns) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("models.signals.features.FeatureState.update_block", broken)
+    out.clear()
+    records = _minutes("AAA", 8)[3:]
+    ingest.process_batch(RawBatch(MARKET, 0, records), out)
+    cols, dead, mark = out
+    assert isinstance(cols, BarColumns) and len(cols) == 5
+    assert isinstance(dead, DeadLetter) and dead.offset == 3
+    assert dead.reason == "internal error: RuntimeError: boom"
+    assert isinstance(mark, PartitionMark)
+
+
+def test_a_failing_check_takes_the_per_record_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> bool:
+        raise RuntimeError("boom")
+
+    cfg = _settings("0s", 10_000)
+    feed = [RawBatch(MARKET, 0, _minutes("AAA", 9)), RawBatch(MARKET, 0, [], end="final")]
+    plain, _ = run(cfg, 1, feed, blocks=False)
+    monkeypatch.setattr("models.market.bars.BarBuilder.pass_through", broken)
+    blocks, _ = run(cfg, 1, feed, blocks=True)
+    assert not any(isinstance(x, BarBlock | DeadLetter) for x in blocks)
+    assert [repr(x) for x in blocks] == [repr(x) for x in plain]

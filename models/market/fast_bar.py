@@ -177,7 +177,8 @@ def bar_fields(
     message object: one match, the Decimal and int conversions, the same checks. None exactly
     when `fast_bar` gives None (tests/unit/test_fast_bar.py compares the two); the block path
     of ingest (models/market/bar_runs.py) reads a run of bars with it."""
-    if not value.isascii():  # `_BAR` only matches ASCII, so nothing is lost
+    # Ticks and other shapes fail at once; `_BAR` only matches ASCII, so nothing is lost.
+    if not value.startswith(b'{"type":"bar",') or not value.isascii():
         return None
     m = _BAR_TEXT.fullmatch(value.decode("ascii"))
     if m is None:

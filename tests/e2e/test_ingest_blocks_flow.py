@@ -99,6 +99,8 @@ def test_a_backtest_stores_the_same_rows_with_and_without_blocks(
     monkeypatch.setattr(dataflows.adapters, "PartitionIngest", PerBar)
     per_bar = _run(settings, [a, b], tmp_path / "per-bar")
     assert len(with_blocks["bars"]) == 1300
-    assert max(blocks) > 50 and sum(blocks) > 1000, "most bars should travel in blocks"
     for table in TABLES:
         assert with_blocks[table] == per_bar[table], table
+    # The stretches of one symbol alone travel in blocks; interleaved, each bar is a run of
+    # one, which leaves bar by bar (`MIN_BLOCK`).
+    assert max(blocks) > 50 and sum(blocks) > 600, blocks

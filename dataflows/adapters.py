@@ -51,7 +51,9 @@ class IngestLogic(StatefulBatchLogic[RawBatch, IngestOutput, Any]):
         follow: bool = False,
         market_partitions: int = 1,
     ) -> None:
-        self.state = st = PartitionIngest(settings, market_partitions=market_partitions)
+        self.state = st = PartitionIngest(
+            settings, market_partitions=market_partitions, blocks=True
+        )
         self.started_ms = _wall_ms()
         if resume is not None:
             saved = pickle.loads(resume)

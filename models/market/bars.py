@@ -251,6 +251,28 @@ class BarBuilder:
             return self._close_through(mark)
         return []
 
+    def pass_through(self, ts_ms: int, end_ms: int, key: str) -> bool:
+        """Fold in an input bar `[ts_ms, end_ms)` with dedupe key `key` (its id, else
+        `bar@{ts_ms}`) when `add` would pass it straight through: it fills one window of the
+        grid exactly, closes it at once (no allowed lateness, no other window open), and is
+        neither late nor a duplicate. Then the state moves as `add` moves it (watermark, ids;
+        no window left open) and the caller builds the bar `add` would return, the window's
+        `to_bar` of this one input. Else False, and nothing changed: `add` decides.
+        Ingest's block path (models/market/bar_runs.py) uses this instead of `add`."""
+        fixed = self.interval.fixed_ms
+        if (
+            fixed is None
+            or end_ms - ts_ms != fixed
+            or ts_ms % fixed
+            or self.allowed_lateness_ms
+            or self.windows
+            or end_ms <= self.watermark
+            or self._seen(key)  # last: it remembers the key when it is new
+        ):
+            return False
+        self.watermark = end_ms
+        return True
+
     def _close_through(self, mark: int) -> list[Bar]:
         windows = self.windows
         if len(windows) == 1:  # the common case: one open window, usually not due yet

@@ -116,3 +116,99 @@ def fast_bar(
     _set(bar, "__pydantic_extra__", None)
     _set(bar, "__pydantic_private__", None)
     return bar, ts_ms
+
+
+# ------------------------------------------------------------------ the block path's parse
+# The same layout as `_BAR`, matched on text, grouped for `bar_fields`: the date and the time
+# of day in one group each (looked up: `_day_of`, `_second_of`), the numbers, the interval, the
+# id.
+_BAR_TEXT: Final = re.compile(
+    _BAR.pattern.decode("ascii").replace(
+        "([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})",
+        "([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}:[0-9]{2})",
+    )
+)
+_DAYS: dict[str, int | None] = {}
+"""Days since 1970-01-01 of each `YYYY-MM-DD` seen (None: not a date); bounded, see `_day_of`."""
+_MAX_DAYS: Final = 4096
+_SECONDS: dict[str, int | None] = {}
+"""Second of the day of each `HH:MM:SS` seen (None: not a time); at most 100**3 keys."""
+
+BarFields = tuple[str, int, Decimal, Decimal, Decimal, Decimal, Decimal, int, str]
+"""(symbol, event ms, open, high, low, close, volume, interval seconds, id) of one bar."""
+
+
+def _day_of(date: str) -> int | None:
+    """Days since the epoch of a `YYYY-MM-DD` text, or None when it is not a date; cached (a
+    run of minute bars has one date per 1,440 bars)."""
+    day = _DAYS.get(date, -1)
+    if day != -1:
+        return day
+    try:
+        day = datetime(int(date[:4]), int(date[5:7]), int(date[8:])).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        day = None
+    if len(_DAYS) >= _MAX_DAYS:
+        _DAYS.clear()
+    _DAYS[date] = day
+    return day
+
+
+def _second_of(time: str) -> int | None:
+    """Seconds since midnight of an `HH:MM:SS` text, or None when it is not a time of day
+    (what `datetime` refuses: hour 24, minute or second 60)."""
+    second = _SECONDS.get(time, -1)
+    if second != -1:
+        return second
+    h, m, s = int(time[:2]), int(time[3:5]), int(time[6:])
+    second = _SECONDS[time] = h * 3600 + m * 60 + s if h < 24 and m < 60 and s < 60 else None
+    return second
+
+
+def bar_fields(
+    value: bytes,
+    symbols: Collection[str],
+    now_ms: int | None,
+    max_future_skew_ms: int,
+    min_ms: int,
+    max_ms: int,
+) -> BarFields | None:
+    """The fields of the bar `fast_bar` returns for `value` (same arguments), without the
+    message object: one match, the Decimal and int conversions, the same checks. None exactly
+    when `fast_bar` gives None (tests/unit/test_fast_bar.py compares the two); the block path
+    of ingest (models/market/bar_runs.py) reads a run of bars with it."""
+    # Ticks and other shapes fail at once; `_BAR` only matches ASCII, so nothing is lost.
+    if not value.startswith(b'{"type":"bar",') or not value.isascii():
+        return None
+    m = _BAR_TEXT.fullmatch(value.decode("ascii"))
+    if m is None:
+        return None
+    symbol, date, time, frac, o_t, h_t, l_t, c_t, v_t, iv_t, ident = m.groups()
+    if symbol not in symbols:
+        return None
+    day = _day_of(date)
+    second = _second_of(time)
+    if day is None or second is None:
+        return None
+    # As `fast_bar` computes it (CPython's `timestamp()`: whole µs, divided once): same float.
+    epoch_us = (day * 86400 + second) * 1_000_000
+    if frac is not None:
+        epoch_us += int(frac)
+    ts_ms = int(epoch_us / 1_000_000 * 1000)
+    if not min_ms <= ts_ms < max_ms:
+        return None
+    if now_ms is not None and ts_ms > now_ms + max_future_skew_ms:
+        return None
+    interval_s = int(iv_t)
+    if interval_s > _MAX_INTERVAL_S:
+        return None
+    o, h, lo, c, v = Decimal(o_t), Decimal(h_t), Decimal(l_t), Decimal(c_t), Decimal(v_t)
+    if not (
+        lo >= MIN_PRICE
+        and h < MAX_AMOUNT
+        and lo <= o <= h
+        and lo <= c <= h
+        and _ZERO <= v < MAX_AMOUNT
+    ):
+        return None
+    return symbol, ts_ms, o, h, lo, c, v, interval_s, ident

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.config.settings import Settings, parse_duration_ms
+from models.core.blocks import BarBlock, BarColumns
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
     Alert,
@@ -35,9 +36,18 @@ from models.core.messages import (
     Tick,
     to_ms,
 )
+from models.market.bar_runs import BarRun, run_block
 from models.market.bars import BarBuilder, Rejected, input_end_ms
+from models.market.fast_bar import bar_fields
 from models.market.merge import OPEN_END, PartitionMark
-from models.market.parsing import CLOCK_REFUSAL, dead_letter, parse_market, parse_text_item
+from models.market.parsing import (
+    CLOCK_REFUSAL,
+    EPOCH_SENTINEL_MS,
+    MAX_EVENT_MS,
+    dead_letter,
+    parse_market,
+    parse_text_item,
+)
 from models.market.partitioning import home_partition
 from models.market.time_guard import GuardAlarm, JumpGuard
 from models.signals.features import FeatureState
@@ -48,8 +58,10 @@ IngestOutput = (
     DeadLetter
     | Alert
     | Bar
+    | BarColumns
     | Signal
     | BarEvent
+    | BarBlock
     | TextEvent
     | PartitionMark
     | NewsItem
@@ -57,6 +69,9 @@ IngestOutput = (
     | StoredTick
 )
 
+
+MIN_BLOCK = 2
+"""Shorter runs of the block path leave bar by bar: the same items, and cheaper so."""
 
 Record = tuple[int, int, bytes | None, str | None]
 """(offset, broker record time in ms, value, client error) of one message."""
@@ -101,6 +116,9 @@ class PartitionIngest:
     # reasons: the wall clock live, the run's start in a bounded run; None: no such check.
     now_ms: Callable[[], int] | None = None
     clock_name: str = "the wall clock at ingest"
+    # Runs of replayed bars leave as blocks (`BarColumns`, signals, one `BarBlock`) instead of
+    # one `Bar` + `BarEvent` each: the same items once expanded (models/market/bar_runs.py).
+    blocks: bool = False
     guard: JumpGuard[Held] = field(init=False)
     alarm: GuardAlarm = field(init=False)
     _skew_ms: int = field(init=False, repr=False)
@@ -183,22 +201,10 @@ class PartitionIngest:
         # The trusted clock: the broker's time on each record, else one reading per batch.
         now_ms = None if batch.broker_time or self.now_ms is None else self.now_ms()
         clock = "the broker's append time" if batch.broker_time else self.clock_name
-        for offset, record_ms, value, error in batch.records:
-            try:
-                if batch.broker_time:
-                    now_ms = record_ms if record_ms > 0 else None
-                self._one(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
-            except Exception as err:
-                out.append(
-                    dead_letter(
-                        topic,
-                        partition,
-                        offset,
-                        record_ms,
-                        value,
-                        f"internal error: {type(err).__name__}: {err}",
-                    )
-                )
+        if self.blocks and market:
+            self._market_runs(batch, out, now_ms, clock)
+        else:
+            self._records(batch, out, now_ms, clock)
         if batch.end == "final":  # this partition's input is over: close its windows now
             if market:
                 out.extend(self.flush())
@@ -207,6 +213,122 @@ class PartitionIngest:
             out.append(PartitionMark(self.key, OPEN_END))
         else:
             out.append(PartitionMark(self.key, self.clock_ms))
+
+    def _records(
+        self, batch: RawBatch, out: list[IngestOutput], now_ms: int | None, clock: str
+    ) -> None:
+        """The per-record path: each record on its own (`_one`)."""
+        topic, partition = batch.topic, batch.partition
+        for offset, record_ms, value, error in batch.records:
+            if batch.broker_time:
+                now_ms = record_ms if record_ms > 0 else None
+            self._guarded(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
+
+    def _guarded(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        value: bytes | None,
+        error: str | None,
+        out: list[IngestOutput],
+        now_ms: int | None,
+        clock: str,
+    ) -> None:
+        """`_one`, with a failure turned into the record's dead letter."""
+        try:
+            self._one(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
+        except Exception as err:
+            reason = f"internal error: {type(err).__name__}: {err}"
+            out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
+
+    def _market_runs(
+        self, batch: RawBatch, out: list[IngestOutput], now_ms: int | None, clock: str
+    ) -> None:
+        """The block path (`blocks`): consecutive bars of one symbol that the per-bar path
+        would pass straight through (replay's layout, `bar_fields`; let through by the home,
+        clock and jump guards; one for one through the bar builder, `BarBuilder.pass_through`)
+        are gathered in a `BarRun` and leave as one block; any other record ends the run and
+        takes the per-record path (`_one`), so the items and the state are the per-bar path's.
+
+        A run never spans two symbols: the partition's order (a bar's `seq`) is kept as is.
+        The checks run in the per-bar path's order, and the only one that changes state
+        before the builder's (`JumpGuard.steady`) changes nothing when `_one` repeats it."""
+        topic, partition = batch.topic, batch.partition
+        symbols, skew, broker_time = self.settings.symbols, self._skew_ms, batch.broker_time
+        run: BarRun | None = None
+        for offset, record_ms, value, error in batch.records:
+            if broker_time:
+                now_ms = record_ms if record_ms > 0 else None
+            f = None
+            if error is None and type(value) is bytes and value:
+                f = bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
+            if f is not None:
+                symbol, ts_ms, o, h, lo, c, v, interval_s, ident = f
+                if run is not None and run.symbol != symbol:
+                    self._end_run(run, topic, partition, out)
+                    run = None
+                end_ms = ts_ms + interval_s * 1000
+                if self._passes(symbol, ts_ms, end_ms, ident, partition):
+                    if end_ms > self.clock_ms:
+                        self.clock_ms = end_ms
+                    if run is None:
+                        run = BarRun(symbol, (offset, record_ms, value))
+                    run.add(ts_ms, end_ms, o, h, lo, c, v, self.clock_ms)
+                    continue
+            if run is not None:
+                self._end_run(run, topic, partition, out)
+                run = None
+            self._guarded(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
+        if run is not None:
+            self._end_run(run, topic, partition, out)
+
+    def _passes(self, symbol: str, ts_ms: int, end_ms: int, ident: str, partition: int) -> bool:
+        """Whether the per-bar path would pass this bar straight through, in its order of
+        checks: home partition, jump guard (`steady` moves the guard's clock when it says yes,
+        and repeating it changes nothing), bar builder (`pass_through`: its state moves only
+        when it says yes). An exception (a bug) says no: the per-record path then makes it
+        the record's dead letter."""
+        try:
+            home, jump_ms = self._symbol_rules(symbol)
+            return (
+                (self.market_partitions <= 1 or home == partition)
+                and self.guard.steady(end_ms, jump_ms)
+                and self._state(symbol).bars.pass_through(ts_ms, end_ms, ident or f"bar@{ts_ms}")
+            )
+        except Exception:
+            return False
+
+    def _end_run(self, run: BarRun, topic: str, partition: int, out: list[IngestOutput]) -> None:
+        """A run's items, as `_on_bar` emits them bar by bar: the bars (first: they are out of
+        their windows already), the signals, the desk's block. A failure in the features or
+        triggers (a bug) becomes one dead letter, on the run's first record."""
+        st = self.symbols[run.symbol]
+        cols = run.columns()
+        try:
+            if len(cols) < MIN_BLOCK:  # a lone bar (symbols interleaved): a block costs more
+                for i in range(len(cols)):  # nothing moved the clock since: `_on_bar` stamps it
+                    self._on_bar(st, cols.bar(i), out)
+                return
+            out.append(cols)
+            signals, block = run_block(
+                cols,
+                run.clock_ms,
+                st.features,
+                st.triggers,
+                self.settings.router,
+                self.key,
+                self.seq + 1,
+            )
+        except Exception as err:
+            offset, record_ms, value = run.first
+            reason = f"internal error: {type(err).__name__}: {err}"
+            out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
+            return
+        self.seq += len(cols)
+        out.extend(signals)
+        out.append(block)
 
     def _one(
         self,

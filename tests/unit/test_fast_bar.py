@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.core.messages import BarIn, DeadLetter
-from models.market.fast_bar import fast_bar
+from models.market.fast_bar import bar_fields, fast_bar
 from models.market.parsing import EPOCH_SENTINEL_MS, MAX_EVENT_MS, parse_market, validate_market
 
 SYMBOLS = frozenset({"SIMA", "BRK.B", "X"})
@@ -190,6 +190,24 @@ def test_replay_bars_take_the_fast_path(us: int, price: Decimal, volume: int) ->
     assert got is not None
     _same(got, validate_market(value, **_kw()))
     assert isinstance(got[0], BarIn)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads(), st.one_of(st.none(), st.integers(0, MAX_EVENT_MS)), st.integers(0, 10**9))
+def test_bar_fields_are_fast_bars_fields(value: bytes, now_ms: int | None, skew_ms: int) -> None:
+    """The block path's parse (`bar_fields`) accepts exactly what `fast_bar` accepts, with
+    the same fields (the same Decimal digits)."""
+    args = (SYMBOLS, now_ms, skew_ms, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
+    fields, fast = bar_fields(value, *args), fast_bar(value, *args)
+    if fast is None:
+        assert fields is None
+        return
+    assert fields is not None
+    bar, ms = fast
+    want = (bar.symbol, ms, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.interval_s)
+    assert fields[:8] == want and fields[8] == bar.id
+    assert [str(x) for x in fields[2:7]] == [str(x) for x in want[2:7]]
 
 
 def _kw() -> dict[str, Any]:

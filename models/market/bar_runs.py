@@ -1,0 +1,128 @@
+"""Runs of replayed bars gathered as columns: ingest's block path (`PartitionIngest.blocks`).
+
+A backtest feeds ingest a million bars in replay's layout, each of which the bar builder
+passes through one for one: an input bar of the window's own interval, on the grid, closing
+its window at once (no allowed lateness, nothing else open), neither late nor a duplicate.
+Per bar the per-bar path builds a `BarIn`, a `Bar`, a `FeatureVector` and a `BarEvent`; the
+block path reads the message's fields (`models.market.fast_bar.bar_fields`), appends them to a
+`BarRun`, and hands the run on at once: one `BarColumns` (the bars table's rows), the run's
+signals, one `BarBlock` (the desk's events), from one `FeatureState.update_block` and one
+`TriggerState.evaluate_block` call.
+
+What a run emits is, item for item and table by table, what the per-bar path emits for the
+same records, and the state it leaves (bar builder, features, triggers, guard, clock, seq) is
+the same: each bar is only taken after every check the per-bar path would make has passed
+(`PartitionIngest._take_bar`), and anything else ends the run and takes the per-bar path.
+tests/unit/test_ingest_blocks.py compares the two on generated records and batch cuts.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from models.config.settings import RouterConfig
+from models.core.blocks import BarBlock, BarColumns
+from models.core.messages import Branch, Signal
+from models.signals.features import FeatureState
+from models.signals.router import route
+from models.signals.triggers import TriggerState
+
+__all__ = ["BarRun"]
+
+
+class BarRun:
+    """The bars of one symbol taken so far in a batch, as columns, with each bar's partition
+    clock as the per-bar path stamps it, and the run's first record (for a dead letter)."""
+
+    __slots__ = (
+        "clock_ms",
+        "close",
+        "end_ms",
+        "first",
+        "high",
+        "low",
+        "open",
+        "start_ms",
+        "symbol",
+        "volume",
+        "vwap",
+    )
+
+    def __init__(self, symbol: str, first: tuple[int, int, bytes | None]) -> None:
+        self.symbol = symbol
+        self.first = first  # (offset, record ms, value) of the run's first record
+        self.start_ms: list[int] = []
+        self.end_ms: list[int] = []
+        self.open: list[Decimal] = []
+        self.high: list[Decimal] = []
+        self.low: list[Decimal] = []
+        self.close: list[Decimal] = []
+        self.volume: list[Decimal] = []
+        self.vwap: list[Decimal] = []
+        self.clock_ms: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.end_ms)
+
+    def add(
+        self,
+        start_ms: int,
+        end_ms: int,
+        o: Decimal,
+        h: Decimal,
+        lo: Decimal,
+        c: Decimal,
+        v: Decimal,
+        clock_ms: int,
+    ) -> None:
+        """One bar, closed as the bar builder closes a window holding this one input bar."""
+        self.start_ms.append(start_ms)
+        self.end_ms.append(end_ms)
+        self.open.append(o)
+        self.high.append(h)
+        self.low.append(lo)
+        self.close.append(c)
+        self.volume.append(v)
+        # `_Window.to_bar`'s vwap of a window made of one input bar (its notional is
+        # `(high + low + close) / 3 * volume`, models/market/bars.py): the same Decimal steps.
+        self.vwap.append((h + lo + c) / 3 * v / v if v > 0 else c)
+        self.clock_ms.append(clock_ms)
+
+    def columns(self) -> BarColumns:
+        n = len(self.end_ms)
+        return BarColumns(
+            self.symbol,
+            self.start_ms,
+            self.end_ms,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            [1] * n,
+            self.vwap,
+        )
+
+
+def run_block(
+    cols: BarColumns,
+    clock_ms: list[int],
+    features: FeatureState,
+    triggers: TriggerState,
+    router: RouterConfig,
+    partition: str,
+    first_seq: int,
+) -> tuple[list[Signal], BarBlock]:
+    """The run's signals in bar order (each bar's in configuration order) and its block:
+    what `PartitionIngest._on_bar` makes of each bar, for all of them at once."""
+    feats = features.update_block(cols)
+    fired = triggers.evaluate_block(cols, feats)
+    signals: list[Signal] = []
+    branches: dict[int, Branch] = {}
+    for i in sorted(fired):
+        sigs = fired[i]
+        signals.extend(sigs)
+        branch = route(sigs, router)
+        if branch is not None:
+            branches[i] = branch
+    return signals, BarBlock(cols, feats, fired, branches, partition, clock_ms, first_seq)

@@ -43,12 +43,26 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from itertools import accumulate
+from operator import sub, truediv
 from typing import Any, ClassVar, Final, Protocol
 
+import numpy as np
 from talipp.indicators import ATR
 from talipp.ohlcv import OHLCV
 
 from models.core.messages import Bar
+from models.signals.kernels import (
+    NAN,
+    FloatBars,
+    Floats,
+    deviation_sums,
+    extend,
+    finite,
+    finite_scalar,
+    nans,
+    window_sums,
+)
 
 MIN_PERIOD: Final = 1
 MAX_PERIOD: Final = 5000
@@ -72,6 +86,26 @@ class Indicator(Protocol):
     def update(self, bar: Bar) -> float | None: ...
 
     def buffer_len(self) -> int: ...
+
+
+BlockMethod = Callable[[FloatBars], "Floats | None"]
+"""`update_many(bars)`: `update` for each bar of a block, the values as floats (NaN for None)
+and the state left as bar by bar; or None, having changed nothing, when the block is outside
+what the method handles exactly (then the caller loops `update`)."""
+
+
+def block_method(indicator: Indicator) -> BlockMethod | None:
+    """The instance's `update_many`, if its class has one written for its own `update` (a
+    subclass that overrides `update` but inherits `update_many` must not get the parent's)."""
+
+    def owner(name: str) -> type | None:
+        return next((k for k in type(indicator).__mro__ if name in k.__dict__), None)
+
+    many, one = owner("update_many"), owner("update")
+    if many is None or one is None or not issubclass(many, one):
+        return None
+    method: BlockMethod = indicator.update_many  # type: ignore[attr-defined]
+    return method
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +236,32 @@ class SmaFeature:
                 self._last = float(sum(window)) / self._period
         return self._last
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        window, last = self._window, self._last
+        held = len(window)
+        ext = extend(window, close)
+        if not finite(ext) or not finite_scalar(last):
+            return None
+        out = nans(n)
+        start = 0
+        if last is None:
+            start = p - held  # the bar that fills the window
+            if n < start:
+                window.extend(close.tolist())
+                return out
+            last = float(sum(ext[:p].tolist())) / p
+            out[start - 1] = last
+        if start < n:
+            # last - (window[0] - close) / p, with window[0] the close p bars back
+            steps = (ext[held + start - p : held + n - p] - ext[held + start : held + n]) / float(p)
+            values = list(accumulate(steps.tolist(), sub, initial=last))
+            out[start:] = values[1:]
+            last = values[-1]
+        window.extend(close[-p:].tolist())
+        self._last = last
+        return out
+
     def buffer_len(self) -> int:
         return len(self._window)
 
@@ -231,6 +291,30 @@ class EmaFeature:
                 self._last = sum(warmup) / self._period
                 self._warmup = []
         return self._last
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        last = self._last
+        if not finite(close) or not finite_scalar(last):
+            return None
+        out = nans(n)
+        start = 0
+        if last is None:
+            start = p - len(self._warmup)
+            if n < start:
+                self._warmup.extend(close.tolist())
+                return out
+            last = sum(self._warmup + close[:start].tolist()) / p
+            out[start - 1] = last
+        if start < n:
+            keep = 1.0 - self._mult
+            terms = (self._mult * close[start:]).tolist()  # m * x, then + (1 - m) * prev
+            values = list(accumulate(terms, lambda prev, mx: mx + keep * prev, initial=last))
+            out[start:] = values[1:]
+            last = values[-1]
+        self._warmup = []
+        self._last = last
+        return out
 
     def buffer_len(self) -> int:
         return len(self._warmup)
@@ -277,6 +361,39 @@ class RsiFeature:
             return None if gain == 0 else 100.0
         return 100.0 - (100.0 / (1.0 + gain / loss))
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        gain, loss, prev = self._gain, self._loss, self._prev
+        if not finite(close) or not all(map(finite_scalar, (gain, loss, prev))):
+            return None
+        out = nans(n)
+        start = 0
+        if gain is None or loss is None:
+            start = p + 1 - len(self._warmup) - 1  # the bar that seeds and takes a first step
+            if n <= start:
+                self._warmup.extend(close.tolist())
+                return out
+            warmup = self._warmup + close[: start + 1].tolist()
+            changes = [warmup[i] - warmup[i - 1] for i in range(1, p)]
+            gain = float(sum(c for c in changes if c > 0)) / (p - 1)
+            loss = float(sum(-1 * c for c in changes if c < 0)) / (p - 1)
+            prev = warmup[-2]
+        elif prev is None:
+            prev = float(close[0])
+        change = np.diff(np.concatenate(([prev], close[start:])))
+        up = np.where(change > 0, change, 0.0).tolist()
+        down = np.where(change < 0, -change, 0.0).tolist()
+        lag, pf = float(p - 1), float(p)
+        gains = np.array(list(accumulate(up, lambda g, x: (g * lag + x) / pf, initial=gain))[1:])
+        losses = np.array(list(accumulate(down, lambda g, x: (g * lag + x) / pf, initial=loss))[1:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rsi = 100.0 - (100.0 / (1.0 + gains / losses))
+        out[start:] = np.where(losses == 0, np.where(gains == 0, NAN, 100.0), rsi)
+        self._warmup = []
+        self._gain, self._loss = float(gains[-1]), float(losses[-1])
+        self._prev = float(close[-1])
+        return out
+
     def buffer_len(self) -> int:
         return len(self._warmup)
 
@@ -305,6 +422,34 @@ class VolatilityFeature:
         self._prev_close = close
         return self._last
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        window, prev, last = self._window, self._prev_close, self._last
+        if not (finite(close) and bool(np.all(close > 0)) and finite_scalar(prev)):
+            return None
+        closes = close.tolist()
+        returns = list(map(math.log, map(truediv, closes[1:], closes[:-1])))
+        first_bar = 1  # the bar of returns[0]
+        if prev is not None and prev > 0:
+            returns.insert(0, math.log(closes[0] / prev))
+            first_bar = 0
+        held = len(window)
+        ext = extend(window, np.array(returns))
+        if not finite(ext):
+            return None
+        skip = max(0, p - 1 - held)  # returns before the window is first full
+        count = len(returns) - skip
+        out = np.full(n, NAN if last is None else last)
+        if count > 0:
+            lo = held + skip - p + 1
+            mean = window_sums(ext, p, lo, count) / p
+            values = np.sqrt(deviation_sums(ext, p, lo, count, mean, pow2=True) / p)
+            out[first_bar + skip :] = values
+            last = float(values[-1])
+        window.extend(returns[-p:])
+        self._prev_close, self._last = closes[-1], last
+        return out
+
     def buffer_len(self) -> int:
         return len(self._window)
 
@@ -325,6 +470,26 @@ class VwapFeature:
             return None
         total = sum(self._volume)
         return sum(self._price_volume) / total if total > 0 else float(bar.close)
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        volume, n, p = bars.volume, bars.n, self._volume.maxlen or 0
+        price_volume = bars.vwap * volume
+        held = len(self._volume)
+        volumes = extend(self._volume, volume)
+        weighted = extend(self._price_volume, price_volume)
+        if not (finite(volumes, weighted, bars.close)):
+            return None
+        out = nans(n)
+        skip = max(0, p - 1 - held)  # bars before the window is first full
+        if skip < n:
+            lo, count = held + skip - p + 1, n - skip
+            total = window_sums(volumes, p, lo, count)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                vwap = window_sums(weighted, p, lo, count) / total
+            out[skip:] = np.where(total > 0, vwap, bars.close[skip:])
+        self._volume.extend(volume[-p:].tolist())
+        self._price_volume.extend(price_volume[-p:].tolist())
+        return out
 
     def buffer_len(self) -> int:
         return len(self._volume)
@@ -350,6 +515,24 @@ class VolumeZFeature:
         prev.append(volume)
         return out
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        volume, n, prev = bars.volume, bars.n, self._prev
+        p, held = prev.maxlen or 0, len(prev)
+        ext = extend(prev, volume)
+        if not finite(ext):
+            return None
+        out = nans(n)
+        skip = max(0, p - held)  # bars before p previous volumes are known
+        if skip < n:
+            lo, count = held + skip - p, n - skip
+            mean = window_sums(ext, p, lo, count) / p
+            std = np.sqrt(deviation_sums(ext, p, lo, count, mean, pow2=False) / p)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (volume[skip:] - mean) / std
+            out[skip:] = np.where((std > 0) & (std > _REL_EPS * np.abs(mean)), z, NAN)
+        prev.extend(volume[-p:].tolist())
+        return out
+
     def buffer_len(self) -> int:
         return len(self._prev)
 
@@ -369,6 +552,22 @@ class _Channel:
         if len(prev) == prev.maxlen:
             out = max(prev) if self._highs else min(prev)
         prev.append(float(bar.high) if self._highs else float(bar.low))
+        return out
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        values, n, prev = bars.high if self._highs else bars.low, bars.n, self._prev
+        p, held = prev.maxlen or 0, len(prev)
+        ext = extend(prev, values)
+        # max() keeps the first of equal values; only 0.0 and -0.0 are equal with other bits
+        if not finite(ext) or not bool(np.all(ext != 0)):
+            return None
+        out = nans(n)
+        skip = max(0, p - held)
+        if skip < n:
+            lo, count = held + skip - p, n - skip
+            windows = np.lib.stride_tricks.sliding_window_view(ext[lo : lo + count + p - 1], p)
+            out[skip:] = windows.max(axis=1) if self._highs else windows.min(axis=1)
+        prev.extend(values[-p:].tolist())
         return out
 
     def buffer_len(self) -> int:
@@ -420,6 +619,22 @@ class ReturnFeature:
         then, now = closes[0], closes[-1]
         return now / then - 1.0 if then > 0 and now > 0 else None
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, closes = bars.close, bars.n, self._closes
+        p, held = closes.maxlen or 0, len(closes)  # p: this bar and `period` before it
+        ext = extend(closes, close)
+        if not finite(ext):
+            return None
+        out = nans(n)
+        skip = max(0, p - 1 - held)
+        if skip < n:
+            then, now = ext[held + skip - p + 1 : held + n - p + 1], ext[held + skip : held + n]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ret = now / then - 1.0
+            out[skip:] = np.where((then > 0) & (now > 0), ret, NAN)
+        closes.extend(close[-p:].tolist())
+        return out
+
     def buffer_len(self) -> int:
         return len(self._closes)
 
@@ -437,6 +652,22 @@ class PeakCloseFeature:
             self.peak = close
         return self.peak
 
+    def _peaks(self, bars: FloatBars) -> Floats | None:
+        """The peak after each bar (state updated), or None when a zero close or an odd value
+        could make numpy's running max pick other bits than `close > peak` does."""
+        close = bars.close
+        if not finite(close) or not bool(np.all(close != 0)) or not finite_scalar(self.peak):
+            return None
+        if self.peak == 0:
+            return None
+        start = close if self.peak is None else np.concatenate(([self.peak], close))
+        peaks = np.maximum.accumulate(start)[len(start) - bars.n :]
+        self.peak = float(peaks[-1])
+        return peaks
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        return self._peaks(bars)
+
     def buffer_len(self) -> int:
         return 1
 
@@ -448,6 +679,14 @@ class DrawdownFeature(PeakCloseFeature):
     def update(self, bar: Bar) -> float | None:
         peak = super().update(bar)
         return 1.0 - float(bar.close) / peak if peak is not None and peak > 0 else None
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        peaks = self._peaks(bars)
+        if peaks is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drawdown = 1.0 - bars.close / peaks
+        return np.where(peaks > 0, drawdown, NAN)
 
 
 @cache

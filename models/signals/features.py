@@ -152,7 +152,7 @@ class FeatureState:
             for instance, method in zip(self._instances.values(), self._blocks, strict=True)
         ]
         self.bars_seen += n
-        rows = list(zip(*(columns[i] for _, i in self._slots), strict=True))
+        rows = list(zip(*(columns[i] for _, i in self._slots)))  # noqa: B905 - all n long
         return FeatureColumns(self.names, rows)
 
     @staticmethod
@@ -170,7 +170,9 @@ class FeatureState:
     @staticmethod
     def _clean(values: Floats) -> list[float]:
         """As `update` screens a vector: NaN and inf become None (NaN in columns)."""
-        return np.where(np.isfinite(values), values, NAN).tolist()  # type: ignore[no-any-return]
+        if not bool(np.isfinite(values).all()):
+            values = np.where(np.isfinite(values), values, NAN)
+        return values.tolist()  # type: ignore[no-any-return]
 
     def _update_each(self, bars: BarColumns) -> FeatureColumns:
         vectors = [self.update(bars.bar(i)) for i in range(len(bars))]

@@ -39,6 +39,7 @@ from models.config.settings import (
 )
 from models.core.blocks import BarColumns, FeatureColumns
 from models.core.messages import Direction, FeatureVector, Signal
+from models.core.trusted import trusted
 from models.signals import crossing
 from models.signals.names import FEATURE_NAMES
 
@@ -169,19 +170,9 @@ class _Rule:
         strength: float,
         detail: dict[str, float | str | None],
     ) -> Signal:
-        return self._make(fv.symbol, fv.ts_ms, direction, strength, detail)
-
-    def _make(
-        self,
-        symbol: str,
-        ts_ms: int,
-        direction: Direction,
-        strength: float,
-        detail: dict[str, float | str | None],
-    ) -> Signal:
         return Signal(
-            symbol=symbol,
-            ts_ms=ts_ms,
+            symbol=fv.symbol,
+            ts_ms=fv.ts_ms,
             trigger=self.spec.name,
             kind=self.spec.kind,
             direction=direction,
@@ -189,6 +180,32 @@ class _Rule:
             strategic=self.spec.strategic,
             detail=detail,
         )
+
+    def _fire(
+        self,
+        block: _Block,
+        i: int,
+        direction: Direction,
+        strength: float,
+        detail: dict[str, float | str | None],
+    ) -> tuple[int, Signal]:
+        """Bar i's signal as `_signal` builds it, unvalidated (`models.core.trusted`): every
+        field is already of its declared type (floats from the rows, the spec's own name, kind
+        and flag), which is all the validation would check."""
+        signal = trusted(
+            Signal,
+            {
+                "symbol": block.symbol,
+                "ts_ms": block.end_ms[i],
+                "trigger": self.spec.name,
+                "kind": self.spec.kind,
+                "direction": direction,
+                "strength": _clean_strength(strength),
+                "strategic": self.spec.strategic,
+                "detail": detail,
+            },
+        )
+        return i, signal
 
 
 def _edge(armed: bool, condition: bool) -> tuple[bool, bool]:
@@ -245,14 +262,7 @@ class _CrossoverRule(_Rule):
             assert f is not None and s is not None  # a strict side needs both
             direction = Direction.LONG if now == crossing.ABOVE else Direction.FLAT
             detail: dict[str, float | str | None] = {self.fast: f, self.slow: s}
-            out.append(
-                (
-                    i,
-                    self._make(
-                        block.symbol, block.end_ms[i], direction, _rel_distance(f, s), detail
-                    ),
-                )
-            )
+            out.append(self._fire(block, i, direction, _rel_distance(f, s), detail))
         return out
 
 
@@ -307,7 +317,7 @@ class _BreakoutRule(_Rule):
                 "volatility": volatility,
             }
             strength = _breakout_strength(c, level, volatility)
-            out.append((i, self._make(block.symbol, block.end_ms[i], direction, strength, detail)))
+            out.append(self._fire(block, i, direction, strength, detail))
         return out
 
 
@@ -351,7 +361,7 @@ class _VolumeSpikeRule(_Rule):
             assert value is not None
             direction = Direction.FLAT if ret is not None and ret < 0 else Direction.LONG
             detail: dict[str, float | str | None] = {"volume_z": value, "return_1": ret}
-            out.append((i, self._make(block.symbol, block.end_ms[i], direction, value, detail)))
+            out.append(self._fire(block, i, direction, value, detail))
         return out
 
 
@@ -387,14 +397,7 @@ class _DrawdownRule(_Rule):
                 "peak_close": block.value(i, "peak_close"),
                 "close": block.closes[i],
             }
-            out.append(
-                (
-                    i,
-                    self._make(
-                        block.symbol, block.end_ms[i], Direction.FLAT, value / self.pct, detail
-                    ),
-                )
-            )
+            out.append(self._fire(block, i, Direction.FLAT, value / self.pct, detail))
         return out
 
 
@@ -448,9 +451,7 @@ class _ThresholdRule(_Rule):
                 "below": self.below,
             }
             strength = _rel_distance(value, bound)
-            out.append(
-                (i, self._make(block.symbol, block.end_ms[i], self.direction, strength, detail))
-            )
+            out.append(self._fire(block, i, self.direction, strength, detail))
         return out
 
 

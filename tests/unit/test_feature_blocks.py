@@ -139,9 +139,10 @@ def _row_bits(rows: Sequence[tuple[float, ...]]) -> list[tuple[object, ...]]:
     return [tuple(_bits(v) for v in row) for row in rows]
 
 
-def _signal_text(signals: Sequence[Signal]) -> list[str]:
-    """repr-exact (every float's shortest round trip tells its bits, -0.0 included)."""
-    return [s.model_dump_json() for s in signals]
+def _signal_text(signals: Sequence[Signal]) -> list[tuple[str, str, set[str]]]:
+    """Exact: a float's shortest round trip tells its bits (-0.0 included) and the repr of
+    the fields their types (the block path builds its signals unvalidated)."""
+    return [(s.model_dump_json(), repr(s.__dict__), s.model_fields_set) for s in signals]
 
 
 def _bar_by_bar(

@@ -1,14 +1,12 @@
 """Registered feature classes: every value a trigger or a strategy can read, one class per kind.
 
-A feature is named `<kind>_<period>` (`sma_50`, `rsi_7`, `channel_high_55`) or, for the kinds
-without a parameter, by its kind alone (`peak_close`, `drawdown`). The configured default set
-(`sma_fast`, `rsi`, ... in `models.signals.names`) is the same classes under fixed names with
-periods from the configuration. A strategy may therefore ask for an SMA of any period, and a new
-kind is one class with `@register`, not a change to a hard-wired state object.
-
-Each instance is one symbol's incremental state: `update` once per closed bar, in bar order,
-returning the value at that bar's close or None while it warms up (never NaN or inf). Instances
-are small, bounded in memory on an endless stream and picklable (Bytewax recovery snapshots them).
+Names and registration (`sma_50`, `@register`) are `models.signals.registry`'s; the configured
+default set (`sma_fast`, `rsi`, ...) is these classes under fixed names. Each instance is one
+symbol's incremental state: `update` once per closed bar, in bar order, returning the value at
+that bar's close or None while it warms up. Instances are small, bounded in memory on an endless
+stream and picklable (Bytewax recovery snapshots them). `update_many` runs a block of bars at
+once with the same operations in the same order (`models.signals.kernels`), leaving the state
+`update` would; a kind without one is looped bar by bar.
 Standard indicators follow talipp so the maths matches a well-known library: SMA, EMA, RSI
 and the stdev are talipp's formulas re-implemented operation for operation (bit-for-bit equal,
 and several times faster than talipp's generic per-value machinery, which was a quarter of a
@@ -38,14 +36,10 @@ Conventions (so a reader can reproduce any value with pandas):
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
 from itertools import accumulate
 from operator import sub, truediv
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final
 
 import numpy as np
 from talipp.indicators import ATR
@@ -63,11 +57,35 @@ from models.signals.kernels import (
     nans,
     window_sums,
 )
+from models.signals.registry import (
+    MAX_PERIOD,
+    MIN_PERIOD,
+    REGISTRY,
+    BlockMethod,
+    FeatureKey,
+    FeatureKind,
+    Indicator,
+    block_method,
+    build,
+    parse_feature,
+    register,
+    warmup_bars,
+)
 
-MIN_PERIOD: Final = 1
-MAX_PERIOD: Final = 5000
-"""Longest window a strategy may ask for: bounded memory per symbol, and a warm-up a backtest
-can still fill."""
+__all__ = [
+    "MAX_PERIOD",
+    "MIN_PERIOD",
+    "REGISTRY",
+    "BlockMethod",
+    "FeatureKey",
+    "FeatureKind",
+    "Indicator",
+    "block_method",
+    "build",
+    "parse_feature",
+    "register",
+    "warmup_bars",
+]
 
 # How many extra values a talipp indicator may accumulate before it is trimmed. Trimming copies
 # the kept tail, so doing it in batches keeps the amortised cost per bar negligible.
@@ -76,98 +94,6 @@ _PURGE_SLACK: Final = 64
 # A window stdev this small relative to its mean is rounding noise of a constant series; dividing
 # by it would turn "no change" into an astronomically large z-score.
 _REL_EPS: Final = 1e-12
-
-_NAME: Final = re.compile(r"^([a-z][a-z_]*?)(?:_(\d{1,6}))?$")
-
-
-class Indicator(Protocol):
-    """One feature of one symbol: its value at each closed bar."""
-
-    def update(self, bar: Bar) -> float | None: ...
-
-    def buffer_len(self) -> int: ...
-
-
-BlockMethod = Callable[[FloatBars], "Floats | None"]
-"""`update_many(bars)`: `update` for each bar of a block, the values as floats (NaN for None)
-and the state left as bar by bar; or None, having changed nothing, when the block is outside
-what the method handles exactly (then the caller loops `update`)."""
-
-
-def block_method(indicator: Indicator) -> BlockMethod | None:
-    """The instance's `update_many`, if its class has one written for its own `update` (a
-    subclass that overrides `update` but inherits `update_many` must not get the parent's)."""
-
-    def owner(name: str) -> type | None:
-        return next((k for k in type(indicator).__mro__ if name in k.__dict__), None)
-
-    many, one = owner("update_many"), owner("update")
-    if many is None or one is None or not issubclass(many, one):
-        return None
-    method: BlockMethod = indicator.update_many  # type: ignore[attr-defined]
-    return method
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureKind:
-    """A registered kind: how to build one instance and what its parameter means."""
-
-    kind: str
-    build: Callable[[int], Indicator]
-    description: str
-    min_period: int | None  # None: the kind takes no parameter
-    default_period: int | None = None
-
-
-REGISTRY: dict[str, FeatureKind] = {}
-
-
-def register(
-    kind: str, description: str, min_period: int | None = 2
-) -> Callable[[type[Any]], type[Any]]:
-    """Class decorator: make `kind` (and `kind_N` when it takes a period) a feature name."""
-
-    def add(cls: type[Any]) -> type[Any]:
-        if kind in REGISTRY:
-            raise ValueError(f"feature kind {kind!r} is registered twice")
-        REGISTRY[kind] = FeatureKind(kind, cls, description, min_period)
-        return cls
-
-    return add
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureKey:
-    """What is computed: the kind and its period (0 for kinds without one). Two names with one
-    key (`sma_fast` configured as 10, and `sma_10`) share one instance."""
-
-    kind: str
-    period: int
-
-
-def parse_feature(name: str) -> FeatureKey | str:
-    """The key of a parameterised feature name, or one line saying why it is not one."""
-    match = _NAME.fullmatch(name)
-    if match is None:
-        return f"{name!r} is not a feature name (kind_period, e.g. sma_50)"
-    kind, digits = match.group(1), match.group(2)
-    spec = REGISTRY.get(kind)
-    if spec is None:
-        return f"unknown feature kind {kind!r}; kinds: {', '.join(sorted(REGISTRY))}"
-    if spec.min_period is None:
-        if digits is not None:
-            return f"{kind!r} takes no period (write {kind})"
-        return FeatureKey(kind, 0)
-    if digits is None:
-        return f"{kind!r} needs a period, e.g. {kind}_20"
-    period = int(digits)
-    if not spec.min_period <= period <= MAX_PERIOD:
-        return f"{name!r}: period {period} is outside {spec.min_period}..{MAX_PERIOD}"
-    return FeatureKey(kind, period)
-
-
-def build(key: FeatureKey) -> Indicator:
-    return REGISTRY[key.kind].build(key.period)
 
 
 def _keep_for(period: int) -> int:
@@ -687,49 +613,3 @@ class DrawdownFeature(PeakCloseFeature):
         with np.errstate(divide="ignore", invalid="ignore"):
             drawdown = 1.0 - bars.close / peaks
         return np.where(peaks > 0, drawdown, NAN)
-
-
-@cache
-def _probe_bars() -> tuple[Bar, ...]:
-    """A deterministic, always-moving series (prices and volumes vary every bar), so that no
-    feature stays undefined for a reason other than its warm-up."""
-    from decimal import Decimal
-
-    out: list[Bar] = []
-    price = 100.0
-    for i in range(MAX_PERIOD + 8):
-        step = 1.0 + 0.01 * (((i * 7919) % 13) - 6) / 6
-        close, open_ = price * step, price
-        price = close
-        out.append(
-            Bar(
-                symbol="PROBE",
-                start_ms=i * 60_000,
-                end_ms=(i + 1) * 60_000,
-                open=Decimal(f"{open_:.6f}"),
-                high=Decimal(f"{max(open_, close) * 1.001:.6f}"),
-                low=Decimal(f"{min(open_, close) * 0.999:.6f}"),
-                close=Decimal(f"{close:.6f}"),
-                volume=Decimal(100 + (i * 37) % 50),
-                trades=1,
-                vwap=Decimal(f"{close:.6f}"),
-            )
-        )
-    return tuple(out)
-
-
-_WARMUP: dict[FeatureKey, int] = {}
-
-
-def warmup_bars(key: FeatureKey) -> int:
-    """How many bars a feature needs before its first value (its index in a series): what a
-    strategy reading it must wait for, e.g. where a backtest's buy and hold starts."""
-    known = _WARMUP.get(key)
-    if known is None:
-        indicator = build(key)
-        bars = _probe_bars()
-        known = next(
-            (i for i, bar in enumerate(bars) if indicator.update(bar) is not None), len(bars)
-        )
-        _WARMUP[key] = known
-    return known

@@ -41,7 +41,7 @@ __all__ = ["FEATURE_NAMES", "FeatureState", "default_keys"]
 
 _NO_PERIOD: Final = 0
 
-FAST_MIN_BARS = 16
+FAST_MIN_BARS = 32
 """Blocks shorter than this run bar by bar: the block path's fixed cost (a few numpy calls per
 feature) is worth it only over a run of bars."""
 

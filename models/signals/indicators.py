@@ -56,6 +56,7 @@ from models.signals.kernels import (
     finite_scalar,
     nans,
     window_sums,
+    windows,
 )
 from models.signals.registry import (
     MAX_PERIOD,
@@ -491,8 +492,8 @@ class _Channel:
         skip = max(0, p - held)
         if skip < n:
             lo, count = held + skip - p, n - skip
-            windows = np.lib.stride_tricks.sliding_window_view(ext[lo : lo + count + p - 1], p)
-            out[skip:] = windows.max(axis=1) if self._highs else windows.min(axis=1)
+            rows = windows(ext, p, lo, count)
+            out[skip:] = rows.max(axis=1) if self._highs else rows.min(axis=1)
         prev.extend(values[-p:].tolist())
         return out
 

@@ -100,10 +100,20 @@ _TINY: Final = 1e-150
 def finite(*arrays: Floats) -> bool:
     """True when every value is zero or of magnitude within [1e-150, 1e150]."""
     for a in arrays:
+        if a.size == 0 or (a.min() >= _TINY and a.max() <= _HUGE):  # all positive (NaN fails)
+            continue
         mag = np.abs(a)
         if not bool(np.all((mag <= _HUGE) & ((mag >= _TINY) | (a == 0.0)))):
             return False
     return True
+
+
+def windows(ext: Floats, p: int, first: int, count: int) -> Floats:
+    """`ext[s:s + p]` for s in first..first+count-1 as rows of one read-only view."""
+    view = ext[first : first + count + p - 1]
+    return np.lib.stride_tricks.as_strided(
+        view, shape=(count, p), strides=(view.strides[0], view.strides[0]), writeable=False
+    )
 
 
 def finite_scalar(x: float | None) -> bool:
@@ -154,11 +164,11 @@ def deviation_sums(
             else:
                 out.append(sum((x - m) * (x - m) for x in values[s : s + p]))
         return np.fromiter(out, np.float64, count)
-    windows = np.lib.stride_tricks.sliding_window_view(ext[first : first + count + p - 1], p)
-    dev = windows - mean[:, None]
+    dev = windows(ext, p, first, count) - mean[:, None]
     if pow2:
         flat = dev.ravel().tolist()
-        squares = np.fromiter(map(pow, flat, repeat(2)), np.float64, len(flat)).reshape(dev.shape)
+        # pow(d, 2.0) is `d ** 2` (float_pow converts the int 2 to 2.0 first)
+        squares = np.fromiter(map(pow, flat, repeat(2.0)), np.float64, len(flat)).reshape(dev.shape)
     else:
         squares = dev * dev
     acc = 0.0 + squares[:, 0]

@@ -145,6 +145,20 @@ def _signal_text(signals: Sequence[Signal]) -> list[tuple[str, str, set[str]]]:
     return [(s.model_dump_json(), repr(s.__dict__), s.model_fields_set) for s in signals]
 
 
+def _features_pickled(state: FeatureState) -> bytes:
+    """What the features hold, pickled: the indicators' state (deques, running values, bit for
+    bit) and the bar count. The configuration is left out: a pydantic model's fields-set
+    pickles in an order a pickle round trip may change, with no bearing on the features."""
+    return pickle.dumps((state.bars_seen, state.names, list(state._instances.items())))
+
+
+def _triggers_pickled(triggers: TriggerState) -> bytes:
+    """The rules' edge memory (armed flags, last sides), pickled; their specs left out."""
+    return pickle.dumps(
+        [{k: v for k, v in vars(rule).items() if k != "spec"} for rule in triggers._rules]
+    )
+
+
 def _bar_by_bar(
     state: FeatureState, triggers: TriggerState, bars: Sequence[Bar]
 ) -> tuple[list[FeatureVector], list[list[Signal]]]:
@@ -195,8 +209,8 @@ def test_blocks_and_single_bars_mixed_equal_bar_by_bar(
         rows, fired = _mixed(state, triggers, bars, _cuts(data, len(bars)))
     assert _row_bits(rows) == _row_bits(ref_rows)
     assert [_signal_text(s) for s in fired] == [_signal_text(s) for s in ref_fired]
-    assert pickle.dumps(state) == pickle.dumps(ref_state)
-    assert pickle.dumps(triggers) == pickle.dumps(ref_triggers)
+    assert _features_pickled(state) == _features_pickled(ref_state)
+    assert _triggers_pickled(triggers) == _triggers_pickled(ref_triggers)
     assert state.bars_seen == ref_state.bars_seen == len(bars)
 
 
@@ -219,7 +233,7 @@ def test_a_restored_state_goes_on_as_the_original(
         state, triggers = pickle.loads(pickle.dumps(state)), pickle.loads(pickle.dumps(triggers))
         _, fired = _mixed(state, triggers, after, _cuts(data, len(after)))
     assert [_signal_text(s) for s in fired] == [_signal_text(s) for s in ref_fired[len(before) :]]
-    assert pickle.dumps(state) == pickle.dumps(ref_state)
+    assert _features_pickled(state) == _features_pickled(ref_state)
 
 
 def _wave(n: int, period: int = 23, volume_every: int = 17) -> list[Bar]:
@@ -273,7 +287,7 @@ def test_every_trigger_kind_fires_on_blocks_as_bar_by_bar(block: int) -> None:
         ("breakout", "flat"),
     } <= {(k, d.value) for k, d in kinds}
     assert [_signal_text(s) for s in fired] == [_signal_text(s) for s in ref_fired]
-    assert pickle.dumps(triggers) == pickle.dumps(ref_triggers)
+    assert _triggers_pickled(triggers) == _triggers_pickled(ref_triggers)
 
 
 def test_every_registered_kind_has_a_block_method_or_is_looped() -> None:
@@ -308,7 +322,7 @@ def test_a_new_kind_without_a_block_method_works_through_its_update() -> None:
         with block_path_from(1):
             got = state.update_block(BarColumns.of_bars(bars)).rows
         assert _row_bits(got) == _row_bits(want)
-        assert pickle.dumps(state) == pickle.dumps(ref)
+        assert _features_pickled(state) == _features_pickled(ref)
     finally:
         del REGISTRY["test_last_close"]
 
@@ -380,7 +394,7 @@ def test_volatility_squares_as_python_does_on_a_long_walk() -> None:
         for row in state.update_block(BarColumns.of_bars(bars[lo : lo + 500])).rows
     ]
     assert _row_bits(got) == _row_bits(want)
-    assert pickle.dumps(state) == pickle.dumps(ref)
+    assert _features_pickled(state) == _features_pickled(ref)
     returns = np.log(closes[1:] / closes[:-1])
     devs = (returns - returns.mean()).tolist()
     assert any(d**2 != d * d for d in devs)

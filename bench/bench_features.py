@@ -10,9 +10,8 @@ to 4 places, volumes 1..1000) as `BarColumns`, with the default features plus `s
 - block N: `update_block` then `evaluate_block` over consecutive runs of N bars.
 Only the calls are timed: each run's output is packed for the comparison (untimed) and let go,
 as the flow lets go of what it has passed on. Each row prints its per-bar µs (best of
-`--repeat`) with the count of defined feature values and
-of signals beside it, and says whether the values and signals are those of bar by bar (a fast
-wrong answer shows).
+`--repeat`) with the count of defined feature values and of signals beside it, and says whether
+the values and signals are those of bar by bar (a fast wrong answer shows).
 """
 
 from __future__ import annotations

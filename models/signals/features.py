@@ -20,16 +20,30 @@ from collections.abc import Iterable
 from math import isfinite
 from typing import Any, Final
 
+import numpy as np
+
 from models.config.settings import FeaturesConfig
 from models.core.blocks import BarColumns, FeatureColumns
 from models.core.messages import Bar, FeatureVector
 from models.core.trusted import trusted
-from models.signals.indicators import FeatureKey, Indicator, build, parse_feature
+from models.signals.indicators import (
+    BlockMethod,
+    FeatureKey,
+    Indicator,
+    block_method,
+    build,
+    parse_feature,
+)
+from models.signals.kernels import NAN, FloatBars, Floats
 from models.signals.names import FEATURE_NAMES
 
 __all__ = ["FEATURE_NAMES", "FeatureState", "default_keys"]
 
 _NO_PERIOD: Final = 0
+
+FAST_MIN_BARS = 32
+"""Blocks shorter than this run bar by bar: the block path's fixed cost (a few numpy calls per
+feature) is worth it only over a run of bars."""
 
 
 def default_keys(cfg: FeaturesConfig) -> dict[str, FeatureKey]:
@@ -78,10 +92,12 @@ class FeatureState:
         (derived state, rebuilt after unpickling, so snapshots keep their layout)."""
         keys = list(self._instances)
         self._updates = tuple(self._instances[k].update for k in keys)
+        self._blocks = tuple(block_method(self._instances[k]) for k in keys)
         self._slots = tuple((name, keys.index(key)) for name, key in self._names)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_updates", "_slots")}
+        derived = ("_updates", "_blocks", "_slots")
+        return {k: v for k, v in self.__dict__.items() if k not in derived}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -115,7 +131,50 @@ class FeatureState:
 
     def update_block(self, bars: BarColumns) -> FeatureColumns:
         """`update` for each bar of `bars` in order, as columns: the same values (bit for bit)
-        and the same state afterwards as that many `update` calls."""
+        and the same state afterwards as that many `update` calls.
+
+        Each instance runs the whole block at once through its `update_many`
+        (`models.signals.kernels` says why the values are the same bits); one without (or one
+        whose method declines the block's values) loops its `update` over the block's bars. A
+        short block, or one whose prices do not convert to floats, goes bar by bar."""
+        n = len(bars)
+        if n < FAST_MIN_BARS:
+            return self._update_each(bars)
+        floats = FloatBars(bars)
+        try:
+            # Converted up front, so a value float() refuses fails here, before any state moves,
+            # and the per-bar path below raises where bar by bar would.
+            floats.close, floats.high, floats.low, floats.volume, floats.vwap  # noqa: B018
+        except (ValueError, ArithmeticError):
+            return self._update_each(bars)
+        columns = [
+            self._clean(self._block(instance, method, floats))
+            for instance, method in zip(self._instances.values(), self._blocks, strict=True)
+        ]
+        self.bars_seen += n
+        rows = list(zip(*(columns[i] for _, i in self._slots)))  # noqa: B905 - all n long
+        return FeatureColumns(self.names, rows)
+
+    @staticmethod
+    def _block(instance: Indicator, method: BlockMethod | None, floats: FloatBars) -> Floats:
+        values = None if method is None else method(floats)
+        if values is None:
+            # the generic path: any registered class works on blocks through its `update`
+            values = np.fromiter(
+                (NAN if v is None else v for v in map(instance.update, floats.bars)),
+                np.float64,
+                floats.n,
+            )
+        return values
+
+    @staticmethod
+    def _clean(values: Floats) -> list[float]:
+        """As `update` screens a vector: NaN and inf become None (NaN in columns)."""
+        if not bool(np.isfinite(values).all()):
+            values = np.where(np.isfinite(values), values, NAN)
+        return values.tolist()  # type: ignore[no-any-return]
+
+    def _update_each(self, bars: BarColumns) -> FeatureColumns:
         vectors = [self.update(bars.bar(i)) for i in range(len(bars))]
         return FeatureColumns.of_vectors(self.names, vectors)
 

@@ -1,14 +1,12 @@
 """Registered feature classes: every value a trigger or a strategy can read, one class per kind.
 
-A feature is named `<kind>_<period>` (`sma_50`, `rsi_7`, `channel_high_55`) or, for the kinds
-without a parameter, by its kind alone (`peak_close`, `drawdown`). The configured default set
-(`sma_fast`, `rsi`, ... in `models.signals.names`) is the same classes under fixed names with
-periods from the configuration. A strategy may therefore ask for an SMA of any period, and a new
-kind is one class with `@register`, not a change to a hard-wired state object.
-
-Each instance is one symbol's incremental state: `update` once per closed bar, in bar order,
-returning the value at that bar's close or None while it warms up (never NaN or inf). Instances
-are small, bounded in memory on an endless stream and picklable (Bytewax recovery snapshots them).
+Names and registration (`sma_50`, `@register`) are `models.signals.registry`'s; the configured
+default set (`sma_fast`, `rsi`, ...) is these classes under fixed names. Each instance is one
+symbol's incremental state: `update` once per closed bar, in bar order, returning the value at
+that bar's close or None while it warms up. Instances are small, bounded in memory on an endless
+stream and picklable (Bytewax recovery snapshots them). `update_many` runs a block of bars at
+once with the same operations in the same order (`models.signals.kernels`), leaving the state
+`update` would; a kind without one is looped bar by bar.
 Standard indicators follow talipp so the maths matches a well-known library: SMA, EMA, RSI
 and the stdev are talipp's formulas re-implemented operation for operation (bit-for-bit equal,
 and several times faster than talipp's generic per-value machinery, which was a quarter of a
@@ -38,22 +36,57 @@ Conventions (so a reader can reproduce any value with pandas):
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
-from typing import Any, ClassVar, Final, Protocol
+from itertools import accumulate
+from operator import sub, truediv
+from typing import Any, ClassVar, Final
 
+import numpy as np
 from talipp.indicators import ATR
 from talipp.ohlcv import OHLCV
 
 from models.core.messages import Bar
+from models.signals.kernels import (
+    NAN,
+    FloatBars,
+    Floats,
+    deviation_sums,
+    extend,
+    finite,
+    finite_scalar,
+    nans,
+    window_sums,
+    windows,
+)
+from models.signals.registry import (
+    MAX_PERIOD,
+    MIN_PERIOD,
+    REGISTRY,
+    BlockMethod,
+    FeatureKey,
+    FeatureKind,
+    Indicator,
+    block_method,
+    build,
+    parse_feature,
+    register,
+    warmup_bars,
+)
 
-MIN_PERIOD: Final = 1
-MAX_PERIOD: Final = 5000
-"""Longest window a strategy may ask for: bounded memory per symbol, and a warm-up a backtest
-can still fill."""
+__all__ = [
+    "MAX_PERIOD",
+    "MIN_PERIOD",
+    "REGISTRY",
+    "BlockMethod",
+    "FeatureKey",
+    "FeatureKind",
+    "Indicator",
+    "block_method",
+    "build",
+    "parse_feature",
+    "register",
+    "warmup_bars",
+]
 
 # How many extra values a talipp indicator may accumulate before it is trimmed. Trimming copies
 # the kept tail, so doing it in batches keeps the amortised cost per bar negligible.
@@ -62,78 +95,6 @@ _PURGE_SLACK: Final = 64
 # A window stdev this small relative to its mean is rounding noise of a constant series; dividing
 # by it would turn "no change" into an astronomically large z-score.
 _REL_EPS: Final = 1e-12
-
-_NAME: Final = re.compile(r"^([a-z][a-z_]*?)(?:_(\d{1,6}))?$")
-
-
-class Indicator(Protocol):
-    """One feature of one symbol: its value at each closed bar."""
-
-    def update(self, bar: Bar) -> float | None: ...
-
-    def buffer_len(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureKind:
-    """A registered kind: how to build one instance and what its parameter means."""
-
-    kind: str
-    build: Callable[[int], Indicator]
-    description: str
-    min_period: int | None  # None: the kind takes no parameter
-    default_period: int | None = None
-
-
-REGISTRY: dict[str, FeatureKind] = {}
-
-
-def register(
-    kind: str, description: str, min_period: int | None = 2
-) -> Callable[[type[Any]], type[Any]]:
-    """Class decorator: make `kind` (and `kind_N` when it takes a period) a feature name."""
-
-    def add(cls: type[Any]) -> type[Any]:
-        if kind in REGISTRY:
-            raise ValueError(f"feature kind {kind!r} is registered twice")
-        REGISTRY[kind] = FeatureKind(kind, cls, description, min_period)
-        return cls
-
-    return add
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureKey:
-    """What is computed: the kind and its period (0 for kinds without one). Two names with one
-    key (`sma_fast` configured as 10, and `sma_10`) share one instance."""
-
-    kind: str
-    period: int
-
-
-def parse_feature(name: str) -> FeatureKey | str:
-    """The key of a parameterised feature name, or one line saying why it is not one."""
-    match = _NAME.fullmatch(name)
-    if match is None:
-        return f"{name!r} is not a feature name (kind_period, e.g. sma_50)"
-    kind, digits = match.group(1), match.group(2)
-    spec = REGISTRY.get(kind)
-    if spec is None:
-        return f"unknown feature kind {kind!r}; kinds: {', '.join(sorted(REGISTRY))}"
-    if spec.min_period is None:
-        if digits is not None:
-            return f"{kind!r} takes no period (write {kind})"
-        return FeatureKey(kind, 0)
-    if digits is None:
-        return f"{kind!r} needs a period, e.g. {kind}_20"
-    period = int(digits)
-    if not spec.min_period <= period <= MAX_PERIOD:
-        return f"{name!r}: period {period} is outside {spec.min_period}..{MAX_PERIOD}"
-    return FeatureKey(kind, period)
-
-
-def build(key: FeatureKey) -> Indicator:
-    return REGISTRY[key.kind].build(key.period)
 
 
 def _keep_for(period: int) -> int:
@@ -202,6 +163,32 @@ class SmaFeature:
                 self._last = float(sum(window)) / self._period
         return self._last
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        window, last = self._window, self._last
+        held = len(window)
+        ext = extend(window, close)
+        if not finite(ext) or not finite_scalar(last):
+            return None
+        out = nans(n)
+        start = 0
+        if last is None:
+            start = p - held  # the bar that fills the window
+            if n < start:
+                window.extend(close.tolist())
+                return out
+            last = float(sum(ext[:p].tolist())) / p
+            out[start - 1] = last
+        if start < n:
+            # last - (window[0] - close) / p, with window[0] the close p bars back
+            steps = (ext[held + start - p : held + n - p] - ext[held + start : held + n]) / float(p)
+            values = list(accumulate(steps.tolist(), sub, initial=last))
+            out[start:] = values[1:]
+            last = values[-1]
+        window.extend(close[-p:].tolist())
+        self._last = last
+        return out
+
     def buffer_len(self) -> int:
         return len(self._window)
 
@@ -231,6 +218,30 @@ class EmaFeature:
                 self._last = sum(warmup) / self._period
                 self._warmup = []
         return self._last
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        last = self._last
+        if not finite(close) or not finite_scalar(last):
+            return None
+        out = nans(n)
+        start = 0
+        if last is None:
+            start = p - len(self._warmup)
+            if n < start:
+                self._warmup.extend(close.tolist())
+                return out
+            last = sum(self._warmup + close[:start].tolist()) / p
+            out[start - 1] = last
+        if start < n:
+            keep = 1.0 - self._mult
+            terms = (self._mult * close[start:]).tolist()  # m * x, then + (1 - m) * prev
+            values = list(accumulate(terms, lambda prev, mx: mx + keep * prev, initial=last))
+            out[start:] = values[1:]
+            last = values[-1]
+        self._warmup = []
+        self._last = last
+        return out
 
     def buffer_len(self) -> int:
         return len(self._warmup)
@@ -277,6 +288,39 @@ class RsiFeature:
             return None if gain == 0 else 100.0
         return 100.0 - (100.0 / (1.0 + gain / loss))
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        gain, loss, prev = self._gain, self._loss, self._prev
+        if not finite(close) or not all(map(finite_scalar, (gain, loss, prev))):
+            return None
+        out = nans(n)
+        start = 0
+        if gain is None or loss is None:
+            start = p + 1 - len(self._warmup) - 1  # the bar that seeds and takes a first step
+            if n <= start:
+                self._warmup.extend(close.tolist())
+                return out
+            warmup = self._warmup + close[: start + 1].tolist()
+            changes = [warmup[i] - warmup[i - 1] for i in range(1, p)]
+            gain = float(sum(c for c in changes if c > 0)) / (p - 1)
+            loss = float(sum(-1 * c for c in changes if c < 0)) / (p - 1)
+            prev = warmup[-2]
+        elif prev is None:
+            prev = float(close[0])
+        change = np.diff(np.concatenate(([prev], close[start:])))
+        up = np.where(change > 0, change, 0.0).tolist()
+        down = np.where(change < 0, -change, 0.0).tolist()
+        lag, pf = float(p - 1), float(p)
+        gains = np.array(list(accumulate(up, lambda g, x: (g * lag + x) / pf, initial=gain))[1:])
+        losses = np.array(list(accumulate(down, lambda g, x: (g * lag + x) / pf, initial=loss))[1:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rsi = 100.0 - (100.0 / (1.0 + gains / losses))
+        out[start:] = np.where(losses == 0, np.where(gains == 0, NAN, 100.0), rsi)
+        self._warmup = []
+        self._gain, self._loss = float(gains[-1]), float(losses[-1])
+        self._prev = float(close[-1])
+        return out
+
     def buffer_len(self) -> int:
         return len(self._warmup)
 
@@ -305,6 +349,34 @@ class VolatilityFeature:
         self._prev_close = close
         return self._last
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, p = bars.close, bars.n, self._period
+        window, prev, last = self._window, self._prev_close, self._last
+        if not (finite(close) and bool(np.all(close > 0)) and finite_scalar(prev)):
+            return None
+        closes = close.tolist()
+        returns = list(map(math.log, map(truediv, closes[1:], closes[:-1])))
+        first_bar = 1  # the bar of returns[0]
+        if prev is not None and prev > 0:
+            returns.insert(0, math.log(closes[0] / prev))
+            first_bar = 0
+        held = len(window)
+        ext = extend(window, np.array(returns))
+        if not finite(ext):
+            return None
+        skip = max(0, p - 1 - held)  # returns before the window is first full
+        count = len(returns) - skip
+        out = np.full(n, NAN if last is None else last)
+        if count > 0:
+            lo = held + skip - p + 1
+            mean = window_sums(ext, p, lo, count) / p
+            values = np.sqrt(deviation_sums(ext, p, lo, count, mean, pow2=True) / p)
+            out[first_bar + skip :] = values
+            last = float(values[-1])
+        window.extend(returns[-p:])
+        self._prev_close, self._last = closes[-1], last
+        return out
+
     def buffer_len(self) -> int:
         return len(self._window)
 
@@ -325,6 +397,26 @@ class VwapFeature:
             return None
         total = sum(self._volume)
         return sum(self._price_volume) / total if total > 0 else float(bar.close)
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        volume, n, p = bars.volume, bars.n, self._volume.maxlen or 0
+        price_volume = bars.vwap * volume
+        held = len(self._volume)
+        volumes = extend(self._volume, volume)
+        weighted = extend(self._price_volume, price_volume)
+        if not (finite(volumes, weighted, bars.close)):
+            return None
+        out = nans(n)
+        skip = max(0, p - 1 - held)  # bars before the window is first full
+        if skip < n:
+            lo, count = held + skip - p + 1, n - skip
+            total = window_sums(volumes, p, lo, count)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                vwap = window_sums(weighted, p, lo, count) / total
+            out[skip:] = np.where(total > 0, vwap, bars.close[skip:])
+        self._volume.extend(volume[-p:].tolist())
+        self._price_volume.extend(price_volume[-p:].tolist())
+        return out
 
     def buffer_len(self) -> int:
         return len(self._volume)
@@ -350,6 +442,24 @@ class VolumeZFeature:
         prev.append(volume)
         return out
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        volume, n, prev = bars.volume, bars.n, self._prev
+        p, held = prev.maxlen or 0, len(prev)
+        ext = extend(prev, volume)
+        if not finite(ext):
+            return None
+        out = nans(n)
+        skip = max(0, p - held)  # bars before p previous volumes are known
+        if skip < n:
+            lo, count = held + skip - p, n - skip
+            mean = window_sums(ext, p, lo, count) / p
+            std = np.sqrt(deviation_sums(ext, p, lo, count, mean, pow2=False) / p)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (volume[skip:] - mean) / std
+            out[skip:] = np.where((std > 0) & (std > _REL_EPS * np.abs(mean)), z, NAN)
+        prev.extend(volume[-p:].tolist())
+        return out
+
     def buffer_len(self) -> int:
         return len(self._prev)
 
@@ -369,6 +479,22 @@ class _Channel:
         if len(prev) == prev.maxlen:
             out = max(prev) if self._highs else min(prev)
         prev.append(float(bar.high) if self._highs else float(bar.low))
+        return out
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        values, n, prev = bars.high if self._highs else bars.low, bars.n, self._prev
+        p, held = prev.maxlen or 0, len(prev)
+        ext = extend(prev, values)
+        # max() keeps the first of equal values; only 0.0 and -0.0 are equal with other bits
+        if not finite(ext) or not bool(np.all(ext != 0)):
+            return None
+        out = nans(n)
+        skip = max(0, p - held)
+        if skip < n:
+            lo, count = held + skip - p, n - skip
+            rows = windows(ext, p, lo, count)
+            out[skip:] = rows.max(axis=1) if self._highs else rows.min(axis=1)
+        prev.extend(values[-p:].tolist())
         return out
 
     def buffer_len(self) -> int:
@@ -420,6 +546,22 @@ class ReturnFeature:
         then, now = closes[0], closes[-1]
         return now / then - 1.0 if then > 0 and now > 0 else None
 
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        close, n, closes = bars.close, bars.n, self._closes
+        p, held = closes.maxlen or 0, len(closes)  # p: this bar and `period` before it
+        ext = extend(closes, close)
+        if not finite(ext):
+            return None
+        out = nans(n)
+        skip = max(0, p - 1 - held)
+        if skip < n:
+            then, now = ext[held + skip - p + 1 : held + n - p + 1], ext[held + skip : held + n]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ret = now / then - 1.0
+            out[skip:] = np.where((then > 0) & (now > 0), ret, NAN)
+        closes.extend(close[-p:].tolist())
+        return out
+
     def buffer_len(self) -> int:
         return len(self._closes)
 
@@ -437,6 +579,22 @@ class PeakCloseFeature:
             self.peak = close
         return self.peak
 
+    def _peaks(self, bars: FloatBars) -> Floats | None:
+        """The peak after each bar (state updated), or None when a zero close or an odd value
+        could make numpy's running max pick other bits than `close > peak` does."""
+        close = bars.close
+        if not finite(close) or not bool(np.all(close != 0)) or not finite_scalar(self.peak):
+            return None
+        if self.peak == 0:
+            return None
+        start = close if self.peak is None else np.concatenate(([self.peak], close))
+        peaks = np.maximum.accumulate(start)[len(start) - bars.n :]
+        self.peak = float(peaks[-1])
+        return peaks
+
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        return self._peaks(bars)
+
     def buffer_len(self) -> int:
         return 1
 
@@ -449,48 +607,10 @@ class DrawdownFeature(PeakCloseFeature):
         peak = super().update(bar)
         return 1.0 - float(bar.close) / peak if peak is not None and peak > 0 else None
 
-
-@cache
-def _probe_bars() -> tuple[Bar, ...]:
-    """A deterministic, always-moving series (prices and volumes vary every bar), so that no
-    feature stays undefined for a reason other than its warm-up."""
-    from decimal import Decimal
-
-    out: list[Bar] = []
-    price = 100.0
-    for i in range(MAX_PERIOD + 8):
-        step = 1.0 + 0.01 * (((i * 7919) % 13) - 6) / 6
-        close, open_ = price * step, price
-        price = close
-        out.append(
-            Bar(
-                symbol="PROBE",
-                start_ms=i * 60_000,
-                end_ms=(i + 1) * 60_000,
-                open=Decimal(f"{open_:.6f}"),
-                high=Decimal(f"{max(open_, close) * 1.001:.6f}"),
-                low=Decimal(f"{min(open_, close) * 0.999:.6f}"),
-                close=Decimal(f"{close:.6f}"),
-                volume=Decimal(100 + (i * 37) % 50),
-                trades=1,
-                vwap=Decimal(f"{close:.6f}"),
-            )
-        )
-    return tuple(out)
-
-
-_WARMUP: dict[FeatureKey, int] = {}
-
-
-def warmup_bars(key: FeatureKey) -> int:
-    """How many bars a feature needs before its first value (its index in a series): what a
-    strategy reading it must wait for, e.g. where a backtest's buy and hold starts."""
-    known = _WARMUP.get(key)
-    if known is None:
-        indicator = build(key)
-        bars = _probe_bars()
-        known = next(
-            (i for i, bar in enumerate(bars) if indicator.update(bar) is not None), len(bars)
-        )
-        _WARMUP[key] = known
-    return known
+    def update_many(self, bars: FloatBars) -> Floats | None:
+        peaks = self._peaks(bars)
+        if peaks is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drawdown = 1.0 - bars.close / peaks
+        return np.where(peaks > 0, drawdown, NAN)

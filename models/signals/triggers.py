@@ -22,7 +22,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from functools import cached_property
+from operator import itemgetter
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 from models.config.settings import (
     BreakoutTrigger,
@@ -34,6 +39,7 @@ from models.config.settings import (
 )
 from models.core.blocks import BarColumns, FeatureColumns
 from models.core.messages import Direction, FeatureVector, Signal
+from models.core.trusted import trusted
 from models.signals import crossing
 from models.signals.names import FEATURE_NAMES
 
@@ -42,6 +48,14 @@ TRIGGER_INPUTS: Final[tuple[str, ...]] = (*FEATURE_NAMES, PRICE_INPUT)
 
 # Below this volatility the "distance in sigmas" of a breakout is meaningless (a flat series).
 _MIN_VOLATILITY: Final = 1e-12
+
+FAST_MIN_BARS = 16
+"""Blocks shorter than this are evaluated bar by bar (the block path's numpy calls are a fixed
+cost per rule)."""
+
+Mask = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float64]
+Fired = list[tuple[int, Signal]]
 
 
 def _read(fv: FeatureVector, name: str) -> float | None:
@@ -69,12 +83,84 @@ def _check_input(spec: CrossoverTrigger | ThresholdTrigger, field: str, name: st
         )
 
 
+class _Block:
+    """A block's trigger inputs: each name's column as floats (NaN where the vector has None)
+    for the conditions, and single values (as `FeatureVector` holds them) for the few bars
+    that fire."""
+
+    def __init__(self, bars: BarColumns, features: FeatureColumns) -> None:
+        self.symbol = bars.symbol
+        self.end_ms = bars.end_ms
+        self._bars = bars
+        self._rows = features.rows
+        self._index = {name: j for j, name in enumerate(features.names)}
+        self._columns: dict[str, Floats] = {}
+
+    @cached_property
+    def close(self) -> Floats:
+        """`FeatureVector.close` of each bar: float(bar.close)."""
+        cols = self._bars
+        return np.fromiter(map(float, cols.close), np.float64, len(cols))
+
+    @cached_property
+    def closes(self) -> list[float]:
+        return self.close.tolist()  # type: ignore[no-any-return]
+
+    def column(self, name: str) -> Floats:
+        if name == PRICE_INPUT:
+            return self.close
+        col = self._columns.get(name)
+        if col is None:
+            j = self._index.get(name)
+            n = len(self._rows)
+            if j is None:  # `values.get` of a name the vector lacks: None at every bar
+                col = np.full(n, math.nan)
+            else:
+                col = np.fromiter(map(itemgetter(j), self._rows), np.float64, n)
+            self._columns[name] = col
+        return col
+
+    def known(self, name: str) -> Mask:
+        """Where `_read` gives a value (not None): the close always, a feature where defined."""
+        if name == PRICE_INPUT:
+            return np.ones(len(self._rows), dtype=np.bool_)
+        return ~np.isnan(self.column(name))
+
+    def value(self, i: int, name: str) -> float | None:
+        """`_read(fv, name)` of bar i's vector."""
+        if name == PRICE_INPUT:
+            return self.closes[i]
+        j = self._index.get(name)
+        if j is None:
+            return None
+        v: float = self._rows[i][j]
+        return None if math.isnan(v) else v
+
+
+def _edges(armed: bool, known: Mask, condition: Mask) -> tuple[list[int], bool]:
+    """`_edge` over a block: the bars that fire and the armed state afterwards. Only known bars
+    count; before each, the rule is armed unless the previous known bar's condition held."""
+    at = np.flatnonzero(known)
+    if at.size == 0:
+        return [], armed
+    held = condition[at]
+    before = np.empty_like(held)
+    before[0] = not armed
+    before[1:] = held[:-1]
+    return at[held & ~before].tolist(), not bool(held[-1])
+
+
 class _Rule:
     """One configured trigger plus the memory its edge detection needs."""
 
     spec: TriggerSpec
 
     def evaluate(self, fv: FeatureVector) -> Signal | None:
+        raise NotImplementedError
+
+    def evaluate_many(self, block: _Block) -> Fired:
+        """`evaluate` over every bar of a block: (bar, signal) where one fires, and the same
+        memory afterwards."""
         raise NotImplementedError
 
     def _signal(
@@ -94,6 +180,32 @@ class _Rule:
             strategic=self.spec.strategic,
             detail=detail,
         )
+
+    def _fire(
+        self,
+        block: _Block,
+        i: int,
+        direction: Direction,
+        strength: float,
+        detail: dict[str, float | str | None],
+    ) -> tuple[int, Signal]:
+        """Bar i's signal as `_signal` builds it, unvalidated (`models.core.trusted`): every
+        field is already of its declared type (floats from the rows, the spec's own name, kind
+        and flag), which is all the validation would check."""
+        signal = trusted(
+            Signal,
+            {
+                "symbol": block.symbol,
+                "ts_ms": block.end_ms[i],
+                "trigger": self.spec.name,
+                "kind": self.spec.kind,
+                "direction": direction,
+                "strength": _clean_strength(strength),
+                "strategic": self.spec.strategic,
+                "detail": detail,
+            },
+        )
+        return i, signal
 
 
 def _edge(armed: bool, condition: bool) -> tuple[bool, bool]:
@@ -132,6 +244,27 @@ class _CrossoverRule(_Rule):
             {self.fast: fast, self.slow: slow},
         )
 
+    def evaluate_many(self, block: _Block) -> Fired:
+        fast, slow = block.column(self.fast), block.column(self.slow)
+        side = np.where(fast > slow, crossing.ABOVE, np.where(fast < slow, crossing.BELOW, 0))
+        at = np.flatnonzero(side)  # strict sides only: equal or NaN (None) keep the last one
+        if at.size == 0:
+            return []
+        sides = side[at]
+        before = np.empty_like(sides)
+        before[0] = self.side
+        before[1:] = sides[:-1]
+        crossed = (before != crossing.UNKNOWN) & (before != sides)
+        self.side = int(sides[-1])
+        out: Fired = []
+        for i, now in zip(at[crossed].tolist(), sides[crossed].tolist(), strict=True):
+            f, s = block.value(i, self.fast), block.value(i, self.slow)
+            assert f is not None and s is not None  # a strict side needs both
+            direction = Direction.LONG if now == crossing.ABOVE else Direction.FLAT
+            detail: dict[str, float | str | None] = {self.fast: f, self.slow: s}
+            out.append(self._fire(block, i, direction, _rel_distance(f, s), detail))
+        return out
+
 
 class _BreakoutRule(_Rule):
     def __init__(self, spec: BreakoutTrigger) -> None:
@@ -163,6 +296,29 @@ class _BreakoutRule(_Rule):
             _breakout_strength(close, level, volatility),
             {"close": close, "channel_high": high, "channel_low": low, "volatility": volatility},
         )
+
+    def evaluate_many(self, block: _Block) -> Fired:
+        close, high, low = block.close, block.column("channel_high"), block.column("channel_low")
+        with np.errstate(invalid="ignore"):
+            ups, self.armed_up = _edges(self.armed_up, ~np.isnan(high), close > high)
+            downs, self.armed_down = _edges(self.armed_down, ~np.isnan(low), close < low)
+        out: Fired = []
+        down_at = set(downs)
+        for i in sorted(set(ups) | down_at):
+            c = block.closes[i]
+            hi, lo = block.value(i, "channel_high"), block.value(i, "channel_low")
+            volatility = block.value(i, "volatility")
+            direction, level = (Direction.FLAT, lo) if i in down_at else (Direction.LONG, hi)
+            assert level is not None
+            detail: dict[str, float | str | None] = {
+                "close": c,
+                "channel_high": hi,
+                "channel_low": lo,
+                "volatility": volatility,
+            }
+            strength = _breakout_strength(c, level, volatility)
+            out.append(self._fire(block, i, direction, strength, detail))
+        return out
 
 
 def _breakout_strength(close: float, level: float, volatility: float | None) -> float:
@@ -196,6 +352,18 @@ class _VolumeSpikeRule(_Rule):
         direction = Direction.FLAT if ret is not None and ret < 0 else Direction.LONG
         return self._signal(fv, direction, z, {"volume_z": z, "return_1": ret})
 
+    def evaluate_many(self, block: _Block) -> Fired:
+        z = block.column("volume_z")
+        fires, self.armed = _edges(self.armed, ~np.isnan(z), z >= self.z)
+        out: Fired = []
+        for i in fires:
+            value, ret = block.value(i, "volume_z"), block.value(i, "return_1")
+            assert value is not None
+            direction = Direction.FLAT if ret is not None and ret < 0 else Direction.LONG
+            detail: dict[str, float | str | None] = {"volume_z": value, "return_1": ret}
+            out.append(self._fire(block, i, direction, value, detail))
+        return out
+
 
 class _DrawdownRule(_Rule):
     def __init__(self, spec: DrawdownTrigger) -> None:
@@ -216,6 +384,21 @@ class _DrawdownRule(_Rule):
             drawdown / self.pct,
             {"drawdown": drawdown, "peak_close": fv.values.get("peak_close"), "close": fv.close},
         )
+
+    def evaluate_many(self, block: _Block) -> Fired:
+        drawdown = block.column("drawdown")
+        fires, self.armed = _edges(self.armed, ~np.isnan(drawdown), drawdown >= self.pct)
+        out: Fired = []
+        for i in fires:
+            value = block.value(i, "drawdown")
+            assert value is not None
+            detail: dict[str, float | str | None] = {
+                "drawdown": value,
+                "peak_close": block.value(i, "peak_close"),
+                "close": block.closes[i],
+            }
+            out.append(self._fire(block, i, Direction.FLAT, value / self.pct, detail))
+        return out
 
 
 class _ThresholdRule(_Rule):
@@ -248,6 +431,28 @@ class _ThresholdRule(_Rule):
             _rel_distance(value, bound),
             {self.feature: value, "above": self.above, "below": self.below},
         )
+
+    def evaluate_many(self, block: _Block) -> Fired:
+        values = block.column(self.feature)
+        with np.errstate(invalid="ignore"):
+            if self.above is not None:
+                bound, condition = self.above, values > self.above
+            else:
+                assert self.below is not None
+                bound, condition = self.below, values < self.below
+        fires, self.armed = _edges(self.armed, block.known(self.feature), condition)
+        out: Fired = []
+        for i in fires:
+            value = block.value(i, self.feature)
+            assert value is not None
+            detail: dict[str, float | str | None] = {
+                self.feature: value,
+                "above": self.above,
+                "below": self.below,
+            }
+            strength = _rel_distance(value, bound)
+            out.append(self._fire(block, i, self.direction, strength, detail))
+        return out
 
 
 def _build(spec: TriggerSpec) -> _Rule:
@@ -287,6 +492,16 @@ class TriggerState:
     def evaluate_block(self, bars: BarColumns, features: FeatureColumns) -> dict[int, list[Signal]]:
         """`evaluate` for each bar of a block in order: the signals of the bars that fired any
         (by index in the block), and the same edge memory afterwards as bar by bar."""
+        if len(features) < FAST_MIN_BARS:
+            return self._evaluate_each(bars, features)
+        block = _Block(bars, features)
+        fired: dict[int, list[Signal]] = {}
+        for rule in self._rules:  # configuration order within a bar, as `evaluate`
+            for i, signal in rule.evaluate_many(block):
+                fired.setdefault(i, []).append(signal)
+        return {i: fired[i] for i in sorted(fired)}
+
+    def _evaluate_each(self, bars: BarColumns, features: FeatureColumns) -> dict[int, list[Signal]]:
         fired: dict[int, list[Signal]] = {}
         symbol, end_ms, close = bars.symbol, bars.end_ms, bars.close
         for i in range(len(features)):

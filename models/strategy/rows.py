@@ -1,0 +1,259 @@
+"""A compiled strategy run over a block's feature rows, for the bars on which it does nothing.
+
+On most bars a strategy returns no action; the desk's block path (`models.desk.quiet`) handles
+such bars without building a `FeatureVector` each. `RowProbe` evaluates the strategy's
+conditions on `FeatureColumns` rows (floats, NaN where the vector has None) and advances its
+`crosses_*` memory exactly as `CompiledStrategy.on_bar` would, bar after bar, and stops at the
+first bar on which `on_bar` would return any action: that bar, and what follows, is the
+per-bar path's. Why the float reading is the same decision:
+- a threshold on a missing value is false, and so is any comparison with NaN;
+- the crossing rule (`models.signals.crossing`) treats None and NaN alike (no strict side);
+- stops and take-profit compare `Decimal(repr(close))` with the entry's thresholds in Decimal,
+  as `on_bar` does; the float close decides only when it is clearly (1e-9 relative, far beyond
+  the 1e-16 of either conversion) on one side, else the Decimal comparison is made.
+The memory is committed once, at the end, as the per-bar path would have left it (the same
+dict, keys in the same order).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Final
+
+from models.signals import crossing
+from models.strategy.compiler import (
+    CompareNode,
+    CompiledStrategy,
+    Const,
+    GroupNode,
+    Node,
+    Pair,
+    Term,
+)
+
+_ONE: Final = Decimal(1)
+_NAN: Final = math.nan
+_MARGIN: Final = 1e-9
+
+Row = tuple[float, ...]
+Getter = Callable[[Row, float], float]
+Before = list[int] | None  # last strict side of each pair before the bar (None: no crosses)
+Holds = Callable[[Row, float, Before], bool]
+
+_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def _getter(term: Term, index: dict[str, int]) -> Getter:
+    if isinstance(term, Const):
+        value = term.value
+        return lambda row, close: value
+    if term.name == "close":  # the bar's close overrides a feature of that name
+        return lambda row, close: close
+    j = index.get(term.name)
+    if j is None:  # not in the vector: always missing
+        return lambda row, close: _NAN
+    return lambda row, close: row[j]
+
+
+def _holds(node: Node, index: dict[str, int], pairs: dict[Pair, int]) -> Holds:
+    if isinstance(node, GroupNode):
+        children = [_holds(c, index, pairs) for c in node.children]
+        if node.require_all:
+            return lambda row, close, before: all(c(row, close, before) for c in children)
+        return lambda row, close, before: any(c(row, close, before) for c in children)
+    return _compare(node, index, pairs)
+
+
+def _compare(node: CompareNode, index: dict[str, int], pairs: dict[Pair, int]) -> Holds:
+    left, right = _getter(node.left, index), _getter(node.right, index)
+    if node.op in _OPS:
+        op = _OPS[node.op]
+        return lambda row, close, before: op(left(row, close), right(row, close))
+    k = pairs[(node.left, node.right)]
+    if node.op == "crosses_above":
+
+        def above(row: Row, close: float, before: Before) -> bool:
+            return (
+                before is not None
+                and before[k] == crossing.BELOW
+                and left(row, close) > right(row, close)
+            )
+
+        return above
+
+    def below(row: Row, close: float, before: Before) -> bool:
+        return (
+            before is not None
+            and before[k] == crossing.ABOVE
+            and left(row, close) < right(row, close)
+        )
+
+    return below
+
+
+def _at_or_below(close: float, threshold: Decimal, approx: float) -> bool:
+    """`Decimal(repr(close)) <= threshold`, from the floats when they clearly decide."""
+    margin = abs(approx) * _MARGIN
+    if close < approx - margin:
+        return True
+    if close > approx + margin:
+        return False
+    return Decimal(repr(close)) <= threshold
+
+
+def _at_or_above(close: float, threshold: Decimal, approx: float) -> bool:
+    margin = abs(approx) * _MARGIN
+    if close > approx + margin:
+        return True
+    if close < approx - margin:
+        return False
+    return Decimal(repr(close)) >= threshold
+
+
+class RowProbe:
+    """A strategy's conditions over the rows of one feature layout (`names`)."""
+
+    def __init__(self, strategy: CompiledStrategy, names: tuple[str, ...]) -> None:
+        index = {name: j for j, name in enumerate(names)}
+        pairs = {pair: k for k, pair in enumerate(strategy.pairs)}
+        self.strategy = strategy
+        self.entry = _holds(strategy.entry, index, pairs)
+        self.exit = _holds(strategy.exit, index, pairs)
+        self.sides: list[tuple[Getter, Getter]] = [
+            (_getter(left, index), _getter(right, index)) for left, right in strategy.pairs
+        ]
+
+    def quiet_until(
+        self,
+        symbol: str,
+        rows: Sequence[Row],
+        closes: Sequence[Decimal],
+        ends: Sequence[int],
+        lo: int,
+        hi: int,
+        position: Decimal,
+        entry_price: Decimal | None,
+    ) -> int:
+        """The first bar in `lo..hi-1` on which `on_bar(symbol, ...)` would return an action
+        (`hi` when none would), with the strategy's memory advanced over the bars before it
+        exactly as `on_bar` would have; `position` and `entry_price` as the desk passes them,
+        the same on every bar (the book does not move on a quiet bar)."""
+        strategy = self.strategy
+        if symbol not in strategy.universe:
+            return hi
+        direction = strategy.spec.direction
+        entry, exit_ = self.entry, self.exit
+        sides = self.sides
+        last_ts, before0 = strategy.memory(symbol)
+        cur: list[int] = [before0.get(p, crossing.UNKNOWN) for p in strategy.pairs]
+        advanced = False
+        stops = position != 0 and entry_price is not None and entry_price > 0
+        short = position < 0
+        stop_at = take_at = None
+        if stops:
+            assert entry_price is not None
+            stop_at, take_at = _stop_levels(strategy, entry_price, short)
+        stop = hi
+        for i in range(lo, hi):
+            row = rows[i]
+            cf = float(closes[i])
+            finite = math.isfinite(cf)
+            if not finite:
+                cf = _NAN
+            ts = ends[i]
+            before: Before = None
+            new: list[int] | None = None
+            if sides and (last_ts is None or ts > last_ts):
+                before = cur
+                new = [
+                    _side(old, g(row, cf), h(row, cf))
+                    for old, (g, h) in zip(cur, sides, strict=True)
+                ]
+            if position != 0:
+                if stops and finite and _stopped(cf, short, stop_at, take_at):
+                    stop = i
+                    break
+                if direction == "both":
+                    turn = entry if short else exit_
+                    acts = turn(row, cf, before)
+                elif short != (direction == "short"):
+                    acts = False
+                else:
+                    acts = exit_(row, cf, before)
+            else:
+                e, x = entry(row, cf, before), exit_(row, cf, before)
+                acts = e != x if direction == "both" else (e and not x)
+            if acts:
+                stop = i
+                break
+            if new is not None:
+                cur, last_ts, advanced = new, ts, True
+        if advanced:
+            assert last_ts is not None
+            strategy.remember(symbol, last_ts, before0, cur)
+        return stop
+
+
+def _side(last: int, left: float, right: float) -> int:
+    """`crossing.step`'s new last side (NaN: no strict side, the last one stays)."""
+    if left > right:
+        return crossing.ABOVE
+    if left < right:
+        return crossing.BELOW
+    return last
+
+
+Levels = tuple[Decimal, float] | None
+
+
+def _stop_levels(
+    strategy: CompiledStrategy, entry_price: Decimal, short: bool
+) -> tuple[Levels, Levels]:
+    """The stop and take-profit thresholds as `CompiledStrategy._stops` computes them."""
+    sign = -_ONE if short else _ONE
+    stop = take = None
+    if strategy.stop_loss is not None:
+        level = entry_price * (_ONE - sign * strategy.stop_loss)
+        stop = (level, float(level))
+    if strategy.take_profit is not None:
+        level = entry_price * (_ONE + sign * strategy.take_profit)
+        take = (level, float(level))
+    return stop, take
+
+
+def _stopped(close: float, short: bool, stop: Levels, take: Levels) -> bool:
+    """Whether a stop or take-profit fires: long, the close at or below the stop or at or above
+    the target; short, the mirror ((close - level) * sign compared with 0, exact)."""
+    if stop is not None:
+        hit = _at_or_above(close, *stop) if short else _at_or_below(close, *stop)
+        if hit:
+            return True
+    if take is not None:
+        return _at_or_below(close, *take) if short else _at_or_above(close, *take)
+    return False
+
+
+_PROBES: weakref.WeakKeyDictionary[CompiledStrategy, dict[tuple[str, ...], RowProbe]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def probe(strategy: CompiledStrategy, names: tuple[str, ...]) -> RowProbe:
+    """The strategy's probe for rows of `names` (kept beside the strategy, not in it: the
+    strategy is pickled with the desk, the probe is rebuilt)."""
+    made = _PROBES.get(strategy)
+    if made is None:
+        made = _PROBES[strategy] = {}
+    got = made.get(names)
+    if got is None:
+        got = made[names] = RowProbe(strategy, names)
+    return got

@@ -22,6 +22,7 @@ import operator
 import weakref
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from itertools import accumulate
 from typing import Final
 
 from models.signals import crossing
@@ -125,6 +126,8 @@ class RowProbe:
     def __init__(self, strategy: CompiledStrategy, names: tuple[str, ...]) -> None:
         index = {name: j for j, name in enumerate(names)}
         pairs = {pair: k for k, pair in enumerate(strategy.pairs)}
+        self.index = index
+        self.pairs = pairs
         self.strategy = strategy
         self.entry = _holds(strategy.entry, index, pairs)
         self.exit = _holds(strategy.exit, index, pairs)
@@ -146,10 +149,92 @@ class RowProbe:
         """The first bar in `lo..hi-1` on which `on_bar(symbol, ...)` would return an action
         (`hi` when none would), with the strategy's memory advanced over the bars before it
         exactly as `on_bar` would have; `position` and `entry_price` as the desk passes them,
-        the same on every bar (the book does not move on a quiet bar)."""
+        the same on every bar (the book does not move on a quiet bar).
+
+        Bars newer than the memory's last, in time order (always, from ingest) are taken in
+        chunks, each condition evaluated over a chunk at once (`_chunk_acts`); otherwise bar
+        by bar (`_loop`), as `on_bar` reads them."""
         strategy = self.strategy
-        if symbol not in strategy.universe:
+        if symbol not in strategy.universe or lo >= hi:
             return hi
+        last_ts, before = strategy.memory(symbol)
+        if self.sides and not _newer(ends, lo, hi, last_ts):
+            return self._loop(symbol, rows, closes, ends, lo, hi, position, entry_price)
+        cur = [before.get(p, crossing.UNKNOWN) for p in strategy.pairs]
+        stops = None
+        if position != 0 and entry_price is not None and entry_price > 0:
+            stops = _stop_levels(strategy, entry_price, position < 0)
+        start, size, stop = lo, _FIRST_CHUNK, hi
+        while start < hi:
+            end = min(hi, start + size)
+            acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops)
+            if True in acts:
+                first = acts.index(True)
+                stop = start + first
+                end = stop
+                cur = [sides[first] for sides in after]
+            else:
+                cur = [sides[-1] for sides in after]
+            if end > start and self.sides:
+                strategy.remember(symbol, ends[end - 1], before, cur)
+            if stop < hi:
+                break
+            start, size = end, min(size * 2, _LAST_CHUNK)
+        return stop
+
+    def _chunk_acts(
+        self,
+        rows: Sequence[Row],
+        closes: Sequence[Decimal],
+        lo: int,
+        hi: int,
+        cur: list[int],
+        position: Decimal,
+        stops: tuple[Levels, Levels] | None,
+    ) -> tuple[list[bool], list[list[int]]]:
+        """Whether `on_bar` acts on each bar of `lo..hi-1` (bars newer than the memory, in
+        order), and each pair's last strict side before each bar and after the last."""
+        chunk = _Chunk(rows[lo:hi], closes[lo:hi], self.index)
+        after: list[list[int]] = []
+        for k, (left, right) in enumerate(self.strategy.pairs):
+            lv, rv = chunk.values(left), chunk.values(right)
+            raw = [(a > b) - (a < b) for a, b in zip(lv, rv, strict=True)]
+            after.append(list(accumulate(raw, _carry, initial=cur[k])))
+        chunk.before = after
+        chunk.pairs = self.pairs
+        direction = self.strategy.spec.direction
+        if position == 0:
+            e, x = chunk.holds(self.strategy.entry), chunk.holds(self.strategy.exit)
+            op = operator.ne if direction == "both" else operator.gt  # e and not x
+            return list(map(op, e, x)), after
+        short = position < 0
+        if direction == "both":
+            acts = chunk.holds(self.strategy.entry if short else self.strategy.exit)
+        elif short != (direction == "short"):
+            acts = [False] * len(chunk)
+        else:
+            acts = chunk.holds(self.strategy.exit)
+        if stops is not None:
+            stop_at, take_at = stops
+            hit = [
+                math.isfinite(c) and _stopped(c, short, stop_at, take_at) for c in chunk.closes()
+            ]
+            acts = list(map(operator.or_, acts, hit))
+        return acts, after
+
+    def _loop(
+        self,
+        symbol: str,
+        rows: Sequence[Row],
+        closes: Sequence[Decimal],
+        ends: Sequence[int],
+        lo: int,
+        hi: int,
+        position: Decimal,
+        entry_price: Decimal | None,
+    ) -> int:
+        """`quiet_until` bar by bar, each read as `on_bar` reads it."""
+        strategy = self.strategy
         direction = strategy.spec.direction
         entry, exit_ = self.entry, self.exit
         sides = self.sides
@@ -201,6 +286,82 @@ class RowProbe:
             assert last_ts is not None
             strategy.remember(symbol, last_ts, before0, cur)
         return stop
+
+
+_FIRST_CHUNK: Final = 16  # bars evaluated at once, doubling while the strategy stays quiet
+_LAST_CHUNK: Final = 1024
+
+
+def _newer(ends: Sequence[int], lo: int, hi: int, last_ts: int | None) -> bool:
+    """Bars `lo..hi-1` end after `last_ts` and each after the one before."""
+    if last_ts is not None and ends[lo] <= last_ts:
+        return False
+    run = ends[lo:hi]
+    return all(map(operator.lt, run, run[1:]))
+
+
+def _carry(last: int, side: int) -> int:
+    return side or last
+
+
+class _Chunk:
+    """The columns of a run of bars, read once each: feature values, closes, and the last
+    strict side of each crossing pair before each bar (`before`, set by the probe)."""
+
+    def __init__(self, rows: Sequence[Row], closes: Sequence[Decimal], index: dict[str, int]):
+        self.rows = rows
+        self._closes = closes
+        self._floats: list[float] | None = None
+        self.index = index
+        self._values: dict[str, list[float]] = {}
+        self.before: list[list[int]] = []
+        self.pairs: dict[Pair, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def closes(self) -> list[float]:
+        """The bars' closes as `FeatureVector.close` (the float of the close)."""
+        if self._floats is None:
+            self._floats = list(map(float, self._closes))
+        return self._floats
+
+    def values(self, term: Term) -> list[float]:
+        """The term on each bar, NaN where `on_bar` reads None."""
+        if isinstance(term, Const):
+            return [term.value] * len(self.rows)
+        name = term.name
+        got = self._values.get(name)
+        if got is None:
+            if name == "close":
+                got = [c if math.isfinite(c) else _NAN for c in self.closes()]
+            elif (j := self.index.get(name)) is not None:
+                got = [row[j] for row in self.rows]
+            else:
+                got = [_NAN] * len(self.rows)
+            self._values[name] = got
+        return got
+
+    def holds(self, node: Node) -> list[bool]:
+        """Whether `node` holds on each bar, as `Node.holds` on that bar's vector."""
+        if isinstance(node, GroupNode):
+            parts = [self.holds(c) for c in node.children]
+            op = operator.and_ if node.require_all else operator.or_
+            out = parts[0]
+            for part in parts[1:]:
+                out = list(map(op, out, part))
+            return out
+        lv, rv = self.values(node.left), self.values(node.right)
+        if node.op in _OPS:
+            return list(map(_OPS[node.op], lv, rv))
+        before = self.before[_pair_index(self, node)]  # one longer: the side after the last
+        if node.op == "crosses_above":
+            return [b == crossing.BELOW and a > c for a, c, b in zip(lv, rv, before, strict=False)]
+        return [b == crossing.ABOVE and a < c for a, c, b in zip(lv, rv, before, strict=False)]
+
+
+def _pair_index(chunk: _Chunk, node: CompareNode) -> int:
+    return chunk.pairs[(node.left, node.right)]
 
 
 def _side(last: int, left: float, right: float) -> int:

@@ -260,8 +260,9 @@ class TradingDesk:
         A bar whose `on_bar_event` fails gives the alert the driver gives for a failed event."""
         out: list[DeskOutput] = []
         i, n = start, len(block)
+        branched = sorted(block.branches)
         while i < n:
-            columns, i = quiet.quiet_bars(self, block, i)
+            columns, i = quiet.quiet_bars(self, block, i, branched)
             if columns is not None:
                 out.append(columns)
             if i == n:

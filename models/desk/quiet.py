@@ -20,7 +20,7 @@ kept lazily (`FeatureHistory.add_block`). The first bar that is not quiet is lef
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
@@ -28,7 +28,7 @@ from models.core.blocks import BarBlock, PositionColumns
 from models.core.messages import Branch
 from models.execution.sim_venue import SimulatedExchange
 from models.execution.venue import ExchangeVenue
-from models.portfolio.book import Position
+from models.portfolio.book import DAY_MS, Portfolio, Position
 from models.strategy.rows import probe
 from models.strategy.user_file import STANDING_PREFIX
 
@@ -39,17 +39,20 @@ _ZERO: Final = Decimal(0)
 
 
 def quiet_bars(
-    desk: TradingDesk, block: BarBlock, start: int
+    desk: TradingDesk, block: BarBlock, start: int, branched: list[int] | None = None
 ) -> tuple[PositionColumns | None, int]:
     """Handle the quiet bars of `block` from `start`; their snapshots (None: no bar was quiet)
-    and the index of the first bar left for `on_bar_event` (`len(block)`: none)."""
-    stop = _quiet_end(desk, block, start)
+    and the index of the first bar left for `on_bar_event` (`len(block)`: none).
+    `branched`: the bars with a branch, in order (`sorted(block.branches)`), if known."""
+    if branched is None:
+        branched = sorted(block.branches)
+    stop = _quiet_end(desk, block, start, branched)
     if stop == start:
         return None, start
     return _apply(desk, block, start, stop), stop
 
 
-def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int) -> int:
+def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int, branched: list[int]) -> int:
     """The end of the run of quiet bars from `lo` (nothing changed yet, except the strategy's
     crossing memory, advanced over the run it returns)."""
     hi = len(block)
@@ -65,17 +68,17 @@ def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int) -> int:
     strategies = desk.strategies
     active = strategies.strategies.get(sym)
     if active is None:
+        started = strategies.standing_started
         if any(
-            sym in s.universe
-            and f"{STANDING_PREFIX}{s.spec.name}" not in strategies.standing_started
+            sym in s.universe and f"{STANDING_PREFIX}{s.spec.name}" not in started
             for s in strategies.standing
         ):
             return lo  # a configured strategy starts on this bar
-        return _next_branch(block, lo, hi, lambda branch: True)
+        return _next_branch(block, branched, lo, hi, None)  # any branch decides something
     if sym == active.symbol and not active.activation_id.startswith(STANDING_PREFIX):
         hi = min(hi, lo + max(0, active.strategy.horizon_bars - active.bars - 1))
-    gpt_branch = desk.gpt.asks_about(sym) and not strategies.is_standing(sym)
-    hi = _next_branch(block, lo, hi, lambda branch: gpt_branch and branch is Branch.STRATEGIC)
+    if desk.gpt.asks_about(sym) and not strategies.is_standing(sym):  # a strategic one asks
+        hi = _next_branch(block, branched, lo, hi, Branch.STRATEGIC)
     if hi == lo:
         return lo
     portfolio = desk.portfolio
@@ -88,12 +91,15 @@ def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int) -> int:
     )
 
 
-def _next_branch(block: BarBlock, lo: int, hi: int, matters: Callable[[Branch], bool]) -> int:
-    """The first bar in `lo..hi-1` whose branch `matters` (`hi`: none)."""
-    for i in sorted(block.branches):
+def _next_branch(
+    block: BarBlock, branched: list[int], lo: int, hi: int, only: Branch | None
+) -> int:
+    """The first bar in `lo..hi-1` with a branch (`only` that branch, if given); `hi`: none."""
+    for k in range(bisect_left(branched, lo), len(branched)):
+        i = branched[k]
         if i >= hi:
             break
-        if i >= lo and matters(block.branches[i]):
+        if only is None or block.branches[i] is only:
             return i
     return hi
 
@@ -106,12 +112,11 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
     portfolio = desk.portfolio
     active = desk.strategies.strategies.get(sym)
     ages = active is not None and sym == active.symbol
-    # The symbol's position does not move: its strategy's open profit moves with the mark only
-    # if it holds the symbol; otherwise one aging gives the run's peak and drawdown.
-    age_every_bar = ages and portfolio.quantity(sym) != 0
     pos = portfolio.positions.get(sym, Position())
     qty, avg = pos.quantity, pos.avg_cost
     cash = portfolio.cash
+    closes = cols.close[lo:hi]
+    ends = cols.end_ms[lo:hi]
     # equity() = cash + sum(qty * mark over positions, 0): the symbol's term is the only one
     # that moves, so the others fold as before and after it, in the book's order.
     prefix: Decimal = _ZERO
@@ -126,27 +131,30 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
             after.append(term)
         else:
             prefix = prefix + term
-    closes = cols.close[lo:hi]
-    ends = cols.end_ms[lo:hi]
-    unrealized: list[Decimal] = []
-    equity: list[Decimal] = []
-    mark = portfolio.mark
-    for k, (close, end) in enumerate(zip(closes, ends, strict=True)):
-        mark(sym, close, end)
-        if age_every_bar or (ages and k == 0):
-            assert active is not None
+    unrealized = [(close - avg) * qty for close in closes]  # the snapshot's, and the strategy's
+    if not ages or qty == 0 or (active is not None and active.universe == {sym}):
+        _mark_all(portfolio, sym, closes, ends)
+        if active is not None and ages:
+            if qty == 0:  # its open profit does not move with this symbol's mark
+                active.on_quiet_bars(portfolio, hi - lo)
+            else:
+                active.on_held_bars(unrealized)
+    else:  # held, and other symbols in the universe: aged bar by bar, as `on_bar` does
+        assert active is not None
+        for close, end in zip(closes, ends, strict=True):
+            portfolio.mark(sym, close, end)
             active.on_bar(portfolio)
-        unrealized.append((close - avg) * qty)
-        if seen:
+    if not seen:
+        equity = [cash + prefix] * len(closes)
+    elif not after:
+        equity = [cash + (prefix + qty * close) for close in closes]
+    else:
+        equity = []
+        for close in closes:
             total = prefix + qty * close
             for term in after:
                 total = total + term
-        else:
-            total = prefix
-        equity.append(cash + total)
-    if ages and not age_every_bar:
-        assert active is not None
-        active.bars += hi - lo - 1
+            equity.append(cash + total)
     last = block.event(hi - 1)
     desk.latest[sym] = last
     desk.feature_history.add_block(block, lo, hi, last.features)
@@ -161,3 +169,16 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
         unrealized_pnl=unrealized,
         equity=equity,
     )
+
+
+def _mark_all(portfolio: Portfolio, sym: str, closes: list[Decimal], ends: list[int]) -> None:
+    """`Portfolio.mark` of each bar, where only the last mark and a new day's start equity
+    (taken from the marks as they were then) can be seen afterwards."""
+    day = portfolio.day
+    for k, end in enumerate(ends):
+        if (end - 1) // DAY_MS > day:
+            if k:
+                portfolio.marks[sym] = closes[k - 1]
+            portfolio.mark(sym, closes[k], end)
+            day = portfolio.day
+    portfolio.marks[sym] = closes[-1]

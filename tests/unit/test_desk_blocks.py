@@ -331,3 +331,32 @@ def test_most_bars_of_a_crossover_file_are_quiet() -> None:
     assert_same(per_bar, at_once, one, many)
     quiet = sum(len(r) for r in at_once if isinstance(r, PositionColumns))
     assert quiet > 0.6 * 2 * 400
+
+
+def test_failures_inside_a_block_are_the_failed_bars_alerts(monkeypatch: Any) -> None:
+    """A bar whose handling raises (a fill, an answer carried out inline) gives the alert the
+    driver gives for that bar's event, and the rest of the block goes on, as bar by bar."""
+    from models.execution.sim_venue import SimulatedExchange
+
+    execute = SimulatedExchange.execute
+    answered = TradingDesk.on_gpt_answer
+
+    def failing_execute(self: SimulatedExchange, order: Any, bar: Bar, *args: Any) -> Any:
+        if bar.end_ms // MIN % 3 == 0:
+            raise RuntimeError("venue bug")
+        return execute(self, order, bar, *args)
+
+    def failing_answer(self: TradingDesk, reply: GptAnswer) -> Any:
+        if int(reply.request_id.split("@")[1].split("/")[0]) // MIN % 3 == 1:
+            raise RuntimeError("answer bug")
+        return answered(self, reply)
+
+    monkeypatch.setattr(SimulatedExchange, "execute", failing_execute)
+    monkeypatch.setattr(TradingDesk, "on_gpt_answer", failing_answer)
+    for cfg, decision, bug in [
+        (make_settings({"ABC": "cross", "XYZ": "threshold-stops"}), None, "venue bug"),
+        (make_settings({}, controller="gpt"), gpt_cross(40), "answer bug"),
+    ]:
+        per_bar, at_once, one, many = both_ways(cfg, decision, 8, 250, 60)
+        assert any(bug in getattr(r, "message", "") for r in per_bar)
+        assert_same(per_bar, at_once, one, many)

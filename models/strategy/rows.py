@@ -158,8 +158,6 @@ class RowProbe:
         if symbol not in strategy.universe or lo >= hi:
             return hi
         last_ts, before = strategy.memory(symbol)
-        if self.sides and not _newer(ends, lo, hi, last_ts):
-            return self._loop(symbol, rows, closes, ends, lo, hi, position, entry_price)
         cur = [before.get(p, crossing.UNKNOWN) for p in strategy.pairs]
         stops = None
         if position != 0 and entry_price is not None and entry_price > 0:
@@ -167,6 +165,9 @@ class RowProbe:
         start, size, stop = lo, _FIRST_CHUNK, hi
         while start < hi:
             end = min(hi, start + size)
+            if self.sides and not _newer(ends, start, end, last_ts):
+                return self._loop(symbol, rows, closes, ends, start, hi, position, entry_price)
+            last_ts = ends[end - 1]
             acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops)
             if True in acts:
                 first = acts.index(True)

@@ -262,11 +262,12 @@ class TradingDesk:
         i, n = start, len(block)
         branched = sorted(block.branches)
         while i < n:
-            columns, i = quiet.quiet_bars(self, block, i, branched)
-            if columns is not None:
-                out.append(columns)
-            if i == n:
-                break
+            if n - i >= quiet.SHORTEST_RUN:  # shorter: the per-bar path costs less
+                columns, i = quiet.quiet_bars(self, block, i, branched)
+                if columns is not None:
+                    out.append(columns)
+                if i == n:
+                    break
             event = block.event(i)
             i += 1
             try:

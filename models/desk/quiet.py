@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from models.desk.desk import TradingDesk
 
 _ZERO: Final = Decimal(0)
+SHORTEST_RUN: Final = 2  # bars left in a block worth the block path's fixed cost (~ one bar's)
 
 
 def quiet_bars(

@@ -21,6 +21,7 @@ import math
 import operator
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
 from typing import Final
@@ -126,9 +127,10 @@ class RowProbe:
     def __init__(self, strategy: CompiledStrategy, names: tuple[str, ...]) -> None:
         index = {name: j for j, name in enumerate(names)}
         pairs = {pair: k for k, pair in enumerate(strategy.pairs)}
-        self.index = index
-        self.pairs = pairs
         self.strategy = strategy
+        self.entry_plan = _plan(strategy.entry, index, pairs)
+        self.exit_plan = _plan(strategy.exit, index, pairs)
+        self.pair_slots = [(_slot(lt, index), _slot(rt, index)) for lt, rt in strategy.pairs]
         self.entry = _holds(strategy.entry, index, pairs)
         self.exit = _holds(strategy.exit, index, pairs)
         self.sides: list[tuple[Getter, Getter]] = [
@@ -195,26 +197,25 @@ class RowProbe:
     ) -> tuple[list[bool], list[list[int]]]:
         """Whether `on_bar` acts on each bar of `lo..hi-1` (bars newer than the memory, in
         order), and each pair's last strict side before each bar and after the last."""
-        chunk = _Chunk(rows[lo:hi], closes[lo:hi], self.index)
+        chunk = _Chunk(rows[lo:hi], closes[lo:hi])
         after: list[list[int]] = []
-        for k, (left, right) in enumerate(self.strategy.pairs):
+        for k, (left, right) in enumerate(self.pair_slots):
             lv, rv = chunk.values(left), chunk.values(right)
             raw = [(a > b) - (a < b) for a, b in zip(lv, rv, strict=True)]
             after.append(list(accumulate(raw, _carry, initial=cur[k])))
         chunk.before = after
-        chunk.pairs = self.pairs
         direction = self.strategy.spec.direction
         if position == 0:
-            e, x = chunk.holds(self.strategy.entry), chunk.holds(self.strategy.exit)
+            e, x = chunk.holds(self.entry_plan), chunk.holds(self.exit_plan)
             op = operator.ne if direction == "both" else operator.gt  # e and not x
             return list(map(op, e, x)), after
         short = position < 0
         if direction == "both":
-            acts = chunk.holds(self.strategy.entry if short else self.strategy.exit)
+            acts = chunk.holds(self.entry_plan if short else self.exit_plan)
         elif short != (direction == "short"):
-            acts = [False] * len(chunk)
+            acts = [False] * chunk.n
         else:
-            acts = chunk.holds(self.strategy.exit)
+            acts = chunk.holds(self.exit_plan)
         if stops is not None:
             stop_at, take_at = stops
             hit = [
@@ -305,21 +306,59 @@ def _carry(last: int, side: int) -> int:
     return side or last
 
 
+# A term as a chunk reads it: a row column (>= 0), the close, always missing, or a constant.
+_CLOSE: Final = -1
+_MISSING: Final = -2
+_CONST: Final = -3
+Slot = tuple[int, float]  # (kind or column, the constant's value)
+
+
+def _slot(term: Term, index: dict[str, int]) -> Slot:
+    if isinstance(term, Const):
+        return (_CONST, term.value)
+    if term.name == "close":  # the bar's close overrides a feature of that name
+        return (_CLOSE, 0.0)
+    j = index.get(term.name)
+    return (_MISSING, 0.0) if j is None else (j, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A condition node with its terms resolved against one feature layout: `kind` "cmp"
+    (`op` on the two slots), "above"/"below" (crossing pair `pair`), "all"/"any" (`parts`)."""
+
+    kind: str
+    left: Slot = (_MISSING, 0.0)
+    right: Slot = (_MISSING, 0.0)
+    op: Callable[[float, float], bool] = operator.gt
+    pair: int = 0
+    parts: tuple[_Plan, ...] = ()
+
+
+def _plan(node: Node, index: dict[str, int], pairs: dict[Pair, int]) -> _Plan:
+    if isinstance(node, GroupNode):
+        parts = tuple(_plan(c, index, pairs) for c in node.children)
+        return _Plan("all" if node.require_all else "any", parts=parts)
+    left, right = _slot(node.left, index), _slot(node.right, index)
+    if node.op in _OPS:
+        return _Plan("cmp", left, right, _OPS[node.op])
+    kind = "above" if node.op == "crosses_above" else "below"
+    return _Plan(kind, left, right, pair=pairs[(node.left, node.right)])
+
+
 class _Chunk:
-    """The columns of a run of bars, read once each: feature values, closes, and the last
+    """The columns of a run of bars, each read once: feature values, closes, and the last
     strict side of each crossing pair before each bar (`before`, set by the probe)."""
 
-    def __init__(self, rows: Sequence[Row], closes: Sequence[Decimal], index: dict[str, int]):
+    __slots__ = ("_closes", "_floats", "_values", "before", "n", "rows")
+
+    def __init__(self, rows: Sequence[Row], closes: Sequence[Decimal]) -> None:
         self.rows = rows
+        self.n = len(rows)
         self._closes = closes
         self._floats: list[float] | None = None
-        self.index = index
-        self._values: dict[str, list[float]] = {}
+        self._values: dict[int, list[float]] = {}
         self.before: list[list[int]] = []
-        self.pairs: dict[Pair, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
     def closes(self) -> list[float]:
         """The bars' closes as `FeatureVector.close` (the float of the close)."""
@@ -327,42 +366,38 @@ class _Chunk:
             self._floats = list(map(float, self._closes))
         return self._floats
 
-    def values(self, term: Term) -> list[float]:
+    def values(self, slot: Slot) -> list[float]:
         """The term on each bar, NaN where `on_bar` reads None."""
-        if isinstance(term, Const):
-            return [term.value] * len(self.rows)
-        name = term.name
-        got = self._values.get(name)
+        kind = slot[0]
+        if kind == _CONST:
+            return [slot[1]] * self.n
+        got = self._values.get(kind)
         if got is None:
-            if name == "close":
-                got = [c if math.isfinite(c) else _NAN for c in self.closes()]
-            elif (j := self.index.get(name)) is not None:
-                got = [row[j] for row in self.rows]
+            if kind >= 0:
+                got = [row[kind] for row in self.rows]
+            elif kind == _CLOSE:
+                got = [c if c - c == 0.0 else _NAN for c in self.closes()]  # finite, else None
             else:
-                got = [_NAN] * len(self.rows)
-            self._values[name] = got
+                got = [_NAN] * self.n
+            self._values[kind] = got
         return got
 
-    def holds(self, node: Node) -> list[bool]:
-        """Whether `node` holds on each bar, as `Node.holds` on that bar's vector."""
-        if isinstance(node, GroupNode):
-            parts = [self.holds(c) for c in node.children]
-            op = operator.and_ if node.require_all else operator.or_
-            out = parts[0]
-            for part in parts[1:]:
-                out = list(map(op, out, part))
+    def holds(self, plan: _Plan) -> list[bool]:
+        """Whether the node holds on each bar, as `Node.holds` on that bar's vector."""
+        kind = plan.kind
+        if kind == "all" or kind == "any":
+            op = operator.and_ if kind == "all" else operator.or_
+            out = self.holds(plan.parts[0])
+            for part in plan.parts[1:]:
+                out = list(map(op, out, self.holds(part)))
             return out
-        lv, rv = self.values(node.left), self.values(node.right)
-        if node.op in _OPS:
-            return list(map(_OPS[node.op], lv, rv))
-        before = self.before[_pair_index(self, node)]  # one longer: the side after the last
-        if node.op == "crosses_above":
+        lv, rv = self.values(plan.left), self.values(plan.right)
+        if kind == "cmp":
+            return list(map(plan.op, lv, rv))
+        before = self.before[plan.pair]  # one longer: the side after the last
+        if kind == "above":
             return [b == crossing.BELOW and a > c for a, c, b in zip(lv, rv, before, strict=False)]
         return [b == crossing.ABOVE and a < c for a, c, b in zip(lv, rv, before, strict=False)]
-
-
-def _pair_index(chunk: _Chunk, node: CompareNode) -> int:
-    return chunk.pairs[(node.left, node.right)]
 
 
 def _side(last: int, left: float, right: float) -> int:

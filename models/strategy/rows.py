@@ -11,8 +11,9 @@ per-bar path's. Why the float reading is the same decision:
 - stops and take-profit compare `Decimal(repr(close))` with the entry's thresholds in Decimal,
   as `on_bar` does; the float close decides only when it is clearly (1e-9 relative, far beyond
   the 1e-16 of either conversion) on one side, else the Decimal comparison is made.
-The memory is committed once, at the end, as the per-bar path would have left it (the same
-dict, keys in the same order).
+Bars are taken in chunks (16, doubling while the strategy stays quiet), each condition over a
+chunk at once; the memory is committed after each chunk as the per-bar path would have left it
+(the same dict, keys in the same order). A replayed or older bar sends the rest bar by bar.
 """
 
 from __future__ import annotations

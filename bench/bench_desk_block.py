@@ -4,6 +4,7 @@ shows).
 
     PYTHONPATH=$PWD python bench/bench_desk_block.py [--bars 200000] [--block 1000]
                                                      [--fee-bps 0] [--slippage-bps 0] [--repeat 1]
+                                                     [--quiet-only]
 
 The bars (a seeded random walk) go through features, triggers and the router as ingest computes
 them, once, before any timing. Then one desk behind its driver (a backtest: inline) takes the
@@ -41,7 +42,11 @@ START_MS = 1_577_836_800_000  # 2020-01-01
 SYMBOL = "SIMA"
 
 
-def settings(fee_bps: str, slippage_bps: str) -> Settings:
+NEVER = {"left": "sma_10", "op": "crosses_above", "right": 1e9}  # --quiet-only: never trades
+
+
+def settings(fee_bps: str, slippage_bps: str, quiet_only: bool = False) -> Settings:
+    entry = NEVER if quiet_only else {"left": "sma_10", "op": "crosses_above", "right": "sma_20"}
     return Settings.model_validate(
         {
             "symbols": {SYMBOL: {}},
@@ -49,7 +54,7 @@ def settings(fee_bps: str, slippage_bps: str) -> Settings:
                 {
                     "name": "cross",
                     "universe": [SYMBOL],
-                    "entry": {"left": "sma_10", "op": "crosses_above", "right": "sma_20"},
+                    "entry": entry,
                     "exit": {"left": "sma_10", "op": "crosses_below", "right": "sma_20"},
                     "position_fraction": 1.0,
                 }
@@ -103,8 +108,11 @@ def main() -> None:
     parser.add_argument("--fee-bps", default="0")
     parser.add_argument("--slippage-bps", default="0")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
+    parser.add_argument(
+        "--quiet-only", action="store_true", help="an entry that never holds: every bar quiet"
+    )
     args = parser.parse_args()
-    cfg = settings(args.fee_bps, args.slippage_bps)
+    cfg = settings(args.fee_bps, args.slippage_bps, args.quiet_only)
     evs = events(cfg, args.bars)
     names = tuple(evs[0].features.values)
     blocks = [

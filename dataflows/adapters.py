@@ -109,7 +109,7 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskRow, Any]):
         if orders is not None and orders.min_notional:
             settings = with_min_notional(settings, orders.min_notional)
         desk = TradingDesk.create(settings, gpt=gateway is not None, venue=venue)
-        self.merge: OrderedMerge[BarEvent | TextEvent] = OrderedMerge(partitions)
+        self.merge: OrderedMerge[BarEvent | BarBlock | TextEvent] = OrderedMerge(partitions)
         if resume is not None:
             state, merge = pickle.loads(resume)
             desk.restore(state)
@@ -127,9 +127,8 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskRow, Any]):
         for item in values:
             if isinstance(item, PartitionMark):
                 driver.run(merge.mark(item), out)
-            elif isinstance(item, BarBlock):  # the bars one by one, as the per-bar path sends them
-                for event in item.events():
-                    driver.run(merge.push(event.partition, event.clock_ms, event.seq, event), out)
+            elif isinstance(item, BarBlock):  # whole, or cut where another partition's bar sorts
+                driver.run(merge.push_block(item), out)
             else:
                 driver.run(merge.push(item.partition, item.clock_ms, item.seq, item), out)
         return out, StatefulBatchLogic.RETAIN

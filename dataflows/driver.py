@@ -31,14 +31,14 @@ from datetime import timedelta
 from typing import Protocol, assert_never
 
 from models.config.settings import parse_duration_ms
+from models.core.blocks import BarBlock
 from models.core.commands import AskGpt, CancelOpen, Command, PlaceOrder, is_command
 from models.core.events import BarEvent, TextEvent
 from models.core.ids import alert_id
 from models.core.messages import Alert, GptRequest, Order, Severity
-from models.desk.desk import DeskOutput, DeskRow, TradingDesk
+from models.desk.desk import DeskOutput, DeskRow, TradingDesk, desk_failure_alert
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 from models.gpt.decider import GptAnswer
-from models.monitoring.alerts import desk_error_alert
 
 ANSWER_POLL = timedelta(milliseconds=50)  # how often a live desk looks for answers and reports
 LONGEST_SLEEP = timedelta(seconds=1)  # a live exchange desk wakes at least this often
@@ -103,11 +103,6 @@ class OrderLine(Protocol):
     def wait(self, timeout_s: float | None = None) -> None: ...
 
 
-def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
-    bar = event.bar
-    return desk_error_alert("desk-error", bar, f"desk failed on {bar.symbol} bar {bar.end_ms}", err)
-
-
 def flow_error_alert(what: str, err: Exception, ts_ms: int) -> Alert:
     """A bug outside any bar (a GPT answer, a news item): critical, never silent."""
     return Alert(
@@ -161,14 +156,36 @@ class DeskDriver:
                 self._startup = list(desk.on_exchange_state(state, clock.wall_ms()))
 
     # ------------------------------------------------------------------ the flow's entry points
-    def run(self, events: Iterable[BarEvent | TextEvent], out: list[DeskRow]) -> None:
-        """Hand events to the desk, in order, carrying out what each asks for."""
+    def run(self, events: Iterable[BarEvent | BarBlock | TextEvent], out: list[DeskRow]) -> None:
+        """Hand events to the desk, in order, carrying out what each asks for; a block goes
+        at once (`TradingDesk.on_bar_block`), exactly as its events one by one."""
         for event in events:
-            if isinstance(event, TextEvent):
+            if type(event) is BarBlock:
+                self._block(event, out)
+            elif isinstance(event, TextEvent):
                 what = f"adding {event.item.type} {event.item.id} to the digest"
                 self._guarded(functools.partial(self._text, event), what, out)
             else:
+                assert isinstance(event, BarEvent)
                 self._guarded(functools.partial(self.desk.on_bar_event, event), event, out)
+
+    def _block(self, block: BarBlock, out: list[DeskRow]) -> None:
+        """A block in steps: each ends with the bar that asked for something (a command), which
+        is carried out here before the next bar, as for that bar's event; a failure while
+        carrying it out is that bar's alert, as `_guarded` gives it."""
+        i, n = 0, len(block)
+        while i < n:
+            start = i
+            try:
+                outputs, i = self.desk.on_bar_block(block, start)
+            except Exception as err:  # a bug in the block path: the bar it started on
+                out.append(desk_failure_alert(block.event(start), err))
+                i = start + 1
+                continue
+            try:
+                self._emit(outputs, out)
+            except Exception as err:
+                out.append(desk_failure_alert(block.event(i - 1), err))
 
     def poll(self, out: list[DeskRow]) -> None:
         """What is due now: the start-up reconciliation, what a restart left over, the answers

@@ -38,7 +38,8 @@ from decimal import Decimal
 from typing import Any
 
 from models.config.settings import Settings
-from models.core.commands import AskGpt, Command
+from models.core.blocks import BarBlock, PositionColumns
+from models.core.commands import AskGpt, Command, is_command
 from models.core.events import BarEvent, TextEvent
 from models.core.ids import client_order_id
 from models.core.messages import (
@@ -58,7 +59,7 @@ from models.core.messages import (
     Side,
     StrategyRecord,
 )
-from models.desk import exchange_reports, gpt_decisions
+from models.desk import exchange_reports, gpt_decisions, quiet
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
 from models.desk.gpt_session import GptSession
@@ -85,6 +86,12 @@ from models.strategy.takeover import FeatureHistory
 from models.strategy.user_file import compile_standing
 
 
+def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
+    """A bar the desk failed on (a bug): the driver's alert for a failed event."""
+    bar = event.bar
+    return desk_error_alert("desk-error", bar, f"desk failed on {bar.symbol} bar {bar.end_ms}", err)
+
+
 def standing_strategies(settings: Settings) -> tuple[CompiledStrategy, ...]:
     """The configuration's strategies, compiled (the settings were checked when loaded)."""
     result = compile_standing(
@@ -95,7 +102,16 @@ def standing_strategies(settings: Settings) -> tuple[CompiledStrategy, ...]:
     return tuple(result)
 
 
-DeskRow = DecisionRecord | Order | Fill | PositionSnapshot | Alert | GptCall | StrategyRecord
+DeskRow = (
+    DecisionRecord
+    | Order
+    | Fill
+    | PositionSnapshot
+    | PositionColumns
+    | Alert
+    | GptCall
+    | StrategyRecord
+)
 """What the desk logs: every item it emits that is not a command is one of these."""
 
 DeskOutput = DeskRow | Command
@@ -234,6 +250,35 @@ class TradingDesk:
             out.append(desk_error_alert("decision-error", bar, what, err))
         out.append(self.portfolio.snapshot(sym, bar.end_ms))
         return out
+
+    def on_bar_block(self, block: BarBlock, start: int = 0) -> tuple[list[DeskOutput], int]:
+        """Bars `start..` of `block`, with exactly the outputs and state of `on_bar_event` on
+        each: runs of quiet bars at once (`models.desk.quiet`, their snapshots as one
+        `PositionColumns`), every other bar through `on_bar_event`. Stops after a bar whose
+        outputs hold a command (the driver carries it out, an inline answer included, before
+        the next bar) and returns the outputs and the index to go on from (`len(block)`: done).
+        A bar whose `on_bar_event` fails gives the alert the driver gives for a failed event."""
+        out: list[DeskOutput] = []
+        i, n = start, len(block)
+        branched = sorted(block.branches)
+        while i < n:
+            if n - i >= quiet.SHORTEST_RUN:  # shorter: the per-bar path costs less
+                columns, i = quiet.quiet_bars(self, block, i, branched)
+                if columns is not None:
+                    out.append(columns)
+                if i == n:
+                    break
+            event = block.event(i)
+            i += 1
+            try:
+                outputs = self.on_bar_event(event)
+            except Exception as err:  # as the driver guards an event
+                out.append(desk_failure_alert(event, err))
+                continue
+            out.extend(outputs)
+            if any(is_command(item) for item in outputs):
+                break
+        return out, i
 
     def on_text(self, event: TextEvent) -> None:
         """Keep recent news/posts per symbol for the GPT digest."""

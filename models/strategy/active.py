@@ -8,8 +8,11 @@ pickled with the desk's snapshot, compiled strategy included.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import accumulate
 
 from models.core.messages import Fill, Side, StrategyRecord, StrategyStatus
 from models.gpt.prompt import StrategyPerformance
@@ -84,6 +87,29 @@ class ActiveStrategy:
         self.peak_pnl = max(self.peak_pnl, pnl)
         if self.start_equity > 0:
             dd = float((self.peak_pnl - pnl) / self.start_equity)
+            self.max_drawdown = min(1.0, max(self.max_drawdown, dd))
+
+    def on_quiet_bars(self, portfolio: Portfolio, count: int) -> None:
+        """`count` bars of the decision symbol with the book as it is now (its open profit
+        does not move: the symbol is not held): the same as `count` calls of `on_bar`, the
+        first of which sets the peak and drawdown that the others keep."""
+        self.on_bar(portfolio)
+        self.bars += count - 1
+
+    def on_held_bars(self, terms: Sequence[Decimal]) -> None:
+        """Bars of the decision symbol, the only symbol of its universe, held throughout;
+        `terms[i]`: its open profit at bar i, `(mark - avg_cost) * quantity`. The same as one
+        `on_bar` a bar: the peak is the first greatest P&L (as `max` keeps the old one on a
+        tie), and the drawdown the largest `(peak - pnl) / start_equity`, taken once (a
+        correctly rounded division and float conversion never reverse an order)."""
+        realized = self.realized
+        pnls = [realized + (_ZERO + term) for term in terms]
+        peaks = list(accumulate(pnls, max, initial=self.peak_pnl))
+        self.bars += len(terms)
+        self.peak_pnl = peaks[-1]
+        if self.start_equity > 0:
+            worst = max(map(operator.sub, peaks[1:], pnls))
+            dd = float(worst / self.start_equity)
             self.max_drawdown = min(1.0, max(self.max_drawdown, dd))
 
     def performance(self, portfolio: Portfolio) -> StrategyPerformance:

@@ -59,8 +59,11 @@ __all__ = [
     "Const",
     "FeatureRef",
     "GroupNode",
+    "Node",
+    "Pair",
     "Rejection",
     "StrategyLimits",
+    "Term",
     "compile_decision",
     "compile_strategy",
     "one_line",
@@ -215,6 +218,31 @@ class CompiledStrategy:
     @property
     def stateful(self) -> bool:
         return bool(self._pairs)
+
+    @property
+    def pairs(self) -> tuple[Pair, ...]:
+        """The (left, right) pairs of its crosses_* comparisons, in the memory's order."""
+        return self._pairs
+
+    def memory(self, symbol: str) -> tuple[int | None, dict[Pair, crossing.Side]]:
+        """The crosses_* memory of `symbol`: the last bar seen (None: none) and each pair's
+        last strict side (`models.strategy.rows` reads and advances it over feature rows)."""
+        last = self._last.get(symbol)
+        return (None, {}) if last is None else last
+
+    def remember(
+        self,
+        symbol: str,
+        ts_ms: int,
+        before: dict[Pair, crossing.Side],
+        sides: list[crossing.Side],
+    ) -> None:
+        """The memory as `_advance` leaves it after bars up to `ts_ms` whose last sides are
+        `sides` (in `pairs` order), starting from `before`: the same dict, keys in order."""
+        now = dict(before)
+        for (left, right), side in zip(self._pairs, sides, strict=True):
+            now[(left, right)] = side
+        self._last[symbol] = (ts_ms, now)
 
     def target_fraction(self, symbol: str) -> Decimal:
         """A rebalance weight for the symbol, if GPT gave one, else the per-entry fraction."""

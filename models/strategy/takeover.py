@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from models.core.blocks import BarBlock
 from models.core.messages import FeatureVector, Proposal
 from models.gpt.decider import GPT_CONTROLLER, clip
 from models.strategy.active import ActiveStrategy
@@ -34,11 +35,18 @@ HISTORY_BARS: Final = 64  # feature vectors kept per symbol to warm a new strate
 _MAX_RATIONALE: Final = 2000  # `Proposal.rationale`
 
 
+Kept = FeatureVector | tuple[BarBlock, int]  # a vector, or a block's bar made into one when read
+
+
 @dataclass(slots=True)
 class FeatureHistory:
-    """The last `HISTORY_BARS` feature vectors of each symbol, oldest first (picklable)."""
+    """The last `HISTORY_BARS` feature vectors of each symbol, oldest first (picklable).
 
-    bars: dict[str, deque[FeatureVector]] = field(default_factory=dict)
+    The desk's block path (`add_block`) keeps a bar of a `BarBlock` as `(block, i)` and makes
+    its vector only when it is read (`of`) or pickled: most bars are pushed out unread. What
+    is read or pickled is always the vectors, as the per-bar path keeps them."""
+
+    bars: dict[str, deque[Kept]] = field(default_factory=dict)
 
     def add(self, fv: FeatureVector) -> None:
         kept = self.bars.get(fv.symbol)
@@ -46,10 +54,42 @@ class FeatureHistory:
             kept = self.bars[fv.symbol] = deque(maxlen=HISTORY_BARS)
         kept.append(fv)
 
+    def add_block(self, block: BarBlock, lo: int, hi: int, last: FeatureVector) -> None:
+        """Bars `lo..hi-1` of `block` (`last`: bar hi-1's vector, already made)."""
+        kept = self.bars.get(block.symbol)
+        if kept is None:
+            kept = self.bars[block.symbol] = deque(maxlen=HISTORY_BARS)
+        start = max(lo, hi - HISTORY_BARS)
+        kept.extend([(block, i) for i in range(start, hi - 1)])
+        kept.append(last)
+
     def of(self, symbol: str, before_ms: int | None = None) -> list[FeatureVector]:
         """The symbol's kept bars, only those ending before `before_ms` if given."""
-        kept = self.bars.get(symbol, ())
+        kept = self._made(symbol)
         return [fv for fv in kept if before_ms is None or fv.ts_ms < before_ms]
+
+    def _made(self, symbol: str) -> list[FeatureVector]:
+        """The symbol's vectors, every bar kept as `(block, i)` made (and kept made)."""
+        kept = self.bars.get(symbol)
+        if kept is None:
+            return []
+        made = [_vector(entry) for entry in kept]
+        if any(type(entry) is tuple for entry in kept):
+            self.bars[symbol] = deque(made, maxlen=kept.maxlen)
+        return made
+
+    def __getstate__(self) -> object:
+        for symbol in list(self.bars):
+            self._made(symbol)
+        return object.__getstate__(self)
+
+
+def _vector(entry: Kept) -> FeatureVector:
+    if isinstance(entry, FeatureVector):
+        return entry
+    block, i = entry
+    cols = block.bars
+    return block.features.vector(i, cols.symbol, cols.end_ms[i], float(cols.close[i]))
 
 
 def same_strategy(a: CompiledStrategy, b: CompiledStrategy) -> bool:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models.core.messages import DecisionRecord, Fill, Order, OrderStatus, Side
-from models.execution.decision_status import decision_status
+from models.core.trusted import replaced
+from models.execution.decision_status import status_of
 
 CLOSED_KEPT = 1_000  # settled, not wholly filled decisions kept for a late report (newest)
 
@@ -46,15 +47,16 @@ class DecisionBook:
         orders = [
             updated if o.client_order_id == updated.client_order_id else o for o in record.orders
         ]
+        all_fills = record.fills + fills
         change: dict[str, object] = {
             "orders": orders,
-            "fills": record.fills + fills,
+            "fills": all_fills,
             "version": record.version + 1,
         }
         if note is not None:
             change["note"] = note
-        record = record.model_copy(update=change)
-        record = record.model_copy(update={"status": decision_status(record)})
+        change["status"] = status_of(orders, all_fills, record.status)
+        record = replaced(record, change)
         did = record.decision_id
         self.closed.pop(did, None)
         if all(o.status is not OrderStatus.PENDING for o in orders):

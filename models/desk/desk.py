@@ -58,7 +58,9 @@ from models.core.messages import (
     RiskVerdict,
     Side,
     StrategyRecord,
+    TradeIntent,
 )
+from models.core.trusted import replaced, trusted
 from models.desk import exchange_reports, gpt_decisions, quiet
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
@@ -116,7 +118,42 @@ DeskRow = (
 
 DeskOutput = DeskRow | Command
 
+
+def strategy_proposal(
+    strategy_id: str, intents: list[TradeIntent], rationale: str, confidence: float
+) -> Proposal:
+    """A running strategy's proposal; built unvalidated (`models.core.trusted`) when its
+    values are what validation would keep (the intents are validated, the rationale cut to
+    its limit), else validated."""
+    if (
+        len(rationale) <= PROPOSAL_RATIONALE_MAX
+        and type(confidence) is float
+        and 0 <= confidence <= 1
+    ):
+        fields = {
+            "controller": STRATEGY_CONTROLLER,
+            "strategy": strategy_id,
+            "intents": list(intents),
+            "rationale": rationale,
+            "confidence": confidence,
+        }
+        return trusted(Proposal, fields)
+    return Proposal(
+        controller=STRATEGY_CONTROLLER,
+        strategy=strategy_id,
+        intents=intents,
+        rationale=rationale,
+        confidence=confidence,
+    )
+
+
 STRATEGY_CONTROLLER = "strategy"
+PROPOSAL_RATIONALE_MAX = 2000  # `Proposal.rationale`
+
+# The fields a validating call would be given (`model_fields_set`) where the desk builds its
+# own records unvalidated (`models.core.trusted`): the rest are left at their defaults.
+ORDER_GIVEN = frozenset(Order.model_fields) - {"order_type", "version"}
+RECORD_GIVEN = frozenset(DecisionRecord.model_fields) - {"fills"}
 
 # The desk's state as snapshotted: (name in the snapshot, component, field). The names and
 # their order are those of earlier versions, so a snapshot taken before a field was added
@@ -314,7 +351,7 @@ class TradingDesk:
                 if order is not None:
                     order = with_status(order, OrderStatus.FILLED, bar.start_ms)
                     if order.quantity != fill.quantity:  # sized at its fill
-                        order = order.model_copy(update={"quantity": fill.quantity})
+                        order = replaced(order, {"quantity": fill.quantity})
                     out.append(order)
             if record is not None and order is not None:
                 out.append(self.next_version(record, order, booked))
@@ -394,6 +431,7 @@ class TradingDesk:
             portfolio=self.portfolio,
             prices=dict(self.portfolio.marks),
             pending_orders=self.decisions.pending_orders(),
+            shortable=self.shortable,
         )
 
     def review(
@@ -434,38 +472,46 @@ class TradingDesk:
         placed_ms: int,
         version: int = 1,
     ) -> list[DeskOutput]:
-        """Place the approved orders and write the decision's row."""
+        """Place the approved orders and write the decision's row. Both are built unvalidated
+        (`models.core.trusted`): every value is the desk's own or a validated intent's, and the
+        lists are copied as validation copies them (`rounds` grows on after a GPT round)."""
         orders: list[Order] = []
         if status is DecisionStatus.EXECUTED and proposal is not None:
             for i, intent in enumerate(proposal.intents):
-                order = Order(
-                    client_order_id=client_order_id(decision_id, i),
-                    decision_id=decision_id,
-                    symbol=intent.symbol,
-                    side=intent.side,
-                    quantity=intent.quantity,
-                    status=OrderStatus.PENDING,
-                    placed_ms=placed_ms,
-                    updated_ms=placed_ms,
-                    reason=intent.reason,
-                    size_fraction=intent.size_fraction,
-                )
+                fields = {
+                    "client_order_id": client_order_id(decision_id, i),
+                    "decision_id": decision_id,
+                    "symbol": intent.symbol,
+                    "side": intent.side,
+                    "quantity": intent.quantity,
+                    "order_type": "market",
+                    "status": OrderStatus.PENDING,
+                    "placed_ms": placed_ms,
+                    "updated_ms": placed_ms,
+                    "reason": intent.reason,
+                    "version": 1,
+                    "size_fraction": intent.size_fraction,
+                }
+                order = trusted(Order, fields, ORDER_GIVEN)
                 if self.exchange.accept(order):
                     orders.append(order)
-        record = DecisionRecord(
-            decision_id=decision_id,
-            ts_ms=trigger.bar.end_ms,
-            symbol=trigger.bar.symbol,
-            branch=trigger.branch or Branch.ROUTINE,
-            triggers=trigger.signals,
-            features=trigger.features,
-            rounds=rounds,
-            status=status,
-            orders=orders,
-            portfolio_before=self.portfolio.summary(),
-            note=note,
-            version=version,
-        )
+        bar = trigger.bar
+        fields = {
+            "decision_id": decision_id,
+            "ts_ms": bar.end_ms,
+            "symbol": bar.symbol,
+            "branch": trigger.branch or Branch.ROUTINE,
+            "triggers": list(trigger.signals),
+            "features": trigger.features,
+            "rounds": list(rounds),
+            "status": status,
+            "orders": orders,
+            "fills": [],
+            "portfolio_before": self.portfolio.summary(),
+            "note": note,
+            "version": version,
+        }
+        record = trusted(DecisionRecord, fields, RECORD_GIVEN)
         self.decisions.taken(record)
         out: list[DeskOutput] = [record]
         for order in orders:  # each order's row, then what takes it to the exchange (if any)
@@ -527,12 +573,8 @@ class TradingDesk:
         decision_id = f"{bar.symbol}@{bar.end_ms}" + ("/strategy" if shared else "")
         ctx = self.context(event, decision_id)
         active = actions.active
-        proposal = Proposal(
-            controller=STRATEGY_CONTROLLER,
-            strategy=active.strategy.strategy_id,
-            intents=actions.intents,
-            rationale=actions.rationale,
-            confidence=active.confidence,
+        proposal = strategy_proposal(
+            active.strategy.strategy_id, actions.intents, actions.rationale, active.confidence
         )
         out: list[DeskOutput] = []
         rounds: list[AdjustRound] = []

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 from models.core.messages import DecisionRecord, DecisionStatus, Fill, Order, OrderStatus
 
-__all__ = ["decision_status", "filled_quantity", "order_status", "stale_report"]
+__all__ = ["decision_status", "filled_quantity", "order_status", "stale_report", "status_of"]
 
 REFUSED = (OrderStatus.REJECTED, OrderStatus.EXPIRED)
 TRADED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
@@ -51,11 +51,16 @@ def order_status(order: Order, reported: OrderStatus, filled: Decimal) -> OrderS
 
 def decision_status(record: DecisionRecord) -> DecisionStatus:
     """The decision's status from its orders and fills (the rules in the module docstring)."""
-    if not record.orders:
-        return record.status
-    if record.fills or any(o.status in TRADED for o in record.orders):
+    return status_of(record.orders, record.fills, record.status)
+
+
+def status_of(orders: list[Order], fills: list[Fill], decided: DecisionStatus) -> DecisionStatus:
+    """`decision_status` of a decision with these orders and fills, decided `decided`."""
+    if not orders:
+        return decided
+    if fills or any(o.status in TRADED for o in orders):
         return DecisionStatus.EXECUTED
-    if all(o.status in REFUSED for o in record.orders):
+    if all(o.status in REFUSED for o in orders):
         return DecisionStatus.REJECTED
     return DecisionStatus.EXECUTED
 

@@ -19,8 +19,17 @@ from decimal import Decimal
 from models.config.settings import ExecutionConfig
 from models.core.commands import PlaceOrder
 from models.core.messages import Bar, Fill, Order, OrderStatus, Side
+from models.core.trusted import replaced, trusted
 from models.execution.reports import ExecStatus, ExecutionReport
 from models.execution.sizing import BPS, PRICE_QUANTUM, Funds, fee_of, size_at_fill
+
+# The fields a validating call gives a filled order's report (the rest at their defaults).
+FILLED_GIVEN = frozenset(ExecutionReport.model_fields) - {
+    "exchange_order_id",
+    "attempts",
+    "reconciled",
+    "error",
+}
 
 
 @dataclass(slots=True)
@@ -87,29 +96,39 @@ class SimulatedExchange:
                     ts_ms=bar.start_ms,
                 )
             quantity = sized.quantity
-        fill = Fill(
-            fill_id=f"{order.client_order_id}-1",
-            client_order_id=order.client_order_id,
-            decision_id=order.decision_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=quantity,
-            price=price,
-            fee=fee_of(quantity, price, self.execution),
-            ts_ms=bar.start_ms,
+        # The fill and its report are built unvalidated (`models.core.trusted`): every value
+        # is the order's (validated when it was placed) or the venue's own Decimal.
+        fill = trusted(
+            Fill,
+            {
+                "fill_id": f"{order.client_order_id}-1",
+                "client_order_id": order.client_order_id,
+                "decision_id": order.decision_id,
+                "symbol": order.symbol,
+                "side": order.side,
+                "quantity": quantity,
+                "price": price,
+                "fee": fee_of(quantity, price, self.execution),
+                "ts_ms": bar.start_ms,
+            },
         )
-        return ExecutionReport(
-            client_order_id=order.client_order_id,
-            decision_id=order.decision_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=quantity,
-            status=ExecStatus.FILLED,
-            filled=quantity,
-            average_price=price,
-            fills=[fill],
-            ts_ms=bar.start_ms,
-        )
+        report = {
+            "client_order_id": order.client_order_id,
+            "decision_id": order.decision_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": quantity,
+            "status": ExecStatus.FILLED,
+            "exchange_order_id": None,
+            "filled": quantity,
+            "average_price": price,
+            "fills": [fill],
+            "attempts": 1,
+            "reconciled": False,
+            "error": "",
+            "ts_ms": bar.start_ms,
+        }
+        return trusted(ExecutionReport, report, FILLED_GIVEN)
 
     def on_bar(self, bar: Bar) -> list[ExecutionReport]:
         """Every due order of this symbol filled at this bar's open, one execution report per
@@ -123,11 +142,13 @@ class SimulatedExchange:
 
 
 def with_status(order: Order, status: OrderStatus, ts_ms: int, reason: str = "") -> Order:
-    return order.model_copy(
-        update={
+    """The order's next version (`model_copy` without its generic machinery)."""
+    return replaced(
+        order,
+        {
             "status": status,
             "updated_ms": ts_ms,
             "reason": reason or order.reason,
             "version": order.version + 1,
-        }
+        },
     )

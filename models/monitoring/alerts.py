@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from models.core.ids import alert_id
 from models.core.messages import Alert, Bar, Fill, Order, OrderStatus, RiskVerdict, Severity
+from models.core.trusted import trusted
 
 
 def executor_alert(
@@ -53,13 +54,17 @@ def review_alert(
     """A proposal the review loop refused in round `n`: a warning while it goes back to its
     proposer, critical when it was the last round."""
     failed = ", ".join(sorted({c.name for c in verdict.failures}))
-    return Alert(
-        alert_id=alert_id("risk", decision_id, n),
-        ts_ms=ts_ms,
-        severity=Severity.CRITICAL if last else Severity.WARNING,
-        source="risk_gate",
-        message=f"{decision_id}: over limit ({failed}); {outcome}",
-        context={"decision_id": decision_id, "round": n},
+    # Unvalidated (`models.core.trusted`): one per refused round, every value the desk's own.
+    return trusted(
+        Alert,
+        {
+            "alert_id": alert_id("risk", decision_id, n),
+            "ts_ms": ts_ms,
+            "severity": Severity.CRITICAL if last else Severity.WARNING,
+            "source": "risk_gate",
+            "message": f"{decision_id}: over limit ({failed}); {outcome}",
+            "context": {"decision_id": decision_id, "round": n},
+        },
     )
 
 

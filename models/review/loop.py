@@ -34,18 +34,21 @@ from models.core.messages import (
     RiskVerdict,
     TradeIntent,
 )
+from models.core.trusted import replaced, trusted
 from models.portfolio.book import Portfolio
 from models.review.risk import check
 
 
 @dataclass(frozen=True, slots=True)
 class ReviewContext:
-    """What a reviewer may look at: the book, the latest prices, the orders on their way."""
+    """What a reviewer may look at: the book, the latest prices, the orders on their way;
+    `shortable` is `settings.shortable()`, given by a caller that keeps it (None: computed)."""
 
     settings: Settings
     portfolio: Portfolio
     prices: Mapping[str, Decimal]
     pending_orders: Sequence[Order]
+    shortable: frozenset[str] | None = None
 
 
 class Reviewer(Protocol):
@@ -68,14 +71,16 @@ class RiskReviewer:
     name: str = "risk_gate"
 
     def review(self, proposal: Proposal, ctx: ReviewContext) -> RiskVerdict:
+        prices = ctx.prices if isinstance(ctx.prices, dict) else dict(ctx.prices)  # read only
+        shortable = ctx.settings.shortable() if ctx.shortable is None else ctx.shortable
         return check(
             proposal,
             ctx.portfolio,
-            dict(ctx.prices),
+            prices,
             ctx.settings.risk,
             ctx.settings.execution,
             ctx.pending_orders,
-            ctx.settings.shortable(),
+            shortable,
         )
 
 
@@ -109,9 +114,7 @@ def tradeable(proposal: Proposal, ctx: ReviewContext) -> tuple[Proposal, list[st
     if not small:
         return proposal, small
     note = f"; under min_notional, not placed: {', '.join(small)}"
-    kept = proposal.model_copy(
-        update={"intents": keep, "rationale": (proposal.rationale + note)[:2000]}
-    )
+    kept = replaced(proposal, {"intents": keep, "rationale": (proposal.rationale + note)[:2000]})
     return kept, small
 
 
@@ -136,7 +139,10 @@ def review_round(
     if not proposal.intents:
         return RoundResult(proposal, small, None)
     verdict = combined([r.review(proposal, ctx) for r in reviewers])
-    rounds.append(AdjustRound(round=len(rounds), proposal=proposal, verdict=verdict))
+    # Unvalidated (`models.core.trusted`): the round's number, the proposal and verdict as built.
+    rounds.append(
+        trusted(AdjustRound, {"round": len(rounds), "proposal": proposal, "verdict": verdict})
+    )
     return RoundResult(proposal, small, verdict)
 
 

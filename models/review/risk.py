@@ -13,10 +13,21 @@ from decimal import Decimal
 
 from models.config.settings import ExecutionConfig, RiskConfig
 from models.core.messages import Order, Proposal, RiskCheck, RiskVerdict, Side
+from models.core.trusted import trusted
 from models.portfolio.book import Portfolio
 
 BPS = Decimal(10_000)
 _ZERO = Decimal(0)
+_UNSIZED = ("name", "passed", "message")  # the fields a check without a limit is given
+
+
+def _check(name: str, passed: bool, limit: Decimal, value: Decimal, message: str) -> RiskCheck:
+    """A check with its limit and the value seen, built unvalidated (`models.core.trusted`):
+    every value is the gate's own Decimal or bool (several per decision)."""
+    return trusted(
+        RiskCheck,
+        {"name": name, "passed": passed, "limit": limit, "value": value, "message": message},
+    )
 
 
 def estimated_price(price: Decimal, side: Side, execution: ExecutionConfig) -> Decimal:
@@ -72,30 +83,35 @@ def check(
     for intent in proposal.intents:
         price = prices.get(intent.symbol)
         if price is None:
-            checks.append(
-                RiskCheck(name="price_known", passed=False, message=f"no price for {intent.symbol}")
-            )
+            values = {
+                "name": "price_known",
+                "passed": False,
+                "limit": None,
+                "value": None,
+                "message": f"no price for {intent.symbol}",
+            }
+            checks.append(trusted(RiskCheck, values, _UNSIZED))
             continue
         px = estimated_price(price, intent.side, execution)
         notional = intent.quantity * px
         fee = fee_for(notional, execution)
         total_fee += fee
         checks.append(
-            RiskCheck(
-                name=f"order_notional:{intent.symbol}",
-                passed=notional <= risk.max_order_notional,
-                limit=risk.max_order_notional,
-                value=notional,
-                message="order notional over the per-order limit",
+            _check(
+                f"order_notional:{intent.symbol}",
+                notional <= risk.max_order_notional,
+                risk.max_order_notional,
+                notional,
+                "order notional over the per-order limit",
             )
         )
         checks.append(
-            RiskCheck(
-                name=f"order_fee:{intent.symbol}",
-                passed=fee <= risk.max_fee_per_order,
-                limit=risk.max_fee_per_order,
-                value=fee,
-                message="estimated fee over the per-order fee budget",
+            _check(
+                f"order_fee:{intent.symbol}",
+                fee <= risk.max_fee_per_order,
+                risk.max_fee_per_order,
+                fee,
+                "estimated fee over the per-order fee budget",
             )
         )
         qty = held.get(intent.symbol, portfolio.quantity(intent.symbol))
@@ -109,12 +125,12 @@ def check(
                 increases_risk = increases_risk or after < 0
             else:
                 checks.append(
-                    RiskCheck(
-                        name=f"long_only:{intent.symbol}",
-                        passed=intent.quantity <= qty,
-                        limit=qty,
-                        value=intent.quantity,
-                        message="sell larger than the position (no short selling)",
+                    _check(
+                        f"long_only:{intent.symbol}",
+                        intent.quantity <= qty,
+                        qty,
+                        intent.quantity,
+                        "sell larger than the position (no short selling)",
                     )
                 )
             cash_freed += notional - fee
@@ -122,37 +138,38 @@ def check(
         if grows and (intent.side is Side.BUY or intent.symbol in shortable):
             exposure = abs(after) * px
             checks.append(
-                RiskCheck(
-                    name=f"position_notional:{intent.symbol}",
-                    passed=exposure <= risk.max_position_notional,
-                    limit=risk.max_position_notional,
-                    value=exposure,
-                    message="position after the order over the per-symbol limit",
+                _check(
+                    f"position_notional:{intent.symbol}",
+                    exposure <= risk.max_position_notional,
+                    risk.max_position_notional,
+                    exposure,
+                    "position after the order over the per-symbol limit",
                 )
             )
         held[intent.symbol] = after
     if cash_needed > 0:
         spendable = portfolio.cash - reserved + cash_freed - risk.min_cash
         checks.append(
-            RiskCheck(
-                name="cash",
-                passed=cash_needed <= spendable,
-                limit=spendable,
-                value=cash_needed,
-                message="not enough cash above the reserve for buys, fees and pending buys",
+            _check(
+                "cash",
+                cash_needed <= spendable,
+                spendable,
+                cash_needed,
+                "not enough cash above the reserve for buys, fees and pending buys",
             )
         )
-    loss = -portfolio.daily_pnl()
     if increases_risk:
+        loss = -portfolio.daily_pnl()
         checks.append(
-            RiskCheck(
-                name="daily_loss",
-                passed=loss < risk.daily_loss_limit,
-                limit=risk.daily_loss_limit,
-                value=loss,
-                message="daily loss limit reached: only risk-reducing orders",
+            _check(
+                "daily_loss",
+                loss < risk.daily_loss_limit,
+                risk.daily_loss_limit,
+                loss,
+                "daily loss limit reached: only risk-reducing orders",
             )
         )
-    return RiskVerdict(
-        approved=all(c.passed for c in checks), checks=checks, fee_estimate=total_fee
+    return trusted(
+        RiskVerdict,
+        {"approved": all(c.passed for c in checks), "checks": checks, "fee_estimate": total_fee},
     )

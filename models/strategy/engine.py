@@ -25,6 +25,7 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.core.money import round_to_lot
+from models.core.trusted import replaced
 from models.review.risk import estimated_price, fee_for
 
 _ZERO = Decimal(0)
@@ -139,27 +140,31 @@ class LocalStrategyEngine:
         failed = verdict.failures
         if any(c.name == "daily_loss" for c in failed):
             sells = [i for i in previous.intents if i.side is Side.SELL]
-            return previous.model_copy(
-                update={
+            return replaced(
+                previous,
+                {
                     "intents": sells,
                     "rationale": previous.rationale + "; daily loss limit: buys dropped",
-                }
+                },
             )
         intents: list[TradeIntent] = []
         held_left = ctx.position  # shared by all sells of the symbol, in order
+        px = estimated_price(ctx.price, Side.BUY, ctx.execution)  # the higher, conservative
+        unit_fee = fee_for(px, ctx.execution)
         for intent in previous.intents:
-            px = estimated_price(ctx.price, Side.BUY, ctx.execution)  # the higher, conservative
-            unit_fee = fee_for(px, ctx.execution)
             per_order = [intent.quantity]
             overall = [intent.quantity]
             by_cash = intent.quantity
+            sym = intent.symbol
+            order_notional, order_fee = f"order_notional:{sym}", f"order_fee:{sym}"
+            position_notional = f"position_notional:{sym}"
             for c in failed:
                 limit = c.limit if c.limit is not None else _ZERO
-                if c.name == f"order_notional:{intent.symbol}":
+                if c.name == order_notional:
                     per_order.append(limit / px)
-                elif c.name == f"order_fee:{intent.symbol}" and unit_fee > 0:
+                elif c.name == order_fee and unit_fee > 0:
                     per_order.append(limit / unit_fee)
-                elif c.name == f"position_notional:{intent.symbol}":
+                elif c.name == position_notional:
                     overall.append(limit / px - ctx.position)
                 elif c.name == "cash":
                     overall.append(limit / (px + unit_fee))
@@ -171,7 +176,7 @@ class LocalStrategyEngine:
                     update: dict[str, object] = {"quantity": qty}
                     if qty < round_to_lot(by_cash, ctx.lot_size):  # a limit besides the cash
                         update["size_fraction"] = None
-                    intents.append(intent.model_copy(update=update))
+                    intents.append(replaced(intent, update))
                 continue
             remaining = round_to_lot(min(*overall, held_left), ctx.lot_size)
             if remaining > 0 and slice_qty <= 0:
@@ -179,12 +184,10 @@ class LocalStrategyEngine:
             held_left -= remaining
             while remaining > 0:
                 part = min(remaining, slice_qty)
-                intents.append(intent.model_copy(update={"quantity": part}))
+                intents.append(replaced(intent, {"quantity": part}))
                 remaining -= part
         reasons = ", ".join(c.name for c in failed)
-        return previous.model_copy(
-            update={
-                "intents": intents,
-                "rationale": previous.rationale + f"; resized for {reasons}",
-            }
+        return replaced(
+            previous,
+            {"intents": intents, "rationale": previous.rationale + f"; resized for {reasons}"},
         )

@@ -8,17 +8,70 @@ the condition trees.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from models.core.messages import Side, TradeIntent
+from models.core.messages import SYMBOL_PATTERN, Side, TradeIntent
 from models.core.money import round_to_lot
+from models.core.trusted import trusted
 
-__all__ = ["MAX_REASON", "ActionKind", "StrategyAction", "buy_to_fraction", "to_intent"]
+__all__ = [
+    "MAX_REASON",
+    "ActionKind",
+    "StrategyAction",
+    "buy_to_fraction",
+    "intent",
+    "to_intent",
+]
 
 MAX_REASON: Final = 500  # `TradeIntent.reason`
 _ONE: Final = Decimal(1)
+_SYMBOL: Final = re.compile(SYMBOL_PATTERN)
+_EXPLICIT: Final = frozenset({"symbol", "side", "quantity", "reason"})  # fields given
+_BY_FRACTION: Final = _EXPLICIT | {"size_fraction"}
+
+
+def intent(
+    symbol: str, side: Side, quantity: Decimal, reason: str, size_fraction: Decimal | None = None
+) -> TradeIntent:
+    """`TradeIntent(...)` of these values (`size_fraction` given only when not None), built
+    unvalidated (`models.core.trusted`, an intent per strategy action) when every value is
+    what validation keeps as it is; otherwise validated, which raises as it always did."""
+    if (
+        type(quantity) is Decimal
+        and quantity.is_finite()
+        and quantity > 0
+        and type(reason) is str
+        and len(reason) <= MAX_REASON
+        and type(symbol) is str
+        and _SYMBOL.fullmatch(symbol) is not None
+        and type(side) is Side
+        and (
+            size_fraction is None
+            or (
+                side is Side.BUY
+                and type(size_fraction) is Decimal
+                and size_fraction.is_finite()
+                and 0 < size_fraction <= 1
+            )
+        )
+    ):
+        fields = {
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+            "reason": reason,
+            "size_fraction": size_fraction,
+        }
+        return trusted(TradeIntent, fields, _EXPLICIT if size_fraction is None else _BY_FRACTION)
+    if size_fraction is None:
+        return TradeIntent(symbol=symbol, side=side, quantity=quantity, reason=reason)
+    return TradeIntent(
+        symbol=symbol, side=side, quantity=quantity, reason=reason, size_fraction=size_fraction
+    )
+
 
 ActionKind = Literal["entry", "exit", "stop_loss", "take_profit"]
 
@@ -52,9 +105,7 @@ def to_intent(
         qty = round_to_lot(abs(position), lot_size)
         if qty <= 0 or (position > 0) != (action.side is Side.SELL):
             return None
-        return TradeIntent(
-            symbol=action.symbol, side=action.side, quantity=qty, reason=action.reason
-        )
+        return intent(action.symbol, action.side, qty, action.reason)
     if price <= 0 or equity <= 0:
         return None
     if action.side is Side.SELL:  # a short entry
@@ -62,7 +113,7 @@ def to_intent(
         qty = round_to_lot(target + position, lot_size)
         if qty <= 0:
             return None
-        return TradeIntent(symbol=action.symbol, side=Side.SELL, quantity=qty, reason=action.reason)
+        return intent(action.symbol, Side.SELL, qty, action.reason)
     target = round_to_lot(equity * action.target_fraction / price, lot_size)
     qty = round_to_lot(target - position, lot_size)
     if qty <= 0:
@@ -73,10 +124,4 @@ def to_intent(
 def buy_to_fraction(symbol: str, quantity: Decimal, fraction: Decimal, reason: str) -> TradeIntent:
     """A buy sized at its fill to `fraction` of equity (at most all of it); `quantity` is the
     estimate at the decision's close."""
-    return TradeIntent(
-        symbol=symbol,
-        side=Side.BUY,
-        quantity=quantity,
-        reason=reason,
-        size_fraction=min(fraction, _ONE),
-    )
+    return intent(symbol, Side.BUY, quantity, reason, min(fraction, _ONE))

@@ -7,10 +7,20 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from models.core.messages import Bar, FeatureVector, PositionSnapshot
-from models.core.trusted import trusted
+from models.core.messages import (
+    Bar,
+    FeatureVector,
+    Order,
+    OrderStatus,
+    PositionSnapshot,
+    RiskCheck,
+    Side,
+)
+from models.core.trusted import replaced, trusted
 
 CASES: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (
@@ -63,3 +73,49 @@ def test_trusted_equals_the_validated_model(cls: type[BaseModel], fields: dict[s
     assert fast.model_copy(update={"symbol": "X"}) == validated.model_copy(update={"symbol": "X"})
     with pytest.raises(Exception, match="frozen"):
         setattr(fast, "symbol", "X")  # noqa: B010 (the model is frozen either way)
+
+
+def test_given_fields_are_the_fields_set() -> None:
+    """`given`: the fields a validating call was passed, the rest left at their defaults."""
+    fields = {"name": "cash", "passed": False, "limit": None, "value": None, "message": "m"}
+    validated = RiskCheck(name="cash", passed=False, message="m")
+    fast = trusted(RiskCheck, dict(fields), ("name", "passed", "message"))
+    assert fast == validated
+    assert fast.model_fields_set == validated.model_fields_set
+    assert fast.model_dump_json() == validated.model_dump_json()
+    assert fast.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
+
+
+ORDER = Order(
+    client_order_id="c",
+    decision_id="d",
+    symbol="SIMA",
+    side=Side.BUY,
+    quantity=Decimal("3"),
+    status=OrderStatus.PENDING,
+    placed_ms=1,
+    updated_ms=1,
+    size_fraction=Decimal("0.5"),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    update=st.dictionaries(
+        st.sampled_from(["quantity", "status", "updated_ms", "reason", "version"]),
+        st.sampled_from([Decimal("2.50"), OrderStatus.FILLED, 7, "why", 2]),
+        max_size=4,
+    )
+)
+def test_replaced_is_model_copy(update: dict[str, Any]) -> None:
+    """`replaced` is `model_copy(update=...)`: values (unchecked, as model_copy leaves them),
+    fields set, pickling and equality."""
+    fast = replaced(ORDER, update)
+    slow = ORDER.model_copy(update=update)
+    assert type(fast) is Order
+    assert fast.__dict__ == slow.__dict__
+    assert list(fast.__dict__) == list(slow.__dict__)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast == slow
+    assert pickle.loads(pickle.dumps(fast)).__dict__ == slow.__dict__
+    assert ORDER.quantity == Decimal("3")  # the original is left as it was

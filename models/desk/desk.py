@@ -571,17 +571,25 @@ class TradingDesk:
         decision takes the bar's decision id, so the strategy's gets a `/strategy` suffix."""
         bar = event.bar
         decision_id = f"{bar.symbol}@{bar.end_ms}" + ("/strategy" if shared else "")
-        ctx = self.context(event, decision_id)
         active = actions.active
         proposal = strategy_proposal(
             active.strategy.strategy_id, actions.intents, actions.rationale, active.confidence
         )
+        # The context only serves an adjustment: made at the first refusal (the review loop
+        # does not move the book, so it is the context of this bar all the same).
+        made: list[DecisionContext] = []
+
+        def adjust(previous: Proposal, verdict: RiskVerdict) -> Proposal:
+            if not made:
+                made.append(self.context(event, decision_id))
+            return self.controller.adjust(made[0], previous, verdict)
+
         out: list[DeskOutput] = []
         rounds: list[AdjustRound] = []
         status, final, note = self.review(
             decision_id,
             proposal,
-            lambda p, v: self.controller.adjust(ctx, p, v),
+            adjust,
             rounds,
             bar.end_ms,
             out,

@@ -113,9 +113,13 @@ class Portfolio:
         self.marks[symbol] = price
 
     def market_value(self) -> Decimal:
-        return sum(
-            (p.quantity * self.marks.get(s, p.avg_cost) for s, p in self.positions.items()), _ZERO
-        )
+        # A loop rather than `sum` over a generator (on every acting bar): the same additions
+        # in the same order, so the same Decimal.
+        marks = self.marks
+        total = _ZERO
+        for s, p in self.positions.items():
+            total += p.quantity * marks.get(s, p.avg_cost)
+        return total
 
     def equity(self) -> Decimal:
         return self.cash + self.market_value()

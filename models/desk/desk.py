@@ -84,6 +84,7 @@ from models.review.loop import (
 from models.review.risk import committed
 from models.strategy.compiler import CompiledStrategy, Rejection
 from models.strategy.engine import DecisionContext, LocalStrategyEngine, StrategyController
+from models.strategy.intents import proposal
 from models.strategy.takeover import FeatureHistory
 from models.strategy.user_file import compile_standing
 
@@ -122,33 +123,12 @@ DeskOutput = DeskRow | Command
 def strategy_proposal(
     strategy_id: str, intents: list[TradeIntent], rationale: str, confidence: float
 ) -> Proposal:
-    """A running strategy's proposal; built unvalidated (`models.core.trusted`) when its
-    values are what validation would keep (the intents are validated, the rationale cut to
-    its limit), else validated."""
-    if (
-        len(rationale) <= PROPOSAL_RATIONALE_MAX
-        and type(confidence) is float
-        and 0 <= confidence <= 1
-    ):
-        fields = {
-            "controller": STRATEGY_CONTROLLER,
-            "strategy": strategy_id,
-            "intents": list(intents),
-            "rationale": rationale,
-            "confidence": confidence,
-        }
-        return trusted(Proposal, fields)
-    return Proposal(
-        controller=STRATEGY_CONTROLLER,
-        strategy=strategy_id,
-        intents=intents,
-        rationale=rationale,
-        confidence=confidence,
-    )
+    """A running strategy's proposal (`models.strategy.intents.proposal`: unvalidated when
+    its values are what validation would keep, else validated)."""
+    return proposal(STRATEGY_CONTROLLER, strategy_id, intents, rationale, confidence)
 
 
 STRATEGY_CONTROLLER = "strategy"
-PROPOSAL_RATIONALE_MAX = 2000  # `Proposal.rationale`
 
 # The fields a validating call would be given (`model_fields_set`) where the desk builds its
 # own records unvalidated (`models.core.trusted`): the rest are left at their defaults.
@@ -329,10 +309,13 @@ class TradingDesk:
         is sized from the cash then available (rejected with the reason when that buys no whole
         lot); an explicit one is booked, or refused when the book cannot pay or deliver it (as
         an exchange refuses an unfunded order)."""
+        dues = self.exchange.due(bar)
+        if not dues:  # most bars
+            return []
         out: list[DeskOutput] = []
         spec = self.settings.symbols.get(bar.symbol)
         lot = spec.lot_size if spec else Decimal(1)
-        for due in self.exchange.due(bar):
+        for due in dues:
             funds = self.funds_at_fill(due, bar) if due.size_fraction is not None else None
             report = self.exchange.execute(due, bar, funds, lot)
             record, order = self.decisions.order_of(due.decision_id, due.client_order_id)

@@ -25,6 +25,9 @@ class Position:
     realized_pnl: Decimal = _ZERO
 
 
+_NO_POSITION = Position()  # read only: what `snapshot` shows of a symbol never traded
+
+
 @dataclass(slots=True)
 class Portfolio:
     cash: Decimal
@@ -128,7 +131,9 @@ class Portfolio:
         return self.equity() - self.day_start_equity if self.day >= 0 else _ZERO
 
     def snapshot(self, symbol: str, ts_ms: int) -> PositionSnapshot:
-        pos = self.positions.get(symbol, Position())
+        pos = self.positions.get(symbol)
+        if pos is None:
+            pos = _NO_POSITION
         mark = self.marks.get(symbol, pos.avg_cost)
         # One per bar: built unvalidated (`models.core.trusted`), every value is the book's own.
         return trusted(

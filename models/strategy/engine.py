@@ -27,6 +27,8 @@ from models.core.messages import (
 from models.core.money import round_to_lot
 from models.core.trusted import replaced
 from models.review.risk import estimated_price, fee_for
+from models.strategy.intents import intent as new_intent
+from models.strategy.intents import proposal
 
 _ZERO = Decimal(0)
 
@@ -101,35 +103,19 @@ class LocalStrategyEngine:
         if delta > 0 and direction is Direction.LONG:
             qty = round_to_lot(delta, ctx.lot_size)
             if qty > 0:
-                intents.append(
-                    TradeIntent(
-                        symbol=ctx.symbol,
-                        side=Side.BUY,
-                        quantity=qty,
-                        reason=names,
-                        size_fraction=self._fraction(ctx),
-                    )
-                )
+                intents.append(new_intent(ctx.symbol, Side.BUY, qty, names, self._fraction(ctx)))
         elif delta < 0 and direction is Direction.FLAT:
             # Whole lots only: an exchange refuses a quantity off its step (a position bought
             # with the fee taken in the base asset holds such dust).
             qty = round_to_lot(-delta, ctx.lot_size)
             if qty > 0:
-                intents.append(
-                    TradeIntent(symbol=ctx.symbol, side=Side.SELL, quantity=qty, reason=names)
-                )
+                intents.append(new_intent(ctx.symbol, Side.SELL, qty, names))
         rationale = (
             f"{ctx.branch.value} decision on {names}: direction "
             f"{direction.value if direction else 'none'}, target {target} from {ctx.position}"
         )
         confidence = min(1.0, max((s.strength for s in ctx.signals), default=0.0))
-        return Proposal(
-            controller=self.name,
-            strategy=f"local-{ctx.branch.value}",
-            intents=intents,
-            rationale=rationale,
-            confidence=confidence,
-        )
+        return proposal(self.name, f"local-{ctx.branch.value}", intents, rationale, confidence)
 
     def adjust(self, ctx: DecisionContext, previous: Proposal, verdict: RiskVerdict) -> Proposal:
         """Shrink buys to what every failed limit allows; slice exits that are too big for one

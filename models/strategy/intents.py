@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from models.core.messages import SYMBOL_PATTERN, Side, TradeIntent
+from models.core.messages import SYMBOL_PATTERN, Proposal, Side, TradeIntent
 from models.core.money import round_to_lot
 from models.core.trusted import trusted
 
@@ -23,10 +23,12 @@ __all__ = [
     "StrategyAction",
     "buy_to_fraction",
     "intent",
+    "proposal",
     "to_intent",
 ]
 
 MAX_REASON: Final = 500  # `TradeIntent.reason`
+MAX_RATIONALE: Final = 2000  # `Proposal.rationale`
 _ONE: Final = Decimal(1)
 _SYMBOL: Final = re.compile(SYMBOL_PATTERN)
 _EXPLICIT: Final = frozenset({"symbol", "side", "quantity", "reason"})  # fields given
@@ -125,3 +127,36 @@ def buy_to_fraction(symbol: str, quantity: Decimal, fraction: Decimal, reason: s
     """A buy sized at its fill to `fraction` of equity (at most all of it); `quantity` is the
     estimate at the decision's close."""
     return intent(symbol, Side.BUY, quantity, reason, min(fraction, _ONE))
+
+
+def proposal(
+    controller: str, strategy: str, intents: list[TradeIntent], rationale: str, confidence: float
+) -> Proposal:
+    """`Proposal(...)` of these values, built unvalidated (`models.core.trusted`, one or more
+    per decision) when every value is what validation keeps as it is (validated intents, a
+    float confidence within [0, 1], a rationale within its limit); otherwise validated, which
+    raises as it always did. The intents are copied, as validation copies a list."""
+    if (
+        type(controller) is str
+        and type(strategy) is str
+        and type(rationale) is str
+        and len(rationale) <= MAX_RATIONALE
+        and type(confidence) is float
+        and 0 <= confidence <= 1
+        and all(type(i) is TradeIntent for i in intents)
+    ):
+        fields = {
+            "controller": controller,
+            "strategy": strategy,
+            "intents": list(intents),
+            "rationale": rationale,
+            "confidence": confidence,
+        }
+        return trusted(Proposal, fields)
+    return Proposal(
+        controller=controller,
+        strategy=strategy,
+        intents=intents,
+        rationale=rationale,
+        confidence=confidence,
+    )

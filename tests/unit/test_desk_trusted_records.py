@@ -209,7 +209,7 @@ def test_acting_rows_are_those_of_the_validating_constructors(
     assert_as_validated(files, gpt, risk, fee, seed, n)
 
 
-@settings(max_examples=4, deadline=None, derandomize=True)
+@settings(max_examples=2, deadline=None, derandomize=True)
 @given(
     files=FILE_CHOICES,
     gpt=st.booleans(),
@@ -219,7 +219,7 @@ def test_acting_rows_are_those_of_the_validating_constructors(
 def test_acting_rows_are_those_of_the_validating_constructors_quick(
     files: dict[str, str], gpt: bool, risk: dict[str, str], seed: int
 ) -> None:
-    assert_as_validated(files, gpt, risk, "10", seed, 60)
+    assert_as_validated(files, gpt, risk, "10", seed, 50)
 
 
 def test_the_reference_is_not_the_fast_path() -> None:
@@ -234,7 +234,7 @@ def test_the_reference_is_not_the_fast_path() -> None:
 TEXT = st.text(alphabet="ab -", max_size=3) | st.just("x" * 500) | st.just("x" * 501)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=80, deadline=None, derandomize=True)
 @given(
     symbol=st.sampled_from(["ABC", "abc", "A B", "ABC\n", "X" * 33]),
     side=st.sampled_from(list(Side)),

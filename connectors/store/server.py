@@ -25,8 +25,15 @@ logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 logging.getLogger("clickhouse_connect").propagate = False
 
 
-# Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field.
-INSERT_SETTINGS: Final = {"input_format_skip_unknown_fields": 0}
+# Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field. A JSON
+# object or array given for a String column is stored as its text, byte for byte (the direct
+# lines of `connectors.store.rows` send a decision's nested parts so); the defaults of recent
+# releases, set here so an older server's default cannot change what is stored.
+INSERT_SETTINGS: Final = {
+    "input_format_skip_unknown_fields": 0,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_arrays_as_strings": 1,
+}
 
 
 def redact_url(url: str) -> str:

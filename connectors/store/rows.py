@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from pydantic import BaseModel
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from models.core.messages import (
     Alert,
@@ -393,7 +393,7 @@ def _fill_line(m: Fill, tail: str) -> str:
 
 
 def _alert_line(m: Alert, tail: str) -> str:
-    # `context` as the raw JSON object (the engine stores its text: INSERT_SETTINGS).
+    # `context` as the raw JSON object (the engine stores its text: JSON_INSERT_SETTINGS).
     context = to_json(m.context, fallback=str, inf_nan_mode="null").decode()
     return (
         f'{{"alert_id":{_str(m.alert_id)},"ts_ms":{m.ts_ms:d},'
@@ -403,31 +403,88 @@ def _alert_line(m: Alert, tail: str) -> str:
 
 
 # ---------------------------------------------------------------- a message's JSON, once
-_JSON_OF: dict[int, tuple[BaseModel, bytes]] = {}
+_JSON_OF: dict[int, tuple[BaseModel, bytes, tuple[bytes, ...] | None]] = {}
 """Recent `message_json(keep=True)` results by the model's identity (the model held, so its id
-cannot be reused while it is here)."""
+cannot be reused while it is here): the message's JSON and, for a decision, its nested parts."""
 _JSON_OF_MAX: Final = 4096
+
+DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
+"""A decision's nested parts, stored as their JSON text."""
+
+
+def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
+    """A decision's message JSON and its nested parts' JSON, each part serialized once: the
+    message is the parts joined with the flat fields, in the model's field order (what
+    `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
+    serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
+    try:
+        parts = tuple(to_json(getattr(m, k), inf_nan_mode="null") for k in DECISION_NESTED)
+    except PydanticSerializationError:
+        return m.__pydantic_serializer__.to_json(m), None
+    t, f, r, o, fl, pb = parts
+    body = b"".join(
+        [
+            b'{"decision_id":',
+            to_json(m.decision_id),
+            b',"ts_ms":%d,"symbol":' % m.ts_ms,
+            to_json(m.symbol),
+            b',"branch":',
+            to_json(m.branch.value),
+            b',"triggers":',
+            t,
+            b',"features":',
+            f,
+            b',"rounds":',
+            r,
+            b',"status":',
+            to_json(m.status.value),
+            b',"orders":',
+            o,
+            b',"fills":',
+            fl,
+            b',"portfolio_before":',
+            pb,
+            b',"note":',
+            to_json(m.note),
+            b',"version":%d}' % m.version,
+        ]
+    )
+    return body, parts
+
+
+def _message_json(model: BaseModel, keep: bool) -> tuple[bytes, tuple[bytes, ...] | None]:
+    key = id(model)
+    hit = _JSON_OF.get(key) if keep else _JSON_OF.pop(key, None)
+    if hit is not None and hit[0] is model:
+        return hit[1], hit[2]
+    if type(model) is DecisionRecord and _DECISION_PARTS:
+        body, parts = _decision_json(model)
+    else:
+        body, parts = model.__pydantic_serializer__.to_json(model), None
+    if keep:
+        if len(_JSON_OF) >= _JSON_OF_MAX:
+            del _JSON_OF[next(iter(_JSON_OF))]
+        _JSON_OF[key] = (model, body, parts)
+    return body, parts
 
 
 def message_json(model: BaseModel, *, keep: bool) -> bytes:
     """`model.model_dump_json().encode()`, the bytes of the message's JSON.
 
-    A decision's JSON (~20 µs: its rounds, orders, features) is both its Kafka message
-    (`dataflows.lanes.to_kafka`) and, with four columns added, its row (`_decision_line`).
-    `keep=True` (the Kafka lane, which sees a row first) remembers the bytes for the model
-    itself; `keep=False` (the store, later) takes them back and forgets them, or serializes.
-    The models are frozen, so the bytes are the model's whatever the order; at most
-    `_JSON_OF_MAX` are kept (oldest dropped) when no store takes them."""
-    key = id(model)
-    hit = _JSON_OF.get(key) if keep else _JSON_OF.pop(key, None)
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    body: bytes = model.__pydantic_serializer__.to_json(model)
-    if keep:
-        if len(_JSON_OF) >= _JSON_OF_MAX:
-            del _JSON_OF[next(iter(_JSON_OF))]
-        _JSON_OF[key] = (model, body)
-    return body
+    A decision's JSON (~20 µs: its rounds, orders, features) holds the text of its nested
+    columns: it is built from them (`_decision_json`), so its Kafka message
+    (`dataflows.lanes.to_kafka`) and its row (`decision_parts`) share the work. `keep=True`
+    (the Kafka lane, which sees a row first) remembers the result for the model itself;
+    `keep=False` (the store, later) takes it back and forgets it, or serializes. The models
+    are frozen, so the bytes are the model's whatever the order; at most `_JSON_OF_MAX` are
+    kept (oldest dropped) when no store takes them."""
+    return _message_json(model, keep)[0]
+
+
+def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
+    """The decision's nested parts' JSON (`DECISION_NESTED` order), taken from what the Kafka
+    lane kept or serialized now; None when the row path must write it."""
+    return _message_json(m, False)[1]
 
 
 _DECISION_FIELDS: Final = (
@@ -446,12 +503,12 @@ _DECISION_FIELDS: Final = (
     "version",
 )
 """DecisionRecord's fields, each a decisions column of the same name and value: the nested
-ones (triggers ... portfolio_before) as JSON text, which is their text in the message's JSON."""
+ones (`DECISION_NESTED`) as JSON text, which is their text in the message's JSON."""
 
 
 def _decision_line(m: DecisionRecord, tail: str) -> str:
     """The message's JSON (`message_json`) with the four derived columns added: the nested
-    parts are raw JSON there, which the engine stores as their text (INSERT_SETTINGS), the
+    parts are raw JSON there, which the engine stores as their text (JSON_INSERT_SETTINGS), the
     very text `_json_text` gives them on the row path."""
     body = message_json(m, keep=False)
     triggers = m.triggers
@@ -475,6 +532,10 @@ def _plain_fields(model: type[BaseModel], names: tuple[str, ...]) -> bool:
     )
 
 
+_DECISION_PARTS: Final = _plain_fields(DecisionRecord, _DECISION_FIELDS)
+"""Whether a decision's message JSON is its fields' JSON in `_DECISION_FIELDS` order (then it
+is built from its parts, and is its row with four columns added)."""
+
 LINE_WRITERS: Final[Mapping[type[BaseModel], Callable[[Any, str], str]]] = {
     Bar: _bar_line,
     PositionSnapshot: _position_line,
@@ -482,14 +543,14 @@ LINE_WRITERS: Final[Mapping[type[BaseModel], Callable[[Any, str], str]]] = {
     Fill: _fill_line,
     Alert: _alert_line,
     # A decision's line is its message JSON: only while the model has exactly its columns.
-    **({DecisionRecord: _decision_line} if _plain_fields(DecisionRecord, _DECISION_FIELDS) else {}),
+    **({DecisionRecord: _decision_line} if _DECISION_PARTS else {}),
 }
 """`writer(model, tail)` is the model's JSONEachRow line ending in `tail` (`,"run_id":"…"}`
 and the newline), without a row dict: the same JSON object as `model_to_row`'s row with the
 run id (tests/unit/test_store_rows.py), except that the nested parts (a decision's triggers,
 features, rounds, orders, fills, portfolio; an alert's context) are the raw JSON whose text
 the row holds, which the engine stores as that text (`input_format_json_read_objects_as_strings`
-and `..._arrays_as_strings`, connectors/store/server.py `INSERT_SETTINGS`;
+and `..._arrays_as_strings`, connectors/store/server.py `JSON_INSERT_SETTINGS`;
 tests/integration/test_store_lines.py reads every column back). A `Decimal` ends up as the
 same exact text (decimal text needs no JSON escaping)."""
 

@@ -20,9 +20,9 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
 
 from models.core.messages import (
@@ -412,24 +412,58 @@ DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "
 """A decision's nested parts, stored as their JSON text."""
 
 
+_PART_SERIALIZERS: Final = tuple(
+    TypeAdapter(cast(Any, DecisionRecord.model_fields[k].annotation)).serializer
+    for k in DECISION_NESTED
+)
+"""The serializers of a decision's nested fields' types: the schema `model_dump_json` uses for
+them (no type inference per call, as `to_json` does)."""
+
+_JSON_BYTES: dict[str, bytes] = {}
+
+
+def _btext(value: str) -> bytes:
+    """`_text` as bytes: the JSON literal of a symbol or an enum value (few; cached)."""
+    literal = _JSON_BYTES.get(value)
+    if literal is None:
+        if len(_JSON_BYTES) >= 4096:
+            _JSON_BYTES.clear()
+        literal = _JSON_BYTES[value] = to_json(value)
+    return literal
+
+
+def _bstr(value: str) -> bytes:
+    """`_str` as bytes."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return b'"%s"' % value.encode()
+    return to_json(value)
+
+
 def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     """A decision's message JSON and its nested parts' JSON, each part serialized once: the
     message is the parts joined with the flat fields, in the model's field order (what
     `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
     serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
+    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
     try:
-        parts = tuple(to_json(getattr(m, k), inf_nan_mode="null") for k in DECISION_NESTED)
+        parts = t, f, r, o, fl, pb = (
+            st.to_json(m.triggers),
+            sf.to_json(m.features),
+            sr.to_json(m.rounds),
+            so.to_json(m.orders),
+            sfl.to_json(m.fills),
+            spb.to_json(m.portfolio_before),
+        )
     except PydanticSerializationError:
         return m.__pydantic_serializer__.to_json(m), None
-    t, f, r, o, fl, pb = parts
     body = b"".join(
         [
             b'{"decision_id":',
-            to_json(m.decision_id),
+            _bstr(m.decision_id),
             b',"ts_ms":%d,"symbol":' % m.ts_ms,
-            to_json(m.symbol),
+            _btext(m.symbol),
             b',"branch":',
-            to_json(m.branch.value),
+            _btext(m.branch.value),
             b',"triggers":',
             t,
             b',"features":',
@@ -437,7 +471,7 @@ def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
             b',"rounds":',
             r,
             b',"status":',
-            to_json(m.status.value),
+            _btext(m.status.value),
             b',"orders":',
             o,
             b',"fills":',
@@ -445,7 +479,7 @@ def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
             b',"portfolio_before":',
             pb,
             b',"note":',
-            to_json(m.note),
+            _bstr(m.note),
             b',"version":%d}' % m.version,
         ]
     )

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeGuard, cast
 from bytewax.connectors.kafka import KafkaSinkMessage
 from pydantic import BaseModel
 
+from connectors.store.rows import message_json
 from dataflows.progress import FlowCounters
 from models.config.settings import TopicsConfig
 from models.core.blocks import BarBlock, BarColumns, PositionColumns
@@ -63,22 +64,30 @@ by the row's own id (orders and fills also carry their decision's id: not that o
 def to_kafka(topics: TopicsConfig, keyed: KeyedRow) -> KafkaSinkMessage[bytes, bytes] | None:
     """Decisions, orders, fills, alerts and dead letters also go to topics for other consumers."""
     table, row = keyed
-    key_field = KAFKA_TABLES.get(table)
-    if key_field is None:
+    if table not in KAFKA_TABLES:
         return None
-    return KafkaSinkMessage(
-        key=str(getattr(row, key_field)).encode(),
-        value=row.model_dump_json().encode(),
-        topic=getattr(topics, table),
-    )
+    return kafka_messages(topics, (table, [row]))[0]
 
 
 def kafka_messages(topics: TopicsConfig, lane: RowLane) -> list[KafkaSinkMessage[bytes, bytes]]:
-    """`to_kafka` of every row of a lane (none for a table without a topic)."""
+    """`to_kafka` of every row of a lane (none for a table without a topic): the key is the
+    row's id, the value `model_dump_json()`'s bytes (`message_json`: a decision's are kept for
+    its row in the store, which writes the same JSON)."""
     table, rows = lane
-    if table not in KAFKA_TABLES:
+    key_field = KAFKA_TABLES.get(table)
+    if key_field is None:
         return []
-    return [m for row in rows if (m := to_kafka(topics, (table, row))) is not None]
+    topic = getattr(topics, table)
+    message = KafkaSinkMessage
+    if table == "decisions":
+        return [
+            message(str(getattr(r, key_field)).encode(), message_json(r, keep=True), topic)
+            for r in rows
+        ]
+    return [
+        message(str(getattr(r, key_field)).encode(), r.__pydantic_serializer__.to_json(r), topic)
+        for r in rows
+    ]
 
 
 # ---------------------------------------------------------------------------- alerts

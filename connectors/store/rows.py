@@ -6,8 +6,10 @@ out in a table (pure: no I/O).
   ClickHouse parses, nested parts as compact JSON text.
 * `row_to_model(table, row)` rebuilds the message from a `SELECT *` row (the run id and the
   `ts` alias dropped).
-* `direct_lines(table, rows, run_id)`: the per-bar tables' JSONEachRow text written directly
-  (`LINE_WRITERS`), the same JSON objects as `model_to_row`'s rows with the run id.
+* `direct_lines(table, rows, run_id)`: JSONEachRow text written directly (`LINE_WRITERS`: bars,
+  positions, decisions, orders, fills, alerts), the same JSON objects as `model_to_row`'s rows
+  with the run id, nested parts as raw JSON the engine stores as their text.
+* `message_json(model, keep=...)`: a message's JSON once for its Kafka message and its row.
 * `ROW_CONVERTERS` maps each model type to its table and converter; `TABLES` lists the tables in
   DDL order.
 """
@@ -18,10 +20,10 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from pydantic import BaseModel
-from pydantic_core import to_json
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticSerializationError, to_json
 
 from models.core.messages import (
     Alert,
@@ -361,19 +363,236 @@ def _position_line(m: PositionSnapshot, tail: str) -> str:
     )
 
 
+def _str(value: str) -> str:
+    """The JSON string literal of `value`, as pydantic-core's encoder writes it (the row path's
+    `to_json`): printable ASCII without a quote or backslash needs no escaping."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return to_json(value).decode()
+
+
+def _order_line(m: Order, tail: str) -> str:
+    size = "null" if m.size_fraction is None else f'"{_dec(m.size_fraction)}"'
+    return (
+        f'{{"client_order_id":{_str(m.client_order_id)},"decision_id":{_str(m.decision_id)},'
+        f'"symbol":{_text(m.symbol)},"side":{_text(m.side.value)},'
+        f'"quantity":"{_dec(m.quantity)}","order_type":{_text(m.order_type)},'
+        f'"status":{_text(m.status.value)},"placed_ms":{m.placed_ms:d},'
+        f'"updated_ms":{m.updated_ms:d},"reason":{_str(m.reason)},"version":{m.version:d},'
+        f'"size_fraction":{size}{tail}'
+    )
+
+
+def _fill_line(m: Fill, tail: str) -> str:
+    return (
+        f'{{"fill_id":{_str(m.fill_id)},"client_order_id":{_str(m.client_order_id)},'
+        f'"decision_id":{_str(m.decision_id)},"symbol":{_text(m.symbol)},'
+        f'"side":{_text(m.side.value)},"quantity":"{_dec(m.quantity)}",'
+        f'"price":"{_dec(m.price)}","fee":"{_dec(m.fee)}","ts_ms":{m.ts_ms:d}{tail}'
+    )
+
+
+def _alert_line(m: Alert, tail: str) -> str:
+    # `context` as the raw JSON object (the engine stores its text: JSON_INSERT_SETTINGS).
+    context = to_json(m.context, fallback=str, inf_nan_mode="null").decode()
+    return (
+        f'{{"alert_id":{_str(m.alert_id)},"ts_ms":{m.ts_ms:d},'
+        f'"severity":{_text(m.severity.value)},"source":{_str(m.source)},'
+        f'"message":{_str(m.message)},"context":{context}{tail}'
+    )
+
+
+# ---------------------------------------------------------------- a message's JSON, once
+_JSON_OF: dict[int, tuple[BaseModel, bytes, tuple[bytes, ...] | None]] = {}
+"""Recent `message_json(keep=True)` results by the model's identity (the model held, so its id
+cannot be reused while it is here): the message's JSON and, for a decision, its nested parts."""
+_JSON_OF_MAX: Final = 4096
+
+DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
+"""A decision's nested parts, stored as their JSON text."""
+
+
+_PART_SERIALIZERS: Final = tuple(
+    TypeAdapter(cast(Any, DecisionRecord.model_fields[k].annotation)).serializer
+    for k in DECISION_NESTED
+)
+"""The serializers of a decision's nested fields' types: the schema `model_dump_json` uses for
+them (no type inference per call, as `to_json` does)."""
+
+_JSON_BYTES: dict[str, bytes] = {}
+
+
+def _btext(value: str) -> bytes:
+    """`_text` as bytes: the JSON literal of a symbol or an enum value (few; cached)."""
+    literal = _JSON_BYTES.get(value)
+    if literal is None:
+        if len(_JSON_BYTES) >= 4096:
+            _JSON_BYTES.clear()
+        literal = _JSON_BYTES[value] = to_json(value)
+    return literal
+
+
+def _bstr(value: str) -> bytes:
+    """`_str` as bytes."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return b'"%s"' % value.encode()
+    return to_json(value)
+
+
+def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
+    """A decision's message JSON and its nested parts' JSON, each part serialized once: the
+    message is the parts joined with the flat fields, in the model's field order (what
+    `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
+    serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
+    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
+    try:
+        parts = t, f, r, o, fl, pb = (
+            st.to_json(m.triggers),
+            sf.to_json(m.features),
+            sr.to_json(m.rounds),
+            so.to_json(m.orders),
+            sfl.to_json(m.fills),
+            spb.to_json(m.portfolio_before),
+        )
+    except PydanticSerializationError:
+        return m.__pydantic_serializer__.to_json(m), None
+    body = b"".join(
+        [
+            b'{"decision_id":',
+            _bstr(m.decision_id),
+            b',"ts_ms":%d,"symbol":' % m.ts_ms,
+            _btext(m.symbol),
+            b',"branch":',
+            _btext(m.branch.value),
+            b',"triggers":',
+            t,
+            b',"features":',
+            f,
+            b',"rounds":',
+            r,
+            b',"status":',
+            _btext(m.status.value),
+            b',"orders":',
+            o,
+            b',"fills":',
+            fl,
+            b',"portfolio_before":',
+            pb,
+            b',"note":',
+            _bstr(m.note),
+            b',"version":%d}' % m.version,
+        ]
+    )
+    return body, parts
+
+
+def _message_json(model: BaseModel, keep: bool) -> tuple[bytes, tuple[bytes, ...] | None]:
+    key = id(model)
+    hit = _JSON_OF.get(key) if keep else _JSON_OF.pop(key, None)
+    if hit is not None and hit[0] is model:
+        return hit[1], hit[2]
+    if type(model) is DecisionRecord and _DECISION_PARTS:
+        body, parts = _decision_json(model)
+    else:
+        body, parts = model.__pydantic_serializer__.to_json(model), None
+    if keep:
+        if len(_JSON_OF) >= _JSON_OF_MAX:
+            del _JSON_OF[next(iter(_JSON_OF))]
+        _JSON_OF[key] = (model, body, parts)
+    return body, parts
+
+
+def message_json(model: BaseModel, *, keep: bool) -> bytes:
+    """`model.model_dump_json().encode()`, the bytes of the message's JSON.
+
+    A decision's JSON (~20 µs: its rounds, orders, features) holds the text of its nested
+    columns: it is built from them (`_decision_json`), so its Kafka message
+    (`dataflows.lanes.to_kafka`) and its row (`decision_parts`) share the work. `keep=True`
+    (the Kafka lane, which sees a row first) remembers the result for the model itself;
+    `keep=False` (the store, later) takes it back and forgets it, or serializes. The models
+    are frozen, so the bytes are the model's whatever the order; at most `_JSON_OF_MAX` are
+    kept (oldest dropped) when no store takes them."""
+    return _message_json(model, keep)[0]
+
+
+def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
+    """The decision's nested parts' JSON (`DECISION_NESTED` order), taken from what the Kafka
+    lane kept or serialized now; None when the row path must write it."""
+    return _message_json(m, False)[1]
+
+
+_DECISION_FIELDS: Final = (
+    "decision_id",
+    "ts_ms",
+    "symbol",
+    "branch",
+    "triggers",
+    "features",
+    "rounds",
+    "status",
+    "orders",
+    "fills",
+    "portfolio_before",
+    "note",
+    "version",
+)
+"""DecisionRecord's fields, each a decisions column of the same name and value: the nested
+ones (`DECISION_NESTED`) as JSON text, which is their text in the message's JSON."""
+
+
+def _decision_line(m: DecisionRecord, tail: str) -> str:
+    """The message's JSON (`message_json`) with the four derived columns added: the nested
+    parts are raw JSON there, which the engine stores as their text (JSON_INSERT_SETTINGS), the
+    very text `_json_text` gives them on the row path."""
+    body = message_json(m, keep=False)
+    triggers = m.triggers
+    names = "[]" if not triggers else to_json([s.trigger for s in triggers]).decode()
+    return (
+        f'{body[:-1].decode()},"trigger_names":{names},"n_rounds":{len(m.rounds):d},'
+        f'"n_orders":{len(m.orders):d},"n_fills":{len(m.fills):d}{tail}'
+    )
+
+
+def _plain_fields(model: type[BaseModel], names: tuple[str, ...]) -> bool:
+    """Whether `model` serializes exactly `names`, in order, under their own names."""
+    fields = model.model_fields
+    return (
+        tuple(fields) == names
+        and not model.model_computed_fields
+        and all(
+            f.alias is None and f.serialization_alias is None and not f.exclude
+            for f in fields.values()
+        )
+    )
+
+
+_DECISION_PARTS: Final = _plain_fields(DecisionRecord, _DECISION_FIELDS)
+"""Whether a decision's message JSON is its fields' JSON in `_DECISION_FIELDS` order (then it
+is built from its parts, and is its row with four columns added)."""
+
 LINE_WRITERS: Final[Mapping[type[BaseModel], Callable[[Any, str], str]]] = {
     Bar: _bar_line,
     PositionSnapshot: _position_line,
+    Order: _order_line,
+    Fill: _fill_line,
+    Alert: _alert_line,
+    # A decision's line is its message JSON: only while the model has exactly its columns.
+    **({DecisionRecord: _decision_line} if _DECISION_PARTS else {}),
 }
-"""For the tables written once a bar: `writer(model, tail)` is the model's JSONEachRow line
-ending in `tail` (`,"run_id":"…"}` and the newline), the same JSON object as
-`model_to_row`'s row with the run id (tests/unit/test_store_rows.py); a `Decimal` ends up as
-the same exact text (decimal text needs no JSON escaping)."""
+"""`writer(model, tail)` is the model's JSONEachRow line ending in `tail` (`,"run_id":"…"}`
+and the newline), without a row dict: the same JSON object as `model_to_row`'s row with the
+run id (tests/unit/test_store_rows.py), except that the nested parts (a decision's triggers,
+features, rounds, orders, fills, portfolio; an alert's context) are the raw JSON whose text
+the row holds, which the engine stores as that text (`input_format_json_read_objects_as_strings`
+and `..._arrays_as_strings`, connectors/store/server.py `JSON_INSERT_SETTINGS`;
+tests/integration/test_store_lines.py reads every column back). A `Decimal` ends up as the
+same exact text (decimal text needs no JSON escaping)."""
 
 
 def direct_lines(table: str, rows: Sequence[BaseModel], run_id: str) -> str | None:
     """The JSONEachRow text of `rows` (each line ending in a newline) when they are all of one
-    model with a `LINE_WRITERS` entry for `table`; else None (the caller builds rows)."""
+    model with a `LINE_WRITERS` entry for `table`; else None (the caller builds rows). A value
+    a column cannot hold raises `ValueError` as `model_to_row` does."""
     kind = type(rows[0])
     write_line = LINE_WRITERS.get(kind)
     if write_line is None or ROW_CONVERTERS[kind][0] != table:

@@ -28,6 +28,15 @@ logging.getLogger("clickhouse_connect").propagate = False
 # Refuse JSON keys the table lacks: a converter typo must fail loudly, not drop a field.
 INSERT_SETTINGS: Final = {"input_format_skip_unknown_fields": 0}
 
+# A JSON object or array given for a String column is stored as its text, byte for byte (the
+# direct lines of `connectors.store.rows` send a decision's nested parts so): the defaults of
+# recent releases, set here so an older server's default cannot change what is stored.
+JSON_INSERT_SETTINGS: Final = {
+    **INSERT_SETTINGS,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_arrays_as_strings": 1,
+}
+
 
 def redact_url(url: str) -> str:
     """The URL without user and password, for messages and logs."""
@@ -115,7 +124,7 @@ class ServerBackend:
                 table,
                 insert_block=body.encode("utf-8"),
                 fmt="JSONEachRow",
-                settings=dict(INSERT_SETTINGS),
+                settings=dict(JSON_INSERT_SETTINGS),
             )
         except self._errors as err:
             raise self._fail(err) from None

@@ -265,7 +265,7 @@ class PartitionIngest:
             if error is None and type(value) is bytes and value:
                 f = bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
             if f is not None:
-                symbol, ts_ms, o, h, lo, c, v, interval_s, ident = f
+                symbol, ts_ms, interval_s, ident = f[0], f[1], f[7], f[8]
                 if run is not None and run.symbol != symbol:
                     self._end_run(run, topic, partition, out)
                     run = None
@@ -275,7 +275,9 @@ class PartitionIngest:
                         self.clock_ms = end_ms
                     if run is None:
                         run = BarRun(symbol, (offset, record_ms, value))
-                    run.add(ts_ms, end_ms, o, h, lo, c, v, self.clock_ms)
+                    run.fields.append(f)
+                    run.end_ms.append(end_ms)
+                    run.clock_ms.append(self.clock_ms)
                     continue
             if run is not None:
                 self._end_run(run, topic, partition, out)

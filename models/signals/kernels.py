@@ -56,29 +56,44 @@ _NUMPY_WINDOWS: Final = 24
 
 class FloatBars:
     """A block's bars as float columns, each converted once (`float(Decimal)`, as `update`
-    does per bar), and materialised as `Bar`s only for an indicator without a block method."""
+    does per bar; taken from the columns' `BarFloats` when they carry them), and materialised
+    as `Bar`s only for an indicator without a block method."""
 
     def __init__(self, cols: BarColumns) -> None:
         self.cols = cols
         self.n = len(cols)
+        given = cols.floats
+        self._given = given if given is not None and len(given.close) == self.n else None
 
     def _floats(self, col: Sequence[object]) -> Floats:
         return np.fromiter(map(float, col), np.float64, self.n)  # type: ignore[arg-type]
 
     @cached_property
     def close(self) -> Floats:
+        given = self._given
+        if given is not None:  # the same floats, converted already (`BarFloats`)
+            return np.array(given.close, np.float64)
         return self._floats(self.cols.close)
 
     @cached_property
     def high(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.high, np.float64)
         return self._floats(self.cols.high)
 
     @cached_property
     def low(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.low, np.float64)
         return self._floats(self.cols.low)
 
     @cached_property
     def volume(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.volume, np.float64)
         return self._floats(self.cols.volume)
 
     @cached_property

@@ -212,8 +212,12 @@ def bar_fields(
     symbol, date, time, frac, o_t, h_t, l_t, c_t, v_t, iv_t, ident = m.groups()
     if symbol not in symbols:
         return None
-    day = _day_of(date)
-    second = _second_of(time)
+    day = _DAYS.get(date, -1)  # the caches read inline: this runs once a bar
+    if day == -1:
+        day = _day_of(date)
+    second = _SECONDS.get(time, -1)
+    if second == -1:
+        second = _second_of(time)
     if day is None or second is None:
         return None
     # As `fast_bar` computes it (CPython's `timestamp()`: whole µs, divided once): same float.

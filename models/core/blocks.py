@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +36,27 @@ _isnan = math.isnan
 
 
 @dataclass(frozen=True, slots=True)
+class BarFloats:
+    """`float()` of four of a `BarColumns`' Decimal columns, bit for bit (`close[i]` is
+    `float(cols.close[i])`, and so on), made where that is cheaper than converting the Decimals
+    again: ingest parses them from the message text (models/market/fast_bar.py says why they are
+    the same floats), and the feature and trigger kernels read them instead of converting."""
+
+    close: list[float]
+    high: list[float]
+    low: list[float]
+    volume: list[float]
+
+    def slice(self, lo: int, hi: int) -> BarFloats:
+        return BarFloats(self.close[lo:hi], self.high[lo:hi], self.low[lo:hi], self.volume[lo:hi])
+
+
+@dataclass(frozen=True, slots=True)
 class BarColumns:
-    """Consecutive closed bars of one symbol, oldest first, as columns of `Bar`'s fields."""
+    """Consecutive closed bars of one symbol, oldest first, as columns of `Bar`'s fields.
+
+    `floats`, when given, holds the float of some columns (`BarFloats`): derived data, so it
+    takes no part in equality or repr, and it is left out of a pickle (a reader converts)."""
 
     symbol: str
     start_ms: list[int]
@@ -49,9 +68,26 @@ class BarColumns:
     volume: list[Decimal]
     trades: list[int]
     vwap: list[Decimal]
+    floats: BarFloats | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.end_ms)
+
+    def __getstate__(self) -> list[Any]:
+        """The fields as the dataclass pickles them, without the derived `floats`."""
+        return [
+            self.symbol,
+            self.start_ms,
+            self.end_ms,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.trades,
+            self.vwap,
+            None,
+        ]
 
     def bar(self, i: int) -> Bar:
         """Bar `i` as the per-bar path builds it (unvalidated: every value is the flow's own)."""
@@ -86,6 +122,7 @@ class BarColumns:
             self.volume[lo:hi],
             self.trades[lo:hi],
             self.vwap[lo:hi],
+            None if self.floats is None else self.floats.slice(lo, hi),
         )
 
     @classmethod

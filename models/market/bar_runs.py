@@ -18,11 +18,10 @@ tests/unit/test_ingest_blocks.py compares the two on generated records and batch
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from models.config.settings import RouterConfig
-from models.core.blocks import BarBlock, BarColumns
+from models.core.blocks import BarBlock, BarColumns, BarFloats
 from models.core.messages import Branch, Signal
+from models.market.fast_bar import BarFields
 from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
@@ -31,77 +30,42 @@ __all__ = ["BarRun"]
 
 
 class BarRun:
-    """The bars of one symbol taken so far in a batch, as columns, with each bar's partition
-    clock as the per-bar path stamps it, and the run's first record (for a dead letter)."""
+    """The bars of one symbol taken so far in a batch, with each bar's end and partition clock
+    as the per-bar path stamps it, and the run's first record (for a dead letter). A bar is
+    kept as the fields `bar_fields` read (`BarFields`: the tuple exists already, so the hot loop
+    only appends) and the run turns into columns once, at its end (`columns`)."""
 
-    __slots__ = (
-        "clock_ms",
-        "close",
-        "end_ms",
-        "first",
-        "high",
-        "low",
-        "open",
-        "start_ms",
-        "symbol",
-        "volume",
-        "vwap",
-    )
+    __slots__ = ("clock_ms", "end_ms", "fields", "first", "symbol")
 
     def __init__(self, symbol: str, first: tuple[int, int, bytes | None]) -> None:
         self.symbol = symbol
         self.first = first  # (offset, record ms, value) of the run's first record
-        self.start_ms: list[int] = []
+        self.fields: list[BarFields] = []
         self.end_ms: list[int] = []
-        self.open: list[Decimal] = []
-        self.high: list[Decimal] = []
-        self.low: list[Decimal] = []
-        self.close: list[Decimal] = []
-        self.volume: list[Decimal] = []
-        self.vwap: list[Decimal] = []
         self.clock_ms: list[int] = []
 
     def __len__(self) -> int:
         return len(self.end_ms)
 
-    def add(
-        self,
-        start_ms: int,
-        end_ms: int,
-        o: Decimal,
-        h: Decimal,
-        lo: Decimal,
-        c: Decimal,
-        v: Decimal,
-        clock_ms: int,
-    ) -> None:
-        """One bar, closed as the bar builder closes a window holding this one input bar."""
-        self.start_ms.append(start_ms)
+    def add(self, fields: BarFields, end_ms: int, clock_ms: int) -> None:
+        """One bar, closed as the bar builder closes a window holding this one input bar
+        (ingest's loop appends to the three lists itself)."""
+        self.fields.append(fields)
         self.end_ms.append(end_ms)
-        self.open.append(o)
-        self.high.append(h)
-        self.low.append(lo)
-        self.close.append(c)
-        self.volume.append(v)
-        # `_Window.to_bar`'s vwap of a window made of one input bar (its notional is
-        # `(high + low + close) / 3 * volume`, models/market/bars.py): the same Decimal steps.
-        self.vwap.append((h + lo + c) / 3 * v / v if v > 0 else c)
         self.clock_ms.append(clock_ms)
 
     def columns(self) -> BarColumns:
+        """The run's bars as columns, with their `BarFloats`."""
         n = len(self.end_ms)
-        return BarColumns(
-            self.symbol,
-            self.start_ms,
-            self.end_ms,
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            [1] * n,
-            self.vwap,
-        )
+        _, start, o, h, lo, c, v, _, _, cf, hf, lf, vf = map(list, zip(*self.fields))  # noqa: B905
+        # `_Window.to_bar`'s vwap of a window made of one input bar (its notional is
+        # `(high + low + close) / 3 * volume`, models/market/bars.py): the same Decimal steps.
+        vwap = [
+            (hi + low + close) / 3 * vol / vol if vol > 0 else close
+            for hi, low, close, vol in zip(h, lo, c, v)  # noqa: B905
+        ]
+        floats = BarFloats(cf, hf, lf, vf)
+        return BarColumns(self.symbol, start, self.end_ms, o, h, lo, c, v, [1] * n, vwap, floats)
 
 
 def run_block(

@@ -134,8 +134,25 @@ _MAX_DAYS: Final = 4096
 _SECONDS: dict[str, int | None] = {}
 """Second of the day of each `HH:MM:SS` seen (None: not a time); at most 100**3 keys."""
 
-BarFields = tuple[str, int, Decimal, Decimal, Decimal, Decimal, Decimal, int, str]
-"""(symbol, event ms, open, high, low, close, volume, interval seconds, id) of one bar."""
+BarFields = tuple[
+    str, int, Decimal, Decimal, Decimal, Decimal, Decimal, int, str, float, float, float, float
+]
+"""(symbol, event ms, open, high, low, close, volume, interval seconds, id, and the floats of
+close, high, low and volume) of one bar."""
+
+_NUMBERS: dict[str, tuple[Decimal, float]] = {}
+"""`(Decimal(t), float(t))` of each volume text `t` seen; bounded, see `_number`. A Decimal is
+immutable, so one object may stand for every bar that has that text.
+
+`float(t)` is `float(Decimal(t))` bit for bit: CPython converts a Decimal to float through its
+string (`PyDec_AsFloat`: `PyFloat_FromString(str(d))`), `float(t)` converts `t` with the same
+`PyFloat_FromString`, and that conversion (`_Py_dg_strtod`) is correctly rounded, so its result
+depends only on the value the text denotes; `Decimal(t)` holds `t`'s value exactly (no context
+rounding on construction) and `str()` of it denotes that value. tests/unit/test_fast_bar.py
+checks it on generated texts (long digit strings, exponents, halfway cases)."""
+_MAX_NUMBERS: Final = 1 << 12
+_LAST_CLOSE: list[tuple[str, Decimal]] = [("", Decimal(0))]
+"""The text and Decimal of the last close read: the next bar's open is usually the same."""
 
 
 def _day_of(date: str) -> int | None:
@@ -165,6 +182,14 @@ def _second_of(time: str) -> int | None:
     return second
 
 
+def _number(text: str) -> tuple[Decimal, float]:
+    """`(Decimal(text), float(text))`, remembered (`_NUMBERS`)."""
+    if len(_NUMBERS) >= _MAX_NUMBERS:
+        _NUMBERS.clear()
+    pair = _NUMBERS[text] = (Decimal(text), float(text))
+    return pair
+
+
 def bar_fields(
     value: bytes,
     symbols: Collection[str],
@@ -174,9 +199,10 @@ def bar_fields(
     max_ms: int,
 ) -> BarFields | None:
     """The fields of the bar `fast_bar` returns for `value` (same arguments), without the
-    message object: one match, the Decimal and int conversions, the same checks. None exactly
-    when `fast_bar` gives None (tests/unit/test_fast_bar.py compares the two); the block path
-    of ingest (models/market/bar_runs.py) reads a run of bars with it."""
+        message object: one match, the Decimal and int conversions, the same checks, and the floats
+    the feature kernels read (`BarFloats`). None exactly
+        when `fast_bar` gives None (tests/unit/test_fast_bar.py compares the two); the block path
+        of ingest (models/market/bar_runs.py) reads a run of bars with it."""
     # Ticks and other shapes fail at once; `_BAR` only matches ASCII, so nothing is lost.
     if not value.startswith(b'{"type":"bar",') or not value.isascii():
         return None
@@ -186,8 +212,12 @@ def bar_fields(
     symbol, date, time, frac, o_t, h_t, l_t, c_t, v_t, iv_t, ident = m.groups()
     if symbol not in symbols:
         return None
-    day = _day_of(date)
-    second = _second_of(time)
+    day = _DAYS.get(date, -1)  # the caches read inline: this runs once a bar
+    if day == -1:
+        day = _day_of(date)
+    second = _SECONDS.get(time, -1)
+    if second == -1:
+        second = _second_of(time)
     if day is None or second is None:
         return None
     # As `fast_bar` computes it (CPython's `timestamp()`: whole µs, divided once): same float.
@@ -202,7 +232,14 @@ def bar_fields(
     interval_s = int(iv_t)
     if interval_s > _MAX_INTERVAL_S:
         return None
-    o, h, lo, c, v = Decimal(o_t), Decimal(h_t), Decimal(l_t), Decimal(c_t), Decimal(v_t)
+    # Prices rarely repeat from bar to bar except the open (the previous close, in a feed
+    # without gaps); volumes often do (round lots): those come from `_NUMBERS`.
+    prev = _LAST_CLOSE[0]
+    o = prev[1] if o_t == prev[0] else Decimal(o_t)
+    h, lo, c = Decimal(h_t), Decimal(l_t), Decimal(c_t)
+    h_f, l_f, c_f = float(h_t), float(l_t), float(c_t)
+    _LAST_CLOSE[0] = (c_t, c)
+    v, v_f = _NUMBERS.get(v_t) or _number(v_t)
     if not (
         lo >= MIN_PRICE
         and h < MAX_AMOUNT
@@ -211,4 +248,4 @@ def bar_fields(
         and _ZERO <= v < MAX_AMOUNT
     ):
         return None
-    return symbol, ts_ms, o, h, lo, c, v, interval_s, ident
+    return symbol, ts_ms, o, h, lo, c, v, interval_s, ident, c_f, h_f, l_f, v_f

@@ -258,6 +258,11 @@ class PartitionIngest:
         topic, partition = batch.topic, batch.partition
         symbols, skew, broker_time = self.settings.symbols, self._skew_ms, batch.broker_time
         run: BarRun | None = None
+        # The last symbol `_passes` let through, with its jump threshold and bar builder: its
+        # home check is settled and its state exists, so its next bars take the rest of
+        # `_passes`'s checks inline (the same calls, in the same order).
+        known: str | None = None
+        jump_ms, builder, steady = 0, None, self.guard.steady
         for offset, record_ms, value, error in batch.records:
             if broker_time:
                 now_ms = record_ms if record_ms > 0 else None
@@ -265,17 +270,31 @@ class PartitionIngest:
             if error is None and type(value) is bytes and value:
                 f = bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
             if f is not None:
-                symbol, ts_ms, o, h, lo, c, v, interval_s, ident = f
+                symbol, ts_ms, interval_s, ident = f[0], f[1], f[7], f[8]
                 if run is not None and run.symbol != symbol:
                     self._end_run(run, topic, partition, out)
                     run = None
                 end_ms = ts_ms + interval_s * 1000
-                if self._passes(symbol, ts_ms, end_ms, ident, partition):
+                if symbol == known and builder is not None:
+                    try:
+                        passes = steady(end_ms, jump_ms) and builder.pass_through(
+                            ts_ms, end_ms, ident or f"bar@{ts_ms}"
+                        )
+                    except Exception:
+                        passes = False
+                else:
+                    passes = self._passes(symbol, ts_ms, end_ms, ident, partition)
+                    if passes:
+                        known, jump_ms = symbol, self._symbol_rules(symbol)[1]
+                        builder = self.symbols[symbol].bars
+                if passes:
                     if end_ms > self.clock_ms:
                         self.clock_ms = end_ms
                     if run is None:
                         run = BarRun(symbol, (offset, record_ms, value))
-                    run.add(ts_ms, end_ms, o, h, lo, c, v, self.clock_ms)
+                    run.fields.append(f)
+                    run.end_ms.append(end_ms)
+                    run.clock_ms.append(self.clock_ms)
                     continue
             if run is not None:
                 self._end_run(run, topic, partition, out)

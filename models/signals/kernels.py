@@ -19,6 +19,7 @@ the same order:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cached_property
 from itertools import repeat
@@ -56,29 +57,44 @@ _NUMPY_WINDOWS: Final = 24
 
 class FloatBars:
     """A block's bars as float columns, each converted once (`float(Decimal)`, as `update`
-    does per bar), and materialised as `Bar`s only for an indicator without a block method."""
+    does per bar; taken from the columns' `BarFloats` when they carry them), and materialised
+    as `Bar`s only for an indicator without a block method."""
 
     def __init__(self, cols: BarColumns) -> None:
         self.cols = cols
         self.n = len(cols)
+        given = cols.floats
+        self._given = given if given is not None and len(given.close) == self.n else None
 
     def _floats(self, col: Sequence[object]) -> Floats:
         return np.fromiter(map(float, col), np.float64, self.n)  # type: ignore[arg-type]
 
     @cached_property
     def close(self) -> Floats:
+        given = self._given
+        if given is not None:  # the same floats, converted already (`BarFloats`)
+            return np.array(given.close, np.float64)
         return self._floats(self.cols.close)
 
     @cached_property
     def high(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.high, np.float64)
         return self._floats(self.cols.high)
 
     @cached_property
     def low(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.low, np.float64)
         return self._floats(self.cols.low)
 
     @cached_property
     def volume(self) -> Floats:
+        given = self._given
+        if given is not None:
+            return np.array(given.volume, np.float64)
         return self._floats(self.cols.volume)
 
     @cached_property
@@ -146,6 +162,27 @@ def window_sums(ext: Floats, p: int, first: int, count: int) -> Floats:
     return acc
 
 
+def _squares(dev: Floats) -> Floats:
+    """`d ** 2` of each value, as Python computes it. `float_pow` (Objects/floatobject.c)
+    answers `0 ** 2` with 0.0 and `1 ** 2` with 1.0 itself, turns `(-d) ** 2` into `d ** 2`,
+    and otherwise returns libm's `pow(d, 2.0)`; `math.pow` of a finite positive `d` returns
+    that same `pow(d, 2.0)` with less call overhead. The two differ only in how they report an
+    underflow (math.pow returns the tiny value, `**` raises OverflowError): when a nonzero `|d|`
+    is below 1e-150 (a square below 1e-300, near the subnormals), Python's `pow` does them all."""
+    mag = np.abs(dev)
+    nonzero = mag[mag != 0.0]
+    if nonzero.size and nonzero.min() < _TINY:
+        flat = dev.ravel().tolist()
+        # pow(d, 2.0) is `d ** 2` (float_pow converts the int 2 to 2.0 first)
+        return np.fromiter(map(pow, flat, repeat(2.0)), np.float64, len(flat)).reshape(dev.shape)
+    flat = mag.ravel().tolist()
+    squares = np.fromiter(map(math.pow, flat, repeat(2.0)), np.float64, len(flat))
+    squares = squares.reshape(dev.shape)
+    squares[mag == 0.0] = 0.0
+    squares[mag == 1.0] = 1.0
+    return squares
+
+
 def deviation_sums(
     ext: Floats, p: int, first: int, count: int, mean: Floats, *, pow2: bool
 ) -> Floats:
@@ -165,12 +202,7 @@ def deviation_sums(
                 out.append(sum((x - m) * (x - m) for x in values[s : s + p]))
         return np.fromiter(out, np.float64, count)
     dev = windows(ext, p, first, count) - mean[:, None]
-    if pow2:
-        flat = dev.ravel().tolist()
-        # pow(d, 2.0) is `d ** 2` (float_pow converts the int 2 to 2.0 first)
-        squares = np.fromiter(map(pow, flat, repeat(2.0)), np.float64, len(flat)).reshape(dev.shape)
-    else:
-        squares = dev * dev
+    squares = _squares(dev) if pow2 else dev * dev
     acc = 0.0 + squares[:, 0]
     for k in range(1, p):
         acc += squares[:, k]

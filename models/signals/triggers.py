@@ -100,6 +100,9 @@ class _Block:
     def close(self) -> Floats:
         """`FeatureVector.close` of each bar: float(bar.close)."""
         cols = self._bars
+        given = cols.floats
+        if given is not None and len(given.close) == len(cols):  # converted already
+            return np.array(given.close, np.float64)
         return np.fromiter(map(float, cols.close), np.float64, len(cols))
 
     @cached_property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from models.config.settings import Settings
 from models.core.blocks import (
     BarBlock,
     BarColumns,
+    BarFloats,
     PositionColumns,
     count_of,
     expand_rows,
@@ -175,3 +178,38 @@ def test_the_generated_runs_do_fire_triggers() -> None:
     assert {i: s for i, s in fired.items()} == {
         i: e.signals for i, e in enumerate(events) if e.signals
     }
+
+
+def _with_floats(cols: BarColumns) -> BarColumns:
+    floats = BarFloats(
+        [float(x) for x in cols.close],
+        [float(x) for x in cols.high],
+        [float(x) for x in cols.low],
+        [float(x) for x in cols.volume],
+    )
+    return dataclasses.replace(cols, floats=floats)
+
+
+@settings(max_examples=15, derandomize=True, deadline=None)
+@given(bar_runs(), st.data())
+def test_bar_floats_are_derived_data(bars: list[Bar], data: st.DataObject) -> None:
+    """Columns carrying their floats (`BarFloats`, as ingest makes them) equal the same columns
+    without, slice with them, pickle without them, and give the features and triggers the
+    same values as converting the Decimals."""
+    plain = BarColumns.of_bars(bars)
+    cols = _with_floats(plain)
+    assert cols == plain and repr(cols) == repr(plain)
+    lo = data.draw(st.integers(0, len(bars)))
+    hi = data.draw(st.integers(lo, len(bars)))
+    part = cols.slice(lo, hi)
+    assert part == plain.slice(lo, hi) and part.floats == _with_floats(part).floats
+    restored = pickle.loads(pickle.dumps(cols))
+    assert restored == cols and restored.floats is None
+    assert pickle.dumps(cols) == pickle.dumps(plain)
+    cfg = _settings()
+    results = []
+    for c in (plain, cols):
+        features, triggers = FeatureState(cfg.features), TriggerState(cfg.triggers)
+        fcols = features.update_block(c)
+        results.append((fcols, triggers.evaluate_block(c, fcols), pickle.dumps(features)))
+    assert repr(results[0]) == repr(results[1])

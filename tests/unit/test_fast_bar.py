@@ -7,6 +7,7 @@ fields set."""
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -208,6 +209,8 @@ def test_bar_fields_are_fast_bars_fields(value: bytes, now_ms: int | None, skew_
     want = (bar.symbol, ms, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.interval_s)
     assert fields[:8] == want and fields[8] == bar.id
     assert [str(x) for x in fields[2:7]] == [str(x) for x in want[2:7]]
+    floats = (bar.close, bar.high, bar.low, bar.volume)
+    assert [x.hex() for x in fields[9:]] == [float(d).hex() for d in floats]
 
 
 def _kw() -> dict[str, Any]:
@@ -240,3 +243,49 @@ def test_generated_payloads_cover_both_verdicts() -> None:
 
     count()
     assert accepted > 20 and refused > 20 and fast > 20, (accepted, refused, fast)
+
+
+def _midpoint(x: float, up: bool) -> str:
+    """The exact decimal halfway between `x` and its neighbour: the hardest text to round."""
+    other = math.nextafter(x, math.inf if up else -math.inf)
+    return str((Decimal(x) + Decimal(other)) / 2 if math.isfinite(other) else Decimal(x))
+
+
+_float_texts = st.one_of(
+    st.from_regex(r"[0-9]{1,20}(\.[0-9]{1,20})?", fullmatch=True),  # what `_BAR` admits
+    st.from_regex(r"[0-9]{1,60}(\.[0-9]{1,60})?([eE][-+]?[0-9]{1,3})?", fullmatch=True),
+    st.builds(
+        _midpoint,
+        st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+        st.booleans(),
+    ),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, derandomize=True)
+@given(_float_texts)
+def test_a_number_texts_float_is_its_decimals_float(text: str) -> None:
+    """`bar_fields` takes the floats the kernels read from the message text: `float(t)` is
+    `float(Decimal(t))` bit for bit (both correctly rounded conversions of one value), on
+    plain numbers, long digit strings, exponents and exact halfway cases."""
+    assert float(text).hex() == float(Decimal(text)).hex()
+    assert float(text.encode()).hex() == float(Decimal(text)).hex()
+
+
+def test_float_texts_at_the_edges() -> None:
+    """The fast lane's few cases of the property above: many digits, halfway, exponents."""
+    for text in (
+        "0",
+        "0.000",
+        "99999999999999999999.99999999999999999999",
+        "9007199254740993",  # 2**53 + 1: halfway, rounds to even
+        "0.1",
+        "1e-400",
+        "1.7976931348623157e308",
+        _midpoint(100.1234, True),
+        _midpoint(5e-324, True),
+    ):
+        assert float(text).hex() == float(Decimal(text)).hex()

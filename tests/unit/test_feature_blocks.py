@@ -398,3 +398,29 @@ def test_volatility_squares_as_python_does_on_a_long_walk() -> None:
     returns = np.log(closes[1:] / closes[:-1])
     devs = (returns - returns.mean()).tolist()
     assert any(d**2 != d * d for d in devs)
+
+
+_deviations = st.lists(
+    st.one_of(
+        st.floats(min_value=-1e150, max_value=1e150, allow_nan=False),
+        st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-151, -3e-160, 5e-324]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(_deviations)
+def test_volatilitys_squares_are_pythons_pow(values: list[float]) -> None:
+    """The volatility kernel's squares (`math.pow` of magnitudes, 0 and 1 answered as
+    `float_pow` answers them) are `d ** 2` bit for bit; below 1e-150 Python's `**` itself."""
+    dev = np.array(values).reshape(1, -1)
+    want: list[float] = []
+    try:
+        want = [d**2 for d in values]
+    except OverflowError:  # an underflow `**` refuses: then the kernel raises the same
+        with pytest.raises(OverflowError):
+            kernels._squares(dev)
+        return
+    assert [x.hex() for x in kernels._squares(dev).ravel().tolist()] == [x.hex() for x in want]

@@ -293,7 +293,8 @@ def test_bar_fields_reads_what_replay_writes() -> None:
     value = replay_bar("AAA", T0 + 123, ["1.5", "2", "1", "1.75"], "10", 60, "AAA:1")
     got = bar_fields(value, {"AAA"}, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
     d = Decimal
-    assert got == ("AAA", T0 + 123, d("1.5"), d("2"), d("1"), d("1.75"), d("10"), 60, "AAA:1")
+    want = ("AAA", T0 + 123, d("1.5"), d("2"), d("1"), d("1.75"), d("10"), 60, "AAA:1")
+    assert got == (*want, 1.75, 2.0, 1.0, 10.0)  # and the floats of close, high, low, volume
     assert bar_fields(value, {"BBB"}, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None
     assert bar_fields(value, {"AAA"}, T0 - 1000, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None
     assert bar_fields(b"\xff" + value, {"AAA"}, None, 0, EPOCH_SENTINEL_MS, MAX_EVENT_MS) is None

@@ -58,6 +58,25 @@ def bar(
     )
 
 
+def walk_bar(
+    i: int, open: Decimal, high: Decimal, low: Decimal, close: Decimal, volume: Decimal
+) -> Bar:
+    """Bar `i` of a generated run of one-minute SIMA bars from the epoch, vwap at its typical
+    price `(high + low + close) / 3` (as a bar built from one input bar has it)."""
+    return Bar(
+        symbol="SIMA",
+        start_ms=MIN * i,
+        end_ms=MIN * (i + 1),
+        open=open,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        trades=1,
+        vwap=(high + low + close) / 3,
+    )
+
+
 def signal(
     symbol: str,
     ts_ms: int,

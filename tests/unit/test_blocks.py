@@ -23,6 +23,8 @@ from models.core.messages import Bar, PositionSnapshot
 from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
+from tests.support.builders import bar as flat_bar
+from tests.support.builders import walk_bar
 
 _prices = st.decimals(min_value=Decimal("1"), max_value=Decimal("500"), places=2)
 
@@ -36,20 +38,7 @@ def bar_runs(draw: st.DrawFn) -> list[Bar]:
     for i, close in enumerate(closes):
         lo, hi = min(prev, close), max(prev, close)
         vol = Decimal(draw(st.integers(0, 1000)))
-        bars.append(
-            Bar(
-                symbol="SIMA",
-                start_ms=60_000 * i,
-                end_ms=60_000 * (i + 1),
-                open=prev,
-                high=hi,
-                low=lo,
-                close=close,
-                volume=vol,
-                trades=1,
-                vwap=(hi + lo + close) / 3,
-            )
-        )
+        bars.append(walk_bar(i, prev, hi, lo, close, vol))
         prev = close
     return bars
 
@@ -155,19 +144,7 @@ def test_the_generated_runs_do_fire_triggers() -> None:
     """The equality above is only worth something if triggers fire on such runs."""
     zigzag = [Decimal(100 + (i % 7) * 3 - (i % 11) * 2) for i in range(80)]
     bars = [
-        Bar(
-            symbol="SIMA",
-            start_ms=60_000 * i,
-            end_ms=60_000 * (i + 1),
-            open=c,
-            high=c,
-            low=c,
-            close=c,
-            volume=Decimal(10 + i % 5),
-            trades=1,
-            vwap=c,
-        )
-        for i, c in enumerate(zigzag)
+        flat_bar("SIMA", 60_000 * i, c, volume=Decimal(10 + i % 5)) for i, c in enumerate(zigzag)
     ]
     cfg = _settings()
     _, events = _events(cfg, bars)

@@ -33,6 +33,8 @@ from models.signals import triggers as triggers_module
 from models.signals.features import FeatureState
 from models.signals.indicators import REGISTRY, SmaFeature, block_method, register
 from models.signals.triggers import TriggerState
+from tests.support.builders import bar as flat_bar
+from tests.support.builders import walk_bar
 
 SMALL = FeaturesConfig(
     sma_fast=3, sma_slow=5, ema=4, rsi=4, volatility=4, vwap=3, volume_z=4, breakout=5
@@ -102,20 +104,7 @@ def bar_runs(draw: st.DrawFn, max_size: int = 90) -> list[Bar]:
         spread = Decimal(spreads[i]) * scale
         hi, lo = max(prev, close) + spread, min(prev, close) - spread
         volume = Decimal(7 if const_volume else volumes[i] * 10)
-        bars.append(
-            Bar(
-                symbol="SIMA",
-                start_ms=60_000 * i,
-                end_ms=60_000 * (i + 1),
-                open=prev,
-                high=hi,
-                low=lo,
-                close=close,
-                volume=volume,
-                trades=1,
-                vwap=(hi + lo + close) / 3,
-            )
-        )
+        bars.append(walk_bar(i, prev, hi, lo, close, volume))
         prev = close
     return bars
 
@@ -245,20 +234,7 @@ def _wave(n: int, period: int = 23, volume_every: int = 17) -> list[Bar]:
         close = Decimal(100) + swing - Decimal(i) / 20
         vol = Decimal(400 if i % volume_every == 0 else 20 + i % 5)
         hi, lo = max(prev, close), min(prev, close)
-        bars.append(
-            Bar(
-                symbol="SIMA",
-                start_ms=60_000 * i,
-                end_ms=60_000 * (i + 1),
-                open=prev,
-                high=hi,
-                low=lo,
-                close=close,
-                volume=vol,
-                trades=1,
-                vwap=(hi + lo + close) / 3,
-            )
-        )
+        bars.append(walk_bar(i, prev, hi, lo, close, vol))
         prev = close
     return bars
 
@@ -370,18 +346,7 @@ def test_volatility_squares_as_python_does_on_a_long_walk() -> None:
     rng = np.random.default_rng(11)
     closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, 3000)))
     bars = [
-        Bar(
-            symbol="SIMA",
-            start_ms=60_000 * i,
-            end_ms=60_000 * (i + 1),
-            open=c,
-            high=c,
-            low=c,
-            close=c,
-            volume=Decimal(1),
-            trades=1,
-            vwap=c,
-        )
+        flat_bar("SIMA", 60_000 * i, c, volume=Decimal(1))
         for i, c in enumerate(Decimal(f"{x:.4f}") for x in closes)
     ]
     names = ["volatility_2", "volatility_7", "volatility_30"]

@@ -27,7 +27,6 @@ from models.config.settings import Settings
 from models.core.commands import AskGpt
 from models.core.events import BarEvent
 from models.core.messages import (
-    Bar,
     DecisionRecord,
     Fill,
 )
@@ -36,6 +35,7 @@ from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
 from models.strategy.spec import GptDecision
+from tests.support.builders import bar as make_bar
 from tests.support.gpt import answer
 
 D = Decimal
@@ -119,18 +119,7 @@ def bar_events(cfg: Settings, seed: int, n: int) -> list[BarEvent]:
         for sym in SYMBOLS:
             close = D(repr(series[sym][k]))
             opened = D(repr(series[sym][k - 1])) if k else close
-            bar = Bar(
-                symbol=sym,
-                start_ms=T0 + k * MIN,
-                end_ms=T0 + (k + 1) * MIN,
-                open=opened,
-                high=max(opened, close),
-                low=min(opened, close),
-                close=close,
-                volume=D(10),
-                trades=3,
-                vwap=close,
-            )
+            bar = make_bar(sym, T0 + k * MIN, close, open=opened, volume=10, trades=3)
             features, triggers = state[sym]
             fv = features.update(bar)
             signals = triggers.evaluate(fv)

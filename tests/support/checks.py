@@ -69,3 +69,18 @@ def shipped() -> list[StrategySpec]:
 
     specs = read_strategy_files(sorted(STRATEGIES.glob("*.yaml")))
     return [s.model_copy(update={"universe": [SYMBOL]}) for s in specs]
+
+
+def planted(n: int, seed: int, true_events: int = 6, decoys: int = 12) -> BarArrays:
+    """Quiet bars (moves within 0.8 %) with planted falls: `true_events` falls of 3.0 % that
+    rebound 2.5 % the next bar, and `decoys` falls of 2.75 % that keep falling (2.5 %, then
+    1 %). Buying after a fall of more than 2.9 % catches only the rebounds: a threshold tuned
+    to a hair."""
+    rng = np.random.default_rng(seed)
+    moves = np.clip(rng.normal(0, 0.002, n), -0.008, 0.008)
+    slots = rng.choice(np.arange(2, (n - 4) // 5), size=true_events + decoys, replace=False) * 5
+    for j, at in enumerate(slots):
+        pattern = (-0.030, 0.025) if j < true_events else (-0.0275, -0.025, -0.01)
+        moves[at : at + len(pattern)] = pattern
+    moves[0] = 0.0
+    return from_closes(100 * np.cumprod(1 + moves), seed=seed)

@@ -199,7 +199,8 @@ def recursive_check(
         worst = max(bad, key=lambda d: d.at(given))
         needs = max((d.needed or n) for d in bad)
         summary = (
-            f"{', '.join(d.name for d in bad)} depend on the warm-up: {worst.name} differs by"
+            f"{', '.join(d.name for d in bad)} depend{'s' if len(bad) == 1 else ''} on the"
+            f" warm-up: {worst.name} differs by"
             f" {worst.at(given):.2%} with {given} bars; needs about {needs} bars for"
             f" {tolerance:.2%}"
         )

@@ -106,8 +106,15 @@ def find_run_dir(root: Path, run_id: str) -> Path | None:
 
 
 def _run_target(
-    settings: Settings, run_id: str, start_ms: int | None, end_ms: int | None, span: str
+    settings: Settings,
+    run_id: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    span: str,
+    say: Callable[[str], None],
 ) -> Target:
+    from rich.markup import escape
+
     from api.backtest import with_backtest_dirs
     from api.cli import UserError
     from api.demo import default_run_root
@@ -123,8 +130,11 @@ def _run_target(
                 " directory, or CLICKHOUSE_URL to the server that holds it)"
             )
         settings = with_backtest_dirs(settings, run_dir)
+    unreadable: list[str] = []
     with Store.open(settings.clickhouse) as store:
-        specs, bars = read_run_for_checks(store, run_id, start_ms, end_ms)
+        specs, bars = read_run_for_checks(store, run_id, start_ms, end_ms, unreadable)
+    for text in unreadable:
+        say(escape(f"run {run_id}: a stored strategy no longer parses, not checked: {text}"))
     if not specs and not bars:
         raise UserError(f"unknown run id {run_id}: the store holds no rows of it")
     if not specs:
@@ -135,11 +145,19 @@ def _run_target(
 
 
 def read_run_for_checks(
-    store: Any, run_id: str, start_ms: int | None, end_ms: int | None
+    store: Any,
+    run_id: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    unreadable: list[str] | None = None,
 ) -> tuple[list[StrategySpec], dict[str, BarArrays]]:
     """A run's distinct strategies (strategy files' and GPT's, first seen first) and its bars
-    per symbol (those starting in [start_ms, end_ms)), from the store."""
+    per symbol (those starting in [start_ms, end_ms)), from the store; a stored strategy the
+    schema now refuses goes to `unreadable` (the start of its JSON) instead."""
+    if unreadable is None:
+        unreadable = []
     import numpy as np
+    from pydantic import ValidationError
 
     from models.strategy.spec import StrategySpec
     from models.vectorized.bars import BarArrays
@@ -150,7 +168,11 @@ def read_run_for_checks(
         "WHERE run_id = {run:String} GROUP BY spec ORDER BY first, spec",
         {"run": run_id},
     ):
-        spec = StrategySpec.model_validate_json(str(row["spec"]))
+        try:
+            spec = StrategySpec.model_validate_json(str(row["spec"]))
+        except ValidationError:  # a stored strategy today's schema refuses: not checkable
+            unreadable.append(str(row["spec"])[:80])
+            continue
         specs.setdefault(spec.fingerprint(), spec)
     cols = store.query_columns(
         "SELECT symbol, start_ms, end_ms, open, high, low, close, volume, vwap FROM bars FINAL "
@@ -189,6 +211,7 @@ def check_all(
     say: Callable[[str], None],
 ) -> list[Fragility]:
     """Every strategy on every symbol of its universe that has bars, with a progress bar."""
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from api.cli import err_console
@@ -200,7 +223,8 @@ def check_all(
         symbols = [s for s in spec.universe if len(target.bars.get(s, ())) > 0]
         missing = [s for s in spec.universe if s not in symbols]
         if missing:
-            say(f"{spec.name}: no bars for {', '.join(missing)}; checked on the others")
+            rest = "; checked on " + ", ".join(symbols) if symbols else "; not checked"
+            say(escape(f"{spec.name}: no bars for {', '.join(missing)}{rest}"))
         pairs += [(spec, s) for s in symbols]
     out: list[Fragility] = []
     steps = len(STEPS)
@@ -219,7 +243,9 @@ def check_all(
             base = k * steps
 
             def on_step(name: str, base: int = base, label: str = f"{spec.name} {sym}") -> None:
-                bar.update(task, completed=base + STEPS.index(name), description=f"{label}: {name}")
+                bar.update(
+                    task, completed=base + STEPS.index(name), description=escape(f"{label}: {name}")
+                )
 
             def on_neighbour(done: int, total: int, base: int = base) -> None:
                 bar.update(task, completed=base + steps - 1 + done / max(total, 1))
@@ -401,7 +427,7 @@ def validate(
                     "a run is checked on its own bars: leave out --data/--symbol/--interval"
                 )
             settings = base
-            found = _run_target(base, target.strip(), start_ms, end_ms, span)
+            found = _run_target(base, target.strip(), start_ms, end_ms, span, say)
         else:
             raise UserError(
                 f"no such strategy file or run id: {target} (a run id looks like"

@@ -4,11 +4,14 @@ runs and without writing a report."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from api.validate_cmd import find_run_dir
+from api.validate_cmd import find_run_dir, read_run_for_checks
 from tests.support.cli import CliResult, assert_user_error, run_cli
 
 CROSS = """\
@@ -106,3 +109,46 @@ def test_a_run_directory_is_found_by_its_result_file(tmp_path: Path) -> None:
     assert find_run_dir(tmp_path, "r-2") == tmp_path / "b"
     assert find_run_dir(tmp_path, "r-3") is None
     assert find_run_dir(tmp_path / "missing", "r-1") is None
+
+
+class FakeStore:
+    """What `read_run_for_checks` asks of a store, answered from lists."""
+
+    def __init__(self, specs: list[str], bars: dict[str, list[Any]]) -> None:
+        self.specs, self.bars = specs, bars
+        self.params: list[dict[str, Any]] = []
+
+    def query(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        assert "FROM strategies FINAL" in sql and params["run"] == "r-1"
+        return [{"spec": s} for s in self.specs]
+
+    def query_columns(self, sql: str, params: dict[str, Any]) -> dict[str, list[Any]]:
+        assert "FROM bars FINAL" in sql
+        self.params.append(params)
+        return self.bars
+
+
+def test_a_runs_strategies_and_bars_come_back_per_symbol() -> None:
+    from models.strategy.user_file import parse_specs
+
+    (spec,) = parse_specs(yaml.safe_load(CROSS))
+    other = spec.model_copy(update={"universe": ["EURUSD"], "name": "other"})
+    rows = [("EURUSD", 0, "1.1"), ("EURUSD", 60_000, "1.2"), ("GOOG", 0, "100.5")]
+    cols: dict[str, list[Any]] = {
+        "symbol": [r[0] for r in rows],
+        "start_ms": [r[1] for r in rows],
+        "end_ms": [r[1] + 60_000 for r in rows],
+        **{k: [Decimal(r[2]) for r in rows] for k in ("open", "high", "low", "close", "vwap")},
+        "volume": [Decimal(5)] * 3,
+    }
+    store = FakeStore(
+        [spec.model_dump_json(), other.model_dump_json(), spec.model_dump_json(), "{"], cols
+    )
+    unreadable: list[str] = []
+    specs, bars = read_run_for_checks(store, "r-1", 1000, None, unreadable)
+    assert [s.name for s in specs] == ["cross", "other"]  # the repeat once, in order
+    assert unreadable == ["{"]
+    assert list(bars) == ["EURUSD", "GOOG"]
+    assert bars["EURUSD"].close.tolist() == [1.1, 1.2] and len(bars["GOOG"]) == 1
+    assert bars["GOOG"].close.tolist() == [100.5] and bars["GOOG"].volume.tolist() == [5.0]
+    assert store.params[0]["lo"] == 1000 and store.params[0]["hi"] > 10**15

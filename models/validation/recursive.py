@@ -37,7 +37,6 @@ from models.signals.indicators import warmup_bars
 from models.strategy.spec import StrategySpec
 from models.validation.lookahead import (
     feature_names,
-    head,
     stream_features,
     vector_features,
     vectorisable,
@@ -89,26 +88,44 @@ def ladder(first: int, longest: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _value_at(name: str, bars: BarArrays, cfg: FeaturesConfig, lo: int, t: int) -> float:
-    """The feature's value at bar t computed from bars[lo : t + 1]."""
-    part = head(bars, t + 1)
-    if lo > 0:
-        part = BarArrays(
-            part.symbol,
-            part.start_ms[lo:],
-            part.end_ms[lo:],
-            part.open[lo:],
-            part.high[lo:],
-            part.low[lo:],
-            part.close[lo:],
-            part.volume[lo:],
-            part.vwap[lo:],
-        )
-    if vectorisable(name, cfg):
-        column = vector_features([name], part, cfg)[name]
-    else:
-        column = stream_features([name], BarColumns.of_bars(part.to_bars()), cfg)[name]
-    return float(column[-1])
+class _Series:
+    """One feature computed over slices of one bar set: by the vectorised path where its kind
+    has a batch function, else by the desk's stream over slices of columns built once."""
+
+    def __init__(self, name: str, bars: BarArrays, cfg: FeaturesConfig) -> None:
+        self.name, self.bars, self.cfg = name, bars, cfg
+        self.vector = vectorisable(name, cfg)
+        self._columns: BarColumns | None = None
+
+    def column(self, lo: int, hi: int) -> FloatArray:
+        """The feature over bars[lo:hi]."""
+        if self.vector:
+            b = self.bars
+            part = BarArrays(
+                b.symbol,
+                b.start_ms[lo:hi],
+                b.end_ms[lo:hi],
+                b.open[lo:hi],
+                b.high[lo:hi],
+                b.low[lo:hi],
+                b.close[lo:hi],
+                b.volume[lo:hi],
+                b.vwap[lo:hi],
+            )
+            return vector_features([self.name], part, self.cfg)[self.name]
+        if self._columns is None:
+            self._columns = BarColumns.of_bars(self.bars.to_bars())
+        return stream_features([self.name], self._columns.slice(lo, hi), self.cfg)[self.name]
+
+    def value_at(self, lo: int, t: int) -> float:
+        """The value at bar t computed from bars[lo : t + 1]."""
+        return float(self.column(lo, t + 1)[-1])
+
+    def scale(self) -> float:
+        """The feature's typical magnitude over the whole history (its median |value|)."""
+        column = self.column(0, len(self.bars))
+        finite = np.abs(column[np.isfinite(column)])
+        return float(np.median(finite)) if len(finite) else 0.0
 
 
 def _difference(value: float, reference: float, scale: float) -> float:
@@ -117,16 +134,6 @@ def _difference(value: float, reference: float, scale: float) -> float:
     if np.isnan(value) or np.isnan(reference):
         return float("inf")
     return abs(value - reference) / max(abs(reference), scale, 1e-12)
-
-
-def _scale(name: str, bars: BarArrays, cfg: FeaturesConfig) -> float:
-    """The feature's typical magnitude over the whole history (its median |value|)."""
-    if vectorisable(name, cfg):
-        column: FloatArray = vector_features([name], bars, cfg)[name]
-    else:
-        column = stream_features([name], BarColumns.of_bars(bars.to_bars()), cfg)[name]
-    finite = np.abs(column[np.isfinite(column)])
-    return float(np.median(finite)) if len(finite) else 0.0
 
 
 def strategy_warmup(spec: StrategySpec, cfg: FeaturesConfig) -> int:
@@ -140,12 +147,13 @@ def _dependence(
 ) -> FeatureDependence:
     shortest = min(targets)
     warmups = ladder(warmup, shortest)
-    scale = _scale(name, bars, cfg)
+    series = _Series(name, bars, cfg)
+    scale = series.scale()
     worst = [0.0] * len(warmups)
     for t in targets:
-        reference = _value_at(name, bars, cfg, 0, t)
+        reference = series.value_at(0, t)
         for j, w in enumerate(warmups):
-            value = _value_at(name, bars, cfg, t - w, t)
+            value = series.value_at(t - w, t)
             worst[j] = max(worst[j], _difference(value, reference, scale))
     needed: int | None = None
     for w, d in zip(reversed(warmups), reversed(worst), strict=True):

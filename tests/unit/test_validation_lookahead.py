@@ -153,3 +153,38 @@ def test_too_few_bars_is_a_warning_not_a_pass() -> None:
     (spec, *_) = shipped()
     report = lookahead_check(spec, walk(1, 0), CFG)
     assert report.result.outcome is Outcome.WARN
+
+
+_KINDS = sorted(k for k in vf.BATCH if REGISTRY[k].min_period is not None)
+
+
+@st.composite
+def generated(draw: st.DrawFn) -> StrategySpec:
+    """A strategy reading two built-in features of drawn kinds and periods."""
+
+    def name() -> str:
+        kind = draw(st.sampled_from(_KINDS))
+        low = REGISTRY[kind].min_period or 1
+        return f"{kind}_{draw(st.integers(low, low + 30))}"
+
+    ops = st.sampled_from([">", "<", "crosses_above", "crosses_below"])
+    first, second = name(), name()
+    return strategy(
+        entry={"left": first, "op": draw(ops), "right": draw(st.floats(-1, 150))},
+        exit={
+            "match": "any",
+            "conditions": [
+                {"left": second, "op": draw(ops), "right": draw(st.floats(-1, 150))},
+                {"left": "close", "op": draw(ops), "right": first},
+            ],
+        },
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(spec=generated(), seed=st.integers(0, 10_000), n=st.integers(40, 300))
+def test_generated_strategies_of_built_in_features_have_no_look_ahead(
+    spec: StrategySpec, seed: int, n: int
+) -> None:
+    report = lookahead_check(spec, walk(n, seed), CFG, cuts=4)
+    assert report.result.outcome is Outcome.PASS, report.result.summary

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.config.settings import FeaturesConfig
+from models.signals.indicators import EmaFeature
+from models.signals.registry import REGISTRY, FeatureKind
 from models.strategy.spec import StrategySpec
 from models.validation.recursive import ladder, recursive_check, strategy_warmup
 from models.validation.verdicts import Outcome
@@ -93,3 +96,18 @@ def test_the_highest_close_since_the_start_never_converges() -> None:
     )
     report = recursive_check(spec, walk(2000, 4, drift=-0.0005), CFG)
     assert report.result.outcome is Outcome.FAIL
+
+
+def test_a_kind_a_user_registers_is_measured_on_the_desks_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The built-in EMA class under a name without a batch function: measured through the
+    stream, it gives the vectorised path's differences for `ema_20`."""
+    monkeypatch.setitem(REGISTRY, "myema", FeatureKind("myema", EmaFeature, "an EMA", 2))
+    bars = walk(700, 9)
+    mine = recursive_check(_reading("myema_20"), bars, CFG)
+    built_in = recursive_check(_reading("ema_20"), bars, CFG)
+    assert mine.result.outcome is Outcome.FAIL
+    (a,), (b,) = mine.features, built_in.features
+    assert a.warmups == b.warmups and a.needed == b.needed
+    assert a.differences == pytest.approx(b.differences, rel=1e-9, abs=1e-15)

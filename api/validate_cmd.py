@@ -345,6 +345,7 @@ def validate(
         str,
         typer.Argument(
             help="A strategy file (YAML/JSON) or the run id of a finished backtest",
+            metavar="STRATEGY_FILE|RUN_ID",
             show_default=False,
         ),
     ],
@@ -393,7 +394,8 @@ def validate(
     Checks: look-ahead (features and signals on cut histories equal the full run's), recursive
     (indicator values' dependence on the warm-up), one-bar lag (the edge with execution one bar
     later) and parameter perturbation (neighbouring periods and thresholds). Prints a table,
-    writes an offline HTML report and prints its path.
+    writes an offline HTML report and prints its path. Costs and feature settings come from
+    the config.
 
     Exit code: 0 when no check fails (warnings allowed), 3 when a check fails, 2 on a mistake
     (bad file, unknown run id, no data in the date range).

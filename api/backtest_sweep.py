@@ -19,6 +19,7 @@ from typing import Any
 
 from api.backtest_output import BacktestOutcome, emit, finish
 from api.sweep import SweepResult, SweepRow, run_sweep
+from api.sweep_validation import SweepValidation, WalkForwardOptions, validate_sweep
 from connectors.files.market_file import MergedStreams
 from models.config.settings import Settings
 from models.core.messages import Bar, BarIn, Tick
@@ -78,7 +79,9 @@ def sweep_and_confirm(
     confirm: int,
     as_json: bool,
     say: Callable[[str], None],
-) -> tuple[SweepResult, list[Confirmed]]:
+    walk: WalkForwardOptions | None = None,
+    blocks: int | None = None,
+) -> tuple[SweepResult, list[Confirmed], SweepValidation]:
     symbol = grid_symbol(grid)
     bars = flow_bars(settings, symbol, data.messages())
     result = run_sweep(grid, bars, settings, rank_by=rank_by, top=top, progress=not as_json)
@@ -86,6 +89,11 @@ def sweep_and_confirm(
     for i, row in enumerate(result.top, 1):
         params = ", ".join(f"{k}={v}" for k, v in row.params.items())
         say(f"{i}. {params}: {rank_by} {_cell(row.score(rank_by))}, {row.trades} trades")
+    validation = validate_sweep(
+        settings, grid, result.expansion.points, result, bars, walk=walk, blocks=blocks
+    )
+    for line in validation.lines():
+        say(line)
     confirmed: list[Confirmed] = []
     for row in result.top[:confirm]:
         doc = settings.model_dump(mode="json")
@@ -116,6 +124,7 @@ def sweep_and_confirm(
                             for r in result.top
                         ],
                     },
+                    "overfitting": validation.to_json(),
                     "confirmed": [
                         {
                             "params": dict(c.row.params),
@@ -130,4 +139,4 @@ def sweep_and_confirm(
                 default=str,
             )
         )
-    return result, confirmed
+    return result, confirmed, validation

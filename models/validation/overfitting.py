@@ -51,6 +51,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from models.performance.returns import DAY_MS, calendar_of, period_returns
+
 __all__ = [
     "MAX_BLOCKS",
     "DeflatedSharpe",
@@ -59,15 +61,19 @@ __all__ = [
     "deflated_sharpe",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
+    "period_returns_of",
     "probabilistic_sharpe_ratio",
     "probability_of_overfitting",
     "sharpe_ratio",
+    "suggested_blocks",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 EULER_GAMMA: Final = float(np.euler_gamma)
 MAX_BLOCKS: Final = 20
 """C(20, 10) = 184,756 splits: beyond that CSCV costs more than it tells."""
+EPOCH_WEEKDAY: Final = 3
+"""1970-01-01 was a Thursday (Monday = 0), as `models.performance.returns` counts."""
 ZERO_VARIANCE: Final = 1e-24
 """As `models.performance.returns.ZERO_VARIANCE`: a variance below this is float noise."""
 
@@ -197,6 +203,41 @@ def deflated_sharpe(
     )
 
 
+def period_returns_of(
+    times_ms: Sequence[int] | npt.NDArray[np.int64], equity: Sequence[float] | FloatArray
+) -> tuple[str, FloatArray]:
+    """(period, returns): the equity curve's returns per calendar period, as the statistics
+    sample it for the Sharpe ratio (`models.performance.returns.period_returns`: daily for
+    intraday and daily bars, weekly/monthly/yearly for such bars). The per-period series every
+    trial is stored with and the DSR and PBO read. Days and weeks are grouped with numpy (a
+    sweep computes this per point, on up to millions of bars); months and years as the
+    statistics do."""
+    times = np.asarray(times_ms, dtype=np.int64)
+    values = np.asarray(equity, dtype=np.float64)
+    # The period depends on the bar interval alone: the last 100 bars' (the weekend share
+    # calendar_of also reads only changes the periods a year).
+    period = calendar_of(times[-100:].tolist()).period
+    if period not in ("day", "week"):
+        pairs = list(zip(times.tolist(), values.tolist(), strict=True))
+        return period, np.asarray(period_returns(pairs, period), np.float64)
+    days = times // DAY_MS
+    keys = days if period == "day" else days - (days + EPOCH_WEEKDAY) % 7
+    if len(keys) == 0:
+        return period, np.zeros(0)
+    last = np.append(np.nonzero(np.diff(keys))[0], len(keys) - 1)
+    lasts = values[last]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.where(lasts[:-1] != 0, lasts[1:] / lasts[:-1] - 1.0, np.nan)
+    return period, returns.astype(np.float64)
+
+
+def suggested_blocks(periods: int, limit: int = 16) -> int | None:
+    """The largest even S <= `limit` leaving at least two periods a block; None if none."""
+    s = min(limit, periods // 2)
+    s -= s % 2
+    return s if s >= 2 else None
+
+
 # ----------------------------------------------------------------------------------- CSCV
 
 
@@ -228,8 +269,8 @@ class Pbo:
             f"PBO {self.pbo:.2f}: in {self.pbo:.0%} of {self.splits} splits of the history into"
             f" halves ({self.blocks} blocks), the best configuration of one half ranked at or"
             f" below the median on the other (0.5 is what pure noise gives; near 0 means the"
-            f" in-sample choice carries over); out-of-sample Sharpe falls"
-            f" {self.degradation_slope:+.2f} per unit of in-sample Sharpe, and the winner lost"
+            f" in-sample choice carries over); the winner's out-of-sample Sharpe moves"
+            f" {self.degradation_slope:+.2f} per unit of in-sample Sharpe, and it lost"
             f" out of sample in {self.probability_of_loss:.0%} of splits"
         )
 

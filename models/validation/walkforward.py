@@ -45,6 +45,7 @@ import numpy as np
 from models.config.settings import FeaturesConfig
 from models.performance.stats import compute_statistics
 from models.performance.types import Performance, RoundTrip
+from models.validation.overfitting import period_returns_of
 from models.vectorized.bars import BarArrays, FloatArray
 from models.vectorized.evaluate import Costs, StatValue, VectorResult, evaluate
 from models.vectorized.features import resolve
@@ -241,6 +242,11 @@ class _Run:
     def part_equity(self) -> FloatArray:
         return self.result.equity[self.offset :]
 
+    def period_returns(self) -> FloatArray:
+        """The part's per-period returns (`period_returns_of`), as a trial is recorded."""
+        times = self.result.bars.start_ms[self.offset :]
+        return period_returns_of(times, self.part_equity())[1]
+
     def trips(self) -> tuple[RoundTrip, ...]:
         return self.result.round_trips
 
@@ -318,9 +324,12 @@ def walk_forward(
     lowest_first: bool = False,
     warmup_bars: int | None = None,
     on_window: Callable[[int], None] | None = None,
+    on_trial: Callable[[Window, GridPoint, dict[str, StatValue], FloatArray], None] | None = None,
 ) -> WalkForward:
     """Walk `points` forward over `bars` (one symbol). `warmup_bars`: None for
-    `default_warmup`. `on_window(points_evaluated)` after each window (a progress bar).
+    `default_warmup`. `on_window(points_evaluated)` after each window (a progress bar);
+    `on_trial(window, point, statistics, period_returns)` for every in-sample evaluation (the
+    trials a ledger records).
     `WalkForwardError` (one line) for no point, windows that cannot be laid out or a
     negative warm-up."""
     if not points:
@@ -338,9 +347,10 @@ def walk_forward(
         scored: list[tuple[GridPoint, float | None]] = []
         in_sample: dict[int, dict[str, StatValue]] = {}
         for point in points:
-            stats = _run(
-                point, bars, window.is_start, window.is_end, warmup, costs, features, cache
-            ).statistics()
+            run = _run(point, bars, window.is_start, window.is_end, warmup, costs, features, cache)
+            stats = run.statistics()
+            if on_trial is not None:
+                on_trial(window, point, stats, run.period_returns())
             in_sample[point.index] = stats
             scored.append((point, _score(stats, rank_by)))
         choice, score = _choose(scored, lowest_first)

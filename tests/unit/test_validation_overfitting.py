@@ -258,3 +258,26 @@ def test_cscv_refuses_non_finite_returns() -> None:
     m[5, 1] = np.nan
     with pytest.raises(OverfittingError, match="finite"):
         probability_of_overfitting(m, 4)
+
+
+# ------------------------------------------------------------------------- period returns
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([60_000, 3_600_000, 86_400_000, 7 * 86_400_000, 31 * 86_400_000]),
+    st.integers(1, 400),
+)
+def test_period_returns_are_those_the_statistics_sample(seed: int, step: int, n: int) -> None:
+    """`period_returns_of` (numpy for days and weeks) against the statistics' own Python
+    resampling (`models.performance.returns.period_returns`)."""
+    from models.performance.returns import calendar_of, period_returns
+    from models.validation.overfitting import period_returns_of
+
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(np.full(n, step)) + int(rng.integers(0, 10**12))
+    equity = 1000.0 * np.cumprod(1.0 + rng.normal(0, 0.01, size=n))
+    period, got = period_returns_of(times, equity)
+    assert period == calendar_of(times.tolist()).period
+    expected = period_returns(list(zip(times.tolist(), equity.tolist(), strict=True)), period)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -19,6 +19,7 @@ from typing import Any
 
 from api.backtest_output import BacktestOutcome, emit, finish
 from api.sweep import SweepResult, SweepRow, run_sweep
+from api.sweep_report import write_sweep_report
 from api.sweep_validation import SweepValidation, WalkForwardOptions, validate_sweep
 from connectors.files.market_file import MergedStreams
 from models.config.settings import Settings
@@ -94,6 +95,8 @@ def sweep_and_confirm(
     )
     for line in validation.lines():
         say(line)
+    report = write_sweep_report(result, validation, symbol, run_dirs() / "sweep.html")
+    say(f"sweep report {report}")
     confirmed: list[Confirmed] = []
     for row in result.top[:confirm]:
         doc = settings.model_dump(mode="json")
@@ -125,6 +128,7 @@ def sweep_and_confirm(
                         ],
                     },
                     "overfitting": validation.to_json(),
+                    "report": str(report.resolve()),
                     "confirmed": [
                         {
                             "params": dict(c.row.params),

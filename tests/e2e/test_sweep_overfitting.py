@@ -115,3 +115,18 @@ def test_walk_forward_needs_a_sweep(tmp_path: Path) -> None:
     assert_no_traceback(result)
     assert result.returncode != 0
     assert "give it with --sweep GRID" in result.stderr
+
+
+def test_the_sweep_report_explains_dsr_pbo_and_the_walk(tmp_path: Path) -> None:
+    (tmp_path / "stratflow.yaml").write_text(CONFIG)
+    grid = _grid(tmp_path, "g.yaml", [5, 10], [20, 50])
+    doc = _sweep(
+        tmp_path, grid, "--walk-forward", "rolling", "--is-bars", "500", "--oos-bars", "500"
+    )
+    page = Path(doc["report"]).read_text()
+    dsr = doc["overfitting"]["dsr"]
+    assert "Deflated Sharpe ratio" in page and f"DSR {dsr['value']:.3f}" in page
+    assert "Probability of backtest overfitting" in page
+    assert f"PBO {doc['overfitting']['pbo']['value']:.2f}" in page
+    assert "id='pbo-logits'" in page and "id='walk-equity'" in page
+    assert page.count("<tr>") >= 1 + 3 + len(doc["overfitting"]["walk_forward"]["windows"])

@@ -221,3 +221,19 @@ def test_out_of_sample_trades_start_after_the_warm_up() -> None:
 def test_no_point_is_one_line() -> None:
     with pytest.raises(WalkForwardError, match="no grid point"):
         walk_forward((), daily_bars(random_closes(1, 50)), COSTS, FEATURES, is_bars=10, oos_bars=5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 120))
+def test_trade_from_only_removes_entries_before_it(seed: int, k: int) -> None:
+    """`evaluate(..., trade_from=k)`: no fill before bar k + 1 (an entry decided at bar k's close
+    fills at the next open); 0 is the plain evaluation."""
+    from models.vectorized.evaluate import evaluate
+
+    bars = daily_bars(random_closes(seed, 120))
+    spec = points(SMA_GRID)[0].spec
+    plain = evaluate(spec, bars, COSTS, FEATURES)
+    assert np.array_equal(evaluate(spec, bars, COSTS, FEATURES, trade_from=0).equity, plain.equity)
+    late = evaluate(spec, bars, COSTS, FEATURES, trade_from=k)
+    assert bool(np.all(late.fill_bar >= k + 1))
+    assert bool(np.all(late.equity[: k + 1] == float(COSTS.initial_cash)))

@@ -70,6 +70,8 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 EULER_GAMMA: Final = float(np.euler_gamma)
+SPLIT_CELLS: Final = 4_000_000
+"""Splits x configurations evaluated at once (a few arrays of this many float64: ~32 MB each)."""
 MAX_BLOCKS: Final = 20
 """C(20, 10) = 184,756 splits: beyond that CSCV costs more than it tells."""
 EPOCH_WEEKDAY: Final = 3
@@ -331,16 +333,24 @@ def probability_of_overfitting(
     for i, combo in enumerate(combos):
         chosen[i, list(combo)] = 1.0
     half = rows * blocks // 2
-    is_sharpe = _sharpe_from_sums(chosen @ block_sum, chosen @ block_sq, half)
-    rest = 1.0 - chosen
-    oos_sharpe = _sharpe_from_sums(rest @ block_sum, rest @ block_sq, half)
-    winners = np.argmax(is_sharpe, axis=1).astype(np.int64)
-    rank = _rank_of(oos_sharpe, winners)
+    winners = np.empty(len(combos), dtype=np.int64)
+    rank = np.empty(len(combos), dtype=np.float64)
+    is_best = np.empty(len(combos), dtype=np.float64)
+    oos_best = np.empty(len(combos), dtype=np.float64)
+    step = max(1, SPLIT_CELLS // n)  # splits a chunk: bounded memory for any N and S
+    for lo in range(0, len(combos), step):
+        part = chosen[lo : lo + step]
+        is_sharpe = _sharpe_from_sums(part @ block_sum, part @ block_sq, half)
+        rest = 1.0 - part
+        oos_sharpe = _sharpe_from_sums(rest @ block_sum, rest @ block_sq, half)
+        best = np.argmax(is_sharpe, axis=1).astype(np.int64)
+        picked = np.arange(len(part))
+        winners[lo : lo + step] = best
+        rank[lo : lo + step] = _rank_of(oos_sharpe, best)
+        is_best[lo : lo + step] = is_sharpe[picked, best]
+        oos_best[lo : lo + step] = oos_sharpe[picked, best]
     omega = rank / (n + 1)
     logits = np.log(omega / (1.0 - omega))
-    picked = np.arange(len(combos))
-    is_best = is_sharpe[picked, winners]
-    oos_best = oos_sharpe[picked, winners]
     slope, intercept = _degradation(is_best, oos_best)
     return Pbo(
         pbo=float(np.mean(logits <= 0.0)),

@@ -276,8 +276,22 @@ def test_period_returns_are_those_the_statistics_sample(seed: int, step: int, n:
 
     rng = np.random.default_rng(seed)
     times = np.cumsum(np.full(n, step)) + int(rng.integers(0, 10**12))
-    equity = 1000.0 * np.cumprod(1.0 + rng.normal(0, 0.01, size=n))
+    equity = (1000.0 * np.cumprod(1.0 + rng.normal(0, 0.01, size=n))).astype(np.float64)
     period, got = period_returns_of(times, equity)
     assert period == calendar_of(times.tolist()).period
     expected = period_returns(list(zip(times.tolist(), equity.tolist(), strict=True)), period)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_splits_evaluated_in_chunks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded by evaluating the splits in chunks (`SPLIT_CELLS`); the chunk size
+    changes nothing."""
+    import models.validation.overfitting as overfitting
+
+    m = np.random.default_rng(21).normal(0, 0.01, size=(120, 7))
+    whole = probability_of_overfitting(m, 10)
+    monkeypatch.setattr(overfitting, "SPLIT_CELLS", 7 * 3)  # three splits a chunk
+    chunked = probability_of_overfitting(m, 10)
+    np.testing.assert_array_equal(whole.logits, chunked.logits)
+    np.testing.assert_array_equal(whole.winners, chunked.winners)
+    assert whole.degradation_slope == chunked.degradation_slope

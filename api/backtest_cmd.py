@@ -17,6 +17,7 @@ import typer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from api.sweep_validation import WalkForwardOptions
     from connectors.files.market_file import MergedStreams
     from models.config.settings import Settings
     from models.vectorized.sweep import Grid
@@ -161,10 +162,13 @@ def sweep_command(
     confirm: int,
     as_json: bool,
     say: Callable[[str], None],
+    walk: WalkForwardOptions | None = None,
+    blocks: int | None = None,
 ) -> None:
     from api.backtest_sweep import sweep_and_confirm
     from api.cli import UserError
     from api.demo import default_run_root, new_run_dir
+    from models.validation.walkforward import WalkForwardError
     from models.vectorized.sweep import GridError
 
     try:
@@ -178,9 +182,47 @@ def sweep_command(
             confirm=confirm,
             as_json=as_json,
             say=say,
+            walk=walk,
+            blocks=blocks,
         )
-    except GridError as err:
+    except (GridError, WalkForwardError) as err:
         raise UserError("; ".join(str(err).splitlines())) from None
+
+
+def walk_options(
+    mode: str | None,
+    is_bars: int | None,
+    oos_bars: int | None,
+    step_bars: int | None,
+    swept: bool,
+) -> WalkForwardOptions | None:
+    """The walk-forward options as given, or one line saying what is wrong with them."""
+    from api.cli import UserError
+    from api.sweep_validation import WalkForwardOptions
+
+    lengths = {"--is-bars": is_bars, "--oos-bars": oos_bars, "--step-bars": step_bars}
+    if mode is None:
+        given = [name for name, value in lengths.items() if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} belong(s) to --walk-forward rolling|anchored")
+        return None
+    if not swept:
+        raise UserError("--walk-forward walks a grid forward: give it with --sweep GRID")
+    if mode not in ("rolling", "anchored"):
+        raise UserError(f"--walk-forward: {mode!r}; one of rolling, anchored")
+    if is_bars is None or oos_bars is None:
+        raise UserError("--walk-forward needs --is-bars N and --oos-bars N (bars of the sweep)")
+    if is_bars < 2:
+        raise UserError(f"--is-bars must be at least 2, got {is_bars}")
+    if oos_bars < 1:
+        raise UserError(f"--oos-bars must be at least 1, got {oos_bars}")
+    if step_bars is not None and step_bars < oos_bars:
+        raise UserError(
+            f"--step-bars {step_bars} < --oos-bars {oos_bars}: out-of-sample bars would repeat"
+        )
+    return WalkForwardOptions(
+        "anchored" if mode == "anchored" else "rolling", is_bars, oos_bars, step_bars
+    )
 
 
 def default_sources(settings: Settings, grid: Grid | None = None) -> list[str]:
@@ -258,6 +300,28 @@ def backtest(
     confirm: Annotated[
         int, typer.Option(help="Best sweep rows to confirm through the full flow")
     ] = 3,
+    walk_forward: Annotated[
+        str | None,
+        typer.Option(
+            "--walk-forward",
+            metavar="rolling|anchored",
+            help="Also walk the grid forward: choose on each in-sample window, trade the next",
+        ),
+    ] = None,
+    is_bars: Annotated[
+        int | None, typer.Option(help="Walk-forward in-sample window, in bars")
+    ] = None,
+    oos_bars: Annotated[
+        int | None, typer.Option(help="Walk-forward out-of-sample window, in bars")
+    ] = None,
+    step_bars: Annotated[
+        int | None,
+        typer.Option(help="Bars between walk-forward windows (default: --oos-bars)"),
+    ] = None,
+    pbo_blocks: Annotated[
+        int | None,
+        typer.Option(help="CSCV blocks for the PBO (even, 2..20; default: up to 16)"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Backtest strategies on historical data through the live flow; statistics and a report."""
@@ -279,6 +343,13 @@ def backtest(
         if confirm < 0:
             raise UserError(f"--confirm must be >= 0, got {confirm}")
         grid = read_grid(sweep) if sweep is not None else None
+        walk = walk_options(walk_forward, is_bars, oos_bars, step_bars, sweep is not None)
+        if pbo_blocks is not None and (
+            sweep is None or pbo_blocks < 2 or pbo_blocks % 2 or pbo_blocks > 20
+        ):
+            raise UserError(
+                f"--pbo-blocks: an even number from 2 to 20 with --sweep, got {pbo_blocks}"
+            )
         settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
         start_ms = parse_day(start, "--start") if start else None
         end_ms = parse_day(end, "--end") if end else None
@@ -298,7 +369,9 @@ def backtest(
                     f" in {', '.join(cut.symbols) or 'the data'}"
                 )
             if grid is not None:
-                sweep_command(settings, grid, cut, rank_by, top, confirm, as_json, say)
+                sweep_command(
+                    settings, grid, cut, rank_by, top, confirm, as_json, say, walk, pbo_blocks
+                )
                 return
             run_dir = new_run_dir(default_run_root())
             say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(cut.symbols)}")

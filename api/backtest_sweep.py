@@ -11,14 +11,17 @@ two says the limits shaped the winner.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from api.backtest_output import BacktestOutcome, emit, finish
 from api.sweep import SweepResult, SweepRow, run_sweep
+from api.sweep_report import write_sweep_report
+from api.sweep_validation import SweepValidation, WalkForwardOptions, validate_sweep
 from connectors.files.market_file import MergedStreams
 from models.config.settings import Settings
 from models.core.messages import Bar, BarIn, Tick
@@ -61,6 +64,30 @@ def grid_symbol(grid: Grid) -> str:
     return universe[0]
 
 
+@contextlib.contextmanager
+def _walk_progress(
+    walk: WalkForwardOptions | None, n_bars: int, n_points: int, show: bool
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the walk-forward's evaluations (each window: every point in-sample,
+    the chosen one out of sample); nothing to show without a walk-forward or with --json."""
+    if walk is None or not show:
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from models.validation.walkforward import plan_windows
+
+    windows = plan_windows(
+        n_bars, is_bars=walk.is_bars, oos_bars=walk.oos_bars, step=walk.step, mode=walk.mode
+    )
+    bar = Progress(
+        TextColumn("walk-forward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
+    with bar:
+        task = bar.add_task("walk-forward", total=len(windows) * (n_points + 1))
+        yield lambda n: bar.advance(task, n)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -78,7 +105,9 @@ def sweep_and_confirm(
     confirm: int,
     as_json: bool,
     say: Callable[[str], None],
-) -> tuple[SweepResult, list[Confirmed]]:
+    walk: WalkForwardOptions | None = None,
+    blocks: int | None = None,
+) -> tuple[SweepResult, list[Confirmed], SweepValidation]:
     symbol = grid_symbol(grid)
     bars = flow_bars(settings, symbol, data.messages())
     result = run_sweep(grid, bars, settings, rank_by=rank_by, top=top, progress=not as_json)
@@ -86,6 +115,21 @@ def sweep_and_confirm(
     for i, row in enumerate(result.top, 1):
         params = ", ".join(f"{k}={v}" for k, v in row.params.items())
         say(f"{i}. {params}: {rank_by} {_cell(row.score(rank_by))}, {row.trades} trades")
+    with _walk_progress(walk, len(bars), len(result.expansion.points), not as_json) as advance:
+        validation = validate_sweep(
+            settings,
+            grid,
+            result.expansion.points,
+            result,
+            bars,
+            walk=walk,
+            blocks=blocks,
+            on_window=advance,
+        )
+    for line in validation.lines():
+        say(line)
+    report = write_sweep_report(result, validation, symbol, run_dirs() / "sweep.html")
+    say(f"sweep report {report}")
     confirmed: list[Confirmed] = []
     for row in result.top[:confirm]:
         doc = settings.model_dump(mode="json")
@@ -116,6 +160,8 @@ def sweep_and_confirm(
                             for r in result.top
                         ],
                     },
+                    "overfitting": validation.to_json(),
+                    "report": str(report.resolve()),
                     "confirmed": [
                         {
                             "params": dict(c.row.params),
@@ -130,4 +176,4 @@ def sweep_and_confirm(
                 default=str,
             )
         )
-    return result, confirmed
+    return result, confirmed, validation

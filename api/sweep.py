@@ -22,14 +22,17 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from models.config.settings import Settings
+from models.performance.returns import calendar_of
 from models.strategy.spec import StrategySpec
+from models.validation.overfitting import period_returns_of
 from models.vectorized.bars import BarArrays, FloatArray
 from models.vectorized.evaluate import Costs, StatValue, evaluate
 from models.vectorized.sweep import Expansion, Grid, GridError, GridPoint, expand
@@ -54,6 +57,9 @@ class SweepRow:
     spec: StrategySpec
     trades: int
     statistics: Mapping[str, StatValue]
+    returns: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Per-period returns (`period_returns_of`: daily for intraday or daily bars), the series
+    the trials ledger keeps and the PBO's matrix is made of."""
 
     def score(self, key: str) -> float | None:
         value = self.statistics.get(key)
@@ -74,6 +80,10 @@ class SweepResult:
     expansion: Expansion
     seconds: float
     workers: int
+    rows: tuple[SweepRow, ...] = ()
+    """Every evaluated row, in grid order."""
+    period: str = "day"
+    """The calendar period of every row's `returns`."""
 
     def summary(self) -> str:
         rate = self.evaluated / self.seconds if self.seconds > 0 else float("inf")
@@ -96,14 +106,19 @@ def _init_worker(bars: BarArrays, costs: Costs, settings: Settings) -> None:
     _STATE["cache"] = {}
 
 
-def _evaluate_chunk(points: Sequence[GridPoint]) -> list[tuple[int, int, dict[str, StatValue]]]:
+Evaluated = tuple[int, int, dict[str, StatValue], FloatArray]
+"""(point index, trades, statistics, per-period returns) as a worker sends it back."""
+
+
+def _evaluate_chunk(points: Sequence[GridPoint]) -> list[Evaluated]:
     bars: BarArrays = _STATE["bars"]
     settings: Settings = _STATE["settings"]
     cache: dict[Any, FloatArray] = _STATE["cache"]
-    out: list[tuple[int, int, dict[str, StatValue]]] = []
+    out: list[Evaluated] = []
     for point in points:
         result = evaluate(point.spec, bars, _STATE["costs"], settings.features, cache)
-        out.append((point.index, result.trade_count, result.statistics()))
+        _, returns = period_returns_of(bars.start_ms, result.equity)
+        out.append((point.index, result.trade_count, result.statistics(), returns))
     return out
 
 
@@ -160,10 +175,10 @@ def run_sweep(
     rows: list[SweepRow] = []
     started = time.perf_counter()
 
-    def collect(part: list[tuple[int, int, dict[str, StatValue]]]) -> None:
-        for index, trades, stats in part:
+    def collect(part: list[Evaluated]) -> None:
+        for index, trades, stats, returns in part:
             point = by_index[index]
-            rows.append(SweepRow(index, point.params, point.spec, trades, stats))
+            rows.append(SweepRow(index, point.params, point.spec, trades, stats, returns))
         if on_chunk is not None:
             on_chunk(len(part))
 
@@ -193,7 +208,7 @@ def run_sweep(
                 initializer=_init_worker,
                 initargs=(bars, costs, settings),
             ) as pool:
-                pending: set[Future[list[tuple[int, int, dict[str, StatValue]]]]] = {
+                pending: set[Future[list[Evaluated]]] = {
                     pool.submit(_evaluate_chunk, chunk) for chunk in chunks
                 }
                 while pending:
@@ -210,4 +225,6 @@ def run_sweep(
         expansion=expansion,
         seconds=time.perf_counter() - started,
         workers=n_workers,
+        rows=tuple(sorted(rows, key=lambda r: r.index)),
+        period=calendar_of(bars.start_ms[-100:].tolist()).period,
     )

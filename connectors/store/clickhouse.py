@@ -555,6 +555,15 @@ class Store:
         self._live().insert_json_each_row(self.table(table), b"\n".join(lines).decode() + "\n")
         return len(lines)
 
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Write plain JSON-ready rows to a table outside the message tables (a ledger such as
+        `trials`: connectors.store.trials) in one INSERT; the caller stamps `run_id`."""
+        if not rows:
+            return 0
+        body = b"\n".join(_row_json(row) for row in rows).decode() + "\n"
+        self._live().insert_json_each_row(self.table(table), body)
+        return len(rows)
+
     def insert_models(self, rows: Iterable[BaseModel | Columns]) -> dict[str, int]:
         """Write mixed models and column sets, one INSERT per table; returns rows written per
         table (a column set counts its rows)."""

@@ -266,3 +266,32 @@ CREATE TABLE IF NOT EXISTS stratflow.strategies
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (activation_id, run_id);
+
+-- The trials ledger (connectors.store.trials): every configuration ever tried for a strategy
+-- family, so the deflated Sharpe ratio of a sweep's winner counts all of them, not only this
+-- sweep's. `family` is the grid's strategy name without parameters, `source` `sweep` or
+-- `walk_forward` (an in-sample evaluation of one window), `trial_id` `<run_id>:<point>` (a
+-- walk-forward's `<run_id>:w<window>:<point>`), `params` and `statistics` JSON text, `sharpe`
+-- the per-period Sharpe ratio of `returns` (NULL where undefined), `returns` the per-period
+-- (`period`: day, week, ...) returns, ZSTD-compressed. `run_id` is the sweep's id. Not deleted
+-- with a run: `run --fresh` never forgets a trial.
+CREATE TABLE IF NOT EXISTS stratflow.trials
+(
+    trial_id      String,
+    family        LowCardinality(String),
+    source        LowCardinality(String),
+    tried_ms      Int64,
+    symbol        LowCardinality(String),
+    strategy      String,
+    params        String,
+    data_start_ms Int64,
+    data_end_ms   Int64,
+    period        LowCardinality(String),
+    sharpe        Nullable(Float64),
+    statistics    String,
+    returns       Array(Float64) CODEC(ZSTD(3)),
+    run_id        String,
+    ts            DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(tried_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (family, trial_id, run_id);

@@ -201,17 +201,23 @@ def evaluate(
     cache: dict[Any, FloatArray] | None = None,
     *,
     exact: bool = False,
+    trade_from: int = 0,
 ) -> VectorResult:
     """The fills and equity of `spec` on `bars` (one symbol of its universe). `exact`: the money
     in Decimal with the desk's own functions (`models.vectorized.exact`), one Python step per
     bar; else float64 (numba when installed). Long strategies only: a short or both-ways
-    strategy file raises `ValueError` (the full flow runs those)."""
+    strategy file raises `ValueError` (the full flow runs those). `trade_from`: no entry is
+    decided before this bar (the bars before it only warm the features up, as a walk-forward
+    window's warm-up: `models.validation.walkforward`)."""
     if spec.direction != "long":
         raise ValueError(
             f"direction: the vectorised evaluator runs long strategies, not {spec.direction}"
             " (a backtest without --sweep runs it through the flow)"
         )
     enter, leave = signals(spec, bars, features, cache)
+    if trade_from > 0:
+        enter = enter.copy()
+        enter[:trade_from] = False
     if exact:
         from models.vectorized.exact import exact_trade_loop  # needs models.execution.sizing
 

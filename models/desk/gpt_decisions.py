@@ -4,7 +4,10 @@ A strategic trigger becomes a question (`start`) unless the symbol's question is
 (`coalesced`) or was asked within the cooldown while a strategy runs (`cooled`); the decision is
 logged `pending` and the desk goes on. The answer (`on_gpt_answer`) passes one round of the
 review loop: approved, its strategy takes over and its orders are placed; refused, the verdict
-goes back to GPT as the next round's question, until the rounds or the budget run out. A failed,
+goes back to GPT as the next round's question, until the rounds or the budget run out. An answer
+that starts a new strategy (creates or replaces one) is also judged by the validation gate
+(`models.review.validation`) on the symbols' recent bars up to the trigger
+(`models.desk.bar_history`), and its round is reviewed even when it places no orders yet. A failed,
 late (`timed_out`) or refused answer ends with the local engine deciding through the same loop
 (`finish_local`), or, where a strategy runs on the symbol, with that strategy left in charge.
 
@@ -14,6 +17,7 @@ components (`models.desk.gpt_session` holds the conversation's).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from models.core.commands import AskGpt
@@ -24,6 +28,7 @@ from models.core.messages import (
     DecisionStatus,
     GptOutcome,
 )
+from models.desk.bar_history import proposed_strategy
 from models.desk.gpt_session import PendingGpt
 from models.gpt.decider import Fallback, GptAnswer, GptDecider
 from models.gpt.prompt import PositionInfo
@@ -193,9 +198,8 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         del desk.gpt.pending[sym]
         out.extend(finish_local(desk, pending, ctx, result, version))
         return out
-    takeover = take_over(
-        result, desk.strategies.get(sym), desk.feature_history, sym, now.features.ts_ms
-    )
+    running = desk.strategies.get(sym)
+    takeover = take_over(result, running, desk.feature_history, sym, now.features.ts_ms)
     result = takeover.decision
     proposal = (
         decider.to_proposal(
@@ -210,7 +214,13 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         else waiting_proposal(result)
     )
     placed = now.bar.end_ms
-    step = review_round(proposal, desk.review_context(), pending.rounds, desk.reviewers)
+    review = desk.review_context()
+    # A new strategy is judged on the bars up to the trigger (what the question saw), with or
+    # without orders now; an answer that starts none is reviewed as before.
+    new = proposed_strategy(desk.bar_history, result.strategy, running, pending.event.bar.end_ms)
+    if new is not None:
+        review = dataclasses.replace(review, strategy=new)
+    step = review_round(proposal, review, pending.rounds, desk.reviewers)
     proposal = step.proposal
     verdict = step.verdict
     if verdict is None or verdict.approved:
@@ -226,7 +236,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
                 result, pending.decision_id, sym, placed, desk.portfolio.equity()
             )
         )
-        if verdict is None:
+        if not proposal.intents:  # a strategy judged and approved may place nothing yet
             note = f"gpt {result.action}: no orders" + (
                 f" ({takeover.note})" if takeover.note else ""
             )

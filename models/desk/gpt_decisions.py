@@ -34,6 +34,7 @@ from models.gpt.decider import Fallback, GptAnswer, GptDecider
 from models.gpt.prompt import PositionInfo
 from models.monitoring.alerts import review_alert, spend_alert
 from models.review.loop import failed_names, review_round
+from models.review.validation import answerable_refusal
 from models.strategy.engine import DecisionContext
 from models.strategy.takeover import take_over, waiting_proposal
 
@@ -264,7 +265,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     affordable, alert = desk.gpt.affordable(pending.event.bar.end_ms, 1, now.bar.end_ms)
     if alert is not None:
         out.append(alert)
-    if n < desk.settings.risk.max_adjust_rounds and affordable:
+    # Too little history cannot be answered: asking again would only cost another call.
+    answerable = answerable_refusal(verdict)
+    if n < desk.settings.risk.max_adjust_rounds and affordable and answerable:
         out.append(review_alert(pending.decision_id, placed, n, verdict, "sent back to GPT", False))
         pending.question = decider.follow_up(pending.question, answer.raw_text, verdict)
         pending.request = desk.gpt.request(
@@ -272,10 +275,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         )
         out.append(AskGpt(pending.request))
         return out
+    ended = "GPT rounds exhausted" if answerable else "too little history to validate on"
     out.append(
-        review_alert(
-            pending.decision_id, placed, n, verdict, "GPT rounds exhausted, local engine", True
-        )
+        review_alert(pending.decision_id, placed, n, verdict, f"{ended}, local engine", True)
     )
     del desk.gpt.pending[sym]
     why = Fallback(

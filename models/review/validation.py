@@ -29,9 +29,21 @@ from models.validation.verdicts import CheckResult, Outcome, risk_checks
 from models.vectorized.bars import BarArrays
 from models.vectorized.evaluate import Costs
 
-__all__ = ["ValidationReviewer"]
+__all__ = ["UNANSWERABLE", "ValidationReviewer", "answerable_refusal"]
 
 _NOTHING: Final = RiskVerdict(approved=True, checks=[], fee_estimate=Decimal(0))
+UNANSWERABLE: Final = ("history_bars",)
+"""Figures no answer can fix: a strategy refused for too little history is refused again
+whatever GPT writes (until the bars arrive), so it is not sent back."""
+
+
+def answerable_refusal(verdict: RiskVerdict) -> bool:
+    """Whether a refusal is worth sending back: some failed check other than the gate's
+    unanswerable figures (a verdict with no validation checks always is)."""
+    return any(
+        not (c.name.startswith(f"{CHECK}:") and c.name.rsplit(":", 1)[-1] in UNANSWERABLE)
+        for c in verdict.failures
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,7 @@ reviewed as before; the window is kept only where it can be used, the same on ev
 
 from __future__ import annotations
 
-import math
 import pickle
-import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,77 +15,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config.settings import Settings
 from models.core.blocks import BarBlock, BarColumns, BarFloats
 from models.core.commands import AskGpt
 from models.core.events import BarEvent
-from models.core.messages import Branch, DecisionRecord, DecisionStatus, GptRequest, Order
+from models.core.messages import Alert, DecisionRecord, DecisionStatus, GptRequest, Order
 from models.desk.bar_history import BarHistory, BarRing
 from models.desk.desk import TradingDesk
 from models.review.loop import DEFAULT_REVIEWERS
 from models.review.validation import ValidationReviewer
-from models.signals.features import FeatureState
 from models.strategy.spec import GptDecision
 from tests.support import gpt as kit
-from tests.support.builders import MIN, bar, of, signal
+from tests.support.builders import MIN, bar, of
+from tests.support.validation import ALWAYS, CAREFUL, NEVER, RECKLESS, events, gate_settings, walk
 
 D = Decimal
 SYM = "ABC"
-ALWAYS: dict[str, Any] = {"left": "close", "op": ">", "right": 0}
-NEVER: dict[str, Any] = {"left": "close", "op": "<", "right": 0}
-# Always long with all the equity and no stop: the 40 % flash crash takes 40 % of it.
-RECKLESS = kit.decision(entry=ALWAYS, exit=NEVER, position_fraction=1.0, stop_loss_pct=None)
-# The same rules at a fifth of the equity: 8 % in that crash.
-CAREFUL = kit.decision(entry=ALWAYS, exit=NEVER, position_fraction=0.2, stop_loss_pct=None)
-
-
-def gate_settings(tmp: Path, **validation: Any) -> Settings:
-    doc: dict[str, Any] = {
-        "enabled": True,
-        "window_bars": 400,
-        "thresholds": {"min_trades": 0, "min_history_bars": 100},
-        "scenarios": {"flash_crash_pct": 0.4, "shocks": 2},
-    }
-    doc.update(validation)
-    return kit.make_settings(
-        tmp,
-        strategy={"target_fraction": "0.1", "strategic_fraction": "1.0"},
-        risk={
-            "max_order_notional": "1000000",
-            "max_position_notional": "1000000",
-            "max_fee_per_order": "10000",
-            "daily_loss_limit": "1000000",
-        },
-        gpt={"cooldown": "0s", "max_wait": "1h"},
-        validation=doc,
-    )
-
-
-def walk(seed: int, n: int) -> list[Decimal]:
-    rng = random.Random(seed)
-    price, out = 100.0, []
-    for _ in range(n):
-        price = round(price * math.exp(rng.gauss(0.0, 0.002)), 2)
-        out.append(D(repr(price)))
-    return out
-
-
-def events(cfg: Settings, closes: list[Decimal], strategic_at: set[int]) -> list[BarEvent]:
-    """Bars of SYM through the feature state; a strategic breakout on the bars asked for."""
-    features = FeatureState(cfg.features, ())
-    out: list[BarEvent] = []
-    for i, close in enumerate(closes):
-        opened = closes[i - 1] if i else close
-        b = bar(SYM, kit.T0 + i * MIN, close, open=opened, volume=10, trades=3)
-        fv = features.update(b)
-        strategic = i in strategic_at
-        sigs = (
-            [signal(SYM, b.end_ms, "breakout", kind="breakout", strength=0.8, strategic=True)]
-            if strategic
-            else []
-        )
-        out.append(BarEvent(b, fv, sigs, Branch.STRATEGIC if strategic else None, "m#0", 0, i))
-    return out
 
 
 def feed(desk: TradingDesk, evs: list[BarEvent]) -> list[Any]:
@@ -166,15 +108,23 @@ def test_rounds_exhausted_leave_the_decision_to_the_local_engine_with_no_gpt_ord
     assert desk.strategies.get(SYM) is None  # the reckless strategy never ran
 
 
-def test_too_little_history_is_a_stated_refusal(tmp_path: Path) -> None:
+def test_too_little_history_is_a_stated_refusal_not_sent_back(tmp_path: Path) -> None:
+    """No answer can fix a short history: one round, then the local engine, one call spent."""
     cfg = gate_settings(tmp_path)
     desk = TradingDesk.create(cfg, gpt=True)
     request = asked(feed(desk, events(cfg, walk(3, 40), {39})))
     out = reply(desk, request, CAREFUL)
-    assert not of(Order, out)
-    text = asked(out).messages[-1].content
-    assert "validation:ABC:history_bars: limit 100, value 40" in text
-    assert "40 bars of history, at least 100 needed" in text
+    assert not of(AskGpt, out) and SYM not in desk.gpt.pending
+    record = last_record(out)
+    gpt_round, *local_rounds = record.rounds
+    assert gpt_round.verdict is not None and not gpt_round.verdict.approved
+    (short,) = gpt_round.verdict.failures
+    assert (short.name, short.value, short.limit) == ("validation:ABC:history_bars", 40, 100)
+    assert short.message == "40 bars of history, at least 100 needed (warm-up 0 bars)"
+    assert all(r.proposal.controller.startswith("local") for r in local_rounds)
+    alerts = [a.message for a in of(Alert, out)]
+    assert any("too little history to validate on, local engine" in m for m in alerts), alerts
+    assert desk.strategies.get(SYM) is None
 
 
 def test_a_new_strategy_placing_nothing_yet_is_still_judged(tmp_path: Path) -> None:

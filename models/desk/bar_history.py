@@ -199,16 +199,22 @@ def proposed_strategy(
     history: BarHistory | None,
     new: CompiledStrategy | None,
     running: ActiveStrategy | None,
-    until_ms: int,
+    trigger: Bar,
 ) -> ProposedStrategy | None:
     """What the validation gate judges for an answer: its strategy, unless it is the one that
     already runs (it keeps running, nothing new starts) or nothing is kept; with the windows of
-    its universe up to `until_ms` (the decision's trigger bar)."""
+    its universe up to the decision's `trigger` bar: the trigger's symbol up to and including
+    it, the others' bars ending before it (one ending at the same time may reach the desk just
+    before or just after the trigger: left out, the window is the same either way)."""
     if history is None or new is None:
         return None
     if running is not None and running.strategy is new:
         return None
-    windows = {sym: history.window(sym, until_ms) for sym in sorted(new.universe)}
+    end = trigger.end_ms
+    windows = {
+        sym: history.window(sym, end if sym == trigger.symbol else end - 1)
+        for sym in sorted(new.universe)
+    }
     return ProposedStrategy(new.spec, windows)
 
 

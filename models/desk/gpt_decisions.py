@@ -218,7 +218,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     review = desk.review_context()
     # A new strategy is judged on the bars up to the trigger (what the question saw), with or
     # without orders now; an answer that starts none is reviewed as before.
-    new = proposed_strategy(desk.bar_history, result.strategy, running, pending.event.bar.end_ms)
+    new = proposed_strategy(desk.bar_history, result.strategy, running, pending.event.bar)
     if new is not None:
         review = dataclasses.replace(review, strategy=new)
     step = review_round(proposal, review, pending.rounds, desk.reviewers)

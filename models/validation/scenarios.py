@@ -126,8 +126,7 @@ def _flash_crash(bars: BarArrays, cfg: ScenarioConfig) -> StressScenario:
         "flash_crash",
         _moved(bars, opens, closes),
         tuple(spans),
-        description=f"{len(spans)} crash(es) of {pct} over {cfg.flash_crash_bars} bar(s), "
-        f"{cfg.recovery_pct:.0%} regained over {cfg.recovery_bars}",
+        description=f"{len(spans)}x {pct} in {cfg.flash_crash_bars} bars",
     )
 
 
@@ -145,7 +144,7 @@ def _gap(bars: BarArrays, cfg: ScenarioConfig) -> StressScenario:
         "gap",
         _moved(bars, opens, closes),
         spans,
-        description=f"{len(spans)} open(s) gapping {cfg.gap_pct:.0%} down",
+        description=f"{len(spans)}x {cfg.gap_pct:.0%} down at the open",
     )
 
 
@@ -180,7 +179,7 @@ def _regime_switch(bars: BarArrays, cfg: ScenarioConfig) -> StressScenario:
         "regime_switch",
         _moved(bars, opens, closes),
         ((s, n),),
-        description=f"drift reversed over the last {k} bars ({total:+.1%} over them)",
+        description=f"{total:+.1%} over the last {k} bars",
     )
 
 

@@ -19,11 +19,12 @@ from models.core.blocks import BarBlock, BarColumns, BarFloats
 from models.core.commands import AskGpt
 from models.core.events import BarEvent
 from models.core.messages import Alert, DecisionRecord, DecisionStatus, GptRequest, Order
-from models.desk.bar_history import BarHistory, BarRing
+from models.desk.bar_history import BarHistory, BarRing, proposed_strategy
 from models.desk.desk import TradingDesk
 from models.review.loop import DEFAULT_REVIEWERS
 from models.review.validation import ValidationReviewer
-from models.strategy.spec import GptDecision
+from models.strategy.compiler import Rejection, compile_strategy
+from models.strategy.spec import GptDecision, StrategySpec
 from tests.support import gpt as kit
 from tests.support.builders import MIN, bar, of
 from tests.support.validation import ALWAYS, CAREFUL, NEVER, RECKLESS, events, gate_settings, walk
@@ -282,3 +283,23 @@ def test_the_block_path_keeps_the_same_window_as_bar_by_bar(tmp_path: Path) -> N
     for f in ("start_ms", "end_ms", "open", "high", "low", "close", "volume", "vwap"):
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
     assert len(a) == 120
+
+
+def test_the_other_symbols_windows_end_before_the_trigger_whatever_arrived_first() -> None:
+    """A bar of another symbol ending with the trigger may reach the desk just before or just
+    after it (live vs backtest): it is left out, so both judge the same bars."""
+    history = BarHistory(10, frozenset({"ABC", "XYZ"}))
+    for i in range(5):
+        for sym in ("ABC", "XYZ"):
+            history.add(bar(sym, kit.T0 + i * MIN, "100"))
+    trigger = bar("ABC", kit.T0 + 3 * MIN, "100")
+    doc = kit.decision(universe=["ABC", "XYZ"])["strategy"]
+    compiled = compile_strategy(StrategySpec.model_validate(doc), {"ABC", "XYZ"})
+    assert not isinstance(compiled, Rejection)
+    proposed = proposed_strategy(history, compiled, None, trigger)
+    assert proposed is not None
+    assert (
+        proposed.history["ABC"].end_ms[-1] == trigger.end_ms and len(proposed.history["ABC"]) == 4
+    )
+    assert proposed.history["XYZ"].end_ms[-1] < trigger.end_ms and len(proposed.history["XYZ"]) == 3
+    assert proposed_strategy(None, compiled, None, trigger) is None

@@ -21,11 +21,9 @@ the GPT digest). For each bar the desk
    commands for the outside world (`models.core.commands`: ask GPT, place an order on a real
    exchange, cancel open orders), which a driver in `dataflows/` carries out.
 
-The desk only orders these steps; each is a component with its own tests: the decision book
-(`decision_book`), the running strategies (`strategy_book`), the GPT conversation
-(`gpt_session`), the fill ledger (`fill_ledger`), exchange reports (`exchange_reports`), the
-review loop (`models.review.loop`) and the alert builders (`models.monitoring.alerts`).
-
+The desk only orders these steps; each is a component with its own tests: `decision_book`,
+`strategy_book` (running strategies), `gpt_session`, `fill_ledger`, `exchange_reports`,
+`bar_history` (the validation gate's windows), `models.review.loop`, `models.monitoring.alerts`.
 All state lives in this object, which Bytewax snapshots, so a restart resumes it exactly; a
 question still pending at a restart is asked again (the answer store makes that free).
 """
@@ -61,7 +59,8 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.core.trusted import replaced, trusted
-from models.desk import exchange_reports, gpt_decisions, quiet
+from models.desk import bar_history, exchange_reports, gpt_decisions, quiet
+from models.desk.bar_history import BarHistory
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
 from models.desk.gpt_session import GptSession
@@ -158,6 +157,7 @@ PERSISTED: tuple[tuple[str, str, str], ...] = (
     ("given_up", "fills", "given_up"),
     ("held_fills", "fills", "held"),
     ("standing_started", "strategies", "standing_started"),
+    ("bar_history", "", "bar_history"),
 )
 PERSISTED_NAMES = tuple(name for name, _, _ in PERSISTED)
 
@@ -176,6 +176,7 @@ class TradingDesk:
     latest: dict[str, BarEvent] = field(default_factory=dict)  # last bar of each symbol
     feature_history: FeatureHistory = field(default_factory=FeatureHistory)  # warms strategies
     reviewers: tuple[Reviewer, ...] = DEFAULT_REVIEWERS
+    bar_history: BarHistory | None = None  # recent bars for the validation gate (GPT desks)
     shortable: frozenset[str] = frozenset()  # symbols the venue lends (settings), not state
 
     @classmethod
@@ -190,6 +191,8 @@ class TradingDesk:
         """`gpt`: whether a GPT endpoint answers (the caller knows: key, base URL, replay);
         `venue`: "sim" (next-bar fills here) or "exchange" (an executor places the orders and
         reports back through `on_execution`)."""
+        session = GptSession.create(settings, ask=gpt and settings.strategy.controller == "gpt")
+        history, reviewers = bar_history.wiring(settings, asks_gpt=session.decider is not None)
         return cls(
             settings=settings,
             portfolio=Portfolio(cash=settings.execution.initial_cash),
@@ -197,11 +200,13 @@ class TradingDesk:
             if venue == "sim"
             else ExchangeVenue(settings.execution),
             controller=controller or LocalStrategyEngine(settings.strategy),
-            gpt=GptSession.create(settings, ask=gpt and settings.strategy.controller == "gpt"),
+            gpt=session,
             venue=venue,
             decisions=DecisionBook(venue=venue),
             strategies=StrategyBook(standing=standing_strategies(settings)),
             shortable=settings.shortable(),
+            reviewers=reviewers,
+            bar_history=history,
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -210,7 +215,6 @@ class TradingDesk:
         )
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        # A snapshot from before a field was added leaves that field at its default.
         for (_, part, name), value in zip(PERSISTED[: len(state)], state, strict=True):
             setattr(getattr(self, part) if part else self, name, value)
         if isinstance(self.gpt.texts, dict):  # a snapshot from before the incremental buffer
@@ -218,6 +222,7 @@ class TradingDesk:
         # Data comes from the snapshot, settings from the current configuration.
         self.gpt.budget.cap = self.settings.gpt.daily_budget_usd
         self.exchange.execution = self.settings.execution
+        self.bar_history = bar_history.restored(self.bar_history, self.settings, self.gpt.decider)
 
     def pending_requests(self) -> list[AskGpt]:
         """The questions still out, oldest first, as commands: a restarted flow asks them
@@ -236,6 +241,8 @@ class TradingDesk:
         self.portfolio.mark(sym, bar.close, bar.end_ms)
         self.latest[sym] = event
         self.feature_history.add(event.features)
+        if self.bar_history is not None:  # the validation gate's window (GPT desks only)
+            self.bar_history.add(bar)
         try:
             owned, actions = self._strategy_bar(event, out)
             waited = self.gpt.timed_out(sym, bar.end_ms)
@@ -569,14 +576,7 @@ class TradingDesk:
 
         out: list[DeskOutput] = []
         rounds: list[AdjustRound] = []
-        status, final, note = self.review(
-            decision_id,
-            proposal,
-            adjust,
-            rounds,
-            bar.end_ms,
-            out,
-        )
+        status, final, note = self.review(decision_id, proposal, adjust, rounds, bar.end_ms, out)
         out.extend(self.finalize(event, decision_id, rounds, status, final, note, bar.end_ms))
         if decision_id in self.decisions.open:
             self.strategies.own(decision_id, active)

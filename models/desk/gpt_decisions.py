@@ -4,7 +4,10 @@ A strategic trigger becomes a question (`start`) unless the symbol's question is
 (`coalesced`) or was asked within the cooldown while a strategy runs (`cooled`); the decision is
 logged `pending` and the desk goes on. The answer (`on_gpt_answer`) passes one round of the
 review loop: approved, its strategy takes over and its orders are placed; refused, the verdict
-goes back to GPT as the next round's question, until the rounds or the budget run out. A failed,
+goes back to GPT as the next round's question, until the rounds or the budget run out. An answer
+that starts a new strategy (creates or replaces one) is also judged by the validation gate
+(`models.review.validation`) on the symbols' recent bars up to the trigger
+(`models.desk.bar_history`), and its round is reviewed even when it places no orders yet. A failed,
 late (`timed_out`) or refused answer ends with the local engine deciding through the same loop
 (`finish_local`), or, where a strategy runs on the symbol, with that strategy left in charge.
 
@@ -14,6 +17,7 @@ components (`models.desk.gpt_session` holds the conversation's).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from models.core.commands import AskGpt
@@ -24,11 +28,13 @@ from models.core.messages import (
     DecisionStatus,
     GptOutcome,
 )
+from models.desk.bar_history import proposed_strategy
 from models.desk.gpt_session import PendingGpt
 from models.gpt.decider import Fallback, GptAnswer, GptDecider
 from models.gpt.prompt import PositionInfo
 from models.monitoring.alerts import review_alert, spend_alert
 from models.review.loop import failed_names, review_round
+from models.review.validation import answerable_refusal
 from models.strategy.engine import DecisionContext
 from models.strategy.takeover import take_over, waiting_proposal
 
@@ -193,9 +199,8 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         del desk.gpt.pending[sym]
         out.extend(finish_local(desk, pending, ctx, result, version))
         return out
-    takeover = take_over(
-        result, desk.strategies.get(sym), desk.feature_history, sym, now.features.ts_ms
-    )
+    running = desk.strategies.get(sym)
+    takeover = take_over(result, running, desk.feature_history, sym, now.features.ts_ms)
     result = takeover.decision
     proposal = (
         decider.to_proposal(
@@ -210,7 +215,13 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         else waiting_proposal(result)
     )
     placed = now.bar.end_ms
-    step = review_round(proposal, desk.review_context(), pending.rounds, desk.reviewers)
+    review = desk.review_context()
+    # A new strategy is judged on the bars up to the trigger (what the question saw), with or
+    # without orders now; an answer that starts none is reviewed as before.
+    new = proposed_strategy(desk.bar_history, result.strategy, running, pending.event.bar)
+    if new is not None:
+        review = dataclasses.replace(review, strategy=new)
+    step = review_round(proposal, review, pending.rounds, desk.reviewers)
     proposal = step.proposal
     verdict = step.verdict
     if verdict is None or verdict.approved:
@@ -226,7 +237,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
                 result, pending.decision_id, sym, placed, desk.portfolio.equity()
             )
         )
-        if verdict is None:
+        if not proposal.intents:  # a strategy judged and approved may place nothing yet
             note = f"gpt {result.action}: no orders" + (
                 f" ({takeover.note})" if takeover.note else ""
             )
@@ -254,7 +265,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     affordable, alert = desk.gpt.affordable(pending.event.bar.end_ms, 1, now.bar.end_ms)
     if alert is not None:
         out.append(alert)
-    if n < desk.settings.risk.max_adjust_rounds and affordable:
+    # Too little history cannot be answered: asking again would only cost another call.
+    answerable = answerable_refusal(verdict)
+    if n < desk.settings.risk.max_adjust_rounds and affordable and answerable:
         out.append(review_alert(pending.decision_id, placed, n, verdict, "sent back to GPT", False))
         pending.question = decider.follow_up(pending.question, answer.raw_text, verdict)
         pending.request = desk.gpt.request(
@@ -262,10 +275,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         )
         out.append(AskGpt(pending.request))
         return out
+    ended = "GPT rounds exhausted" if answerable else "too little history to validate on"
     out.append(
-        review_alert(
-            pending.decision_id, placed, n, verdict, "GPT rounds exhausted, local engine", True
-        )
+        review_alert(pending.decision_id, placed, n, verdict, f"{ended}, local engine", True)
     )
     del desk.gpt.pending[sym]
     why = Fallback(

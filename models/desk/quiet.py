@@ -14,7 +14,8 @@ and handles the run of quiet bars from `start` with the same arithmetic, in the 
 the per-bar path (so the book, the strategy's age, peak and drawdown, its crossing memory and the
 snapshots are equal to the last digit and exponent). The run's snapshots leave as one
 `PositionColumns`; `latest` and the history get the run's last bar's event, the other bars are
-kept lazily (`FeatureHistory.add_block`). The first bar that is not quiet is left for
+kept lazily (`FeatureHistory.add_block`); the validation gate's window (`bar_history`), when
+kept, gets every bar of the run. The first bar that is not quiet is left for
 `on_bar_event`, unchanged: a fallback is always right.
 """
 
@@ -159,6 +160,8 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
     last = block.event(hi - 1)
     desk.latest[sym] = last
     desk.feature_history.add_block(block, lo, hi, last.features)
+    if desk.bar_history is not None:  # the validation gate's window (GPT desks only)
+        desk.bar_history.add_columns(cols, lo, hi)
     return PositionColumns(
         symbol=sym,
         quantity=qty,

@@ -73,6 +73,7 @@ _MAX_INTENT_REASON: Final = 500  # `TradeIntent.reason`
 _MAX_FEEDBACK_CHECKS: Final = 20
 _QUANTITY_CHECKS: Final = ("long_only:",)  # checks whose limit and value are units held
 _MAX_FEEDBACK_CHARS: Final = 2000
+_VALIDATION_CHECKS: Final = "validation:"  # the validation gate's checks (figures as messages)
 _MAX_FALLBACK_DETAIL: Final = 4000
 
 
@@ -219,9 +220,19 @@ class GptDecider:
         ]
         if len(failed) > _MAX_FEEDBACK_CHECKS:
             lines.append(f"- ... {len(failed) - _MAX_FEEDBACK_CHECKS} more failed checks")
+        gate = "risk gate"
+        advice = ""
+        if any(c.name.startswith(_VALIDATION_CHECKS) for c in failed):  # models.review.validation
+            gate = "review (risk gate and validation gate)"
+            advice = (
+                "\nvalidation: your strategy was backtested on the symbol's recent bars and on "
+                "stress scenarios built from them; change its rules, position_fraction or "
+                "stop_loss_pct so that every figure keeps within its limit."
+            )
         text = (
-            "The risk gate refused your previous decision. Failed checks:\n"
+            f"The {gate} refused your previous decision. Failed checks:\n"
             + "\n".join(lines)
+            + advice
             + "\nAnswer with a corrected GptDecision that fits every limit in CONTEXT."
         )
         return clip(text, _MAX_FEEDBACK_CHARS)

@@ -14,7 +14,9 @@ answer at once use `run_review_loop`; GPT answers asynchronously, so the desk ru
 same bound, the same outcomes.
 
 The risk gate (`models.review.risk`) is the first reviewer; compliance, the ML correction and the
-validation gate join the chain as further `Reviewer`s without touching the loop.
+validation gate join the chain as further `Reviewer`s without touching the loop. The validation
+gate (`models.review.validation`) judges the strategy a proposal would start
+(`ReviewContext.strategy`), so a round that starts one is reviewed even with no orders.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from models.core.messages import (
 from models.core.trusted import replaced, trusted
 from models.portfolio.book import Portfolio
 from models.review.risk import check
+from models.strategy.spec import StrategySpec
+from models.vectorized.bars import BarArrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,18 @@ class ReviewContext:
     prices: Mapping[str, Decimal]
     pending_orders: Sequence[Order]
     shortable: frozenset[str] | None = None
+    strategy: ProposedStrategy | None = None
+    """The strategy the proposal would start running (GPT's new or replacing one), with the
+    bars it is validated on; None: the proposal starts none (only its orders are judged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedStrategy:
+    """A strategy a proposal would start running and the recent bars of each symbol of its
+    universe (oldest first, up to the decision's trigger), for the validation gate."""
+
+    spec: StrategySpec
+    history: Mapping[str, BarArrays]
 
 
 class Reviewer(Protocol):
@@ -88,7 +104,12 @@ DEFAULT_REVIEWERS: tuple[Reviewer, ...] = (RiskReviewer(),)
 
 
 def combined(verdicts: Sequence[RiskVerdict]) -> RiskVerdict:
-    """Every reviewer's verdict taken together: approved only when all approve."""
+    """Every reviewer's verdict taken together: approved only when all approve. A reviewer
+    with nothing to judge (approved, no checks, no fee) adds nothing: left out."""
+    if len(verdicts) > 1:
+        verdicts = [v for v in verdicts if not v.approved or v.checks or v.fee_estimate] or [
+            verdicts[0]
+        ]
     if len(verdicts) == 1:
         return verdicts[0]
     return RiskVerdict(
@@ -134,9 +155,11 @@ def review_round(
     rounds: list[AdjustRound],
     reviewers: Sequence[Reviewer] = DEFAULT_REVIEWERS,
 ) -> RoundResult:
-    """Review `proposal` once and log the round (numbered after those already in `rounds`)."""
+    """Review `proposal` once and log the round (numbered after those already in `rounds`).
+    A proposal with no orders left is reviewed only when it starts a strategy
+    (`ctx.strategy`): a strategy is always judged, even one that places nothing yet."""
     proposal, small = tradeable(proposal, ctx)
-    if not proposal.intents:
+    if not proposal.intents and ctx.strategy is None:
         return RoundResult(proposal, small, None)
     verdict = combined([r.review(proposal, ctx) for r in reviewers])
     # Unvalidated (`models.core.trusted`): the round's number, the proposal and verdict as built.
@@ -146,7 +169,7 @@ def review_round(
     return RoundResult(proposal, small, verdict)
 
 
-class Outcome(StrEnum):
+class RefusalOutcome(StrEnum):
     """What a refused round leads to."""
 
     SENT_BACK = "sent back to controller"
@@ -209,10 +232,16 @@ def run_review_loop(
             return result
         adjusted = adjust(step.proposal, verdict) if k < max_rounds else None
         stalled = adjusted is not None and adjusted.intents == step.proposal.intents
-        outcome = Outcome.EXHAUSTED if adjusted is None else Outcome.STALLED if stalled else None
+        outcome = (
+            RefusalOutcome.EXHAUSTED
+            if adjusted is None
+            else RefusalOutcome.STALLED
+            if stalled
+            else None
+        )
         n = rounds[-1].round
         result.refusals.append(
-            Refusal(n, verdict, (outcome or Outcome.SENT_BACK).value, outcome is not None)
+            Refusal(n, verdict, (outcome or RefusalOutcome.SENT_BACK).value, outcome is not None)
         )
         if adjusted is None or stalled:
             result.note = f"risk gate refused after {k + 1} round(s): {failed_names(verdict)}"

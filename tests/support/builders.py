@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import numpy as np
+
 from models.core.events import BarEvent
 from models.core.messages import (
     Bar,
@@ -24,6 +26,7 @@ from models.core.messages import (
     Side,
     Signal,
 )
+from models.vectorized.bars import BarArrays
 
 MIN = 60_000
 T = TypeVar("T")
@@ -173,3 +176,31 @@ def of(kind: type[T], out: Iterable[object]) -> list[T]:
 def now_ms() -> int:
     """The wall clock in epoch milliseconds (what an exchange stamps its trades with)."""
     return time.time_ns() // 1_000_000
+
+
+def walk_arrays(
+    seed: int,
+    n: int,
+    *,
+    drift: float = 0.0,
+    vol: float = 0.002,
+    symbol: str = "SIMA",
+    first: float = 100.0,
+) -> BarArrays:
+    """A generated random walk of `n` one-minute bars as columns (`BarArrays`): log returns of
+    mean `drift` and stdev `vol` from `numpy.random.default_rng(seed)`, each bar opening at the
+    previous close, high and low a little beyond, volume around 10."""
+    rng = np.random.default_rng(seed)
+    close = first * np.exp(np.cumsum(rng.normal(drift, vol, n)))
+    open_ = np.concatenate(([first], close[:-1]))[:n]
+    wick = 1.0 + np.abs(rng.normal(0.0, vol / 2, n))
+    return BarArrays.from_columns(
+        symbol,
+        np.arange(n, dtype=np.int64) * MIN,
+        MIN,
+        open_,
+        np.maximum(open_, close) * wick,
+        np.minimum(open_, close) / wick,
+        close,
+        10.0 + rng.random(n),
+    )

@@ -40,12 +40,15 @@ T = TypeVar("T")
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
-    """Two symbols, GPT answers recorded under `tmp`; `overrides` update whole sections."""
+    """Two symbols, GPT answers recorded under `tmp`; `overrides` update whole sections.
+    The validation gate is off: these desks see a handful of bars, on which it refuses every
+    strategy (too little history); its own tests turn it on (`validation={"enabled": True}`)."""
     doc: dict[str, Any] = {
         "symbols": {"ABC": {}, "XYZ": {}},
         "execution": {"initial_cash": "100000", "fee_bps": "10", "slippage_bps": "0"},
         "strategy": {"target_fraction": "0.1", "strategic_fraction": "0.2"},
         "gpt": {"model": MODEL, "cache_dir": str(tmp / "answers"), "max_wait": "10m"},
+        "validation": {"enabled": False},
     }
     for section, values in overrides.items():
         doc.setdefault(section, {}).update(values)

@@ -25,7 +25,7 @@ from models.desk.desk import TradingDesk
 from models.portfolio.book import Portfolio
 from models.review.loop import (
     DEFAULT_REVIEWERS,
-    Outcome,
+    RefusalOutcome,
     ReviewContext,
     RiskReviewer,
     combined,
@@ -162,7 +162,7 @@ def test_a_proposer_that_cannot_adjust_stalls_the_loop() -> None:
         proposal("40"), lambda p, v: p, context, rounds, 5, (MaxQuantity(D(1)),)
     )
     assert result.status is DecisionStatus.REJECTED and len(rounds) == 1
-    assert result.refusals[0].outcome == Outcome.STALLED.value and result.refusals[0].last
+    assert result.refusals[0].outcome == RefusalOutcome.STALLED.value and result.refusals[0].last
 
 
 def test_nothing_to_place_is_no_action_and_logs_no_round() -> None:

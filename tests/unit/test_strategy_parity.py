@@ -66,6 +66,8 @@ def settings(tmp: Path, triggers: list[dict[str, Any]], controller: str, cooldow
                 "cooldown": cooldown,
                 "daily_budget_usd": "1000",
             },
+            # The trading path's parity, not the gate (tests/unit/test_validation_desk.py).
+            "validation": {"enabled": False},
         }
     )
 

@@ -624,6 +624,10 @@ app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)
 
+from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
+
+app.command("approve")(approve)
+
 
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"

@@ -31,6 +31,7 @@ from models.monitoring.alerts import review_alert, spend_alert
 from models.review.loop import failed_names, review_round
 from models.strategy.engine import DecisionContext
 from models.strategy.takeover import take_over, waiting_proposal
+from models.validation.cutoff import label_call
 
 if TYPE_CHECKING:
     from models.desk.desk import DeskOutput, TradingDesk
@@ -185,7 +186,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     result = decider.interpret(answer, pending.question.amap)
     if isinstance(result, Fallback) and result.kind is GptOutcome.REJECTED:
         call = call.model_copy(update={"detail": f"{result.kind}: {result.detail}"[:1000]})
-    out.append(call)
+    # The model's memory of the future: an answer on bars before its knowledge cutoff says so.
+    gpt = desk.settings.gpt
+    out.append(label_call(call, anonymised=gpt.anonymize, fallback_model=gpt.model))
     version = len(pending.rounds) + 2
     if answer.failure is GptOutcome.BUDGET_EXHAUSTED:
         out.append(spend_alert(answer.detail, call.ts_ms, pending.decision_id))

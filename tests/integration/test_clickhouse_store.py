@@ -393,7 +393,8 @@ def test_schema_applies_twice(store: Store) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
         {"db": store.database},
     )
-    assert sorted(r["name"] for r in rows) == sorted(TABLES)
+    # The run-scoped tables and the promotion ledger (not a run's rows: store.promotions).
+    assert sorted(r["name"] for r in rows) == sorted([*TABLES, "promotions"])
 
 
 def test_schema_statements_use_the_configured_database() -> None:

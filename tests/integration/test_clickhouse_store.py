@@ -400,7 +400,7 @@ def test_schema_applies_twice(store: Store) -> None:
 def test_schema_statements_use_the_configured_database() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    assert len(stmts) == 1 + len(TABLES)
+    assert len(stmts) == 1 + len(TABLES) + 1  # the database, the run tables, the ledger
     assert all("stratflow" not in s for s in stmts)
     assert all("--" not in s for s in stmts)
     with pytest.raises(ValueError, match="database name"):

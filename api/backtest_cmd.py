@@ -67,7 +67,8 @@ def with_run_settings(
     ):
         if value is not None:
             execution[key] = str(Decimal(repr(value)))
-    doc["strategies"] = [s.model_dump(mode="json") for s in specs]
+    if specs:  # --strategy files replace the config's strategies; without them, they run
+        doc["strategies"] = [s.model_dump(mode="json") for s in specs]
     try:
         return build_settings(doc, {})
     except ConfigError as err:

@@ -80,7 +80,7 @@ def approve(
     from rich.markup import escape
 
     from api.cli import UserError, console, guarded, settings_from
-    from api.promotion_steps import measure_paper_runs, open_ledger, wall_ms
+    from api.promotion_steps import measure_paper_runs, open_ledger, sync_demotions, wall_ms
     from connectors.store.promotions import read_steps, record_step
     from models.validation.promotion import Step, StepRecord, missing_for, setup_doc, setup_hash
     from models.validation.verdicts import Outcome
@@ -93,6 +93,8 @@ def approve(
         settings = settings_from(config)
         h = setup_hash(settings)
         with open_ledger(settings) as store:
+            for r in sync_demotions(store, settings):
+                say(f"run {r.run_id} demoted the setup: {r.figures.get('reasons', '')}")
             for r in measure_paper_runs(store, settings):
                 figures = ", ".join(f"{k} {v}" for k, v in sorted(r.figures.items()))
                 say(f"paper run {r.run_id}: {r.outcome.value} ({figures})")

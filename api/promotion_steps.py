@@ -10,12 +10,15 @@ not a backtest's own directory), so every command of one configuration reads the
   and divergence from the simulator on the same bars) before it checks the approval's needs;
   a paper run ends with Ctrl-C (the process leaves at once), so it is measured afterwards;
 - `stratflow run --exchange NAME` (real orders) asks `live_refusal` first: one line naming
-  what is missing, or None.
+  what is missing, or None; its desk watches the run's drawdown (`promotion.watch`) and a
+  demotion it raises (a critical alert) is recorded by `sync_demotions` on the next
+  `approve` or `run --exchange`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,7 @@ __all__ = [
     "open_ledger",
     "paper_start",
     "record_backtest",
+    "sync_demotions",
     "wall_ms",
 ]
 
@@ -168,11 +172,45 @@ def measure_paper_runs(
     return out
 
 
+def sync_demotions(store: Store, settings: Settings) -> list[StepRecord]:
+    """Record the setup's demotions the flow raised (critical alerts of source `promotion`,
+    `models.validation.demotion`) that the ledger does not hold yet; the new records."""
+    from connectors.store.promotions import read_steps, record_step
+    from models.validation.demotion import DEMOTION_SOURCE
+
+    h = setup_hash(settings)
+    known = {r.note for r in read_steps(store, h) if r.step is Step.DEMOTION}
+    out: list[StepRecord] = []
+    for row in store.query(
+        "SELECT alert_id, ts_ms, run_id, context FROM alerts FINAL "
+        "WHERE source = {src:String} ORDER BY ts_ms, alert_id",
+        {"src": DEMOTION_SOURCE},
+    ):
+        context = json.loads(str(row["context"]) or "{}")
+        if context.get("setup") != h or str(row["alert_id"]) in known:
+            continue
+        reasons = "; ".join(str(r) for r in context.get("reasons", []))
+        record = StepRecord(
+            h,
+            Step.DEMOTION,
+            str(row["run_id"]),
+            Outcome.FAIL,
+            int(row["ts_ms"]),
+            figures={"reasons": reasons},
+            note=str(row["alert_id"]),
+        )
+        record_step(store, record, setup_doc(settings))
+        out.append(record)
+    return out
+
+
 def live_refusal(store: Store, settings: Settings) -> str | None:
     """The one line refusing `run --exchange` for the configured setup, or None when every
-    step is recorded in order (and, for GPT, evidence after the model's cutoff)."""
+    step is recorded in order (and, for GPT, evidence after the model's cutoff). Demotions the
+    flow raised are recorded first (`sync_demotions`)."""
     from connectors.store.promotions import read_steps
 
+    sync_demotions(store, settings)
     h = setup_hash(settings)
     uses_gpt = settings.strategy.controller == "gpt"
     missing = live_missing(

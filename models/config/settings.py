@@ -390,6 +390,11 @@ class PromotionConfig(_Section):
     demote_drawdown: Decimal = Field(
         default=Decimal("0.15"), gt=0, le=1, description="A live setup past it is demoted"
     )
+    watch: bool = Field(
+        default=False,
+        description="Demote past demote_drawdown in this exchange run (always on for real "
+        "orders; set it to try demotion in a --paper run)",
+    )
 
 
 class Settings(_Section):

@@ -213,7 +213,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
         else waiting_proposal(result)
     )
     placed = now.bar.end_ms
-    step = review_round(proposal, desk.review_context(), pending.rounds, desk.reviewers)
+    step = review_round(proposal, desk.review_context(), pending.rounds, desk.active_reviewers())
     proposal = step.proposal
     verdict = step.verdict
     if verdict is None or verdict.approved:

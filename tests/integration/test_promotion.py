@@ -176,3 +176,28 @@ def test_run_exchange_refuses_an_unpromoted_setup_in_one_line(
         "`stratflow approve --check`"
     ]
     assert "Traceback" not in text and "real orders" not in text  # refused before trading
+
+
+def test_a_demotion_the_flow_raised_sends_an_approved_setup_back_to_paper(
+    tmp_path: Path,
+) -> None:
+    from models.validation.demotion import DemotionWatch, demotion_alert
+
+    _, settings = _config(tmp_path)
+    h = setup_hash(settings)
+    with open_ledger(settings) as store:
+        for t, step in enumerate((Step.BACKTEST, Step.PAPER, Step.APPROVAL), start=1):
+            record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
+        assert live_refusal(store, settings) is None
+        watch = DemotionWatch(h, reasons=("drawdown 0.2000 past the limit 0.15",))
+        other = DemotionWatch("another-setup", reasons=("x",))
+    with Store.open(settings.clickhouse, run_id="live-1") as live:
+        live.insert_models([demotion_alert(watch, 10), demotion_alert(other, 11)])
+    with open_ledger(settings) as store:
+        refusal = live_refusal(store, settings)
+        assert live_refusal(store, settings) == refusal  # recorded once, not per reading
+        demotions = [r for r in read_steps(store, h) if r.step is Step.DEMOTION]
+    assert refusal is not None and "missing a passing paper run" in refusal
+    (demotion,) = demotions
+    assert demotion.run_id == "live-1" and demotion.recorded_ms == 10
+    assert demotion.figures["reasons"] == "drawdown 0.2000 past the limit 0.15"

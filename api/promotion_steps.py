@@ -21,14 +21,17 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from models.config.settings import Settings, parse_duration_ms
 from models.gpt.cost import knowledge_cutoff
 from models.validation.promotion import (
+    Divergence,
     Step,
     StepRecord,
     backtest_verdict,
+    demotion_reasons,
     divergence,
     live_missing,
     paper_verdict,
@@ -40,6 +43,7 @@ from models.validation.verdicts import CheckResult, Outcome
 if TYPE_CHECKING:
     from api.backtest_output import BacktestOutcome
     from connectors.store.clickhouse import Store
+    from connectors.store.promotions import PaperRows
 
 Clock = Callable[[], int]
 
@@ -115,14 +119,38 @@ def record_backtest(
     return record
 
 
-def paper_start(store: Store, settings: Settings, run_id: str, clock: Clock = wall_ms) -> str:
-    """Record that paper run `run_id` of the configured setup started; returns the setup hash."""
+def paper_start(
+    store: Store,
+    settings: Settings,
+    run_id: str,
+    clock: Clock = wall_ms,
+    step: Step = Step.PAPER_START,
+) -> str:
+    """Record that paper run `run_id` of the configured setup started (`step`: `LIVE_START`
+    for a run with real orders); returns the setup hash."""
     from connectors.store.promotions import record_step
 
     h = setup_hash(settings)
-    record = StepRecord(h, Step.PAPER_START, run_id, Outcome.PASS, clock())
+    record = StepRecord(h, step, run_id, Outcome.PASS, clock())
     record_step(store, record, setup_doc(settings))
     return h
+
+
+def _measure(store: Store, settings: Settings, run_id: str) -> tuple[Divergence, PaperRows]:
+    from connectors.store.promotions import paper_rows
+
+    rows = paper_rows(store, run_id)
+    ex = settings.execution
+    measured = divergence(
+        rows.orders,
+        rows.fills,
+        rows.bar_opens,
+        slippage_bps=ex.slippage_bps,
+        fee_bps=ex.fee_bps,
+        equity=ex.initial_cash,
+        policy=settings.promotion,
+    )
+    return measured, rows
 
 
 def measure_paper_runs(
@@ -130,7 +158,7 @@ def measure_paper_runs(
 ) -> list[StepRecord]:
     """Measure each started paper run of the setup not measured yet, and record its verdict
     (`paper_verdict`: duration and divergence from the simulator on the same bars)."""
-    from connectors.store.promotions import paper_rows, read_steps, record_step
+    from connectors.store.promotions import read_steps, record_step
 
     h = setup_hash(settings)
     records = read_steps(store, h)
@@ -142,19 +170,9 @@ def measure_paper_runs(
     started = [r.run_id for r in records if r.step is Step.PAPER_START]
     out: list[StepRecord] = []
     for run_id in dict.fromkeys(started):
-        rows = paper_rows(store, run_id)
+        measure, rows = _measure(store, settings, run_id)
         if run_id in measured_to and (rows.last_ms or 0) <= measured_to[run_id]:
             continue  # measured, and no bar since
-        ex = settings.execution
-        measure = divergence(
-            rows.orders,
-            rows.fills,
-            rows.bar_opens,
-            slippage_bps=ex.slippage_bps,
-            fee_bps=ex.fee_bps,
-            equity=ex.initial_cash,
-            policy=settings.promotion,
-        )
         span = (rows.last_ms or 0) - (rows.first_ms or 0)
         verdict = paper_verdict(span, measure, settings.promotion)
         figures: dict[str, Any] = {
@@ -172,15 +190,35 @@ def measure_paper_runs(
     return out
 
 
-def sync_demotions(store: Store, settings: Settings) -> list[StepRecord]:
-    """Record the setup's demotions the flow raised (critical alerts of source `promotion`,
-    `models.validation.demotion`) that the ledger does not hold yet; the new records."""
+def sync_demotions(store: Store, settings: Settings, clock: Clock = wall_ms) -> list[StepRecord]:
+    """Record the setup's demotions the ledger does not hold yet; the new records. Two
+    sources: the drawdown demotions the flow raised (critical alerts of source `promotion`,
+    `models.validation.demotion`), and runs with real orders of the setup whose fills diverge
+    from the simulator on the same bars past `promotion.divergence_limit` (measured here, from
+    their rows: after the fact, not in the flow)."""
     from connectors.store.promotions import read_steps, record_step
     from models.validation.demotion import DEMOTION_SOURCE
 
     h = setup_hash(settings)
-    known = {r.note for r in read_steps(store, h) if r.step is Step.DEMOTION}
+    records = read_steps(store, h)
+    known = {r.note for r in records if r.step is Step.DEMOTION}
     out: list[StepRecord] = []
+    for run_id in dict.fromkeys(r.run_id for r in records if r.step is Step.LIVE_START):
+        note = f"divergence:{run_id}"
+        if note in known:
+            continue
+        measured, _ = _measure(store, settings, run_id)
+        why = demotion_reasons(Decimal(0), measured.score, settings.promotion)
+        if why:
+            figures: dict[str, Any] = {
+                **{f.name: f.value for f in measured.figures(settings.promotion.divergence_limit)},
+                "reasons": "; ".join(why),
+            }
+            record = StepRecord(
+                h, Step.DEMOTION, run_id, Outcome.FAIL, clock(), figures=figures, note=note
+            )
+            record_step(store, record, setup_doc(settings))
+            out.append(record)
     for row in store.query(
         "SELECT alert_id, ts_ms, run_id, context FROM alerts FINAL "
         "WHERE source = {src:String} ORDER BY ts_ms, alert_id",

@@ -188,6 +188,11 @@ def run(
                 orders = stack.enter_context(
                     _exchange(settings, exchange or "binance", paper, sandbox, bs, say, store)
                 )
+                if exchange is not None and not paper and not sandbox:  # real, past the gate
+                    from api.promotion_steps import paper_start
+                    from models.validation.promotion import Step
+
+                    paper_start(store, settings, state.run_id, step=Step.LIVE_START)
             run_pipeline(
                 settings,
                 FlowSpec(bootstrap=bs, tail=follow),

@@ -89,6 +89,9 @@ class Step(StrEnum):
     PAPER_START = "paper_start"
     """A paper run of the setup started (to be measured, then recorded as `paper`); it
     counts for nothing by itself."""
+    LIVE_START = "live_start"
+    """A run with real orders of the setup started (its divergence is measured afterwards);
+    counts for nothing by itself."""
 
 
 class Stage(IntEnum):
@@ -157,6 +160,7 @@ def missing_for(records: Iterable[StepRecord], setup: str, step: Step) -> list[s
         Step.APPROVAL: Stage.PAPER_TRADED,
         Step.DEMOTION: Stage.NONE,
         Step.PAPER_START: Stage.BACKTESTED,
+        Step.LIVE_START: Stage.APPROVED,
     }[step]
     stage = stage_of(records, setup)
     return [_NEXT_STEP[s] for s in Stage if stage <= s < need]

@@ -201,3 +201,22 @@ def test_a_demotion_the_flow_raised_sends_an_approved_setup_back_to_paper(
     (demotion,) = demotions
     assert demotion.run_id == "live-1" and demotion.recorded_ms == 10
     assert demotion.figures["reasons"] == "drawdown 0.2000 past the limit 0.15"
+
+
+def test_a_live_run_whose_fills_diverge_demotes_its_setup_once(tmp_path: Path) -> None:
+    from api.promotion_steps import sync_demotions
+
+    _, settings = _config(tmp_path)
+    h = setup_hash(settings)
+    _write_paper_run(settings, minutes=12, skip_fill=True)  # one of two orders never filled
+    with open_ledger(settings) as store:
+        for t, step in enumerate((Step.BACKTEST, Step.PAPER, Step.APPROVAL), start=1):
+            record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
+        paper_start(store, settings, PAPER_RUN, clock=lambda: 4, step=Step.LIVE_START)
+        (demotion,) = sync_demotions(store, settings, clock=lambda: 5)
+        assert sync_demotions(store, settings, clock=lambda: 6) == []
+        refusal = live_refusal(store, settings)
+    assert demotion.step is Step.DEMOTION and demotion.run_id == PAPER_RUN
+    assert demotion.figures["fill_mismatch"] == 0.5
+    assert str(demotion.figures["reasons"]).startswith("divergence 5.0000 past the limit 1")
+    assert refusal is not None and "missing a passing paper run" in refusal

@@ -145,3 +145,25 @@ def test_a_run_is_labelled_by_its_worst_decision_and_counts_each(
         assert banner.startswith("POSSIBLY IN-SAMPLE")
     else:
         assert not banner.startswith(("IN-SAMPLE", "POSSIBLY")) and banner
+
+
+def test_a_backtests_gpt_decisions_are_labelled_from_its_answered_calls() -> None:
+    """`api.backtest_output.gpt_label`: the run's answered calls (model, bar time) with the
+    configured mode; a call without a model name is the configured model's."""
+    from api.backtest import RunRows
+    from api.backtest_output import gpt_label
+    from models.config.settings import Settings
+
+    def rows(answers: list[tuple[str, int]]) -> RunRows:
+        return RunRows({}, [], {}, {}, set(), gpt_answers=answers)
+
+    old = ms(datetime(2012, 1, 2, tzinfo=UTC))
+    new = ms(datetime(2026, 1, 2, tzinfo=UTC))
+    plain = Settings.model_validate({"symbols": {"GOOG": {}}})  # gpt-4o-mini by default
+    run = gpt_label(plain, rows([("gpt-4o-mini-2024-07-18", old), ("", old), ("gpt-5", new)]))
+    assert (run.decisions, run.in_sample, run.out_of_sample) == (3, 2, 1)
+    assert run.models == ("gpt-4o-mini", "gpt-4o-mini-2024-07-18", "gpt-5")
+    anonymised = Settings.model_validate({"symbols": {"GOOG": {}}, "gpt": {"anonymize": True}})
+    masked = gpt_label(anonymised, rows([("gpt-4o", old)]))
+    assert masked.status is SampleStatus.ANONYMISED and masked.flagged == 0
+    assert gpt_label(plain, rows([])).banner() == ""

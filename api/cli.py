@@ -618,11 +618,13 @@ from api.backtest_cmd import backtest  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.run_cmd import run  # noqa: E402
+from api.validate_cmd import validate  # noqa: E402
 
 app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)
+app.command("validate")(validate)
 
 from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
 

@@ -48,6 +48,8 @@ class RunRows:
     """Strategy ids of the configuration's own strategies (strategy files)."""
     gpt_calls: list[dict[str, Any]] = field(default_factory=list)
     final_equity: Decimal | None = None
+    gpt_answers: list[tuple[str, int]] = field(default_factory=list)
+    """(model, event ms) of every answered GPT call: the decisions GPT took."""
 
 
 @dataclass
@@ -154,7 +156,16 @@ def read_run(store: Store, run_id: str) -> RunRows:
         "ORDER BY ts_ms DESC LIMIT 1",
     )
     final = Decimal(str(last[0]["equity"])) if last else None
-    return RunRows(bars, fills, reasons, proposers, file_strategies, gpt_calls, final)
+    answers = [
+        (str(r["model"]), int(r["ts_ms"]))
+        for r in _scoped(
+            store,
+            run_id,
+            "SELECT model, ts_ms FROM gpt_calls FINAL WHERE run_id = {run:String} "
+            "AND outcome = 'ok' ORDER BY ts_ms, call_id",
+        )
+    ]
+    return RunRows(bars, fills, reasons, proposers, file_strategies, gpt_calls, final, answers)
 
 
 def with_backtest_dirs(settings: Settings, run_dir: Path) -> Settings:

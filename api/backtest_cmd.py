@@ -68,7 +68,8 @@ def with_run_settings(
     ):
         if value is not None:
             execution[key] = str(Decimal(repr(value)))
-    doc["strategies"] = [s.model_dump(mode="json") for s in specs]
+    if specs:  # --strategy files replace the config's strategies; without them, they run
+        doc["strategies"] = [s.model_dump(mode="json") for s in specs]
     try:
         return build_settings(doc, {})
     except ConfigError as err:
@@ -328,6 +329,7 @@ def backtest(
     from api.backtest_output import finish
     from api.cli import UserError, console, err_console, guarded, settings_from
     from api.demo import default_run_root, new_run_dir
+    from api.promotion_steps import record_backtest
     from connectors.files.replay import TimeSlice
     from connectors.files.strategy_file import read_strategy_files
     from models.strategy.user_file import StrategyFileError
@@ -375,6 +377,7 @@ def backtest(
                 return
             run_dir = new_run_dir(default_run_root())
             say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(cut.symbols)}")
-            finish(settings, cut, run_dir, as_json=as_json, say=say)
+            outcome = finish(settings, cut, run_dir, as_json=as_json, say=say)
+            record_backtest(settings, outcome, say)
 
     guarded(go)

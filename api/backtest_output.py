@@ -24,6 +24,7 @@ from models.performance.equity import BarClose, equity_curve
 from models.performance.stats import compute_statistics, render_breakdown, render_table
 from models.performance.trades import TaggedFill, pair_fills
 from models.performance.types import Performance, RoundTrip
+from models.validation.cutoff import RunLabel, label_decision, label_run
 
 RESULT_FILE = "backtest.json"
 
@@ -121,6 +122,15 @@ def _breakdowns(perf: Performance) -> list[Breakdown]:
     return [Breakdown(title, [g.statistics for g in rows]) for title, rows in groups if rows]
 
 
+def gpt_label(settings: Settings, rows: RunRows) -> RunLabel:
+    """The run's GPT decisions labelled against the model's knowledge cutoff (part 4)."""
+    anonymised = settings.gpt.anonymize
+    return label_run(
+        (label_decision(model or settings.gpt.model, ms, anonymised=anonymised), ms)
+        for model, ms in rows.gpt_answers
+    )
+
+
 def build_report(
     settings: Settings,
     run: BacktestRun,
@@ -130,6 +140,7 @@ def build_report(
     label: str,
 ) -> BacktestReport:
     rows = run.rows
+    gpt_run = gpt_label(settings, rows)
     return BacktestReport(
         title=f"backtest {label}",
         run_id=run.run_id,
@@ -156,6 +167,8 @@ def build_report(
             for r in rows.gpt_calls
         ],
         currency=settings.execution.currency,
+        in_sample=gpt_run.banner(),
+        in_sample_flagged=gpt_run.flagged > 0,
     )
 
 
@@ -207,6 +220,16 @@ def finish(
     )
     outcome = BacktestOutcome(run, perf, trades, report, run_dir / RESULT_FILE)
     doc = result_doc(outcome)
+    gpt_run = gpt_label(settings, run.rows)
+    if gpt_run.decisions:  # only a run with GPT decisions has a label
+        doc["in_sample"] = {
+            "status": str(gpt_run.status),
+            "decisions": gpt_run.decisions,
+            "in_sample": gpt_run.in_sample,
+            "possibly_in_sample": gpt_run.possibly_in_sample,
+            "anonymised": gpt_run.anonymised,
+            "banner": gpt_run.banner(),
+        }
     outcome.result.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     if quiet:
         pass
@@ -218,5 +241,7 @@ def finish(
         for title, groups in (("symbol", perf.by_symbol), ("controller", perf.by_controller)):
             if len(groups) > 0:
                 say(render_breakdown(title, groups))
+        if gpt_run.flagged:
+            say(gpt_run.banner())
         say(f"report: {report}")
     return outcome

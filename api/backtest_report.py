@@ -80,6 +80,11 @@ class BacktestReport:
     settings: Mapping[str, Any] = field(default_factory=dict)
     gpt_calls: Sequence[GptCalls] = ()
     currency: str = "USD"
+    in_sample: str = ""
+    """The GPT decisions' label against the model's knowledge cutoff
+    (`models.validation.cutoff.RunLabel.banner`); "" without GPT decisions."""
+    in_sample_flagged: bool = False
+    """True when some GPT decision may come from the model's memory (shown as a warning)."""
 
     def benchmark(self) -> list[tuple[int, Decimal]]:
         if self.buy_and_hold is not None:
@@ -306,6 +311,9 @@ def _section(i: int, r: BacktestReport, benchmark: list[Any], figures: dict[str,
         f"initial cash {html.escape(fmt.money(r.initial_cash))} {_esc(r.currency, 10)} · "
         f"symbols {_esc(' '.join(sorted(r.bars)), 200)}</p>",
     ]
+    if r.in_sample:
+        css = "banner insample" if r.in_sample_flagged else "banner"
+        parts.append(f"<p class='{css}' id='in-sample-{i}'>{_esc(r.in_sample, 600)}</p>")
 
     def chart(ident: str, spec: dict[str, Any], kind: str) -> None:
         figures[ident] = spec
@@ -350,6 +358,8 @@ th{background:#f3f5f8;position:sticky;top:0}td.num{text-align:right;white-space:
 table.settings td{overflow-wrap:anywhere;max-width:50em}
 table.sortable th{cursor:pointer}.long{color:#1a7f37}.short{color:#c62828}
 .chart{width:100%;min-height:200px}details summary{cursor:pointer;margin:.5em 0}
+.banner{padding:.6em 1em;border:1px solid #ccc;background:#f6f8fa}
+.banner.insample{border:2px solid #c62828;background:#fdecea;color:#8b1a1a;font-weight:bold}
 """
 
 # Sorting the trade list by a click on its header; numbers sort by value (the cell text

@@ -626,6 +626,10 @@ app.command("run")(run)
 app.command("backtest")(backtest)
 app.command("validate")(validate)
 
+from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
+
+app.command("approve")(approve)
+
 
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"

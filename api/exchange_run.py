@@ -140,9 +140,14 @@ def exchange_session(
     state_dir: Path,
     say: Callable[[str], None],
     seed: int = 7,
+    gate: Callable[[], str | None] | None = None,
 ) -> Iterator[Any]:
     """Start the feed and the order gateway (and, for `paper`, the emulator); yield the
-    gateway for `run_pipeline(orders=...)`; stop everything on the way out."""
+    gateway for `run_pipeline(orders=...)`; stop everything on the way out.
+
+    `gate` (the promotion check, `api.promotion_steps.live_refusal`) is asked before real
+    orders can be placed: once the exchange and its keys are known good, before the account
+    is read; a line it returns refuses the run."""
     from connectors.exchange.ccxt_executor import CcxtExecutor
     from connectors.exchange.gateway import ExecutionGateway
     from connectors.exchange.market_feed import MarketFeed
@@ -175,6 +180,9 @@ def exchange_session(
             )
         else:
             feed_client, order_client = _real_clients(name, sandbox)
+            refusal = gate() if gate is not None and not sandbox else None
+            if refusal:
+                raise ExchangeSetupError(refusal)
             where = f"{name}'s test network" if sandbox else name
             say(f"trading on {where}: {order_kind(paper, sandbox)}")
         executor = CcxtExecutor(order_client, stale=stale_rule(settings))

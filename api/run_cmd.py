@@ -32,11 +32,19 @@ ConfigOpt = Annotated[
 
 @contextlib.contextmanager
 def _exchange(
-    settings: Settings, name: str, paper: bool, sandbox: bool, bootstrap: str, say: Any
+    settings: Settings,
+    name: str,
+    paper: bool,
+    sandbox: bool,
+    bootstrap: str,
+    say: Any,
+    store: Any = None,
 ) -> Iterator[Any]:
-    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line."""
+    """`api.exchange_run.exchange_session`, with its setup mistakes as one `error:` line.
+    Real orders need the setup's promotion, read from `store` (`api.promotion_steps`)."""
     from api.cli import UserError
     from api.exchange_run import ExchangeSetupError, exchange_session
+    from api.promotion_steps import live_refusal
 
     try:
         with exchange_session(
@@ -47,6 +55,7 @@ def _exchange(
             bootstrap=bootstrap,
             state_dir=Path(settings.recovery.dir).parent / "feeds",
             say=say,
+            gate=(lambda: live_refusal(store, settings)) if store is not None else None,
         ) as gateway:
             yield gateway
     except ExchangeSetupError as err:  # raised before the flow starts
@@ -128,6 +137,10 @@ def run(
             except ExchangeSetupError as err:
                 hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
                 raise UserError(f"{err}{hint}") from None
+        if exchange is not None and not paper and not sandbox:
+            # Real orders: the desk watches the drawdown and demotes the setup past its limit.
+            watch = settings.promotion.model_copy(update={"watch": True})
+            settings = settings.model_copy(update={"promotion": watch})
         bs = bootstrap or settings.kafka.bootstrap
 
         def say(line: str) -> None:
@@ -164,12 +177,22 @@ def run(
             if state.discarded_run_id:
                 store.delete_run(state.discarded_run_id)
             say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
+            if paper:  # measured by `stratflow approve` (this process ends at Ctrl-C)
+                from api.promotion_steps import paper_start
+
+                setup = paper_start(store, settings, state.run_id)
+                say(f"promotion: paper run of setup {setup} (stratflow approve measures it)")
             t0 = time.perf_counter()
             orders = None
             if trading:
                 orders = stack.enter_context(
-                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say)
+                    _exchange(settings, exchange or "binance", paper, sandbox, bs, say, store)
                 )
+                if exchange is not None and not paper and not sandbox:  # real, past the gate
+                    from api.promotion_steps import paper_start
+                    from models.validation.promotion import Step
+
+                    paper_start(store, settings, state.run_id, step=Step.LIVE_START)
             run_pipeline(
                 settings,
                 FlowSpec(bootstrap=bs, tail=follow),

@@ -295,3 +295,24 @@ CREATE TABLE IF NOT EXISTS stratflow.trials
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (family, trial_id, run_id);
+-- The road from backtest to live (models.validation.promotion): one row per recorded step of a
+-- strategy setup. `setup_hash` names the setup (its strategies, controller and the settings
+-- they read), `step` is backtest, paper, approval or demotion, `outcome` pass or fail,
+-- `run_id` the run the step was measured on (empty for an approval), `who` the person who
+-- approved, `figures` the numbers it was judged on (JSON text), `setup` the setup's canonical
+-- JSON. Not scoped to a run like the tables above: `run --fresh` never deletes a promotion.
+CREATE TABLE IF NOT EXISTS stratflow.promotions
+(
+    setup_hash  String,
+    step        LowCardinality(String),
+    recorded_ms Int64,
+    outcome     LowCardinality(String),
+    who         String,
+    figures     String,
+    note        String,
+    setup       String,
+    run_id      String,
+    ts          DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(recorded_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (setup_hash, step, recorded_ms, run_id);

@@ -469,6 +469,44 @@ class ValidationConfig(_Section):
     scenarios: ScenarioConfig = ScenarioConfig()
 
 
+# --- promotion (issue 12, part 5): the road from backtest to paper to live -------------------
+
+
+class PromotionConfig(_Section):
+    """What each step from backtest to live must show (`models.validation.promotion`); none of
+    it changes a run's results, so it is not a result setting."""
+
+    backtest_max_drawdown: Decimal = Field(
+        default=Decimal("0.30"), gt=0, le=1, description="Largest drawdown a passing backtest has"
+    )
+    backtest_min_trades: int = Field(
+        default=1, ge=0, description="Round trips a passing backtest has at least"
+    )
+    paper_min_duration: Duration = _duration_field(
+        "24h", "Event time a paper run covers (first bar to last) before approval"
+    )
+    slippage_scale_bps: Decimal = Field(
+        default=Decimal("25"), gt=0, description="Mean fill slippage vs simulated that scores 1"
+    )
+    fill_mismatch_scale: Decimal = Field(
+        default=Decimal("0.10"), gt=0, description="Share of fills missing/extra that scores 1"
+    )
+    pnl_gap_scale: Decimal = Field(
+        default=Decimal("0.01"), gt=0, description="P&L gap vs simulated / equity that scores 1"
+    )
+    divergence_limit: Decimal = Field(
+        default=Decimal("1"), gt=0, description="Largest divergence score paper or live may have"
+    )
+    demote_drawdown: Decimal = Field(
+        default=Decimal("0.15"), gt=0, le=1, description="A live setup past it is demoted"
+    )
+    watch: bool = Field(
+        default=False,
+        description="Demote past demote_drawdown in this exchange run (always on for real "
+        "orders; set it to try demotion in a --paper run)",
+    )
+
+
 class Settings(_Section):
     symbols: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], SymbolSpec] = Field(
         min_length=1, description="The instruments the pipeline trades; others are dead-lettered"
@@ -487,6 +525,7 @@ class Settings(_Section):
     notify: NotifyConfig = NotifyConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     validation: ValidationConfig = ValidationConfig()
+    promotion: PromotionConfig = PromotionConfig()
     strategies: list[StrategySpec] = Field(
         default_factory=list,
         description="Strategies of your own (`stratflow backtest --strategy FILE`), run by the"
@@ -722,6 +761,7 @@ NOT_RESULT_SETTINGS: Final = (
     "recovery",  # where and how often state is saved
     "gpt.cache_dir",  # where answers are recorded
     "gpt.max_concurrency",  # how many calls are in flight at once
+    "promotion",  # what the road to live asks of a setup, not how a run decides
 )
 """Settings a run's results do not depend on: changing them leaves recovery state valid.
 Every other key (symbols, bars, features, triggers, router, strategy, risk, execution, the

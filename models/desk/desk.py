@@ -86,6 +86,10 @@ from models.strategy.engine import DecisionContext, LocalStrategyEngine, Strateg
 from models.strategy.intents import proposal
 from models.strategy.takeover import FeatureHistory
 from models.strategy.user_file import compile_standing
+from models.validation.demotion import CloseOnlyReviewer, DemotionWatch, demotion_alert
+from models.validation.promotion import setup_hash
+
+CLOSE_ONLY = CloseOnlyReviewer()
 
 
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
@@ -158,6 +162,7 @@ PERSISTED: tuple[tuple[str, str, str], ...] = (
     ("held_fills", "fills", "held"),
     ("standing_started", "strategies", "standing_started"),
     ("bar_history", "", "bar_history"),
+    ("demotion", "", "demotion"),
 )
 PERSISTED_NAMES = tuple(name for name, _, _ in PERSISTED)
 
@@ -178,6 +183,7 @@ class TradingDesk:
     reviewers: tuple[Reviewer, ...] = DEFAULT_REVIEWERS
     bar_history: BarHistory | None = None  # recent bars for the validation gate (GPT desks)
     shortable: frozenset[str] = frozenset()  # symbols the venue lends (settings), not state
+    demotion: DemotionWatch | None = None  # an exchange run's drawdown watch (promotion.watch)
 
     @classmethod
     def create(
@@ -207,6 +213,9 @@ class TradingDesk:
             shortable=settings.shortable(),
             reviewers=reviewers,
             bar_history=history,
+            demotion=DemotionWatch(setup_hash(settings))
+            if venue == "exchange" and settings.promotion.watch
+            else None,
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -239,6 +248,10 @@ class TradingDesk:
         out: list[DeskOutput] = []
         out.extend(self._venue_fills(bar))
         self.portfolio.mark(sym, bar.close, bar.end_ms)
+        if self.demotion is not None and self.demotion.observe(
+            self.portfolio.equity(), bar.end_ms, self.settings.promotion
+        ):
+            out.append(demotion_alert(self.demotion, bar.end_ms))
         self.latest[sym] = event
         self.feature_history.add(event.features)
         if self.bar_history is not None:  # the validation gate's window (GPT desks only)
@@ -415,6 +428,12 @@ class TradingDesk:
             execution=self.settings.execution,
         )
 
+    def active_reviewers(self) -> tuple[Reviewer, ...]:
+        """The reviewers, and once the setup is demoted the close-only one."""
+        if self.demotion is not None and self.demotion.demoted:
+            return (*self.reviewers, CLOSE_ONLY)
+        return self.reviewers
+
     def review_context(self) -> ReviewContext:
         return ReviewContext(
             settings=self.settings,
@@ -440,7 +459,7 @@ class TradingDesk:
             self.review_context,
             rounds,
             self.settings.risk.max_adjust_rounds,
-            self.reviewers,
+            self.active_reviewers(),
         )
         out.extend(self._refusal_alert(decision_id, ts_ms, r) for r in result.refusals)
         return result.status, result.proposal, result.note

@@ -37,6 +37,7 @@ from models.review.loop import failed_names, review_round
 from models.review.validation import answerable_refusal
 from models.strategy.engine import DecisionContext
 from models.strategy.takeover import take_over, waiting_proposal
+from models.validation.cutoff import label_call
 
 if TYPE_CHECKING:
     from models.desk.desk import DeskOutput, TradingDesk
@@ -191,7 +192,9 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     result = decider.interpret(answer, pending.question.amap)
     if isinstance(result, Fallback) and result.kind is GptOutcome.REJECTED:
         call = call.model_copy(update={"detail": f"{result.kind}: {result.detail}"[:1000]})
-    out.append(call)
+    # The model's memory of the future: an answer on bars before its knowledge cutoff says so.
+    gpt = desk.settings.gpt
+    out.append(label_call(call, anonymised=gpt.anonymize, fallback_model=gpt.model))
     version = len(pending.rounds) + 2
     if answer.failure is GptOutcome.BUDGET_EXHAUSTED:
         out.append(spend_alert(answer.detail, call.ts_ms, pending.decision_id))
@@ -221,7 +224,7 @@ def on_gpt_answer(desk: TradingDesk, answer: GptAnswer) -> list[DeskOutput]:
     new = proposed_strategy(desk.bar_history, result.strategy, running, pending.event.bar)
     if new is not None:
         review = dataclasses.replace(review, strategy=new)
-    step = review_round(proposal, review, pending.rounds, desk.reviewers)
+    step = review_round(proposal, review, pending.rounds, desk.active_reviewers())
     proposal = step.proposal
     verdict = step.verdict
     if verdict is None or verdict.approved:

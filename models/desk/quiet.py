@@ -6,6 +6,8 @@ the symbol's position snapshot. `quiet_bars` proves that before it touches anyth
 - the venue has nothing due for the symbol (the simulated exchange holds no order of it; a real
   exchange's fills come as reports, never on a bar);
 - no GPT question of the symbol is out (no coalescing, no timeout);
+- the desk keeps no demotion watch (`models.validation.demotion`: a live run's equity is
+  watched bar by bar);
 - no configured strategy starts on the bar, the symbol's strategy does not expire on it, and it
   returns no action (`models.strategy.rows.RowProbe` on the feature rows);
 - the bar has no branch, or a branch its strategy owns (a routine trigger, or a strategic one GPT
@@ -66,6 +68,8 @@ def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int, branched: list[int])
     elif type(exchange) is not ExchangeVenue:
         return lo  # a venue this module does not know: every bar the per-bar way
     if sym in desk.gpt.pending:
+        return lo
+    if desk.demotion is not None:  # every bar's equity is watched (a live run: one bar a time)
         return lo
     strategies = desk.strategies
     active = strategies.strategies.get(sym)

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_PRICE",
     "DEFAULT_PRICES",
     "DEFAULT_PRICE_TABLE",
+    "KNOWLEDGE_CUTOFFS",
     "AnswerCacheKey",
     "CallCost",
     "DailyBudget",
@@ -33,6 +34,7 @@ __all__ = [
     "WindowCache",
     "budget_allows",
     "call_cost",
+    "knowledge_cutoff",
     "utc_day",
     "window_key",
 ]
@@ -185,6 +187,39 @@ def call_cost(
     """USD cost of one call, exact. An unknown model costs the table's default price (use
     `PriceTable.cost` to learn whether the price was known)."""
     return table.cost(model, prompt_tokens, completion_tokens).usd
+
+
+# --------------------------------------------------------------------------------------------
+# Knowledge cutoffs: what the model may remember of the market
+# --------------------------------------------------------------------------------------------
+
+KNOWLEDGE_CUTOFFS: Final[Mapping[str, date]] = {
+    # Each date is the "knowledge cutoff" OpenAI publishes on the model's page,
+    # https://platform.openai.com/docs/models/<model> (read for this table in Dec 2026).
+    "gpt-4o": date(2023, 10, 1),  # platform.openai.com/docs/models/gpt-4o: Oct 01, 2023
+    "gpt-4o-mini": date(2023, 10, 1),  # .../models/gpt-4o-mini: Oct 01, 2023
+    "gpt-4.1": date(2024, 6, 1),  # .../models/gpt-4.1: Jun 01, 2024
+    "gpt-4.1-mini": date(2024, 6, 1),  # .../models/gpt-4.1-mini: Jun 01, 2024
+    "gpt-4.1-nano": date(2024, 6, 1),  # .../models/gpt-4.1-nano: Jun 01, 2024
+    "o3": date(2024, 6, 1),  # .../models/o3: Jun 01, 2024
+    "o4-mini": date(2024, 6, 1),  # .../models/o4-mini: Jun 01, 2024
+    "gpt-5": date(2024, 9, 30),  # .../models/gpt-5: Sep 30, 2024
+    "gpt-5-mini": date(2024, 5, 31),  # .../models/gpt-5-mini: May 31, 2024
+    "gpt-5-nano": date(2024, 5, 31),  # .../models/gpt-5-nano: May 31, 2024
+}
+"""The last day each model of the price table may have read about (its training data's end).
+A decision GPT takes on bars up to that day may come from memory of what followed, not from
+the bars (`models.validation.cutoff`). A model not listed has an unknown cutoff: its every
+decision is possibly in-sample, and said so."""
+
+
+def knowledge_cutoff(model: str, cutoffs: Mapping[str, date] = KNOWLEDGE_CUTOFFS) -> date | None:
+    """The model's knowledge cutoff, or None when unknown. Looked up like a price: exactly,
+    then without a dated snapshot suffix (`gpt-4o-2024-08-06` -> `gpt-4o`), never by prefix."""
+    found = cutoffs.get(model)
+    if found is None:
+        found = cutoffs.get(_SNAPSHOT_SUFFIX.sub("", model))
+    return found
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ are tests/integration/test_exchange_run_cli.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 from connectors.kafka.io import topic_end_offsets
 from models.config.settings import load_settings
 from tests.e2e.test_cli_smoke import STRATFLOW
+from tests.support.cli import run_cli
 from tests.support.flowkit import make_settings, paper_config, query
 
 pytestmark = pytest.mark.kafka
@@ -123,3 +125,14 @@ def test_paper_run_trades_on_the_emulator(tmp_path: Path) -> None:
     # Every row is this run's: the next paper run's summary will not count them.
     stamped = query(settings, "SELECT DISTINCT run_id FROM decisions FINAL")
     assert [r["run_id"] for r in stamped] == [run_id]
+    # Issue 12: the run marked itself as a paper run of its setup; `approve` measures it
+    # (far shorter than promotion.paper_min_duration, so it does not pass yet).
+    assert "promotion: paper run of setup " in out + err
+    check = run_cli("approve", "--config", str(cfg), "--check", "--json", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    doc = json.loads(check.stdout)
+    (paper,) = [r for r in doc["records"] if r["step"] == "paper"]
+    assert paper["run_id"] == run_id and paper["outcome"] == "fail"
+    assert "duration_ms" in paper["note"] and paper["figures"]["fills"] > 0
+    assert paper["figures"]["divergence"] is not None
+    print("paper run vs simulator:", {k: paper["figures"][k] for k in sorted(paper["figures"])})

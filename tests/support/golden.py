@@ -64,8 +64,23 @@ def _no_fabricated_verdict(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "rounds": row["rounds"].replace(MADE_UP_VERDICT, '"verdict":null')}
 
 
+UNKNOWN_CUTOFF_NOTE = "possibly in-sample for stratflow-local: knowledge cutoff unknown"
+
+
+def _possibly_in_sample_label(row: dict[str, Any]) -> dict[str, Any]:
+    """Issue 12 (the model's memory of the future): an answered GPT call of a model whose
+    knowledge cutoff is unknown says so in its `detail` (models.validation.cutoff). The golden
+    GPT runs ask the project's scripted server, `stratflow-local`, which no cutoff table lists:
+    its answered calls gain the note, every other row and column is as recorded."""
+    if row.get("outcome") != "ok" or row.get("model") != "stratflow-local":
+        return row
+    detail = str(row.get("detail") or "")
+    return {**row, "detail": f"{detail}; {UNKNOWN_CUTOFF_NOTE}" if detail else UNKNOWN_CUTOFF_NOTE}
+
+
 CHANGES: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "decisions": [_no_fabricated_verdict],
+    "gpt_calls": [_possibly_in_sample_label],
 }
 """Deliberate changes of what a run logs since the golden runs were recorded, applied to the
 golden rows before the comparison: each is one function, named for what changed and why, so

@@ -318,3 +318,24 @@ def test_thinning_candles_keeps_trade_bars_and_the_range(
     assert max(b.high for b in thin) == max(b.high for b in bars)
     assert min(b.low for b in thin) == min(b.low for b in bars)
     assert [b.ts_ms for b in thin] == sorted({b.ts_ms for b in thin})
+
+
+def test_gpt_decisions_in_sample_for_the_model_are_a_warning_banner() -> None:
+    """Issue 12, part 4: the run's label against the model's knowledge cutoff, from the one
+    place that words it (`RunLabel.banner`), as a warning when some decision is in-sample."""
+    from dataclasses import replace
+
+    from models.validation.cutoff import label_decision, label_run
+
+    base = backtests.report(7, bars_per_symbol=50, trades_per_symbol=1)
+    old, new = 1_262_304_000_000, 1_800_000_000_000  # 2010 and 2027
+    run = label_run(
+        (label_decision("gpt-4o", ms, anonymised=False), ms) for ms in (old, old + 1, new)
+    )
+    flagged = render([replace(base, in_sample=run.banner(), in_sample_flagged=run.flagged > 0)])
+    assert "class='banner insample' id='in-sample-0'" in flagged
+    assert "IN-SAMPLE FOR THE MODEL: 2 of 3 GPT decisions (gpt-4o)" in flagged
+    later = label_run([(label_decision("gpt-4o", new, anonymised=False), new)])
+    calm = render([replace(base, in_sample=later.banner(), in_sample_flagged=False)])
+    assert "class='banner' id='in-sample-0'" in calm and "insample'" not in calm
+    assert "id='in-sample-0'" not in render([base])  # no GPT decision: no banner

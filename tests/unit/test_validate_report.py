@@ -3,6 +3,7 @@ outside the file, hostile names shown as text."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -15,6 +16,7 @@ from tests.support.checks import strategy, trend, zigzag
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
+@functools.cache  # one page for every test here: the checks behind it take ~0.3 s
 def _page() -> str:
     trend_spec = strategy(
         name=HOSTILE,

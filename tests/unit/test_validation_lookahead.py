@@ -74,6 +74,7 @@ def test_cuts_are_bounded_spread_and_include_both_ends(n: int, count: int) -> No
     assert list(cuts) == sorted(set(cuts)) and len(cuts) <= count + 4
 
 
+@pytest.mark.slow  # ~0.5 s on 8 examples: the full suite runs it
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(40, 400), drift=st.floats(-0.003, 0.003))
 def test_the_shipped_strategies_have_no_look_ahead_on_any_bars(

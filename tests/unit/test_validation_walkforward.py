@@ -158,6 +158,7 @@ SMA_GRID: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow  # ~1.7 s on 8 examples: the full suite runs it
 @settings(max_examples=15, deadline=None)
 @given(
     st.integers(0, 2**32 - 1),

@@ -24,9 +24,8 @@ import numpy as np
 from models.config.settings import FeaturesConfig
 from models.strategy.spec import StrategySpec
 from models.validation.verdicts import CheckResult, Figure, Outcome
-from models.vectorized import jit
 from models.vectorized.bars import BarArrays, FloatArray
-from models.vectorized.evaluate import BPS, Costs, VectorResult, signals
+from models.vectorized.evaluate import Costs, VectorResult, evaluate
 
 __all__ = ["CHECK", "LagLimits", "LagReport", "Run", "lag_check", "run_shifted"]
 
@@ -68,13 +67,6 @@ class LagReport:
     delay: int
 
 
-def _shift(column: np.ndarray[Any, Any], delay: int) -> np.ndarray[Any, Any]:
-    out = np.zeros_like(column)
-    if delay < len(column):
-        out[delay:] = column[: len(column) - delay]
-    return out
-
-
 def run_shifted(
     spec: StrategySpec,
     bars: BarArrays,
@@ -87,23 +79,7 @@ def run_shifted(
     acted on `delay` bars later (0: the same run)."""
     if spec.direction != "long":
         raise ValueError(f"the vectorised evaluator runs long strategies, not {spec.direction}")
-    enter, leave = signals(spec, bars, cfg, cache)
-    enter, leave = _shift(enter, delay), _shift(leave, delay)
-    fill_bar, qty, price, fee, kind, equity = jit.trade_loop(
-        bars.open,
-        bars.close,
-        enter,
-        leave,
-        fraction=min(spec.position_fraction, 1.0),
-        stop_loss=spec.stop_loss_pct,
-        take_profit=spec.take_profit_pct,
-        fee_rate=float(costs.fee_bps / BPS),
-        slip=float(costs.slippage_bps / BPS),
-        lot=float(costs.lot),
-        cash=float(costs.initial_cash),
-        min_cash=float(costs.min_cash),
-    )
-    return VectorResult(spec, bars, costs, fill_bar, qty, price, fee, kind, equity)
+    return evaluate(spec, bars, costs, cfg, cache, delay=delay)
 
 
 def _drop(normal: float, lagged: float) -> float:

@@ -193,6 +193,14 @@ class VectorResult:
         return {s.key: s.value for s in self.performance(trading_start_ms).statistics}
 
 
+def _later(column: np.ndarray[Any, Any], delay: int) -> np.ndarray[Any, Any]:
+    """`column` moved `delay` bars later (the first `delay` bars: False)."""
+    out = np.zeros_like(column)
+    if delay < len(column):
+        out[delay:] = column[: len(column) - delay]
+    return out
+
+
 def evaluate(
     spec: StrategySpec,
     bars: BarArrays,
@@ -202,19 +210,24 @@ def evaluate(
     *,
     exact: bool = False,
     trade_from: int = 0,
+    delay: int = 0,
 ) -> VectorResult:
     """The fills and equity of `spec` on `bars` (one symbol of its universe). `exact`: the money
     in Decimal with the desk's own functions (`models.vectorized.exact`), one Python step per
     bar; else float64 (numba when installed). Long strategies only: a short or both-ways
     strategy file raises `ValueError` (the full flow runs those). `trade_from`: no entry is
     decided before this bar (the bars before it only warm the features up, as a walk-forward
-    window's warm-up: `models.validation.walkforward`)."""
+    window's warm-up: `models.validation.walkforward`). `delay`: the entry and exit signals are
+    acted on that many bars later than decided (the one-bar lag test:
+    `models.validation.lag`)."""
     if spec.direction != "long":
         raise ValueError(
             f"direction: the vectorised evaluator runs long strategies, not {spec.direction}"
             " (a backtest without --sweep runs it through the flow)"
         )
     enter, leave = signals(spec, bars, features, cache)
+    if delay > 0:
+        enter, leave = _later(enter, delay), _later(leave, delay)
     if trade_from > 0:
         enter = enter.copy()
         enter[:trade_from] = False

@@ -256,18 +256,7 @@ def main() -> None:
 
     def scaled(name: str, fn: Callable[[BarArrays], int], m: int) -> None:
         m = min(m, n)
-        part = make_bars(n)
-        part = BarArrays(
-            part.symbol,
-            part.start_ms[:m],
-            part.end_ms[:m],
-            part.open[:m],
-            part.high[:m],
-            part.low[:m],
-            part.close[:m],
-            part.volume[:m],
-            part.vwap[:m],
-        )
+        part = make_bars(n).slice(0, m)
         s, k = timed(lambda: fn(part))
         rows.append(Row(name, n, s * n / m, k, scaled_from=m, our_trades=ours(part)))
 

@@ -98,17 +98,7 @@ def cut_points(n: int, count: int = DEFAULT_CUTS, first: int = 1) -> tuple[int, 
 
 def head(bars: BarArrays, k: int) -> BarArrays:
     """The first `k` bars."""
-    return BarArrays(
-        symbol=bars.symbol,
-        start_ms=bars.start_ms[:k],
-        end_ms=bars.end_ms[:k],
-        open=bars.open[:k],
-        high=bars.high[:k],
-        low=bars.low[:k],
-        close=bars.close[:k],
-        volume=bars.volume[:k],
-        vwap=bars.vwap[:k],
-    )
+    return bars.slice(0, k)
 
 
 def feature_names(spec: StrategySpec) -> tuple[str, ...]:

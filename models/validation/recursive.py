@@ -100,18 +100,7 @@ class _Series:
     def column(self, lo: int, hi: int) -> FloatArray:
         """The feature over bars[lo:hi]."""
         if self.vector:
-            b = self.bars
-            part = BarArrays(
-                b.symbol,
-                b.start_ms[lo:hi],
-                b.end_ms[lo:hi],
-                b.open[lo:hi],
-                b.high[lo:hi],
-                b.low[lo:hi],
-                b.close[lo:hi],
-                b.volume[lo:hi],
-                b.vwap[lo:hi],
-            )
+            part = self.bars.slice(lo, hi)
             return vector_features([self.name], part, self.cfg)[self.name]
         if self._columns is None:
             self._columns = BarColumns.of_bars(self.bars.to_bars())

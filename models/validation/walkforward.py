@@ -221,17 +221,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _slice(bars: BarArrays, start: int, end: int) -> BarArrays:
-    return BarArrays(
-        symbol=bars.symbol,
-        start_ms=bars.start_ms[start:end],
-        end_ms=bars.end_ms[start:end],
-        open=bars.open[start:end],
-        high=bars.high[start:end],
-        low=bars.low[start:end],
-        close=bars.close[start:end],
-        volume=bars.volume[start:end],
-        vwap=bars.vwap[start:end],
-    )
+    return bars.slice(start, end)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -52,6 +52,20 @@ class BarArrays:
     def __len__(self) -> int:
         return len(self.close)
 
+    def slice(self, lo: int, hi: int) -> BarArrays:
+        """Bars `[lo, hi)`: views of these columns (a window, a warm-up, a cut history)."""
+        return BarArrays(
+            self.symbol,
+            self.start_ms[lo:hi],
+            self.end_ms[lo:hi],
+            self.open[lo:hi],
+            self.high[lo:hi],
+            self.low[lo:hi],
+            self.close[lo:hi],
+            self.volume[lo:hi],
+            self.vwap[lo:hi],
+        )
+
     @classmethod
     def from_columns(
         cls,

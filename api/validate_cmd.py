@@ -317,27 +317,33 @@ def result_doc(target: Target, checked: Sequence[Fragility], report: Path) -> di
     }
 
 
+WIDE: Final = 120
+"""Columns from which the table also shows the judged numbers (they are in the report and in
+`--json` whatever the width); on a narrow terminal they made every row a dozen lines."""
+
+
 def print_table(checked: Sequence[Fragility]) -> None:
+    """One table per strategy and symbol: each check's outcome and its one-line summary."""
     from rich.table import Table
     from rich.text import Text
 
     from api.cli import console
 
     colour = {"pass": "green", "warn": "yellow", "fail": "bold red"}
-    table = Table(title="look-ahead and fragility checks")
-    for name in ("strategy", "symbol", "check", "outcome", "numbers", "summary"):
-        table.add_column(name, overflow="fold")
+    wide = console.width >= WIDE
     for c in checked:
+        table = Table(title=Text(f"{c.strategy} · {c.symbol} · {c.bars:,} bars"))
+        columns = (
+            ("check", "outcome", "numbers", "summary") if wide else ("check", "outcome", "summary")
+        )
+        for name in columns:
+            table.add_column(name, overflow="fold")
         for r in c.results:
-            table.add_row(
-                Text(c.strategy),
-                Text(c.symbol),
-                r.check,
-                Text(str(r.outcome), style=colour[str(r.outcome)]),
-                Text(key_numbers(r)),
-                Text(r.summary),
-            )
-    console.print(table)
+            cells: list[str | Text] = [r.check, Text(str(r.outcome), style=colour[str(r.outcome)])]
+            if wide:
+                cells.append(Text(key_numbers(r)))
+            table.add_row(*cells, Text(r.summary))
+        console.print(table)
 
 
 def validate(

@@ -58,6 +58,7 @@ __all__ = [
     "paper_verdict",
     "setup_doc",
     "setup_hash",
+    "sim_price",
     "stage_of",
     "validation_verdict",
 ]
@@ -398,7 +399,8 @@ class Divergence:
         )
 
 
-def _sim_price(open_: Decimal, side: Side, slippage_bps: Decimal) -> Decimal:
+def sim_price(open_: Decimal, side: Side, slippage_bps: Decimal) -> Decimal:
+    """The simulator's fill price: the bar's open moved `slippage_bps` against the order."""
     slip = open_ * slippage_bps / BPS
     return (open_ + slip if side is Side.BUY else open_ - slip).quantize(PRICE_QUANTUM)
 
@@ -432,7 +434,7 @@ def divergence(
         if sim_open is None or not got or sim_open <= 0:
             continue
         matched += 1
-        sim = _sim_price(sim_open, order.side, slippage_bps)
+        sim = sim_price(sim_open, order.side, slippage_bps)
         qty = sum((f.quantity for f in got), Decimal(0))
         vwap = sum((f.quantity * f.price for f in got), Decimal(0)) / qty
         slips.append(abs(vwap - sim) / sim * BPS)

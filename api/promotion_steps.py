@@ -14,9 +14,9 @@ not a backtest's own directory), so every command of one configuration reads the
   and divergence from the simulator on the same bars) before it checks the approval's needs;
   a paper run ends with Ctrl-C (the process leaves at once), so it is measured afterwards;
 - `stratflow run --exchange NAME` (real orders) asks `live_refusal` first: one line naming
-  what is missing, or None; its desk watches the run's drawdown (`promotion.watch`) and a
-  demotion it raises (a critical alert) is recorded by `sync_demotions` on the next
-  `approve` or `run --exchange`.
+  what is missing, or None; its desk watches the run's drawdown and its fills against the
+  simulator as they arrive (`promotion.watch`), and a demotion it raises (a critical alert) is
+  recorded by `sync_demotions` on the next `approve` or `run --exchange`.
 """
 
 from __future__ import annotations
@@ -256,10 +256,11 @@ def measure_paper_runs(
 
 def sync_demotions(store: Store, settings: Settings, clock: Clock = wall_ms) -> list[StepRecord]:
     """Record the setup's demotions the ledger does not hold yet; the new records. Two
-    sources: the drawdown demotions the flow raised (critical alerts of source `promotion`,
-    `models.validation.demotion`), and runs with real orders of the setup whose fills diverge
-    from the simulator on the same bars past `promotion.divergence_limit` (measured here, from
-    their rows: after the fact, not in the flow)."""
+    sources: the demotions the flow raised, drawdown or divergence measured as fills arrived
+    (critical alerts of source `promotion`, `models.validation.demotion`), and runs with real
+    orders of the setup whose fills diverge from the simulator on the same bars past
+    `promotion.divergence_limit` (measured here from their rows, over every order and fill:
+    what the flow's window or a restart may have left out)."""
     from connectors.store.promotions import read_steps, record_step
     from models.validation.demotion import DEMOTION_SOURCE
 

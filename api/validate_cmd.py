@@ -452,6 +452,9 @@ def validate(
             found, settings = _file_target(
                 base, path, data, symbol, interval, start_ms, end_ms, span
             )
+            mine = sorted(s.fingerprint() for s in base.strategies)
+            if mine and sorted(s.fingerprint() for s in found.specs) == mine:
+                say("promotion: not recorded; the setup's step: stratflow validate --config CFG")
         elif RUN_ID.match(target.strip()):
             if data or symbol or interval:
                 raise UserError(

@@ -287,6 +287,22 @@ def test_validate_config_records_the_setups_step_that_approve_needs(tmp_path: Pa
     check = run_cli("approve", "--config", str(cfg), "--check", "--json", cwd=tmp_path)
     state = json.loads(check.stdout)
     assert state["stage"] == "backtested"
+    # The setup's own file validated as a file: said, not recorded (only --config records).
+    as_file = run_cli(
+        "validate",
+        str(REPO / "api" / "strategies" / "sma_cross.yaml"),
+        "--config",
+        str(cfg),
+        "--to",
+        "2008-01-01",
+        cwd=tmp_path,
+    )
+    assert as_file.returncode == 0, as_file.stdout
+    assert "promotion: not recorded; the setup's step: stratflow validate --config" in (
+        as_file.stdout
+    )
+    with open_ledger(settings) as store:
+        assert [r.step for r in read_steps(store, h)] == [Step.BACKTEST, Step.VALIDATION]
     assert [m.split(" (")[0] for m in state["missing_for_approval"]] == [
         "a passing paper run of this setup"
     ]

@@ -1,7 +1,8 @@
 """`stratflow approve`: a person's approval of the configured strategy setup for live trading.
 
 The third step of the road (`models.validation.promotion`): the setup needs a passing backtest
-and then a passing paper run, recorded in that order, before a person may approve it; the
+and a passing validation (`stratflow validate --config`), then a passing paper run, recorded
+in that order, before a person may approve it; the
 approval is recorded with who (`--by`, else the OS user) and when, after a confirmation
 (`--yes` skips it, for scripts). Paper runs of the setup are measured first, from their rows
 (duration and divergence from the simulator on the same bars). `--check` only shows where the
@@ -76,7 +77,8 @@ def approve(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON")] = False,
 ) -> None:
-    """Approve the configured strategy setup for live trading (after backtest and paper)."""
+    """Approve the configured strategy setup for live trading (after backtest, validation and
+    paper)."""
     from rich.markup import escape
 
     from api.cli import UserError, console, guarded, settings_from

@@ -4,15 +4,19 @@ The rules are `models.validation.promotion` (pure); the ledger is `connectors.st
 in the configured store (`clickhouse.path` or `clickhouse.url`: where `stratflow run` writes,
 not a backtest's own directory), so every command of one configuration reads the same ledger.
 
-- `stratflow backtest` records its `backtest` step when it has finished (`record_backtest`);
+- `stratflow backtest` records its `backtest` step when it has finished (`record_backtest`),
+  and for a setup without strategy files its `validation` step too (nothing to check but, for
+  a GPT controller, the validation gate being on: `validation_verdict`);
+- `stratflow validate --config CFG` (no strategy file or run id) checks every strategy file of
+  the configured setup and records its `validation` step (`record_validation`);
 - `stratflow run --paper` records that a paper run of the setup started (`paper_start`), and
   `stratflow approve` measures every such run from its rows (`measure_paper_runs`: duration
   and divergence from the simulator on the same bars) before it checks the approval's needs;
   a paper run ends with Ctrl-C (the process leaves at once), so it is measured afterwards;
 - `stratflow run --exchange NAME` (real orders) asks `live_refusal` first: one line naming
-  what is missing, or None; its desk watches the run's drawdown (`promotion.watch`) and a
-  demotion it raises (a critical alert) is recorded by `sync_demotions` on the next
-  `approve` or `run --exchange`.
+  what is missing, or None; its desk watches the run's drawdown and its fills against the
+  simulator as they arrive (`promotion.watch`), and a demotion it raises (a critical alert) is
+  recorded by `sync_demotions` on the next `approve` or `run --exchange`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,7 @@ from models.validation.promotion import (
     paper_verdict,
     setup_doc,
     setup_hash,
+    validation_verdict,
 )
 from models.validation.verdicts import CheckResult, Outcome
 
@@ -53,6 +58,7 @@ __all__ = [
     "open_ledger",
     "paper_start",
     "record_backtest",
+    "record_validation",
     "sync_demotions",
     "wall_ms",
 ]
@@ -103,19 +109,77 @@ def record_backtest(
         "anonymised": settings.gpt.anonymize,
     }
     h = setup_hash(settings)
+    now = clock()
     record = StepRecord(
-        h, Step.BACKTEST, outcome.run.run_id, verdict.outcome, clock(), "", figures, verdict.summary
+        h, Step.BACKTEST, outcome.run.run_id, verdict.outcome, now, "", figures, verdict.summary
     )
+    records = [record]
+    if not settings.strategies:  # nothing to check: the gate (GPT) or the built-in engine
+        checked = _validation_record(settings, [], outcome.run.run_id, now, figures)
+        records.append(checked)
     try:
         with open_ledger(settings) as store:
-            record_step(store, record, setup_doc(settings))
+            for r in records:
+                record_step(store, r, setup_doc(settings))
     except (ClickHouseError, OSError) as err:
         say(f"promotion: backtest not recorded ({err})")
         return None
-    say(
-        f"promotion: setup {h} backtest {verdict.outcome.value}"
-        + (f" ({verdict.summary})" if verdict.outcome is Outcome.FAIL else "")
+    for r in records:
+        say(
+            f"promotion: setup {h} {r.step.value} {r.outcome.value}"
+            + (f" ({r.note})" if r.outcome is Outcome.FAIL else "")
+        )
+    return record
+
+
+def _validation_record(
+    settings: Settings,
+    results: Sequence[tuple[str, str, CheckResult]],
+    run_id: str,
+    now: int,
+    data: Mapping[str, Any],
+) -> StepRecord:
+    uses_gpt = settings.strategy.controller == "gpt"
+    seen = {name for name, _, _ in results}
+    verdict = validation_verdict(
+        results,
+        strategy_files=len(settings.strategies),
+        uses_gpt=uses_gpt,
+        gate_enabled=settings.validation.enabled,
+        unchecked=[s.name for s in settings.strategies if s.name not in seen],
     )
+    figures: dict[str, Any] = {
+        **_figures(verdict),
+        "data_start_ms": data.get("data_start_ms"),
+        "data_end_ms": data.get("data_end_ms"),
+    }
+    return StepRecord(
+        setup_hash(settings),
+        Step.VALIDATION,
+        run_id,
+        verdict.outcome,
+        now,
+        "",
+        figures,
+        verdict.summary,
+    )
+
+
+def record_validation(
+    store: Store,
+    settings: Settings,
+    results: Sequence[tuple[str, str, CheckResult]],
+    data_start_ms: int | None,
+    data_end_ms: int | None,
+    clock: Clock = wall_ms,
+) -> StepRecord:
+    """Record the configured setup's `validation` step from its strategy files' checks
+    (`validation_verdict`: none fails; a GPT controller also needs the gate on)."""
+    from connectors.store.promotions import record_step
+
+    data = {"data_start_ms": data_start_ms, "data_end_ms": data_end_ms}
+    record = _validation_record(settings, results, "", clock(), data)
+    record_step(store, record, setup_doc(settings))
     return record
 
 
@@ -192,10 +256,11 @@ def measure_paper_runs(
 
 def sync_demotions(store: Store, settings: Settings, clock: Clock = wall_ms) -> list[StepRecord]:
     """Record the setup's demotions the ledger does not hold yet; the new records. Two
-    sources: the drawdown demotions the flow raised (critical alerts of source `promotion`,
-    `models.validation.demotion`), and runs with real orders of the setup whose fills diverge
-    from the simulator on the same bars past `promotion.divergence_limit` (measured here, from
-    their rows: after the fact, not in the flow)."""
+    sources: the demotions the flow raised, drawdown or divergence measured as fills arrived
+    (critical alerts of source `promotion`, `models.validation.demotion`), and runs with real
+    orders of the setup whose fills diverge from the simulator on the same bars past
+    `promotion.divergence_limit` (measured here from their rows, over every order and fill:
+    what the flow's window or a restart may have left out)."""
     from connectors.store.promotions import read_steps, record_step
     from models.validation.demotion import DEMOTION_SOURCE
 
@@ -256,6 +321,7 @@ def live_refusal(store: Store, settings: Settings) -> str | None:
         h,
         uses_gpt=uses_gpt,
         cutoff=knowledge_cutoff(settings.gpt.model) if uses_gpt else None,
+        gate_enabled=settings.validation.enabled,
     )
     if not missing:
         return None

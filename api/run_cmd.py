@@ -138,7 +138,8 @@ def run(
                 hint = " (paper trading: --config deploy/paper.yaml)" if paper else ""
                 raise UserError(f"{err}{hint}") from None
         if exchange is not None and not paper and not sandbox:
-            # Real orders: the desk watches the drawdown and demotes the setup past its limit.
+            # Real orders: the desk watches the drawdown and the fills' divergence from the
+            # simulator, and demotes the setup past either limit.
             watch = settings.promotion.model_copy(update={"watch": True})
             settings = settings.model_copy(update={"promotion": watch})
         bs = bootstrap or settings.kafka.bootstrap

@@ -1,4 +1,10 @@
-"""`stratflow validate STRATEGY_FILE|RUN_ID`: look-ahead and fragility checks, a table and a page.
+"""`stratflow validate [STRATEGY_FILE|RUN_ID]`: look-ahead and fragility checks, a table and a page.
+
+Without an argument it validates the configured setup (`--config`): every strategy file of it
+on the given data (default: the datasets they trade), and records the outcome as the setup's
+`validation` step in the promotion ledger (`api.promotion_steps.record_validation`: it passes
+when no check fails; warnings are allowed and listed). Only this form records: a strategy file
+or a run is checked, never promoted, so what is recorded is always the configured setup.
 
 For a strategy file the bars come as a backtest's do (`api.backtest_cmd`: shipped datasets or
 CSV/Parquet files, cut to --from/--to, through the flow's bar builder); for the id of a finished
@@ -60,10 +66,8 @@ def _file_target(
     end_ms: int | None,
     span: str,
 ) -> tuple[Target, Settings]:
-    from api.backtest_cmd import default_sources, open_data, with_run_settings
-    from api.backtest_sweep import flow_bars
+    from api.backtest_cmd import with_run_settings
     from api.cli import UserError
-    from connectors.files.replay import TimeSlice
     from connectors.files.strategy_file import read_strategy_files
     from models.strategy.user_file import StrategyFileError
 
@@ -72,6 +76,27 @@ def _file_target(
     except StrategyFileError as err:
         raise UserError("; ".join(str(err).splitlines())) from None
     settings = with_run_settings(settings, specs, None, None, None)
+    return _target_bars(
+        settings, specs, str(path), sources, symbol, interval, start_ms, end_ms, span
+    )
+
+
+def _target_bars(
+    settings: Settings,
+    specs: list[StrategySpec],
+    label: str,
+    sources: list[str] | None,
+    symbol: str | None,
+    interval: str | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    span: str,
+) -> tuple[Target, Settings]:
+    from api.backtest_cmd import default_sources, open_data
+    from api.backtest_sweep import flow_bars
+    from api.cli import UserError
+    from connectors.files.replay import TimeSlice
+
     wanted = sorted({s for spec in specs for s in spec.universe})
     with contextlib.ExitStack() as stack:
         data = open_data(
@@ -85,7 +110,7 @@ def _file_target(
         raise UserError(
             f"no bars {span} for {', '.join(wanted)} (the data has {', '.join(cut.symbols)})"
         )
-    return Target(str(path), specs, bars, None), settings
+    return Target(label, specs, bars, None), settings
 
 
 def find_run_dir(root: Path, run_id: str) -> Path | None:
@@ -348,13 +373,14 @@ def print_table(checked: Sequence[Fragility]) -> None:
 
 def validate(
     target: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="A strategy file (YAML/JSON) or the run id of a finished backtest",
-            metavar="STRATEGY_FILE|RUN_ID",
+            help="A strategy file (YAML/JSON) or the run id of a finished backtest; without it,"
+            " the configured setup's strategy files, recorded as its promotion step",
+            metavar="[STRATEGY_FILE|RUN_ID]",
             show_default=False,
         ),
-    ],
+    ] = None,
     data: Annotated[
         list[str] | None,
         typer.Option(
@@ -395,7 +421,8 @@ def validate(
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Look-ahead and fragility checks of a strategy file or a finished backtest run.
+    """Look-ahead and fragility checks of a strategy file, a finished backtest run, or the
+    configured setup (no argument: its `validation` step is recorded for `stratflow approve`).
 
     Checks: look-ahead (features and signals on cut histories equal the full run's), recursive
     (indicator values' dependence on the warm-up), one-bar lag (the edge with execution one bar
@@ -424,11 +451,16 @@ def validate(
             raise UserError(f"--to {end} is not after --from {start}")
         span = f"between {start or 'the start'} and {end or 'the end'}"
         say = err_console.print if as_json else console.print
+        if target is None:
+            return _setup(base, start_ms, end_ms, span, say)
         path = Path(target)
         if path.exists():
             found, settings = _file_target(
                 base, path, data, symbol, interval, start_ms, end_ms, span
             )
+            mine = sorted(s.fingerprint() for s in base.strategies)
+            if mine and sorted(s.fingerprint() for s in found.specs) == mine:
+                say("promotion: not recorded; the setup's step: stratflow validate --config CFG")
         elif RUN_ID.match(target.strip()):
             if data or symbol or interval:
                 raise UserError(
@@ -459,6 +491,57 @@ def validate(
             say(f"{outcome}: {failed} check(s) failed")
             say(f"report: {page}")
         return FAILED_EXIT if outcome is Outcome.FAIL else 0
+
+    def _setup(
+        settings: Settings,
+        start_ms: int | None,
+        end_ms: int | None,
+        span: str,
+        say: Callable[[str], None],
+    ) -> int:
+        from rich.markup import escape
+
+        from api.validate_setup import validate_setup
+
+        found, checked, record = validate_setup(
+            settings,
+            data,
+            symbol,
+            interval,
+            start_ms,
+            end_ms,
+            span,
+            CheckOptions(warmup=warmup),
+            progress=not as_json,
+            say=say,
+        )
+        step = {
+            "setup": record.setup_hash,
+            "step": record.step.value,
+            "outcome": record.outcome.value,
+            "figures": dict(record.figures),
+            "note": record.note,
+        }
+        page: Path | None = None
+        if found is not None:
+            page = report or new_run_dir(default_run_root()) / REPORT_FILE
+            times = [found.bars[c.symbol].start_ms.tolist() for c in checked]
+            write_validate_report(found.label, checked, page, times)
+        if as_json:
+            doc = result_doc(found, checked, page) if found is not None and page else {}
+            emit(json.dumps({**doc, "promotion": step}, default=str))
+        else:
+            if checked:
+                print_table(checked)
+            if page is not None:
+                say(f"report: {page}")
+            say(
+                escape(
+                    f"promotion: setup {record.setup_hash} validation {record.outcome.value}"
+                    f" ({record.note})"
+                )
+            )
+        return FAILED_EXIT if record.outcome is Outcome.FAIL else 0
 
     code = guarded(go)
     if code:

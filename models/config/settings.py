@@ -502,9 +502,30 @@ class PromotionConfig(_Section):
     )
     watch: bool = Field(
         default=False,
-        description="Demote past demote_drawdown in this exchange run (always on for real "
-        "orders; set it to try demotion in a --paper run)",
+        description="Demote past demote_drawdown or divergence_limit in this exchange run "
+        "(always on for real orders; set it to try demotion in a --paper run)",
     )
+    divergence_min_orders: int = Field(
+        default=5,
+        ge=1,
+        description="Orders measured against the simulator (settled, their next bar seen) "
+        "before a live run's divergence may demote it: one odd fill cannot",
+    )
+    divergence_window: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="The last measured orders a live run's divergence is scored on",
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_the_minimum(self) -> PromotionConfig:
+        if self.divergence_min_orders > self.divergence_window:
+            raise ValueError(
+                f"divergence_min_orders ({self.divergence_min_orders}) is more than "
+                f"divergence_window ({self.divergence_window}): the watch could never judge"
+            )
+        return self
 
 
 class Settings(_Section):

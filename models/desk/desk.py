@@ -23,7 +23,8 @@ the GPT digest). For each bar the desk
 
 The desk only orders these steps; each is a component with its own tests: `decision_book`,
 `strategy_book` (running strategies), `gpt_session`, `fill_ledger`, `exchange_reports`,
-`bar_history` (the validation gate's windows), `models.review.loop`, `models.monitoring.alerts`.
+`bar_history` (the gate's windows), `promotion_watch` (a live run's demotion), `models.review.loop`,
+`models.monitoring.alerts`.
 All state lives in this object, which Bytewax snapshots, so a restart resumes it exactly; a
 question still pending at a restart is asked again (the answer store makes that free).
 """
@@ -59,7 +60,7 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.core.trusted import replaced, trusted
-from models.desk import bar_history, exchange_reports, gpt_decisions, quiet
+from models.desk import bar_history, exchange_reports, gpt_decisions, promotion_watch, quiet
 from models.desk.bar_history import BarHistory
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
@@ -86,10 +87,7 @@ from models.strategy.engine import DecisionContext, LocalStrategyEngine, Strateg
 from models.strategy.intents import proposal
 from models.strategy.takeover import FeatureHistory
 from models.strategy.user_file import compile_standing
-from models.validation.demotion import CloseOnlyReviewer, DemotionWatch, demotion_alert
-from models.validation.promotion import setup_hash
-
-CLOSE_ONLY = CloseOnlyReviewer()
+from models.validation.demotion import DemotionWatch
 
 
 def desk_failure_alert(event: BarEvent, err: Exception) -> Alert:
@@ -183,7 +181,7 @@ class TradingDesk:
     reviewers: tuple[Reviewer, ...] = DEFAULT_REVIEWERS
     bar_history: BarHistory | None = None  # recent bars for the validation gate (GPT desks)
     shortable: frozenset[str] = frozenset()  # symbols the venue lends (settings), not state
-    demotion: DemotionWatch | None = None  # an exchange run's drawdown watch (promotion.watch)
+    demotion: DemotionWatch | None = None  # an exchange run's demotion watch (promotion.watch)
 
     @classmethod
     def create(
@@ -213,9 +211,7 @@ class TradingDesk:
             shortable=settings.shortable(),
             reviewers=reviewers,
             bar_history=history,
-            demotion=DemotionWatch(setup_hash(settings))
-            if venue == "exchange" and settings.promotion.watch
-            else None,
+            demotion=promotion_watch.watch_for(settings, venue),
         )
 
     def state(self) -> tuple[Any, ...]:
@@ -248,10 +244,7 @@ class TradingDesk:
         out: list[DeskOutput] = []
         out.extend(self._venue_fills(bar))
         self.portfolio.mark(sym, bar.close, bar.end_ms)
-        if self.demotion is not None and self.demotion.observe(
-            self.portfolio.equity(), bar.end_ms, self.settings.promotion
-        ):
-            out.append(demotion_alert(self.demotion, bar.end_ms))
+        out.extend(promotion_watch.on_bar(self, bar))  # drawdown, the simulator's opens
         self.latest[sym] = event
         self.feature_history.add(event.features)
         if self.bar_history is not None:  # the validation gate's window (GPT desks only)
@@ -429,10 +422,7 @@ class TradingDesk:
         )
 
     def active_reviewers(self) -> tuple[Reviewer, ...]:
-        """The reviewers, and once the setup is demoted the close-only one."""
-        if self.demotion is not None and self.demotion.demoted:
-            return (*self.reviewers, CLOSE_ONLY)
-        return self.reviewers
+        return promotion_watch.active_reviewers(self)  # + close-only once demoted
 
     def review_context(self) -> ReviewContext:
         return ReviewContext(
@@ -526,6 +516,7 @@ class TradingDesk:
         for order in orders:  # each order's row, then what takes it to the exchange (if any)
             out.append(order)
             out.extend(self.exchange.outbound(order))
+            promotion_watch.placed(self, order)  # a live run follows it to its fills
         return out
 
     def only_record(self, event: BarEvent, note: str) -> DecisionRecord:

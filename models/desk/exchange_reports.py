@@ -31,6 +31,7 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.core.money import round_to_lot
+from models.desk import promotion_watch
 from models.execution.decision_status import filled_quantity, order_status, stale_report
 from models.execution.reports import ExchangeState, ExecStatus, ExecutionReport
 from models.execution.sim_venue import with_status
@@ -126,6 +127,8 @@ def on_execution(desk: TradingDesk, report: ExecutionReport) -> list[DeskOutput]
             )[:2000]
             out.append(late_report_alert(order, new_status, applied, report.ts_ms))
         out.append(desk.next_version(record, updated, applied, note))
+        final = new_status is not OrderStatus.PENDING  # measured against the simulator
+        out.extend(promotion_watch.on_report(desk, order, applied, final))
     if report.failed and (fallback or order is None):
         out.append(
             executor_alert(

@@ -10,8 +10,13 @@ strategies and every other proposer only close), and a critical alert (`demotion
 alert into the ledger's `demotion` record, so the next `run --exchange` of the setup is
 refused until a new paper run and a new approval.
 
+The watch also measures the run's fills against the simulator as they arrive
+(`models.validation.live_divergence.DivergenceWatch`, in `divergence`): once at least
+`promotion.divergence_min_orders` orders are measured, a window whose divergence score passes
+`promotion.divergence_limit` demotes the setup the same way (one critical alert, close-only).
+
 Pure and picklable: the watch is part of the desk's snapshot, so a restarted run stays
-demoted and keeps its peak.
+demoted and keeps its peak and its measured orders.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from models.config.settings import PromotionConfig
+from models.config.settings import ExecutionConfig, PromotionConfig
 from models.core.ids import alert_id
 from models.core.messages import Alert, Proposal, RiskCheck, RiskVerdict, Severity, Side
 from models.review.loop import ReviewContext
-from models.validation.promotion import demotion_reasons
+from models.validation.live_divergence import DivergenceWatch
+from models.validation.promotion import Divergence, demotion_reasons
 
 __all__ = ["DEMOTION_SOURCE", "CloseOnlyReviewer", "DemotionWatch", "demotion_alert"]
 
@@ -40,6 +46,8 @@ class DemotionWatch:
     peak: Decimal | None = None
     demoted_ms: int | None = None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    divergence: DivergenceWatch | None = None  # fills against the simulator (None: not watched)
+    measured: Divergence | None = None  # the divergence that demoted the setup, if one did
 
     @property
     def demoted(self) -> bool:
@@ -58,6 +66,32 @@ class DemotionWatch:
             self.demoted_ms = ts_ms
             self.reasons = tuple(reasons)
         return reasons
+
+    def judge_divergence(
+        self, ts_ms: int, policy: PromotionConfig, execution: ExecutionConfig
+    ) -> list[str]:
+        """After an order was measured: the reasons when the window's divergence score passes
+        `divergence_limit` with at least `divergence_min_orders` orders in it (once), else []."""
+        watch = getattr(self, "divergence", None)  # a snapshot from before the field: None
+        if self.demoted or watch is None or len(watch.measured) < policy.divergence_min_orders:
+            return []
+        measured = watch.divergence(
+            slippage_bps=execution.slippage_bps,
+            fee_bps=execution.fee_bps,
+            equity=execution.initial_cash,
+            policy=policy,
+        )
+        reasons = demotion_reasons(Decimal(0), measured.score, policy)
+        if reasons:
+            self.demoted_ms = ts_ms
+            self.measured = measured
+            self.reasons = tuple(
+                f"{r} over the last {measured.expected} orders (slippage "
+                f"{measured.slippage_bps:.1f} bps, fill mismatch {measured.fill_mismatch:.2f}, "
+                f"P&L gap {measured.pnl_gap:.4f})"
+                for r in reasons
+            )
+        return list(self.reasons) if reasons else []
 
 
 def demotion_alert(watch: DemotionWatch, ts_ms: int) -> Alert:

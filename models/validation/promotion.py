@@ -5,7 +5,10 @@ settings they read (`setup_doc`); its hash (`setup_hash`) names it, so changing 
 makes a new setup that starts the road again. The road, in order, for one setup hash:
 
 1. `backtest`: a finished backtest whose verdict passes (`backtest_verdict`: drawdown and round
-   trips within `promotion` limits);
+   trips within `promotion` limits), and `validation`: the setup's strategies validated
+   (`validation_verdict`: no look-ahead or fragility check fails, warnings allowed and listed;
+   for a GPT controller the in-flow validation gate on, since GPT's strategies are written on
+   the fly and each is judged by the gate before it runs). Both are needed, in either order;
 2. `paper`: a paper run on the exchange emulator covering at least `paper_min_duration` of event
    time, whose fills match what the simulator would have done on the same bars
    (`divergence`: a score of 1 or less is within every scale, see `Divergence`);
@@ -55,7 +58,9 @@ __all__ = [
     "paper_verdict",
     "setup_doc",
     "setup_hash",
+    "sim_price",
     "stage_of",
+    "validation_verdict",
 ]
 
 SETUP_SECTIONS = ("strategies", "strategy", "features", "triggers", "router", "bars", "risk")
@@ -83,6 +88,9 @@ def setup_hash(settings: Settings) -> str:
 
 class Step(StrEnum):
     BACKTEST = "backtest"
+    VALIDATION = "validation"
+    """The setup's strategies validated (`stratflow validate --config`: look-ahead and fragility
+    checks; a setup without strategy files: recorded by its backtest, see `validation_verdict`)."""
     PAPER = "paper"
     APPROVAL = "approval"
     DEMOTION = "demotion"
@@ -99,12 +107,22 @@ class Stage(IntEnum):
 
     NONE = 0
     BACKTESTED = 1
+    """Backtested and validated: what a paper run needs."""
     PAPER_TRADED = 2
     APPROVED = 3
 
 
+BACKTEST_LINE = "a passing backtest of this setup (stratflow backtest)"
+VALIDATION_LINE = (
+    "a passing validation of this setup (stratflow validate --config; GPT's strategies: the "
+    "validation gate on, recorded by the backtest)"
+)
+GATE_OFF_LINE = (
+    "the validation gate for GPT's strategies (validation.enabled is false: they would trade "
+    "unvalidated)"
+)
 _NEXT_STEP = {
-    Stage.NONE: "a passing backtest of this setup (stratflow backtest)",
+    Stage.NONE: BACKTEST_LINE,
     Stage.BACKTESTED: "a passing paper run of this setup (stratflow run --paper)",
     Stage.PAPER_TRADED: "a person's approval of this setup (stratflow approve)",
 }
@@ -131,14 +149,23 @@ def _ordered(records: Iterable[StepRecord], setup: str) -> list[StepRecord]:
     return [r for _, r in sorted(enumerate(mine), key=lambda p: (p[1].recorded_ms, p[0]))]
 
 
-def stage_of(records: Iterable[StepRecord], setup: str) -> Stage:
-    """How far `setup` has come, reading its records in the order they were recorded."""
+def _fold(records: Iterable[StepRecord], setup: str) -> tuple[Stage, bool, bool]:
+    """How far `setup` has come, and whether its latest backtest and latest validation pass."""
     stage = Stage.NONE
+    backtest = validation = False
     for r in _ordered(records, setup):
         passed = r.outcome is not Outcome.FAIL
-        if r.step is Step.BACKTEST:
-            # A failed backtest of the setup withdraws everything: the latest evidence counts.
-            stage = max(stage, Stage.BACKTESTED) if passed else Stage.NONE
+        if r.step in (Step.BACKTEST, Step.VALIDATION):
+            if r.step is Step.BACKTEST:
+                backtest = passed
+            else:
+                validation = passed
+            # A failed backtest or validation of the setup withdraws everything: the latest
+            # evidence counts; both passing (in either order) is what a paper run needs.
+            if not passed:
+                stage = Stage.NONE
+            elif backtest and validation:
+                stage = max(stage, Stage.BACKTESTED)
         elif r.step is Step.PAPER:
             if passed and stage >= Stage.BACKTESTED:
                 stage = max(stage, Stage.PAPER_TRADED)
@@ -149,21 +176,43 @@ def stage_of(records: Iterable[StepRecord], setup: str) -> Stage:
                 stage = Stage.APPROVED
         elif r.step is Step.DEMOTION:
             stage = min(stage, Stage.BACKTESTED)
-    return stage
+    return stage, backtest, validation
+
+
+def stage_of(records: Iterable[StepRecord], setup: str) -> Stage:
+    """How far `setup` has come, reading its records in the order they were recorded."""
+    return _fold(records, setup)[0]
+
+
+def _missing_below(records: Iterable[StepRecord], setup: str, need: Stage) -> list[str]:
+    stage, backtest, validation = _fold(records, setup)
+    missing: list[str] = []
+    for s in Stage:
+        if not stage <= s < need:
+            continue
+        if s is Stage.NONE:  # the two steps a paper run needs, each named when it is missing
+            missing += [
+                line
+                for ok, line in ((backtest, BACKTEST_LINE), (validation, VALIDATION_LINE))
+                if not ok
+            ]
+        else:
+            missing.append(_NEXT_STEP[s])
+    return missing
 
 
 def missing_for(records: Iterable[StepRecord], setup: str, step: Step) -> list[str]:
     """What `setup` lacks before `step` may be recorded ([] when nothing)."""
     need = {
         Step.BACKTEST: Stage.NONE,
+        Step.VALIDATION: Stage.NONE,
         Step.PAPER: Stage.BACKTESTED,
         Step.APPROVAL: Stage.PAPER_TRADED,
         Step.DEMOTION: Stage.NONE,
         Step.PAPER_START: Stage.BACKTESTED,
         Step.LIVE_START: Stage.APPROVED,
     }[step]
-    stage = stage_of(records, setup)
-    return [_NEXT_STEP[s] for s in Stage if stage <= s < need]
+    return _missing_below(records, setup, need)
 
 
 def live_missing(
@@ -172,13 +221,18 @@ def live_missing(
     *,
     uses_gpt: bool,
     cutoff: date | None,
+    gate_enabled: bool = True,
 ) -> list[str]:
-    """What `setup` lacks before `run --exchange` may trade it ([] when nothing): every step
-    in order, and for a GPT setup evidence after the model's knowledge cutoff (`cutoff` None:
-    unknown, so only a paper run is such evidence)."""
+    """What `setup` lacks before `run --exchange` may trade it ([] when nothing): for a GPT
+    setup the validation gate on now (`gate_enabled`: `validation.enabled` of the settings to
+    run, which the setup hash leaves out), every step in order, and for a GPT setup evidence
+    after the model's knowledge cutoff (`cutoff` None: unknown, so only a paper run is such
+    evidence)."""
     records = list(records)
-    stage = stage_of(records, setup)
-    missing = [_NEXT_STEP[s] for s in Stage if stage <= s < Stage.APPROVED]
+    missing = []
+    if uses_gpt and not gate_enabled:
+        missing.append(GATE_OFF_LINE)
+    missing += _missing_below(records, setup, Stage.APPROVED)
     if uses_gpt and not _after_cutoff(records, setup, cutoff):
         when = f"after {cutoff}" if cutoff else "(knowledge cutoff unknown)"
         missing.append(
@@ -224,6 +278,66 @@ def backtest_verdict(
     outcome = Outcome.PASS if dd_ok and trades_ok else Outcome.FAIL
     summary = "; ".join(f"{f.name} {f.value} vs limit {f.limit}" for f in figures if not f.passed)
     return CheckResult("backtest", outcome, figures, summary or "within the promotion limits")
+
+
+def validation_verdict(
+    results: Sequence[tuple[str, str, CheckResult]],
+    *,
+    strategy_files: int,
+    uses_gpt: bool,
+    gate_enabled: bool,
+    unchecked: Sequence[str] = (),
+) -> CheckResult:
+    """The setup's validation step: `results` are (strategy, symbol, check) of its strategy
+    files' look-ahead and fragility checks (`models.validation.fragility`). It passes when no
+    check fails (warnings allowed: outcome `warn`, each listed in the summary) and, for a GPT
+    controller, the validation gate is on (GPT's strategies are written on the fly, each
+    judged in the flow before it runs: the gate on is their validation). A setup without
+    strategy files has no check to run: a local one passes on the built-in engine, a GPT one
+    on its gate. `unchecked`: the setup's strategies no check ran on (no bars of their
+    universe in the data): a failure, a strategy never checked is not validated."""
+    failed = [
+        f"{s} {sym} {r.check}: {r.summary}" for s, sym, r in results if r.outcome is Outcome.FAIL
+    ]
+    warned = [
+        f"{s} {sym} {r.check}: {r.summary}" for s, sym, r in results if r.outcome is Outcome.WARN
+    ]
+    figures = [
+        Figure("strategy_files", strategy_files, None, True, "strategies of the setup's files"),
+        Figure("checks", len(results), None, True, "checks run (strategy x symbol x check)"),
+        Figure("failed", len(failed), 0, not failed, "checks that failed"),
+        Figure("warned", len(warned), None, True, "checks with a warning (allowed)"),
+        Figure("unchecked", len(unchecked), 0, not unchecked, "strategies without bars to check"),
+    ]
+    if uses_gpt:
+        figures.append(
+            Figure(
+                "gate_enabled",
+                int(gate_enabled),
+                1,
+                gate_enabled,
+                "validation.enabled: every GPT strategy judged in the flow before it runs",
+            )
+        )
+    parts = [
+        *(f"not checked (no bars): {name}" for name in unchecked),
+        *(f"failed: {x}" for x in failed),
+        *(f"warning: {x}" for x in warned),
+    ]
+    if uses_gpt and not gate_enabled:
+        parts.insert(0, "the validation gate is off (validation.enabled: false)")
+    if any(not f.passed for f in figures):
+        outcome = Outcome.FAIL
+    else:
+        outcome = Outcome.WARN if warned else Outcome.PASS
+    if results:
+        done = "no check failed"
+    elif uses_gpt:
+        done = "no strategy file to check: GPT's strategies are judged by the gate in the flow"
+    else:
+        done = "no strategy file to check: the built-in engine's rules"
+    summary = "; ".join(parts) or done
+    return CheckResult("validation", outcome, tuple(figures), summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +399,8 @@ class Divergence:
         )
 
 
-def _sim_price(open_: Decimal, side: Side, slippage_bps: Decimal) -> Decimal:
+def sim_price(open_: Decimal, side: Side, slippage_bps: Decimal) -> Decimal:
+    """The simulator's fill price: the bar's open moved `slippage_bps` against the order."""
     slip = open_ * slippage_bps / BPS
     return (open_ + slip if side is Side.BUY else open_ - slip).quantize(PRICE_QUANTUM)
 
@@ -319,7 +434,7 @@ def divergence(
         if sim_open is None or not got or sim_open <= 0:
             continue
         matched += 1
-        sim = _sim_price(sim_open, order.side, slippage_bps)
+        sim = sim_price(sim_open, order.side, slippage_bps)
         qty = sum((f.quantity for f in got), Decimal(0))
         vwap = sum((f.quantity * f.price for f in got), Decimal(0)) / qty
         slips.append(abs(vwap - sim) / sim * BPS)

@@ -1,6 +1,7 @@
 """The road from backtest to live as a user walks it (issue 12, part 5): a finished
 `stratflow backtest` of the configured setup records its step in the configured store, which
-`stratflow approve --check` then shows, and the approval still needs a paper run."""
+`stratflow approve --check` then shows; the approval still needs the setup's validation
+(`stratflow validate --config`, recorded in the same ledger) and then a paper run."""
 
 from __future__ import annotations
 
@@ -53,9 +54,19 @@ def test_a_finished_backtest_records_its_step_and_approval_waits_for_paper(
     (bt,) = doc["records"]
     assert bt["step"] == "backtest" and bt["outcome"] == "pass"
     assert bt["figures"]["round_trips"] > 5 and bt["figures"]["data_start_ms"] >= 1136073600000
-    assert doc["stage"] == "backtested"
+    assert doc["stage"] == "none"  # backtested, not validated yet
     assert [m.split(" (")[0] for m in doc["missing_for_approval"]] == [
-        "a passing paper run of this setup"
+        "a passing validation of this setup",
+        "a passing paper run of this setup",
     ]
+    refused = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
+    assert refused.returncode == 2 and "missing a passing validation" in refused.stderr
+    validated = run_cli("validate", "--config", str(cfg), "--start", "2006-01-01", cwd=tmp_path)
+    assert validated.returncode == 0, validated.stdout
+    assert " validation pass (no check failed)" in validated.stdout
+    check = run_cli("approve", "--config", str(cfg), "--check", "--json", cwd=tmp_path)
+    doc = json.loads(check.stdout)
+    assert doc["stage"] == "backtested"
+    assert [r["step"] for r in doc["records"]] == ["backtest", "validation"]
     refused = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
     assert refused.returncode == 2 and "missing a passing paper run" in refused.stderr

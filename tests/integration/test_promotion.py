@@ -1,7 +1,8 @@
 """The promotion ledger in chdb and the commands around it (issue 12, part 5): steps recorded
-and read back in order, a paper run measured from its rows, `stratflow approve` (each missing
-step one `error:` line, the confirmation, who and when), and `stratflow run --exchange`
-refusing an unpromoted setup in one line, as a user sees it."""
+and read back in order, a paper run measured from its rows, `stratflow validate --config`
+recording the setup's validation step, `stratflow approve` (each missing step one `error:`
+line, the confirmation, who and when), and `stratflow run --exchange` refusing an unpromoted
+setup in one line, as a user sees it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from api.promotion_steps import live_refusal, measure_paper_runs, open_ledger, paper_start
 from connectors.store.clickhouse import Store
@@ -113,10 +115,19 @@ def test_approve_refuses_each_missing_step_then_records_who_and_when(tmp_path: P
     assert nothing.returncode == 2
     assert _errors(nothing.stderr) == [
         f"error: cannot approve setup {h}: missing a passing backtest of this setup "
-        "(stratflow backtest) (then 1 more)"
+        "(stratflow backtest) (then 2 more)"
     ]
     with open_ledger(settings) as store:
         record_step(store, StepRecord(h, Step.BACKTEST, "bt-1", Outcome.PASS, 1))
+    no_validation = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
+    assert no_validation.returncode == 2
+    assert "missing a passing validation of this setup" in no_validation.stderr
+    # The GPT setup has no strategy file: `validate --config` records the gate being on.
+    validated = run_cli("validate", "--config", str(cfg), "--json", cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr
+    step = json.loads(validated.stdout.strip().splitlines()[-1])["promotion"]
+    assert step["setup"] == h and step["outcome"] == "pass"
+    assert step["figures"]["gate_enabled"] == 1 and step["figures"]["strategy_files"] == 0
     no_paper = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
     assert no_paper.returncode == 2 and "missing a passing paper run" in no_paper.stderr
     _write_paper_run(settings, minutes=12)
@@ -147,6 +158,7 @@ def test_approve_refuses_each_missing_step_then_records_who_and_when(tmp_path: P
     assert refusal is not None and refusal.startswith(f"setup {setup_hash(changed)} is not")
 
 
+ROAD = (Step.BACKTEST, Step.VALIDATION, Step.PAPER, Step.APPROVAL)
 KEYS = {"STRATFLOW_BINANCE_API_KEY": "test-key", "STRATFLOW_BINANCE_SECRET": "test-secret"}
 
 
@@ -169,10 +181,11 @@ def test_run_exchange_refuses_an_unpromoted_setup_in_one_line(
     )
     text = out.stdout + out.stderr
     assert out.returncode == 2, text[-2000:]
-    # Paper, approval and, the controller being GPT, evidence after the model's cutoff follow.
+    # Validation, paper, approval and, the controller being GPT, evidence after the model's
+    # cutoff follow.
     assert _errors(text) == [
         f"error: setup {setup_hash(settings)} is not promoted to live trading: missing a "
-        "passing backtest of this setup (stratflow backtest) (then 3 more step(s)); see "
+        "passing backtest of this setup (stratflow backtest) (then 4 more step(s)); see "
         "`stratflow approve --check`"
     ]
     assert "Traceback" not in text and "real orders" not in text  # refused before trading
@@ -186,7 +199,7 @@ def test_a_demotion_the_flow_raised_sends_an_approved_setup_back_to_paper(
     _, settings = _config(tmp_path)
     h = setup_hash(settings)
     with open_ledger(settings) as store:
-        for t, step in enumerate((Step.BACKTEST, Step.PAPER, Step.APPROVAL), start=1):
+        for t, step in enumerate(ROAD, start=1):
             record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
         assert live_refusal(store, settings) is None
         watch = DemotionWatch(h, reasons=("drawdown 0.2000 past the limit 0.15",))
@@ -210,7 +223,7 @@ def test_a_live_run_whose_fills_diverge_demotes_its_setup_once(tmp_path: Path) -
     h = setup_hash(settings)
     _write_paper_run(settings, minutes=12, skip_fill=True)  # one of two orders never filled
     with open_ledger(settings) as store:
-        for t, step in enumerate((Step.BACKTEST, Step.PAPER, Step.APPROVAL), start=1):
+        for t, step in enumerate(ROAD, start=1):
             record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
         paper_start(store, settings, PAPER_RUN, clock=lambda: 4, step=Step.LIVE_START)
         (demotion,) = sync_demotions(store, settings, clock=lambda: 5)
@@ -220,3 +233,110 @@ def test_a_live_run_whose_fills_diverge_demotes_its_setup_once(tmp_path: Path) -
     assert demotion.figures["fill_mismatch"] == 0.5
     assert str(demotion.figures["reasons"]).startswith("divergence 5.0000 past the limit 1")
     assert refusal is not None and "missing a passing paper run" in refusal
+
+
+REPO = Path(__file__).resolve().parents[2]
+EMA = """\
+name: ema-trend
+universe: [GOOG]
+entry: {left: close, op: crosses_above, right: ema_50}
+exit: {left: close, op: crosses_below, right: ema_50}
+position_fraction: 1.0
+"""
+
+
+def _setup_config(tmp: Path, strategy: object) -> tuple[Path, Settings]:
+    """A local setup with one strategy file on the shipped GOOG days, its ledger in `tmp`."""
+    cfg = tmp / "setup.yaml"
+    doc = {
+        "symbols": {"GOOG": {"bar_interval": "1d"}},
+        "strategy": {"controller": "local"},
+        "strategies": [strategy],
+        "clickhouse": {"path": str(tmp / "ledger")},
+    }
+    cfg.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return cfg, load_settings(cfg, {})
+
+
+def test_validate_config_records_the_setups_step_that_approve_needs(tmp_path: Path) -> None:
+    sma = yaml.safe_load((REPO / "api" / "strategies" / "sma_cross.yaml").read_text())
+    cfg, settings = _setup_config(tmp_path, sma)
+    h = setup_hash(settings)
+    with open_ledger(settings) as store:
+        record_step(store, StepRecord(h, Step.BACKTEST, "bt-1", Outcome.PASS, 1))
+    refused = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert _errors(refused.stderr) == [
+        f"error: cannot approve setup {h}: missing a passing validation of this setup "
+        "(stratflow validate --config; GPT's strategies: the validation gate on, recorded by "
+        "the backtest) (then 1 more)"
+    ]
+    result = run_cli("validate", "--config", str(cfg), "--to", "2012-01-01", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["outcome"] == "pass" and {c["check"] for c in doc["checks"]} == {
+        "lookahead",
+        "recursive",
+        "lag",
+        "perturb",
+    }
+    step = doc["promotion"]
+    assert (step["setup"], step["step"], step["outcome"]) == (h, "validation", "pass")
+    assert step["figures"]["checks"] == 4 and step["figures"]["failed"] == 0
+    assert step["figures"]["data_end_ms"] <= 1325376000000  # 2012-01-01: the data it ran on
+    check = run_cli("approve", "--config", str(cfg), "--check", "--json", cwd=tmp_path)
+    state = json.loads(check.stdout)
+    assert state["stage"] == "backtested"
+    # The setup's own file validated as a file: said, not recorded (only --config records).
+    as_file = run_cli(
+        "validate",
+        str(REPO / "api" / "strategies" / "sma_cross.yaml"),
+        "--config",
+        str(cfg),
+        "--to",
+        "2008-01-01",
+        cwd=tmp_path,
+    )
+    assert as_file.returncode == 0, as_file.stdout
+    assert "promotion: not recorded; the setup's step: stratflow validate --config" in (
+        as_file.stdout
+    )
+    with open_ledger(settings) as store:
+        assert [r.step for r in read_steps(store, h)] == [Step.BACKTEST, Step.VALIDATION]
+    assert [m.split(" (")[0] for m in state["missing_for_approval"]] == [
+        "a passing paper run of this setup"
+    ]
+
+
+def test_a_failing_check_records_a_failed_validation_that_withdraws_the_step(
+    tmp_path: Path,
+) -> None:
+    cfg, settings = _setup_config(tmp_path, yaml.safe_load(EMA))
+    h = setup_hash(settings)
+    with open_ledger(settings) as store:
+        record_step(store, StepRecord(h, Step.BACKTEST, "bt-1", Outcome.PASS, 1))
+        record_step(store, StepRecord(h, Step.VALIDATION, "", Outcome.PASS, 2))
+    # The EMA's values depend on its warm-up on these few years: the recursive check fails.
+    result = run_cli("validate", "--config", str(cfg), "--to", "2012-01-01", cwd=tmp_path)
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert f"promotion: setup {h} validation fail" in result.stdout
+    assert "failed: ema-trend GOOG recursive" in result.stdout
+    refused = run_cli("approve", "--config", str(cfg), "--yes", cwd=tmp_path)
+    assert refused.returncode == 2 and "missing a passing validation" in refused.stderr
+
+
+def test_a_gpt_setup_with_the_gate_off_fails_its_validation_and_live(tmp_path: Path) -> None:
+    cfg = paper_config(tmp_path, validation={"enabled": False})
+    settings = load_settings(cfg, {})
+    result = run_cli("validate", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode == 3
+    assert "validation fail (the validation gate is off" in result.stdout
+    with open_ledger(settings) as store:
+        h = setup_hash(settings)
+        for t, step in enumerate(ROAD, start=10):
+            record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
+        refusal = live_refusal(store, settings)
+    assert refusal is not None
+    assert "missing the validation gate for GPT's strategies (validation.enabled is false" in (
+        refusal
+    )

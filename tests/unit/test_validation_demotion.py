@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from models.config.settings import PromotionConfig, Settings
 from models.core.messages import Alert, Proposal, Severity, Side, TradeIntent
-from models.desk.desk import CLOSE_ONLY, TradingDesk
+from models.desk.desk import TradingDesk
+from models.desk.promotion_watch import CLOSE_ONLY
 from models.portfolio.book import Portfolio
 from models.review.loop import ReviewContext
 from models.validation.demotion import DEMOTION_SOURCE, CloseOnlyReviewer, DemotionWatch
@@ -101,3 +102,79 @@ def test_sim_and_unwatched_desks_keep_no_watch() -> None:
     desk.portfolio.apply_fill(fill("f", "o", "d", "GOOG", quantity=500, price=100))
     assert not [a for a in _bars(desk, [100, 10]) if a.source == DEMOTION_SOURCE]
     assert CLOSE_ONLY not in desk.active_reviewers()
+
+
+def _place_and_fill(desk: TradingDesk, n: int, price: int) -> list[Alert]:
+    """Bar 2n: a decision buys 1 GOOG at its close; bar 2n+1 opens at 100 (the simulator's
+    fill); then the exchange reports the order filled at `price`."""
+    from models.core.messages import DecisionStatus
+    from models.execution.reports import ExecStatus, ExecutionReport
+
+    out: list[object] = []
+    first = bar("GOOG", 60_000 * (2 * n + 1), 100, open=100)
+    event = bar_event(first)
+    out += desk.on_bar_event(event)
+    intent = TradeIntent(symbol="GOOG", side=Side.BUY, quantity=Decimal(1))
+    proposal = Proposal(
+        controller="local", strategy="s", intents=[intent], rationale="", confidence=0.5
+    )
+    decision_id = f"GOOG@{first.end_ms}"
+    placed = desk.finalize(
+        event, decision_id, [], DecisionStatus.EXECUTED, proposal, "", first.end_ms
+    )
+    (order,) = [o for o in placed if type(o).__name__ == "Order"]
+    out += desk.on_bar_event(bar_event(bar("GOOG", 60_000 * (2 * n + 2), 100, open=100)))
+    got = fill(f"f{n}", order.client_order_id, decision_id, "GOOG", quantity=1, price=price)
+    report = ExecutionReport(
+        client_order_id=order.client_order_id,
+        decision_id=decision_id,
+        symbol="GOOG",
+        side=Side.BUY,
+        quantity=Decimal(1),
+        status=ExecStatus.FILLED,
+        filled=Decimal(1),
+        average_price=Decimal(price),
+        fills=[got],
+        ts_ms=10**13,  # the executor's clock: not the alert's time
+    )
+    out += desk.on_execution(report)
+    return of(Alert, out)
+
+
+def test_a_watched_exchange_desk_demotes_on_diverging_fills_after_the_minimum() -> None:
+    settings = Settings.model_validate(
+        {
+            "symbols": {"GOOG": {}},
+            "execution": {"slippage_bps": "0", "fee_bps": "0"},
+            "promotion": {"watch": True, "divergence_min_orders": 2, "divergence_window": 5},
+        }
+    )
+    desk = TradingDesk.create(settings, venue="exchange")
+    # 3 % above the simulator's price (the next bar's open): 300 bps against a 25 bps scale.
+    assert not [a for a in _place_and_fill(desk, 0, 103) if a.source == DEMOTION_SOURCE]
+    assert CLOSE_ONLY not in desk.active_reviewers()  # one odd fill: not judged yet
+    (alert,) = [a for a in _place_and_fill(desk, 1, 103) if a.source == DEMOTION_SOURCE]
+    assert alert.severity is Severity.CRITICAL and alert.context["setup"] == setup_hash(settings)
+    assert alert.ts_ms == 5 * 60_000  # event time: the end of the last bar (4 to 5 min)
+    assert "divergence 12.0000 past the limit 1 over the last 2 orders" in alert.message
+    assert desk.active_reviewers()[-1] is CLOSE_ONLY
+    assert not [a for a in _place_and_fill(desk, 2, 103) if a.source == DEMOTION_SOURCE]
+    again = TradingDesk.create(settings, venue="exchange")
+    again.restore(desk.state())
+    assert again.demotion is not None and again.demotion.demoted
+    assert again.demotion.divergence is not None and len(again.demotion.divergence.measured) == 3
+
+
+def test_fills_at_the_simulators_price_never_demote() -> None:
+    settings = Settings.model_validate(
+        {
+            "symbols": {"GOOG": {}},
+            "execution": {"slippage_bps": "0", "fee_bps": "0"},
+            "promotion": {"watch": True, "divergence_min_orders": 1, "divergence_window": 5},
+        }
+    )
+    desk = TradingDesk.create(settings, venue="exchange")
+    for n in range(4):
+        assert not [a for a in _place_and_fill(desk, n, 100) if a.source == DEMOTION_SOURCE]
+    assert desk.demotion is not None and not desk.demotion.demoted
+    assert desk.demotion.divergence is not None and len(desk.demotion.divergence.measured) == 4

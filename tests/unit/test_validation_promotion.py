@@ -1,7 +1,8 @@
 """The road from backtest to paper to live (issue 12, part 5): models/validation/promotion.py.
 
-Each missing step is refused by name; live is allowed only after a passing backtest, then a
-passing paper run, then an approval, recorded in that order for the same setup hash (checked
+Each missing step is refused by name; live is allowed only after a passing backtest and a
+passing validation (either order), then a passing paper run, then an approval, recorded in
+that order for the same setup hash (checked
 against an independent reading of the records over generated histories); a changed setup
 starts again; the divergence score against a computation written out here.
 """
@@ -32,8 +33,9 @@ from models.validation.promotion import (
     paper_verdict,
     setup_hash,
     stage_of,
+    validation_verdict,
 )
-from models.validation.verdicts import Outcome
+from models.validation.verdicts import CheckResult, Outcome
 
 A, B = "setup-a", "setup-b"
 POLICY = PromotionConfig()
@@ -53,74 +55,86 @@ def live(records: list[StepRecord], setup: str = A) -> list[str]:
 # ------------------------------------------------------------------------- each step refused
 
 
+ROAD = (Step.BACKTEST, Step.VALIDATION, Step.PAPER, Step.APPROVAL)
+
+
+def road(*steps: Step, start: int = 1) -> list[StepRecord]:
+    return [rec(s, t=start + i) for i, s in enumerate(steps)]
+
+
 def test_nothing_recorded_misses_every_step_in_order() -> None:
     missing = live([])
-    assert len(missing) == 3
-    assert "backtest" in missing[0] and "paper" in missing[1] and "approval" in missing[2]
-    assert missing_for([], A, Step.PAPER) == [missing[0]]
-    assert missing_for([], A, Step.APPROVAL) == missing[:2]
-    assert missing_for([], A, Step.BACKTEST) == []
+    assert len(missing) == 4
+    for line, word in zip(missing, ("backtest", "validation", "paper", "approval"), strict=True):
+        assert f"a passing {word}" in line or f"a person's {word}" in line
+    assert "stratflow validate --config" in missing[1]
+    assert missing_for([], A, Step.PAPER) == missing[:2]
+    assert missing_for([], A, Step.APPROVAL) == missing[:3]
+    assert missing_for([], A, Step.BACKTEST) == missing_for([], A, Step.VALIDATION) == []
 
 
 def test_each_step_in_turn_removes_one_missing_line() -> None:
-    steps = [rec(Step.BACKTEST, t=1), rec(Step.PAPER, t=2), rec(Step.APPROVAL, t=3)]
+    steps = road(*ROAD)
     full = live([])
-    for n in range(4):
+    for n in range(5):
         assert live(steps[:n]) == full[n:]
     assert stage_of(steps, A) is Stage.APPROVED
+
+
+def test_validation_alone_misses_the_backtest_by_name() -> None:
+    (missing,) = missing_for(road(Step.VALIDATION), A, Step.PAPER)
+    assert missing.startswith("a passing backtest")
+    assert stage_of(road(Step.VALIDATION, Step.BACKTEST), A) is Stage.BACKTESTED
+
+
+BT, VA, PA, AP = ROAD
 
 
 @pytest.mark.parametrize(
     ("records", "first_missing"),
     [
-        ([rec(Step.BACKTEST, FAIL, 1)], "backtest"),
-        ([rec(Step.PAPER, t=1), rec(Step.BACKTEST, t=2), rec(Step.APPROVAL, t=3)], "paper"),
-        ([rec(Step.BACKTEST, t=1), rec(Step.APPROVAL, t=2), rec(Step.PAPER, t=3)], "approval"),
-        ([rec(Step.BACKTEST, t=1), rec(Step.PAPER, FAIL, 2), rec(Step.APPROVAL, t=3)], "paper"),
-        ([rec(Step.BACKTEST, t=1), rec(Step.PAPER_START, t=2), rec(Step.APPROVAL, t=3)], "paper"),
-        (
-            [
-                rec(Step.BACKTEST, t=1),
-                rec(Step.PAPER, t=2),
-                rec(Step.APPROVAL, t=3),
-                rec(Step.DEMOTION, FAIL, 4),
-            ],
-            "paper",
-        ),
-        (
-            [
-                rec(Step.BACKTEST, t=1),
-                rec(Step.PAPER, t=2),
-                rec(Step.APPROVAL, t=3),
-                rec(Step.BACKTEST, FAIL, 4),
-            ],
-            "backtest",
-        ),
+        ([rec(BT, FAIL, 1), rec(VA, t=2)], "backtest"),
+        ([rec(BT, t=1), rec(VA, FAIL, 2)], "validation"),
+        (road(BT, PA, AP), "validation"),
+        (road(PA, BT, VA, AP), "paper"),
+        (road(BT, PA, VA, AP), "paper"),  # validated after the paper run: it does not count
+        (road(BT, VA, AP, PA), "approval"),
+        ([*road(BT, VA), rec(PA, FAIL, 3), rec(AP, t=4)], "paper"),
+        (road(BT, VA, Step.PAPER_START, AP), "paper"),
+        ([*road(*ROAD), rec(Step.DEMOTION, FAIL, 9)], "paper"),
+        ([*road(*ROAD), rec(BT, FAIL, 9)], "backtest"),
+        ([*road(*ROAD), rec(VA, FAIL, 9)], "validation"),
+        ([*road(*ROAD), rec(VA, FAIL, 9), rec(VA, t=10)], "paper"),  # the latest wins
     ],
     ids=[
         "failed-backtest",
+        "failed-validation",
+        "no-validation",
         "paper-before-backtest",
+        "paper-before-validation",
         "approval-before-paper",
         "failed-paper",
         "paper-started-not-measured",
         "demoted",
         "failed-backtest-withdraws-all",
+        "failed-validation-withdraws-all",
+        "validated-again-needs-paper-again",
     ],
 )
 def test_a_step_out_of_order_or_failed_does_not_count(
     records: list[StepRecord], first_missing: str
 ) -> None:
     missing = live(records)
-    assert missing and first_missing in missing[0]
+    assert missing and f"{first_missing} " in missing[0], missing
 
 
 def test_the_order_is_the_recorded_time_not_the_order_given() -> None:
-    steps = [rec(Step.APPROVAL, t=3), rec(Step.PAPER, t=2), rec(Step.BACKTEST, t=1)]
+    steps = road(*ROAD)[::-1]
     assert live(steps) == []
 
 
 def test_a_changed_setup_starts_again() -> None:
-    done = [rec(Step.BACKTEST, t=1), rec(Step.PAPER, t=2), rec(Step.APPROVAL, t=3)]
+    done = road(*ROAD)
     assert live(done, A) == [] and live(done, B) == live([])
 
 
@@ -135,23 +149,24 @@ RECORD = st.tuples(
 
 
 def allowed_by_reading(history: list[tuple[Step, Outcome, str]], setup: str) -> bool:
-    """Live is allowed iff some passing backtest i, passing paper j > i and approval k > j of
-    the setup exist with no failed backtest after i and no failed paper or demotion after j."""
+    """Live is allowed iff some passing paper run j of the setup has, before it, a latest
+    backtest and a latest validation that pass, nothing after it that withdraws it (a failed
+    backtest, validation or paper run, a demotion) and an approval after it."""
     mine = [(s, o) for s, o, h in history if h == setup]
 
-    def withdrawn(after: int, kinds: set[tuple[Step, Outcome]]) -> bool:
-        return any(r in kinds for r in mine[after + 1 :])
+    def latest_before(j: int, step: Step) -> Outcome | None:
+        return next((o for s, o in reversed(mine[:j]) if s is step), None)
 
-    failed_bt = {(Step.BACKTEST, FAIL)}
-    after_paper = failed_bt | {(Step.PAPER, FAIL), (Step.DEMOTION, PASS), (Step.DEMOTION, FAIL)}
-    for i, (s, o) in enumerate(mine):
-        if (s, o) != (Step.BACKTEST, PASS) or withdrawn(i, failed_bt):
+    spoilers = {(BT, FAIL), (VA, FAIL), (PA, FAIL), (Step.DEMOTION, PASS), (Step.DEMOTION, FAIL)}
+    for j, (s, o) in enumerate(mine):
+        if (s, o) != (PA, PASS):
             continue
-        for j in range(i + 1, len(mine)):
-            if mine[j] != (Step.PAPER, PASS) or withdrawn(j, after_paper):
-                continue
-            if any(s2 is Step.APPROVAL for s2, _ in mine[j + 1 :]):
-                return True
+        if latest_before(j, BT) is not PASS or latest_before(j, VA) is not PASS:
+            continue
+        if any(r in spoilers for r in mine[j + 1 :]):
+            continue
+        if any(s2 is AP for s2, _ in mine[j + 1 :]):
+            return True
     return False
 
 
@@ -165,16 +180,16 @@ def test_live_is_allowed_exactly_after_every_step_in_order_for_the_same_setup(
         assert (live(records, setup) == []) == allowed_by_reading(history, setup)
 
 
-@given(st.lists(RECORD, max_size=10), st.permutations(range(3)))
-def test_the_three_steps_in_any_other_order_never_allow_live(
+@given(st.lists(RECORD, max_size=10), st.permutations(range(4)))
+def test_the_four_steps_in_any_other_order_never_allow_live(
     noise: list[tuple[Step, Outcome, str]], order: list[int]
 ) -> None:
-    steps = [Step.BACKTEST, Step.PAPER, Step.APPROVAL]
-    ordered = [steps[i] for i in order]
+    ordered = [ROAD[i] for i in order]
     # Setup B's records never help setup A.
     other = [StepRecord(B, s, "x", o, t) for t, (s, o, _) in enumerate(noise)]
     mine = [StepRecord(A, s, "y", PASS, 100 + t) for t, s in enumerate(ordered)]
-    assert (live(other + mine) == []) == (ordered == steps)
+    # Backtest and validation in either order, then paper, then approval.
+    assert (live(other + mine) == []) == (set(ordered[:2]) == {BT, VA} and ordered[2:] == [PA, AP])
 
 
 # ----------------------------------------------------------------------------- the GPT cutoff
@@ -186,16 +201,20 @@ def test_a_gpt_setup_needs_evidence_after_the_models_cutoff() -> None:
     old = rec(Step.BACKTEST, t=1, data_start_ms=end - 1)
     later = rec(Step.BACKTEST, t=1, data_start_ms=end + 1)
     approved = [rec(Step.APPROVAL, t=9)]
-    in_sample_only = [old, rec(Step.APPROVAL, t=2)]
+    in_sample_only = [old, rec(Step.VALIDATION, t=1), rec(Step.APPROVAL, t=2)]
     (missing,) = [m for m in live_missing(in_sample_only, A, uses_gpt=True, cutoff=cutoff)][-1:]
     assert "after 2023-10-01" in missing
     assert live_missing([later], A, uses_gpt=True, cutoff=cutoff)[-1].startswith("a person")
     # A paper run is evidence after any cutoff, a known one or not.
-    done = [old, rec(Step.PAPER, t=2), *approved]
+    done = [old, rec(Step.VALIDATION, t=1), rec(Step.PAPER, t=2), *approved]
     assert live_missing(done, A, uses_gpt=True, cutoff=cutoff) == []
     assert live_missing(done, A, uses_gpt=True, cutoff=None) == []
     # An unknown cutoff: a backtest, however late, is no such evidence.
     late_only = [rec(Step.BACKTEST, t=1, data_start_ms=4_000_000_000_000), *approved]
+    # A GPT setup whose gate is off now is refused first, whatever its records.
+    gate_off = live_missing(done, A, uses_gpt=True, cutoff=cutoff, gate_enabled=False)
+    assert len(gate_off) == 1 and "validation.enabled is false" in gate_off[0]
+    assert live_missing(road(*ROAD), A, uses_gpt=False, cutoff=None, gate_enabled=False) == []
     assert "knowledge cutoff unknown" in live_missing(late_only, A, uses_gpt=True, cutoff=None)[-1]
 
 
@@ -325,3 +344,48 @@ def test_demotion_past_the_drawdown_or_divergence_limit() -> None:
     (div,) = demotion_reasons(Decimal("0"), Decimal("1.5"), POLICY)
     assert div.startswith("divergence 1.5000")
     assert len(demotion_reasons(Decimal("0.9"), Decimal("9"), POLICY)) == 2
+
+
+# ------------------------------------------------------------------------ the validation step
+
+OUTCOMES = st.sampled_from([Outcome.PASS, Outcome.WARN, Outcome.FAIL])
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["s1", "s2"]), OUTCOMES), max_size=12),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_validation_passes_when_no_check_fails_and_lists_the_warnings(
+    checks: list[tuple[str, Outcome]], uses_gpt: bool, gate: bool
+) -> None:
+    results = [
+        (name, "GOOG", CheckResult(f"check{i}", o, (), f"why{i}"))
+        for i, (name, o) in enumerate(checks)
+    ]
+    verdict = validation_verdict(results, strategy_files=2, uses_gpt=uses_gpt, gate_enabled=gate)
+    failing = any(o is Outcome.FAIL for _, o in checks) or (uses_gpt and not gate)
+    warned = [i for i, (_, o) in enumerate(checks) if o is Outcome.WARN]
+    assert (verdict.outcome is Outcome.FAIL) == failing
+    if not failing:
+        assert verdict.outcome is (Outcome.WARN if warned else Outcome.PASS)
+    for i in warned:  # every warning is named with its strategy, symbol and reason
+        assert f"warning: {checks[i][0]} GOOG check{i}: why{i}" in verdict.summary
+    figures = {f.name: f.value for f in verdict.figures}
+    assert figures["failed"] == sum(o is Outcome.FAIL for _, o in checks)
+    assert figures["warned"] == len(warned) and figures["checks"] == len(checks)
+    assert ("gate_enabled" in figures) == uses_gpt
+
+
+def test_a_setup_strategy_without_bars_or_a_gpt_gate_off_fails_the_validation() -> None:
+    ok = CheckResult("lookahead", Outcome.PASS, (), "")
+    unchecked = validation_verdict(
+        [("s1", "GOOG", ok)], strategy_files=2, uses_gpt=False, gate_enabled=True, unchecked=["s2"]
+    )
+    assert unchecked.outcome is Outcome.FAIL and "not checked (no bars): s2" in unchecked.summary
+    gpt_off = validation_verdict([], strategy_files=0, uses_gpt=True, gate_enabled=False)
+    assert gpt_off.outcome is Outcome.FAIL and [f.name for f in gpt_off.failures] == [
+        "gate_enabled"
+    ]
+    gpt_on = validation_verdict([], strategy_files=0, uses_gpt=True, gate_enabled=True)
+    assert gpt_on.outcome is Outcome.PASS and "judged by the gate" in gpt_on.summary

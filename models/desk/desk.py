@@ -65,6 +65,7 @@ from models.desk.bar_history import BarHistory
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
 from models.desk.gpt_session import GptSession
+from models.desk.persisted import PERSISTED
 from models.desk.strategy_book import StrategyActions, StrategyBook
 from models.execution.reports import ExchangeState, ExecutionReport
 from models.execution.sim_venue import SimulatedExchange, with_status
@@ -135,34 +136,6 @@ STRATEGY_CONTROLLER = "strategy"
 # own records unvalidated (`models.core.trusted`): the rest are left at their defaults.
 ORDER_GIVEN = frozenset(Order.model_fields) - {"order_type", "version"}
 RECORD_GIVEN = frozenset(DecisionRecord.model_fields) - {"fills"}
-
-# The desk's state as snapshotted: (name in the snapshot, component, field). The names and
-# their order are those of earlier versions, so a snapshot taken before a field was added
-# restores with that field at its default.
-PERSISTED: tuple[tuple[str, str, str], ...] = (
-    ("portfolio", "", "portfolio"),
-    ("exchange", "", "exchange"),
-    ("open_decisions", "decisions", "open"),
-    ("decisions_made", "decisions", "made"),
-    ("pending", "gpt", "pending"),
-    ("strategies", "strategies", "strategies"),
-    ("texts", "gpt", "texts"),
-    ("latest", "", "latest"),
-    ("budget", "gpt", "budget"),
-    ("owners", "strategies", "owners"),
-    ("last_asked", "gpt", "last_asked"),
-    ("local_only", "gpt", "local_only"),
-    ("seen_fills", "fills", "seen"),
-    ("feature_history", "", "feature_history"),
-    ("closed", "decisions", "closed"),
-    ("fallen_back", "fills", "fallen_back"),
-    ("given_up", "fills", "given_up"),
-    ("held_fills", "fills", "held"),
-    ("standing_started", "strategies", "standing_started"),
-    ("bar_history", "", "bar_history"),
-    ("demotion", "", "demotion"),
-)
-PERSISTED_NAMES = tuple(name for name, _, _ in PERSISTED)
 
 
 @dataclass(slots=True)

@@ -173,7 +173,7 @@ def test_a_snapshot_with_plain_lists_restores_into_the_buffer(tmp_path: Path) ->
     desk = TradingDesk.create(settings, gpt=True)
     items = [_item("news", i, T0 - i * 1000, ["AAA"]) for i in range(3)]
     state = list(desk.state())
-    from models.desk.desk import PERSISTED_NAMES
+    from models.desk.persisted import PERSISTED_NAMES
 
     state[PERSISTED_NAMES.index("texts")] = {"AAA": sorted(items, key=news_digest.text_key)}
     restored = TradingDesk.create(settings, gpt=True)

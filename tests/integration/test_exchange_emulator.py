@@ -325,7 +325,9 @@ FAULT_CASES: list[tuple[str, Fault, type[Exception], bool]] = [
 def test_injected_fault_gives_the_ccxt_exception_a_caller_handles(
     exchange_emulator: ExchangeEmulator, fault: Fault, error: type[Exception], executed: bool
 ) -> None:
-    client = exchange_emulator.client(timeout_ms=300)
+    # Long enough that a loaded machine never times out an answered request (only the held
+    # one times out, and waits this long once).
+    client = exchange_emulator.client(timeout_ms=3_000)
     client.load_markets()
     exchange_emulator.script(NEW_ORDER, fault)
     with pytest.raises(error) as raised:

@@ -163,8 +163,10 @@ class Desk:
         self.out.extend(got)
         return got
 
-    def poll(self, until: float = 5.0) -> list[object]:
-        """Live mode: wait for the answers out now, as the flow's notify loop does."""
+    def poll(self, until: float = 30.0) -> list[object]:
+        """Live mode: wait for the answers out now, as the flow's notify loop does. It returns
+        as soon as nothing is in flight; `until` only bounds a wait that a loaded machine makes
+        long (the answers themselves are scripted), so it is generous."""
         got: list[object] = []
         deadline = time.monotonic() + until
         while time.monotonic() < deadline:

@@ -630,6 +630,10 @@ from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
 
 app.command("approve")(approve)
 
+from api.control_cmd import control  # noqa: E402  (control plane: issue 13)
+
+app.command("control")(control)
+
 
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"

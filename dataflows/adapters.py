@@ -25,6 +25,7 @@ from connectors.store.rows import ROW_CONVERTERS, table_for
 from dataflows.driver import SYSTEM_CLOCK, Clock, DeskDriver, GptLine
 from dataflows.lanes import DESK_KEY, DeskInput
 from models.config.settings import Settings, with_min_notional
+from models.control.commands import ControlEvent
 from models.core.blocks import COLUMN_TABLES, BarBlock, count_of
 from models.core.events import BarEvent, TextEvent
 from models.desk.desk import DeskRow, TradingDesk
@@ -109,7 +110,9 @@ class DeskLogic(StatefulBatchLogic[DeskInput, DeskRow, Any]):
         if orders is not None and orders.min_notional:
             settings = with_min_notional(settings, orders.min_notional)
         desk = TradingDesk.create(settings, gpt=gateway is not None, venue=venue)
-        self.merge: OrderedMerge[BarEvent | BarBlock | TextEvent] = OrderedMerge(partitions)
+        self.merge: OrderedMerge[BarEvent | BarBlock | TextEvent | ControlEvent] = OrderedMerge(
+            partitions
+        )
         if resume is not None:
             state, merge = pickle.loads(resume)
             desk.restore(state)
@@ -221,7 +224,9 @@ def grouped(items: Iterable[Any]) -> list[Lane]:
 
 _TABLE_OF: dict[type, str] = {kind: table for kind, (table, _) in ROW_CONVERTERS.items()}
 _TABLE_OF.update(COLUMN_TABLES)
-_DESK_TYPES: frozenset[type] = frozenset((BarEvent, BarBlock, TextEvent, PartitionMark))
+_DESK_TYPES: frozenset[type] = frozenset(
+    (BarEvent, BarBlock, TextEvent, ControlEvent, PartitionMark)
+)
 
 
 class IngestLanes(StatefulBatchLogic[RawBatch, Lane, Any]):

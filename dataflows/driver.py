@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Protocol, assert_never
 
 from models.config.settings import parse_duration_ms
+from models.control.commands import ControlEvent
 from models.core.blocks import BarBlock
 from models.core.commands import AskGpt, CancelOpen, Command, PlaceOrder, is_command
 from models.core.events import BarEvent, TextEvent
@@ -156,7 +157,9 @@ class DeskDriver:
                 self._startup = list(desk.on_exchange_state(state, clock.wall_ms()))
 
     # ------------------------------------------------------------------ the flow's entry points
-    def run(self, events: Iterable[BarEvent | BarBlock | TextEvent], out: list[DeskRow]) -> None:
+    def run(
+        self, events: Iterable[BarEvent | BarBlock | TextEvent | ControlEvent], out: list[DeskRow]
+    ) -> None:
         """Hand events to the desk, in order, carrying out what each asks for; a block goes
         at once (`TradingDesk.on_bar_block`), exactly as its events one by one."""
         for event in events:
@@ -165,6 +168,9 @@ class DeskDriver:
             elif isinstance(event, TextEvent):
                 what = f"adding {event.item.type} {event.item.id} to the digest"
                 self._guarded(functools.partial(self._text, event), what, out)
+            elif isinstance(event, ControlEvent):
+                what = f"applying control command {event.command.command_id}"
+                self._guarded(functools.partial(self.desk.on_control, event), what, out)
             else:
                 assert isinstance(event, BarEvent)
                 self._guarded(functools.partial(self.desk.on_bar_event, event), event, out)

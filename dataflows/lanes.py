@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from connectors.store.rows import message_json
 from dataflows.progress import FlowCounters
 from models.config.settings import TopicsConfig
+from models.control.commands import ControlEvent
 from models.core.blocks import BarBlock, BarColumns, PositionColumns
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import Alert, DecisionRecord, Fill, Order, OrderStatus, PositionSnapshot
@@ -28,8 +29,10 @@ from models.market.merge import PartitionMark
 
 DESK_KEY = "desk"  # the one key of the desk step: every desk input meets the one desk
 
-DeskInput = BarEvent | BarBlock | TextEvent | PartitionMark
-_DESK_INPUTS: Final[frozenset[type]] = frozenset((BarEvent, BarBlock, TextEvent, PartitionMark))
+DeskInput = BarEvent | BarBlock | TextEvent | ControlEvent | PartitionMark
+_DESK_INPUTS: Final[frozenset[type]] = frozenset(
+    (BarEvent, BarBlock, TextEvent, ControlEvent, PartitionMark)
+)
 
 KeyedRow = tuple[str, BaseModel]
 """(table, row): a row keyed by the ClickHouse table it is stored in."""
@@ -56,9 +59,14 @@ KAFKA_TABLES: Final[dict[str, str]] = {
     "fills": "fill_id",
     "alerts": "alert_id",
     "dead_letters": "dead_letter_id",
+    "control_log": "command_id",
 }
-"""Tables whose rows also go to the Kafka topic of the same name in `TopicsConfig`, each keyed
-by the row's own id (orders and fills also carry their decision's id: not that one)."""
+"""Tables whose rows also go to the Kafka topic of the same name in `TopicsConfig` (or the one
+`TOPIC_OF` names), each keyed by the row's own id (orders and fills also carry their
+decision's id: not that one)."""
+
+TOPIC_OF: Final[dict[str, str]] = {"control_log": "control_acks"}
+"""Tables whose topic's `TopicsConfig` key is not the table's name."""
 
 
 def to_kafka(topics: TopicsConfig, keyed: KeyedRow) -> KafkaSinkMessage[bytes, bytes] | None:
@@ -77,7 +85,7 @@ def kafka_messages(topics: TopicsConfig, lane: RowLane) -> list[KafkaSinkMessage
     key_field = KAFKA_TABLES.get(table)
     if key_field is None:
         return []
-    topic = getattr(topics, table)
+    topic = getattr(topics, TOPIC_OF.get(table, table))
     message = KafkaSinkMessage
     if table == "decisions":
         return [

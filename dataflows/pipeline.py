@@ -70,12 +70,13 @@ class FlowSource:
 
 
 def kafka_source(settings: Settings, spec: FlowSpec) -> FlowSource:
-    """The market, news and social topics of `spec.bootstrap` (asks the broker for their
-    partitions)."""
+    """The market, news, social and control topics of `spec.bootstrap` (asks the broker for
+    their partitions). Control commands take their place among the bars like news (an empty
+    control partition reports its end like any other, so it holds nothing back)."""
     topics = settings.kafka.topics
     source = RawKafkaSource(
         spec.bootstrap,
-        [topics.market, topics.news, topics.social],
+        [topics.market, topics.news, topics.social, topics.control],
         tail=spec.tail,
         batch_size=spec.batch_size,
     )

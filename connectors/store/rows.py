@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
 
+from models.control.plane import ControlAck
 from models.core.messages import (
     Alert,
     Bar,
@@ -260,6 +261,20 @@ def _dead_letter_row(m: DeadLetter) -> Row:
         "record_ms": m.record_ms,
         "reason": m.reason,
         "payload": m.payload,
+    }
+
+
+def _control_row(m: ControlAck) -> Row:
+    return {
+        "command_id": m.command_id,
+        "action": m.action,
+        "issued_by": m.issued_by,
+        "issued_ms": m.issued_ms,
+        "applied_ms": m.applied_ms,
+        "outcome": m.outcome,
+        "state_before": m.state_before.value,
+        "state_after": m.state_after.value,
+        "reason": m.reason,
     }
 
 
@@ -617,6 +632,7 @@ ROW_CONVERTERS: Final[Mapping[type[BaseModel], tuple[str, Callable[[Any], Row]]]
     SocialPost: ("news", _social_row),
     GptCall: ("gpt_calls", _gpt_call_row),
     StrategyRecord: ("strategies", _strategy_row),
+    ControlAck: ("control_log", _control_row),
 }
 """Model type -> (table, converter). News items and social posts share the `news` table."""
 
@@ -683,6 +699,7 @@ def row_to_model(table: str, row: Mapping[str, Any]) -> BaseModel:
         "positions": PositionSnapshot,
         "alerts": Alert,
         "dead_letters": DeadLetter,
+        "control_log": ControlAck,
     }
     model = simple.get(table)
     if model is None:

@@ -267,6 +267,27 @@ CREATE TABLE IF NOT EXISTS stratflow.strategies
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (activation_id, run_id);
 
+-- The control plane's acknowledgements (models.control): one row per control command the desk
+-- applied or refused, at `applied_ms` (its place in the stream: the command's Kafka record
+-- time); `state_before` / `state_after` the trading states around it, `reason` why it was
+-- refused (empty when applied). Keyed by `command_id`: each id is applied once.
+CREATE TABLE IF NOT EXISTS stratflow.control_log
+(
+    command_id     String,
+    action         LowCardinality(String),
+    issued_by      String,
+    issued_ms      Int64,
+    applied_ms     Int64,
+    outcome        LowCardinality(String),
+    state_before   LowCardinality(String),
+    state_after    LowCardinality(String),
+    reason         String,
+    run_id String,
+    ts             DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(applied_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (command_id, run_id);
+
 -- The trials ledger (connectors.store.trials): every configuration ever tried for a strategy
 -- family, so the deflated Sharpe ratio of a sweep's winner counts all of them, not only this
 -- sweep's. `family` is the grid's strategy name without parameters, `source` `sweep` or

@@ -294,7 +294,8 @@ class TopicsConfig(_Section):
     fills: str = "fills"
     alerts: str = "alerts"
     dead_letters: str = "dead.letters"
-    control: str = "control"
+    control: str = "control"  # control commands in (models.control)
+    control_acks: str = "control.acks"  # their acknowledgements out (the control_log rows)
 
     def all(self) -> list[str]:
         return list(self.model_dump().values())

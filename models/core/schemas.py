@@ -32,6 +32,8 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema, core_schema
 
 from models.config.settings import Settings
+from models.control.commands import ControlCommand
+from models.control.plane import ControlAck
 from models.core import messages
 from models.core.messages import (
     Alert,
@@ -69,6 +71,8 @@ TOPIC_SCHEMAS: Final[dict[str, type[BaseModel] | TypeAdapter[Any]]] = {
     "proposal": Proposal,
     "config": Settings,
     "gpt_decision": GptDecision,
+    "control": ControlCommand,
+    "control_acks": ControlAck,
 }
 
 # Which side of the model each schema describes.
@@ -86,6 +90,8 @@ SCHEMA_MODES: Final[dict[str, JsonSchemaMode]] = {
     "proposal": "validation",
     "config": "validation",
     "gpt_decision": "validation",
+    "control": "validation",
+    "control_acks": "serialization",
     "decisions": "serialization",
     "orders": "serialization",
     "fills": "serialization",

@@ -62,6 +62,7 @@ from models.core.messages import (
 from models.core.trusted import replaced, trusted
 from models.desk import bar_history, exchange_reports, gpt_decisions, promotion_watch, quiet
 from models.desk.bar_history import BarHistory
+from models.desk.control import ControlAck, ControlEvent, ControlPlane, on_control, with_state
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
 from models.desk.gpt_session import GptSession
@@ -116,6 +117,7 @@ DeskRow = (
     | Alert
     | GptCall
     | StrategyRecord
+    | ControlAck
 )
 """What the desk logs: every item it emits that is not a command is one of these."""
 
@@ -155,6 +157,7 @@ class TradingDesk:
     bar_history: BarHistory | None = None  # recent bars for the validation gate (GPT desks)
     shortable: frozenset[str] = frozenset()  # symbols the venue lends (settings), not state
     demotion: DemotionWatch | None = None  # an exchange run's demotion watch (promotion.watch)
+    control: ControlPlane = field(default_factory=ControlPlane)  # trading state (models.control)
 
     @classmethod
     def create(
@@ -288,6 +291,9 @@ class TradingDesk:
         clock = max((e.bar.end_ms for e in self.latest.values()), default=None)
         self.gpt.keep_text(event, clock)
 
+    def on_control(self, event: ControlEvent) -> list[DeskOutput]:
+        return on_control(self, event)  # ack, and a halt's cancels
+
     # ---------------------------------------------------------------- fills
     def _venue_fills(self, bar: Bar) -> list[DeskOutput]:
         """The simulated venue's fills at this bar's open, one order at a time so each is
@@ -395,7 +401,8 @@ class TradingDesk:
         )
 
     def active_reviewers(self) -> tuple[Reviewer, ...]:
-        return promotion_watch.active_reviewers(self)  # + close-only once demoted
+        # + close-only once demoted, + the trading state's reviewer unless active
+        return with_state(self, promotion_watch.active_reviewers(self))
 
     def review_context(self) -> ReviewContext:
         return ReviewContext(

@@ -32,5 +32,6 @@ PERSISTED: tuple[tuple[str, str, str], ...] = (
     ("standing_started", "strategies", "standing_started"),
     ("bar_history", "", "bar_history"),
     ("demotion", "", "demotion"),
+    ("control", "", "control"),
 )
 PERSISTED_NAMES = tuple(name for name, _, _ in PERSISTED)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.config.settings import Settings, parse_duration_ms
+from models.control.commands import ControlEvent, parse_command
 from models.core.blocks import BarBlock, BarColumns
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
@@ -63,6 +64,7 @@ IngestOutput = (
     | BarEvent
     | BarBlock
     | TextEvent
+    | ControlEvent
     | PartitionMark
     | NewsItem
     | SocialPost
@@ -430,9 +432,31 @@ class PartitionIngest:
                 self.clock_ms = max(self.clock_ms, ts_ms)
                 self.seq += 1
                 out.append(TextEvent(item, self.key, self.clock_ms, self.seq))
+        elif topic == topics.control:
+            self._control(topic, partition, offset, record_ms, value, out)
         else:
             reason = f"no handler for topic {topic!r}"
             out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
+
+    def _control(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        value: bytes | None,
+        out: list[IngestOutput],
+    ) -> None:
+        """A control command takes its place in the stream at its Kafka record time (so a
+        replayed control topic replays it at the same place); a malformed one is a dead
+        letter with the reason."""
+        command = parse_command(value)
+        if isinstance(command, str):
+            out.append(dead_letter(topic, partition, offset, record_ms, value, command))
+            return
+        self.clock_ms = max(self.clock_ms, record_ms)
+        self.seq += 1
+        out.append(ControlEvent(command, record_ms, self.key, self.clock_ms, self.seq))
 
     def _market(
         self,

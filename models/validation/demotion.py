@@ -116,6 +116,7 @@ class CloseOnlyReviewer:
     from flat or short); orders that only reduce one pass."""
 
     name: str = "close_only"
+    why: str = "the setup is demoted"  # the message's cause (a trading state reuses this one)
 
     def review(self, proposal: Proposal, ctx: ReviewContext) -> RiskVerdict:
         checks: list[RiskCheck] = []
@@ -125,12 +126,12 @@ class CloseOnlyReviewer:
             grows = abs(held + delta) > abs(held) or (held != 0 and (held + delta) * held < 0)
             checks.append(
                 RiskCheck(
-                    name="close_only",
+                    name=self.name,
                     passed=not grows,
                     limit=abs(held),
                     value=abs(held + delta),
                     message=(
-                        f"the setup is demoted: {intent.side.value} {intent.quantity} "
+                        f"{self.why}: {intent.side.value} {intent.quantity} "
                         f"{intent.symbol} would open or grow a position (close-only)"
                         if grows
                         else ""

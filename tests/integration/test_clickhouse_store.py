@@ -36,6 +36,8 @@ from connectors.store.clickhouse import (
     split_sql,
 )
 from models.config.settings import ClickHouseConfig
+from models.control.plane import ControlAck
+from models.control.states import TradingState
 from models.core.messages import (
     AdjustRound,
     Alert,
@@ -83,6 +85,7 @@ ORDER_BY = {
     "news": "kind, id",
     "gpt_calls": "call_id",
     "strategies": "activation_id",
+    "control_log": "command_id",
 }
 
 # Values at the edges of Decimal(38, 12): 26 integer digits, 12 decimals, tiny, negative.
@@ -329,6 +332,29 @@ def samples() -> dict[str, list[BaseModel]]:
             _strategy("AAPL@1700000060000", 1),
             _strategy("AAPL@1700000120000", 2).model_copy(
                 update={"universe": [], "realized_pnl": NEG_BIG, "status": StrategyStatus.EXPIRED}
+            ),
+        ],
+        "control_log": [
+            ControlAck(
+                command_id="cli-1",
+                action="set_trading_state:paused",
+                issued_by="ops 'quoted'",
+                issued_ms=T0,
+                applied_ms=T0 + 60_000,
+                outcome="applied",
+                state_before=TradingState.ACTIVE,
+                state_after=TradingState.PAUSED,
+            ),
+            ControlAck(
+                command_id="cli-2",
+                action="set_trading_state:active",
+                issued_by="ops",
+                issued_ms=T0,
+                applied_ms=T0 + 120_000,
+                outcome="refused",
+                state_before=TradingState.HALTED,
+                state_after=TradingState.HALTED,
+                reason="halted -> active is not allowed",
             ),
         ],
     }

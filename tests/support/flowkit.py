@@ -37,6 +37,7 @@ def make_settings(
             "alerts",
             "dead_letters",
             "control",
+            "control_acks",
         )
     }
     if market_topic is not None:

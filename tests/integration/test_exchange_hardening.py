@@ -93,8 +93,14 @@ def test_a_trade_stamped_in_the_future_is_refused_and_does_not_freeze_the_feed(
     move the cursor there (every real trade after it would look already published)."""
     caplog.set_level(logging.WARNING, logger="stratflow.market_feed")
     ex = exchange_emulator
+    # The three trades share one millisecond, the one the feed's cursor re-reads from: the
+    # refused one (the second) comes back with its real time only if the next query covers it.
+    # Stamped by the wall clock they fell in one millisecond on a quiet machine and in three on
+    # a loaded one, where the second was behind the cursor and never re-read (4 published, not
+    # 5): the feed never re-reads before its cursor, by design.
+    t0 = now_ms() - 1_000
     for i in range(3):
-        ex.set_price(BTC, D(60000) + i, volume="0.1")
+        ex.set_price(BTC, D(60000) + i, ts_ms=t0, volume="0.1")
     year_ahead = now_ms() + 365 * 86_400_000
 
     def one_in_the_future(doc: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,7 +114,7 @@ def test_a_trade_stamped_in_the_future_is_refused_and_does_not_freeze_the_feed(
     assert feed.cursor(BTC).ts_ms is not None and feed.cursor(BTC).ts_ms < now_ms() + 1
     assert any("in the future" in r.getMessage() for r in caplog.records)
     for i in range(4):  # the market goes on: these must be published
-        ex.set_price(BTC, D(60100) + i, volume="0.1")
+        ex.set_price(BTC, D(60100) + i, ts_ms=t0 + 1 + i, volume="0.1")
     # ... and so is the refused trade, now that the exchange serves it with its real time
     # (it was skipped, not taken as published).
     assert feed.poll_once().published == 5

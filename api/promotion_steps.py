@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from models.config.settings import Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.settings import Settings
 from models.gpt.cost import knowledge_cutoff
 from models.validation.promotion import (
     Divergence,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, assert_never
 
-from models.config.settings import parse_duration_ms
+from models.config.base import parse_duration_ms
 from models.control.commands import ControlEvent
 from models.core.blocks import BarBlock
 from models.core.commands import AskGpt, CancelOpen, Command, PlaceOrder, is_command

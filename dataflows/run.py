@@ -35,10 +35,10 @@ from connectors.kafka.io import topic_end_offsets
 from connectors.notify.notifier import Notifier
 from dataflows.pipeline import FlowSpec, build_flow
 from dataflows.progress import FlowCounters, ProgressDisplay
+from models.config.base import parse_duration_ms
 from models.config.settings import (
     Settings,
     load_settings,
-    parse_duration_ms,
     result_settings,
     settings_changes,
     settings_hash,

@@ -48,7 +48,7 @@ class DatasetInfo:
     cadence: str
     description: str
     interval: str
-    """The bar interval of its rows (`models.config.settings.parse_bar_interval`): what the
+    """The bar interval of its rows (`models.config.base.parse_bar_interval`): what the
     demo and `stratflow replay NAME` load it with, and what the file loader infers from it."""
 
 

@@ -61,7 +61,7 @@ from connectors.files.wire import (
     interval_member,
     ms_of,
 )
-from models.config.settings import parse_bar_interval
+from models.config.base import parse_bar_interval
 from models.core.messages import SYMBOL_PATTERN, BarIn, Tick
 from models.market.bars import input_end_ms
 from models.market.interval import BarInterval

@@ -38,7 +38,8 @@ from connectors.gpt.cache import AnswerRecord, AnswerStore, CacheMode
 from connectors.gpt.client import GptClient, GptResult, GptUsage
 from connectors.gpt.spend import SpendGuard, SpendLedger
 from connectors.workers.keyed_worker import KeyedWorker
-from models.config.settings import Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.settings import Settings
 from models.core.messages import ChatTurn, GptCall, GptOutcome, GptRequest
 from models.gpt.cost import DEFAULT_PRICE_TABLE, CallCost, PriceTable
 from models.gpt.decider import STRICT_SCHEMA_NAME, GptAnswer, GptDecider

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from models.config.settings import Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.settings import Settings
 from models.core.events import BarEvent, TextEvent
 from models.core.messages import (
     AdjustRound,

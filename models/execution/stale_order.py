@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from models.config.settings import Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.settings import Settings
 from models.core.messages import Order, Side
 
 __all__ = ["StaleRule", "stale_reason", "stale_rule"]

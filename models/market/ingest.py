@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from models.config.settings import Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.settings import Settings
 from models.control.commands import ControlEvent, parse_command
 from models.core.blocks import BarBlock, BarColumns
 from models.core.events import BarEvent, TextEvent

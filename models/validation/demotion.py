@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from models.config.settings import ExecutionConfig, PromotionConfig
+from models.config.gates import PromotionConfig
+from models.config.settings import ExecutionConfig
 from models.core.ids import alert_id
 from models.core.messages import Alert, Proposal, RiskCheck, RiskVerdict, Severity, Side
 from models.review.loop import ReviewContext

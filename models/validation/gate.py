@@ -36,7 +36,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.config.settings import FeaturesConfig, ValidationThresholds
+from models.config.gates import ValidationThresholds
+from models.config.settings import FeaturesConfig
 from models.signals.indicators import warmup_bars
 from models.strategy.spec import StrategySpec
 from models.validation.scenarios import StressScenario

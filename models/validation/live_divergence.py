@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from models.config.settings import PromotionConfig
+from models.config.gates import PromotionConfig
 from models.core.messages import Side
 from models.execution.sizing import BPS
 from models.validation.promotion import Divergence, FillSeen, OrderSeen, sim_price

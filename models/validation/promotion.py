@@ -37,7 +37,9 @@ from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from models.config.settings import PromotionConfig, Settings, parse_duration_ms
+from models.config.base import parse_duration_ms
+from models.config.gates import PromotionConfig
+from models.config.settings import Settings
 from models.core.messages import Side
 from models.execution.sizing import BPS, PRICE_QUANTUM
 from models.validation.cutoff import cutoff_end_ms

@@ -37,7 +37,7 @@ from typing import Final
 
 import numpy as np
 
-from models.config.settings import ScenarioConfig
+from models.config.gates import ScenarioConfig
 from models.vectorized.bars import BarArrays, FloatArray
 
 __all__ = ["SCENARIO_NAMES", "StressScenario", "build_scenarios", "shock_starts"]

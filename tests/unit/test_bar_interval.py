@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.files.replay import load_market_file
-from models.config.settings import ConfigError, build_settings, parse_bar_interval
+from models.config.base import parse_bar_interval
+from models.config.settings import ConfigError, build_settings
 from models.core.messages import Bar, BarIn, Tick
 from models.market.bars import BarBuilder, Rejected, input_end_ms, off_grid_note
 from models.market.interval import (

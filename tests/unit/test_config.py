@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from models.config.base import parse_duration_ms
 from models.config.settings import (
     BreakoutTrigger,
     ConfigError,
@@ -22,7 +23,6 @@ from models.config.settings import (
     build_settings,
     env_overrides,
     load_settings,
-    parse_duration_ms,
     shell_quoted,
 )
 

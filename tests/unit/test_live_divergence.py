@@ -13,7 +13,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config.settings import ExecutionConfig, PromotionConfig
+from models.config.gates import PromotionConfig
+from models.config.settings import ExecutionConfig
 from models.core.messages import Side
 from models.validation.demotion import DemotionWatch
 from models.validation.live_divergence import DivergenceWatch

@@ -10,7 +10,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.config.settings import PromotionConfig, Settings
+from models.config.gates import PromotionConfig
+from models.config.settings import Settings
 from models.core.messages import Alert, Proposal, Severity, Side, TradeIntent
 from models.desk.desk import TradingDesk
 from models.desk.promotion_watch import CLOSE_ONLY

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config.settings import FeaturesConfig, ScenarioConfig, ValidationThresholds
+from models.config.gates import ScenarioConfig, ValidationThresholds
+from models.config.settings import FeaturesConfig
 from models.core.messages import RiskCheck
 from models.strategy.spec import StrategySpec
 from models.validation.gate import pct, span_loss, strategy_warmup, validate_strategy

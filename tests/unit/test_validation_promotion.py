@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config.settings import PromotionConfig, Settings
+from models.config.gates import PromotionConfig
+from models.config.settings import Settings
 from models.core.messages import Side
 from models.validation.cutoff import cutoff_end_ms
 from models.validation.promotion import (

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.config.settings import ConfigError, ScenarioConfig, build_settings
+from models.config.gates import ScenarioConfig
+from models.config.settings import ConfigError, build_settings
 from models.validation.scenarios import SCENARIO_NAMES, build_scenarios, shock_starts
 from models.vectorized.bars import BarArrays
 from tests.support.builders import walk_arrays

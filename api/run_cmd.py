@@ -97,6 +97,13 @@ def run(
             "belonged to) instead of resuming it",
         ),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Run the flow as this many processes on this machine (the desk and the store "
+            "in the first, ingest in the others); a run resumes on as many as it started on"
+        ),
+    ] = 1,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from rich.markup import escape
@@ -115,10 +122,13 @@ def run(
     from api.exchange_run import order_kind
     from api.report import summarize
     from connectors.kafka.broker import ensure_topics
+    from dataflows.cluster import MAX_PROCESSES
     from dataflows.pipeline import FlowSpec
     from dataflows.run import open_run_state, run_pipeline
 
     def go() -> None:
+        if not 1 <= processes <= MAX_PROCESSES:
+            raise UserError(f"--processes: 1 to {MAX_PROCESSES}, got {processes}")
         settings = settings_from(config)
         trading = exchange is not None or paper
         if trading and not follow:
@@ -174,7 +184,7 @@ def run(
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             # Before the flow starts (and only once it can): recovery state written under
             # other result settings is refused here; --fresh discards it and its run's rows.
-            state = open_run_state(settings, fresh=fresh)
+            state = open_run_state(settings, fresh=fresh, processes=processes)
             if state.discarded_run_id:
                 store.delete_run(state.discarded_run_id)
             say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
@@ -203,6 +213,7 @@ def run(
                 stop_note=stop_note,
                 run_state=state,
                 trading=order_kind(paper, sandbox) if trading else None,
+                processes=processes,
             )
             summary = summarize(store, state.run_id)
         print_summary(summary.counts, summary, time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
@@ -46,8 +46,10 @@ from dataflows.lanes import (
 )
 from dataflows.placement import Placement
 from dataflows.progress import FlowCounters
-from dataflows.wire import packed
+from dataflows.wire import shipped
 from models.config.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ def _placed_source(source: FlowSource, placement: Placement) -> Source[KeyedRaw]
     return LocalPartitions(source.source, set(placement.local_parts(parts)))
 
 
+def _as_is(item: T) -> T:
+    return item
+
+
 class _NotHere:
     """What a step placed in another process gets instead of its object: building it here
     would mean the keys were misplaced, so it fails loudly instead of running a desk without
@@ -195,7 +201,7 @@ def build_flow(
     desk_here = placement.process == placement.desk_process
     if many:  # to the desk's process; packed when it is another (`dataflows.wire`)
         desk_key = placement.desk_key(DESK_KEY)
-        ship = (lambda items: items) if desk_here else packed
+        ship = _as_is if desk_here else shipped
         to_desk = op.map("place_desk", to_desk, lambda lane: (desk_key, ship(lane[1])))
     desk = op.stateful_batch(
         "desk",
@@ -218,7 +224,7 @@ def build_flow(
     # On a cluster, gathered where they are written (`Placement.table_key`).
     gather: Stream[RowLane] = by_table
     if many:
-        ship_rows = (lambda rows: rows) if placement.store_process == placement.process else packed
+        ship_rows = _as_is if placement.store_process == placement.process else shipped
         gather = op.map(
             "place_rows", by_table, lambda lane: (placement.table_key(lane[0]), ship_rows(lane[1]))
         )

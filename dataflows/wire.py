@@ -21,9 +21,11 @@ import io
 import pickle
 from array import array
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from models.core.blocks import BarColumns, BarFloats, PositionColumns
+
+T = TypeVar("T")
 
 
 class Packed:
@@ -45,6 +47,12 @@ def packed(item: Any) -> Packed:
     pickler.dispatch_table = _DISPATCH
     pickler.dump(item)
     return Packed(buf.getvalue())
+
+
+def shipped(item: T) -> T:
+    """`packed(item)`, typed as what the step in the other process receives: the item itself
+    (only a step in another process may get it, since only unpickling unpacks it)."""
+    return cast(T, packed(item))
 
 
 def _unpack(data: bytes) -> Any:

@@ -123,7 +123,8 @@ def test_mixed_lists_keep_their_types() -> None:
 
 
 def test_a_lane_arrives_whole_and_packing_is_pickled_once() -> None:
-    cols = BarColumns("SIMA", [0], [60_000], *[[Decimal("1.25")]] * 5, [3], [Decimal("1.2500")])
+    one = [Decimal("1.25")]
+    cols = BarColumns("SIMA", [0], [60_000], one, one, one, one, one, [3], [Decimal("1.2500")])
     lane = [cols, {"other": (1, 2.5, None)}, cols]
     pk = packed(lane)
     assert isinstance(pk, Packed)

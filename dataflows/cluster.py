@@ -269,7 +269,15 @@ class Cluster:
             raise ClusterFailed(f"process {stuck[0]} of the flow did not end with process 0")
         self.raise_failed()
 
-    def raise_failed(self) -> None:
+    def raise_failed(self, wait_s: float = 0.0) -> None:
+        """`ClusterFailed` if a child has failed; `wait_s`: after process 0's flow failed, how
+        long a child's end may take to be seen (a lost peer fails process 0 at once)."""
+        deadline = time.monotonic() + wait_s
+        while not self._codes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._raise_failed()
+
+    def _raise_failed(self) -> None:
         for process, code in self.failed():
             raise ClusterFailed(f"process {process} of the flow failed (exit code {code})")
 

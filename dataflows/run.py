@@ -19,7 +19,6 @@ import secrets
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -350,10 +349,9 @@ def run_pipeline(
         with display, fewer_collections(bounded=not spec.tail):
             try:
                 cli_main(flow, epoch_interval=epoch, recovery_config=recovery, **cluster_args)  # type: ignore[no-untyped-call]
-            except Exception:
-                if cluster is not None:
-                    time.sleep(0.2)  # a child's exit code, when it is why this failed
-                    cluster.raise_failed()
+            except BaseException as err:  # a lost peer is a pyo3 PanicException: BaseException
+                if cluster is not None and not isinstance(err, KeyboardInterrupt | SystemExit):
+                    cluster.raise_failed(wait_s=2.0)  # a child that failed is why, if one did
                 raise
             if cluster is not None:
                 cluster.finish()

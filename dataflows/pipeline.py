@@ -186,12 +186,16 @@ def build_flow(
         keys = placement.ingest_keys([partition_key(t, i) for t, i in source.partitions])
         by_partition = op.map("place_ingest", by_partition, lambda kb: (keys[kb[0]], kb[1]))
     # Items travel in lanes (`adapters.Lane`: the desk's inputs, or one table's rows, as one
-    # list per batch), so the engine's per-item cost is paid per batch, not per row.
+    # list per batch), so the engine's per-item cost is paid per batch, not per row. On a
+    # cluster whose rows are all written in the desk's process, ingest's rows ride with the
+    # desk's inputs: one crossing, the bars' columns packed once (`IngestLanes`).
+    together = many and not placement.shared_store  # the same in every process
     ingested = op.stateful_batch(
         "ingest",
         by_partition,
         lambda resume: IngestLanes(
-            IngestLogic(settings, resume, follow=spec.tail, market_partitions=max(1, market_parts))
+            IngestLogic(settings, resume, follow=spec.tail, market_partitions=max(1, market_parts)),
+            together=together,
         ),
     )
     lanes = op.branch("to_desk", op.key_rm("ingest_out", ingested), is_desk_lane)
@@ -208,7 +212,8 @@ def build_flow(
         to_desk,
         (
             lambda resume: DeskLanes(
-                DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders)
+                DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders),
+                rows_through=together,
             )
         )
         if desk_here

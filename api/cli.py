@@ -227,6 +227,7 @@ from api.gpt_check_cmd import gpt_check  # noqa: E402
 from api.replay_cmd import replay  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 from api.schemas_cmd import schemas  # noqa: E402
+from api.serve_cmd import serve  # noqa: E402  (the control API: issue 13)
 from api.validate_cmd import validate  # noqa: E402
 
 app.command("broker")(broker)
@@ -241,6 +242,7 @@ app.command("backtest")(backtest)
 app.command("validate")(validate)
 app.command("approve")(approve)
 app.command("control")(control)
+app.command("serve")(serve)
 
 
 def _money(value: Any) -> str:

@@ -27,7 +27,7 @@ from models.config.settings import Settings, SymbolSpec
 __all__ = [
     "CHANGEABLE",
     "SECRET_KEYS",
-    "Proposal",
+    "SettingsProposal",
     "SettingsRefused",
     "apply_values",
     "key_path",
@@ -58,7 +58,7 @@ class SettingsRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class Proposal:
+class SettingsProposal:
     settings: Settings
     diff: list[dict[str, Any]]
     """`{"key", "before", "after"}` per changed key, values as JSON."""
@@ -141,7 +141,7 @@ def apply_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
     return Settings.model_validate(doc)
 
 
-def propose(settings: Settings, values: Mapping[str, Any]) -> Proposal:
+def propose(settings: Settings, values: Mapping[str, Any]) -> SettingsProposal:
     """The change `values` would make to `settings`; `SettingsRefused` if it is not allowed
     or not valid, or changes nothing."""
     keys = list(values)
@@ -169,4 +169,4 @@ def propose(settings: Settings, values: Mapping[str, Any]) -> Proposal:
             carried[key] = now
     if not diff:
         raise SettingsRefused([("", "changes nothing: every value is already in force", "noop")])
-    return Proposal(after, diff, carried)
+    return SettingsProposal(after, diff, carried)

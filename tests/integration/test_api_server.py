@@ -351,3 +351,41 @@ def test_an_invalid_setting_never_reaches_the_flow_nor_the_ledger(api: Api) -> N
         {"run": api.run_id},
     )
     assert rows[0]["n"] == 0
+
+
+def test_a_promoted_setup_goes_live_after_the_nonce(base: tuple[Settings, Store]) -> None:
+    from connectors.store.promotions import record_step
+    from models.validation.promotion import Step, StepRecord, setup_hash
+    from models.validation.verdicts import Outcome
+
+    settings, store = base
+    strategy = settings.strategy.model_copy(update={"controller": "local"})
+    local = settings.model_copy(update={"strategy": strategy})  # a setup of its own
+    h = setup_hash(local)
+    for t, step in enumerate((Step.BACKTEST, Step.VALIDATION, Step.PAPER, Step.APPROVAL), 1):
+        record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    with (
+        Store.open(settings.clickhouse, run_id=run_id) as flow_store,
+        api_client(
+            local, store, FlowDouble(flow_store, clock), clock, RunInfo(run_id, "paper")
+        ) as (client, ctx),
+    ):
+        first = client.post("/api/control/mode", json={"mode": "live"}, headers=AUTH)
+        assert first.status_code == 428
+        halt_nonce = client.post("/api/control/halt", json={}, headers=AUTH).json()["confirm"]
+        other = client.post(
+            "/api/control/mode", json={"mode": "live", "confirm": halt_nonce}, headers=AUTH
+        )
+        assert other.status_code == 409  # a halt's nonce does not confirm live
+        done = client.post(
+            "/api/control/mode",
+            json={"mode": "live", "confirm": first.json()["confirm"], "by": "alice"},
+            headers=AUTH,
+        )
+        assert done.status_code == 200 and done.json()["ack"]["action"] == "set_mode:live"
+        flow = ctx.bus
+        assert isinstance(flow, FlowDouble)
+        (sent,) = flow.sent
+        assert sent.action.setup == h and sent.issued_by == "alice"  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ applies each id once anyway (`models.control.plane.ControlPlane`), across restar
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -23,7 +23,7 @@ from api.server.bus import BusError
 from api.server.common import resolve_run
 from api.server.context import ApiContext, StoreUnavailable
 from connectors.store.errors import ClickHouseError
-from models.control.commands import ControlAction, ControlCommand
+from models.control.commands import ChangeSettings, ControlCommand, SetMode, SetTradingState
 from models.control.plane import ControlAck
 
 __all__ = [
@@ -101,7 +101,11 @@ def result_response(result: CommandResult) -> JSONResponse:
 
 
 def issue(
-    ctx: ApiContext, action: Any, command_id: str | None, by: str, wait_s: float
+    ctx: ApiContext,
+    action: SetTradingState | ChangeSettings | SetMode,
+    command_id: str | None,
+    by: str,
+    wait_s: float,
 ) -> JSONResponse:
     """Send `action` as one command (or answer a replayed id) and wait for its ack."""
     if command_id is not None:
@@ -112,10 +116,9 @@ def issue(
             )
     if ctx.bus is None:
         raise HTTPException(status_code=503, detail=NO_BUS)
-    act: ControlAction = action
     command = ControlCommand(
         command_id=command_id or f"api-{uuid.uuid4().hex}",
-        action=act,
+        action=action,
         issued_by=by,
         issued_ms=ctx.clock(),
     )

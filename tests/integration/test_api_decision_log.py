@@ -254,6 +254,7 @@ def test_the_status_sums_the_run(client: TestClient, logged: tuple[Settings, Sto
     assert json.dumps(doc)  # plain JSON all through
 
 
+@pytest.mark.slow
 def test_no_request_the_spec_allows_gets_a_5xx(app_ctx: tuple[Any, ApiContext]) -> None:
     """schemathesis's cases of every operation of the OpenAPI document, sent with the token:
     what the document allows (positive) and what it does not (negative: wrong types, missing

@@ -249,6 +249,7 @@ def run_pipeline(
     stop_note: str | None = None,
     run_state: RunState | None = None,
     trading: str | None = None,
+    counters: FlowCounters | None = None,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
@@ -260,8 +261,10 @@ def run_pipeline(
     `run_state` (from `open_run_state`) names the run and its recovery store; without it
     the run's state is opened here. Returns it, so the caller can read this run's rows.
     `trading` (what the orders are, for a paper or exchange run) adds a line with the orders
-    placed, fills and P&L when the run stops."""
-    counters = FlowCounters() if progress else None
+    placed, fills and P&L when the run stops. `counters`: the caller's (the control API of
+    `stratflow run --api` reads them), else new ones with `progress`."""
+    if counters is None and progress:
+        counters = FlowCounters()
     if stop_note is None:
         stop_note = (
             RESUME_NOTE

@@ -274,15 +274,14 @@ def _serve_api(
     from api.cli import UserError
     from api.server.app import create_app
     from api.server.context import RunInfo
-    from api.server.launch import build
+    from api.server.launch import build, close_context
     from api.server.serve import ApiServer, ListenError
     from dataflows.progress import FlowCounters
 
     counters = FlowCounters()
     run = RunInfo(state.run_id, mode, state.resumed, counters)
     ctx = build(settings, store, listen, bootstrap, run)
-    if ctx.bus is not None:
-        stack.callback(ctx.bus.close)
+    stack.callback(close_context, ctx)
     try:
         server = ApiServer(create_app(ctx), listen.host, listen.port)
         server.start()

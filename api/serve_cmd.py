@@ -50,7 +50,13 @@ def serve(
     """Serve the control API (status, search, a decision's story, trading states, settings)."""
     from api.cli import UserError, _check_broker, console, guarded, settings_from
     from api.server.app import create_app
-    from api.server.launch import LaunchError, build, check_listen, locked_store_hint
+    from api.server.launch import (
+        LaunchError,
+        build,
+        check_listen,
+        close_context,
+        locked_store_hint,
+    )
     from api.server.serve import ApiServer, ListenError
     from connectors.store.clickhouse import ClickHouseUnavailable, Store
 
@@ -88,8 +94,8 @@ def serve(
                 )
             server.serve()
         finally:
-            if ctx is not None and ctx.bus is not None:
-                ctx.bus.close()
+            if ctx is not None:
+                close_context(ctx)
             store.close()
 
     guarded(go)

@@ -29,6 +29,7 @@ from api.server.control_routes import control_router
 from api.server.limits import BodyLimit, cors_options
 from api.server.read_routes import read_router
 from api.server.settings_routes import settings_router
+from api.server.stream import stream_router
 from connectors.store.errors import ClickHouseError
 
 __all__ = ["create_app"]
@@ -81,6 +82,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(read_router(ctx), dependencies=guard)
     app.include_router(control_router(ctx), dependencies=guard)
     app.include_router(settings_router(ctx), dependencies=guard)
+    app.include_router(stream_router(ctx))  # a WebSocket: checks the token itself
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreUnavailable, _unavailable)
     app.add_exception_handler(ClickHouseError, _unavailable)

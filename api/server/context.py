@@ -24,6 +24,7 @@ from api.server.nonce import NonceBook
 from models.config.settings import Settings
 
 if TYPE_CHECKING:
+    from api.server.hub import StreamService
     from connectors.store.clickhouse import Store
     from dataflows.progress import FlowCounters
 
@@ -83,6 +84,8 @@ class ApiContext:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_wait_s: float = 30.0
     cors_origins: tuple[str, ...] = ()
+    stream: StreamService | None = None
+    """The WebSocket stream's source (`api.server.hub`); None without a broker."""
     nonces: NonceBook = field(init=False)
 
     def __post_init__(self) -> None:

@@ -3,8 +3,9 @@ serve` share.
 
 `check_listen` runs first, before anything else starts: the address, the token (or `--no-auth`
 on a loopback address) and the CORS origins, each mistake one line (`LaunchError`). `build`
-then makes the context around an open store and, with a broker, a command bus on it (the
-control and acks topics created if missing), and `ApiServer` binds the address.
+then makes the context around an open store and, with a broker, a command bus on it and the
+WebSocket stream's source (the control topic and the stream's topics created if missing), and
+`ApiServer` binds the address. `close_context` closes what `build` opened.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from typing import TYPE_CHECKING
 
 from api.server.auth import ApiToken, AuthSetupError, check_exposure, load_token
 from api.server.bus import KafkaCommandBus
-from api.server.context import ApiContext, RunInfo, StoreAccess
+from api.server.context import ApiContext, RunInfo, StoreAccess, wall_ms
+from api.server.hub import StreamService
 from api.server.limits import cors_options
 from api.server.serve import ListenError, parse_listen
+from api.server.stream_log import KafkaEventLog, stream_topics
 from models.config.settings import Settings
 
 if TYPE_CHECKING:
     from connectors.store.clickhouse import Store
 
-__all__ = ["LaunchError", "Listen", "build", "check_listen", "locked_store_hint"]
+__all__ = ["LaunchError", "Listen", "build", "check_listen", "close_context", "locked_store_hint"]
 
 
 class LaunchError(ValueError):
@@ -71,13 +74,16 @@ def build(
     store_why_not: str = "no decision log",
 ) -> ApiContext:
     """The API's context; with `bootstrap`, a command bus on the control topics."""
-    bus = None
+    bus = stream = None
+    clock = wall_ms
     if bootstrap:
         from connectors.kafka.broker import ensure_topics
 
         topics = settings.kafka.topics
-        ensure_topics(bootstrap, [topics.control, topics.control_acks], settings.kafka.partitions)
+        needed = [topics.control, *stream_topics(topics)]  # the stream's include control.acks
+        ensure_topics(bootstrap, needed, settings.kafka.partitions)
         bus = KafkaCommandBus(bootstrap, topics)
+        stream = StreamService(KafkaEventLog(bootstrap, topics), clock)
     return ApiContext(
         settings=settings,
         store=StoreAccess(store, store_why_not),
@@ -86,7 +92,17 @@ def build(
         run=run,
         bootstrap=bootstrap,
         cors_origins=listen.cors_origins,
+        clock=clock,
+        stream=stream,
     )
+
+
+def close_context(ctx: ApiContext) -> None:
+    """Stop the stream's reader and the command bus of `ctx`."""
+    if ctx.stream is not None:
+        ctx.stream.close()
+    if ctx.bus is not None:
+        ctx.bus.close()
 
 
 def locked_store_hint(message: str) -> str:

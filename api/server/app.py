@@ -26,6 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.server.auth import BearerGate
 from api.server.context import ApiContext, StoreUnavailable
 from api.server.control_routes import control_router
+from api.server.dashboard import DASHBOARD_PATHS, dashboard_router, equity_router
 from api.server.limits import BodyLimit, cors_options
 from api.server.read_routes import read_router
 from api.server.settings_routes import settings_router
@@ -36,8 +37,9 @@ __all__ = ["create_app"]
 
 _LOG = logging.getLogger("stratflow.api")
 
-OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json"})
-"""The paths served without the token: they reveal no state."""
+OPEN_PATHS = frozenset({"/api/health", "/api/openapi.json"}) | DASHBOARD_PATHS
+"""The paths served without the token: they reveal no state (the dashboard page and its
+scripts ask for the token themselves)."""
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -82,7 +84,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(read_router(ctx), dependencies=guard)
     app.include_router(control_router(ctx), dependencies=guard)
     app.include_router(settings_router(ctx), dependencies=guard)
+    app.include_router(equity_router(ctx), dependencies=guard)
     app.include_router(stream_router(ctx))  # a WebSocket: checks the token itself
+    app.include_router(dashboard_router(ctx))  # the page: no state, in OPEN_PATHS
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreUnavailable, _unavailable)
     app.add_exception_handler(ClickHouseError, _unavailable)

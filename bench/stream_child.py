@@ -4,7 +4,8 @@
     python bench/stream_child.py CONFIG BOOTSTRAP
 
 Prints `{"url": ...}` once the API answers, waits for `go` on stdin (the bench attaches its
-WebSocket clients first), runs the flow to the end of its input, prints `{"elapsed_s",
+WebSocket clients first), runs the flow to the end of its input, prints `{"elapsed_s", "cpu_s" (the process's, every
+thread: the flow's and the API's),
 "records", "decisions", "stream": {...}}`, then waits for `quit` (so the clients can drain).
 The token is STRATFLOW_API_TOKEN.
 """
@@ -48,19 +49,24 @@ def main() -> None:
     print(json.dumps({"url": server.url}), flush=True)
     if sys.stdin.readline().strip() != "go":
         return
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_pipeline(
         settings, FlowSpec(bootstrap=bootstrap, tail=False), run_state=state, counters=counters,
         say=lambda _line: None,
     )  # fmt: skip
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     hub = ctx.stream.started if ctx.stream is not None else None
     stats = {
         "clients": hub.clients if hub else 0,
         "published": hub.stats.published if hub else 0,
         "dropped": hub.stats.dropped if hub else 0,
     }
-    out = {"elapsed_s": elapsed, "records": counters.records, "decisions": counters.decisions}
+    out = {
+        "elapsed_s": elapsed,
+        "cpu_s": cpu,
+        "records": counters.records,
+        "decisions": counters.decisions,
+    }
     print(json.dumps({**out, "stream": stats}), flush=True)
     sys.stdin.readline()  # quit
     server.stop()

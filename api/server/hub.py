@@ -35,6 +35,7 @@ from api.server.stream_log import Cursor, Event, EventLog, Part
 __all__ = [
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAVAILABLE",
+    "MAX_FRAME_MESSAGES",
     "HubStats",
     "StreamClient",
     "StreamHub",
@@ -51,6 +52,8 @@ CLOSE_UNAVAILABLE: Final = 4503
 DEFAULT_QUEUE: Final = 1024
 DEFAULT_MAX_LAG_MS: Final = 10_000
 MAX_PENDING_BATCHES: Final = 64
+MAX_FRAME_MESSAGES: Final = 256
+"""Messages sent in one WebSocket frame at most (one a line)."""
 
 
 class StreamClient:
@@ -95,17 +98,20 @@ class StreamClient:
             self.done.set()
 
     async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Hand the queued messages to `send`, in order, at the client's own pace."""
+        """Hand the queued messages to `send`, in order, at the client's own pace: all that
+        wait (up to `MAX_FRAME_MESSAGES`) in one frame, one message a line, so a burst
+        costs a few frames, not one per message."""
         queue = self._queue
         while self.dropped is None:
             if not queue:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            text = queue[0][1]
-            await send(text)
-            queue.popleft()
-            self.sent += 1
+            n = min(len(queue), MAX_FRAME_MESSAGES)
+            await send("\n".join(queue[i][1] for i in range(n)))
+            for _ in range(n):
+                queue.popleft()
+            self.sent += n
 
 
 @dataclass

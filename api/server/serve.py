@@ -22,6 +22,8 @@ from fastapi import FastAPI
 __all__ = ["ApiServer", "ListenError", "parse_listen"]
 
 START_TIMEOUT_S: Final = 10.0
+WS_MAX_SIZE: Final = 64 * 1024
+"""The largest WebSocket message a client may send (the stream reads one: the token)."""
 
 
 class ListenError(ValueError):
@@ -66,7 +68,15 @@ class ApiServer:
         self.host = host
         self.port = int(self._sock.getsockname()[1])
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", server_header=False
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            # The stream's frames are compressed per client, per frame: CPU in the run's own
+            # process for every client; on loopback or a LAN it costs more than it saves.
+            ws_per_message_deflate=False,
+            ws_max_size=WS_MAX_SIZE,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -12,7 +12,8 @@ Never in the URL: a query holding `token` (or `access_token`) is refused (close 
 URLs end up in logs and histories. A page of another origin than the API's own (or those
 given with `--cors-origin`) is refused (4403). No token: 4401; a wrong one: 4403.
 
-Messages (text, JSON): `{"kind": "decision"|"order"|"fill"|"alert"|"ack", "topic",
+Messages (JSON, one a line: a text frame holds one or more, so a burst costs few frames):
+`{"kind": "decision"|"order"|"fill"|"alert"|"ack", "topic",
 "partition", "offset", "cursor", "data": <the row as on its topic>}`. `cursor` is the client's
 place after that message; reconnecting with `from=<cursor>` (query or first message) sends
 exactly what came after it (read from the topics), then `{"kind": "live", "cursor",
@@ -40,7 +41,13 @@ from starlette.websockets import WebSocketState
 
 from api.server.auth import FORBIDDEN, NOT_AUTHENTICATED
 from api.server.context import ApiContext
-from api.server.hub import CLOSE_UNAVAILABLE, StreamClient, StreamHub, StreamService
+from api.server.hub import (
+    CLOSE_UNAVAILABLE,
+    MAX_FRAME_MESSAGES,
+    StreamClient,
+    StreamHub,
+    StreamService,
+)
 from api.server.stream_log import KIND_OF_TABLE, CursorError, Part
 
 __all__ = [
@@ -152,7 +159,8 @@ async def _start_at(ws: WebSocket, hub: StreamHub, given: object) -> dict[Part, 
     for (topic, part), first in low.items():
         if start.get((topic, part), first) < first:
             gap = {"kind": "gap", "topic": topic, "partition": part}
-            await ws.send_text(json.dumps({**gap, "from": start[(topic, part)], "to": first}))
+            gap.update({"from": start[(topic, part)], "to": first})
+            await ws.send_text(json.dumps(gap, separators=(",", ":")))
             start[(topic, part)] = first
     return start
 
@@ -177,14 +185,17 @@ async def _catch_up(
             idle = 0 if batch else idle + 1
             if idle > CATCH_UP_IDLE_TRIES:
                 raise _Refused(CLOSE_ERROR, "the topics did not deliver the missed messages")
+            lines = []
             for ev in batch:
                 pos[(ev.topic, ev.partition)] = ev.offset + 1
                 if client.kinds is not None and hub.kind_of(ev.topic) not in client.kinds:
                     continue
                 text = hub.render(ev, hub.cursor.encode(pos))
                 if text is not None:
-                    await ws.send_text(text)
-                    sent += 1
+                    lines.append(text)
+            for i in range(0, len(lines), MAX_FRAME_MESSAGES):
+                await ws.send_text("\n".join(lines[i : i + MAX_FRAME_MESSAGES]))
+            sent += len(lines)
             pos = {**pos, **reader.position()}
     finally:
         await asyncio.to_thread(reader.close)
@@ -241,7 +252,8 @@ async def serve_stream(ctx: ApiContext, service: StreamService | None, ws: WebSo
             cursor, replayed = hub.attach(client) or "", 0
         else:
             cursor, replayed = await _catch_up(ws, hub, client, start)
-        await ws.send_text(json.dumps({"kind": "live", "cursor": cursor, "replayed": replayed}))
+        live = {"kind": "live", "cursor": cursor, "replayed": replayed}
+        await ws.send_text(json.dumps(live, separators=(",", ":")))
         pump = asyncio.create_task(client.pump(ws.send_text))
         listen = asyncio.create_task(_until_closed(ws))
         dropped = asyncio.create_task(client.done.wait())

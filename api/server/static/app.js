@@ -204,7 +204,8 @@ function connect() {
   const from = S.cursor ? `?from=${encodeURIComponent(S.cursor)}` : "";
   const ws = new WebSocket(`${scheme}//${location.host}/api/stream${from}`, ["stratflow.v1", "bearer." + b64url(S.token)]);
   S.ws = ws;
-  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  // A frame holds one message a line.
+  ws.onmessage = (event) => { for (const line of event.data.split("\n")) if (line) onMessage(JSON.parse(line)); };
   ws.onclose = (event) => {
     S.ws = null;
     setStream("off", event.reason || `closed (${event.code})`);

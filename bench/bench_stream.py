@@ -191,8 +191,9 @@ def bench_rate(bootstrap: str, tmp: Path, minutes: int, n_clients: int, repeats:
             print(
                 f"  {n:3d} clients: {r['records']:,} messages in {r['elapsed_s']:.2f} s = "
                 f"{rate:,.0f} msgs/s ({r['cpu_s']:.2f} CPU s in the process, "
-                f"{r['records'] / r['cpu_s']:,.0f} msgs per CPU s); {r['decisions']:,} decisions, {r['outputs']:,} stream "
-                f"messages{got}; dropped {r['stream']['dropped']}",
+                f"{r['records'] / r['cpu_s']:,.0f} msgs per CPU s); {r['decisions']:,} "
+                f"decisions, {r['outputs']:,} stream messages{got}; "
+                f"dropped {r['stream']['dropped']}",
                 flush=True,
             )
     base, loaded = statistics.median(rates[0]), statistics.median(rates[n_clients])

@@ -4,9 +4,9 @@
     python bench/stream_child.py CONFIG BOOTSTRAP
 
 Prints `{"url": ...}` once the API answers, waits for `go` on stdin (the bench attaches its
-WebSocket clients first), runs the flow to the end of its input, prints `{"elapsed_s", "cpu_s" (the process's, every
-thread: the flow's and the API's),
-"records", "decisions", "stream": {...}}`, then waits for `quit` (so the clients can drain).
+WebSocket clients first), runs the flow to the end of its input, prints `{"elapsed_s",
+"cpu_s", "records", "decisions", "stream": {...}}` (`cpu_s`: the process's, every thread, the
+flow's and the API's), then waits for `quit` (so the clients can drain).
 The token is STRATFLOW_API_TOKEN.
 """
 

@@ -20,12 +20,12 @@ from datetime import timedelta
 from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from connectors.exchange.gateway import ExecutionGateway
+from connectors.kafka.sink import LaneKafkaSink
 from connectors.kafka.source import KeyedRaw, RawKafkaSource, partition_key
 from connectors.notify.notifier import Notifier
 from connectors.store.sink import ClickHouseSink, NotifierSink
@@ -37,7 +37,7 @@ from dataflows.lanes import (
     alerts_of,
     count_rows,
     is_desk_lane,
-    kafka_messages,
+    lane_messages,
 )
 from dataflows.progress import FlowCounters
 from models.config.settings import Settings
@@ -94,9 +94,11 @@ def build_flow(
     notifier: Notifier | None = None,
     run_id: str = "",
     source: FlowSource | None = None,
+    kafka_sink: Sink[RowLane] | None = None,
 ) -> Dataflow:
     """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`.
-    `source`: None reads the Kafka topics (`kafka_source`)."""
+    `source`: None reads the Kafka topics (`kafka_source`); `kafka_sink`: None publishes the
+    rows' lanes to `spec.bootstrap` (`LaneKafkaSink` of `lane_messages`)."""
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
     source = source or kafka_source(settings, spec)
@@ -142,6 +144,12 @@ def build_flow(
     if notifier is not None:
         op.output("notify", op.flat_map("alerts", by_table, alerts_of), NotifierSink(notifier))
     if spec.kafka_out:
-        kmsgs = op.flat_map("to_kafka", by_table, lambda lane: kafka_messages(topics, lane))
-        op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))
+        # One item per lane, its messages produced in a loop (not one engine item each);
+        # with recovery every batch is delivered before the flow goes on (at-least-once).
+        sink = kafka_sink or LaneKafkaSink(
+            [spec.bootstrap],
+            lambda lane: lane_messages(topics, lane),
+            flush_batches=settings.recovery.enabled,
+        )
+        op.output("kafka_out", by_table, sink)
     return flow

@@ -9,7 +9,7 @@ out in a table (pure: no I/O).
 * `direct_lines(table, rows, run_id)`: JSONEachRow text written directly (`LINE_WRITERS`: bars,
   positions, decisions, orders, fills, alerts), the same JSON objects as `model_to_row`'s rows
   with the run id, nested parts as raw JSON the engine stores as their text.
-* `message_json(model, keep=...)`: a message's JSON once for its Kafka message and its row.
+* `message_json(model)`: a message's JSON, its parts once for its Kafka message and its row.
 * `ROW_CONVERTERS` maps each model type to its table and converter; `TABLES` lists the tables in
   DDL order.
 """
@@ -418,10 +418,38 @@ def _alert_line(m: Alert, tail: str) -> str:
 
 
 # ---------------------------------------------------------------- a message's JSON, once
-_JSON_OF: dict[int, tuple[BaseModel, bytes, tuple[bytes, ...] | None]] = {}
-"""Recent `message_json(keep=True)` results by the model's identity (the model held, so its id
-cannot be reused while it is here): the message's JSON and, for a decision, its nested parts."""
-_JSON_OF_MAX: Final = 4096
+class _Recent:
+    """JSON bytes of recently serialized objects, by identity (the object is held with its
+    bytes, so its id cannot be reused while it is here). Two generations of at most `size`
+    entries: when the newer is full it becomes the older and the oldest is dropped, so what was
+    used lately stays, at no bookkeeping per hit."""
+
+    __slots__ = ("new", "old", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.new: dict[int, tuple[object, bytes]] = {}
+        self.old: dict[int, tuple[object, bytes]] = {}
+
+    def get(self, obj: object) -> bytes | None:
+        key = id(obj)
+        hit = self.new.get(key) or self.old.get(key)
+        return hit[1] if hit is not None and hit[0] is obj else None
+
+    def put(self, obj: object, body: bytes) -> None:
+        if len(self.new) >= self.size:
+            self.old, self.new = self.new, {}
+        self.new[id(obj)] = (obj, body)
+
+    def clear(self) -> None:
+        self.new, self.old = {}, {}
+
+
+_JSON_OF: Final = _Recent(16_384)
+"""Recent JSON of the objects a message is made of: an order's or a fill's message (its Kafka
+value, and its element in every version of its decision), a decision's nested parts (the
+versions of a decision share its rounds, features, triggers and portfolio objects). Whoever
+asks first (the Kafka lane or the store) serializes; the other takes the bytes."""
 
 DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
 """A decision's nested parts, stored as their JSON text."""
@@ -454,21 +482,53 @@ def _bstr(value: str) -> bytes:
     return to_json(value)
 
 
+def _part(value: Any, serializer: Any) -> bytes:
+    """A nested part's JSON, once per object (`_JSON_OF`)."""
+    body = _JSON_OF.get(value)
+    if body is None:
+        body = serializer.to_json(value)
+        _JSON_OF.put(value, body)
+    return body
+
+
+def _listed(items: list[Any], kind: type[BaseModel], serializer: Any) -> bytes:
+    """A list of orders or fills as JSON: each element its own message's JSON (once per object,
+    shared with its Kafka message), joined as the list's serializer joins them; a list with
+    an element of another type goes to the list's serializer."""
+    if not items:
+        return b"[]"
+    parts: list[bytes] = []
+    for item in items:
+        if type(item) is not kind:
+            return cast(bytes, serializer.to_json(items))
+        body = _JSON_OF.get(item)
+        if body is None:
+            body = item.__pydantic_serializer__.to_json(item)
+            _JSON_OF.put(item, body)
+        parts.append(body)
+    return b"[" + b",".join(parts) + b"]"
+
+
+def _decision_parts(m: DecisionRecord) -> tuple[bytes, ...]:
+    """The nested parts' JSON (`DECISION_NESTED` order); raises what the serializer raises."""
+    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
+    return (
+        _part(m.triggers, st) if m.triggers else b"[]",
+        _part(m.features, sf),
+        _part(m.rounds, sr),
+        _listed(m.orders, Order, so),
+        _listed(m.fills, Fill, sfl),
+        _part(m.portfolio_before, spb),
+    )
+
+
 def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     """A decision's message JSON and its nested parts' JSON, each part serialized once: the
     message is the parts joined with the flat fields, in the model's field order (what
     `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
     serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
-    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
     try:
-        parts = t, f, r, o, fl, pb = (
-            st.to_json(m.triggers),
-            sf.to_json(m.features),
-            sr.to_json(m.rounds),
-            so.to_json(m.orders),
-            sfl.to_json(m.fills),
-            spb.to_json(m.portfolio_before),
-        )
+        parts = t, f, r, o, fl, pb = _decision_parts(m)
     except PydanticSerializationError:
         return m.__pydantic_serializer__.to_json(m), None
     body = b"".join(
@@ -501,39 +561,36 @@ def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     return body, parts
 
 
-def _message_json(model: BaseModel, keep: bool) -> tuple[bytes, tuple[bytes, ...] | None]:
-    key = id(model)
-    hit = _JSON_OF.get(key) if keep else _JSON_OF.pop(key, None)
-    if hit is not None and hit[0] is model:
-        return hit[1], hit[2]
-    if type(model) is DecisionRecord and _DECISION_PARTS:
-        body, parts = _decision_json(model)
-    else:
-        body, parts = model.__pydantic_serializer__.to_json(model), None
-    if keep:
-        if len(_JSON_OF) >= _JSON_OF_MAX:
-            del _JSON_OF[next(iter(_JSON_OF))]
-        _JSON_OF[key] = (model, body, parts)
-    return body, parts
-
-
-def message_json(model: BaseModel, *, keep: bool) -> bytes:
+def message_json(model: BaseModel) -> bytes:
     """`model.model_dump_json().encode()`, the bytes of the message's JSON.
 
-    A decision's JSON (~20 µs: its rounds, orders, features) holds the text of its nested
-    columns: it is built from them (`_decision_json`), so its Kafka message
-    (`dataflows.lanes.to_kafka`) and its row (`decision_parts`) share the work. `keep=True`
-    (the Kafka lane, which sees a row first) remembers the result for the model itself;
-    `keep=False` (the store, later) takes it back and forgets it, or serializes. The models
-    are frozen, so the bytes are the model's whatever the order; at most `_JSON_OF_MAX` are
-    kept (oldest dropped) when no store takes them."""
-    return _message_json(model, keep)[0]
+    A decision's JSON (~20 µs: its rounds, orders, features) is built from its nested parts'
+    (`_decision_json`), each serialized once per object: the versions of a decision share
+    most of them, its orders and fills are the orders' and fills' own messages, and the
+    store's row (`decision_parts`) takes the same bytes. An order's or a fill's JSON is kept
+    for its decision (`_JSON_OF`); the models are frozen, so the bytes are the model's
+    whoever asks first."""
+    kind = type(model)
+    if kind is DecisionRecord and _DECISION_PARTS:
+        return _decision_json(cast(DecisionRecord, model))[0]
+    if kind is Order or kind is Fill:
+        body = _JSON_OF.get(model)
+        if body is None:
+            body = model.__pydantic_serializer__.to_json(model)
+            _JSON_OF.put(model, body)
+        return body
+    return model.__pydantic_serializer__.to_json(model)
 
 
 def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
-    """The decision's nested parts' JSON (`DECISION_NESTED` order), taken from what the Kafka
-    lane kept or serialized now; None when the row path must write it."""
-    return _message_json(m, False)[1]
+    """The decision's nested parts' JSON (`DECISION_NESTED` order), from what its Kafka message
+    was made of or serialized now; None when the row path must write it."""
+    if not _DECISION_PARTS:
+        return None
+    try:
+        return _decision_parts(m)
+    except PydanticSerializationError:
+        return None
 
 
 _DECISION_FIELDS: Final = (
@@ -559,7 +616,7 @@ def _decision_line(m: DecisionRecord, tail: str) -> str:
     """The message's JSON (`message_json`) with the four derived columns added: the nested
     parts are raw JSON there, which the engine stores as their text (JSON_INSERT_SETTINGS), the
     very text `_json_text` gives them on the row path."""
-    body = message_json(m, keep=False)
+    body = message_json(m)
     triggers = m.triggers
     names = "[]" if not triggers else to_json([s.trigger for s in triggers]).decode()
     return (

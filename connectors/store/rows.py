@@ -136,6 +136,10 @@ def _json_text(value: Any) -> str:
     return to_json(value, fallback=str, inf_nan_mode="null").decode("utf-8")
 
 
+json_text: Final = _json_text
+"""The text a nested part is stored as (`_json_text`), for the columnar writer."""
+
+
 def _tick_row(m: StoredTick) -> Row:
     return {
         "symbol": m.symbol,

@@ -46,7 +46,6 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from connectors.store.columns import (
-    MODEL_TABLES,
     TABLE_BUILDERS,
     arrow_stream,
     has_columns,
@@ -60,6 +59,7 @@ from connectors.store.errors import (
     ClickHouseUnavailable,
     one_line,
 )
+from connectors.store.model_columns import MODEL_TABLES
 from connectors.store.rows import (
     DECIMAL_SCALE,
     ROW_CONVERTERS,

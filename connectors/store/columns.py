@@ -29,15 +29,9 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
-from connectors.store.rows import (
-    DECIMAL_SCALE,
-    DECISION_NESTED,
-    decimal_text,
-    decision_parts,
-    json_text,
-)
+from connectors.store.rows import DECIMAL_SCALE, decimal_text
 from models.core.blocks import COLUMN_TABLES, BarColumns, PositionColumns
-from models.core.messages import Alert, Bar, DecisionRecord, Fill, Order, PositionSnapshot, Signal
+from models.core.messages import Bar, PositionSnapshot
 
 DECIMAL_TYPE: Final = pa.decimal128(38, DECIMAL_SCALE)
 """Arrow's type of the `Decimal(38, 12)` columns: the engine takes it as it is."""
@@ -100,6 +94,18 @@ _ROUND_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOp
 38-digit value otherwise); an invalid operation (NaN, infinity) raises."""
 
 
+def optional_decimal_array(values: Sequence[Decimal | None]) -> Any:
+    """`decimal_array` of a Nullable column (None stays NULL)."""
+    try:
+        return pa.array(values, DECIMAL_TYPE)
+    except (pa.ArrowException, TypeError, OverflowError):
+        pass
+    quantum, ctx = _QUANTUM, _ROUND_CTX
+    return pa.array(
+        [None if v is None else v.quantize(quantum, context=ctx) for v in values], DECIMAL_TYPE
+    )
+
+
 def _int_array(values: Sequence[int]) -> Any:
     return pa.array(values, pa.int64())
 
@@ -112,7 +118,7 @@ def _symbols(symbols: Sequence[str], lengths: Sequence[int]) -> Any:
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(names))
 
 
-def _run_column(run_id: str, n: int) -> Any:
+def run_column(run_id: str, n: int) -> Any:
     return pa.repeat(pa.scalar(run_id, pa.string()), n)
 
 
@@ -165,7 +171,7 @@ def bars_table(items: Sequence[Any], run_id: str) -> Any:
         *(decimal_array(decs[k]) for k in ("open", "high", "low", "close", "volume")),
         _int_array(trades),
         decimal_array(vwap),
-        _run_column(run_id, n),
+        run_column(run_id, n),
     ]
     return pa.Table.from_arrays(arrays, names=list(BAR_FIELDS))
 
@@ -222,7 +228,7 @@ def positions_table(items: Sequence[Any], run_id: str) -> Any:
         decimal_array(unrealized),
         constant(cash),
         decimal_array(equity),
-        _run_column(run_id, len(ts)),
+        run_column(run_id, len(ts)),
     ]
     return pa.Table.from_arrays(arrays, names=list(POSITION_FIELDS))
 
@@ -292,243 +298,15 @@ def python_columns(table: Any) -> dict[str, list[Any]]:
 __all__ = [
     "BAR_FIELDS",
     "DECIMAL_TYPE",
-    "MODEL_TABLES",
     "POSITION_FIELDS",
     "TABLE_BUILDERS",
-    "alerts_table",
     "arrow_stream",
     "bars_table",
     "decimal_array",
     "decimal_values",
-    "decisions_table",
-    "fills_table",
     "has_columns",
-    "orders_table",
     "positions_table",
     "python_columns",
     "read_arrow",
-    "signals_table",
+    "run_column",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# The decision log as columns: no JSON for the engine to parse
-# --------------------------------------------------------------------------------------------
-
-DECISION_FIELDS: Final = (
-    "decision_id",
-    "ts_ms",
-    "symbol",
-    "branch",
-    "status",
-    "trigger_names",
-    "n_rounds",
-    "n_orders",
-    "n_fills",
-    "note",
-    "version",
-    *DECISION_NESTED,
-    "run_id",
-)
-"""The decisions table's stored columns."""
-
-
-def decisions_table(models: Sequence[DecisionRecord], run_id: str) -> Any:
-    """The Arrow table of decisions' rows, the values `model_to_row` gives: the nested parts
-    their JSON text (as bytes: the UTF-8 the engine stores; `decision_parts`, shared with
-    the Kafka message), the rest as they are. None when a decision's parts are not to be had
-    (the caller writes lines) or a value does not fit its column's Arrow type (the lines
-    refuse it as the row path does)."""
-    nested: list[list[bytes]] = [[] for _ in DECISION_NESTED]
-    for m in models:
-        parts = decision_parts(m)
-        if parts is None:
-            return None
-        for column, part in zip(nested, parts, strict=True):
-            column.append(part)
-    try:
-        arrays = [
-            pa.array([m.decision_id for m in models], pa.string()),
-            pa.array([m.ts_ms for m in models], pa.int64()),
-            pa.array([m.symbol for m in models], pa.string()),
-            pa.array([m.branch.value for m in models], pa.string()),
-            pa.array([m.status.value for m in models], pa.string()),
-            pa.array([[s.trigger for s in m.triggers] for m in models], pa.list_(pa.string())),
-            pa.array([len(m.rounds) for m in models], pa.uint32()),
-            pa.array([len(m.orders) for m in models], pa.uint32()),
-            pa.array([len(m.fills) for m in models], pa.uint32()),
-            pa.array([m.note for m in models], pa.string()),
-            pa.array([m.version for m in models], pa.uint64()),
-            *(pa.array(column, pa.binary()) for column in nested),
-            _run_column(run_id, len(models)),
-        ]
-    except (pa.ArrowException, OverflowError, TypeError, UnicodeError):
-        return None
-    return pa.Table.from_arrays(arrays, names=list(DECISION_FIELDS))
-
-
-# --------------------------------------------------------------------------------------------
-# Orders, fills, alerts and signals as columns: the engine parses no JSON either
-# --------------------------------------------------------------------------------------------
-
-_ARROW_REFUSALS: Final = (pa.ArrowException, OverflowError, TypeError, UnicodeError, ValueError)
-"""What a builder below takes as "not as columns": the caller writes the batch's lines, which
-store what the rows store or refuse it with the row path's own error, in the row path's order
-(a column-wise refusal could name another value first)."""
-
-
-def _strings(values: list[Any]) -> Any:
-    return pa.array(values, pa.string())
-
-
-def _optional_decimals(values: list[Decimal | None]) -> Any:
-    """`decimal_array` of a Nullable column (None stays NULL)."""
-    try:
-        return pa.array(values, DECIMAL_TYPE)
-    except (pa.ArrowException, TypeError, OverflowError):
-        pass
-    quantum, ctx = _QUANTUM, _ROUND_CTX
-    return pa.array(
-        [None if v is None else v.quantize(quantum, context=ctx) for v in values], DECIMAL_TYPE
-    )
-
-
-ORDER_FIELDS: Final = (
-    "client_order_id",
-    "decision_id",
-    "symbol",
-    "side",
-    "quantity",
-    "order_type",
-    "status",
-    "placed_ms",
-    "updated_ms",
-    "reason",
-    "version",
-    "size_fraction",
-    "run_id",
-)
-
-
-def orders_table(models: Sequence[Order], run_id: str) -> Any:
-    """The Arrow table of orders' rows (`model_to_row`'s values), or None (`_ARROW_REFUSALS`)."""
-    try:
-        arrays = [
-            _strings([m.client_order_id for m in models]),
-            _strings([m.decision_id for m in models]),
-            _strings([m.symbol for m in models]),
-            _strings([m.side.value for m in models]),
-            decimal_array([m.quantity for m in models]),
-            _strings([m.order_type for m in models]),
-            _strings([m.status.value for m in models]),
-            pa.array([m.placed_ms for m in models], pa.int64()),
-            pa.array([m.updated_ms for m in models], pa.int64()),
-            _strings([m.reason for m in models]),
-            pa.array([m.version for m in models], pa.uint64()),
-            _optional_decimals([m.size_fraction for m in models]),
-            _run_column(run_id, len(models)),
-        ]
-    except _ARROW_REFUSALS:
-        return None
-    return pa.Table.from_arrays(arrays, names=list(ORDER_FIELDS))
-
-
-FILL_FIELDS: Final = (
-    "fill_id",
-    "client_order_id",
-    "decision_id",
-    "symbol",
-    "side",
-    "quantity",
-    "price",
-    "fee",
-    "ts_ms",
-    "run_id",
-)
-
-
-def fills_table(models: Sequence[Fill], run_id: str) -> Any:
-    """The Arrow table of fills' rows, or None (`_ARROW_REFUSALS`)."""
-    try:
-        arrays = [
-            _strings([m.fill_id for m in models]),
-            _strings([m.client_order_id for m in models]),
-            _strings([m.decision_id for m in models]),
-            _strings([m.symbol for m in models]),
-            _strings([m.side.value for m in models]),
-            decimal_array([m.quantity for m in models]),
-            decimal_array([m.price for m in models]),
-            decimal_array([m.fee for m in models]),
-            pa.array([m.ts_ms for m in models], pa.int64()),
-            _run_column(run_id, len(models)),
-        ]
-    except _ARROW_REFUSALS:
-        return None
-    return pa.Table.from_arrays(arrays, names=list(FILL_FIELDS))
-
-
-ALERT_FIELDS: Final = ("alert_id", "ts_ms", "severity", "source", "message", "context", "run_id")
-
-
-def alerts_table(models: Sequence[Alert], run_id: str) -> Any:
-    """The Arrow table of alerts' rows (the context as `json_text`), or None."""
-    try:
-        arrays = [
-            _strings([m.alert_id for m in models]),
-            pa.array([m.ts_ms for m in models], pa.int64()),
-            _strings([m.severity.value for m in models]),
-            _strings([m.source for m in models]),
-            _strings([m.message for m in models]),
-            _strings([json_text(m.context) for m in models]),
-            _run_column(run_id, len(models)),
-        ]
-    except _ARROW_REFUSALS:
-        return None
-    return pa.Table.from_arrays(arrays, names=list(ALERT_FIELDS))
-
-
-SIGNAL_FIELDS: Final = (
-    "symbol",
-    "ts_ms",
-    "trigger",
-    "kind",
-    "direction",
-    "strength",
-    "strategic",
-    "detail",
-    "run_id",
-)
-
-
-def signals_table(models: Sequence[Signal], run_id: str) -> Any:
-    """The Arrow table of signals' rows (the strength as the double it is, NaN and infinities
-    included, which the row path writes as the text the engine parses back to them; the
-    detail as `json_text`), or None."""
-    try:
-        arrays = [
-            _strings([m.symbol for m in models]),
-            pa.array([m.ts_ms for m in models], pa.int64()),
-            _strings([m.trigger for m in models]),
-            _strings([m.kind for m in models]),
-            _strings([m.direction.value for m in models]),
-            pa.array([m.strength for m in models], pa.float64()),
-            pa.array([m.strategic for m in models], pa.bool_()),
-            _strings([json_text(m.detail) for m in models]),
-            _run_column(run_id, len(models)),
-        ]
-    except _ARROW_REFUSALS:
-        return None
-    return pa.Table.from_arrays(arrays, names=list(SIGNAL_FIELDS))
-
-
-MODEL_TABLES: Final[dict[type, tuple[Any, int]]] = {
-    DecisionRecord: (decisions_table, 1),
-    Order: (orders_table, 200),
-    Fill: (fills_table, 200),
-    Alert: (alerts_table, 200),
-    Signal: (signals_table, 200),
-}
-"""Model type -> (builder of its table's Arrow table from a batch of such models, the fewest
-rows it is used for). An Arrow insert costs ~0.8 ms more than a JSON one (chdb's streaming
-insert), and saves ~4 µs a row (the engine's JSON parse, the line's text), a decision's ~15:
-a smaller batch goes as lines (or rows); so does one a builder refuses (None)."""

@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any, Final, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
@@ -53,6 +53,7 @@ _DECIMAL_QUANTUM: Final = Decimal(1).scaleb(-DECIMAL_SCALE)
 _DECIMAL_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN)
 
 Row = dict[str, Any]
+V = TypeVar("V")
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,9 +423,9 @@ def _alert_line(m: Alert, tail: str) -> str:
 
 
 # ---------------------------------------------------------------- a message's JSON, once
-class _Recent:
-    """JSON bytes of recently serialized objects, by identity (the object is held with its
-    bytes, so its id cannot be reused while it is here). Two generations of at most `size`
+class _Recent(Generic[V]):
+    """Values (JSON bytes) of recently serialized objects, by identity (the object is held with
+    its value, so its id cannot be reused while it is here). Two generations of at most `size`
     entries: when the newer is full it becomes the older and the oldest is dropped, so what was
     used lately stays, at no bookkeeping per hit."""
 
@@ -432,28 +433,32 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.new: dict[int, tuple[object, bytes]] = {}
-        self.old: dict[int, tuple[object, bytes]] = {}
+        self.new: dict[int, tuple[object, V]] = {}
+        self.old: dict[int, tuple[object, V]] = {}
 
-    def get(self, obj: object) -> bytes | None:
+    def get(self, obj: object) -> V | None:
         key = id(obj)
         hit = self.new.get(key) or self.old.get(key)
         return hit[1] if hit is not None and hit[0] is obj else None
 
-    def put(self, obj: object, body: bytes) -> None:
+    def put(self, obj: object, value: V) -> None:
         if len(self.new) >= self.size:
             self.old, self.new = self.new, {}
-        self.new[id(obj)] = (obj, body)
+        self.new[id(obj)] = (obj, value)
 
     def clear(self) -> None:
         self.new, self.old = {}, {}
 
 
-_JSON_OF: Final = _Recent(16_384)
+_JSON_OF: Final = _Recent[bytes](16_384)
 """Recent JSON of the objects a message is made of: an order's or a fill's message (its Kafka
 value, and its element in every version of its decision), a decision's nested parts (the
 versions of a decision share its rounds, features, triggers and portfolio objects). Whoever
 asks first (the Kafka lane or the store) serializes; the other takes the bytes."""
+
+_PARTS_OF: Final = _Recent[tuple[bytes, ...]](4096)
+"""Recent decisions' nested parts' JSON, by decision: the Kafka lane and the store each ask
+for the same decision's, and the second asks once, not once per part."""
 
 DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
 """A decision's nested parts, stored as their JSON text."""
@@ -526,13 +531,28 @@ def _decision_parts(m: DecisionRecord) -> tuple[bytes, ...]:
     )
 
 
+def forget_json() -> None:
+    """Drop every kept JSON (`_JSON_OF`, `_PARTS_OF`): for tests and benchmarks."""
+    _JSON_OF.clear()
+    _PARTS_OF.clear()
+
+
+def _kept_parts(m: DecisionRecord) -> tuple[bytes, ...]:
+    """`_decision_parts`, once per decision (`_PARTS_OF`)."""
+    parts = _PARTS_OF.get(m)
+    if parts is None:
+        parts = _decision_parts(m)
+        _PARTS_OF.put(m, parts)
+    return parts
+
+
 def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     """A decision's message JSON and its nested parts' JSON, each part serialized once: the
     message is the parts joined with the flat fields, in the model's field order (what
     `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
     serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
     try:
-        parts = t, f, r, o, fl, pb = _decision_parts(m)
+        parts = t, f, r, o, fl, pb = _kept_parts(m)
     except PydanticSerializationError:
         return m.__pydantic_serializer__.to_json(m), None
     body = b"".join(
@@ -592,7 +612,7 @@ def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
     if not _DECISION_PARTS:
         return None
     try:
-        return _decision_parts(m)
+        return _kept_parts(m)
     except PydanticSerializationError:
         return None
 

@@ -1,6 +1,6 @@
 """The decision-log tables' direct lines (connectors/store/rows.py `LINE_WRITERS`: decisions
 with their nested parts as raw JSON, orders, fills, alerts) and their Arrow tables
-(connectors/store/columns.py `MODEL_TABLES`: decisions, orders, fills, alerts, signals) store
+(connectors/store/model_columns.py `MODEL_TABLES`: decisions, orders, fills, alerts, signals) store
 exactly what `model_to_row`'s rows store, on a real engine.
 
 Each generated batch is written twice into one store: through `Store.insert_models` (the
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from connectors.store.clickhouse import Store, _row_json
-from connectors.store.columns import MODEL_TABLES
+from connectors.store.model_columns import MODEL_TABLES
 from connectors.store.rows import model_to_row
 from models.config.settings import ClickHouseConfig
 from models.core.messages import Fill

@@ -116,7 +116,7 @@ def test_a_decisions_parts_are_serialized_once(decision: DecisionRecord) -> None
     its orders and fills: each part's JSON is made once (the same bytes object is given back),
     an order's or a fill's JSON is its own message's, and every message is still its
     `model_dump_json()` whoever asks first (the store or the Kafka lane)."""
-    store_rows._JSON_OF.clear()
+    store_rows.forget_json()
     if not store_rows._DECISION_PARTS:
         return
     later = decision.model_copy(
@@ -138,7 +138,7 @@ def test_a_decisions_parts_are_serialized_once(decision: DecisionRecord) -> None
     copy = decision.model_copy(deep=True)  # equal, other objects: serialized anew, same bytes
     assert store_rows.decision_parts(copy) == parts
     assert message_json(copy) == message_json(decision)
-    store_rows._JSON_OF.clear()
+    store_rows.forget_json()
 
 
 def test_recent_json_keeps_a_bounded_number() -> None:

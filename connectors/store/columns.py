@@ -94,18 +94,6 @@ _ROUND_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOp
 38-digit value otherwise); an invalid operation (NaN, infinity) raises."""
 
 
-def optional_decimal_array(values: Sequence[Decimal | None]) -> Any:
-    """`decimal_array` of a Nullable column (None stays NULL)."""
-    try:
-        return pa.array(values, DECIMAL_TYPE)
-    except (pa.ArrowException, TypeError, OverflowError):
-        pass
-    quantum, ctx = _QUANTUM, _ROUND_CTX
-    return pa.array(
-        [None if v is None else v.quantize(quantum, context=ctx) for v in values], DECIMAL_TYPE
-    )
-
-
 def _int_array(values: Sequence[int]) -> Any:
     return pa.array(values, pa.int64())
 
@@ -118,7 +106,7 @@ def _symbols(symbols: Sequence[str], lengths: Sequence[int]) -> Any:
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(names))
 
 
-def run_column(run_id: str, n: int) -> Any:
+def _run_column(run_id: str, n: int) -> Any:
     return pa.repeat(pa.scalar(run_id, pa.string()), n)
 
 
@@ -171,7 +159,7 @@ def bars_table(items: Sequence[Any], run_id: str) -> Any:
         *(decimal_array(decs[k]) for k in ("open", "high", "low", "close", "volume")),
         _int_array(trades),
         decimal_array(vwap),
-        run_column(run_id, n),
+        _run_column(run_id, n),
     ]
     return pa.Table.from_arrays(arrays, names=list(BAR_FIELDS))
 
@@ -228,7 +216,7 @@ def positions_table(items: Sequence[Any], run_id: str) -> Any:
         decimal_array(unrealized),
         constant(cash),
         decimal_array(equity),
-        run_column(run_id, len(ts)),
+        _run_column(run_id, len(ts)),
     ]
     return pa.Table.from_arrays(arrays, names=list(POSITION_FIELDS))
 
@@ -308,5 +296,4 @@ __all__ = [
     "positions_table",
     "python_columns",
     "read_arrow",
-    "run_column",
 ]

@@ -17,12 +17,13 @@ row path's order. tests/integration/test_store_lines.py compares both with the r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 import pyarrow as pa
 
-from connectors.store.columns import decimal_array, optional_decimal_array, run_column
-from connectors.store.rows import DECISION_NESTED, decision_parts, json_text
+from connectors.store.columns import DECIMAL_TYPE, decimal_array
+from connectors.store.rows import DECIMAL_SCALE, DECISION_NESTED, decision_parts, json_text
 from models.core.messages import Alert, DecisionRecord, Fill, Order, Signal
 
 DECISION_FIELDS: Final = (
@@ -43,6 +44,27 @@ DECISION_FIELDS: Final = (
 """The decisions table's stored columns."""
 
 
+_QUANTUM: Final = Decimal(1).scaleb(-DECIMAL_SCALE)
+_ROUND_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+"""Rounding to the column scale as the row path's text rounds (`decimal_array` too)."""
+
+
+def _run_column(run_id: str, n: int) -> Any:
+    return pa.repeat(pa.scalar(run_id, pa.string()), n)
+
+
+def _optional_decimals(values: Sequence[Decimal | None]) -> Any:
+    """`decimal_array` of a Nullable column (None stays NULL)."""
+    try:
+        return pa.array(values, DECIMAL_TYPE)
+    except (pa.ArrowException, TypeError, OverflowError):
+        pass
+    quantum, ctx = _QUANTUM, _ROUND_CTX
+    return pa.array(
+        [None if v is None else v.quantize(quantum, context=ctx) for v in values], DECIMAL_TYPE
+    )
+
+
 def _from_rows(rows: list[tuple[Any, ...]], kinds: Sequence[Any], run_id: str) -> list[Any]:
     """Row tuples (one pass over the models, no `.value` per enum: a `StrEnum` member is the
     str of its value) as Arrow arrays, one per `kinds` entry (an Arrow type, or a function of
@@ -51,7 +73,7 @@ def _from_rows(rows: list[tuple[Any, ...]], kinds: Sequence[Any], run_id: str) -
         pa.array(column, kind) if isinstance(kind, pa.DataType) else kind(column)
         for column, kind in zip(zip(*rows, strict=True), kinds, strict=True)
     ]
-    return [*arrays, run_column(run_id, len(rows))]
+    return [*arrays, _run_column(run_id, len(rows))]
 
 
 _S: Final = pa.string()
@@ -131,7 +153,7 @@ ORDER_FIELDS: Final = (
 )
 _ORDER_KINDS: Final = (
     *(_S, _S, _S, _S, decimal_array, _S, _S),
-    *(pa.int64(), pa.int64(), _S, pa.uint64(), optional_decimal_array),
+    *(pa.int64(), pa.int64(), _S, pa.uint64(), _optional_decimals),
 )
 
 

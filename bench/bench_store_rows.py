@@ -173,9 +173,9 @@ def measure(events_path: Path, store_dir: Path) -> dict[str, Any]:
 def run_child(tree: Path, events: Path, work: Path) -> dict[str, Any]:
     store_dir = Path(tempfile.mkdtemp(prefix="ch-", dir=work))
     try:
+        command = [sys.executable, str(BENCH / "bench_store_rows.py"), "--child", str(events)]
         out = subprocess.run(
-            [sys.executable, str(BENCH / "bench_store_rows.py"), "--child", str(events), "--store"]
-            + [str(store_dir)],
+            [*command, "--store", str(store_dir)],
             capture_output=True,
             text=True,
             check=False,

@@ -42,6 +42,12 @@ from dataflows.lanes import (
 from dataflows.progress import FlowCounters
 from models.config.settings import Settings
 
+BOUNDED_WRITE_EVERY = timedelta(seconds=2)
+"""A bounded run (a backtest) writes each table at most this often: nobody watches its rows
+arrive, and fewer, larger inserts cost the engine less (its fixed cost per insert, and the
+merges of the parts each insert makes: ~0.25 s of engine CPU less on 200,000 bars than at
+500 ms)."""
+
 
 @dataclass(frozen=True)
 class FlowSpec:
@@ -52,6 +58,8 @@ class FlowSpec:
     batch_size: int = 5000
     kafka_out: bool = True
     write_every: timedelta = timedelta(milliseconds=500)
+    """How long a table's rows wait for more before they are written (live); a bounded run
+    waits at least `BOUNDED_WRITE_EVERY`."""
     write_max_rows: int = 50_000
     gpt_inline: bool | None = None  # answer GPT inline (deterministic); None: when not tailing
 
@@ -132,13 +140,14 @@ def build_flow(
     by_table: Stream[RowLane] = op.merge("rows", lanes.falses, op.key_rm("desk_out", desk))
     if counters is not None:
         op.inspect("count_out", by_table, lambda _s, lane: count_rows(counters, lane))
+    write_every = spec.write_every if spec.tail else max(spec.write_every, BOUNDED_WRITE_EVERY)
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
     # The wall clock only decides when a batch is written, never what is in the log.
     batches = op.stateful_batch(
         "write_batches",
         by_table,
-        lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
+        lambda resume: RowBatchLogic(write_every, spec.write_max_rows, resume),
     )
     op.output("clickhouse", batches, store_sink or ClickHouseSink(settings.clickhouse, run_id))
     if notifier is not None:

@@ -450,15 +450,17 @@ class _Recent(Generic[V]):
         self.new, self.old = {}, {}
 
 
-_JSON_OF: Final = _Recent[bytes](16_384)
+_JSON_OF: Final = _Recent[bytes](32_768)
 """Recent JSON of the objects a message is made of: an order's or a fill's message (its Kafka
 value, and its element in every version of its decision), a decision's nested parts (the
 versions of a decision share its rounds, features, triggers and portfolio objects). Whoever
 asks first (the Kafka lane or the store) serializes; the other takes the bytes."""
 
-_PARTS_OF: Final = _Recent[tuple[bytes, ...]](4096)
+_PARTS_OF: Final = _Recent[tuple[bytes, ...]](8192)
 """Recent decisions' nested parts' JSON, by decision: the Kafka lane and the store each ask
-for the same decision's, and the second asks once, not once per part."""
+for the same decision's, and the second asks once, not once per part. Sized for the store's
+delay (a bounded run writes every 2 s: at ~2,500 decisions a second, ~5,000 wait; a part is
+~3 KB, so at most ~50 MB are held)."""
 
 DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
 """A decision's nested parts, stored as their JSON text."""

@@ -454,7 +454,10 @@ _JSON_OF: Final = _Recent[bytes](32_768)
 """Recent JSON of the objects a message is made of: an order's or a fill's message (its Kafka
 value, and its element in every version of its decision), a decision's nested parts (the
 versions of a decision share its rounds, features, triggers and portfolio objects). Whoever
-asks first (the Kafka lane or the store) serializes; the other takes the bytes."""
+asks first (the Kafka lane or the store) serializes; the other takes the bytes. Keyed by
+identity, so it relies on what the desk emitted never changing after: the models are frozen
+and their lists are the records' own copies (models/desk/desk.py), as the Kafka lane's
+serializing a record later than it was made always relied on."""
 
 _PARTS_OF: Final = _Recent[tuple[bytes, ...]](8192)
 """Recent decisions' nested parts' JSON, by decision: the Kafka lane and the store each ask

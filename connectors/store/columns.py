@@ -29,9 +29,9 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
-from connectors.store.rows import DECIMAL_SCALE, DECISION_NESTED, decimal_text, decision_parts
+from connectors.store.rows import DECIMAL_SCALE, decimal_text
 from models.core.blocks import COLUMN_TABLES, BarColumns, PositionColumns
-from models.core.messages import Bar, DecisionRecord, PositionSnapshot
+from models.core.messages import Bar, PositionSnapshot
 
 DECIMAL_TYPE: Final = pa.decimal128(38, DECIMAL_SCALE)
 """Arrow's type of the `Decimal(38, 12)` columns: the engine takes it as it is."""
@@ -292,65 +292,8 @@ __all__ = [
     "bars_table",
     "decimal_array",
     "decimal_values",
-    "decisions_table",
     "has_columns",
     "positions_table",
     "python_columns",
     "read_arrow",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# The decision log as columns: no JSON for the engine to parse
-# --------------------------------------------------------------------------------------------
-
-DECISION_FIELDS: Final = (
-    "decision_id",
-    "ts_ms",
-    "symbol",
-    "branch",
-    "status",
-    "trigger_names",
-    "n_rounds",
-    "n_orders",
-    "n_fills",
-    "note",
-    "version",
-    *DECISION_NESTED,
-    "run_id",
-)
-"""The decisions table's stored columns."""
-
-
-def decisions_table(models: Sequence[DecisionRecord], run_id: str) -> Any:
-    """The Arrow table of decisions' rows, the values `model_to_row` gives: the nested parts
-    their JSON text (as bytes: the UTF-8 the engine stores; `decision_parts`, shared with
-    the Kafka message), the rest as they are. None when a decision's parts are not to be had
-    (the caller writes lines) or a value does not fit its column's Arrow type (the lines
-    refuse it as the row path does)."""
-    nested: list[list[bytes]] = [[] for _ in DECISION_NESTED]
-    for m in models:
-        parts = decision_parts(m)
-        if parts is None:
-            return None
-        for column, part in zip(nested, parts, strict=True):
-            column.append(part)
-    try:
-        arrays = [
-            pa.array([m.decision_id for m in models], pa.string()),
-            pa.array([m.ts_ms for m in models], pa.int64()),
-            pa.array([m.symbol for m in models], pa.string()),
-            pa.array([m.branch.value for m in models], pa.string()),
-            pa.array([m.status.value for m in models], pa.string()),
-            pa.array([[s.trigger for s in m.triggers] for m in models], pa.list_(pa.string())),
-            pa.array([len(m.rounds) for m in models], pa.uint32()),
-            pa.array([len(m.orders) for m in models], pa.uint32()),
-            pa.array([len(m.fills) for m in models], pa.uint32()),
-            pa.array([m.note for m in models], pa.string()),
-            pa.array([m.version for m in models], pa.uint64()),
-            *(pa.array(column, pa.binary()) for column in nested),
-            _run_column(run_id, len(models)),
-        ]
-    except (pa.ArrowException, OverflowError, TypeError, UnicodeError):
-        return None
-    return pa.Table.from_arrays(arrays, names=list(DECISION_FIELDS))

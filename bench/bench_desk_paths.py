@@ -12,7 +12,9 @@ features, triggers and routes computed once, before any timing). One desk behind
 backtest: inline) takes them as `BarBlock`s of `--block` bars; the CPU time of the process is
 taken around `DeskDriver.run` and around each `on_bar_event` call the block path makes. An
 acting bar whose outputs hold a first decision version is a decision bar, one with a fill a fill
-bar. Each figure is the median of `--repeat` runs.
+bar. The quiet path is the rest of `on_bar_block`'s time, per quiet bar and per run of quiet bars, and
+as fitted (`fixed + per bar * bars`) to the times of each `quiet.quiet_bars` call. Each figure is the median of `--repeat` runs, each without cycle collection (as a bounded
+flow runs: `dataflows/run.py`).
 
 `--baseline REV` extracts that commit with `git archive` and runs this same file there (as a
 child, PYTHONPATH pointing at it), alternating with this tree's runs: the ratios are this tree's
@@ -24,6 +26,7 @@ fails. `--dump` writes those row texts, one a line.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import io
 import json
@@ -48,6 +51,7 @@ from bench_desk_block import events, settings  # noqa: E402
 from dataflows.driver import DeskDriver  # noqa: E402
 from models.core.blocks import BarBlock, PositionColumns, expand_rows  # noqa: E402
 from models.core.messages import DecisionRecord, Fill, PositionSnapshot  # noqa: E402
+from models.desk import quiet  # noqa: E402
 from models.desk.desk import TradingDesk  # noqa: E402
 
 KINDS = ("decision", "fill", "other")
@@ -60,26 +64,55 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
     counts = {k: 0 for k in KINDS}
     original = TradingDesk.on_bar_event
 
+    timed: list[tuple[int, list[Any]]] = []  # sorted into kinds after the run
+
     def timed_event(self: TradingDesk, event: Any) -> Any:
         started = clock()
         out = original(self, event)
-        took = clock() - started
-        decided = any(type(r) is DecisionRecord and r.version == 1 for r in out)
-        kind = "decision" if decided else "fill" if any(type(r) is Fill for r in out) else "other"
-        acting[kind] += took
-        counts[kind] += 1
+        timed.append((clock() - started, out))
         return out
 
+    runs: list[tuple[int, int]] = []  # (bars, ns) of each `quiet.quiet_bars` call
+    quiet_bars = quiet.quiet_bars
+
+    def timed_quiet(desk: TradingDesk, block: BarBlock, start: int, *more: Any) -> Any:
+        started = clock()
+        got = quiet_bars(desk, block, start, *more)
+        runs.append((got[1] - start, clock() - started))
+        return got
+
+    block_ns = [0]
+    on_bar_block = TradingDesk.on_bar_block
+
+    def timed_block(self: TradingDesk, block: BarBlock, start: int = 0) -> Any:
+        started = clock()
+        got = on_bar_block(self, block, start)
+        block_ns[0] += clock() - started
+        return got
+
     TradingDesk.on_bar_event = timed_event  # type: ignore[method-assign]
+    TradingDesk.on_bar_block = timed_block  # type: ignore[method-assign]
+    quiet.quiet_bars = timed_quiet
     try:
         driver = DeskDriver(TradingDesk.create(cfg))
         rows: list[Any] = []
+        gc.collect()
+        gc.disable()  # as a bounded flow runs (dataflows/run.py)
         started = clock()
         driver.run(blocks, rows)
         total = clock() - started
     finally:
+        gc.enable()
         TradingDesk.on_bar_event = original  # type: ignore[method-assign]
-    runs = [r for r in rows if isinstance(r, PositionColumns)]
+        TradingDesk.on_bar_block = on_bar_block  # type: ignore[method-assign]
+        quiet.quiet_bars = quiet_bars
+    for took, out in timed:
+        decided = any(type(r) is DecisionRecord and r.version == 1 for r in out)
+        kind = "decision" if decided else "fill" if any(type(r) is Fill for r in out) else "other"
+        acting[kind] += took
+        counts[kind] += 1
+    fixed, per_bar = fit(runs)
+    columns = [r for r in rows if isinstance(r, PositionColumns)]
     expanded = list(expand_rows(rows))
     digest = hashlib.sha256()
     texts: list[str] = []
@@ -93,10 +126,12 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
     last = expanded[-1]
     return {
         "total_ns": total,
+        "block_ns": block_ns[0],
         "acting_ns": acting,
         "acting": counts,
-        "quiet_runs": len(runs),
-        "quiet_bars": sum(len(r) for r in runs),
+        "quiet_runs": len(columns),
+        "quiet_bars": sum(len(r) for r in columns),
+        "quiet_fit": [fixed, per_bar],
         "fills": sum(type(r) is Fill for r in expanded),
         "equity": str(last.equity) if isinstance(last, PositionSnapshot) else "?",
         "digest": digest.hexdigest(),
@@ -104,15 +139,26 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
 
 
 def figures(run: dict[str, Any]) -> dict[str, float]:
-    """µs: a whole run per bar, each acting kind per bar, the quiet path per bar and per run."""
+    """µs: a whole run (the driver's work included) per bar, each acting kind per bar, the quiet path per bar and per run."""
     acting_ns = sum(run["acting_ns"].values())
-    quiet_ns = run["total_ns"] - acting_ns
+    quiet_ns = run["block_ns"] - acting_ns
     out = {"total": run["total_ns"] / 1e3 / run["bars"], "acting": acting_ns / 1e3}
     for kind in KINDS:
         out[kind] = run["acting_ns"][kind] / 1e3 / max(run["acting"][kind], 1)
     out["quiet/bar"] = quiet_ns / 1e3 / max(run["quiet_bars"], 1)
     out["quiet/run"] = quiet_ns / 1e3 / max(run["quiet_runs"], 1)
+    out["fit fixed"], out["fit /bar"] = (v / 1e3 for v in run["quiet_fit"])
     return out
+
+
+def fit(runs: list[tuple[int, int]]) -> tuple[float, float]:
+    """Least squares `ns = fixed + per_bar * bars` over the quiet calls that took bars."""
+    xs = [float(n) for n, _ in runs if n]
+    ys = [float(t) for n, t in runs if n]
+    if len(xs) < 2:
+        return 0.0, 0.0
+    slope, intercept = statistics.linear_regression(xs, ys)
+    return intercept, slope
 
 
 def extract(rev: str, into: Path) -> Path:

@@ -92,8 +92,9 @@ def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int, branched: list[int])
     position = held + desk.decisions.in_flight(sym)
     entry = portfolio.positions[sym].avg_cost if held != 0 else None
     cols = block.bars
+    floats = None if cols.floats is None else cols.floats.close  # float(close), bit for bit
     return probe(active.strategy, block.features.names).quiet_until(
-        sym, block.features.rows, cols.close, cols.end_ms, lo, hi, position, entry
+        sym, block.features.rows, cols.close, cols.end_ms, lo, hi, position, entry, floats
     )
 
 

@@ -148,11 +148,13 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
+        floats: Sequence[float] | None = None,
     ) -> int:
         """The first bar in `lo..hi-1` on which `on_bar(symbol, ...)` would return an action
         (`hi` when none would), with the strategy's memory advanced over the bars before it
         exactly as `on_bar` would have; `position` and `entry_price` as the desk passes them,
-        the same on every bar (the book does not move on a quiet bar).
+        the same on every bar (the book does not move on a quiet bar). `floats`, when given, is
+        `float()` of each close (`BarColumns.floats`: read instead of converting again).
 
         Bars newer than the memory's last, in time order (always, from ingest) are taken in
         chunks, each condition evaluated over a chunk at once (`_chunk_acts`); otherwise bar
@@ -165,13 +167,19 @@ class RowProbe:
         stops = None
         if position != 0 and entry_price is not None and entry_price > 0:
             stops = _stop_levels(strategy, entry_price, position < 0)
+            if stops == (None, None):  # neither a stop nor a target: nothing to check
+                stops = None
         start, size, stop = lo, _FIRST_CHUNK, hi
         while start < hi:
             end = min(hi, start + size)
             if self.sides and not _newer(ends, start, end, last_ts):
-                return self._loop(symbol, rows, closes, ends, start, hi, position, entry_price)
+                return self._loop(
+                    symbol, rows, closes, ends, start, hi, position, entry_price, floats
+                )
             last_ts = ends[end - 1]
-            acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops)
+            acts, after = self._chunk_acts(
+                rows, closes, start, end, cur, position, stops, floats
+            )
             if True in acts:
                 first = acts.index(True)
                 stop = start + first
@@ -195,10 +203,11 @@ class RowProbe:
         cur: list[int],
         position: Decimal,
         stops: tuple[Levels, Levels] | None,
+        floats: Sequence[float] | None = None,
     ) -> tuple[list[bool], list[list[int]]]:
         """Whether `on_bar` acts on each bar of `lo..hi-1` (bars newer than the memory, in
         order), and each pair's last strict side before each bar and after the last."""
-        chunk = _Chunk(rows[lo:hi], closes[lo:hi])
+        chunk = _Chunk(rows[lo:hi], closes[lo:hi], None if floats is None else floats[lo:hi])
         after: list[list[int]] = []
         for k, (left, right) in enumerate(self.pair_slots):
             lv, rv = chunk.values(left), chunk.values(right)
@@ -235,6 +244,7 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
+        floats: Sequence[float] | None = None,
     ) -> int:
         """`quiet_until` bar by bar, each read as `on_bar` reads it."""
         strategy = self.strategy
@@ -253,7 +263,7 @@ class RowProbe:
         stop = hi
         for i in range(lo, hi):
             row = rows[i]
-            cf = float(closes[i])
+            cf = float(closes[i]) if floats is None else floats[i]
             finite = math.isfinite(cf)
             if not finite:
                 cf = _NAN
@@ -353,11 +363,13 @@ class _Chunk:
 
     __slots__ = ("_closes", "_floats", "_values", "before", "n", "rows")
 
-    def __init__(self, rows: Sequence[Row], closes: Sequence[Decimal]) -> None:
+    def __init__(
+        self, rows: Sequence[Row], closes: Sequence[Decimal], floats: Sequence[float] | None = None
+    ) -> None:
         self.rows = rows
         self.n = len(rows)
         self._closes = closes
-        self._floats: list[float] | None = None
+        self._floats: list[float] | None = None if floats is None else list(floats)
         self._values: dict[int, list[float]] = {}
         self.before: list[list[int]] = []
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from dataflows.driver import DeskDriver
 from models.config.settings import Settings
-from models.core.blocks import BarBlock, PositionColumns, expand_rows
+from models.core.blocks import BarBlock, BarFloats, PositionColumns, expand_rows
 from models.core.events import BarEvent
 from models.core.messages import Bar, GptRequest
 from models.desk.desk import DeskRow, TradingDesk
@@ -207,7 +207,8 @@ def blocks(events: list[BarEvent], cuts: random.Random, most: int) -> list[BarBl
         i = 0
         while i < len(run):
             size = cuts.randint(1, most)
-            out.append(BarBlock.of_events(names, run[i : i + size]))
+            block = BarBlock.of_events(names, run[i : i + size])
+            out.append(with_floats(block) if cuts.random() < 0.5 else block)
             i += size
         run.clear()
 
@@ -218,6 +219,15 @@ def blocks(events: list[BarEvent], cuts: random.Random, most: int) -> list[BarBl
     if run:
         close_run()
     return out
+
+
+def with_floats(block: BarBlock) -> BarBlock:
+    """The block with its closes' floats, as ingest gives them (`BarColumns.floats`)."""
+    cols = block.bars
+    made = BarFloats(
+        *([float(v) for v in c] for c in (cols.close, cols.high, cols.low, cols.volume))
+    )
+    return dataclasses.replace(block, bars=dataclasses.replace(cols, floats=made))
 
 
 def desk_for(cfg: Settings, decision: GptDecision | None) -> DeskDriver:

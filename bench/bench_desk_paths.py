@@ -75,9 +75,9 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
     runs: list[tuple[int, int]] = []  # (bars, ns) of each `quiet.quiet_bars` call
     quiet_bars = quiet.quiet_bars
 
-    def timed_quiet(desk: TradingDesk, block: BarBlock, start: int, *more: Any) -> Any:
+    def timed_quiet(desk: TradingDesk, block: BarBlock, start: int, *more: Any, **kw: Any) -> Any:
         started = clock()
-        got = quiet_bars(desk, block, start, *more)
+        got = quiet_bars(desk, block, start, *more, **kw)
         runs.append((got[1] - start, clock() - started))
         return got
 

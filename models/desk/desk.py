@@ -268,8 +268,9 @@ class TradingDesk:
         i, n = start, len(block)
         branched = sorted(block.branches)
         while i < n:
+            columns = None
             if n - i >= quiet.SHORTEST_RUN:  # shorter: the per-bar path costs less
-                columns, i = quiet.quiet_bars(self, block, i, branched)
+                columns, i = quiet.quiet_bars(self, block, i, branched, followed=True)
                 if columns is not None:
                     out.append(columns)
                 if i == n:
@@ -279,6 +280,8 @@ class TradingDesk:
             try:
                 outputs = self.on_bar_event(event)
             except Exception as err:  # as the driver guards an event
+                if columns is not None:  # the run before kept no `latest` (`followed`)
+                    quiet.keep_latest(self, block, i - 2, event)
                 out.append(desk_failure_alert(event, err))
                 continue
             out.extend(outputs)

@@ -360,3 +360,35 @@ def test_failures_inside_a_block_are_the_failed_bars_alerts(monkeypatch: Any) ->
         per_bar, at_once, one, many = both_ways(cfg, decision, 8, 250, 60)
         assert any(bug in getattr(r, "message", "") for r in per_bar)
         assert_same(per_bar, at_once, one, many)
+
+
+def test_a_bar_failing_after_a_quiet_run_leaves_that_runs_last_bar_as_latest(
+    monkeypatch: Any,
+) -> None:
+    """The block path makes no event for `latest` at the end of a quiet run that the next bar's
+    `on_bar_event` follows (it keeps its own); when that bar fails before keeping it, the run's
+    last bar is `latest`, as bar by bar. Bars with a branch (the local engine decides them) fail
+    on entry, before anything moved; the desks are compared after every block."""
+    event_of = TradingDesk.on_bar_event
+
+    def failing(self: TradingDesk, event: BarEvent) -> Any:
+        if event.branch is not None and event.bar.end_ms // MIN % 2 == 0:
+            raise RuntimeError("desk bug")
+        return event_of(self, event)
+
+    monkeypatch.setattr(TradingDesk, "on_bar_event", failing)
+    cfg = make_settings({})
+    cut = blocks(stream(cfg, 3, 300), random.Random(4), 120)
+    one, many = desk_for(cfg, None), desk_for(cfg, None)
+    per_bar: list[DeskRow] = []
+    at_once: list[DeskRow] = []
+    failed_last = 0
+    for block in cut:
+        one.run(block.events(), per_bar)
+        many.run([block], at_once)
+        assert content(many.desk.latest) == content(one.desk.latest)
+        last = block.event(len(block) - 1)
+        failed_last += last.branch is not None and last.bar.end_ms // MIN % 2 == 0
+    assert failed_last >= 2  # blocks that end on a failed bar: `latest` is seen before it
+    assert sum("desk bug" in getattr(r, "message", "") for r in per_bar) >= 3
+    assert_same(per_bar, at_once, one, many)

@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from models.core.blocks import BarBlock, PositionColumns
+from models.core.events import BarEvent
 from models.core.messages import Branch
 from models.execution.sim_venue import SimulatedExchange
 from models.execution.venue import ExchangeVenue

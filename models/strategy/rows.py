@@ -177,9 +177,7 @@ class RowProbe:
                     symbol, rows, closes, ends, start, hi, position, entry_price, floats
                 )
             last_ts = ends[end - 1]
-            acts, after = self._chunk_acts(
-                rows, closes, start, end, cur, position, stops, floats
-            )
+            acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops, floats)
             if True in acts:
                 first = acts.index(True)
                 stop = start + first

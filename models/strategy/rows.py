@@ -209,8 +209,13 @@ class RowProbe:
         after: list[list[int]] = []
         for k, (left, right) in enumerate(self.pair_slots):
             lv, rv = chunk.values(left), chunk.values(right)
-            raw = [(a > b) - (a < b) for a, b in zip(lv, rv, strict=True)]
-            after.append(list(accumulate(raw, _carry, initial=cur[k])))
+            # Each bar's strict side, (a > b) - (a < b): 0 when equal or NaN.
+            raw = list(map(operator.sub, map(operator.gt, lv, rv), map(operator.lt, lv, rv)))
+            chunk.raw.append(raw)
+            if 0 in raw:  # the last strict side carries over the bars without one
+                after.append(list(accumulate(raw, _carry, initial=cur[k])))
+            else:  # every bar has one: it is the side after that bar
+                after.append([cur[k], *raw])
         chunk.before = after
         direction = self.strategy.spec.direction
         if position == 0:
@@ -359,7 +364,7 @@ class _Chunk:
     """The columns of a run of bars, each read once: feature values, closes, and the last
     strict side of each crossing pair before each bar (`before`, set by the probe)."""
 
-    __slots__ = ("_closes", "_floats", "_values", "before", "n", "rows")
+    __slots__ = ("_closes", "_floats", "_values", "before", "n", "raw", "rows")
 
     def __init__(
         self, rows: Sequence[Row], closes: Sequence[Decimal], floats: Sequence[float] | None = None
@@ -370,6 +375,7 @@ class _Chunk:
         self._floats: list[float] | None = None if floats is None else list(floats)
         self._values: dict[int, list[float]] = {}
         self.before: list[list[int]] = []
+        self.raw: list[list[int]] = []  # each pair's strict side on each bar (0: none)
 
     def closes(self) -> list[float]:
         """The bars' closes as `FeatureVector.close` (the float of the close)."""
@@ -385,7 +391,7 @@ class _Chunk:
         got = self._values.get(kind)
         if got is None:
             if kind >= 0:
-                got = [row[kind] for row in self.rows]
+                got = list(map(operator.itemgetter(kind), self.rows))
             elif kind == _CLOSE:
                 got = [c if c - c == 0.0 else _NAN for c in self.closes()]  # finite, else None
             else:
@@ -402,13 +408,18 @@ class _Chunk:
             for part in plan.parts[1:]:
                 out = list(map(op, out, self.holds(part)))
             return out
-        lv, rv = self.values(plan.left), self.values(plan.right)
         if kind == "cmp":
-            return list(map(plan.op, lv, rv))
+            return list(map(plan.op, self.values(plan.left), self.values(plan.right)))
+        # A cross: the side before the bar BELOW (-1) and the bar's own ABOVE (1), left > right,
+        # i.e. their difference 2 (above); or ABOVE then BELOW, -2 (below). The pair's terms are
+        # the node's, so its strict sides (`raw`) are the comparison of the node's values.
         before = self.before[plan.pair]  # one longer: the side after the last
-        if kind == "above":
-            return [b == crossing.BELOW and a > c for a, c, b in zip(lv, rv, before, strict=False)]
-        return [b == crossing.ABOVE and a < c for a, c, b in zip(lv, rv, before, strict=False)]
+        turn = _UP if kind == "above" else _DOWN
+        return list(map(turn.__eq__, map(operator.sub, self.raw[plan.pair], before)))
+
+
+_UP: Final = crossing.ABOVE - crossing.BELOW  # a side's change on a cross above
+_DOWN: Final = crossing.BELOW - crossing.ABOVE
 
 
 def _side(last: int, left: float, right: float) -> int:

@@ -425,11 +425,13 @@ class TradingDesk:
         ts_ms: int,
         out: list[DeskOutput],
     ) -> tuple[DecisionStatus, Proposal, str]:
-        """The review loop for a proposer that adjusts at once; each refusal is an alert."""
+        """The review loop for a proposer that adjusts at once; each refusal is an alert. The
+        book does not move while it runs: one review context serves every round."""
+        context = self.review_context()
         result = run_review_loop(
             proposal,
             adjust,
-            self.review_context,
+            lambda: context,
             rounds,
             self.settings.risk.max_adjust_rounds,
             self.active_reviewers(),

@@ -354,7 +354,7 @@ class TradingDesk:
         others = [
             o for o in self.decisions.pending_orders() if o.client_order_id != order.client_order_id
         ]
-        marks = dict(self.portfolio.marks)
+        marks = self.portfolio.marks  # read only
         reserved, _ = committed(others, marks, self.settings.execution)
         held = self.portfolio.quantity(bar.symbol)
         mark = marks.get(bar.symbol, self.portfolio.position(bar.symbol).avg_cost)

@@ -91,12 +91,14 @@ def check(
     is the gate's own Decimal or bool; a check holds its limit and the value it saw."""
     checks: list[RiskCheck] = []
     approved = True
-    reserved, on_the_way = committed(pending, prices, execution)
+    reserved, on_the_way = committed(pending, prices, execution) if pending else (_ZERO, {})
     cash_needed = _ZERO
     cash_freed = _ZERO
     total_fee = _ZERO
     increases_risk = False
-    held: dict[str, Decimal] = {sym: portfolio.quantity(sym) + q for sym, q in on_the_way.items()}
+    held: dict[str, Decimal] = {}  # each symbol's position with the orders on their way
+    for sym, q in on_the_way.items():
+        held[sym] = portfolio.quantity(sym) + q
     slippage, fee_bps = execution.slippage_bps, execution.fee_bps
     max_notional, max_fee = risk.max_order_notional, risk.max_fee_per_order
     for intent in proposal.intents:

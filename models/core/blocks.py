@@ -24,106 +24,276 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+import numpy as np
 
 from models.core.events import BarEvent
 from models.core.messages import Bar, Branch, FeatureVector, PositionSnapshot, Signal
+from models.core.packed import (
+    PRICE_FIELDS,
+    BarFloats,
+    Floats,
+    PackedBars,
+    vwap_columns,
+    vwap_decimal,
+    vwap_decimals,
+)
 from models.core.trusted import trusted
 
 _isnan = math.isnan
 
 
-@dataclass(frozen=True, slots=True)
-class BarFloats:
-    """`float()` of four of a `BarColumns`' Decimal columns, bit for bit (`close[i]` is
-    `float(cols.close[i])`, and so on), made where that is cheaper than converting the Decimals
-    again: ingest parses them from the message text (models/market/fast_bar.py says why they are
-    the same floats), and the feature and trigger kernels read them instead of converting."""
+_COLUMNS: Final = (
+    "start_ms",
+    "end_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trades",
+    "vwap",
+)
+"""`Bar`'s fields after the symbol, in order: the columns of a `BarColumns`."""
+_OTHERS: Final = ("start_ms", "end_ms", "trades", "vwap")
 
-    close: list[float]
-    high: list[float]
-    low: list[float]
-    volume: list[float]
 
-    def slice(self, lo: int, hi: int) -> BarFloats:
-        return BarFloats(self.close[lo:hi], self.high[lo:hi], self.low[lo:hi], self.volume[lo:hi])
-
-
-@dataclass(frozen=True, slots=True)
 class BarColumns:
     """Consecutive closed bars of one symbol, oldest first, as columns of `Bar`'s fields.
 
+    Two forms with one interface. Built from lists (`BarColumns(symbol, start_ms, ...)`,
+    `of_bars`), it holds them. Built by ingest from a batch (`packed`: `PackedBars`, Arrow
+    and numpy columns), it makes each list the first time it is read (`close` for the desk's
+    marks, all of them for `bars()`) and `bar(i)` makes only bar i's values; the store and
+    the kernels read the packed columns themselves (`packed`, `floats`, `vwap_floats()`).
+    Either way the lists are those of the per-bar path's `Bar`s, Decimal digits included.
+
     `floats`, when given, holds the float of some columns (`BarFloats`): derived data, so it
-    takes no part in equality or repr, and it is left out of a pickle (a reader converts)."""
+    takes no part in equality or repr, and it is left out of a pickle of the list form (a
+    reader converts). Equality and repr are those of the lists (a dataclass's)."""
+
+    __slots__ = ("_lists", "_vwap", "floats", "packed", "symbol")
 
     symbol: str
-    start_ms: list[int]
-    end_ms: list[int]
-    open: list[Decimal]
-    high: list[Decimal]
-    low: list[Decimal]
-    close: list[Decimal]
-    volume: list[Decimal]
-    trades: list[int]
-    vwap: list[Decimal]
-    floats: BarFloats | None = field(default=None, compare=False, repr=False)
+    packed: PackedBars | None
+    floats: BarFloats | None
+    _lists: dict[str, list[Any]]
+    _vwap: tuple[Any, Floats] | bool | None  # `vwap_columns`' answer; False: not asked yet
+
+    def __init__(
+        self,
+        symbol: str,
+        start_ms: list[int],
+        end_ms: list[int],
+        open: list[Decimal],
+        high: list[Decimal],
+        low: list[Decimal],
+        close: list[Decimal],
+        volume: list[Decimal],
+        trades: list[int],
+        vwap: list[Decimal],
+        floats: BarFloats | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.packed = None
+        self.floats = floats
+        self._vwap = False
+        values = (start_ms, end_ms, open, high, low, close, volume, trades, vwap)
+        self._lists = dict(zip(_COLUMNS, values, strict=True))
+
+    @classmethod
+    def of_packed(cls, symbol: str, packed: PackedBars) -> BarColumns:
+        """The bars of `packed` (ingest's columns of a batch), lists made when read."""
+        cols = cls.__new__(cls)
+        cols.symbol = symbol
+        cols.packed = packed
+        cols.floats = packed.floats
+        cols._vwap = False
+        cols._lists = {}
+        return cols
+
+    def _list(self, name: str) -> list[Any]:
+        got = self._lists.get(name)
+        if got is None:
+            got = self._lists[name] = self._make(name)
+        return got
+
+    def _make(self, name: str) -> list[Any]:
+        """A column of the packed form as the list form holds it."""
+        packed = self.packed
+        assert packed is not None  # the list form has every list
+        if name == "start_ms":
+            return packed.start_ms.tolist()  # type: ignore[no-any-return]
+        if name == "end_ms":
+            return packed.end_ms.tolist()  # type: ignore[no-any-return]
+        if name == "trades":
+            return [1] * len(packed)
+        if name == "vwap":
+            return vwap_decimals(self.high, self.low, self.close, self.volume)
+        return list(map(Decimal, self._texts(PRICE_FIELDS.index(name))))
+
+    def _texts(self, k: int) -> list[str]:
+        key = f"text:{k}"
+        got = self._lists.get(key)
+        if got is None:
+            assert self.packed is not None
+            got = self._lists[key] = self.packed.texts(k)
+        return got
+
+    @property
+    def start_ms(self) -> list[int]:
+        return self._list("start_ms")
+
+    @property
+    def end_ms(self) -> list[int]:
+        return self._list("end_ms")
+
+    @property
+    def open(self) -> list[Decimal]:
+        return self._list("open")
+
+    @property
+    def high(self) -> list[Decimal]:
+        return self._list("high")
+
+    @property
+    def low(self) -> list[Decimal]:
+        return self._list("low")
+
+    @property
+    def close(self) -> list[Decimal]:
+        return self._list("close")
+
+    @property
+    def volume(self) -> list[Decimal]:
+        return self._list("volume")
+
+    @property
+    def trades(self) -> list[int]:
+        return self._list("trades")
+
+    @property
+    def vwap(self) -> list[Decimal]:
+        return self._list("vwap")
 
     def __len__(self) -> int:
-        return len(self.end_ms)
+        packed = self.packed
+        return len(packed) if packed is not None else len(self._lists["end_ms"])
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.symbol, *(self._list(name) for name in _COLUMNS))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not BarColumns:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside, as the dataclass was
+
+    def __repr__(self) -> str:
+        names = ("symbol", *_COLUMNS)
+        body = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        return f"BarColumns({body})"
 
     def __getstate__(self) -> list[Any]:
-        """The fields as the dataclass pickles them, without the derived `floats`."""
-        return [
-            self.symbol,
-            self.start_ms,
-            self.end_ms,
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            self.trades,
-            self.vwap,
-            None,
-        ]
+        """The list form as the dataclass pickled it, without the derived `floats`; the packed
+        form as its columns (buffers: no object per bar)."""
+        if self.packed is not None:
+            return [self.symbol, self.packed]
+        return [self.symbol, *(self._lists[name] for name in _COLUMNS), None]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        self.symbol = state[0]
+        self._vwap = False
+        self.floats = None
+        if len(state) == 2:
+            self.packed = state[1]
+            self.floats = state[1].floats
+            self._lists = {}
+        else:
+            self.packed = None
+            self._lists = dict(zip(_COLUMNS, state[1:10], strict=True))
 
     def bar(self, i: int) -> Bar:
-        """Bar `i` as the per-bar path builds it (unvalidated: every value is the flow's own)."""
+        """Bar `i` as the per-bar path builds it (unvalidated: every value is the flow's own).
+        Of the packed form, only this bar's values are made when a list is not there yet
+        (an acting bar among quiet ones)."""
+        lists = self._lists
+        if self.packed is None:
+            o, h, lo, c, v = (lists[name][i] for name in PRICE_FIELDS)
+            start, end, trades, vwap = (lists[name][i] for name in _OTHERS)
+        else:
+            o, h, lo, c, v = (
+                col[i] if (col := lists.get(name)) is not None else Decimal(self._texts(k)[i])
+                for k, name in enumerate(PRICE_FIELDS)
+            )
+            made = lists.get("vwap")
+            vwap = made[i] if made is not None else vwap_decimal(h, lo, c, v)
+            start, end = self.start_ms[i], self.end_ms[i]
+            trades = 1
         return trusted(
             Bar,
             {
                 "symbol": self.symbol,
-                "start_ms": self.start_ms[i],
-                "end_ms": self.end_ms[i],
-                "open": self.open[i],
-                "high": self.high[i],
-                "low": self.low[i],
-                "close": self.close[i],
-                "volume": self.volume[i],
-                "trades": self.trades[i],
-                "vwap": self.vwap[i],
+                "start_ms": start,
+                "end_ms": end,
+                "open": o,
+                "high": h,
+                "low": lo,
+                "close": c,
+                "volume": v,
+                "trades": trades,
+                "vwap": vwap,
             },
         )
 
     def bars(self) -> list[Bar]:
+        for name in _COLUMNS:  # every list at once: cheaper than bar by bar
+            self._list(name)
         return [self.bar(i) for i in range(len(self))]
 
+    def vwap_floats(self) -> Floats:
+        """`float()` of each vwap, bit for bit (`models.core.packed.vwap_columns`)."""
+        arrays = self.vwap_arrays()
+        if arrays is not None:
+            return arrays[1]
+        return np.fromiter(map(float, self.vwap), np.float64, len(self))
+
+    def vwap_arrays(self) -> tuple[Any, Floats] | None:
+        """The packed form's vwap as the bars table stores it and as floats
+        (`vwap_columns`), or None: read the Decimals (`vwap`)."""
+        got = self._vwap
+        if got is False:
+            got = self._vwap = None if self.packed is None else vwap_columns(self.packed)
+        return got  # type: ignore[return-value]
+
     def slice(self, lo: int, hi: int) -> BarColumns:
-        return BarColumns(
-            self.symbol,
-            self.start_ms[lo:hi],
-            self.end_ms[lo:hi],
-            self.open[lo:hi],
-            self.high[lo:hi],
-            self.low[lo:hi],
-            self.close[lo:hi],
-            self.volume[lo:hi],
-            self.trades[lo:hi],
-            self.vwap[lo:hi],
-            None if self.floats is None else self.floats.slice(lo, hi),
-        )
+        packed = self.packed
+        if packed is None:
+            lists = self._lists
+            return BarColumns(
+                self.symbol,
+                lists["start_ms"][lo:hi],
+                lists["end_ms"][lo:hi],
+                lists["open"][lo:hi],
+                lists["high"][lo:hi],
+                lists["low"][lo:hi],
+                lists["close"][lo:hi],
+                lists["volume"][lo:hi],
+                lists["trades"][lo:hi],
+                lists["vwap"][lo:hi],
+                None if self.floats is None else self.floats.slice(lo, hi),
+            )
+        part = BarColumns.of_packed(self.symbol, packed.slice(lo, hi))
+        for name, values in self._lists.items():  # what was made already stays made
+            part._lists[name] = values[lo:hi]
+        got = self._vwap
+        if got is not False:
+            part._vwap = None if got is None else (got[0][lo:hi], got[1][lo:hi])  # type: ignore[index]
+        return part
 
     @classmethod
     def of_bars(cls, bars: Sequence[Bar]) -> BarColumns:

@@ -102,7 +102,7 @@ class _Block:
         cols = self._bars
         given = cols.floats
         if given is not None and len(given.close) == len(cols):  # converted already
-            return np.array(given.close, np.float64)
+            return given.close
         return np.fromiter(map(float, cols.close), np.float64, len(cols))
 
     @cached_property

@@ -26,6 +26,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -312,21 +313,71 @@ class BarColumns:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class FeatureColumns:
     """The features of consecutive bars: `rows[i][j]` is feature `names[j]` at bar i's close,
     NaN where the per-bar vector has None. Rows are tuples of floats (cheap to index one at a
-    time, which is how the desk reads them); a vectorised step may keep its own arrays."""
+    time, which is how the desk reads them).
+
+    Built by the feature kernels from a matrix (`of_matrix`: one float64 row per bar), it
+    keeps the matrix, makes the rows when first read, gives a feature's column without them
+    (`column`) and pickles as the matrix. Equality and repr are the rows' (a dataclass's)."""
+
+    __slots__ = ("_matrix", "_rows", "names")
 
     names: tuple[str, ...]
-    rows: list[tuple[float, ...]]
+    _rows: list[tuple[float, ...]] | None
+    _matrix: Floats | None
+
+    def __init__(self, names: tuple[str, ...], rows: list[tuple[float, ...]]) -> None:
+        self.names = names
+        self._rows = rows
+        self._matrix = None
+
+    @classmethod
+    def of_matrix(cls, names: tuple[str, ...], matrix: Floats) -> FeatureColumns:
+        """`matrix[i, j]`: feature `names[j]` at bar i (NaN where None)."""
+        cols = cls.__new__(cls)
+        cols.names = names
+        cols._rows = None
+        cols._matrix = matrix
+        return cols
+
+    @property
+    def rows(self) -> list[tuple[float, ...]]:
+        rows = self._rows
+        if rows is None:
+            assert self._matrix is not None
+            rows = self._rows = list(map(tuple, self._matrix.tolist()))
+        return rows
+
+    @property
+    def matrix(self) -> Floats | None:
+        """The matrix the kernels made, if the columns came from them."""
+        return self._matrix
 
     def __len__(self) -> int:
-        return len(self.rows)
+        matrix = self._matrix
+        return len(matrix) if matrix is not None else len(self.rows)
+
+    def column(self, j: int) -> Floats:
+        """Feature `names[j]` at every bar (NaN where None)."""
+        matrix = self._matrix
+        if matrix is not None:
+            return matrix[:, j]
+        return np.fromiter(map(itemgetter(j), self.rows), np.float64, len(self))
+
+    def value(self, i: int, j: int) -> float:
+        """`rows[i][j]`, without making the rows."""
+        rows = self._rows
+        if rows is not None:
+            return rows[i][j]
+        assert self._matrix is not None
+        return float(self._matrix[i, j])
 
     def values(self, i: int) -> dict[str, float | None]:
         """Row `i` as `FeatureVector.values` (NaN back to None)."""
-        row = self.rows[i]
+        rows = self._rows
+        row = rows[i] if rows is not None else self._matrix[i].tolist()  # type: ignore[index]
         return {name: (None if _isnan(v) else v) for name, v in zip(self.names, row, strict=True)}
 
     def vector(self, i: int, symbol: str, ts_ms: int, close: float) -> FeatureVector:
@@ -336,7 +387,35 @@ class FeatureColumns:
         )
 
     def slice(self, lo: int, hi: int) -> FeatureColumns:
-        return FeatureColumns(self.names, self.rows[lo:hi])
+        matrix = self._matrix
+        if matrix is None:
+            return FeatureColumns(self.names, self.rows[lo:hi])
+        part = FeatureColumns.of_matrix(self.names, matrix[lo:hi])
+        if self._rows is not None:
+            part._rows = self._rows[lo:hi]
+        return part
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not FeatureColumns:
+            return NotImplemented
+        return (self.names, self.rows) == (other.names, other.rows)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FeatureColumns(names={self.names!r}, rows={self.rows!r})"
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """The matrix when there is one (one buffer), else the rows."""
+        matrix = self._matrix
+        if matrix is not None:
+            return (self.names, None, np.ascontiguousarray(matrix))
+        return (self.names, self._rows, None)
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        if len(state) == 2:  # pickled as the dataclass it was: (names, rows)
+            state = (*state, None)
+        self.names, self._rows, self._matrix = state
 
     @classmethod
     def of_vectors(cls, names: tuple[str, ...], vectors: Sequence[FeatureVector]) -> FeatureColumns:

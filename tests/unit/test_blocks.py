@@ -14,6 +14,7 @@ from models.core.blocks import (
     BarBlock,
     BarColumns,
     BarFloats,
+    FeatureColumns,
     PositionColumns,
     count_of,
     expand_rows,
@@ -194,3 +195,32 @@ def test_bar_floats_are_derived_data(bars: list[Bar], data: st.DataObject) -> No
         fcols = features.update_block(c)
         results.append((fcols, triggers.evaluate_block(c, fcols), pickle.dumps(features)))
     assert repr(results[0]) == repr(results[1])
+
+
+@settings(max_examples=15, derandomize=True, deadline=None)
+@given(bar_runs(), st.data())
+def test_feature_columns_of_a_matrix_are_the_rows(bars: list[Bar], data: st.DataObject) -> None:
+    """The kernels' matrix form (`FeatureColumns.of_matrix`) equals the per-bar rows, reads a
+    column or a value without making the rows, slices, and pickles as the matrix."""
+    cfg = _settings()
+    names, events = _events(cfg, bars)
+    plain = FeatureColumns.of_vectors(names, [e.features for e in events])
+    cols = FeatureState(cfg.features).update_block(BarColumns.of_bars(bars))
+    if cols.matrix is None:  # a run too short for the kernels: rows bar by bar
+        assert repr(cols) == repr(plain)
+        return
+    i = data.draw(st.integers(0, len(bars) - 1))
+    j = data.draw(st.integers(0, len(names) - 1))
+    assert _bits(cols.value(i, j)) == _bits(plain.rows[i][j])
+    assert [_bits(x) for x in cols.column(j).tolist()] == [_bits(r[j]) for r in plain.rows]
+    assert cols.values(i) == plain.values(i) or repr(cols.values(i)) == repr(plain.values(i))
+    restored = pickle.loads(pickle.dumps(cols))
+    assert restored._rows is None and restored.matrix is not None
+    lo = data.draw(st.integers(0, len(bars)))
+    hi = data.draw(st.integers(lo, len(bars)))
+    assert repr(cols.slice(lo, hi)) == repr(plain.slice(lo, hi))
+    assert repr(restored) == repr(plain) and repr(cols) == repr(plain)
+
+
+def _bits(x: float) -> str:
+    return x.hex()

@@ -2,18 +2,19 @@
 
 Per record, `models.market.fast_bar.bar_fields` costs ~4 µs (a regular expression, six
 Decimals, four floats, the checks); a backtest sends a million records of one layout. Here a
-whole batch is read by `pyarrow.json.read_json` (the layout as an explicit schema) and every
-step of `bar_fields` is done on columns, so that `ok[i]` is True exactly when `bar_fields`
-would return the fields of record i, and the columns hold those fields:
-- the layout: each record is rebuilt from its parsed fields in replay's layout (keys in
-  `BarIn`'s order, each once, no whitespace, the interval as its digits) and compared with
-  the record's bytes; equal bytes with no escape possible (an escape never reads back as the
-  bytes it was written with) is `_BAR`'s shape, key for key; the field texts are then checked
-  against `_BAR`'s groups (RE2 on the number columns; the id as printable ASCII of at most 128
-  characters; each distinct symbol with Python's expression and against the symbol list);
-- numbers with more than 12 places are left to the per-record path: the others are exact in
-  the bars table's `decimal128(38, 12)` and `Decimal(text)` is the same value (the text is
-  kept for the Decimal's digits);
+whole batch is read with numpy and Arrow compute, and every step of `bar_fields` is done on
+columns, so that a record is kept exactly when `bar_fields` would return its fields, and the
+columns hold those fields:
+- the layout: a record of replay's layout has 38 double quotes (no field of `_BAR` holds
+  one); each record with that many is cut at its quotes into its nine field texts (one Arrow
+  binary column each), rebuilt from them in replay's layout (keys in `BarIn`'s order, each
+  once, no whitespace) and compared with its bytes. Equal bytes is `_BAR`'s shape, key for
+  key, with those texts as its groups (the template's texts between fields hold no quote, so
+  the cut is the only one); the texts are then matched against `_BAR`'s groups (RE2; the
+  numbers with at most 12 places: more are left to the per-record path) and each distinct
+  symbol with Python's expression and against the symbol list;
+- numbers: exact in the bars table's `decimal128(38, 12)` and `Decimal(text)` is the same
+  value (the text is kept for the Decimal's digits and exponent);
 - the time: its digits read from the text's bytes, the date checked as `datetime` checks it
   (days from the civil calendar, as `date.toordinal()`), then the milliseconds computed with
   `bar_fields`' own float operations (`int(epoch_us / 10**6 * 1000)`: the same IEEE steps on
@@ -21,11 +22,11 @@ would return the fields of record i, and the columns hold those fields:
 - the checks (time bounds, the trusted clock's skew, interval, prices and volume in range,
   low <= open, close <= high) as column comparisons on the decimal128 and int64 columns;
 - the floats of close, high, low and volume by Arrow's string-to-double cast, which is
-  correctly rounded (fast_float), as `float(text)` is (tests/unit/test_bar_batch.py compares
-  them on generated texts).
-Anything this cannot read (a batch that is not JSON lines, an Arrow error, a client error or
-a null value) gives None, and ingest reads the batch record by record as before; a record
-that fails any check is left to the per-record path, which says why.
+  correctly rounded (fast_float), as `float(text)` is (tests/unit/test_packed_bars.py).
+A batch that cannot be read this way (a value that is not bytes) gives None, and ingest
+reads it record by record as before; a record that fails any check is left to the
+per-record path, which says why. tests/unit/test_bar_batch.py compares the records kept and
+their fields with `bar_fields` on generated records, defects included.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from models.core.messages import MAX_AMOUNT, MIN_PRICE
 from models.core.packed import CLOSE, DECIMAL128, HIGH, LOW, VOLUME, BarFloats
@@ -48,17 +48,12 @@ from models.market.fast_bar import _MAX_INTERVAL_S
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
-_KEYS: Final = ("symbol", "ts", "open", "high", "low", "close", "volume", "interval_s", "id")
-_SCHEMA: Final = pa.schema(
-    [("type", pa.string())] + [(k, pa.int64() if k == "interval_s" else pa.string()) for k in _KEYS]
-)
-_PARSE: Final = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
 _NUMBER: Final = r"^[0-9]{1,20}(\.[0-9]{1,12})?$"  # `_NUM`, at most the columns' 12 places
 _TS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z$"
 _SYMBOL: Final = r"[A-Z0-9][A-Z0-9._/:-]{0,31}"  # `_BAR`'s symbol group
 _SYMBOL_RE: Final = re.compile(_SYMBOL)
-_MAX_ID: Final = 128
-_PREFIX: Final = b'{"type":"bar",'
+_ID: Final = r"^[ !#-\[\]-~]{0,128}$"  # `_BAR`'s id group
+_INTERVAL: Final = r"^[1-9][0-9]{0,7}$"
 _EXACT_US: Final = 1 << 53
 _MIN_PRICE: Final = pa.scalar(MIN_PRICE, DECIMAL128)
 _MAX_AMOUNT: Final = pa.scalar(MAX_AMOUNT, DECIMAL128)
@@ -145,37 +140,55 @@ def _fraction(data: npt.NDArray[np.uint8], start: Ints, has: Bools) -> Ints:
     return value
 
 
-def _read(data: Any) -> Any:
-    read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1))
-    return pj.read_json(pa.BufferReader(data), read_options=read, parse_options=_PARSE)
+_QUOTES: Final = 38
+"""Double quotes in a record of replay's layout: 19 strings (10 keys, 9 values); no value of
+`_BAR` holds one."""
+_FIELDS: Final = (
+    ("symbol", 6, 7, 1, 0),
+    ("ts", 10, 11, 1, 0),
+    ("open", 14, 15, 1, 0),
+    ("high", 18, 19, 1, 0),
+    ("low", 22, 23, 1, 0),
+    ("close", 26, 27, 1, 0),
+    ("volume", 30, 31, 1, 0),
+    ("interval_s", 33, 34, 2, -1),  # `"interval_s":60,"id"`: between `":` and `,`
+    ("id", 36, 37, 1, 0),
+)
+"""Where each field's text lies: after quote a (plus the start offset), before quote z (plus
+the end offset), counting the record's quotes from 0."""
 
 
-def _lines(values: list[bytes | None], raw: Any, usable: Bools | None) -> Any:
-    """The records as a table of one row each, or None. All the records as JSON lines first;
-    when that fails (a record that is not JSON, or not one line), again with every record
-    that cannot be a bar in replay's layout written as `{}`."""
-    n = len(values)
-    try:
-        table = _read(b"\n".join(values))  # type: ignore[arg-type]  # a None raises
-        if table.num_rows == n:
-            return table
-    except (pa.ArrowException, TypeError, ValueError):
-        pass
-    maybe = pc.and_(
-        pc.and_(pc.starts_with(raw, _PREFIX), pc.ends_with(raw, '"}')),
-        pc.invert(pc.match_substring(raw, "\n")),
-    )
+def _gather(data: npt.NDArray[np.uint8], begin: Ints, end: Ints) -> Any:
+    """The bytes `data[begin[i]:end[i]]` of each i as one Arrow binary array."""
+    lengths = np.maximum(end - begin, 0)
+    offsets = np.zeros(len(begin) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    at = np.arange(int(offsets[-1])) + np.repeat(begin - offsets[:-1], lengths)
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data[at])]
+    return pa.Array.from_buffers(pa.binary(), len(begin), buffers)
+
+
+def _split(raw: Any, usable: Bools | None) -> tuple[Ints, dict[str, Any]]:
+    """The records with replay's number of quotes (and no client error), and each one's
+    field texts cut at its quotes. Only a text cut from a record of replay's layout is right;
+    the caller rebuilds each record from them and keeps those equal to their bytes."""
+    n = len(raw)
+    offsets = np.frombuffer(raw.buffers()[1], np.int32, n + 1 + raw.offset)[raw.offset :]
+    offsets = offsets.astype(np.int64)
+    body = raw.buffers()[2]
+    data = np.frombuffer(body, np.uint8) if body is not None else np.zeros(0, np.uint8)
+    quotes = np.flatnonzero(data[: offsets[-1]] == ord('"'))
+    first = np.searchsorted(quotes, offsets[:-1])
+    counted = (np.searchsorted(quotes, offsets[1:]) - first) == _QUOTES
     if usable is not None:
-        maybe = pc.and_(maybe, pa.array(usable))
-    lines = pc.binary_join_element_wise(
-        pc.if_else(pc.fill_null(maybe, False), raw, b"{}"), b"\n", b""
-    )
-    end = int(np.frombuffer(lines.buffers()[1], np.int32, n + 1)[n])
-    try:
-        table = _read(lines.buffers()[2].slice(0, end))
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    return table if table.num_rows == n else None
+        counted &= usable
+    rows = np.flatnonzero(counted)
+    first = first[rows]
+    fields = {}
+    for name, a, z, da, dz in _FIELDS:
+        begin = quotes[first + a] + da
+        fields[name] = _gather(data, begin, np.maximum(quotes[first + z] + dz, begin))
+    return rows, fields
 
 
 def parse_bars(
@@ -190,71 +203,61 @@ def parse_bars(
     """The bars `bar_fields` reads from `values` (same bounds; `now_ms` per record, negative
     for none; `usable`: the records without a client error, None: all), or None when the
     batch cannot be read as columns (then record by record)."""
-    n = len(values)
     try:
         raw = pa.array(values, pa.binary())
-    except (pa.ArrowException, TypeError, ValueError):
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-    table = _lines(values, raw, usable)
-    if table is None:
+    if raw.nbytes >= 1 << 31:  # int32 offsets
         return None
-    col = {k: table.column(k).combine_chunks() for k in ("type", *_KEYS)}
-    interval = col["interval_s"]
+    keep, col = _split(raw, usable)
     rebuilt = pc.binary_join_element_wise(
-        '{"type":"',
-        col["type"],
-        '","symbol":"',
+        b'{"type":"bar","symbol":"',
         col["symbol"],
-        '","ts":"',
+        b'","ts":"',
         col["ts"],
-        '","open":"',
+        b'","open":"',
         col["open"],
-        '","high":"',
+        b'","high":"',
         col["high"],
-        '","low":"',
+        b'","low":"',
         col["low"],
-        '","close":"',
+        b'","close":"',
         col["close"],
-        '","volume":"',
+        b'","volume":"',
         col["volume"],
-        '","interval_s":',
-        interval.cast(pa.string()),
-        ',"id":"',
+        b'","interval_s":',
+        col["interval_s"],
+        b',"id":"',
         col["id"],
-        '"}',
-        "",
+        b'"}',
+        b"",
     )
-    ok = pc.and_(
-        pc.equal(rebuilt.cast(pa.binary()), raw),
-        pc.equal(col["type"], "bar"),
-    )
-    if usable is not None:
-        ok = pc.and_(ok, pa.array(usable))
+    ok = pc.equal(rebuilt, raw.take(pa.array(keep)))
     for k in ("open", "high", "low", "close", "volume"):
         ok = pc.and_(ok, pc.match_substring_regex(col[k], _NUMBER))
-    ident = col["id"]
     ok = pc.and_(ok, pc.match_substring_regex(col["ts"], _TS))
-    ok = pc.and_(ok, pc.ascii_is_printable(ident))
-    ok = pc.and_(ok, pc.less_equal(pc.binary_length(ident), _MAX_ID))
-    ok = pc.and_(ok, pc.less_equal(interval, _MAX_INTERVAL_S))
-    ok = pc.and_(ok, pc.greater_equal(interval, 1))
+    ok = pc.and_(ok, pc.match_substring_regex(col["id"], _ID))
+    ok = pc.and_(ok, pc.match_substring_regex(col["interval_s"], _INTERVAL))
     # The symbols: few distinct ones, each checked once as `bar_fields` checks it.
     coded = col["symbol"].dictionary_encode()
-    names: list[str | None] = coded.dictionary.to_pylist()
-    known = pa.array([s is not None and s in symbols and _fullmatch(s) for s in names], pa.bool_())
-    ok = pc.and_(ok, pc.fill_null(pc.take(known, coded.indices), False))
-    keep = np.flatnonzero(pc.fill_null(ok, False).to_numpy(zero_copy_only=False))
-    if not len(keep):
-        return _empty(names)
-    if len(keep) < n:
-        taken = pa.array(keep)
+    names = [_symbol(s, symbols) for s in coded.dictionary.to_pylist()]
+    ok = pc.and_(ok, pc.take(pa.array([s is not None for s in names], pa.bool_()), coded.indices))
+    good = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+    if not bool(good.all()):
+        sub = np.flatnonzero(good)
+        taken = pa.array(sub)
+        keep = keep[sub]
         col = {k: a.take(taken) for k, a in col.items()}
         coded = coded.take(taken)
+    if not len(keep):
+        return _empty()
+    # Every text is ASCII now: the string type's views of the same bytes.
+    col = {k: a.view(pa.string()) for k, a in col.items()}
     us, valid = _times(col["ts"])
     exact = np.abs(us) < _EXACT_US
     ts_ms = (np.where(exact, us, 0).astype(np.float64) / 1_000_000 * 1000).astype(np.int64)
-    iv = col["interval_s"].to_numpy()
-    good = valid & exact & (ts_ms >= min_ms) & (ts_ms < max_ms)
+    iv = col["interval_s"].cast(pa.int64()).to_numpy()
+    good = valid & exact & (ts_ms >= min_ms) & (ts_ms < max_ms) & (iv <= _MAX_INTERVAL_S)
     if now_ms is not None:
         now = now_ms[keep]
         good &= (now < 0) | (ts_ms <= now + max_future_skew_ms)
@@ -272,7 +275,7 @@ def parse_bars(
     if not bool(good.all()):
         sub = np.flatnonzero(good)
         if not len(sub):
-            return _empty(names)
+            return _empty()
         taken = pa.array(sub)
         keep, ts_ms, iv = keep[sub], ts_ms[sub], iv[sub]
         text = tuple(t.take(taken) for t in text)
@@ -293,6 +296,14 @@ def parse_bars(
     )
 
 
+def _symbol(text: bytes | None, symbols: Collection[str]) -> str | None:
+    """The symbol of a field text when `bar_fields` takes it (its pattern, the list)."""
+    if text is None or not text.isascii():
+        return None
+    symbol = text.decode("ascii")
+    return symbol if symbol in symbols and _SYMBOL_RE.fullmatch(symbol) is not None else None
+
+
 def _frozen(values: Any) -> Any:
     """A read-only copy: the kernels read these arrays and never write them."""
     out = np.array(values, np.float64)
@@ -300,16 +311,12 @@ def _frozen(values: Any) -> Any:
     return out
 
 
-def _fullmatch(symbol: str) -> bool:
-    return _SYMBOL_RE.fullmatch(symbol) is not None
-
-
-def _empty(names: list[str | None]) -> BatchBars:
+def _empty() -> BatchBars:
     none = np.zeros(0, np.int64)
     no_text = tuple(pa.array([], pa.string()) for _ in range(5))
     return BatchBars(
         none,
-        [s or "" for s in names],
+        [],
         np.zeros(0, np.int32),
         none,
         none,

@@ -215,7 +215,7 @@ def run(
     ingest = PartitionIngest(cfg, market_partitions=parts, blocks=blocks)
     ingest.now_ms = lambda: NOW
     out: list[Any] = []
-    with mock.patch("models.market.ingest.MIN_RECORDS", 1 if columns else 10**9):
+    with mock.patch("models.market.block_path.MIN_RECORDS", 1 if columns else 10**9):
         for batch in batches_:
             ingest.process_batch(batch, out)
     state = (ingest.symbols, ingest.clock_ms, ingest.seq, ingest.key, ingest.guard, ingest.alarm)
@@ -365,7 +365,7 @@ def test_a_failing_check_takes_the_per_record_path(monkeypatch: pytest.MonkeyPat
     feed = [RawBatch(MARKET, 0, _minutes("AAA", 9)), RawBatch(MARKET, 0, [], end="final")]
     plain, _ = run(cfg, 1, feed, blocks=False)
     monkeypatch.setattr("models.market.bars.BarBuilder.pass_through", broken)
-    monkeypatch.setattr("models.market.ingest.passes_through", broken)
+    monkeypatch.setattr("models.market.block_path.passes_through", broken)
     blocks, _ = run(cfg, 1, feed, blocks=True)
     assert not any(isinstance(x, BarBlock | DeadLetter) for x in blocks)
     assert [repr(x) for x in blocks] == [repr(x) for x in plain]

@@ -20,7 +20,7 @@ from models.core.blocks import (
     expand_rows,
 )
 from models.core.events import BarEvent
-from models.core.messages import Bar, PositionSnapshot
+from models.core.messages import Bar, Direction, PositionSnapshot, Signal
 from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
@@ -81,6 +81,34 @@ def test_a_block_gives_back_its_events_and_slices_keep_them(
     lo = data.draw(st.integers(0, len(bars)))
     hi = data.draw(st.integers(lo, len(bars)))
     assert block.slice(lo, hi).events() == events[lo:hi]
+    # Pickled (signals as their field values, the clock as one buffer) and back: the same
+    # events, down to each signal's fields set.
+    restored = pickle.loads(pickle.dumps(block))
+    assert restored.events() == events and repr(restored.events()) == repr(events)
+    assert [s.model_fields_set for e in restored.events() for s in e.signals] == [
+        s.model_fields_set for e in events for s in e.signals
+    ]
+
+
+def test_a_signal_with_a_default_left_unset_pickles_as_itself() -> None:
+    partial = Signal(
+        symbol="S",
+        ts_ms=1,
+        trigger="t",
+        kind="k",
+        direction=Direction.LONG,
+        strength=1.0,
+        strategic=False,
+    )
+    cfg = _settings()
+    names, events = _events(
+        cfg, [walk_bar(0, Decimal(1), Decimal(2), Decimal(1), Decimal(2), Decimal(3))]
+    )
+    block = BarBlock.of_events(names, events)
+    object.__setattr__(block, "signals", {0: [partial]})
+    (got,) = pickle.loads(pickle.dumps(block)).signals[0]
+    assert got == partial and got.model_fields_set == partial.model_fields_set
+    assert "detail" not in got.model_fields_set
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)

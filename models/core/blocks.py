@@ -59,7 +59,7 @@ _COLUMNS: Final = (
     "vwap",
 )
 """`Bar`'s fields after the symbol, in order: the columns of a `BarColumns`."""
-_OTHERS: Final = ("start_ms", "end_ms", "trades", "vwap")
+_TEXT_KEYS: Final = tuple(f"text:{k}" for k in range(len(PRICE_FIELDS)))
 
 
 class BarColumns:
@@ -137,7 +137,7 @@ class BarColumns:
         return list(map(Decimal, self._texts(PRICE_FIELDS.index(name))))
 
     def _texts(self, k: int) -> list[str]:
-        key = f"text:{k}"
+        key = _TEXT_KEYS[k]
         got = self._lists.get(key)
         if got is None:
             assert self.packed is not None
@@ -224,32 +224,45 @@ class BarColumns:
         (an acting bar among quiet ones)."""
         lists = self._lists
         if self.packed is None:
-            o, h, lo, c, v = (lists[name][i] for name in PRICE_FIELDS)
-            start, end, trades, vwap = (lists[name][i] for name in _OTHERS)
-        else:
-            o, h, lo, c, v = (
-                col[i] if (col := lists.get(name)) is not None else Decimal(self._texts(k)[i])
-                for k, name in enumerate(PRICE_FIELDS)
+            return trusted(
+                Bar,
+                {
+                    "symbol": self.symbol,
+                    "start_ms": lists["start_ms"][i],
+                    "end_ms": lists["end_ms"][i],
+                    "open": lists["open"][i],
+                    "high": lists["high"][i],
+                    "low": lists["low"][i],
+                    "close": lists["close"][i],
+                    "volume": lists["volume"][i],
+                    "trades": lists["trades"][i],
+                    "vwap": lists["vwap"][i],
+                },
             )
-            made = lists.get("vwap")
-            vwap = made[i] if made is not None else vwap_decimal(h, lo, c, v)
-            start, end = self.start_ms[i], self.end_ms[i]
-            trades = 1
+        o, h, lo, c, v = (self._decimal(k, i) for k in range(5))
+        made = lists.get("vwap")
         return trusted(
             Bar,
             {
                 "symbol": self.symbol,
-                "start_ms": start,
-                "end_ms": end,
+                "start_ms": self.start_ms[i],
+                "end_ms": self.end_ms[i],
                 "open": o,
                 "high": h,
                 "low": lo,
                 "close": c,
                 "volume": v,
-                "trades": trades,
-                "vwap": vwap,
+                "trades": 1,
+                "vwap": made[i] if made is not None else vwap_decimal(h, lo, c, v),
             },
         )
+
+    def _decimal(self, k: int, i: int) -> Decimal:
+        """Value i of price column k (`PRICE_FIELDS`), from its list if made, else its text."""
+        made = self._lists.get(PRICE_FIELDS[k])
+        if made is not None:
+            return made[i]  # type: ignore[no-any-return]
+        return Decimal(self._texts(k)[i])
 
     def bars(self) -> list[Bar]:
         for name in _COLUMNS:  # every list at once: cheaper than bar by bar

@@ -212,6 +212,8 @@ def parse_bars(
     if raw.nbytes >= 1 << 31:  # int32 offsets
         return None
     keep, col = _split(raw, usable)
+    if not len(keep):  # no record of replay's layout (ticks, another producer's bars)
+        return _empty()
     rebuilt = pc.binary_join_element_wise(
         b'{"type":"bar","symbol":"',
         col["symbol"],

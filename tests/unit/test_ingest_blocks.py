@@ -208,14 +208,22 @@ def batches(feed: Feed, cuts: list[int], partition: int, broker_time: bool) -> l
 
 
 def run(
-    cfg: Settings, parts: int, batches_: list[RawBatch], blocks: bool, columns: bool = True
+    cfg: Settings,
+    parts: int,
+    batches_: list[RawBatch],
+    blocks: bool,
+    columns: bool = True,
+    stretch: int = 1,
 ) -> tuple[Any, bytes]:
-    """`columns`: batches read as columns (`parse_bars`) whatever their size; else record by
-    record (`bar_fields`)."""
+    """`columns`: batches read as columns (`parse_bars`) whatever their size, stretches of at
+    least `stretch` bars taken as columns; else record by record (`bar_fields`)."""
     ingest = PartitionIngest(cfg, market_partitions=parts, blocks=blocks)
     ingest.now_ms = lambda: NOW
     out: list[Any] = []
-    with mock.patch("models.market.block_path.MIN_RECORDS", 1 if columns else 10**9):
+    with (
+        mock.patch("models.market.block_path.MIN_RECORDS", 1 if columns else 10**9),
+        mock.patch("models.market.block_path.MIN_STRETCH", stretch),
+    ):
         for batch in batches_:
             ingest.process_batch(batch, out)
     state = (ingest.symbols, ingest.clock_ms, ingest.seq, ingest.key, ingest.guard, ingest.alarm)
@@ -251,6 +259,10 @@ def _check(feed: Feed, cuts: list[int], cfg: Settings, parts: int, broker: bool)
     block_out, block_state = run(cfg, parts, batches(feed, cuts, 0, broker), blocks=True)
     assert by_table(block_out) == by_table(plain_out)
     assert block_state == plain_state
+    # Short stretches record by record, long ones as columns, in one batch.
+    mixed_out, mixed_state = run(cfg, parts, batches(feed, cuts, 0, broker), True, True, 3)
+    assert by_table(mixed_out) == by_table(plain_out)
+    assert mixed_state == plain_state
     return block_out
 
 

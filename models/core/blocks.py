@@ -34,7 +34,12 @@ import numpy as np
 from models.core.events import BarEvent
 from models.core.messages import Bar, Branch, FeatureVector, PositionSnapshot, Signal
 from models.core.packed import (
+    CLOSE,
+    HIGH,
+    LOW,
+    OPEN,
     PRICE_FIELDS,
+    VOLUME,
     BarFloats,
     Floats,
     PackedBars,
@@ -223,7 +228,8 @@ class BarColumns:
         Of the packed form, only this bar's values are made when a list is not there yet
         (an acting bar among quiet ones)."""
         lists = self._lists
-        if self.packed is None:
+        packed = self.packed
+        if packed is None:
             return trusted(
                 Bar,
                 {
@@ -239,14 +245,27 @@ class BarColumns:
                     "vwap": lists["vwap"][i],
                 },
             )
-        o, h, lo, c, v = (self._decimal(k, i) for k in range(5))
+        # Only this bar's Decimals, from the texts, where a list is not made yet.
+        texts = self._texts
+        made = lists.get("open")
+        o = made[i] if made is not None else Decimal(texts(OPEN)[i])
+        made = lists.get("high")
+        h = made[i] if made is not None else Decimal(texts(HIGH)[i])
+        made = lists.get("low")
+        lo = made[i] if made is not None else Decimal(texts(LOW)[i])
+        made = lists.get("close")
+        c = made[i] if made is not None else Decimal(texts(CLOSE)[i])
+        made = lists.get("volume")
+        v = made[i] if made is not None else Decimal(texts(VOLUME)[i])
         made = lists.get("vwap")
+        ends = lists.get("end_ms")
+        starts = lists.get("start_ms")
         return trusted(
             Bar,
             {
                 "symbol": self.symbol,
-                "start_ms": self.start_ms[i],
-                "end_ms": self.end_ms[i],
+                "start_ms": starts[i] if starts is not None else int(packed.start_ms[i]),
+                "end_ms": ends[i] if ends is not None else int(packed.end_ms[i]),
                 "open": o,
                 "high": h,
                 "low": lo,
@@ -256,13 +275,6 @@ class BarColumns:
                 "vwap": made[i] if made is not None else vwap_decimal(h, lo, c, v),
             },
         )
-
-    def _decimal(self, k: int, i: int) -> Decimal:
-        """Value i of price column k (`PRICE_FIELDS`), from its list if made, else its text."""
-        made = self._lists.get(PRICE_FIELDS[k])
-        if made is not None:
-            return made[i]  # type: ignore[no-any-return]
-        return Decimal(self._texts(k)[i])
 
     def bars(self) -> list[Bar]:
         for name in _COLUMNS:  # every list at once: cheaper than bar by bar

@@ -92,7 +92,8 @@ def open_data(
     stack: contextlib.ExitStack,
 ) -> MergedStreams:
     """The data files (or shipped datasets) as one stream, checked against the config."""
-    from api.cli import UserError, _replay_source
+    from api.cli import UserError
+    from api.replay_cmd import _replay_source
     from connectors.files.market_file import MergedStreams, open_market_file
 
     if symbol is not None and len(sources) > 1:

@@ -104,6 +104,19 @@ def run(
             "in the first, ingest in the others); a run resumes on as many as it started on"
         ),
     ] = 1,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            metavar="HOST:PORT",
+            help="Also serve the control API from this process (token from "
+            "STRATFLOW_API_TOKEN or STRATFLOW_API_TOKEN_FILE)",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="With --api: no token, on a loopback address only"),
+    ] = False,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from rich.markup import escape
@@ -130,6 +143,7 @@ def run(
         if not 1 <= processes <= MAX_PROCESSES:
             raise UserError(f"--processes: 1 to {MAX_PROCESSES}, got {processes}")
         settings = settings_from(config)
+        listen = _api_listen(api, no_auth)
         trading = exchange is not None or paper
         if trading and not follow:
             raise UserError("an exchange run is live: leave out --no-follow")
@@ -193,6 +207,11 @@ def run(
 
                 setup = paper_start(store, settings, state.run_id)
                 say(f"promotion: paper run of setup {setup} (stratflow approve measures it)")
+            counters = None
+            if listen is not None:
+                counters = _serve_api(
+                    stack, settings, store, listen, bs, state, _mode(exchange, paper, sandbox), say
+                )
             t0 = time.perf_counter()
             orders = None
             if trading:
@@ -214,6 +233,7 @@ def run(
                 run_state=state,
                 trading=order_kind(paper, sandbox) if trading else None,
                 processes=processes,
+                counters=counters,
             )
             summary = summarize(store, state.run_id)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
@@ -225,6 +245,62 @@ def run(
         )
 
     guarded(go)
+
+
+def _api_listen(api: str | None, no_auth: bool) -> Any:
+    """The checked `--api` address and token (before anything starts), None without --api."""
+    from api.cli import UserError
+    from api.server.launch import LaunchError, check_listen
+
+    if api is None:
+        if no_auth:
+            raise UserError("--no-auth goes with --api HOST:PORT")
+        return None
+    try:
+        return check_listen(api, no_auth)
+    except LaunchError as err:
+        raise UserError(str(err)) from None
+
+
+def _mode(exchange: str | None, paper: bool, sandbox: bool) -> str:
+    if paper:
+        return "paper"
+    if sandbox:
+        return "sandbox"
+    return "live" if exchange is not None else "simulated"
+
+
+def _serve_api(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    store: Any,
+    listen: Any,
+    bootstrap: str,
+    state: Any,
+    mode: str,
+    say: Any,
+) -> Any:
+    """The control API on a thread of this process, on the run's own store (the chdb session
+    of the process is shared: api/server/context.py); returns the flow's counters it reads."""
+    from api.cli import UserError
+    from api.server.app import create_app
+    from api.server.context import RunInfo
+    from api.server.launch import build, close_context
+    from api.server.serve import ApiServer, ListenError
+    from dataflows.progress import FlowCounters
+
+    counters = FlowCounters()
+    run = RunInfo(state.run_id, mode, state.resumed, counters)
+    ctx = build(settings, store, listen, bootstrap, run)
+    stack.callback(close_context, ctx)
+    try:
+        server = ApiServer(create_app(ctx), listen.host, listen.port)
+        server.start()
+    except ListenError as err:
+        raise UserError(str(err)) from None
+    stack.callback(server.stop)
+    say(f"control API on {server.url} ({listen.auth_line})")
+    return counters
 
 
 def _start_line(run_id: str, resumed: bool, discarded: str | None, fresh: bool) -> str:

@@ -169,10 +169,12 @@ class RowBatchLogic(StatefulBatchLogic[list[BaseModel], list[BaseModel], tuple[B
         self.every = every
         self.max_rows = max_rows
         self.rows: list[BaseModel] = list(resume or ())
+        self.count = count_of(self.rows)
+        """Rows held (a column set counts its rows), kept as they come: not recounted."""
         self.due: datetime | None = datetime.now(UTC) + every if self.rows else None
 
     def _emit(self) -> tuple[Iterable[list[BaseModel]], bool]:
-        rows, self.rows, self.due = self.rows, [], None
+        rows, self.rows, self.due, self.count = self.rows, [], None, 0
         return ([rows] if rows else []), StatefulBatchLogic.DISCARD
 
     def on_batch(self, values: list[list[BaseModel]]) -> tuple[Iterable[list[BaseModel]], bool]:
@@ -180,7 +182,8 @@ class RowBatchLogic(StatefulBatchLogic[list[BaseModel], list[BaseModel], tuple[B
             self.due = datetime.now(UTC) + self.every
         for rows in values:
             self.rows.extend(rows)
-        if count_of(self.rows) >= self.max_rows:
+            self.count += count_of(rows)
+        if self.count >= self.max_rows:
             return self._emit()
         return [], StatefulBatchLogic.RETAIN
 

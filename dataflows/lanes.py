@@ -13,11 +13,13 @@ downstream of the store lane is derived from that key, never from the row's type
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Final, TypeGuard, cast
 
 from bytewax.connectors.kafka import KafkaSinkMessage
 from pydantic import BaseModel
 
+from connectors.kafka.sink import Messages
 from connectors.store.rows import message_json
 from dataflows.progress import FlowCounters
 from models.config.settings import TopicsConfig
@@ -77,24 +79,29 @@ def to_kafka(topics: TopicsConfig, keyed: KeyedRow) -> KafkaSinkMessage[bytes, b
     return kafka_messages(topics, (table, [row]))[0]
 
 
-def kafka_messages(topics: TopicsConfig, lane: RowLane) -> list[KafkaSinkMessage[bytes, bytes]]:
-    """`to_kafka` of every row of a lane (none for a table without a topic): the key is the
-    row's id, the value `model_dump_json()`'s bytes (`message_json`: a decision's are kept for
-    its row in the store, which writes the same JSON)."""
+def lane_messages(topics: TopicsConfig, lane: RowLane) -> Messages | None:
+    """The Kafka messages of a lane's rows as `(topic, keys, values)` (None for a table without
+    a topic), for `connectors.kafka.sink.LaneKafkaSink`: the key is the row's id, the value
+    `model_dump_json()`'s bytes (`message_json`: made once per message, shared with the store's
+    row and with the decision that holds an order or a fill)."""
     table, rows = lane
     key_field = KAFKA_TABLES.get(table)
     if key_field is None:
-        return []
+        return None
     topic = getattr(topics, TOPIC_OF.get(table, table))
-    message = KafkaSinkMessage
-    if table == "decisions":
-        return [
-            message(str(getattr(r, key_field)).encode(), message_json(r, keep=True), topic)
-            for r in rows
-        ]
+    keys = [str(getattr(r, key_field)).encode() for r in rows]
+    return topic, keys, [message_json(r) for r in rows]
+
+
+def kafka_messages(topics: TopicsConfig, lane: RowLane) -> list[KafkaSinkMessage[bytes, bytes]]:
+    """`lane_messages` as Bytewax's `KafkaSinkMessage`s (none for a table without a topic)."""
+    got = lane_messages(topics, lane)
+    if got is None:
+        return []
+    topic, keys, values = got
     return [
-        message(str(getattr(r, key_field)).encode(), r.__pydantic_serializer__.to_json(r), topic)
-        for r in rows
+        KafkaSinkMessage(key, value, topic)
+        for key, value in zip(cast(list[bytes], keys), cast(list[bytes], values), strict=True)
     ]
 
 
@@ -160,9 +167,26 @@ def count_row(counters: FlowCounters, keyed: KeyedRow) -> None:
 
 
 def count_rows(counters: FlowCounters, lane: RowLane) -> None:
-    """`count_row` for every row of a lane."""
+    """`count_row` for every row of a lane, counted per lane (one lock, no call per row)."""
     table, rows = lane
-    count = _COUNTERS.get(table)
-    if count is not None:
-        for row in rows:
-            count(counters, row)
+    items: list[Any] = rows
+    if table == "bars":
+        counters.add(bars=sum(len(r) if type(r) is BarColumns else 1 for r in items))
+    elif table == "decisions":
+        counters.add(decisions=sum(1 for r in items if r.version == 1))
+    elif table == "dead_letters":
+        counters.add(dead=len(items))
+    elif table == "orders":
+        rejected = OrderStatus.REJECTED
+        counters.trades(order_ids=[r.client_order_id for r in items if r.status is not rejected])
+    elif table == "fills":
+        counters.trades(fill_ids=[r.fill_id for r in items])
+    elif table == "positions":
+        latest: dict[str, Decimal] = {}
+        for r in items:  # the last row of each symbol stands for the lane
+            if isinstance(r, PositionColumns):
+                if len(r):
+                    latest[r.symbol] = r.realized_pnl + r.unrealized_pnl[-1]
+            else:
+                latest[r.symbol] = r.realized_pnl + r.unrealized_pnl
+        counters.trades(pnl=latest)

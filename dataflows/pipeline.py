@@ -24,12 +24,12 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.outputs import Sink
 
 from connectors.exchange.gateway import ExecutionGateway
+from connectors.kafka.sink import LaneKafkaSink
 from connectors.kafka.source import KeyedRaw, RawKafkaSource, partition_key
 from connectors.notify.notifier import Notifier
 from connectors.store.sink import ClickHouseSink, NotifierSink, keep_thread_state
@@ -42,7 +42,7 @@ from dataflows.lanes import (
     alerts_of,
     count_rows,
     is_desk_lane,
-    kafka_messages,
+    lane_messages,
 )
 from dataflows.placement import Placement
 from dataflows.progress import FlowCounters
@@ -50,6 +50,13 @@ from dataflows.wire import shipped
 from models.config.settings import Settings
 
 T = TypeVar("T")
+
+
+BOUNDED_WRITE_EVERY = timedelta(seconds=2)
+"""A bounded run (a backtest) writes each table at most this often: nobody watches its rows
+arrive, and fewer, larger inserts cost the engine less (its fixed cost per insert, and the
+merges of the parts each insert makes: ~0.25 s of engine CPU less on 200,000 bars than at
+500 ms)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class FlowSpec:
     batch_size: int = 5000
     kafka_out: bool = True
     write_every: timedelta = timedelta(milliseconds=500)
+    """How long a table's rows wait for more before they are written (live); a bounded run
+    waits at least `BOUNDED_WRITE_EVERY`."""
     write_max_rows: int = 50_000
     gpt_inline: bool | None = None  # answer GPT inline (deterministic); None: when not tailing
 
@@ -162,9 +171,11 @@ def build_flow(
     source: FlowSource | None = None,
     placement: Placement | None = None,
     notify: bool | None = None,
+    kafka_sink: Sink[RowLane] | None = None,
 ) -> Dataflow:
     """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`.
-    `source`: None reads the Kafka topics (`kafka_source`).
+    `source`: None reads the Kafka topics (`kafka_source`); `kafka_sink`: None publishes the
+    rows' lanes to `spec.bootstrap` (`LaneKafkaSink` of `lane_messages`).
 
     `placement`: this process's place in a cluster (default: the only process). Every process
     of a cluster builds the same steps; one that is not the desk's process gets no gateways
@@ -223,6 +234,7 @@ def build_flow(
     by_table: Stream[RowLane] = op.merge("rows", lanes.falses, op.key_rm("desk_out", desk))
     if counters is not None:
         op.inspect("count_out", by_table, lambda _s, lane: count_rows(counters, lane))
+    write_every = spec.write_every if spec.tail else max(spec.write_every, BOUNDED_WRITE_EVERY)
     # A chdb/ClickHouse INSERT has a fixed cost of milliseconds, so rows are gathered per table
     # (in operator state, hence snapshotted: a crash loses none) and written in large batches.
     # The wall clock only decides when a batch is written, never what is in the log.
@@ -236,7 +248,7 @@ def build_flow(
     batches = op.stateful_batch(
         "write_batches",
         gather,
-        lambda resume: RowBatchLogic(spec.write_every, spec.write_max_rows, resume),
+        lambda resume: RowBatchLogic(write_every, spec.write_max_rows, resume),
     )
     op.output("clickhouse", batches, store_sink or _store_sink(settings, run_id, placement))
     if notifier is not None if notify is None else notify:
@@ -245,8 +257,14 @@ def build_flow(
         )
         op.output("notify", alerts, NotifierSink(notifier if desk_here else None))
     if spec.kafka_out:
-        kmsgs = op.flat_map("to_kafka", by_table, lambda lane: kafka_messages(topics, lane))
-        op.output("kafka_out", kmsgs, KafkaSink([spec.bootstrap], topic=None))
+        # One item per lane, its messages produced in a loop (not one engine item each);
+        # with recovery every batch is delivered before the flow goes on (at-least-once).
+        sink = kafka_sink or LaneKafkaSink(
+            [spec.bootstrap],
+            lambda lane: lane_messages(topics, lane),
+            flush_batches=settings.recovery.enabled,
+        )
+        op.output("kafka_out", by_table, sink)
     return flow
 
 

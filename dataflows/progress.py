@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -49,6 +50,20 @@ class FlowCounters:
                 self.fills.add(fill_id)
             if symbol is not None and pnl is not None:
                 self.pnl[symbol] = pnl
+
+    def trades(
+        self,
+        order_ids: Iterable[str] = (),
+        fill_ids: Iterable[str] = (),
+        pnl: Mapping[str, Decimal] | None = None,
+    ) -> None:
+        """`trade` for many at once (one lock): the orders and fills, and each symbol's
+        latest P&L."""
+        with self.lock:
+            self.orders.update(order_ids)
+            self.fills.update(fill_ids)
+            if pnl:
+                self.pnl.update(pnl)
 
     def trading_line(self) -> str | None:
         """After a paper or exchange run: orders placed, fills and P&L, in one line."""

@@ -265,6 +265,7 @@ def run_pipeline(
     trading: str | None = None,
     processes: int = 1,
     cluster: Cluster | None = None,
+    counters: FlowCounters | None = None,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
@@ -276,14 +277,16 @@ def run_pipeline(
     `run_state` (from `open_run_state`) names the run and its recovery store; without it
     the run's state is opened here. Returns it, so the caller can read this run's rows.
     `trading` (what the orders are, for a paper or exchange run) adds a line with the orders
-    placed, fills and P&L when the run stops.
+    placed, fills and P&L when the run stops. `counters`: the caller's (the control API of
+    `stratflow run --api` reads them), else new ones with `progress`.
 
     `processes` > 1 runs the flow as a Bytewax cluster of that many processes on this machine
     (`dataflows.cluster`): this one is process 0, with the desk, its gateways, the notifier and
     the store; the others read and ingest the input. A child that fails fails the run
     (`ClusterFailed`); a stop or a failure here stops the children. `cluster`: the children,
     spawned early by the caller (else here)."""
-    counters = FlowCounters() if progress else None
+    if counters is None and progress:
+        counters = FlowCounters()
     if stop_note is None:
         stop_note = (
             RESUME_NOTE

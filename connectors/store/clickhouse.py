@@ -48,7 +48,6 @@ from pydantic_core import to_json
 from connectors.store.columns import (
     TABLE_BUILDERS,
     arrow_stream,
-    decisions_table,
     has_columns,
     python_columns,
     read_arrow,
@@ -60,6 +59,7 @@ from connectors.store.errors import (
     ClickHouseUnavailable,
     one_line,
 )
+from connectors.store.model_columns import MODEL_TABLES
 from connectors.store.rows import (
     DECIMAL_SCALE,
     ROW_CONVERTERS,
@@ -77,7 +77,6 @@ from connectors.store.server import (
 )
 from models.config.settings import ClickHouseConfig
 from models.core.blocks import COLUMN_TABLES, Columns
-from models.core.messages import DecisionRecord
 
 SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
 """The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
@@ -521,7 +520,9 @@ class Store:
         Every row is converted before anything is sent, so a bad value (a decimal too large, a
         model of another table) fails the whole batch and writes nothing. Rows holding a
         column set (`BarColumns`, `PositionColumns`) are written as Arrow columns
-        (`connectors.store.columns`), the same values the rows they stand for would store.
+        (`connectors.store.columns`), the same values the rows they stand for would store;
+        so are large enough batches of decisions, orders, fills, alerts and signals
+        (`MODEL_TABLES`), else direct lines (`direct_lines`), else rows.
         """
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
@@ -537,8 +538,15 @@ class Store:
                 self._live().insert_arrow(self.table(table), data)
             return int(data.num_rows)
         models = cast(Sequence[BaseModel], rows)
-        if table == "decisions" and all(type(r) is DecisionRecord for r in models):
-            data = decisions_table(cast(Sequence[DecisionRecord], models), run_id)
+        kind = type(models[0])
+        build_models, fewest = MODEL_TABLES.get(kind, (None, 0))
+        if (
+            build_models is not None
+            and len(models) >= fewest
+            and ROW_CONVERTERS[kind][0] == table
+            and all(type(r) is kind for r in models)
+        ):
+            data = build_models(models, run_id)
             if data is not None:  # else lines, which refuse what the rows refuse
                 self._live().insert_arrow(self.table(table), data)
                 return len(models)

@@ -9,7 +9,7 @@ out in a table (pure: no I/O).
 * `direct_lines(table, rows, run_id)`: JSONEachRow text written directly (`LINE_WRITERS`: bars,
   positions, decisions, orders, fills, alerts), the same JSON objects as `model_to_row`'s rows
   with the run id, nested parts as raw JSON the engine stores as their text.
-* `message_json(model, keep=...)`: a message's JSON once for its Kafka message and its row.
+* `message_json(model)`: a message's JSON, its parts once for its Kafka message and its row.
 * `ROW_CONVERTERS` maps each model type to its table and converter; `TABLES` lists the tables in
   DDL order.
 """
@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any, Final, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
@@ -53,6 +53,7 @@ _DECIMAL_QUANTUM: Final = Decimal(1).scaleb(-DECIMAL_SCALE)
 _DECIMAL_CTX: Final = Context(prec=100, rounding=ROUND_HALF_EVEN)
 
 Row = dict[str, Any]
+V = TypeVar("V")
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +135,10 @@ def _float(value: float) -> float | str:
 def _json_text(value: Any) -> str:
     """Compact JSON text of a nested part; Decimals become strings (exact), NaN/inf become null."""
     return to_json(value, fallback=str, inf_nan_mode="null").decode("utf-8")
+
+
+json_text: Final = _json_text
+"""The text a nested part is stored as (`_json_text`), for the columnar writer."""
 
 
 def _tick_row(m: StoredTick) -> Row:
@@ -418,10 +423,47 @@ def _alert_line(m: Alert, tail: str) -> str:
 
 
 # ---------------------------------------------------------------- a message's JSON, once
-_JSON_OF: dict[int, tuple[BaseModel, bytes, tuple[bytes, ...] | None]] = {}
-"""Recent `message_json(keep=True)` results by the model's identity (the model held, so its id
-cannot be reused while it is here): the message's JSON and, for a decision, its nested parts."""
-_JSON_OF_MAX: Final = 4096
+class _Recent(Generic[V]):
+    """Values (JSON bytes) of recently serialized objects, by identity (the object is held with
+    its value, so its id cannot be reused while it is here). Two generations of at most `size`
+    entries: when the newer is full it becomes the older and the oldest is dropped, so what was
+    used lately stays, at no bookkeeping per hit."""
+
+    __slots__ = ("new", "old", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.new: dict[int, tuple[object, V]] = {}
+        self.old: dict[int, tuple[object, V]] = {}
+
+    def get(self, obj: object) -> V | None:
+        key = id(obj)
+        hit = self.new.get(key) or self.old.get(key)
+        return hit[1] if hit is not None and hit[0] is obj else None
+
+    def put(self, obj: object, value: V) -> None:
+        if len(self.new) >= self.size:
+            self.old, self.new = self.new, {}
+        self.new[id(obj)] = (obj, value)
+
+    def clear(self) -> None:
+        self.new, self.old = {}, {}
+
+
+_JSON_OF: Final = _Recent[bytes](32_768)
+"""Recent JSON of the objects a message is made of: an order's or a fill's message (its Kafka
+value, and its element in every version of its decision), a decision's nested parts (the
+versions of a decision share its rounds, features, triggers and portfolio objects). Whoever
+asks first (the Kafka lane or the store) serializes; the other takes the bytes. Keyed by
+identity, so it relies on what the desk emitted never changing after: the models are frozen
+and their lists are the records' own copies (models/desk/desk.py), as the Kafka lane's
+serializing a record later than it was made always relied on."""
+
+_PARTS_OF: Final = _Recent[tuple[bytes, ...]](8192)
+"""Recent decisions' nested parts' JSON, by decision: the Kafka lane and the store each ask
+for the same decision's, and the second asks once, not once per part. Sized for the store's
+delay (a bounded run writes every 2 s: at ~2,500 decisions a second, ~5,000 wait; a part is
+~3 KB, so at most ~50 MB are held)."""
 
 DECISION_NESTED: Final = ("triggers", "features", "rounds", "orders", "fills", "portfolio_before")
 """A decision's nested parts, stored as their JSON text."""
@@ -454,21 +496,68 @@ def _bstr(value: str) -> bytes:
     return to_json(value)
 
 
+def _part(value: Any, serializer: Any) -> bytes:
+    """A nested part's JSON, once per object (`_JSON_OF`)."""
+    body = _JSON_OF.get(value)
+    if body is None:
+        body = serializer.to_json(value)
+        _JSON_OF.put(value, body)
+    return body
+
+
+def _listed(items: list[Any], kind: type[BaseModel], serializer: Any) -> bytes:
+    """A list of orders or fills as JSON: each element its own message's JSON (once per object,
+    shared with its Kafka message), joined as the list's serializer joins them; a list with
+    an element of another type goes to the list's serializer."""
+    if not items:
+        return b"[]"
+    parts: list[bytes] = []
+    for item in items:
+        if type(item) is not kind:
+            return cast(bytes, serializer.to_json(items))
+        body = _JSON_OF.get(item)
+        if body is None:
+            body = item.__pydantic_serializer__.to_json(item)
+            _JSON_OF.put(item, body)
+        parts.append(body)
+    return b"[" + b",".join(parts) + b"]"
+
+
+def _decision_parts(m: DecisionRecord) -> tuple[bytes, ...]:
+    """The nested parts' JSON (`DECISION_NESTED` order); raises what the serializer raises."""
+    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
+    return (
+        _part(m.triggers, st) if m.triggers else b"[]",
+        _part(m.features, sf),
+        _part(m.rounds, sr),
+        _listed(m.orders, Order, so),
+        _listed(m.fills, Fill, sfl),
+        _part(m.portfolio_before, spb),
+    )
+
+
+def forget_json() -> None:
+    """Drop every kept JSON (`_JSON_OF`, `_PARTS_OF`): for tests and benchmarks."""
+    _JSON_OF.clear()
+    _PARTS_OF.clear()
+
+
+def _kept_parts(m: DecisionRecord) -> tuple[bytes, ...]:
+    """`_decision_parts`, once per decision (`_PARTS_OF`)."""
+    parts = _PARTS_OF.get(m)
+    if parts is None:
+        parts = _decision_parts(m)
+        _PARTS_OF.put(m, parts)
+    return parts
+
+
 def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     """A decision's message JSON and its nested parts' JSON, each part serialized once: the
     message is the parts joined with the flat fields, in the model's field order (what
     `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
     serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
-    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
     try:
-        parts = t, f, r, o, fl, pb = (
-            st.to_json(m.triggers),
-            sf.to_json(m.features),
-            sr.to_json(m.rounds),
-            so.to_json(m.orders),
-            sfl.to_json(m.fills),
-            spb.to_json(m.portfolio_before),
-        )
+        parts = t, f, r, o, fl, pb = _kept_parts(m)
     except PydanticSerializationError:
         return m.__pydantic_serializer__.to_json(m), None
     body = b"".join(
@@ -501,39 +590,36 @@ def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     return body, parts
 
 
-def _message_json(model: BaseModel, keep: bool) -> tuple[bytes, tuple[bytes, ...] | None]:
-    key = id(model)
-    hit = _JSON_OF.get(key) if keep else _JSON_OF.pop(key, None)
-    if hit is not None and hit[0] is model:
-        return hit[1], hit[2]
-    if type(model) is DecisionRecord and _DECISION_PARTS:
-        body, parts = _decision_json(model)
-    else:
-        body, parts = model.__pydantic_serializer__.to_json(model), None
-    if keep:
-        if len(_JSON_OF) >= _JSON_OF_MAX:
-            del _JSON_OF[next(iter(_JSON_OF))]
-        _JSON_OF[key] = (model, body, parts)
-    return body, parts
-
-
-def message_json(model: BaseModel, *, keep: bool) -> bytes:
+def message_json(model: BaseModel) -> bytes:
     """`model.model_dump_json().encode()`, the bytes of the message's JSON.
 
-    A decision's JSON (~20 µs: its rounds, orders, features) holds the text of its nested
-    columns: it is built from them (`_decision_json`), so its Kafka message
-    (`dataflows.lanes.to_kafka`) and its row (`decision_parts`) share the work. `keep=True`
-    (the Kafka lane, which sees a row first) remembers the result for the model itself;
-    `keep=False` (the store, later) takes it back and forgets it, or serializes. The models
-    are frozen, so the bytes are the model's whatever the order; at most `_JSON_OF_MAX` are
-    kept (oldest dropped) when no store takes them."""
-    return _message_json(model, keep)[0]
+    A decision's JSON (~20 µs: its rounds, orders, features) is built from its nested parts'
+    (`_decision_json`), each serialized once per object: the versions of a decision share
+    most of them, its orders and fills are the orders' and fills' own messages, and the
+    store's row (`decision_parts`) takes the same bytes. An order's or a fill's JSON is kept
+    for its decision (`_JSON_OF`); the models are frozen, so the bytes are the model's
+    whoever asks first."""
+    kind = type(model)
+    if kind is DecisionRecord and _DECISION_PARTS:
+        return _decision_json(cast(DecisionRecord, model))[0]
+    if kind is Order or kind is Fill:
+        body = _JSON_OF.get(model)
+        if body is None:
+            body = model.__pydantic_serializer__.to_json(model)
+            _JSON_OF.put(model, body)
+        return body
+    return model.__pydantic_serializer__.to_json(model)
 
 
 def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
-    """The decision's nested parts' JSON (`DECISION_NESTED` order), taken from what the Kafka
-    lane kept or serialized now; None when the row path must write it."""
-    return _message_json(m, False)[1]
+    """The decision's nested parts' JSON (`DECISION_NESTED` order), from what its Kafka message
+    was made of or serialized now; None when the row path must write it."""
+    if not _DECISION_PARTS:
+        return None
+    try:
+        return _kept_parts(m)
+    except PydanticSerializationError:
+        return None
 
 
 _DECISION_FIELDS: Final = (
@@ -559,7 +645,7 @@ def _decision_line(m: DecisionRecord, tail: str) -> str:
     """The message's JSON (`message_json`) with the four derived columns added: the nested
     parts are raw JSON there, which the engine stores as their text (JSON_INSERT_SETTINGS), the
     very text `_json_text` gives them on the row path."""
-    body = message_json(m, keep=False)
+    body = message_json(m)
     triggers = m.triggers
     names = "[]" if not triggers else to_json([s.trigger for s in triggers]).decode()
     return (

@@ -119,7 +119,7 @@ def run_flow(
     monkeypatch: pytest.MonkeyPatch,
     gateway: AnsweringGateway | None = None,
 ) -> Rows:
-    for name in ("RawKafkaSource", "KafkaSink", "ClickHouseSink"):
+    for name in ("RawKafkaSource", "LaneKafkaSink", "ClickHouseSink"):
         monkeypatch.setattr(pipeline, name, no_broker)
     written: list[tuple[str, list[BaseModel]]] = []
     flow = build_flow(

@@ -1,9 +1,11 @@
 """The decision-log tables' direct lines (connectors/store/rows.py `LINE_WRITERS`: decisions
-with their nested parts as raw JSON, orders, fills, alerts) store exactly what `model_to_row`'s
-rows store, on a real engine.
+with their nested parts as raw JSON, orders, fills, alerts) and their Arrow tables
+(connectors/store/model_columns.py `MODEL_TABLES`: decisions, orders, fills, alerts, signals) store
+exactly what `model_to_row`'s rows store, on a real engine.
 
 Each generated batch is written twice into one store: through `Store.insert_models` (the
-direct lines) under one run id, and as `model_to_row` rows encoded as before
+direct lines for a small batch; with `arrow`, every batch as an Arrow table, however small)
+under one run id, and as `model_to_row` rows encoded as before
 (`clickhouse._row_json`, one JSONEachRow insert) under another; both runs' rows are read back
 and compared column by column (types, and decimals at the same exponent). Through both clients
 (chdb's session API, and clickhouse-connect on the same embedded engine by a `chdb://` DSN).
@@ -11,6 +13,8 @@ and compared column by column (types, and decimals at the same exponent). Throug
 
 from __future__ import annotations
 
+import contextlib
+import math
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,8 +27,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from connectors.store.clickhouse import Store, _row_json
+from connectors.store.model_columns import MODEL_TABLES
 from connectors.store.rows import model_to_row
 from models.config.settings import ClickHouseConfig
+from models.core.messages import Fill
 from tests.support import row_strategies as rs
 
 KEYS = {
@@ -32,6 +38,7 @@ KEYS = {
     "orders": "client_order_id, version",
     "fills": "fill_id",
     "alerts": "alert_id",
+    "signals": "symbol, ts_ms, trigger",
 }
 
 
@@ -77,20 +84,38 @@ def _read(store: Store, table: str, run_id: str) -> list[dict[str, Any]]:
 
 
 def _same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert got == expected
+    assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
         assert list(g) == list(e)
         for name in g:
             assert type(g[name]) is type(e[name]), name
+            if isinstance(g[name], float) and math.isnan(g[name]):
+                assert math.isnan(e[name]), name
+                continue
+            assert g[name] == e[name], name
+            if isinstance(g[name], float):
+                assert math.copysign(1.0, g[name]) == math.copysign(1.0, e[name]), name
             if isinstance(g[name], Decimal):
                 assert g[name].as_tuple() == e[name].as_tuple(), name
 
 
-def _check(store: Store, table: str, models: list[BaseModel]) -> None:
+@contextlib.contextmanager
+def _arrow_always() -> Iterator[None]:
+    """Every batch of a `MODEL_TABLES` model as an Arrow table, however small."""
+    saved = dict(MODEL_TABLES)
+    MODEL_TABLES.update({kind: (build, 1) for kind, (build, _) in saved.items()})
+    try:
+        yield
+    finally:
+        MODEL_TABLES.update(saved)
+
+
+def _check(store: Store, table: str, models: list[BaseModel], arrow: bool = False) -> None:
     line_run, row_run = f"line-{uuid.uuid4().hex[:8]}", f"row-{uuid.uuid4().hex[:8]}"
     store.run_id = line_run
     try:
-        store.insert_models(models)
+        with _arrow_always() if arrow else contextlib.nullcontext():
+            store.insert_models(models)
     except ValueError as line_err:
         store.run_id = row_run
         with pytest.raises(ValueError) as row_err:
@@ -113,25 +138,89 @@ _settings = settings(
 )
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 @_settings
-@given(st.lists(rs.decisions, min_size=1, max_size=4))
-def test_decision_lines_store_what_rows_store(store: Store, models: list[BaseModel]) -> None:
-    _check(store, "decisions", models)
+@given(models=st.lists(rs.decisions, min_size=1, max_size=4))
+def test_decision_lines_store_what_rows_store(
+    store: Store, arrow: bool, models: list[BaseModel]
+) -> None:
+    _check(store, "decisions", models, arrow)
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 @_settings
-@given(st.lists(rs.orders(rs.decimals | rs.too_big), min_size=1, max_size=6))
-def test_order_lines_store_what_rows_store(store: Store, models: list[BaseModel]) -> None:
-    _check(store, "orders", models)
+@given(models=st.lists(rs.orders(rs.decimals | rs.too_big), min_size=1, max_size=6))
+def test_order_lines_store_what_rows_store(
+    store: Store, arrow: bool, models: list[BaseModel]
+) -> None:
+    _check(store, "orders", models, arrow)
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 @_settings
-@given(st.lists(rs.fills(rs.decimals | rs.too_big), min_size=1, max_size=6))
-def test_fill_lines_store_what_rows_store(store: Store, models: list[BaseModel]) -> None:
-    _check(store, "fills", models)
+@given(models=st.lists(rs.fills(rs.decimals | rs.too_big), min_size=1, max_size=6))
+def test_fill_lines_store_what_rows_store(
+    store: Store, arrow: bool, models: list[BaseModel]
+) -> None:
+    _check(store, "fills", models, arrow)
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 @_settings
-@given(st.lists(rs.alerts, min_size=1, max_size=6))
-def test_alert_lines_store_what_rows_store(store: Store, models: list[BaseModel]) -> None:
-    _check(store, "alerts", models)
+@given(models=st.lists(rs.alerts, min_size=1, max_size=6))
+def test_alert_lines_store_what_rows_store(
+    store: Store, arrow: bool, models: list[BaseModel]
+) -> None:
+    _check(store, "alerts", models, arrow)
+
+
+@pytest.mark.parametrize("arrow", [False, True])
+@_settings
+@given(models=st.lists(rs.signals, min_size=1, max_size=6))
+def test_signal_columns_store_what_rows_store(
+    store: Store, arrow: bool, models: list[BaseModel]
+) -> None:
+    _check(store, "signals", models, arrow)
+
+
+def test_a_large_batch_goes_as_arrow_a_small_one_as_lines(store: Store) -> None:
+    """The threshold of `MODEL_TABLES`: which path a batch takes (what it stores is the
+    tests above)."""
+    fills = [
+        Fill(
+            fill_id=f"f{i}",
+            client_order_id="o",
+            decision_id="d",
+            symbol="S",
+            side="buy",
+            quantity=Decimal(1),
+            price=Decimal("2.5"),
+            fee=Decimal(0),
+            ts_ms=i,
+        )
+        for i in range(MODEL_TABLES[Fill][1])
+    ]
+    backend: Any = store._backend
+    used: list[str] = []
+    with contextlib.ExitStack() as stack:
+        for name in ("insert_arrow", "insert_json_each_row"):
+            original = getattr(backend, name)
+
+            def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
+                used.append(_name)
+                return _original(*args)
+
+            stack.enter_context(_patched(backend, name, spy))
+        store.insert("fills", fills)
+        store.insert("fills", fills[:-1])
+    assert used == ["insert_arrow", "insert_json_each_row"]
+
+
+@contextlib.contextmanager
+def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, original)

@@ -111,26 +111,40 @@ def test_decision_line_is_the_row_many(decision: DecisionRecord, run_id: str) ->
 
 @settings(derandomize=True, max_examples=10, deadline=None)
 @given(rs.decisions)
-def test_message_json_is_kept_for_the_store_once(decision: DecisionRecord) -> None:
-    """The Kafka lane keeps a decision's JSON for the store, which takes it (and forgets it);
-    a copy (equal, not the same object) is serialized anew, to the same bytes."""
-    store_rows._JSON_OF.clear()
-    kept = message_json(decision, keep=True)
-    assert store_rows._JSON_OF[id(decision)][:2] == (decision, kept)
-    assert message_json(decision, keep=False) is kept
-    assert id(decision) not in store_rows._JSON_OF
-    again = message_json(decision, keep=False)
-    assert again == kept and again is not kept
-    copy = decision.model_copy()
-    message_json(decision, keep=True)
-    assert message_json(copy, keep=False) == kept
-    assert id(decision) in store_rows._JSON_OF
-    store_rows._JSON_OF.clear()
+def test_a_decisions_parts_are_serialized_once(decision: DecisionRecord) -> None:
+    """A decision's next version shares its rounds, features, triggers and portfolio and holds
+    its orders and fills: each part's JSON is made once (the same bytes object is given back),
+    an order's or a fill's JSON is its own message's, and every message is still its
+    `model_dump_json()` whoever asks first (the store or the Kafka lane)."""
+    store_rows.forget_json()
+    if not store_rows._DECISION_PARTS:
+        return
+    later = decision.model_copy(
+        update={"version": decision.version + 1, "orders": list(decision.orders)}
+    )
+    first = store_rows.decision_parts(later)  # the store first, then the Kafka lane
+    assert first is not None
+    assert message_json(later) == later.model_dump_json().encode()
+    assert message_json(decision) == decision.model_dump_json().encode()
+    parts = store_rows.decision_parts(decision)
+    assert parts is not None
+    for name, a, b in zip(store_rows.DECISION_NESTED, first, parts, strict=True):
+        assert a == b
+        if name not in ("orders", "fills") and a != b"[]":
+            assert a is b, name  # the shared object's JSON, made once
+    for order in decision.orders:
+        assert message_json(order) is message_json(order)
+        assert message_json(order) == order.model_dump_json().encode()
+    copy = decision.model_copy(deep=True)  # equal, other objects: serialized anew, same bytes
+    assert store_rows.decision_parts(copy) == parts
+    assert message_json(copy) == message_json(decision)
+    store_rows.forget_json()
 
 
-def test_message_json_keeps_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_rows, "_JSON_OF_MAX", 3)
-    store_rows._JSON_OF.clear()
+def test_recent_json_keeps_a_bounded_number() -> None:
+    """Two generations of `size`: the newest entries stay, the oldest go; an equal object
+    that is not the same one never takes another's bytes."""
+    recent = store_rows._Recent(2)
     fills = [
         Fill(
             fill_id=f"f{i}",
@@ -145,10 +159,11 @@ def test_message_json_keeps_a_bounded_number(monkeypatch: pytest.MonkeyPatch) ->
         )
         for i in range(5)
     ]
-    for f in fills:
-        message_json(f, keep=True)
-    assert [entry[0] for entry in store_rows._JSON_OF.values()] == fills[2:]
-    store_rows._JSON_OF.clear()
+    for i, f in enumerate(fills):
+        recent.put(f, b"%d" % i)
+    assert [recent.get(f) for f in fills] == [None, None, b"2", b"3", b"4"]
+    assert len(recent.new) + len(recent.old) == 3
+    assert recent.get(fills[4].model_copy()) is None
 
 
 def test_a_decision_model_with_other_fields_keeps_the_row_path() -> None:

@@ -200,7 +200,8 @@ def build_flow(
     # list per batch), so the engine's per-item cost is paid per batch, not per row. On a
     # cluster whose rows are all written in the desk's process, ingest's rows ride with the
     # desk's inputs: one crossing, the bars' columns packed once (`IngestLanes`).
-    together = many and not placement.shared_store  # the same in every process
+    # (the same in every process)
+    together = many and not placement.shared_store and placement.desk_process == 0
     ingested = op.stateful_batch(
         "ingest",
         by_partition,
@@ -255,7 +256,7 @@ def build_flow(
         alerts = op.flat_map(
             "alerts", by_table, lambda lane: [("alerts", a) for a in alerts_of(lane)]
         )
-        op.output("notify", alerts, NotifierSink(notifier if desk_here else None))
+        op.output("notify", alerts, NotifierSink(notifier if placement.notifier_here else None))
     if spec.kafka_out:
         # One item per lane, its messages produced in a loop (not one engine item each);
         # with recovery every batch is delivered before the flow goes on (at-least-once).

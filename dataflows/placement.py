@@ -114,7 +114,8 @@ class Placement:
         process 0 alone, else round robin over processes 1.. in the parts' sorted order."""
         if self.processes == 1:
             return 0
-        return 1 + sorted(parts).index(part) % (self.processes - 1)
+        others = [p for p in range(self.processes) if p != self.desk_process]
+        return others[sorted(parts).index(part) % len(others)]
 
     def ingest_keys(self, parts: list[str]) -> dict[str, str]:
         """Each input partition's ingest key (the partition key, pinned to its process)."""
@@ -148,5 +149,5 @@ class Placement:
 
     @property
     def notifier_here(self) -> bool:
-        """The notifier lives with the desk: alerts from elsewhere travel there."""
-        return self.process == self.desk_process
+        """The notifier lives in process 0: alerts from elsewhere travel there."""
+        return self.process == 0

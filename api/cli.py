@@ -104,10 +104,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from connectors.kafka.broker import BrokerError
     from connectors.notify.notifier import NotifierError
     from connectors.store.clickhouse import ClickHouseUnavailable
+    from dataflows.cluster import ClusterFailed
     from dataflows.run import RecoveryDirError, RecoveryMismatch
 
     return (
         UserError,
+        ClusterFailed,
         RecoveryMismatch,
         RecoveryDirError,
         RunDirError,

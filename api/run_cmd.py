@@ -110,6 +110,13 @@ def run(
         bool,
         typer.Option("--no-auth", help="With --api: no token, on a loopback address only"),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Run the flow as this many processes on this machine (the desk and the store "
+            "in the first, ingest in the others); a run resumes on as many as it started on"
+        ),
+    ] = 1,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from rich.markup import escape
@@ -128,10 +135,13 @@ def run(
     from api.exchange_run import order_kind
     from api.report import summarize
     from connectors.kafka.broker import ensure_topics
+    from dataflows.cluster import MAX_PROCESSES
     from dataflows.pipeline import FlowSpec
     from dataflows.run import open_run_state, run_pipeline
 
     def go() -> None:
+        if not 1 <= processes <= MAX_PROCESSES:
+            raise UserError(f"--processes: 1 to {MAX_PROCESSES}, got {processes}")
         settings = settings_from(config)
         listen = _api_listen(api, no_auth)
         trading = exchange is not None or paper
@@ -188,7 +198,7 @@ def run(
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             # Before the flow starts (and only once it can): recovery state written under
             # other result settings is refused here; --fresh discards it and its run's rows.
-            state = open_run_state(settings, fresh=fresh)
+            state = open_run_state(settings, fresh=fresh, processes=processes)
             if state.discarded_run_id:
                 store.delete_run(state.discarded_run_id)
             say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
@@ -223,6 +233,7 @@ def run(
                 run_state=state,
                 trading=order_kind(paper, sandbox) if trading else None,
                 counters=counters,
+                processes=processes,
             )
             summary = summarize(store, state.run_id)
         print_summary(summary.counts, summary, time.perf_counter() - t0)

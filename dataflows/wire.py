@@ -23,7 +23,10 @@ from array import array
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+import numpy as np
+
 from models.core.blocks import BarColumns, PositionColumns
+from models.core.packed import BarFloats
 
 T = TypeVar("T")
 
@@ -109,7 +112,19 @@ def _reduce_bar_columns(obj: BarColumns) -> Any:
     list form is packed column by column as above."""
     if obj.packed is not None:
         return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-    return _columns, (BarColumns, tuple(_column(v) for v in obj._fields()))
+    f = obj.floats
+    floats = None if f is None else tuple(np.asarray(x, np.float64) for x in astuple_floats(f))
+    return _bar_columns, (tuple(_column(v) for v in obj._fields()), floats)
+
+
+def astuple_floats(f: BarFloats) -> tuple[Any, ...]:
+    return (f.close, f.high, f.low, f.volume)
+
+
+def _bar_columns(fields: tuple[tuple[int, Any], ...], floats: tuple[Any, ...] | None) -> Any:
+    cols = BarColumns(*(_value(kind, data) for kind, data in fields))
+    cols.floats = None if floats is None else BarFloats(*floats)
+    return cols
 
 
 _DISPATCH = copyreg.dispatch_table.copy()

@@ -97,13 +97,6 @@ def run(
             "belonged to) instead of resuming it",
         ),
     ] = False,
-    processes: Annotated[
-        int,
-        typer.Option(
-            help="Run the flow as this many processes on this machine (the desk and the store "
-            "in the first, ingest in the others); a run resumes on as many as it started on"
-        ),
-    ] = 1,
     api: Annotated[
         str | None,
         typer.Option(
@@ -117,6 +110,13 @@ def run(
         bool,
         typer.Option("--no-auth", help="With --api: no token, on a loopback address only"),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Run the flow as this many processes on this machine (the desk and the store "
+            "in the first, ingest in the others); a run resumes on as many as it started on"
+        ),
+    ] = 1,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from rich.markup import escape
@@ -232,8 +232,8 @@ def run(
                 stop_note=stop_note,
                 run_state=state,
                 trading=order_kind(paper, sandbox) if trading else None,
-                processes=processes,
                 counters=counters,
+                processes=processes,
             )
             summary = summarize(store, state.run_id)
         print_summary(summary.counts, summary, time.perf_counter() - t0)

@@ -49,14 +49,13 @@ from dataflows.progress import FlowCounters
 from dataflows.wire import shipped
 from models.config.settings import Settings
 
-T = TypeVar("T")
-
-
 BOUNDED_WRITE_EVERY = timedelta(seconds=2)
 """A bounded run (a backtest) writes each table at most this often: nobody watches its rows
 arrive, and fewer, larger inserts cost the engine less (its fixed cost per insert, and the
 merges of the parts each insert makes: ~0.25 s of engine CPU less on 200,000 bars than at
 500 ms)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,9 +168,9 @@ def build_flow(
     notifier: Notifier | None = None,
     run_id: str = "",
     source: FlowSource | None = None,
+    kafka_sink: Sink[RowLane] | None = None,
     placement: Placement | None = None,
     notify: bool | None = None,
-    kafka_sink: Sink[RowLane] | None = None,
 ) -> Dataflow:
     """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`.
     `source`: None reads the Kafka topics (`kafka_source`); `kafka_sink`: None publishes the

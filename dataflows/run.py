@@ -272,9 +272,9 @@ def run_pipeline(
     stop_note: str | None = None,
     run_state: RunState | None = None,
     trading: str | None = None,
+    counters: FlowCounters | None = None,
     processes: int = 1,
     cluster: Cluster | None = None,
-    counters: FlowCounters | None = None,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).

@@ -27,6 +27,9 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from models.signals import crossing
 from models.strategy.compiler import (
     CompareNode,
@@ -37,6 +40,9 @@ from models.strategy.compiler import (
     Pair,
     Term,
 )
+
+Closes = Sequence[float] | npt.NDArray[np.float64]
+"""`float()` of each close: a list, or the numpy column ingest parsed (`BarFloats`)."""
 
 _ONE: Final = Decimal(1)
 _NAN: Final = math.nan
@@ -148,7 +154,7 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
-        floats: Sequence[float] | None = None,
+        floats: Closes | None = None,
     ) -> int:
         """The first bar in `lo..hi-1` on which `on_bar(symbol, ...)` would return an action
         (`hi` when none would), with the strategy's memory advanced over the bars before it
@@ -201,7 +207,7 @@ class RowProbe:
         cur: list[int],
         position: Decimal,
         stops: tuple[Levels, Levels] | None,
-        floats: Sequence[float] | None = None,
+        floats: Closes | None = None,
     ) -> tuple[list[bool], list[list[int]]]:
         """Whether `on_bar` acts on each bar of `lo..hi-1` (bars newer than the memory, in
         order), and each pair's last strict side before each bar and after the last."""
@@ -247,7 +253,7 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
-        floats: Sequence[float] | None = None,
+        floats: Closes | None = None,
     ) -> int:
         """`quiet_until` bar by bar, each read as `on_bar` reads it."""
         strategy = self.strategy
@@ -367,12 +373,18 @@ class _Chunk:
     __slots__ = ("_closes", "_floats", "_values", "before", "n", "raw", "rows")
 
     def __init__(
-        self, rows: Sequence[Row], closes: Sequence[Decimal], floats: Sequence[float] | None = None
+        self, rows: Sequence[Row], closes: Sequence[Decimal], floats: Closes | None = None
     ) -> None:
         self.rows = rows
         self.n = len(rows)
         self._closes = closes
-        self._floats: list[float] | None = None if floats is None else list(floats)
+        self._floats: list[float] | None = (
+            None
+            if floats is None
+            else floats.tolist()  # Python floats, the same values
+            if isinstance(floats, np.ndarray)
+            else list(floats)
+        )
         self._values: dict[int, list[float]] = {}
         self.before: list[list[int]] = []
         self.raw: list[list[int]] = []  # each pair's strict side on each bar (0: none)

@@ -20,14 +20,16 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.driver import DeskDriver
 from models.config.settings import Settings
-from models.core.blocks import BarBlock, BarFloats, PositionColumns, expand_rows
+from models.core.blocks import BarBlock, BarColumns, PositionColumns, expand_rows
 from models.core.events import BarEvent
 from models.core.messages import Bar, GptRequest
+from models.core.packed import BarFloats
 from models.desk.desk import DeskRow, TradingDesk
 from models.gpt.decider import GptAnswer
 from models.signals.features import FeatureState
@@ -225,9 +227,14 @@ def with_floats(block: BarBlock) -> BarBlock:
     """The block with its closes' floats, as ingest gives them (`BarColumns.floats`)."""
     cols = block.bars
     made = BarFloats(
-        *([float(v) for v in c] for c in (cols.close, cols.high, cols.low, cols.volume))
+        *(
+            np.array([float(v) for v in c], np.float64)
+            for c in (cols.close, cols.high, cols.low, cols.volume)
+        )
     )
-    return dataclasses.replace(block, bars=dataclasses.replace(cols, floats=made))
+    fields = (cols.start_ms, cols.end_ms, cols.open, cols.high, cols.low, cols.close)
+    rest = (cols.volume, cols.trades, cols.vwap)
+    return dataclasses.replace(block, bars=BarColumns(cols.symbol, *fields, *rest, made))
 
 
 def desk_for(cfg: Settings, decision: GptDecision | None) -> DeskDriver:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.wire import Packed, packed, shipped, unpacked
@@ -41,7 +41,7 @@ def same_floats(a: list[float], b: list[float]) -> bool:
 
 @st.composite
 def bar_columns(draw: st.DrawFn) -> BarColumns:
-    n = draw(st.integers(1, 30))
+    n = draw(st.integers(1, 12))
     ints = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n)
     decs = st.lists(decimals, min_size=n, max_size=n)
     flts = st.lists(floats, min_size=n, max_size=n)
@@ -61,6 +61,7 @@ def bar_columns(draw: st.DrawFn) -> BarColumns:
     )
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # ten columns of values per example
 @given(bar_columns())
 def test_bar_columns_arrive_as_sent(cols: BarColumns) -> None:
     got = crossed(cols)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -270,11 +270,20 @@ class DeskLanes(StatefulBatchLogic[list[DeskInput], Lane, Any]):
     rows too (`IngestLanes(together=True)`), which leave with the desk's own, in lanes by
     table."""
 
-    def __init__(self, inner: DeskLogic, *, rows_through: bool = False) -> None:
+    def __init__(
+        self,
+        inner: DeskLogic,
+        *,
+        rows_through: bool = False,
+        taken: Callable[[int], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.rows_through = rows_through
+        self.taken = taken  # told how many lanes each batch took (`dataflows.pacing.Lag`)
 
     def on_batch(self, values: list[list[DeskInput]]) -> tuple[Iterable[Lane], bool]:
+        if self.taken is not None:
+            self.taken(len(values))
         items = [item for batch in values for item in batch]
         if not self.rows_through:
             out, keep = self.inner.on_batch(items)

@@ -40,6 +40,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
+from dataflows.pacing import Lag
 from dataflows.pipeline import FlowSpec, build_flow, kafka_source
 from dataflows.placement import Placement
 from dataflows.progress import FlowCounters
@@ -131,6 +132,7 @@ class Cluster:
         if processes < 2:
             raise ValueError("a cluster has at least two processes")
         self.processes = processes
+        self.lag = Lag(processes)  # shared with the children: made before they are forked
         self.addresses: tuple[str, ...] = ()
         self.counters: FlowCounters | None = None
         self.children: list[BaseProcess] = []
@@ -149,7 +151,7 @@ class Cluster:
             counts_in, counts_out = os.pipe()
             child = _FORK.Process(
                 target=_child_main,
-                args=(jobs_in, counts_out),
+                args=(jobs_in, counts_out, self.lag),
                 name=f"stratflow-flow-{process}",
                 daemon=True,
             )
@@ -347,7 +349,7 @@ def _sending_counts(counters: FlowCounters | None, fd: int) -> Iterator[None]:
             pipe.close()
 
 
-def run_child(job: ChildJob, counts_fd: int) -> None:
+def run_child(job: ChildJob, counts_fd: int, lag: Lag | None = None) -> None:
     """Build the flow at this process's place and run it with the cluster."""
     from dataflows.run import fewer_collections  # dataflows.run imports this module
 
@@ -360,6 +362,7 @@ def run_child(job: ChildJob, counts_fd: int) -> None:
         source=kafka_source(job.settings, job.spec, job.partitions),
         placement=job.placement,
         notify=job.notify,
+        lag=lag,
     )
     if flow_shape(flow) != job.shape:
         raise RuntimeError(
@@ -381,7 +384,7 @@ def run_child(job: ChildJob, counts_fd: int) -> None:
         )
 
 
-def _child_main(jobs: Connection, counts_fd: int) -> None:
+def _child_main(jobs: Connection, counts_fd: int, lag: Lag) -> None:
     """A forked child: wait for the job, run it, leave without running anything of process
     0's (no atexit handlers, no finalizers of objects it copied)."""
     _die_with_parent()
@@ -397,7 +400,7 @@ def _child_main(jobs: Connection, counts_fd: int) -> None:
         jobs.close()
     code = 0
     try:
-        run_child(job, counts_fd)
+        run_child(job, counts_fd, lag)
     except BaseException as err:
         sys.stderr.write(f"stratflow: process {job.process} of the flow failed: {err}\n")
         code = 1

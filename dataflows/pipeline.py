@@ -44,6 +44,7 @@ from dataflows.lanes import (
     is_desk_lane,
     lane_messages,
 )
+from dataflows.pacing import Lag, Paced
 from dataflows.placement import Placement
 from dataflows.progress import FlowCounters
 from dataflows.wire import shipped
@@ -110,9 +111,12 @@ class LocalPartitions(FixedPartitionedSource[Any, Any]):
     """A fixed-partitioned source that lists only the partitions `keep` accepts here: on a
     cluster each input partition is read by the process that ingests it (`Placement`)."""
 
-    def __init__(self, inner: FixedPartitionedSource[Any, Any], keep: set[str]) -> None:
+    def __init__(
+        self, inner: FixedPartitionedSource[Any, Any], keep: set[str], lag: Lag | None = None
+    ) -> None:
         self.inner = inner
         self.keep = keep
+        self.lag = lag
 
     def list_parts(self) -> list[str]:
         return [p for p in self.inner.list_parts() if _source_key(p) in self.keep]
@@ -121,7 +125,8 @@ class LocalPartitions(FixedPartitionedSource[Any, Any]):
         self, step_id: str, for_part: str, resume_state: Any
     ) -> StatefulSourcePartition[Any, Any]:
         keep_thread_state()  # the worker's thread: one thread state, not one per call
-        return self.inner.build_part(step_id, for_part, resume_state)
+        part = self.inner.build_part(step_id, for_part, resume_state)
+        return part if self.lag is None else Paced(part, self.lag)
 
 
 def _source_key(part: str) -> str:
@@ -130,13 +135,13 @@ def _source_key(part: str) -> str:
     return partition_key(topic, int(index))
 
 
-def _placed_source(source: FlowSource, placement: Placement) -> Source[KeyedRaw]:
+def _placed_source(source: FlowSource, placement: Placement, lag: Lag | None) -> Source[KeyedRaw]:
     if placement.processes == 1:
         return source.source
     if not isinstance(source.source, FixedPartitionedSource):
         raise TypeError("a flow on several processes needs a fixed-partitioned source")
     parts = [partition_key(topic, index) for topic, index in source.partitions]
-    return LocalPartitions(source.source, set(placement.local_parts(parts)))
+    return LocalPartitions(source.source, set(placement.local_parts(parts)), lag)
 
 
 def _as_is(item: T) -> T:
@@ -171,6 +176,7 @@ def build_flow(
     kafka_sink: Sink[RowLane] | None = None,
     placement: Placement | None = None,
     notify: bool | None = None,
+    lag: Lag | None = None,
 ) -> Dataflow:
     """The pipeline as a Bytewax dataflow; every row it stores is stamped with `run_id`.
     `source`: None reads the Kafka topics (`kafka_source`); `kafka_sink`: None publishes the
@@ -179,14 +185,17 @@ def build_flow(
     `placement`: this process's place in a cluster (default: the only process). Every process
     of a cluster builds the same steps; one that is not the desk's process gets no gateways
     and no notifier (they live in the desk's), so `notify` says whether the flow has a notify
-    step at all (default: whether `notifier` is given)."""
+    step at all (default: whether `notifier` is given). `lag`: the cluster's count of the
+    desk's lanes in flight, which paces the ingest processes' reading (`dataflows.pacing`)."""
     placement = placement or Placement()
     many = placement.processes > 1
     topics = settings.kafka.topics
     flow = Dataflow("stratflow")
     source = source or kafka_source(settings, spec)
     # Already keyed by topic partition: the unit of order (models/market/ingest.py says why).
-    by_partition: Stream[KeyedRaw] = op.input("kafka_in", flow, _placed_source(source, placement))
+    by_partition: Stream[KeyedRaw] = op.input(
+        "kafka_in", flow, _placed_source(source, placement, lag)
+    )
     if counters is not None:
         op.inspect(
             "count_in", by_partition, lambda _s, kb: counters.add(records=len(kb[1].records))
@@ -217,7 +226,14 @@ def build_flow(
     if many:  # to the desk's process; packed when it is another (`dataflows.wire`)
         desk_key = placement.desk_key(DESK_KEY)
         ship = _as_is if desk_here else shipped
-        to_desk = op.map("place_desk", to_desk, lambda lane: (desk_key, ship(lane[1])))
+        here = placement.process
+
+        def send(lane: tuple[str, list[DeskInput]]) -> tuple[str, list[DeskInput]]:
+            if lag is not None and not desk_here:
+                lag.sent(here)
+            return desk_key, ship(lane[1])
+
+        to_desk = op.map("place_desk", to_desk, send)
     desk = op.stateful_batch(
         "desk",
         to_desk,
@@ -225,6 +241,7 @@ def build_flow(
             lambda resume: DeskLanes(
                 DeskLogic(settings, input_parts, resume, gateway, spec.inline, orders),
                 rows_through=together,
+                taken=None if lag is None else lag.taken,
             )
         )
         if desk_here

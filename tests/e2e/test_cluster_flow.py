@@ -9,6 +9,7 @@ orders, fills, positions, bars, signals, alerts, GPT calls)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from tests.e2e.test_crash_restart import (
     run_settings,
     scenario_ticks,
 )
+from tests.support.cli import assert_no_traceback, run_cli
 from tests.support.flowkit import (
     ROOT,
     create_topics,
@@ -210,3 +212,21 @@ def test_a_stop_stops_every_process(kafka_bootstrap: str, tmp_path: Path, sig: i
     assert line, err[-2000:]
     assert int(line.group(1).replace(",", "")) > 0 and int(line.group(2).replace(",", "")) > 0
     assert "Traceback" not in err and "panicked" not in err
+
+
+def test_a_backtest_on_two_processes_reports_what_one_reports(tmp_path: Path) -> None:
+    """`stratflow backtest --processes 2` as a user runs it (its other process forked before the
+    data is published): the same statistics and trades as on one process."""
+    strategy = ROOT / "api" / "strategies" / "sma_cross.yaml"
+    args = ["backtest", "GOOG", "-s", str(strategy), "--start", "2006-01-01", "--json"]
+    docs = []
+    for processes in ("1", "2"):
+        result = run_cli(*args, "--processes", processes, cwd=tmp_path)
+        assert_no_traceback(result)
+        assert result.returncode == 0, result.stderr
+        docs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    one, two = docs
+    assert one["trades"] > 5
+    assert two["run_id"] != one["run_id"]
+    for key in ("statistics", "trades", "by_symbol", "by_strategy", "by_controller", "messages"):
+        assert two[key] == one[key], key

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataflows.cluster import CLUSTER_FROM_MESSAGES, default_processes
 from dataflows.placement import Placement, pinned, siphash13, worker_of
 
 keys = st.text(min_size=0, max_size=40)
@@ -90,3 +91,10 @@ def test_a_server_store_is_written_where_the_rows_are_made() -> None:
         key = pl.table_key("bars")
         assert worker_of(key, 3) == p
         assert parts[pl.store_part_of(key)] == pl.store_parts()[0]
+
+
+def test_a_backtest_runs_on_two_processes_when_it_is_long_and_there_are_two_cpus() -> None:
+    assert default_processes(CLUSTER_FROM_MESSAGES, cpus=2) == 2
+    assert default_processes(CLUSTER_FROM_MESSAGES - 1, cpus=8) == 1  # measured: no gain
+    assert default_processes(10 * CLUSTER_FROM_MESSAGES, cpus=1) == 1
+    assert default_processes(0) == 1

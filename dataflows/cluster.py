@@ -74,7 +74,7 @@ class ChildJob:
     notify: bool
     count: bool
     """Whether to count progress (process 0 does: counting adds steps, and every process must
-    build the same steps); the counts go to process 0 on the pipe named on the command line."""
+    build the same steps); the counts go to process 0 on the pipe it was forked with."""
     shape: tuple[str, ...]
     """Process 0's step ids (`flow_shape`): a child whose flow differs refuses to run, as
     Timely would otherwise connect unrelated steps and wait forever."""

@@ -99,10 +99,11 @@ def flow_shape(flow: Dataflow) -> tuple[str, ...]:
 
 CLUSTER_FROM_MESSAGES = 500_000
 """A backtest of at least this many messages runs on two processes by default (when the
-machine has two CPUs for it). Measured on the 200k-bar SMA run (2 cores shared with other
-work, load 2-8): one process 6.88 s median flow, two 6.98 s (the desk's process does 14% less
-CPU work, 5.4 s against 6.2 s, but starting the other process and sharing the cores take about
-that); on 1M bars 30.4 and 34.3 s on one process, 26.2 and 29.6 s on two (-14%)."""
+machine has two CPUs for it). Measured with the SMA 10/20 file on 2 cores shared with other
+work: 200k bars, median flow 6.48 s on one process and 6.01 s on two at load ~1.2 (-7%), 6.88
+and 6.98 s at load 2-8 (none); 1M bars, 30.7 and 26.3 s at load ~1.3 (-14.5%). The desk's
+process does 14-17% less CPU work on two (5.2 against 6.1 s on 200k bars), the other adds
+1.5 s (ingest), and starting it and sharing the cores take about 0.5-1 s."""
 
 
 def default_processes(messages: int, cpus: int | None = None) -> int:

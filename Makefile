@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_replay_kafka.py
 	$(BIN)/python bench/bench_backtest_flow.py
+	$(BIN)/python bench/bench_stream.py
 	$(BIN)/pip install --quiet -e '.[bench]'  # vectorbt, to compare the vectorised evaluator
 	$(BIN)/python bench/bench_vector.py
 

@@ -27,6 +27,7 @@ from connectors.files.replay import replay
 from connectors.kafka.broker import LocalBroker, ensure_topics
 from connectors.store.clickhouse import TABLES, Store
 from connectors.store.runs import delete_run
+from dataflows.cluster import Cluster
 from dataflows.pipeline import FlowSpec
 from dataflows.run import open_run_state, run_pipeline
 from models.config.settings import Settings
@@ -200,15 +201,21 @@ def run_backtest(
     *,
     say: Callable[[str], None],
     progress: bool = True,
+    processes: int = 1,
 ) -> BacktestRun:
     """Publish `data`, run the flow to its end and read the run back; a failure (or Ctrl-C)
-    deletes the run's rows from a ClickHouse server before it propagates."""
+    deletes the run's rows from a ClickHouse server before it propagates. `processes`: the
+    flow as a cluster of that many processes (`dataflows.cluster`)."""
     settings = _own_topics(with_backtest_dirs(settings, run_dir), run_dir)
     run_state = open_run_state(settings)
     run_id = run_state.run_id
     finished = False
     try:
         with ExitStack() as stack:
+            cluster = None
+            if processes > 1:  # the other processes import while the data is published
+                cluster = Cluster(processes).spawn()
+                stack.callback(cluster.kill)
             bootstrap = settings.kafka.bootstrap
             if bootstrap is None:
                 broker = stack.enter_context(LocalBroker(log_dir=run_dir))
@@ -229,6 +236,8 @@ def run_backtest(
                 say=say,
                 run_state=run_state,
                 stop_note=f"stopped: run {run_id} is not finished and has no report",
+                processes=processes,
+                cluster=cluster,
             )
             flow_seconds = time.perf_counter() - t0
         with Store.open(settings.clickhouse) as store:

@@ -92,7 +92,8 @@ def open_data(
     stack: contextlib.ExitStack,
 ) -> MergedStreams:
     """The data files (or shipped datasets) as one stream, checked against the config."""
-    from api.cli import UserError, _replay_source
+    from api.cli import UserError
+    from api.replay_cmd import _replay_source
     from connectors.files.market_file import MergedStreams, open_market_file
 
     if symbol is not None and len(sources) > 1:
@@ -323,6 +324,13 @@ def backtest(
         int | None,
         typer.Option(help="CSCV blocks for the PBO (even, 2..20; default: up to 16)"),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Run the flow as this many processes (ingest beside the desk); "
+            "default: what pays on this machine (dataflows.cluster.default_processes)"
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Backtest strategies on historical data through the live flow; statistics and a report."""
@@ -332,6 +340,7 @@ def backtest(
     from api.promotion_steps import record_backtest
     from connectors.files.replay import TimeSlice
     from connectors.files.strategy_file import read_strategy_files
+    from dataflows.cluster import MAX_PROCESSES, default_processes
     from models.strategy.user_file import StrategyFileError
 
     def go() -> None:
@@ -352,6 +361,8 @@ def backtest(
             raise UserError(
                 f"--pbo-blocks: an even number from 2 to 20 with --sweep, got {pbo_blocks}"
             )
+        if processes is not None and not 1 <= processes <= MAX_PROCESSES:
+            raise UserError(f"--processes: 1 to {MAX_PROCESSES}, got {processes}")
         settings = with_run_settings(base, specs, cash, fee_bps, slippage_bps)
         start_ms = parse_day(start, "--start") if start else None
         end_ms = parse_day(end, "--end") if end else None
@@ -377,7 +388,14 @@ def backtest(
                 return
             run_dir = new_run_dir(default_run_root())
             say(f"backtest {run_dir.name}: {cut.count:,} messages of {', '.join(cut.symbols)}")
-            outcome = finish(settings, cut, run_dir, as_json=as_json, say=say)
+            outcome = finish(
+                settings,
+                cut,
+                run_dir,
+                as_json=as_json,
+                say=say,
+                processes=default_processes() if processes is None else processes,
+            )
             record_backtest(settings, outcome, say)
 
     guarded(go)

@@ -209,10 +209,11 @@ def finish(
     say: Callable[[str], None],
     label: str | None = None,
     quiet: bool = False,
+    processes: int = 1,
 ) -> BacktestOutcome:
     """Run, analyse, write the report and the result file (last), print the outcome (not
-    when `quiet`: the caller says what it needs)."""
-    run = run_backtest(settings, data, run_dir, say=say)
+    when `quiet`: the caller says what it needs). `processes`: the flow's (`run_backtest`)."""
+    run = run_backtest(settings, data, run_dir, say=say, processes=processes)
     perf, trades, equity = analyse(settings, run)
     name = label or ", ".join(sorted(run.rows.bars))
     report = write_backtest_report(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import sys
@@ -21,12 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from connectors.files.replay import MarketStream, ReplayStats
     from connectors.store.clickhouse import Store
 
 from api.config_cmd import explain_config_error
@@ -107,10 +104,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from connectors.kafka.broker import BrokerError
     from connectors.notify.notifier import NotifierError
     from connectors.store.clickhouse import ClickHouseUnavailable
+    from dataflows.cluster import ClusterFailed
     from dataflows.run import RecoveryDirError, RecoveryMismatch
 
     return (
         UserError,
+        ClusterFailed,
         RecoveryMismatch,
         RecoveryDirError,
         RunDirError,
@@ -216,449 +215,40 @@ def _open_store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
-# ----------------------------------------------------------------------------- broker
-@app.command()
-def broker(
-    config: ConfigOpt = None,
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 = a free one)")
-    ] = 0,
-) -> None:
-    """Run the bundled Tansu broker (memory only) with the pipeline's topics, until Ctrl-C."""
-    from connectors.kafka.broker import LocalBroker, ensure_topics
-
-    def go() -> None:
-        settings = settings_from(config)
-        with LocalBroker(port=port or None, log_dir=Path("var")) as b:
-            ensure_topics(b.bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
-            console.print(
-                f"broker ready: [bold]KAFKA_BOOTSTRAP={b.bootstrap}[/bold] (Ctrl-C stops it)"
-            )
-            # Block the signals only now: the broker process must not inherit a blocked mask,
-            # or stop() could not terminate it.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                signal.sigwait({signal.SIGINT, signal.SIGTERM})
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        console.print("broker stopped")
-
-    guarded(go)
-
-
-# ----------------------------------------------------------------------------- replay
-@app.command()
-def replay(
-    ctx: typer.Context,
-    sources: Annotated[
-        list[str],
-        typer.Argument(
-            help="CSV/Parquet files, or shipped datasets: GOOG, EURUSD, BTCUSD; several are"
-            " merged by time",
-            show_default=False,
-        ),
-    ],
-    symbol: Annotated[
-        str | None,
-        typer.Option(help="Symbol for a file without a symbol column (default: the file name)"),
-    ] = None,
-    speed: Annotated[
-        float | None,
-        typer.Option(help="Multiple of real time, > 0 (default: as fast as possible)"),
-    ] = None,
-    interval: Annotated[
-        str | None,
-        typer.Option(
-            help="Bar interval of a bar file, e.g. 1h, 1d, 1w (ISO weeks), 1mo (calendar"
-            " months) (default: inferred from the bar times)"
-        ),
-    ] = None,
-    bootstrap: Annotated[
-        str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Publish market data to the market topic, with a progress bar.
-
-    Messages go out in the order a live feed delivers them: a trade at its time, a bar at its
-    end. Several sources are merged by that time, so give related files in one replay.
-    """
-    from connectors.files.replay import open_market_file
-
-    def go() -> None:
-        settings = settings_from(config)
-        if not bootstrap:
-            raise UserError(
-                "no broker: set KAFKA_BOOTSTRAP or --bootstrap"
-                " (e.g. start one with `stratflow broker`)"
-            )
-        if speed is not None and not (math.isfinite(speed) and speed > 0):
-            raise UserError(f"--speed must be a number > 0, got {speed:g}")
-        if symbol is not None and len(sources) > 1:
-            raise UserError(
-                "--symbol names the symbol of one file; with several sources each takes its"
-                " symbol column or its file name"
-            )
-        paths = [_replay_source(source, symbol, interval) for source in sources]
-        # Read in bounded memory: each file is scanned (every bad row known before anything is
-        # sent), then published as it is read back, by end time (connectors/files/market_file.py).
-        with contextlib.ExitStack() as stack:
-            loaded = [
-                (path, stack.enter_context(open_market_file(path, symbol=sym, interval=every)))
-                for path, sym, every in paths
-            ]
-            stats = _replay_stream(ctx, settings, bootstrap, loaded, speed)
-        if stats.failed:
-            raise UserError(
-                f"{stats.failed} of {stats.sent} messages not delivered to {bootstrap}:"
-                f" {'; '.join(stats.errors[:3])}"
-            )
-        console.print(
-            f"published {stats.published:,} messages to {escape(stats.topic)}"
-            f" in {stats.elapsed_s:.2f}s ({stats.msgs_per_s:,.0f}/s)"
-        )
-
-    guarded(go)
-
-
-def _replay_source(
-    source: str, symbol: str | None, interval: str | None
-) -> tuple[Path, str | None, str | None]:
-    """(path, default symbol, bar interval) of a replay argument: a local file wins over a
-    dataset of the same name; a dataset's interval is its own unless --interval says."""
-    from connectors.files.datasets import dataset_info, dataset_path, list_datasets
-
-    try:
-        exists = Path(source).exists()
-    except OSError as err:  # e.g. a name too long for the file system
-        raise UserError(f"cannot open {source[:200]!r}: {err.strerror or err}") from None
-    if exists:
-        return Path(source), symbol, interval
-    if source.strip().upper() in list_datasets():
-        name = source.strip()
-        return dataset_path(name), symbol or name.upper(), interval or dataset_info(name).interval
-    raise UserError(f"no such file or dataset: {source} (datasets: {', '.join(list_datasets())})")
-
-
-def _replay_stream(
-    ctx: typer.Context,
-    settings: Settings,
-    bootstrap: str,
-    files: list[tuple[Path, MarketStream]],
-    speed: float | None,
-) -> ReplayStats:
-    """Check scanned files against the config, then publish them, merged by end time, as they
-    are read back; one `error:` line on a mistake."""
-    from connectors.files.replay import MergedStreams
-    from connectors.files.replay import replay as do_replay
-    from connectors.kafka.broker import ensure_topics
-
-    merged = MergedStreams([stream for _, stream in files])
-    unknown = sorted(set(merged.symbols) - set(settings.symbols))
-    if unknown:
-        example = (
-            f" (e.g. STRATFLOW__SYMBOLS__{unknown[0]}='{{bar_interval: 1h}}')"
-            if "/" not in unknown[0]
-            else ""
-        )
-        raise UserError(
-            f"symbol(s) {', '.join(unknown)} not in the config's symbols"
-            f" ({', '.join(settings.symbols)}); add them to `symbols:`{example} or pass "
-            "--symbol with a configured one"
-        )
-    for path, loaded in files:
-        if loaded.rows == 0:
-            raise UserError(f"{path}: no data rows (the file has only a header)")
-        if not loaded.count:
-            first = f"; first: {loaded.problems[0].describe()}" if loaded.problems else ""
-            raise UserError(
-                f"{path}: no valid rows to publish ({loaded.problem_count} rejected{first})"
-            )
-    for path, loaded in files:
-        where = f" {path.name}" if len(files) > 1 else ""
-        for row, reason in loaded.problems[:10]:
-            err_console.print(Text(f"skipped{where} row {row}: {reason}", style="yellow"))
-        if loaded.problem_count > 10:
-            more = loaded.problem_count - 10
-            err_console.print(Text(f"... and {more} more skipped rows{where}", style="yellow"))
-        if loaded.kind == "bars":
-            _warn_unfit_bars(settings, loaded)
-    _check_broker(bootstrap, _bootstrap_label(ctx))
-    topic = settings.kafka.topics.market
-    ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
-    before = _topic_size(bootstrap, topic)
-    try:
-        with _terminate_as_interrupt():
-            stats = do_replay(bootstrap, topic, merged, speed=speed, progress=True)
-    except KeyboardInterrupt:
-        # What was sent is flushed and stays in the topic; say how far the replay got.
-        after = _topic_size(bootstrap, topic)
-        done = (
-            f"{after - before:,} of {merged.count:,} messages published to {topic}"
-            if before is not None and after is not None
-            else f"messages published so far stay in {topic}"
-        )
-        err_console.print(Text(f"interrupted: {done}", style="yellow"))
-        raise typer.Exit(130) from None
-    return stats
-
-
-def _warn_unfit_bars(settings: Settings, loaded: MarketStream) -> None:
-    """Bars the pipeline will refuse (`models.market.bars.input_bar_problem`: coarser than the
-    window)
-    or realign (`models.market.bars.off_grid_note`: across a window boundary), said per symbol
-    before
-    anything is sent."""
-    from collections import Counter
-
-    from models.core.messages import BarIn
-    from models.market.bars import input_bar_problem, off_grid_note
-
-    unfit: Counter[str] = Counter()
-    moved: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    first: dict[tuple[str, str], str] = {}
-    for msg in loaded.messages():
-        total[msg.symbol] += 1
-        if isinstance(msg, BarIn):
-            window = settings.bar_interval(msg.symbol)
-            if (why := input_bar_problem(msg, window)) is not None:
-                unfit[msg.symbol] += 1
-                first.setdefault((msg.symbol, "unfit"), why)
-            elif (how := off_grid_note(msg, window)) is not None:
-                moved[msg.symbol] += 1
-                first.setdefault((msg.symbol, "moved"), how)
-    for sym, n in sorted(unfit.items()):
-        err_console.print(
-            Text(
-                f"warning: {n:,} of {total[sym]:,} {sym} bars will be dead-lettered by the "
-                f"pipeline; first: {first[sym, 'unfit']}",
-                style="yellow",
-            )
-        )
-    for sym, n in sorted(moved.items()):
-        err_console.print(
-            Text(
-                f"note: {n:,} of {total[sym]:,} {sym} bars lie across the window grid and are "
-                f"realigned (up to one window late, never early); first: {first[sym, 'moved']}",
-                style="yellow",
-            )
-        )
-
-
-def _topic_size(bootstrap: str, topic: str) -> int | None:
-    """Messages in `topic` now (sum of its end offsets), None if the broker cannot say."""
-    from connectors.kafka.io import topic_end_offsets
-
-    try:
-        return sum(topic_end_offsets(bootstrap, topic, timeout_s=5.0).values())
-    except Exception:  # a courtesy count only
-        return None
-
-
-# ----------------------------------------------------------------------------- gpt-check
-@app.command("gpt-check")
-def gpt_check(config: ConfigOpt = None) -> None:
-    """Ask the configured GPT endpoint one tiny structured question; print latency, tokens, cost."""
-    from pydantic import BaseModel, ConfigDict
-
-    from connectors.gpt.client import GptClient
-    from models.core.messages import ChatTurn
-    from models.gpt.cost import call_cost
-
-    class Pong(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        ok: bool
-
-    def go() -> None:
-        gpt = settings_from(config).gpt
-        client = GptClient.from_env(gpt.model, timeout_s=gpt.timeout_s, max_retries=gpt.max_retries)
-        if not client.enabled:
-            console.print(
-                "no GPT endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL): "
-                "the pipeline runs on the local strategy engine"
-            )
-            return
-        console.print(escape(client.describe()))
-        with client:
-            result = client.ask(
-                [
-                    ChatTurn(role="system", content="Answer with the JSON schema only."),
-                    ChatTurn(role="user", content='Reply {"ok": true}.'),
-                ],
-                Pong,
-            )
-        if not result.ok:
-            kind = result.failure.value if result.failure else "no answer"
-            raise UserError(f"gpt endpoint: {kind}: {result.detail or 'no detail'}")
-        cost = call_cost(result.model, result.usage.prompt_tokens, result.usage.completion_tokens)
-        console.print(
-            f"gpt OK: model {escape(result.model)}, {result.latency_s * 1000:.0f} ms, "
-            f"{result.usage.prompt_tokens}+{result.usage.completion_tokens} tokens, "
-            f"cost ${cost:.6f}"
-        )
-
-    guarded(go)
-
-
-# ----------------------------------------------------------------------------- demo
-@app.command()
-def demo(
-    config: ConfigOpt = None,
-    dataset: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--dataset",
-            "-d",
-            help="Shipped dataset(s) to replay: repeat the option or separate names by commas"
-            " (default: GOOG,EURUSD)",
-        ),
-    ] = None,
-    scenario_minutes: Annotated[
-        int, typer.Option(help="Minutes of generated ticks for the SIM* symbols (0 = none)")
-    ] = 240,
-    seed: Annotated[int, typer.Option(help="Scenario seed")] = 7,
-    clean_input: Annotated[
-        bool,
-        typer.Option(
-            "--clean-input",
-            help="Skip the sample feeds of malformed market messages and hostile news/posts",
-        ),
-    ] = False,
-) -> None:
-    """The end-to-end job on embedded defaults (local broker, chdb, shipped data) with a report."""
-    from api.demo import default_run_root, run_demo
-    from connectors.files.datasets import dataset_path, list_datasets
-
-    def go() -> None:
-        settings = settings_from(config)
-        # `-d GOOG -d EURUSD` or `-d GOOG,EURUSD`; each dataset once (a second copy would
-        # only be dead-lettered as duplicates).
-        given = [p.strip().upper() for d in (dataset or ["GOOG,EURUSD"]) for p in d.split(",")]
-        names = list(dict.fromkeys(p for p in given if p))
-        if not names:
-            raise UserError("--dataset is empty; give one of " + ", ".join(list_datasets()))
-        bad = [d for d in names if d not in list_datasets()]
-        if bad:
-            raise UserError(
-                f"unknown dataset {', '.join(bad)} (available: {', '.join(list_datasets())})"
-            )
-        if scenario_minutes < 0:
-            raise UserError(f"--scenario-minutes must be >= 0, got {scenario_minutes}")
-        for name in names:
-            # Before anything starts: without the optional extra, one line on how to get it.
-            dataset_path(name)
-        missing = [d for d in names if d not in settings.symbols]
-        if missing:
-            raise UserError(f"dataset symbol(s) {', '.join(missing)} not in the config's symbols")
-        if settings.clickhouse.url:
-            # A server is checked up front (a chdb directory is new for every demo run).
-            with _open_store(settings):
-                pass
-        result = run_demo(
-            settings,
-            run_root=default_run_root(),
-            datasets=names,
-            scenario_minutes=scenario_minutes,
-            seed=seed,
-            hostile_samples=not clean_input,
-            console=console,
-        )
-        print_summary(result.summary.counts, result.summary, result.flow_seconds, portfolio=False)
-        print_backtests(result.backtests)
-        console.print(f"report: [bold]{escape(str(result.report))}[/bold]")
-        if result.decision_log is not None:
-            console.print(f"decision log: {escape(str(result.decision_log))}")
-
-    guarded(go)
-
-
-# ----------------------------------------------------------------------------- schemas
-@app.command()
-def schemas(
-    check: Annotated[
-        bool, typer.Option("--check", help="Only list drifted, missing or extra files (exit 1)")
-    ] = False,
-    schema_dir: Annotated[
-        Path | None,
-        typer.Option("--dir", help="Schema directory (default: specs/schemas of the checkout)"),
-    ] = None,
-) -> None:
-    """Regenerate specs/schemas/*.json from the pydantic models, or check them."""
-    from api.schemas_cmd import NoCheckoutError, check_schemas, default_schema_dir, write_schemas
-
-    def go() -> None:
-        try:
-            out_dir = schema_dir or default_schema_dir()
-        except NoCheckoutError as err:
-            raise UserError(str(err)) from None
-        try:
-            if check:
-                problems = check_schemas(out_dir)
-                if problems:
-                    print_error(
-                        f"{len(problems)} schema file(s) out of date in {out_dir}:"
-                        f" {', '.join(problems)}; run `stratflow schemas`"
-                    )
-                    raise typer.Exit(1)
-                console.print(f"schemas up to date: {escape(str(out_dir))}")
-                return
-            changed = write_schemas(out_dir)
-        except OSError as err:
-            raise UserError(f"{out_dir}: {err.strerror or err}") from None
-        for path in changed:
-            console.print(f"{'wrote' if path.exists() else 'deleted'} {escape(str(path))}")
-        if not changed:
-            console.print(f"schemas up to date: {escape(str(out_dir))}")
-
-    guarded(go)
-
-
+# ----------------------------------------------------------------------------- commands
+# One module per command (or command group); each imports what it shares from here when it
+# runs (the consoles above are swapped by the tests, so they are looked up then, not now).
+from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
 from api.backtest_cmd import backtest  # noqa: E402
+from api.broker_cmd import broker  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
+from api.control_cmd import control  # noqa: E402  (control plane: issue 13)
+from api.demo_cmd import demo  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
+from api.gpt_check_cmd import gpt_check  # noqa: E402
+from api.replay_cmd import replay  # noqa: E402
 from api.run_cmd import run  # noqa: E402
+from api.schemas_cmd import schemas  # noqa: E402
+from api.serve_cmd import serve  # noqa: E402  (the control API: issue 13)
 from api.validate_cmd import validate  # noqa: E402
 
+app.command("broker")(broker)
+app.command("replay")(replay)
+app.command("gpt-check")(gpt_check)
+app.command("demo")(demo)
+app.command("schemas")(schemas)
 app.add_typer(config_app, name="config")
 app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)
 app.command("validate")(validate)
-
-from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
-
 app.command("approve")(approve)
-
-from api.control_cmd import control  # noqa: E402  (control plane: issue 13)
-
 app.command("control")(control)
+app.command("serve")(serve)
 
 
 def _money(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
-
-
-def print_backtests(backtests: list[Any]) -> None:
-    """One line per backtest of the demo: its key figures side by side."""
-    from models.performance.stats import format_value
-
-    keys = ("return", "buy_and_hold_return", "sharpe_ratio", "max_drawdown", "trades")
-    t = Table(title="backtests (each its own era, portfolio and clock)", min_width=30)
-    t.add_column("backtest")
-    t.add_column("period (UTC)", no_wrap=True)
-    rows = [{s.key: s for s in b.performance.statistics} for b in backtests]
-    for key in keys:
-        label = next((r[key].label for r in rows if key in r), key)
-        t.add_column(label.replace(" Return", "").replace("Ratio", "").strip(), justify="right")
-    for b, stats in zip(backtests, rows, strict=True):
-        period = "-".join(format_value(stats[k])[:10] for k in ("start", "end") if k in stats)
-        t.add_row(
-            escape(b.name),
-            period,
-            *(format_value(stats[k]) if k in stats else "n/a" for k in keys),
-        )
-    console.print(t)
 
 
 def print_summary(

@@ -97,6 +97,26 @@ def run(
             "belonged to) instead of resuming it",
         ),
     ] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            metavar="HOST:PORT",
+            help="Also serve the control API from this process (token from "
+            "STRATFLOW_API_TOKEN or STRATFLOW_API_TOKEN_FILE)",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="With --api: no token, on a loopback address only"),
+    ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Run the flow as this many processes on this machine (the desk and the store "
+            "in the first, ingest in the others); a run resumes on as many as it started on"
+        ),
+    ] = 1,
 ) -> None:
     """Run the pipeline on the Kafka topics (resumes from its recovery state after a crash)."""
     from rich.markup import escape
@@ -115,11 +135,15 @@ def run(
     from api.exchange_run import order_kind
     from api.report import summarize
     from connectors.kafka.broker import ensure_topics
+    from dataflows.cluster import MAX_PROCESSES
     from dataflows.pipeline import FlowSpec
     from dataflows.run import open_run_state, run_pipeline
 
     def go() -> None:
+        if not 1 <= processes <= MAX_PROCESSES:
+            raise UserError(f"--processes: 1 to {MAX_PROCESSES}, got {processes}")
         settings = settings_from(config)
+        listen = _api_listen(api, no_auth)
         trading = exchange is not None or paper
         if trading and not follow:
             raise UserError("an exchange run is live: leave out --no-follow")
@@ -174,7 +198,7 @@ def run(
             ensure_topics(bs, settings.kafka.topics.all(), settings.kafka.partitions)
             # Before the flow starts (and only once it can): recovery state written under
             # other result settings is refused here; --fresh discards it and its run's rows.
-            state = open_run_state(settings, fresh=fresh)
+            state = open_run_state(settings, fresh=fresh, processes=processes)
             if state.discarded_run_id:
                 store.delete_run(state.discarded_run_id)
             say(_start_line(state.run_id, state.resumed, state.discarded_run_id, fresh))
@@ -183,6 +207,11 @@ def run(
 
                 setup = paper_start(store, settings, state.run_id)
                 say(f"promotion: paper run of setup {setup} (stratflow approve measures it)")
+            counters = None
+            if listen is not None:
+                counters = _serve_api(
+                    stack, settings, store, listen, bs, state, _mode(exchange, paper, sandbox), say
+                )
             t0 = time.perf_counter()
             orders = None
             if trading:
@@ -203,6 +232,8 @@ def run(
                 stop_note=stop_note,
                 run_state=state,
                 trading=order_kind(paper, sandbox) if trading else None,
+                counters=counters,
+                processes=processes,
             )
             summary = summarize(store, state.run_id)
         print_summary(summary.counts, summary, time.perf_counter() - t0)
@@ -214,6 +245,62 @@ def run(
         )
 
     guarded(go)
+
+
+def _api_listen(api: str | None, no_auth: bool) -> Any:
+    """The checked `--api` address and token (before anything starts), None without --api."""
+    from api.cli import UserError
+    from api.server.launch import LaunchError, check_listen
+
+    if api is None:
+        if no_auth:
+            raise UserError("--no-auth goes with --api HOST:PORT")
+        return None
+    try:
+        return check_listen(api, no_auth)
+    except LaunchError as err:
+        raise UserError(str(err)) from None
+
+
+def _mode(exchange: str | None, paper: bool, sandbox: bool) -> str:
+    if paper:
+        return "paper"
+    if sandbox:
+        return "sandbox"
+    return "live" if exchange is not None else "simulated"
+
+
+def _serve_api(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    store: Any,
+    listen: Any,
+    bootstrap: str,
+    state: Any,
+    mode: str,
+    say: Any,
+) -> Any:
+    """The control API on a thread of this process, on the run's own store (the chdb session
+    of the process is shared: api/server/context.py); returns the flow's counters it reads."""
+    from api.cli import UserError
+    from api.server.app import create_app
+    from api.server.context import RunInfo
+    from api.server.launch import build, close_context
+    from api.server.serve import ApiServer, ListenError
+    from dataflows.progress import FlowCounters
+
+    counters = FlowCounters()
+    run = RunInfo(state.run_id, mode, state.resumed, counters)
+    ctx = build(settings, store, listen, bootstrap, run)
+    stack.callback(close_context, ctx)
+    try:
+        server = ApiServer(create_app(ctx), listen.host, listen.port)
+        server.start()
+    except ListenError as err:
+        raise UserError(str(err)) from None
+    stack.callback(server.stop)
+    say(f"control API on {server.url} ({listen.auth_line})")
+    return counters
 
 
 def _start_line(run_id: str, resumed: bool, discarded: str | None, fresh: bool) -> str:

@@ -7,7 +7,10 @@ file I/O, so the CLI and the tests share one definition of "up to date".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
+
+import typer
+from rich.markup import escape
 
 from models.core.schemas import generate_schemas, render_schema
 
@@ -75,3 +78,42 @@ def check_schemas(out_dir: Path) -> list[str]:
         elif (out_dir / name).read_text(encoding="utf-8") != wanted[name]:
             problems.append(f"{name} (drifted)")
     return problems
+
+
+def schemas(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only list drifted, missing or extra files (exit 1)")
+    ] = False,
+    schema_dir: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Schema directory (default: specs/schemas of the checkout)"),
+    ] = None,
+) -> None:
+    """Regenerate specs/schemas/*.json from the pydantic models, or check them."""
+    from api.cli import UserError, console, guarded, print_error
+
+    def go() -> None:
+        try:
+            out_dir = schema_dir or default_schema_dir()
+        except NoCheckoutError as err:
+            raise UserError(str(err)) from None
+        try:
+            if check:
+                problems = check_schemas(out_dir)
+                if problems:
+                    print_error(
+                        f"{len(problems)} schema file(s) out of date in {out_dir}:"
+                        f" {', '.join(problems)}; run `stratflow schemas`"
+                    )
+                    raise typer.Exit(1)
+                console.print(f"schemas up to date: {escape(str(out_dir))}")
+                return
+            changed = write_schemas(out_dir)
+        except OSError as err:
+            raise UserError(f"{out_dir}: {err.strerror or err}") from None
+        for path in changed:
+            console.print(f"{'wrote' if path.exists() else 'deleted'} {escape(str(path))}")
+        if not changed:
+            console.print(f"schemas up to date: {escape(str(out_dir))}")
+
+    guarded(go)

@@ -22,7 +22,12 @@ from typing import Any
 
 
 def run(
-    csv: Path, strategy: Path, work: Path, fee_bps: float | None, slippage_bps: float | None
+    csv: Path,
+    strategy: Path,
+    work: Path,
+    fee_bps: float | None,
+    slippage_bps: float | None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     import dataflows
@@ -37,7 +42,8 @@ def run(
     with contextlib.ExitStack() as stack:
         data = open_data(settings, [str(csv)], "SIMA", None, stack)
         opened = time.perf_counter()
-        result = run_backtest(settings, data, work, say=lambda _line: None, progress=False)
+        more = {"processes": processes} if processes > 1 else {}  # older trees have no option
+        result = run_backtest(settings, data, work, say=lambda _line: None, progress=False, **more)
         done = time.perf_counter()
     from models.performance.trades import TaggedFill, pair_fills
 
@@ -68,8 +74,12 @@ def main() -> int:
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--fee-bps", type=float, default=None)
     ap.add_argument("--slippage-bps", type=float, default=None)
+    ap.add_argument("--processes", type=int, default=1)
     args = ap.parse_args()
-    print(json.dumps(run(args.csv, args.strategy, args.work, args.fee_bps, args.slippage_bps)))
+    result = run(
+        args.csv, args.strategy, args.work, args.fee_bps, args.slippage_bps, args.processes
+    )
+    print(json.dumps(result))
     return 0
 
 

@@ -233,18 +233,29 @@ _DESK_TYPES: frozenset[type] = frozenset(
 
 
 class IngestLanes(StatefulBatchLogic[RawBatch, Lane, Any]):
-    """An `IngestLogic` whose output leaves in lanes (`grouped`); snapshots are its own."""
+    """An `IngestLogic` whose output leaves in lanes (`grouped`); snapshots are its own.
 
-    def __init__(self, inner: IngestLogic) -> None:
+    `together`: everything in the desk's lane instead, rows too (a cluster whose desk and
+    store share a process: one crossing, in which a bar block and the bars' rows share their
+    columns, instead of the columns packed and unpacked twice); `DeskLanes(rows_through=True)`
+    passes the rows on."""
+
+    def __init__(self, inner: IngestLogic, *, together: bool = False) -> None:
         self.inner = inner
+        self.together = together
+
+    def _lanes(self, out: list[Any]) -> list[Lane]:
+        if self.together:
+            return [(DESK_KEY, out)] if out else []
+        return grouped(out)
 
     def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[Lane], bool]:
         out, keep = self.inner.on_batch(values)
-        return grouped(out), keep
+        return self._lanes(list(out)), keep
 
     def on_eof(self) -> tuple[Iterable[Lane], bool]:
         out, keep = self.inner.on_eof()
-        return grouped(out), keep
+        return self._lanes(list(out)), keep
 
     def notify_at(self) -> datetime | None:
         return self.inner.notify_at()
@@ -255,14 +266,24 @@ class IngestLanes(StatefulBatchLogic[RawBatch, Lane, Any]):
 
 class DeskLanes(StatefulBatchLogic[list[DeskInput], Lane, Any]):
     """A `DeskLogic` fed lists of desk inputs (one per ingest batch), whose rows leave in lanes
-    by table (`grouped`); snapshots are its own."""
+    by table (`grouped`); snapshots are its own. `rows_through`: the lists may hold ingest's
+    rows too (`IngestLanes(together=True)`), which leave with the desk's own, in lanes by
+    table."""
 
-    def __init__(self, inner: DeskLogic) -> None:
+    def __init__(self, inner: DeskLogic, *, rows_through: bool = False) -> None:
         self.inner = inner
+        self.rows_through = rows_through
 
     def on_batch(self, values: list[list[DeskInput]]) -> tuple[Iterable[Lane], bool]:
-        out, keep = self.inner.on_batch([item for batch in values for item in batch])
-        return grouped(out), keep
+        items = [item for batch in values for item in batch]
+        if not self.rows_through:
+            out, keep = self.inner.on_batch(items)
+            return grouped(out), keep
+        desk = _DESK_TYPES
+        inputs = [item for item in items if type(item) in desk]
+        out, keep = self.inner.on_batch(inputs)
+        rows = [item for item in items if type(item) not in desk]
+        return grouped([*out, *rows]), keep
 
     def on_notify(self) -> tuple[Iterable[Lane], bool]:
         out, keep = self.inner.on_notify()

@@ -33,7 +33,8 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.gpt.gateway import GptGateway, gpt_status
 from connectors.kafka.io import topic_end_offsets
 from connectors.notify.notifier import Notifier
-from dataflows.pipeline import FlowSpec, build_flow
+from dataflows.cluster import Cluster, ClusterFailed, flow_shape, placement_for
+from dataflows.pipeline import FlowSpec, build_flow, kafka_source
 from dataflows.progress import FlowCounters, ProgressDisplay
 from models.config.base import parse_duration_ms
 from models.config.settings import (
@@ -63,6 +64,15 @@ classes (`models.signals.indicators`), 4 = own SMA/EMA/RSI/stdev kernels instead
 objects. The manifest records it; resuming another format is
 refused with the way out instead of failing inside Bytewax."""
 
+UNRECOVERED_CLUSTER_EPOCH = timedelta(seconds=10)
+"""The epoch of a bounded cluster run without recovery (a backtest), where epochs only pace
+the input: Bytewax lets a source read one epoch ahead of the slowest step, and while it waits
+wakes it again at once, without pause. On two processes the ingest process, faster than the
+desk's, waited most of the run: at 2 s epochs that spin was 5.7 of its 7.2 CPU seconds on the
+200k-bar run, taken from the desk's process on a shared machine. Longer epochs let it read
+ahead instead (the input waits in process 0's queue: +280 MB at 200k bars with it all read
+ahead), and 10 s covers the whole input of such a run."""
+
 RESUME_NOTE = "the next run resumes from the last snapshot"
 """What a stopped run says about the next one, unless the caller knows better (`stop_note`)."""
 
@@ -82,6 +92,9 @@ class RunState:
     resumed: bool
     recovery: RecoveryConfig | None
     discarded_run_id: str | None = None
+    processes: int = 1
+    """The processes the run's flow runs on (`run_pipeline`'s `processes`): its keyed steps
+    and their recovery state are placed for that many (`dataflows.placement`)."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -90,7 +103,7 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def open_run_state(settings: Settings, *, fresh: bool = False) -> RunState:
+def open_run_state(settings: Settings, *, fresh: bool = False, processes: int = 1) -> RunState:
     """The run's id and recovery store, after checking that any state to resume was written
     for the same input topics and the same result settings
     (`models.config.settings.result_settings`).
@@ -98,12 +111,13 @@ def open_run_state(settings: Settings, *, fresh: bool = False) -> RunState:
     Bytewax cannot resume state keyed by partitions of other topics (it panics), and state
     built under other settings would carry the old run's decisions into the new one, so both
     are refused up front with what changed and the way out; `fresh` discards the old state
-    instead (the caller deletes that run's rows: `discarded_run_id`)."""
+    instead (the caller deletes that run's rows: `discarded_run_id`). State written by a run on
+    another number of `processes` is refused too: its keys are placed for that many."""
     if not settings.recovery.enabled:
-        return RunState(new_run_id(), False, None)
+        return RunState(new_run_id(), False, None, processes=processes)
     db_dir = Path(settings.recovery.dir)
     try:
-        return _open_run_state(db_dir, settings, fresh)
+        return _open_run_state(db_dir, settings, fresh, processes)
     except OSError as err:
         reason = "not a directory" if db_dir.exists() and not db_dir.is_dir() else err.strerror
         where = f" ({err.filename})" if err.filename and str(err.filename) != str(db_dir) else ""
@@ -131,7 +145,7 @@ def _read_manifest(db_dir: Path) -> dict[str, Any]:
         ) from None
 
 
-def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
+def _open_run_state(db_dir: Path, settings: Settings, fresh: bool, processes: int) -> RunState:
     topics = settings.kafka.topics
     inputs = sorted([topics.market, topics.news, topics.social])
     doc = result_settings(settings)
@@ -165,6 +179,13 @@ def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
                 f"format {written}, this release reads {STATE_FORMAT}): start afresh with "
                 f"--fresh (or point recovery.dir at a new directory)"
             )
+        ran_on = old.get("processes", 1)
+        if ran_on != processes:
+            raise RecoveryMismatch(
+                f"recovery state in {db_dir} was written by a run on {ran_on} process"
+                f"{'' if ran_on == 1 else 'es'}: resume it with --processes {ran_on}, or start "
+                "afresh with --fresh (or point recovery.dir at a new directory)"
+            )
         if old.get("settings_hash") != digest:
             before = old.get("settings")
             changed = (
@@ -188,9 +209,11 @@ def _open_run_state(db_dir: Path, settings: Settings, fresh: bool) -> RunState:
         "settings_hash": digest,
         "settings": doc,
         "state_format": STATE_FORMAT,
+        "processes": processes,
     }
     manifest.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
-    return RunState(run_id, resumed, RecoveryConfig(db_dir), discarded)  # type: ignore[no-untyped-call]
+    recovery = RecoveryConfig(db_dir)  # type: ignore[no-untyped-call]
+    return RunState(run_id, resumed, recovery, discarded, processes)
 
 
 _BEFORE_EXIT: list[Callable[[], object]] = []
@@ -249,6 +272,9 @@ def run_pipeline(
     stop_note: str | None = None,
     run_state: RunState | None = None,
     trading: str | None = None,
+    counters: FlowCounters | None = None,
+    processes: int = 1,
+    cluster: Cluster | None = None,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
@@ -260,15 +286,25 @@ def run_pipeline(
     `run_state` (from `open_run_state`) names the run and its recovery store; without it
     the run's state is opened here. Returns it, so the caller can read this run's rows.
     `trading` (what the orders are, for a paper or exchange run) adds a line with the orders
-    placed, fills and P&L when the run stops."""
-    counters = FlowCounters() if progress else None
+    placed, fills and P&L when the run stops. `counters`: the caller's (the control API of
+    `stratflow run --api` reads them), else new ones with `progress`.
+
+    `processes` > 1 runs the flow as a Bytewax cluster of that many processes on this machine
+    (`dataflows.cluster`): this one is process 0, with the desk, its gateways, the notifier and
+    the store; the others read and ingest the input. A child that fails fails the run
+    (`ClusterFailed`); a stop or a failure here stops the children. `cluster`: the children,
+    spawned early by the caller (else here)."""
+    if counters is None and progress:
+        counters = FlowCounters()
     if stop_note is None:
         stop_note = (
             RESUME_NOTE
             if settings.recovery.enabled
             else "recovery is off: the next run starts from the beginning"
         )
-    state = run_state or open_run_state(settings)
+    state = run_state or open_run_state(settings, processes=processes)
+    if state.recovery is not None and state.processes != processes:
+        raise ValueError(f"run state opened for {state.processes} processes, run on {processes}")
     gateway = GptGateway.from_settings(
         settings, os.environ if environ is None else environ, live=spec.tail, run=state.run_id
     )
@@ -281,6 +317,16 @@ def run_pipeline(
         counters.run_id = state.run_id
         counters.trading = trading
         counters.currency = settings.execution.currency
+    epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
+    recovery = state.recovery
+    if processes > 1 and recovery is None and not spec.tail:
+        epoch = max(epoch, UNRECOVERED_CLUSTER_EPOCH)
+    source = None
+    if processes > 1:  # every process builds the flow of the same partitions
+        source = kafka_source(settings, spec)
+        cluster = cluster or Cluster(processes)
+        if cluster.processes != processes:
+            raise ValueError(f"a cluster of {cluster.processes} processes, not {processes}")
     flow = build_flow(
         settings,
         spec,
@@ -289,19 +335,45 @@ def run_pipeline(
         orders=orders,
         notifier=notifier,
         run_id=state.run_id,
+        source=source,
+        placement=placement_for(settings, processes, 0),
     )
-    epoch = timedelta(milliseconds=parse_duration_ms(settings.recovery.snapshot_interval))
-    recovery = state.recovery
     stop_now = _stop_handler(counters, stop_note)
     previous = {sig: signal.signal(sig, stop_now) for sig in (signal.SIGINT, signal.SIGTERM)}
     display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if counters is not None:
         total = None if spec.tail else input_total(settings, spec.bootstrap)
         display = ProgressDisplay(counters, total)
+    cluster_args: dict[str, Any] = {}
     try:
-        with display, _fewer_collections(bounded=not spec.tail):
-            cli_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
+        if processes > 1 and cluster is not None and source is not None:
+            _BEFORE_EXIT.append(cluster.kill)
+            cluster.start(
+                settings,
+                spec,
+                run_id=state.run_id,
+                partitions=source.partitions,
+                epoch=epoch,
+                recovery_dir=str(settings.recovery.dir) if recovery is not None else None,
+                notify=notifier is not None,
+                shape=flow_shape(flow),
+                counters=counters,
+            )
+            cluster_args = {"process_id": 0, "addresses": list(cluster.addresses)}
+        with display, fewer_collections(bounded=not spec.tail):
+            try:
+                cli_main(flow, epoch_interval=epoch, recovery_config=recovery, **cluster_args)  # type: ignore[no-untyped-call]
+            except BaseException as err:  # a lost peer is a pyo3 PanicException: BaseException
+                if cluster is not None and not isinstance(err, KeyboardInterrupt | SystemExit):
+                    cluster.raise_failed(wait_s=2.0)  # a child that failed is why, if one did
+                raise
+            if cluster is not None:
+                cluster.finish()
     finally:
+        if cluster is not None:
+            cluster.kill()
+            with contextlib.suppress(ValueError):
+                _BEFORE_EXIT.remove(cluster.kill)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if gateway is not None:
@@ -326,7 +398,7 @@ the collector; cycles are rare here, and 50,000 young objects are a few MB at mo
 
 
 @contextlib.contextmanager
-def _fewer_collections(*, bounded: bool = False) -> Iterator[None]:
+def fewer_collections(*, bounded: bool = False) -> Iterator[None]:
     """Collect garbage cycles less often while the flow runs, and never walk what exists
     before it starts (modules, settings: `gc.freeze`); the caller's settings come back after.
 
@@ -360,9 +432,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("bootstrap")
     parser.add_argument("--tail", action="store_true")
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args(argv)
     settings = load_settings(args.config, os.environ)
-    run_pipeline(settings, FlowSpec(bootstrap=args.bootstrap, tail=args.tail))
+    try:
+        run_pipeline(
+            settings,
+            FlowSpec(bootstrap=args.bootstrap, tail=args.tail),
+            processes=args.processes,
+        )
+    except (RecoveryMismatch, ClusterFailed) as err:
+        _stderr(str(err))
+        return 1
     return 0
 
 

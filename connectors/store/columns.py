@@ -32,6 +32,7 @@ import pyarrow as pa
 from connectors.store.rows import DECIMAL_SCALE, decimal_text
 from models.core.blocks import COLUMN_TABLES, BarColumns, PositionColumns
 from models.core.messages import Bar, PositionSnapshot
+from models.core.packed import PRICE_FIELDS
 
 DECIMAL_TYPE: Final = pa.decimal128(38, DECIMAL_SCALE)
 """Arrow's type of the `Decimal(38, 12)` columns: the engine takes it as it is."""
@@ -134,34 +135,55 @@ def _bar_sets(items: Sequence[Any]) -> list[BarColumns]:
 
 
 def bars_table(items: Sequence[Any], run_id: str) -> Any:
-    """The Arrow table of `items` (`BarColumns` and `Bar`s, in order) for the bars table."""
+    """The Arrow table of `items` (`BarColumns` and `Bar`s, in order) for the bars table.
+
+    A set read from a batch (`BarColumns.packed`) gives its decimal128 and int64 columns as
+    they are and its vwap as `vwap_columns` computes it (the Decimal steps rounded as the row
+    path rounds them, proven equal there); a set of lists is converted value by value."""
     sets = _bar_sets(items)
-    start: list[int] = []
-    end: list[int] = []
-    trades: list[int] = []
-    decs: dict[str, list[Decimal]] = {k: [] for k in ("open", "high", "low", "close", "volume")}
-    vwap: list[Decimal] = []
+    parts: dict[str, list[Any]] = {name: [] for name in BAR_FIELDS[1:-1]}
+    pending: list[BarColumns] = []  # consecutive list sets: converted together
+
+    def flush() -> None:
+        if not pending:
+            return
+        parts["start_ms"].append(_int_array([t for s in pending for t in s.start_ms]))
+        parts["end_ms"].append(_int_array([t for s in pending for t in s.end_ms]))
+        parts["trades"].append(_int_array([t for s in pending for t in s.trades]))
+        for name in ("open", "high", "low", "close", "volume", "vwap"):
+            parts[name].append(decimal_array([v for s in pending for v in getattr(s, name)]))
+        pending.clear()
+
     for s in sets:
-        start += s.start_ms
-        end += s.end_ms
-        trades += s.trades
-        decs["open"] += s.open
-        decs["high"] += s.high
-        decs["low"] += s.low
-        decs["close"] += s.close
-        decs["volume"] += s.volume
-        vwap += s.vwap
-    n = len(end)
+        packed = s.packed
+        if packed is None:
+            pending.append(s)
+            continue
+        flush()
+        parts["start_ms"].append(pa.array(packed.start_ms, pa.int64()))
+        parts["end_ms"].append(pa.array(packed.end_ms, pa.int64()))
+        parts["trades"].append(pa.repeat(pa.scalar(1, pa.int64()), len(packed)))
+        for k, name in enumerate(PRICE_FIELDS):
+            parts[name].append(packed.dec[k])
+        vwap = s.vwap_arrays()
+        parts["vwap"].append(decimal_array(s.vwap) if vwap is None else vwap[0])
+    flush()
+    n = sum(len(s) for s in sets)
     arrays = [
         _symbols([s.symbol for s in sets], [len(s) for s in sets]),
-        _int_array(start),
-        _int_array(end),
-        *(decimal_array(decs[k]) for k in ("open", "high", "low", "close", "volume")),
-        _int_array(trades),
-        decimal_array(vwap),
+        *(_concat(parts[name], name) for name in BAR_FIELDS[1:-1]),
         _run_column(run_id, n),
     ]
     return pa.Table.from_arrays(arrays, names=list(BAR_FIELDS))
+
+
+def _concat(arrays: list[Any], name: str) -> Any:
+    if not arrays:
+        return pa.array([], DECIMAL_TYPE if name not in _INT_FIELDS else pa.int64())
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+_INT_FIELDS: Final = frozenset(("start_ms", "end_ms", "trades"))
 
 
 def positions_table(items: Sequence[Any], run_id: str) -> Any:

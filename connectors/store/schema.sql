@@ -288,6 +288,24 @@ CREATE TABLE IF NOT EXISTS stratflow.control_log
 ENGINE = ReplacingMergeTree
 ORDER BY (command_id, run_id);
 
+-- Settings changes made through the control API (api.server.settings_routes): one row per
+-- change, `change_id` also the id of the control command that carried it (its
+-- acknowledgement is the control_log row of that id), `who` and `changed_ms` (wall clock),
+-- `diff` JSON text `[{"key", "before", "after"}]` (a secret's value is never written here),
+-- `run_id` the run it was sent to (empty: no run named). A ledger like `promotions`:
+-- `run --fresh` never deletes a change.
+CREATE TABLE IF NOT EXISTS stratflow.settings_changes
+(
+    change_id  String,
+    changed_ms Int64,
+    who        String,
+    diff       String,
+    run_id     String,
+    ts         DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(changed_ms, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (change_id, run_id);
+
 -- The trials ledger (connectors.store.trials): every configuration ever tried for a strategy
 -- family, so the deflated Sharpe ratio of a sweep's winner counts all of them, not only this
 -- sweep's. `family` is the grid's strategy name without parameters, `source` `sweep` or

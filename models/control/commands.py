@@ -4,7 +4,10 @@ over the Kafka control topic, and how the flow reads them.
 A command is a strict pydantic model (no coercion, no unknown field, bounded strings), so a
 command that reaches the desk is exactly what was meant. `parse_command` never raises: a
 malformed message is a reason, which ingest turns into a dead letter. The action is a tagged
-union (`kind`), so settings changes can join later as one more member.
+union (`kind`): a trading state (`SetTradingState`), settings changes (`ChangeSettings`, dotted
+keys and their new values, validated against `Settings` by the sender before they are sent:
+the control API) and the run mode an operator asks for (`SetMode`; live needs the setup's
+promotion, checked by the sender).
 
 `ControlEvent` is a parsed command placed in the stream like a bar: its Kafka record time is
 its event time (`at_ms`), and `partition`, `clock_ms`, `seq` place it in the desk's merge
@@ -15,16 +18,20 @@ places.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from models.control.states import TradingState
 
 __all__ = [
+    "ChangeSettings",
     "ControlAction",
     "ControlCommand",
     "ControlEvent",
+    "RunMode",
+    "SetMode",
     "SetTradingState",
     "parse_command",
 ]
@@ -44,8 +51,47 @@ class SetTradingState(BaseModel):
     state: TradingState
 
 
-ControlAction = Annotated[SetTradingState, Field(discriminator="kind")]
-"""Every action a command may carry (one today; settings changes join as further members)."""
+SettingKey = Annotated[
+    str, Field(min_length=1, max_length=120, pattern=r"^[a-z_]+(\.[A-Za-z0-9_./:-]+)+$")
+]
+"""A dotted settings key below a section (`risk.max_order_notional`, `symbols.ABC.lot_size`)."""
+
+MAX_SETTING_KEYS = 32
+
+
+class ChangeSettings(BaseModel):
+    """Change settings of the running flow: each dotted key's new value (JSON), in the order
+    given. The sender validated the changed settings as a whole (`Settings`); the plane keeps
+    the newest value of each key (`ControlPlane.settings`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    kind: Literal["change_settings"] = "change_settings"
+    values: dict[SettingKey, JsonValue] = Field(min_length=1, max_length=MAX_SETTING_KEYS)
+
+
+class RunMode(StrEnum):
+    """Where the flow's orders go: nowhere but the simulator (backtest), the exchange emulator
+    or a test network (paper), a real exchange (live)."""
+
+    BACKTEST = "backtest"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class SetMode(BaseModel):
+    """The run mode an operator asks for. `setup` is the promoted setup (its hash) whose
+    record allowed a switch to live; empty for the other modes."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    kind: Literal["set_mode"] = "set_mode"
+    mode: RunMode
+    setup: str = Field(default="", max_length=64)
+
+
+ControlAction = Annotated[SetTradingState | ChangeSettings | SetMode, Field(discriminator="kind")]
+"""Every action a command may carry."""
 
 
 class ControlCommand(BaseModel):
@@ -57,6 +103,21 @@ class ControlCommand(BaseModel):
     action: ControlAction
     issued_by: str = Field(min_length=1, max_length=100)
     issued_ms: int = Field(ge=0, lt=2**53)
+
+
+def action_label(action: SetTradingState | ChangeSettings | SetMode) -> str:
+    """The action in one short line (`ControlAck.action`, at most 64 characters):
+    `set_trading_state:paused`, `change_settings:risk.max_order_notional,gpt.model`,
+    `set_mode:live`."""
+    detail: str
+    if isinstance(action, SetTradingState):
+        detail = action.state.value
+    elif isinstance(action, SetMode):
+        detail = action.mode.value
+    else:
+        detail = ",".join(action.values)
+    text = f"{action.kind}:{detail}"
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 def parse_command(value: bytes | None) -> ControlCommand | str:

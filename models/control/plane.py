@@ -5,16 +5,27 @@
 (why: a disallowed switch). A command id already applied is answered with None: a replay or a
 re-sent message changes nothing and is not acknowledged twice. The plane is part of the desk's
 snapshotted state, so the applied ids survive a restart.
+
+Settings changes and the requested run mode are kept here, at their place in the stream, so a
+replay of the control topic rebuilds them exactly: `settings` holds the newest value of every
+changed key, `mode` the mode last asked for (None: the one the run started in). Reading them
+is the desk's side (see specs/models.control.md: what reads them today).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.control.commands import ControlCommand, SetTradingState
+from models.control.commands import (
+    ControlCommand,
+    RunMode,
+    SetMode,
+    SetTradingState,
+    action_label,
+)
 from models.control.states import TradingState, transition_refusal
 
 __all__ = ["ControlAck", "ControlPlane"]
@@ -41,6 +52,21 @@ class ControlAck(BaseModel):
 class ControlPlane:
     state: TradingState = TradingState.ACTIVE
     applied: set[str] = field(default_factory=set)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The newest value of every settings key changed by a command (dotted key -> JSON)."""
+    mode: RunMode | None = None
+    """The run mode last asked for; None: the one the run started in."""
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.state, self.applied, self.settings, self.mode)
+
+    def __setstate__(self, state: tuple[Any, ...] | list[Any]) -> None:
+        """A snapshot from before a field existed restores with that field at its default."""
+        values = list(state)
+        self.state = values[0]
+        self.applied = values[1]
+        self.settings = values[2] if len(values) > 2 else {}
+        self.mode = values[3] if len(values) > 3 else None
 
     def apply(self, command: ControlCommand, at_ms: int) -> ControlAck | None:
         """Apply `command` at stream time `at_ms`; None when its id was seen before."""
@@ -54,9 +80,13 @@ class ControlPlane:
             reason = transition_refusal(before, action.state)
             if not reason:
                 self.state = action.state
+        elif isinstance(action, SetMode):
+            self.mode = action.mode
+        else:  # ChangeSettings: validated as a whole by its sender
+            self.settings.update(action.values)
         return ControlAck(
             command_id=command.command_id,
-            action=f"{action.kind}:{action.state.value}",
+            action=action_label(action),
             issued_by=command.issued_by,
             issued_ms=command.issued_ms,
             applied_ms=at_ms,

@@ -39,7 +39,13 @@ def on_control(desk: TradingDesk, event: ControlEvent) -> list[DeskOutput]:
     if ack is None:
         return []
     out: list[DeskOutput] = [ack]
-    halts = ack.state_after is TradingState.HALTED and ack.outcome == "applied"
+    # only the switch into halted cancels: a settings or mode command applied while halted
+    # leaves the state as it was and sends nothing
+    halts = (
+        ack.outcome == "applied"
+        and ack.state_after is TradingState.HALTED
+        and ack.state_before is not TradingState.HALTED
+    )
     if halts:
         out.extend(_cancel_all(desk, ack))
     return out

@@ -268,8 +268,9 @@ class TradingDesk:
         i, n = start, len(block)
         branched = sorted(block.branches)
         while i < n:
+            columns = None
             if n - i >= quiet.SHORTEST_RUN:  # shorter: the per-bar path costs less
-                columns, i = quiet.quiet_bars(self, block, i, branched)
+                columns, i = quiet.quiet_bars(self, block, i, branched, followed=True)
                 if columns is not None:
                     out.append(columns)
                 if i == n:
@@ -279,6 +280,8 @@ class TradingDesk:
             try:
                 outputs = self.on_bar_event(event)
             except Exception as err:  # as the driver guards an event
+                if columns is not None:  # the run before kept no `latest` (`followed`)
+                    quiet.keep_latest(self, block, i - 2, event)
                 out.append(desk_failure_alert(event, err))
                 continue
             out.extend(outputs)
@@ -351,7 +354,7 @@ class TradingDesk:
         others = [
             o for o in self.decisions.pending_orders() if o.client_order_id != order.client_order_id
         ]
-        marks = dict(self.portfolio.marks)
+        marks = self.portfolio.marks  # read only
         reserved, _ = committed(others, marks, self.settings.execution)
         held = self.portfolio.quantity(bar.symbol)
         mark = marks.get(bar.symbol, self.portfolio.position(bar.symbol).avg_cost)
@@ -422,11 +425,13 @@ class TradingDesk:
         ts_ms: int,
         out: list[DeskOutput],
     ) -> tuple[DecisionStatus, Proposal, str]:
-        """The review loop for a proposer that adjusts at once; each refusal is an alert."""
+        """The review loop for a proposer that adjusts at once; each refusal is an alert. The
+        book does not move while it runs: one review context serves every round."""
+        context = self.review_context()
         result = run_review_loop(
             proposal,
             adjust,
-            self.review_context,
+            lambda: context,
             rounds,
             self.settings.risk.max_adjust_rounds,
             self.active_reviewers(),

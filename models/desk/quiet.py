@@ -16,7 +16,9 @@ and handles the run of quiet bars from `start` with the same arithmetic, in the 
 the per-bar path (so the book, the strategy's age, peak and drawdown, its crossing memory and the
 snapshots are equal to the last digit and exponent). The run's snapshots leave as one
 `PositionColumns`; `latest` and the history get the run's last bar's event, the other bars are
-kept lazily (`FeatureHistory.add_block`); the validation gate's window (`bar_history`), when
+kept lazily (`FeatureHistory.add_block`), and when the next bar goes to `on_bar_event` at once
+(which keeps its own event as `latest` before anything reads it) the last bar is kept lazily
+too and no event is made (`followed`); the validation gate's window (`bar_history`), when
 kept, gets every bar of the run. The first bar that is not quiet is left for
 `on_bar_event`, unchanged: a fallback is always right.
 """
@@ -25,9 +27,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from decimal import Decimal
+from itertools import repeat
+from operator import add, mul, sub
 from typing import TYPE_CHECKING, Final
 
 from models.core.blocks import BarBlock, PositionColumns
+from models.core.events import BarEvent
 from models.core.messages import Branch
 from models.execution.sim_venue import SimulatedExchange
 from models.execution.venue import ExchangeVenue
@@ -43,17 +48,33 @@ SHORTEST_RUN: Final = 2  # bars left in a block worth the block path's fixed cos
 
 
 def quiet_bars(
-    desk: TradingDesk, block: BarBlock, start: int, branched: list[int] | None = None
+    desk: TradingDesk,
+    block: BarBlock,
+    start: int,
+    branched: list[int] | None = None,
+    *,
+    followed: bool = False,
 ) -> tuple[PositionColumns | None, int]:
     """Handle the quiet bars of `block` from `start`; their snapshots (None: no bar was quiet)
     and the index of the first bar left for `on_bar_event` (`len(block)`: none).
-    `branched`: the bars with a branch, in order (`sorted(block.branches)`), if known."""
+    `branched`: the bars with a branch, in order (`sorted(block.branches)`), if known.
+    `followed`: the caller hands that first bar to `on_bar_event` at once, which keeps its own
+    event as the symbol's `latest` before anything reads it, so the run's last event is not
+    made for `latest` (the caller makes it if that bar fails before: `keep_latest`)."""
     if branched is None:
         branched = sorted(block.branches)
     stop = _quiet_end(desk, block, start, branched)
     if stop == start:
         return None, start
-    return _apply(desk, block, start, stop), stop
+    return _apply(desk, block, start, stop, followed and stop < len(block)), stop
+
+
+def keep_latest(desk: TradingDesk, block: BarBlock, last: int, failed: BarEvent) -> None:
+    """A run of `block` ending at bar `last` was handled `followed`, and `on_bar_event` failed
+    on the next bar (`failed`): the symbol's `latest` is the run's last bar, as bar by bar,
+    unless `on_bar_event` had kept its own event already."""
+    if desk.latest.get(block.symbol) is not failed:
+        desk.latest[block.symbol] = block.event(last)
 
 
 def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int, branched: list[int]) -> int:
@@ -92,8 +113,9 @@ def _quiet_end(desk: TradingDesk, block: BarBlock, lo: int, branched: list[int])
     position = held + desk.decisions.in_flight(sym)
     entry = portfolio.positions[sym].avg_cost if held != 0 else None
     cols = block.bars
+    floats = None if cols.floats is None else cols.floats.close  # float(close), bit for bit
     return probe(active.strategy, block.features.names).quiet_until(
-        sym, block.features.rows, cols.close, cols.end_ms, lo, hi, position, entry
+        sym, block.features.rows, cols.close, cols.end_ms, lo, hi, position, entry, floats
     )
 
 
@@ -110,9 +132,12 @@ def _next_branch(
     return hi
 
 
-def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColumns:
+def _apply(
+    desk: TradingDesk, block: BarBlock, lo: int, hi: int, followed: bool = False
+) -> PositionColumns:
     """Bars `lo..hi-1`, proven quiet: what `on_bar_event` does to the book, the strategy and the
-    kept bars, and their snapshots."""
+    kept bars, and their snapshots (`followed`: bar `hi` goes to `on_bar_event` next, which
+    keeps `latest`)."""
     sym = block.symbol
     cols = block.bars
     portfolio = desk.portfolio
@@ -137,7 +162,9 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
             after.append(term)
         else:
             prefix = prefix + term
-    unrealized = [(close - avg) * qty for close in closes]  # the snapshot's, and the strategy's
+    # The snapshot's, and the strategy's: (close - avg) * qty a bar, the same operations as a
+    # comprehension would make, in C (`map`).
+    unrealized = list(map(mul, map(sub, closes, repeat(avg)), repeat(qty)))
     if not ages or qty == 0 or (active is not None and active.universe == {sym}):
         _mark_all(portfolio, sym, closes, ends)
         if active is not None and ages:
@@ -152,8 +179,10 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
             active.on_bar(portfolio)
     if not seen:
         equity = [cash + prefix] * len(closes)
-    elif not after:
-        equity = [cash + (prefix + qty * close) for close in closes]
+    elif not after:  # cash + (prefix + qty * close) a bar
+        equity = list(
+            map(add, repeat(cash), map(add, repeat(prefix), map(mul, repeat(qty), closes)))
+        )
     else:
         equity = []
         for close in closes:
@@ -161,9 +190,12 @@ def _apply(desk: TradingDesk, block: BarBlock, lo: int, hi: int) -> PositionColu
             for term in after:
                 total = total + term
             equity.append(cash + total)
-    last = block.event(hi - 1)
-    desk.latest[sym] = last
-    desk.feature_history.add_block(block, lo, hi, last.features)
+    if followed:
+        desk.feature_history.add_block(block, lo, hi)
+    else:
+        last = block.event(hi - 1)
+        desk.latest[sym] = last
+        desk.feature_history.add_block(block, lo, hi, last.features)
     if desk.bar_history is not None:  # the validation gate's window (GPT desks only)
         desk.bar_history.add_columns(cols, lo, hi)
     return PositionColumns(
@@ -183,6 +215,9 @@ def _mark_all(portfolio: Portfolio, sym: str, closes: list[Decimal], ends: list[
     """`Portfolio.mark` of each bar, where only the last mark and a new day's start equity
     (taken from the marks as they were then) can be seen afterwards."""
     day = portfolio.day
+    if (max(ends) - 1) // DAY_MS <= day:  # no bar of a later day (most runs)
+        portfolio.marks[sym] = closes[-1]
+        return
     for k, end in enumerate(ends):
         if (end - 1) // DAY_MS > day:
             if k:

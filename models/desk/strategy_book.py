@@ -103,9 +103,9 @@ class StrategyBook:
                 ended.append(self.end(active, StrategyStatus.EXPIRED, bar.end_ms))
                 return False, None
         # Orders on their way count as held: a slow exchange must not make it buy twice.
-        position = portfolio.quantity(sym) + in_flight
         held = portfolio.quantity(sym)
-        entry = portfolio.position(sym).avg_cost if held != 0 else None
+        position = held + in_flight
+        entry = portfolio.positions[sym].avg_cost if held != 0 else None
         actions = active.strategy.on_bar(sym, event.features, position, entry)
         if not actions:
             return True, None

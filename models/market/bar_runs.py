@@ -18,15 +18,24 @@ tests/unit/test_ingest_blocks.py compares the two on generated records and batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
 from models.config.settings import RouterConfig
-from models.core.blocks import BarBlock, BarColumns, BarFloats
+from models.core.blocks import BarBlock, BarColumns
 from models.core.messages import Branch, Signal
+from models.core.packed import BarFloats
+from models.market.bars import BarBuilder
 from models.market.fast_bar import BarFields
 from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
 
-__all__ = ["BarRun"]
+__all__ = ["BarRun", "first_false", "passes_through", "run_block"]
+
+Ints = npt.NDArray[np.int64]
 
 
 class BarRun:
@@ -64,7 +73,7 @@ class BarRun:
             (hi + low + close) / 3 * vol / vol if vol > 0 else close
             for hi, low, close, vol in zip(h, lo, c, v)  # noqa: B905
         ]
-        floats = BarFloats(cf, hf, lf, vf)
+        floats = BarFloats(*(np.array(x, np.float64) for x in (cf, hf, lf, vf)))
         return BarColumns(self.symbol, start, self.end_ms, o, h, lo, c, v, [1] * n, vwap, floats)
 
 
@@ -90,3 +99,61 @@ def run_block(
         if branch is not None:
             branches[i] = branch
     return signals, BarBlock(cols, feats, fired, branches, partition, clock_ms, first_seq)
+
+
+def first_false(flags: npt.NDArray[np.bool_]) -> int:
+    """The index of the first False in `flags` (its length: none)."""
+    if bool(flags.all()):
+        return len(flags)
+    return int(np.argmin(flags))
+
+
+def passes_through(
+    builder: BarBuilder, ts_ms: Ints, end_ms: Ints, keys: Callable[[int], list[str]]
+) -> int:
+    """How many of these input bars, in order, `builder.pass_through` lets through one after
+    the other (each with its key, `keys(m)` giving the first m), with the builder's state
+    moved as those calls move it; the first bar it would refuse is left unchanged for the
+    caller (`add` decides it).
+
+    The checks before the duplicate test are comparisons with the window, the grid and the
+    watermark, which only the previous bar moves (to its end): columns at once. A key is new
+    when it is in neither generation of remembered ids and not earlier in the run; the first
+    that is not ends the run here (the per-record path then decides it, with the ids as they
+    are by then). The new keys enter the generations as `_seen` adds them, one at a time: the
+    same sets, filled in the same order, swapped at the same counts."""
+    fixed = builder.interval.fixed_ms
+    n = len(end_ms)
+    if fixed is None or builder.allowed_lateness_ms or builder.windows or not n:
+        return 0
+    fits = (end_ms - ts_ms == fixed) & (ts_ms % fixed == 0)
+    fits[0] &= bool(end_ms[0] > builder.watermark)
+    fits[1:] &= end_ms[1:] > end_ms[:-1]
+    m = first_false(fits)
+    if not m:
+        return 0
+    new = keys(m)
+    recent, older = builder.recent_ids, builder.older_ids
+    distinct = set(new)
+    if len(distinct) < m or not recent.isdisjoint(distinct) or not older.isdisjoint(distinct):
+        seen: set[str] = set()
+        for i, key in enumerate(new):
+            if key in recent or key in older or key in seen:
+                m = i
+                break
+            seen.add(key)
+        if not m:
+            return 0
+    window = builder.dedupe_window
+    if window > 0:
+        half = (window + 1) // 2
+        at = 0
+        while at < m:
+            chunk = new[at : min(m, at + max(1, half - len(recent)))]
+            recent.update(chunk)
+            at += len(chunk)
+            if len(recent) >= half:
+                builder.older_ids, builder.recent_ids = recent, set()
+                recent = builder.recent_ids
+    builder.watermark = int(end_ms[m - 1])
+    return m

@@ -38,14 +38,11 @@ from models.core.messages import (
     Tick,
     to_ms,
 )
-from models.market.bar_runs import BarRun, run_block
 from models.market.bars import BarBuilder, Rejected, input_end_ms
-from models.market.fast_bar import bar_fields
+from models.market.block_path import BlockPath
 from models.market.merge import OPEN_END, PartitionMark
 from models.market.parsing import (
     CLOCK_REFUSAL,
-    EPOCH_SENTINEL_MS,
-    MAX_EVENT_MS,
     dead_letter,
     parse_market,
     parse_text_item,
@@ -72,9 +69,6 @@ IngestOutput = (
     | StoredTick
 )
 
-
-MIN_BLOCK = 2
-"""Shorter runs of the block path leave bar by bar: the same items, and cheaper so."""
 
 Record = tuple[int, int, bytes | None, str | None]
 """(offset, broker record time in ms, value, client error) of one message."""
@@ -108,7 +102,7 @@ class SymbolState:
 
 
 @dataclass(slots=True)
-class PartitionIngest:
+class PartitionIngest(BlockPath):
     settings: Settings
     symbols: dict[str, SymbolState] = field(default_factory=dict)
     clock_ms: int = 0  # newest accepted event time of this partition (never decreases)
@@ -205,7 +199,11 @@ class PartitionIngest:
         now_ms = None if batch.broker_time or self.now_ms is None else self.now_ms()
         clock = "the broker's append time" if batch.broker_time else self.clock_name
         if self.blocks and market:
-            self._market_runs(batch, out, now_ms, clock)
+            bars = self._batch_bars(batch, now_ms)
+            if bars is not None:
+                self._column_runs(batch, bars, out, now_ms, clock)
+            else:
+                self._market_runs(batch, out, now_ms, clock)
         else:
             self._records(batch, out, now_ms, clock)
         if batch.end == "final":  # this partition's input is over: close its windows now
@@ -245,112 +243,6 @@ class PartitionIngest:
         except Exception as err:
             reason = f"internal error: {type(err).__name__}: {err}"
             out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
-
-    def _market_runs(
-        self, batch: RawBatch, out: list[IngestOutput], now_ms: int | None, clock: str
-    ) -> None:
-        """The block path (`blocks`): consecutive bars of one symbol that the per-bar path
-        would pass straight through (replay's layout, `bar_fields`; let through by the home,
-        clock and jump guards; one for one through the bar builder, `BarBuilder.pass_through`)
-        are gathered in a `BarRun` and leave as one block; any other record ends the run and
-        takes the per-record path (`_one`), so the items and the state are the per-bar path's.
-
-        A run never spans two symbols: the partition's order (a bar's `seq`) is kept as is.
-        The checks run in the per-bar path's order, and the only one that changes state
-        before the builder's (`JumpGuard.steady`) changes nothing when `_one` repeats it."""
-        topic, partition = batch.topic, batch.partition
-        symbols, skew, broker_time = self.settings.symbols, self._skew_ms, batch.broker_time
-        run: BarRun | None = None
-        # The last symbol `_passes` let through, with its jump threshold and bar builder: its
-        # home check is settled and its state exists, so its next bars take the rest of
-        # `_passes`'s checks inline (the same calls, in the same order).
-        known: str | None = None
-        jump_ms, builder, steady = 0, None, self.guard.steady
-        for offset, record_ms, value, error in batch.records:
-            if broker_time:
-                now_ms = record_ms if record_ms > 0 else None
-            f = None
-            if error is None and type(value) is bytes and value:
-                f = bar_fields(value, symbols, now_ms, skew, EPOCH_SENTINEL_MS, MAX_EVENT_MS)
-            if f is not None:
-                symbol, ts_ms, interval_s, ident = f[0], f[1], f[7], f[8]
-                if run is not None and run.symbol != symbol:
-                    self._end_run(run, topic, partition, out)
-                    run = None
-                end_ms = ts_ms + interval_s * 1000
-                if symbol == known and builder is not None:
-                    try:
-                        passes = steady(end_ms, jump_ms) and builder.pass_through(
-                            ts_ms, end_ms, ident or f"bar@{ts_ms}"
-                        )
-                    except Exception:
-                        passes = False
-                else:
-                    passes = self._passes(symbol, ts_ms, end_ms, ident, partition)
-                    if passes:
-                        known, jump_ms = symbol, self._symbol_rules(symbol)[1]
-                        builder = self.symbols[symbol].bars
-                if passes:
-                    if end_ms > self.clock_ms:
-                        self.clock_ms = end_ms
-                    if run is None:
-                        run = BarRun(symbol, (offset, record_ms, value))
-                    run.fields.append(f)
-                    run.end_ms.append(end_ms)
-                    run.clock_ms.append(self.clock_ms)
-                    continue
-            if run is not None:
-                self._end_run(run, topic, partition, out)
-                run = None
-            self._guarded(topic, partition, offset, record_ms, value, error, out, now_ms, clock)
-        if run is not None:
-            self._end_run(run, topic, partition, out)
-
-    def _passes(self, symbol: str, ts_ms: int, end_ms: int, ident: str, partition: int) -> bool:
-        """Whether the per-bar path would pass this bar straight through, in its order of
-        checks: home partition, jump guard (`steady` moves the guard's clock when it says yes,
-        and repeating it changes nothing), bar builder (`pass_through`: its state moves only
-        when it says yes). An exception (a bug) says no: the per-record path then makes it
-        the record's dead letter."""
-        try:
-            home, jump_ms = self._symbol_rules(symbol)
-            return (
-                (self.market_partitions <= 1 or home == partition)
-                and self.guard.steady(end_ms, jump_ms)
-                and self._state(symbol).bars.pass_through(ts_ms, end_ms, ident or f"bar@{ts_ms}")
-            )
-        except Exception:
-            return False
-
-    def _end_run(self, run: BarRun, topic: str, partition: int, out: list[IngestOutput]) -> None:
-        """A run's items, as `_on_bar` emits them bar by bar: the bars (first: they are out of
-        their windows already), the signals, the desk's block. A failure in the features or
-        triggers (a bug) becomes one dead letter, on the run's first record."""
-        st = self.symbols[run.symbol]
-        cols = run.columns()
-        try:
-            if len(cols) < MIN_BLOCK:  # a lone bar (symbols interleaved): a block costs more
-                for i in range(len(cols)):  # nothing moved the clock since: `_on_bar` stamps it
-                    self._on_bar(st, cols.bar(i), out)
-                return
-            out.append(cols)
-            signals, block = run_block(
-                cols,
-                run.clock_ms,
-                st.features,
-                st.triggers,
-                self.settings.router,
-                self.key,
-                self.seq + 1,
-            )
-        except Exception as err:
-            offset, record_ms, value = run.first
-            reason = f"internal error: {type(err).__name__}: {err}"
-            out.append(dead_letter(topic, partition, offset, record_ms, value, reason))
-            return
-        self.seq += len(cols)
-        out.extend(signals)
-        out.append(block)
 
     def _one(
         self,

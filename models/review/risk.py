@@ -21,15 +21,6 @@ _ZERO = Decimal(0)
 _UNSIZED = ("name", "passed", "message")  # the fields a check without a limit is given
 
 
-def _check(name: str, passed: bool, limit: Decimal, value: Decimal, message: str) -> RiskCheck:
-    """A check with its limit and the value seen, built unvalidated (`models.core.trusted`):
-    every value is the gate's own Decimal or bool (several per decision)."""
-    return trusted(
-        RiskCheck,
-        {"name": name, "passed": passed, "limit": limit, "value": value, "message": message},
-    )
-
-
 def estimated_price(price: Decimal, side: Side, execution: ExecutionConfig) -> Decimal:
     slip = price * execution.slippage_bps / BPS
     return price + slip if side is Side.BUY else price - slip
@@ -59,6 +50,28 @@ def committed(
     return cash, qty
 
 
+def _names(symbol: str) -> tuple[str, str, str, str]:
+    """The names of a symbol's per-order checks (made once per symbol)."""
+    names = _NAMES.get(symbol)
+    if names is None:
+        names = _NAMES[symbol] = (
+            f"order_notional:{symbol}",
+            f"order_fee:{symbol}",
+            f"long_only:{symbol}",
+            f"position_notional:{symbol}",
+        )
+    return names
+
+
+_NAMES: dict[str, tuple[str, str, str, str]] = {}
+_NOTIONAL = "order notional over the per-order limit"
+_FEE = "estimated fee over the per-order fee budget"
+_LONG_ONLY = "sell larger than the position (no short selling)"
+_POSITION = "position after the order over the per-symbol limit"
+_CASH = "not enough cash above the reserve for buys, fees and pending buys"
+_DAILY = "daily loss limit reached: only risk-reducing orders"
+
+
 def check(
     proposal: Proposal,
     portfolio: Portfolio,
@@ -72,104 +85,120 @@ def check(
     `pending` orders (placed, not filled yet): two symbols deciding on the same bar must not
     both spend the same cash, and a second signal must not sell the same position twice.
     A sell beyond the position (a short) is allowed only on a `shortable` symbol, and then
-    counts as risk like a buy: its position notional (absolute) is limited the same way."""
+    counts as risk like a buy: its position notional (absolute) is limited the same way.
+
+    Every check is built unvalidated (`models.core.trusted`, several per decision): each value
+    is the gate's own Decimal or bool; a check holds its limit and the value it saw."""
     checks: list[RiskCheck] = []
-    reserved, on_the_way = committed(pending, prices, execution)
+    approved = True
+    reserved, on_the_way = committed(pending, prices, execution) if pending else (_ZERO, {})
     cash_needed = _ZERO
     cash_freed = _ZERO
     total_fee = _ZERO
     increases_risk = False
-    held: dict[str, Decimal] = {sym: portfolio.quantity(sym) + q for sym, q in on_the_way.items()}
+    held: dict[str, Decimal] = {}  # each symbol's position with the orders on their way
+    for sym, q in on_the_way.items():
+        held[sym] = portfolio.quantity(sym) + q
+    slippage, fee_bps = execution.slippage_bps, execution.fee_bps
+    max_notional, max_fee = risk.max_order_notional, risk.max_fee_per_order
     for intent in proposal.intents:
-        price = prices.get(intent.symbol)
+        symbol, side, quantity = intent.symbol, intent.side, intent.quantity
+        price = prices.get(symbol)
         if price is None:
             values = {
                 "name": "price_known",
                 "passed": False,
                 "limit": None,
                 "value": None,
-                "message": f"no price for {intent.symbol}",
+                "message": f"no price for {symbol}",
             }
             checks.append(trusted(RiskCheck, values, _UNSIZED))
+            approved = False
             continue
-        px = estimated_price(price, intent.side, execution)
-        notional = intent.quantity * px
-        fee = fee_for(notional, execution)
+        slip = price * slippage / BPS  # `estimated_price`, `fee_for`
+        px = price + slip if side is Side.BUY else price - slip
+        notional = quantity * px
+        fee = notional * fee_bps / BPS
         total_fee += fee
-        checks.append(
-            _check(
-                f"order_notional:{intent.symbol}",
-                notional <= risk.max_order_notional,
-                risk.max_order_notional,
-                notional,
-                "order notional over the per-order limit",
-            )
-        )
-        checks.append(
-            _check(
-                f"order_fee:{intent.symbol}",
-                fee <= risk.max_fee_per_order,
-                risk.max_fee_per_order,
-                fee,
-                "estimated fee over the per-order fee budget",
-            )
-        )
-        qty = held.get(intent.symbol, portfolio.quantity(intent.symbol))
-        if intent.side is Side.BUY:
-            after = qty + intent.quantity
+        names = _names(symbol)
+        passed = notional <= max_notional
+        approved = approved and passed
+        values = {
+            "name": names[0],
+            "passed": passed,
+            "limit": max_notional,
+            "value": notional,
+            "message": _NOTIONAL,
+        }
+        checks.append(trusted(RiskCheck, values))
+        passed = fee <= max_fee
+        approved = approved and passed
+        values = {
+            "name": names[1],
+            "passed": passed,
+            "limit": max_fee,
+            "value": fee,
+            "message": _FEE,
+        }
+        checks.append(trusted(RiskCheck, values))
+        qty = held.get(symbol, portfolio.quantity(symbol))
+        if side is Side.BUY:
+            after = qty + quantity
             increases_risk = increases_risk or after > 0
             cash_needed += notional + fee
         else:
-            after = qty - intent.quantity
-            if intent.symbol in shortable:
+            after = qty - quantity
+            if symbol in shortable:
                 increases_risk = increases_risk or after < 0
             else:
-                checks.append(
-                    _check(
-                        f"long_only:{intent.symbol}",
-                        intent.quantity <= qty,
-                        qty,
-                        intent.quantity,
-                        "sell larger than the position (no short selling)",
-                    )
-                )
+                passed = quantity <= qty
+                approved = approved and passed
+                values = {
+                    "name": names[2],
+                    "passed": passed,
+                    "limit": qty,
+                    "value": quantity,
+                    "message": _LONG_ONLY,
+                }
+                checks.append(trusted(RiskCheck, values))
             cash_freed += notional - fee
         grows = abs(after) > abs(qty) or (after != 0 and (after > 0) != (qty > 0))
-        if grows and (intent.side is Side.BUY or intent.symbol in shortable):
+        if grows and (side is Side.BUY or symbol in shortable):
             exposure = abs(after) * px
-            checks.append(
-                _check(
-                    f"position_notional:{intent.symbol}",
-                    exposure <= risk.max_position_notional,
-                    risk.max_position_notional,
-                    exposure,
-                    "position after the order over the per-symbol limit",
-                )
-            )
-        held[intent.symbol] = after
+            limit = risk.max_position_notional
+            passed = exposure <= limit
+            approved = approved and passed
+            values = {
+                "name": names[3],
+                "passed": passed,
+                "limit": limit,
+                "value": exposure,
+                "message": _POSITION,
+            }
+            checks.append(trusted(RiskCheck, values))
+        held[symbol] = after
     if cash_needed > 0:
         spendable = portfolio.cash - reserved + cash_freed - risk.min_cash
-        checks.append(
-            _check(
-                "cash",
-                cash_needed <= spendable,
-                spendable,
-                cash_needed,
-                "not enough cash above the reserve for buys, fees and pending buys",
-            )
-        )
+        passed = cash_needed <= spendable
+        approved = approved and passed
+        values = {
+            "name": "cash",
+            "passed": passed,
+            "limit": spendable,
+            "value": cash_needed,
+            "message": _CASH,
+        }
+        checks.append(trusted(RiskCheck, values))
     if increases_risk:
         loss = -portfolio.daily_pnl()
-        checks.append(
-            _check(
-                "daily_loss",
-                loss < risk.daily_loss_limit,
-                risk.daily_loss_limit,
-                loss,
-                "daily loss limit reached: only risk-reducing orders",
-            )
-        )
-    return trusted(
-        RiskVerdict,
-        {"approved": all(c.passed for c in checks), "checks": checks, "fee_estimate": total_fee},
-    )
+        passed = loss < risk.daily_loss_limit
+        approved = approved and passed
+        values = {
+            "name": "daily_loss",
+            "passed": passed,
+            "limit": risk.daily_loss_limit,
+            "value": loss,
+            "message": _DAILY,
+        }
+        checks.append(trusted(RiskCheck, values))
+    return trusted(RiskVerdict, {"approved": approved, "checks": checks, "fee_estimate": total_fee})

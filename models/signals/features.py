@@ -152,8 +152,10 @@ class FeatureState:
             for instance, method in zip(self._instances.values(), self._blocks, strict=True)
         ]
         self.bars_seen += n
-        rows = list(zip(*(columns[i] for _, i in self._slots)))  # noqa: B905 - all n long
-        return FeatureColumns(self.names, rows)
+        matrix = np.empty((n, len(self._slots)))
+        for j, (_, i) in enumerate(self._slots):
+            matrix[:, j] = columns[i]
+        return FeatureColumns.of_matrix(self.names, matrix)
 
     @staticmethod
     def _block(instance: Indicator, method: BlockMethod | None, floats: FloatBars) -> Floats:
@@ -168,11 +170,11 @@ class FeatureState:
         return values
 
     @staticmethod
-    def _clean(values: Floats) -> list[float]:
+    def _clean(values: Floats) -> Floats:
         """As `update` screens a vector: NaN and inf become None (NaN in columns)."""
         if not bool(np.isfinite(values).all()):
             values = np.where(np.isfinite(values), values, NAN)
-        return values.tolist()  # type: ignore[no-any-return]
+        return values
 
     def _update_each(self, bars: BarColumns) -> FeatureColumns:
         vectors = [self.update(bars.bar(i)) for i in range(len(bars))]

@@ -73,33 +73,33 @@ class FloatBars:
     def close(self) -> Floats:
         given = self._given
         if given is not None:  # the same floats, converted already (`BarFloats`)
-            return np.array(given.close, np.float64)
+            return given.close
         return self._floats(self.cols.close)
 
     @cached_property
     def high(self) -> Floats:
         given = self._given
         if given is not None:
-            return np.array(given.high, np.float64)
+            return given.high
         return self._floats(self.cols.high)
 
     @cached_property
     def low(self) -> Floats:
         given = self._given
         if given is not None:
-            return np.array(given.low, np.float64)
+            return given.low
         return self._floats(self.cols.low)
 
     @cached_property
     def volume(self) -> Floats:
         given = self._given
         if given is not None:
-            return np.array(given.volume, np.float64)
+            return given.volume
         return self._floats(self.cols.volume)
 
     @cached_property
     def vwap(self) -> Floats:
-        return self._floats(self.cols.vwap)
+        return self.cols.vwap_floats()
 
     @cached_property
     def bars(self) -> list[Bar]:
@@ -162,22 +162,81 @@ def window_sums(ext: Floats, p: int, first: int, count: int) -> Floats:
     return acc
 
 
+# `d * d` is libm's `pow(d, 2.0)` wherever the exact square lies clearly inside its rounding
+# interval. glibc's pow is within 0.511 ULP plus its log's share (relative error 1.5 * 2**-68
+# times |2 log d| <= 46 for 1e-10 <= d <= 1e10: 0.0021 ULP), 0.514 ULP in all; when the
+# exact square is within 0.45 ULP of `d * d` (`d * d + 1.111 * error` rounds back to it),
+# every other double is at least 0.55 ULP away, so pow returns `d * d`. The rest (~10% of
+# squares), squares at a power of two (the ULP differs on either side) and values outside
+# [1e-10, 1e10] are taken by `math.pow` itself. The screen is checked on a sample at import
+# (`_screen_holds`); a libm it does not hold for gets every square from `math.pow`.
+_POW_SCREEN_FACTOR: Final = 0.5 / 0.45
+_POW_RANGE: Final = (1e-10, 1e10)
+_SPLIT: Final = 134217729.0  # 2**27 + 1: Veltkamp's splitting constant
+_MANTISSA: Final = (1 << 52) - 1
+_CHUNK: Final = 8192
+"""Values per numpy step in the square kernels: arrays that stay in the cache (a block's
+windows at once are ~100,000 values; in steps of this size the same work is ~2x faster)."""
+
+
+def _pow_squares(mag: Floats) -> Floats:
+    """`math.pow(x, 2.0)` of non-negative finite `x`, bit for bit (see above)."""
+    flat = mag.ravel()
+    square = flat * flat
+    if not POW_SCREEN:
+        at = np.arange(len(flat))
+    else:
+        low, high = _POW_RANGE
+        risky = []
+        for lo in range(0, len(flat), _CHUNK):
+            x = flat[lo : lo + _CHUNK]
+            sq = square[lo : lo + _CHUNK]
+            c = _SPLIT * x
+            x_hi = c - (c - x)
+            x_lo = x - x_hi
+            error = ((x_hi * x_hi - sq) + 2.0 * x_hi * x_lo) + x_lo * x_lo  # sq + error = x**2
+            doubt = (sq + error * _POW_SCREEN_FACTOR) != sq
+            doubt |= (sq.view(np.int64) & _MANTISSA) == 0
+            doubt |= (x < low) | (x > high)
+            risky.append(np.flatnonzero(doubt) + lo)
+        at = np.concatenate(risky) if risky else np.zeros(0, np.int64)
+    if len(at):
+        square[at] = np.fromiter(map(math.pow, flat[at].tolist(), repeat(2.0)), np.float64, len(at))
+    return square.reshape(mag.shape)
+
+
+def _screen_holds() -> bool:
+    """Whether `_pow_squares`' screen gives `math.pow` on a sample spread over the range,
+    squares near the rounding boundary included."""
+    global POW_SCREEN
+    rng = np.random.default_rng(20261207)
+    values = np.abs(rng.standard_normal(20_000)) * 10.0 ** rng.uniform(-12, 12, 20_000)
+    values = np.concatenate((values, np.abs(rng.standard_normal(20_000)) * 1e-3))
+    POW_SCREEN = True
+    got = _pow_squares(values)
+    want = np.fromiter(map(math.pow, values.tolist(), repeat(2.0)), np.float64, len(values))
+    return bool(np.array_equal(got.view(np.int64), want.view(np.int64)))
+
+
+POW_SCREEN = True
+POW_SCREEN = _screen_holds()
+
+
 def _squares(dev: Floats) -> Floats:
     """`d ** 2` of each value, as Python computes it. `float_pow` (Objects/floatobject.c)
     answers `0 ** 2` with 0.0 and `1 ** 2` with 1.0 itself, turns `(-d) ** 2` into `d ** 2`,
     and otherwise returns libm's `pow(d, 2.0)`; `math.pow` of a finite positive `d` returns
-    that same `pow(d, 2.0)` with less call overhead. The two differ only in how they report an
-    underflow (math.pow returns the tiny value, `**` raises OverflowError): when a nonzero `|d|`
-    is below 1e-150 (a square below 1e-300, near the subnormals), Python's `pow` does them all."""
+    that same `pow(d, 2.0)` with less call overhead (`_pow_squares` computes it, calling
+    `math.pow` only where it must). The two differ only in how they report an underflow
+    (math.pow returns the tiny value, `**` raises OverflowError): when a nonzero `|d|` is
+    below 1e-150 (a square below 1e-300, near the subnormals), Python's `pow` does them all."""
     mag = np.abs(dev)
     nonzero = mag[mag != 0.0]
     if nonzero.size and nonzero.min() < _TINY:
         flat = dev.ravel().tolist()
         # pow(d, 2.0) is `d ** 2` (float_pow converts the int 2 to 2.0 first)
         return np.fromiter(map(pow, flat, repeat(2.0)), np.float64, len(flat)).reshape(dev.shape)
-    flat = mag.ravel().tolist()
-    squares = np.fromiter(map(math.pow, flat, repeat(2.0)), np.float64, len(flat))
-    squares = squares.reshape(dev.shape)
+    squares = _pow_squares(mag)
     squares[mag == 0.0] = 0.0
     squares[mag == 1.0] = 1.0
     return squares
@@ -193,17 +252,22 @@ def deviation_sums(
         return np.empty(0)
     if not PLAIN_SUM or count < _NUMPY_WINDOWS:
         values, means = ext.tolist(), mean.tolist()
-        out = []
+        sums = []
         for t in range(count):
             m, s = means[t], first + t
             if pow2:
-                out.append(sum([(x - m) ** 2 for x in values[s : s + p]]))
+                sums.append(sum([(x - m) ** 2 for x in values[s : s + p]]))
             else:
-                out.append(sum((x - m) * (x - m) for x in values[s : s + p]))
-        return np.fromiter(out, np.float64, count)
-    dev = windows(ext, p, first, count) - mean[:, None]
-    squares = _squares(dev) if pow2 else dev * dev
-    acc = 0.0 + squares[:, 0]
-    for k in range(1, p):
-        acc += squares[:, k]
-    return acc
+                sums.append(sum((x - m) * (x - m) for x in values[s : s + p]))
+        return np.fromiter(sums, np.float64, count)
+    view = windows(ext, p, first, count)
+    out = np.empty(count)
+    rows = max(1, _CHUNK // p)  # windows a step (`_CHUNK`): each window's terms as before
+    for lo in range(0, count, rows):
+        dev = view[lo : lo + rows] - mean[lo : lo + rows, None]
+        squares = _squares(dev) if pow2 else dev * dev
+        acc = 0.0 + squares[:, 0]
+        for k in range(1, p):
+            acc += squares[:, k]
+        out[lo : lo + rows] = acc
+    return out

@@ -23,7 +23,6 @@ import math
 import sys
 from collections.abc import Sequence
 from functools import cached_property
-from operator import itemgetter
 from typing import Final
 
 import numpy as np
@@ -92,9 +91,11 @@ class _Block:
         self.symbol = bars.symbol
         self.end_ms = bars.end_ms
         self._bars = bars
-        self._rows = features.rows
+        self._features = features
+        self._n = len(features)
         self._index = {name: j for j, name in enumerate(features.names)}
         self._columns: dict[str, Floats] = {}
+        self._lists: dict[str, list[float]] = {}  # a column as Python floats, for the fired bars
 
     @cached_property
     def close(self) -> Floats:
@@ -102,7 +103,7 @@ class _Block:
         cols = self._bars
         given = cols.floats
         if given is not None and len(given.close) == len(cols):  # converted already
-            return np.array(given.close, np.float64)
+            return given.close
         return np.fromiter(map(float, cols.close), np.float64, len(cols))
 
     @cached_property
@@ -115,28 +116,28 @@ class _Block:
         col = self._columns.get(name)
         if col is None:
             j = self._index.get(name)
-            n = len(self._rows)
-            if j is None:  # `values.get` of a name the vector lacks: None at every bar
-                col = np.full(n, math.nan)
-            else:
-                col = np.fromiter(map(itemgetter(j), self._rows), np.float64, n)
+            # `values.get` of a name the vector lacks: None at every bar
+            col = np.full(self._n, math.nan) if j is None else self._features.column(j)
             self._columns[name] = col
         return col
 
     def known(self, name: str) -> Mask:
         """Where `_read` gives a value (not None): the close always, a feature where defined."""
         if name == PRICE_INPUT:
-            return np.ones(len(self._rows), dtype=np.bool_)
+            return np.ones(self._n, dtype=np.bool_)
         return ~np.isnan(self.column(name))
 
     def value(self, i: int, name: str) -> float | None:
         """`_read(fv, name)` of bar i's vector."""
         if name == PRICE_INPUT:
             return self.closes[i]
-        j = self._index.get(name)
-        if j is None:
-            return None
-        v: float = self._rows[i][j]
+        values = self._lists.get(name)
+        if values is None:
+            j = self._index.get(name)
+            if j is None:
+                return None
+            values = self._lists[name] = self._features.column(j).tolist()
+        v: float = values[i]
         return None if math.isnan(v) else v
 
 

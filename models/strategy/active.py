@@ -12,7 +12,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 from models.core.messages import Fill, Side, StrategyRecord, StrategyStatus
 from models.gpt.prompt import StrategyPerformance
@@ -103,7 +103,8 @@ class ActiveStrategy:
         tie), and the drawdown the largest `(peak - pnl) / start_equity`, taken once (a
         correctly rounded division and float conversion never reverse an order)."""
         realized = self.realized
-        pnls = [realized + (_ZERO + term) for term in terms]
+        # realized + (0 + term) a bar, in C (`map`): the same operations as `on_bar`'s.
+        pnls = list(map(operator.add, repeat(realized), map(operator.add, repeat(_ZERO), terms)))
         peaks = list(accumulate(pnls, max, initial=self.peak_pnl))
         self.bars += len(terms)
         self.peak_pnl = peaks[-1]

@@ -259,9 +259,10 @@ class CompiledStrategy:
             return None
         before = last[1] if last is not None else {}
         sides = dict(before)
-        for left, right in self._pairs:
-            _, sides[(left, right)] = crossing.step(
-                before.get((left, right), crossing.UNKNOWN), _read(left, now), _read(right, now)
+        for pair in self._pairs:
+            left, right = pair
+            _, sides[pair] = crossing.step(
+                before.get(pair, crossing.UNKNOWN), _read(left, now), _read(right, now)
             )
         self._last[symbol] = (ts_ms, sides)
         return before
@@ -331,7 +332,12 @@ class CompiledStrategy:
         direction = self.spec.direction
         if position != 0:
             short = position < 0
-            if entry_price is not None and entry_price > 0 and finite:
+            if (
+                entry_price is not None
+                and entry_price > 0
+                and finite
+                and (self.stop_loss is not None or self.take_profit is not None)
+            ):
                 stopped = self._stops(symbol, _dec(fv.close), entry_price, short)
                 if stopped:
                     return stopped

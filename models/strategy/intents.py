@@ -35,6 +35,18 @@ _EXPLICIT: Final = frozenset({"symbol", "side", "quantity", "reason"})  # fields
 _BY_FRACTION: Final = _EXPLICIT | {"size_fraction"}
 
 
+_SYMBOLS_SEEN: set[str] = set()  # symbols `SYMBOL_PATTERN` matched (a few per run)
+
+
+def _symbol_ok(symbol: str) -> bool:
+    """Whether `symbol` is what validation keeps (`SYMBOL_PATTERN`), remembered when it is."""
+    if _SYMBOL.fullmatch(symbol) is None:
+        return False
+    if len(_SYMBOLS_SEEN) < 10_000:
+        _SYMBOLS_SEEN.add(symbol)
+    return True
+
+
 def intent(
     symbol: str, side: Side, quantity: Decimal, reason: str, size_fraction: Decimal | None = None
 ) -> TradeIntent:
@@ -48,7 +60,7 @@ def intent(
         and type(reason) is str
         and len(reason) <= MAX_REASON
         and type(symbol) is str
-        and _SYMBOL.fullmatch(symbol) is not None
+        and (symbol in _SYMBOLS_SEEN or _symbol_ok(symbol))
         and type(side) is Side
         and (
             size_fraction is None

@@ -27,6 +27,9 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from models.signals import crossing
 from models.strategy.compiler import (
     CompareNode,
@@ -37,6 +40,9 @@ from models.strategy.compiler import (
     Pair,
     Term,
 )
+
+Closes = Sequence[float] | npt.NDArray[np.float64]
+"""`float()` of each close: a list, or the numpy column ingest parsed (`BarFloats`)."""
 
 _ONE: Final = Decimal(1)
 _NAN: Final = math.nan
@@ -148,11 +154,13 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
+        floats: Closes | None = None,
     ) -> int:
         """The first bar in `lo..hi-1` on which `on_bar(symbol, ...)` would return an action
         (`hi` when none would), with the strategy's memory advanced over the bars before it
         exactly as `on_bar` would have; `position` and `entry_price` as the desk passes them,
-        the same on every bar (the book does not move on a quiet bar).
+        the same on every bar (the book does not move on a quiet bar). `floats`, when given, is
+        `float()` of each close (`BarColumns.floats`: read instead of converting again).
 
         Bars newer than the memory's last, in time order (always, from ingest) are taken in
         chunks, each condition evaluated over a chunk at once (`_chunk_acts`); otherwise bar
@@ -165,13 +173,17 @@ class RowProbe:
         stops = None
         if position != 0 and entry_price is not None and entry_price > 0:
             stops = _stop_levels(strategy, entry_price, position < 0)
+            if stops == (None, None):  # neither a stop nor a target: nothing to check
+                stops = None
         start, size, stop = lo, _FIRST_CHUNK, hi
         while start < hi:
             end = min(hi, start + size)
             if self.sides and not _newer(ends, start, end, last_ts):
-                return self._loop(symbol, rows, closes, ends, start, hi, position, entry_price)
+                return self._loop(
+                    symbol, rows, closes, ends, start, hi, position, entry_price, floats
+                )
             last_ts = ends[end - 1]
-            acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops)
+            acts, after = self._chunk_acts(rows, closes, start, end, cur, position, stops, floats)
             if True in acts:
                 first = acts.index(True)
                 stop = start + first
@@ -195,15 +207,21 @@ class RowProbe:
         cur: list[int],
         position: Decimal,
         stops: tuple[Levels, Levels] | None,
+        floats: Closes | None = None,
     ) -> tuple[list[bool], list[list[int]]]:
         """Whether `on_bar` acts on each bar of `lo..hi-1` (bars newer than the memory, in
         order), and each pair's last strict side before each bar and after the last."""
-        chunk = _Chunk(rows[lo:hi], closes[lo:hi])
+        chunk = _Chunk(rows[lo:hi], closes[lo:hi], None if floats is None else floats[lo:hi])
         after: list[list[int]] = []
         for k, (left, right) in enumerate(self.pair_slots):
             lv, rv = chunk.values(left), chunk.values(right)
-            raw = [(a > b) - (a < b) for a, b in zip(lv, rv, strict=True)]
-            after.append(list(accumulate(raw, _carry, initial=cur[k])))
+            # Each bar's strict side, (a > b) - (a < b): 0 when equal or NaN.
+            raw = list(map(operator.sub, map(operator.gt, lv, rv), map(operator.lt, lv, rv)))
+            chunk.raw.append(raw)
+            if 0 in raw:  # the last strict side carries over the bars without one
+                after.append(list(accumulate(raw, _carry, initial=cur[k])))
+            else:  # every bar has one: it is the side after that bar
+                after.append([cur[k], *raw])
         chunk.before = after
         direction = self.strategy.spec.direction
         if position == 0:
@@ -235,6 +253,7 @@ class RowProbe:
         hi: int,
         position: Decimal,
         entry_price: Decimal | None,
+        floats: Closes | None = None,
     ) -> int:
         """`quiet_until` bar by bar, each read as `on_bar` reads it."""
         strategy = self.strategy
@@ -253,7 +272,7 @@ class RowProbe:
         stop = hi
         for i in range(lo, hi):
             row = rows[i]
-            cf = float(closes[i])
+            cf = float(closes[i]) if floats is None else floats[i]
             finite = math.isfinite(cf)
             if not finite:
                 cf = _NAN
@@ -351,15 +370,24 @@ class _Chunk:
     """The columns of a run of bars, each read once: feature values, closes, and the last
     strict side of each crossing pair before each bar (`before`, set by the probe)."""
 
-    __slots__ = ("_closes", "_floats", "_values", "before", "n", "rows")
+    __slots__ = ("_closes", "_floats", "_values", "before", "n", "raw", "rows")
 
-    def __init__(self, rows: Sequence[Row], closes: Sequence[Decimal]) -> None:
+    def __init__(
+        self, rows: Sequence[Row], closes: Sequence[Decimal], floats: Closes | None = None
+    ) -> None:
         self.rows = rows
         self.n = len(rows)
         self._closes = closes
-        self._floats: list[float] | None = None
+        self._floats: list[float] | None = (
+            None
+            if floats is None
+            else floats.tolist()  # Python floats, the same values
+            if isinstance(floats, np.ndarray)
+            else list(floats)
+        )
         self._values: dict[int, list[float]] = {}
         self.before: list[list[int]] = []
+        self.raw: list[list[int]] = []  # each pair's strict side on each bar (0: none)
 
     def closes(self) -> list[float]:
         """The bars' closes as `FeatureVector.close` (the float of the close)."""
@@ -375,7 +403,7 @@ class _Chunk:
         got = self._values.get(kind)
         if got is None:
             if kind >= 0:
-                got = [row[kind] for row in self.rows]
+                got = list(map(operator.itemgetter(kind), self.rows))
             elif kind == _CLOSE:
                 got = [c if c - c == 0.0 else _NAN for c in self.closes()]  # finite, else None
             else:
@@ -392,13 +420,18 @@ class _Chunk:
             for part in plan.parts[1:]:
                 out = list(map(op, out, self.holds(part)))
             return out
-        lv, rv = self.values(plan.left), self.values(plan.right)
         if kind == "cmp":
-            return list(map(plan.op, lv, rv))
+            return list(map(plan.op, self.values(plan.left), self.values(plan.right)))
+        # A cross: the side before the bar BELOW (-1) and the bar's own ABOVE (1), left > right,
+        # i.e. their difference 2 (above); or ABOVE then BELOW, -2 (below). The pair's terms are
+        # the node's, so its strict sides (`raw`) are the comparison of the node's values.
         before = self.before[plan.pair]  # one longer: the side after the last
-        if kind == "above":
-            return [b == crossing.BELOW and a > c for a, c, b in zip(lv, rv, before, strict=False)]
-        return [b == crossing.ABOVE and a < c for a, c, b in zip(lv, rv, before, strict=False)]
+        turn = _UP if kind == "above" else _DOWN
+        return list(map(turn.__eq__, map(operator.sub, self.raw[plan.pair], before)))
+
+
+_UP: Final = crossing.ABOVE - crossing.BELOW  # a side's change on a cross above
+_DOWN: Final = crossing.BELOW - crossing.ABOVE
 
 
 def _side(last: int, left: float, right: float) -> int:
@@ -447,11 +480,20 @@ _PROBES: weakref.WeakKeyDictionary[CompiledStrategy, dict[tuple[str, ...], RowPr
 
 def probe(strategy: CompiledStrategy, names: tuple[str, ...]) -> RowProbe:
     """The strategy's probe for rows of `names` (kept beside the strategy, not in it: the
-    strategy is pickled with the desk, the probe is rebuilt)."""
+    strategy is pickled with the desk, the probe is rebuilt). The last one is at hand (one
+    lookup a run of quiet bars: most runs ask for the same one)."""
+    if _LAST:
+        kept, kept_names, kept_probe = _LAST[0]
+        if kept is strategy and kept_names == names:
+            return kept_probe
     made = _PROBES.get(strategy)
     if made is None:
         made = _PROBES[strategy] = {}
     got = made.get(names)
     if got is None:
         got = made[names] = RowProbe(strategy, names)
+    _LAST[:] = [(strategy, names, got)]
     return got
+
+
+_LAST: list[tuple[CompiledStrategy, tuple[str, ...], RowProbe]] = []  # what `probe` gave last

@@ -54,14 +54,19 @@ class FeatureHistory:
             kept = self.bars[fv.symbol] = deque(maxlen=HISTORY_BARS)
         kept.append(fv)
 
-    def add_block(self, block: BarBlock, lo: int, hi: int, last: FeatureVector) -> None:
-        """Bars `lo..hi-1` of `block` (`last`: bar hi-1's vector, already made)."""
+    def add_block(
+        self, block: BarBlock, lo: int, hi: int, last: FeatureVector | None = None
+    ) -> None:
+        """Bars `lo..hi-1` of `block` (`last`: bar hi-1's vector if already made)."""
         kept = self.bars.get(block.symbol)
         if kept is None:
             kept = self.bars[block.symbol] = deque(maxlen=HISTORY_BARS)
         start = max(lo, hi - HISTORY_BARS)
-        kept.extend([(block, i) for i in range(start, hi - 1)])
-        kept.append(last)
+        if last is None:
+            kept.extend([(block, i) for i in range(start, hi)])
+        else:
+            kept.extend([(block, i) for i in range(start, hi - 1)])
+            kept.append(last)
 
     def of(self, symbol: str, before_ms: int | None = None) -> list[FeatureVector]:
         """The symbol's kept bars, only those ending before `before_ms` if given."""

@@ -419,14 +419,16 @@ def test_schema_applies_twice(store: Store) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
         {"db": store.database},
     )
-    # The run-scoped tables and the ledgers (not a run's rows: store.trials, store.promotions).
-    assert sorted(r["name"] for r in rows) == sorted([*TABLES, "promotions", "trials"])
+    # The run-scoped tables and the ledgers (not a run's rows: store.trials, store.promotions,
+    # the control API's settings_changes).
+    ledgers = ["promotions", "settings_changes", "trials"]
+    assert sorted(r["name"] for r in rows) == sorted([*TABLES, *ledgers])
 
 
 def test_schema_statements_use_the_configured_database() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    assert len(stmts) == 1 + len(TABLES) + 2  # the database, the run tables, the two ledgers
+    assert len(stmts) == 1 + len(TABLES) + 3  # the database, the run tables, the three ledgers
     assert all("stratflow" not in s for s in stmts)
     assert all("--" not in s for s in stmts)
     with pytest.raises(ValueError, match="database name"):

@@ -341,3 +341,24 @@ def test_a_run_that_does_not_trade_has_no_trading_line() -> None:
     count_row(counters, (table_for(order), order))
     assert counters.trading_line() is None
     assert len(stop_message(signal.SIGTERM, counters, "next").splitlines()) == 1
+
+
+def test_state_resumes_only_on_as_many_processes_as_wrote_it(tmp_path: Path) -> None:
+    """A cluster's keyed steps are pinned to their processes (dataflows/placement.py), so
+    state written on 2 processes has keys a run on 1 (or 3) would not find: refused, with the
+    way out; a manifest from before the option counts as 1 process."""
+    s = settings_for(tmp_path)
+    first = open_run_state(s, processes=2)
+    assert json.loads((tmp_path / "recovery" / MANIFEST).read_text())["processes"] == 2
+    for other in (1, 3):
+        with pytest.raises(RecoveryMismatch, match=r"on 2 processes: resume it with --processes 2"):
+            open_run_state(s, processes=other)
+    again = open_run_state(s, processes=2)
+    assert again.resumed and again.run_id == first.run_id and again.processes == 2
+    manifest = tmp_path / "recovery" / MANIFEST
+    doc = json.loads(manifest.read_text())
+    del doc["processes"]  # written before the option
+    manifest.write_text(json.dumps(doc))
+    assert open_run_state(s).resumed
+    fresh = open_run_state(s, fresh=True, processes=2)
+    assert not fresh.resumed and fresh.discarded_run_id == first.run_id

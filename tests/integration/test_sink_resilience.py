@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from connectors.store.clickhouse import Store
-from connectors.store.sink import ClickHouseSink
+from connectors.store.sink import ClickHouseSink, NotifierSink
 from models.config.settings import ClickHouseConfig
 from models.core.blocks import BarColumns, PositionColumns
 from models.core.messages import Bar
@@ -19,10 +21,11 @@ def bar(start: int, close: str) -> Bar:
 
 def test_unwritable_row_is_replaced_by_an_alert_and_the_rest_is_written(tmp_path: Path) -> None:
     cfg = ClickHouseConfig(path=str(tmp_path / "ch"))
-    part = ClickHouseSink(cfg).build("clickhouse", 0, 1)
+    sink = ClickHouseSink(cfg)
+    part = sink.build_part("clickhouse", sink.list_parts()[0], None)
     try:
         huge = "1" + "0" * 30  # 31 integer digits: beyond Decimal(38, 12)
-        part.write_batch([("bars", [bar(0, "10"), bar(60_000, huge), bar(120_000, "11")])])
+        part.write_batch([[bar(0, "10"), bar(60_000, huge), bar(120_000, "11")]])
     finally:
         part.close()
     # The partition released the directory: another one can be opened in this process.
@@ -54,11 +57,12 @@ def test_columns_go_columnar_and_an_unwritable_value_in_them_becomes_an_alert(
     tmp_path: Path,
 ) -> None:
     cfg = ClickHouseConfig(path=str(tmp_path / "ch"))
-    part = ClickHouseSink(cfg, run_id="sink").build("clickhouse", 0, 1)
+    sink = ClickHouseSink(cfg, run_id="sink")
+    part = sink.build_part("clickhouse", sink.list_parts()[0], None)
     bars = BarColumns.of_bars([bar(0, "10"), bar(60_000, "11")])
     try:
-        part.write_batch([("bars", [bars]), ("positions", [_positions("OK", "3")])])
-        part.write_batch([("positions", [_positions("ABC", "1e26"), _positions("XYZ", "-2.5")])])
+        part.write_batch([[bars], [_positions("OK", "3")]])
+        part.write_batch([[_positions("ABC", "1e26"), _positions("XYZ", "-2.5")]])
         written = dict(part.written)
     finally:
         part.close()
@@ -76,3 +80,18 @@ def test_columns_go_columnar_and_an_unwritable_value_in_them_becomes_an_alert(
     ]
     assert len(alerts) == 1 and "PositionSnapshot not written" in alerts[0]["message"]
     assert written == {"bars": 2, "positions": 5, "alerts": 1}
+
+
+def test_a_process_without_the_store_never_opens_it(tmp_path: Path) -> None:
+    """On a cluster every process builds the sink; only the one that lists the store's
+    partition may open the (embedded, one-process) store."""
+    cfg = ClickHouseConfig(path=str(tmp_path / "ch"))
+    elsewhere = ClickHouseSink(cfg, parts=[], part_of=lambda _key: 0)
+    assert elsewhere.list_parts() == []
+    with pytest.raises(RuntimeError, match="without it"):
+        elsewhere.build_part("clickhouse", "store-000", None)
+    assert not (tmp_path / "ch").exists()
+    notify = NotifierSink(None)
+    assert notify.list_parts() == []
+    with pytest.raises(RuntimeError, match="without it"):
+        notify.build_part("notify", "notify", None)

@@ -73,12 +73,15 @@ def run_flow_subprocess(
     workdir: Path,
     timeout: float = 300,
     env: dict[str, str] | None = None,
+    processes: int = 1,
 ) -> str:
     """The flow in its own process (chdb allows one data directory per process); returns its
-    stderr. `env` is added to the environment (e.g. OPENAI_BASE_URL of a local server)."""
+    stderr. `env` is added to the environment (e.g. OPENAI_BASE_URL of a local server);
+    `processes` > 1 runs it as a cluster of that many processes."""
     cfg = write_config(settings, workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml")
+    more = ["--processes", str(processes)] if processes > 1 else []
     proc = subprocess.run(
-        flow_command(cfg, bootstrap),
+        [*flow_command(cfg, bootstrap), *more],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from decimal import Decimal
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,12 +14,13 @@ from models.core.blocks import (
     BarBlock,
     BarColumns,
     BarFloats,
+    FeatureColumns,
     PositionColumns,
     count_of,
     expand_rows,
 )
 from models.core.events import BarEvent
-from models.core.messages import Bar, PositionSnapshot
+from models.core.messages import Bar, Direction, PositionSnapshot, Signal
 from models.signals.features import FeatureState
 from models.signals.router import route
 from models.signals.triggers import TriggerState
@@ -80,6 +81,34 @@ def test_a_block_gives_back_its_events_and_slices_keep_them(
     lo = data.draw(st.integers(0, len(bars)))
     hi = data.draw(st.integers(lo, len(bars)))
     assert block.slice(lo, hi).events() == events[lo:hi]
+    # Pickled (signals as their field values, the clock as one buffer) and back: the same
+    # events, down to each signal's fields set.
+    restored = pickle.loads(pickle.dumps(block))
+    assert restored.events() == events and repr(restored.events()) == repr(events)
+    assert [s.model_fields_set for e in restored.events() for s in e.signals] == [
+        s.model_fields_set for e in events for s in e.signals
+    ]
+
+
+def test_a_signal_with_a_default_left_unset_pickles_as_itself() -> None:
+    partial = Signal(
+        symbol="S",
+        ts_ms=1,
+        trigger="t",
+        kind="k",
+        direction=Direction.LONG,
+        strength=1.0,
+        strategic=False,
+    )
+    cfg = _settings()
+    names, events = _events(
+        cfg, [walk_bar(0, Decimal(1), Decimal(2), Decimal(1), Decimal(2), Decimal(3))]
+    )
+    block = BarBlock.of_events(names, events)
+    object.__setattr__(block, "signals", {0: [partial]})
+    (got,) = pickle.loads(pickle.dumps(block)).signals[0]
+    assert got == partial and got.model_fields_set == partial.model_fields_set
+    assert "detail" not in got.model_fields_set
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)
@@ -159,12 +188,16 @@ def test_the_generated_runs_do_fire_triggers() -> None:
 
 def _with_floats(cols: BarColumns) -> BarColumns:
     floats = BarFloats(
-        [float(x) for x in cols.close],
-        [float(x) for x in cols.high],
-        [float(x) for x in cols.low],
-        [float(x) for x in cols.volume],
+        *(np.array([float(x) for x in c]) for c in (cols.close, cols.high, cols.low, cols.volume))
     )
-    return dataclasses.replace(cols, floats=floats)
+    lists = (cols.start_ms, cols.end_ms, cols.open, cols.high, cols.low, cols.close)
+    return BarColumns(cols.symbol, *lists, cols.volume, cols.trades, cols.vwap, floats)
+
+
+def _floats(cols: BarColumns) -> list[list[float]]:
+    f = cols.floats
+    assert f is not None
+    return [x.tolist() for x in (f.close, f.high, f.low, f.volume)]
 
 
 @settings(max_examples=15, derandomize=True, deadline=None)
@@ -179,7 +212,7 @@ def test_bar_floats_are_derived_data(bars: list[Bar], data: st.DataObject) -> No
     lo = data.draw(st.integers(0, len(bars)))
     hi = data.draw(st.integers(lo, len(bars)))
     part = cols.slice(lo, hi)
-    assert part == plain.slice(lo, hi) and part.floats == _with_floats(part).floats
+    assert part == plain.slice(lo, hi) and _floats(part) == _floats(_with_floats(part))
     restored = pickle.loads(pickle.dumps(cols))
     assert restored == cols and restored.floats is None
     assert pickle.dumps(cols) == pickle.dumps(plain)
@@ -190,3 +223,32 @@ def test_bar_floats_are_derived_data(bars: list[Bar], data: st.DataObject) -> No
         fcols = features.update_block(c)
         results.append((fcols, triggers.evaluate_block(c, fcols), pickle.dumps(features)))
     assert repr(results[0]) == repr(results[1])
+
+
+@settings(max_examples=15, derandomize=True, deadline=None)
+@given(bar_runs(), st.data())
+def test_feature_columns_of_a_matrix_are_the_rows(bars: list[Bar], data: st.DataObject) -> None:
+    """The kernels' matrix form (`FeatureColumns.of_matrix`) equals the per-bar rows, reads a
+    column or a value without making the rows, slices, and pickles as the matrix."""
+    cfg = _settings()
+    names, events = _events(cfg, bars)
+    plain = FeatureColumns.of_vectors(names, [e.features for e in events])
+    cols = FeatureState(cfg.features).update_block(BarColumns.of_bars(bars))
+    if cols.matrix is None:  # a run too short for the kernels: rows bar by bar
+        assert repr(cols) == repr(plain)
+        return
+    i = data.draw(st.integers(0, len(bars) - 1))
+    j = data.draw(st.integers(0, len(names) - 1))
+    assert _bits(cols.value(i, j)) == _bits(plain.rows[i][j])
+    assert [_bits(x) for x in cols.column(j).tolist()] == [_bits(r[j]) for r in plain.rows]
+    assert cols.values(i) == plain.values(i) or repr(cols.values(i)) == repr(plain.values(i))
+    restored = pickle.loads(pickle.dumps(cols))
+    assert restored._rows is None and restored.matrix is not None
+    lo = data.draw(st.integers(0, len(bars)))
+    hi = data.draw(st.integers(lo, len(bars)))
+    assert repr(cols.slice(lo, hi)) == repr(plain.slice(lo, hi))
+    assert repr(restored) == repr(plain) and repr(cols) == repr(plain)
+
+
+def _bits(x: float) -> str:
+    return x.hex()

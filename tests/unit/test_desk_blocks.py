@@ -20,14 +20,16 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.driver import DeskDriver
 from models.config.settings import Settings
-from models.core.blocks import BarBlock, PositionColumns, expand_rows
+from models.core.blocks import BarBlock, BarColumns, PositionColumns, expand_rows
 from models.core.events import BarEvent
 from models.core.messages import Bar, GptRequest
+from models.core.packed import BarFloats
 from models.desk.desk import DeskRow, TradingDesk
 from models.gpt.decider import GptAnswer
 from models.signals.features import FeatureState
@@ -207,7 +209,8 @@ def blocks(events: list[BarEvent], cuts: random.Random, most: int) -> list[BarBl
         i = 0
         while i < len(run):
             size = cuts.randint(1, most)
-            out.append(BarBlock.of_events(names, run[i : i + size]))
+            block = BarBlock.of_events(names, run[i : i + size])
+            out.append(with_floats(block) if cuts.random() < 0.5 else block)
             i += size
         run.clear()
 
@@ -218,6 +221,20 @@ def blocks(events: list[BarEvent], cuts: random.Random, most: int) -> list[BarBl
     if run:
         close_run()
     return out
+
+
+def with_floats(block: BarBlock) -> BarBlock:
+    """The block with its closes' floats, as ingest gives them (`BarColumns.floats`)."""
+    cols = block.bars
+    made = BarFloats(
+        *(
+            np.array([float(v) for v in c], np.float64)
+            for c in (cols.close, cols.high, cols.low, cols.volume)
+        )
+    )
+    fields = (cols.start_ms, cols.end_ms, cols.open, cols.high, cols.low, cols.close)
+    rest = (cols.volume, cols.trades, cols.vwap)
+    return dataclasses.replace(block, bars=BarColumns(cols.symbol, *fields, *rest, made))
 
 
 def desk_for(cfg: Settings, decision: GptDecision | None) -> DeskDriver:
@@ -350,3 +367,35 @@ def test_failures_inside_a_block_are_the_failed_bars_alerts(monkeypatch: Any) ->
         per_bar, at_once, one, many = both_ways(cfg, decision, 8, 250, 60)
         assert any(bug in getattr(r, "message", "") for r in per_bar)
         assert_same(per_bar, at_once, one, many)
+
+
+def test_a_bar_failing_after_a_quiet_run_leaves_that_runs_last_bar_as_latest(
+    monkeypatch: Any,
+) -> None:
+    """The block path makes no event for `latest` at the end of a quiet run that the next bar's
+    `on_bar_event` follows (it keeps its own); when that bar fails before keeping it, the run's
+    last bar is `latest`, as bar by bar. Bars with a branch (the local engine decides them) fail
+    on entry, before anything moved; the desks are compared after every block."""
+    event_of = TradingDesk.on_bar_event
+
+    def failing(self: TradingDesk, event: BarEvent) -> Any:
+        if event.branch is not None and event.bar.end_ms // MIN % 2 == 0:
+            raise RuntimeError("desk bug")
+        return event_of(self, event)
+
+    monkeypatch.setattr(TradingDesk, "on_bar_event", failing)
+    cfg = make_settings({})
+    cut = blocks(stream(cfg, 3, 300), random.Random(4), 120)
+    one, many = desk_for(cfg, None), desk_for(cfg, None)
+    per_bar: list[DeskRow] = []
+    at_once: list[DeskRow] = []
+    failed_last = 0
+    for block in cut:
+        one.run(block.events(), per_bar)
+        many.run([block], at_once)
+        assert content(many.desk.latest) == content(one.desk.latest)
+        last = block.event(len(block) - 1)
+        failed_last += last.branch is not None and last.bar.end_ms // MIN % 2 == 0
+    assert failed_last >= 2  # blocks that end on a failed bar: `latest` is seen before it
+    assert sum("desk bug" in getattr(r, "message", "") for r in per_bar) >= 3
+    assert_same(per_bar, at_once, one, many)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -96,6 +97,7 @@ KINDS = (
     ["bar"] * 14
     + ["dup", "late", "gap", "offgrid", "fine", "coarse", "tick", "junk", "error", "none"]
     + ["future", "badohlc", "layout", "emptyid", "news", "unknown"]
+    + ["places", "escape", "micros", "bigvol", "nonascii"]
 )
 
 
@@ -158,6 +160,22 @@ def feeds(draw: st.DrawFn) -> Feed:
             bar |= {"low": lo, "close": c, "volume": volume, "interval_s": iv, "id": f"L{t}"}
             value = json.dumps(bar).encode()
             clock[symbol] = t + step
+        elif kind == "places":  # more places than the bars table's 12: the per-record path
+            o, h, lo, c = prices
+            wide = [o, str(Decimal(h) + Decimal("1e-13")), lo, c]
+            value = replay_bar(symbol, t, wide, volume, iv, f"p{t}")
+            clock[symbol] = t + step
+        elif kind == "escape":  # an escaped id: the same text to a JSON reader, other bytes
+            value = replay_bar(symbol, t, prices, volume, iv, f"e{t}").replace(b'"e', b'"\\u0065')
+            clock[symbol] = t + step
+        elif kind == "micros":  # an event time with microseconds (off the grid)
+            value = replay_bar(symbol, t + 7, prices, volume, iv, f"m{t}")
+        elif kind == "bigvol":
+            value = replay_bar(symbol, t, prices, "1000000000000000", iv, f"v{t}")
+            clock[symbol] = t + step
+        elif kind == "nonascii":  # an id `_BAR` refuses (UTF-8 of a non-ASCII letter)
+            value = replay_bar(symbol, t, prices, volume, iv, f"\u00e9{t}")
+            clock[symbol] = t + step
         elif kind == "unknown":
             value = replay_bar("ZZZ", t, prices, volume, 60, f"z{t}")
         else:  # news
@@ -189,12 +207,25 @@ def batches(feed: Feed, cuts: list[int], partition: int, broker_time: bool) -> l
     return out
 
 
-def run(cfg: Settings, parts: int, batches_: list[RawBatch], blocks: bool) -> tuple[Any, bytes]:
+def run(
+    cfg: Settings,
+    parts: int,
+    batches_: list[RawBatch],
+    blocks: bool,
+    columns: bool = True,
+    stretch: int = 1,
+) -> tuple[Any, bytes]:
+    """`columns`: batches read as columns (`parse_bars`) whatever their size, stretches of at
+    least `stretch` bars taken as columns; else record by record (`bar_fields`)."""
     ingest = PartitionIngest(cfg, market_partitions=parts, blocks=blocks)
     ingest.now_ms = lambda: NOW
     out: list[Any] = []
-    for batch in batches_:
-        ingest.process_batch(batch, out)
+    with (
+        mock.patch("models.market.block_path.MIN_RECORDS", 1 if columns else 10**9),
+        mock.patch("models.market.block_path.MIN_STRETCH", stretch),
+    ):
+        for batch in batches_:
+            ingest.process_batch(batch, out)
     state = (ingest.symbols, ingest.clock_ms, ingest.seq, ingest.key, ingest.guard, ingest.alarm)
     return out, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -219,10 +250,19 @@ def by_table(out: list[Any]) -> dict[str, list[str]]:
 
 def _check(feed: Feed, cuts: list[int], cfg: Settings, parts: int, broker: bool) -> Any:
     plain_out, plain_state = run(cfg, parts, batches(feed, cuts, 0, broker), blocks=False)
-    block_out, block_state = run(cfg, parts, batches(feed, cuts, 0, broker), blocks=True)
     assert not any(isinstance(x, BarBlock | BarColumns) for x in plain_out)
+    record_out, record_state = run(
+        cfg, parts, batches(feed, cuts, 0, broker), blocks=True, columns=False
+    )
+    assert by_table(record_out) == by_table(plain_out)
+    assert record_state == plain_state
+    block_out, block_state = run(cfg, parts, batches(feed, cuts, 0, broker), blocks=True)
     assert by_table(block_out) == by_table(plain_out)
     assert block_state == plain_state
+    # Short stretches record by record, long ones as columns, in one batch.
+    mixed_out, mixed_state = run(cfg, parts, batches(feed, cuts, 0, broker), True, True, 3)
+    assert by_table(mixed_out) == by_table(plain_out)
+    assert mixed_state == plain_state
     return block_out
 
 
@@ -337,6 +377,7 @@ def test_a_failing_check_takes_the_per_record_path(monkeypatch: pytest.MonkeyPat
     feed = [RawBatch(MARKET, 0, _minutes("AAA", 9)), RawBatch(MARKET, 0, [], end="final")]
     plain, _ = run(cfg, 1, feed, blocks=False)
     monkeypatch.setattr("models.market.bars.BarBuilder.pass_through", broken)
+    monkeypatch.setattr("models.market.block_path.passes_through", broken)
     blocks, _ = run(cfg, 1, feed, blocks=True)
     assert not any(isinstance(x, BarBlock | DeadLetter) for x in blocks)
     assert [repr(x) for x in blocks] == [repr(x) for x in plain]

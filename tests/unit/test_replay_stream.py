@@ -63,7 +63,7 @@ def fake_broker(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
     monkeypatch.setattr("connectors.kafka.broker.ensure_topics", lambda *a, **k: None)
     monkeypatch.setattr("connectors.files.replay.wait_for_broker", lambda *a, **k: None)
     monkeypatch.setattr("connectors.files.replay.make_producer", lambda *a, **k: producer)
-    monkeypatch.setattr("api.cli._topic_size", lambda *a, **k: None)
+    monkeypatch.setattr("api.replay_cmd._topic_size", lambda *a, **k: None)
     return producer
 
 

@@ -90,6 +90,7 @@ value = st.one_of(st.sampled_from([math.nan, 10.0, 10.5]), st.floats(9, 11, widt
     entry=st.sampled_from([None, "10.2", "10"]),
     warm=st.integers(0, 5),
     lo=st.integers(0, 3),
+    with_floats=st.booleans(),
 )
 def test_rows_stop_where_on_bar_first_acts(
     which: int,
@@ -100,6 +101,7 @@ def test_rows_stop_where_on_bar_first_acts(
     entry: str | None,
     warm: int,
     lo: int,
+    with_floats: bool,
 ) -> None:
     strategy = compiled(SPECS[which], direction)
     n = len(rows)
@@ -123,8 +125,9 @@ def test_rows_stop_where_on_bar_first_acts(
             by_bar = probe_copy  # the acting bar is left to the per-bar path
             expected = i
             break
+    floats = [float(c) for c in closes] if with_floats else None  # as `BarColumns.floats`
     got = RowProbe(strategy, NAMES).quiet_until(
-        "S", features.rows, closes, ends, lo, n, held, price
+        "S", features.rows, closes, ends, lo, n, held, price, floats
     )
     assert got == expected
     assert strategy.memory("S") == by_bar.memory("S")

@@ -119,3 +119,40 @@ def test_replaced_is_model_copy(update: dict[str, Any]) -> None:
     assert fast == slow
     assert pickle.loads(pickle.dumps(fast)).__dict__ == slow.__dict__
     assert ORDER.quantity == Decimal("3")  # the original is left as it was
+
+
+def test_a_shared_fields_set_is_never_seen_changing() -> None:
+    """Frozen records built with the same fields share one fields set (`trusted`, `replaced`);
+    nothing done to one record (a copy, an update, pickling) shows in another's."""
+    fields = dict(CASES[2][1])
+    first, second = trusted(PositionSnapshot, dict(fields)), trusted(PositionSnapshot, fields)
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__  # shared
+    copied = first.model_copy(update={"symbol": "X"})
+    assert copied.__pydantic_fields_set__ is not first.__pydantic_fields_set__
+    assert second.model_fields_set == set(PositionSnapshot.model_fields)
+    order = trusted(Order, dict(ORDER.__dict__), frozenset(ORDER.model_fields_set | {"version"}))
+    listed = trusted(Order, dict(ORDER.__dict__), sorted(order.model_fields_set))  # not hashable
+    assert listed.model_fields_set == order.model_fields_set
+    one, two = replaced(order, {"version": 2}), replaced(order, {"version": 2})
+    assert one.model_fields_set is two.model_fields_set  # the update of a shared set: shared
+    three = replaced(one, {"reason": "x"})
+    assert three.model_fields_set == order.model_fields_set | {"reason"}
+    assert one.model_fields_set == order.model_fields_set  # untouched by the next update
+    restored = pickle.loads(pickle.dumps(one))
+    assert restored.model_fields_set == one.model_fields_set
+    assert restored.model_fields_set is not one.model_fields_set  # its own after a restore
+    with pytest.raises(Exception, match="frozen"):
+        setattr(one, "version", 3)  # noqa: B010 (refused: the shared set stays as it is)
+    assert one.model_fields_set == order.model_fields_set
+
+
+def test_a_model_that_is_not_frozen_gets_a_fields_set_of_its_own() -> None:
+    class Loose(BaseModel):
+        a: int
+        b: int = 0
+
+    first, second = trusted(Loose, {"a": 1, "b": 0}), trusted(Loose, {"a": 2, "b": 0})
+    assert first.model_fields_set == second.model_fields_set == {"a", "b"}
+    assert first.__pydantic_fields_set__ is not second.__pydantic_fields_set__
+    first.a = 3  # pydantic adds to the fields set of a record that is not frozen
+    assert second.model_fields_set == {"a", "b"}

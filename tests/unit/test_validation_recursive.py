@@ -14,7 +14,7 @@ from models.config.settings import FeaturesConfig
 from models.signals.indicators import EmaFeature
 from models.signals.registry import REGISTRY, FeatureKind
 from models.strategy.spec import StrategySpec
-from models.validation.recursive import ladder, recursive_check, strategy_warmup
+from models.validation.recursive import MIN_HISTORY, ladder, recursive_check, strategy_warmup
 from models.validation.verdicts import Outcome
 from tests.support.checks import strategy, walk
 
@@ -46,7 +46,8 @@ def test_window_features_do_not_depend_on_the_warm_up(
     seed: int, kind: str, period: int, extra: int
 ) -> None:
     spec = _reading(f"{kind}_{period}")
-    report = recursive_check(spec, walk(3 * period + 50 + extra, seed), CFG)
+    # enough history to measure (MIN_HISTORY warm-ups), whatever the period
+    report = recursive_check(spec, walk(MIN_HISTORY * period + 50 + extra, seed), CFG)
     assert report.result.outcome is Outcome.PASS, report.result.summary
     (dep,) = report.features
     assert dep.needed == report.warmup == strategy_warmup(spec, CFG)

@@ -128,6 +128,9 @@ def test_a_decisions_parts_are_serialized_once(decision: DecisionRecord) -> None
     assert message_json(decision) == decision.model_dump_json().encode()
     parts = store_rows.decision_parts(decision)
     assert parts is not None
+    # The second of the two (the Kafka lane, the store) took the parts: none are held.
+    assert store_rows._PARTS_OF.get(decision) is None
+    assert store_rows._PARTS_OF.get(later) is None
     for name, a, b in zip(store_rows.DECISION_NESTED, first, parts, strict=True):
         assert a == b
         if name not in ("orders", "fills") and a != b"[]":
@@ -164,6 +167,9 @@ def test_recent_json_keeps_a_bounded_number() -> None:
     assert [recent.get(f) for f in fills] == [None, None, b"2", b"3", b"4"]
     assert len(recent.new) + len(recent.old) == 3
     assert recent.get(fills[4].model_copy()) is None
+    assert recent.take(fills[4].model_copy()) is None
+    assert (recent.take(fills[2]), recent.take(fills[4])) == (b"2", b"4")  # either generation
+    assert [recent.get(f) for f in fills] == [None, None, None, b"3", None]
 
 
 def test_a_decision_model_with_other_fields_keeps_the_row_path() -> None:

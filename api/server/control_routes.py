@@ -25,7 +25,7 @@ from api.server.context import ApiContext
 from models.control.commands import RunMode, SetMode, SetTradingState
 from models.control.states import TradingState
 
-__all__ = ["control_router"]
+__all__ = ["CONFIRMED", "ConfirmationNeeded", "confirmation", "control_router"]
 
 HALT: Final = "halt"
 LIVE: Final = "mode:live"
@@ -82,9 +82,7 @@ CONFIRMED: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def _confirmation(
-    ctx: ApiContext, action: str, what: str, nonce: str | None
-) -> JSONResponse | None:
+def confirmation(ctx: ApiContext, action: str, what: str, nonce: str | None) -> JSONResponse | None:
     """The 428 answer with a fresh nonce when `nonce` is None; 409 when it does not confirm;
     None when it does."""
     if nonce is None:
@@ -126,7 +124,7 @@ def control_router(ctx: ApiContext) -> APIRouter:
     @router.post("/halt", responses=CONFIRMED, response_model=CommandResult)
     def halt(body: HaltRequest) -> JSONResponse:
         """Halt: cancel open orders, nothing but cancels after (two calls, see 428)."""
-        needed = _confirmation(ctx, HALT, "halting cancels every open order", body.confirm)
+        needed = confirmation(ctx, HALT, "halting cancels every open order", body.confirm)
         if needed is not None:
             return needed
         action = SetTradingState(state=TradingState.HALTED)
@@ -140,7 +138,7 @@ def control_router(ctx: ApiContext) -> APIRouter:
             setup, why = _live_refusal(ctx)
             if why:
                 raise HTTPException(status_code=409, detail=why)
-            needed = _confirmation(ctx, LIVE, "live trading places real orders", body.confirm)
+            needed = confirmation(ctx, LIVE, "live trading places real orders", body.confirm)
             if needed is not None:
                 return needed
         action = SetMode(mode=body.mode, setup=setup)

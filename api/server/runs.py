@@ -36,11 +36,14 @@ __all__ = [
     "RunOptions",
     "RunView",
     "ThisRun",
+    "log_head",
     "log_tail",
 ]
 
 TAIL_LINES = 20
-"""Lines of the run's output the view shows."""
+"""Last lines of the run's output the view shows (its end: the summary, or why it failed)."""
+HEAD_LINES = 5
+"""First lines the view shows (the run's id, whether it resumed, where it reads)."""
 
 
 class RunConflict(RuntimeError):
@@ -90,6 +93,7 @@ class RunView(BaseModel):
     """Who asked for the stop; empty when the run ended by itself."""
     exit_code: int | None = None
     """0: ended at its input's end; 143: stopped (SIGTERM), resumable; other: failed."""
+    log_head: list[str] = Field(default_factory=list)
     log_tail: list[str] = Field(default_factory=list)
 
 
@@ -101,6 +105,15 @@ class RunControl(Protocol):
     def stop(self, by: str) -> RunView: ...
 
     def close(self) -> None: ...
+
+
+def log_head(path: Path | None, lines: int = HEAD_LINES) -> list[str]:
+    """The first `lines` lines of a log file; [] when none."""
+    if path is None or not path.exists():
+        return []
+    with path.open("rb") as f:
+        text = f.read(16 * 1024).decode("utf-8", errors="replace")
+    return [line.rstrip("\r") for line in text.splitlines()[:lines]]
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES) -> list[str]:
@@ -177,6 +190,7 @@ class ChildRuns:
                 stopped_ms=run.stopped_ms,
                 stopped_by=run.stopped_by,
                 exit_code=run.exit_code,
+                log_head=log_head(run.log),
                 log_tail=log_tail(run.log),
             )
 

@@ -8,7 +8,9 @@
 - `POST /api/control/mode` `{"mode": "backtest"|"paper"|"live"}`: live needs the configured
   setup's promotion record (`api.promotion_steps.live_refusal`: a passing backtest,
   validation and paper run, and a person's approval, `stratflow approve`) — 409 with the one
-  line naming what is missing — and then the same nonce confirmation as a halt.
+  line naming what is missing — and then the same nonce confirmation as a halt. The flow
+  records the mode asked for; the venue itself changes when a run is started on it
+  (`POST /api/run/start` with `mode`, api/server/run_routes.py).
 - `GET /api/control/commands/{command_id}`: the acknowledgement of a command sent earlier.
 """
 
@@ -25,7 +27,13 @@ from api.server.context import ApiContext
 from models.control.commands import RunMode, SetMode, SetTradingState
 from models.control.states import TradingState
 
-__all__ = ["CONFIRMED", "ConfirmationNeeded", "confirmation", "control_router"]
+__all__ = [
+    "CONFIRMED",
+    "ConfirmationNeeded",
+    "confirmation",
+    "control_router",
+    "live_refusal",
+]
 
 HALT: Final = "halt"
 LIVE: Final = "mode:live"
@@ -102,7 +110,7 @@ def confirmation(ctx: ApiContext, action: str, what: str, nonce: str | None) -> 
     return None
 
 
-def _live_refusal(ctx: ApiContext) -> tuple[str, str]:
+def live_refusal(ctx: ApiContext) -> tuple[str, str]:
     """(the setup's hash, why live is refused: "" when its promotion is recorded)."""
     from api.promotion_steps import live_refusal
     from models.validation.promotion import setup_hash
@@ -135,7 +143,7 @@ def control_router(ctx: ApiContext) -> APIRouter:
         """Ask for another run mode; live needs the setup's promotion and a confirmation."""
         setup = ""
         if body.mode is RunMode.LIVE:
-            setup, why = _live_refusal(ctx)
+            setup, why = live_refusal(ctx)
             if why:
                 raise HTTPException(status_code=409, detail=why)
             needed = confirmation(ctx, LIVE, "live trading places real orders", body.confirm)

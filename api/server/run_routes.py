@@ -2,10 +2,13 @@
 
 - `GET /api/run`: the run this API controls: running or not, its pid, who started and stopped
   it and when, its exit code, the last lines of its output.
-- `POST /api/run/start` `{"processes": 1, "follow": true, "fresh": false, "by": "alice"}`:
-  `stratflow serve` starts `stratflow run` with its config and broker (201); 409 while a run
-  is running or when the API is served by a run; 503 without a broker (the run's commands
-  would have no way in).
+- `POST /api/run/start` `{"processes": 1, "follow": true, "fresh": false, "mode": "backtest",
+  "exchange": "binance", "by": "alice"}`: `stratflow serve` starts `stratflow run` with its
+  config and broker (201); 409 while a run is running or when the API is served by a run; 503
+  without a broker (the run's commands would have no way in). The mode is where its orders go
+  (`RunOptions`): switching between backtest, paper and live is a stop and a start in the
+  other mode. Live needs the setup's promotion record (409 naming the missing step) and the
+  two-call confirmation, as `POST /api/control/mode` does.
 - `POST /api/run/stop` `{"by": "alice"}`: stops the run at once, resumable (everything up to
   its last snapshot is written). Destructive for a live flow, so in two calls like a halt: the
   first answers 428 with a nonce, the second carries it as `confirm`. 409 with no run.
@@ -21,16 +24,20 @@ from pydantic import BaseModel, ConfigDict
 
 from api.server.commands import Who
 from api.server.context import ApiContext
-from api.server.control_routes import ConfirmationNeeded, Nonce, confirmation
+from api.server.control_routes import ConfirmationNeeded, Nonce, confirmation, live_refusal
 from api.server.runs import NoRun, RunConflict, RunControl, RunOptions, RunView
+from models.control.commands import RunMode
 
 __all__ = ["run_router"]
 
 STOP: Final = "run:stop"
+LIVE: Final = "run:live"
 
 
 class StartRequest(RunOptions):
     by: Who = "api"
+    confirm: Nonce = None
+    """A live start's nonce (the first call answers 428 with it)."""
 
 
 class StopRequest(BaseModel):
@@ -42,6 +49,7 @@ class StopRequest(BaseModel):
 
 STARTED: Final[dict[int | str, dict[str, Any]]] = {
     201: {"model": RunView, "description": "Started"},
+    428: {"model": ConfirmationNeeded, "description": "Live: repeat with this nonce"},
     409: {"description": "A run is running, this API is served by its run, or controls none"},
     503: {"description": "No broker"},
 }
@@ -69,7 +77,7 @@ def run_router(ctx: ApiContext) -> APIRouter:
         return ctx.runs.view()
 
     @router.post("/start", status_code=201, responses=STARTED, response_model=RunView)
-    def start(body: StartRequest) -> RunView:
+    def start(body: StartRequest) -> RunView | JSONResponse:
         """Start a run (`stratflow serve` only), with the server's config and broker."""
         runs = _control(ctx)
         if runs.view().can_start and ctx.bus is None:
@@ -78,7 +86,15 @@ def run_router(ctx: ApiContext) -> APIRouter:
                 detail="no broker: a run started here must share the API's broker "
                 "(set KAFKA_BOOTSTRAP or kafka.bootstrap)",
             )
-        options = RunOptions(processes=body.processes, follow=body.follow, fresh=body.fresh)
+        if body.mode is RunMode.LIVE:
+            _, why = live_refusal(ctx)
+            if why:
+                raise HTTPException(status_code=409, detail=why)
+            what = f"a live run places real orders on {body.exchange}"
+            needed = confirmation(ctx, LIVE, what, body.confirm)
+            if needed is not None:
+                return needed
+        options = RunOptions.model_validate(body.model_dump(exclude={"by", "confirm"}))
         try:
             return runs.start(options, body.by)
         except RunConflict as err:

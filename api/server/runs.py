@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.control.commands import RunMode
 
 __all__ = [
     "ChildRuns",
@@ -65,10 +67,26 @@ class RunOptions(BaseModel):
     """Keep consuming new messages (a live or paper flow); false: stop at the input's end."""
     fresh: bool = False
     """Discard the recovery state and start a new run instead of resuming the last one."""
+    mode: RunMode = RunMode.BACKTEST
+    """Where the orders go: the simulated venue (backtest), the exchange emulator (paper,
+    `--exchange NAME --paper`) or the exchange itself (live, `--exchange NAME`: the route
+    asks for the setup's promotion record and a confirmation first)."""
+    exchange: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "binance"
+    """The ccxt exchange of a paper or live run."""
+
+    @model_validator(mode="after")
+    def _exchange_runs_follow(self) -> RunOptions:
+        if self.mode is not RunMode.BACKTEST and not self.follow:
+            raise ValueError("a paper or live run follows its exchange: leave follow true")
+        return self
 
     def args(self) -> list[str]:
         """The `stratflow run` options these stand for."""
         out = [] if self.follow else ["--no-follow"]
+        if self.mode is not RunMode.BACKTEST:
+            out += ["--exchange", self.exchange]
+        if self.mode is RunMode.PAPER:
+            out.append("--paper")
         if self.fresh:
             out.append("--fresh")
         if self.processes != 1:

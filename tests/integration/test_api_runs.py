@@ -205,3 +205,57 @@ def test_the_run_serving_the_api_stops_itself_after_answering(
         assert r.status_code == 200 and r.json()["stopped_by"] == "ops"
         assert done.wait(30)
         assert killed == [(os.getpid(), signal.SIGTERM)]
+
+
+def test_the_mode_is_where_the_started_run_sends_its_orders(
+    base: tuple[Settings, Store], script: Path, tmp_path: Path
+) -> None:
+    settings, store = base
+    clock = Clock()
+    runs = _runs(script, tmp_path)
+    with api_client(settings, store, FlowDouble(store, clock), clock, runs=runs) as (client, _):
+        bounded = client.post(
+            "/api/run/start", json={"mode": "paper", "follow": False}, headers=AUTH
+        )
+        assert bounded.status_code == 422 and not runs.view().running
+        live = client.post(
+            "/api/run/start", json={"mode": "live", "exchange": "kraken"}, headers=AUTH
+        )
+        assert live.status_code == 409 and "not promoted to live" in live.json()["detail"]
+        assert not runs.view().running  # no promotion record: nothing started, no nonce given
+        paper = client.post("/api/run/start", json={"mode": "paper"}, headers=AUTH)
+        assert paper.status_code == 201
+        _eventually(lambda: "running" in runs.view().log_tail, "the run's first lines")
+        assert (
+            runs.view().log_head[0]
+            == "args: run --config stratflow.yaml --exchange binance --paper"
+        )
+        runs.stop("test")
+
+
+def test_a_promoted_setup_starts_live_after_the_nonce(
+    base: tuple[Settings, Store], script: Path, tmp_path: Path
+) -> None:
+    from connectors.store.promotions import record_step
+    from models.validation.promotion import Step, StepRecord, setup_hash
+    from models.validation.verdicts import Outcome
+
+    settings, store = base
+    strategy = settings.strategy.model_copy(update={"controller": "local"})
+    local = settings.model_copy(update={"strategy": strategy})  # a setup of its own
+    h = setup_hash(local)
+    for t, step in enumerate((Step.BACKTEST, Step.VALIDATION, Step.PAPER, Step.APPROVAL), 1):
+        record_step(store, StepRecord(h, step, f"r{t}", Outcome.PASS, t))
+    clock = Clock()
+    runs = _runs(script, tmp_path)
+    with api_client(local, store, FlowDouble(store, clock), clock, runs=runs) as (client, _):
+        body = {"mode": "live", "exchange": "kraken", "by": "alice"}
+        first = client.post("/api/run/start", json=body, headers=AUTH)
+        assert first.status_code == 428 and not runs.view().running
+        done = client.post(
+            "/api/run/start", json={**body, "confirm": first.json()["confirm"]}, headers=AUTH
+        )
+        assert done.status_code == 201 and done.json()["started_by"] == "alice"
+        _eventually(lambda: "running" in runs.view().log_tail, "the run's first lines")
+        assert runs.view().log_head[0] == "args: run --config stratflow.yaml --exchange kraken"
+        runs.stop("test")

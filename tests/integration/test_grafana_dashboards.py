@@ -365,8 +365,10 @@ def test_datasource_points_at_the_compose_clickhouse() -> None:
     assert ds["jsonData"]["protocol"] == "native"
     assert any(str(p).split(":")[-1] == str(ds["jsonData"]["port"]) for p in ch["ports"])
     assert ds["jsonData"]["defaultDatabase"] == env["CLICKHOUSE_DB"] == "stratflow"
-    assert ds["jsonData"]["username"] == env["CLICKHOUSE_USER"]
-    assert ds["secureJsonData"]["password"] == env["CLICKHOUSE_PASSWORD"]
+    # The read-only user of deploy/clickhouse/users.d/grafana.xml, not the pipeline's writer
+    # (tests/integration/test_deploy_compose.py checks that user and its password).
+    assert ds["jsonData"]["username"] == "grafana" != env["CLICKHOUSE_USER"]
+    assert ds["secureJsonData"]["password"] == "$GRAFANA_CLICKHOUSE_PASSWORD"
     grafana = compose["services"]["grafana"]
     assert PLUGIN_TYPE in grafana["environment"]["GF_INSTALL_PLUGINS"]
 

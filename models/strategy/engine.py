@@ -144,9 +144,10 @@ class LocalStrategyEngine:
             sym = intent.symbol
             order_notional, order_fee = f"order_notional:{sym}", f"order_fee:{sym}"
             position_notional = f"position_notional:{sym}"
+            online_size = f"online_size:{sym}"  # the online model's cap (models.online.reviewer)
             for c in failed:
                 limit = c.limit if c.limit is not None else _ZERO
-                if c.name == order_notional:
+                if c.name == order_notional or c.name == online_size:
                     per_order.append(limit / px)
                 elif c.name == order_fee and unit_fee > 0:
                     per_order.append(limit / unit_fee)

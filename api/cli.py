@@ -227,6 +227,7 @@ from api.demo_cmd import demo  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.gpt_check_cmd import gpt_check  # noqa: E402
 from api.replay_cmd import replay  # noqa: E402
+from api.news_cmd import news_app  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 from api.schemas_cmd import schemas  # noqa: E402
 from api.serve_cmd import serve  # noqa: E402  (the control API: issue 13)
@@ -238,6 +239,7 @@ app.command("gpt-check")(gpt_check)
 app.command("demo")(demo)
 app.command("schemas")(schemas)
 app.add_typer(config_app, name="config")
+app.add_typer(news_app, name="news")
 app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)

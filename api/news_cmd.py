@@ -33,9 +33,7 @@ ConfigOpt = Annotated[
         "--config", "-c", help="YAML config (default: ./stratflow.yaml, else the built-in one)"
     ),
 ]
-BootstrapOpt = Annotated[
-    str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")
-]
+BootstrapOpt = Annotated[str | None, typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port")]
 KindOpt = Annotated[
     str,
     typer.Option(
@@ -88,7 +86,6 @@ def load(
     from connectors.news.files import NewsFileError, read_news_file
     from connectors.news.publish import KafkaItemSink, send_items
     from models.news.dedupe import Sifter
-    from models.news.entries import TextItem
 
     def go() -> None:
         settings = settings_from(config)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connectors.kafka.broker import BrokerError
-from connectors.news.http import FetchFailed, Fetched, NotModified, fetch
+from connectors.news.http import Fetched, FetchFailed, NotModified, fetch
 from connectors.news.publish import ItemSink, send_items
 from connectors.news.state import FeedState, StateStore
 from models.config.base import parse_duration_ms
@@ -58,7 +58,9 @@ def _item(
     entry: Mapping[str, Any], feed: FeedSpec, source: str, tagger: SymbolTagger, fetched_ms: int
 ) -> TextItem | Undated | Refused:
     try:
-        return entry_item(entry, kind=feed.kind, source=source, tagger=tagger, fetched_ms=fetched_ms)
+        return entry_item(
+            entry, kind=feed.kind, source=source, tagger=tagger, fetched_ms=fetched_ms
+        )
     except ValueError as err:  # a message model refusing what cleaning left
         return Refused(" ".join(str(err).split())[:120])
 

@@ -6,9 +6,9 @@ them as a browser would, which a regular expression cannot: `<script>` and `<sty
 their content, every other tag goes and its text stays. Entities are unescaped only after that,
 so `&lt;b&gt;` becomes the text `<b>`, never a tag; a fragment escaped twice (common in RSS,
 where an HTML description is itself escaped) is cleaned once more when the first pass leaves
-something that parses as a tag. Control and format characters (zero-width, bidi overrides)
-become spaces. The result is text for the topic messages; reports escape it again when showing
-it.
+something that parses as a tag. Control and format characters (zero-width, bidi overrides),
+lone surrogates, private-use and unassigned code points become spaces. The result is text for
+the topic messages; reports escape it again when showing it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ _SPACE: Final = re.compile(r"\s+")
 _ROUNDS: Final = 3  # tags escaped more often than this stay as text
 
 
+_HIDDEN: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Control, format (zero-width, bidi), surrogate, private-use and unassigned characters."""
+
+
 def _visible(ch: str) -> str:
-    return " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch
+    return " " if unicodedata.category(ch) in _HIDDEN else ch
 
 
 def _strip(fragment: str) -> str:

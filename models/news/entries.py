@@ -179,7 +179,9 @@ def entry_item(
         if isinstance(raw_id, str) and raw_id.strip()
         else _fallback_id(kind, headline, body)
     )
-    ts_ms = _struct_ms(entry.get("published_parsed")) or _struct_ms(entry.get("updated_parsed"))
+    ts_ms = _struct_ms(entry.get("published_parsed"))
+    if ts_ms is None:
+        ts_ms = _struct_ms(entry.get("updated_parsed"))
     author = entry.get("author") if kind == "social" else None
     name = _text(author) if isinstance(author, str) and author.strip() else _text(source)
     return _build(_Parts(kind, ident, ts_ms, headline, body, name, []), tagger, fetched_ms)
@@ -201,7 +203,7 @@ def _first(record: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return ""
 
 
-def _record_time(value: Any) -> int | None | str:
+def _record_time(value: Any) -> int | str | None:
     """Epoch ms, None when absent, or the reason it is not a time."""
     if value is None or value == "":
         return None
@@ -255,4 +257,3 @@ def record_item(
     given = record.get("symbols")
     listed = [s for s in given if isinstance(s, str)] if isinstance(given, list) else []
     return _build(_Parts(kind, ident, when, headline, body, name, listed), tagger, fetched_ms)
-

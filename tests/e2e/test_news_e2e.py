@@ -5,18 +5,26 @@ digest, while items dated before it do (the merge orders text by event time, end
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from api.demo import SAMPLE_FEED, SAMPLES_DIR, run_demo
 from connectors.files.replay import replay
+from connectors.news.files import read_news_file
 from connectors.sim.openai_server import LocalOpenAIServer, Scenario
 from connectors.sim.scenario import generate_scenario
-from models.core.messages import ms_to_datetime
+from connectors.store.clickhouse import Store
+from models.config.settings import load_settings
+from models.core.messages import NewsItem, ms_to_datetime, to_ms
+from models.news.tagging import SymbolTagger
 from tests.e2e.test_gpt_e2e import MODEL, STRATEGY
 from tests.support.cli import run_cli
 from tests.support.flowkit import (
@@ -138,3 +146,33 @@ def test_no_decision_sees_news_dated_after_its_bar(news_run: dict[str, Any]) -> 
     for decision_ms, stories in prompts:
         earlier = {s for s, ms in ITEM_TIMES.items() if ms <= decision_ms}
         assert stories <= earlier
+
+
+def test_the_demo_publishes_the_sample_rss_feed_at_its_times(tmp_path: Path) -> None:
+    """`stratflow demo` (news_feed on): the shipped RSS items are stored beside the JSON-lines
+    samples, each at its publication time, the repeated story once, scripts cleaned."""
+    settings = load_settings(Path(str(files("api").joinpath("stratflow.yaml"))), {})
+    result = run_demo(
+        settings,
+        run_root=tmp_path,
+        datasets=[],
+        scenario_minutes=5,
+        seed=7,
+        console=Console(file=io.StringIO()),
+        news_feed=True,
+    )
+    tagger = SymbolTagger.of(settings.symbols, settings.news.names)
+    want = {
+        o.id: (to_ms(o.ts), o.symbols)
+        for o in read_news_file(
+            SAMPLES_DIR / SAMPLE_FEED, kind="news", tagger=tagger, max_bytes=10**6
+        )
+        if isinstance(o, NewsItem)
+    }
+    cfg = settings.clickhouse.model_copy(update={"path": str(result.run_dir / "clickhouse")})
+    with Store.open(cfg) as store:
+        rows = store.query("SELECT id, ts_ms, symbols, text FROM news FINAL WHERE id LIKE 'rss-%'")
+    got = {r["id"]: (r["ts_ms"], list(r["symbols"])) for r in rows}
+    assert got == {k: v for k, v in want.items() if k != "rss-sim-0003"}  # 0003 repeats 0001
+    assert not any("script" in r["text"] or "display:none" in r["text"] for r in rows)
+    assert result.samples[settings.kafka.topics.news] >= len(got)

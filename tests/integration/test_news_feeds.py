@@ -5,6 +5,7 @@ billion laughs, script tags) refused or cleaned while the poller goes on with it
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,10 +83,9 @@ def server() -> Iterator[FeedServer]:
             if route.length:
                 self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
-            try:
+            # The client may stop reading at its cap.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(route.body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client stopped reading at its cap
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
@@ -176,7 +176,7 @@ def test_200_then_304_on_the_etag_and_a_restart_republishes_nothing(
     assert server.requests[-1][1].get("If-None-Match") == '"v1"'
     # A restarted poller sends the saved ETag; a server ignoring it gets nothing republished.
     server.routes["/feed"] = Route(body=body, etag=None)
-    again, lines = poller(tmp_path, [feed], sink)
+    again, _ = poller(tmp_path, [feed], sink)
     result = again.poll(feed)
     assert server.requests[-1][1].get("If-None-Match") == '"v1"'
     assert result.status == "new" and result.seen == 2 and result.counts.published == 0
@@ -295,9 +295,7 @@ def test_hostile_feeds_are_refused_or_cleaned_and_the_poller_goes_on(
 
 def test_fetch_refuses_a_declared_length_over_the_cap_unread(server: FeedServer) -> None:
     server.routes["/big"] = Route(body=b"x" * 5000)
-    got = fetch(
-        server.url("/big"), etag=None, last_modified=None, timeout_s=5, max_bytes=1000
-    )
+    got = fetch(server.url("/big"), etag=None, last_modified=None, timeout_s=5, max_bytes=1000)
     assert isinstance(got, FetchFailed) and got.too_large and "5,000 bytes" in got.reason
     gone = fetch(
         "http://127.0.0.1:9/none", etag=None, last_modified=None, timeout_s=2, max_bytes=1000

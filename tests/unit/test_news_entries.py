@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from models.core.messages import NewsItem, SocialPost, to_ms
@@ -273,11 +273,15 @@ RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Wire &amp; Co<
 <item><guid>g2</guid><title>AAPL down</title><pubDate>Mon, 06 May 2024 14:30:00 GMT</pubDate></item>
 """
 
-LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [<!ENTITY lol "lol">""" + b"".join(
-    f'<!ENTITY lol{i} "{("&lol" + str(i - 1 if i > 1 else "") + ";") * 10}">'.encode()
-    for i in range(1, 10)
-) + b"""]><rss version="2.0"><channel><title>&lol9;</title></channel></rss>"""
+LAUGHS = (
+    b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol">"""
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1 if i > 1 else "") + ";") * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + b"""]><rss version="2.0"><channel><title>&lol9;</title></channel></rss>"""
+)
 
 
 def test_a_feed_with_entities_is_refused_before_expansion() -> None:

@@ -32,7 +32,7 @@ from models.news.entries import Refused, TextItem, Undated, content_key, entry_i
 from models.news.feed import parse_feed
 from models.news.tagging import SymbolTagger
 
-__all__ = ["FeedPoller", "Fetcher", "PollResult", "backoff_ms"]
+__all__ = ["FeedPollResult", "FeedPoller", "Fetcher", "backoff_ms"]
 
 
 class Fetcher(Protocol):
@@ -66,7 +66,7 @@ def _item(
 
 
 @dataclass
-class PollResult:
+class FeedPollResult:
     url: str
     status: str  # "new", "not modified", "failed"
     counts: NewsCounts = field(default_factory=NewsCounts)
@@ -110,7 +110,7 @@ class FeedPoller:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _fail(self, feed: FeedSpec, state: FeedState, reason: str) -> PollResult:
+    def _fail(self, feed: FeedSpec, state: FeedState, reason: str) -> FeedPollResult:
         state.failures += 1
         wait = backoff_ms(
             state.failures,
@@ -119,13 +119,13 @@ class FeedPoller:
         )
         state.next_poll_ms = self._now_ms() + wait
         self.store.save(state)
-        return PollResult(feed.url, "failed", problem=reason, wait_ms=wait)
+        return FeedPollResult(feed.url, "failed", problem=reason, wait_ms=wait)
 
     def _succeed(self, state: FeedState) -> None:
         state.failures = 0
         state.next_poll_ms = self._now_ms() + parse_duration_ms(self.config.poll_interval)
 
-    def poll(self, feed: FeedSpec) -> PollResult:
+    def poll(self, feed: FeedSpec) -> FeedPollResult:
         """One poll of `feed`; never raises for anything the feed or the network does."""
         state = self.states[feed.url]
         try:
@@ -135,7 +135,7 @@ class FeedPoller:
         except Exception as err:  # a parser's bug on a feed's bytes must not stop the others
             return self._fail(feed, state, f"unexpected {type(err).__name__}: {err}"[:200])
 
-    def _poll(self, feed: FeedSpec, state: FeedState) -> PollResult:
+    def _poll(self, feed: FeedSpec, state: FeedState) -> FeedPollResult:
         got = self.fetcher(
             feed.url,
             etag=state.etag,
@@ -148,7 +148,7 @@ class FeedPoller:
         if isinstance(got, NotModified):
             self._succeed(state)
             self.store.save(state)
-            return PollResult(feed.url, "not modified")
+            return FeedPollResult(feed.url, "not modified")
         parsed = parse_feed(got.body)
         if isinstance(parsed, Refused):
             return self._fail(feed, state, parsed.reason)
@@ -183,14 +183,14 @@ class FeedPoller:
         state.etag, state.last_modified = got.etag, got.last_modified
         self._succeed(state)
         self.store.save(state)
-        return PollResult(feed.url, "new", counts, already, parsed.problem)
+        return FeedPollResult(feed.url, "new", counts, already, parsed.problem)
 
     def run(
         self, *, once: bool = False, stop: Callable[[], bool] = lambda: False
-    ) -> list[PollResult]:
+    ) -> list[FeedPollResult]:
         """Poll the feeds as they come due until `stop()` (or once each with `once`); each
         poll's line goes to `say`. Returns the results of the last round."""
-        results: list[PollResult] = []
+        results: list[FeedPollResult] = []
         while True:
             now = self._now_ms()
             due = [f for f in self.feeds if once or self.states[f.url].next_poll_ms <= now]

@@ -226,6 +226,7 @@ from api.control_cmd import control  # noqa: E402  (control plane: issue 13)
 from api.demo_cmd import demo  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.gpt_check_cmd import gpt_check  # noqa: E402
+from api.news_cmd import news_app  # noqa: E402
 from api.replay_cmd import replay  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 from api.schemas_cmd import schemas  # noqa: E402
@@ -238,6 +239,7 @@ app.command("gpt-check")(gpt_check)
 app.command("demo")(demo)
 app.command("schemas")(schemas)
 app.add_typer(config_app, name="config")
+app.add_typer(news_app, name="news")
 app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)

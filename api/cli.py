@@ -231,6 +231,7 @@ from api.replay_cmd import replay  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 from api.schemas_cmd import schemas  # noqa: E402
 from api.serve_cmd import serve  # noqa: E402  (the control API: issue 13)
+from api.tax_cmd import tax  # noqa: E402  (tax lots: issue 15)
 from api.validate_cmd import validate  # noqa: E402
 
 app.command("broker")(broker)
@@ -247,6 +248,7 @@ app.command("validate")(validate)
 app.command("approve")(approve)
 app.command("control")(control)
 app.command("serve")(serve)
+app.command("tax")(tax)
 
 
 def _money(value: Any) -> str:

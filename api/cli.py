@@ -219,6 +219,7 @@ def _open_store(settings: Settings) -> Iterator[Store]:
 # One module per command (or command group); each imports what it shares from here when it
 # runs (the consoles above are swapped by the tests, so they are looked up then, not now).
 from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
+from api.audit_cmd import audit  # noqa: E402  (audit export: issue 15)
 from api.backtest_cmd import backtest  # noqa: E402
 from api.broker_cmd import broker  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
@@ -249,6 +250,7 @@ app.command("approve")(approve)
 app.command("control")(control)
 app.command("serve")(serve)
 app.command("tax")(tax)
+app.command("audit")(audit)
 
 
 def _money(value: Any) -> str:

@@ -77,6 +77,7 @@ from connectors.store.server import (
 )
 from models.config.settings import ClickHouseConfig
 from models.core.blocks import COLUMN_TABLES, Columns
+from models.core.messages import DecisionRecord
 
 SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
 """The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
@@ -200,6 +201,16 @@ _CHDB_INSERT_SETTINGS: Final = ", ".join(
 """The embedded engine parses an insert in the flow's own process, beside the flow: its
 parallel parsing (threads over chunks) costs more than it saves there (a 2,300-row insert of
 decisions: ~59 -> ~34 µs a row on two cores). What is stored is the same."""
+
+
+_ARROW_INSERT_SETTINGS: Final = "optimize_on_insert = 1"
+"""An Arrow insert's block is merged as the table's engine merges (the default, pinned): a
+`ReplacingMergeTree` keeps one row of a key, which `Store.insert` relies on to send only a
+decision's newest version of a batch (`model_columns.merged_rows`)."""
+
+_MERGED_MOST: Final = 65_536
+"""The most decisions an insert leaves to `merged_rows`: far below the engine's block size
+(`max_insert_block_size`, ~1M rows), so the batch is one block, merged as a whole."""
 
 
 def _row_json(data: Mapping[str, Any]) -> bytes:
@@ -393,13 +404,16 @@ class _ChdbBackend:
         columns = ", ".join(_quote_identifier(c) for c in data.column_names)
         shared = self._live()
         if not hasattr(shared.session, "send_insert"):  # a chdb without streaming inserts
-            self._insert_from_file(f"INSERT INTO {table} ({columns})", body)
+            self._insert_from_file(
+                f"INSERT INTO {table} ({columns}) SETTINGS {_ARROW_INSERT_SETTINGS}", body
+            )
             return
         with shared.lock:
             inserter = None
             try:
                 inserter = shared.session.send_insert(
-                    f"INSERT INTO {table} ({columns})", "ArrowStream"
+                    f"INSERT INTO {table} ({columns}) SETTINGS {_ARROW_INSERT_SETTINGS}",
+                    "ArrowStream",
                 )
                 inserter.append(body)
                 inserter.finish()
@@ -546,7 +560,12 @@ class Store:
             and ROW_CONVERTERS[kind][0] == table
             and all(type(r) is kind for r in models)
         ):
-            data = build_models(models, run_id)
+            if kind is DecisionRecord and self._kind == "chdb" and len(models) <= _MERGED_MOST:
+                # The engine keeps a decision's newest version of the batch (its merge on
+                # insert, pinned by `_ChdbBackend.insert_arrow`): the others are not sent.
+                data = build_models(models, run_id, as_merged=True)
+            else:
+                data = build_models(models, run_id)
             if data is not None:  # else lines, which refuse what the rows refuse
                 self._live().insert_arrow(self.table(table), data)
                 return len(models)

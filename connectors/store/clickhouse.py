@@ -48,7 +48,6 @@ from pydantic_core import to_json
 from connectors.store.columns import (
     TABLE_BUILDERS,
     arrow_stream,
-    has_columns,
     python_columns,
     read_arrow,
 )
@@ -543,7 +542,8 @@ class Store:
         if not rows:
             return 0
         run_id = self.run_id
-        if has_columns(rows):
+        kinds = set(map(type, rows))  # the rows' few types, gathered in C
+        if not COLUMN_TABLES.keys().isdisjoint(kinds):  # a column set (`has_columns`)
             build = TABLE_BUILDERS.get(table)
             if build is None:
                 raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
@@ -558,7 +558,7 @@ class Store:
             build_models is not None
             and len(models) >= fewest
             and ROW_CONVERTERS[kind][0] == table
-            and all(type(r) is kind for r in models)
+            and len(kinds) == 1
         ):
             if kind is DecisionRecord and self._kind == "chdb" and len(models) <= _MERGED_MOST:
                 # The engine keeps a decision's newest version of the batch (its merge on

@@ -539,74 +539,16 @@ def _listed(items: list[Any], kind: type[BaseModel], serializer: Any) -> bytes:
     return b"[" + b",".join(parts) + b"]"
 
 
-_Head = tuple[Any, ...]
-"""What the versions of a decision share, and its JSON: (rounds, triggers, features,
-portfolio_before, decision_id, ts_ms, symbol, branch, the message's JSON up to its rounds and
-`"status":`, and the JSON of the triggers, features, rounds and portfolio_before)."""
-
-_HEADS: Final = _Recent[_Head](4096)
-"""Decisions' heads by their rounds list (`_head`): a decision's next version (its fills
-arrived) is the same decision with the same rounds, triggers, features and portfolio objects,
-whose JSON and the message's first ~2.5 KB are then taken as they are: one look-up instead of
-one per part, and no join of the head again."""
-
-
-def _head(m: DecisionRecord) -> _Head:
-    """The decision's head (`_Head`), kept for its next versions; raises what the serializer
-    raises."""
-    rounds, triggers, features, portfolio = m.rounds, m.triggers, m.features, m.portfolio_before
-    decision_id, ts_ms, symbol, branch = m.decision_id, m.ts_ms, m.symbol, m.branch
-    head = _HEADS.get(rounds)
-    if (
-        head is not None
-        and head[1] is triggers
-        and head[2] is features
-        and head[3] is portfolio
-        and head[4] == decision_id
-        and head[5] == ts_ms
-        and head[6] is symbol
-        and head[7] is branch
-    ):
-        return head
-    st, sf, sr, _, _, spb = _PART_SERIALIZERS
-    t = st.to_json(triggers) if triggers else b"[]"
-    f = sf.to_json(features)
-    r = sr.to_json(rounds)
-    pb = spb.to_json(portfolio)
-    text = b"".join(
-        [
-            b'{"decision_id":',
-            _bstr(decision_id),
-            b',"ts_ms":%d,"symbol":' % ts_ms,
-            _btext(symbol),
-            b',"branch":',
-            _btext(branch.value),
-            b',"triggers":',
-            t,
-            b',"features":',
-            f,
-            b',"rounds":',
-            r,
-            b',"status":',
-        ]
-    )
-    head = (rounds, triggers, features, portfolio, decision_id, ts_ms, symbol, branch, text)
-    head += (t, f, r, pb)
-    _HEADS.put(rounds, head)
-    return head
-
-
 def _decision_parts(m: DecisionRecord) -> tuple[bytes, ...]:
     """The nested parts' JSON (`DECISION_NESTED` order); raises what the serializer raises."""
-    head = _head(m)
-    _, _, _, so, sfl, _ = _PART_SERIALIZERS
+    st, sf, sr, so, sfl, spb = _PART_SERIALIZERS
     return (
-        head[9],
-        head[10],
-        head[11],
+        _part(m.triggers, st) if m.triggers else b"[]",
+        _part(m.features, sf),
+        _part(m.rounds, sr),
         _listed(m.orders, Order, so),
         _listed(m.fills, Fill, sfl),
-        head[12],
+        _part(m.portfolio_before, spb),
     )
 
 
@@ -614,7 +556,6 @@ def forget_json() -> None:
     """Drop every kept JSON (`_JSON_OF`, `_PARTS_OF`): for tests and benchmarks."""
     _JSON_OF.clear()
     _PARTS_OF.clear()
-    _HEADS.clear()
 
 
 def _kept_parts(m: DecisionRecord) -> tuple[bytes, ...]:
@@ -629,27 +570,36 @@ def _kept_parts(m: DecisionRecord) -> tuple[bytes, ...]:
 def _decision_json(m: DecisionRecord) -> tuple[bytes, tuple[bytes, ...] | None]:
     """A decision's message JSON and its nested parts' JSON, each part serialized once: the
     message is the parts joined with the flat fields, in the model's field order (what
-    `model_dump_json` writes: tests/unit/test_store_lines.py), its head up to the rounds
-    shared by its versions (`_head`). A part pydantic cannot serialize leaves it to
-    `model_dump_json` (no parts: the store writes rows)."""
+    `model_dump_json` writes: tests/unit/test_store_lines.py). A part pydantic cannot
+    serialize leaves it to `model_dump_json` (no parts: the store writes rows)."""
     try:
-        parts = _kept_parts(m)
-        head = _head(m)  # made or found by the parts
+        parts = t, f, r, o, fl, pb = _kept_parts(m)
     except PydanticSerializationError:
         return m.__pydantic_serializer__.to_json(m), None
-    note = m.note
     body = b"".join(
         [
-            head[8],
+            b'{"decision_id":',
+            _bstr(m.decision_id),
+            b',"ts_ms":%d,"symbol":' % m.ts_ms,
+            _btext(m.symbol),
+            b',"branch":',
+            _btext(m.branch.value),
+            b',"triggers":',
+            t,
+            b',"features":',
+            f,
+            b',"rounds":',
+            r,
+            b',"status":',
             _btext(m.status.value),
             b',"orders":',
-            parts[3],
+            o,
             b',"fills":',
-            parts[4],
+            fl,
             b',"portfolio_before":',
-            head[12],
+            pb,
             b',"note":',
-            _bstr(note) if note else b'""',
+            _bstr(m.note),
             b',"version":%d}' % m.version,
         ]
     )

@@ -178,34 +178,3 @@ def test_a_decision_model_with_other_fields_keeps_the_row_path() -> None:
     assert store_rows._plain_fields(DecisionRecord, store_rows._DECISION_FIELDS)
     assert not store_rows._plain_fields(DecisionRecord, store_rows._DECISION_FIELDS[:-1])
     assert not store_rows._plain_fields(Order, store_rows._DECISION_FIELDS)
-
-
-@settings(derandomize=True, max_examples=30, deadline=None)
-@given(rs.decisions, rs.decisions)
-def test_a_decision_sharing_anothers_rounds_takes_its_head_only_when_it_is_its_version(
-    decision: DecisionRecord, other: DecisionRecord
-) -> None:
-    """`_head` is kept by the rounds list: a record holding the same rounds object but another
-    id, time, symbol, branch, triggers, features or portfolio (not a version of the decision)
-    gets its own head; a version (only status, orders, fills, note, version differ) shares
-    it; every message is still its `model_dump_json()`."""
-    store_rows.forget_json()
-    first = message_json(decision)
-    assert first == decision.model_dump_json().encode()
-    version = decision.model_copy(
-        update={
-            "version": decision.version + 1,
-            "status": other.status,
-            "orders": other.orders,
-            "fills": other.fills,
-            "note": other.note,
-        }
-    )
-    assert message_json(version) == version.model_dump_json().encode()
-    assert store_rows._head(version) is store_rows._head(decision)
-    for field in ("decision_id", "ts_ms", "symbol", "branch", "triggers", "features"):
-        changed = decision.model_copy(update={field: getattr(other, field)})
-        assert message_json(changed) == changed.model_dump_json().encode(), field
-    changed = decision.model_copy(update={"portfolio_before": dict(other.portfolio_before)})
-    assert message_json(changed) == changed.model_dump_json().encode()
-    store_rows.forget_json()

@@ -403,9 +403,7 @@ class _ChdbBackend:
         columns = ", ".join(_quote_identifier(c) for c in data.column_names)
         shared = self._live()
         if not hasattr(shared.session, "send_insert"):  # a chdb without streaming inserts
-            self._insert_from_file(
-                f"INSERT INTO {table} ({columns}) SETTINGS {_ARROW_INSERT_SETTINGS}", body
-            )
+            self._insert_from_file(f"INSERT INTO {table} ({columns})", body)
             return
         with shared.lock:
             inserter = None
@@ -428,7 +426,12 @@ class _ChdbBackend:
             f.write(body)
             f.flush()
             path = f.name.replace("\\", "\\\\").replace("'", "\\'")
-            self._run(f"{insert} FROM INFILE '{path}' FORMAT ArrowStream", "CSV", None)
+            self._run(
+                f"{insert} FROM INFILE '{path}' SETTINGS {_ARROW_INSERT_SETTINGS}"
+                " FORMAT ArrowStream",
+                "CSV",
+                None,
+            )
 
     def close(self) -> None:
         shared, self._shared = self._shared, None

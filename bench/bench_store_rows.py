@@ -1,8 +1,8 @@
 """CPU time of what the flow does with the rows after the desk made them, this tree against a
 baseline commit in the same run: the Kafka output messages and the ClickHouse writes.
 
-    python bench/bench_store_rows.py [--bars 50000] [--repeat 3] [--baseline f34cd7d]
-                                     [--no-baseline]
+    python bench/bench_store_rows.py [--bars 50000] [--repeat 3] [--baseline 4e9a197]
+                                     [--no-baseline] [--save-events F | --events F]
 
 A backtest of `--bars` one-minute bars with the SMA 10/20 crossover (`bench_backtest_flow.py`'s
 data and strategy file) is run once in this tree, and two things are captured in the order the
@@ -21,8 +21,11 @@ which tree goes first; `--repeat` rounds, best kept), on those same rows:
 each as CPU time (`time.process_time`: the machine is shared, wall time is not this code's)
 beside its row count, and kafka + store in the flow's interleaving as the total. The baseline
 is the commit `--baseline` extracted with `git archive` (default: main when the outputs work
-started). Both trees must publish the same Kafka keys and values in the same order and store
-the same rows (every table read back, row by row): the bench fails otherwise.
+of the acting path started). `--save-events F` keeps the capture, `--events F` measures a kept
+one instead of running the backtest again (a 200,000-bar capture takes ~40 s). Both trees
+must publish the same Kafka keys and values in the same order and store the same rows (every
+table read back, row by row; and as many rows in the engine's parts): the bench fails
+otherwise.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 """This tree; on the path of the parent only (a child imports the tree on its PYTHONPATH)."""
-BASELINE = "f34cd7d"
-"""main when the outputs work (one Kafka item per lane, parts once, Arrow rows) started."""
+BASELINE = "4e9a197"
+"""main when the outputs work on the acting bars (decision rows as the engine keeps them,
+...) started; f34cd7d before the one before (one Kafka item per lane, parts once, Arrow rows)."""
 
 KAFKA_TABLES = ("decisions", "orders", "fills", "alerts")
 
@@ -114,6 +118,9 @@ def measure(events_path: Path, store_dir: Path) -> dict[str, Any]:
     published: list[tuple[str, list[Any], list[Any]]] = []
     with Store.open(ClickHouseConfig(path=str(store_dir)), run_id="warm-up") as store:
         store.apply_schema()
+        # No background merge: its CPU would land on whichever insert it overlaps, and what a
+        # merge drops (a decision's older version in an earlier part) would vary the rows held.
+        store.execute("SYSTEM STOP MERGES")
         # The engine's first insert of a format costs ~0.15 s once (not per table): paid here
         # by one batch of each table, under another run id, so no table's figure carries it.
         warmed: set[str] = set()
@@ -156,6 +163,11 @@ def measure(events_path: Path, store_dir: Path) -> dict[str, Any]:
                 )
             )
             stored.update(f"{table}\n{len(texts)}\n".encode())
+            held = store.query(  # rows in the engine's parts (not only what a query sees)
+                "SELECT sum(rows) AS n FROM system.parts WHERE active AND database = "
+                f"'{store.database}' AND table = '{table}'"
+            )
+            stored.update(f"{held[0]['n'] if held else 0}\n".encode())
             for text in texts:
                 stored.update(text.encode())
     return {
@@ -234,6 +246,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default=BASELINE)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--events", type=Path, help="a capture kept by --save-events")
+    ap.add_argument("--save-events", type=Path)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -245,9 +259,14 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-rows-"))
     try:
-        print(f"capturing the rows of a {args.bars:,}-bar backtest (this tree)", flush=True)
         events = work / "events.pkl"
-        events.write_bytes(pickle.dumps(capture(args.bars, work), pickle.HIGHEST_PROTOCOL))
+        if args.events is not None:
+            shutil.copyfile(args.events, events)
+        else:
+            print(f"capturing the rows of a {args.bars:,}-bar backtest (this tree)", flush=True)
+            events.write_bytes(pickle.dumps(capture(args.bars, work), pickle.HIGHEST_PROTOCOL))
+            if args.save_events is not None:
+                shutil.copyfile(events, args.save_events)
         trees: list[tuple[str, Path]] = [("this tree", ROOT)]
         if not args.no_baseline:
             tree, note = extract_tree(args.baseline, work)

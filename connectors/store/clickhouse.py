@@ -48,7 +48,6 @@ from pydantic_core import to_json
 from connectors.store.columns import (
     TABLE_BUILDERS,
     arrow_stream,
-    has_columns,
     python_columns,
     read_arrow,
 )
@@ -77,6 +76,7 @@ from connectors.store.server import (
 )
 from models.config.settings import ClickHouseConfig
 from models.core.blocks import COLUMN_TABLES, Columns
+from models.core.messages import DecisionRecord
 
 SCHEMA_PATH: Final = Path(str(files("connectors.store").joinpath("schema.sql")))
 """The one DDL file, package data of `connectors.store`: an installed wheel reads its own copy,
@@ -200,6 +200,16 @@ _CHDB_INSERT_SETTINGS: Final = ", ".join(
 """The embedded engine parses an insert in the flow's own process, beside the flow: its
 parallel parsing (threads over chunks) costs more than it saves there (a 2,300-row insert of
 decisions: ~59 -> ~34 µs a row on two cores). What is stored is the same."""
+
+
+_ARROW_INSERT_SETTINGS: Final = "optimize_on_insert = 1"
+"""An Arrow insert's block is merged as the table's engine merges (the default, pinned): a
+`ReplacingMergeTree` keeps one row of a key, which `Store.insert` relies on to send only a
+decision's newest version of a batch (`model_columns.merged_rows`)."""
+
+_MERGED_MOST: Final = 65_536
+"""The most decisions an insert leaves to `merged_rows`: far below the engine's block size
+(`max_insert_block_size`, ~1M rows), so the batch is one block, merged as a whole."""
 
 
 def _row_json(data: Mapping[str, Any]) -> bytes:
@@ -399,7 +409,8 @@ class _ChdbBackend:
             inserter = None
             try:
                 inserter = shared.session.send_insert(
-                    f"INSERT INTO {table} ({columns})", "ArrowStream"
+                    f"INSERT INTO {table} ({columns}) SETTINGS {_ARROW_INSERT_SETTINGS}",
+                    "ArrowStream",
                 )
                 inserter.append(body)
                 inserter.finish()
@@ -415,7 +426,12 @@ class _ChdbBackend:
             f.write(body)
             f.flush()
             path = f.name.replace("\\", "\\\\").replace("'", "\\'")
-            self._run(f"{insert} FROM INFILE '{path}' FORMAT ArrowStream", "CSV", None)
+            self._run(
+                f"{insert} FROM INFILE '{path}' SETTINGS {_ARROW_INSERT_SETTINGS}"
+                " FORMAT ArrowStream",
+                "CSV",
+                None,
+            )
 
     def close(self) -> None:
         shared, self._shared = self._shared, None
@@ -529,7 +545,8 @@ class Store:
         if not rows:
             return 0
         run_id = self.run_id
-        if has_columns(rows):
+        kinds = set(map(type, rows))  # the rows' few types, gathered in C
+        if not COLUMN_TABLES.keys().isdisjoint(kinds):  # a column set (`has_columns`)
             build = TABLE_BUILDERS.get(table)
             if build is None:
                 raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
@@ -544,9 +561,14 @@ class Store:
             build_models is not None
             and len(models) >= fewest
             and ROW_CONVERTERS[kind][0] == table
-            and all(type(r) is kind for r in models)
+            and len(kinds) == 1
         ):
-            data = build_models(models, run_id)
+            if kind is DecisionRecord and self._kind == "chdb" and len(models) <= _MERGED_MOST:
+                # The engine keeps a decision's newest version of the batch (its merge on
+                # insert, pinned by `_ChdbBackend.insert_arrow`): the others are not sent.
+                data = build_models(models, run_id, as_merged=True)
+            else:
+                data = build_models(models, run_id)
             if data is not None:  # else lines, which refuse what the rows refuse
                 self._live().insert_arrow(self.table(table), data)
                 return len(models)

@@ -188,8 +188,10 @@ _INT_FIELDS: Final = frozenset(("start_ms", "end_ms", "trades"))
 
 def positions_table(items: Sequence[Any], run_id: str) -> Any:
     """The Arrow table of `items` (`PositionColumns` and `PositionSnapshot`s, in order) for the
-    positions table. A set's constant columns are converted once and repeated; a snapshot is a
-    set of one row (its values taken as they are, no set built)."""
+    positions table. A set's constant columns are converted once and repeated; so are its
+    unrealised P&L and equity when they do not move over it (a flat book: every bar's equity
+    is the cash), each value converted once. A snapshot is a set of one row (its values taken
+    as they are, no set built)."""
     symbols: list[str] = []
     quantity: list[Decimal] = []
     avg_cost: list[Decimal] = []
@@ -198,8 +200,8 @@ def positions_table(items: Sequence[Any], run_id: str) -> Any:
     lengths: list[int] = []
     ts: list[int] = []
     mark: list[Decimal] = []
-    unrealized: list[Decimal] = []
-    equity: list[Decimal] = []
+    unrealized = _Spread()
+    equity = _Spread()
     for item in items:
         if type(item) is PositionColumns:
             n = len(item)
@@ -208,14 +210,14 @@ def positions_table(items: Sequence[Any], run_id: str) -> Any:
             lengths.append(n)
             ts += item.ts_ms
             mark += item.mark_price
-            unrealized += item.unrealized_pnl
-            equity += item.equity
+            unrealized.add(item.unrealized_pnl, n)
+            equity.add(item.equity, n)
         elif isinstance(item, PositionSnapshot):
             lengths.append(1)
             ts.append(item.ts_ms)
             mark.append(item.mark_price)
-            unrealized.append(item.unrealized_pnl)
-            equity.append(item.equity)
+            unrealized.one(item.unrealized_pnl)
+            equity.one(item.equity)
         else:
             raise TypeError(f"{type(item).__name__} belongs in another table than 'positions'")
         symbols.append(item.symbol)
@@ -235,12 +237,55 @@ def positions_table(items: Sequence[Any], run_id: str) -> Any:
         constant(avg_cost),
         decimal_array(mark),
         constant(realized),
-        decimal_array(unrealized),
+        unrealized.array(lengths),
         constant(cash),
-        decimal_array(equity),
+        equity.array(lengths),
         _run_column(run_id, len(ts)),
     ]
     return pa.Table.from_arrays(arrays, names=list(POSITION_FIELDS))
+
+
+class _Spread:
+    """A per-row decimal column made of sets' runs, a run that holds one value throughout kept
+    as that value once (converted once, repeated by `take`): the same values as converting
+    every row's, since equal decimals are stored alike (and an unstorable value is kept, so
+    it is refused all the same)."""
+
+    __slots__ = ("steps", "values")
+
+    _SHORTEST = 8
+    """Runs shorter than this are kept whole (comparing them costs about what it saves)."""
+
+    def __init__(self) -> None:
+        self.values: list[Decimal] = []
+        self.steps: list[int] = []  # per run: 1, its values are the next ones; 0, one value
+
+    def add(self, run: list[Decimal], n: int) -> None:
+        if n >= self._SHORTEST and run.count(run[0]) == n:
+            self.values.append(run[0])
+            self.steps.append(0)
+        else:
+            self.values += run
+            self.steps.append(1)
+
+    def one(self, value: Decimal) -> None:
+        self.values.append(value)
+        self.steps.append(1)
+
+    def array(self, lengths: list[int]) -> Any:
+        converted = decimal_array(self.values)
+        if len(converted) == sum(lengths):  # every run whole
+            return converted
+        steps = np.array(self.steps, np.int64)
+        counts = np.array(lengths, np.int64)
+        taken = np.where(steps == 1, counts, 1)  # values each run took
+        first = np.cumsum(taken) - taken  # its first value's index
+        starts = np.cumsum(counts) - counts  # its first row
+        rows = np.arange(int(counts.sum()), dtype=np.int64)
+        index = np.repeat(first, counts) + (rows - np.repeat(starts, counts)) * np.repeat(
+            steps, counts
+        )
+        return converted.take(pa.array(index, pa.int64()))
 
 
 TABLE_BUILDERS: Final = {"bars": bars_table, "positions": positions_table}
@@ -248,8 +293,9 @@ TABLE_BUILDERS: Final = {"bars": bars_table, "positions": positions_table}
 
 
 def has_columns(rows: Sequence[Any]) -> bool:
-    """Whether `rows` hold a column set (then the columnar path writes them)."""
-    return any(type(r) in COLUMN_TABLES for r in rows)
+    """Whether `rows` hold a column set (then the columnar path writes them): the rows' few
+    types, gathered in C, not a test per row."""
+    return not COLUMN_TABLES.keys().isdisjoint(set(map(type, rows)))
 
 
 def arrow_stream(table: Any) -> bytes:

@@ -91,21 +91,31 @@ _DECISION_KINDS: Final = (
     pa.uint64(),
     *(pa.binary() for _ in DECISION_NESTED),
 )
+_BINARY: Final = pa.binary()
 
 
-def decisions_table(models: Sequence[DecisionRecord], run_id: str) -> Any:
+def decisions_table(
+    models: Sequence[DecisionRecord], run_id: str, *, as_merged: bool = False
+) -> Any:
     """The Arrow table of decisions' rows, the values `model_to_row` gives: the nested parts
     their JSON text (as bytes: the UTF-8 the engine stores; `decision_parts`, shared with
     the Kafka message), the rest as they are. None when a decision's parts are not to be had
     (the caller writes lines) or a value does not fit its column's Arrow type (the lines
-    refuse it as the row path does)."""
+    refuse it as the row path does).
+
+    `as_merged`: only the rows the engine keeps of this batch as one insert (`merged_rows`):
+    every row's values are still converted (a value one of them cannot hold refuses the batch
+    as before), but the ~3 KB of nested JSON of a decision's earlier versions is neither copied
+    nor sent for the engine to parse and drop."""
     if not models:
         return None
     rows: list[tuple[Any, ...]] = []
+    parts: list[tuple[bytes, ...]] = []
     for m in models:
-        parts = decision_parts(m)
-        if parts is None:
+        got = decision_parts(m)
+        if got is None:
             return None
+        parts.append(got)
         triggers = m.triggers
         rows.append(
             (
@@ -120,14 +130,36 @@ def decisions_table(models: Sequence[DecisionRecord], run_id: str) -> Any:
                 len(m.fills),
                 m.note,
                 m.version,
-                *parts,
             )
         )
     try:
-        arrays = _from_rows(rows, _DECISION_KINDS, run_id)
+        flat = _from_rows(rows, _DECISION_KINDS[: len(rows[0])], run_id)
+        kept = merged_rows(models) if as_merged else None  # every version an int of UInt64
+        if kept is not None:
+            index = pa.array(kept, pa.int64())
+            flat = [column.take(index) for column in flat]
+            parts = [parts[i] for i in kept]
+        nested = [pa.array(column, _BINARY) for column in zip(*parts, strict=True)]
     except (pa.ArrowException, OverflowError, TypeError, UnicodeError):
         return None
+    arrays = [*flat[:-1], *nested, flat[-1]]
     return pa.Table.from_arrays(arrays, names=list(DECISION_FIELDS))
+
+
+def merged_rows(models: Sequence[DecisionRecord]) -> list[int] | None:
+    """The rows of `models` that a `ReplacingMergeTree(version)` table ordered by
+    `decision_id` (the decisions table, within one run) keeps of them inserted as one block:
+    of the rows with the same id, the highest version, the last of equal ones (the engine's
+    merge on insert, `optimize_on_insert`). Their indices in order, or None when it keeps
+    every row. tests/integration/test_store_lines.py checks it against the engine."""
+    latest: dict[str, int] = {}
+    for i, m in enumerate(models):
+        j = latest.get(m.decision_id)
+        if j is None or m.version >= models[j].version:
+            latest[m.decision_id] = i
+    if len(latest) == len(models):
+        return None
+    return sorted(latest.values())
 
 
 _ARROW_REFUSALS: Final = (pa.ArrowException, OverflowError, TypeError, UnicodeError, ValueError)

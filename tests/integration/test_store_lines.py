@@ -30,7 +30,7 @@ from connectors.store.clickhouse import Store, _row_json
 from connectors.store.model_columns import MODEL_TABLES
 from connectors.store.rows import model_to_row
 from models.config.settings import ClickHouseConfig
-from models.core.messages import Fill
+from models.core.messages import DecisionRecord, Fill
 from tests.support import row_strategies as rs
 
 KEYS = {
@@ -181,6 +181,54 @@ def test_signal_columns_store_what_rows_store(
     store: Store, arrow: bool, models: list[BaseModel]
 ) -> None:
     _check(store, "signals", models, arrow)
+
+
+@st.composite
+def _versions(draw: st.DrawFn) -> list[BaseModel]:
+    """Decisions with later, equal or earlier versions of some in the same batch."""
+    firsts = draw(st.lists(rs.decisions, min_size=1, max_size=3))
+    out: list[BaseModel] = list(firsts)
+    for d in firsts:
+        for v in draw(st.lists(st.integers(0, 2**40), min_size=1, max_size=2)):
+            out.append(d.model_copy(update={"version": v, "status": draw(rs.decisions).status}))
+    return draw(st.permutations(out))
+
+
+def _held(store: Store, table: str) -> int:
+    """Rows in the table's active parts (every run), what a merge on insert left."""
+    got = store.query(
+        "SELECT sum(rows) AS n FROM system.parts WHERE active AND database = {db:String}"
+        " AND table = {t:String}",
+        {"db": store.database, "t": table},
+    )
+    return int(got[0]["n"]) if got and got[0]["n"] is not None else 0
+
+
+@_settings
+@given(models=_versions())
+def test_decisions_sent_as_merged_are_what_the_engine_keeps(
+    store: Store, models: list[BaseModel]
+) -> None:
+    """On chdb a batch of decisions sends only the rows the engine's merge on insert keeps
+    (`model_columns.merged_rows`): what is stored, and the rows the parts hold, are the row
+    path's (every version sent, the engine dropping the older ones)."""
+    before = _held(store, "decisions")
+    build, fewest = MODEL_TABLES[DecisionRecord]
+    asked: list[bool] = []
+
+    def spy(batch: Any, run_id: str, as_merged: bool = False) -> Any:
+        asked.append(as_merged)
+        return build(batch, run_id, as_merged=as_merged)
+
+    MODEL_TABLES[DecisionRecord] = (spy, fewest)
+    try:
+        _check(store, "decisions", models, arrow=True)
+    finally:
+        MODEL_TABLES[DecisionRecord] = (build, fewest)
+    assert asked == [store.backend == "chdb"]
+    added = _held(store, "decisions") - before
+    kept = len(_read(store, "decisions", store.run_id))  # the row path's run, just written
+    assert added == 2 * kept  # each run's parts hold what is read back: no row left to merge
 
 
 def test_a_large_batch_goes_as_arrow_a_small_one_as_lines(store: Store) -> None:

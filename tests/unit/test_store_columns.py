@@ -376,3 +376,56 @@ def test_python_columns_of_a_table() -> None:
         }
     )
     assert python_columns(table) == {"symbol": ["A", "B"], "n": [1, 2], "d": [Decimal(0), None]}
+
+
+@st.composite
+def long_position_runs(draw: st.DrawFn) -> PositionColumns:
+    """Sets long enough to be checked for a value that does not move, and runs of equal values
+    written differently (other exponents, -0), needing rounding, or not storable at all."""
+    n = draw(st.integers(1, 20))
+    value = st.one_of(
+        prices,
+        st.sampled_from(
+            [Decimal("0E-8"), Decimal("-0"), Decimal("1.50"), Decimal("1.5"), Decimal("1E+26")]
+        ),
+    )
+
+    def col() -> list[Decimal]:
+        if draw(st.booleans()):
+            one = draw(value)
+            return [draw(st.sampled_from([one, one + 0, +one])) for _ in range(n)]
+        return draw(st.lists(value, min_size=n, max_size=n))
+
+    return PositionColumns(
+        "AAPL",
+        draw(prices),
+        draw(prices),
+        draw(prices),
+        draw(prices),
+        [60_000 * i for i in range(n)],
+        col(),
+        col(),
+        col(),
+    )
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(long_position_runs(), long_position_runs().map(lambda c: c.row(0))),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_positions_runs_of_one_value_hold_the_rows(items: list[Any]) -> None:
+    """`_Spread`: a run that holds one value is converted once and repeated; the table is the
+    rows' all the same, and a value no row can hold refuses the table as the rows do."""
+    try:
+        expected: Any = _expected(items, "r")
+    except ValueError:
+        expected = ValueError
+    try:
+        got: Any = positions_table(items, "r").to_pylist()
+    except ValueError:
+        got = ValueError
+    assert got == expected

@@ -51,6 +51,13 @@ def serve(
         str | None,
         typer.Option(envvar="KAFKA_BOOTSTRAP", help="Kafka host:port (default: kafka.bootstrap)"),
     ] = None,
+    runs: Annotated[
+        bool,
+        typer.Option(
+            help="Start and stop runs over the API (--no-runs where the flow runs as a service "
+            "of its own, as in deploy/docker-compose.yml: a second run would redo its work)"
+        ),
+    ] = True,
 ) -> None:
     """Serve the control API (status, search, a decision's story, trading states, settings)."""
     from api.cli import UserError, _check_broker, console, guarded, settings_from
@@ -85,7 +92,8 @@ def serve(
             if bs:
                 _check_broker(bs, "--bootstrap")
             ctx = build(settings, store, checked, bs)
-            ctx.runs = _child_runs(ctx, settings, config, bs)
+            if runs:
+                ctx.runs = _child_runs(ctx, settings, config, bs)
             try:
                 server = ApiServer(create_app(ctx), checked.host, checked.port)
             except ListenError as err:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.config.settings import Settings, SymbolSpec
+from models.config.settings import Settings, SymbolSpec, set_path
 
 __all__ = ["apply_values", "key_path", "value_at"]
 
@@ -40,21 +40,10 @@ def value_at(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
     return node
 
 
-def _set(doc: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    node = doc
-    for part in path[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[path[-1]] = value
-
-
 def apply_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
     """`settings` with `values` (dotted key -> JSON) set and validated as a whole, exactly as a
     config file is; `pydantic.ValidationError` when the result is not a valid configuration."""
     doc: dict[str, Any] = settings.model_dump()  # Python values: secrets stay whole
     for key, value in values.items():
-        _set(doc, key_path(key), value)
+        set_path(doc, key_path(key), value)
     return Settings.model_validate(doc)

@@ -9,7 +9,7 @@ settings. Errors come back as one readable line per problem, never a traceback.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -394,7 +394,8 @@ class ConfigError(ValueError):
     """A configuration problem, already phrased for the user (one line per problem)."""
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    """Set `value` at `path` in a settings document, making the sections on the way."""
     node = tree
     for key in path[:-1]:
         nxt = node.get(key)
@@ -512,7 +513,7 @@ def build_settings(raw: Mapping[str, Any] | None, environ: Mapping[str, str]) ->
     overrides = env_overrides(environ)
     _refuse_unknown_symbol_keys(tree, overrides)
     for path, value, _ in overrides:
-        _set_path(tree, path, value)
+        set_path(tree, path, value)
     try:
         return Settings.model_validate(tree)
     except ValidationError as err:

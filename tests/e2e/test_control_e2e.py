@@ -20,7 +20,13 @@ from models.config.settings import Settings
 from models.control.commands import ControlCommand, SetTradingState
 from models.control.plane import ControlAck
 from models.control.states import TradingState
-from tests.support.flowkit import create_topics, make_settings, query, run_flow_subprocess
+from tests.support.flowkit import (
+    create_topics,
+    elsewhere,
+    make_settings,
+    query,
+    run_flow_subprocess,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -45,14 +51,6 @@ def _settings(tmp: Path) -> Settings:
         },
         execution={"initial_cash": "100000", "fee_bps": "10", "slippage_bps": "5"},
     )
-
-
-def _elsewhere(settings: Settings, tmp: Path) -> Settings:
-    """The same input topics, a store and recovery state of its own (a replay of the run)."""
-    doc = settings.model_dump(mode="json")
-    doc["clickhouse"]["path"] = str(tmp / "clickhouse")
-    doc["recovery"]["dir"] = str(tmp / "recovery")
-    return Settings.model_validate(doc)
 
 
 ROWS = {
@@ -90,7 +88,7 @@ def runs(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     first = {name: query(settings, sql) for name, sql in ROWS.items()}
     first["dead"] = query(settings, f"SELECT reason FROM dead_letters WHERE topic = '{control}'")
     acks = read_topic(kafka_bootstrap, settings.kafka.topics.control_acks)
-    again = _elsewhere(settings, tmp / "again")
+    again = elsewhere(settings, tmp / "again")
     run_flow_subprocess(again, kafka_bootstrap, tmp)
     second = {name: query(again, sql) for name, sql in ROWS.items()}
     return {"first": first, "second": second, "acks": acks}

@@ -18,7 +18,13 @@ from connectors.kafka.io import make_producer, publish
 from connectors.sim.scenario import generate_scenario
 from models.config.settings import Settings
 from models.control.commands import ChangeSettings, ControlCommand
-from tests.support.flowkit import create_topics, make_settings, query, run_flow_subprocess
+from tests.support.flowkit import (
+    create_topics,
+    elsewhere,
+    make_settings,
+    query,
+    run_flow_subprocess,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -38,13 +44,6 @@ def _settings(tmp: Path) -> Settings:
         execution={"initial_cash": "100000", "fee_bps": "10", "slippage_bps": "5"},
         risk={"max_order_notional": str(CONFIGURED), "max_position_notional": "1000000"},
     )
-
-
-def _elsewhere(settings: Settings, tmp: Path) -> Settings:
-    doc = settings.model_dump(mode="json")
-    doc["clickhouse"]["path"] = str(tmp / "clickhouse")
-    doc["recovery"]["dir"] = str(tmp / "recovery")
-    return Settings.model_validate(doc)
 
 
 ROWS = {
@@ -78,7 +77,7 @@ def runs(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     producer.flush(30)
     run_flow_subprocess(settings, kafka_bootstrap, tmp)
     first = {name: query(settings, sql) for name, sql in ROWS.items()}
-    again = _elsewhere(settings, tmp / "again")
+    again = elsewhere(settings, tmp / "again")
     run_flow_subprocess(again, kafka_bootstrap, tmp)
     second = {name: query(again, sql) for name, sql in ROWS.items()}
     return {"first": first, "second": second}

@@ -58,6 +58,14 @@ def create_topics(bootstrap: str, settings: Settings) -> None:
     ensure_topics(bootstrap, settings.kafka.topics.all(), settings.kafka.partitions)
 
 
+def elsewhere(settings: Settings, tmp: Path) -> Settings:
+    """The same input topics, a store and recovery state of their own (a replay of the run)."""
+    doc = settings.model_dump(mode="json")
+    doc["clickhouse"]["path"] = str(tmp / "clickhouse")
+    doc["recovery"]["dir"] = str(tmp / "recovery")
+    return Settings.model_validate(doc)
+
+
 def write_config(settings: Settings, path: Path) -> Path:
     path.write_text(yaml.safe_dump(settings.model_dump(mode="json")), encoding="utf-8")
     return path

@@ -47,9 +47,10 @@ from models.core.packed import (
     vwap_decimal,
     vwap_decimals,
 )
-from models.core.trusted import trusted
+from models.core.trusted import frozen_maker, trusted
 
 _isnan = math.isnan
+_bar_event = frozen_maker(BarEvent)  # `BarEvent(...)`, its fields in order
 
 
 _COLUMNS: Final = (
@@ -400,9 +401,14 @@ class FeatureColumns:
         return float(self._matrix[i, j])
 
     def values(self, i: int) -> dict[str, float | None]:
-        """Row `i` as `FeatureVector.values` (NaN back to None)."""
+        """Row `i` as `FeatureVector.values` (NaN back to None). Most rows hold no NaN, and
+        their sum is NaN exactly when one does (an inf sums to inf, or with -inf to NaN: then
+        the general path, which leaves infs as they are): such a row is taken as it is."""
         rows = self._rows
         row = rows[i] if rows is not None else self._matrix[i].tolist()  # type: ignore[index]
+        total = sum(row)
+        if total == total:
+            return dict(zip(self.names, row, strict=True))
         return {name: (None if _isnan(v) else v) for name, v in zip(self.names, row, strict=True)}
 
     def vector(self, i: int, symbol: str, ts_ms: int, close: float) -> FeatureVector:
@@ -522,16 +528,16 @@ class BarBlock:
 
     def event(self, i: int) -> BarEvent:
         """Bar i's event, equal to the one the per-bar path emits."""
-        cols = self.bars
-        bar = cols.bar(i)
-        return BarEvent(
-            bar=bar,
-            features=self.features.vector(i, cols.symbol, cols.end_ms[i], float(cols.close[i])),
-            signals=list(self.signals.get(i, ())),
-            branch=self.branches.get(i),
-            partition=self.partition,
-            clock_ms=self.clock_ms[i],
-            seq=self.first_seq + i,
+        bar = self.bars.bar(i)
+        signals = self.signals.get(i)
+        return _bar_event(
+            bar,
+            self.features.vector(i, bar.symbol, bar.end_ms, float(bar.close)),
+            [] if signals is None else list(signals),
+            self.branches.get(i),
+            self.partition,
+            self.clock_ms[i],
+            self.first_seq + i,
         )
 
     def events(self) -> list[BarEvent]:

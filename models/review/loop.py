@@ -161,7 +161,10 @@ def review_round(
     proposal, small = tradeable(proposal, ctx)
     if not proposal.intents and ctx.strategy is None:
         return RoundResult(proposal, small, None)
-    verdict = combined([r.review(proposal, ctx) for r in reviewers])
+    if len(reviewers) == 1:  # `combined` of one verdict is that verdict
+        verdict = reviewers[0].review(proposal, ctx)
+    else:
+        verdict = combined([r.review(proposal, ctx) for r in reviewers])
     # Unvalidated (`models.core.trusted`): the round's number, the proposal and verdict as built.
     rounds.append(
         trusted(AdjustRound, {"round": len(rounds), "proposal": proposal, "verdict": verdict})
@@ -198,6 +201,17 @@ class LoopResult:
     refusals: list[Refusal] = field(default_factory=list)
 
 
+def same_intents(one: list[TradeIntent], other: list[TradeIntent]) -> bool:
+    """`one == other`, told apart cheaply where they differ in length or in a quantity (an
+    adjustment resizes: pydantic's equality of each pair costs several µs)."""
+    if len(one) != len(other):
+        return False
+    for a, b in zip(one, other, strict=True):
+        if a is not b and a.quantity != b.quantity:
+            return False
+    return one == other
+
+
 def failed_names(verdict: RiskVerdict) -> str:
     return ", ".join(sorted({c.name for c in verdict.failures}))
 
@@ -231,7 +245,7 @@ def run_review_loop(
             result.status = DecisionStatus.EXECUTED
             return result
         adjusted = adjust(step.proposal, verdict) if k < max_rounds else None
-        stalled = adjusted is not None and adjusted.intents == step.proposal.intents
+        stalled = adjusted is not None and same_intents(adjusted.intents, step.proposal.intents)
         outcome = (
             RefusalOutcome.EXHAUSTED
             if adjusted is None

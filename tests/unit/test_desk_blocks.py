@@ -375,15 +375,17 @@ def test_a_bar_failing_after_a_quiet_run_leaves_that_runs_last_bar_as_latest(
     """The block path makes no event for `latest` at the end of a quiet run that the next bar's
     `on_bar_event` follows (it keeps its own); when that bar fails before keeping it, the run's
     last bar is `latest`, as bar by bar. Bars with a branch (the local engine decides them) fail
-    on entry, before anything moved; the desks are compared after every block."""
-    event_of = TradingDesk.on_bar_event
+    once the venue's fills at their open are made (`_after_fills`, which both paths run: the
+    block path makes a fill bar's fills itself), before anything else moved; the desks are
+    compared after every block."""
+    after_fills = TradingDesk._after_fills
 
-    def failing(self: TradingDesk, event: BarEvent) -> Any:
+    def failing(self: TradingDesk, event: BarEvent, out: list[Any]) -> Any:
         if event.branch is not None and event.bar.end_ms // MIN % 2 == 0:
             raise RuntimeError("desk bug")
-        return event_of(self, event)
+        return after_fills(self, event, out)
 
-    monkeypatch.setattr(TradingDesk, "on_bar_event", failing)
+    monkeypatch.setattr(TradingDesk, "_after_fills", failing)
     cfg = make_settings({})
     cut = blocks(stream(cfg, 3, 300), random.Random(4), 120)
     one, many = desk_for(cfg, None), desk_for(cfg, None)

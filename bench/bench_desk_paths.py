@@ -267,9 +267,12 @@ def main() -> None:
     (b, t) = (got[args.baseline][0], got["this tree"][0])
     # The bars of each kind are the same; how many bars each path took may differ (a fill bar
     # the block path takes itself opens a quiet run).
-    for key in ("fills", "equity", "digest", "acting"):
+    for key in ("fills", "equity", "digest"):
         if b[key] != t[key]:
             raise SystemExit(f"{key} differs: baseline {b[key]}, this tree {t[key]}")
+    for kind in ("decision", "fill"):  # a bar left at a block's end may be "other" or quiet
+        if b["acting"][kind] != t["acting"][kind]:
+            raise SystemExit(f"{kind} bars differ: baseline {b['acting']}, this tree {t['acting']}")
     print("rows identical (digest", t["digest"][:16] + ")")
 
 

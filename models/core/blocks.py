@@ -49,7 +49,6 @@ from models.core.packed import (
 )
 from models.core.trusted import frozen_maker, trusted
 
-_isnan = math.isnan
 _bar_event = frozen_maker(BarEvent)  # `BarEvent(...)`, its fields in order
 
 
@@ -401,15 +400,11 @@ class FeatureColumns:
         return float(self._matrix[i, j])
 
     def values(self, i: int) -> dict[str, float | None]:
-        """Row `i` as `FeatureVector.values` (NaN back to None). Most rows hold no NaN, and
-        their sum is NaN exactly when one does (an inf sums to inf, or with -inf to NaN: then
-        the general path, which leaves infs as they are): such a row is taken as it is."""
+        """Row `i` as `FeatureVector.values` (NaN back to None: a float unequal to itself)."""
         rows = self._rows
         row = rows[i] if rows is not None else self._matrix[i].tolist()  # type: ignore[index]
-        total = sum(row)
-        if total == total:
-            return dict(zip(self.names, row, strict=True))
-        return {name: (None if _isnan(v) else v) for name, v in zip(self.names, row, strict=True)}
+        names = self.names  # every row has a value of each
+        return {name: (None if v != v else v) for name, v in zip(names, row, strict=True)}
 
     def vector(self, i: int, symbol: str, ts_ms: int, close: float) -> FeatureVector:
         return trusted(

@@ -134,6 +134,7 @@ def strategy_proposal(
 
 STRATEGY_CONTROLLER = "strategy"
 _decision_context = frozen_maker(DecisionContext)
+_review_context = frozen_maker(ReviewContext)
 
 # The fields a validating call would be given (`model_fields_set`) where the desk builds its
 # own records unvalidated (`models.core.trusted`): the rest are left at their defaults.
@@ -354,10 +355,16 @@ class TradingDesk:
                 (fill,) = booked
                 self.book_fill(fill)
                 out.append(fill)
-                if order is not None:
-                    order = with_status(order, OrderStatus.FILLED, bar.start_ms)
+                if order is not None:  # `with_status(order, FILLED, ...)`, in one copy
+                    update: dict[str, Any] = {
+                        "status": OrderStatus.FILLED,
+                        "updated_ms": bar.start_ms,
+                        "reason": order.reason,
+                        "version": order.version + 1,
+                    }
                     if order.quantity != fill.quantity:  # sized at its fill
-                        order = replaced(order, {"quantity": fill.quantity})
+                        update["quantity"] = fill.quantity
+                    order = replaced(order, update)
                     out.append(order)
             if record is not None and order is not None:
                 out.append(self.next_version(record, order, booked))
@@ -439,12 +446,14 @@ class TradingDesk:
         return with_state(self, promotion_watch.active_reviewers(self))
 
     def review_context(self) -> ReviewContext:
-        return ReviewContext(
-            settings=self.settings,
-            portfolio=self.portfolio,
-            prices=dict(self.portfolio.marks),
-            pending_orders=self.decisions.pending_orders(),
-            shortable=self.shortable,
+        portfolio = self.portfolio
+        return _review_context(  # `ReviewContext(...)`, its fields in order
+            self.settings,
+            portfolio,
+            dict(portfolio.marks),
+            self.decisions.pending_orders(),
+            self.shortable,
+            None,
         )
 
     def review(

@@ -36,7 +36,7 @@ from models.core.messages import (
     RiskVerdict,
     TradeIntent,
 )
-from models.core.trusted import replaced, trusted
+from models.core.trusted import frozen_maker, replaced, trusted
 from models.portfolio.book import Portfolio
 from models.review.risk import check
 from models.strategy.spec import StrategySpec
@@ -169,7 +169,10 @@ def review_round(
     rounds.append(
         trusted(AdjustRound, {"round": len(rounds), "proposal": proposal, "verdict": verdict})
     )
-    return RoundResult(proposal, small, verdict)
+    return _round_result(proposal, small, verdict)
+
+
+_round_result = frozen_maker(RoundResult)  # `RoundResult(...)`, its fields in order
 
 
 class RefusalOutcome(StrEnum):
@@ -188,6 +191,9 @@ class Refusal:
     verdict: RiskVerdict
     outcome: str
     last: bool
+
+
+_refusal = frozen_maker(Refusal)  # `Refusal(...)`, its fields in order
 
 
 @dataclass(slots=True)
@@ -213,7 +219,7 @@ def same_intents(one: list[TradeIntent], other: list[TradeIntent]) -> bool:
 
 
 def failed_names(verdict: RiskVerdict) -> str:
-    return ", ".join(sorted({c.name for c in verdict.failures}))
+    return ", ".join(sorted({c.name for c in verdict.checks if not c.passed}))
 
 
 def run_review_loop(
@@ -255,7 +261,7 @@ def run_review_loop(
         )
         n = rounds[-1].round
         result.refusals.append(
-            Refusal(n, verdict, (outcome or RefusalOutcome.SENT_BACK).value, outcome is not None)
+            _refusal(n, verdict, (outcome or RefusalOutcome.SENT_BACK).value, outcome is not None)
         )
         if adjusted is None or stalled:
             result.note = f"risk gate refused after {k + 1} round(s): {failed_names(verdict)}"

@@ -33,6 +33,7 @@ from typing import Final
 from models.config.settings import ExecutionConfig, StrategyConfig
 from models.core.messages import FeatureVector, Side, TradeIntent
 from models.core.money import round_to_lot
+from models.core.trusted import frozen_maker
 from models.signals import crossing
 from models.signals.indicators import parse_feature
 from models.strategy.intents import (
@@ -75,6 +76,7 @@ _BPS: Final = Decimal(10_000)
 _LISTED: Final = 20  # names quoted in one reason, so a reason stays one readable line
 
 Values = Mapping[str, float | None]
+_strategy_action = frozen_maker(StrategyAction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ _CROSSES: Final = frozenset({"crosses_above", "crosses_below"})
 
 
 def _read(term: Term, values: Values) -> float | None:
-    return term.value if isinstance(term, Const) else values.get(term.name)
+    return term.value if type(term) is Const else values.get(term.name)  # type: ignore[union-attr]
 
 
 def _term_text(term: Term) -> str:
@@ -284,12 +286,12 @@ class CompiledStrategy:
         opening = kind == "entry"
         buy = opening != short
         reason = f"{self.strategy_id} {kind}{' short' if short else ''}: {why}"
-        return StrategyAction(
-            symbol=symbol,
-            side=Side.BUY if buy else Side.SELL,
-            kind=kind,
-            target_fraction=self.target_fraction(symbol) if opening else _ZERO,
-            reason=reason[:MAX_REASON],
+        return _strategy_action(  # `StrategyAction(...)`, its fields in order
+            symbol,
+            Side.BUY if buy else Side.SELL,
+            kind,
+            self.target_fraction(symbol) if opening else _ZERO,
+            reason[:MAX_REASON],
         )
 
     def _stops(

@@ -12,16 +12,20 @@ features, triggers and routes computed once, before any timing). One desk behind
 backtest: inline) takes them as `BarBlock`s of `--block` bars; the CPU time of the process is
 taken around `DeskDriver.run`, `on_bar_block` and each `on_bar_event` call the block path makes
 (an acting bar: one whose outputs hold a first decision version is a decision bar, one with a
-fill a fill bar). The quiet path is the rest of `on_bar_block`'s time, per quiet bar and per
-run of quiet bars, and as fitted (`fixed + per bar * bars`) to the times of each
-`quiet.quiet_bars` call. Each figure is the median of `--repeat` runs, each without cycle
+fill a fill bar). A fill bar the block path takes itself (trees that have it: its fills,
+`_venue_fills`, then `_after_fills` or the quiet run it opens) is timed around those calls, and
+one that opens a quiet run gets its share of the run at the quiet path's cost a bar. The quiet
+path is the rest of `on_bar_block`'s time, per quiet bar and per run of quiet bars, and as
+fitted (`fixed + per bar * bars`) to the times of each `quiet.quiet_bars` call. Each figure
+is the median of `--repeat` runs, each without cycle
 collection (as a bounded flow runs: `dataflows/run.py`). The CPU clock costs ~0.6 µs a reading.
 
 `--baseline REV` extracts that commit with `git archive` and runs this same file there (as a
 child, PYTHONPATH pointing at it), alternating with this tree's runs: the ratios are this tree's
-CPU time over the baseline's, and the fill counts, final equity and a digest of every row (its
-JSON, repr and fields set: `bench_acting_bars.row_text`) must be equal, else the benchmark
-fails. `--dump` writes those row texts, one a line.
+CPU time over the baseline's, and the fill counts, final equity, decision and fill bars and a
+digest of every row (its JSON, repr and fields set: `bench_acting_bars.row_text`) must be
+equal, else the benchmark fails (how many bars each path took may differ). `--dump` writes
+those row texts, one a line.
 """
 
 from __future__ import annotations

@@ -192,6 +192,8 @@ class CompiledStrategy:
     the whole position. A negative position is not this strategy's to manage: no action.
     """
 
+    _reads_close = True  # a strategy unpickled from before `_reads_close`: the general path
+
     def __init__(
         self,
         spec: StrategySpec,
@@ -214,6 +216,9 @@ class CompiledStrategy:
         self.horizon_bars = spec.horizon_bars
         # The (left, right) pairs of crosses_* comparisons; empty: the strategy keeps no state.
         self._pairs = pairs
+        # Whether a condition reads the bar's close: if not, a bar's values are its features
+        # as they are (`_values` copies them to add the close).
+        self._reads_close = "close" in _names_read(entry) | _names_read(exit_)
         # symbol -> (ts_ms of the last bar seen, last strict side of each pair).
         self._last: dict[str, tuple[int, dict[Pair, crossing.Side]]] = {}
 
@@ -329,7 +334,7 @@ class CompiledStrategy:
         if symbol not in self.universe:
             return []
         finite = math.isfinite(fv.close)
-        now = _values(fv)
+        now = _values(fv) if self._reads_close else fv.values
         before = self._advance(symbol, fv.ts_ms, now)
         direction = self.spec.direction
         if position != 0:
@@ -397,6 +402,13 @@ class CompiledStrategy:
             elif (qty := round_to_lot(target - held, lot)) > 0:
                 buys.append(buy_to_fraction(symbol, qty, self.target_weights[symbol], reason))
         return sells + buys
+
+
+def _names_read(node: Node) -> set[str]:
+    """The feature names a condition tree reads."""
+    if isinstance(node, GroupNode):
+        return set().union(*(_names_read(c) for c in node.children))
+    return {t.name for t in (node.left, node.right) if isinstance(t, FeatureRef)}
 
 
 def _values(fv: FeatureVector) -> dict[str, float | None]:

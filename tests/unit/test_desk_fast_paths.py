@@ -1,7 +1,7 @@
 """The acting path's shortcuts against the general code they stand for, on generated input:
 `frozen_maker` against a frozen dataclass's constructor, a feature row's values against the
 NaN-by-NaN conversion, `same_intents` against list equality, the builtin SHA-256 ids against
-hashlib's."""
+hashlib's, a strategy that does not read the close against the general path."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from models.core.trusted import frozen_maker
 from models.review.loop import Refusal, ReviewContext, RoundResult, same_intents
 from models.strategy.engine import DecisionContext
 from models.strategy.intents import StrategyAction
+from tests.unit.test_strategy_spec import build, cmp, fv, group
 
 FROZEN = [BarEvent, DecisionContext, ReviewContext, RoundResult, Refusal, StrategyAction]
 
@@ -102,3 +103,31 @@ def test_ids_are_hashlibs_sha256(decision_id: str, n: int) -> None:
     assert client_order_id(decision_id, n) == (
         "sf-" + hashlib.sha256(f"{decision_id}#{n}".encode()).hexdigest()[:24]
     )
+
+
+_feature = st.none() | st.floats(90.0, 110.0)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        cmp("sma_fast", "crosses_above", "sma_slow"),
+        group("any", cmp("rsi", "<", 30.0), cmp("close", "crosses_above", "sma_slow")),
+    ],
+)
+@given(st.lists(st.tuples(_feature, _feature, _feature, st.floats(90.0, 110.0)), max_size=30))
+def test_a_strategy_reads_the_features_as_they_are_unless_it_reads_the_close(
+    entry: dict[str, Any], bars: list[tuple[float | None, float | None, float | None, float]]
+) -> None:
+    """Without the close among its names a strategy reads a bar's features dict as it is; the
+    same actions as the general path (the features copied, the close added)."""
+    fast, general = build(entry=entry), build(entry=entry)
+    general._reads_close = True
+    assert fast._reads_close == ("close" in str(entry))
+    position = Decimal(0)
+    for i, (a, b, r, close) in enumerate(bars):
+        vector = fv(i, close, sma_fast=a, sma_slow=b, rsi=r)
+        got = fast.on_bar("ABC", vector, position, None)
+        assert got == general.on_bar("ABC", vector, position, None)
+        if got:
+            position = Decimal(1) if got[-1].side is Side.BUY else Decimal(0)

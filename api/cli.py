@@ -219,6 +219,7 @@ def _open_store(settings: Settings) -> Iterator[Store]:
 # One module per command (or command group); each imports what it shares from here when it
 # runs (the consoles above are swapped by the tests, so they are looked up then, not now).
 from api.approve_cmd import approve  # noqa: E402  (promotion: issue 12, part 5)
+from api.audit_cmd import audit  # noqa: E402  (audit export: issue 15)
 from api.backtest_cmd import backtest  # noqa: E402
 from api.broker_cmd import broker  # noqa: E402
 from api.config_cmd import config_app  # noqa: E402
@@ -226,10 +227,12 @@ from api.control_cmd import control  # noqa: E402  (control plane: issue 13)
 from api.demo_cmd import demo  # noqa: E402
 from api.exchange_cmd import exchange  # noqa: E402
 from api.gpt_check_cmd import gpt_check  # noqa: E402
+from api.news_cmd import news_app  # noqa: E402
 from api.replay_cmd import replay  # noqa: E402
 from api.run_cmd import run  # noqa: E402
 from api.schemas_cmd import schemas  # noqa: E402
 from api.serve_cmd import serve  # noqa: E402  (the control API: issue 13)
+from api.tax_cmd import tax  # noqa: E402  (tax lots: issue 15)
 from api.validate_cmd import validate  # noqa: E402
 
 app.command("broker")(broker)
@@ -238,6 +241,7 @@ app.command("gpt-check")(gpt_check)
 app.command("demo")(demo)
 app.command("schemas")(schemas)
 app.add_typer(config_app, name="config")
+app.add_typer(news_app, name="news")
 app.command("exchange")(exchange)
 app.command("run")(run)
 app.command("backtest")(backtest)
@@ -245,6 +249,8 @@ app.command("validate")(validate)
 app.command("approve")(approve)
 app.command("control")(control)
 app.command("serve")(serve)
+app.command("tax")(tax)
+app.command("audit")(audit)
 
 
 def _money(value: Any) -> str:

@@ -49,6 +49,10 @@ SAMPLE_FILES: dict[str, str] = {
 }
 """Topic attribute of `TopicsConfig` -> sample file, in publishing order."""
 
+SAMPLE_FEED = "news.rss"
+"""The sample RSS feed (dated items about the demo's symbols), published by `stratflow news
+load`'s code path after the JSON-lines samples when the demo runs with `news_feed`."""
+
 _PAYLOAD_FIELDS = ("raw", "raw_b64", "msg")
 _SAMPLE_FIELDS = frozenset({"case", "what", "key", "expect", *_PAYLOAD_FIELDS})
 
@@ -185,6 +189,31 @@ def publish_samples(
     return sent
 
 
+def publish_sample_feed(
+    bootstrap: str, settings: Settings, samples_dir: Path = SAMPLES_DIR
+) -> dict[str, int]:
+    """Publish the sample RSS feed as `stratflow news load` does (cleaned, tagged with the
+    configured symbols and names, deduplicated, each item at its publication time); returns
+    the items published per topic."""
+    from connectors.news.files import read_news_file
+    from connectors.news.publish import KafkaItemSink, send_items
+    from models.news.dedupe import Sifter
+    from models.news.tagging import SymbolTagger
+
+    tagger = SymbolTagger.of(settings.symbols, settings.news.names)
+    sifter = Sifter.of(settings.news.dedupe_window)
+    outcomes = read_news_file(
+        samples_dir / SAMPLE_FEED, kind="news", tagger=tagger, max_bytes=settings.news.max_bytes
+    )
+    items = [i for i in map(sifter.take, outcomes) if i is not None]
+    send_items(KafkaItemSink(bootstrap), items, settings.kafka.topics)
+    sent: dict[str, int] = {}
+    for item in items:
+        topic = settings.kafka.topics.news if item.type == "news" else settings.kafka.topics.social
+        sent[topic] = sent.get(topic, 0) + 1
+    return sent
+
+
 def with_run_dir(settings: Settings, run_dir: Path) -> Settings:
     """Point the store and the recovery state into this run's directory (unless a server is set)."""
     clickhouse = settings.clickhouse.model_copy(update={"path": str(run_dir / "clickhouse")})
@@ -298,6 +327,7 @@ def run_demo(
     seed: int,
     console: Console,
     hostile_samples: bool = True,
+    news_feed: bool = False,
 ) -> DemoResult:
     """Each part (`demo_parts`) replayed and run through the flow to the end of its input as a
     backtest of its own (a run id and a portfolio each, one store), then one report with the
@@ -307,6 +337,11 @@ def run_demo(
     scenario's market replay; False gives the clean run. Both give the same decisions and
     portfolio, since every bad market sample is refused by parsing alone and the local engine
     ignores text.
+
+    With `news_feed` the sample RSS feed (`SAMPLE_FEED`) follows the JSON-lines samples into
+    the same part. `stratflow demo` turns it on; it is off here by default so the golden demo
+    (tests/e2e/test_golden_demo.py, recorded before the feed existed) stays the run it recorded:
+    its items only add news rows, the local engine ignores text.
     """
     run_dir = new_run_dir(run_root)
     settings = with_run_dir(settings, run_dir)
@@ -339,6 +374,14 @@ def run_demo(
                     "published sample feeds of bad and hostile input: "
                     + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in samples.items())
                 )
+                if news_feed:
+                    fed = publish_sample_feed(bootstrap, part_settings, SAMPLES_DIR)
+                    for topic, n in fed.items():
+                        samples[topic] = samples.get(topic, 0) + n
+                    console.print(
+                        f"published the sample RSS feed {SAMPLE_FEED}: "
+                        + ", ".join(f"{n} to [bold]{t}[/bold]" for t, n in fed.items())
+                    )
             console.print(f"running the dataflow on {part.name}")
             t0 = time.perf_counter()
             state = run_pipeline(

@@ -38,7 +38,8 @@ def demo(
         bool,
         typer.Option(
             "--clean-input",
-            help="Skip the sample feeds of malformed market messages and hostile news/posts",
+            help="Skip the sample feeds of malformed market messages and hostile news/posts"
+            " and the sample RSS feed",
         ),
     ] = False,
 ) -> None:
@@ -79,6 +80,7 @@ def demo(
             scenario_minutes=scenario_minutes,
             seed=seed,
             hostile_samples=not clean_input,
+            news_feed=not clean_input,
             console=console,
         )
         print_summary(result.summary.counts, result.summary, result.flow_seconds, portfolio=False)

@@ -286,12 +286,14 @@ def _serve_api(
     from api.server.app import create_app
     from api.server.context import RunInfo
     from api.server.launch import build, close_context
+    from api.server.runs import ThisRun
     from api.server.serve import ApiServer, ListenError
     from dataflows.progress import FlowCounters
 
     counters = FlowCounters()
     run = RunInfo(state.run_id, mode, state.resumed, counters)
     ctx = build(settings, store, listen, bootstrap, run)
+    ctx.runs = ThisRun(state.run_id, ctx.clock(), ctx.clock)  # POST /api/run/stop ends this run
     stack.callback(close_context, ctx)
     try:
         server = ApiServer(create_app(ctx), listen.host, listen.port)

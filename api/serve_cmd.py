@@ -6,12 +6,17 @@ holds it, serve the API from that run with `run --api HOST:PORT`: one line says 
 broker (`KAFKA_BOOTSTRAP` or `kafka.bootstrap`) its commands reach the flow on the control
 topic; without one they answer 503 and the rest works. It needs a token
 (`STRATFLOW_API_TOKEN` or `STRATFLOW_API_TOKEN_FILE`), or `--no-auth` on a loopback address.
+
+It starts and stops runs (`POST /api/run/start`, `/api/run/stop`: api/server/runs.py):
+`stratflow run` with this server's config and broker, in a child process whose output goes to
+`var/api-runs/` beside the recovery directory. With the embedded decision log the server hands
+it to the run while the run runs and takes it back after.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -80,6 +85,7 @@ def serve(
             if bs:
                 _check_broker(bs, "--bootstrap")
             ctx = build(settings, store, checked, bs)
+            ctx.runs = _child_runs(ctx, settings, config, bs)
             try:
                 server = ApiServer(create_app(ctx), checked.host, checked.port)
             except ListenError as err:
@@ -95,10 +101,58 @@ def serve(
             server.serve()
         finally:
             if ctx is not None:
+                if ctx.runs is not None:
+                    ctx.runs.close()
                 close_context(ctx)
+                current = ctx.store.hand_over("the server stopped")
+                if current is not None and current is not store:
+                    current.close()
             store.close()
 
     guarded(go)
+
+
+HANDED_OVER = (
+    "the run started by this API holds the embedded decision log while it runs; reads answer "
+    "again when it ends (with a ClickHouse server, CLICKHOUSE_URL, both read it at once)"
+)
+
+
+def _child_runs(ctx: Any, settings: Any, config: Path | None, bootstrap: str | None) -> Any:
+    """The runs this server starts: `python -m api run` with its config and broker; with the
+    embedded log, handed over while they run."""
+    import os
+    import sys
+
+    from api.server.runs import ChildRuns
+    from connectors.store.clickhouse import ClickHouseUnavailable, Store
+
+    env = dict(os.environ)
+    if bootstrap:
+        env["KAFKA_BOOTSTRAP"] = bootstrap
+    release = reclaim = None
+    if not settings.clickhouse.url:
+
+        def release() -> None:
+            handed = ctx.store.hand_over(HANDED_OVER)
+            if handed is not None:
+                handed.close()
+
+        def reclaim() -> None:
+            try:
+                ctx.store.take_back(Store.open(settings.clickhouse))
+            except (ClickHouseUnavailable, ValueError) as err:
+                ctx.store.take_back(None, f"the decision log could not be reopened: {err}")
+
+    return ChildRuns(
+        [sys.executable, "-m", "api"],
+        config,
+        env,
+        Path(settings.recovery.dir).parent / "api-runs",
+        ctx.clock,
+        release=release,
+        reclaim=reclaim,
+    )
 
 
 __all__ = ["serve"]

@@ -29,6 +29,7 @@ from api.server.control_routes import control_router
 from api.server.dashboard import DASHBOARD_PATHS, dashboard_router, equity_router
 from api.server.limits import BodyLimit, cors_options
 from api.server.read_routes import read_router
+from api.server.run_routes import run_router
 from api.server.settings_routes import settings_router
 from api.server.stream import stream_router
 from connectors.store.errors import ClickHouseError
@@ -84,6 +85,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(read_router(ctx), dependencies=guard)
     app.include_router(control_router(ctx), dependencies=guard)
     app.include_router(settings_router(ctx), dependencies=guard)
+    app.include_router(run_router(ctx), dependencies=guard)
     app.include_router(equity_router(ctx), dependencies=guard)
     app.include_router(stream_router(ctx))  # a WebSocket: checks the token itself
     app.include_router(dashboard_router(ctx))  # the page: no state, in OPEN_PATHS

@@ -25,6 +25,7 @@ from models.config.settings import Settings
 
 if TYPE_CHECKING:
     from api.server.hub import StreamService
+    from api.server.runs import RunControl
     from connectors.store.clickhouse import Store
     from dataflows.progress import FlowCounters
 
@@ -51,6 +52,18 @@ class StoreAccess:
     @property
     def available(self) -> bool:
         return self._store is not None and not self._store.closed
+
+    def hand_over(self, why: str) -> Store | None:
+        """Take the store away (a run the API started holds the embedded log now): reads
+        answer 503 with `why` until `take_back`; the caller closes what it gets."""
+        with self._lock:
+            store, self._store, self._why_not = self._store, None, why
+        return store
+
+    def take_back(self, store: Store | None, why_not: str = "no decision log configured") -> None:
+        """Serve `store` again (None: still unavailable, for `why_not`)."""
+        with self._lock:
+            self._store, self._why_not = store, why_not
 
     @contextmanager
     def session(self) -> Iterator[Store]:
@@ -86,6 +99,8 @@ class ApiContext:
     cors_origins: tuple[str, ...] = ()
     stream: StreamService | None = None
     """The WebSocket stream's source (`api.server.hub`); None without a broker."""
+    runs: RunControl | None = None
+    """What starts and stops the run (`api.server.runs`); None: neither here."""
     nonces: NonceBook = field(init=False)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,9 @@
 - `POST /api/control/mode` `{"mode": "backtest"|"paper"|"live"}`: live needs the configured
   setup's promotion record (`api.promotion_steps.live_refusal`: a passing backtest,
   validation and paper run, and a person's approval, `stratflow approve`) — 409 with the one
-  line naming what is missing — and then the same nonce confirmation as a halt.
+  line naming what is missing — and then the same nonce confirmation as a halt. The flow
+  records the mode asked for; the venue itself changes when a run is started on it
+  (`POST /api/run/start` with `mode`, api/server/run_routes.py).
 - `GET /api/control/commands/{command_id}`: the acknowledgement of a command sent earlier.
 """
 
@@ -25,7 +27,13 @@ from api.server.context import ApiContext
 from models.control.commands import RunMode, SetMode, SetTradingState
 from models.control.states import TradingState
 
-__all__ = ["control_router"]
+__all__ = [
+    "CONFIRMED",
+    "ConfirmationNeeded",
+    "confirmation",
+    "control_router",
+    "live_refusal",
+]
 
 HALT: Final = "halt"
 LIVE: Final = "mode:live"
@@ -82,9 +90,7 @@ CONFIRMED: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def _confirmation(
-    ctx: ApiContext, action: str, what: str, nonce: str | None
-) -> JSONResponse | None:
+def confirmation(ctx: ApiContext, action: str, what: str, nonce: str | None) -> JSONResponse | None:
     """The 428 answer with a fresh nonce when `nonce` is None; 409 when it does not confirm;
     None when it does."""
     if nonce is None:
@@ -104,7 +110,7 @@ def _confirmation(
     return None
 
 
-def _live_refusal(ctx: ApiContext) -> tuple[str, str]:
+def live_refusal(ctx: ApiContext) -> tuple[str, str]:
     """(the setup's hash, why live is refused: "" when its promotion is recorded)."""
     from api.promotion_steps import live_refusal
     from models.validation.promotion import setup_hash
@@ -126,7 +132,7 @@ def control_router(ctx: ApiContext) -> APIRouter:
     @router.post("/halt", responses=CONFIRMED, response_model=CommandResult)
     def halt(body: HaltRequest) -> JSONResponse:
         """Halt: cancel open orders, nothing but cancels after (two calls, see 428)."""
-        needed = _confirmation(ctx, HALT, "halting cancels every open order", body.confirm)
+        needed = confirmation(ctx, HALT, "halting cancels every open order", body.confirm)
         if needed is not None:
             return needed
         action = SetTradingState(state=TradingState.HALTED)
@@ -137,10 +143,10 @@ def control_router(ctx: ApiContext) -> APIRouter:
         """Ask for another run mode; live needs the setup's promotion and a confirmation."""
         setup = ""
         if body.mode is RunMode.LIVE:
-            setup, why = _live_refusal(ctx)
+            setup, why = live_refusal(ctx)
             if why:
                 raise HTTPException(status_code=409, detail=why)
-            needed = _confirmation(ctx, LIVE, "live trading places real orders", body.confirm)
+            needed = confirmation(ctx, LIVE, "live trading places real orders", body.confirm)
             if needed is not None:
                 return needed
         action = SetMode(mode=body.mode, setup=setup)

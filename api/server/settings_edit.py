@@ -22,7 +22,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from models.config.settings import Settings, SymbolSpec
+from models.config.changes import apply_values, key_path, value_at
+from models.config.settings import Settings
 
 __all__ = [
     "CHANGEABLE",
@@ -66,39 +67,6 @@ class SettingsProposal:
     """What the control command carries: each changed key's new value as JSON."""
 
 
-def key_path(key: str) -> list[str]:
-    """The path of a dotted key in the settings document. A symbol may hold dots
-    (`symbols.BRK.B`), so under `symbols` the last part is a field only when `SymbolSpec` has
-    it (`symbols.BRK.B.lot_size`)."""
-    section, _, rest = key.partition(".")
-    if section != "symbols":
-        return key.split(".")
-    head, _, last = rest.rpartition(".")
-    if head and last in SymbolSpec.model_fields:
-        return [section, head, last]
-    return [section, rest]
-
-
-def _get(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
-    node: Any = doc
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(doc: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    node = doc
-    for part in path[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[path[-1]] = value
-
-
 def redacted(settings: Settings) -> dict[str, Any]:
     """Every value in force as JSON, secrets redacted."""
     from api.cli import redact_url
@@ -132,15 +100,6 @@ def _owner(loc: Sequence[str], keys: Sequence[str]) -> str:
     return best
 
 
-def apply_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
-    """`settings` with `values` (dotted key -> JSON) set and validated; `ValidationError` when
-    the result is not a valid configuration."""
-    doc: dict[str, Any] = settings.model_dump()  # Python values: secrets stay whole
-    for key, value in values.items():
-        _set(doc, key_path(key), value)
-    return Settings.model_validate(doc)
-
-
 def propose(settings: Settings, values: Mapping[str, Any]) -> SettingsProposal:
     """The change `values` would make to `settings`; `SettingsRefused` if it is not allowed
     or not valid, or changes nothing."""
@@ -163,7 +122,7 @@ def propose(settings: Settings, values: Mapping[str, Any]) -> SettingsProposal:
     carried: dict[str, Any] = {}
     for key in keys:
         path = key_path(key)
-        before, now = _get(old, path), _get(new, path)
+        before, now = value_at(old, path), value_at(new, path)
         if before != now:
             diff.append({"key": key, "before": before, "after": now})
             carried[key] = now

@@ -10,8 +10,9 @@ of the topics applies it at the same place), then recorded in the `settings_chan
 with the diff, who and when; answered like a state command (200/202, the ack).
 
 What reads a changed setting in the flow: the control plane keeps it
-(`models.control.plane.ControlPlane.settings`, snapshotted, applied once); the desk's risk
-limits, GPT model and budget and symbols do not read it yet (see specs/api.server.md).
+(`models.control.plane.ControlPlane.settings`, snapshotted, applied once) and the desk puts it
+in force there and then (`models.desk.control.reconfigure`): risk limits, position fractions,
+symbol specs, GPT model and budget.
 """
 
 from __future__ import annotations

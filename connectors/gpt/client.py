@@ -346,8 +346,12 @@ class GptClient:
         *,
         schema: Mapping[str, Any] | None = None,
         schema_name: str | None = None,
+        model: str | None = None,
     ) -> GptResult[T]:
         """Ask for an answer shaped like `response_model`, as strict structured output.
+
+        `model`: the model to ask this time (a settings change of `gpt.model` while the flow
+        runs); default the client's.
 
         By default the SDK derives the strict JSON Schema from `response_model`. A caller that
         must send a narrower schema (e.g. enums of the features that exist) passes it as
@@ -372,6 +376,7 @@ class GptClient:
                     detail="no OPENAI_API_KEY or OPENAI_BASE_URL: not called",
                 ),
                 0.0,
+                model,
             )
         with self._lock:
             now = self._clock()
@@ -386,11 +391,14 @@ class GptClient:
                     f"next try in {wait:.1f} s",
                 ),
                 0.0,
+                model,
             )
         t0 = time.perf_counter()
         # An exception escaping here is a bug (not an endpoint failure); the breaker then never
         # hears back from this call, and a half-open trial it held expires after a cool-down.
-        outcome = self._call(self._sdk, messages, response_model, response_format)
+        outcome = self._call(
+            self._sdk, messages, response_model, response_format, model or self.model
+        )
         latency = time.perf_counter() - t0
         with self._lock:
             before = self._breaker.state
@@ -408,16 +416,16 @@ class GptClient:
             )
         elif after is not before and after is BreakerState.CLOSED:
             _LOG.info("gpt circuit closed: the endpoint answers again")
-        return self._finish(outcome, latency)
+        return self._finish(outcome, latency, model)
 
-    def _finish(self, outcome: _Outcome, latency: float) -> GptResult[T]:
+    def _finish(self, outcome: _Outcome, latency: float, model: str | None = None) -> GptResult[T]:
         detail = outcome.detail
         raw_text = outcome.raw_text
         if self._key is not None:
             detail = self._key.redact(detail)
             raw_text = None if raw_text is None else self._key.redact(raw_text)
         result: GptResult[T] = GptResult(
-            model=self.model,
+            model=model or self.model,
             parsed=cast("T | None", outcome.parsed),
             failure=outcome.failure,
             detail=detail,
@@ -447,6 +455,7 @@ class GptClient:
         messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
+        model: str,
     ) -> tuple[str, str | None, Callable[[], ChatCompletion]]:
         """One HTTP exchange (the SDK's retries included): body text, request id, and a parser.
 
@@ -460,11 +469,11 @@ class GptClient:
         )
         if response_format is None:
             parsed = sdk.chat.completions.with_raw_response.parse(
-                model=self.model, messages=msgs, response_format=response_model
+                model=model, messages=msgs, response_format=response_model
             )
             return parsed.text, parsed.request_id, parsed.parse
         plain = sdk.chat.completions.with_raw_response.create(
-            model=self.model, messages=msgs, response_format=response_format
+            model=model, messages=msgs, response_format=response_format
         )
         return plain.text, plain.request_id, plain.parse
 
@@ -474,6 +483,7 @@ class GptClient:
         messages: Sequence[ChatTurn],
         response_model: type[T],
         response_format: ResponseFormatJSONSchema | None,
+        model: str,
     ) -> _Outcome:
         """One call, classified into an answer or a `GptOutcome`."""
         import openai
@@ -481,7 +491,9 @@ class GptClient:
         from openai.types.chat.chat_completion import Choice
 
         try:
-            body, request_id, parse = self._send(sdk, messages, response_model, response_format)
+            body, request_id, parse = self._send(
+                sdk, messages, response_model, response_format, model
+            )
         except openai.APITimeoutError:
             return _Outcome(
                 failure=GptOutcome.TIMEOUT,

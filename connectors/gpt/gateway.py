@@ -69,6 +69,7 @@ class Asker(Protocol):
         *,
         schema: Mapping[str, Any] | None = None,
         schema_name: str | None = None,
+        model: str | None = None,
     ) -> GptResult[T]: ...
 
 
@@ -193,9 +194,12 @@ class AnswerPath:
         schema: Mapping[str, Any] | None = None,
         schema_name: str | None = None,
         call_id: str = "",
+        model: str = "",
     ) -> Reply[T]:
         """Answer one question; `prompt_hash` is the question's (computed once by its asker,
-        never here), `call_id` its `gpt_calls` id."""
+        never here, with the model it is for), `call_id` its `gpt_calls` id, `model` the model
+        to ask ("": the client's)."""
+        asked = model or self.client.model
         t0 = time.perf_counter()
         # 1. The answer store.
         if self.store is not None and self.mode is not CacheMode.RECORD:
@@ -225,15 +229,18 @@ class AnswerPath:
             refused = self.guard.refusal(day)
             if refused is not None:
                 return Reply(
-                    model=self.client.model,
+                    model=asked,
                     prompt_hash=prompt_hash,
                     source=AnswerSource.ENDPOINT,
                     outcome=GptOutcome.BUDGET_EXHAUSTED,
-                    cost=self.prices.cost(self.client.model, 0, 0),
+                    cost=self.prices.cost(asked, 0, 0),
                     detail=refused,
                 )
         # 3. The endpoint.
-        result = self.client.ask(messages, response_model, schema=schema, schema_name=schema_name)
+        other = {} if asked == self.client.model else {"model": asked}  # a changed gpt.model
+        result = self.client.ask(
+            messages, response_model, schema=schema, schema_name=schema_name, **other
+        )
         # 4. Costing, once: booked against the guard's day, logged on the call row.
         usage = result.usage
         cost = self.prices.cost(result.model, usage.prompt_tokens, usage.completion_tokens)
@@ -407,6 +414,7 @@ class GptGateway:
                 schema=self.schema,
                 schema_name=STRICT_SCHEMA_NAME,
                 call_id=request.request_id,
+                model=request.model,
             )
         return to_answer(reply, request)
 

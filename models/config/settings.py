@@ -33,6 +33,7 @@ from models.config.gates import PromotionConfig, ValidationConfig
 from models.config.notify import NotifyConfig
 from models.core.messages import SYMBOL_PATTERN
 from models.market.interval import BarInterval
+from models.news.config import NewsConfig
 from models.strategy.spec import StrategySpec
 
 ENV_PREFIX = "STRATFLOW__"
@@ -319,6 +320,7 @@ class Settings(_Section):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     storage: StorageConfig = StorageConfig()
     gpt: GptConfig = GptConfig()
+    news: NewsConfig = NewsConfig()
     notify: NotifyConfig = NotifyConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     validation: ValidationConfig = ValidationConfig()

@@ -8,8 +8,8 @@ snapshotted state, so the applied ids survive a restart.
 
 Settings changes and the requested run mode are kept here, at their place in the stream, so a
 replay of the control topic rebuilds them exactly: `settings` holds the newest value of every
-changed key, `mode` the mode last asked for (None: the one the run started in). Reading them
-is the desk's side (see specs/models.control.md: what reads them today).
+changed key, `mode` the mode last asked for (None: the one the run started in). The desk puts
+the settings in force (`models.desk.control.reconfigure`); the mode is recorded only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.control.commands import (
+    ChangeSettings,
     ControlCommand,
     RunMode,
     SetMode,
@@ -68,21 +69,23 @@ class ControlPlane:
         self.settings = values[2] if len(values) > 2 else {}
         self.mode = values[3] if len(values) > 3 else None
 
-    def apply(self, command: ControlCommand, at_ms: int) -> ControlAck | None:
-        """Apply `command` at stream time `at_ms`; None when its id was seen before."""
+    def apply(self, command: ControlCommand, at_ms: int, refusal: str = "") -> ControlAck | None:
+        """Apply `command` at stream time `at_ms`; None when its id was seen before. A
+        `refusal` (the desk found the command cannot apply: a settings change its own
+        settings refuse) refuses it with that reason and changes nothing but the seen ids."""
         if command.command_id in self.applied:
             return None
         self.applied.add(command.command_id)
         before = self.state
         action = command.action
-        reason = ""
-        if isinstance(action, SetTradingState):
+        reason = refusal
+        if isinstance(action, SetTradingState) and not reason:
             reason = transition_refusal(before, action.state)
             if not reason:
                 self.state = action.state
-        elif isinstance(action, SetMode):
+        elif isinstance(action, SetMode) and not reason:
             self.mode = action.mode
-        else:  # ChangeSettings: validated as a whole by its sender
+        elif isinstance(action, ChangeSettings) and not reason:  # validated by sender and desk
             self.settings.update(action.values)
         return ControlAck(
             command_id=command.command_id,

@@ -666,11 +666,16 @@ class GptRequest(BaseModel):
     ts_ms: int
     messages: tuple[ChatTurn, ...]
     prompt_hash: str = Field(min_length=1)
+    model: str = Field(default="", max_length=100)
+    """The model the question is for (`gpt.model` when the desk asked, which a settings change
+    may have changed since the gateway started); "": the gateway's configured model."""
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         # Pickled by a version before requests carried their hash: restored with an empty one,
-        # which the gateway does not ask (the desk falls back to the local engine).
+        # which the gateway does not ask (the desk falls back to the local engine); before they
+        # carried their model: the gateway's.
         state.get("__dict__", {}).setdefault("prompt_hash", "")
+        state.get("__dict__", {}).setdefault("model", "")
         super().__setstate__(state)
 
 

@@ -63,6 +63,7 @@ from models.core.trusted import frozen_maker, replaced, trusted
 from models.desk import bar_history, exchange_reports, gpt_decisions, promotion_watch, quiet
 from models.desk.bar_history import BarHistory
 from models.desk.control import ControlAck, ControlEvent, ControlPlane, on_control, with_state
+from models.desk.control import reapply as reapply_settings
 from models.desk.decision_book import DecisionBook
 from models.desk.fill_ledger import FillLedger
 from models.desk.gpt_session import GptSession
@@ -206,6 +207,7 @@ class TradingDesk:
         self.gpt.budget.cap = self.settings.gpt.daily_budget_usd
         self.exchange.execution = self.settings.execution
         self.bar_history = bar_history.restored(self.bar_history, self.settings, self.gpt.decider)
+        reapply_settings(self)  # the control plane's settings changes (models.desk.control)
 
     def pending_requests(self) -> list[AskGpt]:
         """The questions still out, oldest first, as commands: a restarted flow asks them

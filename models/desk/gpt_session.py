@@ -162,6 +162,7 @@ class GptSession:
                 decider.schema,
                 STRICT_SCHEMA_NAME,
             ),
+            model=self.settings.gpt.model,
         )
 
     def asked(self, pending: PendingGpt) -> None:

@@ -146,10 +146,11 @@ class LocalStrategyEngine:
             by_cash = quantity
             # The names of the symbol's checks (`models.review.risk`, made once a symbol).
             order_notional, order_fee, _, position_notional = check_names(intent.symbol)
+            online_size = f"online_size:{intent.symbol}"  # the online model's cap
             for c in failed:
                 name = c.name
                 limit = c.limit if c.limit is not None else _ZERO
-                if name == order_notional:
+                if name in (order_notional, online_size):  # online: models.online.reviewer
                     per_order.append(limit / px)
                 elif name == order_fee and unit_fee > 0:
                     per_order.append(limit / unit_fee)

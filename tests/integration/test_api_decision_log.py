@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,43 @@ def test_no_request_the_spec_allows_gets_a_5xx(app_ctx: tuple[Any, ApiContext]) 
             no_5xx()
         except Unsatisfiable:  # nothing to get wrong (an operation without parameters)
             assert mode is GenerationMode.NEGATIVE
+
+
+def test_the_audit_export_holds_every_decision_of_the_range_with_its_story(
+    logged: tuple[Settings, Store, str], tmp_path: Path
+) -> None:
+    """`stratflow audit` on the GPT run: every decision in the range, each round's verdict,
+    the GPT calls, orders and fills; the tables (CSV and Parquet) hold the same rows."""
+    import pyarrow.parquet as pq
+
+    from api.audit_report import read_audit
+    from tests.support.cli import run_cli
+    from tests.support.flowkit import write_config
+
+    settings, store, run_id = logged
+    start, end = START + 30 * 60_000, START + 90 * 60_000
+    expected = _sql(
+        store,
+        "SELECT decision_id FROM decisions FINAL WHERE run_id = {run:String} "
+        f"AND ts_ms >= {start} AND ts_ms < {end} ORDER BY ts_ms, decision_id",
+        run_id,
+    )
+    found = read_audit(store, run_id, start, end)
+    assert [d["decision_id"] for d in found.decisions] == [r["decision_id"] for r in expected]
+    assert found.decisions and found.gpt_calls and found.orders and found.fills
+    assert {o["decision_id"] for o in found.orders} <= {d["decision_id"] for d in found.decisions}
+    cfg = write_config(settings, tmp_path / "cfg.yaml")
+    frm = datetime.fromtimestamp(start / 1000, UTC).isoformat()
+    to = datetime.fromtimestamp(end / 1000, UTC).isoformat()
+    done = run_cli("audit", "--from", frm, "--to", to, "-c", str(cfg), "--out", "a", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "a").iterdir()
+    page = (folder / "audit.html").read_text()
+    assert all(html_escape(d["decision_id"]) in page for d in found.decisions)
+    assert page.count("<div class=round>") == sum(
+        len(json.loads(d["rounds"])) for d in found.decisions
+    )
+    table = pq.read_table(folder / "decisions.parquet")
+    assert table.column("decision_id").to_pylist() == [d["decision_id"] for d in found.decisions]
+    bad = run_cli("audit", "--from", "yesterday", "--to", to, "-c", str(cfg), cwd=tmp_path)
+    assert bad.returncode == 2 and "--from: a date or date-time" in bad.stderr

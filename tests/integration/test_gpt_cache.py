@@ -446,3 +446,27 @@ def test_gpt_call_clips_long_text_and_rejects_bad_values() -> None:
         long.model_validate({**long.model_dump(), "cost": Decimal("-0.01")})
     with pytest.raises(ValueError):
         long.model_validate({**long.model_dump(), "outcome": "maybe"})
+
+
+def test_a_changed_model_is_the_one_asked_recorded_and_answered_again(
+    openai_server: LocalOpenAIServer, tmp_path: Path
+) -> None:
+    """`gpt.model` changed while the flow runs: the request carries the new model, the endpoint
+    is asked for it, the answer is recorded under it and its question's hash; the client's own
+    model is untouched for the next question."""
+    other = "gpt-other-model"
+    store = AnswerStore(tmp_path)
+    path = AnswerPath(_client(openai_server), store, CacheMode.AUTO)
+    messages = _messages()
+    changed = prompt_hash(other, messages, Plan)
+    openai_server.script(Scenario.answer(GOOD), Scenario.answer(GOOD))
+    reply = path.ask(messages, Plan, prompt_hash=changed, call_id="c1", model=other)
+    assert reply.ok and reply.model == other
+    (first,) = openai_server.chat_requests
+    assert first.body["model"] == other
+    recorded = store.lookup(changed)
+    assert recorded is not None and recorded.model == other
+    again = path.ask(messages, Plan, prompt_hash=changed, call_id="c2", model=other)
+    assert again.ok and again.source is AnswerSource.STORE  # the same question: no new call
+    plain = path.ask(messages, Plan, prompt_hash=_hash(messages), call_id="c3")
+    assert plain.ok and [r.body["model"] for r in openai_server.chat_requests] == [other, MODEL]

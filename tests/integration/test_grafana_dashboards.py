@@ -23,12 +23,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import BaseModel
 
 from connectors.store.clickhouse import TABLES, ClickHouseQueryError, Store
+from connectors.store.promotions import record_step
+from connectors.store.trials import Trial, record_trials
 from models.config.settings import ClickHouseConfig
+from models.control.plane import ControlAck
+from models.control.states import TradingState
 from models.core.messages import (
     AdjustRound,
     Alert,
@@ -55,6 +60,8 @@ from models.core.messages import (
     TradeIntent,
 )
 from models.execution.sim_venue import with_status
+from models.validation.promotion import Step, StepRecord
+from models.validation.verdicts import Outcome
 from tests.support import builders as build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +70,12 @@ DASHBOARDS_DIR = GRAFANA / "dashboards"
 DATASOURCES_YAML = GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml"
 PROVIDERS_YAML = GRAFANA / "provisioning" / "dashboards" / "stratflow.yaml"
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
+SCHEMA_SQL = REPO / "connectors" / "store" / "schema.sql"
+SCHEMA_TABLES = tuple(
+    re.findall(r"CREATE TABLE IF NOT EXISTS stratflow\.(\w+)", SCHEMA_SQL.read_text("utf-8"))
+)
+RUN_FREE_TABLES = frozenset({"trials", "promotions"})
+"""Ledgers that outlive runs (schema.sql): their panels read every run, never one."""
 
 PLUGIN_TYPE = "grafana-clickhouse-datasource"
 DASHBOARD_FILES = sorted(DASHBOARDS_DIR.glob("*.json"))
@@ -325,8 +338,20 @@ def _query_id(q: Query) -> str:
 
 
 def test_there_are_dashboards_and_queries() -> None:
-    assert [p.name for p in DASHBOARD_FILES] == ["stratflow-overview.json"]
+    assert [p.name for p in DASHBOARD_FILES] == [
+        "stratflow-control.json",
+        "stratflow-overview.json",
+        "stratflow-validation.json",
+    ]
     assert len(QUERIES) >= 15
+    # Every table of the schema has a panel, except raw ticks and news (no panel reads them).
+    read = {t for q in QUERIES for t in SCHEMA_TABLES if re.search(rf"\b{t}\b", q.raw_sql)}
+    assert set(SCHEMA_TABLES) - read == {"ticks", "news"}
+
+
+def test_dashboard_uids_are_unique() -> None:
+    uids = [_dashboard(p)["uid"] for p in DASHBOARD_FILES]
+    assert len(uids) == len(set(uids))
 
 
 def test_datasource_points_at_the_compose_clickhouse() -> None:
@@ -340,8 +365,10 @@ def test_datasource_points_at_the_compose_clickhouse() -> None:
     assert ds["jsonData"]["protocol"] == "native"
     assert any(str(p).split(":")[-1] == str(ds["jsonData"]["port"]) for p in ch["ports"])
     assert ds["jsonData"]["defaultDatabase"] == env["CLICKHOUSE_DB"] == "stratflow"
-    assert ds["jsonData"]["username"] == env["CLICKHOUSE_USER"]
-    assert ds["secureJsonData"]["password"] == env["CLICKHOUSE_PASSWORD"]
+    # The read-only user of deploy/clickhouse/users.d/grafana.xml, not the pipeline's writer
+    # (tests/integration/test_deploy_compose.py checks that user and its password).
+    assert ds["jsonData"]["username"] == "grafana" != env["CLICKHOUSE_USER"]
+    assert ds["secureJsonData"]["password"] == "$GRAFANA_CLICKHOUSE_PASSWORD"
     grafana = compose["services"]["grafana"]
     assert PLUGIN_TYPE in grafana["environment"]["GF_INSTALL_PLUGINS"]
 
@@ -422,7 +449,7 @@ def test_dashboard_structure(path: Path) -> None:
 
 def test_every_query_reads_replacing_tables_with_final() -> None:
     """Static half of the duplicate check: a schema table is read with FINAL (or only DISTINCT)."""
-    tables = "|".join(TABLES)
+    tables = "|".join(SCHEMA_TABLES)
     from_table = re.compile(rf"\bFROM\s+`?({tables})`?(?:\s+AS\s+\w+)?(\s+FINAL\b)?", re.I)
     for q in QUERIES:
         found = from_table.findall(q.raw_sql)
@@ -525,13 +552,13 @@ RANGE = GrafanaContext(
     from_ms=T0 - HOUR,
     to_ms=T0 + HOUR,
     interval_ms=MIN,
-    variables={"symbol": "AAPL", "run": RUN},
+    variables={"symbol": "AAPL", "run": RUN, "family": "sma_cross"},
 )
 EMPTY_RANGE = GrafanaContext(
     from_ms=T0 - 400 * 24 * HOUR,
     to_ms=T0 - 399 * 24 * HOUR,
     interval_ms=MIN,
-    variables={"symbol": "AAPL", "run": RUN},
+    variables={"symbol": "AAPL", "run": RUN, "family": "sma_cross"},
 )
 D = Decimal
 
@@ -954,6 +981,171 @@ def session() -> tuple[list[BaseModel], list[BaseModel]]:
     return first, later
 
 
+# --------------------------------------------------------------------------------------------
+# The control plane and the ledgers: commands and their acks, settings changes, trials, promotions
+# --------------------------------------------------------------------------------------------
+
+REFUSED = "halted -> active is not allowed: go through reducing or paused"
+
+
+def _ack(
+    cid: str, at: int, action: str, before: str, after: str, by: str, reason: str = ""
+) -> ControlAck:
+    return ControlAck(
+        command_id=cid,
+        action=action,
+        issued_by=by,
+        issued_ms=at - 1_000,
+        applied_ms=at,
+        outcome="refused" if reason else "applied",
+        state_before=TradingState(before),
+        state_after=TradingState(after),
+        reason=reason,
+    )
+
+
+def control_acks() -> list[ControlAck]:
+    """A run reduced long before the range, then paused, changed, halted, refused, reducing."""
+    t2, t3, t4 = T0 + 2 * MIN, T0 + 3 * MIN, T0 + 4 * MIN
+    return [
+        _ack("c-old", OLD + 2 * MIN, "set_trading_state:reducing", "active", "reducing", "alice"),
+        _ack("c-1", T0 + 90_000, "set_trading_state:paused", "reducing", "paused", "alice"),
+        _ack(
+            "set-1",
+            t2 + 30_000,
+            "change_settings:risk.max_order_notional,gpt.model",
+            "paused",
+            "paused",
+            "alice",
+        ),
+        _ack("c-2", t3, "set_trading_state:halted", "paused", "halted", "bob"),
+        _ack("c-3", t3 + 30_000, "set_trading_state:active", "halted", "halted", "bob", REFUSED),
+        _ack("c-4", t4, "set_trading_state:reducing", "halted", "reducing", "bob"),
+    ]
+
+
+def _change(cid: str, ms: int, who: str, diff: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
+    """A `settings_changes` row as `api.server.settings_routes` writes it."""
+    text = json.dumps(diff, separators=(",", ":"))
+    return {"change_id": cid, "changed_ms": ms, "who": who, "diff": text, "run_id": run_id}
+
+
+def settings_changes() -> list[dict[str, Any]]:
+    """set-1 acknowledged (c-log row `set-1`), set-2 still pending, one long ago, and one of
+    the earlier run inside the range (which the panels must not show)."""
+    return [
+        _change(
+            "set-old",
+            OLD,
+            "carol",
+            [{"key": "risk.max_position", "before": 50, "after": 60}],
+            RUN,
+        ),
+        _change(
+            "set-1",
+            T0 + 2 * MIN + 20_000,
+            "alice",
+            [
+                {"key": "risk.max_order_notional", "before": 25000, "after": 30000},
+                {"key": "gpt.model", "before": "gpt-4o-mini", "after": "gpt-4o"},
+            ],
+            RUN,
+        ),
+        _change(
+            "set-2",
+            T0 + 4 * MIN,
+            "bob",
+            [{"key": "risk.max_position", "before": 60, "after": 80}],
+            RUN,
+        ),
+        _change(
+            "set-earlier",
+            T0 + 3 * MIN,
+            "mallory",
+            [{"key": "risk.max_position", "before": 60, "after": 1000}],
+            EARLIER_RUN,
+        ),
+    ]
+
+
+def _trial(
+    tid: str, family: str, source: str, ms: int, strategy: str, returns: list[float], sweep: str
+) -> Trial:
+    return Trial(
+        trial_id=f"{sweep}:{tid}",
+        family=family,
+        source=source,
+        tried_ms=ms,
+        symbol="AAPL",
+        strategy=strategy,
+        params={"strategy": strategy},
+        data_start_ms=OLD,
+        data_end_ms=T0,
+        period="day",
+        statistics={"trades": len(returns)},
+        returns=np.array(returns, dtype=np.float64),
+        run_id=sweep,
+    )
+
+
+def trials() -> list[Trial]:
+    """Two sweeps of sma_cross (one configuration never traded: no Sharpe), a walk-forward
+    window, a breakout trial, and one sweep long before the range."""
+    t1, t2 = T0 + MIN, T0 + 2 * MIN
+    return [
+        _trial("0", "sma_cross", "sweep", OLD, "sma_cross(3,9)", [0.05, 0.04, 0.06], "sweep-0"),
+        _trial("0", "sma_cross", "sweep", t1, "sma_cross(5,20)", [0.01, 0.02, -0.005], "sweep-1"),
+        _trial("1", "sma_cross", "sweep", t1, "sma_cross(10,30)", [0.0, 0.0, 0.0], "sweep-1"),
+        _trial("2", "sma_cross", "sweep", t1, "sma_cross(20,50)", [0.02, -0.01, 0.01], "sweep-1"),
+        _trial("0", "sma_cross", "sweep", t2, "sma_cross(5,25)", [0.03, -0.01, 0.02], "sweep-2"),
+        _trial(
+            "w0:0", "sma_cross", "walk_forward", t2, "sma_cross(5,20)", [0.01, 0.0, 0.02], "wf-1"
+        ),
+        _trial("0", "breakout", "sweep", t2, "breakout(20)", [0.02, 0.01, -0.02], "sweep-3"),
+    ]
+
+
+SETUP_A = {"strategies": [{"name": "sma_cross"}, {"name": "breakout"}], "strategy": {}}
+SETUP_B = {"strategies": [], "strategy": {"controller": "gpt"}}
+
+
+def _step(
+    setup: str, step: Step, outcome: Outcome, ms: int, who: str = "", run_id: str = RUN
+) -> StepRecord:
+    return StepRecord(
+        setup_hash=setup,
+        step=step,
+        run_id=run_id,
+        outcome=outcome,
+        recorded_ms=ms,
+        who=who,
+        figures={"sharpe": 1.2} if step != Step.APPROVAL else {},
+    )
+
+
+def promotion_steps() -> list[tuple[StepRecord, dict[str, Any]]]:
+    """Setup A goes backtest -> validation (warn) -> paper -> approval within the range;
+    setup B passed a backtest long ago and fails one in the range."""
+    t1, t2, t3, t4 = T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN, T0 + 4 * MIN
+    return [
+        (_step("a" * 16, Step.BACKTEST, Outcome.PASS, t1), SETUP_A),
+        (_step("a" * 16, Step.VALIDATION, Outcome.WARN, t2), SETUP_A),
+        (_step("a" * 16, Step.PAPER, Outcome.PASS, t3), SETUP_A),
+        (_step("a" * 16, Step.APPROVAL, Outcome.PASS, t4, who="alice", run_id=""), SETUP_A),
+        (_step("b" * 16, Step.BACKTEST, Outcome.PASS, OLD), SETUP_B),
+        (_step("b" * 16, Step.BACKTEST, Outcome.FAIL, t2), SETUP_B),
+    ]
+
+
+def write_control_and_ledgers(store: Store) -> None:
+    """Everything above once (the run's acks stamped with the store's run)."""
+    store.insert_models(control_acks())
+    store.insert_rows("settings_changes", settings_changes())
+    record_trials(store, trials())
+    for record, setup in promotion_steps():
+        record_step(store, record, setup)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A chdb store with the schema and the session written twice, merges stopped; and the same
@@ -968,9 +1160,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         for _ in range(2):  # an at-least-once replay writes the whole stream again, in order
             s.insert_models(first)
             s.insert_models(later)
+            write_control_and_ledgers(s)
         with Store.open(cfg, run_id=EARLIER_RUN) as earlier:
             earlier.insert_models(first)
             earlier.insert_models(later)
+            earlier.insert_models(control_acks())
         yield s
     finally:
         s.close()
@@ -1008,7 +1202,7 @@ def test_gpt_strategies_running_in_the_range(store: Store) -> None:
 
 def test_duplicates_are_really_stored(store: Store) -> None:
     for table in TABLES:
-        if table in ("news", "ticks", "control_log"):  # no panel reads these (yet)
+        if table in ("news", "ticks"):  # no panel reads these (yet)
             continue
         where = f"WHERE run_id = '{RUN}'"
         (raw,) = store.query(f"SELECT count() AS n FROM {table} {where}")
@@ -1080,10 +1274,89 @@ EXPECTED_COLUMNS: dict[tuple[str, str], list[str]] = {
         "reason",
         "payload_head",
     ],
+    # stratflow-control.json
+    ("Trading state (end of range)", "A"): ["state"],
+    ("Commands", "A"): ["Applied", "Refused", "State changes", "Settings commands"],
+    ("Trading state timeline", "A"): ["time", "state"],
+    ("Commands and acknowledgements", "A"): [
+        "time",
+        "action",
+        "outcome",
+        "state_before",
+        "state_after",
+        "issued_by",
+        "issued",
+        "reason",
+        "command_id",
+    ],
+    ("Commands by kind", "A"): ["kind", "applied", "refused"],
+    ("Settings changes (who, when, diff)", "A"): [
+        "time",
+        "who",
+        "key",
+        "before",
+        "after",
+        "ack",
+        "applied_at",
+        "change_id",
+    ],
+    ("Settings changes by person", "A"): ["who", "changes", "keys_changed"],
+    # stratflow-validation.json
+    ("templating", "var:family"): ["family"],
+    ("Trials per strategy family", "A"): [
+        "family",
+        "source",
+        "trials",
+        "sweeps",
+        "best_sharpe",
+        "mean_sharpe",
+        "never_traded",
+        "last_tried",
+    ],
+    ("Trials tried: $family", "A"): ["time", "source", "trials"],
+    ("Best trials: $family", "A"): [
+        "strategy",
+        "symbol",
+        "source",
+        "sharpe",
+        "period",
+        "data_from",
+        "data_to",
+        "tried",
+        "sweep",
+    ],
+    ("Promotion by setup", "A"): [
+        "setup_hash",
+        "strategies",
+        "backtest",
+        "validation",
+        "paper",
+        "approved_by",
+        "demotions",
+        "last_step",
+        "last_recorded",
+    ],
+    ("Promotion steps", "A"): [
+        "time",
+        "setup_hash",
+        "strategies",
+        "step",
+        "outcome",
+        "who",
+        "run_id",
+        "note",
+        "figures",
+    ],
 }
 
 # Panels that aggregate everything into one row (stat panels).
-SINGLE_ROW = {"Equity (latest)", "Activity", "Orders and fills"}
+SINGLE_ROW = {
+    "Equity (latest)",
+    "Activity",
+    "Orders and fills",
+    "Trading state (end of range)",
+    "Commands",
+}
 
 
 def test_every_query_has_expected_columns_listed() -> None:
@@ -1096,8 +1369,10 @@ def _describe(store: Store, sql: str) -> list[tuple[str, str]]:
 
 
 def run(store: Store, title: str, ref: str = "A", ctx: GrafanaContext = RANGE) -> list[dict]:
-    (q,) = [q for q in QUERIES if q.panel_title == title and q.ref_id == ref]
-    return store.query(expand_grafana_sql(q.raw_sql, ctx))
+    """The rows of a panel's query (a template variable shared by dashboards: the same SQL)."""
+    found = {q.raw_sql for q in QUERIES if q.panel_title == title and q.ref_id == ref}
+    (sql,) = found
+    return store.query(expand_grafana_sql(sql, ctx))
 
 
 @pytest.mark.parametrize("q", QUERIES, ids=_query_id)
@@ -1126,6 +1401,8 @@ def test_query_runs_on_an_empty_range(store: Store, q: Query) -> None:
         assert len(rows) == 1
     elif q.ref_id == "var:run":
         assert [r["run_id"] for r in rows] == [RUN, EARLIER_RUN]  # not bound to the time range
+    elif q.ref_id == "var:family":
+        assert [r["family"] for r in rows] == ["breakout", "sma_cross"]  # the whole ledger
     elif q.panel_title == "templating":
         assert [r["symbol"] for r in rows] == ["AAPL", "MSFT"]  # not bound to the time range
     else:
@@ -1163,12 +1440,25 @@ def test_run_variable_lists_the_newest_run_first(store: Store) -> None:
 
 def test_every_panel_reads_one_run() -> None:
     """Each run keeps its own rows (run_id ends every sorting key), so every read of a table
-    must pick the run, or two runs of the same data would count twice."""
+    must pick the run, or two runs of the same data would count twice. The ledgers that outlive
+    runs (`RUN_FREE_TABLES`: trials, promotions) are read whole: no run is picked there."""
+    tables = "|".join(SCHEMA_TABLES)
+    reads = re.compile(rf"\bFROM\s+`?({tables})`?(?:\s+AS\s+\w+)?", re.I)
     for q in QUERIES:
         if q.ref_id == "var:run":
             continue
-        reads = len(re.findall(r"\bFINAL\b", q.raw_sql)) or 1
-        assert q.raw_sql.count("run_id = ${run:singlequote}") == reads, _query_id(q)
+        found = reads.findall(q.raw_sql)
+        assert found, _query_id(q)
+        scoped = [t for t in found if t not in RUN_FREE_TABLES]
+        assert q.raw_sql.count("run_id = ${run:singlequote}") == len(scoped), _query_id(q)
+        if not scoped:
+            assert "$run" not in q.raw_sql and "${run" not in q.raw_sql, _query_id(q)
+
+
+def test_run_variables_are_the_same_everywhere() -> None:
+    """A dashboard link keeps the chosen run only if every dashboard lists runs alike."""
+    sqls = {q.raw_sql for q in QUERIES if q.ref_id == "var:run"}
+    assert len(sqls) == 1
 
 
 def test_symbol_variable(store: Store) -> None:
@@ -1342,3 +1632,200 @@ def test_dead_letters_by_reason_and_latest(store: Store) -> None:
     assert [r["offset"] for r in latest] == [15, 14, 13, 12, 11, 10]
     assert latest[1]["payload_head"] == LONG_PAYLOAD[:200]
     assert {r["partition"] for r in latest} == {0}
+
+
+# --------------------------------------------------------------------------------------------
+# stratflow-control.json: trading states, commands, settings changes
+# --------------------------------------------------------------------------------------------
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def test_trading_state_at_the_end_of_the_range(store: Store) -> None:
+    assert run(store, "Trading state (end of range)") == [{"state": "reducing"}]
+    # Before any command the desk trades: active. Between c-2 and c-4 it was halted (the refused
+    # c-3 changed nothing).
+    assert run(store, "Trading state (end of range)", ctx=EMPTY_RANGE) == [{"state": "active"}]
+    halted = GrafanaContext(RANGE.from_ms, T0 + 3 * MIN + 45_000, MIN, RANGE.variables)
+    assert run(store, "Trading state (end of range)", ctx=halted) == [{"state": "halted"}]
+
+
+def test_trading_state_timeline_starts_with_the_state_in_force(store: Store) -> None:
+    rows = run(store, "Trading state timeline")
+    applied = [a for a in control_acks() if a.outcome == "applied" and a.applied_ms >= T0]
+    assert [(r["time"], r["state"]) for r in rows] == [
+        (_at(RANGE.from_ms // 1000 * 1000), "reducing"),  # set by c-old, before the range
+        *[(_at(a.applied_ms), a.state_after.value) for a in applied],
+    ]
+
+
+def test_commands_stat_and_kinds(store: Store) -> None:
+    assert run(store, "Commands") == [
+        {"Applied": 4, "Refused": 1, "State changes": 3, "Settings commands": 1}
+    ]
+    assert run(store, "Commands by kind") == [
+        {"kind": "change_settings", "applied": 1, "refused": 0},
+        {"kind": "set_trading_state", "applied": 3, "refused": 1},
+    ]
+
+
+def test_commands_and_acknowledgements_newest_first(store: Store) -> None:
+    rows = run(store, "Commands and acknowledgements")
+    assert [r["command_id"] for r in rows] == ["c-4", "c-3", "c-2", "set-1", "c-1"]
+    refused = rows[1]
+    assert (refused["outcome"], refused["state_before"], refused["state_after"]) == (
+        "refused",
+        "halted",
+        "halted",
+    )
+    assert refused["reason"] == REFUSED
+    assert (refused["issued_by"], refused["issued"]) == ("bob", _at(T0 + 3 * MIN + 29_000))
+
+
+def test_settings_changes_one_row_per_key_with_the_ack(store: Store) -> None:
+    rows = run(store, "Settings changes (who, when, diff)")
+    got = [
+        (r["change_id"], r["who"], r["key"], r["before"], r["after"], r["ack"], r["applied_at"])
+        for r in rows
+    ]
+    assert got == [
+        ("set-2", "bob", "risk.max_position", "60", "80", "pending", None),
+        ("set-1", "alice", "gpt.model", '"gpt-4o-mini"', '"gpt-4o"', "applied", _at(T0 + 150_000)),
+        (
+            "set-1",
+            "alice",
+            "risk.max_order_notional",
+            "25000",
+            "30000",
+            "applied",
+            _at(T0 + 150_000),
+        ),
+    ]  # set-old is before the range, set-earlier belongs to the earlier run
+    assert [r["time"] for r in rows] == [_at(T0 + 4 * MIN), _at(T0 + 140_000), _at(T0 + 140_000)]
+    assert run(store, "Settings changes by person") == [
+        {"who": "alice", "changes": 1, "keys_changed": 2},
+        {"who": "bob", "changes": 1, "keys_changed": 1},
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# stratflow-validation.json: the trials ledger and promotions
+# --------------------------------------------------------------------------------------------
+
+
+def _in_range(ms: int) -> bool:
+    return RANGE.from_ms // 1000 * 1000 <= ms <= RANGE.to_ms
+
+
+def test_family_variable_lists_every_family_of_the_ledger(store: Store) -> None:
+    assert run(store, "templating", "var:family") == [
+        {"family": "breakout"},
+        {"family": "sma_cross"},
+    ]
+
+
+def test_trials_per_family_count_every_sweep_once(store: Store) -> None:
+    rows = run(store, "Trials per strategy family")
+    expected: dict[tuple[str, str], list[Trial]] = {}
+    for t in trials():
+        if _in_range(t.tried_ms):
+            expected.setdefault((t.family, t.source), []).append(t)
+    assert [(r["family"], r["source"]) for r in rows] == sorted(expected)
+    for r in rows:
+        group = expected[(r["family"], r["source"])]
+        sharpes = [t.sharpe for t in group if t.sharpe is not None]
+        assert r["trials"] == len(group)
+        assert r["sweeps"] == len({t.run_id for t in group})
+        assert r["never_traded"] == len(group) - len(sharpes)
+        assert r["best_sharpe"] == pytest.approx(max(sharpes))
+        assert r["mean_sharpe"] == pytest.approx(sum(sharpes) / len(sharpes))
+        assert r["last_tried"] == _at(max(t.tried_ms for t in group))
+    sma = {r["source"]: r for r in rows if r["family"] == "sma_cross"}
+    assert (sma["sweep"]["trials"], sma["sweep"]["sweeps"], sma["sweep"]["never_traded"]) == (
+        4,
+        2,
+        1,
+    )  # sweep-0 is before the range; sma_cross(10,30) never traded
+
+
+def test_trials_over_time_and_best_trials_of_the_family(store: Store) -> None:
+    rows = run(store, "Trials tried: $family")
+    assert [(r["time"], r["source"], r["trials"]) for r in rows] == [
+        (_minute(1), "sweep", 3),
+        (_minute(2), "sweep", 1),
+        (_minute(2), "walk_forward", 1),
+    ]
+    best = run(store, "Best trials: $family")
+    ranked = sorted(
+        (t for t in trials() if t.family == "sma_cross" and _in_range(t.tried_ms) and t.sharpe),
+        key=lambda t: -(t.sharpe or 0.0),
+    )
+    assert [(r["strategy"], r["sweep"]) for r in best] == [(t.strategy, t.run_id) for t in ranked]
+    assert [r["sharpe"] for r in best] == pytest.approx([t.sharpe for t in ranked])
+    assert "sma_cross(10,30)" not in {r["strategy"] for r in best}  # no Sharpe: never traded
+    breakout = GrafanaContext(RANGE.from_ms, RANGE.to_ms, MIN, {"family": "breakout"})
+    assert [r["strategy"] for r in run(store, "Best trials: $family", ctx=breakout)] == [
+        "breakout(20)"
+    ]
+
+
+def test_promotion_by_setup(store: Store) -> None:
+    rows = run(store, "Promotion by setup")
+    got = [
+        (
+            r["setup_hash"],
+            r["strategies"],
+            r["backtest"],
+            r["validation"],
+            r["paper"],
+            r["approved_by"],
+            r["demotions"],
+            r["last_step"],
+            r["last_recorded"],
+        )
+        for r in rows
+    ]
+    assert got == [
+        (
+            "a" * 16,
+            "sma_cross, breakout",
+            "pass",
+            "warn",
+            "pass",
+            "alice",
+            0,
+            "approval",
+            _minute(4),
+        ),
+        # The backtest that passed long ago is outside the range; the one inside failed.
+        ("b" * 16, "gpt controller", "fail", "", "", "", 0, "backtest", _minute(2)),
+    ]
+
+
+def test_promotion_steps_newest_first(store: Store) -> None:
+    rows = run(store, "Promotion steps")
+    assert [(r["setup_hash"][0], r["step"], r["outcome"]) for r in rows] == [
+        ("a", "approval", "pass"),
+        ("a", "paper", "pass"),
+        ("a", "validation", "warn"),
+        ("b", "backtest", "fail"),
+        ("a", "backtest", "pass"),
+    ]
+    assert (rows[0]["who"], rows[0]["run_id"]) == ("alice", "")
+    assert json.loads(rows[1]["figures"]) == {"sharpe": 1.2}
+
+
+def test_ledger_duplicates_are_really_stored(store: Store) -> None:
+    """Every ledger row was written twice: only FINAL keeps the panels' counts right."""
+    for table, where in (
+        ("control_log", f"WHERE run_id = '{RUN}'"),  # the earlier run wrote its acks once
+        ("settings_changes", ""),
+        ("trials", ""),
+        ("promotions", ""),
+    ):
+        (raw,) = store.query(f"SELECT count() AS n FROM {table} {where}")
+        (final,) = store.query(f"SELECT count() AS n FROM {table} FINAL {where}")
+        assert final["n"] > 0, table
+        assert raw["n"] == 2 * final["n"], table

@@ -754,7 +754,9 @@ def resolve(kind: str, parts: list[str]) -> str | None:
     if kind == "path":
         return None if (ROOT / parts[0]).exists() else "does not exist"
     if kind == "setting":
-        return _settings_key_problem(parts)
+        problem = _settings_key_problem(parts)
+        # A topic name can start like a section (`news.items` and the `news` section).
+        return None if problem and ".".join(parts) in index.strings else problem
     if kind == "override":
         keys = [p.lower() for p in parts]
         if keys[0] == "symbols" and len(keys) > 1:

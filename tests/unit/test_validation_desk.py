@@ -21,6 +21,7 @@ from models.core.events import BarEvent
 from models.core.messages import Alert, DecisionRecord, DecisionStatus, GptRequest, Order
 from models.desk.bar_history import BarHistory, BarRing, proposed_strategy
 from models.desk.desk import TradingDesk
+from models.desk.persisted import PERSISTED
 from models.review.loop import DEFAULT_REVIEWERS
 from models.review.validation import ValidationReviewer
 from models.strategy.compiler import Rejection, compile_strategy
@@ -197,7 +198,8 @@ def test_a_restore_keeps_the_gate_fed_whatever_the_snapshot_held(tmp_path: Path)
     cfg = gate_settings(tmp_path)
     desk = TradingDesk.create(cfg, gpt=True)
     state = list(desk.state())
-    state[-1] = None  # a snapshot taken without a window
+    at = [name for name, _, _ in PERSISTED].index("bar_history")
+    state[at] = None  # a snapshot taken without a window
     desk.restore(tuple(state))
     assert desk.bar_history is not None
 

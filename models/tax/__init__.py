@@ -1,0 +1,1 @@
+"""Tax lots from the fills (issue 15): cost basis, realised gains by holding period, wash sales."""

@@ -12,16 +12,20 @@ features, triggers and routes computed once, before any timing). One desk behind
 backtest: inline) takes them as `BarBlock`s of `--block` bars; the CPU time of the process is
 taken around `DeskDriver.run`, `on_bar_block` and each `on_bar_event` call the block path makes
 (an acting bar: one whose outputs hold a first decision version is a decision bar, one with a
-fill a fill bar). The quiet path is the rest of `on_bar_block`'s time, per quiet bar and per
-run of quiet bars, and as fitted (`fixed + per bar * bars`) to the times of each
-`quiet.quiet_bars` call. Each figure is the median of `--repeat` runs, each without cycle
+fill a fill bar). A fill bar the block path takes itself (trees that have it: its fills,
+`_venue_fills`, then `_after_fills` or the quiet run it opens) is timed around those calls, and
+one that opens a quiet run gets its share of the run at the quiet path's cost a bar. The quiet
+path is the rest of `on_bar_block`'s time, per quiet bar and per run of quiet bars, and as
+fitted (`fixed + per bar * bars`) to the times of each `quiet.quiet_bars` call. Each figure
+is the median of `--repeat` runs, each without cycle
 collection (as a bounded flow runs: `dataflows/run.py`). The CPU clock costs ~0.6 µs a reading.
 
 `--baseline REV` extracts that commit with `git archive` and runs this same file there (as a
 child, PYTHONPATH pointing at it), alternating with this tree's runs: the ratios are this tree's
-CPU time over the baseline's, and the fill counts, final equity and a digest of every row (its
-JSON, repr and fields set: `bench_acting_bars.row_text`) must be equal, else the benchmark
-fails. `--dump` writes those row texts, one a line.
+CPU time over the baseline's, and the fill counts, final equity, decision and fill bars and a
+digest of every row (its JSON, repr and fields set: `bench_acting_bars.row_text`) must be
+equal, else the benchmark fails (how many bars each path took may differ). `--dump` writes
+those row texts, one a line.
 """
 
 from __future__ import annotations
@@ -66,12 +70,42 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
     original = TradingDesk.on_bar_event
 
     timed: list[tuple[int, list[Any]]] = []  # sorted into kinds after the run
+    inside = [False]  # in an `on_bar_event` call
 
     def timed_event(self: TradingDesk, event: Any) -> Any:
         started = clock()
-        out = original(self, event)
+        inside[0] = True
+        try:
+            out = original(self, event)
+        finally:
+            inside[0] = False
         timed.append((clock() - started, out))
         return out
+
+    # A fill bar the block path takes itself (trees that have it): its fills
+    # (`_venue_fills`), then either the rest of the bar (`_after_fills`, timed into the same
+    # record) or the quiet run it opens (its share counted at the quiet path's cost a bar).
+    fill_bars: list[list[Any]] = []  # [ns, outputs, joined a quiet run]
+    venue_fills = TradingDesk._venue_fills
+    after_fills = getattr(TradingDesk, "_after_fills", None)
+
+    def timed_fills(self: TradingDesk, bar: Any) -> Any:
+        if inside[0]:
+            return venue_fills(self, bar)
+        started = clock()
+        out = venue_fills(self, bar)
+        fill_bars.append([clock() - started, list(out), True])
+        return out
+
+    def timed_after(self: TradingDesk, event: Any, out: Any) -> Any:
+        if inside[0] or after_fills is None:
+            return after_fills(self, event, out)  # type: ignore[misc]
+        started = clock()
+        got = after_fills(self, event, out)
+        record = fill_bars[-1]
+        record[0] += clock() - started
+        record[1], record[2] = list(got), False
+        return got
 
     runs: list[tuple[int, int]] = []  # (bars, ns) of each `quiet.quiet_bars` call
     quiet_bars = quiet.quiet_bars
@@ -93,6 +127,9 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
 
     TradingDesk.on_bar_event = timed_event  # type: ignore[method-assign]
     TradingDesk.on_bar_block = timed_block  # type: ignore[method-assign]
+    TradingDesk._venue_fills = timed_fills  # type: ignore[method-assign]
+    if after_fills is not None:
+        TradingDesk._after_fills = timed_after  # type: ignore[method-assign]
     quiet.quiet_bars = timed_quiet
     try:
         driver = DeskDriver(TradingDesk.create(cfg))
@@ -106,7 +143,12 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
         gc.enable()
         TradingDesk.on_bar_event = original  # type: ignore[method-assign]
         TradingDesk.on_bar_block = on_bar_block  # type: ignore[method-assign]
+        TradingDesk._venue_fills = venue_fills  # type: ignore[method-assign]
+        if after_fills is not None:
+            TradingDesk._after_fills = after_fills  # type: ignore[method-assign]
         quiet.quiet_bars = quiet_bars
+    joined = sum(1 for _, _, j in fill_bars if j)  # fill bars inside a quiet run
+    timed += [(ns, out) for ns, out, _ in fill_bars]
     for took, out in timed:
         decided = any(type(r) is DecisionRecord and r.version == 1 for r in out)
         kind = "decision" if decided else "fill" if any(type(r) is Fill for r in out) else "other"
@@ -133,6 +175,7 @@ def one_run(cfg: Any, blocks: list[BarBlock], dump: Path | None) -> dict[str, An
         "quiet_runs": len(columns),
         "quiet_bars": sum(len(r) for r in columns),
         "quiet_fit": [fixed, per_bar],
+        "joined": joined,
         "fills": sum(type(r) is Fill for r in expanded),
         "equity": str(last.equity) if isinstance(last, PositionSnapshot) else "?",
         "digest": digest.hexdigest(),
@@ -144,10 +187,15 @@ def figures(run: dict[str, Any]) -> dict[str, float]:
     quiet path per bar and per run."""
     acting_ns = sum(run["acting_ns"].values())
     quiet_ns = run["block_ns"] - acting_ns
-    out = {"total": run["total_ns"] / 1e3 / run["bars"], "acting": acting_ns / 1e3}
+    # A fill bar that opened a quiet run: its share of the run, at the run's cost a bar.
+    joined = run.get("joined", 0)
+    quiet_bars = max(run["quiet_bars"], 1)
+    share = quiet_ns * joined / quiet_bars
+    out = {"total": run["total_ns"] / 1e3 / run["bars"], "acting": (acting_ns + share) / 1e3}
     for kind in KINDS:
-        out[kind] = run["acting_ns"][kind] / 1e3 / max(run["acting"][kind], 1)
-    out["quiet/bar"] = quiet_ns / 1e3 / max(run["quiet_bars"], 1)
+        ns = run["acting_ns"][kind] + (share if kind == "fill" else 0)
+        out[kind] = ns / 1e3 / max(run["acting"][kind], 1)
+    out["quiet/bar"] = (quiet_ns - share) / 1e3 / max(run["quiet_bars"] - joined, 1)
     out["quiet/run"] = quiet_ns / 1e3 / max(run["quiet_runs"], 1)
     out["fit fixed"], out["fit /bar"] = (v / 1e3 for v in run["quiet_fit"])
     return out
@@ -221,9 +269,14 @@ def main() -> None:
             run["bars"] = args.bars
     report(got)
     (b, t) = (got[args.baseline][0], got["this tree"][0])
-    for key in ("fills", "equity", "digest", "acting", "quiet_runs", "quiet_bars"):
+    # The bars of each kind are the same; how many bars each path took may differ (a fill bar
+    # the block path takes itself opens a quiet run).
+    for key in ("fills", "equity", "digest"):
         if b[key] != t[key]:
             raise SystemExit(f"{key} differs: baseline {b[key]}, this tree {t[key]}")
+    for kind in ("decision", "fill"):  # a bar left at a block's end may be "other" or quiet
+        if b["acting"][kind] != t["acting"][kind]:
+            raise SystemExit(f"{kind} bars differ: baseline {b['acting']}, this tree {t['acting']}")
     print("rows identical (digest", t["digest"][:16] + ")")
 
 

@@ -47,9 +47,9 @@ from models.core.packed import (
     vwap_decimal,
     vwap_decimals,
 )
-from models.core.trusted import trusted
+from models.core.trusted import frozen_maker, trusted
 
-_isnan = math.isnan
+_bar_event = frozen_maker(BarEvent)  # `BarEvent(...)`, its fields in order
 
 
 _COLUMNS: Final = (
@@ -400,10 +400,11 @@ class FeatureColumns:
         return float(self._matrix[i, j])
 
     def values(self, i: int) -> dict[str, float | None]:
-        """Row `i` as `FeatureVector.values` (NaN back to None)."""
+        """Row `i` as `FeatureVector.values` (NaN back to None: a float unequal to itself)."""
         rows = self._rows
         row = rows[i] if rows is not None else self._matrix[i].tolist()  # type: ignore[index]
-        return {name: (None if _isnan(v) else v) for name, v in zip(self.names, row, strict=True)}
+        names = self.names  # every row has a value of each
+        return {name: (None if v != v else v) for name, v in zip(names, row, strict=True)}
 
     def vector(self, i: int, symbol: str, ts_ms: int, close: float) -> FeatureVector:
         return trusted(
@@ -522,16 +523,16 @@ class BarBlock:
 
     def event(self, i: int) -> BarEvent:
         """Bar i's event, equal to the one the per-bar path emits."""
-        cols = self.bars
-        bar = cols.bar(i)
-        return BarEvent(
-            bar=bar,
-            features=self.features.vector(i, cols.symbol, cols.end_ms[i], float(cols.close[i])),
-            signals=list(self.signals.get(i, ())),
-            branch=self.branches.get(i),
-            partition=self.partition,
-            clock_ms=self.clock_ms[i],
-            seq=self.first_seq + i,
+        bar = self.bars.bar(i)
+        signals = self.signals.get(i)
+        return _bar_event(
+            bar,
+            self.features.vector(i, bar.symbol, bar.end_ms, float(bar.close)),
+            [] if signals is None else list(signals),
+            self.branches.get(i),
+            self.partition,
+            self.clock_ms[i],
+            self.first_seq + i,
         )
 
     def events(self) -> list[BarEvent]:

@@ -59,7 +59,7 @@ from models.core.messages import (
     StrategyRecord,
     TradeIntent,
 )
-from models.core.trusted import replaced, trusted
+from models.core.trusted import frozen_maker, replaced, trusted
 from models.desk import bar_history, exchange_reports, gpt_decisions, promotion_watch, quiet
 from models.desk.bar_history import BarHistory
 from models.desk.control import ControlAck, ControlEvent, ControlPlane, on_control, with_state
@@ -134,6 +134,8 @@ def strategy_proposal(
 
 
 STRATEGY_CONTROLLER = "strategy"
+_decision_context = frozen_maker(DecisionContext)
+_review_context = frozen_maker(ReviewContext)
 
 # The fields a validating call would be given (`model_fields_set`) where the desk builds its
 # own records unvalidated (`models.core.trusted`): the rest are left at their defaults.
@@ -217,10 +219,13 @@ class TradingDesk:
 
     # ---------------------------------------------------------------- per bar
     def on_bar_event(self, event: BarEvent) -> list[DeskOutput]:
+        return self._after_fills(event, self._venue_fills(event.bar))
+
+    def _after_fills(self, event: BarEvent, out: list[DeskOutput]) -> list[DeskOutput]:
+        """The rest of `on_bar_event` once the venue's fills at the bar's open are in `out`
+        (a list of the caller's, appended to and returned)."""
         bar = event.bar
         sym = bar.symbol
-        out: list[DeskOutput] = []
-        out.extend(self._venue_fills(bar))
         self.portfolio.mark(sym, bar.close, bar.end_ms)
         out.extend(promotion_watch.on_bar(self, bar))  # drawdown, the simulator's opens
         self.latest[sym] = event
@@ -271,16 +276,40 @@ class TradingDesk:
         branched = sorted(block.branches)
         while i < n:
             columns = None
+            fills: list[DeskOutput] | None = None  # bar i's fills, when made already
             if n - i >= quiet.SHORTEST_RUN:  # shorter: the per-bar path costs less
                 columns, i = quiet.quiet_bars(self, block, i, branched, followed=True)
                 if columns is not None:
                     out.append(columns)
                 if i == n:
                     break
+                if n - i >= quiet.SHORTEST_RUN and quiet.fills_due(self, block.symbol):
+                    # A fill bar: its fills first, as `on_bar_event` makes them; the rest of
+                    # the bar is often quiet, and then it opens the next quiet run.
+                    bar = block.bars.bar(i)
+                    try:
+                        fills = self._venue_fills(bar)
+                    except Exception as err:  # as below: the bar's alert, nothing else
+                        event = block.event(i)
+                        i += 1
+                        if columns is not None:
+                            quiet.keep_latest(self, block, i - 2, event)
+                        out.append(desk_failure_alert(event, err))
+                        continue
+                    more, i = quiet.quiet_bars(self, block, i, branched, followed=True)
+                    if more is not None:
+                        out.extend(fills)
+                        out.append(more)
+                        columns, fills = more, None
+                        if i == n:
+                            break
             event = block.event(i)
             i += 1
             try:
-                outputs = self.on_bar_event(event)
+                if fills is None:
+                    outputs = self.on_bar_event(event)
+                else:
+                    outputs = self._after_fills(event, fills)
             except Exception as err:  # as the driver guards an event
                 if columns is not None:  # the run before kept no `latest` (`followed`)
                     quiet.keep_latest(self, block, i - 2, event)
@@ -328,10 +357,16 @@ class TradingDesk:
                 (fill,) = booked
                 self.book_fill(fill)
                 out.append(fill)
-                if order is not None:
-                    order = with_status(order, OrderStatus.FILLED, bar.start_ms)
+                if order is not None:  # `with_status(order, FILLED, ...)`, in one copy
+                    update: dict[str, Any] = {
+                        "status": OrderStatus.FILLED,
+                        "updated_ms": bar.start_ms,
+                        "reason": order.reason,
+                        "version": order.version + 1,
+                    }
                     if order.quantity != fill.quantity:  # sized at its fill
-                        order = replaced(order, {"quantity": fill.quantity})
+                        update["quantity"] = fill.quantity
+                    order = replaced(order, update)
                     out.append(order)
             if record is not None and order is not None:
                 out.append(self.next_version(record, order, booked))
@@ -388,21 +423,24 @@ class TradingDesk:
     ) -> DecisionContext:
         """The decision's context: the trigger's branch and signals, the latest bar's prices."""
         at = now or trigger
-        spec = self.settings.symbols.get(at.bar.symbol)
-        return DecisionContext(
-            decision_id=decision_id,
-            symbol=at.bar.symbol,
-            branch=trigger.branch or Branch.ROUTINE,
-            signals=trigger.signals,
-            features=at.features,
-            price=at.bar.close,
-            position=self.portfolio.quantity(at.bar.symbol)
-            + self.decisions.in_flight(at.bar.symbol),
-            cash=self.portfolio.cash,
-            equity=self.portfolio.equity(),
-            lot_size=spec.lot_size if spec else Decimal(1),
-            risk=self.settings.risk,
-            execution=self.settings.execution,
+        bar = at.bar
+        symbol = bar.symbol
+        settings = self.settings
+        spec = settings.symbols.get(symbol)
+        portfolio = self.portfolio
+        return _decision_context(  # `DecisionContext(...)`, its fields in order
+            decision_id,
+            symbol,
+            trigger.branch or Branch.ROUTINE,
+            trigger.signals,
+            at.features,
+            bar.close,
+            portfolio.quantity(symbol) + self.decisions.in_flight(symbol),
+            portfolio.cash,
+            portfolio.equity(),
+            spec.lot_size if spec else Decimal(1),
+            settings.risk,
+            settings.execution,
         )
 
     def active_reviewers(self) -> tuple[Reviewer, ...]:
@@ -410,12 +448,14 @@ class TradingDesk:
         return with_state(self, promotion_watch.active_reviewers(self))
 
     def review_context(self) -> ReviewContext:
-        return ReviewContext(
-            settings=self.settings,
-            portfolio=self.portfolio,
-            prices=dict(self.portfolio.marks),
-            pending_orders=self.decisions.pending_orders(),
-            shortable=self.shortable,
+        portfolio = self.portfolio
+        return _review_context(  # `ReviewContext(...)`, its fields in order
+            self.settings,
+            portfolio,
+            dict(portfolio.marks),
+            self.decisions.pending_orders(),
+            self.shortable,
+            None,
         )
 
     def review(

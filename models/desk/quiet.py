@@ -69,6 +69,14 @@ def quiet_bars(
     return _apply(desk, block, start, stop, followed and stop < len(block)), stop
 
 
+def fills_due(desk: TradingDesk, symbol: str) -> bool:
+    """Whether the simulated venue holds an order of `symbol` (the bar may fill it): the desk
+    makes such a bar's fills (`TradingDesk._venue_fills`) and then asks `quiet_bars` again,
+    from the same bar, which the fills may have left quiet."""
+    exchange = desk.exchange
+    return type(exchange) is SimulatedExchange and bool(exchange.pending.get(symbol))
+
+
 def keep_latest(desk: TradingDesk, block: BarBlock, last: int, failed: BarEvent) -> None:
     """A run of `block` ending at bar `last` was handled `followed`, and `on_bar_event` failed
     on the next bar (`failed`): the symbol's `latest` is the run's last bar, as bar by bar,

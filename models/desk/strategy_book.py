@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from models.core.events import BarEvent
 from models.core.messages import Fill, Side, StrategyRecord, StrategyStatus, TradeIntent
+from models.core.trusted import frozen_maker
 from models.portfolio.book import Portfolio
 from models.strategy.active import ActiveStrategy
 from models.strategy.compiler import CompiledDecision, CompiledStrategy
@@ -30,6 +31,9 @@ class StrategyActions:
     active: ActiveStrategy
     intents: list[TradeIntent]
     rationale: str
+
+
+_strategy_actions = frozen_maker(StrategyActions)  # `StrategyActions(...)`, fields in order
 
 
 @dataclass(slots=True)
@@ -119,7 +123,7 @@ class StrategyBook:
         if not intents:
             return True, None
         rationale = "; ".join(a.reason for a in actions)[:2000]
-        return True, StrategyActions(active, intents, rationale)
+        return True, _strategy_actions(active, intents, rationale)
 
     def activate(
         self, decision: CompiledDecision, decision_id: str, symbol: str, ts_ms: int, equity: Decimal

@@ -53,7 +53,7 @@ def review_alert(
 ) -> Alert:
     """A proposal the review loop refused in round `n`: a warning while it goes back to its
     proposer, critical when it was the last round."""
-    failed = ", ".join(sorted({c.name for c in verdict.failures}))
+    failed = ", ".join(sorted({c.name for c in verdict.checks if not c.passed}))
     # Unvalidated (`models.core.trusted`): one per refused round, every value the desk's own.
     return trusted(
         Alert,

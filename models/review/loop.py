@@ -36,7 +36,7 @@ from models.core.messages import (
     RiskVerdict,
     TradeIntent,
 )
-from models.core.trusted import replaced, trusted
+from models.core.trusted import frozen_maker, replaced, trusted
 from models.portfolio.book import Portfolio
 from models.review.risk import check
 from models.strategy.spec import StrategySpec
@@ -161,12 +161,18 @@ def review_round(
     proposal, small = tradeable(proposal, ctx)
     if not proposal.intents and ctx.strategy is None:
         return RoundResult(proposal, small, None)
-    verdict = combined([r.review(proposal, ctx) for r in reviewers])
+    if len(reviewers) == 1:  # `combined` of one verdict is that verdict
+        verdict = reviewers[0].review(proposal, ctx)
+    else:
+        verdict = combined([r.review(proposal, ctx) for r in reviewers])
     # Unvalidated (`models.core.trusted`): the round's number, the proposal and verdict as built.
     rounds.append(
         trusted(AdjustRound, {"round": len(rounds), "proposal": proposal, "verdict": verdict})
     )
-    return RoundResult(proposal, small, verdict)
+    return _round_result(proposal, small, verdict)
+
+
+_round_result = frozen_maker(RoundResult)  # `RoundResult(...)`, its fields in order
 
 
 class RefusalOutcome(StrEnum):
@@ -187,6 +193,9 @@ class Refusal:
     last: bool
 
 
+_refusal = frozen_maker(Refusal)  # `Refusal(...)`, its fields in order
+
+
 @dataclass(slots=True)
 class LoopResult:
     """How the loop ended: the decision's status, the final proposal, a note for the log,
@@ -198,8 +207,19 @@ class LoopResult:
     refusals: list[Refusal] = field(default_factory=list)
 
 
+def same_intents(one: list[TradeIntent], other: list[TradeIntent]) -> bool:
+    """`one == other`, told apart cheaply where they differ in length or in a quantity (an
+    adjustment resizes: pydantic's equality of each pair costs several µs)."""
+    if len(one) != len(other):
+        return False
+    for a, b in zip(one, other, strict=True):
+        if a is not b and a.quantity != b.quantity:
+            return False
+    return one == other
+
+
 def failed_names(verdict: RiskVerdict) -> str:
-    return ", ".join(sorted({c.name for c in verdict.failures}))
+    return ", ".join(sorted({c.name for c in verdict.checks if not c.passed}))
 
 
 def run_review_loop(
@@ -231,7 +251,7 @@ def run_review_loop(
             result.status = DecisionStatus.EXECUTED
             return result
         adjusted = adjust(step.proposal, verdict) if k < max_rounds else None
-        stalled = adjusted is not None and adjusted.intents == step.proposal.intents
+        stalled = adjusted is not None and same_intents(adjusted.intents, step.proposal.intents)
         outcome = (
             RefusalOutcome.EXHAUSTED
             if adjusted is None
@@ -241,7 +261,7 @@ def run_review_loop(
         )
         n = rounds[-1].round
         result.refusals.append(
-            Refusal(n, verdict, (outcome or RefusalOutcome.SENT_BACK).value, outcome is not None)
+            _refusal(n, verdict, (outcome or RefusalOutcome.SENT_BACK).value, outcome is not None)
         )
         if adjusted is None or stalled:
             result.note = f"risk gate refused after {k + 1} round(s): {failed_names(verdict)}"

@@ -50,8 +50,9 @@ def committed(
     return cash, qty
 
 
-def _names(symbol: str) -> tuple[str, str, str, str]:
-    """The names of a symbol's per-order checks (made once per symbol)."""
+def check_names(symbol: str) -> tuple[str, str, str, str]:
+    """The names of a symbol's per-order checks, made once per symbol: order notional, order
+    fee, long only, position notional (what an adjusting controller looks for)."""
     names = _NAMES.get(symbol)
     if names is None:
         names = _NAMES[symbol] = (
@@ -120,7 +121,7 @@ def check(
         notional = quantity * px
         fee = notional * fee_bps / BPS
         total_fee += fee
-        names = _names(symbol)
+        names = check_names(symbol)
         passed = notional <= max_notional
         approved = approved and passed
         values = {
@@ -141,7 +142,9 @@ def check(
             "message": _FEE,
         }
         checks.append(trusted(RiskCheck, values))
-        qty = held.get(symbol, portfolio.quantity(symbol))
+        qty = held.get(symbol)
+        if qty is None:
+            qty = portfolio.quantity(symbol)
         if side is Side.BUY:
             after = qty + quantity
             increases_risk = increases_risk or after > 0

@@ -85,7 +85,9 @@ class ActiveStrategy:
         self.bars += 1
         pnl = self.realized + self.unrealized(portfolio)
         self.peak_pnl = max(self.peak_pnl, pnl)
-        if self.start_equity > 0:
+        # At the peak the drawdown is 0.0 (or -0.0), which leaves `max_drawdown` (never below
+        # 0.0, at most 1.0) as it is: no division then.
+        if self.start_equity > 0 and self.peak_pnl != pnl:
             dd = float((self.peak_pnl - pnl) / self.start_equity)
             self.max_drawdown = min(1.0, max(self.max_drawdown, dd))
 

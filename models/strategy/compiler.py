@@ -33,6 +33,7 @@ from typing import Final
 from models.config.settings import ExecutionConfig, StrategyConfig
 from models.core.messages import FeatureVector, Side, TradeIntent
 from models.core.money import round_to_lot
+from models.core.trusted import frozen_maker
 from models.signals import crossing
 from models.signals.indicators import parse_feature
 from models.strategy.intents import (
@@ -75,6 +76,7 @@ _BPS: Final = Decimal(10_000)
 _LISTED: Final = 20  # names quoted in one reason, so a reason stays one readable line
 
 Values = Mapping[str, float | None]
+_strategy_action = frozen_maker(StrategyAction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ _CROSSES: Final = frozenset({"crosses_above", "crosses_below"})
 
 
 def _read(term: Term, values: Values) -> float | None:
-    return term.value if isinstance(term, Const) else values.get(term.name)
+    return term.value if type(term) is Const else values.get(term.name)  # type: ignore[union-attr]
 
 
 def _term_text(term: Term) -> str:
@@ -190,6 +192,8 @@ class CompiledStrategy:
     the whole position. A negative position is not this strategy's to manage: no action.
     """
 
+    _reads_close = True  # a strategy unpickled from before `_reads_close`: the general path
+
     def __init__(
         self,
         spec: StrategySpec,
@@ -212,6 +216,9 @@ class CompiledStrategy:
         self.horizon_bars = spec.horizon_bars
         # The (left, right) pairs of crosses_* comparisons; empty: the strategy keeps no state.
         self._pairs = pairs
+        # Whether a condition reads the bar's close: if not, a bar's values are its features
+        # as they are (`_values` copies them to add the close).
+        self._reads_close = "close" in _names_read(entry) | _names_read(exit_)
         # symbol -> (ts_ms of the last bar seen, last strict side of each pair).
         self._last: dict[str, tuple[int, dict[Pair, crossing.Side]]] = {}
 
@@ -284,12 +291,12 @@ class CompiledStrategy:
         opening = kind == "entry"
         buy = opening != short
         reason = f"{self.strategy_id} {kind}{' short' if short else ''}: {why}"
-        return StrategyAction(
-            symbol=symbol,
-            side=Side.BUY if buy else Side.SELL,
-            kind=kind,
-            target_fraction=self.target_fraction(symbol) if opening else _ZERO,
-            reason=reason[:MAX_REASON],
+        return _strategy_action(  # `StrategyAction(...)`, its fields in order
+            symbol,
+            Side.BUY if buy else Side.SELL,
+            kind,
+            self.target_fraction(symbol) if opening else _ZERO,
+            reason[:MAX_REASON],
         )
 
     def _stops(
@@ -327,7 +334,7 @@ class CompiledStrategy:
         if symbol not in self.universe:
             return []
         finite = math.isfinite(fv.close)
-        now = _values(fv)
+        now = _values(fv) if self._reads_close else fv.values
         before = self._advance(symbol, fv.ts_ms, now)
         direction = self.spec.direction
         if position != 0:
@@ -395,6 +402,13 @@ class CompiledStrategy:
             elif (qty := round_to_lot(target - held, lot)) > 0:
                 buys.append(buy_to_fraction(symbol, qty, self.target_weights[symbol], reason))
         return sells + buys
+
+
+def _names_read(node: Node) -> set[str]:
+    """The feature names a condition tree reads."""
+    if isinstance(node, GroupNode):
+        return set().union(*(_names_read(c) for c in node.children))
+    return {t.name for t in (node.left, node.right) if isinstance(t, FeatureRef)}
 
 
 def _values(fv: FeatureVector) -> dict[str, float | None]:

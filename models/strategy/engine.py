@@ -26,7 +26,7 @@ from models.core.messages import (
 )
 from models.core.money import round_to_lot
 from models.core.trusted import replaced
-from models.review.risk import estimated_price, fee_for
+from models.review.risk import check_names, estimated_price, fee_for
 from models.strategy.intents import intent as new_intent
 from models.strategy.intents import proposal
 
@@ -123,49 +123,52 @@ class LocalStrategyEngine:
         A buy sized at its fill stays so when only the cash limits it (its fill is sized from
         the cash then available anyway); a per-order or per-position limit that binds makes it
         explicit, so the fill cannot buy more than the limit allowed."""
-        failed = verdict.failures
-        if any(c.name == "daily_loss" for c in failed):
-            sells = [i for i in previous.intents if i.side is Side.SELL]
-            return replaced(
-                previous,
-                {
-                    "intents": sells,
-                    "rationale": previous.rationale + "; daily loss limit: buys dropped",
-                },
-            )
+        failed = [c for c in verdict.checks if not c.passed]  # `verdict.failures`
+        for c in failed:
+            if c.name == "daily_loss":
+                sells = [i for i in previous.intents if i.side is Side.SELL]
+                return replaced(
+                    previous,
+                    {
+                        "intents": sells,
+                        "rationale": previous.rationale + "; daily loss limit: buys dropped",
+                    },
+                )
         intents: list[TradeIntent] = []
         held_left = ctx.position  # shared by all sells of the symbol, in order
         px = estimated_price(ctx.price, Side.BUY, ctx.execution)  # the higher, conservative
         unit_fee = fee_for(px, ctx.execution)
+        lot = ctx.lot_size
         for intent in previous.intents:
-            per_order = [intent.quantity]
-            overall = [intent.quantity]
-            by_cash = intent.quantity
-            sym = intent.symbol
-            order_notional, order_fee = f"order_notional:{sym}", f"order_fee:{sym}"
-            position_notional = f"position_notional:{sym}"
-            online_size = f"online_size:{sym}"  # the online model's cap (models.online.reviewer)
+            quantity = intent.quantity
+            per_order = [quantity]
+            overall = [quantity]
+            by_cash = quantity
+            # The names of the symbol's checks (`models.review.risk`, made once a symbol).
+            order_notional, order_fee, _, position_notional = check_names(intent.symbol)
+            online_size = f"online_size:{intent.symbol}"  # the online model's cap
             for c in failed:
+                name = c.name
                 limit = c.limit if c.limit is not None else _ZERO
-                if c.name == order_notional or c.name == online_size:
+                if name in (order_notional, online_size):  # online: models.online.reviewer
                     per_order.append(limit / px)
-                elif c.name == order_fee and unit_fee > 0:
+                elif name == order_fee and unit_fee > 0:
                     per_order.append(limit / unit_fee)
-                elif c.name == position_notional:
+                elif name == position_notional:
                     overall.append(limit / px - ctx.position)
-                elif c.name == "cash":
+                elif name == "cash":
                     overall.append(limit / (px + unit_fee))
                     by_cash = min(by_cash, limit / (px + unit_fee))
-            slice_qty = round_to_lot(min(per_order), ctx.lot_size)
+            slice_qty = round_to_lot(min(per_order), lot)
             if intent.side is Side.BUY:
-                qty = round_to_lot(min(*overall, slice_qty), ctx.lot_size)
+                qty = round_to_lot(min(*overall, slice_qty), lot)
                 if qty > 0:
                     update: dict[str, object] = {"quantity": qty}
-                    if qty < round_to_lot(by_cash, ctx.lot_size):  # a limit besides the cash
+                    if qty < round_to_lot(by_cash, lot):  # a limit besides the cash
                         update["size_fraction"] = None
                     intents.append(replaced(intent, update))
                 continue
-            remaining = round_to_lot(min(*overall, held_left), ctx.lot_size)
+            remaining = round_to_lot(min(*overall, held_left), lot)
             if remaining > 0 and slice_qty <= 0:
                 continue  # not even one lot fits a single order: nothing to send
             held_left -= remaining
@@ -173,7 +176,7 @@ class LocalStrategyEngine:
                 part = min(remaining, slice_qty)
                 intents.append(replaced(intent, {"quantity": part}))
                 remaining -= part
-        reasons = ", ".join(c.name for c in failed)
+        reasons = ", ".join([c.name for c in failed])
         return replaced(
             previous,
             {"intents": intents, "rationale": previous.rationale + f"; resized for {reasons}"},

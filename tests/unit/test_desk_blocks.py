@@ -28,7 +28,7 @@ from dataflows.driver import DeskDriver
 from models.config.settings import Settings
 from models.core.blocks import BarBlock, BarColumns, PositionColumns, expand_rows
 from models.core.events import BarEvent
-from models.core.messages import Bar, GptRequest
+from models.core.messages import Bar, Fill, GptRequest
 from models.core.packed import BarFloats
 from models.desk.desk import DeskRow, TradingDesk
 from models.gpt.decider import GptAnswer
@@ -375,15 +375,17 @@ def test_a_bar_failing_after_a_quiet_run_leaves_that_runs_last_bar_as_latest(
     """The block path makes no event for `latest` at the end of a quiet run that the next bar's
     `on_bar_event` follows (it keeps its own); when that bar fails before keeping it, the run's
     last bar is `latest`, as bar by bar. Bars with a branch (the local engine decides them) fail
-    on entry, before anything moved; the desks are compared after every block."""
-    event_of = TradingDesk.on_bar_event
+    once the venue's fills at their open are made (`_after_fills`, which both paths run: the
+    block path makes a fill bar's fills itself), before anything else moved; the desks are
+    compared after every block."""
+    after_fills = TradingDesk._after_fills
 
-    def failing(self: TradingDesk, event: BarEvent) -> Any:
+    def failing(self: TradingDesk, event: BarEvent, out: list[Any]) -> Any:
         if event.branch is not None and event.bar.end_ms // MIN % 2 == 0:
             raise RuntimeError("desk bug")
-        return event_of(self, event)
+        return after_fills(self, event, out)
 
-    monkeypatch.setattr(TradingDesk, "on_bar_event", failing)
+    monkeypatch.setattr(TradingDesk, "_after_fills", failing)
     cfg = make_settings({})
     cut = blocks(stream(cfg, 3, 300), random.Random(4), 120)
     one, many = desk_for(cfg, None), desk_for(cfg, None)
@@ -399,3 +401,30 @@ def test_a_bar_failing_after_a_quiet_run_leaves_that_runs_last_bar_as_latest(
     assert failed_last >= 2  # blocks that end on a failed bar: `latest` is seen before it
     assert sum("desk bug" in getattr(r, "message", "") for r in per_bar) >= 3
     assert_same(per_bar, at_once, one, many)
+
+
+def test_fill_bars_open_quiet_runs(monkeypatch: Any) -> None:
+    """A bar that only fills what the venue holds (and then is quiet) does not go through
+    `on_bar_event` on the block path: its fills are made, and it opens the next quiet run; the
+    rows and the desk are those of bar by bar."""
+    events_seen: set[tuple[str, int]] = set()
+    event_of = TradingDesk.on_bar_event
+
+    def counted(self: TradingDesk, event: BarEvent) -> Any:
+        events_seen.add((event.bar.symbol, event.bar.end_ms))
+        return event_of(self, event)
+
+    cfg = make_settings({"ABC": "cross", "XYZ": "cross"})
+    per_bar, _, one, _ = both_ways(cfg, None, 5, 400, 400)
+    monkeypatch.setattr(TradingDesk, "on_bar_event", counted)
+    many = desk_for(cfg, None)
+    at_once: list[DeskRow] = []
+    many.run(blocks(stream(cfg, 5, 400), random.Random(6), 400), at_once)
+    fills = [r for r in per_bar if isinstance(r, Fill)]
+    assert len(fills) >= 4
+    assert_same(per_bar, at_once, one, many)
+    # The block path: a fill's bar (its start is the fill's time) is among the quiet runs'.
+    quiet = {(r.symbol, t) for r in at_once if isinstance(r, PositionColumns) for t in r.ts_ms}
+    taken = [f for f in fills if (f.symbol, f.ts_ms + MIN) in quiet]
+    assert len(taken) >= len(fills) // 2
+    assert all((f.symbol, f.ts_ms + MIN) not in events_seen for f in taken)

@@ -202,10 +202,13 @@ def run_backtest(
     say: Callable[[str], None],
     progress: bool = True,
     processes: int = 1,
+    rows_apart: bool = False,
 ) -> BacktestRun:
     """Publish `data`, run the flow to its end and read the run back; a failure (or Ctrl-C)
     deletes the run's rows from a ClickHouse server before it propagates. `processes`: the
-    flow as a cluster of that many processes (`dataflows.cluster`)."""
+    flow as a cluster of that many processes (`dataflows.cluster`); `rows_apart`: its store in
+    process 1, not the desk's (`dataflows.placement`; this process opens the store only once
+    the flow has ended; measured: no faster yet, see bench/NEXT.md)."""
     settings = _own_topics(with_backtest_dirs(settings, run_dir), run_dir)
     run_state = open_run_state(settings)
     run_id = run_state.run_id
@@ -238,6 +241,7 @@ def run_backtest(
                 stop_note=f"stopped: run {run_id} is not finished and has no report",
                 processes=processes,
                 cluster=cluster,
+                rows_apart=rows_apart,
             )
             flow_seconds = time.perf_counter() - t0
         with Store.open(settings.clickhouse) as store:

@@ -209,7 +209,7 @@ def build_flow(
     # cluster whose rows are all written in the desk's process, ingest's rows ride with the
     # desk's inputs: one crossing, the bars' columns packed once (`IngestLanes`).
     # (the same in every process)
-    together = many and not placement.shared_store and placement.desk_process == 0
+    together = placement.together
     ingested = op.stateful_batch(
         "ingest",
         by_partition,

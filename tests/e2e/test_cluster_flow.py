@@ -92,13 +92,15 @@ def flow_children(proc: subprocess.Popen[str], want: int) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("partitions", "processes", "gpt"), [(3, 2, False), (3, 3, False), (1, 2, True)]
+    ("partitions", "processes", "gpt", "apart"),
+    [(3, 2, False, False), (3, 3, False, False), (1, 2, True, False), (3, 3, False, True)],
 )
 def test_a_cluster_writes_the_rows_of_one_worker(
-    kafka_bootstrap: str, tmp_path: Path, partitions: int, processes: int, gpt: bool
+    kafka_bootstrap: str, tmp_path: Path, partitions: int, processes: int, gpt: bool, apart: bool
 ) -> None:
     """Three partitions spread over the ingest processes; with GPT, the desk's gateway asks
-    from process 0 as it does alone."""
+    from process 0 as it does alone; `--rows-apart` (a backtest's layout: the store and the
+    desk's rows in process 1, process 2's rows crossing to it) writes the same rows."""
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         if gpt:
@@ -107,7 +109,8 @@ def test_a_cluster_writes_the_rows_of_one_worker(
             )
             env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-cluster"}
         s = published(kafka_bootstrap, tmp_path, partitions)
-        run_flow_subprocess(s, kafka_bootstrap, tmp_path, env=env, processes=processes)
+        more = ("--rows-apart",) if apart else ()
+        run_flow_subprocess(s, kafka_bootstrap, tmp_path, env=env, processes=processes, args=more)
         check_golden(golden_name(partitions, gpt), result_tables(query, s))
 
 

@@ -98,3 +98,37 @@ def test_a_backtest_runs_on_two_processes_when_it_is_long_and_there_are_two_cpus
     assert default_processes(CLUSTER_FROM_MESSAGES - 1, cpus=8) == 1  # measured: no gain
     assert default_processes(10 * CLUSTER_FROM_MESSAGES, cpus=1) == 1
     assert default_processes(0) == 1
+
+
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_rows_apart_puts_the_embedded_store_in_process_one(processes: int) -> None:
+    """A backtest's layout: every row, the desk's too, is gathered and written in process 1
+    (ingest's rows there never cross); process 0 keeps the desk and nothing of the store."""
+    places = [Placement(processes, p, rows_apart=True) for p in range(processes)]
+    assert [pl.store_parts() for pl in places] == [[], ["store-001"]] + [[]] * (processes - 2)
+    for pl in places:
+        assert not pl.together  # ingest's rows stay out of the desk's lane
+        key = pl.table_key("decisions")
+        assert worker_of(key, processes) == 1
+        assert pl.store_part_of(key) == 0  # the one partition there is
+    assert worker_of(places[0].desk_key("desk"), processes) == 0
+    assert places[0].local_parts(PARTS) == []  # the desk's process still reads nothing
+
+
+def test_rows_apart_with_a_server_writes_the_desks_rows_in_process_one() -> None:
+    places = [Placement(3, p, shared_store=True, rows_apart=True) for p in range(3)]
+    parts = sorted(part for pl in places for part in pl.store_parts())
+    assert parts == ["store-001", "store-002"]  # process 0 opens no store
+    for p, pl in enumerate(places):
+        key = pl.table_key("bars")
+        assert worker_of(key, 3) == max(p, 1)
+        assert parts[pl.store_part_of(key)] == f"store-00{max(p, 1)}"
+
+
+def test_the_default_layouts_are_unchanged() -> None:
+    """Without `rows_apart` the desk's process writes the embedded store and takes ingest's
+    rows with the desk's inputs (one crossing), as before; one process ignores the flag."""
+    assert Placement(2, 1).together and not Placement(2, 1, shared_store=True).together
+    assert Placement(2, 0).rows_process == 0 == Placement(1, 0, rows_apart=True).rows_process
+    assert Placement(1, 0, rows_apart=True).store_parts() == ["store-000"]
+    assert not Placement(1, 0).together

@@ -31,7 +31,7 @@ def run(
     fee_bps: float | None,
     slippage_bps: float | None,
     processes: int | None = None,
-    rows_apart: bool = False,
+    rows_apart: bool | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     import dataflows
@@ -54,8 +54,8 @@ def run(
             else:
                 processes = default_processes(getattr(data, "count", 0))
         more: dict[str, Any] = {"processes": processes} if processes > 1 else {}
-        if rows_apart:
-            more["rows_apart"] = True
+        if rows_apart is not None:  # else the tree's default
+            more["rows_apart"] = rows_apart
         result = run_backtest(settings, data, work, say=lambda _line: None, progress=False, **more)
         done = time.perf_counter()
     from models.performance.trades import TaggedFill, pair_fills
@@ -89,7 +89,11 @@ def main() -> int:
     ap.add_argument("--fee-bps", type=float, default=None)
     ap.add_argument("--slippage-bps", type=float, default=None)
     ap.add_argument("--processes", type=int, default=None, help="default: the CLI's")
-    ap.add_argument("--rows-apart", action="store_true", help="the store in process 1")
+    ap.add_argument(
+        "--rows-with-desk",
+        action="store_true",
+        help="on a cluster, the store in the desk's process (the layout before rows_apart)",
+    )
     args = ap.parse_args()
     result = run(
         args.csv,
@@ -98,7 +102,7 @@ def main() -> int:
         args.fee_bps,
         args.slippage_bps,
         args.processes,
-        args.rows_apart,
+        False if args.rows_with_desk else None,
     )
     print(json.dumps(result))
     return 0

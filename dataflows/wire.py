@@ -31,9 +31,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel
 
-from connectors.store.rows import decision_parts, keep_decision_parts
 from models.core.blocks import BarColumns, PositionColumns
-from models.core.messages import DecisionRecord
 from models.core.packed import BarFloats
 
 T = TypeVar("T")
@@ -157,21 +155,6 @@ def _model(cls: type[BaseModel], fields: dict[str, Any], given: set[str] | None)
     return model
 
 
-def _reduce_decision(obj: DecisionRecord) -> Any:
-    """A decision with its nested parts' JSON (`connectors.store.rows.decision_parts`), made
-    here once for the Kafka message and the store's row: the process that writes the row
-    takes them instead of serializing the parts again."""
-    reduced = _reduce_model(obj)
-    parts = decision_parts(obj) if reduced[0] is _model else None
-    return reduced if parts is None else (_decision, (reduced[1], parts))
-
-
-def _decision(model: tuple[Any, ...], parts: tuple[bytes, ...]) -> BaseModel:
-    decision = _model(*model)
-    keep_decision_parts(cast(DecisionRecord, decision), parts)
-    return decision
-
-
 def _reduce_enum(member: enum.Enum) -> Any:
     """An enum member by its class and name (unpickled by `getattr`, no Python call)."""
     return getattr, (type(member), member._name_)
@@ -198,7 +181,6 @@ def _dispatch() -> dict[Any, Any]:
     is packed (the flow's are by then: its steps are built). A pickler's table is looked up by
     exact type, so a class defined later pickles as it always did: the same item, slower."""
     if not _REGISTERED:
-        _DISPATCH[DecisionRecord] = _reduce_decision
         for cls in _subclasses(BaseModel):
             _DISPATCH.setdefault(cls, _reduce_model)
         for cls in _subclasses(enum.Enum):

@@ -638,13 +638,6 @@ def decision_parts(m: DecisionRecord) -> tuple[bytes, ...] | None:
         return None
 
 
-def keep_decision_parts(m: DecisionRecord, parts: tuple[bytes, ...]) -> None:
-    """Hold `parts` as `m`'s nested parts' JSON for the next `decision_parts`/`message_json`
-    of `m`: a decision that crossed processes with the parts its sender had made
-    (`dataflows.wire`), so they are not made twice."""
-    _PARTS_OF.put(m, parts)
-
-
 _DECISION_FIELDS: Final = (
     "decision_id",
     "ts_ms",

@@ -102,14 +102,15 @@ def test_a_backtest_runs_on_two_processes_when_it_is_long_and_there_are_two_cpus
 
 @pytest.mark.parametrize("processes", [2, 3, 4])
 def test_rows_apart_puts_the_embedded_store_in_process_one(processes: int) -> None:
-    """A backtest's layout: every row, the desk's too, is gathered and written in process 1
-    (ingest's rows there never cross); process 0 keeps the desk and nothing of the store."""
+    """A backtest's layout: the store in process 1; every process gathers its own rows
+    (nothing crosses as rows) and sends the INSERTs they make to process 1's partition."""
     places = [Placement(processes, p, rows_apart=True) for p in range(processes)]
     assert [pl.store_parts() for pl in places] == [[], ["store-001"]] + [[]] * (processes - 2)
-    for pl in places:
+    for p, pl in enumerate(places):
         assert not pl.together  # ingest's rows stay out of the desk's lane
+        assert pl.store_process == 1
         key = pl.table_key("decisions")
-        assert worker_of(key, processes) == 1
+        assert worker_of(key, processes) == p == pl.gather_process
         assert pl.store_part_of(key) == 0  # the one partition there is
     assert worker_of(places[0].desk_key("desk"), processes) == 0
     assert places[0].local_parts(PARTS) == []  # the desk's process still reads nothing
@@ -121,7 +122,7 @@ def test_rows_apart_with_a_server_writes_the_desks_rows_in_process_one() -> None
     assert parts == ["store-001", "store-002"]  # process 0 opens no store
     for p, pl in enumerate(places):
         key = pl.table_key("bars")
-        assert worker_of(key, 3) == max(p, 1)
+        assert worker_of(key, 3) == p
         assert parts[pl.store_part_of(key)] == f"store-00{max(p, 1)}"
 
 

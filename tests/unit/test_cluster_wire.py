@@ -11,13 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from connectors.store import rows as store_rows
-from connectors.store.rows import decision_parts, forget_json, message_json
+from connectors.store.rows import forget_json, message_json
 from dataflows.wire import Packed, packed, shipped, unpacked
 from models.core.blocks import BarColumns, PositionColumns
 from models.core.messages import Alert, DecisionRecord, Fill, Order, OrderStatus, Severity, Side
@@ -165,27 +163,6 @@ def test_records_arrive_equal_with_the_same_messages(
     assert [r.model_fields_set for r in got] == [r.model_fields_set for r in lane]
     assert [message_json(r) for r in got] == want
     assert [r.model_dump_json().encode() for r in got] == want
-
-
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=40)
-@given(rs.decisions)
-def test_a_decision_brings_its_parts_and_they_are_not_made_again(
-    decision: DecisionRecord,
-) -> None:
-    """A decision's parts' JSON, made by the sender for its Kafka message, travels with it;
-    the receiving store takes them (`keep_decision_parts`) instead of serializing again."""
-    forget_json()
-    sent = packed([decision])
-    sent_parts = decision_parts(decision)  # the sender's second asker (the Kafka lane)
-    forget_json()
-    made: list[object] = []
-    real = store_rows._decision_parts
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store_rows, "_decision_parts", lambda m: made.append(m) or real(m))
-        (got,) = pickle.loads(pickle.dumps(sent))
-        assert decision_parts(got) == sent_parts
-    assert made == ([] if sent_parts is not None else [got])
-    assert message_json(got) == decision.model_dump_json().encode()
 
 
 def test_a_model_with_unset_fields_keeps_them_unset() -> None:

@@ -27,7 +27,7 @@ from connectors.files.replay import replay
 from connectors.kafka.broker import LocalBroker, ensure_topics
 from connectors.store.clickhouse import TABLES, Store
 from connectors.store.runs import delete_run
-from dataflows.cluster import Cluster
+from dataflows.cluster import Cluster, store_may_move
 from dataflows.pipeline import FlowSpec
 from dataflows.run import open_run_state, run_pipeline
 from models.config.settings import Settings
@@ -217,6 +217,7 @@ def run_backtest(
     try:
         with ExitStack() as stack:
             cluster = None
+            apart = rows_apart and store_may_move(settings)  # decided before the fork
             if processes > 1:  # the other processes import while the data is published
                 cluster = Cluster(processes).spawn()
                 stack.callback(cluster.kill)
@@ -242,7 +243,7 @@ def run_backtest(
                 stop_note=f"stopped: run {run_id} is not finished and has no report",
                 processes=processes,
                 cluster=cluster,
-                rows_apart=rows_apart,
+                rows_apart=apart,
             )
             flow_seconds = time.perf_counter() - t0
         with Store.open(settings.clickhouse) as store:

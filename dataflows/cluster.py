@@ -125,6 +125,14 @@ def placement_for(
     )
 
 
+def store_may_move(settings: Settings) -> bool:
+    """Whether a forked process may hold this run's store (`Placement.rows_apart`): always
+    with a ClickHouse server; embedded chdb only if this process never started it (its engine
+    threads do not survive a fork: a child using it crashed, e.g. a second backtest run
+    in-process after a first on one process)."""
+    return bool(settings.clickhouse.url) or "chdb" not in sys.modules
+
+
 def loopback_addresses(n: int) -> tuple[str, ...]:
     """`n` free loopback ports, one per process (asked of the kernel, then released for the
     processes to bind)."""

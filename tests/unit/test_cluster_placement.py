@@ -3,12 +3,16 @@ sends a key where `worker_of` says is measured in tests/integration/test_cluster
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataflows.cluster import CLUSTER_FROM_MESSAGES, default_processes
+from dataflows.cluster import CLUSTER_FROM_MESSAGES, default_processes, store_may_move
 from dataflows.placement import Placement, pinned, siphash13, worker_of
+from models.config.settings import ClickHouseConfig, Settings, SymbolSpec
 
 keys = st.text(min_size=0, max_size=40)
 
@@ -133,3 +137,18 @@ def test_the_default_layouts_are_unchanged() -> None:
     assert Placement(2, 0).rows_process == 0 == Placement(1, 0, rows_apart=True).rows_process
     assert Placement(1, 0, rows_apart=True).store_parts() == ["store-000"]
     assert not Placement(1, 0).together
+
+
+def test_the_store_moves_to_a_forked_process_only_where_it_can(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Embedded chdb started in this process cannot be used by a forked child (it crashed);
+    a server can always be written from anywhere."""
+    embedded = Settings(symbols={"SIMA": SymbolSpec()})
+    server = embedded.model_copy(
+        update={"clickhouse": ClickHouseConfig(url="http://localhost:8123")}
+    )
+    monkeypatch.delitem(sys.modules, "chdb", raising=False)
+    assert store_may_move(embedded) and store_may_move(server)
+    monkeypatch.setitem(sys.modules, "chdb", types.ModuleType("chdb"))
+    assert not store_may_move(embedded) and store_may_move(server)

@@ -27,7 +27,7 @@ from connectors.files.replay import replay
 from connectors.kafka.broker import LocalBroker, ensure_topics
 from connectors.store.clickhouse import TABLES, Store
 from connectors.store.runs import delete_run
-from dataflows.cluster import Cluster
+from dataflows.cluster import Cluster, store_may_move
 from dataflows.pipeline import FlowSpec
 from dataflows.run import open_run_state, run_pipeline
 from models.config.settings import Settings
@@ -202,10 +202,14 @@ def run_backtest(
     say: Callable[[str], None],
     progress: bool = True,
     processes: int = 1,
+    rows_apart: bool = True,
 ) -> BacktestRun:
     """Publish `data`, run the flow to its end and read the run back; a failure (or Ctrl-C)
     deletes the run's rows from a ClickHouse server before it propagates. `processes`: the
-    flow as a cluster of that many processes (`dataflows.cluster`)."""
+    flow as a cluster of that many processes (`dataflows.cluster`); `rows_apart` (on a cluster):
+    its store in process 1, not the desk's (`dataflows.placement`; this process opens the store
+    only once the flow has ended). Measured on 1M bars: the desk's process does 17% less CPU
+    work (30.1 -> 24.5 s), the cluster 4% more (bench/NEXT.md)."""
     settings = _own_topics(with_backtest_dirs(settings, run_dir), run_dir)
     run_state = open_run_state(settings)
     run_id = run_state.run_id
@@ -213,6 +217,7 @@ def run_backtest(
     try:
         with ExitStack() as stack:
             cluster = None
+            apart = rows_apart and store_may_move(settings)  # decided before the fork
             if processes > 1:  # the other processes import while the data is published
                 cluster = Cluster(processes).spawn()
                 stack.callback(cluster.kill)
@@ -238,6 +243,7 @@ def run_backtest(
                 stop_note=f"stopped: run {run_id} is not finished and has no report",
                 processes=processes,
                 cluster=cluster,
+                rows_apart=apart,
             )
             flow_seconds = time.perf_counter() - t0
         with Store.open(settings.clickhouse) as store:

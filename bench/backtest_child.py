@@ -1,7 +1,10 @@
 """One timed `run_backtest` for `bench_backtest_flow.py`, in a process of its own.
 
     python bench/backtest_child.py --csv SIMA.csv --strategy cross.yaml --work DIR
-                                   [--fee-bps X] [--slippage-bps Y]
+                                   [--fee-bps X] [--slippage-bps Y] [--processes N]
+
+It runs on the processes `stratflow backtest` would choose (`dataflows.cluster
+.default_processes`) unless `--processes` says; the JSON line says how many it used.
 
 `bench_backtest_flow.py` starts this file with PYTHONPATH set either to this tree or to an
 extract of an older commit, so it imports only the public entry points both have and adds
@@ -27,7 +30,8 @@ def run(
     work: Path,
     fee_bps: float | None,
     slippage_bps: float | None,
-    processes: int = 1,
+    processes: int | None = None,
+    rows_apart: bool | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     import dataflows
@@ -42,7 +46,16 @@ def run(
     with contextlib.ExitStack() as stack:
         data = open_data(settings, [str(csv)], "SIMA", None, stack)
         opened = time.perf_counter()
-        more = {"processes": processes} if processes > 1 else {}  # older trees have no option
+        if processes is None:  # what `stratflow backtest` runs on (older trees: one process)
+            try:
+                from dataflows.cluster import default_processes
+            except ImportError:
+                processes = 1
+            else:
+                processes = default_processes(getattr(data, "count", 0))
+        more: dict[str, Any] = {"processes": processes} if processes > 1 else {}
+        if rows_apart is not None:  # else the tree's default
+            more["rows_apart"] = rows_apart
         result = run_backtest(settings, data, work, say=lambda _line: None, progress=False, **more)
         done = time.perf_counter()
     from models.performance.trades import TaggedFill, pair_fills
@@ -64,6 +77,7 @@ def run(
         "trades": trips,
         "sell_fills": sells,
         "final_equity": str(result.rows.final_equity),
+        "processes": processes,
     }
 
 
@@ -74,10 +88,21 @@ def main() -> int:
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--fee-bps", type=float, default=None)
     ap.add_argument("--slippage-bps", type=float, default=None)
-    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--processes", type=int, default=None, help="default: the CLI's")
+    ap.add_argument(
+        "--rows-with-desk",
+        action="store_true",
+        help="on a cluster, the store in the desk's process (the layout before rows_apart)",
+    )
     args = ap.parse_args()
     result = run(
-        args.csv, args.strategy, args.work, args.fee_bps, args.slippage_bps, args.processes
+        args.csv,
+        args.strategy,
+        args.work,
+        args.fee_bps,
+        args.slippage_bps,
+        args.processes,
+        False if args.rows_with_desk else None,
     )
     print(json.dumps(result))
     return 0

@@ -106,9 +106,11 @@ def extract_tree(rev: str, dest: Path) -> tuple[Path | None, str]:
     return tree, f"{rev} ({commit[:10]})"
 
 
-def run_tree(tree: Path, csv: Path, strategy: Path, work: Path, costs: list[str]) -> dict[str, Any]:
+def run_tree(
+    tree: Path, csv: Path, strategy: Path, work: Path, costs: list[str], processes: int | None
+) -> dict[str, Any]:
     """`backtest_child.py` with only `tree` on the path (the caller's PYTHONPATH may name
-    another tree)."""
+    another tree), on `processes` (None: the CLI's default, `default_processes`)."""
     cmd = [
         sys.executable,
         str(BENCH / "backtest_child.py"),
@@ -119,6 +121,7 @@ def run_tree(tree: Path, csv: Path, strategy: Path, work: Path, costs: list[str]
         "--work",
         str(work),
         *costs,
+        *(["--processes", str(processes)] if processes is not None else []),
     ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
@@ -183,7 +186,7 @@ def line(label: str, r: dict[str, Any], base: dict[str, Any] | None) -> str:
     if base is not None:
         flow_x, e2e_x = base["flow_s"] / r["flow_s"], base["backtest_s"] / r["backtest_s"]
         text += f"  x{flow_x:.2f} flow, x{e2e_x:.2f} e2e"
-    return text
+    return text + f"  ({r.get('processes', 1)} process{'' if r.get('processes', 1) == 1 else 'es'})"
 
 
 def main() -> int:
@@ -196,6 +199,12 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
     ap.add_argument("--fee-bps", type=float, default=None, help="stratflow's fee (default 10)")
     ap.add_argument("--slippage-bps", type=float, default=None, help="stratflow's slippage")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="run the flow on this many processes (default: what `stratflow backtest` chooses)",
+    )
     args = ap.parse_args()
     costs = [
         *(["--fee-bps", repr(args.fee_bps)] if args.fee_bps is not None else []),
@@ -223,11 +232,13 @@ def main() -> int:
                 results.append(
                     (
                         f"baseline {args.baseline}",
-                        run_tree(tree, csv, strategy, work / "base", costs),
+                        run_tree(tree, csv, strategy, work / "base", costs, args.processes),
                     )
                 )
         print("this tree: running", flush=True)
-        results.append(("this tree", run_tree(ROOT, csv, strategy, work / "this", costs)))
+        results.append(
+            ("this tree", run_tree(ROOT, csv, strategy, work / "this", costs, args.processes))
+        )
 
         print(
             f"\n{'stratflow':28} {'flow s':>8} {'bars/s':>9} {'e2e s':>8} {'bars/s':>9} "

@@ -78,10 +78,12 @@ class ChildJob:
     shape: tuple[str, ...]
     """Process 0's step ids (`flow_shape`): a child whose flow differs refuses to run, as
     Timely would otherwise connect unrelated steps and wait forever."""
+    rows_apart: bool = False
+    """The desk's rows are written in process 1 (`Placement.rows_apart`)."""
 
     @property
     def placement(self) -> Placement:
-        return placement_for(self.settings, len(self.addresses), self.process)
+        return placement_for(self.settings, len(self.addresses), self.process, self.rows_apart)
 
 
 def flow_shape(flow: Dataflow) -> tuple[str, ...]:
@@ -113,9 +115,22 @@ def default_processes(messages: int, cpus: int | None = None) -> int:
     return 2 if usable >= 2 and messages >= CLUSTER_FROM_MESSAGES else 1
 
 
-def placement_for(settings: Settings, processes: int, process: int) -> Placement:
-    """With a ClickHouse server every process writes its own rows; embedded chdb, process 0."""
-    return Placement(processes, process, shared_store=bool(settings.clickhouse.url))
+def placement_for(
+    settings: Settings, processes: int, process: int, rows_apart: bool = False
+) -> Placement:
+    """With a ClickHouse server every process writes its own rows; embedded chdb, process 0,
+    or with `rows_apart` process 1 (and the desk's rows are written there either way)."""
+    return Placement(
+        processes, process, shared_store=bool(settings.clickhouse.url), rows_apart=rows_apart
+    )
+
+
+def store_may_move(settings: Settings) -> bool:
+    """Whether a forked process may hold this run's store (`Placement.rows_apart`): always
+    with a ClickHouse server; embedded chdb only if this process never started it (its engine
+    threads do not survive a fork: a child using it crashed, e.g. a second backtest run
+    in-process after a first on one process)."""
+    return bool(settings.clickhouse.url) or "chdb" not in sys.modules
 
 
 def loopback_addresses(n: int) -> tuple[str, ...]:
@@ -198,6 +213,7 @@ class Cluster:
         notify: bool,
         shape: tuple[str, ...],
         counters: FlowCounters | None,
+        rows_apart: bool = False,
     ) -> None:
         """Hand every child its job; they connect to process 0 when it runs the flow."""
         self.spawn()
@@ -219,6 +235,7 @@ class Cluster:
                 notify,
                 counters is not None,
                 shape,
+                rows_apart,
             )
             with jobs:
                 jobs.send(job)

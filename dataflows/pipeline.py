@@ -32,7 +32,7 @@ from connectors.exchange.gateway import ExecutionGateway
 from connectors.kafka.sink import LaneKafkaSink
 from connectors.kafka.source import KeyedRaw, RawKafkaSource, partition_key
 from connectors.notify.notifier import Notifier
-from connectors.store.sink import ClickHouseSink, NotifierSink, keep_thread_state
+from connectors.store.sink import ClickHouseSink, NotifierSink, keep_thread_state, prepared_rows
 from dataflows.adapters import DeskLanes, DeskLogic, IngestLanes, IngestLogic, RowBatchLogic
 from dataflows.driver import GptLine
 from dataflows.lanes import (
@@ -209,7 +209,7 @@ def build_flow(
     # cluster whose rows are all written in the desk's process, ingest's rows ride with the
     # desk's inputs: one crossing, the bars' columns packed once (`IngestLanes`).
     # (the same in every process)
-    together = many and not placement.shared_store and placement.desk_process == 0
+    together = placement.together
     ingested = op.stateful_batch(
         "ingest",
         by_partition,
@@ -258,7 +258,7 @@ def build_flow(
     # On a cluster, gathered where they are written (`Placement.table_key`).
     gather: Stream[RowLane] = by_table
     if many:
-        ship_rows = _as_is if placement.store_process == placement.process else shipped
+        ship_rows = _as_is if placement.gather_process == placement.process else shipped
         gather = op.map(
             "place_rows", by_table, lambda lane: (placement.table_key(lane[0]), ship_rows(lane[1]))
         )
@@ -267,6 +267,14 @@ def build_flow(
         gather,
         lambda resume: RowBatchLogic(write_every, spec.write_max_rows, resume),
     )
+    if many and placement.rows_apart:  # converted here; only the INSERTs cross
+        ship_batch = _as_is if placement.store_process == placement.process else shipped
+        embedded = not settings.clickhouse.url
+        batches = op.map(
+            "prepare_rows",
+            batches,
+            lambda kv: (kv[0], ship_batch(prepared_rows(kv[1], run_id, embedded=embedded))),
+        )
     op.output("clickhouse", batches, store_sink or _store_sink(settings, run_id, placement))
     if notifier is not None if notify is None else notify:
         alerts = op.flat_map(

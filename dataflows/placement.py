@@ -16,7 +16,19 @@ The layout, one Bytewax worker per process (`Placement`):
   each partition where its ingest key lands, so a Kafka batch never crosses processes; what
   crosses is ingest's output (the desk's bar blocks, and the bars' rows for the store).
 With a ClickHouse server every process writes its own rows (`shared_store`): nothing crosses
-for the store. The Kafka output messages leave from the process that made the row.
+for the store. The Kafka output messages leave from the process that writes the row.
+
+`rows_apart` (a backtest: a bounded run whose process 0 does not hold the store itself) moves
+the store out of the desk's process, which is the cluster's critical path: embedded chdb (its
+opening, its inserts) lives in process 1, an ingest process. Every process gathers and
+converts the rows it makes (`gather_process`: ingest's rows never cross, nor ride with the
+desk's inputs), and only the INSERTs they make (Arrow tables, JSONEachRow text:
+`connectors.store.clickhouse.PreparedInsert`) cross to the store. The desk's records stay in
+process 0: they are converted there as before (a decision's JSON parts, shared with its Kafka
+message, which leaves from there too), since pickling them for another process cost as much
+as converting them (measured: decisions 19 µs a record to pack, 26 to unpack). A live run
+keeps the store in process 0, which holds it open for the run's summary and the control API
+(`stratflow run --api` reads the decision log there).
 """
 
 from __future__ import annotations
@@ -97,6 +109,9 @@ class Placement:
     processes: int = 1
     process: int = 0
     shared_store: bool = False
+    rows_apart: bool = False
+    """The desk's rows are written (store and Kafka) in process 1, not the desk's (see the
+    module docstring); with one process there is nowhere else."""
 
     def __post_init__(self) -> None:
         if self.processes < 1 or not 0 <= self.process < self.processes:
@@ -127,25 +142,60 @@ class Placement:
 
     def table_key(self, table: str) -> str:
         """The key one table's rows are gathered under here, before the store: in the process
-        that writes them (`store_process`)."""
-        return pinned(table, self.store_process, self.processes)
+        that writes them (`store_process`), or with `rows_apart` here, where they are made
+        (`gather_process`)."""
+        return pinned(table, self.gather_process, self.processes)
+
+    @property
+    def gather_process(self) -> int:
+        """Where the rows made here are gathered in batches: with `rows_apart` or a server,
+        here (with `rows_apart` each batch is converted here too, and only the INSERT it
+        makes crosses), else where they are written."""
+        if self.shared_store or (self.rows_apart and self.processes > 1):
+            return self.process
+        return self.store_process
+
+    @property
+    def rows_process(self) -> int:
+        """The process that writes the desk's rows: process 1 with `rows_apart`, else the
+        desk's."""
+        return 1 if self.rows_apart and self.processes > 1 else self.desk_process
+
+    @property
+    def together(self) -> bool:
+        """Whether every row is written in the desk's process while ingest runs elsewhere:
+        then ingest's rows ride with the desk's inputs (`dataflows.adapters.IngestLanes`)."""
+        return (
+            self.processes > 1 and not self.shared_store and self.rows_process == self.desk_process
+        )
 
     @property
     def store_process(self) -> int:
-        """The process that writes the rows made here."""
-        return self.process if self.shared_store else 0
+        """The process that writes the rows made here: with a server, this one (the desk's
+        rows: `rows_process`); embedded, the one that holds the store (`rows_process`)."""
+        if self.shared_store and self.process != self.desk_process:
+            return self.process
+        return self.rows_process
+
+    @property
+    def store_processes(self) -> list[int]:
+        """The processes that hold a store partition, in order: with a server every process
+        that writes rows, embedded the one (so no other process opens the store)."""
+        if self.shared_store:
+            return [p for p in range(self.processes) if p != 0 or self.rows_process == 0]
+        return [self.rows_process]
 
     def store_parts(self) -> list[str]:
-        """The store sink's partitions this process holds: its own with a server, else one, in
-        process 0 (so Bytewax routes every row there and no other process opens the store)."""
-        if self.shared_store or self.process == 0:
-            return [STORE_PART.format(self.process)]
-        return []
+        """The store sink's partitions this process holds (`store_processes`)."""
+        return [STORE_PART.format(self.process)] if self.process in self.store_processes else []
 
     def store_part_of(self, key: str) -> int:
         """The store partition (index among all, sorted) of a gathered table's key: the one of
-        the process it was gathered in, which is the writing process."""
-        return worker_of(key, self.processes) if self.shared_store else 0
+        the process that writes what was gathered in the key's process."""
+        gathered = worker_of(key, self.processes)
+        if self.shared_store and gathered != self.desk_process:
+            return self.store_processes.index(gathered)
+        return self.store_processes.index(self.rows_process)
 
     @property
     def notifier_here(self) -> bool:

@@ -276,6 +276,7 @@ def run_pipeline(
     counters: FlowCounters | None = None,
     processes: int = 1,
     cluster: Cluster | None = None,
+    rows_apart: bool = False,
 ) -> RunState:
     """Blocks until the input ends (`tail=False`) or forever (`tail=True`). Says once, at
     start, who writes the strategies (GPT, or the local engine and why).
@@ -294,7 +295,9 @@ def run_pipeline(
     (`dataflows.cluster`): this one is process 0, with the desk, its gateways, the notifier and
     the store; the others read and ingest the input. A child that fails fails the run
     (`ClusterFailed`); a stop or a failure here stops the children. `cluster`: the children,
-    spawned early by the caller (else here)."""
+    spawned early by the caller (else here). `rows_apart`: the store and the Kafka output in
+    process 1 instead (`dataflows.placement`; only for a caller that does not hold the store
+    itself while the flow runs: a backtest reads its run after the flow has ended)."""
     if counters is None and progress:
         counters = FlowCounters()
     if stop_note is None:
@@ -337,7 +340,7 @@ def run_pipeline(
         notifier=notifier,
         run_id=state.run_id,
         source=source,
-        placement=placement_for(settings, processes, 0),
+        placement=placement_for(settings, processes, 0, rows_apart),
         lag=cluster.lag if cluster is not None else None,
     )
     stop_now = _stop_handler(counters, stop_note)
@@ -360,6 +363,7 @@ def run_pipeline(
                 notify=notifier is not None,
                 shape=flow_shape(flow),
                 counters=counters,
+                rows_apart=rows_apart,
             )
             cluster_args = {"process_id": 0, "addresses": list(cluster.addresses)}
         with display, fewer_collections(bounded=not spec.tail):
@@ -435,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bootstrap")
     parser.add_argument("--tail", action="store_true")
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument(
+        "--rows-apart", action="store_true", help="the store and Kafka output in process 1"
+    )
     args = parser.parse_args(argv)
     settings = load_settings(args.config, os.environ)
     try:
@@ -442,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             FlowSpec(bootstrap=args.bootstrap, tail=args.tail),
             processes=args.processes,
+            rows_apart=args.rows_apart,
         )
     except (RecoveryMismatch, ClusterFailed) as err:
         _stderr(str(err))

@@ -6,7 +6,11 @@ its length, then for its bytes: both run `pickle.dumps`); a bar block's columns 
 child spent more on pickling than on ingest. So an item that will cross is packed first
 (`packed`): one pickle, in which the column sets (`BarColumns`, `BarFloats`,
 `PositionColumns`) carry each column as one value (Decimals as their text joined, ints and
-floats as machine arrays), and Bytewax then pickles only those bytes. Unpickling on the other
+floats as machine arrays), and Bytewax then pickles only those bytes. The desk's records
+(pydantic models: decisions with their rounds, checks and orders) cross as their fields'
+dict and their enums by name (`_reduce_model`, `_reduce_enum`), not through pydantic's
+`__getstate__`/`__setstate__` and `Enum.__reduce_ex__` in Python: a decision packed in 23
+instead of 35 µs of CPU. Unpickling on the other
 side runs `_unpack`, so the step there receives the very items, equal field for field (a
 Decimal's text gives back the same Decimal, sign, digits and exponent; floats travel as their
 8 bytes). `FeatureColumns` keeps its own pickling: rows of float tuples already pickle about as
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import copyreg
 import dataclasses
+import enum
 import io
 import pickle
 from array import array
@@ -24,6 +29,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import numpy as np
+from pydantic import BaseModel
 
 from models.core.blocks import BarColumns, PositionColumns
 from models.core.packed import BarFloats
@@ -47,7 +53,7 @@ def packed(item: Any) -> Packed:
     """`item` pickled once, with its column sets packed (see the module docstring)."""
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
+    pickler.dispatch_table = _dispatch()
     pickler.dump(item)
     return Packed(buf.getvalue())
 
@@ -127,6 +133,58 @@ def _bar_columns(fields: tuple[tuple[int, Any], ...], floats: tuple[Any, ...] | 
     return cols
 
 
+# ------------------------------------------------------------------------------- records
+def _reduce_model(obj: BaseModel) -> Any:
+    """A model as its class and fields' dict (what pydantic's `__getstate__` holds, less the
+    parts that are empty: no extra fields, no private attributes, every field set)."""
+    if obj.__pydantic_extra__ is not None or obj.__pydantic_private__ is not None:
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    fields = obj.__dict__
+    given = obj.__pydantic_fields_set__
+    return _model, (type(obj), fields, None if len(given) == len(fields) else given)
+
+
+def _model(cls: type[BaseModel], fields: dict[str, Any], given: set[str] | None) -> BaseModel:
+    """The model back, as pydantic's `__setstate__` restores one (no validation)."""
+    model = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(model, "__dict__", fields)
+    setattr_(model, "__pydantic_fields_set__", set(fields) if given is None else given)
+    setattr_(model, "__pydantic_extra__", None)
+    setattr_(model, "__pydantic_private__", None)
+    return model
+
+
+def _reduce_enum(member: enum.Enum) -> Any:
+    """An enum member by its class and name (unpickled by `getattr`, no Python call)."""
+    return getattr, (type(member), member._name_)
+
+
 _DISPATCH = copyreg.dispatch_table.copy()
 _DISPATCH[BarColumns] = _reduce_bar_columns
 _DISPATCH[PositionColumns] = _reduce_columns
+_REGISTERED: list[bool] = []  # whether `_dispatch` has registered the classes (once)
+
+
+def _subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    todo: list[type] = [cls]
+    while todo:
+        subs: list[type] = todo.pop().__subclasses__()
+        found.extend(subs)
+        todo.extend(subs)
+    return found
+
+
+def _dispatch() -> dict[Any, Any]:
+    """The dispatch table, with every pydantic model and enum class defined when the first item
+    is packed (the flow's are by then: its steps are built). A pickler's table is looked up by
+    exact type, so a class defined later pickles as it always did: the same item, slower."""
+    if not _REGISTERED:
+        for cls in _subclasses(BaseModel):
+            _DISPATCH.setdefault(cls, _reduce_model)
+        for cls in _subclasses(enum.Enum):
+            if not issubclass(cls, enum.Flag):  # a combination of flags has no one name
+                _DISPATCH.setdefault(cls, _reduce_enum)
+        _REGISTERED.append(True)
+    return _DISPATCH

@@ -448,6 +448,83 @@ def _quote_identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+@dataclass(frozen=True)
+class PreparedInsert:
+    """One table's rows as the engine is sent them: an Arrow table or JSONEachRow text (or
+    nothing, for no rows). Made where the rows are (`prepare_insert`), so a process without
+    the store can convert its rows and hand them to the one with it (`dataflows.placement`)."""
+
+    table: str
+    rows: int
+    arrow: Any = None
+    text: str | None = None
+
+
+def prepare_insert(
+    table: str, rows: Sequence[BaseModel | Columns], run_id: str, *, merged: bool = False
+) -> PreparedInsert:
+    """`rows` of `table` converted for one INSERT, every row stamped with `run_id`.
+    `merged`: for embedded chdb, whose merge on insert (pinned by `_ChdbBackend.insert_arrow`)
+    keeps a decision's newest version of the batch: the others are not sent.
+
+    Rows holding a column set (`BarColumns`, `PositionColumns`) become Arrow columns
+    (`connectors.store.columns`), the same values the rows they stand for would store; so do
+    large enough batches of decisions, orders, fills, alerts and signals (`MODEL_TABLES`),
+    else direct lines (`direct_lines`), else rows. Raises `ValueError` for a value no column
+    holds, `TypeError` for a row of another table."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    if not rows:
+        return PreparedInsert(table, 0)
+    kinds = set(map(type, rows))  # the rows' few types, gathered in C
+    if not COLUMN_TABLES.keys().isdisjoint(kinds):  # a column set (`has_columns`)
+        build = TABLE_BUILDERS.get(table)
+        if build is None:
+            raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
+        data = build(rows, run_id)
+        return PreparedInsert(table, int(data.num_rows), arrow=data)
+    models = cast(Sequence[BaseModel], rows)
+    kind = type(models[0])
+    build_models, fewest = MODEL_TABLES.get(kind, (None, 0))
+    if (
+        build_models is not None
+        and len(models) >= fewest
+        and ROW_CONVERTERS[kind][0] == table
+        and len(kinds) == 1
+    ):
+        if merged and kind is DecisionRecord and len(models) <= _MERGED_MOST:
+            data = build_models(models, run_id, as_merged=True)
+        else:
+            data = build_models(models, run_id)
+        if data is not None:  # else lines, which refuse what the rows refuse
+            return PreparedInsert(table, len(models), arrow=data)
+    if (text := direct_lines(table, models, run_id)) is not None:
+        return PreparedInsert(table, len(models), text=text)
+    lines: list[bytes] = []
+    for row in models:
+        row_table, data = model_to_row(row)
+        if row_table != table:
+            raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
+        data["run_id"] = run_id
+        lines.append(_row_json(data))
+    return PreparedInsert(table, len(lines), text=b"\n".join(lines).decode() + "\n")
+
+
+def prepare_inserts(
+    rows: Iterable[BaseModel | Columns], run_id: str, *, merged: bool = False
+) -> list[PreparedInsert]:
+    """`Store.insert_models`'s INSERTs, one per table, prepared (`prepare_insert`)."""
+    return [prepare_insert(t, batch, run_id, merged=merged) for t, batch in _by_table(rows).items()]
+
+
+def _by_table(rows: Iterable[BaseModel | Columns]) -> dict[str, list[BaseModel | Columns]]:
+    by_table: dict[str, list[BaseModel | Columns]] = {}
+    for row in rows:
+        table = COLUMN_TABLES.get(type(row)) or table_for(cast(BaseModel, row))
+        by_table.setdefault(table, []).append(row)
+    return by_table
+
+
 class Store:
     """Writes pipeline records to ClickHouse and answers SQL, on chdb or a server alike.
 
@@ -533,57 +610,21 @@ class Store:
     def insert(self, table: str, rows: Sequence[BaseModel | Columns]) -> int:
         """Write `rows` to `table` in one INSERT; returns how many rows were sent.
 
-        Every row is converted before anything is sent, so a bad value (a decimal too large, a
-        model of another table) fails the whole batch and writes nothing. Rows holding a
-        column set (`BarColumns`, `PositionColumns`) are written as Arrow columns
-        (`connectors.store.columns`), the same values the rows they stand for would store;
-        so are large enough batches of decisions, orders, fills, alerts and signals
-        (`MODEL_TABLES`), else direct lines (`direct_lines`), else rows.
+        Every row is converted before anything is sent (`prepare_insert`), so a bad value (a
+        decimal too large, a model of another table) fails the whole batch and writes nothing.
         """
-        if table not in TABLES:
-            raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-        if not rows:
-            return 0
-        run_id = self.run_id
-        kinds = set(map(type, rows))  # the rows' few types, gathered in C
-        if not COLUMN_TABLES.keys().isdisjoint(kinds):  # a column set (`has_columns`)
-            build = TABLE_BUILDERS.get(table)
-            if build is None:
-                raise TypeError(f"column sets belong in {', '.join(TABLE_BUILDERS)}, not {table!r}")
-            data = build(rows, run_id)
-            if data.num_rows:
-                self._live().insert_arrow(self.table(table), data)
-            return int(data.num_rows)
-        models = cast(Sequence[BaseModel], rows)
-        kind = type(models[0])
-        build_models, fewest = MODEL_TABLES.get(kind, (None, 0))
-        if (
-            build_models is not None
-            and len(models) >= fewest
-            and ROW_CONVERTERS[kind][0] == table
-            and len(kinds) == 1
-        ):
-            if kind is DecisionRecord and self._kind == "chdb" and len(models) <= _MERGED_MOST:
-                # The engine keeps a decision's newest version of the batch (its merge on
-                # insert, pinned by `_ChdbBackend.insert_arrow`): the others are not sent.
-                data = build_models(models, run_id, as_merged=True)
-            else:
-                data = build_models(models, run_id)
-            if data is not None:  # else lines, which refuse what the rows refuse
-                self._live().insert_arrow(self.table(table), data)
-                return len(models)
-        if (text := direct_lines(table, models, run_id)) is not None:
-            self._live().insert_json_each_row(self.table(table), text)
-            return len(models)
-        lines: list[bytes] = []
-        for row in models:
-            row_table, data = model_to_row(row)
-            if row_table != table:
-                raise TypeError(f"{type(row).__name__} belongs in {row_table!r}, not {table!r}")
-            data["run_id"] = run_id
-            lines.append(_row_json(data))
-        self._live().insert_json_each_row(self.table(table), b"\n".join(lines).decode() + "\n")
-        return len(lines)
+        merged = self._kind == "chdb"  # the engine's merge on insert, pinned there
+        return self.insert_prepared(prepare_insert(table, rows, self.run_id, merged=merged))
+
+    def insert_prepared(self, prepared: PreparedInsert) -> int:
+        """Send one INSERT made by `prepare_insert` (perhaps in another process); returns its
+        rows."""
+        if prepared.arrow is not None:
+            if prepared.rows:
+                self._live().insert_arrow(self.table(prepared.table), prepared.arrow)
+        elif prepared.text is not None:
+            self._live().insert_json_each_row(self.table(prepared.table), prepared.text)
+        return prepared.rows
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Write plain JSON-ready rows to a table outside the message tables (a ledger such as
@@ -597,11 +638,7 @@ class Store:
     def insert_models(self, rows: Iterable[BaseModel | Columns]) -> dict[str, int]:
         """Write mixed models and column sets, one INSERT per table; returns rows written per
         table (a column set counts its rows)."""
-        by_table: dict[str, list[BaseModel | Columns]] = {}
-        for row in rows:
-            table = COLUMN_TABLES.get(type(row)) or table_for(cast(BaseModel, row))
-            by_table.setdefault(table, []).append(row)
-        return {t: self.insert(t, batch) for t, batch in by_table.items()}
+        return {t: self.insert(t, batch) for t, batch in _by_table(rows).items()}
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a SELECT as dicts; bind values with `{name:Type}` placeholders and `params`.
@@ -653,9 +690,12 @@ __all__ = [
     "ClickHouseError",
     "ClickHouseQueryError",
     "ClickHouseUnavailable",
+    "PreparedInsert",
     "Store",
     "decode_json_compact",
     "model_to_row",
+    "prepare_insert",
+    "prepare_inserts",
     "redact_url",
     "row_to_model",
     "schema_statements",

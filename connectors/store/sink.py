@@ -13,14 +13,14 @@ import ctypes
 import hashlib
 import threading
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pydantic import BaseModel
 
 from connectors.notify.notifier import Notifier
-from connectors.store.clickhouse import Store
+from connectors.store.clickhouse import PreparedInsert, Store, prepare_inserts
 from models.config.settings import ClickHouseConfig
 from models.core.blocks import Columns, expand_rows
 from models.core.messages import Alert, Severity
@@ -60,8 +60,10 @@ class _StorePartition(StatefulSinkPartition[list[Any], None]):
         """Nothing to resume: writes are idempotent (rows replace by id)."""
         return None
 
-    def write_batch(self, items: list[list[BaseModel | Columns]]) -> None:
+    def write_batch(self, items: list[list[BaseModel | Columns | PreparedInsert]]) -> None:
         """Items are one table's rows each, gathered upstream; one INSERT per table per call.
+        An item may hold INSERTs prepared where the rows were made (`prepared_rows`): sent
+        as they are.
 
         Column sets (`BarColumns`, `PositionColumns`) are written as columns, never as a row
         per bar. A row that cannot be represented (a value beyond the columns' range) must not
@@ -69,7 +71,15 @@ class _StorePartition(StatefulSinkPartition[list[Any], None]):
         and written row by row, and each unwritable row is replaced by a critical alert naming
         it.
         """
-        rows = [row for group in items for row in group]
+        rows: list[BaseModel | Columns] = []
+        for group in items:
+            for row in group:
+                if type(row) is PreparedInsert:
+                    self.written[row.table] += self.store.insert_prepared(row)
+                else:
+                    rows.append(cast(BaseModel | Columns, row))
+        if not rows:
+            return
         try:
             written = self.store.insert_models(rows)
         except ValueError:
@@ -93,6 +103,17 @@ class _StorePartition(StatefulSinkPartition[list[Any], None]):
 
     def close(self) -> None:
         self.store.close()
+
+
+def prepared_rows(rows: Sequence[Any], run_id: str, *, embedded: bool = False) -> list[Any]:
+    """A batch's INSERTs prepared here (`prepare_insert`) for a store in another process
+    (`embedded`: chdb, whose merge on insert lets a batch send only a decision's newest
+    version); a batch with a value no column holds stays rows, for the store's row-by-row path
+    (which replaces the unwritable row by an alert)."""
+    try:
+        return list(prepare_inserts(rows, run_id, merged=embedded))
+    except ValueError:
+        return list(rows)
 
 
 def unwritable_row_alert(row: BaseModel, err: Exception) -> Alert:

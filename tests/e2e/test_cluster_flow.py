@@ -92,13 +92,15 @@ def flow_children(proc: subprocess.Popen[str], want: int) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("partitions", "processes", "gpt"), [(3, 2, False), (3, 3, False), (1, 2, True)]
+    ("partitions", "processes", "gpt", "apart"),
+    [(3, 2, False, False), (3, 3, False, False), (1, 2, True, False), (3, 3, False, True)],
 )
 def test_a_cluster_writes_the_rows_of_one_worker(
-    kafka_bootstrap: str, tmp_path: Path, partitions: int, processes: int, gpt: bool
+    kafka_bootstrap: str, tmp_path: Path, partitions: int, processes: int, gpt: bool, apart: bool
 ) -> None:
     """Three partitions spread over the ingest processes; with GPT, the desk's gateway asks
-    from process 0 as it does alone."""
+    from process 0 as it does alone; `--rows-apart` (a backtest's layout: the store and the
+    desk's rows in process 1, process 2's rows crossing to it) writes the same rows."""
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         if gpt:
@@ -107,7 +109,8 @@ def test_a_cluster_writes_the_rows_of_one_worker(
             )
             env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-cluster"}
         s = published(kafka_bootstrap, tmp_path, partitions)
-        run_flow_subprocess(s, kafka_bootstrap, tmp_path, env=env, processes=processes)
+        more = ("--rows-apart",) if apart else ()
+        run_flow_subprocess(s, kafka_bootstrap, tmp_path, env=env, processes=processes, args=more)
         check_golden(golden_name(partitions, gpt), result_tables(query, s))
 
 
@@ -214,14 +217,26 @@ def test_a_stop_stops_every_process(kafka_bootstrap: str, tmp_path: Path, sig: i
     assert "Traceback" not in err and "panicked" not in err
 
 
+@pytest.mark.skipif(STRATFLOW is None, reason="the stratflow console script is absent")
 def test_a_backtest_on_two_processes_reports_what_one_reports(tmp_path: Path) -> None:
     """`stratflow backtest --processes 2` as a user runs it (its other process forked before the
-    data is published): the same statistics and trades as on one process."""
+    data is published, the store in that process: `rows_apart`), in a process of its own (one
+    that has started chdb keeps the store with the desk): the same statistics and trades as on
+    one process."""
     strategy = ROOT / "api" / "strategies" / "sma_cross.yaml"
     args = ["backtest", "GOOG", "-s", str(strategy), "--start", "2006-01-01", "--json"]
+    one = run_cli(*args, "--processes", "1", cwd=tmp_path)
+    assert STRATFLOW is not None
+    two = subprocess.run(
+        [STRATFLOW, *args, "--processes", "2"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     docs = []
-    for processes in ("1", "2"):
-        result = run_cli(*args, "--processes", processes, cwd=tmp_path)
+    for result in (one, two):
         assert_no_traceback(result)
         assert result.returncode == 0, result.stderr
         docs.append(json.loads(result.stdout.strip().splitlines()[-1]))

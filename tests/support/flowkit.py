@@ -82,12 +82,14 @@ def run_flow_subprocess(
     timeout: float = 300,
     env: dict[str, str] | None = None,
     processes: int = 1,
+    args: tuple[str, ...] = (),
 ) -> str:
     """The flow in its own process (chdb allows one data directory per process); returns its
     stderr. `env` is added to the environment (e.g. OPENAI_BASE_URL of a local server);
-    `processes` > 1 runs it as a cluster of that many processes."""
+    `processes` > 1 runs it as a cluster of that many processes; `args` are added to the
+    command (`python -m dataflows.run`'s options)."""
     cfg = write_config(settings, workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml")
-    more = ["--processes", str(processes)] if processes > 1 else []
+    more = [*(["--processes", str(processes)] if processes > 1 else []), *args]
     proc = subprocess.run(
         [*flow_command(cfg, bootstrap), *more],
         cwd=ROOT,

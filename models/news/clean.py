@@ -36,7 +36,13 @@ def _visible(ch: str) -> str:
     return " " if unicodedata.category(ch) in _HIDDEN else ch
 
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _strip(fragment: str) -> str:
+    # A lone surrogate (JSON's "\ud800" decodes to one) cannot be encoded for the sanitizer:
+    # it is hidden text anyway, so it goes as `_visible` would make it go.
+    fragment = _SURROGATE.sub(" ", fragment)
     cleaned = nh3.clean(fragment, tags=set(), clean_content_tags=_DROP_WITH_CONTENT)
     return html.unescape(cleaned)
 

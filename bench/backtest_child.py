@@ -52,7 +52,10 @@ def run(
             except ImportError:
                 processes = 1
             else:
-                processes = default_processes(getattr(data, "count", 0))
+                try:
+                    processes = default_processes(getattr(data, "count", 0))
+                except TypeError:  # a tree whose default did not depend on the input
+                    processes = default_processes()  # type: ignore[call-arg]
         more: dict[str, Any] = {"processes": processes} if processes > 1 else {}
         if rows_apart is not None:  # else the tree's default
             more["rows_apart"] = rows_apart
